@@ -1,0 +1,92 @@
+"""Contracts: one module per topic, each declaring its record model, topic, key and layout together.
+
+The `.avsc` files in `avro/` are the source of truth; the models mirror them field by field.
+"""
+
+from __future__ import annotations
+
+from ibstream.contracts import (
+    alerts,
+    bars,
+    control,
+    dead_letters,
+    executions,
+    gaps,
+    heartbeats,
+    order_events,
+    order_intents,
+    positions,
+    quotes,
+    risk_decisions,
+    routed_orders,
+    runs,
+    signal_transitions,
+    signals,
+)
+from ibstream.contracts.alerts import Alert
+from ibstream.contracts.bars import Bar
+from ibstream.contracts.base import Record, TopicSpec, UtcDatetime, utc_now
+from ibstream.contracts.control import ControlCommand
+from ibstream.contracts.dead_letters import DeadLetter
+from ibstream.contracts.executions import Execution
+from ibstream.contracts.gaps import Gap
+from ibstream.contracts.heartbeats import Heartbeat
+from ibstream.contracts.order_events import OrderEvent
+from ibstream.contracts.order_intents import OrderIntent
+from ibstream.contracts.positions import Position
+from ibstream.contracts.quotes import Quote
+from ibstream.contracts.risk_decisions import RiskCheck, RiskDecision
+from ibstream.contracts.routed_orders import RoutedOrder
+from ibstream.contracts.runs import OrchestrationRun, Plan
+from ibstream.contracts.signal_transitions import SignalTransition
+from ibstream.contracts.signals import Signal
+
+#: Every topic of the pipeline, in flow order. DLQs are derived from these (see ibstream.kafka.topics).
+TOPICS: tuple[TopicSpec[Record], ...] = (
+    quotes.TOPIC,
+    bars.TOPIC,
+    gaps.TOPIC,
+    heartbeats.TOPIC,
+    signals.TOPIC,
+    signal_transitions.TOPIC,
+    runs.TOPIC,
+    order_intents.TOPIC,
+    risk_decisions.TOPIC,
+    routed_orders.TOPIC,
+    order_events.TOPIC,
+    executions.TOPIC,
+    positions.TOPIC,
+    alerts.TOPIC,
+    control.TOPIC,
+)  # type: ignore[assignment]  # TopicSpec is invariant in its record type; the tuple is read-only.
+
+#: Every top-level record type, with the dead letter (which has no topic of its own).
+RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), DeadLetter)
+
+__all__ = [
+    "RECORD_TYPES",
+    "TOPICS",
+    "Alert",
+    "Bar",
+    "ControlCommand",
+    "DeadLetter",
+    "Execution",
+    "Gap",
+    "Heartbeat",
+    "OrchestrationRun",
+    "OrderEvent",
+    "OrderIntent",
+    "Plan",
+    "Position",
+    "Quote",
+    "Record",
+    "RiskCheck",
+    "RiskDecision",
+    "RoutedOrder",
+    "Signal",
+    "SignalTransition",
+    "TopicSpec",
+    "UtcDatetime",
+    "dead_letters",
+    "utc_now",
+]

@@ -1,0 +1,87 @@
+"""What every contract shares: the immutable record base, UTC timestamps, and the topic declaration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+DAY_MS = 24 * 3600 * 1000
+FOREVER = -1
+
+
+def _require_utc(value: datetime) -> datetime:
+    # Naive datetimes are ambiguous and Avro's timestamp-micros is UTC by definition: refuse rather than guess.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamps must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def _to_avro_value(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_avro()
+    if isinstance(value, list | tuple):
+        return [_to_avro_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _to_avro_value(item) for key, item in value.items()}
+    return value
+
+
+class Record(BaseModel):
+    """An immutable message mirroring one `.avsc` schema field by field (a test proves the parity)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The stem of the schema file in `avro/` this model mirrors.
+    schema_name: ClassVar[str]
+
+    def to_avro(self) -> dict[str, Any]:
+        """The record as the plain dict fastavro writes. Enums stay StrEnum (a str), datetimes stay datetimes."""
+        return {name: _to_avro_value(value) for name, value in self.__dict__.items()}
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> Self:
+        """Build from what fastavro read, validating it (the writer may be an older schema version)."""
+        return cls.model_validate(data)
+
+
+R = TypeVar("R", bound=Record)
+
+CleanupPolicy = Literal["delete", "compact"]
+
+
+@dataclass(frozen=True)
+class TopicSpec(Generic[R]):
+    """A topic and its contract, declared together: name, record type, key, layout and retention."""
+
+    name: str
+    record: type[R]
+    key: Callable[[R], str]
+    partitions: int
+    retention_ms: int
+    cleanup_policy: CleanupPolicy = "delete"
+    doc: str = ""
+
+    @property
+    def schema_name(self) -> str:
+        return self.record.schema_name
+
+    @property
+    def dlq_name(self) -> str:
+        """``md.quotes.v1`` → ``md.quotes.dlq.v1``: the DLQ of a topic keeps its version suffix."""
+        base, _, version = self.name.rpartition(".")
+        return f"{base}.dlq.{version}"
+
+    def key_of(self, record: R) -> str:
+        return self.key(record)

@@ -1,0 +1,108 @@
+"""Avro enums shared by several contracts. Values equal the schema's symbols (a test proves it)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MarketDataSource(StrEnum):
+    LIVE = "live"
+    DELAYED = "delayed"
+    BACKFILL = "backfill"
+    REPLAY = "replay"
+    SIM = "sim"
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    MKT = "MKT"
+    LMT = "LMT"
+    STP = "STP"
+    STP_LMT = "STP_LMT"
+
+
+class TimeInForce(StrEnum):
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+
+
+class GapState(StrEnum):
+    OPEN = "open"
+    BACKFILLING = "backfilling"
+    BACKFILLED = "backfilled"
+    UNRECOVERABLE = "unrecoverable"
+
+
+class SignalStatus(StrEnum):
+    NEW = "new"
+    PLANNED = "planned"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    ORDERED = "ordered"
+    FILLED = "filled"
+    CLOSED = "closed"
+
+
+class RunState(StrEnum):
+    TRIGGERED = "triggered"
+    PLANNING = "planning"
+    PLANNED = "planned"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+class ApprovalMode(StrEnum):
+    MANUAL = "manual"
+    POLICY = "policy"
+
+
+class OrderStatus(StrEnum):
+    PENDING_SUBMIT = "pending_submit"
+    SUBMITTED = "submitted"
+    ACKNOWLEDGED = "acknowledged"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+
+class OrderLeg(StrEnum):
+    PARENT = "parent"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+
+
+class ExecutionSource(StrEnum):
+    LIVE = "live"
+    RECONCILIATION = "reconciliation"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class ControlCommandKind(StrEnum):
+    KILL_SWITCH_ON = "kill_switch_on"
+    KILL_SWITCH_OFF = "kill_switch_off"
+    APPROVE_RUN = "approve_run"
+    REJECT_RUN = "reject_run"
+    TRIGGER_RUN = "trigger_run"

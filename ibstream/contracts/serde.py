@@ -1,0 +1,265 @@
+"""Avro serde on fastavro, in two wire formats behind one interface.
+
+* Registry-less (the embedded default): Avro single-object encoding, ``C3 01`` + the writer schema's
+  CRC-64-AVRO fingerprint (little-endian, 8 bytes) + the body. The fingerprint names the writer schema, so
+  unknown or foreign data is refused instead of being misread.
+* Confluent framing (with a schema registry): ``00`` + big-endian int32 schema id + the body, the format
+  confluent-kafka's AvroSerializer writes, so other tools can read our topics.
+
+Every decode error names topic, partition, offset and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import fastavro
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+from avro.schema import parse as avro_parse
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from pydantic import ValidationError
+
+from ibstream.config import PROJECT_ROOT
+from ibstream.contracts.base import Record
+from ibstream.exceptions import IbstreamError
+
+AVRO_DIR = PROJECT_ROOT / "avro"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = 0
+
+R = TypeVar("R", bound=Record)
+
+
+class SerdeError(IbstreamError):
+    """Root of serialization errors."""
+
+
+class IncompatibleSchemaError(SerdeError):
+    """A schema cannot read data written by one of its earlier versions (BACKWARD_TRANSITIVE broken)."""
+
+
+class DecodeError(SerdeError):
+    """A record could not be decoded; names where it came from and why."""
+
+    def __init__(self, topic: str, partition: int | None, offset: int | None, reason: str) -> None:
+        super().__init__(f"cannot decode record at {topic}[{partition}]@{offset}: {reason}")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """One version of a record's schema: its JSON text, parsed form and fingerprint."""
+
+    name: str
+    full_name: str
+    text: str
+    parsed: Any
+    fingerprint: bytes
+
+
+def _load_version(name: str, path: Path) -> SchemaVersion:
+    raw = json.loads(path.read_text())
+    parsed = fastavro.parse_schema(raw, named_schemas={})
+    canonical = to_parsing_canonical_form(parsed)
+    return SchemaVersion(
+        name=name,
+        full_name=f"{raw.get('namespace', '')}.{raw['name']}".lstrip("."),
+        text=json.dumps(raw, separators=(",", ":")),
+        parsed=parsed,
+        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+    )
+
+
+def check_backward(reader: SchemaVersion, writer: SchemaVersion) -> str | None:
+    """None if ``reader`` can read everything ``writer`` wrote, else the incompatibility."""
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]  # avro ships no hints here
+    result = checker.get_compatibility(avro_parse(reader.text), avro_parse(writer.text))
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return None
+    return "; ".join(f"{'/'.join(result.locations)}: {message}" for message in result.messages) or "incompatible"
+
+
+class SchemaStore:
+    """Every record schema: the current version (``avro/<name>.avsc``, the reader) and the earlier versions kept
+    under ``avro/history/<name>/*.avsc`` (writers of retained data).
+
+    Loading enforces BACKWARD_TRANSITIVE: the current schema must read every earlier version, or the store
+    refuses to load, so an incompatible change fails fast in CI and at startup instead of on old data.
+    """
+
+    def __init__(self, avro_dir: Path = AVRO_DIR) -> None:
+        self._current: dict[str, SchemaVersion] = {}
+        self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        self._history: dict[str, list[SchemaVersion]] = {}
+        for path in sorted(avro_dir.glob("*.avsc")):
+            name = path.stem
+            current = _load_version(name, path)
+            self._current[name] = current
+            self._by_fingerprint[current.fingerprint] = current
+            history = [
+                _load_version(name, old)
+                for old in sorted((avro_dir / "history" / name).glob("*.avsc"), key=lambda p: p.stem)
+            ]
+            for old in history:
+                problem = check_backward(current, old)
+                if problem is not None:
+                    raise IncompatibleSchemaError(
+                        f"avro/{name}.avsc cannot read data written by its earlier version with fingerprint "
+                        f"{old.fingerprint.hex()}: {problem}"
+                    )
+                self._by_fingerprint[old.fingerprint] = old
+            self._history[name] = history
+
+    def names(self) -> list[str]:
+        return sorted(self._current)
+
+    def current(self, name: str) -> SchemaVersion:
+        try:
+            return self._current[name]
+        except KeyError:
+            raise SerdeError(f"no schema avro/{name}.avsc") from None
+
+    def history(self, name: str) -> list[SchemaVersion]:
+        return list(self._history.get(name, []))
+
+    def by_fingerprint(self, value: bytes) -> SchemaVersion | None:
+        return self._by_fingerprint.get(value)
+
+
+def _write_body(schema: SchemaVersion, record: Record) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema.parsed, record.to_avro())
+    return buffer.getvalue()
+
+
+def _read_body(
+    record_type: type[R],
+    writer: SchemaVersion,
+    reader: SchemaVersion,
+    body: memoryview,
+    where: tuple[str, int | None, int | None],
+) -> R:
+    buffer = io.BytesIO(body)
+    try:
+        data = fastavro.schemaless_reader(buffer, writer.parsed, reader.parsed)
+    except Exception as error:  # fastavro raises EOFError, ValueError, IndexError, … on corrupt bodies
+        reason = f"corrupt Avro body for {reader.full_name}: {type(error).__name__}: {error}"
+        raise DecodeError(*where, reason) from None
+    if buffer.tell() != len(body):
+        raise DecodeError(*where, f"{len(body) - buffer.tell()} trailing bytes after a {reader.full_name} record")
+    if not isinstance(data, dict):
+        raise DecodeError(*where, f"expected a record, got {type(data).__name__}")
+    try:
+        return record_type.from_avro(data)
+    except ValidationError as error:
+        raise DecodeError(*where, f"record violates the {record_type.__name__} contract: {error}") from None
+
+
+class Codec(Protocol):
+    """Encode records of a topic and decode them back, in one wire format."""
+
+    def encode(self, topic: str, record: Record) -> bytes: ...
+
+    def decode(
+        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
+    ) -> R: ...
+
+
+class SingleObjectCodec:
+    """Registry-less codec: Avro single-object encoding (writer schema identified by fingerprint)."""
+
+    def __init__(self, store: SchemaStore) -> None:
+        self._store = store
+        self._headers = {name: SINGLE_OBJECT_MAGIC + store.current(name).fingerprint for name in store.names()}
+
+    def encode(self, topic: str, record: Record) -> bytes:
+        name = type(record).schema_name
+        return self._headers[name] + _write_body(self._store.current(name), record)
+
+    def decode(
+        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
+    ) -> R:
+        where = (topic, partition, offset)
+        if value is None:
+            raise DecodeError(*where, "null value (tombstone) where a record was expected")
+        if len(value) < 10 or value[:2] != SINGLE_OBJECT_MAGIC:
+            raise DecodeError(*where, "not Avro single-object encoded (missing C3 01 header)")
+        reader = self._store.current(record_type.schema_name)
+        writer = self._store.by_fingerprint(bytes(value[2:10]))
+        if writer is None:
+            raise DecodeError(*where, f"unknown writer schema fingerprint {value[2:10].hex()}")
+        if writer.name != reader.name:
+            raise DecodeError(*where, f"record is a {writer.full_name}, this topic carries {reader.full_name}")
+        return _read_body(record_type, writer, reader, memoryview(value)[10:], where)
+
+
+class SchemaRegistryPort(Protocol):
+    """What the Confluent codec needs from a registry (implemented by ibstream.registry)."""
+
+    def register(self, subject: str, schema_text: str) -> int: ...
+
+    def schema_text(self, schema_id: int) -> str: ...
+
+
+class ConfluentCodec:
+    """Codec with Confluent framing (magic 0 + schema id), schemas registered under ``<topic>-value``."""
+
+    def __init__(self, store: SchemaStore, registry: SchemaRegistryPort) -> None:
+        self._store = store
+        self._registry = registry
+        self._ids: dict[tuple[str, str], bytes] = {}
+        self._writers: dict[int, SchemaVersion] = {}
+
+    def _header(self, topic: str, name: str) -> bytes:
+        header = self._ids.get((topic, name))
+        if header is None:
+            schema_id = self._registry.register(f"{topic}-value", self._store.current(name).text)
+            header = struct.pack(">bI", CONFLUENT_MAGIC, schema_id)
+            self._ids[(topic, name)] = header
+        return header
+
+    def encode(self, topic: str, record: Record) -> bytes:
+        name = type(record).schema_name
+        return self._header(topic, name) + _write_body(self._store.current(name), record)
+
+    def _writer(self, schema_id: int, where: tuple[str, int | None, int | None]) -> SchemaVersion:
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            try:
+                text = self._registry.schema_text(schema_id)
+            except Exception as error:
+                raise DecodeError(*where, f"schema id {schema_id} not found in the registry: {error}") from None
+            raw = json.loads(text)
+            parsed = fastavro.parse_schema(raw, named_schemas={})
+            writer = SchemaVersion(
+                name="",
+                full_name=f"{raw.get('namespace', '')}.{raw['name']}".lstrip("."),
+                text=text,
+                parsed=parsed,
+                fingerprint=bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")),
+            )
+            self._writers[schema_id] = writer
+        return writer
+
+    def decode(
+        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
+    ) -> R:
+        where = (topic, partition, offset)
+        if value is None:
+            raise DecodeError(*where, "null value (tombstone) where a record was expected")
+        if len(value) < 5 or value[0] != CONFLUENT_MAGIC:
+            raise DecodeError(*where, "not Confluent-framed Avro (missing magic byte 0)")
+        (schema_id,) = struct.unpack(">I", value[1:5])
+        reader = self._store.current(record_type.schema_name)
+        writer = self._writer(schema_id, where)
+        if writer.full_name != reader.full_name:
+            raise DecodeError(*where, f"record is a {writer.full_name}, this topic carries {reader.full_name}")
+        return _read_body(record_type, writer, reader, memoryview(value)[5:], where)

@@ -1,0 +1,178 @@
+"""Typed produce and consume on top of confluent-kafka: records in, Avro bytes on the wire, failures visible."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
+from ibstream.contracts.serde import Codec, DecodeError
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class RecordProducer:
+    """Encodes records with the codec, keys them by their topic's key, and counts every delivery outcome.
+
+    ``produce`` blocks (polling delivery reports) while librdkafka's queue is full, so a slow broker slows the
+    caller down instead of growing memory without bound.
+    """
+
+    def __init__(self, producer: Producer, codec: Codec, topic_prefix: str = "") -> None:
+        self._producer = producer
+        self._codec = codec
+        self._prefix = topic_prefix
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.failed = 0
+        self.last_error: KafkaError | None = None
+
+    def topic(self, spec: TopicSpec[Any]) -> str:
+        return self._prefix + spec.name
+
+    def _report(self, error: KafkaError | None, message: Message) -> None:
+        with self._lock:
+            if error is None:
+                self.delivered += 1
+                return
+            self.failed += 1
+            self.last_error = error
+        log.error(
+            "delivery failed",
+            extra={
+                "topic": message.topic(),
+                "error": str(error),
+                "key": (message.key() or b"").decode(errors="replace"),
+            },
+        )
+
+    def send(
+        self,
+        spec: TopicSpec[R],
+        record: R,
+        *,
+        headers: dict[str, str | bytes | None] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one record; delivery is confirmed asynchronously (``flush`` or ``poll`` serve the reports)."""
+        topic = self.topic(spec)
+        value = self._codec.encode(topic, record)
+        self.send_raw(topic, spec.key_of(record).encode(), value, headers=headers, on_delivery=on_delivery)
+
+    def send_raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: dict[str, str | bytes | None] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue already-encoded bytes (DLQ routing, replay)."""
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            self._report(error, message)
+            if on_delivery is not None:
+                on_delivery(error, message)
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                break
+            except BufferError:
+                # Queue full: serve delivery reports until there is room (backpressure, not an OOM).
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return self._producer.poll(timeout)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for outstanding deliveries; returns how many are still in flight."""
+        return self._producer.flush(timeout)
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value or ""
+
+
+def _bytes(value: str | bytes | None) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    return value or b""
+
+
+def decode_message(codec: Codec, spec: TopicSpec[R], message: Message) -> R:
+    """Decode a consumed message into the topic's record type, or raise DecodeError naming where it came from."""
+    return codec.decode(
+        message.topic() or spec.name, spec.record, message.value(), message.partition(), message.offset()
+    )
+
+
+class DeadLetterRouter:
+    """Routes records that failed to decode or process to their topic's DLQ, original bytes intact.
+
+    Origin and error travel both inside the DeadLetter record and as Kafka headers, so a DLQ can be triaged
+    with tools that do not speak Avro.
+    """
+
+    def __init__(self, producer: RecordProducer, codec: Codec, component: str, topic_prefix: str = "") -> None:
+        self._producer = producer
+        self._codec = codec
+        self._component = component
+        self._prefix = topic_prefix
+        self.routed = 0
+
+    def route(self, spec: TopicSpec[Any], message: Message, error: BaseException, error_kind: str = "") -> DeadLetter:
+        kind = error_kind or ("decode" if isinstance(error, DecodeError) else "processing")
+        raw_headers = message.headers() or []
+        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+        original_headers = {str(name): _bytes(value) for name, value in pairs}
+        letter = DeadLetter(
+            original_topic=message.topic() or spec.name,
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=_bytes(message.key()) if message.key() is not None else None,
+            value=_bytes(message.value()) if message.value() is not None else None,
+            headers=original_headers,
+            error_kind=kind,
+            error_message=str(error),
+            component=self._component,
+            failed_time=utc_now(),
+        )
+        dlq_topic = self._prefix + spec.dlq_name
+        self._producer.send_raw(
+            dlq_topic,
+            letter.key,
+            self._codec.encode(dlq_topic, letter),
+            headers={
+                "dlq.original.topic": letter.original_topic.encode(),
+                "dlq.original.partition": str(letter.partition).encode(),
+                "dlq.original.offset": str(letter.offset).encode(),
+                "dlq.error.kind": kind.encode(),
+                "dlq.error.message": letter.error_message.encode(errors="replace")[:4000],
+                "dlq.component": self._component.encode(),
+            },
+        )
+        self.routed += 1
+        log.warning(
+            "record routed to DLQ",
+            extra={
+                "topic": letter.original_topic,
+                "partition": letter.partition,
+                "offset": letter.offset,
+                "dlq": dlq_topic,
+                "error": letter.error_message,
+            },
+        )
+        return letter

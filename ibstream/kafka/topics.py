@@ -1,0 +1,145 @@
+"""The topic catalogue (every contract topic plus its DLQ) and `topics ensure`: create or reconcile, report drift."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from ibstream.contracts import TOPICS, dead_letters
+from ibstream.exceptions import IbstreamError
+
+
+@dataclass(frozen=True)
+class TopicLayout:
+    """What a topic must look like on the broker."""
+
+    name: str
+    partitions: int
+    retention_ms: int
+    cleanup_policy: str
+    is_dlq: bool = False
+
+    def configs(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+def catalogue(prefix: str = "") -> list[TopicLayout]:
+    """Every topic of the pipeline and its DLQ. ``prefix`` isolates tests sharing one broker."""
+    layouts: list[TopicLayout] = []
+    for spec in TOPICS:
+        layouts.append(TopicLayout(prefix + spec.name, spec.partitions, spec.retention_ms, spec.cleanup_policy))
+        layouts.append(
+            TopicLayout(
+                prefix + spec.dlq_name,
+                dead_letters.DLQ_PARTITIONS,
+                dead_letters.DLQ_RETENTION_MS,
+                "delete",
+                is_dlq=True,
+            )
+        )
+    return layouts
+
+
+class TopicDriftError(IbstreamError):
+    """A topic exists with a layout we must not change automatically (e.g. its partition count)."""
+
+
+@dataclass
+class EnsureReport:
+    """What `ensure_topics` did, topic by topic."""
+
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    reconciled: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    drift: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drift
+
+
+def ensure_topics(
+    admin: AdminClient, layouts: Iterable[TopicLayout], replication: int = 1, timeout: float = 30.0
+) -> EnsureReport:
+    """Create missing topics and reconcile configs of existing ones; never change a partition count.
+
+    Partition counts are reported as drift instead of "fixed": adding partitions remaps keys to other
+    partitions, which breaks per-symbol and per-order ordering, so an operator must decide.
+    """
+    wanted = {layout.name: layout for layout in layouts}
+    report = EnsureReport()
+    existing = admin.list_topics(timeout=timeout).topics
+
+    missing = [layout for name, layout in wanted.items() if name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(m.name, num_partitions=m.partitions, replication_factor=replication, config=m.configs())
+                for m in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                report.created.append(name)
+            except KafkaException as error:
+                # Another process created it between our list and create: that is success for an idempotent ensure.
+                if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                report.unchanged.append(name)
+
+    present = [layout for name, layout in wanted.items() if name in existing]
+    if not present:
+        return report
+    for layout in present:
+        actual_partitions = len(existing[layout.name].partitions)
+        if actual_partitions != layout.partitions:
+            report.drift[layout.name] = f"has {actual_partitions} partitions, catalogue says {layout.partitions}"
+
+    resources = [ConfigResource(ResourceType.TOPIC, layout.name) for layout in present]
+    described = admin.describe_configs(resources, request_timeout=timeout)
+    for resource, future in described.items():
+        layout = wanted[resource.name]
+        entries = future.result()
+        changes: dict[str, tuple[str, str]] = {}
+        for key, value in layout.configs().items():
+            actual = entries[key].value if key in entries else None
+            if actual != value:
+                changes[key] = (str(actual), value)
+        if not changes:
+            if layout.name not in report.drift:
+                report.unchanged.append(layout.name)
+            continue
+        alter = ConfigResource(
+            ResourceType.TOPIC,
+            layout.name,
+            incremental_configs=[
+                ConfigEntry(key, new, incremental_operation=AlterConfigOpType.SET) for key, (_, new) in changes.items()
+            ],
+        )
+        for done in admin.incremental_alter_configs([alter]).values():
+            done.result()
+        report.reconciled[layout.name] = changes
+    return report
+
+
+def delete_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics (tests); missing ones are ignored."""
+    futures = admin.delete_topics(list(names), operation_timeout=timeout)
+    for future in futures.values():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise

@@ -1,0 +1,245 @@
+"""The local stack: a real Apache Kafka 4.x broker in KRaft mode, from Maven Central jars, on loopback.
+
+No Docker engine runs on our machines, so `ibstream stack up` resolves the broker's classpath with `mvn`
+(`ops/kafka/pom.xml`), formats KRaft storage once, starts `kafka.Kafka` detached, and waits until it answers
+metadata requests. State (data, log, pid) lives under ``<state_dir>/kafka``; `down` stops only the broker whose
+pid file and command line match that directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ibstream.config import PROJECT_ROOT, Settings
+from ibstream.exceptions import IbstreamError
+
+KAFKA_POM = PROJECT_ROOT / "ops" / "kafka" / "pom.xml"
+KAFKA_LOG4J = PROJECT_ROOT / "ops" / "kafka" / "log4j2.properties"
+
+
+class StackError(IbstreamError):
+    """The local stack could not be set up or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `stack status` reports."""
+
+    running: bool
+    pid: int | None
+    bootstrap: str
+    state_dir: Path
+    log_file: Path
+
+    def describe(self) -> str:
+        if self.running:
+            return f"kafka: running (pid {self.pid}) on {self.bootstrap}, state {self.state_dir}"
+        return f"kafka: stopped (state {self.state_dir})"
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); it is not a running broker.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def resolve_classpath(cache_dir: Path, pom: Path = KAFKA_POM) -> str:
+    """The broker's runtime classpath, resolved by Maven once per pom version and reused after that."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    cache = cache_dir / f"classpath-{digest}.txt"
+    if cache.exists():
+        classpath = cache.read_text().strip()
+        if classpath and all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
+            return classpath
+    command = ["mvn", "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={cache}"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    except FileNotFoundError:
+        raise StackError("mvn is not installed: the local Kafka broker's jars come from Maven Central") from None
+    if result.returncode != 0 or not cache.exists():
+        raise StackError(
+            f"mvn could not resolve the Kafka broker jars:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    return cache.read_text().strip()
+
+
+class KafkaStack:
+    """A single-node KRaft broker (combined broker + controller) owned by one state directory."""
+
+    def __init__(self, settings: Settings, state_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.host = "127.0.0.1"
+        self.port = settings.stack_kafka_port
+        self.controller_port = settings.stack_controller_port
+        self.dir = state_dir or settings.kafka_state_dir
+        self.data_dir = self.dir / "data"
+        self.config_file = self.dir / "server.properties"
+        self.pid_file = self.dir / "broker.pid"
+        self.log_file = self.dir / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _pid_alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        # The pid may have been reused by an unrelated process since: only ours names our config file.
+        return pid if str(self.config_file) in cmdline else None
+
+    def status(self) -> BrokerStatus:
+        pid = self._pid()
+        running = pid is not None and _port_open(self.host, self.port)
+        return BrokerStatus(running, pid, self.bootstrap, self.dir, self.log_file)
+
+    def _write_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            # Topics come from the catalogue (`topics ensure`); auto-creation would hide a misspelt topic name.
+            "auto.create.topics.enable": "false",
+            # Single node: internal topics cannot have replicas.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+        }
+        self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+
+    def _format_storage(self, classpath: str) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        command = [
+            "java", "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise StackError(f"formatting KRaft storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def up(self, timeout: float = 90.0) -> BrokerStatus:
+        """Start the broker unless it already runs; return once it answers metadata requests."""
+        current = self.status()
+        if current.running:
+            return current
+        if current.pid is None and _port_open(self.host, self.port):
+            raise StackError(
+                f"port {self.port} is in use by a process this stack did not start; "
+                "stop it or set IBSTREAM_STACK_KAFKA_PORT"
+            )
+        classpath = resolve_classpath(self.dir.parent / "maven")
+        self._write_config()
+        self._format_storage(classpath)
+        heap = self.settings.stack_kafka_heap
+        command = [
+            "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+            "-cp", classpath, "kafka.Kafka", str(self.config_file),
+        ]  # fmt: skip
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StackError(
+                    f"the Kafka broker exited with {process.returncode}; see {self.log_file}:\n" + self._log_tail()
+                )
+            if self._answers_metadata():
+                return self.status()
+            time.sleep(0.5)
+        raise StackError(f"the Kafka broker did not answer within {timeout:.0f}s; see {self.log_file}")
+
+    def _answers_metadata(self) -> bool:
+        if not _port_open(self.host, self.port):
+            return False
+        # Imported here so `stack status` works without loading librdkafka.
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=3)
+        except Exception:
+            return False
+        return bool(metadata.brokers)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def down(self, timeout: float = 30.0) -> bool:
+        """Stop the broker this stack started (graceful, then forced). False if none was running."""
+        pid = self._pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def signal_broker(self, signum: int) -> None:
+        """Send a signal to our broker (chaos tests: SIGSTOP/SIGCONT for a GC-like pause, SIGKILL for a crash)."""
+        pid = self._pid()
+        if pid is None:
+            raise StackError("no broker of this stack is running")
+        os.kill(pid, signum)
