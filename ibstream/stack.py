@@ -14,7 +14,9 @@ import os
 import signal
 import socket
 import subprocess
+import tarfile
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,66 @@ def resolve_classpath(cache_dir: Path, pom: Path = KAFKA_POM) -> str:
     return cache.read_text().strip()
 
 
+class DetachedProcess:
+    """A process started detached from the CLI, tracked by a pid file and recognised by a marker in its command
+    line (so a recycled pid of an unrelated process is never signalled)."""
+
+    def __init__(self, directory: Path, name: str, marker: str) -> None:
+        self.pid_file = directory / f"{name}.pid"
+        self.log_file = directory / f"{name}.log"
+        self.marker = marker
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _pid_alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        return pid if self.marker in cmdline else None
+
+    def start(self, command: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=cwd,
+            )
+        self.pid_file.write_text(str(process.pid))
+        return process
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Graceful stop, then forced. False if it was not running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
 class KafkaStack:
     """A single-node KRaft broker (combined broker + controller) owned by one state directory."""
 
@@ -101,26 +163,15 @@ class KafkaStack:
         self.dir = state_dir or settings.kafka_state_dir
         self.data_dir = self.dir / "data"
         self.config_file = self.dir / "server.properties"
-        self.pid_file = self.dir / "broker.pid"
-        self.log_file = self.dir / "broker.log"
+        self.process = DetachedProcess(self.dir, "broker", marker=str(self.config_file))
+        self.log_file = self.process.log_file
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if not _pid_alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return None
-        # The pid may have been reused by an unrelated process since: only ours names our config file.
-        return pid if str(self.config_file) in cmdline else None
+        return self.process.pid()
 
     def status(self) -> BrokerStatus:
         pid = self._pid()
@@ -186,17 +237,12 @@ class KafkaStack:
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
             "-cp", classpath, "kafka.Kafka", str(self.config_file),
         ]  # fmt: skip
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.pid_file.write_text(str(process.pid))
+        process = self.process.start(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise StackError(
-                    f"the Kafka broker exited with {process.returncode}; see {self.log_file}:\n" + self._log_tail()
-                )
+                tail = self.process.log_tail()
+                raise StackError(f"the Kafka broker exited with {process.returncode}; see {self.log_file}:\n{tail}")
             if self._answers_metadata():
                 return self.status()
             time.sleep(0.5)
@@ -214,28 +260,9 @@ class KafkaStack:
             return False
         return bool(metadata.brokers)
 
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
     def down(self, timeout: float = 30.0) -> bool:
         """Stop the broker this stack started (graceful, then forced). False if none was running."""
-        pid = self._pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
-            time.sleep(0.2)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.process.stop(timeout)
 
     def signal_broker(self, signum: int) -> None:
         """Send a signal to our broker (chaos tests: SIGSTOP/SIGCONT for a GC-like pause, SIGKILL for a crash)."""
@@ -243,3 +270,117 @@ class KafkaStack:
         if pid is None:
             raise StackError("no broker of this stack is running")
         os.kill(pid, signum)
+
+
+APICURIO_VERSION = "3.0.9"  # 3.3.x is built for Java 21; the machines have Java 17.
+APICURIO_ARTIFACT = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"
+
+
+def resolve_apicurio(cache_dir: Path) -> Path:
+    """Fetch Apicurio Registry's runnable distribution from Maven Central once; return its runner jar."""
+    home = cache_dir / f"apicurio-registry-{APICURIO_VERSION}"
+    runner = home / f"apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
+    if runner.exists():
+        return runner
+    repo = Path(os.environ.get("MAVEN_REPO_LOCAL", Path.home() / ".m2" / "repository"))
+    archive = (
+        repo
+        / "io"
+        / "apicurio"
+        / "apicurio-registry-app"
+        / APICURIO_VERSION
+        / f"apicurio-registry-app-{APICURIO_VERSION}-all.tar.gz"
+    )
+    if not archive.exists():
+        command = [
+            "mvn",
+            "-q",
+            "-B",
+            "dependency:get",
+            f"-Dartifact={APICURIO_ARTIFACT}",
+            "-Dtransitive=false",
+            f"-Dmaven.repo.local={repo}",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        if result.returncode != 0 or not archive.exists():
+            raise StackError(
+                f"mvn could not fetch {APICURIO_ARTIFACT}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+    home.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(home, filter="data")
+    if not runner.exists():
+        # The archive may wrap everything in one top-level folder.
+        found = next(home.rglob(runner.name), None)
+        if found is None:
+            raise StackError(f"{archive} holds no {runner.name}")
+        return found
+    return runner
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    """What `stack status` reports for the registry."""
+
+    running: bool
+    pid: int | None
+    url: str
+
+    def describe(self) -> str:
+        if self.running:
+            return f"schema registry: running (pid {self.pid}) at {self.url}"
+        return "schema registry: stopped"
+
+
+class RegistryStack:
+    """Apicurio Registry (in-memory storage) serving the Confluent-compatible API on loopback.
+
+    In-memory storage is deliberate for dev and tests: schemas are re-registered idempotently by every producer
+    at startup, so losing them with the process loses nothing; production points at a real registry.
+    """
+
+    def __init__(self, settings: Settings, state_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.port = settings.stack_registry_port
+        self.dir = state_dir or (settings.state_dir / "registry")
+        self.process = DetachedProcess(self.dir, "registry", marker=f"-Dquarkus.http.port={self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/apis/ccompat/v7"
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as response:
+                return bool(response.status == 200)
+        except (OSError, ValueError):
+            return False
+
+    def status(self) -> RegistryStatus:
+        pid = self.process.pid()
+        return RegistryStatus(pid is not None and self._answers(), pid, self.url)
+
+    def up(self, timeout: float = 90.0) -> RegistryStatus:
+        current = self.status()
+        if current.running:
+            return current
+        if current.pid is None and _port_open("127.0.0.1", self.port):
+            raise StackError(f"port {self.port} is in use by another process; set IBSTREAM_STACK_REGISTRY_PORT")
+        runner = resolve_apicurio(self.settings.state_dir / "maven")
+        command = [
+            "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
+            "-jar", str(runner),
+        ]  # fmt: skip
+        process = self.process.start(command, cwd=runner.parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StackError(f"the registry exited with {process.returncode}:\n{self.process.log_tail()}")
+            if self._answers():
+                return self.status()
+            time.sleep(0.3)
+        raise StackError(f"the registry did not answer within {timeout:.0f}s; see {self.process.log_file}")
+
+    def down(self, timeout: float = 20.0) -> bool:
+        return self.process.stop(timeout)
