@@ -84,7 +84,18 @@ def check_backward(reader: SchemaVersion, writer: SchemaVersion) -> str | None:
     result = checker.get_compatibility(avro_parse(reader.text), avro_parse(writer.text))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return None
-    return "; ".join(f"{'/'.join(result.locations)}: {message}" for message in result.messages) or "incompatible"
+    return "; ".join(_describe_location(reader, result.locations) + f": {m}" for m in result.messages) or "incompatible"
+
+
+def _describe_location(schema: SchemaVersion, locations: list[str]) -> str:
+    # The checker reports positions ("/fields/11/type"); name the field so the error says what to fix.
+    parts = [part for location in locations for part in location.strip("/").split("/") if part]
+    if len(parts) >= 2 and parts[0] == "fields" and parts[1].isdigit():
+        fields = json.loads(schema.text)["fields"]
+        index = int(parts[1])
+        if index < len(fields):
+            return f"field {fields[index]['name']!r} (/{'/'.join(parts)})"
+    return "/" + "/".join(parts)
 
 
 class SchemaStore:

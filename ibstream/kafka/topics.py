@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -130,8 +131,23 @@ def ensure_topics(
         )
         for done in admin.incremental_alter_configs([alter]).values():
             done.result()
+        _await_configs(admin, layout, timeout)
         report.reconciled[layout.name] = changes
     return report
+
+
+def _await_configs(admin: AdminClient, layout: TopicLayout, timeout: float) -> None:
+    # KRaft acknowledges an alter before every broker applied it; wait until it reads back, so the report (and
+    # the next `ensure`) tells the truth.
+    resource = ConfigResource(ResourceType.TOPIC, layout.name)
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = next(iter(admin.describe_configs([resource], request_timeout=timeout).values())).result()
+        if all(key in entries and entries[key].value == value for key, value in layout.configs().items()):
+            return
+        if time.monotonic() > deadline:
+            raise TopicDriftError(f"{layout.name}: config change not visible after {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 def delete_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.0) -> None:

@@ -1,0 +1,209 @@
+"""Serde: property-based round trips for every schema, clear errors for bad bytes, schema evolution rules."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ibstream.contracts import RECORD_TYPES, Bar, Quote, Record
+from ibstream.contracts.enums import MarketDataSource
+from ibstream.contracts.serde import (
+    AVRO_DIR,
+    ConfluentCodec,
+    DecodeError,
+    IncompatibleSchemaError,
+    SchemaStore,
+    SingleObjectCodec,
+)
+from tests.strategies import records
+
+STORE = SchemaStore()
+CODEC = SingleObjectCodec(STORE)
+NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
+
+
+def quote(**overrides: Any) -> Quote:
+    values: dict[str, Any] = dict(
+        symbol="AAPL", con_id=265598, bid=189.1, ask=189.12, last=189.11, bid_size=300.0, ask_size=200.0,
+        last_size=100.0, event_time=NOW, ingest_time=NOW, source=MarketDataSource.LIVE,
+    )  # fmt: skip
+    values.update(overrides)
+    return Quote(**values)
+
+
+class InMemoryRegistry:
+    """Registry fake for unit tests: ids by schema text, as a real registry assigns them."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def register(self, subject: str, schema_text: str) -> int:
+        return self.ids.setdefault(schema_text, len(self.ids) + 1)
+
+    def schema_text(self, schema_id: int) -> str:
+        return next(text for text, known in self.ids.items() if known == schema_id)
+
+
+@pytest.mark.parametrize("record_type", RECORD_TYPES, ids=lambda t: t.__name__)
+def test_round_trip_every_schema_single_object(record_type: type[Record]) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(records(record_type))
+    def check(record: Record) -> None:
+        encoded = CODEC.encode("topic", record)
+        assert encoded[:2] == b"\xc3\x01"
+        assert CODEC.decode("topic", record_type, encoded, 0, 0) == record
+
+    check()
+
+
+@pytest.mark.parametrize("record_type", RECORD_TYPES, ids=lambda t: t.__name__)
+def test_round_trip_every_schema_confluent_framing(record_type: type[Record]) -> None:
+    codec = ConfluentCodec(STORE, InMemoryRegistry())
+
+    @settings(max_examples=30, deadline=None)
+    @given(records(record_type))
+    def check(record: Record) -> None:
+        encoded = codec.encode("topic", record)
+        assert encoded[0] == 0
+        assert codec.decode("topic", record_type, encoded, 0, 0) == record
+
+    check()
+
+
+def test_decode_error_names_topic_partition_offset_and_reason() -> None:
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode("md.quotes.v1", Quote, b"garbage-bytes-here", 3, 1234)
+    assert caught.value.topic == "md.quotes.v1"
+    assert caught.value.partition == 3
+    assert caught.value.offset == 1234
+    assert "md.quotes.v1[3]@1234" in str(caught.value)
+    assert "C3 01" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda b: b[:2] + b"\x00" * 8 + b[10:], "unknown writer schema fingerprint"),
+        (lambda b: b[:-4], "corrupt Avro body"),
+        (lambda b: b + b"\x00\x01", "trailing bytes"),
+        (lambda b: b"", "missing C3 01"),
+    ],
+    ids=["unknown-fingerprint", "truncated", "trailing", "empty"],
+)
+def test_corrupt_or_unknown_bytes_are_refused(mangle: Any, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        CODEC.decode("md.quotes.v1", Quote, mangle(CODEC.encode("md.quotes.v1", quote())), 0, 7)
+
+
+def test_record_of_another_type_is_refused() -> None:
+    with pytest.raises(DecodeError, match=r"this topic carries io\.ibstream\.Bar"):
+        CODEC.decode("md.bars.5s.v1", Bar, CODEC.encode("md.quotes.v1", quote()), 0, 0)
+
+
+def test_tombstone_is_refused() -> None:
+    with pytest.raises(DecodeError, match="tombstone"):
+        CODEC.decode("md.quotes.v1", Quote, None, 0, 0)
+
+
+def test_naive_timestamps_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        quote(event_time=datetime(2026, 1, 1, 12, 0))
+
+
+def test_timestamps_are_normalised_to_utc() -> None:
+    from datetime import timedelta, timezone
+
+    eastern = timezone(timedelta(hours=-5))
+    encoded = CODEC.encode("t", quote(event_time=datetime(2026, 1, 1, 9, 30, tzinfo=eastern)))
+    decoded = CODEC.decode("t", Quote, encoded, 0, 0)
+    assert decoded.event_time == datetime(2026, 1, 1, 14, 30, tzinfo=UTC)
+    assert decoded.event_time.utcoffset() == timedelta(0)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_never_crash_the_decoder(data: bytes) -> None:
+    # Whatever arrives, the decoder either decodes a valid record or raises DecodeError (then: DLQ), nothing else.
+    with contextlib.suppress(DecodeError):
+        CODEC.decode("md.quotes.v1", Quote, data, 0, 0)
+
+
+# --- schema evolution: BACKWARD_TRANSITIVE ---------------------------------------------------------------------
+
+
+def _evolve(tmp_path: Path, change: Any) -> Path:
+    """An avro/ copy where today's quote.avsc is the history and the current one is changed by ``change``."""
+    avro = tmp_path / "avro"
+    shutil.copytree(AVRO_DIR, avro)
+    (avro / "history" / "quote").mkdir(parents=True)
+    shutil.copy(avro / "quote.avsc", avro / "history" / "quote" / "v1.avsc")
+    schema = json.loads((avro / "quote.avsc").read_text())
+    change(schema)
+    (avro / "quote.avsc").write_text(json.dumps(schema))
+    return avro
+
+
+def test_backward_compatible_change_decodes_old_data(tmp_path: Path) -> None:
+    old_bytes = CODEC.encode("md.quotes.v1", quote())
+    avro = _evolve(
+        tmp_path,
+        lambda s: s["fields"].append({"name": "exchange", "type": "string", "default": "SMART"}),
+    )
+    new_codec = SingleObjectCodec(SchemaStore(avro))
+
+    class QuoteV2(Quote):
+        """The model as it would be after the change."""
+
+        exchange: str = "SMART"
+
+    # The new reader finds the old writer schema by its fingerprint and fills the new field's default.
+    decoded = new_codec.decode("md.quotes.v1", QuoteV2, old_bytes, 0, 0)
+    assert decoded.exchange == "SMART"
+    assert decoded.bid == 189.1 and decoded.symbol == "AAPL"
+    # New data carries the new fingerprint; the old codec, which never saw that schema, refuses it clearly.
+    new_bytes = new_codec.encode("md.quotes.v1", decoded)
+    assert new_bytes[2:10] != old_bytes[2:10]
+    assert new_codec.decode("md.quotes.v1", QuoteV2, new_bytes, 0, 1) == decoded
+    with pytest.raises(DecodeError, match="unknown writer schema fingerprint"):
+        CODEC.decode("md.quotes.v1", Quote, new_bytes, 0, 1)
+
+
+def test_incompatible_change_is_refused(tmp_path: Path) -> None:
+    avro = _evolve(tmp_path, lambda s: s["fields"].append({"name": "exchange", "type": "string"}))
+    with pytest.raises(IncompatibleSchemaError, match="exchange"):
+        SchemaStore(avro)
+
+
+def test_type_change_is_refused(tmp_path: Path) -> None:
+    def change(schema: dict[str, Any]) -> None:
+        next(f for f in schema["fields"] if f["name"] == "con_id")["type"] = "string"
+
+    with pytest.raises(IncompatibleSchemaError, match="con_id"):
+        SchemaStore(_evolve(tmp_path, change))
+
+
+def test_transitive_not_just_latest(tmp_path: Path) -> None:
+    # v1 has field b:string, v2 drops it, v3 re-adds b as int with a default: compatible with v2 (BACKWARD)
+    # but not with v1 (BACKWARD_TRANSITIVE), so the store must refuse it.
+    avro = tmp_path / "avro"
+    shutil.copytree(AVRO_DIR, avro)
+    history = avro / "history" / "quote"
+    history.mkdir(parents=True)
+    base = json.loads((avro / "quote.avsc").read_text())
+    v1 = json.loads(json.dumps(base))
+    v1["fields"].append({"name": "venue", "type": "string", "default": "x"})
+    (history / "v1.avsc").write_text(json.dumps(v1))
+    (history / "v2.avsc").write_text(json.dumps(base))
+    v3 = json.loads(json.dumps(base))
+    v3["fields"].append({"name": "venue", "type": "int", "default": 0})
+    (avro / "quote.avsc").write_text(json.dumps(v3))
+    with pytest.raises(IncompatibleSchemaError, match="venue"):
+        SchemaStore(avro)
