@@ -1,0 +1,94 @@
+"""Command line entry: ``python -m ibsim`` / ``ibstream sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+from dataclasses import replace
+
+from ibsim.config import EXCHANGE_TZ, SimConfig
+from ibsim.server import Simulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser (exposed so ``ibstream sim --help`` can reuse it)."""
+    p = argparse.ArgumentParser(prog="ibsim", description="IB Gateway simulator (TWS API v157)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4002, help="TWS API port (0 = any free port)")
+    p.add_argument("--control-port", type=int, default=4003, help="HTTP control port; -1 disables it")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    p.add_argument("--start", default=None,
+                   help="simulated start, ISO 8601 (naive = New York), default today's 09:30 open")
+    p.add_argument("--account", action="append", default=None,
+                   help="managed account (repeatable); default DU1234567 (paper)")
+    p.add_argument("--symbols", nargs="+", default=None, help="universe, e.g. AAPL MSFT SPY")
+    p.add_argument("--volatility", type=float, default=None, help="annualised volatility")
+    p.add_argument("--spread-ticks", type=int, default=None)
+    p.add_argument("--hours", choices=("rth", "24h"), default="rth")
+    p.add_argument("--partial-fill", type=float, default=0.0, help="max shares per execution (0 = all)")
+    p.add_argument("--no-pacing", action="store_true", help="do not enforce historical pacing (162)")
+    p.add_argument("--delayed-only", action="store_true",
+                   help="no live market-data entitlement (354 / 10167 + delayed ticks)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """Translate parsed arguments into a :class:`SimConfig`."""
+    cfg = SimConfig(
+        host=args.host,
+        port=args.port,
+        control_port=None if args.control_port < 0 else args.control_port,
+        seed=args.seed,
+        speed=args.speed,
+        trading_hours=args.hours,
+        partial_fill_max=args.partial_fill,
+        enforce_pacing=not args.no_pacing,
+        live_data_entitled=not args.delayed_only,
+    )
+    if args.start:
+        start = dt.datetime.fromisoformat(args.start)
+        cfg = replace(cfg, start_time=start if start.tzinfo else start.replace(tzinfo=EXCHANGE_TZ))
+    if args.account:
+        cfg = replace(cfg, accounts=tuple(args.account))
+    if args.symbols:
+        cfg = cfg.with_symbols(args.symbols)
+    if args.volatility is not None:
+        cfg = replace(cfg, volatility=args.volatility)
+    if args.spread_ticks is not None:
+        cfg = replace(cfg, spread_ticks=args.spread_ticks)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator until SIGINT/SIGTERM; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        logging.getLogger("ibsim").error("bad arguments: %s", exc)
+        return 2
+    sim = Simulator(cfg)
+
+    async def run() -> None:
+        task = asyncio.create_task(sim.serve_forever())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        logging.getLogger("ibsim").error("cannot start: %s", exc)
+        return 1
+    return 0

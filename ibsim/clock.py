@@ -1,0 +1,113 @@
+"""Simulated time and trading sessions (pure apart from the injectable wall clock)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ibsim.config import EXCHANGE_TZ
+
+BAR_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One trading session: ``[open, close)`` in epoch seconds, both multiples of 5."""
+
+    day: dt.date
+    open: int
+    close: int
+
+    def contains(self, t: float) -> bool:
+        """Whether simulated epoch time ``t`` is inside the session."""
+        return self.open <= t < self.close
+
+
+def session_for(day: dt.date, trading_hours: str) -> Session | None:
+    """The session of a calendar day (New York), or ``None`` when the market is closed all day.
+
+    Holidays are not modelled: every weekday is a trading day in ``rth`` mode.
+    """
+    if trading_hours == "24h":
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=EXCHANGE_TZ)
+        end = start + dt.timedelta(days=1)
+        return Session(day, int(start.timestamp()), int(end.timestamp()))
+    if day.weekday() >= 5:
+        return None
+    opening = dt.datetime(day.year, day.month, day.day, 9, 30, tzinfo=EXCHANGE_TZ)
+    closing = dt.datetime(day.year, day.month, day.day, 16, 0, tzinfo=EXCHANGE_TZ)
+    return Session(day, int(opening.timestamp()), int(closing.timestamp()))
+
+
+def exchange_date(t: float) -> dt.date:
+    """Calendar date in New York of epoch time ``t``."""
+    return dt.datetime.fromtimestamp(t, EXCHANGE_TZ).date()
+
+
+def previous_sessions(day: dt.date, count: int, trading_hours: str) -> list[Session]:
+    """``count`` sessions strictly before ``day``, oldest first."""
+    found: list[Session] = []
+    d = day
+    while len(found) < count:
+        d -= dt.timedelta(days=1)
+        s = session_for(d, trading_hours)
+        if s is not None:
+            found.append(s)
+    return list(reversed(found))
+
+
+class SimClock:
+    """Simulated epoch time: ``start + (wall - wall_at_start) * speed + manual offset``.
+
+    Thread-safe. The wall source is injectable so unit tests can drive time by hand.
+    """
+
+    def __init__(
+        self, start: dt.datetime, speed: float, wall: Callable[[], float] = time.monotonic
+    ) -> None:
+        if speed <= 0 or math.isnan(speed):
+            raise ValueError(f"speed must be positive, got {speed}")
+        self._lock = threading.Lock()
+        self._wall = wall
+        self._start = start.timestamp()
+        self._wall0 = wall()
+        self._speed = speed
+        self._offset = 0.0
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per wall second."""
+        return self._speed
+
+    def now(self) -> float:
+        """Current simulated epoch seconds."""
+        with self._lock:
+            return self._start + (self._wall() - self._wall0) * self._speed + self._offset
+
+    def now_dt(self) -> dt.datetime:
+        """Current simulated time in New York."""
+        return dt.datetime.fromtimestamp(self.now(), EXCHANGE_TZ)
+
+    def advance(self, seconds: float) -> None:
+        """Jump simulated time forward (never backward: bars already published stay published)."""
+        if seconds < 0:
+            raise ValueError("the simulated clock only moves forward")
+        with self._lock:
+            self._offset += seconds
+
+    def set_speed(self, speed: float) -> None:
+        """Change the speed without a jump in simulated time."""
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        with self._lock:
+            w = self._wall()
+            current = self._start + (w - self._wall0) * self._speed + self._offset
+            self._start, self._wall0, self._offset, self._speed = current, w, 0.0, speed
+
+    def wall_to_sim(self, wall_seconds: float) -> float:
+        """Duration conversion (wall seconds to simulated seconds)."""
+        return wall_seconds * self._speed

@@ -1,0 +1,557 @@
+"""Order matching, commissions, positions and account values (pure: no I/O, no wall clock).
+
+The engine is the simulated broker. It keeps every order ever placed, matches working orders
+against the generated market one simulated second at a time, and produces immutable events that
+the I/O layer turns into TWS messages for whichever client owns the order (or for nobody, if that
+client is disconnected: the order still fills, which is the point of LEAN-IB #249).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from ibsim.market import Quote
+
+UNSET_DOUBLE = 1.7976931348623157e308
+
+SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
+#: Statuses after which an order never changes again.
+TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+class MarketView(Protocol):
+    """What the engine needs from the market generator."""
+
+    def quote(self, symbol: str, t: float) -> Quote: ...
+
+    def in_session(self, t: float) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A parsed ``placeOrder`` (only the fields ibsim acts on)."""
+
+    order_id: int
+    client_id: int
+    con_id: int
+    symbol: str
+    action: str
+    quantity: float
+    order_type: str
+    lmt_price: float | None = None
+    aux_price: float | None = None
+    tif: str = "DAY"
+    oca_group: str = ""
+    account: str = ""
+    order_ref: str = ""
+    transmit: bool = True
+    parent_id: int = 0
+    outside_rth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One fill, as reported by ``execDetails`` and ``commissionReport``."""
+
+    exec_id: str
+    order_id: int
+    client_id: int
+    perm_id: int
+    symbol: str
+    con_id: int
+    side: str  # BOT / SLD, as IB reports it
+    shares: float
+    price: float
+    time: float  # simulated epoch seconds
+    cum_qty: float
+    avg_price: float
+    order_ref: str
+    account: str
+    commission: float
+    #: ``None`` for opening trades (IB sends UNSET_DOUBLE there).
+    realized_pnl: float | None
+    exchange: str = "ISLAND"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    """Immutable view of an order at one moment; what tests and the control endpoint see."""
+
+    request: OrderRequest
+    perm_id: int
+    status: str
+    filled: float
+    remaining: float
+    avg_fill_price: float
+    last_fill_price: float
+    created_at: float
+    updated_at: float
+    executions: tuple[Execution, ...] = ()
+    why_held: str = ""
+    reject_code: int | None = None
+
+    @property
+    def order_id(self) -> int:
+        """IB order id (unique per client id)."""
+        return self.request.order_id
+
+    @property
+    def client_id(self) -> int:
+        """API client that placed the order."""
+        return self.request.client_id
+
+    @property
+    def order_ref(self) -> str:
+        """Caller's reference, echoed by IB in openOrder and execDetails."""
+        return self.request.order_ref
+
+    @property
+    def is_active(self) -> bool:
+        """Not yet in a terminal state."""
+        return self.status not in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdated:
+    """Order state changed (acknowledged, activated, modified): openOrder + orderStatus."""
+
+    order: OrderSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    """An execution happened: execDetails, orderStatus, openOrder, commissionReport."""
+
+    order: OrderSnapshot
+    execution: Execution
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    """Order cancelled (by the client or by OCA/bracket logic): orderStatus + error 202."""
+
+    order: OrderSnapshot
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """Order refused: an IB error code for ``order_id``; ``order`` is set when it was recorded."""
+
+    client_id: int
+    order_id: int
+    code: int
+    message: str
+    order: OrderSnapshot | None = None
+
+
+Event = OrderUpdated | OrderFilled | OrderCancelled | OrderRejected
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Holding in one contract; ``avg_cost`` includes commissions, as IB reports it."""
+
+    symbol: str
+    con_id: int
+    quantity: float
+    avg_cost: float
+
+
+@dataclass
+class _Order:
+    req: OrderRequest
+    perm_id: int
+    status: str
+    created_at: float
+    updated_at: float
+    eligible_at: float
+    filled: float = 0.0
+    avg_fill_price: float = 0.0
+    last_fill_price: float = 0.0
+    triggered: bool = False
+    executions: list[Execution] = field(default_factory=list)
+    reject_code: int | None = None
+
+    @property
+    def remaining(self) -> float:
+        return max(self.req.quantity - self.filled, 0.0)
+
+    def snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot(
+            request=self.req,
+            perm_id=self.perm_id,
+            status=self.status,
+            filled=self.filled,
+            remaining=self.remaining,
+            avg_fill_price=self.avg_fill_price,
+            last_fill_price=self.last_fill_price,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            executions=tuple(self.executions),
+            reject_code=self.reject_code,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionSchedule:
+    """IB fixed pricing: per share with a per-order minimum and a percentage-of-value cap."""
+
+    per_share: float = 0.005
+    minimum: float = 1.0
+    max_pct: float = 0.01
+
+    def for_order(self, cum_qty: float, cum_value: float) -> float:
+        """Total commission of an order that has filled ``cum_qty`` for ``cum_value`` so far."""
+        if cum_qty <= 0:
+            return 0.0
+        raw = max(self.per_share * cum_qty, self.minimum)
+        return round(min(raw, self.max_pct * cum_value) if cum_value > 0 else raw, 6)
+
+
+class MatchingEngine:
+    """The simulated broker's order book, matcher and ledger for one account."""
+
+    def __init__(
+        self,
+        market: MarketView,
+        account: str,
+        *,
+        con_ids: dict[str, int],
+        commissions: CommissionSchedule | None = None,
+        initial_cash: float = 1_000_000.0,
+        partial_fill_max: float = 0.0,
+        first_perm_id: int = 1_000_000_001,
+    ) -> None:
+        self._market = market
+        self.account = account
+        self._con_ids = dict(con_ids)
+        self._commissions = commissions or CommissionSchedule()
+        self.partial_fill_max = partial_fill_max
+        self._orders: dict[tuple[int, int], _Order] = {}
+        self._sequence: list[_Order] = []
+        self._next_perm = first_perm_id
+        self._exec_seq = 0
+        self._executions: list[Execution] = []
+        self.cash = initial_cash
+        self.initial_cash = initial_cash
+        self.realized_pnl = 0.0
+        self._positions: dict[str, Position] = {}
+        self._last_second: int | None = None
+
+    # -- order entry -------------------------------------------------------------------------------
+
+    def place(self, req: OrderRequest, now: float, fill_delay: float = 0.0) -> list[Event]:
+        """Accept, modify, hold or reject an order; may fill it at once (marketable orders)."""
+        key = (req.client_id, req.order_id)
+        existing = self._orders.get(key)
+        if existing is not None:
+            if existing.status in TERMINAL or existing.req.con_id != req.con_id:
+                return [OrderRejected(req.client_id, req.order_id, 103, "Duplicate order id")]
+            return self._modify(existing, req, now)
+        if req.order_type not in SUPPORTED_ORDER_TYPES:
+            return [self._reject(req, now, 201, f"Order rejected - reason:Unsupported order type {req.order_type}")]
+        if req.quantity <= 0 or math.isnan(req.quantity):
+            return [self._reject(req, now, 434, "The order size cannot be zero.")]
+        if req.order_type in {"LMT", "STP LMT"} and req.lmt_price is None:
+            return [self._reject(req, now, 201, "Order rejected - reason:Missing limit price")]
+        if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
+            return [self._reject(req, now, 201, "Order rejected - reason:Missing stop price")]
+        parent = self._orders.get((req.client_id, req.parent_id)) if req.parent_id else None
+        if req.parent_id and parent is None:
+            return [self._reject(req, now, 201, "Order rejected - reason:Parent order is not found")]
+        order = _Order(req, self._next_perm, "PendingSubmit", now, now, now + fill_delay)
+        self._next_perm += 1
+        self._orders[key] = order
+        self._sequence.append(order)
+        if not req.transmit:
+            # Held in the "TWS" until an order of the same bracket arrives with transmit=True.
+            return []
+        group = [order]
+        if parent is not None:
+            root = parent
+            group = [root] + [o for o in self._children(root) if o.status == "PendingSubmit"]
+        events: list[Event] = []
+        for o in group:
+            if o.status != "PendingSubmit":
+                continue
+            o.status = self._working_status(o, now)
+            o.updated_at = now
+            o.eligible_at = max(o.eligible_at, now + fill_delay)
+            events.append(OrderUpdated(o.snapshot()))
+        events += self._match_second(int(now), only=group)
+        return events
+
+    def cancel(self, client_id: int, order_id: int, now: float) -> list[Event]:
+        """Cancel an order of ``client_id``: 10147 if unknown, 10148 if already done."""
+        order = self._orders.get((client_id, order_id))
+        if order is None:
+            return [OrderRejected(client_id, order_id, 10147,
+                                  f"OrderId {order_id} that needs to be cancelled is not found.")]
+        if order.status in TERMINAL:
+            return [OrderRejected(client_id, order_id, 10148,
+                                  f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
+                                  f"state: {order.status}.")]
+        return self._cancel_tree(order, now, "")
+
+    def cancel_all(self, now: float) -> list[Event]:
+        """``reqGlobalCancel``: every active order of every client."""
+        events: list[Event] = []
+        for o in self._sequence:
+            if o.status not in TERMINAL:
+                events += self._cancel_tree(o, now, "")
+        return events
+
+    # -- matching ---------------------------------------------------------------------------------
+
+    def advance(self, now: float) -> list[Event]:
+        """Match working orders for every simulated second since the previous call."""
+        second = int(now)
+        last = self._last_second
+        self._last_second = second
+        if not any(o.status not in TERMINAL and o.status != "PendingSubmit" for o in self._sequence):
+            return []
+        start = second if last is None else last + 1
+        if second - start > 86_400:  # a clock jump of days: only the present matters
+            start = second - 86_400
+        events: list[Event] = []
+        for s in range(start, second + 1):
+            if self._market.in_session(s):
+                events += self._match_second(s)
+        return events
+
+    def _match_second(self, s: int, only: list[_Order] | None = None) -> list[Event]:
+        events: list[Event] = []
+        if not self._market.in_session(s):
+            return events
+        candidates = only if only is not None else list(self._sequence)
+        for o in candidates:
+            if o.status == "PreSubmitted" and not self._waiting_for_parent(o):
+                o.status, o.updated_at = "Submitted", float(s)
+                events.append(OrderUpdated(o.snapshot()))
+            if o.status != "Submitted" or o.eligible_at > s:
+                continue
+            q = self._market.quote(o.req.symbol, s)
+            price = self._fill_price(o, q)
+            if price is None:
+                continue
+            qty = o.remaining
+            if self.partial_fill_max > 0:
+                qty = min(qty, self.partial_fill_max)
+            events += self._fill(o, qty, price, float(s))
+        return events
+
+    def _fill_price(self, o: _Order, q: Quote) -> float | None:
+        buy = o.req.action == "BUY"
+        kind = o.req.order_type
+        if kind in {"STP", "STP LMT"} and not o.triggered:
+            aux = o.req.aux_price or 0.0
+            if (buy and q.last >= aux) or (not buy and q.last <= aux):
+                o.triggered = True
+            else:
+                return None
+        touch = q.ask if buy else q.bid
+        if kind in {"MKT", "STP"}:
+            return touch
+        lmt = o.req.lmt_price or 0.0
+        if (buy and touch <= lmt + 1e-9) or (not buy and touch >= lmt - 1e-9):
+            return touch
+        return None
+
+    def _fill(self, o: _Order, qty: float, price: float, now: float) -> list[Event]:
+        comm_before = self._commissions.for_order(o.filled, o.filled * o.avg_fill_price)
+        cum = o.filled + qty
+        avg = (o.filled * o.avg_fill_price + qty * price) / cum
+        comm_after = self._commissions.for_order(cum, cum * avg)
+        commission = round(comm_after - comm_before, 6)
+        o.filled, o.avg_fill_price, o.last_fill_price = cum, round(avg, 6), price
+        o.updated_at = now
+        if o.remaining <= 1e-9:
+            o.status = "Filled"
+        realized = self._book(o.req, qty, price, commission)
+        self._exec_seq += 1
+        ex = Execution(
+            exec_id=f"{o.perm_id:08x}.{self._exec_seq:08x}.01.01",
+            order_id=o.req.order_id,
+            client_id=o.req.client_id,
+            perm_id=o.perm_id,
+            symbol=o.req.symbol,
+            con_id=o.req.con_id,
+            side="BOT" if o.req.action == "BUY" else "SLD",
+            shares=qty,
+            price=price,
+            time=now,
+            cum_qty=cum,
+            avg_price=o.avg_fill_price,
+            order_ref=o.req.order_ref,
+            account=o.req.account or self.account,
+            commission=commission,
+            realized_pnl=realized,
+        )
+        o.executions.append(ex)
+        self._executions.append(ex)
+        events: list[Event] = [OrderFilled(o.snapshot(), ex)]
+        if o.status == "Filled":
+            events += self._after_complete_fill(o, now)
+        return events
+
+    def _after_complete_fill(self, o: _Order, now: float) -> list[Event]:
+        events: list[Event] = []
+        # Bracket: children wake up once the parent is fully filled.
+        for child in self._children(o):
+            if child.status == "PreSubmitted" and self._market.in_session(now):
+                child.status, child.updated_at = "Submitted", now
+                events.append(OrderUpdated(child.snapshot()))
+        # One-cancels-all: bracket siblings and explicit OCA groups.
+        for other in self._oca_peers(o):
+            events += self._cancel_tree(other, now, "OCA")
+        return events
+
+    # -- ledger -----------------------------------------------------------------------------------
+
+    def _book(self, req: OrderRequest, qty: float, price: float, commission: float) -> float | None:
+        signed = qty if req.action == "BUY" else -qty
+        self.cash -= signed * price + commission
+        pos = self._positions.get(req.symbol) or Position(req.symbol, req.con_id, 0.0, 0.0)
+        realized: float | None = None
+        if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
+            new_qty = pos.quantity + signed
+            # IB's avgCost includes commission: added for buys, subtracted for short sales.
+            cost = pos.quantity * pos.avg_cost + signed * price + (commission if signed > 0 else -commission)
+            new_avg = cost / new_qty
+        else:
+            closed = min(abs(signed), abs(pos.quantity))
+            direction = 1.0 if pos.quantity > 0 else -1.0
+            realized = round((price - pos.avg_cost) * closed * direction - commission, 6)
+            self.realized_pnl += realized
+            new_qty = pos.quantity + signed
+            if abs(new_qty) < 1e-9:
+                new_qty, new_avg = 0.0, 0.0
+            elif (new_qty > 0) == (pos.quantity > 0):
+                new_avg = pos.avg_cost
+            else:  # flipped through zero: the remainder opens at this price
+                new_avg = price
+        self._positions[req.symbol] = Position(req.symbol, req.con_id, new_qty, round(new_avg, 6))
+        return realized
+
+    def positions(self) -> list[Position]:
+        """Every contract ever traded, including flat ones (IB keeps reporting them as 0)."""
+        return list(self._positions.values())
+
+    def account_values(self, marks: Callable[[str], float]) -> dict[str, float]:
+        """Account values that follow fills; ``marks`` gives the current price of a symbol."""
+        gross = 0.0
+        unrealized = 0.0
+        net_stock = 0.0
+        for p in self._positions.values():
+            if p.quantity == 0:
+                continue
+            px = marks(p.symbol)
+            value = p.quantity * px
+            net_stock += value
+            gross += abs(value)
+            unrealized += value - p.quantity * p.avg_cost
+        net_liq = self.cash + net_stock
+        init_margin = 0.25 * gross  # Reg T style 25 % maintenance, simplified to one rate
+        available = net_liq - init_margin
+        return {
+            "NetLiquidation": round(net_liq, 2),
+            "TotalCashValue": round(self.cash, 2),
+            "SettledCash": round(self.cash, 2),
+            "AccruedCash": 0.0,
+            "BuyingPower": round(max(available, 0.0) * 4, 2),
+            "EquityWithLoanValue": round(net_liq, 2),
+            "GrossPositionValue": round(gross, 2),
+            "InitMarginReq": round(init_margin, 2),
+            "MaintMarginReq": round(init_margin, 2),
+            "FullInitMarginReq": round(init_margin, 2),
+            "FullMaintMarginReq": round(init_margin, 2),
+            "AvailableFunds": round(available, 2),
+            "FullAvailableFunds": round(available, 2),
+            "ExcessLiquidity": round(available, 2),
+            "FullExcessLiquidity": round(available, 2),
+            "Cushion": round(available / net_liq, 6) if net_liq else 0.0,
+            "RealizedPnL": round(self.realized_pnl, 2),
+            "UnrealizedPnL": round(unrealized, 2),
+        }
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def orders(self) -> list[OrderSnapshot]:
+        """Every order ever placed, in placement order."""
+        return [o.snapshot() for o in self._sequence]
+
+    def order(self, client_id: int, order_id: int) -> OrderSnapshot | None:
+        """One order by its IB key."""
+        o = self._orders.get((client_id, order_id))
+        return o.snapshot() if o else None
+
+    def executions(self) -> list[Execution]:
+        """Every execution, oldest first."""
+        return list(self._executions)
+
+    def max_order_id(self) -> int:
+        """Highest order id ever used by any client (0 if none)."""
+        return max((o.req.order_id for o in self._sequence), default=0)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _reject(self, req: OrderRequest, now: float, code: int, message: str) -> OrderRejected:
+        order = _Order(req, self._next_perm, "Inactive", now, now, now, reject_code=code)
+        self._next_perm += 1
+        self._orders[(req.client_id, req.order_id)] = order
+        self._sequence.append(order)
+        return OrderRejected(req.client_id, req.order_id, code, message, order.snapshot())
+
+    def record_rejection(self, req: OrderRequest, now: float, code: int, message: str) -> OrderRejected:
+        """Record an order refused before matching (fault injection) so the book stays complete."""
+        return self._reject(req, now, code, message)
+
+    def _modify(self, o: _Order, req: OrderRequest, now: float) -> list[Event]:
+        o.req = replace(req, transmit=o.req.transmit or req.transmit)
+        o.updated_at = now
+        if o.req.quantity <= o.filled:
+            o.status = "Filled"
+        events: list[Event] = [OrderUpdated(o.snapshot())]
+        if o.status == "Submitted":
+            events += self._match_second(int(now), only=[o])
+        return events
+
+    def _working_status(self, o: _Order, now: float) -> str:
+        if self._waiting_for_parent(o) or not self._market.in_session(now):
+            return "PreSubmitted"
+        return "Submitted"
+
+    def _waiting_for_parent(self, o: _Order) -> bool:
+        if not o.req.parent_id:
+            return False
+        parent = self._orders.get((o.req.client_id, o.req.parent_id))
+        return parent is not None and parent.status != "Filled"
+
+    def _children(self, o: _Order) -> list[_Order]:
+        return [c for c in self._sequence
+                if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
+
+    def _oca_peers(self, o: _Order) -> list[_Order]:
+        peers: list[_Order] = []
+        for other in self._sequence:
+            if other is o or other.status in TERMINAL or other.req.client_id != o.req.client_id:
+                continue
+            same_bracket = bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id
+            same_oca = bool(o.req.oca_group) and other.req.oca_group == o.req.oca_group
+            if same_bracket or same_oca:
+                peers.append(other)
+        return peers
+
+    def _cancel_tree(self, o: _Order, now: float, reason: str) -> list[Event]:
+        events: list[Event] = []
+        if o.status not in TERMINAL:
+            o.status, o.updated_at = "Cancelled", now
+            events.append(OrderCancelled(o.snapshot(), reason))
+        for child in self._children(o):
+            if child.status not in TERMINAL:
+                events += self._cancel_tree(child, now, reason)
+        return events
