@@ -1,0 +1,297 @@
+"""Conformance over real sockets: the official ibapi 9.81 client against ibsim.
+
+Every check compares what the client decoded with what the simulator says it sent or generated
+(its message record and ground-truth series), not with hard-coded numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+import pytest
+from ibapi.execution import ExecutionFilter
+from ibapi.order import Order
+
+from ibsim import Simulator
+from ibsim.config import EXCHANGE_TZ
+from ibsim.market import aggregate
+from tests.integration.test_ibsim_support import (  # noqa: F401  (fixtures)
+    Recorder,
+    ibapi_factory,
+    sim_factory,
+    stock,
+)
+
+pytestmark = pytest.mark.integration
+
+SimF = Callable[..., Simulator]
+ClientF = Callable[[Simulator, int], Recorder]
+
+
+def order(action: str, qty: float, kind: str, lmt: float | None = None, aux: float | None = None,
+          ref: str = "", transmit: bool = True, parent: int = 0) -> Order:
+    o = Order()
+    o.action, o.totalQuantity, o.orderType, o.orderRef, o.transmit, o.parentId = (
+        action, qty, kind, ref, transmit, parent)
+    if lmt is not None:
+        o.lmtPrice = lmt
+    if aux is not None:
+        o.auxPrice = aux
+    return o
+
+
+def test_handshake_ids_accounts_time_and_farm_notices(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory(accounts=("U7654321",), first_order_id=500)
+    c = ibapi_factory(sim, 11)
+    assert c.serverVersion() == 157
+    assert c.of("managedAccounts") == [("managedAccounts", "U7654321")]
+    assert c.of("nextValidId")[0][1] == 500
+    c.wait_for(lambda: len(c.errors()) >= 3)
+    assert [e[2] for e in c.errors()] == [2104, 2106, 2158]
+    assert all(e[1] == -1 for e in c.errors())
+    c.reqCurrentTime()
+    (_, t) = c.wait_event("currentTime")[0]
+    assert abs(t - sim.now()) < 5 * sim.clock.speed
+    c.reqIds(-1)
+    c.wait_event("nextValidId", count=2)
+    assert c.of("nextValidId")[1][1] == sim.next_order_id == 500
+    assert sim.connected_client_ids() == [11]
+
+
+def test_contract_details_and_unknown_contract(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 1)
+    c.reqContractDetails(7, stock("SPY"))
+    c.wait_event("contractDetailsEnd", 7)
+    [(_, req_id, cd)] = c.of("contractDetails", 7)
+    inst = sim.config.instrument("SPY")
+    assert inst is not None
+    assert (cd.contract.conId, cd.contract.symbol, cd.contract.primaryExchange, cd.stockType, cd.longName) == (
+        inst.con_id, "SPY", inst.primary_exchange, "ETF", inst.long_name)
+    assert cd.minTick == inst.min_tick and cd.timeZoneId == "US/Eastern"
+    c.reqContractDetails(8, stock("NOPE"))
+    c.wait_for(lambda: c.errors(200))
+    assert c.errors(200)[0][1] == 8
+
+
+def test_market_data_matches_record_and_ground_truth(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 2)
+    c.reqMktData(3, stock("AAPL"), "", False, False, [])
+    c.wait_event("tickString", 3, count=5)
+    c.cancelMktData(3)
+    time.sleep(0.3)  # let in-flight ticks land
+    n_before = len(c.of("tickPrice", 3))
+    time.sleep(0.3)
+    assert len(c.of("tickPrice", 3)) == n_before, "ticks kept flowing after cancelMktData"
+    sent = [r for r in sim.sent_messages(2, 1) if r[2] == "3"]
+    got = [(e[2], e[3]) for e in c.of("tickPrice", 3)]
+    assert got == [(int(r[3]), float(r[4])) for r in sent]
+    # every LAST is the generated trade at the second given by LAST_TIMESTAMP
+    lasts = [e[3] for e in c.of("tickPrice", 3) if e[2] == 4]
+    stamps = [int(e[3]) for e in c.of("tickString", 3) if e[2] == 45]
+    assert len(lasts) == len(stamps) >= 5
+    for price, ts in zip(lasts, stamps, strict=True):
+        q = sim.quote("AAPL", ts)
+        assert price == q.last
+    bids = [e[3] for e in c.of("tickPrice", 3) if e[2] == 1]
+    asks = [e[3] for e in c.of("tickPrice", 3) if e[2] == 2]
+    assert bids and asks and all(a > b for a, b in zip(asks, bids, strict=False))
+    # the synthetic tickSize ibapi derives from tickPrice carries the sizes we sent
+    assert any(e[2] == 0 for e in c.of("tickSize", 3)) and any(e[2] == 8 for e in c.of("tickSize", 3))
+
+
+def test_delayed_market_data_10167_and_not_subscribed_354(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory(live_data_entitled=False)
+    c = ibapi_factory(sim, 4)
+    c.reqMktData(1, stock("MSFT"), "", False, False, [])
+    c.wait_for(lambda: c.errors(354))
+    assert c.errors(354)[0][1] == 1 and not c.of("tickPrice", 1)
+    c.reqMarketDataType(3)
+    c.reqMktData(2, stock("MSFT"), "", False, False, [])
+    c.wait_event("tickString", 2)
+    assert c.errors(10167)[0][1] == 2
+    assert c.of("marketDataType", 2) == [("marketDataType", 2, 3)]
+    types = {e[2] for e in c.of("tickPrice", 2)}
+    assert types <= {66, 67, 68, 75} and {66, 67, 68} <= types
+    ts = int(next(e[3] for e in c.of("tickString", 2) if e[2] == 88))
+    assert ts <= sim.now() - 890  # fifteen minutes behind
+    last = next(e[3] for e in c.of("tickPrice", 2) if e[2] == 68)
+    assert last == sim.quote("MSFT", ts).last
+
+
+def test_realtime_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 5)
+    c.reqRealTimeBars(9, stock("QQQ"), 5, "TRADES", True, [])
+    got = c.wait_event("realtimeBar", 9, count=6, timeout=10)
+    truth = {b.time: b for b in sim.ground_truth_bars("QQQ")}
+    times = [e[2] for e in got]
+    assert times == sorted(times) and all(b - a == 5 for a, b in zip(times, times[1:], strict=False))
+    for (_, _, t, o, h, low, close, vol, wap, count) in got:
+        b = truth[t]
+        assert (o, h, low, close, vol, wap, count) == (b.open, b.high, b.low, b.close, b.volume, b.wap, b.count)
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_historical_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: ClientF, fmt: int) -> None:
+    sim = sim_factory(enforce_pacing=False)
+    c = ibapi_factory(sim, 6)
+    end = dt.datetime(2025, 1, 6, 9, 50, tzinfo=EXCHANGE_TZ)
+    c.reqHistoricalData(1, stock("AAPL"), end.strftime("%Y%m%d %H:%M:%S") + " US/Eastern", "600 S",
+                        "5 secs", "TRADES", 1, fmt, False, [])
+    c.reqHistoricalData(2, stock("AAPL"), "", "1 D", "1 min", "TRADES", 1, fmt, False, [])
+    c.wait_event("historicalDataEnd", 1)
+    c.wait_event("historicalDataEnd", 2)
+    truth5 = sim.ground_truth_bars("AAPL", end.timestamp() - 600, end.timestamp())
+    got5 = [e[2] for e in c.of("historicalData", 1)]
+    assert len(got5) == len(truth5) == 120
+
+    def date_of(t: int) -> str:
+        return str(t) if fmt == 2 else dt.datetime.fromtimestamp(t, EXCHANGE_TZ).strftime("%Y%m%d  %H:%M:%S")
+
+    assert [(b.date, b.open, b.high, b.low, b.close, b.volume, b.barCount) for b in got5] == [
+        (date_of(b.time), b.open, b.high, b.low, b.close, b.volume, b.count) for b in truth5]
+    got1 = [e[2] for e in c.of("historicalData", 2)]
+    session_open = int(dt.datetime(2025, 1, 6, 9, 30, tzinfo=EXCHANGE_TZ).timestamp())
+    truth1 = aggregate(sim.ground_truth_bars("AAPL", session_open), 60)
+    assert date_of(session_open) == got1[0].date
+    assert [(b.open, b.close) for b in got1[:-1]] == [(b.open, b.close) for b in truth1[: len(got1) - 1]]
+
+
+def test_historical_before_anchor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory(enforce_pacing=False)
+    c = ibapi_factory(sim, 6)
+    c.reqHistoricalData(1, stock("AAPL"), "20240101 12:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1,
+                        False, [])
+    c.wait_for(lambda: c.errors(162))
+    assert "HMDS query returned no data" in c.errors(162)[0][3]
+
+
+def test_order_types_fill_by_market_rules(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 7)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("MSFT")
+    c.placeOrder(oid, stock("MSFT"), order("BUY", 10, "MKT", ref="mkt"))
+    c.placeOrder(oid + 1, stock("MSFT"), order("BUY", 10, "LMT", lmt=round(q.bid - 50, 2), ref="far-lmt"))
+    c.placeOrder(oid + 2, stock("MSFT"), order("SELL", 10, "STP", aux=round(q.last + 50, 2), ref="stp"))
+    c.placeOrder(oid + 3, stock("MSFT"), order("SELL", 5, "STP LMT", lmt=round(q.last - 60, 2),
+                                               aux=round(q.last + 60, 2), ref="stplmt"))
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"])
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 2 and e[2] == "Filled"])
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 3 and e[2] == "Filled"])
+    book = {o.order_ref: o for o in sim.orders()}
+    assert book["far-lmt"].status == "Submitted" and book["far-lmt"].filled == 0
+    mkt = book["mkt"]
+    [ex] = mkt.executions
+    assert ex.price == sim.quote("MSFT", ex.time).ask  # market buys fill at the touch
+    stp = book["stp"].executions[0]
+    assert stp.price == sim.quote("MSFT", stp.time).bid  # sell stop above market: triggered at once
+    # the client saw exactly the executions the book holds, with orderRef echoed
+    seen = {e[3].execId: e[3] for e in c.of("execDetails")}
+    for o in (mkt, book["stp"], book["stplmt"]):
+        for x in o.executions:
+            assert seen[x.exec_id].orderRef == o.order_ref
+    # commissions: IB fixed, $0.005/share with a $1 minimum
+    reports = {e[1].execId: e[1] for e in c.of("commissionReport")}
+    assert reports[mkt.executions[0].exec_id].commission == 1.0
+    c.cancelOrder(oid + 1)
+    c.wait_for(lambda: c.errors(202))
+    assert [e for e in c.of("orderStatus") if e[1] == oid + 1][-1][2] == "Cancelled"
+    assert sim.orders()[1].status == "Cancelled"
+    c.cancelOrder(99_999)
+    c.wait_for(lambda: c.errors(10147))
+    c.placeOrder(oid, stock("MSFT"), order("BUY", 10, "MKT"))
+    c.wait_for(lambda: c.errors(103))
+    assert c.errors(103)[0][1] == oid
+
+
+def test_bracket_children_held_until_transmit(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 8)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("SPY")
+    c.placeOrder(oid, stock("SPY"), order("BUY", 100, "LMT", lmt=round(q.ask + 1, 2), ref="b", transmit=False))
+    c.placeOrder(oid + 1, stock("SPY"), order("SELL", 100, "LMT", lmt=round(q.ask + 40, 2), ref="b-tp",
+                                              transmit=False, parent=oid))
+    time.sleep(0.4)
+    assert not c.of("openOrder"), "held (transmit=False) orders must not be acknowledged"
+    assert {o.status for o in sim.orders()} == {"PendingSubmit"}
+    c.placeOrder(oid + 2, stock("SPY"), order("SELL", 100, "STP", aux=round(q.bid - 40, 2), ref="b-sl",
+                                              parent=oid))
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"])
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 2 and e[2] == "Submitted"])
+    statuses = {o.order_ref: o.status for o in sim.orders()}
+    assert statuses == {"b": "Filled", "b-tp": "Submitted", "b-sl": "Submitted"}
+    refs = {e[1]: e[3].orderRef for e in c.of("openOrder")}
+    assert refs == {oid: "b", oid + 1: "b-tp", oid + 2: "b-sl"}
+    parents = {e[1]: e[3].parentId for e in c.of("openOrder")}
+    assert parents[oid + 1] == parents[oid + 2] == oid
+    # the children were PreSubmitted until the parent filled
+    first_child_status = next(e[2] for e in c.of("orderStatus") if e[1] == oid + 1)
+    assert first_child_status == "PreSubmitted"
+
+
+def test_open_orders_executions_positions_account(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    a = ibapi_factory(sim, 21)
+    b = ibapi_factory(sim, 22)
+    oid = a.of("nextValidId")[0][1]
+    q = sim.quote("AAPL")
+    a.placeOrder(oid, stock("AAPL"), order("BUY", 300, "MKT", ref="fill-me"))
+    a.placeOrder(oid + 1, stock("AAPL"), order("BUY", 1, "LMT", lmt=round(q.bid - 30, 2), ref="rest"))
+    a.wait_for(lambda: a.of("commissionReport"))
+    b.placeOrder(oid + 2, stock("MSFT"), order("SELL", 1, "LMT", lmt=round(sim.quote("MSFT").ask + 30, 2)))
+    b.wait_event("openOrder")
+    a.reqOpenOrders()
+    a.wait_event("openOrderEnd")
+    assert [e[1] for e in a.of("openOrder") if e[4].status == "Submitted"][-1:] == [oid + 1]
+    b.reqAllOpenOrders()
+    b.wait_event("openOrderEnd")
+    assert {e[1] for e in b.of("openOrder")} >= {oid + 1, oid + 2}
+    f = ExecutionFilter()
+    f.symbol = "AAPL"
+    b.reqExecutions(5, f)
+    b.wait_event("execDetailsEnd", 5)
+    [(_, _, contract, ex)] = b.of("execDetails", 5)
+    [truth] = sim.executions()
+    assert (ex.execId, ex.shares, ex.price, ex.orderRef, ex.side, ex.clientId) == (
+        truth.exec_id, 300.0, truth.price, "fill-me", "BOT", 21)
+    assert contract.conId == 265598
+    f2 = ExecutionFilter()
+    f2.side = "SELL"
+    b.reqExecutions(6, f2)
+    b.wait_event("execDetailsEnd", 6)
+    assert b.of("execDetails", 6) == []
+    b.reqPositions()
+    b.wait_event("positionEnd")
+    [(_, acct, pc, pos, avg)] = b.of("position")
+    [p] = sim.positions()
+    assert (acct, pc.symbol, pos, avg) == (sim.account, "AAPL", p.quantity, p.avg_cost) and pos == 300
+    assert avg == pytest.approx((300 * truth.price + truth.commission) / 300)
+    b.reqAccountSummary(9, "All", "NetLiquidation,TotalCashValue,BuyingPower")
+    b.wait_event("accountSummaryEnd", 9)
+    values = {e[3]: float(e[4]) for e in b.of("accountSummary", 9)}
+    assert set(values) == {"NetLiquidation", "TotalCashValue", "BuyingPower"}
+    assert values["TotalCashValue"] == pytest.approx(sim.config.initial_cash - 300 * truth.price - truth.commission)
+    assert values["NetLiquidation"] == pytest.approx(sim.account_values()["NetLiquidation"], abs=300 * 2.0)
+    b.reqAccountUpdates(True, sim.account)
+    b.wait_event("accountDownloadEnd")
+    assert any(e[1] == "NetLiquidation" for e in b.of("updateAccountValue"))
+    assert b.of("updatePortfolio")[0][2] == 300
+
+
+def test_partial_fills_and_commission_split(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory(partial_fill_max=100.0)
+    c = ibapi_factory(sim, 9)
+    oid = c.of("nextValidId")[0][1]
+    c.placeOrder(oid, stock("NVDA"), order("BUY", 450, "MKT", ref="big"))
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[2] == "Filled"], timeout=10)
+    [o] = sim.orders()
+    assert [x.shares for x in o.executions] == [100, 100, 100, 100, 50]
+    assert sum(x.commission for x in o.executions) == pytest.approx(max(450 * 0.005, 1.0))
+    statuses = [(e[3], e[4]) for e in c.of("orderStatus") if e[1] == oid and e[3] > 0]
+    assert statuses[0] == (100.0, 350.0) and statuses[-1] == (450.0, 0.0)
