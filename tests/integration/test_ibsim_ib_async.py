@@ -1,0 +1,89 @@
+"""ib_async 2.x (unchanged library code) against ibsim: connect, qualify, stream, backfill, trade."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from ib_async import IB, Stock
+
+from ibsim import Simulator
+from tests.integration.test_ibsim_support import sim_factory  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.integration
+
+
+async def _until(pred: Callable[[], object], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def test_ib_async_end_to_end(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory(partial_fill_max=60.0)
+
+    async def scenario() -> None:
+        ib = IB()
+        # raiseSyncErrors: any startup request ibsim failed to answer would time out and raise
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=3, timeout=3, raiseSyncErrors=True)
+        try:
+            assert ib.client.serverVersion() == 157
+            assert ib.managedAccounts() == [sim.account]
+            [aapl, spy] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"),
+                                                         Stock("SPY", "SMART", "USD"))
+            assert (aapl.conId, spy.conId) == (265598, 756733)
+
+            ticker = ib.reqMktData(aapl)
+            bars = ib.reqRealTimeBars(aapl, 5, "TRADES", True)
+            await _until(lambda: ticker.last == ticker.last and ticker.bid > 0 and len(bars) >= 3)
+            truth = {int(b.time): b for b in sim.ground_truth_bars("AAPL")}
+            for b in bars:
+                t = truth[int(b.time.timestamp())]
+                assert (b.open_, b.high, b.low, b.close, b.volume) == (t.open, t.high, t.low, t.close, t.volume)
+            assert ticker.ask - ticker.bid == pytest.approx(sim.config.spread_ticks * 0.01)
+
+            hist = await ib.reqHistoricalDataAsync(aapl, "", "300 S", "5 secs", "TRADES", True, formatDate=2)
+            assert len(hist) >= 60
+            h_truth = {b.time: b for b in sim.ground_truth_bars("AAPL")}
+            for b in hist[:-1]:
+                t = h_truth[int(b.date.timestamp())]
+                assert (b.open, b.close, b.volume) == (t.open, t.close, t.volume)
+
+            q = sim.quote("SPY")
+            bracket = ib.bracketOrder("BUY", 120, round(q.ask + 0.5, 2), round(q.ask + 25, 2),
+                                      round(q.bid - 25, 2))
+            trades = []
+            for o in bracket:
+                o.orderRef = "bracket-1"
+                trades.append(ib.placeOrder(spy, o))
+            parent, take_profit, stop_loss = trades
+            await _until(lambda: parent.orderStatus.status == "Filled" and len(parent.fills) == 2)
+            # the $1 minimum is charged on the first execution; the second costs nothing more
+            await _until(lambda: all(f.commissionReport.execId for f in parent.fills))
+            await _until(lambda: take_profit.orderStatus.status == "Submitted")
+            assert stop_loss.orderStatus.status == "Submitted"
+            assert [f.execution.shares for f in parent.fills] == [60.0, 60.0]
+            book = {o.order_id: o for o in sim.orders()}
+            assert book[parent.order.orderId].avg_fill_price == pytest.approx(parent.orderStatus.avgFillPrice)
+            assert {book[t.order.orderId].order_ref for t in trades} == {"bracket-1"}
+            assert sum(f.commissionReport.commission for f in parent.fills) == pytest.approx(1.0)
+            await _until(lambda: any(p.contract.conId == spy.conId for p in ib.positions()))
+            [pos] = [p for p in ib.positions() if p.contract.conId == spy.conId]
+            assert pos.position == 120
+            # cancelling the take-profit leaves the stop alone; cancelling the parent is too late
+            ib.cancelOrder(take_profit.order)
+            await _until(lambda: take_profit.orderStatus.status == "Cancelled")
+            assert stop_loss.orderStatus.status == "Submitted"
+            fills = await ib.reqExecutionsAsync()
+            assert {f.execution.execId for f in fills} == {e.exec_id for e in sim.executions()}
+            summary = await ib.accountSummaryAsync()
+            netliq = next(float(v.value) for v in summary if v.tag == "NetLiquidation")
+            assert netliq == pytest.approx(sim.account_values()["NetLiquidation"], abs=500)
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
