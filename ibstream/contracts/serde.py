@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -87,9 +88,10 @@ def check_backward(reader: SchemaVersion, writer: SchemaVersion) -> str | None:
     return "; ".join(_describe_location(reader, result.locations) + f": {m}" for m in result.messages) or "incompatible"
 
 
-def _describe_location(schema: SchemaVersion, locations: list[str]) -> str:
+def _describe_location(schema: SchemaVersion, locations: Iterable[str]) -> str:
     # The checker reports positions ("/fields/11/type"); name the field so the error says what to fix.
-    parts = [part for location in locations for part in location.strip("/").split("/") if part]
+    first = max(locations, key=len, default="")  # the most specific position
+    parts = [part for part in first.strip("/").split("/") if part]
     if len(parts) >= 2 and parts[0] == "fields" and parts[1].isdigit():
         fields = json.loads(schema.text)["fields"]
         index = int(parts[1])
