@@ -332,7 +332,8 @@ class MatchingEngine:
             if o.status == "PreSubmitted" and not self._waiting_for_parent(o):
                 o.status, o.updated_at = "Submitted", float(s)
                 events.append(OrderUpdated(o.snapshot()))
-            if o.status != "Submitted" or o.eligible_at > s:
+            # second s covers [s, s+1): an order eligible anywhere inside it may trade in it
+            if o.status != "Submitted" or o.eligible_at >= s + 1:
                 continue
             q = self._market.quote(o.req.symbol, s)
             price = self._fill_price(o, q)
