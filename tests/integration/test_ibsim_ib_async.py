@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_ibsim_support are redefined as arguments)
 """ib_async 2.x (unchanged library code) against ibsim: connect, qualify, stream, backfill, trade."""
 
 from __future__ import annotations

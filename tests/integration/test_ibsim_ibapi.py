@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_ibsim_support are redefined as arguments)
 """Conformance over real sockets: the official ibapi 9.81 client against ibsim.
 
 Every check compares what the client decoded with what the simulator says it sent or generated
@@ -7,6 +8,7 @@ Every check compares what the client decoded with what the simulator says it sen
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable
 
@@ -65,7 +67,7 @@ def test_contract_details_and_unknown_contract(sim_factory: SimF, ibapi_factory:
     c = ibapi_factory(sim, 1)
     c.reqContractDetails(7, stock("SPY"))
     c.wait_event("contractDetailsEnd", 7)
-    [(_, req_id, cd)] = c.of("contractDetails", 7)
+    [(_, _, cd)] = c.of("contractDetails", 7)
     inst = sim.config.instrument("SPY")
     assert inst is not None
     assert (cd.contract.conId, cd.contract.symbol, cd.contract.primaryExchange, cd.stockType, cd.longName) == (
@@ -129,7 +131,7 @@ def test_realtime_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: Clie
     got = c.wait_event("realtimeBar", 9, count=6, timeout=10)
     truth = {b.time: b for b in sim.ground_truth_bars("QQQ")}
     times = [e[2] for e in got]
-    assert times == sorted(times) and all(b - a == 5 for a, b in zip(times, times[1:], strict=False))
+    assert times == sorted(times) and all(b - a == 5 for a, b in itertools.pairwise(times))
     for (_, _, t, o, h, low, close, vol, wap, count) in got:
         b = truth[t]
         assert (o, h, low, close, vol, wap, count) == (b.open, b.high, b.low, b.close, b.volume, b.wap, b.count)
