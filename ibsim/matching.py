@@ -246,6 +246,9 @@ class MatchingEngine:
 
     def place(self, req: OrderRequest, now: float, fill_delay: float = 0.0) -> list[Event]:
         """Accept, modify, hold or reject an order; may fill it at once (marketable orders)."""
+        if self._last_second is None:
+            # matching starts here: advance() then covers every second after this one
+            self._last_second = int(now)
         key = (req.client_id, req.order_id)
         existing = self._orders.get(key)
         if existing is not None:
