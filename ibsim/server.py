@@ -108,6 +108,10 @@ class _Session:
     def send(self, fields: list[Field]) -> None:
         if self.closed:
             return
+        if self.writer.transport.is_closing():
+            # peer went away; the reader task will notice EOF, the pump must not keep writing
+            self.closed = True
+            return
         frame = encode_message(fields)
         self.writer.write(frame)
         self.sim._record(self, fields)
