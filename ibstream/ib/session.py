@@ -1,0 +1,385 @@
+"""One connection to IB Gateway/TWS through the official ibapi client.
+
+ibapi runs two threads of its own (the socket reader and the message loop in ``EClient.run``); callbacks arrive on
+the message-loop thread. ``IbSession`` turns every callback into an immutable event on a thread-safe queue, so the
+deployable's own loop is the only place that reacts. Every outbound request goes through the pacing governor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ibapi.client import EClient
+from ibapi.commission_report import CommissionReport as IbCommissionReport
+from ibapi.common import BarData
+from ibapi.contract import Contract, ContractDetails
+from ibapi.execution import Execution as IbExecution
+from ibapi.execution import ExecutionFilter
+from ibapi.order import Order
+from ibapi.order_state import OrderState
+from ibapi.wrapper import EWrapper
+
+from ibstream.exceptions import IbstreamError
+from ibstream.ib import events
+from ibstream.ib.codes import classify
+from ibstream.ib.pacing import PacingGovernor
+
+log = logging.getLogger(__name__)
+
+UNSET_DOUBLE = sys.float_info.max
+UNSET_INTEGER = 2**31 - 1
+
+
+def _value(number: float) -> float | None:
+    """IB marks an unset double with DBL_MAX."""
+    return None if number == UNSET_DOUBLE else number
+
+
+class IbConnectError(IbstreamError):
+    """The gateway did not complete the handshake."""
+
+
+def stock_contract(symbol: str, con_id: int = 0, primary_exchange: str = "") -> Contract:
+    """A SMART-routed US stock or ETF."""
+    contract = Contract()
+    contract.symbol = symbol
+    contract.secType = "STK"
+    contract.exchange = "SMART"
+    contract.currency = "USD"
+    contract.conId = con_id
+    contract.primaryExchange = primary_exchange
+    return contract
+
+
+@dataclass(frozen=True)
+class OrderTicket:
+    """What we ask IB to do, independent of ibapi's mutable Order class."""
+
+    action: str  # BUY | SELL
+    quantity: float
+    order_type: str  # MKT | LMT | STP | STP LMT
+    order_ref: str
+    limit_price: float | None = None
+    aux_price: float | None = None
+    time_in_force: str = "DAY"
+    parent_id: int = 0
+    transmit: bool = True
+    account: str = ""
+    outside_rth: bool = False
+
+    def to_ibapi(self) -> Order:
+        order = Order()
+        order.action = self.action
+        order.totalQuantity = self.quantity
+        order.orderType = self.order_type
+        order.orderRef = self.order_ref
+        order.tif = self.time_in_force
+        order.parentId = self.parent_id
+        order.transmit = self.transmit
+        order.account = self.account
+        order.outsideRth = self.outside_rth
+        if self.limit_price is not None:
+            order.lmtPrice = self.limit_price
+        if self.aux_price is not None:
+            order.auxPrice = self.aux_price
+        # ibapi 9.81 sends these two as set by default, which current gateways reject (error 10268/10269).
+        order.eTradeOnly = False
+        order.firmQuoteOnly = False
+        return order
+
+
+class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
+    """Callbacks → events. Runs on ibapi's message-loop thread: build an event, enqueue it, nothing else."""
+
+    def __init__(self, session: IbSession) -> None:
+        super().__init__()
+        self._session = session
+
+    def _put(self, event: events.IbEvent) -> None:
+        self._session.events.put(event)
+
+    def error(self, reqId: int, errorCode: int, errorString: str) -> None:  # noqa: N803
+        self._put(events.IbError(reqId, errorCode, errorString, classify(errorCode, errorString)))
+
+    def connectionClosed(self) -> None:  # noqa: N802
+        self._session._on_closed("connection closed")
+
+    def nextValidId(self, orderId: int) -> None:  # noqa: N802, N803
+        self._session._on_next_valid_id(orderId)
+
+    def managedAccounts(self, accountsList: str) -> None:  # noqa: N802, N803
+        self._session._on_accounts(tuple(a for a in accountsList.split(",") if a))
+
+    def currentTime(self, time: int) -> None:  # noqa: N802
+        self._put(events.CurrentTime(time))
+
+    def marketDataType(self, reqId: int, marketDataType: int) -> None:  # noqa: N802, N803
+        self._put(events.MarketDataType(reqId, marketDataType))
+
+    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:  # noqa: N802, N803
+        self._put(events.TickPrice(reqId, tickType, price))
+
+    def tickSize(self, reqId: int, tickType: int, size: int) -> None:  # noqa: N802, N803
+        self._put(events.TickSize(reqId, tickType, float(size)))
+
+    def tickString(self, reqId: int, tickType: int, value: str) -> None:  # noqa: N802, N803
+        self._put(events.TickString(reqId, tickType, value))
+
+    def realtimeBar(  # noqa: N802
+        self, reqId: int, time: int, open_: float, high: float, low: float, close: float,  # noqa: N803
+        volume: int, wap: float, count: int,
+    ) -> None:  # fmt: skip
+        self._put(events.RealtimeBar(reqId, time, open_, high, low, close, float(volume), wap, count))
+
+    def historicalData(self, reqId: int, bar: BarData) -> None:  # noqa: N802, N803
+        self._put(events.HistoricalBar(
+            reqId, bar.date, bar.open, bar.high, bar.low, bar.close, float(bar.volume), bar.average, bar.barCount
+        ))  # fmt: skip
+
+    def historicalDataEnd(self, reqId: int, start: str, end: str) -> None:  # noqa: N802, N803
+        self._put(events.HistoricalEnd(reqId, start, end))
+
+    def orderStatus(  # noqa: N802
+        self, orderId: int, status: str, filled: float, remaining: float, avgFillPrice: float,  # noqa: N803
+        permId: int, parentId: int, lastFillPrice: float, clientId: int, whyHeld: str,  # noqa: N803
+        mktCapPrice: float,  # noqa: N803
+    ) -> None:  # fmt: skip
+        self._put(events.OrderStatusUpdate(
+            orderId, status, float(filled), float(remaining), avgFillPrice, permId, parentId, lastFillPrice,
+            clientId, whyHeld,
+        ))  # fmt: skip
+
+    def openOrder(self, orderId: int, contract: Contract, order: Order, orderState: OrderState) -> None:  # noqa: N802, N803
+        self._put(events.OpenOrder(
+            orderId, order.permId, order.parentId, contract.symbol, contract.conId, order.account, order.action,
+            float(order.totalQuantity), order.orderType, _value(order.lmtPrice), _value(order.auxPrice),
+            order.orderRef or "", bool(order.transmit), orderState.status,
+        ))  # fmt: skip
+
+    def openOrderEnd(self) -> None:  # noqa: N802
+        self._put(events.OpenOrderEnd())
+
+    def execDetails(self, reqId: int, contract: Contract, execution: IbExecution) -> None:  # noqa: N802, N803
+        self._put(events.ExecutionDetail(
+            reqId, execution.execId, execution.orderId, execution.permId, contract.symbol, contract.conId,
+            execution.acctNumber, execution.side, float(execution.shares), execution.price, float(execution.cumQty),
+            execution.avgPrice, execution.orderRef or "", execution.time,
+        ))  # fmt: skip
+
+    def execDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803
+        self._put(events.ExecutionEnd(reqId))
+
+    def commissionReport(self, commissionReport: IbCommissionReport) -> None:  # noqa: N802, N803
+        report = commissionReport
+        self._put(
+            events.CommissionReport(report.execId, report.commission, report.currency, _value(report.realizedPNL))
+        )
+
+    def position(self, account: str, contract: Contract, position: float, avgCost: float) -> None:  # noqa: N803
+        self._put(events.PositionUpdate(account, contract.symbol, contract.conId, float(position), avgCost))
+
+    def positionEnd(self) -> None:  # noqa: N802
+        self._put(events.PositionEnd())
+
+    def contractDetails(self, reqId: int, contractDetails: ContractDetails) -> None:  # noqa: N802, N803
+        contract = contractDetails.contract
+        self._put(
+            events.ContractDetail(
+                reqId, contract.symbol, contract.conId, contract.primaryExchange, contractDetails.minTick
+            )
+        )
+
+    def contractDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803
+        self._put(events.ContractDetailsEnd(reqId))
+
+
+class IbSession:
+    """A connection to one gateway with one client id. Reconnecting means a new ``connect()`` on the same session;
+    every connection gets a new generation number so late events of an old socket can be told apart."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: int,
+        governor: PacingGovernor | None = None,
+        event_queue: queue.Queue[events.IbEvent] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.governor = governor or PacingGovernor()
+        self.events: queue.Queue[events.IbEvent] = event_queue if event_queue is not None else queue.Queue()
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._client: EClient | None = None
+        self._thread: threading.Thread | None = None
+        self._next_valid_id: int | None = None
+        self._accounts: tuple[str, ...] | None = None
+        self._ready = threading.Event()
+        self._closed_generation = -1
+
+    # --- connection -------------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        client = self._client
+        return client is not None and bool(client.isConnected()) and self._ready.is_set()
+
+    def connect(self, timeout: float = 10.0) -> events.Connected:
+        """Connect and wait for the handshake (nextValidId + managedAccounts); raise IbConnectError otherwise."""
+        self.disconnect()
+        with self._lock:
+            self.generation += 1
+            self._next_valid_id = None
+            self._accounts = None
+            self._ready.clear()
+            client = EClient(_Wrapper(self))
+            self._client = client
+        handshake = threading.Thread(target=self._handshake, args=(client,), daemon=True)
+        handshake.start()
+        # ibapi's handshake loops forever if the peer accepts but never answers; bound it.
+        handshake.join(timeout)
+        if handshake.is_alive() or not client.isConnected():
+            self._abort(client)
+            handshake.join(2)
+            raise IbConnectError(f"no IB handshake from {self.host}:{self.port} within {timeout:.0f}s")
+        self._thread = threading.Thread(target=client.run, name=f"ibapi-{self.client_id}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self._abort(client)
+            raise IbConnectError(f"IB at {self.host}:{self.port} sent no nextValidId/managedAccounts in {timeout:.0f}s")
+        assert self._next_valid_id is not None and self._accounts is not None
+        connected = events.Connected(self._next_valid_id, self._accounts, int(client.serverVersion()), self.generation)
+        self.events.put(connected)
+        return connected
+
+    def _handshake(self, client: EClient) -> None:
+        try:
+            client.connect(self.host, self.port, self.client_id)
+        except Exception as error:  # aborting a stuck handshake pulls the socket from under ibapi
+            log.debug("IB handshake ended", extra={"error": repr(error)})
+
+    def _abort(self, client: EClient) -> None:
+        with contextlib.suppress(Exception):
+            if client.conn is not None:
+                client.conn.disconnect()
+        with contextlib.suppress(Exception):
+            client.disconnect()
+
+    def disconnect(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.disconnect()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+        self._thread = None
+
+    def _on_next_valid_id(self, order_id: int) -> None:
+        with self._lock:
+            first = self._next_valid_id is None
+            self._next_valid_id = order_id
+            self._check_ready()
+        if not first or self._ready.is_set():
+            self.events.put(events.NextValidId(order_id))
+
+    def _on_accounts(self, accounts: tuple[str, ...]) -> None:
+        with self._lock:
+            self._accounts = accounts
+            self._check_ready()
+
+    def _check_ready(self) -> None:
+        if self._next_valid_id is not None and self._accounts is not None:
+            self._ready.set()
+
+    def _on_closed(self, reason: str) -> None:
+        with self._lock:
+            # ibapi reports one close up to three times (connection, client, run loop): report it once.
+            if self._closed_generation == self.generation:
+                return
+            self._closed_generation = self.generation
+            self._ready.clear()
+        self.events.put(events.Disconnected(self.generation, reason))
+
+    # --- requests ---------------------------------------------------------------------------------------------
+
+    def _send(self, method: str, *args: Any, historical: tuple[Any, Any] | None = None) -> bool:
+        """Pace, then call the EClient method; False if not connected or the socket broke while sending."""
+        client = self._client
+        if client is None or not client.isConnected():
+            return False
+        self.governor.acquire(historical)
+        try:
+            getattr(client, method)(*args)
+        except OSError as error:
+            log.warning("IB send failed", extra={"request": method, "error": str(error)})
+            self._on_closed(f"send failed: {error}")
+            return False
+        return True
+
+    def req_current_time(self) -> bool:
+        return self._send("reqCurrentTime")
+
+    def req_ids(self) -> bool:
+        return self._send("reqIds", 1)
+
+    def req_market_data_type(self, market_data_type: int) -> bool:
+        return self._send("reqMarketDataType", market_data_type)
+
+    def req_contract_details(self, req_id: int, contract: Contract) -> bool:
+        return self._send("reqContractDetails", req_id, contract)
+
+    def req_mkt_data(self, req_id: int, contract: Contract, generic_ticks: str = "") -> bool:
+        return self._send("reqMktData", req_id, contract, generic_ticks, False, False, [])
+
+    def cancel_mkt_data(self, req_id: int) -> bool:
+        return self._send("cancelMktData", req_id)
+
+    def req_real_time_bars(
+        self, req_id: int, contract: Contract, what_to_show: str = "TRADES", use_rth: bool = False
+    ) -> bool:
+        return self._send("reqRealTimeBars", req_id, contract, 5, what_to_show, use_rth, [])
+
+    def cancel_real_time_bars(self, req_id: int) -> bool:
+        return self._send("cancelRealTimeBars", req_id)
+
+    def req_historical_data(
+        self, req_id: int, contract: Contract, end: str, duration: str, bar_size: str,
+        what_to_show: str = "TRADES", use_rth: bool = False, format_date: int = 2,
+    ) -> bool:  # fmt: skip
+        identity = (contract.symbol, contract.conId, end, duration, bar_size, what_to_show, use_rth)
+        return self._send(
+            "reqHistoricalData", req_id, contract, end, duration, bar_size, what_to_show, int(use_rth), format_date,
+            False, [], historical=((contract.symbol, contract.conId, what_to_show), identity),
+        )  # fmt: skip
+
+    def place_order(self, order_id: int, contract: Contract, ticket: OrderTicket) -> bool:
+        return self._send("placeOrder", order_id, contract, ticket.to_ibapi())
+
+    def cancel_order(self, order_id: int) -> bool:
+        return self._send("cancelOrder", order_id)
+
+    def req_open_orders(self) -> bool:
+        return self._send("reqOpenOrders")
+
+    def req_all_open_orders(self) -> bool:
+        return self._send("reqAllOpenOrders")
+
+    def req_executions(self, req_id: int, since: str = "", symbol: str = "", client_id: int = 0) -> bool:
+        execution_filter = ExecutionFilter()
+        execution_filter.time = since
+        execution_filter.symbol = symbol
+        execution_filter.clientId = client_id
+        return self._send("reqExecutions", req_id, execution_filter)
+
+    def req_positions(self) -> bool:
+        return self._send("reqPositions")
