@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ibstream.exceptions import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: IB Gateway and TWS ports that reach a live (not paper) account by default.
+LIVE_PORTS = frozenset({4001, 7496})
 
 
 class Settings(BaseSettings):
@@ -43,6 +45,58 @@ class Settings(BaseSettings):
     schema_registry_username: str | None = None
     schema_registry_password: SecretStr | None = None
 
+    # --- IB connection and market data producer ---
+    # Live trading needs this to name the exact live account; without it only paper accounts (DU…) and paper
+    # ports are accepted, by every deployable that talks to IB.
+    ib_live_account: str | None = None
+    ib_host: str = "127.0.0.1"
+    ib_port: int = Field(default=4002, ge=1, le=65535)
+    ib_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    ib_reconnect_base_seconds: float = Field(default=0.5, gt=0)
+    ib_reconnect_cap_seconds: float = Field(default=30.0, gt=0)
+    producer_client_id: int = Field(default=11, ge=0)
+    # The universe to subscribe; each symbol is qualified with reqContractDetails at startup.
+    # Comma-separated in the environment: IBSTREAM_SYMBOLS=AAPL,MSFT,SPY.
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["AAPL", "MSFT", "SPY", "QQQ"], min_length=1
+    )
+    # 1 live, 3 delayed (IB's reqMarketDataType); delayed data is published as source=delayed.
+    market_data_type: Literal[1, 2, 3, 4] = 1
+    # "rth": 09:30-16:00 America/New_York on weekdays; "24h": always open (simulators, crypto-like tests).
+    trading_hours: Literal["rth", "24h"] = "rth"
+    # A symbol with no tick for this long during trading hours is stale (alert + metric).
+    stale_after_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    producer_health_port: int = Field(default=8092, ge=0, le=65535)
+    # Bounded in-memory queue between ibapi's reader thread and the producer loop (backpressure, not an OOM).
+    producer_queue_size: int = Field(default=100_000, ge=1000)
+
+    # --- warehouse ---
+    # Unset: embedded chDB persisted under warehouse_dir (one process may open it). Set: HTTP(S) ClickHouse server.
+    clickhouse_url: str | None = None
+    clickhouse_username: str | None = None
+    clickhouse_password: SecretStr | None = None
+    # None means state_dir / "warehouse" (see the warehouse_path property).
+    warehouse_dir: Path | None = None
+    warehouse_database: str = Field(default="ibstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Days each topic's rows are kept, by catalogue topic name (no prefix); a topic not listed is kept forever.
+    # DLQ topics share the dead-letter table, keyed here as "dlq".
+    warehouse_retention_days: dict[str, int] = Field(
+        default_factory=lambda: {
+            "md.quotes.v1": 30,
+            "md.bars.5s.v1": 365,
+            "md.heartbeats.v1": 30,
+            "signals.v1": 365,
+            "signals.transitions.v1": 365,
+            "positions.v1": 365,
+            "ops.alerts.v1": 365,
+            "dlq": 365,
+        }
+    )
+    # A sink batch is inserted when it holds this many rows or is this old, whichever comes first.
+    warehouse_batch_rows: int = Field(default=10_000, ge=1)
+    warehouse_batch_seconds: float = Field(default=1.0, gt=0)
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _bootstrap_has_port(cls, value: str) -> str:
@@ -51,6 +105,34 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port…], got {server!r}")
         return value
+
+    @field_validator("ib_port")
+    @classmethod
+    def _live_port_needs_live_account(cls, value: int, info: ValidationInfo) -> int:
+        if value in LIVE_PORTS and not info.data.get("ib_live_account"):
+            raise ValueError(
+                f"port {value} is a live-trading port; use a paper port (4002 gateway, 7497 TWS) or set "
+                "IBSTREAM_IB_LIVE_ACCOUNT to the live account you mean"
+            )
+        return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_look_like_symbols(cls, value: list[str]) -> list[str]:
+        cleaned = [symbol.strip().upper() for symbol in value]
+        for symbol in cleaned:
+            if not symbol or len(symbol) > 12 or not all(c.isalnum() or c in " .-" for c in symbol):
+                raise ValueError(f"not an IB symbol: {symbol!r}")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("symbols must be unique")
+        return cleaned
 
     @field_validator("schema_registry_url")
     @classmethod
@@ -62,6 +144,11 @@ class Settings(BaseSettings):
     @property
     def kafka_state_dir(self) -> Path:
         return self.state_dir / "kafka"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The embedded chDB data directory."""
+        return self.warehouse_dir if self.warehouse_dir is not None else self.state_dir / "warehouse"
 
 
 def load_settings(**overrides: Any) -> Settings:
