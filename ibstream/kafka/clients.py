@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ibstream.config import Settings
+from ibstream.exceptions import IbstreamError
 
 #: quotes: lowest latency; bulk: backfill, replay, sink-side DLQ writes, where batching pays.
 ProducerProfile = Literal["quotes", "events", "bulk"]
@@ -65,3 +67,65 @@ def create_consumer(settings: Settings, group_id: str, **overrides: Any) -> Cons
 
 def create_admin(settings: Settings, **overrides: Any) -> AdminClient:
     return AdminClient({**base_config(settings), **overrides})
+
+
+# --- offsets and positions (warehouse sink, replay) ---
+
+
+class OffsetError(IbstreamError):
+    """Committing or looking up offsets failed."""
+
+
+def commit_offsets(consumer: Consumer, next_offsets: Mapping[tuple[str, int], int]) -> None:
+    """Synchronously commit ``{(topic, partition): next offset to read}``; raises OffsetError on failure."""
+    if not next_offsets:
+        return
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
+            asynchronous=False,
+        )
+    except KafkaException as error:
+        raise OffsetError(f"offset commit failed: {error}") from None
+
+
+def committed_offsets(
+    consumer: Consumer, topics: Mapping[str, int], timeout: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """The group's committed next offsets for ``{topic: partitions}`` (partitions without a commit are left out)."""
+    wanted = [TopicPartition(topic, p) for topic, count in topics.items() for p in range(count)]
+    result = consumer.committed(wanted, timeout=timeout)
+    return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
+
+
+def high_watermark(consumer: Consumer, topic: str, partition: int, timeout: float = 5.0) -> int:
+    """The partition's end offset (next offset to be written), asked of the broker."""
+    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)
+    return int(high)
+
+
+def partition_count(consumer: Consumer, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions a topic has; OffsetError if it does not exist."""
+    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise OffsetError(f"topic {topic} does not exist")
+    return len(metadata.partitions)
+
+
+def offsets_for_time(
+    consumer: Consumer, topic: str, partitions: int, timestamp_ms: int, timeout: float = 10.0
+) -> dict[int, int]:
+    """Per partition, the earliest offset whose timestamp is ≥ ``timestamp_ms``; the end offset where none is."""
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, timestamp_ms) for p in range(partitions)], timeout=timeout
+    )
+    result: dict[int, int] = {}
+    for tp in found:
+        # -1 (OFFSET_END) means no message at or after the timestamp: start at (and stop at) the end.
+        result[tp.partition] = tp.offset if tp.offset >= 0 else high_watermark(consumer, topic, tp.partition, timeout)
+    return result
+
+
+def assign_at(consumer: Consumer, topic: str, offsets: Mapping[int, int]) -> None:
+    """Assign partitions at explicit offsets (no group subscription, so nothing is rebalanced or committed)."""
+    consumer.assign([TopicPartition(topic, partition, offset) for partition, offset in offsets.items()])

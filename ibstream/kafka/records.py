@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from ibstream.config import Settings
 from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
-from ibstream.contracts.serde import Codec, DecodeError
+from ibstream.contracts.serde import Codec, ConfluentCodec, DecodeError, SchemaStore, SingleObjectCodec
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,17 @@ class RecordProducer:
     def poll(self, timeout: float = 0.0) -> int:
         return self._producer.poll(timeout)
 
+    def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether the cluster answers a metadata request now (readiness probes)."""
+        try:
+            return bool(self._producer.list_topics(timeout=timeout).brokers)
+        except Exception:
+            return False
+
+    def in_flight(self) -> int:
+        """Records queued or awaiting acknowledgement."""
+        return len(self._producer)
+
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for outstanding deliveries; returns how many are still in flight."""
         return self._producer.flush(timeout)
@@ -176,3 +188,13 @@ class DeadLetterRouter:
             },
         )
         return letter
+
+
+def codec_from_settings(settings: Settings) -> Codec:
+    """The wire codec the settings call for: Confluent framing with a registry, single-object encoding without."""
+    store = SchemaStore()
+    if settings.schema_registry_url is None:
+        return SingleObjectCodec(store)
+    from ibstream.registry import SchemaRegistry
+
+    return ConfluentCodec(store, SchemaRegistry.from_settings(settings))

@@ -1,0 +1,54 @@
+"""``ibstream run sink``: load settings, open the warehouse, run the sink until SIGTERM/SIGINT, clean up."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+
+from consumers.warehouse_sink.sink import COMPONENT, WarehouseSink
+from ibstream.config import get_settings
+from ibstream.warehouse import Warehouse
+from ibstream.warehouse.metrics import default_metrics
+
+log = logging.getLogger(__name__)
+
+
+def _configure_telemetry() -> None:
+    try:
+        from ibstream import telemetry
+    except ImportError:  # the telemetry module is another issue's deliverable; plain logging until it lands
+        logging.basicConfig(level=logging.INFO)
+        return
+    telemetry.configure(COMPONENT)
+
+
+def main(argv: list[str]) -> int:
+    """Run the warehouse sink; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="ibstream run sink", description=__doc__)
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long (benchmarks)")
+    args = parser.parse_args(argv)
+    _configure_telemetry()
+    settings = get_settings()
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("stop requested", extra={"signal": signum})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if args.max_seconds is not None:
+        timer = threading.Timer(args.max_seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+    warehouse = Warehouse.open(settings)
+    try:
+        sink = WarehouseSink(settings, warehouse, metrics=default_metrics())
+        sink.run(stop)
+        log.info("warehouse sink stopped", extra={"rows": sink.inserted, "batches": sink.committed_batches})
+    finally:
+        warehouse.close()
+    return 0

@@ -1,0 +1,279 @@
+"""The warehouse sink: every catalogue topic and every DLQ → one ClickHouse table per topic, in batches.
+
+Commit point: offsets are committed only after the batch's inserts succeeded and its dead letters were delivered.
+A crash anywhere before the commit re-delivers the batch; the tables are ReplacingMergeTree on (topic, partition,
+offset), so the second copy replaces the first and deduplicated reads (FINAL) never see it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from consumers.warehouse_sink.batching import Batch
+from ibstream.config import Settings
+from ibstream.contracts import TOPICS, DeadLetter, Record, TopicSpec
+from ibstream.contracts.serde import Codec, DecodeError
+from ibstream.exceptions import IbstreamError
+from ibstream.kafka.clients import (
+    OffsetError,
+    commit_offsets,
+    create_consumer,
+    create_producer,
+    high_watermark,
+)
+from ibstream.kafka.records import DeadLetterRouter, RecordProducer, codec_from_settings, decode_message
+from ibstream.warehouse import TableSpec, Warehouse, WarehouseError
+from ibstream.warehouse.metrics import NullMetrics, SinkMetrics
+from ibstream.warehouse.schema import utc_from_kafka_ms
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "warehouse_sink"
+#: How often consumer lag is measured (a broker round trip per partition).
+PROGRESS_INTERVAL_S = 5.0
+INSERT_ATTEMPTS = 5
+
+
+def group_id(settings: Settings) -> str:
+    """The sink's consumer group; the topic prefix isolates tenants and tests sharing a cluster."""
+    return f"{settings.kafka_topic_prefix}ibstream.warehouse-sink"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a topic's messages go: its contract and its table (DLQ topics: the dead-letter table)."""
+
+    spec: TopicSpec[Any]
+    table: TableSpec
+    is_dlq: bool
+
+
+class WarehouseSink:
+    """Consumes every topic and writes batches to the warehouse; ``run`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        warehouse: Warehouse,
+        *,
+        codec: Codec | None = None,
+        metrics: SinkMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.warehouse = warehouse
+        self.codec = codec or codec_from_settings(settings)
+        self.metrics = metrics or NullMetrics()
+        self.group_id = group_id(settings)
+        prefix = settings.kafka_topic_prefix
+        self.routes: dict[str, Route] = {}
+        for spec in TOPICS:
+            self.routes[prefix + spec.name] = Route(spec, warehouse.schema.for_topic(spec), False)
+            self.routes[prefix + spec.dlq_name] = Route(spec, warehouse.schema.dead_letters, True)
+        self.consumer = create_consumer(
+            settings,
+            self.group_id,
+            **{
+                "enable.auto.commit": False,
+                # Static membership: a restarted sink takes its partitions back at once instead of waiting for the
+                # dead member's session to time out.
+                "group.instance.id": f"{self.group_id}-0",
+                "session.timeout.ms": 10_000,
+            },
+        )
+        self.producer = RecordProducer(create_producer(settings, "bulk"), self.codec, prefix)
+        self.router = DeadLetterRouter(self.producer, self.codec, COMPONENT, prefix)
+        self.batch = Batch(settings.warehouse_batch_rows, settings.warehouse_batch_seconds, clock)
+        self.inserted = 0
+        self.committed_batches = 0
+        self._last_progress = 0.0
+        self._partitions_seen: set[tuple[str, int]] = set()
+
+    # -- main loop ---------------------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume and sink until ``stop`` is set; the last batch is flushed before returning."""
+        self.consumer.subscribe(list(self.routes), on_revoke=self._on_revoke)
+        log.info("warehouse sink started", extra={"group_id": self.group_id, "topics": len(self.routes)})
+        try:
+            while not stop.is_set():
+                self.poll_once()
+            self.flush()
+        finally:
+            self.close()
+
+    def poll_once(self, timeout: float = 0.2) -> None:
+        """Consume what is available (up to one batch) and flush if the batch is due."""
+        room = max(1, min(self.batch.max_rows - self.batch.messages, 5_000))
+        for message in self.consumer.consume(num_messages=room, timeout=timeout):
+            error = message.error()
+            if error is not None:
+                log.warning("consumer error", extra={"topic": message.topic(), "error": str(error)})
+                continue
+            self._handle(message)
+        if self.batch.due():
+            self.flush()
+
+    def _handle(self, message: Any) -> None:
+        topic: str = message.topic()
+        partition: int = message.partition()
+        offset: int = message.offset()
+        route = self.routes.get(topic)
+        if route is None:  # not ours (cannot happen with an explicit subscription list, but never crash on it)
+            return
+        now = datetime.now(UTC)
+        record: Record
+        try:
+            if route.is_dlq:
+                record = self.codec.decode(topic, DeadLetter, message.value(), partition, offset)
+            else:
+                record = decode_message(self.codec, route.spec, message)
+        except DecodeError as error:
+            if route.is_dlq:
+                # A broken dead letter has nowhere further to go: log it with its coordinates and move on.
+                log.error(
+                    "undecodable dead letter skipped",
+                    extra={"topic": topic, "partition": partition, "offset": offset, "error": str(error)},
+                )
+            else:
+                self.router.route(route.spec, message, error)
+            self.batch.add(None, None, topic, partition, offset)
+            return
+        _, timestamp_ms = message.timestamp()
+        kafka_ts = utc_from_kafka_ms(timestamp_ms, now)
+        self.batch.add(route.table, route.table.to_row(record, topic, partition, offset, kafka_ts, now), topic,
+                       partition, offset)  # fmt: skip
+        event_time = getattr(record, "event_time", None)
+        ingest_time = getattr(record, "ingest_time", None)
+        if isinstance(event_time, datetime) and isinstance(ingest_time, datetime):
+            self.metrics.feed_lag(route.spec.name, (ingest_time - event_time).total_seconds())
+
+    # -- commit point --------------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Insert the batch, make sure its dead letters are delivered, then commit its offsets (in that order)."""
+        if self.batch.messages == 0:
+            return
+        inserted_at = datetime.now(UTC)
+        for table, rows in self.batch.rows.values():
+            # The insert time is the flush time: sink lag measures how long a record waited for its batch.
+            for row in rows:
+                row[-1] = inserted_at
+            self._insert_with_retry(table, rows)
+            self.metrics.rows_inserted(table.name, len(rows))
+            step = max(1, len(rows) // 64)
+            for row in rows[::step]:
+                self.metrics.sink_lag(table.name, (inserted_at - row[-2]).total_seconds())
+            self.inserted += len(rows)
+        if self.router.routed:
+            failed_before = self.producer.failed
+            if self.producer.flush(30) != 0 or self.producer.failed != failed_before:
+                # Not committing keeps the undelivered dead letters' source records for the next attempt.
+                raise IbstreamError("dead letters could not be delivered; offsets not committed")
+        try:
+            commit_offsets(self.consumer, self.batch.next_offsets)
+        except OffsetError as error:
+            # The rows are in; a re-delivery after a failed commit is deduplicated by (topic, partition, offset).
+            log.warning("offset commit failed after insert", extra={"error": str(error)})
+        else:
+            self.committed_batches += 1
+        self._partitions_seen.update(self.batch.next_offsets)
+        self._record_progress(dict(self.batch.next_offsets))
+        log.debug("batch committed", extra={"messages": self.batch.messages, "tables": len(self.batch.rows)})
+        self.batch.clear()
+
+    def _insert_with_retry(self, table: TableSpec, rows: list[list[Any]]) -> None:
+        delay = 0.2
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
+            try:
+                self.warehouse.insert(table, rows)
+                return
+            except WarehouseError as error:
+                first = rows[0]
+                log.error(
+                    "warehouse insert failed",
+                    extra={
+                        "table": table.name, "attempt": attempt, "rows": len(rows), "error": str(error),
+                        "topic": first[-5], "partition": first[-4], "offset": first[-3],
+                    },
+                )  # fmt: skip
+                if attempt == INSERT_ATTEMPTS:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _record_progress(self, committed: dict[tuple[str, int], int]) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        rows = []
+        for topic, partition in committed:
+            try:
+                high = high_watermark(self.consumer, topic, partition, timeout=2.0)
+            except Exception as error:  # lag is observability: never let it stop the sink
+                log.warning(
+                    "watermark lookup failed", extra={"topic": topic, "partition": partition, "error": str(error)}
+                )
+                continue
+            next_offset = committed[(topic, partition)]
+            rows.append((topic, partition, next_offset, high))
+            self.metrics.consumer_lag(topic, partition, max(high - next_offset, 0))
+        try:
+            self.warehouse.record_progress(self.group_id, rows)
+        except WarehouseError as error:
+            log.warning("recording sink progress failed", extra={"error": str(error)})
+
+    def _on_revoke(self, consumer: Any, partitions: Any) -> None:
+        # Commit what we hold before the partitions move, so the next owner does not redo (harmless) work.
+        try:
+            self.flush()
+        except Exception:
+            log.exception("flush on partition revoke failed; the batch will be re-delivered")
+            self.batch.clear()
+
+    def close(self) -> None:
+        """Leave the group politely and flush the DLQ producer."""
+        self.producer.flush(10)
+        self.consumer.close()
+
+
+class SinkThread:
+    """The sink on a background thread, sharing the caller's ``Warehouse`` (embedded chDB: one process per
+    directory, so the API's readers and the sink live together — ``ibstream run api --with-sink``)."""
+
+    def __init__(self, settings: Settings, warehouse: Warehouse, metrics: SinkMetrics | None = None) -> None:
+        self.sink = WarehouseSink(settings, warehouse, metrics=metrics)
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="warehouse-sink", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.sink.run(self._stop)
+        except BaseException as error:
+            self.error = error
+            log.exception("warehouse sink stopped on an error")
+
+    def start(self) -> SinkThread:
+        """Start consuming."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush, commit and leave; re-raises an error that stopped the sink."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread still runs."""
+        return self._thread.is_alive()

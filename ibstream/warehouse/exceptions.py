@@ -1,0 +1,27 @@
+"""Errors of the warehouse port, rooted in the project's IbstreamError."""
+
+from __future__ import annotations
+
+from ibstream.exceptions import IbstreamError
+
+
+class WarehouseError(IbstreamError):
+    """Root of warehouse errors: connection, DDL, insert or query failures."""
+
+
+class WarehouseLockedError(WarehouseError):
+    """The embedded chDB directory is held by another process (chDB allows one process per directory)."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(
+            f"the warehouse directory {path} is held by another process ({holder}). Embedded chDB lets only one "
+            "process open a directory: stop that process, run the command where the sink runs (the API process "
+            "started with `ibstream run api --with-sink` serves reads), or point every process at a ClickHouse "
+            "server with IBSTREAM_CLICKHOUSE_URL"
+        )
+        self.path = path
+        self.holder = holder
+
+
+class SchemaMappingError(WarehouseError):
+    """An Avro type has no ClickHouse column mapping."""
