@@ -247,6 +247,7 @@ def test_no_stale_alerts_outside_trading_hours(run_producer: Callable[..., Runni
     assert not running.producer._firing
     ready, details = running.producer.readiness()
     assert details["market_open"] is False
+    assert ready  # a closed market is not a fault: connected and subscribed is ready
     running.halt()
 
 

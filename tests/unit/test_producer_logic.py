@@ -1,0 +1,108 @@
+"""Pure parts of the market data producer: quote folding, gap detection, staleness, market clock, calendar."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ibstream.contracts.enums import GapState, MarketDataSource
+from ibstream.market_hours import EXCHANGE_TZ, TradingCalendar
+from producers.market_data.bar_tracker import BarTracker
+from producers.market_data.clock import MarketClock
+from producers.market_data.quote_book import ASK, ASK_SIZE, BID, BID_SIZE, DELAYED_BID, LAST, QuoteBook
+from producers.market_data.staleness import StalenessMonitor
+
+MONDAY_10AM = dt.datetime(2025, 1, 6, 10, 0, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
+S5 = dt.timedelta(seconds=5)
+
+
+def test_quote_book_folds_ticks_into_one_quote_per_symbol() -> None:
+    book = QuoteBook()
+    book.track("AAPL", 265598)
+    book.track("MSFT", 272093)
+    for tick, value in [(BID, 189.10), (BID_SIZE, 300), (ASK, 189.12), (ASK_SIZE, 200)]:
+        if tick in (BID, ASK):
+            book.on_price("AAPL", tick, value)
+        else:
+            book.on_size("AAPL", tick, value)
+    assert not book.on_price("AAPL", 9, 188.0)  # close price: not top of book
+    assert not book.on_price("AAPL", LAST, -1.0)  # IB's "no value"
+    [quote] = book.drain(MONDAY_10AM, MONDAY_10AM)
+    assert (quote.symbol, quote.bid, quote.ask, quote.bid_size, quote.ask_size) == ("AAPL", 189.10, 189.12, 300, 200)
+    assert quote.last is None and quote.source is MarketDataSource.LIVE
+    assert book.drain(MONDAY_10AM, MONDAY_10AM) == []  # nothing changed since
+
+
+def test_delayed_ticks_mark_the_quote_delayed() -> None:
+    book = QuoteBook()
+    book.track("SPY", 756733)
+    book.on_price("SPY", DELAYED_BID, 520.0)
+    [quote] = book.drain(MONDAY_10AM, MONDAY_10AM)
+    assert quote.source is MarketDataSource.DELAYED and quote.bid == 520.0
+
+
+def test_calendar_rth_and_bar_starts() -> None:
+    calendar = TradingCalendar("rth")
+    assert calendar.is_open(MONDAY_10AM)
+    assert not calendar.is_open(dt.datetime(2025, 1, 6, 16, 0, tzinfo=EXCHANGE_TZ))
+    assert not calendar.is_open(dt.datetime(2025, 1, 4, 12, 0, tzinfo=EXCHANGE_TZ))  # Saturday
+    close = dt.datetime(2025, 1, 6, 15, 59, 50, tzinfo=EXCHANGE_TZ)
+    next_open = dt.datetime(2025, 1, 7, 9, 30, 5, tzinfo=EXCHANGE_TZ)
+    starts = calendar.bar_starts(close, next_open)
+    assert len(starts) == 4  # 15:59:50, 15:59:55, then 09:30:00 and 09:30:05 next day
+    assert TradingCalendar("24h").is_open(dt.datetime(2025, 1, 4, 3, 0, tzinfo=dt.UTC))
+
+
+def test_gap_between_live_bars_is_detected_with_its_cause() -> None:
+    tracker = BarTracker(TradingCalendar("rth"))
+    now = MONDAY_10AM
+    assert tracker.on_live_bar("AAPL", MONDAY_10AM, now) == (True, None)
+    assert tracker.on_live_bar("AAPL", MONDAY_10AM + S5, now) == (True, None)
+    tracker.note_interruption("disconnect")
+    publish, gap = tracker.on_live_bar("AAPL", MONDAY_10AM + 6 * S5, now)
+    assert publish and gap is not None
+    assert gap.expected == [MONDAY_10AM + n * S5 for n in range(2, 6)]
+    assert gap.cause == "disconnect"
+    record = gap.record(GapState.OPEN, now)
+    assert (record.missing_bars, record.recovered_bars, record.start, record.end) == (
+        4,
+        0,
+        gap.expected[0],
+        gap.expected[-1],
+    )
+    # A repeated or older bar (e.g. right after a resubscribe) is not published twice.
+    assert tracker.on_live_bar("AAPL", MONDAY_10AM + 6 * S5, now) == (False, None)
+    assert tracker.on_live_bar("AAPL", MONDAY_10AM, now) == (False, None)
+
+
+def test_overnight_silence_is_not_a_gap() -> None:
+    tracker = BarTracker(TradingCalendar("rth"))
+    last = dt.datetime(2025, 1, 6, 15, 59, 55, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
+    first = dt.datetime(2025, 1, 7, 9, 30, 0, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
+    tracker.on_live_bar("SPY", last, last)
+    assert tracker.on_live_bar("SPY", first, first) == (True, None)
+
+
+def test_staleness_fires_once_resolves_and_sleeps_outside_hours() -> None:
+    monitor = StalenessMonitor(threshold_seconds=2.0)
+    monitor.track("AAPL", 0.0)
+    monitor.track("MSFT", 0.0)
+    monitor.on_tick("AAPL", 1.5)
+    changes = monitor.check(2.5, market_open=True)
+    assert [(c.symbol, c.stale) for c in changes] == [("MSFT", True)]
+    assert monitor.check(3.0, market_open=True) == []  # fires once
+    resolved = monitor.on_tick("MSFT", 3.1)
+    assert resolved is not None and not resolved.stale
+    assert monitor.check(100.0, market_open=False) == []
+    assert monitor.check(101.0, market_open=True) == []  # the overnight silence does not count
+
+
+@pytest.mark.parametrize("speed", [1.0, 60.0])
+def test_market_clock_follows_ib_time_at_its_speed(speed: float) -> None:
+    clock = MarketClock()
+    base = MONDAY_10AM.timestamp()
+    for second in range(6):
+        clock.on_current_time(float(int(base + second * speed)), float(second))
+    assert clock.rate == pytest.approx(speed, rel=0.1)
+    assert clock.epoch(5.5) == pytest.approx(base + 5.5 * speed, abs=speed * 0.3 + 1)
