@@ -1,0 +1,85 @@
+"""Warehouse sink and replay throughput on this machine: ``python -m bench.sink [--records N]``.
+
+Prints rows/s for (1) raw batched inserts into embedded chDB, (2) the whole sink path (consume, Avro decode,
+contract validation, batch insert, commit) and (3) replay records/s from Kafka and from the warehouse.
+Needs a broker (``IBSTREAM_KAFKA_BOOTSTRAP_SERVERS``, default the local stack); uses throwaway topics and directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from consumers.warehouse_sink import SinkThread
+from ibstream.config import load_settings
+from ibstream.contracts import Quote, quotes
+from ibstream.contracts.enums import MarketDataSource
+from ibstream.kafka.clients import create_admin, create_producer
+from ibstream.kafka.records import RecordProducer, codec_from_settings
+from ibstream.kafka.topics import TopicLayout, catalogue, delete_topics, ensure_topics
+from ibstream.replay import replay
+from ibstream.warehouse import Warehouse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    total = args.records
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    with tempfile.TemporaryDirectory() as directory:
+        settings = load_settings(
+            kafka_topic_prefix=prefix, warehouse_dir=Path(directory) / "wh", warehouse_batch_rows=10_000
+        )
+        admin = create_admin(settings)
+        layouts = [*catalogue(prefix), TopicLayout(prefix + "bench.replay.v1", 6, 3_600_000, "delete")]
+        ensure_topics(admin, layouts)
+        try:
+            now = datetime.now(UTC)
+            records = [
+                Quote(symbol=f"S{i % 50:02d}", con_id=i, bid=100.0 + i % 7, ask=100.1 + i % 7, last=100.05,
+                      bid_size=100.0, ask_size=200.0, last_size=10.0, event_time=now + timedelta(microseconds=i),
+                      ingest_time=now + timedelta(microseconds=i + 900), source=MarketDataSource.LIVE)
+                for i in range(total)
+            ]  # fmt: skip
+            with Warehouse.open(settings) as warehouse:
+                table = warehouse.schema.for_topic(quotes.TOPIC)
+                rows = [table.to_row(r, "raw", 0, i, now, now) for i, r in enumerate(records)]
+                began = time.perf_counter()
+                for start in range(0, total, 10_000):
+                    warehouse.insert(table, rows[start : start + 10_000])
+                raw = total / (time.perf_counter() - began)
+                print(f"chDB batched insert (10k rows/batch, quotes): {raw:,.0f} rows/s")
+
+                producer = RecordProducer(create_producer(settings, "bulk"), codec_from_settings(settings), prefix)
+                began = time.perf_counter()
+                for record in records:
+                    producer.send(quotes.TOPIC, record)
+                producer.flush(120)
+                produced = total / (time.perf_counter() - began)
+                print(f"produce (for reference):                      {produced:,.0f} records/s")
+
+                topic = prefix + quotes.TOPIC.name
+                sink = SinkThread(settings, warehouse).start()
+                began = time.perf_counter()
+                sql = "SELECT count() FROM md_quotes_v1 WHERE _topic = {t:String}"
+                while warehouse.query(sql, {"t": topic}).rows[0][0] < total:
+                    time.sleep(0.05)
+                sink_rate = total / (time.perf_counter() - began)
+                sink.stop()
+                print(f"sink end to end (Kafka → decode → chDB):      {sink_rate:,.0f} rows/s")
+            window = (now - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=5))
+            report = replay(settings, quotes.TOPIC.name, *window, target_topic="bench.replay.v1", source="kafka")
+            print(f"replay from Kafka:                            {report.rate:,.0f} records/s ({report.emitted})")
+            report = replay(settings, quotes.TOPIC.name, *window, target_topic="bench.replay.v1", source="warehouse")
+            print(f"replay from the warehouse:                    {report.rate:,.0f} records/s ({report.emitted})")
+        finally:
+            delete_topics(admin, [layout.name for layout in layouts])
+
+
+if __name__ == "__main__":
+    main()
