@@ -14,12 +14,12 @@ import threading
 from ibstream.config import Settings, load_settings
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError
+from ibstream.health import HealthServer
 from ibstream.ib.session import IbSession
 from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import RecordProducer
 from ibstream.kafka.topics import catalogue
 from ibstream.telemetry import configure
-from producers.market_data.health import HealthServer
 from producers.market_data.service import COMPONENT, MarketDataProducer
 
 log = logging.getLogger(__name__)
