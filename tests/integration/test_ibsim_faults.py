@@ -134,7 +134,8 @@ def test_refuse_connections_for_n_seconds(sim_factory: SimF) -> None:
         socket.create_connection(("127.0.0.1", sim.port), timeout=2)
     time.sleep(0.9)
     r = start_raw(sim, 5)
-    assert r.frames[-1][0] == "9"
+    # nextValidId arrived (farm notices may follow it in the same read, so not necessarily last)
+    assert any(frame[0] == "9" for frame in r.frames)
 
 
 def test_connectivity_1100_then_1102_keeps_subscriptions(sim_factory: SimF, ibapi_factory: ClientF) -> None:
