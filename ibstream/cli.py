@@ -106,6 +106,12 @@ def _sim(args: argparse.Namespace) -> int:
     return _load_main("ibsim.cli", 3)(list(args.rest))
 
 
+def _token(args: argparse.Namespace) -> int:
+    # The token code lives with the API (its verifier must agree with it); loaded by name like a deployable.
+    argv = ["--role", args.role, "--subject", args.subject] + (["--ttl", args.ttl] if args.ttl else [])
+    return _load_main("api.token_cli", 8)(argv)
+
+
 def _demo(args: argparse.Namespace) -> int:
     # Until the pipeline's deployables exist (issue #11 builds the full demo), the demo brings up the local stack
     # and the topic catalogue and says plainly what is still missing.
@@ -182,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(handler=_sim)
 
+    token = commands.add_parser("token", help="issue a local HS256 API token for development")
+    token.add_argument("--role", required=True, choices=["viewer", "trader", "admin"])
+    token.add_argument("--subject", default="dev", help="token subject, recorded as `actor` on commands (dev)")
+    token.add_argument("--ttl", default=None, help="lifetime such as 900, 15m, 8h, 7d (8h)")
+    token.set_defaults(handler=_token)
+
     demo = commands.add_parser("demo", help="run the demo on embedded defaults")
     demo.set_defaults(handler=_demo)
 
@@ -215,8 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _passthrough(argv: list[str]) -> argparse.Namespace | None:
+    """`sim` and `run NAME` hand every later argument to the deployable's own parser (argparse's REMAINDER
+    does not pass options like --port through a subparser)."""
+    if argv[:1] == ["sim"]:
+        return argparse.Namespace(handler=_sim, rest=argv[1:])
+    if argv[:1] == ["run"] and len(argv) >= 2 and argv[1] in DEPLOYABLES:
+        return argparse.Namespace(handler=_run, deployable=argv[1], rest=argv[2:])
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = _passthrough(arguments) or build_parser().parse_args(arguments)
     try:
         code: int = args.handler(args)
         return code
