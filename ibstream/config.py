@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ibstream.exceptions import ConfigError
@@ -96,6 +96,62 @@ class Settings(BaseSettings):
     # A sink batch is inserted when it holds this many rows or is this old, whichever comes first.
     warehouse_batch_rows: int = Field(default=10_000, ge=1)
     warehouse_batch_seconds: float = Field(default=1.0, gt=0)
+
+    # --- streams and risk ---
+    # Faust application id (consumer group, changelog topic names); the topic prefix is prepended to it.
+    streams_app_id: str = Field(default="ibstream-streams", pattern=r"^[A-Za-z0-9._-]+$")
+    # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
+    streams_data_dir: Path | None = None
+    # Signals: how long a signal stays actionable, and the confidence that opens an orchestration run.
+    signal_expiry_seconds: int = Field(default=300, gt=0)
+    orchestration_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    # Approval: "manual" waits for approve_run/reject_run on control.v1; "policy" approves when both rules hold.
+    approval_mode: Literal["manual", "policy"] = "manual"
+    approval_policy_min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
+    approval_policy_max_notional: float = Field(default=10_000.0, gt=0)
+    # Agent0: where orchestration calls it, and how hard it tries before recording a failed run.
+    agent0_url: str = Field(default="http://127.0.0.1:8093", pattern=r"^https?://")
+    agent0_host: str = "127.0.0.1"
+    agent0_port: int = Field(default=8093, ge=1, le=65535)
+    agent0_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    agent0_max_attempts: int = Field(default=3, ge=1, le=10)
+    agent0_backoff_seconds: float = Field(default=0.2, ge=0, le=30)
+    agent0_breaker_failures: int = Field(default=5, ge=1)
+    agent0_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    # None means state_dir / "agent0.sqlite" (plans and executions survive restarts: execute at most once).
+    agent0_db: Path | None = None
+    # Sizing: the account equity and the share of it one trade may lose at its stop.
+    account_equity: float = Field(default=100_000.0, gt=0)
+    risk_per_trade_pct: float = Field(default=0.5, gt=0, le=5)
+    # Pre-trade limits (risk gate).
+    risk_max_position: float = Field(default=1_000.0, gt=0)
+    risk_max_gross_exposure: float = Field(default=250_000.0, gt=0)
+    risk_max_order_notional: float = Field(default=25_000.0, gt=0)
+    risk_min_stop_pct: float = Field(default=0.1, ge=0, lt=100)
+    risk_max_stop_pct: float = Field(default=10.0, gt=0, lt=100)
+    risk_max_orders_per_minute: int = Field(default=30, ge=1)
+    risk_price_band_pct: float = Field(default=5.0, gt=0, le=50)
+    risk_quote_max_age_seconds: float = Field(default=10.0, gt=0)
+    risk_daily_loss_limit: float = Field(default=2_000.0, gt=0)
+
+    @model_validator(mode="after")
+    def _stop_band_is_ordered(self) -> Settings:
+        if self.risk_min_stop_pct >= self.risk_max_stop_pct:
+            raise ValueError(
+                f"risk_min_stop_pct ({self.risk_min_stop_pct}) must be below risk_max_stop_pct "
+                f"({self.risk_max_stop_pct})"
+            )
+        return self
+
+    @property
+    def streams_data_path(self) -> Path:
+        """Faust's data directory."""
+        return self.streams_data_dir if self.streams_data_dir is not None else self.state_dir / "streams"
+
+    @property
+    def agent0_db_path(self) -> Path:
+        """Agent0's SQLite file (plans, executions)."""
+        return self.agent0_db if self.agent0_db is not None else self.state_dir / "agent0.sqlite"
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

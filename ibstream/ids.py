@@ -1,0 +1,48 @@
+"""Deterministic ids (uuid5) for everything a retry or a replay could otherwise duplicate.
+
+The same input always gives the same id, in every process: a redelivered bar, signal or intent produces records
+with the ids the first delivery used, so downstream dedup (risk's decided table, execution's ``orderRef`` lookup,
+the warehouse) recognises the duplicate. Each id kind hashes a distinct prefix so two kinds never collide.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+#: The project's uuid5 namespace (fixed forever: changing it changes every id).
+NAMESPACE = uuid.UUID("5f0c2a1e-7b6d-5c3e-9a41-1b2f3e4d5c6a")
+
+
+def _uuid(kind: str, *parts: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, "|".join((kind, *parts))))
+
+
+def signal_id(symbol: str, strategy: str, bar_start: datetime) -> str:
+    """One signal per (symbol, strategy, bar): the bar that triggered it names it."""
+    return _uuid("signal", symbol, strategy, bar_start.isoformat())
+
+
+def run_id(signal_id: str) -> str:
+    """One orchestration run per signal."""
+    return _uuid("run", signal_id)
+
+
+def order_id(run_id: str) -> str:
+    """``order_id = uuid5(NAMESPACE, run_id)``: an approved run can only ever produce this one order."""
+    return _uuid("order", run_id)
+
+
+def plan_id(signal_id: str, equity: float, risk_pct: float) -> str:
+    """Agent0's plan for a signal under one sizing policy: the same signal and policy give the same plan."""
+    return _uuid("plan", signal_id, repr(equity), repr(risk_pct))
+
+
+def decision_id(order_id: str) -> str:
+    """One risk decision per order intent; a re-decision after a crash carries the same id."""
+    return _uuid("decision", order_id)
+
+
+def transition_id(signal_id: str, to_status: str, cause: str = "") -> str:
+    """One transition record per (signal, new status, cause), so a replayed transition keeps its id."""
+    return _uuid("transition", signal_id, to_status, cause)

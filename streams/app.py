@@ -1,0 +1,203 @@
+"""The streams deployable: the single ``faust.App`` with the signals, orchestration and risk agents.
+
+``build_app(settings)`` declares topics (raw bytes, our Avro codec does the encoding), tables (in memory,
+backed by changelog topics, so a restarted or rebalanced worker recovers them) and agents. Several workers with
+the same ``streams_app_id`` share partitions through the Faust consumer group.
+
+Run: ``ibstream run streams [--agents risk,signals,orchestration] [--loglevel info]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from ibstream.config import Settings, load_settings
+from ibstream.contracts import TopicSpec, order_intents, risk_decisions, routed_orders
+from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
+from ibstream.exceptions import ConfigError, IbstreamError
+from ibstream.kafka.clients import create_producer
+from ibstream.kafka.records import DeadLetterRouter, RecordProducer
+from streams import agents, risk
+from streams.feed import ViewFeed
+
+log = logging.getLogger(__name__)
+
+AGENTS = ("signals", "orchestration", "risk")
+
+#: Topics each agent group writes to.
+_OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
+    "risk": (risk_decisions.TOPIC, routed_orders.TOPIC),
+}
+
+
+def codec_for(settings: Settings) -> Codec:
+    """Single-object encoding without a registry, Confluent framing with one."""
+    store = SchemaStore()
+    if settings.schema_registry_url is None:
+        return SingleObjectCodec(store)
+    from ibstream.registry import SchemaRegistry
+
+    return ConfluentCodec(store, SchemaRegistry.from_settings(settings))
+
+
+class RouterDeadLetters:
+    """Our ``DeadLetterRouter`` with a flush, for the agents."""
+
+    def __init__(self, settings: Settings, codec: Codec, component: str) -> None:
+        self._producer = RecordProducer(create_producer(settings), codec, settings.kafka_topic_prefix)
+        self._router = DeadLetterRouter(self._producer, codec, component, settings.kafka_topic_prefix)
+
+    def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any:
+        # The router reads only the accessor methods (topic(), value(), …) that agents.MessageView provides.
+        return self._router.route(spec, message, error, error_kind)
+
+    def flush(self) -> None:
+        self._producer.flush(10.0)
+
+    @property
+    def routed(self) -> int:
+        return self._router.routed
+
+
+@dataclass
+class StreamsApp:
+    """The Faust app and what runs beside it (the risk view and its feed)."""
+
+    app: faust.App
+    settings: Settings
+    context: agents.AgentContext
+    agents: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    view: risk.RiskView | None = None
+    feed: ViewFeed | None = None
+
+    def start_feeds(self) -> None:
+        if self.feed is not None:
+            self.feed.start()
+
+    def stop_feeds(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int | None = None, **kwargs: Any) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        **kwargs,
+    )
+
+
+def build_app(
+    settings: Settings,
+    *,
+    enabled: tuple[str, ...] = AGENTS,
+    data_dir: Path | None = None,
+    emitter: agents.Emitter | None = None,
+    dead_letters: agents.DeadLetters | None = None,
+    with_feed: bool = True,
+) -> StreamsApp:
+    """Build the app with the ``enabled`` agents. Tests pass an ``emitter``/``dead_letters`` to run agents under
+    ``test_context()`` without a broker."""
+    unknown = set(enabled) - set(AGENTS)
+    if unknown:
+        raise ConfigError("--agents", f"unknown agents {sorted(unknown)}; choose from {', '.join(AGENTS)}")
+    prefix = settings.kafka_topic_prefix
+    app_id = prefix + settings.streams_app_id
+    data = data_dir if data_dir is not None else settings.streams_data_path
+    data.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(data),
+        # At-least-once: faust-streaming's exactly_once has open duplicate/crash bugs (see KAFKA-NOTES).
+        processing_guarantee="at_least_once",
+        topic_replication_factor=settings.kafka_topic_replication,
+        topic_disable_leader=True,
+        web_enabled=False,
+        # Tables recover from changelogs on start; a standby replica makes a rebalance hand-over fast.
+        table_standby_replicas=1,
+        producer_acks=-1,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+    )
+    codec = codec_for(settings)
+    outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
+    faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
+    if emitter is None:
+        emitter = agents.FaustEmitter(codec, faust_topics, prefix)
+    if dead_letters is None:
+        dead_letters = RouterDeadLetters(settings, codec, "streams")
+    context = agents.AgentContext(codec, emitter, dead_letters, prefix)
+    built = StreamsApp(app=app, settings=settings, context=context)
+
+    if "risk" in enabled:
+        view = risk.RiskView()
+        built.view = view
+        if with_feed:
+            built.feed = ViewFeed(settings, codec, view)
+        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions)
+        built.tables["risk-decided"] = decided
+        source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
+        body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC)
+        built.agents["risk"] = app.agent(source, name="risk")(body)
+    return built
+
+
+class _Worker(faust.Worker):
+    """A Faust worker that logs JSON lines through ibstream.telemetry instead of Faust's own format."""
+
+    def _setup_logging(self) -> None:
+        from ibstream.telemetry import configure_logging
+
+        configure_logging("streams", str(self.loglevel or "info"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ibstream run streams", description=__doc__)
+    parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
+    parser.add_argument("--loglevel", default="info")
+    parser.add_argument("--data-dir", type=Path, default=None, help="Faust data directory (default: settings)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Load settings, build the app, run a Faust worker until SIGTERM/SIGINT, clean up."""
+    args = _parser().parse_args(argv)
+    from ibstream.telemetry import configure
+
+    configure("streams", args.loglevel)
+    try:
+        settings = load_settings()
+        enabled = tuple(name.strip() for name in args.agents.split(",") if name.strip())
+        built = build_app(settings, enabled=enabled, data_dir=args.data_dir)
+    except IbstreamError as error:
+        log.error("streams cannot start", extra={"error": str(error)})
+        return 2
+    built.start_feeds()
+    worker = _Worker(built.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        return int(stop.code or 0) if isinstance(stop.code, int) else 0
+    finally:
+        built.stop_feeds()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

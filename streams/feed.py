@@ -1,0 +1,162 @@
+"""The risk view feed: every worker reads quotes, positions, executions, control and decisions in full.
+
+Risk needs account-wide state (all positions, every symbol's last quote, the kill switch) while intents are
+spread over partitions and workers. Each worker therefore keeps its own replica, read by a consumer with a
+private group (every partition, no commits) in a background thread. This plays the role of a Faust GlobalTable
+without its open recovery bugs, and keeps the kill switch one consumer poll away (≈ the poll timeout) instead of
+one changelog round trip.
+
+Where each topic starts reading (so a restart rebuilds the view without replaying years of quotes):
+control and positions from the beginning (compacted / latest wins), quotes from a few staleness periods ago,
+executions from the start of the UTC day (daily P&L), decisions from ``decisions_lookback`` ago (dedup of
+redelivered intents across restarts, and the throttle window).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from ibstream.config import Settings
+from ibstream.contracts import Record, TopicSpec, control, executions, positions, quotes, risk_decisions, utc_now
+from ibstream.contracts.serde import Codec, DecodeError
+from ibstream.kafka.clients import create_consumer
+from streams.risk import RiskView
+
+log = logging.getLogger(__name__)
+
+OFFSET_BEGINNING = -2
+OFFSET_END = -1
+
+
+def _start_of_day(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class ViewFeed:
+    """Folds the account/market topics into a ``RiskView`` from a background thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        view: RiskView,
+        *,
+        poll_seconds: float = 0.05,
+        decisions_lookback: timedelta = timedelta(days=2),
+    ) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._view = view
+        self._poll = poll_seconds
+        self._decisions_lookback = decisions_lookback
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pending_eof: set[tuple[str, int]] = set()
+        self._assigned = False
+        prefix = settings.kafka_topic_prefix
+        self._specs: dict[str, tuple[TopicSpec[Any], Callable[[Any], None]]] = {
+            prefix + quotes.TOPIC.name: (quotes.TOPIC, view.apply_quote),
+            prefix + positions.TOPIC.name: (positions.TOPIC, view.apply_position),
+            prefix + executions.TOPIC.name: (executions.TOPIC, view.apply_execution),
+            prefix + control.TOPIC.name: (control.TOPIC, view.apply_control),
+            prefix + risk_decisions.TOPIC.name: (risk_decisions.TOPIC, view.apply_decision),
+        }
+        self.applied = 0
+        self.undecodable = 0
+
+    def _start_time(self, topic: str, now: datetime) -> datetime | None:
+        """None = from the beginning."""
+        spec = self._specs[topic][0]
+        if spec is quotes.TOPIC:
+            return now - timedelta(seconds=max(60.0, 3 * self._settings.risk_quote_max_age_seconds))
+        if spec is executions.TOPIC:
+            return _start_of_day(now)
+        if spec is risk_decisions.TOPIC:
+            return now - self._decisions_lookback
+        return None
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        now = utc_now()
+        by_time = [p for p in partitions if self._start_time(p.topic, now) is not None]
+        for p in partitions:
+            start = self._start_time(p.topic, now)
+            p.offset = OFFSET_BEGINNING if start is None else int(start.timestamp() * 1000)
+        if by_time:
+            found = {(p.topic, p.partition): p.offset for p in consumer.offsets_for_times(by_time, timeout=10)}
+            for p in by_time:
+                # -1: nothing at or after that time, start at the end.
+                p.offset = found.get((p.topic, p.partition), OFFSET_END)
+        consumer.assign(partitions)
+        self._pending_eof = {(p.topic, p.partition) for p in partitions}
+        self._assigned = True
+        log.info("risk view feed assigned", extra={"partitions": len(partitions)})
+
+    def start(self) -> None:
+        """Start reading in a daemon thread; ``view.ready`` is set once every partition reached its end."""
+        consumer = create_consumer(
+            self._settings,
+            f"{self._settings.kafka_topic_prefix}{self._settings.streams_app_id}-view-{uuid.uuid4().hex[:12]}",
+            **{
+                "enable.auto.commit": False,
+                # Eager assignment so the callback can set start offsets with a plain assign().
+                "partition.assignment.strategy": "range",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 20,
+            },
+        )
+        consumer.subscribe(list(self._specs), on_assign=self._on_assign)
+        self._thread = threading.Thread(target=self._run, args=(consumer,), name="risk-view-feed", daemon=True)
+        self._thread.start()
+
+    def _run(self, consumer: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                message = consumer.poll(self._poll)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.name() == "_PARTITION_EOF":
+                        self._pending_eof.discard((message.topic(), message.partition()))
+                        if self._assigned and not self._pending_eof and not self._view.ready.is_set():
+                            log.info("risk view caught up", extra={"applied": self.applied})
+                            self._view.ready.set()
+                    else:
+                        log.warning("risk view feed error", extra={"error": str(error)})
+                    continue
+                self._apply(message)
+        finally:
+            consumer.close()
+
+    def _apply(self, message: Any) -> None:
+        spec, apply = self._specs[message.topic()]
+        try:
+            record: Record = self._codec.decode(
+                message.topic(), spec.record, message.value(), message.partition(), message.offset()
+            )
+        except DecodeError as error:
+            # The owning consumer of that topic dead-letters it; the view only skips what it cannot read.
+            self.undecodable += 1
+            log.warning("risk view skipped an undecodable record", extra={"error": str(error)})
+            return
+        apply(record)
+        self.applied += 1
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until the view caught up (tests, startup)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._view.ready.wait(0.05):
+                return True
+        return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

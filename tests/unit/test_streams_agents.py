@@ -1,0 +1,79 @@
+"""Each Faust agent under ``test_context()``: no broker, a recording emitter and dead-letter sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ibstream.config import load_settings
+from ibstream.contracts import OrderIntent, Record, RiskDecision, RoutedOrder, TopicSpec, order_intents
+from ibstream.contracts.enums import OrderType, Side
+from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from streams.app import build_app
+
+from .test_risk import NOW, quote
+
+R = TypeVar("R", bound=Record)
+CODEC = SingleObjectCodec(SchemaStore())
+
+
+class RecordingEmitter:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Record]] = []
+
+    async def emit(self, spec: TopicSpec[R], record: R, *, wait: bool = False) -> None:
+        self.sent.append((spec.name, record))
+
+    def of(self, record_type: type[R]) -> list[R]:
+        return [record for _, record in self.sent if isinstance(record, record_type)]
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.routed: list[tuple[str, BaseException, str]] = []
+        self.flushes = 0
+
+    def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> None:
+        self.routed.append((message.topic(), error, error_kind))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def make_intent(order_id: str, **overrides: Any) -> OrderIntent:
+    values: dict[str, Any] = {
+        "order_id": order_id, "symbol": "AAPL", "side": Side.BUY, "quantity": 10.0, "order_type": OrderType.LMT,
+        "limit_price": 100.0, "stop_loss": 98.0, "take_profit": 104.0, "requested_by": "test", "created_time": NOW,
+    }  # fmt: skip
+    values.update(overrides)
+    return OrderIntent(**values)
+
+
+@pytest.mark.asyncio
+async def test_risk_agent_decides_once_routes_approved_and_dead_letters_garbage(tmp_path: Path) -> None:
+    emitter, letters = RecordingEmitter(), RecordingDeadLetters()
+    settings = load_settings(kafka_topic_prefix="unit.", risk_quote_max_age_seconds=1e9)
+    built = build_app(settings, enabled=("risk",), data_dir=tmp_path, emitter=emitter, dead_letters=letters,
+                      with_feed=False)  # fmt: skip
+    assert built.view is not None
+    built.view.apply_quote(quote())
+    built.view.ready.set()
+    built.app.finalize()
+    built.app.flow_control.resume()
+    topic = "unit." + order_intents.TOPIC.name
+    async with built.agents["risk"].test_context() as agent:
+        good = make_intent("o-good")
+        await agent.put(key=b"o-good", value=CODEC.encode(topic, good))
+        await agent.put(key=b"o-good", value=CODEC.encode(topic, good))  # redelivery
+        await agent.put(key=b"o-wide", value=CODEC.encode(topic, make_intent("o-wide", stop_loss=50.0)))
+        await agent.put(key=b"junk", value=b"not avro at all")
+
+    decisions = emitter.of(RiskDecision)
+    assert [(d.order_id, d.approved) for d in decisions] == [("o-good", True), ("o-wide", False)]
+    assert [r.order_id for r in emitter.of(RoutedOrder)] == ["o-good"]
+    assert built.tables["risk-decided"].get("o-good") == decisions[0].decision_id
+    assert len(letters.routed) == 1
+    assert letters.routed[0][2] == "decode"
+    assert letters.flushes == 1
