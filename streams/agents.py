@@ -12,9 +12,20 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
-from ibstream.contracts import OrderIntent, Record, TopicSpec, risk_decisions, routed_orders, utc_now
+from ibstream.contracts import (
+    Bar,
+    OrderIntent,
+    Record,
+    TopicSpec,
+    bars,
+    risk_decisions,
+    routed_orders,
+    signal_transitions,
+    utc_now,
+)
+from ibstream.contracts import signals as signals_topic
 from ibstream.contracts.serde import Codec, DecodeError
-from streams import risk
+from streams import risk, signals
 
 log = logging.getLogger(__name__)
 
@@ -188,5 +199,73 @@ def risk_agent(
                 ctx.dead_letter(intents_spec, event, error, "processing")
                 done = False
             yield done
+
+    return agent
+
+
+# --- signals ---
+
+
+class StateTable(Protocol):
+    """A Faust table of JSON-able state (``signal-state``: symbol → state; ``runs``: run_id → run)."""
+
+    def get(self, key: str) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+
+async def process_bar(
+    ctx: AgentContext, bar: Bar, table: StateTable, expiry_seconds: int, clock: Callable[[], Any] = utc_now
+) -> int:
+    """Fold one bar into its symbol's state; emit signals, then transitions; returns how many signals.
+
+    Signals and transitions are sent before the state is stored: after a crash the bar is redelivered and
+    produces the same ids again (deterministic), which consumers dedup, instead of a signal that never left.
+    """
+    state, new_signals, new_transitions = signals.on_bar(table.get(bar.symbol), bar, clock(), expiry_seconds)
+    for signal in new_signals:
+        await ctx.emitter.emit(signals_topic.TOPIC, signal)
+        log.info(
+            "signal",
+            extra={"symbol": signal.symbol, "signal_id": signal.signal_id, "strategy": signal.strategy,
+                   "side": signal.side.value, "confidence": signal.confidence},
+        )  # fmt: skip
+    for record in new_transitions:
+        await ctx.emitter.emit(signal_transitions.TOPIC, record)
+    table[bar.symbol] = state
+    return len(new_signals)
+
+
+def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> Callable[[Any], Any]:
+    """The agent body over ``md.bars.5s.v1``."""
+
+    async def agent(stream: Any) -> AsyncIterator[int]:
+        async for event in _events(stream):
+            bar = ctx.decode(bars.TOPIC, event)
+            if bar is None:
+                yield 0
+                continue
+            try:
+                count = await process_bar(ctx, bar, table, expiry_seconds)
+            except Exception as error:
+                log.exception("bar processing failed", extra={"symbol": bar.symbol})
+                ctx.dead_letter(bars.TOPIC, event, error, "processing")
+                count = 0
+            yield count
+
+    return agent
+
+
+def transitions_agent(ctx: AgentContext, table: StateTable) -> Callable[[Any], Any]:
+    """The agent body over ``signals.transitions.v1``: keeps the active signal's status current, so a rejected
+    or filled signal frees its (symbol, strategy) slot. Co-partitioned with bars (both keyed by symbol)."""
+
+    async def agent(stream: Any) -> AsyncIterator[bool]:
+        async for event in _events(stream):
+            record = ctx.decode(signal_transitions.TOPIC, event)
+            changed = None if record is None else signals.on_transition(table.get(record.symbol), record)
+            if record is not None and changed is not None:
+                table[record.symbol] = changed
+            yield changed is not None
 
     return agent

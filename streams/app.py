@@ -18,7 +18,15 @@ from typing import Any
 import faust
 
 from ibstream.config import Settings, load_settings
-from ibstream.contracts import TopicSpec, order_intents, risk_decisions, routed_orders
+from ibstream.contracts import (
+    TopicSpec,
+    bars,
+    order_intents,
+    risk_decisions,
+    routed_orders,
+    signal_transitions,
+    signals,
+)
 from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.kafka.clients import create_producer
@@ -33,6 +41,7 @@ AGENTS = ("signals", "orchestration", "risk")
 #: Topics each agent group writes to.
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC),
+    "signals": (signals.TOPIC, signal_transitions.TOPIC),
 }
 
 
@@ -142,6 +151,19 @@ def build_app(
         dead_letters = RouterDeadLetters(settings, codec, "streams")
     context = agents.AgentContext(codec, emitter, dead_letters, prefix)
     built = StreamsApp(app=app, settings=settings, context=context)
+
+    if "signals" in enabled:
+        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions)
+        built.tables["signal-state"] = state
+        bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
+        built.agents["signals"] = app.agent(bar_topic, name="signals")(
+            agents.signals_agent(context, state, settings.signal_expiry_seconds)
+        )
+        # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
+        transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
+        built.agents["transitions"] = app.agent(transition_topic, name="transitions")(
+            agents.transitions_agent(context, state)
+        )
 
     if "risk" in enabled:
         view = risk.RiskView()

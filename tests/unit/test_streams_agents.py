@@ -8,12 +8,25 @@ from typing import Any, TypeVar
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.contracts import OrderIntent, Record, RiskDecision, RoutedOrder, TopicSpec, order_intents
-from ibstream.contracts.enums import OrderType, Side
+from ibstream.contracts import (
+    OrderIntent,
+    Record,
+    RiskDecision,
+    RoutedOrder,
+    Signal,
+    SignalTransition,
+    TopicSpec,
+    bars,
+    order_intents,
+    signal_transitions,
+)
+from ibstream.contracts.enums import OrderType, Side, SignalStatus
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from streams import signals
 from streams.app import build_app
 
 from .test_risk import NOW, quote
+from .test_streams_signals import CHANNEL, T0, bar
 
 R = TypeVar("R", bound=Record)
 CODEC = SingleObjectCodec(SchemaStore())
@@ -77,3 +90,34 @@ async def test_risk_agent_decides_once_routes_approved_and_dead_letters_garbage(
     assert len(letters.routed) == 1
     assert letters.routed[0][2] == "decode"
     assert letters.flushes == 1
+
+
+@pytest.mark.asyncio
+async def test_signals_agent_emits_signal_and_transition_once_and_tracks_transitions(tmp_path: Path) -> None:
+    emitter, letters = RecordingEmitter(), RecordingDeadLetters()
+    settings = load_settings(kafka_topic_prefix="unit.")
+    built = build_app(settings, enabled=("signals",), data_dir=tmp_path, emitter=emitter, dead_letters=letters,
+                      with_feed=False)  # fmt: skip
+    built.app.finalize()
+    built.app.flow_control.resume()
+    topic = "unit." + bars.TOPIC.name
+    series = [*CHANNEL, 103.0]
+    async with built.agents["signals"].test_context() as agent:
+        for i, close in enumerate(series):
+            await agent.put(key=b"AAPL", value=CODEC.encode(topic, bar(i, close)))
+        await agent.put(key=b"AAPL", value=CODEC.encode(topic, bar(len(series) - 1, 103.0)))  # duplicate
+        await agent.put(key=b"AAPL", value=b"\xc3\x01garbage")
+    # The breakout bar is also a 2-sigma stretch: Donchian buys, the z-score fades it. One each, duplicate ignored.
+    made = emitter.of(Signal)
+    assert sorted(s.strategy for s in made) == ["donchian_breakout", "zscore_reversion"]
+    assert [t.to_status for t in emitter.of(SignalTransition)] == [SignalStatus.NEW, SignalStatus.NEW]
+    made = [s for s in made if s.strategy == "donchian_breakout"]
+    assert built.tables["signal-state"].get("AAPL")["active"]["donchian_breakout"]["signal_id"] == made[0].signal_id
+    assert [kind for _, _, kind in letters.routed] == ["decode"]
+
+    reject = signals.transition(made[0].signal_id, "AAPL", "donchian_breakout", SignalStatus.NEW,
+                                SignalStatus.REJECTED, "operator", T0)  # fmt: skip
+    transitions_topic = "unit." + signal_transitions.TOPIC.name
+    async with built.agents["transitions"].test_context() as agent:
+        await agent.put(key=b"AAPL", value=CODEC.encode(transitions_topic, reject))
+    assert built.tables["signal-state"].get("AAPL")["active"]["donchian_breakout"]["status"] == "rejected"
