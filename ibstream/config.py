@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     # Bounded in-memory queue between ibapi's reader thread and the producer loop (backpressure, not an OOM).
     producer_queue_size: int = Field(default=100_000, ge=1000)
 
+    # --- execution ---
+    # One client id per executor: IB refuses a second session with the same id (326), which is a fence of its own,
+    # and IB order ids are unique per client id.
+    execution_client_id: int = Field(default=21, ge=0)
+    # The account orders go to; unset means the gateway's first managed account. Paper (DU…) unless it equals
+    # ib_live_account. It also names the transactional.id, the fencing token of one executor per account.
+    execution_account: str | None = None
+    execution_group_id: str = Field(default="ibstream-execution", pattern=r"^[A-Za-z0-9._-]+$")
+    execution_health_port: int = Field(default=8094, ge=0, le=65535)
+    # How long to wait for IB to answer openOrders/executions/positions before treating IB as unavailable.
+    execution_ib_answer_timeout_seconds: float = Field(default=5.0, gt=0)
+
     # --- warehouse ---
     # Unset: embedded chDB persisted under warehouse_dir (one process may open it). Set: HTTP(S) ClickHouse server.
     clickhouse_url: str | None = None

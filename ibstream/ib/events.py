@@ -139,6 +139,9 @@ class OpenOrder:
     order_ref: str
     transmit: bool
     status: str
+    #: The API client that placed it (reqAllOpenOrders reports other clients' orders, whose ids may collide).
+    client_id: int = 0
+    time_in_force: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,8 @@ class ExecutionDetail:
     avg_price: float
     order_ref: str
     time: str
+    #: The API client whose order traded (IB order ids are only unique per client id).
+    client_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
         self._put(events.OpenOrder(
             orderId, order.permId, order.parentId, contract.symbol, contract.conId, order.account, order.action,
             float(order.totalQuantity), order.orderType, _value(order.lmtPrice), _value(order.auxPrice),
-            order.orderRef or "", bool(order.transmit), orderState.status,
+            order.orderRef or "", bool(order.transmit), orderState.status, int(order.clientId), order.tif or "",
         ))  # fmt: skip
 
     def openOrderEnd(self) -> None:  # noqa: N802
@@ -169,7 +169,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
         self._put(events.ExecutionDetail(
             reqId, execution.execId, execution.orderId, execution.permId, contract.symbol, contract.conId,
             execution.acctNumber, execution.side, float(execution.shares), execution.price, float(execution.cumQty),
-            execution.avgPrice, execution.orderRef or "", execution.time,
+            execution.avgPrice, execution.orderRef or "", execution.time, int(execution.clientId),
         ))  # fmt: skip
 
     def execDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803

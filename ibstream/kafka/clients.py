@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ibstream.config import Settings
@@ -129,3 +129,97 @@ def offsets_for_time(
 def assign_at(consumer: Consumer, topic: str, offsets: Mapping[int, int]) -> None:
     """Assign partitions at explicit offsets (no group subscription, so nothing is rebalanced or committed)."""
     consumer.assign([TopicPartition(topic, partition, offset) for partition, offset in offsets.items()])
+
+
+# --- transactions (execution: a step's records and the input offset commit together) ---
+
+
+class TransactionError(IbstreamError):
+    """A transactional call failed. ``fatal``: this producer is fenced (another instance took over its
+    transactional.id) or broken, and must not be used again; otherwise abort the transaction and retry."""
+
+    def __init__(self, message: str, *, fatal: bool, fenced: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+        self.fenced = fenced
+
+
+def _transaction_error(action: str, error: KafkaException) -> TransactionError:
+    kafka_error = error.args[0] if error.args else None
+    fatal = bool(kafka_error is not None and hasattr(kafka_error, "fatal") and kafka_error.fatal())
+    code = kafka_error.code() if kafka_error is not None and hasattr(kafka_error, "code") else None
+    fenced = code in {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+    return TransactionError(f"{action} failed: {error}", fatal=fatal or fenced, fenced=fenced)
+
+
+def create_transactional_producer(settings: Settings, transactional_id: str, **overrides: Any) -> Producer:
+    """An idempotent producer with a transactional.id; ``init_transactions`` fences older instances of the id."""
+    return Producer(
+        producer_config(
+            settings,
+            "events",
+            **{
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": 60_000,
+                # librdkafka requires a delivery timeout within the transaction timeout.
+                "delivery.timeout.ms": 60_000,
+                "linger.ms": 0,
+                **overrides,
+            },
+        )
+    )
+
+
+class Transactions:
+    """Begin/commit on a transactional producer, committing a consumer's offsets inside the transaction.
+
+    Every librdkafka error is raised as TransactionError, so callers need not import confluent-kafka.
+    """
+
+    def __init__(self, producer: Producer, timeout: float = 10.0) -> None:
+        self._producer = producer
+        self._timeout = timeout
+        self.open = False
+
+    def init(self) -> None:
+        """Register the transactional.id: aborts a transaction a crashed predecessor left open and fences it."""
+        try:
+            self._producer.init_transactions(self._timeout)
+        except KafkaException as error:
+            raise _transaction_error("init_transactions", error) from None
+
+    def begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as error:
+            raise _transaction_error("begin_transaction", error) from None
+        self.open = True
+
+    def commit(
+        self, consumer: Consumer | None = None, next_offsets: Mapping[tuple[str, int], int] | None = None
+    ) -> None:
+        """Add ``{(topic, partition): next offset}`` of ``consumer``'s group (if any), then commit atomically."""
+        try:
+            if consumer is not None and next_offsets:
+                self._producer.send_offsets_to_transaction(
+                    [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
+                    consumer.consumer_group_metadata(),
+                    self._timeout,
+                )
+            self._producer.commit_transaction(self._timeout)
+        except KafkaException as error:
+            raise _transaction_error("commit_transaction", error) from None
+        self.open = False
+
+    def abort(self) -> None:
+        try:
+            self._producer.abort_transaction(self._timeout)
+        except KafkaException as error:
+            raise _transaction_error("abort_transaction", error) from None
+        finally:
+            self.open = False

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from ibstream.config import Settings
 from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
@@ -198,3 +199,34 @@ def codec_from_settings(settings: Settings) -> Codec:
     from ibstream.registry import SchemaRegistry
 
     return ConfluentCodec(store, SchemaRegistry.from_settings(settings))
+
+
+#: The consumed-message type, for annotations in code that must not import confluent-kafka itself.
+KafkaMessage = Message
+
+
+def consume_to_end(
+    consumer: Consumer, topics: dict[str, int], handle: Callable[[Message], None], timeout: float = 60.0
+) -> int:
+    """Assign every partition of ``topics`` (``{name: partitions}``) from the beginning and hand each message to
+    ``handle`` until every partition reported its end (the consumer needs ``enable.partition.eof=true``; with
+    read_committed the end is the last stable offset). Returns how many messages were handled."""
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, count in topics.items() for p in range(count)])
+    pending = {(t, p) for t, count in topics.items() for p in range(count)}
+    handled = 0
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not read to their end within {timeout:.0f}s: {sorted(pending)}")
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                pending.discard((message.topic(), message.partition()))
+                continue
+            raise RuntimeError(f"consumer error: {error}")
+        handle(message)
+        handled += 1
+    return handled

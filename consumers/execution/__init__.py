@@ -1,0 +1,85 @@
+"""Execution consumer: risk-approved orders (``orders.routed.v1``) → IB, IB callbacks → ``orders.events.v1``,
+``executions.v1``, ``positions.v1`` and ``ops.alerts.v1``; reconciliation on start and after every reconnect.
+
+``ibstream run execution`` calls ``main``. See ``service`` for the crash-safety protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from consumers.execution.exceptions import ExecutorLockedError, FencedError
+from consumers.execution.journal import Journal
+from consumers.execution.service import COMPONENT, Executor
+from ibstream.config import Settings, load_settings
+from ibstream.exceptions import ConfigError
+from ibstream.health import HealthServer
+from ibstream.ib.session import IbSession
+from ibstream.kafka.clients import create_admin
+from ibstream.kafka.topics import catalogue
+from ibstream.telemetry import configure
+
+__all__ = ["Executor", "build", "check_kafka", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def check_kafka(settings: Settings) -> None:
+    """Stop startup with a message naming the setting when Kafka is unreachable or the topics are missing."""
+    try:
+        metadata = create_admin(settings).list_topics(timeout=10)
+    except Exception as error:
+        raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
+    if not metadata.brokers:
+        raise ConfigError(
+            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka_bootstrap_servers}"
+        )
+    missing = [t.name for t in catalogue(settings.kafka_topic_prefix) if t.name not in metadata.topics]
+    if missing:
+        raise ConfigError(
+            "IBSTREAM_KAFKA_TOPIC_PREFIX", f"topics missing ({', '.join(missing[:3])}…): run `ibstream topics ensure`"
+        )
+
+
+def build(settings: Settings) -> Executor:
+    """The executor with its IB session and journal (the journal is locked by ``Executor.run``'s caller)."""
+    session = IbSession(settings.ib_host, settings.ib_port, settings.execution_client_id)
+    journal = Journal(settings.state_dir / "execution", settings.execution_client_id)
+    return Executor(settings, session, journal)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the executor until SIGTERM/SIGINT; exit 3 when another executor holds the account or fenced us."""
+    parser = argparse.ArgumentParser(prog="ibstream run execution", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv or [])
+    configure(COMPONENT, args.log_level)
+    settings = load_settings()
+    check_kafka(settings)
+    executor = build(settings)
+    try:
+        executor.journal.open()
+    except ExecutorLockedError as error:
+        log.error("another executor runs with this client id on this host", extra={"error": str(error)})
+        return 3
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    health = HealthServer("0.0.0.0", settings.execution_health_port, executor.readiness).start()
+    log.info(
+        "execution started",
+        extra={"ib_port": settings.ib_port, "client_id": settings.execution_client_id, "health_port": health.port},
+    )
+    try:
+        executor.run(stop)
+    except FencedError as error:
+        log.error("fenced: another executor took over this account; stopping", extra={"error": str(error)})
+        return 3
+    finally:
+        health.stop()
+        executor.journal.close()
+        log.info("execution stopped")
+    return 0

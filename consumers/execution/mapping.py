@@ -1,0 +1,218 @@
+"""Pure translation tables between IB and our contracts: statuses, sides, order tickets, times, event ids.
+
+No I/O here: everything is a function of its arguments, unit-tested without a broker or a gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from ibstream.contracts import RoutedOrder
+from ibstream.contracts.enums import OrderLeg, OrderStatus, OrderType, Side
+from ibstream.ib.codes import CodeKind
+from ibstream.ib.session import OrderTicket
+
+#: Namespace of every id this component derives (event ids, alert ids).
+NAMESPACE = uuid.UUID("5d0c6a3e-3c1b-4d7e-9a51-6f1e2b9a0e61")
+#: TWS reports execution times in the gateway's time zone without saying which; ours run in New York time.
+TWS_TZ = ZoneInfo("America/New_York")
+QTY_EPSILON = 1e-9
+
+#: IB's order status strings → ours. PendingCancel says nothing final yet: the order may still fill.
+IB_STATUS: dict[str, OrderStatus | None] = {
+    "ApiPending": OrderStatus.SUBMITTED,
+    "PendingSubmit": OrderStatus.SUBMITTED,
+    "PreSubmitted": OrderStatus.SUBMITTED,
+    "Submitted": OrderStatus.ACKNOWLEDGED,
+    "PendingCancel": None,
+    "ApiCancelled": OrderStatus.CANCELLED,
+    "Cancelled": OrderStatus.CANCELLED,
+    "Filled": OrderStatus.FILLED,
+    "Inactive": OrderStatus.REJECTED,
+}
+
+#: IB's execution side → ours.
+IB_SIDE: dict[str, Side] = {"BOT": Side.BUY, "SLD": Side.SELL, "BUY": Side.BUY, "SELL": Side.SELL}
+
+#: Error codes about an order that end it, and the status they end it in. Anything else is a warning or info.
+ERROR_KIND_STATUS: dict[CodeKind, OrderStatus] = {
+    CodeKind.ORDER_REJECTED: OrderStatus.REJECTED,
+    CodeKind.ORDER_CANCELLED: OrderStatus.CANCELLED,
+    CodeKind.NO_SECURITY: OrderStatus.REJECTED,
+    CodeKind.DUPLICATE_ORDER_ID: OrderStatus.ERROR,
+}
+
+TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR})
+_RANK = {
+    OrderStatus.PENDING_SUBMIT: 0,
+    OrderStatus.SUBMITTED: 1,
+    OrderStatus.ACKNOWLEDGED: 2,
+    OrderStatus.PARTIALLY_FILLED: 3,
+}
+
+
+def status_from_ib(broker_status: str, filled: float, remaining: float) -> OrderStatus | None:
+    """Our status for an IB orderStatus; None when it decides nothing (PendingCancel, unknown strings)."""
+    status = IB_STATUS.get(broker_status)
+    if status is None:
+        return None
+    if status is OrderStatus.FILLED or (status not in TERMINAL and filled > 0 and remaining <= QTY_EPSILON):
+        return OrderStatus.FILLED
+    if status in (OrderStatus.SUBMITTED, OrderStatus.ACKNOWLEDGED) and filled > QTY_EPSILON:
+        return OrderStatus.PARTIALLY_FILLED
+    return status
+
+
+class Verdict(StrEnum):
+    """What to do with a reported status, given the one we hold."""
+
+    APPLY = "apply"
+    STALE = "stale"  # older news or a repeat (IB repeats statuses on every reqOpenOrders): nothing to record
+    IMPOSSIBLE = "impossible"  # contradicts what we recorded: alert, do not apply
+
+
+def judge(current: OrderStatus | None, new: OrderStatus, current_filled: float, new_filled: float) -> Verdict:
+    """The order state machine: pending_submit → submitted → acknowledged → partially_filled → filled | cancelled |
+    rejected | error. Terminal states are final; only ``error`` (our doubt, e.g. 103) may still learn IB's end."""
+    if new_filled + QTY_EPSILON < current_filled:
+        return Verdict.IMPOSSIBLE
+    if current is None:
+        return Verdict.APPLY
+    if current in TERMINAL:
+        if new == current:
+            return Verdict.APPLY if new_filled > current_filled + QTY_EPSILON else Verdict.STALE
+        if current is OrderStatus.ERROR and new in TERMINAL:
+            return Verdict.APPLY
+        return Verdict.IMPOSSIBLE
+    if new in TERMINAL:
+        return Verdict.APPLY
+    if new == current:
+        return Verdict.APPLY if new_filled > current_filled + QTY_EPSILON else Verdict.STALE
+    return Verdict.APPLY if _RANK[new] > _RANK[current] else Verdict.STALE
+
+
+def event_id(order_id: str, leg: OrderLeg, status: OrderStatus, filled: float, reconciliation: str | None) -> str:
+    """Deterministic id of one order step: a re-emit after a crash carries the same id as the first attempt."""
+    return str(uuid.uuid5(NAMESPACE, f"{order_id}|{leg.value}|{status.value}|{filled:.6f}|{reconciliation or ''}"))
+
+
+def alert_id(kind: str, *parts: str) -> str:
+    """Deterministic alert id: firing and resolved records of one condition share it."""
+    return str(uuid.uuid5(NAMESPACE, "|".join((kind, *parts))))
+
+
+def parse_exec_time(text: str, tz: ZoneInfo = TWS_TZ) -> dt.datetime:
+    """TWS execution time (``20250106  09:30:05``, maybe followed by a zone name) → aware UTC datetime."""
+    parts = text.split()
+    if len(parts) >= 3:
+        with contextlib.suppress(KeyError, ValueError):
+            tz = ZoneInfo(parts[2])
+    local = dt.datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S")
+    return local.replace(tzinfo=tz).astimezone(dt.UTC)
+
+
+class InvalidOrderError(ValueError):
+    """A routed order that cannot be expressed as IB orders (missing prices, inconsistent bracket)."""
+
+
+@dataclass(frozen=True)
+class LegPlan:
+    """One IB order of an intent: its leg, IB order id and ticket."""
+
+    leg: OrderLeg
+    ib_order_id: int
+    ticket: OrderTicket
+
+
+_IB_ORDER_TYPE = {OrderType.MKT: "MKT", OrderType.LMT: "LMT", OrderType.STP: "STP", OrderType.STP_LMT: "STP LMT"}
+
+
+def legs_of(order: RoutedOrder) -> list[OrderLeg]:
+    """The legs an intent needs, in placement order (parent first; IB needs the parent before its children)."""
+    legs = [OrderLeg.PARENT]
+    if order.stop_loss is not None:
+        legs.append(OrderLeg.STOP_LOSS)
+    if order.take_profit is not None:
+        legs.append(OrderLeg.TAKE_PROFIT)
+    return legs
+
+
+def validate(order: RoutedOrder) -> None:
+    """Raise InvalidOrderError when IB could not take the order as routed."""
+    if order.order_type in (OrderType.LMT, OrderType.STP_LMT) and order.limit_price is None:
+        raise InvalidOrderError(f"{order.order_type.value} order without limit_price")
+    if order.order_type in (OrderType.STP, OrderType.STP_LMT) and order.stop_price is None:
+        raise InvalidOrderError(f"{order.order_type.value} order without stop_price")
+    if order.stop_loss is not None and order.take_profit is not None:
+        low, high = sorted((order.stop_loss, order.take_profit))
+        expected_low = order.stop_loss if order.side is Side.BUY else order.take_profit
+        if low != expected_low or low == high:
+            raise InvalidOrderError(
+                f"bracket prices inverted for a {order.side.value}: stop_loss={order.stop_loss} "
+                f"take_profit={order.take_profit}"
+            )
+
+
+def plan_legs(order: RoutedOrder, ib_order_ids: list[int], account: str) -> list[LegPlan]:
+    """IB orders for an intent: a single order, or a bracket whose children name the parent's id.
+
+    Brackets follow IB's rule for atomic submission: every order but the last has transmit=False, so IB holds the
+    parent until the last child arrives and nothing trades half-protected. ``orderRef`` is our order id on every
+    leg: it is how we find our orders at IB after a crash.
+    """
+    validate(order)
+    legs = legs_of(order)
+    if len(ib_order_ids) != len(legs):
+        raise ValueError(f"{len(legs)} legs need {len(legs)} IB order ids, got {len(ib_order_ids)}")
+    exit_action = "SELL" if order.side is Side.BUY else "BUY"
+    parent_id = ib_order_ids[0]
+    plans: list[LegPlan] = []
+    for index, (leg, ib_id) in enumerate(zip(legs, ib_order_ids, strict=True)):
+        last = index == len(legs) - 1
+        if leg is OrderLeg.PARENT:
+            ticket = OrderTicket(
+                action=order.side.value,
+                quantity=order.quantity,
+                order_type=_IB_ORDER_TYPE[order.order_type],
+                order_ref=order.order_id,
+                limit_price=order.limit_price,
+                aux_price=order.stop_price,
+                time_in_force=order.time_in_force.value,
+                transmit=last,
+                account=account,
+            )
+        elif leg is OrderLeg.STOP_LOSS:
+            ticket = OrderTicket(
+                action=exit_action, quantity=order.quantity, order_type="STP", order_ref=order.order_id,
+                aux_price=order.stop_loss, time_in_force="GTC", parent_id=parent_id, transmit=last, account=account,
+            )  # fmt: skip
+        else:
+            ticket = OrderTicket(
+                action=exit_action, quantity=order.quantity, order_type="LMT", order_ref=order.order_id,
+                limit_price=order.take_profit, time_in_force="GTC", parent_id=parent_id, transmit=last,
+                account=account,
+            )  # fmt: skip
+        plans.append(LegPlan(leg, ib_id, ticket))
+    return plans
+
+
+def leg_of_ib_order(parent_id: int, order_type: str) -> OrderLeg:
+    """Which leg an IB order is, for orders we find at IB rather than placed in this process."""
+    if not parent_id:
+        return OrderLeg.PARENT
+    return OrderLeg.STOP_LOSS if order_type.upper().startswith("STP") else OrderLeg.TAKE_PROFIT
+
+
+def is_paper_account(account: str) -> bool:
+    """IB paper accounts start with DU (individual) or DF (advisor paper master)."""
+    return account.upper().startswith(("DU", "DF"))
+
+
+def may_trade(account: str, live_account: str | None) -> bool:
+    """The paper interlock: a paper account, or exactly the live account the settings name."""
+    return is_paper_account(account) or (live_account is not None and account == live_account)

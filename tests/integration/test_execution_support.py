@@ -1,0 +1,98 @@
+"""Shared by the execution integration tests: routed orders in, records back out, ibsim ground truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer
+
+from ibsim.config import EXCHANGE_TZ
+from ibstream.config import Settings
+from ibstream.contracts import ControlCommand, Record, RoutedOrder, TopicSpec, control, routed_orders, utc_now
+from ibstream.contracts.enums import ControlCommandKind, OrderType, Side
+from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from ibstream.kafka.clients import consumer_config, create_producer
+from ibstream.kafka.records import RecordProducer, decode_message
+
+MONDAY_10AM = dt.datetime(2025, 1, 6, 10, 0, tzinfo=EXCHANGE_TZ)
+CODEC = SingleObjectCodec(SchemaStore())
+R = TypeVar("R", bound=Record)
+
+
+def routed(symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 10, **fields: Any) -> RoutedOrder:
+    """A risk-approved order with a fresh id."""
+    values: dict[str, Any] = {
+        "order_id": str(uuid.uuid4()), "symbol": symbol, "side": side, "quantity": quantity,
+        "order_type": OrderType.MKT, "decision_id": str(uuid.uuid4()), "routed_time": utc_now(), **fields,
+    }  # fmt: skip
+    return RoutedOrder(**values)
+
+
+def send(settings: Settings, *records: RoutedOrder | ControlCommand) -> None:
+    """Produce routed orders and control commands (plain idempotent producer, as risk and the API do)."""
+    sink = RecordProducer(create_producer(settings), CODEC, settings.kafka_topic_prefix)
+    for record in records:
+        if isinstance(record, RoutedOrder):
+            sink.send(routed_orders.TOPIC, record)
+        else:
+            sink.send(control.TOPIC, record)
+    assert sink.flush(10) == 0
+
+
+def kill_switch(on: bool, target: str = "*") -> ControlCommand:
+    """A kill-switch command as the API writes it."""
+    return ControlCommand(
+        command_id=str(uuid.uuid4()),
+        command=ControlCommandKind.KILL_SWITCH_ON if on else ControlCommandKind.KILL_SWITCH_OFF,
+        target=target, reason="test", actor="pytest", parameters={}, issued_time=utc_now(),
+    )  # fmt: skip
+
+
+class Reader:
+    """Reads one topic from its beginning (read_committed unless told otherwise) and keeps what it decoded."""
+
+    def __init__(self, settings: Settings, spec: TopicSpec[R], *, committed: bool = True) -> None:
+        self.spec = spec
+        self.records: list[Any] = []
+        self._consumer = Consumer(
+            consumer_config(
+                settings, f"test-reader-{uuid.uuid4().hex[:8]}",
+                **{"enable.auto.commit": False,
+                   "isolation.level": "read_committed" if committed else "read_uncommitted"},
+            )
+        )  # fmt: skip
+        self._consumer.subscribe([settings.kafka_topic_prefix + spec.name])
+
+    def poll(self, seconds: float = 0.2) -> list[Any]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = self._consumer.poll(0.05)
+            if message is None or message.error():
+                continue
+            self.records.append(decode_message(CODEC, self.spec, message))
+        return self.records
+
+    def wait(self, predicate: Callable[[list[Any]], bool], timeout: float = 15.0) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.1)
+            if predicate(self.records):
+                return self.records
+        raise AssertionError(f"{self.spec.name}: condition not met in {timeout}s; got {self.records}")
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.02) -> float:
+    """Wait until ``predicate()``; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s")
