@@ -25,10 +25,10 @@ from producers.market_data.service import COMPONENT, MarketDataProducer
 log = logging.getLogger(__name__)
 
 
-def check_kafka(settings: Settings) -> None:
+def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
     """Stop startup with a message naming the setting when Kafka is unreachable or the topics are missing."""
     try:
-        metadata = create_admin(settings).list_topics(timeout=10)
+        metadata = create_admin(settings).list_topics(timeout=timeout)
     except Exception as error:
         raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
     if not metadata.brokers:

@@ -306,7 +306,8 @@ def test_unreachable_kafka_stops_startup_naming_the_setting() -> None:
             load_settings(
                 kafka_bootstrap_servers=f"127.0.0.1:{port}",
                 kafka_client_config={"socket.connection.setup.timeout.ms": "2000"},
-            )
+            ),
+            timeout=2,
         )
     assert caught.value.setting == "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS"
 
