@@ -45,6 +45,60 @@ class Settings(BaseSettings):
     schema_registry_username: str | None = None
     schema_registry_password: SecretStr | None = None
 
+    # --- api ---
+    # `ibstream run api`: reads history from the warehouse, writes operator commands to control.v1, never calls IB.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    # JWT bearer tokens. HS256 verifies with api_jwt_secret (≥ 32 bytes: RFC 7518 §3.2 wants a key as long as the
+    # hash); RS256 with api_jwt_public_key (PEM) or the keys served at api_jwt_jwks_url. Expiry, issuer and
+    # audience are always checked. The API refuses to start without the key its algorithm needs.
+    api_jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    api_jwt_secret: SecretStr | None = None
+    api_jwt_public_key: str | None = None
+    api_jwt_jwks_url: str | None = Field(default=None, pattern=r"^https?://")
+    api_jwt_issuer: str = Field(default="ibstream", min_length=1)
+    api_jwt_audience: str = Field(default="ibstream-api", min_length=1)
+    api_jwt_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    # Browser origins allowed to call the API (CORS); empty allows none. Comma-separated in the environment.
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per-client token bucket (client = peer address): sustained rate and burst. Probes and /metrics are exempt.
+    api_rate_limit_per_minute: int = Field(default=600, ge=1)
+    api_rate_limit_burst: int = Field(default=60, ge=1)
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How long a command waits for Kafka's acknowledgement before the caller gets 503.
+    api_command_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("api_jwt_secret")
+    @classmethod
+    def _secret_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("the JWT secret must be at least 32 bytes (e.g. `openssl rand -base64 48`)")
+        return value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        # An origin is scheme://host[:port] exactly; a wildcard or a path would silently widen or break the list.
+        for origin in value:
+            scheme, sep, host = origin.partition("://")
+            name, _, port = host.partition(":")
+            if (
+                scheme not in ("http", "https")
+                or not sep
+                or not name
+                or any(c in host for c in "/?#*@ ")
+                or (port and not port.isdigit())
+            ):
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return value
+
     # --- IB connection and market data producer ---
     # Live trading needs this to name the exact live account; without it only paper accounts (DU…) and paper
     # ports are accepted, by every deployable that talks to IB.

@@ -1,0 +1,245 @@
+"""Request and response bodies. Contract records (Plan, OrderIntent, RiskDecision, …) are reused as they are, so
+the API shows exactly what the topics carry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ibstream.contracts import Execution, OrderEvent, OrderIntent, Plan, RiskDecision, RoutedOrder
+from ibstream.contracts.enums import (
+    ApprovalMode,
+    ControlCommandKind,
+    OrderStatus,
+    OrderType,
+    RunState,
+    Side,
+    SignalStatus,
+)
+
+#: Ids are uuids in practice; the pattern only keeps control characters and SQL-looking junk out of logs.
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+SYMBOL_PATTERN = r"^[A-Z0-9 .-]{1,12}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests ---
+
+
+class TriggerRunRequest(_Body):
+    """Ask orchestration to open a run for a signal (a ``trigger_run`` command)."""
+
+    signal_id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(default="manual trigger", min_length=1, max_length=500)
+
+
+class DecisionRequest(_Body):
+    """Approve or reject a run; the reason is recorded on the command."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class KillSwitchRequest(_Body):
+    """Turn the kill switch on or off, globally or for one symbol."""
+
+    state: Literal["on", "off"]
+    reason: str = Field(min_length=1, max_length=500)
+    target: str = Field(default="global", description='"global" or one symbol', pattern=r"^(global|[A-Z0-9 .-]{1,12})$")
+
+
+# --- responses ---
+
+
+class CommandAccepted(BaseModel):
+    """A command Kafka acknowledged: it is durably on ``control.v1``."""
+
+    command_id: str
+    command: ControlCommandKind
+    target: str
+    actor: str
+    reason: str
+    issued_time: datetime
+    topic: str
+    partition: int
+    offset: int
+
+
+class SignalSummary(BaseModel):
+    """A signal and its current lifecycle status (the latest transition; ``new`` before any)."""
+
+    signal_id: str
+    symbol: str
+    strategy: str
+    side: Side
+    confidence: float
+    entry: float
+    stop: float
+    take_profit: float
+    bar_start: datetime
+    created_time: datetime
+    expiry_time: datetime
+    status: SignalStatus
+
+
+class SignalPage(BaseModel):
+    """One page of signals, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[SignalSummary]
+    next_cursor: str | None
+
+
+class Transition(BaseModel):
+    """One lifecycle change of a signal."""
+
+    transition_id: str
+    from_status: SignalStatus | None
+    to_status: SignalStatus
+    reason: str
+    run_id: str | None
+    order_id: str | None
+    time: datetime
+
+
+class Fill(BaseModel):
+    """One execution, reduced to what an outcome needs."""
+
+    order_id: str
+    side: Side
+    quantity: float
+    price: float
+    commission: float | None
+
+
+class SignalOutcome(BaseModel):
+    """What came of a signal, by the signal-outcomes audit's definitions (entries on the signal's side, exits on
+    the other; pnl and r only once closed)."""
+
+    order_ids: list[str]
+    traded: bool
+    closed: bool
+    entry_quantity: float
+    entry_price: float | None
+    exit_quantity: float
+    exit_price: float | None
+    commission: float
+    pnl: float | None
+    r: float | None
+
+
+class SignalDetail(SignalSummary):
+    """A signal with its features, lifecycle transitions, runs and outcome."""
+
+    features: dict[str, float]
+    transitions: list[Transition]
+    run_ids: list[str]
+    outcome: SignalOutcome
+
+
+class RunSummary(BaseModel):
+    """An orchestration run in its latest state."""
+
+    run_id: str
+    signal_id: str
+    symbol: str
+    state: RunState
+    approval_mode: ApprovalMode | None
+    attempt: int
+    actor: str
+    started_time: datetime
+    updated_time: datetime
+
+
+class RunPage(BaseModel):
+    """One page of runs, most recently started first."""
+
+    items: list[RunSummary]
+    next_cursor: str | None
+
+
+class RunStateChange(BaseModel):
+    """One recorded state change of a run."""
+
+    state: RunState
+    previous_state: RunState | None
+    reason: str | None
+    actor: str
+    attempt: int
+    time: datetime
+
+
+class RunDetail(RunSummary):
+    """A run with its state history, latest plan, failures and the orders it produced."""
+
+    history: list[RunStateChange]
+    plan: Plan | None
+    failures: list[RunStateChange]
+    order_ids: list[str]
+
+
+class OrderSummary(BaseModel):
+    """An order intent with its risk verdict and latest broker status (parent leg)."""
+
+    order_id: str
+    run_id: str | None
+    signal_id: str | None
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType
+    limit_price: float | None
+    created_time: datetime
+    risk: Literal["approved", "rejected", "pending"]
+    status: OrderStatus | None
+    filled_quantity: float
+    avg_fill_price: float | None
+
+
+class OrderPage(BaseModel):
+    """One page of orders, newest first."""
+
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+class TrailStep(BaseModel):
+    """One row of the order-trail audit (``ibstream audit order-trail``), unchanged."""
+
+    time: datetime
+    stage: str
+    id: str
+    status: str
+    detail: str
+
+
+class Reconciliation(BaseModel):
+    """Reconciliation state: the broker's latest parent-leg status flag and the unreconciled-orders audit's
+    issues for this order (empty when it reconciles)."""
+
+    status: str | None
+    issues: list[str]
+
+
+class OrderDetail(BaseModel):
+    """Everything recorded about one order: intent, risk decision with each check, routing, broker events, fills,
+    reconciliation and the audit trail."""
+
+    order: OrderSummary
+    intent: OrderIntent
+    risk_decision: RiskDecision | None
+    routed: RoutedOrder | None
+    events: list[OrderEvent]
+    fills: list[Execution]
+    reconciliation: Reconciliation
+    trail: list[TrailStep]
+
+
+class Health(BaseModel):
+    """Liveness (``/health``) or readiness (``/ready``) with per-dependency checks."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool]
