@@ -45,6 +45,8 @@ class LegState:
     filled: float = 0.0
     avg_fill_price: float | None = None
     broker_status: str | None = None
+    #: The id of the last event recorded for this leg: the same fact is never published twice in a row.
+    last_event_id: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -100,6 +102,7 @@ class Book:
         leg.filled = event.filled_quantity
         leg.avg_fill_price = event.avg_fill_price
         leg.broker_status = event.broker_status
+        leg.last_event_id = event.event_id
         if event.status is OrderStatus.PENDING_SUBMIT:
             leg.quantity = event.filled_quantity + event.remaining_quantity
 
@@ -169,7 +172,8 @@ class Book:
                 impossible=f"{leg.value} {state.status.value if state.status else None}→{status.value} "
                 f"(filled {state.filled:g}→{new_filled:g}, IB status {broker_status!r}, code {broker_code})"
             )
-        if verdict is Verdict.STALE:
+        identity = event_id(order_id, leg, status, new_filled, reconciliation)
+        if verdict is Verdict.STALE or identity == state.last_event_id:
             return Step()
         previous = state.status
         state.status = status
@@ -177,8 +181,9 @@ class Book:
         state.avg_fill_price = avg_fill_price if avg_fill_price else state.avg_fill_price
         state.perm_id = perm_id or state.perm_id
         state.broker_status = broker_status or state.broker_status
+        state.last_event_id = identity
         event = OrderEvent(
-            event_id=event_id(order_id, leg, status, new_filled, reconciliation),
+            event_id=identity,
             order_id=order_id,
             leg=leg,
             symbol=order.symbol,
