@@ -1,26 +1,37 @@
-"""Telemetry: JSON log lines carrying correlation ids, and OpenTelemetry metrics exposed for Prometheus.
+"""Telemetry: JSON log lines carrying correlation ids, OpenTelemetry metrics exposed for Prometheus, and traces
+that follow one signal → run → intent → decision → order → fills across processes.
 
 Every deployable calls ``configure(component)`` once in ``main()``. Code that knows a correlation id wraps its
 work in ``log_context(symbol=…, order_id=…)`` and every log line inside carries it, across function boundaries,
 without threading ids through every call.
+
+Traces cross Kafka in W3C trace-context headers: ``RecordProducer.send`` injects the current span's context, and a
+consumer continues it with ``consume_span(name, message.headers())``. Spans go to OTLP/HTTP when
+``IBSTREAM_OTLP_ENDPOINT`` is set, and to a JSON-lines file when ``IBSTREAM_SPANS_FILE`` is (tests, demo).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry import metrics
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Span, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 #: The ids a log line may carry, by the names the guide fixes.
@@ -95,10 +106,106 @@ def configure_metrics(component: str) -> MeterProvider:
     return _meter_provider
 
 
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans to a file, one JSON object per line (several processes may share the file)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = []
+        for span in spans:
+            context = span.get_span_context()
+            parent = span.parent
+            if context is None:
+                continue
+            lines.append(json.dumps({
+                "trace_id": f"{context.trace_id:032x}",
+                "span_id": f"{context.span_id:016x}",
+                "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
+                "name": span.name,
+                "service": span.resource.attributes.get("service.name"),
+                "start": span.start_time,
+                "end": span.end_time,
+                "attributes": dict(span.attributes or {}),
+            }, default=str))  # fmt: skip
+        with self._lock, open(self._path, "a") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+_tracer_provider: TracerProvider | None = None
+
+
+def configure_tracing(component: str, otlp_endpoint: str | None = None, spans_file: str | None = None) -> None:
+    """Install the tracer provider; exporters from arguments or IBSTREAM_OTLP_ENDPOINT / IBSTREAM_SPANS_FILE."""
+    global _tracer_provider
+    if _tracer_provider is not None:
+        return
+    otlp_endpoint = otlp_endpoint or os.environ.get("IBSTREAM_OTLP_ENDPOINT")
+    spans_file = spans_file or os.environ.get("IBSTREAM_SPANS_FILE")
+    provider = TracerProvider(resource=Resource.create({"service.name": f"ibstream-{component}"}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint}/v1/traces")))
+    if spans_file:
+        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(spans_file)))
+    trace.set_tracer_provider(provider)
+    _tracer_provider = provider
+
+
+def tracer(name: str) -> Tracer:
+    """A tracer for one module (spans are no-ops until ``configure`` ran)."""
+    return trace.get_tracer(name)
+
+
+def trace_headers(headers: dict[str, str | bytes | None] | None = None) -> dict[str, str | bytes | None]:
+    """Headers with the current span's W3C trace context added (unchanged when no span is active)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    if not carrier:
+        return headers if headers is not None else {}
+    return {**(headers or {}), **carrier}
+
+
+def _header_carrier(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -> dict[str, str]:
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
+    carrier: dict[str, str] = {}
+    for key, value in pairs:
+        if key in ("traceparent", "tracestate"):
+            carrier[key] = value.decode() if isinstance(value, bytes) else str(value)
+    return carrier
+
+
+@contextmanager
+def consume_span(name: str, headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
+                 span_tracer: Tracer | None = None, **attributes: str | int | float | bool) -> Iterator[Span]:  # fmt: skip
+    """A span for handling one consumed record, continuing the trace its producer started."""
+    remote = propagate.extract(_header_carrier(headers))
+    token = otel_context.attach(remote)
+    try:
+        with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(name, attributes=attributes) as span:
+            yield span
+    finally:
+        otel_context.detach(token)
+
+
 def configure(component: str, log_level: str = "INFO") -> None:
-    """Logging and metrics for one deployable; call once from its ``main()``."""
+    """Logging, metrics and tracing for one deployable; call once from its ``main()``."""
     configure_logging(component, log_level)
     configure_metrics(component)
+    configure_tracing(component)
+
+
+def shutdown() -> None:
+    """Flush spans before the process exits."""
+    if _tracer_provider is not None:
+        _tracer_provider.shutdown()
 
 
 def meter(name: str) -> Meter:

@@ -13,6 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 from ibstream.config import Settings
 from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
 from ibstream.contracts.serde import Codec, ConfluentCodec, DecodeError, SchemaStore, SingleObjectCodec
+from ibstream.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class RecordProducer:
         """Queue one record; delivery is confirmed asynchronously (``flush`` or ``poll`` serve the reports)."""
         topic = self.topic(spec)
         value = self._codec.encode(topic, record)
-        self.send_raw(topic, spec.key_of(record).encode(), value, headers=headers, on_delivery=on_delivery)
+        # The current span (if any) travels with the record, so the consumer's span joins the same trace.
+        self.send_raw(topic, spec.key_of(record).encode(), value, headers=trace_headers(headers) or None,
+                      on_delivery=on_delivery)  # fmt: skip
 
     def send_raw(
         self,

@@ -50,3 +50,26 @@ def test_metrics_reach_prometheus_exposition() -> None:
     body, content_type = telemetry.prometheus_exposition()
     assert "text/plain" in content_type
     assert re.search(rb'^ibstream_test_events_total\{kind="unit"[^}]*\} 3\.0$', body, re.MULTILINE)
+
+
+def test_trace_context_crosses_kafka_headers(tmp_path: object) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    assert telemetry.trace_headers({"a": b"1"}) == {"a": b"1"}  # no active span: headers unchanged
+    with tracer.start_as_current_span("produce signal") as parent:
+        headers = telemetry.trace_headers({"a": b"1"})
+    assert headers["a"] == b"1" and str(headers["traceparent"]).startswith("00-")
+    kafka_headers = [(key, value.encode() if isinstance(value, str) else value) for key, value in headers.items()]
+    with telemetry.consume_span("decide", kafka_headers, span_tracer=tracer, order_id="o-1") as child:
+        pass
+    parent_context = parent.get_span_context()
+    assert child.get_span_context().trace_id == parent_context.trace_id
+    finished = {span.name: span for span in exporter.get_finished_spans()}
+    assert finished["decide"].parent is not None and finished["decide"].parent.span_id == parent_context.span_id
+    assert finished["decide"].attributes["order_id"] == "o-1"
