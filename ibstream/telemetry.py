@@ -183,8 +183,12 @@ def _header_carrier(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | Non
 
 
 @contextmanager
-def consume_span(name: str, headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
-                 span_tracer: Tracer | None = None, **attributes: str | int | float | bool) -> Iterator[Span]:  # fmt: skip
+def consume_span(
+    name: str,
+    headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
+    span_tracer: Tracer | None = None,
+    **attributes: str | int | float | bool,
+) -> Iterator[Span]:
     """A span for handling one consumed record, continuing the trace its producer started."""
     remote = propagate.extract(_header_carrier(headers))
     token = otel_context.attach(remote)
