@@ -35,7 +35,7 @@ def order_id(run_id: str) -> str:
 
 def plan_id(signal_id: str, equity: float, risk_pct: float) -> str:
     """Agent0's plan for a signal under one sizing policy: the same signal and policy give the same plan."""
-    return _uuid("plan", signal_id, repr(equity), repr(risk_pct))
+    return _uuid("plan", signal_id, f"{float(equity):.2f}", f"{float(risk_pct):.4f}")
 
 
 def decision_id(order_id: str) -> str:
