@@ -26,12 +26,8 @@ from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
 SYMBOLS = ["AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
-
+def measure(records: int, runs: int) -> dict[str, float]:
+    """Producer-path records/s (median, min, max of ``runs``), record size and peak RSS."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     settings = load_settings(kafka_topic_prefix=prefix)
     admin = create_admin(settings)
@@ -47,25 +43,39 @@ def main(argv: list[str] | None = None) -> int:
     codec = SingleObjectCodec(SchemaStore())
     rates = []
     try:
-        for _ in range(args.runs):
+        for _ in range(runs):
             sink = RecordProducer(create_producer(settings, "quotes"), codec, prefix)
             start = time.perf_counter()
-            for i in range(args.records):
+            for i in range(records):
                 sink.send(quotes.TOPIC, batch[i % len(batch)])
             remaining = sink.flush(120)
             elapsed = time.perf_counter() - start
-            assert remaining == 0 and sink.failed == 0 and sink.delivered == args.records
-            rates.append(args.records / elapsed)
+            assert remaining == 0 and sink.failed == 0 and sink.delivered == records
+            rates.append(records / elapsed)
     finally:
         delete_topics(admin, [layout.name for layout in layouts])
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "record_bytes": float(len(codec.encode("t", batch[0]))),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    figures = measure(args.records, args.runs)
     print(
-        f"quote record {len(codec.encode('t', batch[0]))} bytes; {args.records:,} records × {args.runs} runs "
-        f"to {settings.kafka_bootstrap_servers}, acks=all, idempotent, linger.ms=1"
+        f"quote record {figures['record_bytes']:.0f} bytes; {args.records:,} records x {args.runs} runs, "
+        "acks=all, idempotent, linger.ms=1"
     )
     print(
-        f"producer path: median {statistics.median(rates):,.0f} records/s (min {min(rates):,.0f}, "
-        f"max {max(rates):,.0f}); peak RSS {peak_mb:.0f} MB"
+        f"producer path: median {figures['median']:,.0f} records/s (min {figures['min']:,.0f}, "
+        f"max {figures['max']:,.0f}); peak RSS {figures['peak_rss_mb']:.0f} MB"
     )
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -227,11 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bench(args: argparse.Namespace) -> int:
+    # bench/ lives in the checkout, not in the installed package: run it from the project root.
+    from ibstream.config import PROJECT_ROOT
+
+    return subprocess.call([sys.executable, "-m", "bench", *args.rest], cwd=PROJECT_ROOT)
+
+
 def _passthrough(argv: list[str]) -> argparse.Namespace | None:
     """`sim` and `run NAME` hand every later argument to the deployable's own parser (argparse's REMAINDER
     does not pass options like --port through a subparser)."""
     if argv[:1] == ["sim"]:
         return argparse.Namespace(handler=_sim, rest=argv[1:])
+    if argv[:1] == ["bench"]:
+        return argparse.Namespace(handler=_bench, rest=argv[1:])
     if argv[:1] == ["run"] and len(argv) >= 2 and argv[1] in DEPLOYABLES:
         return argparse.Namespace(handler=_run, deployable=argv[1], rest=argv[2:])
     return None

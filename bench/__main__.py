@@ -1,0 +1,88 @@
+"""The benchmark harness: `python -m bench` (or `ibstream bench`) on the local stack.
+
+Runs each benchmark, prints a table and writes JSON to bench/results/<timestamp>.json (ignored by git). The
+machine is noisy and shared: each figure is the median of repeated runs with min and max, and the ratios measured
+in the same run (producer path / broker baseline) are the figures to trust.
+Needs a broker (`ibstream stack up`; IBSTREAM_KAFKA_BOOTSTRAP_SERVERS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: Benchmarks run as their own processes (their peak RSS is theirs alone); name → module.
+SUBPROCESS_BENCHES = {"serde": "bench.serde", "sink": "bench.sink", "streams": "bench.streams",
+                      "ibsim": "bench.ibsim"}  # fmt: skip
+
+
+def _run_module(module: str, arguments: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", module, *arguments], capture_output=True, text=True,
+                            timeout=1800, check=False)  # fmt: skip
+    return {
+        "module": module,
+        "exit_code": result.returncode,
+        "seconds": round(time.perf_counter() - started, 1),
+        "output": result.stdout.strip().splitlines(),
+        "error": result.stderr.strip().splitlines()[-5:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", nargs="*", help="subset: baseline producer serde sink streams ibsim")
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    wanted = set(args.only or ["baseline", "producer", *SUBPROCESS_BENCHES])
+    report: dict[str, Any] = {"time": datetime.now(UTC).isoformat(), "machine": platform.platform(),
+                              "python": platform.python_version(), "results": {}}  # fmt: skip
+
+    if "baseline" in wanted or "producer" in wanted:
+        from bench import baseline, producer
+
+        base = baseline.measure(max(args.records, 300_000), args.runs, 88) if "baseline" in wanted else None
+        path = producer.measure(args.records, args.runs) if "producer" in wanted else None
+        if base is not None:
+            report["results"]["broker_baseline_records_per_s"] = base
+        if path is not None:
+            report["results"]["producer_path_records_per_s"] = path
+        if base and path:
+            report["results"]["producer_to_baseline_ratio"] = round(path["median"] / base["median"], 3)
+
+    for name, module in SUBPROCESS_BENCHES.items():
+        if name in wanted:
+            if not (Path(__file__).resolve().parent / f"{module.split('.')[-1]}.py").exists():
+                report["results"][name] = {"skipped": f"{module} is not built yet"}
+                continue
+            report["results"][name] = _run_module(module, [])
+
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"{'benchmark':34} figures")
+    for name, value in report["results"].items():
+        if isinstance(value, dict) and "median" in value:
+            print(f"{name:34} median {value['median']:,.0f}  (min {value['min']:,.0f}, max {value['max']:,.0f})")
+        elif isinstance(value, dict) and "output" in value:
+            print(f"{name:34} exit {value['exit_code']}, {value['seconds']} s")
+            for line in value["output"]:
+                print(f"{'':36}{line}")
+        else:
+            print(f"{name:34} {value}")
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
