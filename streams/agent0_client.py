@@ -1,0 +1,83 @@
+"""The Agent0 HTTP client orchestration plans with: timeout, bounded retries with backoff, circuit breaker.
+
+The only module of streams that imports httpx. Every failure surfaces as ``PlanningError`` whose message is the
+cause recorded on the failed run (timeout, HTTP status and body, connection refused, circuit open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from ibstream.backoff import Backoff
+from ibstream.config import Settings
+from ibstream.contracts import Plan, Signal
+from ibstream.exceptions import IbstreamError
+from streams.orchestration import CircuitBreaker, CircuitOpenError
+
+
+class PlanningError(IbstreamError):
+    """Planning failed; the message is the cause."""
+
+
+class Agent0Client:
+    """Calls ``POST /v1/plan``; retries timeouts, connection errors and 5xx (never 4xx: the input is wrong)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        max_attempts: int,
+        backoff_seconds: float,
+        breaker: CircuitBreaker,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        self._attempts = max_attempts
+        self._backoff_seconds = backoff_seconds
+        self.breaker = breaker
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Agent0Client:
+        return cls(
+            settings.agent0_url,
+            timeout=settings.agent0_timeout_seconds,
+            max_attempts=settings.agent0_max_attempts,
+            backoff_seconds=settings.agent0_backoff_seconds,
+            breaker=CircuitBreaker(settings.agent0_breaker_failures, settings.agent0_breaker_reset_seconds),
+        )
+
+    async def plan(self, signal: Signal) -> Plan:
+        """Agent0's plan for the signal, or PlanningError with the cause of the last failure."""
+        payload: dict[str, Any] = {"signal": signal.model_dump(mode="json", exclude={"features"})}
+        backoff = Backoff(base=self._backoff_seconds, cap=max(self._backoff_seconds * 8, 0.001))
+        cause = "not attempted"
+        for attempt in range(1, self._attempts + 1):
+            try:
+                self.breaker.before_call()
+            except CircuitOpenError as error:
+                raise PlanningError(f"agent0 {error}") from None
+            try:
+                response = await self._client.post("/v1/plan", json=payload)
+            except httpx.TimeoutException as error:
+                cause = f"agent0 timeout ({type(error).__name__}) on attempt {attempt}"
+            except httpx.TransportError as error:
+                cause = f"agent0 unreachable ({type(error).__name__}: {error}) on attempt {attempt}"
+            else:
+                if response.status_code == 200:
+                    self.breaker.success()
+                    return Plan.model_validate(response.json()["plan"])
+                cause = f"agent0 HTTP {response.status_code}: {response.text[:300]} on attempt {attempt}"
+                if response.status_code < 500:
+                    self.breaker.success()  # Agent0 is up; the request is wrong and retrying cannot help
+                    raise PlanningError(cause)
+            self.breaker.failure()
+            if attempt < self._attempts:
+                await asyncio.sleep(backoff.next_delay())
+        raise PlanningError(f"{cause} (gave up after {self._attempts} attempts)")
+
+    async def close(self) -> None:
+        await self._client.aclose()
