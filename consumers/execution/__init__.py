@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv or [])
     configure(COMPONENT, args.log_level)
+    # ibapi logs every request and answer at INFO: thousands of lines that drown ours.
+    logging.getLogger("ibapi").setLevel(max(logging.WARNING, logging.getLogger().level))
     settings = load_settings()
     check_kafka(settings)
     executor = build(settings)

@@ -277,7 +277,7 @@ class Executor:
         """Read control.v1 (compacted) from its beginning, so a kill switch engaged while we were down holds."""
         self.control = create_consumer(
             self.settings, f"{self.prefix}{self.settings.execution_group_id}-control-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "enable.partition.eof": True},
+            **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 100},
         )  # fmt: skip
         count = consume_to_end(
             self.control, {self.prefix + control.TOPIC.name: control.TOPIC.partitions}, self._on_control
@@ -317,7 +317,7 @@ class Executor:
     def _rebuild(self) -> None:
         reader = create_consumer(
             self.settings, f"{self.prefix}{self.settings.execution_group_id}-rebuild-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "enable.partition.eof": True},
+            **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10},
         )  # fmt: skip
         events_topic = self.prefix + order_events.TOPIC.name
         exec_topic = self.prefix + executions.TOPIC.name

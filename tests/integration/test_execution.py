@@ -20,7 +20,15 @@ from ibsim import SimConfig, Simulator
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import alerts, executions, order_events
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
-from tests.integration.test_execution_support import MONDAY_10AM, Reader, kill_switch, routed, send, wait_for
+from tests.integration.test_execution_support import (
+    MONDAY_10AM,
+    Reader,
+    kill_switch,
+    routed,
+    send,
+    sender,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +58,14 @@ class Running:
 def run_executor(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def start(sim_overrides: dict[str, Any] | None = None, *, ready: bool = True, **overrides: Any) -> Running:
-        sim_config = {"port": 0, "control_port": None, "start_time": MONDAY_10AM, "speed": 60.0, "seed": 7,
-                      **(sim_overrides or {})}  # fmt: skip
-        sim = Simulator(SimConfig(**sim_config)).start()
+    def start(
+        sim_overrides: dict[str, Any] | None = None, *, ready: bool = True, sim: Simulator | None = None,
+        **overrides: Any,
+    ) -> Running:  # fmt: skip
+        if sim is None:
+            sim_config = {"port": 0, "control_port": None, "start_time": MONDAY_10AM, "speed": 60.0, "seed": 7,
+                          **(sim_overrides or {})}  # fmt: skip
+            sim = Simulator(SimConfig(**sim_config)).start()
         values: dict[str, Any] = {
             **settings.model_dump(), "ib_port": sim.port, "state_dir": tmp_path, "ib_reconnect_base_seconds": 0.2,
             "ib_reconnect_cap_seconds": 0.5, "ib_connect_timeout_seconds": 3.0, **overrides,
@@ -83,7 +95,8 @@ def run_executor(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., R
         running.stop.set()
         running.thread.join(30)
         running.executor.journal.close()
-        running.sim.stop()
+    for sim in {id(r.sim): r.sim for r in started}.values():
+        sim.stop()
 
 
 def statuses(events: list[Any], order_id: str, leg: OrderLeg = OrderLeg.PARENT) -> list[OrderStatus]:
@@ -101,7 +114,7 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     assert statuses(recorded, order.order_id) == [
         OrderStatus.PENDING_SUBMIT, OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED
     ]  # fmt: skip
-    filled = [e for e in recorded if e.status is OrderStatus.FILLED][0]
+    filled = next(e for e in recorded if e.status is OrderStatus.FILLED)
     assert filled.filled_quantity == 25 and filled.remaining_quantity == 0
     assert filled.broker_status == "Filled" and filled.source is ExecutionSource.LIVE
     assert len({e.event_id for e in recorded}) == len(recorded)
@@ -117,3 +130,196 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     assert at_ib[0].request.account == "DU1234567" and at_ib[0].request.order_type == "MKT"
     events.close()
     fills.close()
+
+
+def test_limit_and_bracket_orders(run_executor: Callable[..., Running]) -> None:
+    running = run_executor()
+    price = running.sim.quote("AAPL").ask
+    marketable = routed("AAPL", Side.BUY, 7, order_type=OrderType.LMT, limit_price=round(price * 1.02, 2))
+    # Take-profit below the market: it fills as soon as the parent does, and OCA cancels the stop-loss.
+    bracket = routed(
+        "AAPL", Side.BUY, 10, stop_loss=round(price * 0.90, 2), take_profit=round(price * 0.97, 2)
+    )  # fmt: skip
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, marketable, bracket)
+
+    def done(es: list[Any]) -> bool:
+        return (
+            OrderStatus.FILLED in statuses(es, marketable.order_id)
+            and OrderStatus.FILLED in statuses(es, bracket.order_id, OrderLeg.TAKE_PROFIT)
+            and OrderStatus.CANCELLED in statuses(es, bracket.order_id, OrderLeg.STOP_LOSS)
+        )
+
+    recorded = events.wait(done)
+    events.close()
+    assert statuses(recorded, marketable.order_id)[-1] is OrderStatus.FILLED
+    (limit_at_ib,) = running.ib_orders(marketable.order_id)
+    assert limit_at_ib.request.order_type == "LMT" and limit_at_ib.request.lmt_price == marketable.limit_price
+
+    legs = sorted(running.ib_orders(bracket.order_id), key=lambda o: o.order_id)
+    assert len(legs) == 3
+    parent, stop_loss, take_profit = legs
+    assert [o.request.transmit for o in legs] == [False, False, True]
+    assert parent.request.parent_id == 0
+    assert stop_loss.request.parent_id == take_profit.request.parent_id == parent.order_id
+    assert (stop_loss.request.order_type, stop_loss.request.aux_price, stop_loss.request.action) == (
+        "STP", bracket.stop_loss, "SELL"
+    )  # fmt: skip
+    assert (take_profit.request.order_type, take_profit.request.lmt_price) == ("LMT", bracket.take_profit)
+    assert [parent.status, stop_loss.status, take_profit.status] == ["Filled", "Cancelled", "Filled"]
+    assert statuses(recorded, bracket.order_id)[-1] is OrderStatus.FILLED
+    # The children were held (submitted) until the parent filled.
+    assert OrderStatus.SUBMITTED in statuses(recorded, bracket.order_id, OrderLeg.STOP_LOSS)
+
+
+def test_partial_fills_then_the_rest(run_executor: Callable[..., Running]) -> None:
+    running = run_executor({"partial_fill_max": 4})
+    order = routed("MSFT", Side.SELL, 10)
+    events = Reader(running.settings, order_events.TOPIC)
+    fills = Reader(running.settings, executions.TOPIC)
+    send(running.settings, order)
+    recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id))
+    parent = [e for e in recorded if e.order_id == order.order_id]
+    assert [(e.status, e.filled_quantity) for e in parent if e.filled_quantity > 0] == [
+        (OrderStatus.PARTIALLY_FILLED, 4), (OrderStatus.PARTIALLY_FILLED, 8), (OrderStatus.FILLED, 10)
+    ]  # fmt: skip
+    recorded_fills = fills.wait(lambda xs: len(xs) >= 3)
+    assert [x.quantity for x in recorded_fills] == [4, 4, 2]
+    assert all(x.side is Side.SELL for x in recorded_fills)
+    (at_ib,) = running.ib_orders(order.order_id)
+    assert at_ib.status == "Filled" and len(at_ib.executions) == 3
+    events.close()
+    fills.close()
+
+
+def test_ib_rejection_ends_rejected_with_ibs_message(run_executor: Callable[..., Running]) -> None:
+    running = run_executor()
+    message = "Order rejected - reason:Simulated margin check"
+    running.sim.reject_next_order(201, message)
+    order = routed("AAPL", Side.BUY, 3)
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, order)
+    recorded = events.wait(lambda es: OrderStatus.REJECTED in statuses(es, order.order_id))
+    rejected = next(e for e in recorded if e.status is OrderStatus.REJECTED)
+    assert (rejected.broker_code, rejected.broker_message) == (201, message)
+    assert statuses(recorded, order.order_id) == [OrderStatus.PENDING_SUBMIT, OrderStatus.REJECTED]
+    (at_ib,) = running.ib_orders(order.order_id)
+    assert at_ib.status == "Inactive"
+    events.close()
+
+
+def test_kill_switch_cancels_open_orders_within_a_second(run_executor: Callable[..., Running]) -> None:
+    running = run_executor()
+    bid = running.sim.quote("AAPL").bid
+    resting = routed("AAPL", Side.BUY, 5, order_type=OrderType.LMT, limit_price=round(bid * 0.8, 2))
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, resting)
+    events.wait(lambda es: OrderStatus.ACKNOWLEDGED in statuses(es, resting.order_id))
+
+    operator = sender(running.settings)
+    operator.reachable()  # connected before the clock starts: we measure the executor, not a client's startup
+    issued = time.monotonic()
+    send(running.settings, kill_switch(True), sink=operator)
+    written = time.monotonic()
+    wait_for(lambda: [o.status for o in running.ib_orders(resting.order_id)] == ["Cancelled"], timeout=5)
+    cancelled = time.monotonic()
+    print(
+        f"kill switch: issued → cancelled at ibsim {(cancelled - issued) * 1000:.0f} ms "
+        f"(written to Kafka → cancelled {(cancelled - written) * 1000:.0f} ms)"
+    )
+    assert cancelled - issued < 1.0
+    recorded = events.wait(lambda es: OrderStatus.CANCELLED in statuses(es, resting.order_id))
+    assert next(e for e in recorded if e.status is OrderStatus.CANCELLED).broker_status == "Cancelled"
+
+    # While engaged, a routed order is consumed and refused, never placed later.
+    refused = routed("AAPL", Side.BUY, 1)
+    send(running.settings, refused)
+    recorded = events.wait(lambda es: OrderStatus.REJECTED in statuses(es, refused.order_id))
+    assert "kill switch" in (next(e for e in recorded if e.order_id == refused.order_id).broker_message or "")
+    assert running.ib_orders(refused.order_id) == []
+
+    send(running.settings, kill_switch(False))
+    resumed = routed("AAPL", Side.BUY, 1)
+    send(running.settings, resumed)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, resumed.order_id))
+    assert len(running.ib_orders(resumed.order_id)) == 1
+    events.close()
+
+
+def test_kill_switch_engaged_while_down_is_honoured_at_startup(
+    run_executor: Callable[..., Running], settings: Settings
+) -> None:
+    first = run_executor()
+    bid = first.sim.quote("MSFT").bid
+    resting = routed("MSFT", Side.BUY, 2, order_type=OrderType.LMT, limit_price=round(bid * 0.8, 2))
+    events = Reader(first.settings, order_events.TOPIC)
+    send(first.settings, resting)
+    events.wait(lambda es: OrderStatus.ACKNOWLEDGED in statuses(es, resting.order_id))
+    first.halt()
+    send(settings, kill_switch(True, "MSFT"))
+
+    second = run_executor(sim=first.sim)
+    recorded = events.wait(lambda es: OrderStatus.CANCELLED in statuses(es, resting.order_id))
+    assert [o.status for o in second.ib_orders(resting.order_id)] == ["Cancelled"]
+    # The restart recognised the working order from its events (reconciled as matched), it placed nothing.
+    assert len(second.sim.orders()) == 1
+    assert any(e.reconciliation_status == "matched" for e in recorded if e.order_id == resting.order_id)
+    events.close()
+
+
+def test_fill_during_disconnect_is_recovered_by_reconciliation(run_executor: Callable[..., Running]) -> None:
+    running = run_executor()
+    running.sim.set_delays(fill_seconds=1.0)
+    order = routed("AAPL", Side.BUY, 6)
+    events = Reader(running.settings, order_events.TOPIC)
+    fills = Reader(running.settings, executions.TOPIC)
+    send(running.settings, order)
+    events.wait(lambda es: OrderStatus.ACKNOWLEDGED in statuses(es, order.order_id))
+    running.sim.refuse_connections(2.0, drop_existing=True)
+    # ibsim fills while nobody is connected: the fill cannot be delivered live.
+    wait_for(lambda: [o.status for o in running.ib_orders(order.order_id)] == ["Filled"], timeout=5)
+    assert running.executor.state is not State.READY
+
+    recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id), timeout=20)
+    filled = next(e for e in recorded if e.status is OrderStatus.FILLED)
+    assert filled.source is ExecutionSource.RECONCILIATION and filled.reconciliation_status == "recovered"
+    assert filled.filled_quantity == 6
+    (fill,) = fills.wait(lambda xs: len(xs) >= 1)
+    assert fill.source is ExecutionSource.RECONCILIATION and fill.quantity == 6
+    assert fill.exec_id == running.ib_orders(order.order_id)[0].executions[0].exec_id
+    assert len(running.ib_orders(order.order_id)) == 1
+    events.close()
+    fills.close()
+
+
+def test_gateway_restart_rolling_ids_back_never_reuses_an_id(run_executor: Callable[..., Running]) -> None:
+    running = run_executor()
+    first = routed("AAPL", Side.BUY, 1)
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, first)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, first.order_id))
+    running.sim.restart_gateway(downtime_seconds=0.5, rollback=5)
+    wait_for(lambda: running.executor.state is not State.READY, timeout=5)
+    wait_for(lambda: running.executor.state is State.READY, timeout=10)
+    second = routed("AAPL", Side.BUY, 1)
+    send(running.settings, second)
+    recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, second.order_id))
+    (a,) = running.ib_orders(first.order_id)
+    (b,) = running.ib_orders(second.order_id)
+    assert b.order_id > a.order_id
+    assert not [e for e in recorded if e.status in (OrderStatus.ERROR, OrderStatus.REJECTED)]
+    events.close()
+
+
+def test_live_account_is_refused(run_executor: Callable[..., Running]) -> None:
+    running = run_executor({"accounts": ("U1234567",)}, ready=False)
+    wait_for(lambda: running.executor.state is State.REFUSED, timeout=15)
+    warnings = Reader(running.settings, alerts.TOPIC)
+    order = routed("AAPL", Side.BUY, 1)
+    send(running.settings, order)
+    (alert,) = warnings.wait(lambda xs: any(x.kind == "paper_interlock" for x in xs))
+    assert "U1234567" in alert.message and alert.severity.value == "critical"
+    time.sleep(1.5)
+    assert running.sim.orders() == []
+    assert running.executor.state is State.REFUSED
+    warnings.close()

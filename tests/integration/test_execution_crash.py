@@ -23,7 +23,7 @@ from ibsim import SimConfig, Simulator
 from ibstream.config import PROJECT_ROOT, Settings
 from ibstream.contracts import order_events
 from ibstream.contracts.enums import OrderLeg, OrderStatus, OrderType, Side
-from tests.integration.test_execution_support import MONDAY_10AM, Reader, routed, send, wait_for
+from tests.integration.test_execution_support import MONDAY_10AM, Reader, routed, send
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,7 @@ def spawn(settings: Settings, sim: Simulator, state_dir: Path, log: Path, **hook
         )
 
 
-def test_sigkill_at_every_placement_point_never_duplicates(
-    settings: Settings, sim: Simulator, tmp_path: Path
-) -> None:
+def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, sim: Simulator, tmp_path: Path) -> None:
     log = tmp_path / "execution.log"
     state_dir = tmp_path / "state"
     # Market orders fill at once (found again by their executions); resting limit orders stay open (found again

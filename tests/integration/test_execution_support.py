@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from ibsim.config import EXCHANGE_TZ
 from ibstream.config import Settings
@@ -32,9 +32,14 @@ def routed(symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 10, **
     return RoutedOrder(**values)
 
 
-def send(settings: Settings, *records: RoutedOrder | ControlCommand) -> None:
-    """Produce routed orders and control commands (plain idempotent producer, as risk and the API do)."""
-    sink = RecordProducer(create_producer(settings), CODEC, settings.kafka_topic_prefix)
+def sender(settings: Settings) -> RecordProducer:
+    """A plain idempotent producer, as risk and the API use."""
+    return RecordProducer(create_producer(settings), CODEC, settings.kafka_topic_prefix)
+
+
+def send(settings: Settings, *records: RoutedOrder | ControlCommand, sink: RecordProducer | None = None) -> None:
+    """Produce routed orders and control commands and wait until the broker has them."""
+    sink = sink or sender(settings)
     for record in records:
         if isinstance(record, RoutedOrder):
             sink.send(routed_orders.TOPIC, record)
@@ -65,7 +70,9 @@ class Reader:
                    "isolation.level": "read_committed" if committed else "read_uncommitted"},
             )
         )  # fmt: skip
-        self._consumer.subscribe([settings.kafka_topic_prefix + spec.name])
+        # assign, not subscribe: no group join to wait for.
+        topic = settings.kafka_topic_prefix + spec.name
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
 
     def poll(self, seconds: float = 0.2) -> list[Any]:
         deadline = time.monotonic() + seconds
