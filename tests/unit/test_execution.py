@@ -1,0 +1,326 @@
+"""Execution consumer, pure parts: status mapping, the state machine, bracket plans, reconciliation, the journal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.execution.exceptions import ExecutorLockedError
+from consumers.execution.journal import InDoubt, Journal
+from consumers.execution.mapping import (
+    InvalidOrderError,
+    Verdict,
+    event_id,
+    judge,
+    leg_of_ib_order,
+    may_trade,
+    parse_exec_time,
+    plan_legs,
+    status_from_ib,
+)
+from consumers.execution.state import MATCHED, MISMATCH, RECOVERED, Book, IbSnapshot, execution_record, reconcile
+from ibstream.contracts import Execution, RoutedOrder
+from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.ib import events
+
+NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
+S = OrderStatus
+
+
+def routed(**fields: Any) -> RoutedOrder:
+    values: dict[str, Any] = {
+        "order_id": str(uuid.uuid4()), "symbol": "AAPL", "side": Side.BUY, "quantity": 10,
+        "order_type": OrderType.MKT, "decision_id": "d", "routed_time": NOW, **fields,
+    }  # fmt: skip
+    return RoutedOrder(**values)
+
+
+# --- mapping -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("broker", "filled", "remaining", "expected"),
+    [
+        ("PendingSubmit", 0, 10, S.SUBMITTED),
+        ("PreSubmitted", 0, 10, S.SUBMITTED),
+        ("ApiPending", 0, 10, S.SUBMITTED),
+        ("Submitted", 0, 10, S.ACKNOWLEDGED),
+        ("Submitted", 4, 6, S.PARTIALLY_FILLED),
+        ("Submitted", 10, 0, S.FILLED),
+        ("Filled", 10, 0, S.FILLED),
+        ("Cancelled", 4, 6, S.CANCELLED),
+        ("ApiCancelled", 0, 10, S.CANCELLED),
+        ("Inactive", 0, 10, S.REJECTED),
+        ("PendingCancel", 0, 10, None),
+        ("SomethingNew", 0, 10, None),
+    ],
+)
+def test_ib_status_mapping(broker: str, filled: float, remaining: float, expected: OrderStatus | None) -> None:
+    assert status_from_ib(broker, filled, remaining) is expected
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "filled_before", "filled_after", "verdict"),
+    [
+        (None, S.PENDING_SUBMIT, 0, 0, Verdict.APPLY),
+        (S.PENDING_SUBMIT, S.ACKNOWLEDGED, 0, 0, Verdict.APPLY),
+        (S.SUBMITTED, S.FILLED, 0, 10, Verdict.APPLY),
+        (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, 4, 8, Verdict.APPLY),
+        (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, 4, 4, Verdict.STALE),
+        (S.ACKNOWLEDGED, S.SUBMITTED, 0, 0, Verdict.STALE),  # an older status arriving late
+        (S.ACKNOWLEDGED, S.ACKNOWLEDGED, 0, 0, Verdict.STALE),
+        (S.FILLED, S.FILLED, 10, 10, Verdict.STALE),
+        (S.FILLED, S.ACKNOWLEDGED, 10, 10, Verdict.IMPOSSIBLE),
+        (S.CANCELLED, S.FILLED, 0, 10, Verdict.IMPOSSIBLE),
+        (S.REJECTED, S.ACKNOWLEDGED, 0, 0, Verdict.IMPOSSIBLE),
+        (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, 8, 4, Verdict.IMPOSSIBLE),  # fills never shrink
+        (S.ERROR, S.FILLED, 0, 10, Verdict.APPLY),  # our doubt (e.g. 103) learns IB's end
+        (S.ERROR, S.ACKNOWLEDGED, 0, 0, Verdict.IMPOSSIBLE),
+    ],
+)
+def test_state_machine(
+    current: OrderStatus | None, new: OrderStatus, filled_before: float, filled_after: float, verdict: Verdict
+) -> None:
+    assert judge(current, new, filled_before, filled_after) is verdict
+
+
+def test_event_ids_are_deterministic_per_step() -> None:
+    first = event_id("o1", OrderLeg.PARENT, S.FILLED, 10, None)
+    assert first == event_id("o1", OrderLeg.PARENT, S.FILLED, 10.0, None)
+    assert first != event_id("o1", OrderLeg.PARENT, S.FILLED, 10, MATCHED)
+    assert first != event_id("o1", OrderLeg.STOP_LOSS, S.FILLED, 10, None)
+    assert first != event_id("o1", OrderLeg.PARENT, S.PARTIALLY_FILLED, 10, None)
+
+
+def test_exec_time_is_new_york_unless_named() -> None:
+    assert parse_exec_time("20250106  10:00:05") == dt.datetime(2025, 1, 6, 15, 0, 5, tzinfo=dt.UTC)
+    assert parse_exec_time("20250106 10:00:05 UTC") == dt.datetime(2025, 1, 6, 10, 0, 5, tzinfo=dt.UTC)
+
+
+def test_paper_interlock() -> None:
+    assert may_trade("DU1234567", None)
+    assert not may_trade("U1234567", None)
+    assert not may_trade("U1234567", "U7654321")
+    assert may_trade("U1234567", "U1234567")
+
+
+def test_single_order_plan_transmits_and_carries_order_ref() -> None:
+    order = routed(order_type=OrderType.LMT, limit_price=101.5)
+    (plan,) = plan_legs(order, [42], "DU1")
+    ticket = plan.ticket
+    assert (plan.leg, plan.ib_order_id) == (OrderLeg.PARENT, 42)
+    assert (ticket.order_type, ticket.limit_price, ticket.transmit, ticket.order_ref, ticket.account) == (
+        "LMT", 101.5, True, order.order_id, "DU1"
+    )  # fmt: skip
+
+
+def test_bracket_plan_holds_all_but_the_last_leg() -> None:
+    order = routed(side=Side.SELL, order_type=OrderType.STP_LMT, stop_price=99, limit_price=98.5, stop_loss=105,
+                   take_profit=90)  # fmt: skip
+    parent, stop, target = plan_legs(order, [7, 8, 9], "DU1")
+    assert [p.leg for p in (parent, stop, target)] == [OrderLeg.PARENT, OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT]
+    assert [p.ticket.transmit for p in (parent, stop, target)] == [False, False, True]
+    assert [p.ticket.parent_id for p in (parent, stop, target)] == [0, 7, 7]
+    assert (parent.ticket.order_type, parent.ticket.aux_price, parent.ticket.limit_price) == ("STP LMT", 99, 98.5)
+    assert (stop.ticket.action, stop.ticket.order_type, stop.ticket.aux_price) == ("BUY", "STP", 105)
+    assert (target.ticket.action, target.ticket.order_type, target.ticket.limit_price) == ("BUY", "LMT", 90)
+    assert {p.ticket.order_ref for p in (parent, stop, target)} == {order.order_id}
+
+
+def test_bracket_with_one_child_transmits_the_child() -> None:
+    parent, stop = plan_legs(routed(stop_loss=95), [1, 2], "DU1")
+    assert (parent.ticket.transmit, stop.ticket.transmit) == (False, True)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"order_type": OrderType.LMT},
+        {"order_type": OrderType.STP},
+        {"stop_loss": 110, "take_profit": 90},  # inverted for a buy
+    ],
+)
+def test_invalid_orders_are_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(InvalidOrderError):
+        plan_legs(routed(**fields), [1, 2, 3][: 1 + ("stop_loss" in fields) + ("take_profit" in fields)], "DU1")
+
+
+def test_leg_of_an_ib_order_found_after_a_crash() -> None:
+    assert leg_of_ib_order(0, "MKT") is OrderLeg.PARENT
+    assert leg_of_ib_order(7, "STP") is OrderLeg.STOP_LOSS
+    assert leg_of_ib_order(7, "LMT") is OrderLeg.TAKE_PROFIT
+
+
+# --- book ----------------------------------------------------------------------------------------------------------
+
+
+def book_with(order_id: str = "o1", quantity: float = 10, ib_id: int = 5) -> Book:
+    book = Book()
+    book.register(order_id, "AAPL", Side.BUY, [(OrderLeg.PARENT, ib_id, quantity)])
+    book.report(order_id, OrderLeg.PARENT, S.PENDING_SUBMIT, now=NOW)
+    return book
+
+
+def test_book_reports_events_and_refuses_impossible_transitions() -> None:
+    book = book_with()
+    step = book.report("o1", OrderLeg.PARENT, S.PARTIALLY_FILLED, now=NOW, filled=4, broker_status="Submitted")
+    assert step.event is not None
+    assert (step.event.previous_status, step.event.filled_quantity, step.event.remaining_quantity) == (
+        S.PENDING_SUBMIT, 4, 6
+    )  # fmt: skip
+    assert book.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW, filled=4).event is None
+    assert book.report("o1", OrderLeg.PARENT, S.FILLED, now=NOW, filled=10).event is not None
+    impossible = book.report("o1", OrderLeg.PARENT, S.CANCELLED, now=NOW, broker_code=202)
+    assert impossible.event is None
+    assert impossible.impossible is not None and "filled→cancelled" in impossible.impossible
+    assert book.orders["o1"].legs[OrderLeg.PARENT].status is S.FILLED
+
+
+def test_book_rebuilds_from_its_own_events() -> None:
+    live = book_with(ib_id=17)
+    event = live.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW, perm_id=900).event
+    assert event is not None
+    rebuilt = Book()
+    rebuilt.rebuild_event(event)
+    found = rebuilt.find(17)
+    assert found is not None and found[1].status is S.ACKNOWLEDGED and found[1].quantity == 10
+    assert rebuilt.max_ib_order_id == 17
+    # The same fact is not published twice in a row (a repeated reconciliation, a re-delivered status).
+    assert rebuilt.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW, reconciliation=MATCHED).event is not None
+    assert rebuilt.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW, reconciliation=MATCHED).event is None
+
+
+def detail(exec_id: str, order_ref: str, ib_id: int, shares: float, client_id: int = 21, req_id: int = 9000,
+           symbol: str = "AAPL", side: str = "BOT") -> events.ExecutionDetail:  # fmt: skip
+    return events.ExecutionDetail(
+        req_id, exec_id, ib_id, 900 + ib_id, symbol, 265598, "DU1", side, shares, 190.0, shares, 190.0, order_ref,
+        "20250106  10:00:05", client_id,
+    )  # fmt: skip
+
+
+def open_order(ib_id: int, order_ref: str, client_id: int = 21, status: str = "Submitted") -> events.OpenOrder:
+    return events.OpenOrder(
+        ib_id, 900 + ib_id, 0, "AAPL", 265598, "DU1", "BUY", 10, "LMT", 180.0, None, order_ref, True, status, client_id
+    )
+
+
+def status(ib_id: int, broker: str, filled: float, remaining: float, client_id: int = 21) -> events.OrderStatusUpdate:
+    return events.OrderStatusUpdate(ib_id, broker, filled, remaining, 190.0, 900 + ib_id, 0, 190.0, client_id, "")
+
+
+def test_execution_record_maps_side_and_commission() -> None:
+    record = execution_record(
+        detail("e1", "o1", 5, 4, side="SLD"), events.CommissionReport("e1", 1.0, "USD", None),
+        ExecutionSource.LIVE, NOW,
+    )  # fmt: skip
+    assert (record.side, record.order_id, record.ib_order_id, record.commission) == (Side.SELL, "o1", 5, 1.0)
+    assert record.exec_time == dt.datetime(2025, 1, 6, 15, 0, 5, tzinfo=dt.UTC)
+
+
+# --- reconciliation ------------------------------------------------------------------------------------------------
+
+
+def test_reconcile_recovers_a_fill_missed_during_a_disconnect() -> None:
+    book = book_with(ib_id=5)
+    book.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW)
+    snapshot = IbSnapshot(executions=[detail("e1", "o1", 5, 10)], positions=[
+        events.PositionUpdate("DU1", "AAPL", 265598, 10, 190.0)
+    ])  # fmt: skip
+    result = reconcile(book, snapshot, 21, "DU1")
+    assert [d.exec_id for d in result.executions] == ["e1"]
+    (report,) = result.reports
+    assert (report.status, report.filled, report.reconciliation) == (S.FILLED, 10, RECOVERED)
+    assert result.findings == []  # the position is explained by the recovered fill
+
+
+def test_reconcile_matches_working_orders_and_adopts_unknown_ids() -> None:
+    book = Book()
+    book.register("o1", "AAPL", Side.BUY, [(OrderLeg.PARENT, 5, 10)])
+    book.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW)
+    book.orders["o2"] = book.orders["o1"].__class__("o2", "AAPL", Side.BUY)
+    snapshot = IbSnapshot(
+        open_orders=[open_order(5, "o1"), open_order(6, "o2")],
+        statuses={(21, 5): status(5, "Submitted", 0, 10), (21, 6): status(6, "Submitted", 0, 10)},
+        positions=[],
+    )
+    result = reconcile(book, snapshot, 21, "DU1")
+    assert [(a[0], a[3].order_id) for a in result.adoptions] == [("o2", 6)]
+    by_order = {r.order_id: r for r in result.reports}
+    assert by_order["o1"].reconciliation == MATCHED
+    assert by_order["o2"].reconciliation == RECOVERED
+
+
+def test_reconcile_flags_what_it_cannot_explain() -> None:
+    book = book_with(ib_id=5)
+    book.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW)
+    snapshot = IbSnapshot(
+        open_orders=[open_order(77, "manual", client_id=0), open_order(78, "crashed", client_id=21)],
+        positions=[events.PositionUpdate("DU1", "MSFT", 272093, 3, 400.0)],
+    )
+    result = reconcile(book, snapshot, 21, "DU1", in_doubt={"crashed"})
+    kinds = sorted(f.kind for f in result.findings)
+    # o1 vanished without fills, an order nobody routed, a position nobody traded; "crashed" is in doubt (the
+    # routed order will be re-delivered and adopted), so it is not flagged.
+    assert kinds == ["order_missing_at_ib", "position_mismatch", "unexplained_order"]
+    (report,) = result.reports
+    assert (report.status, report.reconciliation) == (S.CANCELLED, MISMATCH)
+
+
+def test_reconcile_explains_a_bracket_child_cancelled_by_oca() -> None:
+    book = Book()
+    book.register("b", "AAPL", Side.BUY, [(OrderLeg.PARENT, 1, 10), (OrderLeg.STOP_LOSS, 2, 10),
+                                         (OrderLeg.TAKE_PROFIT, 3, 10)])  # fmt: skip
+    book.report("b", OrderLeg.PARENT, S.FILLED, now=NOW, filled=10)
+    book.report("b", OrderLeg.STOP_LOSS, S.ACKNOWLEDGED, now=NOW)
+    book.report("b", OrderLeg.TAKE_PROFIT, S.ACKNOWLEDGED, now=NOW)
+    book.record_execution(
+        execution_record(detail("p", "b", 1, 10), None, ExecutionSource.LIVE, NOW)
+    )  # fmt: skip
+    snapshot = IbSnapshot(executions=[detail("t", "b", 3, 10, side="SLD")], positions=[])
+    result = reconcile(book, snapshot, 21, "DU1")
+    by_leg = {r.leg: r for r in result.reports}
+    assert (by_leg[OrderLeg.TAKE_PROFIT].status, by_leg[OrderLeg.TAKE_PROFIT].reconciliation) == (S.FILLED, RECOVERED)
+    assert (by_leg[OrderLeg.STOP_LOSS].status, by_leg[OrderLeg.STOP_LOSS].reconciliation) == (S.CANCELLED, RECOVERED)
+    assert result.findings == []
+
+
+def test_recorded_executions_count_once() -> None:
+    book = Book()
+    record = execution_record(detail("e1", "o1", 5, 4), None, ExecutionSource.LIVE, NOW)
+    assert book.record_execution(record)
+    assert not book.record_execution(record)
+    book.rebuild_execution(Execution.model_validate({**record.model_dump(), "exec_id": "e2"}))
+    assert book.net == {"AAPL": 8}
+    assert book.leg_fills("o1", 5) == 8
+
+
+# --- journal -------------------------------------------------------------------------------------------------------
+
+
+def test_journal_survives_a_restart_and_ids_only_go_up(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 21).open()
+    ids = journal.allocate(3, floor=10)
+    assert ids == [11, 12, 13]
+    journal.begin(InDoubt("o1", "AAPL", tuple(ids)))
+    journal.close()
+
+    reopened = Journal(tmp_path, 21).open()
+    assert reopened.hwm == 13 and reopened.in_doubt["o1"].ib_order_ids == (11, 12, 13)
+    # A gateway that rolled nextValidId back (floor 4) cannot make ids go backwards.
+    assert reopened.allocate(1, floor=4) == [14]
+    reopened.settle(["o1"])
+    reopened.close()
+    assert Journal(tmp_path, 21).open().in_doubt == {}
+
+
+def test_journal_lock_keeps_a_second_executor_out(tmp_path: Path) -> None:
+    first = Journal(tmp_path, 21).open()
+    with pytest.raises(ExecutorLockedError):
+        Journal(tmp_path, 21).open()
+    Journal(tmp_path, 22).open().close()  # another client id is another executor
+    first.close()
+    Journal(tmp_path, 21).open().close()
