@@ -280,8 +280,14 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        raise ConfigError(f"IBSTREAM_{field.upper()}", first["msg"]) from None
+        message = str(first["msg"])
+        if first["loc"]:
+            field = str(first["loc"][0])
+        else:
+            # A cross-field (model) validator has no location: name the first setting its message mentions.
+            mentioned = [(message.find(name), name) for name in Settings.model_fields if name in message]
+            field = min(mentioned)[1] if mentioned else "?"
+        raise ConfigError(f"IBSTREAM_{field.upper()}", message) from None
 
 
 @lru_cache(maxsize=1)

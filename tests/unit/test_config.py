@@ -39,3 +39,11 @@ def test_security_settings_pass_through(monkeypatch: pytest.MonkeyPatch) -> None
     assert config["enable.idempotence"] is True
     assert config["partitioner"] == "murmur2_random"
     assert config["acks"] == "all"
+
+
+def test_cross_field_error_names_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IBSTREAM_RISK_MIN_STOP_PCT", "5")
+    monkeypatch.setenv("IBSTREAM_RISK_MAX_STOP_PCT", "1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.setting == "IBSTREAM_RISK_MIN_STOP_PCT"
