@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -9,11 +10,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from opentelemetry.metrics import Counter
 
 from ibstream.config import Settings
 from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
 from ibstream.contracts.serde import Codec, ConfluentCodec, DecodeError, SchemaStore, SingleObjectCodec
-from ibstream.telemetry import trace_headers
+from ibstream.telemetry import meter, trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,14 @@ class RecordProducer:
         return self._producer.flush(timeout)
 
 
+@functools.cache
+def _dlq_records() -> Counter:
+    # Created on first use, so the counter binds to the meter provider the deployable configured at startup.
+    return meter("ibstream.kafka").create_counter(
+        "ibstream_dlq_records", description="Records routed to a dead-letter topic, by source topic and error kind"
+    )
+
+
 def _text(value: str | bytes | None) -> str:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
@@ -181,6 +191,7 @@ class DeadLetterRouter:
             },
         )
         self.routed += 1
+        _dlq_records().add(1, {"topic": spec.name, "component": self._component, "kind": kind})
         log.warning(
             "record routed to DLQ",
             extra={
