@@ -1,0 +1,426 @@
+"""The Helm chart (charts/ibstream), rendered offline: lint, Kubernetes schema validation, and the invariants that
+keep a deployment safe (one executor, no secrets in ConfigMaps, non-root read-only pods with probes and resources).
+
+Needs the `helm` binary that `ops/dev install` builds into .state/tools/bin (or one on PATH); without it every test
+here is skipped, saying so. Each values file is rendered once per module.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ibstream.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "ibstream"
+PRODUCTION = CHART / "examples" / "production.yaml"
+#: The Kubernetes version manifests are rendered for and validated against (kubernetes-validate ships its schemas).
+KUBE_VERSION = "1.34"
+DEPLOYABLES = ("producer", "streams", "execution", "sink", "api", "agent0")
+#: Port variables the chart sets that no Settings field reads yet: the deployable still has to serve its probes there.
+PORT_SETTINGS_PENDING = {"IBSTREAM_STREAMS_HEALTH_PORT", "IBSTREAM_SINK_HEALTH_PORT"}
+#: Custom resources kubernetes-validate has no schema for; checked structurally below instead.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+SECRETISH = re.compile(r"(?i)(password|passwd|secret|token|private|credential|api[_-]?key|(^|_)key$|sasl)")
+
+
+def _find_helm() -> str | None:
+    local = ROOT / ".state" / "tools" / "bin" / "helm"
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which("helm")
+
+
+HELM = _find_helm()
+pytestmark = pytest.mark.skipif(
+    HELM is None, reason="helm not found (ops/dev install builds it into .state/tools/bin; CI always has it)"
+)
+
+
+def helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
+    assert HELM is not None
+    return subprocess.run(
+        [HELM, *args, str(chart)], capture_output=True, text=True, timeout=60, env={**os.environ, "HELM_DEBUG": ""}
+    )
+
+
+def template(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
+    return helm(
+        "template", "ibstream", "--namespace", "trading", "--kube-version", f"{KUBE_VERSION}.0", *args, chart=chart
+    )
+
+
+def render(*args: str, chart: Path = CHART) -> list[dict[str, Any]]:
+    result = template(*args, chart=chart)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def refused(*args: str) -> str:
+    """helm template with these args must fail; returns its error output."""
+    result = template(*args)
+    assert result.returncode != 0, f"helm template {' '.join(args)} rendered but should have been refused"
+    return result.stderr
+
+
+VALUES_FILES = {"default": (), "production": ("-f", str(PRODUCTION))}
+
+
+@pytest.fixture(scope="module", params=list(VALUES_FILES))
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(*VALUES_FILES[request.param])
+
+
+@pytest.fixture(scope="module")
+def production() -> list[dict[str, Any]]:
+    return render(*VALUES_FILES["production"])
+
+
+@pytest.fixture(scope="module")
+def default() -> list[dict[str, Any]]:
+    return render()
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def by_component(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc for doc in of_kind(docs, kind)}
+
+
+def workloads(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every Deployment and Job."""
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+# --- lint and Kubernetes schemas ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", list(VALUES_FILES))
+def test_helm_lint_strict(values: str) -> None:
+    result = helm("lint", "--strict", "--kube-version", f"{KUBE_VERSION}.0", *VALUES_FILES[values])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_manifest_validates_against_the_kubernetes_openapi_schema(rendered: list[dict[str, Any]]) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    problems = []
+    for doc in rendered:
+        if doc["kind"] in CRD_KINDS:
+            continue  # no OpenAPI schema for custom resources in kubernetes-validate; see the structural test below
+        try:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {error.message}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_validator_catches_a_broken_manifest(default: list[dict[str, Any]]) -> None:
+    # Guards the test above against validating nothing (e.g. a schema lookup that silently accepts anything).
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    broken = copy.deepcopy(of_kind(default, "Deployment")[0])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBE_VERSION, strict=True)
+
+
+def test_custom_resources_are_structurally_sound(production: list[dict[str, Any]]) -> None:
+    (monitor,) = of_kind(production, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "ibstream"
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http"]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    (rule,) = of_kind(production, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    for group in rule["spec"]["groups"]:
+        assert isinstance(group["name"], str) and group["rules"]
+        for item in group["rules"]:
+            assert ("alert" in item) != ("record" in item), item
+            assert isinstance(item["expr"], str) and item["expr"]
+            assert set(item) <= {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+
+
+# --- execution: never two executors --------------------------------------------------------------------------------
+
+
+def test_execution_runs_exactly_one_replica_with_recreate(rendered: list[dict[str, Any]]) -> None:
+    execution = by_component(rendered, "Deployment")["execution"]
+    assert execution["spec"]["replicas"] == 1
+    assert execution["spec"]["strategy"] == {"type": "Recreate"}
+
+
+@pytest.mark.parametrize(
+    "override", ["execution.replicas=2", "execution.replicas=0", "execution.strategy=RollingUpdate"]
+)
+def test_the_schema_refuses_a_second_executor(override: str) -> None:
+    error = refused("--set", override)
+    key = override.split("=")[0].replace(".", "/")
+    assert "values don't meet the specifications of the schema" in error
+    assert f"/{key}" in error, error
+
+
+def test_the_template_refuses_a_second_executor_even_without_the_schema() -> None:
+    error = refused("--set", "execution.replicas=2", "--skip-schema-validation")
+    assert "two order-placing executors" in error
+
+
+def test_streams_scale_up_to_the_partition_count() -> None:
+    streams = by_component(render("--set", "streams.replicas=6"), "Deployment")["streams"]
+    assert streams["spec"]["replicas"] == 6
+    assert "/streams/replicas" in refused("--set", "streams.replicas=7")
+
+
+# --- values schema -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("kafak.bootstrapServers=b:9092", "additional properties 'kafak' not allowed"),
+        ("producer.replica=1", "additional properties 'replica' not allowed"),
+        ("api.resources.limits.memroy=1Gi", "additional properties 'memroy' not allowed"),
+    ],
+)
+def test_a_typo_in_values_fails_with_a_schema_message(override: str, message: str) -> None:
+    assert message in refused("--set", override)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "config.IBSTREAM_CLICKHOUSE_PASSWORD=hunter2",
+        "config.IBSTREAM_API_JWT_SECRET=0123456789abcdef0123456789abcdef",
+        "config.IBSTREAM_KAFKA_CLIENT_CONFIG={}",
+        "api.env.IBSTREAM_SCHEMA_REGISTRY_PASSWORD=x",
+        "clickhouse.url=https://user:pw@clickhouse:8443",
+        "schemaRegistry.url=https://user:pw@registry",
+    ],
+)
+def test_the_schema_refuses_secret_values_in_plain_config(override: str) -> None:
+    assert "values don't meet the specifications of the schema" in refused("--set-string", override)
+
+
+def test_non_root_ids_only() -> None:
+    assert "/podSecurity/runAsUser" in refused("--set", "podSecurity.runAsUser=0")
+
+
+# --- no secret values outside Secrets -----------------------------------------------------------------------------
+
+
+def test_configmaps_hold_no_secret_values(rendered: list[dict[str, Any]]) -> None:
+    for config_map in of_kind(rendered, "ConfigMap"):
+        if config_map["metadata"].get("labels", {}).get("grafana_dashboard"):
+            continue  # dashboard JSON, not settings
+        for key, value in (config_map.get("data") or {}).items():
+            assert not SECRETISH.search(key), f"{config_map['metadata']['name']}: {key} looks like a secret"
+            assert not re.search(r"://[^/@\s]+:[^/@\s]*@", str(value)), f"{key} carries credentials in a URL"
+
+
+def test_secret_looking_env_vars_come_from_secret_refs(rendered: list[dict[str, Any]]) -> None:
+    for name, pod in workloads(rendered):
+        for container in pod["containers"]:
+            for env in container.get("env", []):
+                if SECRETISH.search(env["name"]) or env["name"].endswith("_ACCOUNT"):
+                    assert "value" not in env, f"{name}: {env['name']} has a literal value"
+                    assert "secretKeyRef" in env["valueFrom"], f"{name}: {env['name']} not from a Secret"
+
+
+def test_secret_references_reach_the_deployables_that_need_them(production: list[dict[str, Any]]) -> None:
+    def secret_env(component: str) -> dict[str, tuple[str, str]]:
+        container = by_component(production, "Deployment")[component]["spec"]["template"]["spec"]["containers"][0]
+        return {
+            e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in container["env"]
+            if "valueFrom" in e
+        }
+
+    values = yaml.safe_load(PRODUCTION.read_text())["secrets"]
+    assert secret_env("sink")["IBSTREAM_CLICKHOUSE_PASSWORD"] == tuple(values["clickhousePassword"].values())
+    assert "IBSTREAM_CLICKHOUSE_PASSWORD" not in secret_env("execution")
+    assert secret_env("execution")["IBSTREAM_EXECUTION_ACCOUNT"] == ("ibstream-ib", "account")
+    assert "IBSTREAM_EXECUTION_ACCOUNT" not in secret_env("producer")
+    assert "IBSTREAM_API_JWT_PUBLIC_KEY" in secret_env("api")
+    for component in ("producer", "streams", "execution", "sink", "api", "agent0"):
+        assert secret_env(component)["IBSTREAM_KAFKA_CLIENT_CONFIG"] == ("ibstream-kafka", "client-config.json")
+    (job,) = of_kind(production, "Job")
+    job_env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "IBSTREAM_KAFKA_CLIENT_CONFIG" in job_env
+
+
+# --- pods: non-root, read-only, sized, probed ------------------------------------------------------------------------
+
+
+def test_every_container_is_non_root_read_only_and_sized(rendered: list[dict[str, Any]]) -> None:
+    for name, pod in workloads(rendered):
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        assert pod["automountServiceAccountToken"] is False, name
+        # Service links would inject e.g. IBSTREAM_API_PORT=tcp://… for the Service "ibstream-api".
+        assert pod["enableServiceLinks"] is False, name
+        empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v or "persistentVolumeClaim" in v}
+        for container in pod["containers"] + pod.get("initContainers", []):
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] is True and security.get("runAsUser", 1) != 0, name
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}: {bound}"
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts.get("/tmp") in empty_dirs, f"{name}: /tmp must be a writable volume"
+
+
+def test_the_state_dir_is_a_writable_volume(rendered: list[dict[str, Any]]) -> None:
+    (config_map,) = [c for c in of_kind(rendered, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
+    state_dir = config_map["data"]["IBSTREAM_STATE_DIR"]
+    for name, pod in workloads(rendered):
+        writable = {v["name"] for v in pod["volumes"] if "emptyDir" in v or "persistentVolumeClaim" in v}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts.get(state_dir) in writable, f"{name}: {state_dir} is not a writable volume"
+
+
+def test_every_deployment_has_http_probes_on_its_port(rendered: list[dict[str, Any]]) -> None:
+    for component, deployment in by_component(rendered, "Deployment").items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        (port,) = container["ports"]
+        assert port["name"] == "http"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["IBSTREAM_HEALTH_PORT"] == str(port["containerPort"]), component
+        for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready"), ("startupProbe", "/health")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "http"}, f"{component} {probe}"
+
+
+def test_ports_agree_with_the_settings_defaults() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    fields = Settings.model_fields
+    for component in DEPLOYABLES:
+        block = values[component]
+        for variable in (block["portEnv"], block["bindEnv"]):
+            if not variable:
+                continue
+            field = variable.removeprefix("IBSTREAM_").lower()
+            if field not in fields:
+                assert variable in PORT_SETTINGS_PENDING, f"{component}: {variable} is not a setting"
+                continue
+            if variable == block["portEnv"]:
+                assert fields[field].default == block["port"], f"{component}: {variable} default differs"
+    assert len({values[c]["port"] for c in DEPLOYABLES}) == len(DEPLOYABLES), "two deployables share a port"
+
+
+def test_every_deployable_has_service_pdb_and_network_policy(rendered: list[dict[str, Any]]) -> None:
+    deployments = by_component(rendered, "Deployment")
+    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        assert set(by_component(rendered, kind)) == set(deployments), kind
+    for component, service in by_component(rendered, "Service").items():
+        selector = deployments[component]["spec"]["selector"]["matchLabels"]
+        assert service["spec"]["selector"] == selector
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_deployables_run_their_cli_command(rendered: list[dict[str, Any]]) -> None:
+    for component, deployment in by_component(rendered, "Deployment").items():
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[:2] == ["run", component]
+
+
+def test_embedded_warehouse_runs_the_sink_inside_one_api_pod(default: list[dict[str, Any]]) -> None:
+    deployments = by_component(default, "Deployment")
+    assert "sink" not in deployments
+    api = deployments["api"]
+    assert api["spec"]["replicas"] == 1 and api["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--with-sink" in api["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_a_clickhouse_server_gets_its_own_sink(production: list[dict[str, Any]]) -> None:
+    deployments = by_component(production, "Deployment")
+    assert deployments["sink"]["spec"]["replicas"] == 2
+    assert "--with-sink" not in deployments["api"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert deployments["api"]["spec"]["replicas"] == 3
+
+
+def test_topics_are_ensured_by_a_pre_install_and_pre_upgrade_hook(rendered: list[dict[str, Any]]) -> None:
+    (job,) = of_kind(rendered, "Job")
+    hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert hooks == {"pre-install", "pre-upgrade"}
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["topics", "ensure"]
+    # The ConfigMap does not exist yet when a pre-install hook runs: the Job must carry its settings inline.
+    assert "envFrom" not in container
+    assert "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS" in {e["name"] for e in container["env"]}
+
+
+# --- alert rules and dashboards ----------------------------------------------------------------------------------
+
+
+def test_chart_copies_equal_their_sources() -> None:
+    pairs = [
+        (ROOT / "ops" / "alerts", CHART / "files" / "alerts", "*.yaml"),
+        (ROOT / "ops" / "dashboards", CHART / "files" / "dashboards", "*.json"),
+    ]
+    for source, copy_dir, pattern in pairs:
+        sources = {p.name: p.read_bytes() for p in source.glob(pattern)}
+        copies = {p.name: p.read_bytes() for p in copy_dir.glob(pattern)}
+        assert copies == sources, (
+            f"{copy_dir.relative_to(ROOT)} differs from {source.relative_to(ROOT)}: run charts/sync"
+        )
+
+
+def test_alert_rules_name_the_required_alerts_with_existing_runbooks() -> None:
+    rules = {
+        rule["alert"]: rule
+        for path in (ROOT / "ops" / "alerts").glob("*.yaml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    assert rules["IBStreamIBDisconnected"]["expr"] == "ibstream_ib_connected == 0"
+    assert rules["IBStreamIBDisconnected"]["for"] == "1m"
+    assert rules["IBStreamStaleFeed"]["expr"] == "ibstream_feed_staleness_seconds > 60"
+    assert rules["IBStreamStaleFeed"]["for"] == "1m"
+    for name, rule in rules.items():
+        runbook = rule["annotations"]["runbook_url"]
+        assert runbook.startswith("ops/runbooks/") and runbook.endswith(".md"), name
+        assert (ROOT / runbook).is_file(), f"{name}: {runbook} does not exist"
+
+
+def test_the_prometheus_rule_renders_every_rule_group(production: list[dict[str, Any]]) -> None:
+    (rule,) = of_kind(production, "PrometheusRule")
+    base = yaml.safe_load(PRODUCTION.read_text())["prometheusRule"]["runbookBaseUrl"]
+    expected = [
+        group
+        for path in sorted((CHART / "files" / "alerts").glob("*.yaml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+    ]
+    for group in expected:
+        for item in group["rules"]:
+            if "runbook_url" in item.get("annotations", {}):
+                item["annotations"]["runbook_url"] = base + item["annotations"]["runbook_url"]
+    assert rule["spec"]["groups"] == expected
+
+
+def test_dashboards_become_labelled_config_maps(tmp_path: Path) -> None:
+    chart = tmp_path / "ibstream"
+    shutil.copytree(CHART, chart)
+    dashboards = chart / "files" / "dashboards"
+    dashboards.mkdir(parents=True, exist_ok=True)
+    board = {"title": "ibstream feed", "panels": [{"type": "timeseries", "title": "{{ not a template }}"}]}
+    (dashboards / "ibstream_feed.json").write_text(json.dumps(board))
+    docs = render("--set", "dashboards.enabled=true", chart=chart)
+    (config_map,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("feed")]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["ibstream_feed.json"]) == board
+    assert not [c for c in of_kind(render(chart=chart), "ConfigMap") if "dashboard" in c["metadata"]["name"]]
