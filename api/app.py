@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,8 +67,18 @@ _bearer = HTTPBearer(
 
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")]
-Since = Annotated[datetime | None, Query(description="only items at or after this time (ISO 8601; naive = UTC)")]
-Until = Annotated[datetime | None, Query(description="only items before this time (ISO 8601; naive = UTC)")]
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic reads a bare number as a Unix timestamp; the documented format is ISO 8601, so refuse the rest.
+    if isinstance(value, str) and not any(c in value for c in "-:T"):
+        raise ValueError("expected an ISO 8601 time such as 2026-03-02T14:30:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+Since = Annotated[IsoTime | None, Query(description="only items at or after this time (ISO 8601; naive = UTC)")]
+Until = Annotated[IsoTime | None, Query(description="only items before this time (ISO 8601; naive = UTC)")]
 Symbol = Annotated[str | None, Query(pattern=SYMBOL_PATTERN)]
 IdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
 SignalId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -105,6 +116,26 @@ def require(role: Role) -> Callable[[Principal], Principal]:
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Trader = Annotated[Principal, Depends(require(Role.TRADER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+def _reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not declare: a typo (``?symbl=AAPL``) must not silently widen
+    a filter to everything."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known: set[str] = set()
+    pending = [dependant]
+    while pending:  # the route's own parameters and those of its dependencies, recursively
+        current = pending.pop()
+        known.update(param.alias for param in current.query_params)
+        pending.extend(current.dependencies)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [{"loc": ("query", name), "msg": "unknown query parameter", "type": "extra_forbidden"} for name in unknown]
+        )
 
 
 def _warehouse(request: Request) -> Warehouse:
@@ -190,7 +221,7 @@ def create_app(
         version="1.0.0",
         summary="Signals, runs, approvals, orders and the kill switch of the ibstream paper-trading pipeline.",
         description=__doc__,
-        responses={},
+        dependencies=[Depends(_reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.warehouse = warehouse

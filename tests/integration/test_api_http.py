@@ -293,6 +293,7 @@ def test_errors_are_json_with_a_stable_code(api: Api) -> None:
         (api.client.delete("/v1/signals", headers=bearer(api.tokens["admin"])), 405, "method_not_allowed"),
         (api.get("/v1/signals", params={"limit": 0}), 422, "validation_error"),
         (api.get("/v1/signals/bad id!"), 422, "validation_error"),
+        (api.get("/v1/signals", params={"symbl": "AAPL"}), 422, "validation_error"),  # a typo must not widen
         (api.client.post("/v1/runs", content=b"{not json", headers={**bearer(api.tokens["admin"]),
                                                                     "content-type": "application/json"}), 422,
          "validation_error"),
