@@ -416,7 +416,9 @@ def reconcile(
             if position.account in ("", account):
                 ib_net[position.symbol] = ib_net.get(position.symbol, 0.0) + position.quantity
         ours = dict(book.net)
-        for detail in result.executions:
+        # Fills of intents in doubt are ours too: their routed order is re-delivered and adopted right after.
+        in_doubt_fills = [d for d in snapshot.executions if d.order_ref in doubtful and d.exec_id not in book.exec_ids]
+        for detail in [*result.executions, *{d.exec_id: d for d in in_doubt_fills}.values()]:
             signed = detail.shares if IB_SIDE[detail.side.upper()] is Side.BUY else -detail.shares
             ours[detail.symbol] = ours.get(detail.symbol, 0.0) + signed
         for symbol in sorted(set(ib_net) | set(ours)):

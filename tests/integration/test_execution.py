@@ -323,3 +323,25 @@ def test_live_account_is_refused(run_executor: Callable[..., Running]) -> None:
     assert running.sim.orders() == []
     assert running.executor.state is State.REFUSED
     warnings.close()
+
+
+def test_a_second_executor_waits_and_never_double_places(run_executor: Callable[..., Running], tmp_path: Path) -> None:
+    first = run_executor()
+    # Another host: its own journal directory, the same IB client id and account. IB refuses the second session
+    # with the same client id (326), so it cannot place anything while the first one lives.
+    second = run_executor(sim=first.sim, ready=False, state_dir=tmp_path / "other-host")
+    events = Reader(first.settings, order_events.TOPIC)
+    one = routed("AAPL", Side.BUY, 2)
+    send(first.settings, one)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, one.order_id))
+    assert second.executor.state is not State.READY
+
+    first.halt()
+    wait_for(lambda: second.executor.state is State.READY, timeout=15)
+    two = routed("AAPL", Side.BUY, 3)
+    send(first.settings, two)
+    recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, two.order_id))
+    assert len(first.ib_orders(one.order_id)) == 1 and len(first.ib_orders(two.order_id)) == 1
+    assert len(first.sim.orders()) == 2
+    assert len({e.event_id for e in recorded}) == len(recorded)
+    events.close()

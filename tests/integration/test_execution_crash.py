@@ -9,10 +9,14 @@ show exactly one IB order per intent, and the committed events must tell each or
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from ibsim import SimConfig, Simulator
 from ibstream.config import PROJECT_ROOT, Settings
 from ibstream.contracts import order_events
 from ibstream.contracts.enums import OrderLeg, OrderStatus, OrderType, Side
-from tests.integration.test_execution_support import MONDAY_10AM, Reader, routed, send
+from tests.integration.test_execution_support import MONDAY_10AM, Reader, routed, send, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +41,22 @@ def sim() -> Iterator[Simulator]:
     ).start()  # fmt: skip
     yield simulator
     simulator.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
 
 
 def spawn(settings: Settings, sim: Simulator, state_dir: Path, log: Path, **hooks: str) -> subprocess.Popen[bytes]:
@@ -80,7 +100,11 @@ def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, s
         assert len(at_ib) == (0 if point == "before_place" else 1), (point, at_ib)
 
     events = Reader(settings, order_events.TOPIC)
-    final = spawn(settings, sim, state_dir, log)
+    health_port = free_port()
+    final = spawn(settings, sim, state_dir, log, IBSTREAM_EXECUTION_HEALTH_PORT=str(health_port))
+    fresh = routed("AAPL", Side.SELL, 10)  # after recovery, business as usual
+    send(settings, fresh)
+    plan.append(("none", fresh))
     try:
 
         def settled(records: list[Any]) -> bool:
@@ -92,6 +116,12 @@ def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, s
             )  # fmt: skip
 
         recorded = events.wait(settled, timeout=30)
+        assert get(health_port, "/health")[0] == 200
+        wait_for(lambda: get(health_port, "/ready")[0] == 200, timeout=10)
+        metrics = get(health_port, "/metrics")[1]
+        assert re.search(r'^ibstream_execution_orders_total\{[^}]*outcome="filled"[^}]*\} [1-9]', metrics, re.M)
+        assert "ibstream_execution_intent_to_ack_seconds_bucket" in metrics
+        assert "ibstream_execution_ack_to_fill_seconds_bucket" in metrics
     finally:
         final.send_signal(signal.SIGTERM)
         assert final.wait(30) == 0, log.read_text()[-3000:]
@@ -111,4 +141,4 @@ def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, s
     # A committed event id never repeats (re-emits after a crash carry the aborted attempt's id, which
     # read_committed readers never see).
     assert len({e.event_id for e in recorded}) == len(recorded)
-    print(f"{len(plan)} crashes + recovery in {elapsed:.1f}s")
+    print(f"{len(POINTS) * 2} crashes + recovery in {elapsed:.1f}s")

@@ -261,10 +261,12 @@ def test_reconcile_flags_what_it_cannot_explain() -> None:
         open_orders=[open_order(77, "manual", client_id=0), open_order(78, "crashed", client_id=21)],
         positions=[events.PositionUpdate("DU1", "MSFT", 272093, 3, 400.0)],
     )
+    snapshot.executions.append(detail("c1", "crashed", 79, 4))
+    snapshot.positions.append(events.PositionUpdate("DU1", "AAPL", 265598, 4, 190.0))  # type: ignore[union-attr]
     result = reconcile(book, snapshot, 21, "DU1", in_doubt={"crashed"})
     kinds = sorted(f.kind for f in result.findings)
     # o1 vanished without fills, an order nobody routed, a position nobody traded; "crashed" is in doubt (the
-    # routed order will be re-delivered and adopted), so it is not flagged.
+    # routed order will be re-delivered and adopted), so neither it nor the AAPL its fill bought is flagged.
     assert kinds == ["order_missing_at_ib", "position_mismatch", "unexplained_order"]
     (report,) = result.reports
     assert (report.status, report.reconciliation) == (S.CANCELLED, MISMATCH)
