@@ -12,7 +12,8 @@ Crash-safety protocol for one routed order (offset N of the single-partition ``o
    client) means the order exists: adopt it, record its state, do not place;
 3. otherwise take the IB ids from the journal if the intent is in doubt (a previous attempt crashed), else allocate
    fresh ids above the high-water mark, and write them to the journal with fsync            [crash: before_place]
-4. placeOrder for every leg (re-sending an id IB already holds modifies it; it never adds an order) [after_place]
+4. placeOrder for every leg, parent first        [crash: mid_bracket, between a bracket's parent and children]
+   (re-sending an id IB already holds modifies that order; it never adds one)             [crash: after_place]
 5. one Kafka transaction: the pending_submit events + the consumer offset N+1              [crash: after_event]
 6. after the commit: the intent leaves the journal.
 
@@ -109,11 +110,12 @@ from ibstream.telemetry import log_context, meter
 log = logging.getLogger(__name__)
 
 COMPONENT = "execution"
-#: Test hook (crash tests only): SIGKILL this process at the named point of the placement protocol.
+#: Test hook (crash tests only): SIGKILL this process at the named point of the placement protocol
+#: (mid_bracket: after a bracket's parent was sent, before its children).
 CRASH_AT_ENV = "IBSTREAM_EXECUTION_CRASH_AT"
 #: Test hook: only for this order id (unset: the first order that reaches the point).
 CRASH_ORDER_ENV = "IBSTREAM_EXECUTION_CRASH_ORDER"
-CRASH_POINTS = frozenset({"before_place", "after_place", "after_event"})
+CRASH_POINTS = frozenset({"before_place", "mid_bracket", "after_place", "after_event"})
 #: Kill-switch targets that stop every symbol (the same set the risk gate honours); the account id does too.
 GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
 #: Order latencies span milliseconds (a marketable order at a gateway) to minutes (a resting limit order).
@@ -839,7 +841,9 @@ class Executor:
 
     def _send_legs(self, order: RoutedOrder, plans: list[LegPlan]) -> None:
         contract = stock_contract(order.symbol)
-        for plan in plans:
+        for index, plan in enumerate(plans):
+            if index == 1:
+                self._crash("mid_bracket", order.order_id)
             self.session.place_order(plan.ib_order_id, contract, plan.ticket)
             self.m_placed.add(1, {"leg": plan.leg.value})
             self._report(
@@ -968,10 +972,16 @@ class Executor:
         if command.command is ControlCommandKind.KILL_SWITCH_ON:
             self.kill_switches[target] = command
             log.warning("kill switch on", extra={"target": target, "actor": command.actor, "reason": command.reason})
+            self._alert(
+                "kill_switch", Severity.CRITICAL,
+                f"kill switch on for {target} by {command.actor}: {command.reason}; execution cancels and holds",
+                {"target": target, "actor": command.actor, "command_id": command.command_id}, key=(target,),
+            )  # fmt: skip
             if self.state is State.READY:
                 self._cancel_scope(target)
         elif self.kill_switches.pop(target, None) is not None:
             log.warning("kill switch off", extra={"target": target, "actor": command.actor})
+            self._resolve(alert_id("kill_switch", target), "kill_switch", f"kill switch off for {target}")
 
     def _kill_scope(self, symbol: str) -> str | None:
         for target in self.kill_switches:

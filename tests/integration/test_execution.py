@@ -18,8 +18,9 @@ from consumers.execution import build
 from consumers.execution.service import Executor, State
 from ibsim import SimConfig, Simulator
 from ibstream.config import Settings, load_settings
-from ibstream.contracts import alerts, executions, order_events
+from ibstream.contracts import alerts, executions, order_events, routed_orders
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
+from tests.integration.kafka_helpers import consume_all
 from tests.integration.test_execution_support import (
     MONDAY_10AM,
     Reader,
@@ -108,7 +109,10 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     order = routed("AAPL", Side.BUY, 25)
     events = Reader(running.settings, order_events.TOPIC)
     fills = Reader(running.settings, executions.TOPIC)
-    send(running.settings, order)
+    # An undecodable record ahead of it goes to the DLQ and does not block the order behind it.
+    garbage = sender(running.settings)
+    garbage.send_raw(running.settings.kafka_topic_prefix + routed_orders.TOPIC.name, b"k", b"not avro")
+    send(running.settings, order, sink=garbage)
 
     recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id))
     assert statuses(recorded, order.order_id) == [
@@ -128,6 +132,8 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     assert execution.commission == pytest.approx(ib_exec.commission)
     assert execution.ib_order_id == at_ib[0].order_id == filled.ib_order_id
     assert at_ib[0].request.account == "DU1234567" and at_ib[0].request.order_type == "MKT"
+    (dead,) = consume_all(running.settings, running.settings.kafka_topic_prefix + routed_orders.TOPIC.dlq_name, 1)
+    assert dict(dead.headers() or [])["dlq.error.kind"] == b"decode"
     events.close()
     fills.close()
 
@@ -244,6 +250,10 @@ def test_kill_switch_cancels_open_orders_within_a_second(run_executor: Callable[
     events.wait(lambda es: OrderStatus.FILLED in statuses(es, resumed.order_id))
     assert len(running.ib_orders(resumed.order_id)) == 1
     events.close()
+    ops = Reader(running.settings, alerts.TOPIC)
+    switch = ops.wait(lambda xs: [x.state.value for x in xs if x.kind == "kill_switch"] == ["firing", "resolved"])
+    assert len({x.alert_id for x in switch if x.kind == "kill_switch"}) == 1
+    ops.close()
 
 
 def test_kill_switch_engaged_while_down_is_honoured_at_startup(
