@@ -32,6 +32,7 @@ DEPLOYABLES = ("producer", "streams", "execution", "sink", "api", "agent0")
 PORT_SETTINGS_PENDING = {"IBSTREAM_STREAMS_HEALTH_PORT", "IBSTREAM_SINK_HEALTH_PORT"}
 #: Custom resources kubernetes-validate has no schema for; checked structurally below instead.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+NO_VALIDATOR = "kubernetes-validate not installed (dev extra: kubernetes-validate==1.37.0)"
 SECRETISH = re.compile(r"(?i)(password|passwd|secret|token|private|credential|api[_-]?key|(^|_)key$|sasl)")
 
 
@@ -117,7 +118,7 @@ def test_helm_lint_strict(values: str) -> None:
 
 
 def test_every_manifest_validates_against_the_kubernetes_openapi_schema(rendered: list[dict[str, Any]]) -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason=NO_VALIDATOR)
     problems = []
     for doc in rendered:
         if doc["kind"] in CRD_KINDS:
@@ -131,7 +132,7 @@ def test_every_manifest_validates_against_the_kubernetes_openapi_schema(rendered
 
 def test_the_validator_catches_a_broken_manifest(default: list[dict[str, Any]]) -> None:
     # Guards the test above against validating nothing (e.g. a schema lookup that silently accepts anything).
-    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason=NO_VALIDATOR)
     broken = copy.deepcopy(of_kind(default, "Deployment")[0])
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):

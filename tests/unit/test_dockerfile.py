@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.markers import default_environment
@@ -95,7 +96,7 @@ def lock_entries() -> dict[str, str]:
     return entries
 
 
-def project() -> dict:  # type: ignore[type-arg]
+def project() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
