@@ -23,6 +23,7 @@ A crash before 5 commits leaves offset N uncommitted and the events invisible (r
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import logging
@@ -184,7 +185,7 @@ class Executor:
         self._offsets_dirty = False
         self._settle: list[str] = []
         self._crash_batch: str | None = None
-        self._retry: KafkaMessage | None = None
+        self._held: collections.deque[KafkaMessage] = collections.deque()
         self._pending_execs: dict[str, tuple[events.ExecutionDetail, ExecutionSource, float]] = {}
         self._early_commissions: dict[str, events.CommissionReport] = {}
         self._routed_times: dict[str, dt.datetime] = {}
@@ -271,6 +272,7 @@ class Executor:
                 "kill_switch": sorted(self.kill_switches),
                 "open_orders": sum(1 for o in self.book.orders.values() if o.open_legs()),
                 "in_doubt": len(self.journal.in_doubt),
+                "held_routed_orders": len(self._held),
             }
 
     def _close_kafka(self) -> None:
@@ -744,24 +746,23 @@ class Executor:
     def _poll_routed(self) -> None:
         if self.routed is None:
             return
-        if self.state is not State.READY:
+        ready = self.state is State.READY
+        if not ready:
             # Keep the group membership alive without taking records: paused partitions return nothing.
             self._pause_routed()
-            self.routed.poll(0)
-            return
-        if self._paused:
+        elif self._paused:
             self.routed.resume(self.routed.assignment())
             self._paused = False
-        message = self._retry
-        self._retry = None
-        if message is None:
-            message = self.routed.poll(0)
-        if message is None:
-            return
-        if message.error() is not None:
-            log.warning("routed consumer error", extra={"error": str(message.error())})
-            return
-        self._handle_routed(message)
+        message = self.routed.poll(0)
+        if message is not None:
+            if message.error() is not None:
+                log.warning("routed consumer error", extra={"error": str(message.error())})
+            else:
+                # A record fetched before a pause took effect is held, in order, never dropped: its offset must not
+                # be committed past before it is handled.
+                self._held.append(message)
+        if ready and self._held:
+            self._handle_routed(self._held.popleft())
 
     def _pause_routed(self) -> None:
         if self.routed is not None and not self._paused:
@@ -785,7 +786,7 @@ class Executor:
                 self._flush()
             else:
                 # IB could not be asked: not consumed, retried when IB answers again (held, never skipped).
-                self._retry = message
+                self._held.appendleft(message)
 
     def _advance(self, position: tuple[str, int], offset: int) -> None:
         self._offsets[position] = offset + 1

@@ -20,6 +20,7 @@ from ibsim import SimConfig, Simulator
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import alerts, executions, order_events, routed_orders
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.kafka.clients import committed_offsets, create_consumer
 from tests.integration.kafka_helpers import consume_all
 from tests.integration.test_execution_support import (
     MONDAY_10AM,
@@ -332,6 +333,10 @@ def test_live_account_is_refused(run_executor: Callable[..., Running]) -> None:
     time.sleep(1.5)
     assert running.sim.orders() == []
     assert running.executor.state is State.REFUSED
+    # Held, not consumed past: the group has committed nothing on the routed topic.
+    probe = create_consumer(running.settings, running.settings.kafka_topic_prefix + running.settings.execution_group_id)
+    assert committed_offsets(probe, {running.settings.kafka_topic_prefix + routed_orders.TOPIC.name: 1}) == {}
+    probe.close()
     warnings.close()
 
 
