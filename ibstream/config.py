@@ -162,6 +162,7 @@ class Settings(BaseSettings):
     # A sink batch is inserted when it holds this many rows or is this old, whichever comes first.
     warehouse_batch_rows: int = Field(default=10_000, ge=1)
     warehouse_batch_seconds: float = Field(default=1.0, gt=0)
+    sink_health_port: int = Field(default=8095, ge=0, le=65535)
 
     # --- streams and risk ---
     # Faust application id (consumer group, changelog topic names); the topic prefix is prepended to it.

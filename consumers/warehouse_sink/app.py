@@ -10,6 +10,7 @@ from types import FrameType
 
 from consumers.warehouse_sink.sink import COMPONENT, WarehouseSink
 from ibstream.config import get_settings
+from ibstream.health import HealthServer
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.metrics import default_metrics
 
@@ -45,10 +46,14 @@ def main(argv: list[str]) -> int:
         timer.daemon = True
         timer.start()
     warehouse = Warehouse.open(settings)
+    health: HealthServer | None = None
     try:
         sink = WarehouseSink(settings, warehouse, metrics=default_metrics())
+        health = HealthServer("0.0.0.0", settings.sink_health_port, sink.readiness).start()
         sink.run(stop)
         log.info("warehouse sink stopped", extra={"rows": sink.inserted, "batches": sink.committed_batches})
     finally:
+        if health is not None:
+            health.stop()
         warehouse.close()
     return 0

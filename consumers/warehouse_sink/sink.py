@@ -93,6 +93,7 @@ class WarehouseSink:
         self.inserted = 0
         self.committed_batches = 0
         self._last_progress = 0.0
+        self.last_poll = time.monotonic()
         self._partitions_seen: set[tuple[str, int]] = set()
 
     # -- main loop ---------------------------------------------------------------------------------------------------
@@ -108,8 +109,25 @@ class WarehouseSink:
         finally:
             self.close()
 
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """For /ready: the loop is polling (not stuck in an insert or commit) and the warehouse answers."""
+        stalled_for = time.monotonic() - self.last_poll
+        try:
+            self.warehouse.query("SELECT 1")
+            warehouse_ok = True
+        except Exception:
+            warehouse_ok = False
+        details = {
+            "rows_inserted": self.inserted,
+            "batches_committed": self.committed_batches,
+            "seconds_since_poll": round(stalled_for, 1),
+            "warehouse_reachable": warehouse_ok,
+        }
+        return stalled_for < 60 and warehouse_ok, details
+
     def poll_once(self, timeout: float = 0.2) -> None:
         """Consume what is available (up to one batch) and flush if the batch is due."""
+        self.last_poll = time.monotonic()
         room = max(1, min(self.batch.max_rows - self.batch.messages, 5_000))
         for message in self.consumer.consume(num_messages=room, timeout=timeout):
             error = message.error()

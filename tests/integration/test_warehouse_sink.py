@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from consumers.warehouse_sink import SinkThread, group_id
-from ibstream.config import PROJECT_ROOT, Settings
+from ibstream.config import Settings
 from ibstream.contracts import TOPICS, DeadLetter, Quote, Record, TopicSpec, quotes
 from ibstream.kafka.clients import committed_offsets, consumer_config, create_producer
 from ibstream.kafka.records import RecordProducer
@@ -131,10 +132,11 @@ def _sink_process(wh_settings: Settings, log_path: Path) -> subprocess.Popen[byt
         "IBSTREAM_WAREHOUSE_DIR": str(wh_settings.warehouse_path),
         "IBSTREAM_WAREHOUSE_BATCH_ROWS": str(wh_settings.warehouse_batch_rows),
         "IBSTREAM_WAREHOUSE_BATCH_SECONDS": str(wh_settings.warehouse_batch_seconds),
+        "IBSTREAM_SINK_HEALTH_PORT": "0",  # any free port: tests may run several sinks at once
     }
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv" / "bin" / "ibstream"), "run", "sink"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "ibstream.cli", "run", "sink"], env=env, stdout=log, stderr=log
         )
 
 
