@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from ibstream import ids
 from ibstream.contracts import (
     Bar,
+    ControlCommand,
+    OrchestrationRun,
+    OrderEvent,
     OrderIntent,
     Record,
+    RiskDecision,
+    Signal,
     TopicSpec,
     bars,
+    order_intents,
     risk_decisions,
     routed_orders,
+    runs,
     signal_transitions,
     utc_now,
 )
 from ibstream.contracts import signals as signals_topic
+from ibstream.contracts.enums import ControlCommandKind, RunState
 from ibstream.contracts.serde import Codec, DecodeError
-from streams import risk, signals
+from ibstream.telemetry import log_context
+from streams import orchestration, risk, signals
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +282,278 @@ def transitions_agent(ctx: AgentContext, table: StateTable) -> Callable[[Any], A
             yield changed is not None
 
     return agent
+
+
+# --- orchestration ---
+
+
+class CommandBus(Protocol):
+    """Where the router sends re-keyed inputs: the internal ``orchestration-commands`` topic (a list in tests)."""
+
+    async def forward(self, key: str, value: bytes) -> None:
+        """Send one internal command keyed by the run's partition key."""
+
+
+class FaustCommandBus:
+    """The internal command topic. No per-send wait: Faust flushes its producer before it commits the router's
+    input offsets, so a command is durable before its input counts as processed."""
+
+    def __init__(self, topic: Any) -> None:
+        self._topic = topic
+
+    async def forward(self, key: str, value: bytes) -> None:
+        await self._topic.send(key=key.encode(), value=value)
+
+
+class MutableTable(Protocol):
+    """A Faust table as orchestration uses it (JSON-able values)."""
+
+    def get(self, key: str) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+    def __delitem__(self, key: str) -> None: ...
+
+    def items(self) -> Iterable[tuple[str, Any]]: ...
+
+
+@dataclass
+class OrchestrationTables:
+    """Orchestration's state, all partitioned like the command topic (by the run's order_id)."""
+
+    #: run_id → ``RunEntry`` dict: the run's latest record, its signal and the signal's status.
+    runs: MutableTable
+    #: signal_id → ``SignalSlot`` dict: recent signals (for trigger_run) and triggers waiting for their signal.
+    signals: MutableTable
+    #: order_id → run_id of every submitted run, so decisions and order events (which carry only the order_id)
+    #: find their run.
+    orders: MutableTable
+
+
+def orchestration_router(ctx: AgentContext, bus: CommandBus, sources: Mapping[str, TopicSpec[Any]]
+                         ) -> Callable[[Any], Any]:  # fmt: skip
+    """The agent body over signals, control, risk decisions and order events: re-key each input that concerns a
+    run onto the command topic (see ``orchestration.command_key``). Stateless, so it needs no co-partitioning."""
+
+    async def agent(stream: Any) -> AsyncIterator[bool]:
+        async for event in _events(stream):
+            spec = sources[str(event.message.topic)]
+            record = ctx.decode(spec, event)
+            key = None if record is None else orchestration.command_key(record)
+            if record is not None and key is not None:
+                await bus.forward(key, orchestration.encode_command(record))
+            yield key is not None
+
+    return agent
+
+
+def _correlation(kind: orchestration.CommandKind, record: Record | None, data: Mapping[str, Any]) -> dict[str, str]:
+    """The run/signal/order ids of a command, for ``log_context``."""
+    if isinstance(record, Signal):
+        return {"signal_id": record.signal_id, "run_id": ids.run_id(record.signal_id)}
+    if isinstance(record, ControlCommand):
+        if record.command is ControlCommandKind.TRIGGER_RUN:
+            return {"signal_id": record.target, "run_id": ids.run_id(record.target)}
+        return {"run_id": record.target, "order_id": ids.order_id(record.target)}
+    if isinstance(record, RiskDecision | OrderEvent):
+        return {"order_id": record.order_id}
+    found = {name: str(data[name]) for name in ("run_id", "signal_id") if data.get(name)}
+    return {"kind": kind.value, **found}
+
+
+class Orchestrator:
+    """The orchestration agent's work for one internal command: load the run, call the pure step, emit, store.
+
+    Commit order per command: the intent (acknowledged), then the run records, then the signal transitions, all
+    acknowledged, and only then the table entries. A crash before the table write redelivers the command, which
+    makes the same step again: records may repeat (same ids, same order_id, at-least-once), never go missing. A
+    redelivery after the table write finds the run already moved and changes nothing.
+    """
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        tables: OrchestrationTables,
+        planner: orchestration.Planner,
+        config: orchestration.OrchestrationConfig,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.ctx = ctx
+        self.tables = tables
+        self.planner = planner
+        self.config = config
+        self.clock = clock
+        # Ticks requested by this worker's sweep (key → monotonic time), so one due run is not re-requested
+        # every sweep while its tick is in flight.
+        self._requested: dict[str, float] = {}
+
+    async def on_event(self, event: Any) -> str:
+        """Handle one event of the command topic; returns what happened (for logs and tests)."""
+        try:
+            kind, record, data = orchestration.decode_command(event.message.value)
+        except (ValueError, KeyError, TypeError) as error:  # pydantic's ValidationError is a ValueError
+            self.ctx.dead_letter(runs.TOPIC, event, error, "decode")
+            return "undecodable"
+        with log_context(**_correlation(kind, record, data)):
+            try:
+                outcome = await self.handle(kind, record, data)
+            except Exception as error:  # a bug for one run must not stop every other run
+                log.exception("orchestration command failed", extra={"kind": kind.value})
+                self.ctx.dead_letter(runs.TOPIC, event, error, "processing")
+                return "failed"
+            log.info("orchestration command", extra={"kind": kind.value, "outcome": outcome})
+            return outcome
+
+    async def handle(self, kind: orchestration.CommandKind, record: Record | None, data: Mapping[str, Any]) -> str:
+        """Dispatch one decoded command."""
+        now = self.clock()
+        if isinstance(record, Signal):
+            return await self._on_signal(record, now)
+        if isinstance(record, ControlCommand):
+            if record.command is ControlCommandKind.TRIGGER_RUN:
+                return await self._on_trigger(record, now)
+            entry = self._entry(record.target)
+            if entry is None:
+                return f"{record.command.value} ignored: unknown run"
+            if record.command is ControlCommandKind.APPROVE_RUN:
+                return await self._apply(orchestration.approve(entry, record, now))
+            return await self._apply(orchestration.reject(entry, record, now))
+        if isinstance(record, RiskDecision | OrderEvent):
+            run_id = self.tables.orders.get(record.order_id)
+            entry = None if run_id is None else self._entry(str(run_id))
+            if entry is None:
+                return "not an orchestration order"
+            if isinstance(record, RiskDecision):
+                return await self._apply(orchestration.on_decision(entry, record, now))
+            return await self._apply(orchestration.on_order_event(entry, record, now))
+        return await self._on_tick(data.get("run_id"), data.get("signal_id"), now)
+
+    def _entry(self, run_id: str) -> orchestration.RunEntry | None:
+        data = self.tables.runs.get(run_id)
+        return None if data is None else orchestration.RunEntry.from_dict(data)
+
+    def _slot(self, signal_id: str) -> orchestration.SignalSlot | None:
+        data = self.tables.signals.get(signal_id)
+        return None if data is None else orchestration.SignalSlot.from_dict(data)
+
+    async def _on_signal(self, signal: Signal, now: datetime) -> str:
+        if self.tables.runs.get(ids.run_id(signal.signal_id)) is not None:
+            return "signal seen before: its run exists"
+        slot = self._slot(signal.signal_id)
+        pending = None if slot is None else slot.trigger
+        if pending is not None:
+            outcome = await self._open(signal, pending.actor, pending.reason, now)
+        else:
+            opens, why = orchestration.opens_automatically(signal, self.config, now)
+            outcome = await self._open(signal, "orchestration", why, now) if opens else f"no run: {why}"
+        # After the run: a crash before this line redelivers the signal with its pending trigger still stored.
+        self.tables.signals[signal.signal_id] = orchestration.SignalSlot(signal=signal).to_dict()
+        return outcome
+
+    async def _on_trigger(self, command: ControlCommand, now: datetime) -> str:
+        if self.tables.runs.get(ids.run_id(command.target)) is not None:
+            return "trigger_run ignored: the signal's run exists"
+        slot = self._slot(command.target)
+        if slot is None or slot.signal is None:
+            if slot is None:
+                self.tables.signals[command.target] = orchestration.SignalSlot(trigger=command).to_dict()
+            return "trigger_run waits for its signal"
+        return await self._open(slot.signal, command.actor, command.reason, now)
+
+    async def _open(self, signal: Signal, actor: str, reason: str, now: datetime) -> str:
+        async def report(run: OrchestrationRun) -> None:
+            await self._emit_run(run)
+
+        step = await orchestration.open_run(signal, actor=actor, reason=reason, planner=self.planner,
+                                            config=self.config, now=now, report=report)  # fmt: skip
+        return await self._apply(step)
+
+    async def _on_tick(self, run_id: str | None, signal_id: str | None, now: datetime) -> str:
+        outcomes = []
+        entry = None if run_id is None else self._entry(run_id)
+        if run_id is not None and entry is not None:
+            if entry.run.state is RunState.AWAITING_APPROVAL:
+                outcomes.append(await self._apply(orchestration.expire(entry, now)))
+                entry = self._entry(run_id)
+            if entry is not None and orchestration.forgettable(entry, now):
+                del self.tables.runs[run_id]
+                if self.tables.orders.get(entry.order_id) is not None:
+                    del self.tables.orders[entry.order_id]
+                outcomes.append("run forgotten")
+        slot = None if signal_id is None else self._slot(signal_id)
+        if signal_id is not None and slot is not None and orchestration.slot_forgettable(slot, now):
+            del self.tables.signals[signal_id]
+            outcomes.append("signal forgotten")
+        return "; ".join(outcomes) or "tick: nothing due"
+
+    async def _emit_run(self, run: OrchestrationRun) -> None:
+        await self.ctx.emitter.emit(runs.TOPIC, run, wait=True)
+        previous = None if run.previous_state is None else run.previous_state.value
+        log.info("run state", extra={"run_id": run.run_id, "signal_id": run.signal_id, "symbol": run.symbol,
+                                     "state": run.state.value, "previous_state": previous, "actor": run.actor,
+                                     "reason": run.reason})  # fmt: skip
+
+    async def _apply(self, step: orchestration.Step) -> str:
+        """Emit the step's records (intent first), then store the run; returns the step's outcome."""
+        if step.entry is None:
+            return step.note or "no change"
+        entry = step.entry
+        with log_context(run_id=entry.run.run_id, signal_id=entry.signal.signal_id,
+                         order_id=step.intent.order_id if step.intent else None):  # fmt: skip
+            if step.intent is not None:
+                # The intent before the "submitted" record: no reader may see a submitted run without its order.
+                await self.ctx.emitter.emit(order_intents.TOPIC, step.intent, wait=True)
+                log.info("order intent", extra={"quantity": step.intent.quantity, "side": step.intent.side.value})
+            for run in step.runs:
+                await self._emit_run(run)
+            for record in step.transitions:
+                await self.ctx.emitter.emit(signal_transitions.TOPIC, record, wait=True)
+            self.tables.runs[entry.run.run_id] = entry.to_dict()
+            if entry.run.state is RunState.SUBMITTED:
+                self.tables.orders[entry.order_id] = entry.run.run_id
+        return entry.run.state.value
+
+    def due_ticks(self, now: datetime, resend_after: float = 30.0) -> list[tuple[str, bytes]]:
+        """(key, tick) for every run and signal slot in this worker's tables the sweep has work for; a key asked
+        for less than ``resend_after`` seconds ago is skipped (its tick is in flight)."""
+        wanted: list[tuple[str, str | None, str | None]] = []
+        for run_key, data in list(self.tables.runs.items()):
+            if orchestration.entry_due(data, now):
+                wanted.append((f"run:{run_key}", run_key, None))
+        for signal_key, data in list(self.tables.signals.items()):
+            if orchestration.slot_due(data, now):
+                wanted.append((f"signal:{signal_key}", None, signal_key))
+        clock = time.monotonic()
+        self._requested = {key: at for key, at in self._requested.items() if clock - at < resend_after}
+        ticks: list[tuple[str, bytes]] = []
+        for local, run_id, signal_id in wanted:
+            if local not in self._requested:
+                self._requested[local] = clock
+                ticks.append((orchestration.tick_key(run_id, signal_id), orchestration.encode_tick(run_id, signal_id)))
+        return ticks
+
+
+def orchestration_agent(orchestrator: Orchestrator) -> Callable[[Any], Any]:
+    """The agent body over the internal command topic; one event at a time, so a run's inputs apply in order.
+
+    Planning awaits Agent0 through the async client: the event loop keeps serving other agents, heartbeats and
+    commits meanwhile, while this agent holds its next command (ordering per partition, hence per run). The
+    client's timeout × attempts and its circuit breaker bound that wait.
+    """
+
+    async def agent(stream: Any) -> AsyncIterator[str]:
+        async for event in _events(stream):
+            yield await orchestrator.on_event(event)
+
+    return agent
+
+
+def orchestration_sweeper(orchestrator: Orchestrator, bus: CommandBus) -> Callable[[], Awaitable[None]]:
+    """The periodic sweep: ask each due run's owner (through the command topic, since tables may only change
+    inside stream processing) to expire it or forget it, and each stale signal slot's owner to drop it."""
+
+    async def sweep() -> None:
+        for key, tick in orchestrator.due_ticks(utc_now()):
+            await bus.forward(key, tick)
+
+    return sweep

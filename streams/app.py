@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ from ibstream.config import Settings, load_settings
 from ibstream.contracts import (
     TopicSpec,
     bars,
+    control,
+    order_events,
     order_intents,
     risk_decisions,
     routed_orders,
+    runs,
     signal_transitions,
     signals,
 )
@@ -31,7 +35,9 @@ from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleO
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer
-from streams import agents, risk
+from streams import agents, orchestration, risk
+from streams.agent0_client import Agent0Client
+from streams.agents import Orchestrator
 from streams.feed import ViewFeed
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,14 @@ AGENTS = ("signals", "orchestration", "risk")
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC),
     "signals": (signals.TOPIC, signal_transitions.TOPIC),
+    "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC),
 }
+
+#: Inputs of orchestration's router, re-keyed onto the internal command topic.
+ORCHESTRATION_SOURCES: tuple[TopicSpec[Any], ...] = (signals.TOPIC, control.TOPIC, risk_decisions.TOPIC,
+                                                    order_events.TOPIC)  # fmt: skip
+#: How often each worker sweeps its orchestration tables for runs to expire and entries to forget.
+SWEEP_SECONDS = 1.0
 
 
 def codec_for(settings: Settings) -> Codec:
@@ -85,6 +98,7 @@ class StreamsApp:
     tables: dict[str, Any] = field(default_factory=dict)
     view: risk.RiskView | None = None
     feed: ViewFeed | None = None
+    orchestrator: Orchestrator | None = None
 
     def start_feeds(self) -> None:
         if self.feed is not None:
@@ -115,9 +129,12 @@ def build_app(
     emitter: agents.Emitter | None = None,
     dead_letters: agents.DeadLetters | None = None,
     with_feed: bool = True,
+    planner: orchestration.Planner | None = None,
+    commands: agents.CommandBus | None = None,
 ) -> StreamsApp:
-    """Build the app with the ``enabled`` agents. Tests pass an ``emitter``/``dead_letters`` to run agents under
-    ``test_context()`` without a broker."""
+    """Build the app with the ``enabled`` agents. Tests pass an ``emitter``/``dead_letters`` (and for
+    orchestration a ``planner`` and a ``commands`` bus) to run agents under ``test_context()`` without a broker
+    or Agent0."""
     unknown = set(enabled) - set(AGENTS)
     if unknown:
         raise ConfigError("--agents", f"unknown agents {sorted(unknown)}; choose from {', '.join(AGENTS)}")
@@ -175,7 +192,52 @@ def build_app(
         source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
         body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC)
         built.agents["risk"] = app.agent(source, name="risk")(body)
+
+    if "orchestration" in enabled:
+        _add_orchestration(built, settings, planner, commands)
     return built
+
+
+def _add_orchestration(
+    built: StreamsApp, settings: Settings, planner: orchestration.Planner | None, commands: agents.CommandBus | None
+) -> None:
+    """The router, the orchestration agent, its tables and its sweep.
+
+    Partitioning: signals arrive keyed by symbol, control by "family:target", decisions and order events by
+    order_id. The router re-keys every input of a run by the run's order_id (``orchestration.command_key``) onto
+    ``<prefix>orchestration-commands``; the orchestration agent consumes that topic, and its three tables use the
+    same partition count, so Faust's assignor gives one worker a run's commands together with the table partition
+    holding its state (table writes go to the changelog partition of the event being processed).
+    """
+    app, prefix = built.app, settings.kafka_topic_prefix
+    partitions = orchestration.COMMANDS_PARTITIONS
+    command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
+                               retention=timedelta(days=7))  # fmt: skip
+    tables = agents.OrchestrationTables(
+        runs=app.Table("orchestration-runs", key_type=str, partitions=partitions),
+        signals=app.Table("orchestration-signals", key_type=str, partitions=partitions),
+        orders=app.Table("orchestration-orders", key_type=str, value_type=str, partitions=partitions),
+    )
+    built.tables.update({"orchestration-runs": tables.runs, "orchestration-signals": tables.signals,
+                         "orchestration-orders": tables.orders})  # fmt: skip
+    bus = commands if commands is not None else agents.FaustCommandBus(command_topic)
+    sources = {prefix + spec.name: spec for spec in ORCHESTRATION_SOURCES}
+    source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw")  # fmt: skip
+    built.agents["orchestration-router"] = app.agent(source_topic, name="orchestration-router")(
+        agents.orchestration_router(built.context, bus, sources)
+    )
+    orchestrator = agents.Orchestrator(
+        built.context,
+        tables,
+        planner if planner is not None else Agent0Client.from_settings(settings),
+        orchestration.OrchestrationConfig.from_settings(settings),
+    )
+    built.orchestrator = orchestrator
+    built.agents["orchestration"] = app.agent(command_topic, name="orchestration")(
+        agents.orchestration_agent(orchestrator)
+    )
+    app.timer(SWEEP_SECONDS, name="orchestration-sweep")(agents.orchestration_sweeper(orchestrator, bus))
 
 
 class _Worker(faust.Worker):

@@ -9,6 +9,8 @@ the active signal per strategy. Rules:
 * One active signal per (symbol, strategy): a strategy is not evaluated while its signal is active.
 * Expiry runs on event time (bar start), so a replay expires signals exactly as the live run did.
 * Every lifecycle change is a ``SignalTransition``; ids are deterministic (``ibstream.ids``).
+* Once orchestration's run reports a signal (a transition carrying ``run_id``), the run emits its later
+  transitions, expiry included; this module then only frees the strategy's slot.
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ def on_bar(
             del active[strategy]
         elif int(entry["expiry"]) <= start:
             del active[strategy]
-            if status in EXPIRABLE:
+            # A signal an orchestration run planned is expired by that run (on the wall clock, with the run's
+            # id); emitting it here as well would record the same expiry twice.
+            if status in EXPIRABLE and not entry.get("run_id"):
                 transitions.append(
                     transition(
                         entry["signal_id"],
@@ -160,4 +164,6 @@ def on_transition(state: Mapping[str, Any] | None, record: SignalTransition) -> 
         return None
     active = dict(state["active"])
     active[record.strategy] = {**entry, "status": record.to_status.value}
+    if record.run_id is not None:
+        active[record.strategy]["run_id"] = record.run_id  # the run now owns this signal's expiry
     return {"bars": state["bars"], "active": active}
