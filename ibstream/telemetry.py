@@ -27,12 +27,33 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Span, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+#: Bucket boundaries of every latency histogram recorded in seconds (1 ms … 2 min).
+LATENCY_BUCKETS_SECONDS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
 
 #: The ids a log line may carry, by the names the guide fixes.
 CORRELATION_IDS = ("symbol", "signal_id", "run_id", "order_id")
@@ -99,9 +120,16 @@ def configure_metrics(component: str) -> MeterProvider:
     global _meter_provider
     if _meter_provider is None:
         reader = PrometheusMetricReader()
-        _meter_provider = MeterProvider(
-            resource=Resource.create({"service.name": f"ibstream-{component}"}), metric_readers=[reader]
+        # OTel's default buckets (0…10000) suit milliseconds; our latencies are recorded in seconds.
+        seconds = View(
+            instrument_type=Histogram,
+            instrument_unit="s",
+            aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_SECONDS),
         )
+        _meter_provider = MeterProvider(
+            resource=Resource.create({"service.name": f"ibstream-{component}"}), metric_readers=[reader],
+            views=[seconds],
+        )  # fmt: skip
         metrics.set_meter_provider(_meter_provider)
     return _meter_provider
 
