@@ -148,6 +148,16 @@ def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, s
     # Ids are never reused: every IB order has its own id (the bracket has three).
     ids = [o.order_id for o in sim.orders()]
     assert len(ids) == len(set(ids)) == len(plan) + 2
+    # The after_event crashes really died inside a transaction: read_uncommitted sees their aborted pending_submit
+    # events, read_committed never does.
+    raw = Reader(settings, order_events.TOPIC, committed=False)
+    uncommitted = raw.poll(2.0)
+    raw.close()
+    committed_ids = {e.event_id for e in recorded}
+    for point, order in plan:
+        if point == "after_event":
+            aborted = [e for e in uncommitted if e.order_id == order.order_id and e.event_id not in committed_ids]
+            assert [e.status for e in aborted] == [OrderStatus.PENDING_SUBMIT], aborted
     # A committed event id never repeats (re-emits after a crash carry the aborted attempt's id, which
     # read_committed readers never see).
     assert len({e.event_id for e in recorded}) == len(recorded)
