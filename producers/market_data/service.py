@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ibstream.alerting import AlertBook
 from ibstream.backoff import Backoff
 from ibstream.config import Settings
-from ibstream.contracts import Alert, Bar, Heartbeat, alerts, bars, gaps, heartbeats, quotes, utc_now
-from ibstream.contracts.enums import AlertState, GapState, MarketDataSource, Severity
+from ibstream.contracts import Bar, Heartbeat, alerts, bars, gaps, heartbeats, quotes, utc_now
+from ibstream.contracts.enums import GapState, MarketDataSource, Severity
 from ibstream.exceptions import ConfigError
 from ibstream.ib import events
 from ibstream.ib.codes import CodeKind
@@ -100,7 +101,7 @@ class MarketDataProducer:
         self._next_tick = 0.0
         self._next_heartbeat = 0.0
         self._farm_broken = False
-        self._firing: set[str] = set()
+        self.alerts = AlertBook(COMPONENT)
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {}
         self._kafka_ok = True
@@ -115,7 +116,6 @@ class MarketDataProducer:
         self.m_bars = m.create_counter("ibstream_bars_published", description="5-second bars sent to Kafka")
         self.m_gaps = m.create_counter("ibstream_gaps", description="Gaps by final state")
         self.m_reconnects = m.create_counter("ibstream_ib_reconnects", description="IB reconnects")
-        self.m_alerts = m.create_counter("ibstream_alerts", description="Alerts raised")
         self.m_ingest_lag = m.create_histogram(
             "ibstream_feed_ingest_lag_seconds", unit="s", description="ingest_time - event_time of bars"
         )
@@ -539,28 +539,14 @@ class MarketDataProducer:
 
     def _fire(self, kind: str, subject: str, severity: Severity, message: str, *, symbol: str | None = None,
               details: dict[str, str] | None = None) -> None:  # fmt: skip
-        alert_id = f"{kind}:{subject}"
-        if alert_id in self._firing:
-            return
-        self._firing.add(alert_id)
-        self.m_alerts.add(1, {"kind": kind})
-        self.sink.send(alerts.TOPIC, Alert(
-            alert_id=alert_id, kind=kind, severity=severity, state=AlertState.FIRING, component=COMPONENT,
-            symbol=symbol, message=message, details=details or {}, time=utc_now(),
-        ))  # fmt: skip
-        with log_context(symbol=symbol):
-            log.warning("alert firing", extra={"alert_id": alert_id, "alert": message})
+        alert = self.alerts.fire(kind, subject, severity, message, symbol=symbol, details=details)
+        if alert is not None:
+            self.sink.send(alerts.TOPIC, alert)
 
     def _resolve(self, kind: str, subject: str, message: str, *, symbol: str | None = None) -> None:
-        alert_id = f"{kind}:{subject}"
-        if alert_id not in self._firing:
-            return
-        self._firing.discard(alert_id)
-        self.sink.send(alerts.TOPIC, Alert(
-            alert_id=alert_id, kind=kind, severity=Severity.INFO, state=AlertState.RESOLVED, component=COMPONENT,
-            symbol=symbol, message=message, details={}, time=utc_now(),
-        ))  # fmt: skip
-        log.info("alert resolved", extra={"alert_id": alert_id})
+        alert = self.alerts.resolve(kind, subject, message, symbol=symbol)
+        if alert is not None:
+            self.sink.send(alerts.TOPIC, alert)
 
     # --- health -------------------------------------------------------------------------------------------------
 

@@ -227,11 +227,11 @@ def test_stalled_symbol_alerts_within_twice_the_threshold(run_producer: Callable
     wait_until(lambda: producer.sink.delivered > 30, what="first records")
     stalled_at = time.monotonic()
     sim.stall("MSFT")
-    wait_until(lambda: "stale_feed:MSFT" in producer._firing, timeout=5, what="stale alert")
+    wait_until(lambda: "stale_feed:MSFT" in producer.alerts.firing, timeout=5, what="stale alert")
     fired_after = time.monotonic() - stalled_at
     assert fired_after <= 2 * producer.settings.stale_after_seconds + 0.5
     sim.resume("MSFT")
-    wait_until(lambda: "stale_feed:MSFT" not in producer._firing, timeout=5, what="alert resolved")
+    wait_until(lambda: "stale_feed:MSFT" not in producer.alerts.firing, timeout=5, what="alert resolved")
     wait_until(lambda: not producer.tracker.gaps, what="stall gap backfilled")
     running.halt()
     records: list[Alert] = read_all(settings, alerts.TOPIC)
@@ -247,7 +247,7 @@ def test_no_stale_alerts_outside_trading_hours(run_producer: Callable[..., Runni
     running = run_producer({"start_time": evening})
     wait_until(lambda: running.producer.state.value == "connected", what="connected")
     time.sleep(3 * running.producer.settings.stale_after_seconds)
-    assert not running.producer._firing
+    assert not running.producer.alerts.firing
     ready, details = running.producer.readiness()
     assert details["market_open"] is False
     assert ready  # a closed market is not a fault: connected and subscribed is ready
