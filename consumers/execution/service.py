@@ -119,8 +119,6 @@ CRASH_ORDER_ENV = "IBSTREAM_EXECUTION_CRASH_ORDER"
 CRASH_POINTS = frozenset({"before_place", "mid_bracket", "after_place", "after_event"})
 #: Kill-switch targets that stop every symbol (the same set the risk gate honours); the account id does too.
 GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
-#: Order latencies span milliseconds (a marketable order at a gateway) to minutes (a resting limit order).
-LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]
 #: A fill whose commission report has not arrived after this long is published without it.
 COMMISSION_WAIT_SECONDS = 2.0
 
@@ -216,13 +214,11 @@ class Executor:
             "ibstream_execution_intent_to_ack_seconds",
             unit="s",
             description="routed_time → IB acknowledged",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.m_ack_to_fill = m.create_histogram(
             "ibstream_execution_ack_to_fill_seconds",
             unit="s",
             description="IB acknowledged → filled",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.m_alerts = m.create_counter("ibstream_alerts", description="Alerts raised")
         self.m_impossible = m.create_counter(
