@@ -23,7 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import queries
 from api.auth import Principal, Role, TokenVerifier, authorize, check_auth_settings, unauthorized
+from api.charts import add_chart_routes
 from api.commands import CommandSink, Delivered, KafkaCommandSink, build_command
+from api.console.router import add_console
 from api.embedded import SinkHandle, start_sink
 from api.errors import DEFAULT_CODES, ApiError, ErrorBody, errors
 from api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, TokenBuckets
@@ -42,6 +44,8 @@ from api.models import (
     SignalPage,
     TriggerRunRequest,
 )
+from api.pipeline import add_pipeline_routes
+from api.precheck import add_precheck_routes
 from ibstream import telemetry
 from ibstream.config import Settings, get_settings
 from ibstream.contracts import ControlCommand
@@ -249,6 +253,12 @@ def create_app(
     _add_probe_routes(app)
     _add_read_routes(app)
     _add_command_routes(app)
+    # The operator console (api/console) and the routes it reads besides the ones above.
+    viewer = require(Role.VIEWER)
+    add_precheck_routes(app, viewer)
+    add_pipeline_routes(app, viewer)
+    add_chart_routes(app, viewer)
+    add_console(app)
     return app
 
 

@@ -1,0 +1,301 @@
+"""Chart data for the console: ``GET /v1/bars`` (5-second bars, or aggregated) and ``GET /v1/chart`` (bars with
+signals, entries, stops, take-profits and fills marked, and the session's P&L marked to each bar's close).
+
+Bars come from the ``bars_latest`` view: (symbol, start) identifies a bar across live, backfill and replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from pydantic import BaseModel, BeforeValidator
+
+from api.auth import Principal
+from api.errors import errors
+from api.models import SYMBOL_PATTERN
+from api.queries import fetch_records, micros
+from ibstream.contracts import Execution, OrderIntent, Signal, executions, order_intents, signals
+from ibstream.contracts.enums import Side
+from ibstream.warehouse import Warehouse
+
+MAX_BARS = 5000
+
+
+class BarPoint(BaseModel):
+    """One OHLCV bar starting at ``time``."""
+
+    time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class BarSeries(BaseModel):
+    """Bars of one symbol in time order (the newest ``limit`` in the window)."""
+
+    symbol: str
+    interval_seconds: int
+    bars: list[BarPoint]
+
+
+class ChartMarker(BaseModel):
+    """Something to mark on the price chart, at the start of the bar it happened in."""
+
+    time: datetime
+    kind: Literal["signal", "entry", "stop", "take_profit", "fill"]
+    side: Side
+    price: float
+    label: str
+    ref_id: str
+
+
+class PnlPoint(BaseModel):
+    """Session P&L (realized + open position marked at the bar's close − commissions) at a bar's start."""
+
+    time: datetime
+    value: float
+
+
+class ChartData(BaseModel):
+    """Everything one symbol's chart shows."""
+
+    symbol: str
+    interval_seconds: int
+    bars: list[BarPoint]
+    markers: list[ChartMarker]
+    pnl: list[PnlPoint]
+    position: float
+    realized_pnl: float
+
+
+def _iso_only(value: Any) -> Any:
+    if isinstance(value, str) and not any(c in value for c in "-:T"):
+        raise ValueError("expected an ISO 8601 time such as 2026-03-02T14:30:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+SymbolQuery = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="the symbol")]
+SinceQuery = Annotated[IsoTime | None, Query(description="bars starting at or after this time (ISO 8601)")]
+UntilQuery = Annotated[IsoTime | None, Query(description="bars starting before this time (ISO 8601)")]
+IntervalQuery = Annotated[
+    int, Query(ge=5, le=3600, multiple_of=5, description="bar length in seconds (5 = the stored bars)")
+]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_BARS, description="at most this many bars (the newest)")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def bucket(time: datetime, interval_seconds: int) -> datetime:
+    """The start of the ``interval_seconds`` bar holding ``time`` (epoch-aligned, as ClickHouse aligns them)."""
+    aware = _utc(time)
+    assert aware is not None
+    seconds = int(aware.timestamp()) // interval_seconds * interval_seconds
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def list_bars(
+    warehouse: Warehouse,
+    symbol: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    interval_seconds: int,
+    limit: int,
+) -> BarSeries:
+    """The newest ``limit`` bars of ``symbol`` in [since, until), aggregated to ``interval_seconds``, oldest first."""
+    conditions = ["symbol = {symbol:String}"]
+    parameters: dict[str, Any] = {"symbol": symbol, "limit": limit, "interval": interval_seconds}
+    if since is not None:
+        conditions.append("toUnixTimestamp64Micro(start) >= {since_us:Int64}")
+        parameters["since_us"] = micros(since)
+    if until is not None:
+        conditions.append("toUnixTimestamp64Micro(start) < {until_us:Int64}")
+        parameters["until_us"] = micros(until)
+    sql = f"""
+        SELECT * FROM (
+            SELECT toStartOfInterval(start, toIntervalSecond({{interval:UInt32}})) AS time,
+                   argMin(`open`, start) AS `open`, max(high) AS high, min(low) AS low,
+                   argMax(`close`, start) AS `close`, sum(volume) AS volume
+            FROM {warehouse.table("bars_latest")}
+            WHERE {" AND ".join(conditions)}
+            GROUP BY time ORDER BY time DESC LIMIT {{limit:UInt32}}
+        ) ORDER BY time
+    """
+    rows = warehouse.query(sql, parameters).dicts()
+    points = [BarPoint.model_validate({**row, "time": _utc(row["time"])}) for row in rows]
+    return BarSeries(symbol=symbol, interval_seconds=interval_seconds, bars=points)
+
+
+def chart_markers(
+    signal_records: Iterable[Signal],
+    intents: Iterable[OrderIntent],
+    fills: Iterable[Execution],
+    interval_seconds: int,
+) -> list[ChartMarker]:
+    """Markers for signals, entries (with their stop and take-profit) and fills, in time order."""
+    markers: list[ChartMarker] = []
+    for signal in signal_records:
+        markers.append(ChartMarker(
+            time=bucket(signal.created_time, interval_seconds), kind="signal", side=signal.side, price=signal.entry,
+            label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}", ref_id=signal.signal_id,
+        ))  # fmt: skip
+    for intent in intents:
+        at = bucket(intent.created_time, interval_seconds)
+        price = intent.limit_price if intent.limit_price is not None else intent.stop_price
+        if price is not None:
+            markers.append(ChartMarker(time=at, kind="entry", side=intent.side, price=price,
+                                       label=f"entry {intent.side} {intent.quantity:g} @ {price:g}",
+                                       ref_id=intent.order_id))  # fmt: skip
+        if intent.stop_loss is not None:
+            markers.append(ChartMarker(time=at, kind="stop", side=intent.side, price=intent.stop_loss,
+                                       label=f"stop {intent.stop_loss:g}", ref_id=intent.order_id))  # fmt: skip
+        if intent.take_profit is not None:
+            markers.append(ChartMarker(time=at, kind="take_profit", side=intent.side, price=intent.take_profit,
+                                       label=f"target {intent.take_profit:g}", ref_id=intent.order_id))  # fmt: skip
+    for fill in fills:
+        markers.append(ChartMarker(
+            time=bucket(fill.exec_time, interval_seconds), kind="fill", side=fill.side, price=fill.price,
+            label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}", ref_id=fill.exec_id,
+        ))  # fmt: skip
+    return sorted(markers, key=lambda marker: marker.time)
+
+
+@dataclass
+class Book:
+    """A position with average cost, realized P&L and commissions, updated fill by fill."""
+
+    quantity: float = 0.0
+    avg_cost: float = 0.0
+    realized: float = 0.0
+    commission: float = 0.0
+
+    def apply(self, side: Side, quantity: float, price: float, commission: float) -> None:
+        """Apply one fill: adding to a position averages its cost, reducing it realizes P&L against that cost."""
+        signed = quantity if side == Side.BUY else -quantity
+        self.commission += commission
+        if self.quantity == 0 or (self.quantity > 0) == (signed > 0):
+            total = self.quantity + signed
+            self.avg_cost = (self.avg_cost * abs(self.quantity) + price * quantity) / abs(total)
+            self.quantity = total
+            return
+        closing = min(abs(signed), abs(self.quantity))
+        direction = 1.0 if self.quantity > 0 else -1.0
+        self.realized += (price - self.avg_cost) * closing * direction
+        remainder = abs(signed) - closing
+        if remainder > 1e-12:  # the fill flipped the position: the rest opens at this price
+            self.quantity = -direction * remainder
+            self.avg_cost = price
+        else:
+            self.quantity += signed
+            if abs(self.quantity) < 1e-12:
+                self.quantity, self.avg_cost = 0.0, 0.0
+
+    def value(self, mark: float) -> float:
+        """Realized + open position at ``mark`` − commissions."""
+        return self.realized + (mark - self.avg_cost) * self.quantity - self.commission
+
+
+def pnl_series(
+    bars: Sequence[BarPoint], fills: Sequence[Execution], interval_seconds: int
+) -> tuple[list[PnlPoint], Book]:
+    """The session P&L at each bar (fills up to the bar's end applied, marked at its close), and the final book."""
+    book = Book()
+    ordered = sorted(fills, key=lambda fill: fill.exec_time)
+    points: list[PnlPoint] = []
+    index = 0
+    for bar in bars:
+        end = bar.time + timedelta(seconds=interval_seconds)
+        while index < len(ordered) and ordered[index].exec_time < end:
+            fill = ordered[index]
+            book.apply(fill.side, fill.quantity, fill.price, fill.commission or 0.0)
+            index += 1
+        points.append(PnlPoint(time=bar.time, value=round(book.value(bar.close), 6)))
+    for fill in ordered[index:]:  # fills after the last bar still count in the book
+        book.apply(fill.side, fill.quantity, fill.price, fill.commission or 0.0)
+    return points, book
+
+
+def chart_data(
+    warehouse: Warehouse,
+    symbol: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    interval_seconds: int,
+    limit: int,
+) -> ChartData:
+    """Bars, markers and P&L for one symbol. The session is the bars' window (from the first bar's start)."""
+    series = list_bars(warehouse, symbol, since=since, until=until, interval_seconds=interval_seconds, limit=limit)
+    if not series.bars:
+        return ChartData(symbol=symbol, interval_seconds=interval_seconds, bars=[], markers=[], pnl=[], position=0.0,
+                         realized_pnl=0.0)  # fmt: skip
+    start = series.bars[0].time
+    end = series.bars[-1].time + timedelta(seconds=interval_seconds)
+    window = {"symbol": symbol, "from_us": micros(start), "to_us": micros(end)}
+
+    def where(column: str) -> str:
+        return (
+            f"symbol = {{symbol:String}} AND toUnixTimestamp64Micro({column}) >= {{from_us:Int64}} "
+            f"AND toUnixTimestamp64Micro({column}) < {{to_us:Int64}}"
+        )
+
+    found_signals: list[Signal] = fetch_records(
+        warehouse, signals.TOPIC, where("created_time"), window, "created_time", "signal_id"
+    )
+    intents: list[OrderIntent] = fetch_records(
+        warehouse, order_intents.TOPIC, where("created_time"), window, "created_time", "order_id"
+    )
+    fills: list[Execution] = fetch_records(
+        warehouse, executions.TOPIC, where("exec_time"), window, "exec_time", "exec_id"
+    )
+    pnl, book = pnl_series(series.bars, fills, interval_seconds)
+    return ChartData(
+        symbol=symbol, interval_seconds=interval_seconds, bars=series.bars,
+        markers=chart_markers(found_signals, intents, fills, interval_seconds), pnl=pnl, position=book.quantity,
+        realized_pnl=book.realized,
+    )  # fmt: skip
+
+
+def add_chart_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
+    """Register ``GET /v1/bars`` and ``GET /v1/chart`` (viewer)."""
+
+    @app.get(
+        "/v1/bars", response_model=BarSeries, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
+    )
+    def bars(
+        request: Request,
+        symbol: SymbolQuery,
+        since: SinceQuery = None,
+        until: UntilQuery = None,
+        interval: IntervalQuery = 5,
+        limit: LimitQuery = 720,
+    ) -> Any:
+        """The newest ``limit`` bars of a symbol in the window, oldest first, optionally aggregated."""
+        return list_bars(request.app.state.warehouse, symbol, since=_utc(since), until=_utc(until),
+                         interval_seconds=interval, limit=limit)  # fmt: skip
+
+    @app.get(
+        "/v1/chart", response_model=ChartData, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
+    )
+    def chart(
+        request: Request,
+        symbol: SymbolQuery,
+        since: SinceQuery = None,
+        until: UntilQuery = None,
+        interval: IntervalQuery = 5,
+        limit: LimitQuery = 720,
+    ) -> Any:
+        """Bars with signals, entries, stops, take-profits and fills marked, and the session's P&L per bar."""
+        return chart_data(request.app.state.warehouse, symbol, since=_utc(since), until=_utc(until),
+                          interval_seconds=interval, limit=limit)  # fmt: skip

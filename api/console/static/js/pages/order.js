@@ -1,0 +1,81 @@
+// One order's whole trail: intent → risk checks → routing → broker events → fills → reconciliation (+ the audit).
+import { api } from "../api.js";
+import { badge, clear, h, num, section, short, table, time, updated } from "../dom.js";
+import { poll } from "../ui.js";
+
+const FINAL = new Set(["filled", "cancelled", "rejected", "error"]);
+
+export function render(view, ctx) {
+  const id = ctx.match[1];
+  const stamp = h("span", { class: "muted small", id: "order-updated" });
+  const out = h("div", { id: "order" });
+  view.append(h("div", { class: "page-head" }, h("h1", {}, `Order ${short(id)}`), stamp), h("p", {}, h("a", { href: "#/orders" }, "← all orders")), out);
+  let stop = null;
+
+  async function refresh() {
+    const d = await api(`/v1/orders/${id}`);
+    const o = d.order;
+    const i = d.intent;
+    const r = d.reconciliation;
+    clear(out).append(
+      h("div", { class: "tiles" },
+        h("div", { class: "tile" }, h("div", { class: "tile-label" }, "status"), h("div", { class: "tile-value", id: "order-status" }, o.status || "no broker event")),
+        h("div", { class: "tile" }, h("div", { class: "tile-label" }, "risk"), h("div", { class: "tile-value" }, o.risk)),
+        h("div", { class: "tile" }, h("div", { class: "tile-label" }, "filled"), h("div", { class: "tile-value" }, `${num(o.filled_quantity, 4)} / ${num(o.quantity, 4)}`)),
+        h("div", { class: "tile" }, h("div", { class: "tile-label" }, "reconciliation"), h("div", { class: "tile-value", id: "order-recon" }, r.status || (r.issues.length ? "issues" : "—")))),
+      h("ol", { class: "steps" },
+        h("li", { class: "done" }, "intent"),
+        h("li", { class: d.risk_decision ? (d.risk_decision.approved ? "done" : "failed") : "" }, "risk"),
+        h("li", { class: d.routed ? "done" : "" }, "routed"),
+        h("li", { class: d.events.length ? "done" : "" }, "broker"),
+        h("li", { class: d.fills.length ? "done" : "" }, "fills"),
+        h("li", { class: r.status === "matched" || (r.status && !r.issues.length) ? "done" : r.issues.length ? "failed" : "" }, "reconciled")),
+      section("Intent", h("dl", { class: "kv" },
+        h("dt", {}, "symbol"), h("dd", {}, i.symbol),
+        h("dt", {}, "side / qty"), h("dd", {}, `${i.side} ${num(i.quantity, 4)}`),
+        h("dt", {}, "type"), h("dd", {}, `${i.order_type}${i.limit_price != null ? ` @ ${num(i.limit_price, 4)}` : ""}`),
+        h("dt", {}, "stop / target"), h("dd", {}, `${num(i.stop_loss, 4)} / ${num(i.take_profit, 4)}`),
+        h("dt", {}, "run"), h("dd", {}, i.run_id ? h("a", { href: `#/orders?run_id=${i.run_id}` }, short(i.run_id)) : "—"),
+        h("dt", {}, "requested by"), h("dd", {}, i.requested_by),
+        h("dt", {}, "created"), h("dd", {}, time(i.created_time)))),
+      section("Risk decision", d.risk_decision
+        ? [h("p", {}, badge(d.risk_decision.approved ? "approved" : "rejected", d.risk_decision.approved ? "ok" : "bad"), ` at ${time(d.risk_decision.decided_time)}`),
+          table([
+            { label: "check", cell: (c) => c.name },
+            { label: "value", cell: (c) => num(c.value) },
+            { label: "limit", cell: (c) => num(c.limit) },
+            { label: "result", cell: (c) => badge(c.passed ? "pass" : "fail", c.passed ? "ok" : "bad") },
+            { label: "reason", cell: (c) => c.reason },
+          ], d.risk_decision.checks)]
+        : h("p", { class: "muted" }, "No decision recorded yet.")),
+      section("Broker events", table([
+        { label: "time", cell: (e) => time(e.event_time) },
+        { label: "leg", cell: (e) => e.leg },
+        { label: "status", cell: (e) => badge(e.status, `status-${e.status}`) },
+        { label: "filled", cell: (e) => `${num(e.filled_quantity, 4)}${e.avg_fill_price != null ? ` @ ${num(e.avg_fill_price, 4)}` : ""}` },
+        { label: "remaining", cell: (e) => num(e.remaining_quantity, 4) },
+        { label: "reconciliation", cell: (e) => e.reconciliation_status || "" },
+      ], d.events, { empty: "No broker event yet." })),
+      section("Fills", h("div", { id: "fills" }, table([
+        { label: "time", cell: (f) => time(f.exec_time) },
+        { label: "exec id", cell: (f) => f.exec_id },
+        { label: "side", cell: (f) => badge(f.side, f.side === "BUY" ? "buy" : "sell") },
+        { label: "qty", cell: (f) => num(f.quantity, 4) },
+        { label: "price", cell: (f) => num(f.price, 4) },
+        { label: "commission", cell: (f) => num(f.commission, 4) },
+      ], d.fills, { empty: "No fill yet." }))),
+      section("Reconciliation", h("p", {}, r.status ? `broker flag: ${r.status}` : "no broker flag",
+        r.issues.length ? ` — issues: ${r.issues.join(", ")}` : " — no issue")),
+      section("Audit trail", table([
+        { label: "time", cell: (t) => time(t.time) },
+        { label: "stage", cell: (t) => t.stage },
+        { label: "status", cell: (t) => t.status },
+        { label: "detail", cell: (t) => t.detail },
+      ], d.trail)),
+    );
+    updated(stamp);
+    if (FINAL.has(o.status) && r.status && stop) { stop(); stop = null; }  // nothing more will happen
+  }
+  stop = poll(refresh, 3000);
+  return () => stop && stop();
+}

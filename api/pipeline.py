@@ -1,0 +1,281 @@
+"""``GET /v1/health/pipeline``: the pipeline's state as the warehouse last saw it, for the operator console.
+
+The same figures the deployables export as metrics, assembled from the topics the sink stores: the latest
+heartbeat per component (IB connection state), the newest quote and bar per symbol (feed age, stale past
+``stale_after_seconds``), gaps still open, the ``consumer_lag`` view, dead letters by topic, firing alerts, the
+Agent0 circuit as orchestration's failed runs report it, and the kill switch in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel
+
+from api.auth import Principal
+from api.errors import errors
+from api.precheck import GLOBAL_TARGETS, kill_switch_commands, newest_records
+from ibstream.config import Settings
+from ibstream.contracts import (
+    Alert,
+    ControlCommand,
+    Gap,
+    Heartbeat,
+    OrchestrationRun,
+    alerts,
+    bars,
+    gaps,
+    heartbeats,
+    quotes,
+    runs,
+)
+from ibstream.contracts.enums import AlertState, ControlCommandKind, GapState, RunState
+from ibstream.warehouse import Warehouse
+from ibstream.warehouse.schema import DEAD_LETTER_TABLE
+
+#: A failed run whose reason contains this was refused by orchestration's open breaker (streams.orchestration).
+CIRCUIT_OPEN_MARK = "circuit open"
+#: A heartbeat older than this many heartbeat periods means the component is silent.
+SILENT_AFTER_PERIODS = 3
+OPEN_GAP_STATES = (GapState.OPEN, GapState.BACKFILLING)
+
+
+class ComponentHealth(BaseModel):
+    """The latest heartbeat of one IB-connected component."""
+
+    component: str
+    instance_id: str
+    connection_state: str
+    symbols_active: int
+    reconnect_count: int
+    time: datetime
+    age_seconds: float
+    silent: bool
+
+
+class FeedHealth(BaseModel):
+    """Freshness of one symbol's market data (newest event time of quotes and of bars)."""
+
+    symbol: str
+    last_quote_time: datetime | None
+    last_bar_time: datetime | None
+    age_seconds: float | None
+    stale: bool
+
+
+class ConsumerLag(BaseModel):
+    """A partition's lag at the sink's latest flush (``consumer_lag`` view)."""
+
+    group_id: str
+    topic: str
+    partition: int
+    lag: int
+    updated_time: datetime
+
+
+class DeadLetterCount(BaseModel):
+    """Dead letters of one source topic and error kind."""
+
+    original_topic: str
+    component: str
+    error_kind: str
+    count: int
+    last_time: datetime
+
+
+class CircuitState(BaseModel):
+    """Agent0's circuit breaker as orchestration's runs report it: ``open`` when the newest planning outcome was a
+    refusal by the open breaker, ``closed`` after any later plan, ``unknown`` before any run."""
+
+    state: Literal["open", "closed", "unknown"]
+    since: datetime | None
+    reason: str | None
+
+
+class KillSwitchState(BaseModel):
+    """The latest kill-switch command of one target."""
+
+    target: str
+    engaged: bool
+    actor: str
+    reason: str
+    time: datetime
+
+
+class PipelineHealth(BaseModel):
+    """Everything the console's health page shows."""
+
+    generated_time: datetime
+    stale_after_seconds: float
+    components: list[ComponentHealth]
+    feeds: list[FeedHealth]
+    stale_symbols: list[str]
+    open_gaps: list[Gap]
+    consumer_lag: list[ConsumerLag]
+    consumer_lag_total: int
+    dead_letters: list[DeadLetterCount]
+    dead_letters_total: int
+    alerts: list[Alert]
+    agent0_circuit: CircuitState
+    kill_switch: list[KillSwitchState]
+    kill_switch_engaged: bool
+
+
+def _age(now: datetime, then: datetime) -> float:
+    return max(0.0, (now - then).total_seconds())
+
+
+def component_health(beats: Iterable[Heartbeat], now: datetime, heartbeat_seconds: float) -> list[ComponentHealth]:
+    """One row per component from its latest heartbeat; silent when it is older than a few periods."""
+    rows = []
+    for beat in sorted(beats, key=lambda b: b.component):
+        age = _age(now, beat.time)
+        rows.append(
+            ComponentHealth(**beat.model_dump(), age_seconds=age, silent=age > SILENT_AFTER_PERIODS * heartbeat_seconds)
+        )
+    return rows
+
+
+def feed_health(
+    symbols: Sequence[str],
+    last_quote: dict[str, datetime],
+    last_bar: dict[str, datetime],
+    now: datetime,
+    stale_after: float,
+) -> list[FeedHealth]:
+    """One row per configured or seen symbol; age from the newer of quote and bar; no data at all is stale."""
+    ordered = list(dict.fromkeys([*symbols, *sorted(set(last_quote) | set(last_bar))]))
+    rows = []
+    for symbol in ordered:
+        times = [t for t in (last_quote.get(symbol), last_bar.get(symbol)) if t is not None]
+        age = _age(now, max(times)) if times else None
+        rows.append(
+            FeedHealth(
+                symbol=symbol,
+                last_quote_time=last_quote.get(symbol),
+                last_bar_time=last_bar.get(symbol),
+                age_seconds=age,
+                stale=age is None or age > stale_after,
+            )
+        )
+    return rows
+
+
+def circuit_state(records: Iterable[OrchestrationRun]) -> CircuitState:
+    """Agent0's breaker from run records: the newest of (a plan, a refusal by the open breaker) decides."""
+    latest: OrchestrationRun | None = None
+    for record in records:
+        planned = record.state == RunState.PLANNED
+        refused = record.state == RunState.FAILED and CIRCUIT_OPEN_MARK in (record.reason or "").lower()
+        if (planned or refused) and (latest is None or record.time >= latest.time):
+            latest = record
+    if latest is None:
+        return CircuitState(state="unknown", since=None, reason=None)
+    if latest.state == RunState.FAILED:
+        return CircuitState(state="open", since=latest.time, reason=latest.reason)
+    return CircuitState(state="closed", since=latest.time, reason=None)
+
+
+def kill_switch_states(commands: Iterable[ControlCommand]) -> list[KillSwitchState]:
+    """The latest on/off command per target (global spellings folded into ``global``), in time order."""
+    latest: dict[str, ControlCommand] = {}
+    for command in commands:
+        if command.command not in (ControlCommandKind.KILL_SWITCH_ON, ControlCommandKind.KILL_SWITCH_OFF):
+            continue
+        target = "global" if command.target.strip().lower() in GLOBAL_TARGETS else command.target
+        latest[target] = command
+    return [
+        KillSwitchState(
+            target=target,
+            engaged=command.command == ControlCommandKind.KILL_SWITCH_ON,
+            actor=command.actor,
+            reason=command.reason,
+            time=command.issued_time,
+        )
+        for target, command in sorted(latest.items(), key=lambda item: item[1].issued_time)
+    ]
+
+
+def _newest_by_symbol(warehouse: Warehouse, table: str) -> dict[str, datetime]:
+    # max() needs no FINAL: a duplicate row cannot change a maximum.
+    rows = warehouse.query(f"SELECT symbol, max(event_time) FROM {warehouse.table(table)} GROUP BY symbol").rows
+    return {str(symbol): _utc(time) for symbol, time in rows}
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> PipelineHealth:
+    """Assemble the health page from the warehouse."""
+    schema = warehouse.schema
+    beats = newest_records(
+        warehouse, heartbeats.TOPIC, "1", {}, "time DESC, _kafka_ts DESC, _offset DESC", per="component"
+    )
+    feeds = feed_health(
+        settings.symbols,
+        _newest_by_symbol(warehouse, schema.for_topic(quotes.TOPIC).name),
+        _newest_by_symbol(warehouse, schema.for_topic(bars.TOPIC).name),
+        now,
+        settings.stale_after_seconds,
+    )
+    gap_states = newest_records(
+        warehouse, gaps.TOPIC, "1", {}, "updated_time DESC, _kafka_ts DESC, _offset DESC", per="gap_id"
+    )
+    open_gaps = sorted((g for g in gap_states if g.state in OPEN_GAP_STATES), key=lambda g: g.start)
+    lag_rows = warehouse.query(
+        f"SELECT group_id, topic, partition, lag, updated_time FROM {warehouse.table('consumer_lag')} "
+        "ORDER BY group_id, topic, partition"
+    ).dicts()
+    lags = [ConsumerLag.model_validate({**row, "updated_time": _utc(row["updated_time"])}) for row in lag_rows]
+    dlq_rows = warehouse.query(
+        f"SELECT original_topic, component, error_kind, count() AS count, max(failed_time) AS last_time "
+        f"FROM {warehouse.table(DEAD_LETTER_TABLE)} FINAL GROUP BY original_topic, component, error_kind "
+        "ORDER BY count DESC, original_topic"
+    ).dicts()
+    dead = [DeadLetterCount.model_validate({**row, "last_time": _utc(row["last_time"])}) for row in dlq_rows]
+    alert_states = newest_records(
+        warehouse, alerts.TOPIC, "1", {}, "time DESC, _kafka_ts DESC, _offset DESC", per="alert_id"
+    )
+    firing = sorted((a for a in alert_states if a.state == AlertState.FIRING), key=lambda a: a.time, reverse=True)
+    # Only the records that decide the breaker: plans and failures.
+    outcomes = newest_records(
+        warehouse, runs.TOPIC, "state IN ('planned', 'failed')", {}, "time DESC, _kafka_ts DESC, _offset DESC",
+        limit=200,
+    )  # fmt: skip
+    switches = kill_switch_states(kill_switch_commands(warehouse))
+    return PipelineHealth(
+        generated_time=now,
+        stale_after_seconds=settings.stale_after_seconds,
+        components=component_health(beats, now, settings.heartbeat_seconds),
+        feeds=feeds,
+        stale_symbols=[feed.symbol for feed in feeds if feed.stale],
+        open_gaps=open_gaps,
+        consumer_lag=lags,
+        consumer_lag_total=sum(lag.lag for lag in lags),
+        dead_letters=dead,
+        dead_letters_total=sum(row.count for row in dead),
+        alerts=firing,
+        agent0_circuit=circuit_state(outcomes),
+        kill_switch=switches,
+        kill_switch_engaged=any(switch.engaged for switch in switches),
+    )
+
+
+def add_pipeline_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
+    """Register ``GET /v1/health/pipeline`` (viewer)."""
+
+    @app.get(
+        "/v1/health/pipeline",
+        response_model=PipelineHealth,
+        tags=["health"],
+        responses=errors(),
+        dependencies=[Depends(viewer)],
+    )
+    def pipeline(request: Request) -> Any:
+        """IB connection, feed ages (stale highlighted), open gaps, consumer lag, dead letters, firing alerts,
+        Agent0's circuit and the kill switch, from the warehouse."""
+        return pipeline_health(request.app.state.warehouse, request.app.state.settings, datetime.now(UTC))
