@@ -1,20 +1,24 @@
-"""Helpers for the streams integration tests: a Faust worker as a real subprocess, produce, read back."""
+"""Helpers for the streams integration tests: a Faust worker as a real subprocess, Agent0 on a real socket, produce,
+read back."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import uvicorn
 from confluent_kafka import Consumer
 
-from ibstream.config import PROJECT_ROOT, Settings
+from ibstream.config import PROJECT_ROOT, Settings, load_settings
 from ibstream.contracts import Record, TopicSpec
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import consumer_config, create_producer
@@ -71,7 +75,7 @@ class StreamsWorker:
 
 
 def producer(settings: Settings) -> RecordProducer:
-    return RecordProducer(create_producer(settings, **{"linger.ms": 0}), CODEC, settings.kafka_topic_prefix)
+    return RecordProducer(create_producer(settings, "events", **{"linger.ms": 0}), CODEC, settings.kafka_topic_prefix)
 
 
 class TopicReader:
@@ -104,3 +108,38 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (yet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Agent0Server:
+    """The real Agent0 app (``api.agent0.create_app``, SQLite plan store) on uvicorn in a thread, on a real socket.
+    Intents from ``/v1/execute`` are kept in ``published`` (orchestration never calls it)."""
+
+    def __init__(self, tmp_path: Path, port: int | None = None) -> None:
+        from api.agent0 import PlanStore, create_app
+
+        self.published: list[Any] = []
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(load_settings(), PlanStore(tmp_path / "agent0.sqlite"), self.published.append)
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self._thread = threading.Thread(target=self._server.run, name="agent0", daemon=True)
+
+    def start(self) -> Agent0Server:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self._server.started, "Agent0 did not start within 10 s"
+        return self
+
+    def stop(self) -> None:
+        """Close the socket: from now on a connection is refused."""
+        self._server.should_exit = True
+        self._thread.join(10)
