@@ -69,7 +69,12 @@ class Agent0Client:
             else:
                 if response.status_code == 200:
                     self.breaker.success()
-                    return Plan.model_validate(response.json()["plan"])
+                    try:
+                        return Plan.model_validate(response.json()["plan"])
+                    except (ValueError, KeyError, TypeError) as error:  # ValidationError and JSON errors included
+                        # Not retried: the same request would get the same answer. Surfacing it as a
+                        # PlanningError records a failed run instead of leaving it in "planning".
+                        raise PlanningError(f"agent0 returned no readable plan: {error}") from None
                 cause = f"agent0 HTTP {response.status_code}: {response.text[:300]} on attempt {attempt}"
                 if response.status_code < 500:
                     self.breaker.success()  # Agent0 is up; the request is wrong and retrying cannot help

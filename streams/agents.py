@@ -483,6 +483,9 @@ class Orchestrator:
         slot = None if signal_id is None else self._slot(signal_id)
         if signal_id is not None and slot is not None and orchestration.slot_forgettable(slot, now):
             del self.tables.signals[signal_id]
+            if slot.signal is None and slot.trigger is not None:
+                log.warning("trigger_run dropped: its signal never arrived",
+                            extra={"signal_id": signal_id, "actor": slot.trigger.actor})  # fmt: skip
             outcomes.append("signal forgotten")
         return "; ".join(outcomes) or "tick: nothing due"
 

@@ -1,8 +1,21 @@
-"""Orchestration runs as pure logic: the run state machine, the approval policy and Agent0's circuit breaker.
+"""Orchestration runs as pure logic: the run state machine, the approval policy, Agent0's circuit breaker, and one
+step function per input (signal, approve/reject/trigger command, risk decision, order event, expiry tick).
 
-A run's states (``orchestration.runs.v1``): triggered → planning → planned → awaiting_approval → approved →
-submitted → completed, or failed / expired / rejected with a reason. ``advance`` refuses any other move, so a
-redelivered or out-of-order command cannot take a run backwards or out of a final state.
+A run's states (``orchestration.runs.v1``, one record per change): triggered → planning → planned →
+awaiting_approval → approved → submitted → completed, or failed / expired / rejected with a reason. ``advance``
+refuses any other move, so a redelivered or out-of-order command cannot take a run backwards or out of a final
+state. Who moves a run:
+
+* a signal ≥ ``orchestration_min_confidence`` (or a ``trigger_run`` for any recent signal) opens it; Agent0 plans
+  it (failure → failed with the cause);
+* manual mode waits for ``approve_run``/``reject_run``; policy mode approves when ``ApprovalPolicy`` holds
+  (planned → approved directly) and otherwise waits for an operator like manual mode;
+* an awaiting run expires at its signal's ``expiry_time``;
+* approval emits the run's one ``OrderIntent`` (``order_id = uuid5(run_id)``) and the run is submitted; the parent
+  order's fill completes it, a risk rejection or an order ending unfilled at IB fails it.
+
+Signal lifecycle transitions follow the run from planned on (planned, approved | rejected | expired, ordered,
+filled, or rejected / closed when the order fails); a planning failure leaves the signal "new" to expire on its own.
 """
 
 from __future__ import annotations

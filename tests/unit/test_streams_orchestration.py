@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from ibstream import ids
@@ -32,7 +33,7 @@ from ibstream.contracts.enums import (
 )
 from streams import orchestration as orch
 from streams import signals
-from streams.agent0_client import PlanningError
+from streams.agent0_client import Agent0Client, PlanningError
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 SIGNAL = Signal(signal_id="sig-1", symbol="AAPL", strategy="donchian_breakout", side=Side.BUY, confidence=0.9,
@@ -348,3 +349,15 @@ def test_a_run_owned_signal_is_expired_by_the_run_not_twice() -> None:
     assert moved == [] and after["active"] == {}  # slot freed, no second "expired"
     _, _, moved = signals.on_bar(state, bar, T0, 300, strategies={})
     assert [t.to_status for t in moved] == [SignalStatus.EXPIRED]  # a signal without a run still expires here
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_plan_fails_the_run_instead_of_escaping() -> None:
+    bodies = iter([b'{"plan": {"plan_id": "p"}}', b"<html>proxy error</html>"])
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, content=next(bodies)))
+    agent0 = Agent0Client("http://agent0", timeout=1, max_attempts=3, backoff_seconds=0,
+                          breaker=orch.CircuitBreaker(5, 1), transport=transport)  # fmt: skip
+    for _ in range(2):
+        records = await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0)
+        assert records[-1].state is RunState.FAILED and "no readable plan" in (records[-1].reason or "")
+    await agent0.close()
