@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from opentelemetry.metrics import CallbackOptions, Observation
+
 from consumers.execution.exceptions import FencedError
 from consumers.execution.journal import InDoubt, Journal
 from consumers.execution.mapping import (
@@ -45,7 +47,6 @@ from consumers.execution.mapping import (
     TERMINAL,
     InvalidOrderError,
     LegPlan,
-    alert_id,
     leg_of_ib_order,
     legs_of,
     may_trade,
@@ -62,10 +63,10 @@ from consumers.execution.state import (
     reconcile,
     status_of_error,
 )
+from ibstream.alerting import AlertBook
 from ibstream.backoff import Backoff
 from ibstream.config import Settings
 from ibstream.contracts import (
-    Alert,
     ControlCommand,
     OrderEvent,
     Position,
@@ -81,7 +82,6 @@ from ibstream.contracts import (
     utc_now,
 )
 from ibstream.contracts.enums import (
-    AlertState,
     ControlCommandKind,
     ExecutionSource,
     OrderLeg,
@@ -188,7 +188,7 @@ class Executor:
         self._early_commissions: dict[str, events.CommissionReport] = {}
         self._routed_times: dict[str, dt.datetime] = {}
         self._acked_at: dict[str, float] = {}
-        self._firing: set[str] = set()
+        self.alerts = AlertBook(COMPONENT)
         self._paused = False
         self._reconcile_due = False
         self._snapshot_lock = threading.Lock()
@@ -220,7 +220,9 @@ class Executor:
             unit="s",
             description="IB acknowledged → filled",
         )
-        self.m_alerts = m.create_counter("ibstream_alerts", description="Alerts raised")
+        m.create_observable_gauge(
+            "ibstream_ib_connected", [self._observe_connected], description="1 when the IB session is connected"
+        )
         self.m_impossible = m.create_counter(
             "ibstream_execution_impossible_transitions", description="Status reports that contradicted our state"
         )
@@ -252,6 +254,10 @@ class Executor:
         self._expire_pending_executions()
         self._flush()
         self._update_snapshot()
+
+    def _observe_connected(self, _options: CallbackOptions) -> list[Observation]:
+        connected = self.state in (State.RECONCILING, State.READY, State.REFUSED)
+        return [Observation(1 if connected else 0, {"component": COMPONENT})]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """For /ready: placing orders (connected, reconciled, interlock passed)."""
@@ -384,7 +390,7 @@ class Executor:
                 connected.accounts,
             )
             return
-        self._resolve(alert_id("ib_disconnected", account), "ib_disconnected", "IB connection restored")
+        self._resolve("ib_disconnected", (account,), "IB connection restored")
         log.info(
             "IB connected",
             extra={"account": account, "next_valid_id": connected.next_valid_id, "generation": connected.generation,
@@ -648,28 +654,15 @@ class Executor:
         order_id: str | None = None,
         symbol: str | None = None,
     ) -> None:
-        identity = alert_id(kind, *key)
-        if identity in self._firing:
-            return
-        self._firing.add(identity)
-        self.m_alerts.add(1, {"kind": kind})
-        self._outbox.append(
-            (alerts.TOPIC, Alert(
-                alert_id=identity, kind=kind, severity=severity, state=AlertState.FIRING, component=COMPONENT,
-                symbol=symbol, order_id=order_id, message=message, details=details, time=utc_now(),
-            ))
-        )  # fmt: skip
+        alert = self.alerts.fire(kind, "|".join(key), severity, message, symbol=symbol, order_id=order_id,
+                                 details=details)  # fmt: skip
+        if alert is not None:
+            self._outbox.append((alerts.TOPIC, alert))
 
-    def _resolve(self, identity: str, kind: str, message: str) -> None:
-        if identity not in self._firing:
-            return
-        self._firing.discard(identity)
-        self._outbox.append(
-            (alerts.TOPIC, Alert(
-                alert_id=identity, kind=kind, severity=Severity.INFO, state=AlertState.RESOLVED, component=COMPONENT,
-                message=message, details={}, time=utc_now(),
-            ))
-        )  # fmt: skip
+    def _resolve(self, kind: str, key: tuple[str, ...], message: str) -> None:
+        alert = self.alerts.resolve(kind, "|".join(key), message)
+        if alert is not None:
+            self._outbox.append((alerts.TOPIC, alert))
 
     # --- asking IB ----------------------------------------------------------------------------------------------
 
@@ -978,7 +971,7 @@ class Executor:
                 self._cancel_scope(target)
         elif self.kill_switches.pop(target, None) is not None:
             log.warning("kill switch off", extra={"target": target, "actor": command.actor})
-            self._resolve(alert_id("kill_switch", target), "kill_switch", f"kill switch off for {target}")
+            self._resolve("kill_switch", (target,), f"kill switch off for {target}")
 
     def _kill_scope(self, symbol: str) -> str | None:
         for target in self.kill_switches:
