@@ -4,6 +4,10 @@
 backed by changelog topics, so a restarted or rebalanced worker recovers them) and agents. Several workers with
 the same ``streams_app_id`` share partitions through the Faust consumer group.
 
+Orchestration is two agents: a stateless router over signals, control, risk decisions and order events that
+re-keys each run's inputs by the run's order_id onto the internal ``<prefix>orchestration-commands`` topic, and
+the orchestration agent over that topic, which owns the run tables (see ``_add_orchestration``).
+
 Run: ``ibstream run streams [--agents risk,signals,orchestration] [--loglevel info]``.
 """
 
