@@ -167,6 +167,7 @@ class Settings(BaseSettings):
     # --- streams and risk ---
     # Faust application id (consumer group, changelog topic names); the topic prefix is prepended to it.
     streams_app_id: str = Field(default="ibstream-streams", pattern=r"^[A-Za-z0-9._-]+$")
+    streams_health_port: int = Field(default=6066, ge=0, le=65535)
     # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
     streams_data_dir: Path | None = None
     # Signals: how long a signal stays actionable, and the confidence that opens an orchestration run.

@@ -37,6 +37,7 @@ from ibstream.contracts import (
 )
 from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError, IbstreamError
+from ibstream.health import HealthServer
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer
 from streams import agents, orchestration, risk
@@ -275,12 +276,21 @@ def main(argv: list[str]) -> int:
         log.error("streams cannot start", extra={"error": str(error)})
         return 2
     built.start_feeds()
-    worker = _Worker(built.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    app = built.app
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        started, rebalancing, crashed = bool(app.started), bool(app.rebalancing), bool(app.crashed)
+        details = {"started": started, "rebalancing": rebalancing, "crashed": crashed, "agents": list(enabled)}
+        return started and not rebalancing and not crashed, details
+
+    health = HealthServer("0.0.0.0", settings.streams_health_port, readiness).start()
+    worker = _Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
         return int(stop.code or 0) if isinstance(stop.code, int) else 0
     finally:
+        health.stop()
         built.stop_feeds()
     return 0
 

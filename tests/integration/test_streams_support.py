@@ -35,6 +35,7 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
             "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
             "PYTHONUNBUFFERED": "1",
+            "IBSTREAM_STREAMS_HEALTH_PORT": "0",  # any free port: tests run several workers at once
         }
     )
     env.update({f"IBSTREAM_{key.upper()}": str(value) for key, value in extra.items()})

@@ -29,7 +29,7 @@ PRODUCTION = CHART / "examples" / "production.yaml"
 KUBE_VERSION = "1.34"
 DEPLOYABLES = ("producer", "streams", "execution", "sink", "api", "agent0")
 #: Port variables the chart sets that no Settings field reads yet: the deployable still has to serve its probes there.
-PORT_SETTINGS_PENDING = {"IBSTREAM_STREAMS_HEALTH_PORT"}
+PORT_SETTINGS_PENDING: set[str] = set()
 #: Custom resources kubernetes-validate has no schema for; checked structurally below instead.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 NO_VALIDATOR = "kubernetes-validate not installed (dev extra: kubernetes-validate==1.37.0)"
