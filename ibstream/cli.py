@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from datetime import time as dt_time
 
 from ibstream.config import get_settings
 from ibstream.exceptions import ConfigError, IbstreamError
@@ -114,15 +115,18 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    # Until the pipeline's deployables exist (issue #11 builds the full demo), the demo brings up the local stack
-    # and the topic catalogue and says plainly what is still missing.
-    _stack(argparse.Namespace(action="up", registry=False))
-    _topics(args)
-    _stack(argparse.Namespace(action="status", registry=False))
-    missing = [name for name, (module, _) in DEPLOYABLES.items() if not _is_built(module)]
-    if missing:
-        print(f"\nThe full trading-session demo needs deployables not built yet: {', '.join(missing)} (issue #11).")
-    return 0
+    from ibstream.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        speed=args.speed,
+        approve=args.approve,
+        fault_at=None if args.no_fault else dt_time.fromisoformat(args.fault_at),
+        keep=args.keep,
+        live_view=not args.no_live and sys.stdout.isatty(),
+        session_minutes=args.session_minutes,
+    )
+    figures = run_demo(config)
+    return 0 if figures else 1
 
 
 def _utc_time(text: str) -> datetime:
@@ -195,7 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default=None, help="lifetime such as 900, 15m, 8h, 7d (8h)")
     token.set_defaults(handler=_token)
 
-    demo = commands.add_parser("demo", help="run the demo on embedded defaults")
+    demo = commands.add_parser("demo", help="run one simulated trading session through the whole pipeline")
+    demo.add_argument("--speed", type=float, default=120.0, help="simulated seconds per wall second (120: ~3.5 min)")
+    demo.add_argument(
+        "--approve",
+        choices=["manual", "policy"],
+        default="manual",
+        help="manual: the demo approves runs through the API as a trader; policy: the rules decide",
+    )
+    demo.add_argument("--fault-at", default="11:00", help="New York time of the injected gateway drop")
+    demo.add_argument("--no-fault", action="store_true", help="no injected gateway drop")
+    demo.add_argument("--session-minutes", type=float, default=None, help="stop after this much market time")
+    demo.add_argument("--keep", action="store_true", help="leave the stack, ibsim and the API running afterwards")
+    demo.add_argument("--no-live", action="store_true", help="no live terminal view (logs only)")
     demo.set_defaults(handler=_demo)
 
     replay = commands.add_parser("replay", help="re-emit a topic's records from a time window (gap recovery)")

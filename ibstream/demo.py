@@ -1,0 +1,476 @@
+"""`ibstream demo`: one simulated trading session through the whole pipeline, on embedded defaults.
+
+It starts the local Kafka broker, ibsim with an accelerated clock, and every deployable as its own process (as in
+production): producer, streams, Agent0, execution, and the API with the embedded warehouse sink. A live terminal
+view follows the session from the open to the close; the demo acts as the trader and approves runs through the API,
+drops the gateway's connections once mid-session to show recovery, and ends with a summary read from the
+warehouse, which it leaves in place for `ibstream audit`. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ibstream.config import Settings, get_settings, load_settings
+from ibstream.exceptions import IbstreamError
+from ibstream.kafka.clients import create_admin
+from ibstream.kafka.topics import catalogue, ensure_topics
+from ibstream.market_hours import CLOSE, EXCHANGE_TZ, OPEN
+from ibstream.processes import ProcessGroup, free_port
+from ibstream.stack import KafkaStack
+
+DEMO_SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+class DemoError(IbstreamError):
+    """The demo could not run; the message says which part failed."""
+
+
+# --- small HTTP and metrics helpers --------------------------------------------------------------------------
+
+
+def get_json(url: str, token: str | None = None, timeout: float = 3.0) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def post_json(url: str, body: dict[str, Any], token: str | None = None, timeout: float = 5.0) -> Any:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample in a Prometheus text exposition."""
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match.group(2) or ""))
+        try:
+            samples.append((match.group(1), labels, float(match.group(3))))
+        except ValueError:
+            continue
+    return samples
+
+
+def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    return sum(value for sample, sample_labels, value in samples
+               if sample == name and all(sample_labels.get(k) == v for k, v in labels.items()))  # fmt: skip
+
+
+def histogram_quantile(samples: list[tuple[str, dict[str, str], float]], name: str, quantile: float) -> float | None:
+    """The quantile of a Prometheus histogram (all label sets summed), interpolated inside its bucket."""
+    buckets: dict[float, float] = {}
+    for sample, labels, value in samples:
+        if sample == f"{name}_bucket":
+            bound = math.inf if labels.get("le") == "+Inf" else float(labels.get("le", "nan"))
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    if not buckets or buckets.get(math.inf, 0.0) == 0:
+        return None
+    total = buckets[math.inf]
+    rank = quantile * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound in sorted(buckets):
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return previous_bound
+            span = count - previous_count
+            return previous_bound + (bound - previous_bound) * ((rank - previous_count) / span if span else 1.0)
+        previous_bound, previous_count = bound, count
+    return None
+
+
+def session_start(today: dt.date | None = None) -> dt.datetime:
+    """The most recent weekday's 09:30 New York open (today's, on a weekday)."""
+    day = today or dt.datetime.now(EXCHANGE_TZ).date()
+    while day.weekday() >= 5:
+        day -= dt.timedelta(days=1)
+    return dt.datetime.combine(day, OPEN, tzinfo=EXCHANGE_TZ)
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoConfig:
+    speed: float = 120.0
+    symbols: tuple[str, ...] = DEMO_SYMBOLS
+    approve: str = "manual"  # the demo approves through the API as a trader; "policy" lets the rules decide
+    fault_at: dt.time | None = dt.time(11, 0)  # gateway connections dropped once (None: no fault)
+    keep: bool = False
+    live_view: bool = True
+    directory: Path | None = None
+    session_minutes: float | None = None  # shorter session (tests): minutes of simulated time from the open
+
+
+@dataclass
+class Demo:
+    config: DemoConfig
+    settings: Settings = field(default_factory=get_settings)
+
+    def __post_init__(self) -> None:
+        self.directory = self.config.directory or (self.settings.state_dir / "demo")
+        self.prefix = f"demo{dt.datetime.now(dt.UTC).strftime('%Y%m%d%H%M%S')}."
+        self.group = ProcessGroup(self.directory / "logs")
+        self.ports = {name: free_port() for name in ("sim", "control", "producer", "execution", "agent0", "api",
+                                                      "streams", "sink")}  # fmt: skip
+        self.jwt_secret = secrets.token_urlsafe(48)
+        self.tokens: dict[str, str] = {}
+        self.start = session_start()
+        minutes = self.config.session_minutes
+        close = dt.datetime.combine(self.start.date(), CLOSE, tzinfo=EXCHANGE_TZ)
+        self.end = min(close, self.start + dt.timedelta(minutes=minutes)) if minutes else close
+        self.approved: set[str] = set()
+        self.fault_done = self.config.fault_at is None
+        self.events: list[str] = []
+        self.metrics: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+
+    # env shared by every deployable
+    def env(self) -> dict[str, str]:
+        return {
+            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "IBSTREAM_KAFKA_TOPIC_PREFIX": self.prefix,
+            "IBSTREAM_STATE_DIR": str(self.directory),
+            "IBSTREAM_WAREHOUSE_DIR": str(self.directory / "warehouse"),
+            "IBSTREAM_IB_PORT": str(self.ports["sim"]),
+            "IBSTREAM_SYMBOLS": ",".join(self.config.symbols),
+            "IBSTREAM_TRADING_HOURS": "rth",
+            "IBSTREAM_STALE_AFTER_SECONDS": "5",
+            "IBSTREAM_HEARTBEAT_SECONDS": "2",
+            "IBSTREAM_IB_RECONNECT_CAP_SECONDS": "2",
+            "IBSTREAM_APPROVAL_MODE": "policy" if self.config.approve == "policy" else "manual",
+            "IBSTREAM_AGENT0_URL": f"http://127.0.0.1:{self.ports['agent0']}",
+            "IBSTREAM_AGENT0_PORT": str(self.ports["agent0"]),
+            "IBSTREAM_PRODUCER_HEALTH_PORT": str(self.ports["producer"]),
+            "IBSTREAM_EXECUTION_HEALTH_PORT": str(self.ports["execution"]),
+            "IBSTREAM_STREAMS_HEALTH_PORT": str(self.ports["streams"]),
+            "IBSTREAM_SINK_HEALTH_PORT": str(self.ports["sink"]),
+            "IBSTREAM_API_PORT": str(self.ports["api"]),
+            "IBSTREAM_API_JWT_SECRET": self.jwt_secret,
+            "IBSTREAM_SPANS_FILE": str(self.directory / "spans.jsonl"),
+        }
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def control(self) -> str:
+        return f"http://127.0.0.1:{self.ports['control']}"
+
+    def _token(self, role: str) -> str:
+        if role not in self.tokens:
+            result = subprocess.run(
+                [sys.executable, "-m", "ibstream.cli", "token", "--role", role, "--subject", f"demo-{role}"],
+                env={**self.group.base_env, **self.env()}, capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            self.tokens[role] = result.stdout.strip()
+        return self.tokens[role]
+
+    # --- lifecycle ---
+
+    def prepare(self) -> None:
+        if self.directory.exists():
+            # A demo is a fresh session each time; the previous one's warehouse is replaced.
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True)
+        status = KafkaStack(self.settings).up()
+        self.events.append(f"Kafka broker on {status.bootstrap}")
+        own = load_settings(kafka_bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                            kafka_topic_prefix=self.prefix)  # fmt: skip
+        ensure_topics(create_admin(own), catalogue(self.prefix))
+        self.events.append(f"topics created under prefix {self.prefix}")
+
+    def start_processes(self) -> None:
+        env = self.env()
+        start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
+        self.group.ibstream(
+            "ibsim", "sim", "--port", str(self.ports["sim"]), "--control-port", str(self.ports["control"]),
+            "--speed", str(self.config.speed), "--start", start, "--symbols", *self.config.symbols,
+            env=env, health_url=f"{self.control}/health",
+        )  # fmt: skip
+        self.group.wait_healthy("ibsim", 30)
+        self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
+        self.group.ibstream("agent0", "run", "agent0", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['agent0']}/health")  # fmt: skip
+        self.group.ibstream("streams", "run", "streams", env=env)
+        self.group.ibstream("execution", "run", "execution", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['execution']}/health")  # fmt: skip
+        self.group.ibstream("producer", "run", "producer", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
+        for name in ("api", "agent0", "execution", "producer"):
+            self.group.wait_healthy(name, 90)
+        self.events.append("all deployables up")
+
+    def sim_state(self) -> dict[str, Any]:
+        try:
+            state: dict[str, Any] = get_json(f"{self.control}/state")
+            return state
+        except (OSError, ValueError):
+            return {}
+
+    def sim_time(self, state: dict[str, Any]) -> dt.datetime | None:
+        raw = state.get("sim_time") or state.get("time") or state.get("now")
+        if raw is None:
+            return None
+        if isinstance(raw, int | float):
+            return dt.datetime.fromtimestamp(raw, dt.UTC)
+        try:
+            return dt.datetime.fromisoformat(str(raw))
+        except ValueError:
+            return None
+
+    def scrape(self) -> None:
+        for name in ("producer", "execution", "api"):
+            port = self.ports[name]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    self.metrics[name] = parse_prometheus(response.read().decode())
+            except (OSError, ValueError):
+                continue
+
+    def approve_waiting_runs(self) -> None:
+        if self.config.approve != "manual":
+            return
+        try:
+            page = get_json(f"{self.api}/v1/runs?state=awaiting_approval&limit=50", self._token("viewer"))
+        except (OSError, ValueError, urllib.error.HTTPError):
+            return
+        for run in page.get("items", []):
+            run_id = run.get("run_id")
+            if not run_id or run_id in self.approved:
+                continue
+            try:
+                post_json(f"{self.api}/v1/runs/{run_id}/approve", {"reason": "demo trader approves"},
+                          self._token("trader"))  # fmt: skip
+                self.approved.add(run_id)
+            except (OSError, ValueError, urllib.error.HTTPError) as error:
+                self.events.append(f"approve {run_id[:8]} failed: {error}")
+
+    def maybe_inject_fault(self, now: dt.datetime | None) -> None:
+        if self.fault_done or now is None or self.config.fault_at is None:
+            return
+        if now.astimezone(EXCHANGE_TZ).time() >= self.config.fault_at:
+            post_json(f"{self.control}/faults/drop_connections", {})
+            self.fault_done = True
+            self.events.append(f"{now.astimezone(EXCHANGE_TZ):%H:%M} gateway dropped every connection (fault)")
+
+    def run_session(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console()
+        with Live(self.render(None, {}), console=console, refresh_per_second=2,
+                  transient=False) if self.config.live_view else _NoLive() as live:  # fmt: skip
+            while True:
+                state = self.sim_state()
+                now = self.sim_time(state)
+                self.maybe_inject_fault(now)
+                self.approve_waiting_runs()
+                self.scrape()
+                live.update(self.render(now, state))
+                for name, managed in self.group.processes.items():
+                    if not managed.alive():
+                        raise DemoError(f"{name} died:\n{managed.log_tail()}")
+                if now is not None and now >= self.end:
+                    break
+                time.sleep(1.0)
+        # Give the last fills and records a moment to land after the close.
+        time.sleep(5)
+
+    def render(self, now: dt.datetime | None, state: dict[str, Any]) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        progress = 0.0
+        if now is not None:
+            progress = max(0.0, min(1.0, (now - self.start).total_seconds() / (self.end - self.start).total_seconds()))
+        header = Table.grid(padding=(0, 2))
+        header.add_row(
+            f"[bold]ibstream demo[/] {self.start:%Y-%m-%d}",
+            f"market {now.astimezone(EXCHANGE_TZ):%H:%M:%S} NY" if now else "market …",
+            f"speed {self.config.speed:g}×",
+            ProgressBar(total=1.0, completed=progress, width=40),
+        )
+        producer = self.metrics.get("producer", [])
+        execution = self.metrics.get("execution", [])
+        stages = Table(title="pipeline", expand=True)
+        for column in ("stage", "figures"):
+            stages.add_column(column)
+        stages.add_row(
+            "IB feed",
+            f"connected={metric_sum(producer, 'ibstream_ib_connected'):.0f}  "
+            f"reconnects={metric_sum(producer, 'ibstream_ib_reconnects_total'):.0f}",
+        )
+        stages.add_row("quotes", f"{metric_sum(producer, 'ibstream_quotes_published_total'):,.0f} published")
+        stages.add_row(
+            "bars",
+            f"live {metric_sum(producer, 'ibstream_bars_published_total', source='live'):,.0f}  "
+            f"backfill {metric_sum(producer, 'ibstream_bars_published_total', source='backfill'):,.0f}",
+        )
+        stages.add_row(
+            "gaps",
+            f"backfilled {metric_sum(producer, 'ibstream_gaps_total', state='backfilled'):.0f}  "
+            f"unrecoverable {metric_sum(producer, 'ibstream_gaps_total', state='unrecoverable'):.0f}",
+        )
+        stages.add_row("approvals", f"{len(self.approved)} runs approved by the demo trader ({self.config.approve})")
+        outcomes = {labels.get("outcome", "?"): value for name, labels, value in execution
+                    if name == "ibstream_execution_orders_total"}  # fmt: skip
+        stages.add_row("orders", "  ".join(f"{k}={v:.0f}" for k, v in sorted(outcomes.items())) or "none yet")
+        latency = histogram_quantile(execution, "ibstream_execution_intent_to_ack_seconds", 0.5)
+        stages.add_row("intent→ack p50", f"{latency * 1000:.1f} ms" if latency is not None else "–")
+        log = Table(title="events", expand=True, show_header=False)
+        log.add_column("event")
+        for event in self.events[-6:]:
+            log.add_row(event)
+        return Group(header, stages, log)
+
+    def stop_pipeline(self) -> None:
+        # Order matters: stop the sources first, then let the sink drain, then release the warehouse.
+        for name in ("producer", "streams", "agent0", "execution"):
+            self.group.stop(name)
+        time.sleep(3)
+        self.group.stop("api")
+
+    def summary(self) -> dict[str, Any]:
+        from ibstream.warehouse import Warehouse
+
+        settings = load_settings(state_dir=self.directory, warehouse_dir=self.directory / "warehouse",
+                                 kafka_topic_prefix=self.prefix)  # fmt: skip
+        warehouse = Warehouse.open(settings)
+        database = settings.warehouse_database
+
+        def one(sql: str) -> list[tuple[Any, ...]]:
+            try:
+                return warehouse.query(sql.replace("DB.", f"{database}.")).rows
+            except Exception as error:  # a missing table or column must not hide the rest of the summary
+                return [("error", str(error)[:120])]
+
+        figures: dict[str, Any] = {
+            "quotes": one("SELECT count() FROM DB.md_quotes_v1 FINAL"),
+            "bars_by_source": one("SELECT source, count() FROM DB.md_bars_5s_v1 FINAL GROUP BY source ORDER BY source"),
+            "gaps_by_final_state": one(
+                "SELECT state, count() FROM (SELECT gap_id, argMax(state, updated_time) AS state "
+                "FROM DB.md_gaps_v1 FINAL GROUP BY gap_id) GROUP BY state ORDER BY state"
+            ),
+            "signals_by_strategy": one(
+                "SELECT strategy, count() FROM DB.signals_v1 FINAL GROUP BY strategy ORDER BY strategy"
+            ),
+            "runs_by_final_state": one(
+                "SELECT state, count() FROM (SELECT run_id, argMax(state, time) AS state "
+                "FROM DB.orchestration_runs_v1 FINAL GROUP BY run_id) GROUP BY state ORDER BY state"
+            ),
+            "orders_by_final_status": one(
+                "SELECT status, count() FROM (SELECT order_id, argMax(status, event_time) AS status "
+                "FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' GROUP BY order_id) GROUP BY status ORDER BY status"
+            ),
+            "fills": one("SELECT count(), sum(quantity), sum(commission) FROM DB.executions_v1 FINAL"),
+            "risk_rejections_by_check": one(
+                "SELECT check.name, count() FROM DB.risk_decisions_v1 FINAL ARRAY JOIN checks AS check "
+                "WHERE NOT check.passed GROUP BY check.name ORDER BY count() DESC"
+            ),
+            "realized_pnl": one("SELECT sum(realized_pnl) FROM DB.executions_v1 FINAL"),
+            "intent_to_decision_ms_p50_p99": one(
+                "SELECT quantile(0.5)(d), quantile(0.99)(d) FROM (SELECT dateDiff('microsecond', intent_time, "
+                "decided_time) / 1000 AS d FROM DB.risk_decisions_v1 FINAL)"
+            ),
+            "feed_lag_ms_p50_p99": one(
+                "SELECT quantile(0.5)(d), quantile(0.99)(d) FROM (SELECT dateDiff('microsecond', _kafka_ts, "
+                "_inserted_at) / 1000 AS d FROM DB.md_quotes_v1 FINAL)"
+            ),
+        }
+        execution = self.metrics.get("execution", [])
+        for quantile in (0.5, 0.99):
+            value = histogram_quantile(execution, "ibstream_execution_intent_to_ack_seconds", quantile)
+            figures[f"intent_to_ack_p{int(quantile * 100)}_ms"] = round(value * 1000, 2) if value else None
+        figures["approved_by_demo"] = len(self.approved)
+        warehouse.close()
+        return figures
+
+    def print_summary(self, figures: dict[str, Any]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"session summary ({self.start:%Y-%m-%d}, prefix {self.prefix})")
+        table.add_column("figure")
+        table.add_column("value")
+        for name, value in figures.items():
+            if isinstance(value, list):
+                text = ", ".join(" ".join(_fmt(cell) for cell in row) for row in value) or "none"
+            else:
+                text = _fmt(value)
+            table.add_row(name.replace("_", " "), text)
+        console = Console()
+        console.print(table)
+        console.print(f"Warehouse kept in {self.directory / 'warehouse'}; explore it with\n"
+                      f"  IBSTREAM_WAREHOUSE_DIR={self.directory / 'warehouse'} ibstream audit order-trail\n"
+                      f"Logs: {self.group.log_dir}")  # fmt: skip
+        (self.directory / "summary.json").write_text(json.dumps(figures, indent=2, default=str))
+
+    def keep_running(self) -> None:
+        self.group.ibstream("api", "run", "api", "--with-sink", env=self.env(), health_url=f"{self.api}/health")
+        self.group.wait_healthy("api", 60)
+        print(f"API: {self.api}/docs   trader token: {self._token('trader')}\nCtrl-C to stop everything.")
+        while True:
+            time.sleep(1)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+class _NoLive:
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, renderable: Any) -> None:
+        return None
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    demo = Demo(config)
+    try:
+        demo.prepare()
+        demo.start_processes()
+        demo.run_session()
+        demo.stop_pipeline()
+        figures = demo.summary()
+        demo.print_summary(figures)
+        if config.keep:
+            demo.keep_running()
+        return figures
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every process")
+        return {}
+    finally:
+        demo.group.stop_all()
