@@ -19,10 +19,11 @@ from starlette.types import Scope
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MOUNT = "/console"
 
-#: The page may load only its own files and call only its own origin; no inline script.
+#: The page may load only its own files and call only its own origin; no inline script. Inline styles are allowed:
+#: lightweight-charts sets style attributes on the elements it builds.
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 
 

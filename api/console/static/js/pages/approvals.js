@@ -1,6 +1,6 @@
 // Runs awaiting approval: the signal, Agent0's plan, a pre-check of the risk limits, approve / reject with a reason.
 // The list polls every 2 s; a run leaves it as soon as the warehouse records its next state.
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { badge, clear, h, num, section, short, table, time, updated } from "../dom.js";
 import { confirmWithReason, poll, showBanner } from "../ui.js";
 
@@ -19,11 +19,12 @@ export function render(view, ctx) {
   const sent = new Map();   // run_id → decision sent from this tab
 
   async function details(run) {
-    const [detail, signal, precheck] = await Promise.all([
+    const [detail, signal] = await Promise.all([
       api(`/v1/runs/${run.run_id}`),
       api(`/v1/signals/${run.signal_id}`).catch(() => null),
-      api(`/v1/runs/${run.run_id}/precheck`).catch((e) => (e instanceof ApiError && e.status === 409 ? null : Promise.reject(e))),
     ]);
+    // The pre-check needs a plan (409 no_plan before Agent0 has planned).
+    const precheck = detail.plan ? await api(`/v1/runs/${run.run_id}/precheck`) : null;
     return { detail, signal, precheck };
   }
 
@@ -38,7 +39,8 @@ export function render(view, ctx) {
     try {
       const accepted = await api(`/v1/runs/${run.run_id}/${action}`, { method: "POST", body: { reason } });
       sent.set(run.run_id, `${action === "approve" ? "Approval" : "Rejection"} sent (command ${short(accepted.command_id)}); waiting for orchestration…`);
-      cards.delete(run.run_id);
+      const known = cards.get(run.run_id);
+      if (known) known.updated = null;  // re-render the card: the notice instead of the buttons
       await refresh();
     } catch (error) {
       showBanner(`${verb} failed: ${error.message}`);

@@ -14,8 +14,8 @@ function markerFor(m) {
   const buy = m.side === "BUY";
   switch (m.kind) {
     case "signal": return { time: seconds(m.time), position: buy ? "belowBar" : "aboveBar", shape: buy ? "arrowUp" : "arrowDown", color: COLORS.signal, text: "signal" };
-    case "fill": return { time: seconds(m.time), position: "atPriceMiddle", price: m.price, shape: "circle", color: COLORS.fill, text: m.label };
-    case "entry": return { time: seconds(m.time), position: "atPriceMiddle", price: m.price, shape: "square", color: COLORS.entry, text: "entry" };
+    case "fill": return { time: seconds(m.time), position: "atPriceMiddle", price: m.price, shape: "circle", color: COLORS.fill, text: buy ? "buy" : "sell" };
+    case "entry": return { time: seconds(m.time), position: "atPriceMiddle", price: m.price, shape: "square", color: COLORS.entry, text: "" };
     default: return { time: seconds(m.time), position: m.kind === "stop" ? "atPriceBottom" : "atPriceTop", price: m.price, shape: m.kind === "stop" ? "arrowUp" : "arrowDown", color: COLORS[m.kind], text: m.kind === "stop" ? "stop" : "target" };
   }
 }
