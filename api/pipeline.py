@@ -180,12 +180,15 @@ def circuit_state(records: Iterable[OrchestrationRun]) -> CircuitState:
 
 
 def kill_switch_states(commands: Iterable[ControlCommand]) -> list[KillSwitchState]:
-    """The latest on/off command per target (global spellings folded into ``global``), in time order."""
+    """The latest on/off command per target, in time order."""
     latest: dict[str, ControlCommand] = {}
     for command in commands:
         if command.command not in (ControlCommandKind.KILL_SWITCH_ON, ControlCommandKind.KILL_SWITCH_OFF):
             continue
-        target = "global" if command.target.strip().lower() in GLOBAL_TARGETS else command.target
+        # Keyed as the risk gate keys them: each global spelling on its own (an "off" for "global" does not release
+        # an "on" for "all"), symbols as given.
+        lowered = command.target.strip().lower()
+        target = lowered if lowered in GLOBAL_TARGETS else command.target
         latest[target] = command
     return [
         KillSwitchState(
