@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     )
     # 1 live, 3 delayed (IB's reqMarketDataType); delayed data is published as source=delayed.
     market_data_type: Literal[1, 2, 3, 4] = 1
+    # Whose clock consumers (risk, orchestration) judge quote ages and expiries by: "wall" for a real gateway;
+    # "feed" follows the producer's heartbeats (IB's clock), for an accelerated simulator or a replay.
+    market_clock: Literal["wall", "feed"] = "wall"
     # "rth": 09:30-16:00 America/New_York on weekdays; "24h": always open (simulators, crypto-like tests).
     trading_hours: Literal["rth", "24h"] = "rth"
     # A symbol with no tick for this long during trading hours is stale (alert + metric).

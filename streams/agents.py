@@ -194,8 +194,9 @@ def risk_agent(
     limits: risk.RiskLimits,
     decided: DecidedTable,
     intents_spec: TopicSpec[OrderIntent],
+    clock: Callable[[], Any] = utc_now,
 ) -> Callable[[Any], Any]:
-    """The agent body over ``orders.intents.v1``."""
+    """The agent body over ``orders.intents.v1``; ``clock`` is market time (quote ages, the trading day)."""
 
     async def agent(stream: Any) -> AsyncIterator[bool]:
         await wait_until_ready(view)
@@ -206,7 +207,7 @@ def risk_agent(
                 yield False
                 continue
             try:
-                done = await decide_intent(ctx, intent, view, limits, decided)
+                done = await decide_intent(ctx, intent, view, limits, decided, clock=clock)
             except Exception as error:  # a bug in a check must not stop every other order's decisions
                 log.exception("risk decision failed", extra={"order_id": intent.order_id, "symbol": intent.symbol})
                 ctx.dead_letter(intents_spec, event, error, "processing")
@@ -551,12 +552,14 @@ def orchestration_agent(orchestrator: Orchestrator) -> Callable[[Any], Any]:
     return agent
 
 
-def orchestration_sweeper(orchestrator: Orchestrator, bus: CommandBus) -> Callable[[], Awaitable[None]]:
+def orchestration_sweeper(
+    orchestrator: Orchestrator, bus: CommandBus, clock: Callable[[], datetime] = utc_now
+) -> Callable[[], Awaitable[None]]:
     """The periodic sweep: ask each due run's owner (through the command topic, since tables may only change
     inside stream processing) to expire it or forget it, and each stale signal slot's owner to drop it."""
 
     async def sweep() -> None:
-        for key, tick in orchestrator.due_ticks(utc_now()):
+        for key, tick in orchestrator.due_ticks(clock()):
             await bus.forward(key, tick)
 
     return sweep

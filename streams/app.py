@@ -40,6 +40,7 @@ from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer
+from ibstream.market_clock import FeedClock
 from streams import agents, orchestration, risk
 from streams.agent0_client import Agent0Client
 from streams.agents import Orchestrator
@@ -104,6 +105,8 @@ class StreamsApp:
     view: risk.RiskView | None = None
     feed: ViewFeed | None = None
     orchestrator: Orchestrator | None = None
+    #: Market time for quote ages and expiries: the wall, or the producer's clock from its heartbeats.
+    clock: FeedClock = field(default_factory=FeedClock)
 
     def start_feeds(self) -> None:
         if self.feed is not None:
@@ -187,15 +190,20 @@ def build_app(
             agents.transitions_agent(context, state)
         )
 
+    built.clock = FeedClock(settings.market_clock)
+    if ("risk" in enabled or "orchestration" in enabled) and with_feed:
+        # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
+        built.view = risk.RiskView()
+        built.feed = ViewFeed(settings, codec, built.view, clock=built.clock)
+
     if "risk" in enabled:
-        view = risk.RiskView()
+        view = built.view if built.view is not None else risk.RiskView()
         built.view = view
-        if with_feed:
-            built.feed = ViewFeed(settings, codec, view)
         decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions)
         built.tables["risk-decided"] = decided
         source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
-        body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC)
+        body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC,
+                                 clock=built.clock.now)  # fmt: skip
         built.agents["risk"] = app.agent(source, name="risk")(body)
 
     if "orchestration" in enabled:
@@ -237,12 +245,15 @@ def _add_orchestration(
         tables,
         planner if planner is not None else Agent0Client.from_settings(settings),
         orchestration.OrchestrationConfig.from_settings(settings),
+        clock=built.clock.now,
     )
     built.orchestrator = orchestrator
     built.agents["orchestration"] = app.agent(command_topic, name="orchestration")(
         agents.orchestration_agent(orchestrator)
     )
-    app.timer(SWEEP_SECONDS, name="orchestration-sweep")(agents.orchestration_sweeper(orchestrator, bus))
+    app.timer(SWEEP_SECONDS, name="orchestration-sweep")(
+        agents.orchestration_sweeper(orchestrator, bus, clock=built.clock.now)
+    )
 
 
 class _Worker(faust.Worker):

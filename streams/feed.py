@@ -23,9 +23,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ibstream.config import Settings
-from ibstream.contracts import Record, TopicSpec, control, executions, positions, quotes, risk_decisions, utc_now
+from ibstream.contracts import (
+    Heartbeat,
+    Record,
+    TopicSpec,
+    control,
+    executions,
+    heartbeats,
+    positions,
+    quotes,
+    risk_decisions,
+    utc_now,
+)
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.kafka.clients import create_consumer
+from ibstream.market_clock import FeedClock
 from streams.risk import RiskView
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,7 @@ class ViewFeed:
         *,
         poll_seconds: float = 0.05,
         decisions_lookback: timedelta = timedelta(days=2),
+        clock: FeedClock | None = None,
     ) -> None:
         self._settings = settings
         self._codec = codec
@@ -67,6 +80,15 @@ class ViewFeed:
             prefix + control.TOPIC.name: (control.TOPIC, view.apply_control),
             prefix + risk_decisions.TOPIC.name: (risk_decisions.TOPIC, view.apply_decision),
         }
+        if clock is not None:
+            feed_clock = clock
+
+            def observe(heartbeat: Heartbeat) -> None:
+                # Only the producer speaks for IB's clock; other components' heartbeats carry wall time.
+                if heartbeat.component == "producer" and heartbeat.market_time is not None:
+                    feed_clock.observe(heartbeat.market_time)
+
+            self._specs[prefix + heartbeats.TOPIC.name] = (heartbeats.TOPIC, observe)
         self.applied = 0
         self.undecodable = 0
 
@@ -79,6 +101,8 @@ class ViewFeed:
             return _start_of_day(now)
         if spec is risk_decisions.TOPIC:
             return now - self._decisions_lookback
+        if spec is heartbeats.TOPIC:
+            return now - timedelta(minutes=1)
         return None
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:

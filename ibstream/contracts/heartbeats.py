@@ -18,6 +18,7 @@ class Heartbeat(Record):
     symbols_active: int
     reconnect_count: int
     time: UtcDatetime
+    market_time: UtcDatetime | None = None
 
 
 TOPIC = TopicSpec(

@@ -29,10 +29,10 @@ from ibstream.ib import events
 from ibstream.ib.codes import CodeKind
 from ibstream.ib.session import IbConnectError, IbSession, stock_contract
 from ibstream.kafka.records import RecordProducer
+from ibstream.market_clock import MarketClock
 from ibstream.market_hours import BAR_SECONDS, TradingCalendar
 from ibstream.telemetry import log_context, meter
 from producers.market_data.bar_tracker import STEP, BarTracker, OpenGap
-from producers.market_data.clock import MarketClock
 from producers.market_data.quote_book import QuoteBook
 from producers.market_data.staleness import StalenessMonitor
 
@@ -531,7 +531,7 @@ class MarketDataProducer:
             self.sink.send(heartbeats.TOPIC, Heartbeat(
                 component=COMPONENT, instance_id=self.instance_id, connection_state=self.state.value,
                 symbols_active=active if self.state == ConnectionState.CONNECTED else 0,
-                reconnect_count=self.reconnect_count, time=utc_now(),
+                reconnect_count=self.reconnect_count, time=utc_now(), market_time=self.clock.now(now),
             ))  # fmt: skip
         self._update_snapshot()
 

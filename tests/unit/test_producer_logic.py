@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from ibstream.contracts.enums import GapState, MarketDataSource
+from ibstream.market_clock import MarketClock
 from ibstream.market_hours import EXCHANGE_TZ, TradingCalendar
 from producers.market_data.bar_tracker import BarTracker
-from producers.market_data.clock import MarketClock
 from producers.market_data.quote_book import ASK, ASK_SIZE, BID, BID_SIZE, DELAYED_BID, LAST, QuoteBook
 from producers.market_data.staleness import StalenessMonitor
 
@@ -106,3 +106,19 @@ def test_market_clock_follows_ib_time_at_its_speed(speed: float) -> None:
         clock.on_current_time(float(int(base + second * speed)), float(second))
     assert clock.rate == pytest.approx(speed, rel=0.1)
     assert clock.epoch(5.5) == pytest.approx(base + 5.5 * speed, abs=speed * 0.3 + 1)
+
+
+def test_feed_clock_follows_the_producer_or_the_wall() -> None:
+    from ibstream.market_clock import FeedClock
+
+    ticks = iter([0.0, 2.0, 2.0, 3.0])
+    feed = FeedClock("feed", monotonic=lambda: next(ticks))
+    assert abs((feed.now() - dt.datetime.now(dt.UTC)).total_seconds()) < 1  # nothing seen yet: the wall
+    feed.observe(MONDAY_10AM)  # monotonic 0.0
+    feed.observe(MONDAY_10AM + dt.timedelta(seconds=120))  # monotonic 2.0: 60x
+    assert feed.now() == pytest.approx(MONDAY_10AM + dt.timedelta(seconds=120), abs=dt.timedelta(seconds=1))
+    later = feed.now()  # monotonic 3.0: one more wall second ≈ 30-60 market seconds later (the rate is smoothed)
+    assert later > MONDAY_10AM + dt.timedelta(seconds=140)
+    wall = FeedClock("wall")
+    wall.observe(MONDAY_10AM)
+    assert abs((wall.now() - dt.datetime.now(dt.UTC)).total_seconds()) < 1
