@@ -173,7 +173,7 @@ async def decide_intent(
     if previous is not None:
         log.info("intent already decided, skipped", extra={**extra, "decision_id": previous})
         return False
-    decision = risk.decide(intent, view, limits, clock())
+    decision = risk.decide(intent, view, limits, clock(), wall=utc_now())
     await ctx.emitter.emit(risk_decisions.TOPIC, decision, wait=True)
     routed = risk.route(intent, decision)
     if routed is not None:

@@ -401,7 +401,10 @@ CHECKS: tuple[Callable[[OrderIntent, CheckContext], RiskCheck], ...] = (
 )
 
 
-def context_for(intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime) -> CheckContext:
+def context_for(
+    intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime, wall: datetime | None = None
+) -> CheckContext:
+    """``now`` is market time (quote age, trading day); ``wall`` the wall clock (order rate), default ``now``."""
     snapshot = view.snapshot(intent.symbol, now.date().isoformat())
     reference = reference_price(snapshot.quote, intent.side)
     return CheckContext(
@@ -410,14 +413,21 @@ def context_for(intent: OrderIntent, view: RiskView, limits: RiskLimits, now: da
         now=now,
         entry=entry_price(intent, reference),
         reference=reference,
-        recent_approvals=view.approvals_since(now - THROTTLE_WINDOW),
+        recent_approvals=view.approvals_since((wall or now) - THROTTLE_WINDOW),
         kill_switch=view.kill_switch_for(intent.symbol),
     )
 
 
-def decide(intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime) -> RiskDecision:
-    """Run every check; the intent is approved only if all pass. Does not change the view (see ``record``)."""
-    ctx = context_for(intent, view, limits, now)
+def decide(
+    intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime, wall: datetime | None = None
+) -> RiskDecision:
+    """Run every check; the intent is approved only if all pass. Does not change the view (see ``record``).
+
+    Quote ages and the trading day follow market time (``now``); the order-rate throttle and ``decided_time``
+    follow the wall clock (``wall``; the same as ``now`` against a real gateway), since IB's rate limits and
+    latency figures are wall-clock facts even when a simulator's market runs faster.
+    """
+    ctx = context_for(intent, view, limits, now, wall)
     checks = [check(intent, ctx) for check in CHECKS]
     return RiskDecision(
         decision_id=ids.decision_id(intent.order_id),
@@ -427,7 +437,7 @@ def decide(intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetim
         approved=all(check.passed for check in checks),
         checks=checks,
         intent_time=intent.created_time,
-        decided_time=now,
+        decided_time=wall or now,
     )
 
 

@@ -15,6 +15,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -97,14 +98,46 @@ class ErrorV1(BaseModel):
     message: str
 
 
-def make_plan(signal: SignalIn, entry_type: str, equity: float, risk_pct: float) -> PlanResponseV1:
-    """The plan for a signal: side from the signal, quantity sized by account risk, bracket from its stop/target."""
+@dataclass(frozen=True)
+class PlanLimits:
+    """Hard risk limits the plan is made to respect, so a sound signal is not planned into a certain rejection."""
+
+    min_stop_pct: float | None = None
+    max_order_notional: float | None = None
+    max_position: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlanLimits:
+        return cls(settings.risk_min_stop_pct, settings.risk_max_order_notional, settings.risk_max_position)
+
+
+def make_plan(
+    signal: SignalIn, entry_type: str, equity: float, risk_pct: float, limits: PlanLimits | None = None
+) -> PlanResponseV1:
+    """The plan for a signal: side from the signal, quantity sized by account risk, bracket from its stop/target.
+
+    With ``limits``, a stop closer than the minimum stop distance is widened to it (keeping the signal's
+    reward/risk ratio for the take-profit), and the size is capped by the order-notional and position limits.
+    """
     buy = signal.side is Side.BUY
     if (signal.stop >= signal.entry) if buy else (signal.stop <= signal.entry):
         raise SizingError(f"stop {signal.stop} is on the wrong side of entry {signal.entry} for a {signal.side}")
     if (signal.take_profit <= signal.entry) if buy else (signal.take_profit >= signal.entry):
         raise SizingError(f"take profit {signal.take_profit} is on the wrong side of entry {signal.entry}")
-    quantity = size_by_risk(signal.entry, signal.stop, equity, risk_pct)
+    limits = limits or PlanLimits()
+    stop, take_profit = signal.stop, signal.take_profit
+    if limits.min_stop_pct is not None:
+        floor_distance = signal.entry * limits.min_stop_pct / 100 * 1.05  # 5 % margin over the limit
+        distance = abs(signal.entry - stop)
+        if distance < floor_distance:
+            ratio = abs(take_profit - signal.entry) / distance
+            direction = 1 if buy else -1
+            stop = round(signal.entry - direction * floor_distance, 2)
+            take_profit = round(signal.entry + direction * floor_distance * ratio, 2)
+    quantity = size_by_risk(signal.entry, stop, equity, risk_pct, max_notional=limits.max_order_notional)
+    if limits.max_position is not None:
+        quantity = min(quantity, int(limits.max_position))
+    signal = signal.model_copy(update={"stop": stop, "take_profit": take_profit})
     plan_id = ids.plan_id(signal.signal_id, equity, risk_pct)
     order_type = OrderType.LMT if entry_type == "LMT" else OrderType.MKT
     risk = quantity * abs(signal.entry - signal.stop)
@@ -223,7 +256,7 @@ def create_app(settings: Settings, store: PlanStore, publish: Publisher) -> Fast
     def plan(request: PlanRequestV1) -> PlanResponseV1:
         try:
             response = make_plan(request.signal, request.entry_type, settings.account_equity,
-                                 settings.risk_per_trade_pct)  # fmt: skip
+                                 settings.risk_per_trade_pct, PlanLimits.from_settings(settings))  # fmt: skip
         except SizingError as error:
             raise HTTPException(400, ("bad_request", str(error))) from None
         store.save(response)

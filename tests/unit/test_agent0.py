@@ -118,3 +118,22 @@ def test_executions_survive_a_restart(tmp_path: Path, publisher: Publisher) -> N
     assert first.post("/v1/execute", json=approval).status_code == 200
     second = TestClient(create_app(settings, PlanStore(path), publisher))
     assert second.post("/v1/execute", json=approval).status_code == 409
+
+
+@pytest.mark.parametrize("side", ["BUY", "SELL"])
+def test_plan_respects_hard_limits(side: str) -> None:
+    from api.agent0 import PlanLimits, SignalIn, make_plan
+
+    sign = 1 if side == "BUY" else -1
+    # A 5-second-bar stop 0.02 % away: sized by risk alone it would be 25,000 shares ($2.5M).
+    tight = SignalIn(signal_id="s", symbol="AAPL", strategy="ma_crossover", side=side, confidence=0.7,
+                     entry=100.0, stop=100.0 - sign * 0.02, take_profit=100.0 + sign * 0.06)  # fmt: skip
+    unlimited = make_plan(tight, "MKT", 100_000, 0.5)
+    assert unlimited.plan.quantity == 25_000
+    plan = make_plan(tight, "MKT", 100_000, 0.5, PlanLimits(min_stop_pct=0.1, max_order_notional=25_000,
+                                                            max_position=1_000)).plan  # fmt: skip
+    distance = abs(100.0 - plan.stop_loss)
+    assert distance / 100.0 * 100 >= 0.1  # widened to at least the minimum stop distance
+    assert abs(plan.take_profit - 100.0) == pytest.approx(3 * distance, abs=0.011)  # reward/risk kept (3:1)
+    assert plan.quantity * 100.0 <= 25_000 and plan.quantity <= 1_000
+    assert plan.quantity * distance <= 100_000 * 0.5 / 100 + 1e-9
