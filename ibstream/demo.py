@@ -157,6 +157,13 @@ class Demo:
             "IBSTREAM_IB_PORT": str(self.ports["sim"]),
             "IBSTREAM_SYMBOLS": ",".join(self.config.symbols),
             "IBSTREAM_TRADING_HOURS": "rth",
+            # ibsim's clock runs faster than the wall: quote ages and expiries follow the producer's market time.
+            "IBSTREAM_MARKET_CLOCK": "feed",
+            # Signals stay actionable 30 market minutes (15 wall seconds at 120x) so a person could approve them.
+            "IBSTREAM_SIGNAL_EXPIRY_SECONDS": "1800",
+            # ibsim pushes quotes every 0.1 wall seconds, which is 12 market seconds at 120x: judge freshness
+            # as half a wall second of market time, so the stale-quote gate stays meaningful at any speed.
+            "IBSTREAM_RISK_QUOTE_MAX_AGE_SECONDS": str(max(10.0, self.config.speed * 0.5)),
             "IBSTREAM_STALE_AFTER_SECONDS": "5",
             "IBSTREAM_HEARTBEAT_SECONDS": "2",
             "IBSTREAM_IB_RECONNECT_CAP_SECONDS": "2",
@@ -196,12 +203,21 @@ class Demo:
             # A demo is a fresh session each time; the previous one's warehouse is replaced.
             shutil.rmtree(self.directory)
         self.directory.mkdir(parents=True)
-        status = KafkaStack(self.settings).up()
-        self.events.append(f"Kafka broker on {status.bootstrap}")
+        if self._broker_answers():
+            self.events.append(f"using the Kafka broker at {self.settings.kafka_bootstrap_servers}")
+        else:
+            status = KafkaStack(self.settings).up()
+            self.events.append(f"started the local Kafka broker on {status.bootstrap}")
         own = load_settings(kafka_bootstrap_servers=self.settings.kafka_bootstrap_servers,
                             kafka_topic_prefix=self.prefix)  # fmt: skip
         ensure_topics(create_admin(own), catalogue(self.prefix))
         self.events.append(f"topics created under prefix {self.prefix}")
+
+    def _broker_answers(self) -> bool:
+        try:
+            return bool(create_admin(self.settings).list_topics(timeout=3).brokers)
+        except Exception:
+            return False
 
     def start_processes(self) -> None:
         env = self.env()
@@ -215,12 +231,13 @@ class Demo:
         self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
         self.group.ibstream("agent0", "run", "agent0", env=env,
                             health_url=f"http://127.0.0.1:{self.ports['agent0']}/health")  # fmt: skip
-        self.group.ibstream("streams", "run", "streams", env=env)
+        self.group.ibstream("streams", "run", "streams", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['streams']}/health")  # fmt: skip
         self.group.ibstream("execution", "run", "execution", env=env,
                             health_url=f"http://127.0.0.1:{self.ports['execution']}/health")  # fmt: skip
         self.group.ibstream("producer", "run", "producer", env=env,
                             health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
-        for name in ("api", "agent0", "execution", "producer"):
+        for name in ("api", "agent0", "streams", "execution", "producer"):
             self.group.wait_healthy(name, 90)
         self.events.append("all deployables up")
 
@@ -348,6 +365,11 @@ class Demo:
             log.add_row(event)
         return Group(header, stages, log)
 
+    def ibsim_orders(self) -> list[dict[str, Any]]:
+        """ibsim's order book: every order ever placed at the simulated broker."""
+        orders: list[dict[str, Any]] = get_json(f"{self.control}/orders")
+        return orders
+
     def stop_pipeline(self) -> None:
         # Order matters: stop the sources first, then let the sink drain, then release the warehouse.
         for name in ("producer", "streams", "agent0", "execution"):
@@ -397,7 +419,7 @@ class Demo:
                 "SELECT quantile(0.5)(d), quantile(0.99)(d) FROM (SELECT dateDiff('microsecond', intent_time, "
                 "decided_time) / 1000 AS d FROM DB.risk_decisions_v1 FINAL)"
             ),
-            "feed_lag_ms_p50_p99": one(
+            "sink_lag_ms_p50_p99": one(
                 "SELECT quantile(0.5)(d), quantile(0.99)(d) FROM (SELECT dateDiff('microsecond', _kafka_ts, "
                 "_inserted_at) / 1000 AS d FROM DB.md_quotes_v1 FINAL)"
             ),
