@@ -131,13 +131,47 @@ class SignalOutcome(BaseModel):
     r: float | None
 
 
+class TradeReview(BaseModel):
+    """Post-trade review of one closed trade (one bracket order), from the warehouse view ``trade_reviews``; every
+    figure is defined in ``ibstream/warehouse/sql/trade_reviews.sql`` (slippage > 0 means worse than the plan)."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    planned_quantity: float
+    planned_entry: float | None
+    planned_stop: float | None
+    planned_target: float | None
+    planned_r: float | None
+    entry_quantity: float
+    entry_price: float
+    entry_time: datetime
+    exit_quantity: float
+    exit_price: float
+    exit_time: datetime
+    exit_reason: str
+    entry_slippage: float | None
+    entry_slippage_bps: float | None
+    exit_slippage: float | None
+    exit_slippage_bps: float | None
+    gross_pnl: float
+    commission: float
+    net_pnl: float
+    r_multiple: float | None
+    net_r_multiple: float | None
+    holding_seconds: float
+    outcome: str
+
+
 class SignalDetail(SignalSummary):
-    """A signal with its features, lifecycle transitions, runs and outcome."""
+    """A signal with its features, lifecycle transitions, runs, outcome and the post-trade review of each closed
+    trade it led to."""
 
     features: dict[str, float]
     transitions: list[Transition]
     run_ids: list[str]
     outcome: SignalOutcome
+    review: list[TradeReview] = []
 
 
 class RunSummary(BaseModel):

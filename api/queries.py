@@ -28,6 +28,7 @@ from api.models import (
     SignalOutcome,
     SignalPage,
     SignalSummary,
+    TradeReview,
     TrailStep,
     Transition,
 )
@@ -226,7 +227,11 @@ def signal_outcome(signal_side: Side, stop: float, order_ids: Iterable[str], fil
 
 
 def signal_detail(
-    signal: Signal, transitions: Sequence[SignalTransition], run_ids: Sequence[str], outcome: SignalOutcome
+    signal: Signal,
+    transitions: Sequence[SignalTransition],
+    run_ids: Sequence[str],
+    outcome: SignalOutcome,
+    review: Sequence[TradeReview] = (),
 ) -> SignalDetail:
     """Assemble a signal's detail; its status is the latest transition's (``new`` before any)."""
     status = transitions[-1].to_status if transitions else SignalStatus.NEW
@@ -237,6 +242,7 @@ def signal_detail(
         transitions=[Transition.model_validate(t.model_dump()) for t in transitions],
         run_ids=sorted(set(run_ids)),
         outcome=outcome,
+        review=list(review),
     )
 
 
@@ -270,7 +276,22 @@ def get_signal(warehouse: Warehouse, signal_id: str) -> SignalDetail:
         ).rows
     ]
     fills = _fills(warehouse, order_ids)
-    return signal_detail(signal, transitions, run_ids, signal_outcome(signal.side, signal.stop, order_ids, fills))
+    outcome = signal_outcome(signal.side, signal.stop, order_ids, fills)
+    return signal_detail(signal, transitions, run_ids, outcome, trade_reviews(warehouse, signal_id))
+
+
+def trade_reviews(warehouse: Warehouse, signal_id: str) -> list[TradeReview]:
+    """The post-trade review of every closed trade of a signal, oldest entry first (view ``trade_reviews``)."""
+    fields = list(TradeReview.model_fields)
+    sql = (
+        f"SELECT {', '.join(quote_ident(name) for name in fields)} "
+        f"FROM {quote_ident(warehouse.database)}.trade_reviews "
+        "WHERE signal_id = {id:String} ORDER BY entry_time, order_id"
+    )
+    return [
+        TradeReview.model_validate(dict(zip(fields, row, strict=True)))
+        for row in warehouse.query(sql, {"id": signal_id}).rows
+    ]
 
 
 def _fills(warehouse: Warehouse, order_ids: Sequence[str]) -> list[Fill]:

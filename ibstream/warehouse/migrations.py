@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 
 from ibstream.warehouse.schema import (
     MIGRATIONS_TABLE,
@@ -90,12 +91,35 @@ def view_statements(schema: WarehouseSchema, database: str) -> list[str]:
     ]
 
 
+#: UAT sessions recorded by `ibstream uat` (one row per session; `ibstream uat --verdict` reads them).
+UAT_SESSIONS_TABLE = "uat_sessions"
+
+
+def trade_review_statements(database: str) -> list[str]:
+    """The post-trade review view (definitions in ``sql/trade_reviews.sql``), qualified for ``database``."""
+    text = resources.files("ibstream.warehouse").joinpath("sql", "trade_reviews.sql").read_text()
+    return [text.replace("$db.", f"{quote_ident(database)}.").strip()]
+
+
+def _uat_sessions_ddl(database: str) -> list[str]:
+    # One row per UAT session; a re-recorded session (same id) replaces the earlier row.
+    return [
+        f"CREATE TABLE IF NOT EXISTS {_q(database, UAT_SESSIONS_TABLE)} ("
+        "session_id String, started_at DateTime64(6, 'UTC'), finished_at DateTime64(6, 'UTC'), "
+        "target LowCardinality(String), passed Bool, scenarios_total UInt32, scenarios_passed UInt32, "
+        "scenarios_skipped UInt32, failed_scenarios Array(String), results String, report_path String) "
+        "ENGINE = ReplacingMergeTree(finished_at) ORDER BY session_id"
+    ]
+
+
 def build_migrations(schema: WarehouseSchema, retention: Callable[[TableSpec], int | None]) -> list[Migration]:
     """Every migration, in order."""
     return [
         Migration(1, "topic tables", lambda db: [t.ddl(db, retention(t)) for t in schema.tables]),
         Migration(2, "sink progress", _progress_ddl),
         Migration(3, "views", lambda db: view_statements(schema, db), repeatable=True),
+        Migration(4, "post-trade review view", trade_review_statements, repeatable=True),
+        Migration(5, "uat sessions", _uat_sessions_ddl),
     ]
 
 
