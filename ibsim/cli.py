@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pacing", action="store_true", help="do not enforce historical pacing (162)")
     p.add_argument("--delayed-only", action="store_true",
                    help="no live market-data entitlement (354 / 10167 + delayed ticks)")
+    p.add_argument("--tick-interval", type=float, default=None,
+                   help="wall seconds between market-data pushes per symbol (default 0.1; chaos/soak load)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -62,6 +64,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         cfg = replace(cfg, volatility=args.volatility)
     if args.spread_ticks is not None:
         cfg = replace(cfg, spread_ticks=args.spread_ticks)
+    if args.tick_interval is not None:
+        if args.tick_interval <= 0:
+            raise ValueError("--tick-interval must be positive")
+        cfg = replace(cfg, tick_interval=args.tick_interval)
     return cfg
 
 

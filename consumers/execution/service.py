@@ -39,6 +39,7 @@ from enum import StrEnum
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import SpanContext
 
 from consumers.execution.exceptions import FencedError
 from consumers.execution.journal import InDoubt, Journal
@@ -106,7 +107,15 @@ from ibstream.kafka.records import (
     consume_to_end,
     decode_message,
 )
-from ibstream.telemetry import log_context, meter
+from ibstream.telemetry import (
+    as_current,
+    consume_span,
+    current_span_context,
+    log_context,
+    meter,
+    record_error,
+    within,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +126,14 @@ CRASH_AT_ENV = "IBSTREAM_EXECUTION_CRASH_AT"
 #: Test hook: only for this order id (unset: the first order that reaches the point).
 CRASH_ORDER_ENV = "IBSTREAM_EXECUTION_CRASH_ORDER"
 CRASH_POINTS = frozenset({"before_place", "mid_bracket", "after_place", "after_event"})
+#: Test hook (chaos checker's self-test only, never set in a deployment): "1" deliberately breaks the placement
+#: protocol — no orderRef lookup at IB and no journaled ids — so a re-delivered order is placed a second time. It
+#: exists to prove the chaos checker reports duplicate orders.
+NO_DEDUP_ENV = "IBSTREAM_EXECUTION_TEST_NO_DEDUP"
 #: Kill-switch targets that stop every symbol (the same set the risk gate honours); the account id does too.
 GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
+#: Orders whose placing span execution remembers for their later events' spans.
+_MAX_ORDER_TRACES = 10_000
 #: A fill whose commission report has not arrived after this long is published without it.
 COMMISSION_WAIT_SECONDS = 2.0
 
@@ -171,13 +186,21 @@ class Executor:
         self.codec = codec_from_settings(settings)
         self._crash_at = os.environ.get(CRASH_AT_ENV, "")
         self._crash_order = os.environ.get(CRASH_ORDER_ENV, "")
+        self._no_dedup = os.environ.get(NO_DEDUP_ENV) == "1"
+        if self._no_dedup:
+            log.error("test hook %s=1: duplicate orders are possible; never run like this in production", NO_DEDUP_ENV)
         if self._crash_at and self._crash_at not in CRASH_POINTS:
             raise ValueError(f"{CRASH_AT_ENV}={self._crash_at!r}: expected one of {sorted(CRASH_POINTS)}")
         self._next_valid_id = 0
         self._next_connect_at = 0.0
         self._req_ids = itertools.count(9000)
         self._collector: _Collector | None = None
-        self._outbox: list[tuple[TopicSpec[Any], Record]] = []
+        # Each record with the span it was produced under: sent later in one transaction, it still carries its
+        # order's trace context.
+        self._outbox: list[tuple[TopicSpec[Any], Record, SpanContext | None]] = []
+        # order_id → the span that placed it: IB's acks and fills arrive later, outside any consumed record, and
+        # their spans join the order's trace through it. Bounded; an order adopted after a restart has none.
+        self._traces: collections.OrderedDict[str, SpanContext] = collections.OrderedDict()
         self._dead: list[tuple[KafkaMessage, BaseException]] = []
         self._offsets: dict[tuple[str, int], int] = {}
         self._offsets_dirty = False
@@ -344,6 +367,7 @@ class Executor:
                     self.book.rebuild_execution(decode_message(self.codec, executions.TOPIC, message))
             except DecodeError as error:
                 log.error("undecodable record skipped in rebuild", extra={"error": str(error)})
+                record_error("decode", COMPONENT)
 
         try:
             count = consume_to_end(
@@ -402,6 +426,7 @@ class Executor:
         """Paper interlock: hold every routed order (nothing consumed past) until an operator intervenes."""
         self.state = State.REFUSED
         log.error("refusing to place orders: %s", reason, extra={"accounts": ",".join(accounts)})
+        record_error("refused", COMPONENT)
         self._alert(
             "paper_interlock", Severity.CRITICAL, f"execution refuses to place orders: {reason}",
             {"accounts": ",".join(accounts), "live_account_setting": self.settings.ib_live_account or ""},
@@ -565,7 +590,9 @@ class Executor:
         detail, source, _ = self._pending_execs.pop(exec_id)
         record = execution_record(detail, commission, source, utc_now())
         if self.book.record_execution(record):
-            self._outbox.append((executions.TOPIC, record))
+            with within(self._traces.get(record.order_id), "execution.fill", order_id=record.order_id,
+                        exec_id=exec_id, source=source.value):  # fmt: skip
+                self._enqueue(executions.TOPIC, record)
             with log_context(order_id=record.order_id, symbol=record.symbol):
                 log.info(
                     "fill",
@@ -584,11 +611,11 @@ class Executor:
         if self.account is not None and update.account not in ("", self.account):
             return
         source = ExecutionSource.RECONCILIATION if self._collector is not None else ExecutionSource.LIVE
-        self._outbox.append(
-            (positions.TOPIC, Position(
+        self._enqueue(
+            positions.TOPIC, Position(
                 account=update.account or self.account or "", symbol=update.symbol, con_id=update.con_id,
                 quantity=update.quantity, avg_cost=update.avg_cost, source=source, time=utc_now(),
-            ))
+            )
         )  # fmt: skip
 
     # --- the state machine, metrics and alerts ------------------------------------------------------------------
@@ -608,6 +635,7 @@ class Executor:
         )
         if step.impossible is not None:
             self.m_impossible.add(1)
+            record_error("impossible_transition", COMPONENT)
             log.error("impossible order transition not applied", extra={"transition": step.impossible})
             self._alert(
                 "impossible_transition", Severity.WARNING, f"IB reported an impossible transition: {step.impossible}",
@@ -617,7 +645,9 @@ class Executor:
             return
         if step.event is None:
             return
-        self._outbox.append((order_events.TOPIC, step.event))
+        with within(self._traces.get(order_id), f"execution.order {status.value}", order_id=order_id,
+                    leg=leg.value, source=source.value):  # fmt: skip
+            self._enqueue(order_events.TOPIC, step.event)
         self._observe(step.event)
         log.info(
             "order %s", step.event.status.value,
@@ -657,12 +687,16 @@ class Executor:
         alert = self.alerts.fire(kind, "|".join(key), severity, message, symbol=symbol, order_id=order_id,
                                  details=details)  # fmt: skip
         if alert is not None:
-            self._outbox.append((alerts.TOPIC, alert))
+            self._enqueue(alerts.TOPIC, alert)
 
     def _resolve(self, kind: str, key: tuple[str, ...], message: str) -> None:
         alert = self.alerts.resolve(kind, "|".join(key), message)
         if alert is not None:
-            self._outbox.append((alerts.TOPIC, alert))
+            self._enqueue(alerts.TOPIC, alert)
+
+    def _enqueue(self, spec: TopicSpec[Any], record: Record) -> None:
+        """Queue a record for the next transaction, with the span it belongs to."""
+        self._outbox.append((spec, record, current_span_context()))
 
     # --- asking IB ----------------------------------------------------------------------------------------------
 
@@ -767,9 +801,17 @@ class Executor:
             order = decode_message(self.codec, routed_orders.TOPIC, message)
         except DecodeError as error:
             self._dead.append((message, error))
+            record_error("decode", COMPONENT)
             self._advance(position, offset)
             return
-        with log_context(order_id=order.order_id, symbol=order.symbol):
+        with log_context(order_id=order.order_id, symbol=order.symbol), consume_span(
+            "execution.place", message.headers(), order_id=order.order_id, symbol=order.symbol
+        ):  # fmt: skip
+            placing = current_span_context()
+            if placing is not None:
+                self._traces[order.order_id] = placing
+                while len(self._traces) > _MAX_ORDER_TRACES:
+                    self._traces.popitem(last=False)
             if self._place(order):
                 self._advance(position, offset)
                 self._flush()
@@ -802,6 +844,8 @@ class Executor:
             return False
         at_ib = [o for o in snapshot.open_orders if o.order_ref == order_id]
         filled_at_ib = [e for e in snapshot.executions if e.order_ref == order_id]
+        if self._no_dedup:  # test hook (NO_DEDUP_ENV): forget what IB and the journal know
+            at_ib, filled_at_ib, entry = [], [], None
         self._routed_times[order_id] = order.routed_time
         legs = legs_of(order)
         if at_ib or filled_at_ib:
@@ -954,6 +998,7 @@ class Executor:
             command = decode_message(self.codec, control.TOPIC, message)
         except DecodeError as error:
             log.error("undecodable control command ignored", extra={"error": str(error)})
+            record_error("decode", COMPONENT)
             return
         if command.command not in (ControlCommandKind.KILL_SWITCH_ON, ControlCommandKind.KILL_SWITCH_OFF):
             return
@@ -1005,8 +1050,9 @@ class Executor:
             return  # not connected yet: records wait for the producer
         try:
             self.tx.begin()
-            for spec, record in self._outbox:
-                self.sink.send(spec, record)
+            for spec, record, context in self._outbox:
+                with as_current(context):
+                    self.sink.send(spec, record)
             for message, error in self._dead:
                 self.dlq.route(routed_orders.TOPIC, message, error)
             if self._crash_batch is not None:
@@ -1017,6 +1063,7 @@ class Executor:
             if isinstance(error, TransactionError) and error.fatal:
                 raise FencedError(f"execution producer fenced or broken: {error}") from None
             log.warning("transaction failed; retrying", extra={"error": str(error), "records": len(self._outbox)})
+            record_error("transaction", COMPONENT)
             try:
                 self.tx.abort()
             except TransactionError as abort_error:

@@ -1,0 +1,558 @@
+"""A chaos campaign: the whole pipeline as processes on a private Kafka broker, a seeded fault schedule, the
+independent checker at the end, and a report.
+
+The broker is always our own (free loopback ports, a temporary state directory): the campaign SIGSTOPs and kills it,
+which must never happen to a broker other people's tests use. The deployables and ibsim are started through the
+demo's pieces (`Demo`), with the chaos environment on top: policy approvals at a low confidence so many orders
+flow, and ibsim pushing quotes at the requested rate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import signal
+import statistics
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from ibstream.chaos.checker import Checker, InvariantResult
+from ibstream.chaos.schedule import FAULT_KINDS, Fault, build_schedule
+from ibstream.config import load_settings
+from ibstream.contracts import TOPICS, bars, quotes
+from ibstream.demo import Demo, DemoConfig, get_json, post_json
+from ibstream.market_hours import CLOSE, EXCHANGE_TZ
+from ibstream.processes import free_port, http_status
+from ibstream.stack import KafkaStack
+
+#: ibsim's default universe: ten symbols share the quote rate.
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM")
+#: Deployables in the order they are stopped at the end: sources first, the sink (inside api) last.
+STOP_ORDER = ("producer", "streams", "agent0", "execution")
+RECOVERY_TIMEOUT = 90.0
+#: ibsim (IB) order statuses after which an order can no longer fill.
+IB_TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+@dataclass
+class ChaosConfig:
+    minutes: float = 10.0
+    rate: float = 2000.0  # quotes per second across the universe
+    seed: int = 1
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    kinds: list[str] | None = None  # fault kinds (default: the whole catalogue)
+    speed: float | None = None  # simulated seconds per wall second (default: the run stays inside one session)
+    directory: Path | None = None
+    #: Extra environment of the execution process (test hooks), and hooks for its first start only.
+    execution_env: dict[str, str] = field(default_factory=dict)
+    execution_first_start_env: dict[str, str] = field(default_factory=dict)
+    json_path: Path | None = None
+    broker_heap: str = "384m"
+
+    @property
+    def duration(self) -> float:
+        return self.minutes * 60.0
+
+    def sim_speed(self) -> float:
+        if self.speed is not None:
+            return self.speed
+        # Stay inside one regular session (6.5 h of market time) with a margin for start-up and the check.
+        session = 6.5 * 3600
+        return round(min(60.0, 0.85 * session / (self.duration + 90.0)), 1)
+
+    @property
+    def tick_interval(self) -> float:
+        return len(self.symbols) / self.rate
+
+
+@dataclass
+class FaultOutcome:
+    fault: Fault
+    injected_at: float  # seconds since the campaign started
+    restored_at: float | None = None
+    recovered_at: float | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def recovery_seconds(self) -> float | None:
+        if self.recovered_at is None or self.restored_at is None:
+            return None
+        return round(self.recovered_at - self.restored_at, 2)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.fault.to_json(), "injected_at": round(self.injected_at, 2),
+                "restored_at": None if self.restored_at is None else round(self.restored_at, 2),
+                "recovery_seconds": self.recovery_seconds, "error": self.error, "notes": self.notes}  # fmt: skip
+
+
+class ChaosDemo(Demo):
+    """The demo's process layout with the chaos environment: aggressive policy approvals and a quote rate."""
+
+    chaos: ChaosConfig
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            "IBSTREAM_APPROVAL_MODE": "policy",
+            # Low thresholds so many signals become runs and many runs become orders: order safety needs traffic.
+            "IBSTREAM_ORCHESTRATION_MIN_CONFIDENCE": "0.3",
+            "IBSTREAM_APPROVAL_POLICY_MIN_CONFIDENCE": "0.3",
+            "IBSTREAM_APPROVAL_POLICY_MAX_NOTIONAL": "50000",
+            "IBSTREAM_RISK_MAX_ORDERS_PER_MINUTE": "120",
+            "IBSTREAM_IB_RECONNECT_BASE_SECONDS": "0.2",
+        }
+
+    def start_processes(self) -> None:
+        env = self.env()
+        start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
+        self.group.ibstream(
+            "ibsim", "sim", "--port", str(self.ports["sim"]), "--control-port", str(self.ports["control"]),
+            "--speed", str(self.config.speed), "--start", start, "--symbols", *self.config.symbols,
+            "--seed", str(self.chaos.seed), "--tick-interval", f"{self.chaos.tick_interval:.6f}",
+            "--log-level", "WARNING", env=env, health_url=f"{self.control}/health",
+        )  # fmt: skip
+        self.group.wait_healthy("ibsim", 30)
+        self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
+        self.group.ibstream("agent0", "run", "agent0", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['agent0']}/health")  # fmt: skip
+        self.group.ibstream("streams", "run", "streams", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['streams']}/health")  # fmt: skip
+        execution_env = {**env, **self.chaos.execution_env, **self.chaos.execution_first_start_env}
+        self.group.ibstream("execution", "run", "execution", env=execution_env,
+                            health_url=f"http://127.0.0.1:{self.ports['execution']}/health")  # fmt: skip
+        self.group.ibstream("producer", "run", "producer", env=env,
+                            health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
+        for name in ("api", "agent0", "streams", "execution", "producer"):
+            self.group.wait_healthy(name, 120)
+        # First-start-only hooks (e.g. a crash point) must not follow the process into its restarts.
+        for key in self.chaos.execution_first_start_env:
+            self.group.processes["execution"].env.pop(key, None)
+
+
+class Campaign:
+    """Runs one campaign; ``run()`` returns the report (also written as JSON)."""
+
+    def __init__(self, config: ChaosConfig, log: Any = print) -> None:
+        self.config = config
+        self.log = log
+        self.directory = config.directory or Path(tempfile.mkdtemp(prefix="ibstream-chaos-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schedule = build_schedule(config.seed, config.duration, config.kinds)
+        self.outcomes: list[FaultOutcome] = []
+        self.unexpected_exits: list[dict[str, Any]] = []
+        self.throughput: list[tuple[float, int, int]] = []  # (t, quotes, bars) high-water sums
+        self.poison: set[tuple[str, int, int]] = set()
+        self.rng = random.Random(config.seed)
+        self.t0 = time.monotonic()
+        self.stack: KafkaStack | None = None
+        self.demo: ChaosDemo | None = None
+        self._probe: Consumer | None = None
+
+    # --- set-up ---
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def start(self) -> None:
+        port, controller = free_port(), free_port()
+        stack_settings = load_settings(state_dir=self.directory, stack_kafka_port=port, stack_controller_port=controller,
+                                       stack_kafka_heap=self.config.broker_heap)  # fmt: skip
+        self.stack = KafkaStack(stack_settings, self.directory / "kafka")
+        self.log(f"chaos: starting a private Kafka broker on {self.stack.bootstrap} ({self.directory / 'kafka'})")
+        self.stack.up()
+        settings = load_settings(kafka_bootstrap_servers=self.stack.bootstrap, state_dir=self.directory)
+        speed = self.config.sim_speed()
+        demo = ChaosDemo(DemoConfig(speed=speed, symbols=self.config.symbols, approve="policy", fault_at=None,
+                                    live_view=False, directory=self.directory / "run"), settings)  # fmt: skip
+        demo.chaos = self.config
+        self.demo = demo
+        # A session that would run past the close starts earlier in the day instead (ibsim trades RTH only).
+        needed = dt.timedelta(seconds=(self.config.duration + 120) * speed)
+        close = dt.datetime.combine(demo.start.date(), CLOSE, tzinfo=EXCHANGE_TZ)
+        demo.start = min(demo.start, close - needed)
+        demo.prepare()
+        self.log(f"chaos: speed {speed}x, {len(self.config.symbols)} symbols, {self.config.rate:.0f} quotes/s "
+                 f"(tick interval {self.config.tick_interval * 1000:.1f} ms), prefix {demo.prefix}")  # fmt: skip
+        demo.start_processes()
+        # log_level 2: the probe keeps asking through broker faults; its connection-refused lines are expected noise.
+        self._probe = Consumer({"bootstrap.servers": self.stack.bootstrap, "group.id": self.sink_group,
+                                "enable.auto.commit": False, "log_level": 2})  # fmt: skip
+        self.log("chaos: every deployable is up")
+
+    @property
+    def sink_group(self) -> str:
+        # The sink's consumer group (a deployment contract: `<prefix>ibstream.warehouse-sink`), read to know when
+        # the warehouse has caught up and whether it is still making progress after a fault.
+        assert self.demo is not None
+        return f"{self.demo.prefix}ibstream.warehouse-sink"
+
+    # --- probes ---
+
+    def _high_sum(self, spec_name: str) -> int | None:
+        assert self._probe is not None and self.demo is not None
+        topic = self.demo.prefix + spec_name
+        spec = next(s for s in TOPICS if s.name == spec_name)
+        try:
+            return sum(self._probe.get_watermark_offsets(TopicPartition(topic, p), timeout=2, cached=False)[1]
+                       for p in range(spec.partitions))  # fmt: skip
+        except Exception:
+            return None
+
+    def _committed_sum(self, spec_name: str) -> int | None:
+        assert self._probe is not None and self.demo is not None
+        topic = self.demo.prefix + spec_name
+        spec = next(s for s in TOPICS if s.name == spec_name)
+        try:
+            found = self._probe.committed([TopicPartition(topic, p) for p in range(spec.partitions)], timeout=3)
+        except Exception:
+            return None
+        return sum(max(tp.offset, 0) for tp in found)
+
+    def sample_throughput(self) -> None:
+        quotes_high, bars_high = self._high_sum(quotes.TOPIC.name), self._high_sum(bars.TOPIC.name)
+        if quotes_high is not None and bars_high is not None:
+            self.throughput.append((self.now(), quotes_high, bars_high))
+
+    def all_healthy(self) -> bool:
+        assert self.demo is not None
+        return all(http_status(p.health_url) == 200 for p in self.demo.group.processes.values() if p.health_url)
+
+    def watch_processes(self) -> None:
+        """A deployable that died without being killed by us is a finding; restart it so the campaign goes on."""
+        assert self.demo is not None
+        for name, managed in self.demo.group.processes.items():
+            if managed.alive():
+                continue
+            code = managed.process.returncode if managed.process else None
+            self.log(f"chaos: t+{self.now():.1f}s {name} exited on its own with {code}; restarting it")
+            self.unexpected_exits.append({"t": round(self.now(), 1), "process": name, "exit_code": code,
+                                          "log_tail": managed.log_tail(15)})  # fmt: skip
+            self.demo.group.restart(name)
+
+    def wait_recovered(self, outcome: FaultOutcome) -> None:
+        """Recovered = every process healthy again, and new bars reached Kafka and the warehouse since the fault
+        ended (data flows end to end, not just health endpoints answering)."""
+        bars_before = self._high_sum(bars.TOPIC.name) or 0
+        committed_before = self._committed_sum(bars.TOPIC.name) or 0
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            self.watch_processes()
+            if self.all_healthy():
+                high = self._high_sum(bars.TOPIC.name)
+                committed = self._committed_sum(bars.TOPIC.name)
+                if high is not None and committed is not None and high > bars_before and committed > committed_before:
+                    outcome.recovered_at = self.now()
+                    return
+            time.sleep(0.25)
+        outcome.notes.append(f"not recovered within {RECOVERY_TIMEOUT:.0f}s")
+
+    # --- faults ---
+
+    def inject(self, fault: Fault) -> FaultOutcome:
+        assert self.demo is not None and self.stack is not None
+        demo, group, p = self.demo, self.demo.group, fault.params
+        outcome = FaultOutcome(fault, self.now())
+        self.log(f"chaos: inject {fault.describe()}")
+        control = demo.control
+        try:
+            if fault.kind.startswith("kill_"):
+                name = fault.kind.removeprefix("kill_")
+                group.kill(name)
+                time.sleep(p["down_seconds"])
+                group.restart(name)
+            elif fault.kind == "broker_pause":
+                self.stack.signal_broker(signal.SIGSTOP)
+                try:
+                    time.sleep(p["pause_seconds"])
+                finally:
+                    self.stack.signal_broker(signal.SIGCONT)
+            elif fault.kind == "broker_restart":
+                self.stack.signal_broker(signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while self.stack.status().pid is not None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(p["down_seconds"])
+                self.stack.up(timeout=120)
+            elif fault.kind == "ib_drop":
+                post_json(f"{control}/faults/drop_connections", {})
+            elif fault.kind.startswith("ib_connectivity_"):
+                code = int(fault.kind.rsplit("_", 1)[1])
+                post_json(f"{control}/faults/connectivity",
+                          {"outage_seconds": p["outage_seconds"], "restored_code": code})  # fmt: skip
+                time.sleep(p["outage_seconds"])
+            elif fault.kind == "ib_refuse":
+                post_json(f"{control}/faults/refuse_connections", {"seconds": p["seconds"], "drop_existing": True})
+                time.sleep(p["seconds"])
+            elif fault.kind == "ib_reject_order":
+                post_json(f"{control}/faults/reject_next_order", {"code": 201})
+            elif fault.kind == "ib_delay":
+                post_json(
+                    f"{control}/faults/delay", {"ack_seconds": p["ack_seconds"], "fill_seconds": p["fill_seconds"]}
+                )
+                time.sleep(p["hold_seconds"])
+                post_json(f"{control}/faults/delay", {"ack_seconds": 0, "fill_seconds": 0})
+            elif fault.kind == "ib_gateway_restart":
+                post_json(f"{control}/faults/restart",
+                          {"downtime_seconds": p["downtime_seconds"], "rollback": p["rollback"]})  # fmt: skip
+                time.sleep(p["downtime_seconds"])
+            elif fault.kind == "poison":
+                self.inject_poison(p["topic"], p["count"], p["salt"], outcome)
+            else:  # pragma: no cover - the schedule only draws catalogue kinds
+                raise ValueError(f"unknown fault {fault.kind}")
+        except Exception as error:
+            outcome.error = f"{type(error).__name__}: {error}"
+            self.log(f"chaos: fault {fault.index} failed to inject: {outcome.error}")
+        outcome.restored_at = self.now()
+        self.wait_recovered(outcome)
+        self.log(f"chaos:   recovered in {outcome.recovery_seconds}s" if outcome.recovered_at is not None
+                 else f"chaos:   NOT recovered ({'; '.join(outcome.notes)})")  # fmt: skip
+        return outcome
+
+    def inject_poison(self, topic: str, count: int, salt: int, outcome: FaultOutcome) -> None:
+        """Undecodable records on an input topic: random bytes, and a well-framed record of an unknown schema."""
+        assert self.stack is not None and self.demo is not None
+        rng = random.Random(salt)
+        producer = Producer({"bootstrap.servers": self.stack.bootstrap, "enable.idempotence": True, "acks": "all",
+                             "log_level": 2})  # fmt: skip
+        delivered: list[tuple[int, int]] = []
+        errors: list[str] = []
+
+        def report(error: Any, message: Any) -> None:
+            if error is not None:
+                errors.append(str(error))
+            else:
+                delivered.append((message.partition(), message.offset()))
+
+        for n in range(count):
+            if n % 2 == 0:
+                value = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+            else:  # Avro single-object framing (C3 01) with a fingerprint no schema has
+                value = b"\xc3\x01" + bytes(rng.randrange(256) for _ in range(8)) + b"\x02\x04xx"
+            producer.produce(self.demo.prefix + topic, value=value, key=f"chaos-poison-{salt}-{n}".encode(),
+                             on_delivery=report)  # fmt: skip
+        producer.flush(30)
+        if errors or len(delivered) != count:
+            raise RuntimeError(f"poison not delivered: {errors}")
+        for partition, offset in delivered:
+            self.poison.add((topic, partition, offset))
+            outcome.notes.append(f"poison at {topic}/{partition}/{offset}")
+
+    # --- the end ---
+
+    def wait_sink_drained(self, timeout: float = 90.0) -> bool:
+        """The sink has committed everything (or at least stopped moving for a while): safe to stop it."""
+        last: tuple[int, ...] | None = None
+        stable_since = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            committed = tuple(self._committed_sum(spec.name) or 0 for spec in TOPICS)
+            highs = tuple(self._high_sum(spec.name) or 0 for spec in TOPICS)
+            # Transactional topics end with a commit marker the sink never consumes: one offset of slack each.
+            if all(high - done <= spec.partitions for spec, high, done in zip(TOPICS, highs, committed, strict=True)):
+                if committed == last and time.monotonic() - stable_since > 3:
+                    return True
+            if committed != last:
+                last, stable_since = committed, time.monotonic()
+            time.sleep(1.0)
+        return False
+
+    def quiesce_orders(self, timeout: float = 45.0) -> None:
+        """Freeze the order book before the check: the global kill switch (through the API, as an operator would)
+        makes execution cancel every working order, so nothing fills at ibsim after execution stops and ibsim's
+        positions and statuses stay comparable with our records."""
+        assert self.demo is not None
+        demo = self.demo
+        try:
+            post_json(f"{demo.api}/v1/control/kill-switch",
+                      {"state": "on", "reason": "chaos campaign ends: freeze the book", "target": "global"},
+                      demo._token("admin"))  # fmt: skip
+        except Exception as error:
+            self.log(f"chaos: kill switch failed: {error}")
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            active = [o for o in get_json(f"{demo.control}/orders") if o.get("status") not in IB_TERMINAL]
+            if not active:
+                time.sleep(3.0)  # let execution record the last cancels before it stops
+                return
+            time.sleep(0.5)
+        self.log(f"chaos: {len(active)} orders still working at ibsim after the kill switch")
+
+    def finish(self) -> tuple[list[InvariantResult], dict[str, int], float]:
+        assert self.demo is not None and self.stack is not None
+        demo, group = self.demo, self.demo.group
+        state = demo.sim_state()
+        sim_epoch = float(state.get("sim_epoch") or time.time())
+        speed = self.config.sim_speed()
+        # Bars completed before the producer stops, less what was still in flight (a wall second of market time).
+        bars_until = sim_epoch - 5 - speed * 1.5
+        for name in STOP_ORDER[:3]:
+            group.stop(name)
+        self.quiesce_orders()
+        group.stop("execution")
+        drained = self.wait_sink_drained()
+        if not drained:
+            self.log("chaos: the sink did not drain in time; warehouse counts may lag")
+        group.stop("api")
+        from ibstream.warehouse import Warehouse
+
+        settings = load_settings(kafka_bootstrap_servers=self.stack.bootstrap, kafka_topic_prefix=demo.prefix,
+                                 state_dir=demo.directory, warehouse_dir=demo.directory / "warehouse")  # fmt: skip
+        started = time.monotonic()
+        warehouse = Warehouse.open(settings, migrate=False)
+        try:
+            checker = Checker(settings, demo.control, self.config.symbols, self.poison, bars_until, warehouse)
+            checker.load()
+            results = checker.run()
+        finally:
+            warehouse.close()
+        self.log(f"chaos: checked in {time.monotonic() - started:.1f}s")
+        return results, checker.records_processed(), bars_until
+
+    def run(self) -> dict[str, Any]:
+        error: str | None = None
+        results: list[InvariantResult] = []
+        processed: dict[str, int] = {}
+        try:
+            self.log("chaos: fault schedule (seed %d, %.1f min):" % (self.config.seed, self.config.minutes))
+            for fault in self.schedule:
+                self.log(f"  {fault.describe()}")
+            self.start()
+            self.t0 = time.monotonic()
+            pending = list(self.schedule)
+            last_sample = -10.0
+            while self.now() < self.config.duration:
+                if self.now() - last_sample >= 2.0:
+                    self.sample_throughput()
+                    last_sample = self.now()
+                self.watch_processes()
+                if pending and self.now() >= pending[0].at:
+                    self.outcomes.append(self.inject(pending.pop(0)))
+                    continue
+                time.sleep(0.25)
+            for fault in pending:
+                self.log(f"chaos: no time left for {fault.describe()}")
+            self.sample_throughput()
+            results, processed, _ = self.finish()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.log(f"chaos: campaign aborted: {error}\n{traceback.format_exc()}")
+        finally:
+            self.cleanup()
+        report = self.report(results, processed, error)
+        if self.config.json_path is not None:
+            import json
+
+            self.config.json_path.parent.mkdir(parents=True, exist_ok=True)
+            self.config.json_path.write_text(json.dumps(report, indent=2, default=str))
+        return report
+
+    def cleanup(self) -> None:
+        if self.demo is not None:
+            self.demo.group.stop_all(timeout=10)
+        if self._probe is not None:
+            try:
+                self._probe.close()
+            except Exception:
+                pass
+        if self.stack is not None:
+            try:
+                self.stack.signal_broker(signal.SIGCONT)  # never leave a paused broker behind
+            except Exception:
+                pass
+            self.stack.down()
+
+    # --- report ---
+
+    def report(self, results: list[InvariantResult], processed: dict[str, int], error: str | None) -> dict[str, Any]:
+        recoveries = [o.recovery_seconds for o in self.outcomes if o.recovery_seconds is not None]
+        by_kind: dict[str, list[float]] = {}
+        for outcome in self.outcomes:
+            if outcome.recovery_seconds is not None:
+                by_kind.setdefault(outcome.fault.kind, []).append(outcome.recovery_seconds)
+        rates = []
+        for (t1, q1, b1), (t2, q2, b2) in zip(self.throughput, self.throughput[1:], strict=False):
+            if t2 > t1:
+                rates.append(((q2 - q1) / (t2 - t1), (b2 - b1) / (t2 - t1)))
+        quote_rates = [r[0] for r in rates]
+        violations = [v for result in results for v in result.violations]
+        not_recovered = [o for o in self.outcomes if o.recovered_at is None]
+        invariants = [{"name": r.name, "description": r.description, "checked": r.checked,
+                       "violations": len(r.violations), "ok": r.ok} for r in results]  # fmt: skip
+        if self.unexpected_exits:
+            invariants.append({"name": "deployables_stay_up", "description": "no deployable exits unless killed",
+                               "checked": len(self.outcomes), "violations": len(self.unexpected_exits),
+                               "ok": False})  # fmt: skip
+        if not_recovered:
+            invariants.append({"name": "recovers_after_every_fault", "checked": len(self.outcomes),
+                               "description": f"data flows end to end within {RECOVERY_TIMEOUT:.0f}s of a fault",
+                               "violations": len(not_recovered), "ok": False})  # fmt: skip
+        ok = error is None and bool(results) and all(item["ok"] for item in invariants)
+        return {
+            "ok": ok,
+            "error": error,
+            "seed": self.config.seed,
+            "minutes": self.config.minutes,
+            "rate_target": self.config.rate,
+            "speed": self.config.sim_speed(),
+            "symbols": list(self.config.symbols),
+            "directory": str(self.directory),
+            "prefix": self.demo.prefix if self.demo else None,
+            "replay": f"ibstream chaos --minutes {self.config.minutes:g} --rate {self.config.rate:g} "
+            f"--seed {self.config.seed}" + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else ""),
+            "faults": [o.to_json() for o in self.outcomes],
+            "faults_by_kind": {kind: len(values) for kind, values in sorted(by_kind.items())},
+            "recovery_seconds": {
+                "p50": round(statistics.median(recoveries), 2) if recoveries else None,
+                "max": round(max(recoveries), 2) if recoveries else None,
+                "by_kind": {
+                    k: {"p50": round(statistics.median(v), 2), "max": round(max(v), 2)}
+                    for k, v in sorted(by_kind.items())
+                },  # fmt: skip
+            },
+            "throughput": {
+                "quotes_per_second_avg": round(statistics.mean(quote_rates), 1) if quote_rates else None,
+                "quotes_per_second_p50": round(statistics.median(quote_rates), 1) if quote_rates else None,
+                "quotes_per_second_min": round(min(quote_rates), 1) if quote_rates else None,
+                "bars_per_second_avg": round(statistics.mean(r[1] for r in rates), 2) if rates else None,
+            },
+            "records_processed": processed,
+            "records_total": sum(v for k, v in processed.items()),
+            "invariants": invariants,
+            "violations": [{"invariant": v.invariant, "id": v.id, "detail": v.detail} for v in violations]
+            + [
+                {
+                    "invariant": "deployables_stay_up",
+                    "id": e["process"],
+                    "detail": f"exit {e['exit_code']} at t+{e['t']}s: {e['log_tail'][-600:]}",
+                }
+                for e in self.unexpected_exits
+            ]  # fmt: skip
+            + [
+                {
+                    "invariant": "recovers_after_every_fault",
+                    "id": f"fault #{o.fault.index}",
+                    "detail": f"{o.fault.kind}: {'; '.join(o.notes)}",
+                }
+                for o in not_recovered
+            ],  # fmt: skip
+            "catalogue": FAULT_KINDS,
+        }
+
+
+def run_campaign(config: ChaosConfig) -> dict[str, Any]:
+    report = Campaign(config).run()
+    from ibstream.chaos.report import render
+
+    print(render(report))
+    return report
+
+
+__all__ = ["Campaign", "ChaosConfig", "ChaosDemo", "run_campaign"]

@@ -1,0 +1,152 @@
+"""The chaos campaign's pure parts: the seeded schedule, ibsim's quote-rate flag, and the checker's verdicts on
+hand-made Kafka/ibsim data (so we know each invariant can fail, and on what)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+
+from ibsim.cli import build_parser, config_from_args
+from ibstream.chaos.checker import Checker, RawRecord
+from ibstream.chaos.schedule import FAULT_KINDS, build_schedule
+from ibstream.config import load_settings
+from ibstream.contracts import (
+    TOPICS,
+    Bar,
+    Execution,
+    OrderEvent,
+    OrderIntent,
+    Position,
+    RiskDecision,
+    RoutedOrder,
+    bars,
+    executions,
+    order_events,
+    order_intents,
+    positions,
+    risk_decisions,
+    routed_orders,
+)
+from ibstream.contracts.enums import (
+    ExecutionSource,
+    MarketDataSource,
+    OrderLeg,
+    OrderStatus,
+    OrderType,
+    Side,
+)
+from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+
+T0 = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
+CODEC = SingleObjectCodec(SchemaStore())
+
+
+def test_schedule_is_deterministic_and_covers_every_kind() -> None:
+    first = build_schedule(42, 600.0)
+    assert first == build_schedule(42, 600.0)
+    assert first != build_schedule(43, 600.0)
+    assert {fault.kind for fault in first} == set(FAULT_KINDS)
+    times = [fault.at for fault in first]
+    assert times == sorted(times) and times[0] >= 20.0 and times[-1] <= 600.0 - 25.0
+    assert all(b - a >= 12.0 * 0.75 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_schedule_rejects_unknown_kinds_and_fits_the_window() -> None:
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        build_schedule(1, 120.0, ["kill_everything"])
+    short = build_schedule(1, 105.0, ["poison", "kill_execution", "broker_pause", "ib_drop", "kill_producer",
+                                      "ib_gateway_restart", "broker_restart"])  # fmt: skip
+    assert len(short) == 5  # (105 - 20 - 25) // 12 slots: fewer faults in a short campaign
+
+
+def test_ibsim_tick_interval_flag_sets_the_quote_rate() -> None:
+    cfg = config_from_args(build_parser().parse_args(["--tick-interval", "0.005"]))
+    assert cfg.tick_interval == 0.005
+    assert config_from_args(build_parser().parse_args([])).tick_interval == 0.1
+    with pytest.raises(ValueError):
+        config_from_args(build_parser().parse_args(["--tick-interval", "0"]))
+
+
+# --- the checker on hand-made data ---------------------------------------------------------------------------
+
+
+def _raw(spec: Any, records: list[Any]) -> list[RawRecord]:
+    return [RawRecord(0, offset, CODEC.encode(spec.name, record)) for offset, record in enumerate(records)]
+
+
+def _world(ibsim_orders: list[dict[str, Any]], ibsim_positions: list[dict[str, Any]]) -> tuple[Checker, str]:
+    order_id = str(uuid.uuid4())
+    checker = Checker(load_settings(kafka_topic_prefix="x."), "http://unused", ("AAPL",), set(), T0.timestamp() + 10)
+    checker.raw = {name: [] for spec in TOPICS for name in (spec.name, spec.dlq_name)}
+    bar = Bar(symbol="AAPL", start=T0, open=1, high=2, low=0.5, close=1.5, volume=100, wap=1.2, count=3,
+              event_time=T0, ingest_time=T0, source=MarketDataSource.LIVE)  # fmt: skip
+    checker.raw[bars.TOPIC.name] = _raw(bars.TOPIC, [bar])
+    common = {"order_id": order_id, "symbol": "AAPL", "side": Side.BUY, "quantity": 10.0, "order_type": OrderType.MKT}
+    checker.raw[order_intents.TOPIC.name] = _raw(order_intents.TOPIC, [
+        OrderIntent(**common, requested_by="test", created_time=T0)])  # fmt: skip
+    checker.raw[risk_decisions.TOPIC.name] = _raw(risk_decisions.TOPIC, [
+        RiskDecision(decision_id="d1", order_id=order_id, symbol="AAPL", approved=True, checks=[], intent_time=T0,
+                     decided_time=T0)])  # fmt: skip
+    checker.raw[routed_orders.TOPIC.name] = _raw(routed_orders.TOPIC, [
+        RoutedOrder(**common, decision_id="d1", routed_time=T0)])  # fmt: skip
+    checker.raw[order_events.TOPIC.name] = _raw(order_events.TOPIC, [
+        OrderEvent(event_id="e1", order_id=order_id, leg=OrderLeg.PARENT, symbol="AAPL", ib_order_id=7,
+                   status=OrderStatus.FILLED, filled_quantity=10, remaining_quantity=0,
+                   source=ExecutionSource.LIVE, event_time=T0)])  # fmt: skip
+    checker.raw[executions.TOPIC.name] = _raw(executions.TOPIC, [
+        Execution(exec_id="x1", order_id=order_id, symbol="AAPL", account="DU1", side=Side.BUY, quantity=10,
+                  price=1.0, cumulative_quantity=10, avg_price=1.0, source=ExecutionSource.LIVE, exec_time=T0,
+                  ingest_time=T0)])  # fmt: skip
+    checker.raw[positions.TOPIC.name] = _raw(positions.TOPIC, [
+        Position(account="DU1", symbol="AAPL", con_id=1, quantity=10, avg_cost=1.0, source=ExecutionSource.LIVE,
+                 time=T0)])  # fmt: skip
+    checker.truth_bars = {"AAPL": [{"time": T0.timestamp(), "open": 1, "high": 2, "low": 0.5, "close": 1.5,
+                                    "volume": 100}]}  # fmt: skip
+    checker.truth_orders = [{**o, "order_ref": o.get("order_ref", order_id)} for o in ibsim_orders]
+    checker.truth_positions = ibsim_positions
+    return checker, order_id
+
+
+def _ib_order(ib_id: int, status: str = "Filled") -> dict[str, Any]:
+    return {"order_id": ib_id, "status": status, "request": {"parent_id": 0, "order_type": "MKT"}}
+
+
+def _violations(checker: Checker) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for result in checker.run():
+        for violation in result.violations:
+            found.setdefault(result.name, []).append(f"{violation.id}: {violation.detail}")
+    return found
+
+
+def test_a_consistent_world_has_no_violation() -> None:
+    checker, _ = _world([_ib_order(7)], [{"symbol": "AAPL", "quantity": 10.0}])
+    assert _violations(checker) == {}
+
+
+def test_a_duplicate_order_at_ibsim_is_reported_with_its_order_id() -> None:
+    checker, order_id = _world([_ib_order(7), _ib_order(12)], [{"symbol": "AAPL", "quantity": 10.0}])
+    found = _violations(checker)
+    assert found["one_ib_order_per_routed_order"] == [f"{order_id}: duplicate order: 2 ibsim parent orders "
+                                                      "(IB ids 7,12)"]  # fmt: skip
+
+
+def test_status_position_bar_and_poison_disagreements_are_reported() -> None:
+    checker, order_id = _world([_ib_order(7, "Cancelled"), {**_ib_order(9), "order_ref": "stranger"}],
+                               [{"symbol": "AAPL", "quantity": 20.0}])  # fmt: skip
+    checker.truth_bars["AAPL"].append({"time": T0.timestamp() + 5, "open": 1, "high": 1, "low": 1, "close": 1,
+                                       "volume": 1})  # fmt: skip
+    checker.poison = {("orders.intents.v1", 0, 99)}
+    checker.raw["orders.intents.v1"].append(RawRecord(0, 99, b"garbage"))
+    found = _violations(checker)
+    assert found["one_ib_order_per_routed_order"] == [
+        f"{order_id}: ibsim says Cancelled, we last recorded filled",
+        "stranger: 1 ibsim order(s) without a routed order",
+    ]
+    assert found["positions_match_ibsim"] == ["AAPL: positions.v1 says 10, ibsim 20", "AAPL: our fills sum to 10, ibsim 20"]
+    assert found["bars_in_kafka"] == ["AAPL@2026-11-24T15:00:05+00:00: bar missing, no gap covers it"]
+    assert found["poison_in_dlq_only"] == ["orders.intents.v1/0/99: poison record not in any DLQ"]
+    assert "no_undecodable_records" not in found  # the poison is expected to be undecodable
