@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -90,17 +91,21 @@ def ensure_topics(
             ],
             operation_timeout=timeout,
         )
+        raced: set[str] = set()
         for name, future in futures.items():
             try:
                 future.result()
                 report.created.append(name)
             except KafkaException as error:
-                # Another process created it between our list and create: that is success for an idempotent ensure.
                 if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
-                report.unchanged.append(name)
+                # It exists after all (created by another process, or not yet in the metadata we listed): check
+                # its layout like any existing topic instead of assuming it is right.
+                raced.add(name)
+        if raced:
+            existing = _metadata_with(admin, raced, timeout)
 
-    present = [layout for name, layout in wanted.items() if name in existing]
+    present = [layout for name, layout in wanted.items() if name in existing and name not in report.created]
     if not present:
         return report
     for layout in present:
@@ -147,6 +152,18 @@ def _await_configs(admin: AdminClient, layout: TopicLayout, timeout: float) -> N
             return
         if time.monotonic() > deadline:
             raise TopicDriftError(f"{layout.name}: config change not visible after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def _metadata_with(admin: AdminClient, names: set[str], timeout: float) -> dict[str, Any]:
+    """Topic metadata once every name in ``names`` is visible (metadata propagates after a create)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if names <= set(topics) and all(topics[name].partitions for name in names):
+            return dict(topics)
+        if time.monotonic() > deadline:
+            raise TopicDriftError(f"topics {sorted(names - set(topics))} exist but are not visible in the metadata")
         time.sleep(0.2)
 
 
