@@ -9,6 +9,7 @@ flow, and ibsim pushing quotes at the requested rate.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import signal
@@ -162,8 +163,10 @@ class Campaign:
 
     def start(self) -> None:
         port, controller = free_port(), free_port()
-        stack_settings = load_settings(state_dir=self.directory, stack_kafka_port=port, stack_controller_port=controller,
-                                       stack_kafka_heap=self.config.broker_heap)  # fmt: skip
+        stack_settings = load_settings(
+            state_dir=self.directory, stack_kafka_port=port, stack_controller_port=controller,
+            stack_kafka_heap=self.config.broker_heap,
+        )  # fmt: skip
         self.stack = KafkaStack(stack_settings, self.directory / "kafka")
         self.log(f"chaos: starting a private Kafka broker on {self.stack.bootstrap} ({self.directory / 'kafka'})")
         self.stack.up()
@@ -355,9 +358,10 @@ class Campaign:
             committed = tuple(self._committed_sum(spec.name) or 0 for spec in TOPICS)
             highs = tuple(self._high_sum(spec.name) or 0 for spec in TOPICS)
             # Transactional topics end with a commit marker the sink never consumes: one offset of slack each.
-            if all(high - done <= spec.partitions for spec, high, done in zip(TOPICS, highs, committed, strict=True)):
-                if committed == last and time.monotonic() - stable_since > 3:
-                    return True
+            caught_up = all(high - done <= spec.partitions
+                            for spec, high, done in zip(TOPICS, highs, committed, strict=True))  # fmt: skip
+            if caught_up and committed == last and time.monotonic() - stable_since > 3:
+                return True
             if committed != last:
                 last, stable_since = committed, time.monotonic()
             time.sleep(1.0)
@@ -421,7 +425,7 @@ class Campaign:
         results: list[InvariantResult] = []
         processed: dict[str, int] = {}
         try:
-            self.log("chaos: fault schedule (seed %d, %.1f min):" % (self.config.seed, self.config.minutes))
+            self.log(f"chaos: fault schedule (seed {self.config.seed}, {self.config.minutes:.1f} min):")
             for fault in self.schedule:
                 self.log(f"  {fault.describe()}")
             self.start()
@@ -458,15 +462,11 @@ class Campaign:
         if self.demo is not None:
             self.demo.group.stop_all(timeout=10)
         if self._probe is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._probe.close()
-            except Exception:
-                pass
         if self.stack is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.stack.signal_broker(signal.SIGCONT)  # never leave a paused broker behind
-            except Exception:
-                pass
             self.stack.down()
 
     # --- report ---
@@ -515,7 +515,7 @@ class Campaign:
                 "by_kind": {
                     k: {"p50": round(statistics.median(v), 2), "max": round(max(v), 2)}
                     for k, v in sorted(by_kind.items())
-                },  # fmt: skip
+                },
             },
             "throughput": {
                 "quotes_per_second_avg": round(statistics.mean(quote_rates), 1) if quote_rates else None,
@@ -534,7 +534,7 @@ class Campaign:
                     "detail": f"exit {e['exit_code']} at t+{e['t']}s: {e['log_tail'][-600:]}",
                 }
                 for e in self.unexpected_exits
-            ]  # fmt: skip
+            ]
             + [
                 {
                     "invariant": "recovers_after_every_fault",
@@ -542,7 +542,7 @@ class Campaign:
                     "detail": f"{o.fault.kind}: {'; '.join(o.notes)}",
                 }
                 for o in not_recovered
-            ],  # fmt: skip
+            ],
             "catalogue": FAULT_KINDS,
         }
 

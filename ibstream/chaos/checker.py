@@ -435,8 +435,8 @@ class Checker:
                 if count != unique:
                     result.fail(f"{spec.name}/{partition}", f"{count - unique} duplicate rows after FINAL")
                 if unique != len(offsets) or total != sum(offsets):
-                    have = {int(o) for (o,) in self._query(
-                        f"SELECT DISTINCT _offset FROM {{db}}.{table} FINAL WHERE _partition = {partition}")}  # fmt: skip
+                    sql = f"SELECT DISTINCT _offset FROM {{db}}.{table} FINAL WHERE _partition = {partition}"
+                    have = {int(o) for (o,) in self._query(sql)}
                     missing = sorted(set(offsets) - have)
                     extra = sorted(have - set(offsets))
                     result.fail(f"{spec.name}/{partition}",

@@ -6,10 +6,10 @@ from typing import Any
 
 
 def render(report: dict[str, Any]) -> str:
+    import io
+
     from rich.console import Console
     from rich.table import Table
-
-    import io
 
     # Recorded into a string (not the terminal): the caller decides where the text goes.
     console = Console(width=140, record=True, force_terminal=False, file=io.StringIO())
