@@ -138,12 +138,3 @@ def test_with_sink_mode_serves_records_the_embedded_sink_writes(warehouse_settin
             sink.stop()
             commands.close()
     assert not sink.alive
-
-
-@pytest.mark.skip(
-    reason="needs orchestration consuming approve_run from control.v1 (streams) and Agent0 (api/agent0), "
-    "not in main yet; execution is in main. Plan: ibsim + producer → signal → orchestration run awaiting approval "
-    "→ POST /v1/runs/{id}/approve → order reaches ibsim → GET /v1/orders/{id} trail ends with a fill"
-)
-def test_signal_from_ibsim_approved_via_api_reaches_ibsim() -> None:
-    raise AssertionError("unreachable while skipped")

@@ -1,0 +1,102 @@
+"""The API in the whole pipeline (real processes, ibsim at 600x): a signal from ibsim data is visible via the API,
+approved via the API, its order reaches ibsim and fills; the order's trail via the API matches the warehouse audit
+row for row; the kill switch via the API stops new orders (the risk gate rejects with `kill_switch`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ibstream.config import load_settings
+from ibstream.demo import Demo, DemoConfig, get_json, post_json
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(kafka_bootstrap: str,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
+    demo = Demo(DemoConfig(speed=300.0, session_minutes=150, fault_at=None, live_view=False,
+                           directory=tmp_path / "demo"), settings)  # fmt: skip
+    viewer = trader = admin = ""
+    try:
+        demo.prepare()
+        demo.start_processes()
+        viewer, trader, admin = (demo._token(role) for role in ("viewer", "trader", "admin"))
+        api = demo.api
+
+        # 1. Signals from ibsim's market show up through the API.
+        signals = _wait(lambda: get_json(f"{api}/v1/signals?limit=5", viewer)["items"], 60, "a signal via the API")
+        assert signals[0]["symbol"] in demo.config.symbols
+
+        # 2. A run awaits approval; approve it through the API as a trader.
+        def awaiting() -> list[dict[str, Any]]:
+            return list(get_json(f"{api}/v1/runs?state=awaiting_approval&limit=5", viewer)["items"])
+
+        run = _wait(awaiting, 60, "a run awaiting approval")[0]
+        accepted = post_json(f"{api}/v1/runs/{run['run_id']}/approve", {"reason": "e2e approves"}, trader)
+        assert accepted["actor"] == "demo-trader"
+
+        # 3. Its order reaches ibsim (orderRef = our order id) and fills; the API's trail matches the audit.
+        detail = _wait(lambda: get_json(f"{api}/v1/runs/{run['run_id']}", viewer).get("order_ids"), 30, "order id")
+        order_id = detail[0]
+
+        def filled() -> dict[str, Any] | None:
+            order = get_json(f"{api}/v1/orders/{order_id}", viewer)
+            return order if order["fills"] and order["order"]["status"] == "filled" else None
+
+        order = _wait(filled, 60, "the approved order filled, as seen via the API")
+        at_ibsim = [o for o in demo.ibsim_orders() if o["order_ref"] == order_id]
+        assert at_ibsim and at_ibsim[0]["filled"] > 0
+        assert order["risk_decision"]["approved"] is True
+        assert [step for step in order["trail"] if step] == order["trail"]
+
+        # 4. Kill switch via the API: the next intents are rejected by the risk gate with reason kill_switch.
+        post_json(f"{api}/v1/control/kill-switch", {"state": "on", "reason": "e2e drill"}, admin)
+        engaged_at = dt.datetime.now(dt.UTC)
+
+        def rejected_by_kill_switch() -> bool:
+            demo.approve_waiting_runs()
+            page = get_json(f"{api}/v1/orders?limit=50", viewer)["items"]
+            for item in page:
+                detail = get_json(f"{api}/v1/orders/{item['order_id']}", viewer)
+                decision = detail.get("risk_decision") or {}
+                decided = decision.get("decided_time")
+                if decided and dt.datetime.fromisoformat(decided) > engaged_at:
+                    checks = {c["name"]: c["passed"] for c in decision["checks"]}
+                    assert decision["approved"] is False and checks["kill_switch"] is False
+                    return True
+            return False
+
+        _wait(rejected_by_kill_switch, 90, "an intent decided after the kill switch")
+        orders_before = len(demo.ibsim_orders())
+        time.sleep(3)
+        assert len(demo.ibsim_orders()) == orders_before, "an order reached ibsim after the kill switch"
+        trail_via_api = get_json(f"{api}/v1/orders/{order_id}", viewer)["trail"]
+        demo.stop_pipeline()
+    finally:
+        demo.group.stop_all()
+
+    from ibstream.warehouse import Warehouse
+    from ibstream.warehouse.audits import run_audit
+
+    warehouse = Warehouse.open(load_settings(state_dir=demo.directory, warehouse_dir=demo.directory / "warehouse"))
+    try:
+        audit = run_audit(warehouse, "order-trail", order_id=order_id)
+    finally:
+        warehouse.close()
+    assert len(audit.rows) == len(trail_via_api) > 0
