@@ -1,13 +1,28 @@
 """Telemetry: JSON log lines carrying correlation ids, OpenTelemetry metrics exposed for Prometheus, and traces
-that follow one signal → run → intent → decision → order → fills across processes.
+that follow one bar → signal → run → intent → decision → order → fills across processes.
 
 Every deployable calls ``configure(component)`` once in ``main()``. Code that knows a correlation id wraps its
 work in ``log_context(symbol=…, order_id=…)`` and every log line inside carries it, across function boundaries,
 without threading ids through every call.
 
-Traces cross Kafka in W3C trace-context headers: ``RecordProducer.send`` injects the current span's context, and a
-consumer continues it with ``consume_span(name, message.headers())``. Spans go to OTLP/HTTP when
-``IBSTREAM_OTLP_ENDPOINT`` is set, and to a JSON-lines file when ``IBSTREAM_SPANS_FILE`` is (tests, demo).
+Metrics. Adding one is a single line at module level::
+
+    THINGS = meter(__name__).create_counter("ibstream_<things>", description="Things done, by outcome")
+    ...
+    THINGS.add(1, {"outcome": "ok"})
+
+The instrument binds to the provider ``configure`` installs later (the OpenTelemetry API hands out proxies until
+then), every deployable serves it on ``/metrics``, and the Prometheus name follows from the declaration: counters
+get ``_total``, ``unit="s"`` adds ``_seconds`` and the 1 ms–2 min latency buckets, histograms expose
+``_bucket``/``_sum``/``_count``. Keep labels low-cardinality (outcome, kind, symbol of the small universe; never
+ids). ``tests/metric_names.py`` reads these declarations, so the dashboard, the alert rules and the README's
+metric table are checked against them: a new metric needs its README row (the test says which is missing).
+Errors a deployable logs or dead-letters are counted with ``record_error(kind)`` (``ibstream_errors_total``).
+
+Traces cross Kafka in W3C trace-context headers: ``RecordProducer.send`` injects the current span's context (and
+``kafka_trace_headers()`` gives the same headers for Faust's producer), and a consumer continues it with
+``consume_span(name, message.headers())``. Spans go to OTLP/HTTP when ``IBSTREAM_OTLP_ENDPOINT`` is set, and to a
+JSON-lines file when ``IBSTREAM_SPANS_FILE`` is (tests, demo).
 """
 
 from __future__ import annotations
@@ -32,7 +47,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 #: Bucket boundaries of every latency histogram recorded in seconds (1 ms … 2 min).
@@ -110,6 +125,11 @@ def configure_logging(component: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # ibapi logs every request and answer at INFO (thousands of lines a second under market data): keep its
+    # warnings only, unless debugging was asked for.
+    if level.upper() != "DEBUG":
+        for noisy in ("ibapi", "ibapi.client", "ibapi.wrapper", "ibapi.decoder", "ibapi.reader", "ibapi.comm"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def configure_metrics(component: str) -> MeterProvider:
@@ -210,21 +230,94 @@ def _header_carrier(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | Non
     return carrier
 
 
+def kafka_trace_headers() -> list[tuple[str, bytes]]:
+    """The current span's W3C trace context as Kafka headers (name, bytes), for producers other than
+    ``RecordProducer`` (Faust's); empty when no span is active."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(key, value.encode()) for key, value in carrier.items()]
+
+
+def span_context_of(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -> SpanContext | None:
+    """The remote span context a record's headers carry, or None."""
+    context = trace.get_current_span(propagate.extract(_header_carrier(headers))).get_span_context()
+    return context if context.is_valid else None
+
+
 @contextmanager
 def consume_span(
     name: str,
     headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
     span_tracer: Tracer | None = None,
+    *,
+    parent: SpanContext | None = None,
     **attributes: str | int | float | bool,
 ) -> Iterator[Span]:
-    """A span for handling one consumed record, continuing the trace its producer started."""
-    remote = propagate.extract(_header_carrier(headers))
-    token = otel_context.attach(remote)
+    """A span for handling one consumed record, continuing the trace its producer started.
+
+    ``parent`` overrides the headers' context (the record is then linked, not parented): orchestration keeps a
+    run in the trace of the signal that opened it even when an operator's approval arrives from another trace.
+    """
+    remote = span_context_of(headers)
+    links: list[Link] = []
+    if parent is not None and parent.is_valid:
+        if remote is not None and remote.trace_id != parent.trace_id:
+            links.append(Link(remote))
+        remote = parent
+    start = trace.set_span_in_context(trace.NonRecordingSpan(remote)) if remote is not None else otel_context.Context()
+    token = otel_context.attach(start)
+    try:
+        with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
+            name, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+        ) as span:
+            yield span
+    finally:
+        otel_context.detach(token)
+
+
+@contextmanager
+def produce_span(name: str, span_tracer: Tracer | None = None, **attributes: str | int | float | bool
+                 ) -> Iterator[Span]:  # fmt: skip
+    """A span around producing records that start a trace (a published bar); records sent inside carry it."""
+    with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
+        name, kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextmanager
+def within(context: SpanContext | None, name: str, span_tracer: Tracer | None = None,
+           **attributes: str | int | float | bool) -> Iterator[Span | None]:  # fmt: skip
+    """A child span of a remembered span context (later events of one order), or nothing when it is unknown."""
+    if context is None or not context.is_valid:
+        yield None
+        return
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(context)))
     try:
         with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(name, attributes=attributes) as span:
             yield span
     finally:
         otel_context.detach(token)
+
+
+@contextmanager
+def as_current(context: SpanContext | None) -> Iterator[None]:
+    """Make a remembered span context current without a new span, so records sent inside carry it (records
+    queued under a span and sent later in a batch)."""
+    if context is None or not context.is_valid:
+        yield
+        return
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(context)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def current_span_context() -> SpanContext | None:
+    """The active span's context (to remember it for later work on the same order), or None."""
+    context = trace.get_current_span().get_span_context()
+    return context if context.is_valid else None
 
 
 def configure(component: str, log_level: str = "INFO") -> None:
@@ -241,8 +334,19 @@ def shutdown() -> None:
 
 
 def meter(name: str) -> Meter:
-    """A meter for instrumenting one module (instruments are no-ops until ``configure`` ran)."""
+    """A meter for instrumenting one module (instruments bind to the provider once ``configure`` ran)."""
     return metrics.get_meter(name)
+
+
+_ERRORS = meter("ibstream.errors").create_counter(
+    "ibstream_errors", description="Errors a deployable logged or dead-lettered, by component and kind"
+)
+
+
+def record_error(kind: str, component: str | None = None) -> None:
+    """Count one error of ``kind`` (a small fixed vocabulary: decode, processing, delivery, …) for the component
+    (default: the one ``configure`` named), next to the log line or dead letter that describes it."""
+    _ERRORS.add(1, {"component": component or _component, "kind": kind})
 
 
 def prometheus_exposition() -> tuple[bytes, str]:
