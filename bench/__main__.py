@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: Benchmarks run as their own processes (their peak RSS is theirs alone); name → module.
 SUBPROCESS_BENCHES = {"serde": "bench.serde", "sink": "bench.sink", "streams": "bench.streams",
-                      "ibsim": "bench.ibsim"}  # fmt: skip
+                      "ibsim": "bench.ibsim", "pipeline": "bench.pipeline"}  # fmt: skip
 
 
 def _run_module(module: str, arguments: list[str]) -> dict[str, Any]:
