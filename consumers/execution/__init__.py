@@ -15,11 +15,9 @@ from consumers.execution.exceptions import ExecutorLockedError, FencedError
 from consumers.execution.journal import Journal
 from consumers.execution.service import COMPONENT, Executor
 from ibstream.config import Settings, load_settings
-from ibstream.exceptions import ConfigError
 from ibstream.health import HealthServer
 from ibstream.ib.session import IbSession
-from ibstream.kafka.clients import create_admin
-from ibstream.kafka.topics import catalogue
+from ibstream.kafka.topics import check_cluster
 from ibstream.telemetry import configure
 
 __all__ = ["Executor", "build", "check_kafka", "main"]
@@ -27,21 +25,9 @@ __all__ = ["Executor", "build", "check_kafka", "main"]
 log = logging.getLogger(__name__)
 
 
-def check_kafka(settings: Settings) -> None:
-    """Stop startup with a message naming the setting when Kafka is unreachable or the topics are missing."""
-    try:
-        metadata = create_admin(settings).list_topics(timeout=10)
-    except Exception as error:
-        raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
-    if not metadata.brokers:
-        raise ConfigError(
-            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka_bootstrap_servers}"
-        )
-    missing = [t.name for t in catalogue(settings.kafka_topic_prefix) if t.name not in metadata.topics]
-    if missing:
-        raise ConfigError(
-            "IBSTREAM_KAFKA_TOPIC_PREFIX", f"topics missing ({', '.join(missing[:3])}…): run `ibstream topics ensure`"
-        )
+def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
+    """Kafka reachable and the topics there, or a ConfigError naming the setting."""
+    check_cluster(settings, timeout)
 
 
 def build(settings: Settings) -> Executor:

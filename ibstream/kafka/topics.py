@@ -17,8 +17,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from ibstream.config import Settings
 from ibstream.contracts import TOPICS, dead_letters
-from ibstream.exceptions import IbstreamError
+from ibstream.exceptions import ConfigError, IbstreamError
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,23 @@ def delete_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.
         except KafkaException as error:
             if error.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                 raise
+
+
+def check_cluster(settings: Settings, timeout: float = 10.0) -> None:
+    """Stop a deployable's startup with a message naming the setting when Kafka is unreachable or the catalogue's
+    topics are missing (topics are created by `ibstream topics ensure`, never implicitly)."""
+    from ibstream.kafka.clients import create_admin
+
+    try:
+        metadata = create_admin(settings).list_topics(timeout=timeout)
+    except Exception as error:
+        raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
+    if not metadata.brokers:
+        raise ConfigError(
+            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka_bootstrap_servers}"
+        )
+    missing = [t.name for t in catalogue(settings.kafka_topic_prefix) if t.name not in metadata.topics]
+    if missing:
+        raise ConfigError(
+            "IBSTREAM_KAFKA_TOPIC_PREFIX", f"topics missing ({', '.join(missing[:3])}…): run `ibstream topics ensure`"
+        )
