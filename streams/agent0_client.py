@@ -7,6 +7,7 @@ cause recorded on the failed run (timeout, HTTP status and body, connection refu
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -15,7 +16,11 @@ from ibstream.backoff import Backoff
 from ibstream.config import Settings
 from ibstream.contracts import Plan, Signal
 from ibstream.exceptions import IbstreamError
+from ibstream.telemetry import trace_headers, tracer
+from streams.observability import AGENT0_LATENCY, AGENT0_REQUESTS
 from streams.orchestration import CircuitBreaker, CircuitOpenError
+
+_tracer = tracer(__name__)
 
 
 class PlanningError(IbstreamError):
@@ -52,6 +57,10 @@ class Agent0Client:
 
     async def plan(self, signal: Signal) -> Plan:
         """Agent0's plan for the signal, or PlanningError with the cause of the last failure."""
+        with _tracer.start_as_current_span("agent0.request", attributes={"signal_id": signal.signal_id}):
+            return await self._plan(signal)
+
+    async def _plan(self, signal: Signal) -> Plan:
         payload: dict[str, Any] = {"signal": signal.model_dump(mode="json", exclude={"features"})}
         backoff = Backoff(base=self._backoff_seconds, cap=max(self._backoff_seconds * 8, 0.001))
         cause = "not attempted"
@@ -59,30 +68,46 @@ class Agent0Client:
             try:
                 self.breaker.before_call()
             except CircuitOpenError as error:
+                AGENT0_REQUESTS.add(1, {"outcome": "circuit_open"})
                 raise PlanningError(f"agent0 {error}") from None
+            started = time.monotonic()
+            # Agent0 continues this trace from the HTTP headers, as Kafka consumers do from record headers.
+            headers = {key: str(value) for key, value in trace_headers().items() if value is not None}
             try:
-                response = await self._client.post("/v1/plan", json=payload)
+                response = await self._client.post("/v1/plan", json=payload, headers=headers)
             except httpx.TimeoutException as error:
                 cause = f"agent0 timeout ({type(error).__name__}) on attempt {attempt}"
+                self._observe("timeout", started)
             except httpx.TransportError as error:
                 cause = f"agent0 unreachable ({type(error).__name__}: {error}) on attempt {attempt}"
+                self._observe("unreachable", started)
             else:
                 if response.status_code == 200:
                     self.breaker.success()
                     try:
-                        return Plan.model_validate(response.json()["plan"])
+                        plan = Plan.model_validate(response.json()["plan"])
                     except (ValueError, KeyError, TypeError) as error:  # ValidationError and JSON errors included
                         # Not retried: the same request would get the same answer. Surfacing it as a
                         # PlanningError records a failed run instead of leaving it in "planning".
+                        self._observe("bad_plan", started)
                         raise PlanningError(f"agent0 returned no readable plan: {error}") from None
+                    self._observe("ok", started)
+                    return plan
                 cause = f"agent0 HTTP {response.status_code}: {response.text[:300]} on attempt {attempt}"
                 if response.status_code < 500:
+                    self._observe("http_4xx", started)
                     self.breaker.success()  # Agent0 is up; the request is wrong and retrying cannot help
                     raise PlanningError(cause)
+                self._observe("http_5xx", started)
             self.breaker.failure()
             if attempt < self._attempts:
                 await asyncio.sleep(backoff.next_delay())
         raise PlanningError(f"{cause} (gave up after {self._attempts} attempts)")
+
+    @staticmethod
+    def _observe(outcome: str, started: float) -> None:
+        AGENT0_REQUESTS.add(1, {"outcome": outcome})
+        AGENT0_LATENCY.record(time.monotonic() - started, {"outcome": outcome})
 
     async def close(self) -> None:
         await self._client.aclose()

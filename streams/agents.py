@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from opentelemetry.trace import SpanContext
+
 from ibstream import ids
 from ibstream.contracts import (
+    Alert,
     Bar,
     ControlCommand,
     OrchestrationRun,
@@ -26,6 +30,7 @@ from ibstream.contracts import (
     RiskDecision,
     Signal,
     TopicSpec,
+    alerts,
     bars,
     order_intents,
     risk_decisions,
@@ -37,12 +42,22 @@ from ibstream.contracts import (
 from ibstream.contracts import signals as signals_topic
 from ibstream.contracts.enums import ControlCommandKind, RunState
 from ibstream.contracts.serde import Codec, DecodeError
-from ibstream.telemetry import log_context
+from ibstream.telemetry import (
+    consume_span,
+    current_span_context,
+    kafka_trace_headers,
+    log_context,
+    record_error,
+)
 from streams import orchestration, risk, signals
+from streams.observability import SIGNALS, RunClock, StreamsAlerts, observe_decision
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
+
+#: Runs whose opening span orchestration remembers (a worker's open runs; older ones start fresh traces).
+_MAX_RUN_TRACES = 10_000
 
 
 class Emitter(Protocol):
@@ -100,19 +115,29 @@ class FaustEmitter:
     async def emit(self, spec: TopicSpec[R], record: R, *, wait: bool = False) -> None:
         name = self._prefix + spec.name
         topic = self._topics[spec.name]
-        pending = await topic.send(key=spec.key_of(record).encode(), value=self._codec.encode(name, record))
+        # The current span's trace context rides along, so the next consumer's span joins this trace.
+        pending = await topic.send(key=spec.key_of(record).encode(), value=self._codec.encode(name, record),
+                                   headers=kafka_trace_headers() or None)  # fmt: skip
         if wait:
             await pending
 
 
 class AgentContext:
-    """What every agent shares: the codec, the output emitter, the dead-letter router and the topic prefix."""
+    """What every agent shares: the codec, the output emitter, the dead-letter router, the topic prefix and the
+    worker's alerts."""
 
-    def __init__(self, codec: Codec, emitter: Emitter, dead_letters: DeadLetters, prefix: str) -> None:
+    def __init__(self, codec: Codec, emitter: Emitter, dead_letters: DeadLetters, prefix: str,
+                 alerts: StreamsAlerts | None = None) -> None:  # fmt: skip
         self.codec = codec
         self.emitter = emitter
         self.dead_letters = dead_letters
         self.prefix = prefix
+        self.alerts = alerts if alerts is not None else StreamsAlerts()
+
+    async def emit_alerts(self, records: list[Alert]) -> None:
+        """Write fired/resolved alerts to ``ops.alerts.v1`` (acknowledged: an alert is rare and must not vanish)."""
+        for record in records:
+            await self.emitter.emit(alerts.TOPIC, record, wait=True)
 
     def decode(self, spec: TopicSpec[R], event: Any) -> R | None:
         """The event's record, or None after routing it to the DLQ."""
@@ -127,6 +152,7 @@ class AgentContext:
 
     def dead_letter(self, spec: TopicSpec[Any], event: Any, error: BaseException, kind: str) -> None:
         self.dead_letters.route(spec, MessageView(event.message), error, kind)
+        record_error(kind, "streams")
         # Rare path: wait for the DLQ write so the offset Faust commits next never skips an undelivered letter.
         self.dead_letters.flush()
 
@@ -180,6 +206,7 @@ async def decide_intent(
         await ctx.emitter.emit(routed_orders.TOPIC, routed)
     decided[intent.order_id] = decision.decision_id
     view.apply_decision(decision)
+    observe_decision(decision, intent.created_time)
     failed = [check.name for check in decision.checks if not check.passed]
     log.info(
         "risk decision",
@@ -206,15 +233,24 @@ def risk_agent(
             if intent is None:
                 yield False
                 continue
-            try:
-                done = await decide_intent(ctx, intent, view, limits, decided, clock=clock)
-            except Exception as error:  # a bug in a check must not stop every other order's decisions
-                log.exception("risk decision failed", extra={"order_id": intent.order_id, "symbol": intent.symbol})
-                ctx.dead_letter(intents_spec, event, error, "processing")
-                done = False
+            # A kill switch flipped since the last intent is alerted before this intent is judged by it.
+            await sync_kill_switch_alerts(ctx, view)
+            with consume_span("risk.decide", event.message.headers, order_id=intent.order_id, symbol=intent.symbol):
+                try:
+                    done = await decide_intent(ctx, intent, view, limits, decided, clock=clock)
+                except Exception as error:  # a bug in a check must not stop every other order's decisions
+                    log.exception("risk decision failed", extra={"order_id": intent.order_id,
+                                                                 "symbol": intent.symbol})  # fmt: skip
+                    ctx.dead_letter(intents_spec, event, error, "processing")
+                    done = False
             yield done
 
     return agent
+
+
+async def sync_kill_switch_alerts(ctx: AgentContext, view: risk.RiskView) -> None:
+    """Fire ``kill_switch`` for every target the view holds on, resolve the ones released (risk agent, timer)."""
+    await ctx.emit_alerts(ctx.alerts.sync_kill_switches(view.kill_switches_on()))
 
 
 # --- signals ---
@@ -239,6 +275,7 @@ async def process_bar(
     state, new_signals, new_transitions = signals.on_bar(table.get(bar.symbol), bar, clock(), expiry_seconds)
     for signal in new_signals:
         await ctx.emitter.emit(signals_topic.TOPIC, signal)
+        SIGNALS.add(1, {"strategy": signal.strategy, "symbol": signal.symbol, "side": signal.side.value})
         log.info(
             "signal",
             extra={"symbol": signal.symbol, "signal_id": signal.signal_id, "strategy": signal.strategy,
@@ -259,12 +296,15 @@ def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> 
             if bar is None:
                 yield 0
                 continue
-            try:
-                count = await process_bar(ctx, bar, table, expiry_seconds)
-            except Exception as error:
-                log.exception("bar processing failed", extra={"symbol": bar.symbol})
-                ctx.dead_letter(bars.TOPIC, event, error, "processing")
-                count = 0
+            # Continues the producer's span of this bar: a signal it yields starts its order's trace there.
+            with consume_span("signals.bar", event.message.headers, symbol=bar.symbol) as span:
+                try:
+                    count = await process_bar(ctx, bar, table, expiry_seconds)
+                except Exception as error:
+                    log.exception("bar processing failed", extra={"symbol": bar.symbol})
+                    ctx.dead_letter(bars.TOPIC, event, error, "processing")
+                    count = 0
+                span.set_attribute("signals", count)
             yield count
 
     return agent
@@ -303,7 +343,7 @@ class FaustCommandBus:
         self._topic = topic
 
     async def forward(self, key: str, value: bytes) -> None:
-        await self._topic.send(key=key.encode(), value=value)
+        await self._topic.send(key=key.encode(), value=value, headers=kafka_trace_headers() or None)
 
 
 class MutableTable(Protocol):
@@ -342,7 +382,9 @@ def orchestration_router(ctx: AgentContext, bus: CommandBus, sources: Mapping[st
             record = ctx.decode(spec, event)
             key = None if record is None else orchestration.command_key(record)
             if record is not None and key is not None:
-                await bus.forward(key, orchestration.encode_command(record))
+                # The command carries its input's trace context to the orchestration agent.
+                with consume_span("orchestration.route", event.message.headers, topic=spec.name):
+                    await bus.forward(key, orchestration.encode_command(record))
             yield key is not None
 
     return agent
@@ -387,6 +429,22 @@ class Orchestrator:
         # Ticks requested by this worker's sweep (key → monotonic time), so one due run is not re-requested
         # every sweep while its tick is in flight.
         self._requested: dict[str, float] = {}
+        self.run_clock = RunClock()
+        # run_id → the span that opened the run: every later command of the run (an operator's approval from the
+        # API's trace, sweep ticks with none) continues that trace, so one trace shows bar → … → order → fills.
+        # In memory only: after a restart or rebalance a run's later spans start from their own headers.
+        self._traces: OrderedDict[str, SpanContext] = OrderedDict()
+
+    def _run_of(self, correlation: Mapping[str, str]) -> str | None:
+        run_id = correlation.get("run_id")
+        if run_id is None and "order_id" in correlation:
+            found = self.tables.orders.get(correlation["order_id"])
+            run_id = None if found is None else str(found)
+        return run_id
+
+    async def sync_circuit_alert(self) -> None:
+        """Fire/resolve ``agent0_circuit_open`` from the planner's breaker (after each command, and by the sweep)."""
+        await self.ctx.emit_alerts(self.ctx.alerts.sync_circuit(getattr(self.planner, "breaker", None)))
 
     async def on_event(self, event: Any) -> str:
         """Handle one event of the command topic; returns what happened (for logs and tests)."""
@@ -395,13 +453,20 @@ class Orchestrator:
         except (ValueError, KeyError, TypeError) as error:  # pydantic's ValidationError is a ValueError
             self.ctx.dead_letter(runs.TOPIC, event, error, "decode")
             return "undecodable"
-        with log_context(**_correlation(kind, record, data)):
+        correlation = _correlation(kind, record, data)
+        run_id = self._run_of(correlation)
+        parent = None if run_id is None else self._traces.get(run_id)
+        with log_context(**correlation), consume_span("orchestration.command", event.message.headers,
+                                                      parent=parent, command=kind.value) as span:  # fmt: skip
             try:
                 outcome = await self.handle(kind, record, data)
             except Exception as error:  # a bug for one run must not stop every other run
                 log.exception("orchestration command failed", extra={"kind": kind.value})
                 self.ctx.dead_letter(runs.TOPIC, event, error, "processing")
                 return "failed"
+            finally:
+                await self.sync_circuit_alert()
+            span.set_attribute("outcome", outcome)
             log.info("orchestration command", extra={"kind": kind.value, "outcome": outcome})
             return outcome
 
@@ -492,6 +557,15 @@ class Orchestrator:
 
     async def _emit_run(self, run: OrchestrationRun) -> None:
         await self.ctx.emitter.emit(runs.TOPIC, run, wait=True)
+        self.run_clock.observe(run)
+        if run.state is RunState.TRIGGERED:
+            opened = current_span_context()
+            if opened is not None:
+                self._traces[run.run_id] = opened
+                while len(self._traces) > _MAX_RUN_TRACES:
+                    self._traces.popitem(last=False)
+        elif run.state in orchestration.FINAL:
+            self._traces.pop(run.run_id, None)
         previous = None if run.previous_state is None else run.previous_state.value
         log.info("run state", extra={"run_id": run.run_id, "signal_id": run.signal_id, "symbol": run.symbol,
                                      "state": run.state.value, "previous_state": previous, "actor": run.actor,
@@ -561,5 +635,7 @@ def orchestration_sweeper(
     async def sweep() -> None:
         for key, tick in orchestrator.due_ticks(clock()):
             await bus.forward(key, tick)
+        # The breaker turns half-open by time alone; the sweep notices even when no run needs planning.
+        await orchestrator.sync_circuit_alert()
 
     return sweep

@@ -25,6 +25,7 @@ import faust
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import (
     TopicSpec,
+    alerts,
     bars,
     control,
     order_events,
@@ -52,9 +53,10 @@ AGENTS = ("signals", "orchestration", "risk")
 
 #: Topics each agent group writes to.
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
-    "risk": (risk_decisions.TOPIC, routed_orders.TOPIC),
+    # alerts: risk raises kill_switch, orchestration agent0_circuit_open (streams.observability).
+    "risk": (risk_decisions.TOPIC, routed_orders.TOPIC, alerts.TOPIC),
     "signals": (signals.TOPIC, signal_transitions.TOPIC),
-    "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC),
+    "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
 }
 
 #: Inputs of orchestration's router, re-keyed onto the internal command topic.
@@ -205,10 +207,21 @@ def build_app(
         body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC,
                                  clock=built.clock.now)  # fmt: skip
         built.agents["risk"] = app.agent(source, name="risk")(body)
+        app.timer(SWEEP_SECONDS, name="risk-alerts")(_kill_switch_alerts(context, view))
 
     if "orchestration" in enabled:
         _add_orchestration(built, settings, planner, commands)
     return built
+
+
+def _kill_switch_alerts(context: agents.AgentContext, view: risk.RiskView) -> Any:
+    """The timer body that alerts a kill switch even while no intent arrives (the view changes on its own)."""
+
+    async def sync() -> None:
+        if view.ready.is_set():
+            await agents.sync_kill_switch_alerts(context, view)
+
+    return sync
 
 
 def _add_orchestration(

@@ -134,6 +134,11 @@ class RiskView:
                 self.approvals.pop(old, None)
             return sum(1 for time in self.approvals.values() if time >= since)
 
+    def kill_switches_on(self) -> dict[str, str]:
+        """target → "actor: reason" of every kill switch on: a copy the event loop hands to the alert book."""
+        with self._lock:
+            return {target: f"{command.actor}: {command.reason}" for target, command in self.kill_switches.items()}
+
     def kill_switch_for(self, symbol: str) -> ControlCommand | None:
         with self._lock:
             for target in GLOBAL_TARGETS:

@@ -22,7 +22,7 @@ from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ibstream import ids
@@ -31,6 +31,11 @@ from ibstream.contracts import OrderIntent, Plan, order_intents, utc_now
 from ibstream.contracts.enums import OrderType, Side
 from ibstream.exceptions import IbstreamError
 from ibstream.sizing import SizingError, size_by_risk
+from ibstream.telemetry import consume_span, meter, prometheus_exposition
+
+_plans = meter("api.agent0").create_counter(
+    "ibstream_agent0_plans", description="Plan requests Agent0 answered, by outcome"
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,14 +257,23 @@ def create_app(settings: Settings, store: PlanStore, publish: Publisher) -> Fast
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        body, content_type = prometheus_exposition()
+        return Response(content=body, media_type=content_type)
+
     @app.post("/v1/plan", response_model=PlanResponseV1)
-    def plan(request: PlanRequestV1) -> PlanResponseV1:
-        try:
-            response = make_plan(request.signal, request.entry_type, settings.account_equity,
-                                 settings.risk_per_trade_pct, PlanLimits.from_settings(settings))  # fmt: skip
-        except SizingError as error:
-            raise HTTPException(400, ("bad_request", str(error))) from None
-        store.save(response)
+    def plan(request: PlanRequestV1, http: Request) -> PlanResponseV1:
+        # Continues the caller's trace (orchestration sends W3C trace context), so a run's trace shows its plan.
+        with consume_span("agent0.plan", list(http.headers.items()), signal_id=request.signal.signal_id):
+            try:
+                response = make_plan(request.signal, request.entry_type, settings.account_equity,
+                                     settings.risk_per_trade_pct, PlanLimits.from_settings(settings))  # fmt: skip
+            except SizingError as error:
+                _plans.add(1, {"outcome": "bad_request"})
+                raise HTTPException(400, ("bad_request", str(error))) from None
+            store.save(response)
+            _plans.add(1, {"outcome": "planned"})
         log.info("plan", extra={"signal_id": response.signal_id, "run_id": response.run_id,
                                 "symbol": response.symbol, "plan_id": response.plan_id})  # fmt: skip
         return response

@@ -31,7 +31,7 @@ from ibstream.ib.session import IbConnectError, IbSession, stock_contract
 from ibstream.kafka.records import RecordProducer
 from ibstream.market_clock import MarketClock
 from ibstream.market_hours import BAR_SECONDS, TradingCalendar
-from ibstream.telemetry import log_context, meter
+from ibstream.telemetry import log_context, meter, produce_span, record_error
 from producers.market_data.bar_tracker import STEP, BarTracker, OpenGap
 from producers.market_data.quote_book import QuoteBook
 from producers.market_data.staleness import StalenessMonitor
@@ -343,7 +343,9 @@ class MarketDataProducer:
         source = MarketDataSource.DELAYED if self.book.is_delayed(symbol) else MarketDataSource.LIVE
         if publish:
             record = self._bar_record(symbol, event.time, event, source)
-            self.sink.send(bars.TOPIC, record)
+            # Each bar starts a trace: a signal it produces, and that signal's order and fills, continue it.
+            with produce_span("producer.bar", symbol=symbol, source=source.value):
+                self.sink.send(bars.TOPIC, record)
             self.m_bars.add(1, {"symbol": symbol, "source": source.value})
             self.m_ingest_lag.record(
                 (record.ingest_time - self.clock.now(wall)).total_seconds() + 5.0, {"symbol": symbol}
@@ -400,6 +402,8 @@ class MarketDataProducer:
                 details={"code": str(error.code)},
             )
         level = logging.INFO if kind in (CodeKind.INFO, CodeKind.FARM_OK, CodeKind.FARM_INACTIVE) else logging.WARNING
+        if level == logging.WARNING and kind is not CodeKind.DELAYED_DATA:
+            record_error(f"ib_{kind.value}", COMPONENT)
         with log_context(symbol=symbol):
             log.log(
                 level,
@@ -463,7 +467,8 @@ class MarketDataProducer:
             start_epoch = int(bar.date)
             start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
             if start in wanted:
-                self.sink.send(bars.TOPIC, self._bar_record(gap.symbol, start_epoch, bar, source))
+                with produce_span("producer.bar", symbol=gap.symbol, source=source.value):
+                    self.sink.send(bars.TOPIC, self._bar_record(gap.symbol, start_epoch, bar, source))
                 self.m_bars.add(1, {"symbol": gap.symbol, "source": source.value})
                 gap.recovered.add(start)
         if any(r.gap_id == gap.gap_id for r in self._backfills.values()):

@@ -1,0 +1,131 @@
+"""What streams tells operators: its metrics, and the alerts it raises (kill switch seen by risk, Agent0 circuit).
+
+Instruments are declared here, one line each (see ``ibstream.telemetry``), and recorded by the agents. Alerts go
+through one ``AlertBook`` per worker, so the record on ``ops.alerts.v1`` and ``ibstream_alerts_firing`` agree; the
+book is only touched from the Faust event loop (agents and timers), never from the risk view's feed thread.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from typing import Protocol
+
+from ibstream.alerting import AlertBook
+from ibstream.contracts import Alert, OrchestrationRun, RiskDecision
+from ibstream.contracts.enums import RunState, Severity
+from ibstream.telemetry import meter
+
+COMPONENT = "streams"
+_meter = meter("streams")
+
+SIGNALS = _meter.create_counter("ibstream_signals", description="Signals emitted, by strategy, symbol and side")
+RUNS = _meter.create_counter("ibstream_orchestration_runs", description="Runs that reached a final state, by state")
+RUN_STAGE = _meter.create_histogram(
+    "ibstream_orchestration_stage_seconds", unit="s",
+    description="Time a run spent between two states, by stage (triggered_to_planned, planned_to_submitted)",
+)  # fmt: skip
+AGENT0_REQUESTS = _meter.create_counter(
+    "ibstream_agent0_requests", description="Agent0 plan calls by outcome (ok, timeout, unreachable, http_4xx, "
+    "http_5xx, bad_plan, circuit_open)",
+)  # fmt: skip
+AGENT0_LATENCY = _meter.create_histogram(
+    "ibstream_agent0_request_seconds", unit="s", description="Duration of one Agent0 plan call, by outcome"
+)
+RISK_CHECKS = _meter.create_counter(
+    "ibstream_risk_checks", description="Risk checks evaluated, by check and whether it passed"
+)
+RISK_DECISIONS = _meter.create_counter("ibstream_risk_decisions", description="Risk decisions, by approved")
+RISK_LATENCY = _meter.create_histogram(
+    "ibstream_risk_intent_to_decision_seconds", unit="s", description="Intent created → risk decided"
+)
+
+#: Runs whose stage times are remembered (a worker's in-flight runs; older ones just lose their latency sample).
+_MAX_TRACKED_RUNS = 10_000
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def observe_decision(decision: RiskDecision, intent_created: datetime) -> None:
+    for check in decision.checks:
+        RISK_CHECKS.add(1, {"check": check.name, "passed": _flag(check.passed)})
+    RISK_DECISIONS.add(1, {"approved": _flag(decision.approved)})
+    RISK_LATENCY.record(max((decision.decided_time - intent_created).total_seconds(), 0.0))
+
+
+class RunClock:
+    """Run outcome counts and stage latencies from the run records orchestration emits.
+
+    Records may repeat under at-least-once; a repeated final record is counted again (rare, and an over-count
+    beats a dropped outcome), a repeated stage record measures from the first sighting.
+    """
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, dict[RunState, datetime]] = OrderedDict()
+
+    def observe(self, run: OrchestrationRun) -> None:
+        times = self._seen.setdefault(run.run_id, {})
+        self._seen.move_to_end(run.run_id)
+        times.setdefault(run.state, run.time)
+        if run.state is RunState.PLANNED and RunState.TRIGGERED in times:
+            RUN_STAGE.record(
+                self._between(times, RunState.TRIGGERED, RunState.PLANNED), {"stage": "triggered_to_planned"}
+            )
+        elif run.state is RunState.SUBMITTED and RunState.PLANNED in times:
+            RUN_STAGE.record(
+                self._between(times, RunState.PLANNED, RunState.SUBMITTED), {"stage": "planned_to_submitted"}
+            )
+        if run.state in (RunState.COMPLETED, RunState.FAILED, RunState.EXPIRED, RunState.REJECTED):
+            RUNS.add(1, {"state": run.state.value})
+            self._seen.pop(run.run_id, None)
+        while len(self._seen) > _MAX_TRACKED_RUNS:
+            self._seen.popitem(last=False)
+
+    @staticmethod
+    def _between(times: dict[RunState, datetime], start: RunState, end: RunState) -> float:
+        return max((times[end] - times[start]).total_seconds(), 0.0)
+
+
+class Breaker(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+class StreamsAlerts:
+    """The worker's alert book and the two alerts streams decides: ``kill_switch`` (one per target the risk view
+    holds on) and ``agent0_circuit_open``. Each ``sync_*`` returns the alert records to emit (fired or resolved)."""
+
+    def __init__(self, book: AlertBook | None = None) -> None:
+        self.book = book if book is not None else AlertBook(COMPONENT)
+
+    def sync_kill_switches(self, on: dict[str, str]) -> list[Alert]:
+        """``on``: target → "actor: reason" of every kill switch the view holds on."""
+        changes: list[Alert] = []
+        for target, why in sorted(on.items()):
+            fired = self.book.fire("kill_switch", target, Severity.CRITICAL,
+                                   f"kill switch on for {target} ({why}): risk rejects every new intent in scope",
+                                   details={"target": target})  # fmt: skip
+            if fired is not None:
+                changes.append(fired)
+        for identity in sorted(self.book.firing):
+            kind, _, target = identity.partition(":")
+            if kind == "kill_switch" and target not in on:
+                resolved = self.book.resolve("kill_switch", target, f"kill switch off for {target}")
+                if resolved is not None:
+                    changes.append(resolved)
+        return changes
+
+    def sync_circuit(self, breaker: Breaker | None) -> list[Alert]:
+        """Fire while the breaker is open or half-open (no successful call yet), resolve once it closed."""
+        if breaker is None:
+            return []
+        state = breaker.state
+        if state == "closed":
+            resolved = self.book.resolve("agent0_circuit_open", "agent0", "Agent0 answers again: circuit closed")
+            return [] if resolved is None else [resolved]
+        fired = self.book.fire("agent0_circuit_open", "agent0", Severity.WARNING,
+                               "Agent0 circuit open after repeated failures: runs fail fast instead of planning",
+                               details={"breaker_state": state})  # fmt: skip
+        return [] if fired is None else [fired]
