@@ -40,6 +40,11 @@ RISK_LATENCY = _meter.create_histogram(
     "ibstream_risk_intent_to_decision_seconds", unit="s", description="Intent created → risk decided"
 )
 
+#: The state that ends a measured stage → the state that starts it, and the stage's label.
+_STAGES = {
+    RunState.PLANNED: (RunState.TRIGGERED, "triggered_to_planned"),
+    RunState.SUBMITTED: (RunState.PLANNED, "planned_to_submitted"),
+}
 #: Runs whose stage times are remembered (a worker's in-flight runs; older ones just lose their latency sample).
 _MAX_TRACKED_RUNS = 10_000
 
@@ -58,8 +63,8 @@ def observe_decision(decision: RiskDecision, intent_created: datetime) -> None:
 class RunClock:
     """Run outcome counts and stage latencies from the run records orchestration emits.
 
-    Records may repeat under at-least-once; a repeated final record is counted again (rare, and an over-count
-    beats a dropped outcome), a repeated stage record measures from the first sighting.
+    Records may repeat under at-least-once: a repeated stage record measures nothing again, a repeated final record
+    is counted again (rare, and an over-count beats a dropped outcome).
     """
 
     def __init__(self) -> None:
@@ -68,24 +73,15 @@ class RunClock:
     def observe(self, run: OrchestrationRun) -> None:
         times = self._seen.setdefault(run.run_id, {})
         self._seen.move_to_end(run.run_id)
+        stage = _STAGES.get(run.state) if run.state not in times else None
         times.setdefault(run.state, run.time)
-        if run.state is RunState.PLANNED and RunState.TRIGGERED in times:
-            RUN_STAGE.record(
-                self._between(times, RunState.TRIGGERED, RunState.PLANNED), {"stage": "triggered_to_planned"}
-            )
-        elif run.state is RunState.SUBMITTED and RunState.PLANNED in times:
-            RUN_STAGE.record(
-                self._between(times, RunState.PLANNED, RunState.SUBMITTED), {"stage": "planned_to_submitted"}
-            )
+        if stage is not None and stage[0] in times:
+            RUN_STAGE.record(max((run.time - times[stage[0]]).total_seconds(), 0.0), {"stage": stage[1]})
         if run.state in (RunState.COMPLETED, RunState.FAILED, RunState.EXPIRED, RunState.REJECTED):
             RUNS.add(1, {"state": run.state.value})
             self._seen.pop(run.run_id, None)
         while len(self._seen) > _MAX_TRACKED_RUNS:
             self._seen.popitem(last=False)
-
-    @staticmethod
-    def _between(times: dict[RunState, datetime], start: RunState, end: RunState) -> float:
-        return max((times[end] - times[start]).total_seconds(), 0.0)
 
 
 class Breaker(Protocol):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from tests.metric_names import PACKAGES, ROOT, emitted_metric_names
+from tests.metric_names import PACKAGES, ROOT, emitted_metric_names, referenced_metrics
 
 README = ROOT / "README.md"
 START, END = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
@@ -149,6 +149,14 @@ def test_the_table_agrees_with_the_metric_names_the_alerts_and_dashboards_are_ch
     histograms = {name for name, item in declared_metrics().items() if item.kind == "histogram"}
     assert exposed | histograms == set(declared_metrics())
     assert {f"{name}_bucket" for name in histograms} <= emitted_metric_names()
+
+
+def test_runbooks_and_the_readme_name_only_metrics_the_code_emits() -> None:
+    # A runbook that tells the on-call to look at a metric nobody emits wastes the minutes that matter.
+    names = set(declared_metrics()) | emitted_metric_names()
+    for path in [README, *sorted((ROOT / "ops" / "runbooks").glob("*.md"))]:
+        unknown = sorted(referenced_metrics(path.read_text()) - names)
+        assert not unknown, f"{path.relative_to(ROOT)} names metrics no code emits: {unknown}"
 
 
 def _regenerate() -> None:
