@@ -73,3 +73,49 @@ def test_trace_context_crosses_kafka_headers(tmp_path: object) -> None:
     finished = {span.name: span for span in exporter.get_finished_spans()}
     assert finished["decide"].parent is not None and finished["decide"].parent.span_id == parent_context.span_id
     assert finished["decide"].attributes["order_id"] == "o-1"
+
+
+def test_a_remembered_parent_keeps_a_run_in_its_trace_and_links_the_record_that_moved_it() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("open run"):
+        opened = telemetry.current_span_context()
+    with tracer.start_as_current_span("operator approves"):
+        approval_headers = telemetry.kafka_trace_headers()
+        approval = telemetry.current_span_context()
+    assert opened is not None and approval is not None and opened.trace_id != approval.trace_id
+    assert [name for name, _ in approval_headers] == ["traceparent"] and isinstance(approval_headers[0][1], bytes)
+    with telemetry.consume_span("approve", approval_headers, span_tracer=tracer, parent=opened) as span:
+        with telemetry.within(opened, "later event", span_tracer=tracer) as later:
+            assert later is not None
+        queued = telemetry.current_span_context()
+    with telemetry.as_current(queued):  # a record queued under the span and sent later still carries it
+        sent = telemetry.trace_headers()
+    assert span.get_span_context().trace_id == opened.trace_id
+    finished = {item.name: item for item in exporter.get_finished_spans()}
+    assert finished["approve"].parent is not None and finished["approve"].parent.span_id == opened.span_id
+    assert [link.context.span_id for link in finished["approve"].links] == [approval.span_id]
+    assert finished["later event"].parent is not None and finished["later event"].parent.span_id == opened.span_id
+    assert queued is not None and f"{queued.span_id:016x}" in str(sent["traceparent"])
+    with telemetry.within(None, "unknown order", span_tracer=tracer) as nothing:
+        assert nothing is None  # an order without a remembered span gets no orphan span
+
+
+def test_errors_are_counted_by_component_and_kind() -> None:
+    telemetry.configure_metrics("test")
+
+    def count() -> float:
+        body, _ = telemetry.prometheus_exposition()
+        found = re.search(rb'^ibstream_errors_total\{component="sink",kind="decode"[^}]*\} (\S+)$', body, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    before = count()
+    telemetry.record_error("decode", "sink")
+    telemetry.record_error("decode", "sink")
+    assert count() - before == 2
