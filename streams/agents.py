@@ -29,6 +29,7 @@ from ibstream.contracts import (
     Record,
     RiskDecision,
     Signal,
+    SignalTransition,
     TopicSpec,
     alerts,
     bars,
@@ -265,7 +266,12 @@ class StateTable(Protocol):
 
 
 async def process_bar(
-    ctx: AgentContext, bar: Bar, table: StateTable, expiry_seconds: int, clock: Callable[[], Any] = utc_now
+    ctx: AgentContext,
+    bar: Bar,
+    table: StateTable,
+    expiry_seconds: int,
+    clock: Callable[[], Any] = utc_now,
+    headers: Any = None,
 ) -> int:
     """Fold one bar into its symbol's state; emit signals, then transitions; returns how many signals.
 
@@ -273,6 +279,19 @@ async def process_bar(
     produces the same ids again (deterministic), which consumers dedup, instead of a signal that never left.
     """
     state, new_signals, new_transitions = signals.on_bar(table.get(bar.symbol), bar, clock(), expiry_seconds)
+    if new_signals:
+        # Only a bar that yields a signal gets a span (continuing the producer's span of the bar): at replay or
+        # demo speeds a span for every bar cost the event loop that orchestration shares.
+        with consume_span("signals.bar", headers, symbol=bar.symbol, signals=len(new_signals)):
+            await _emit_bar_results(ctx, new_signals, new_transitions)
+    else:
+        await _emit_bar_results(ctx, new_signals, new_transitions)
+    table[bar.symbol] = state
+    return len(new_signals)
+
+
+async def _emit_bar_results(ctx: AgentContext, new_signals: list[Signal], new_transitions: list[SignalTransition]
+                            ) -> None:  # fmt: skip
     for signal in new_signals:
         await ctx.emitter.emit(signals_topic.TOPIC, signal)
         SIGNALS.add(1, {"strategy": signal.strategy, "symbol": signal.symbol, "side": signal.side.value})
@@ -283,8 +302,6 @@ async def process_bar(
         )  # fmt: skip
     for record in new_transitions:
         await ctx.emitter.emit(signal_transitions.TOPIC, record)
-    table[bar.symbol] = state
-    return len(new_signals)
 
 
 def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> Callable[[Any], Any]:
@@ -296,15 +313,12 @@ def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> 
             if bar is None:
                 yield 0
                 continue
-            # Continues the producer's span of this bar: a signal it yields starts its order's trace there.
-            with consume_span("signals.bar", event.message.headers, symbol=bar.symbol) as span:
-                try:
-                    count = await process_bar(ctx, bar, table, expiry_seconds)
-                except Exception as error:
-                    log.exception("bar processing failed", extra={"symbol": bar.symbol})
-                    ctx.dead_letter(bars.TOPIC, event, error, "processing")
-                    count = 0
-                span.set_attribute("signals", count)
+            try:
+                count = await process_bar(ctx, bar, table, expiry_seconds, headers=event.message.headers)
+            except Exception as error:
+                log.exception("bar processing failed", extra={"symbol": bar.symbol})
+                ctx.dead_letter(bars.TOPIC, event, error, "processing")
+                count = 0
             yield count
 
     return agent
