@@ -26,8 +26,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ibstream.chaos.checker import Checker, InvariantResult
 from ibstream.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from ibstream.config import load_settings
-from ibstream.contracts import TOPICS, bars, quotes
+from ibstream.contracts import TOPICS, bars, quotes, routed_orders
 from ibstream.demo import Demo, DemoConfig, get_json, post_json
+from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ
 from ibstream.processes import free_port, http_status
 from ibstream.stack import KafkaStack
@@ -36,7 +37,7 @@ from ibstream.stack import KafkaStack
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM")
 #: Deployables in the order they are stopped at the end: sources first, the sink (inside api) last.
 STOP_ORDER = ("producer", "streams", "agent0", "execution")
-RECOVERY_TIMEOUT = 90.0
+RECOVERY_TIMEOUT = 60.0
 #: ibsim (IB) order statuses after which an order can no longer fill.
 IB_TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
@@ -93,6 +94,10 @@ class FaultOutcome:
                 "recovery_seconds": self.recovery_seconds, "error": self.error, "notes": self.notes}  # fmt: skip
 
 
+class ChaosError(IbstreamError):
+    """The campaign itself could not go on (not a finding about the pipeline)."""
+
+
 class ChaosDemo(Demo):
     """The demo's process layout with the chaos environment: aggressive policy approvals and a quote rate."""
 
@@ -117,7 +122,7 @@ class ChaosDemo(Demo):
             "ibsim", "sim", "--port", str(self.ports["sim"]), "--control-port", str(self.ports["control"]),
             "--speed", str(self.config.speed), "--start", start, "--symbols", *self.config.symbols,
             "--seed", str(self.chaos.seed), "--tick-interval", f"{self.chaos.tick_interval:.6f}",
-            "--log-level", "WARNING", env=env, health_url=f"{self.control}/health",
+            "--log-level", "INFO", env=env, health_url=f"{self.control}/health",
         )  # fmt: skip
         self.group.wait_healthy("ibsim", 30)
         self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
@@ -155,6 +160,7 @@ class Campaign:
         self.stack: KafkaStack | None = None
         self.demo: ChaosDemo | None = None
         self._probe: Consumer | None = None
+        self._probes: dict[str, Consumer] = {}
 
     # --- set-up ---
 
@@ -208,24 +214,51 @@ class Campaign:
         except Exception:
             return None
 
-    def _committed_sum(self, spec_name: str) -> int | None:
-        assert self._probe is not None and self.demo is not None
+    def _committed_sum(self, spec_name: str, group: str | None = None) -> int | None:
+        assert self.stack is not None and self.demo is not None
         topic = self.demo.prefix + spec_name
         spec = next(s for s in TOPICS if s.name == spec_name)
+        probe = self._probe if group is None else self._group_probe(group)
+        assert probe is not None
         try:
-            found = self._probe.committed([TopicPartition(topic, p) for p in range(spec.partitions)], timeout=3)
+            found = probe.committed([TopicPartition(topic, p) for p in range(spec.partitions)], timeout=3)
         except Exception:
             return None
         return sum(max(tp.offset, 0) for tp in found)
+
+    def _group_probe(self, group: str) -> Consumer:
+        assert self.stack is not None
+        if group not in self._probes:
+            self._probes[group] = Consumer({"bootstrap.servers": self.stack.bootstrap, "group.id": group,
+                                            "enable.auto.commit": False, "log_level": 2})  # fmt: skip
+        return self._probes[group]
+
+    @property
+    def streams_group(self) -> str:
+        # Faust's consumer group (`<prefix><streams_app_id>`): its commits on the bars topic prove the signals agent
+        # consumes again after a fault, which /health alone does not (a restarted worker waits for its rebalance).
+        assert self.demo is not None
+        return f"{self.demo.prefix}ibstream-streams"
 
     def sample_throughput(self) -> None:
         quotes_high, bars_high = self._high_sum(quotes.TOPIC.name), self._high_sum(bars.TOPIC.name)
         if quotes_high is not None and bars_high is not None:
             self.throughput.append((self.now(), quotes_high, bars_high))
 
-    def all_healthy(self) -> bool:
+    def all_ready(self) -> bool:
+        """Every deployable answers /ready with 200 (its own readiness: connected, consuming), or /health where it
+        has no readiness probe."""
         assert self.demo is not None
-        return all(http_status(p.health_url) == 200 for p in self.demo.group.processes.values() if p.health_url)
+        for name, managed in self.demo.group.processes.items():
+            if managed.health_url is None:
+                continue
+            ready = managed.health_url.rsplit("/", 1)[0] + "/ready"
+            status = 404 if name == "ibsim" else http_status(ready)
+            if status == 404:  # no readiness probe (ibsim, Agent0): process health it is
+                status = http_status(managed.health_url)
+            if status != 200:
+                return False
+        return True
 
     def watch_processes(self) -> None:
         """A deployable that died without being killed by us is a finding; restart it so the campaign goes on."""
@@ -234,23 +267,30 @@ class Campaign:
             if managed.alive():
                 continue
             code = managed.process.returncode if managed.process else None
+            if name == "ibsim":
+                # ibsim holds the ground truth (bars, orders, positions): a fresh one would make every check moot.
+                raise ChaosError(f"ibsim exited (code {code}) at t+{self.now():.1f}s: ground truth lost\n"
+                                 f"{managed.log_tail(30)}")  # fmt: skip
             self.log(f"chaos: t+{self.now():.1f}s {name} exited on its own with {code}; restarting it")
             self.unexpected_exits.append({"t": round(self.now(), 1), "process": name, "exit_code": code,
                                           "log_tail": managed.log_tail(15)})  # fmt: skip
             self.demo.group.restart(name)
 
     def wait_recovered(self, outcome: FaultOutcome) -> None:
-        """Recovered = every process healthy again, and new bars reached Kafka and the warehouse since the fault
-        ended (data flows end to end, not just health endpoints answering)."""
-        bars_before = self._high_sum(bars.TOPIC.name) or 0
-        committed_before = self._committed_sum(bars.TOPIC.name) or 0
+        """Recovered = every process ready again, and since the fault ended new bars reached Kafka, the warehouse sink
+        and the streams app committed past them (data flows end to end, not just probes answering)."""
+
+        def progress() -> tuple[int | None, ...]:
+            name = bars.TOPIC.name
+            return (self._high_sum(name), self._committed_sum(name), self._committed_sum(name, self.streams_group))
+
+        before = tuple(value or 0 for value in progress())
         deadline = time.monotonic() + RECOVERY_TIMEOUT
         while time.monotonic() < deadline:
             self.watch_processes()
-            if self.all_healthy():
-                high = self._high_sum(bars.TOPIC.name)
-                committed = self._committed_sum(bars.TOPIC.name)
-                if high is not None and committed is not None and high > bars_before and committed > committed_before:
+            if self.all_ready():
+                now = progress()
+                if all(value is not None and value > old for value, old in zip(now, before, strict=True)):
                     outcome.recovered_at = self.now()
                     return
             time.sleep(0.25)
@@ -349,7 +389,7 @@ class Campaign:
 
     # --- the end ---
 
-    def wait_sink_drained(self, timeout: float = 90.0) -> bool:
+    def wait_sink_drained(self, timeout: float = 45.0) -> bool:
         """The sink has committed everything (or at least stopped moving for a while): safe to stop it."""
         last: tuple[int, ...] | None = None
         stable_since = time.monotonic()
@@ -367,7 +407,7 @@ class Campaign:
             time.sleep(1.0)
         return False
 
-    def quiesce_orders(self, timeout: float = 45.0) -> None:
+    def quiesce_orders(self, timeout: float = 30.0) -> None:
         """Freeze the order book before the check: the global kill switch (through the API, as an operator would)
         makes execution cancel every working order, so nothing fills at ibsim after execution stops and ibsim's
         positions and statuses stay comparable with our records."""
@@ -380,14 +420,20 @@ class Campaign:
         except Exception as error:
             self.log(f"chaos: kill switch failed: {error}")
             return
+        # Execution first works off its backlog of routed orders (under the kill switch it rejects them locally, so
+        # each still gets its recorded end state); its group commits inside its transactions.
+        routed = routed_orders.TOPIC.name
+        group = f"{demo.prefix}ibstream-execution"
         deadline = time.monotonic() + timeout
+        active: list[Any] = []
         while time.monotonic() < deadline:
+            high, done = self._high_sum(routed), self._committed_sum(routed, group)
             active = [o for o in get_json(f"{demo.control}/orders") if o.get("status") not in IB_TERMINAL]
-            if not active:
+            if high is not None and done is not None and done >= high - 1 and not active:
                 time.sleep(3.0)  # let execution record the last cancels before it stops
                 return
             time.sleep(0.5)
-        self.log(f"chaos: {len(active)} orders still working at ibsim after the kill switch")
+        self.log(f"chaos: execution backlog or {len(active)} working orders left after the kill switch")
 
     def finish(self) -> tuple[list[InvariantResult], dict[str, int], float]:
         assert self.demo is not None and self.stack is not None
@@ -464,6 +510,9 @@ class Campaign:
         if self._probe is not None:
             with contextlib.suppress(Exception):
                 self._probe.close()
+        for probe in self._probes.values():
+            with contextlib.suppress(Exception):
+                probe.close()
         if self.stack is not None:
             with contextlib.suppress(Exception):
                 self.stack.signal_broker(signal.SIGCONT)  # never leave a paused broker behind
@@ -547,7 +596,14 @@ class Campaign:
         }
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the campaign stops the processes and the broker it
+    # started: they run in their own sessions and would otherwise outlive us.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_campaign(config: ChaosConfig) -> dict[str, Any]:
+    signal.signal(signal.SIGTERM, _terminate)
     report = Campaign(config).run()
     from ibstream.chaos.report import render
 

@@ -27,18 +27,26 @@ pytestmark = pytest.mark.integration
 
 SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
 #: The CI campaign's faults: one of each family (process crash, broker crash, gateway restart with nextValidId
-#: rollback, poison); a full catalogue run is `ibstream chaos --minutes 10`.
-CI_FAULTS = ("kill_execution", "broker_restart", "ib_gateway_restart", "poison", "kill_streams")
+#: rollback, poison). kill_streams is left to the long run: Faust resumes only after its ~60 s session timeout.
+CI_FAULTS = ("kill_execution", "broker_restart", "ib_gateway_restart", "poison", "kill_producer")
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)  # fmt: skip
+    process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)  # fmt: skip
+    try:
+        stdout, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM lets the campaign stop the broker and processes it started (they live in their own sessions).
+        process.terminate()
+        stdout, _ = process.communicate(timeout=60)
+        pytest.fail(f"campaign exceeded {timeout:.0f}s:\n{stdout[-6000:]}")
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, "")
 
 
 def _report(path: Path, result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert path.exists(), f"no report written:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert path.exists(), f"no report written:\n{result.stdout[-6000:]}"
     report: dict[str, Any] = json.loads(path.read_text())
     return report
 
