@@ -54,10 +54,19 @@ class _MktSub:
     last: dict[int, tuple[float, int] | int | str] = field(default_factory=dict)
 
 
+def _in_rth(t: float) -> bool:
+    """Whether simulated time ``t`` falls in regular trading hours (09:30-16:00 New York, weekdays)."""
+    rth = session_for(exchange_date(t), "rth")
+    return rth is not None and rth.contains(t)
+
+
 @dataclass
 class _BarSub:
     symbol: str
     next_time: int
+    # reqRealTimeBars(useRTH=1): IB sends only bars inside regular trading hours, even where the market trades
+    # around the clock (here: --hours 24h).
+    rth_only: bool = False
 
 
 @dataclass
@@ -796,7 +805,7 @@ class Simulator:
         if req.bar_size != BAR_SECONDS:
             s.error(req.req_id, 321, f"{m.ERROR_TEXT[321]} Invalid bar size {req.bar_size}: only 5 second bars")
             return
-        s.rtb[req.req_id] = _BarSub(inst.symbol, int(now) // BAR_SECONDS * BAR_SECONDS)
+        s.rtb[req.req_id] = _BarSub(inst.symbol, int(now) // BAR_SECONDS * BAR_SECONDS, req.use_rth)
 
     def _req_historical(self, s: _Session, req: m.ReqHistoricalData, now: float) -> None:
         inst = self._resolve(req.contract)
@@ -1054,6 +1063,8 @@ class Simulator:
                 if muted or bsub.symbol in f.stalled:
                     continue  # the feed is dead: those bars are gone for this subscriber
                 for b in bars:
+                    if bsub.rth_only and not _in_rth(b.time):
+                        continue
                     s.send(m.realtime_bar(req_id, b))
             for req_id, hsub in list(s.hist.items()):
                 self._push_hist_update(s, req_id, hsub, now, muted or hsub.symbol in f.stalled)

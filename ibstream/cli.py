@@ -148,6 +148,32 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+def _uat(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ibstream.uat import UatOptions, load_verdict, run_uat
+
+    settings = get_settings()
+    if args.verdict:
+        decision = load_verdict(settings, args.required)
+        print(decision.render())
+        return 0 if decision.go else 1
+    reports = Path(args.reports_dir) if args.reports_dir else settings.state_dir / "uat"
+    options = UatOptions(
+        reports_dir=reports,
+        sessions=tuple(args.sessions.split(",")) if args.sessions else UatOptions(reports).sessions,
+        gateway=args.gateway,
+        allow_orders=args.allow_orders,
+        gateway_minutes=args.minutes,
+    )
+    run = run_uat(settings, options)
+    for result in run.results:
+        print(f"{result.status.upper():4}  {result.id:24} {'; '.join(result.failures)[:160]}")
+    print(f"UAT session {run.session_id}: {'PASS' if run.passed else 'FAIL'} in {run.meta['seconds']:.0f}s\n"
+          f"report: {run.markdown}\n        {run.html}")
+    return 0 if run.passed else 1
+
+
 def _utc_time(text: str) -> datetime:
     """ISO 8601; a time without an offset is taken as UTC."""
     try:
@@ -243,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--dir", default=None, help="state directory (default: a new temporary one)")
     chaos.add_argument("--json", default="chaos-report.json", help="where the JSON report goes")
     chaos.set_defaults(handler=_chaos)
+
+    uat = commands.add_parser("uat", help="user acceptance test campaign against ibsim or a paper gateway")
+    uat.add_argument("--verdict", action="store_true", help="print go/no-go from the recorded sessions")
+    uat.add_argument("--required", type=int, default=None, help="consecutive passes for go (uat_required_sessions)")
+    uat.add_argument("--gateway", default=None, help="HOST:PORT of a real paper gateway instead of ibsim")
+    uat.add_argument("--allow-orders", action="store_true", help="with --gateway: place paper orders")
+    uat.add_argument("--minutes", type=float, default=5.0, help="with --gateway: wall minutes to run")
+    uat.add_argument("--sessions", default=None, help="comma-separated subset of main,close,desk")
+    uat.add_argument("--reports-dir", default=None, help="where reports go (default: STATE_DIR/uat)")
+    uat.set_defaults(handler=_uat)
 
     replay = commands.add_parser("replay", help="re-emit a topic's records from a time window (gap recovery)")
     replay.add_argument("--topic", required=True, help="catalogue topic, e.g. md.bars.5s.v1")

@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     risk_quote_max_age_seconds: float = Field(default=10.0, gt=0)
     risk_daily_loss_limit: float = Field(default=2_000.0, gt=0)
 
+    # --- UAT ---
+    # `ibstream uat --verdict` says go only after this many consecutive passing UAT sessions.
+    uat_required_sessions: int = Field(default=5, ge=1)
+
     @model_validator(mode="after")
     def _stop_band_is_ordered(self) -> Settings:
         if self.risk_min_stop_pct >= self.risk_max_stop_pct:
@@ -241,6 +245,15 @@ class Settings(BaseSettings):
                 f"port {value} is a live-trading port; use a paper port (4002 gateway, 7497 TWS) or set "
                 "IBSTREAM_IB_LIVE_ACCOUNT to the live account you mean"
             )
+        return value
+
+    @field_validator("market_data_type", mode="before")
+    @classmethod
+    def _market_data_type_from_text(cls, value: Any) -> Any:
+        # The environment gives "3"; pydantic matches Literal[1, 2, 3, 4] by value and type, so "3" would be
+        # rejected and IBSTREAM_MARKET_DATA_TYPE=3 (delayed data) could never be set.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
         return value
 
     @field_validator("symbols", mode="before")

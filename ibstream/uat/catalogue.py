@@ -1,0 +1,207 @@
+"""The UAT scenario catalogue: every scenario, the session that runs it, and its pass criteria in words.
+
+Sessions group scenarios that can share one running pipeline:
+* ``main``  — manual approval at 600x from 09:15 (ibsim open around the clock so bars flow before the open):
+  the full path to the post-trade review, market open, an IB disconnect and a gateway restart with backfill.
+* ``close`` — policy approval on a delayed-only feed (market data type 3) across the 16:00 close.
+* ``desk``  — tight risk limits on a dedicated Kafka broker at 30x; the harness places crafted orders like a
+  desk would (no run approvals), each breaching one limit, plus fills, partial fills, a broker reject, a stale
+  feed, the kill switch engaged and released, and finally a Kafka broker restart.
+"""
+
+from __future__ import annotations
+
+from ibstream.uat.model import Scenario
+
+#: Every risk check of the gate (``streams.risk.CHECKS``), each breached once in the desk session.
+RISK_CHECKS = (
+    "kill_switch",
+    "stale_quote",
+    "price_band",
+    "max_position",
+    "max_gross_exposure",
+    "max_order_notional",
+    "stop_distance",
+    "risk_per_trade",
+    "order_rate",
+    "daily_loss",
+)
+
+_RISK_BREACH = {
+    "kill_switch": "an order placed while the kill switch is on",
+    "stale_quote": "an order for a symbol whose feed is stalled",
+    "price_band": "a limit order 5% away from the quote (band 1%)",
+    "max_position": "an order taking the position past 50 shares",
+    "max_gross_exposure": "an order taking gross exposure past 16,000 with 5,700 already held",
+    "max_order_notional": "an order of more than 12,000 notional",
+    "stop_distance": "an order with a stop 0.05% from entry (minimum 0.2%)",
+    "risk_per_trade": "an order risking more than 0.1% of equity at its stop",
+    "order_rate": "a sixth order within a minute (limit 5)",
+    "daily_loss": "an order after a realized loss beyond the 0.01 daily limit",
+}
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "flow.manual",
+        "main",
+        "ingest → signal → orchestrate → manual approval → order → fill → review",
+        (
+            "live quotes and bars in the warehouse; signals recorded",
+            "≥ 1 run approved manually by the UAT trader (approval_mode=manual, actor=demo-trader)",
+            "every manually approved run that reached risk has a risk decision; ≥ 1 order of them filled",
+            "≥ 1 closed trade of a manual run in the trade_reviews view",
+        ),
+    ),
+    Scenario(
+        "review.post_trade",
+        "main",
+        "post-trade review agrees with the broker and the API",
+        (
+            "each reviewed trade's entry/exit quantity and VWAP equal ibsim's own executions for that order",
+            "every review has entry_time ≤ exit_time, an exit reason and an R multiple when a plan stop exists",
+            "GET /v1/signals/{id} returns a non-empty `review` for a signal with a closed trade",
+        ),
+    ),
+    Scenario(
+        "market.open",
+        "main",
+        "no signals or orders before the 09:30 open",
+        (
+            "live bars exist before 09:30 (the feed ran, so the gate was exercised)",
+            "no signal for a bar before 09:30, no fill before 09:30; signals after the open",
+        ),
+    ),
+    Scenario(
+        "ib.disconnect",
+        "main",
+        "IB connection dropped mid-session: reconnect, resubscribe, backfill",
+        (
+            "≥ 1 gap per symbol detected after the 10:00 drop, every one backfilled (none unrecoverable)",
+            "backfill bars recorded; an ib_disconnected alert raised",
+        ),
+    ),
+    Scenario(
+        "gateway.restart",
+        "main",
+        "gateway restart with nextValidId rolled back, mid-session",
+        (
+            "≥ 1 gap per symbol after the 10:45 restart, every one backfilled",
+            "no duplicate IB order id at ibsim and no duplicate-id rejection (code 103)",
+            "every recorded order reached ibsim as one bracket at most; ≥ 1 new order after the restart",
+        ),
+    ),
+    Scenario(
+        "flow.policy",
+        "close",
+        "ingest → signal → orchestrate → policy approval → order → fill",
+        (
+            "≥ 1 run approved by the policy (approval_mode=policy)",
+            "≥ 1 order of a policy-approved run filled",
+        ),
+        places_orders=True,
+    ),
+    Scenario(
+        "data.delayed",
+        "close",
+        "delayed data (market_data_type=3, no live entitlement)",
+        (
+            "quotes and bars recorded with source=delayed, none with source=live",
+            "figure only: the quote ages the risk gate measured on the delayed feed",
+        ),
+        places_orders=False,
+    ),
+    Scenario(
+        "market.close",
+        "close",
+        "no signals or new orders after the 16:00 close",
+        (
+            "ibsim's market kept producing bars after 16:00 (ground truth), so the gate was exercised",
+            "no bar recorded after 16:00 (the producer asks IB for regular-hours bars only)",
+            "no signal for a bar at or after 16:00; every order at ibsim belongs to a signal before the close",
+        ),
+        places_orders=False,
+    ),
+    Scenario(
+        "order.fill",
+        "desk",
+        "an order fills completely",
+        ("the resume order after the kill switch: risk-approved, one execution, final status filled",),
+    ),
+    Scenario(
+        "order.partial_fill",
+        "desk",
+        "an order fills in parts (ibsim --partial-fill 10)",
+        ("the 30-share order: ≥ 3 executions, a partially_filled event before filled, 30 shares in total",),
+    ),
+    Scenario(
+        "order.broker_reject",
+        "desk",
+        "the broker rejects an order risk approved",
+        ("risk approved it; the parent's final status is rejected with IB's code 201",),
+    ),
+    Scenario(
+        "feed.stale",
+        "desk",
+        "a stalled symbol raises a stale-feed alert and blocks orders",
+        (
+            "a stale_feed alert for the stalled symbol (and it resolves after the stall ends)",
+            "an order for it is rejected by the stale_quote check",
+        ),
+    ),
+    *(
+        Scenario(
+            f"risk.{check}",
+            "desk",
+            f"risk limit {check} rejects a breach",
+            (
+                f"{_RISK_BREACH[check]} is rejected and `{check}` is among its failed checks",
+                f"the risk-rejections audit lists `{check}`",
+            ),
+        )
+        for check in RISK_CHECKS
+    ),
+    Scenario(
+        "control.kill_switch",
+        "desk",
+        "kill switch engaged and released (rollback)",
+        (
+            "engaged: a new order is rejected by kill_switch and the resting order is cancelled at ibsim",
+            "released: the next order is approved and filled",
+        ),
+    ),
+    Scenario(
+        "kafka.broker_restart",
+        "desk",
+        "the Kafka broker restarts under the running pipeline",
+        (
+            "every deployable survives; bars produced after the restart reach the warehouse for every symbol",
+            "an order placed after the restart gets a risk decision; no dead letters",
+        ),
+    ),
+)
+
+BY_ID = {scenario.id: scenario for scenario in SCENARIOS}
+SESSIONS = ("main", "close", "desk")
+
+#: Against a real paper gateway (``--gateway``): no simulator, no faults, market time is the wall clock.
+GATEWAY_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "gateway.readonly",
+        "gateway",
+        "a real paper gateway: market data in, nothing out unless allowed",
+        (
+            "quotes and bars recorded for every symbol (source live or delayed)",
+            "without --allow-orders: no order routed to the gateway",
+        ),
+        places_orders=False,
+        needs_sim=False,
+    ),
+    Scenario(
+        "gateway.orders",
+        "gateway",
+        "a real paper gateway with --allow-orders: approved runs become orders",
+        ("every manually approved run that reached risk has a decision; routed orders got broker events",),
+        places_orders=True,
+        needs_sim=False,
+    ),
+)

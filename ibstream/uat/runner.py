@@ -1,0 +1,271 @@
+"""`ibstream uat`: run the scenario catalogue, write the report, record the session, and the go/no-go verdict.
+
+Against ibsim (the default) three sessions run: ``desk`` (its own Kafka broker, mostly waiting on crafted orders)
+runs alongside ``main`` and then ``close`` (CPU-heavy at 600x), which keeps a CI run under three minutes on two
+cores. Against a real paper gateway (``--gateway HOST:PORT``) one wall-clock session runs the read-only scenario,
+and places orders only with ``--allow-orders``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ibstream.config import Settings
+from ibstream.uat.catalogue import GATEWAY_SCENARIOS, SCENARIOS, SESSIONS
+from ibstream.uat.harness import Session, SessionPlan, UatError
+from ibstream.uat.model import Judge, ScenarioResult, by_key, first, number, skipped, summarise
+from ibstream.uat.report import Verdict, render_html, render_markdown, verdict
+from ibstream.uat.sessions import CLOSE_PLAN, DESK_PLAN, MAIN_PLAN, run_close, run_desk, run_main
+
+
+@dataclass
+class UatOptions:
+    """What to run and where the report goes."""
+
+    reports_dir: Path
+    sessions: tuple[str, ...] = SESSIONS
+    gateway: str | None = None
+    allow_orders: bool = False
+    gateway_minutes: float = 5.0
+    # Run the desk session (mostly waiting, 30x) alongside the 600x sessions. Off by default: on two cores the
+    # 600x sessions then fall behind their fast clock (signals expire, orders are cut off at the stop).
+    parallel: bool = False
+    # Extra settings per session (environment variables), e.g. a deliberately broken risk limit in a test.
+    env_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    record: bool = True
+
+
+@dataclass
+class UatRun:
+    session_id: str
+    results: list[ScenarioResult]
+    meta: dict[str, Any]
+    markdown: Path
+    html: Path
+    json: Path
+
+    @property
+    def passed(self) -> bool:
+        return not summarise(self.results)["failed"]
+
+
+_PLANS: dict[str, SessionPlan] = {"main": MAIN_PLAN, "close": CLOSE_PLAN, "desk": DESK_PLAN}
+_RUNNERS: dict[str, Callable[..., list[ScenarioResult]]] = {"main": run_main, "close": run_close, "desk": run_desk}
+
+
+def _plan(name: str, overrides: Mapping[str, Mapping[str, str]]) -> SessionPlan:
+    plan = _PLANS[name]
+    extra = overrides.get(name)
+    return dataclasses.replace(plan, env={**plan.env, **extra}) if extra else plan
+
+
+def run_uat(settings: Settings, options: UatOptions) -> UatRun:
+    """Run the campaign once and write its report; record it in the warehouse unless told not to."""
+    session_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + secrets.token_hex(2)
+    directory = options.reports_dir / session_id
+    directory.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    clock = time.monotonic()
+    log: list[str] = []
+    if options.gateway:
+        results = _run_gateway(settings, options, directory, session_id, log)
+        target = f"paper gateway {options.gateway}" + (" (orders allowed)" if options.allow_orders else " (read-only)")
+    else:
+        results = _run_sim(settings, options, directory, session_id)
+        target = "ibsim"
+    finished = dt.datetime.now(dt.UTC)
+    meta = {
+        "session_id": session_id,
+        "target": target,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "seconds": time.monotonic() - clock,
+        "sessions": list(options.sessions),
+        "log": log,
+    }
+    run = UatRun(
+        session_id, results, meta, directory / "report.md", directory / "report.html", directory / "results.json"
+    )
+    run.markdown.write_text(render_markdown(meta, results))
+    run.html.write_text(render_html(meta, results))
+    run.json.write_text(json.dumps({"meta": meta, "results": [r.to_dict() for r in results]}, default=str, indent=1))
+    if options.record:
+        record_session(settings, run)
+    return run
+
+
+def _run_sim(settings: Settings, options: UatOptions, directory: Path, session_id: str) -> list[ScenarioResult]:
+    results: dict[str, list[ScenarioResult]] = {}
+
+    def run(name: str) -> None:
+        try:
+            results[name] = _RUNNERS[name](settings, directory / name, session_id, _plan(name, options.env_overrides))
+        except Exception as error:  # a harness bug must fail the session's scenarios, not lose the report
+            where = traceback.format_exc(limit=-3)
+            results[name] = [
+                _crashed(s.id, f"session {name} crashed: {error!r}\n{where}") for s in SCENARIOS if s.session == name
+            ]
+
+    wanted = [name for name in SESSIONS if name in options.sessions]
+    background = None
+    if options.parallel and "desk" in wanted:
+        # The desk session mostly waits on its own orders at 30x: it overlaps the two 600x sessions.
+        background = threading.Thread(target=run, args=("desk",), name="uat-desk", daemon=True)
+        background.start()
+        wanted.remove("desk")
+    for name in wanted:
+        run(name)
+    if background is not None:
+        background.join()
+    ordered: list[ScenarioResult] = []
+    for scenario in SCENARIOS:
+        found = [r for r in results.get(scenario.session, []) if r.id == scenario.id]
+        ordered.append(found[0] if found else skipped(scenario, f"session {scenario.session} not run"))
+    return ordered
+
+
+def _crashed(scenario_id: str, why: str) -> ScenarioResult:
+    from ibstream.uat.catalogue import BY_ID
+    from ibstream.uat.model import failed
+
+    return failed(BY_ID[scenario_id], why)
+
+
+def _run_gateway(
+    settings: Settings, options: UatOptions, directory: Path, session_id: str, log: list[str]
+) -> list[ScenarioResult]:
+    assert options.gateway is not None
+    plan = SessionPlan(
+        "gateway",
+        speed=1.0,
+        start=dt.time(9, 30),
+        minutes=options.gateway_minutes,
+        approve="manual" if options.allow_orders else "none",
+        gateway=options.gateway,
+        env={"IBSTREAM_MARKET_CLOCK": "wall"},
+    )
+    readonly, orders = GATEWAY_SCENARIOS
+    session = Session(plan, settings, directory / "gateway", session_id)
+    try:
+        session.start()
+        session.run_until(
+            dt.datetime.now(dt.UTC) + dt.timedelta(minutes=options.gateway_minutes),
+            wall_timeout=options.gateway_minutes * 60 + 60,
+        )
+    except Exception as error:
+        session.finish()
+        return [_gateway_failed(readonly, f"gateway session did not complete: {error}")]
+    finally:
+        log.extend(session.log)
+    session.finish()
+    try:
+        ev = session.warehouse_evidence(
+            [
+                ("quotes_by_symbol", "SELECT symbol, source, count() FROM md_quotes_v1 FINAL GROUP BY symbol, source"),
+                ("bars_by_symbol", "SELECT symbol, count() FROM md_bars_5s_v1 FINAL GROUP BY symbol"),
+                ("routed", "SELECT count() FROM orders_routed_v1 FINAL"),
+                ("decisions", "SELECT approved, count() FROM risk_decisions_v1 FINAL GROUP BY approved"),
+                ("events", "SELECT status, count() FROM orders_events_v1 FINAL GROUP BY status"),
+            ]
+        )
+    except UatError as error:
+        return [_gateway_failed(readonly, str(error))]
+    j = Judge(readonly)
+    quoted = {row[0] for row in ev["quotes_by_symbol"].rows}
+    bars = by_key(ev["bars_by_symbol"])
+    routed = int(number(first(ev["routed"])))
+    j.figure("symbols_quoted", sorted(quoted))
+    j.figure("bars_by_symbol", bars)
+    j.figure("orders_routed", routed)
+    j.expect(set(plan.symbols) <= quoted, f"no quotes for {sorted(set(plan.symbols) - quoted)}")
+    j.expect(options.allow_orders or routed == 0, f"{routed} orders routed without --allow-orders")
+    j.attach(ev["quotes_by_symbol"], ev["bars_by_symbol"], ev["routed"])
+    results = [j.result()]
+    if options.allow_orders:
+        k = Judge(orders)
+        k.figure("decisions", by_key(ev["decisions"]))
+        k.figure("order_events", by_key(ev["events"]))
+        k.expect(routed == 0 or bool(ev["events"].rows), "routed orders without broker events")
+        k.attach(ev["decisions"], ev["events"])
+        results.append(k.result(note="no approved run during the session" if routed == 0 else ""))
+    else:
+        results.append(skipped(orders, "read-only: pass --allow-orders to place paper orders"))
+    return results + [skipped(s, "needs ibsim (fault injection, accelerated clock)") for s in SCENARIOS]
+
+
+def _gateway_failed(scenario: Any, why: str) -> ScenarioResult:
+    from ibstream.uat.model import failed
+
+    return failed(scenario, why)
+
+
+# --- the campaign record and the verdict -----------------------------------------------------------------------
+
+
+def record_session(settings: Settings, run: UatRun) -> None:
+    """One row in ``uat_sessions`` (the warehouse named by the settings)."""
+    from ibstream.warehouse import Warehouse
+    from ibstream.warehouse.migrations import UAT_SESSIONS_TABLE
+
+    counts = summarise(run.results)
+    with Warehouse.open(settings) as warehouse:
+        warehouse.client.insert(
+            f"{warehouse.database}.{UAT_SESSIONS_TABLE}",
+            [
+                [
+                    run.session_id,
+                    dt.datetime.fromisoformat(run.meta["started_at"]),
+                    dt.datetime.fromisoformat(run.meta["finished_at"]),
+                    run.meta["target"],
+                    run.passed,
+                    counts["total"],
+                    counts["passed"],
+                    len(counts["skipped"]),
+                    counts["failed"],
+                    json.dumps(
+                        [
+                            {"id": r.id, "status": r.status, "failures": r.failures, "figures": r.figures}
+                            for r in run.results
+                        ],
+                        default=str,
+                    ),
+                    str(run.markdown),
+                ]
+            ],
+            column_names=[
+                "session_id",
+                "started_at",
+                "finished_at",
+                "target",
+                "passed",
+                "scenarios_total",
+                "scenarios_passed",
+                "scenarios_skipped",
+                "failed_scenarios",
+                "results",
+                "report_path",
+            ],
+        )
+
+
+def load_verdict(settings: Settings, required: int | None = None) -> Verdict:
+    """Go/no-go from the recorded sessions, newest first."""
+    from ibstream.warehouse import Warehouse
+    from ibstream.warehouse.migrations import UAT_SESSIONS_TABLE
+
+    with Warehouse.open(settings) as warehouse:
+        rows = warehouse.query(
+            f"SELECT session_id, passed, failed_scenarios FROM {warehouse.table(UAT_SESSIONS_TABLE)} FINAL "
+            "ORDER BY finished_at DESC, session_id DESC"
+        ).rows
+    return verdict([(str(r[0]), bool(r[1]), list(r[2])) for r in rows], required or settings.uat_required_sessions)

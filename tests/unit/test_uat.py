@@ -1,0 +1,161 @@
+"""UAT without I/O: the go/no-go verdict, judging the desk session's evidence, and the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from ibstream.uat.catalogue import BY_ID, RISK_CHECKS, SCENARIOS, SESSIONS
+from ibstream.uat.model import Evidence, Judge, summarise
+from ibstream.uat.report import render_html, render_markdown, verdict
+from ibstream.uat.sessions import DESK_PLAN, _judge_desk
+
+
+def test_go_needs_the_required_consecutive_passes_newest_first() -> None:
+    five: list[tuple[str, bool, list[str]]] = [(f"s{i}", True, []) for i in range(5)]
+    assert verdict(five, 5).go
+    # The newest session failed: no-go, and the verdict names what failed.
+    latest_failed = [("s9", False, ["risk.max_position"]), *five]
+    result = verdict(latest_failed, 5)
+    assert not result.go and result.consecutive_passes == 0
+    assert "risk.max_position" in result.render() and "NO-GO" in result.render()
+    # An old failure does not count once the streak is long enough.
+    assert verdict([*five, ("old", False, ["feed.stale"])], 5).go
+    short = verdict(five[:3], 5)
+    assert not short.go and "needs 2 more" in short.render()
+    assert not verdict([], 1).go
+
+
+def test_catalogue_covers_each_risk_check_once_and_every_session() -> None:
+    assert {f"risk.{check}" for check in RISK_CHECKS} <= set(BY_ID)
+    assert len(BY_ID) == len(SCENARIOS)
+    assert {s.session for s in SCENARIOS} == set(SESSIONS)
+
+
+def test_risk_checks_match_the_gate() -> None:
+    risk = pytest.importorskip("streams.risk")
+    from ibstream.contracts import OrderIntent
+    from ibstream.contracts.enums import OrderType, Side
+
+    # Every check of the gate reports its name; an intent with no quote makes each one produce a result.
+    intent = OrderIntent(
+        order_id="o",
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=1,
+        order_type=OrderType.MKT,
+        requested_by="t",
+        created_time=dt.datetime(2026, 1, 5, 15, tzinfo=dt.UTC),
+    )
+    view = risk.RiskView()
+    decision = risk.decide(intent, view, risk.RiskLimits.from_settings(_settings()), intent.created_time)
+    assert {check.name for check in decision.checks} == set(RISK_CHECKS)
+
+
+def _settings() -> Any:
+    from ibstream.config import load_settings
+
+    return load_settings()
+
+
+def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict[str, Any]]:
+    """What a good desk session records; ``broken`` names a check whose breach got through."""
+    tags = [
+        "max_order_notional",
+        "stale_quote",
+        "partial_fill",
+        "max_position",
+        "max_gross_exposure",
+        "price_band",
+        "stop_distance",
+        "risk_per_trade",
+        "broker_reject",
+        "resting",
+        "kill_switch",
+        "fill",
+        "close",
+        "order_rate",
+        "after_broker_restart",
+    ]
+    orders = {tag: f"id-{tag}" for tag in tags}
+    failing = {check: [check] for check in RISK_CHECKS if check not in ("order_rate", "daily_loss")}
+    failing["order_rate"] = ["order_rate", "daily_loss"]
+    failing["after_broker_restart"] = ["order_rate", "daily_loss"]
+    if broken is not None:
+        failing = {tag: [c for c in checks if c != broken] for tag, checks in failing.items()}
+    decisions = [[orders[tag], not failing.get(tag), failing.get(tag, [])] for tag in tags]
+    status = {
+        "partial_fill": "filled",
+        "broker_reject": "rejected",
+        "resting": "cancelled",
+        "fill": "filled",
+        "close": "filled",
+    }
+    final = [
+        [orders[t], s, 0.0, ["partially_filled", s] if t == "partial_fill" else [s], 201 if s == "rejected" else None]
+        for t, s in status.items()
+    ]
+    executions = [
+        [orders["partial_fill"], 3, 30.0, None],
+        [orders["fill"], 1, 5.0, None],
+        [orders["close"], 1, 5.0, -1.05],
+    ]
+    rejections: dict[str, int] = {}
+    for checks in failing.values():
+        for check in checks:
+            rejections[check] = rejections.get(check, 0) + 1
+    ev = {
+        "decisions": Evidence("decisions", "warehouse", "…", ["order_id", "approved", "failed_checks"], decisions),
+        "final_status": Evidence(
+            "final_status", "warehouse", "…", ["order_id", "status", "filled", "statuses", "broker_code"], final
+        ),
+        "executions": Evidence(
+            "executions", "warehouse", "…", ["order_id", "executions", "shares", "realized"], executions
+        ),
+        "rejections_by_check": Evidence(
+            "r", "warehouse", "…", ["check_name", "rejections"], [[k, v] for k, v in sorted(rejections.items())]
+        ),
+        "stale_alerts": Evidence(
+            "s", "warehouse", "…", ["symbol", "state", "n"], [["QQQ", "firing", 1], ["QQQ", "resolved", 1]]
+        ),
+        "kill_commands": Evidence("k", "warehouse", "…", ["command"], [["kill_switch_on"], ["kill_switch_off"]]),
+        "bars_after_broker_restart": Evidence(
+            "b", "warehouse", "…", ["symbol", "n"], [[s, 50] for s in DESK_PLAN.symbols]
+        ),
+        "dead_letters": Evidence("d", "warehouse", "…", ["count()"], [[0]]),
+    }
+    marks = {"desk": orders, "orders": [{"order_ref": orders["resting"], "status": "Cancelled"}]}
+    return ev, marks
+
+
+def test_a_good_desk_session_passes_every_desk_scenario() -> None:
+    ev, marks = _desk_evidence()
+    results = _judge_desk(ev, marks, DESK_PLAN)
+    assert {r.id for r in results} == {s.id for s in SCENARIOS if s.session == "desk"}
+    assert [(r.id, r.failures) for r in results if not r.passed] == []
+
+
+@pytest.mark.parametrize("broken", ["max_position", "daily_loss", "kill_switch"])
+def test_a_check_that_never_fires_fails_its_own_scenario(broken: str) -> None:
+    ev, marks = _desk_evidence(broken)
+    results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
+    assert not results[f"risk.{broken}"].passed
+    assert any(f"`{broken}`" in failure for failure in results[f"risk.{broken}"].failures)
+    others = {rid for rid, r in results.items() if not r.passed and rid.startswith("risk.")}
+    assert others == {f"risk.{broken}"}
+
+
+def test_report_shows_each_scenario_its_failures_and_the_evidence_sql() -> None:
+    good, bad = Judge(BY_ID["feed.stale"]), Judge(BY_ID["risk.max_position"])
+    bad.expect(False, "`max_position` did not fail")
+    bad.attach(Evidence("decisions", "warehouse", "SELECT 1 FROM risk_decisions_v1", ["approved"], [[True]]))
+    results = [good.result(), bad.result()]
+    meta = {"session_id": "s1", "target": "ibsim", "started_at": "a", "finished_at": "b", "seconds": 1.0, "log": []}
+    markdown, page = render_markdown(meta, results), render_html(meta, results)
+    for text in (markdown, page):
+        assert "feed.stale" in text and "risk.max_position" in text
+        assert "did not fail" in text and "SELECT 1 FROM risk_decisions_v1" in text
+    assert markdown.startswith("# UAT session s1: FAIL")
+    assert summarise(results) == {"total": 2, "passed": 1, "failed": ["risk.max_position"], "skipped": []}
