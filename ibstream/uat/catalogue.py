@@ -87,7 +87,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             "≥ 1 gap per symbol after the 10:45 restart, every one backfilled",
             "no duplicate IB order id at ibsim and no duplicate-id rejection (code 103)",
-            "every recorded order reached ibsim as one bracket at most; ≥ 1 new order after the restart",
+            "every order IB acknowledged is at ibsim as one bracket, ibsim holds none we did not record; "
+            "≥ 1 new order after the restart",
         ),
     ),
     Scenario(
