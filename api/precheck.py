@@ -1,16 +1,14 @@
 """``GET /v1/runs/{run_id}/precheck``: the risk limits a run's plan would meet, before anyone approves it.
 
-The gate itself lives in ``streams`` (which the API may not import) and decides again when the order exists. This
-pre-check evaluates the checks that depend only on the plan, the settings and what the warehouse knows (latest quote,
-position and kill switch), with the same names, formulas and thresholds as the gate, so an operator sees a likely
-refusal before approving. Checks that depend on the moment of the order (order rate, daily loss, gross exposure)
-are listed as deferred. A unit test runs the gate's own checks on the same inputs and compares.
+It runs the gate's own pure checks (``ibstream.risk``, which the streams agent also runs when the order exists) on
+the plan, the settings and what the warehouse knows (latest quote, position and kill switch), so an operator sees a
+likely refusal before approving. Checks that depend on the moment of the order (order rate, daily loss, gross
+exposure) are listed as deferred.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -21,51 +19,38 @@ from api.auth import Principal
 from api.errors import ApiError, errors
 from api.models import ID_PATTERN
 from api.queries import fetch_records, get_run
-from ibstream.config import Settings
-from ibstream.contracts import ControlCommand, Plan, Quote, Record, RiskCheck, TopicSpec, control, positions, quotes
-from ibstream.contracts.enums import ControlCommandKind, OrderType, Side
-from ibstream.sizing import risk_budget
+from ibstream import ids, risk
+from ibstream.contracts import (
+    ControlCommand,
+    OrderIntent,
+    Plan,
+    Position,
+    Quote,
+    Record,
+    RiskCheck,
+    TopicSpec,
+    control,
+    positions,
+    quotes,
+)
+from ibstream.contracts.enums import ExecutionSource
+from ibstream.risk import GLOBAL_TARGETS
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.schema import quote_ident
 
 R = TypeVar("R", bound=Record)
 
-#: Kill-switch targets that stop every symbol (as the gate reads them); any other target names one symbol.
-GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
+__all__ = ["DEFERRED_CHECKS", "GLOBAL_TARGETS", "Precheck", "PrecheckLimits", "build_precheck", "precheck_checks"]
+
 #: Checks the gate also runs that depend on the moment the order exists, not on the plan.
 DEFERRED_CHECKS = ("max_gross_exposure", "order_rate", "daily_loss")
 
-
-@dataclass(frozen=True)
-class PrecheckLimits:
-    """The gate's thresholds, from the same settings."""
-
-    max_position: float
-    max_order_notional: float
-    min_stop_pct: float
-    max_stop_pct: float
-    account_equity: float
-    risk_per_trade_pct: float
-    price_band_pct: float
-    quote_max_age_seconds: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PrecheckLimits:
-        """The thresholds in force for this process."""
-        return cls(
-            max_position=settings.risk_max_position,
-            max_order_notional=settings.risk_max_order_notional,
-            min_stop_pct=settings.risk_min_stop_pct,
-            max_stop_pct=settings.risk_max_stop_pct,
-            account_equity=settings.account_equity,
-            risk_per_trade_pct=settings.risk_per_trade_pct,
-            price_band_pct=settings.risk_price_band_pct,
-            quote_max_age_seconds=settings.risk_quote_max_age_seconds,
-        )
+#: The gate's thresholds (the same settings the gate reads).
+PrecheckLimits = risk.RiskLimits
 
 
 class Precheck(BaseModel):
-    """What the plan would meet at the risk gate now. ``passed`` is true when every evaluated check passes."""
+    """What the gate would say about the plan right now, check by check."""
 
     run_id: str
     symbol: str
@@ -79,155 +64,56 @@ class Precheck(BaseModel):
     evaluated_time: datetime
 
 
-def reference_price(quote: Quote | None, side: Side) -> float | None:
-    """The price an order would trade at now: the far touch, else last, else mid (as the gate computes it)."""
-    if quote is None:
-        return None
-    touch = quote.ask if side is Side.BUY else quote.bid
-    if touch is not None and touch > 0:
-        return touch
-    if quote.last is not None and quote.last > 0:
-        return quote.last
-    if quote.bid is not None and quote.ask is not None and quote.bid > 0 and quote.ask > 0:
-        return (quote.bid + quote.ask) / 2
-    return None
+def _view(symbol: str, quote: Quote | None, position_quantity: float, commands: list[ControlCommand],
+          now: datetime) -> risk.RiskView:  # fmt: skip
+    view = risk.RiskView()
+    if quote is not None:
+        view.apply_quote(quote)
+    if position_quantity:
+        view.apply_position(Position(
+            account="", symbol=symbol, con_id=0, quantity=position_quantity, avg_cost=0.0,
+            source=ExecutionSource.RECONCILIATION, time=now,
+        ))  # fmt: skip
+    for command in commands:
+        view.apply_control(command)
+    return view
 
 
-def plan_entry(plan: Plan, reference: float | None) -> float | None:
-    """The price the plan expects to pay: its limit (or stop) price, else the market's reference."""
-    if plan.order_type in (OrderType.LMT, OrderType.STP_LMT) and plan.limit_price is not None:
-        return plan.limit_price
-    if plan.order_type is OrderType.STP and plan.stop_price is not None:
-        return plan.stop_price
-    return reference
+def _intent(run_id: str, symbol: str, plan: Plan, now: datetime) -> OrderIntent:
+    return OrderIntent(
+        order_id=ids.order_id(run_id), run_id=run_id, symbol=symbol, side=plan.side, quantity=plan.quantity,
+        order_type=plan.order_type, limit_price=plan.limit_price, stop_price=plan.stop_price,
+        stop_loss=plan.stop_loss, take_profit=plan.take_profit, requested_by="precheck", created_time=now,
+    )  # fmt: skip
 
 
 def kill_switch_for(symbol: str, commands: list[ControlCommand]) -> ControlCommand | None:
-    """The kill switch in force for ``symbol`` from control commands in time order (global first), or None."""
-    engaged: dict[str, ControlCommand] = {}
-    for command in commands:
-        target = command.target.strip().lower() if command.target.strip().lower() in GLOBAL_TARGETS else command.target
-        if command.command is ControlCommandKind.KILL_SWITCH_ON:
-            engaged[target] = command
-        elif command.command is ControlCommandKind.KILL_SWITCH_OFF:
-            engaged.pop(target, None)
-    for target in GLOBAL_TARGETS:
-        if target in engaged:
-            return engaged[target]
-    return engaged.get(symbol)
-
-
-def _unpriced(name: str, limit: float | None) -> RiskCheck:
-    return RiskCheck(name=name, value=None, limit=limit, passed=False, reason="no price: no quote and no limit price")
-
-
-def _cmp(passed: bool, ok: str = "≤", bad: str = ">") -> str:
-    return ok if passed else bad
+    """The kill switch in force for ``symbol`` after ``commands`` (in order), as the gate reads them."""
+    return _view(symbol, None, 0.0, commands, datetime.now(UTC)).kill_switch_for(symbol)
 
 
 def precheck_checks(
     plan: Plan,
     symbol: str,
-    limits: PrecheckLimits,
+    limits: risk.RiskLimits,
     *,
     quote: Quote | None,
     position_quantity: float,
     kill_switch: ControlCommand | None,
     now: datetime,
+    run_id: str = "precheck",
 ) -> list[RiskCheck]:
-    """The plan-dependent checks of the gate, in its order, with its names and formulas. Pure."""
-    reference = reference_price(quote, plan.side)
-    entry = plan_entry(plan, reference)
-    checks: list[RiskCheck] = []
-    # kill switch
-    if kill_switch is None:
-        checks.append(RiskCheck(name="kill_switch", value=0.0, limit=0.0, passed=True, reason="kill switch off"))
-    else:
-        checks.append(RiskCheck(
-            name="kill_switch", value=1.0, limit=0.0, passed=False,
-            reason=f"kill switch on for {kill_switch.target} by {kill_switch.actor}: {kill_switch.reason}",
-        ))  # fmt: skip
-    # stale quote
-    age_limit = limits.quote_max_age_seconds
-    if quote is None:
-        checks.append(RiskCheck(name="stale_quote", value=None, limit=age_limit, passed=False,
-                                reason=f"no quote for {symbol}"))  # fmt: skip
-    else:
-        age = (now - quote.event_time).total_seconds()
-        ok = age <= age_limit
-        checks.append(RiskCheck(name="stale_quote", value=age, limit=age_limit, passed=ok,
-                                reason=f"last quote {age:.2f}s old ({_cmp(ok)} {age_limit:g}s)"))  # fmt: skip
-    # price band
-    band = limits.price_band_pct
-    if reference is None:
-        checks.append(RiskCheck(name="price_band", value=None, limit=band, passed=False,
-                                reason="no quote to compare the order price with"))  # fmt: skip
-    elif plan.order_type is OrderType.MKT:
-        checks.append(RiskCheck(name="price_band", value=0.0, limit=band, passed=True,
-                                reason="market order trades at the quote"))  # fmt: skip
-    else:
-        price = entry if entry is not None else reference
-        pct = abs(price - reference) / reference * 100
-        ok = pct <= band
-        checks.append(RiskCheck(
-            name="price_band", value=pct, limit=band, passed=ok,
-            reason=f"order price {price:g} is {pct:.2f}% from quote {reference:g} ({_cmp(ok)} {band:g}%)",
-        ))  # fmt: skip
-    # max position
-    signed = plan.quantity if plan.side is Side.BUY else -plan.quantity
-    after = abs(position_quantity + signed)
-    ok = after <= limits.max_position
-    checks.append(RiskCheck(
-        name="max_position", value=after, limit=limits.max_position, passed=ok,
-        reason=f"position after fill {after:g} {_cmp(ok)} {limits.max_position:g} shares",
-    ))  # fmt: skip
-    # order notional
-    if entry is None:
-        checks.append(_unpriced("max_order_notional", limits.max_order_notional))
-    else:
-        notional = plan.quantity * entry
-        ok = notional <= limits.max_order_notional
-        checks.append(RiskCheck(
-            name="max_order_notional", value=notional, limit=limits.max_order_notional, passed=ok,
-            reason=f"order notional {notional:,.2f} {_cmp(ok)} {limits.max_order_notional:,.2f}",
-        ))  # fmt: skip
-    checks.append(_stop_distance(plan, entry, limits))
-    # risk per trade
-    budget = risk_budget(limits.account_equity, limits.risk_per_trade_pct)
-    if entry is None:
-        checks.append(_unpriced("risk_per_trade", budget))
-    else:
-        at_risk = plan.quantity * abs(entry - plan.stop_loss)
-        ok = at_risk <= budget
-        checks.append(RiskCheck(
-            name="risk_per_trade", value=at_risk, limit=budget, passed=ok,
-            reason=f"loss at stop {at_risk:,.2f} {_cmp(ok)} {limits.risk_per_trade_pct:g}% of equity ({budget:,.2f})",
-        ))  # fmt: skip
-    return checks
-
-
-def _stop_distance(plan: Plan, entry: float | None, limits: PrecheckLimits) -> RiskCheck:
-    band = f"[{limits.min_stop_pct:g}%, {limits.max_stop_pct:g}%]"
-    if entry is None or entry <= 0:
-        return _unpriced("stop_distance", limits.max_stop_pct)
-    wrong_side = plan.stop_loss >= entry if plan.side is Side.BUY else plan.stop_loss <= entry
-    pct = abs(entry - plan.stop_loss) / entry * 100
-    if wrong_side:
-        return RiskCheck(name="stop_distance", value=pct, limit=limits.max_stop_pct, passed=False,
-                         reason=f"stop {plan.stop_loss:g} is on the wrong side of entry {entry:g}")  # fmt: skip
-    if pct < limits.min_stop_pct:
-        return RiskCheck(name="stop_distance", value=pct, limit=limits.min_stop_pct, passed=False,
-                         reason=f"stop {pct:.3f}% from entry is inside {band}: too tight")  # fmt: skip
-    ok = pct <= limits.max_stop_pct
-    return RiskCheck(name="stop_distance", value=pct, limit=limits.max_stop_pct, passed=ok,
-                     reason=f"stop {pct:.3f}% from entry {'within' if ok else 'outside'} {band}")  # fmt: skip
+    """The gate's own checks on the plan (its ``decide``), minus those that depend on the order's moment."""
+    view = _view(symbol, quote, position_quantity, [kill_switch] if kill_switch is not None else [], now)
+    decision = risk.decide(_intent(run_id, symbol, plan, now), view, limits, now)
+    return [check for check in decision.checks if check.name not in DEFERRED_CHECKS]
 
 
 def build_precheck(
     run_id: str,
     symbol: str,
     plan: Plan,
-    limits: PrecheckLimits,
+    limits: risk.RiskLimits,
     *,
     quote: Quote | None,
     position_quantity: float,
@@ -235,11 +121,10 @@ def build_precheck(
     now: datetime,
 ) -> Precheck:
     """The response body: the checks plus the prices they used."""
-    checks = precheck_checks(
-        plan, symbol, limits, quote=quote, position_quantity=position_quantity, kill_switch=kill_switch, now=now
-    )
-    reference = reference_price(quote, plan.side)
-    entry = plan_entry(plan, reference)
+    checks = precheck_checks(plan, symbol, limits, quote=quote, position_quantity=position_quantity,
+                             kill_switch=kill_switch, now=now, run_id=run_id)  # fmt: skip
+    reference = risk.reference_price(quote, plan.side)
+    entry = risk.entry_price(_intent(run_id, symbol, plan, now), reference)
     return Precheck(
         run_id=run_id, symbol=symbol, plan=plan, entry=entry, reference_price=reference,
         notional=plan.quantity * entry if entry is not None else None, passed=all(c.passed for c in checks),

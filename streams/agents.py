@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from opentelemetry.trace import SpanContext
 
-from ibstream import ids
+from ibstream import ids, risk
 from ibstream.contracts import (
     Alert,
     Bar,
@@ -50,7 +50,7 @@ from ibstream.telemetry import (
     log_context,
     record_error,
 )
-from streams import orchestration, risk, signals
+from streams import orchestration, signals
 from streams.observability import SIGNALS, RunClock, StreamsAlerts, observe_decision
 
 log = logging.getLogger(__name__)

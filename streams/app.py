@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 
+from ibstream import risk
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import (
     TopicSpec,
@@ -42,7 +43,7 @@ from ibstream.health import HealthServer
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer
 from ibstream.market_clock import FeedClock
-from streams import agents, orchestration, risk
+from streams import agents, orchestration
 from streams.agent0_client import Agent0Client
 from streams.agents import Orchestrator
 from streams.feed import ViewFeed

@@ -38,7 +38,7 @@ from ibstream.contracts import (
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.kafka.clients import create_consumer
 from ibstream.market_clock import FeedClock
-from streams.risk import RiskView
+from ibstream.risk import RiskView
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ibstream.uat.model import Scenario
 
-#: Every risk check of the gate (``streams.risk.CHECKS``), each breached once in the desk session.
+#: Every risk check of the gate (``ibstream.risk.CHECKS``), each breached once in the desk session.
 RISK_CHECKS = (
     "kill_switch",
     "stale_quote",

@@ -21,7 +21,7 @@ import pytest
 
 from ibstream.config import load_settings
 from ibstream.demo import Demo, DemoConfig, metric_sum, parse_prometheus
-from streams.risk import CHECKS
+from ibstream.risk import CHECKS
 from tests.unit.test_metrics_table import documented_labels
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from ibstream.contracts import (
 )
 from ibstream.contracts.base import TopicSpec
 from ibstream.contracts.enums import ControlCommandKind, MarketDataSource, OrderType, Side
-from streams.risk import CHECKS
+from ibstream.risk import CHECKS
 
 from .test_streams_support import StreamsWorker, TopicReader, producer
 

@@ -10,6 +10,7 @@ import pytest
 from api.charts import BarPoint, Book, bucket, pnl_series
 from api.pipeline import circuit_state, feed_health, kill_switch_states
 from api.precheck import PrecheckLimits, kill_switch_for, precheck_checks
+from ibstream import risk  # the gate itself: tests may import any package; the api may not
 from ibstream.config import load_settings
 from ibstream.contracts import ControlCommand, Execution, OrchestrationRun, OrderIntent, Plan, Position, Quote
 from ibstream.contracts.enums import (
@@ -20,7 +21,6 @@ from ibstream.contracts.enums import (
     RunState,
     Side,
 )
-from streams import risk  # the gate itself: tests may import any package; the api may not
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SETTINGS = load_settings()

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from ibstream import ids
+from ibstream import ids, risk
 from ibstream.config import load_settings
 from ibstream.contracts import ControlCommand, Execution, OrderIntent, Position, Quote, RiskCheck, RiskDecision
 from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, MarketDataSource, OrderType, Side
 from ibstream.exceptions import ConfigError
-from streams import risk
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
 

@@ -35,7 +35,7 @@ def test_catalogue_covers_each_risk_check_once_and_every_session() -> None:
 
 
 def test_risk_checks_match_the_gate() -> None:
-    risk = pytest.importorskip("streams.risk")
+    from ibstream import risk
     from ibstream.contracts import OrderIntent
     from ibstream.contracts.enums import OrderType, Side
 

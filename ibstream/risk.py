@@ -1,8 +1,8 @@
 """The pre-trade risk gate as pure functions: an intent and a view of the account in, a decision out.
 
-No Kafka and no Faust here: the agent (``streams.agents``) feeds records into a ``RiskView`` and asks
-``decide`` for a verdict; every check is a small function returning one ``RiskCheck`` so each has its own
-table-driven test.
+No Kafka and no Faust here, and it lives in the core so the API's pre-check runs the very same checks: the streams
+agent (``streams.agents``) feeds records into a ``RiskView`` and asks ``decide`` for a verdict; every check is a small
+function returning one ``RiskCheck`` so each has its own table-driven test.
 """
 
 from __future__ import annotations
