@@ -81,7 +81,7 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
         from pathlib import Path
         from ibstream.chaos.campaign import ChaosConfig, run_campaign
         run_campaign(ChaosConfig(
-            minutes=1.0, rate=200, seed=5, symbols={SYMBOLS!r}, kinds=["ib_reject_order"],
+            minutes=1.5, rate=400, seed=5, symbols={SYMBOLS!r}, kinds=["ib_reject_order"],
             directory=Path({str(tmp_path / "run")!r}), json_path=Path({str(out)!r}),
             # The deliberately injected bug, and a crash between placeOrder and the commit of its events (first
             # start only): the restarted executor meets the routed order again and, blind, places it again.
@@ -92,6 +92,8 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
     result = _run([sys.executable, "-c", script], timeout=230)
     report = _report(out, result)
     assert report["error"] is None, result.stdout[-4000:]
+    checked = {item["name"]: item["checked"] for item in report["invariants"]}
+    assert checked["one_ib_order_per_routed_order"] > 0, "no order was routed: the hook was never exercised"
     assert not report["ok"]
     duplicates = [
         v for v in report["violations"]
