@@ -123,6 +123,7 @@ class DemoConfig:
     live_view: bool = True
     directory: Path | None = None
     session_minutes: float | None = None  # shorter session (tests): minutes of simulated time from the open
+    signal_expiry_seconds: int = 1800  # market seconds a signal stays actionable (approval window)
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Demo:
             # ibsim's clock runs faster than the wall: quote ages and expiries follow the producer's market time.
             "IBSTREAM_MARKET_CLOCK": "feed",
             # Signals stay actionable 30 market minutes (15 wall seconds at 120x) so a person could approve them.
-            "IBSTREAM_SIGNAL_EXPIRY_SECONDS": "1800",
+            "IBSTREAM_SIGNAL_EXPIRY_SECONDS": str(self.config.signal_expiry_seconds),
             # ibsim pushes quotes every 0.1 wall seconds, which is 12 market seconds at 120x: judge freshness
             # as half a wall second of market time, so the stale-quote gate stays meaningful at any speed.
             "IBSTREAM_RISK_QUOTE_MAX_AGE_SECONDS": str(max(10.0, self.config.speed * 0.5)),

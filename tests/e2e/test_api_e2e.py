@@ -30,8 +30,10 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
 def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(kafka_bootstrap: str,
                                                                              tmp_path: Path) -> None:  # fmt: skip
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
+    # Signals stay actionable for 4 market hours (48 wall seconds at 300x): a loaded CI machine must not let the
+    # run expire between "awaiting approval" and the approval this test sends.
     demo = Demo(DemoConfig(speed=300.0, session_minutes=150, fault_at=None, live_view=False,
-                           directory=tmp_path / "demo"), settings)  # fmt: skip
+                           directory=tmp_path / "demo", signal_expiry_seconds=4 * 3600), settings)  # fmt: skip
     viewer = trader = admin = ""
     try:
         demo.prepare()
@@ -52,7 +54,7 @@ def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(kafk
         assert accepted["actor"] == "demo-trader"
 
         # 3. Its order reaches ibsim (orderRef = our order id) and fills; the API's trail matches the audit.
-        detail = _wait(lambda: get_json(f"{api}/v1/runs/{run['run_id']}", viewer).get("order_ids"), 30, "order id")
+        detail = _wait(lambda: get_json(f"{api}/v1/runs/{run['run_id']}", viewer).get("order_ids"), 90, "order id")
         order_id = detail[0]
 
         def filled() -> dict[str, Any] | None:
