@@ -220,12 +220,25 @@ KafkaMessage = Message
 
 
 def consume_to_end(
-    consumer: Consumer, topics: dict[str, int], handle: Callable[[Message], None], timeout: float = 60.0
+    consumer: Consumer,
+    topics: dict[str, int],
+    handle: Callable[[Message], None],
+    timeout: float = 60.0,
+    tail: int | None = None,
 ) -> int:
-    """Assign every partition of ``topics`` (``{name: partitions}``) from the beginning and hand each message to
-    ``handle`` until every partition reported its end (the consumer needs ``enable.partition.eof=true``; with
-    read_committed the end is the last stable offset). Returns how many messages were handled."""
-    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, count in topics.items() for p in range(count)])
+    """Assign every partition of ``topics`` (``{name: partitions}``) from the beginning (or only its last ``tail``
+    messages) and hand each message to ``handle`` until every partition reported its end (the consumer needs
+    ``enable.partition.eof=true``; with read_committed the end is the last stable offset). Returns how many
+    messages were handled."""
+    assignment = []
+    for topic, count in topics.items():
+        for partition in range(count):
+            offset = OFFSET_BEGINNING
+            if tail is not None:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+                offset = max(low, high - tail)
+            assignment.append(TopicPartition(topic, partition, offset))
+    consumer.assign(assignment)
     pending = {(t, p) for t, count in topics.items() for p in range(count)}
     handled = 0
     deadline = time.monotonic() + timeout

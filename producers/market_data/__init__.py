@@ -10,15 +10,21 @@ import logging
 import queue
 import signal
 import threading
+import uuid
+from datetime import datetime
+from typing import Any
 
 from ibstream.config import Settings, load_settings
-from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from ibstream.contracts import bars
+from ibstream.contracts.enums import MarketDataSource
+from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.health import HealthServer
 from ibstream.ib.session import IbSession
-from ibstream.kafka.clients import create_producer
-from ibstream.kafka.records import RecordProducer
+from ibstream.kafka.clients import create_consumer, create_producer
+from ibstream.kafka.records import RecordProducer, consume_to_end, decode_message
 from ibstream.kafka.topics import check_cluster
 from ibstream.telemetry import configure
+from producers.market_data.bar_tracker import STEP
 from producers.market_data.service import COMPONENT, MarketDataProducer
 
 log = logging.getLogger(__name__)
@@ -29,7 +35,34 @@ def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
     check_cluster(settings, timeout)
 
 
-def build(settings: Settings) -> tuple[MarketDataProducer, RecordProducer]:
+def published_bar_starts(settings: Settings, tail: int = 500, timeout: float = 30.0) -> dict[str, datetime]:
+    """The newest bar start per symbol already in Kafka, read from the tail of every partition: a restarted
+    producer then treats the bars it missed while it was down as a gap and backfills them."""
+    spec = bars.TOPIC
+    topic = settings.kafka_topic_prefix + spec.name
+    codec = SingleObjectCodec(SchemaStore())
+    newest: dict[str, datetime] = {}
+    consumer = create_consumer(settings, f"{settings.kafka_topic_prefix}ibstream-producer-tail-{uuid.uuid4().hex[:8]}",
+                               **{"enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+
+    def take(message: Any) -> None:
+        try:
+            bar = decode_message(codec, spec, message)
+        except DecodeError:
+            return  # a poison record is the DLQ's business, not a reason to miss a restart gap
+        if bar.source is not MarketDataSource.REPLAY and bar.start > newest.get(bar.symbol, bar.start - STEP):
+            newest[bar.symbol] = bar.start
+
+    try:
+        consume_to_end(consumer, {topic: spec.partitions}, take, timeout=timeout, tail=tail)
+    finally:
+        consumer.close()
+    return newest
+
+
+def build(
+    settings: Settings, published_bars: dict[str, datetime] | None = None
+) -> tuple[MarketDataProducer, RecordProducer]:
     session = IbSession(
         settings.ib_host,
         settings.ib_port,
@@ -41,7 +74,7 @@ def build(settings: Settings) -> tuple[MarketDataProducer, RecordProducer]:
         SingleObjectCodec(SchemaStore()),
         settings.kafka_topic_prefix,
     )
-    return MarketDataProducer(settings, session, sink), sink
+    return MarketDataProducer(settings, session, sink, published_bars=published_bars), sink
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(COMPONENT, args.log_level)
     settings = load_settings()
     check_kafka(settings)
-    producer, sink = build(settings)
+    producer, sink = build(settings, published_bars=published_bar_starts(settings))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

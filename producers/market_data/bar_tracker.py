@@ -62,6 +62,14 @@ class BarTracker:
     def last_start(self, symbol: str) -> dt.datetime | None:
         return self._last.get(symbol)
 
+    def seed(self, symbol: str, start: dt.datetime, cause: str) -> None:
+        """Start from a bar published before this process started (a restart), so the bars missed while the
+        producer was down become a gap like any other interruption."""
+        current = self._last.get(symbol)
+        if current is None or start > current:
+            self._last[symbol] = start
+            self._cause.setdefault(symbol, cause)
+
     def note_interruption(self, cause: str, symbols: list[str] | None = None) -> None:
         """Remember why data may stop, so the gap found later says what caused it (first cause wins)."""
         for symbol in symbols if symbols is not None else list(self._last):

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 COMPONENT = "producer"
 BACKFILL_CHUNK_SECONDS = 3600
 BACKFILL_ATTEMPTS = 3
+#: Two regular sessions of 5-second bars: a longer outage (a producer down for days) is recorded as unrecoverable
+#: instead of hammering IB's historical service for bars it limits anyway.
+MAX_BACKFILL_BARS = 2 * 4680
 QUALIFY_TIMEOUT_SECONDS = 15.0
 
 
@@ -77,6 +80,7 @@ class MarketDataProducer:
         sink: RecordProducer,
         *,
         wall: Callable[[], float] = time.monotonic,
+        published_bars: dict[str, dt.datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.session = session
@@ -87,6 +91,9 @@ class MarketDataProducer:
         self.clock = MarketClock()
         self.book = QuoteBook()
         self.tracker = BarTracker(self.calendar)
+        for symbol, start in (published_bars or {}).items():
+            if symbol in settings.symbols:
+                self.tracker.seed(symbol, start, "producer_restart")
         self.staleness = StalenessMonitor(settings.stale_after_seconds)
         self.backoff = Backoff(settings.ib_reconnect_base_seconds, settings.ib_reconnect_cap_seconds)
         self.state = ConnectionState.CONNECTING
@@ -356,7 +363,13 @@ class MarketDataProducer:
                     "gap detected", extra={"gap_id": gap.gap_id, "missing_bars": len(gap.expected), "cause": gap.cause}
                 )
             self.sink.send(gaps.TOPIC, gap.record(GapState.OPEN, utc_now()))
-            self._start_backfill(gap)
+            if len(gap.expected) > MAX_BACKFILL_BARS:
+                with log_context(symbol=symbol):
+                    self._finish_gap(gap, GapState.UNRECOVERABLE,
+                                     f"{len(gap.expected)} missing bars exceed the backfill window of "
+                                     f"{MAX_BACKFILL_BARS}")  # fmt: skip
+            else:
+                self._start_backfill(gap)
 
     def _on_error(self, error: events.IbError) -> None:
         kind = error.kind

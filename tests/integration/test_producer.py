@@ -220,6 +220,44 @@ def test_disconnects_and_refused_window_lose_no_bar(run_producer: Callable[..., 
     assert producer.session.governor.waited_seconds >= 0.0
 
 
+def test_restarted_producer_backfills_what_it_missed_while_down(run_producer: Callable[..., Running],
+                                                                settings: Settings) -> None:  # fmt: skip
+    from producers.market_data import published_bar_starts
+
+    first = run_producer()
+    wait_until(lambda: first.producer.sink.delivered > 100, what="records before the crash")
+    first.halt()
+    sim = first.sim
+    time.sleep(2.0)  # 120 market seconds at 60x: about 24 bars per symbol go by with no producer
+    seeded = published_bar_starts(first.settings)
+    assert set(seeded) == set(SYMBOLS)
+    producer, _ = build(first.settings, published_bars=seeded)
+    stop = threading.Event()
+    thread = threading.Thread(target=producer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: producer.state.value == "connected", what="second producer connected")
+        wait_until(
+            lambda: (
+                producer.m_gaps is not None
+                and not producer.tracker.gaps
+                and producer.reconnect_count == 0
+                and all(producer.tracker.last_start(s) != seeded[s] for s in SYMBOLS)
+            ),
+            what="restart gap closed",
+        )
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(30)
+    published = read_all_bars(settings)
+    assert_matches_ground_truth(sim, published)  # no hole across the restart
+    restart_gaps = [g for g in read_all(settings, gaps.TOPIC) if g.cause == "producer_restart"]
+    final = {g.symbol: g for g in restart_gaps if g.state in (GapState.BACKFILLED, GapState.UNRECOVERABLE)}
+    assert set(final) == set(SYMBOLS)
+    assert all(g.state is GapState.BACKFILLED and g.recovered_bars == g.missing_bars > 10 for g in final.values())
+
+
 def test_stalled_symbol_alerts_within_twice_the_threshold(run_producer: Callable[..., Running],
                                                           settings: Settings) -> None:  # fmt: skip
     running = run_producer()
