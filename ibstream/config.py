@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     # Faust application id (consumer group, changelog topic names); the topic prefix is prepended to it.
     streams_app_id: str = Field(default="ibstream-streams", pattern=r"^[A-Za-z0-9._-]+$")
     streams_health_port: int = Field(default=6066, ge=0, le=65535)
+    # A stable id per worker (e.g. a StatefulSet pod name) turns on Kafka static membership: a restarted worker gets
+    # its partitions back at once. None: dynamic membership.
+    streams_instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
     streams_data_dir: Path | None = None
     # Signals: how long a signal stays actionable, and the confidence that opens an orchestration run.
