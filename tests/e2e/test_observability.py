@@ -111,7 +111,10 @@ def test_every_deployable_exposes_its_metrics(session: Session) -> None:
     producer, streams, agent0, execution, api = (scraped[name] for name in ("producer", "streams", "agent0",
                                                                             "execution", "api"))  # fmt: skip
 
-    assert metric_sum(producer, "ibstream_quotes_published_total") > 100
+    # The session stops at the first fill, so volumes vary with the machine's load: every symbol quoted is the fact.
+    for symbol in DemoConfig().symbols:
+        assert metric_sum(producer, "ibstream_quotes_published_total", symbol=symbol) > 0, symbol
+    assert metric_sum(producer, "ibstream_quotes_published_total") > 20
     assert metric_sum(producer, "ibstream_bars_published_total", source="live") > 100
     assert metric_sum(producer, "ibstream_ib_connected") == 1
     assert metric_sum(producer, "ibstream_feed_ingest_lag_seconds_count") > 0
