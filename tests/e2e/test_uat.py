@@ -19,7 +19,8 @@ from ibstream.config import load_settings
 from ibstream.uat import UatOptions, load_verdict, run_uat
 from ibstream.uat.catalogue import RISK_CHECKS, SCENARIOS
 
-pytestmark = pytest.mark.integration
+# A campaign runs three sessions of real processes; the default 300 s per test is too tight on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def test_uat_campaign_on_ibsim_passes_with_evidence(kafka_bootstrap: str, tmp_path: Path) -> None:
