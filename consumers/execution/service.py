@@ -98,6 +98,7 @@ from ibstream.kafka.clients import (
     Transactions,
     create_consumer,
     create_transactional_producer,
+    is_fatal,
 )
 from ibstream.kafka.records import (
     DeadLetterRouter,
@@ -213,6 +214,7 @@ class Executor:
         self._acked_at: dict[str, float] = {}
         self.alerts = AlertBook(COMPONENT)
         self._paused = False
+        self.routed_consumers_replaced = 0
         self._reconcile_due = False
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"state": self.state.value}
@@ -337,6 +339,10 @@ class Executor:
         self.sink = RecordProducer(self.producer, self.codec, self.prefix)
         self.dlq = DeadLetterRouter(self.sink, self.codec, COMPONENT, self.prefix)
         self._rebuild()
+        self._join_routed(account)
+        log.info("kafka ready", extra={"transactional_id": transactional_id})
+
+    def _join_routed(self, account: str) -> None:
         group = f"{self.prefix}{self.settings.execution_group_id}"
         self.routed = create_consumer(
             self.settings, group,
@@ -349,7 +355,22 @@ class Executor:
             },
         )  # fmt: skip
         self.routed.subscribe([self.prefix + routed_orders.TOPIC.name])
-        log.info("kafka ready", extra={"transactional_id": transactional_id, "group": group})
+        self._paused = False
+
+    def _replace_routed(self, reason: str) -> None:
+        """The routed consumer was fenced for good (``is_fatal``, e.g. its session ran out while the broker
+        restarted): join again as a new consumer. Records it fetched but we have not committed are re-delivered
+        from the last committed offset; the book recognises the ones already handled, so none is placed twice."""
+        log.error("routed consumer fenced; replacing it", extra={"error": reason})
+        record_error("consumer_fenced", COMPONENT)
+        try:
+            self.routed.close()
+        except Exception as error:  # a fenced consumer may refuse to leave politely; it is dropped either way
+            log.warning("closing the fenced routed consumer failed", extra={"error": str(error)})
+        self._held.clear()
+        assert self.account is not None  # the routed consumer exists only once an account is bound
+        self._join_routed(self.account)
+        self.routed_consumers_replaced += 1
 
     def _rebuild(self) -> None:
         reader = create_consumer(
@@ -778,6 +799,9 @@ class Executor:
             self._paused = False
         message = self.routed.poll(0)
         if message is not None:
+            if is_fatal(message.error()):
+                self._replace_routed(str(message.error()))
+                return
             if message.error() is not None:
                 log.warning("routed consumer error", extra={"error": str(message.error())})
             else:
@@ -1062,6 +1086,8 @@ class Executor:
         except Exception as error:  # TransactionError, or librdkafka refusing a produce in a broken transaction
             if isinstance(error, TransactionError) and error.fatal:
                 raise FencedError(f"execution producer fenced or broken: {error}") from None
+            if isinstance(error, TransactionError) and error.consumer_fenced:
+                self._replace_routed(str(error))
             log.warning("transaction failed; retrying", extra={"error": str(error), "records": len(self._outbox)})
             record_error("transaction", COMPONENT)
             try:

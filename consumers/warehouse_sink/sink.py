@@ -26,8 +26,10 @@ from ibstream.kafka.clients import (
     create_consumer,
     create_producer,
     high_watermark,
+    is_fatal,
 )
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer, codec_from_settings, decode_message
+from ibstream.telemetry import record_error
 from ibstream.warehouse import TableSpec, Warehouse, WarehouseError
 from ibstream.warehouse.metrics import NullMetrics, SinkMetrics
 from ibstream.warehouse.schema import utc_from_kafka_ms
@@ -76,17 +78,8 @@ class WarehouseSink:
         for spec in TOPICS:
             self.routes[prefix + spec.name] = Route(spec, warehouse.schema.for_topic(spec), False)
             self.routes[prefix + spec.dlq_name] = Route(spec, warehouse.schema.dead_letters, True)
-        self.consumer = create_consumer(
-            settings,
-            self.group_id,
-            **{
-                "enable.auto.commit": False,
-                # Static membership: a restarted sink takes its partitions back at once instead of waiting for the
-                # dead member's session to time out.
-                "group.instance.id": f"{self.group_id}-0",
-                "session.timeout.ms": 10_000,
-            },
-        )
+        self.consumer = self._create_consumer()
+        self.consumers_replaced = 0
         self.producer = RecordProducer(create_producer(settings, "bulk"), self.codec, prefix)
         self.router = DeadLetterRouter(self.producer, self.codec, COMPONENT, prefix)
         self.batch = Batch(settings.warehouse_batch_rows, settings.warehouse_batch_seconds, clock)
@@ -96,11 +89,27 @@ class WarehouseSink:
         self.last_poll = time.monotonic()
         self._partitions_seen: set[tuple[str, int]] = set()
 
+    def _create_consumer(self) -> Any:
+        return create_consumer(
+            self.settings,
+            self.group_id,
+            **{
+                "enable.auto.commit": False,
+                # Static membership: a restarted sink takes its partitions back at once instead of waiting for the
+                # dead member's session to time out.
+                "group.instance.id": f"{self.group_id}-0",
+                "session.timeout.ms": 10_000,
+            },
+        )
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(list(self.routes), on_revoke=self._on_revoke)
+
     # -- main loop ---------------------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Consume and sink until ``stop`` is set; the last batch is flushed before returning."""
-        self.consumer.subscribe(list(self.routes), on_revoke=self._on_revoke)
+        self._subscribe()
         log.info("warehouse sink started", extra={"group_id": self.group_id, "topics": len(self.routes)})
         try:
             while not stop.is_set():
@@ -122,6 +131,7 @@ class WarehouseSink:
             "batches_committed": self.committed_batches,
             "seconds_since_poll": round(stalled_for, 1),
             "warehouse_reachable": warehouse_ok,
+            "consumers_replaced": self.consumers_replaced,
         }
         return stalled_for < 60 and warehouse_ok, details
 
@@ -131,6 +141,9 @@ class WarehouseSink:
         room = max(1, min(self.batch.max_rows - self.batch.messages, 5_000))
         for message in self.consumer.consume(num_messages=room, timeout=timeout):
             error = message.error()
+            if is_fatal(error):
+                self._replace_consumer(str(error))
+                return
             if error is not None:
                 log.warning("consumer error", extra={"topic": message.topic(), "error": str(error)})
                 continue
@@ -247,6 +260,27 @@ class WarehouseSink:
             self.warehouse.record_progress(self.group_id, rows)
         except WarehouseError as error:
             log.warning("recording sink progress failed", extra={"error": str(error)})
+
+    def _replace_consumer(self, reason: str) -> None:
+        """A fenced consumer never consumes again (``is_fatal``): sink what it delivered, then join as a new one.
+
+        The batch's offsets cannot be committed by a fenced member, so the new consumer re-reads from the last commit;
+        the re-delivered rows replace their first copies (ReplacingMergeTree on topic, partition, offset).
+        """
+        log.error("sink consumer fenced; replacing it", extra={"group_id": self.group_id, "error": reason})
+        record_error("consumer_fenced", COMPONENT)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("flush before replacing the consumer failed; the batch will be re-delivered")
+            self.batch.clear()
+        try:
+            self.consumer.close()
+        except Exception as error:  # a fenced consumer may refuse to leave politely; it is dropped either way
+            log.warning("closing the fenced consumer failed", extra={"error": str(error)})
+        self.consumer = self._create_consumer()
+        self._subscribe()
+        self.consumers_replaced += 1
 
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
         # Commit what we hold before the partitions move, so the next owner does not redo (harmless) work.

@@ -69,6 +69,17 @@ def create_admin(settings: Settings, **overrides: Any) -> AdminClient:
     return AdminClient({**base_config(settings), **overrides})
 
 
+def is_fatal(error: KafkaError | None) -> bool:
+    """Whether a client error leaves the client unusable for good, so the only way on is a new client.
+
+    A static group member (``group.instance.id``) whose session times out while the broker is down rejoins under a
+    new member id and is then fenced by the broker as if another instance had taken its id (librdkafka#3437): the
+    consumer reports a fatal FENCED_INSTANCE_ID and never consumes again. Polling it on would stall silently.
+    """
+    # The poll-time error event carries code _FATAL without its fatal flag set.
+    return error is not None and (error.fatal() or error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID))
+
+
 # --- offsets and positions (warehouse sink, replay) ---
 
 
@@ -136,25 +147,28 @@ def assign_at(consumer: Consumer, topic: str, offsets: Mapping[int, int]) -> Non
 
 class TransactionError(IbstreamError):
     """A transactional call failed. ``fatal``: this producer is fenced (another instance took over its
-    transactional.id) or broken, and must not be used again; otherwise abort the transaction and retry."""
+    transactional.id) or broken, and must not be used again; otherwise abort the transaction and retry.
+    ``consumer_fenced``: the offsets' consumer (a static member) was fenced, not the producer: abort, replace the
+    consumer (``is_fatal``) and retry."""
 
-    def __init__(self, message: str, *, fatal: bool, fenced: bool) -> None:
+    def __init__(self, message: str, *, fatal: bool, fenced: bool, consumer_fenced: bool = False) -> None:
         super().__init__(message)
         self.fatal = fatal
         self.fenced = fenced
+        self.consumer_fenced = consumer_fenced
 
 
 def _transaction_error(action: str, error: KafkaException) -> TransactionError:
     kafka_error = error.args[0] if error.args else None
     fatal = bool(kafka_error is not None and hasattr(kafka_error, "fatal") and kafka_error.fatal())
     code = kafka_error.code() if kafka_error is not None and hasattr(kafka_error, "code") else None
-    fenced = code in {
-        KafkaError._FENCED,
-        KafkaError.PRODUCER_FENCED,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-        KafkaError.FENCED_INSTANCE_ID,
-    }
-    return TransactionError(f"{action} failed: {error}", fatal=fatal or fenced, fenced=fenced)
+    fenced = code in {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+    return TransactionError(
+        f"{action} failed: {error}",
+        fatal=fatal or fenced,
+        fenced=fenced,
+        consumer_fenced=code == KafkaError.FENCED_INSTANCE_ID,
+    )
 
 
 def create_transactional_producer(settings: Settings, transactional_id: str, **overrides: Any) -> Producer:

@@ -5,6 +5,7 @@ Every test reads its outcome from the topics (read_committed) and checks ibsim's
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -360,3 +361,37 @@ def test_a_second_executor_waits_and_never_double_places(run_executor: Callable[
     assert len(first.sim.orders()) == 2
     assert len({e.event_id for e in recorded}) == len(recorded)
     events.close()
+
+
+def test_fenced_routed_consumer_is_replaced_and_orders_keep_flowing(run_executor: Callable[..., Running]) -> None:
+    """librdkafka fences a static member for good after its session ran out during a broker restart; the executor
+    must join again rather than sit on a dead consumer, and still place every order exactly once."""
+    running = run_executor()
+    settings = running.settings
+    events = Reader(settings, order_events.TOPIC)
+    one = routed("AAPL", Side.BUY, 2)
+    send(settings, one)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, one.order_id))
+
+    group = f"{settings.kafka_topic_prefix}{settings.execution_group_id}"
+    intruder = create_consumer(
+        settings, group, **{"group.instance.id": f"{group}-{running.executor.account}", "enable.auto.commit": False}
+    )
+    intruder.subscribe([settings.kafka_topic_prefix + routed_orders.TOPIC.name])
+    try:
+
+        def replaced() -> bool:
+            intruder.poll(0.05)  # joins the group, which fences the executor's consumer
+            return running.executor.routed_consumers_replaced >= 1
+
+        wait_for(replaced, timeout=60)
+    finally:
+        with contextlib.suppress(Exception):  # the executor's new consumer fences the intruder in turn
+            intruder.close()
+    two = routed("AAPL", Side.BUY, 3)
+    send(settings, two)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, two.order_id), timeout=60)
+    assert len(running.ib_orders(one.order_id)) == 1 and len(running.ib_orders(two.order_id)) == 1
+    assert running.executor.state is State.READY and not running.errors
+    events.close()
+    running.halt()

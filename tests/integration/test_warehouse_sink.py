@@ -3,6 +3,7 @@ its table, re-delivery does not duplicate, and a SIGKILLed sink loses and duplic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -135,9 +136,7 @@ def _sink_process(wh_settings: Settings, log_path: Path) -> subprocess.Popen[byt
         "IBSTREAM_SINK_HEALTH_PORT": "0",  # any free port: tests may run several sinks at once
     }
     with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ibstream.cli", "run", "sink"], env=env, stdout=log, stderr=log
-        )
+        return subprocess.Popen([sys.executable, "-m", "ibstream.cli", "run", "sink"], env=env, stdout=log, stderr=log)
 
 
 def test_sink_killed_mid_batch_loses_and_duplicates_nothing(
@@ -195,3 +194,50 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(
             f"\nkilled at {at_kill}/{total} committed; raw rows {raw} "
             f"(re-delivered duplicates before merge: {raw - total})"
         )
+
+
+def test_fenced_sink_consumer_is_replaced_and_sinking_goes_on(
+    settings: Settings, tmp_path: Path, quote_sample: Quote
+) -> None:
+    """A static member fenced for good (what librdkafka does to it after a session timeout during a broker restart)
+    must not stall the sink: it joins again as a new consumer and every record still lands, once."""
+    wh_settings = warehouse_settings(settings, tmp_path / "wh", warehouse_batch_rows=50, warehouse_batch_seconds=0.2)
+    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka_topic_prefix)
+    table_name = "md_quotes_v1"
+
+    def send(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            producer.send(quotes.TOPIC, quote_sample.model_copy(update={"symbol": f"S{i % 7}", "con_id": i}))
+        assert producer.flush(30) == 0 and producer.failed == 0
+
+    with Warehouse.open(wh_settings) as warehouse:
+        thread = SinkThread(wh_settings, warehouse).start()
+        try:
+            send(0, 100)
+            wait_for(lambda: count_final(warehouse, table_name) == 100, 60, "the first 100 quotes")
+            # Another consumer with the sink's group.instance.id joins: the broker fences the sink's consumer.
+            intruder = Consumer(
+                consumer_config(
+                    wh_settings,
+                    group_id(wh_settings),
+                    **{"group.instance.id": f"{group_id(wh_settings)}-0", "enable.auto.commit": False},
+                )
+            )
+            intruder.subscribe(list(thread.sink.routes))
+            try:
+
+                def replaced() -> bool:
+                    intruder.poll(0.1)  # joins the group (and so fences the sink's consumer)
+                    return thread.sink.consumers_replaced >= 1
+
+                wait_for(replaced, 60, "the fenced consumer replaced")
+            finally:
+                with contextlib.suppress(Exception):  # the sink's new consumer fences the intruder in turn
+                    intruder.close()
+            send(100, 100)
+            wait_for(lambda: count_final(warehouse, table_name) == 200, 60, "the next 100 quotes after replacing")
+            assert thread.alive
+        finally:
+            thread.stop()
+        rows = warehouse.query(f"SELECT con_id FROM {warehouse.table(table_name)} FINAL").rows
+        assert sorted(r[0] for r in rows) == list(range(200))
