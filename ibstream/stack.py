@@ -206,13 +206,14 @@ class KafkaStack:
         }
         self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
 
-    def _format_storage(self, classpath: str) -> None:
+    def _format_storage(self, classpath: str, cluster_id: str | None = None) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # One id in 64 starts with "-"; in "--cluster-id=…" form argparse cannot mistake it for an option.
+        cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = [
             "java", "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file),
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:

@@ -711,7 +711,9 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     marks["broker_down_at"] = dt.datetime.now(dt.UTC)
     own_stack.down()
     session.note("Kafka broker stopped")
-    time.sleep(2.0)
+    # Down for longer than the static members' 10 s session timeout: the outage every client must survive is the
+    # one that fences them (librdkafka#3437), not a blip they ride through.
+    time.sleep(12.0)
     own_stack.up()
     marks["broker_up_at"] = dt.datetime.now(dt.UTC)
     session.note("Kafka broker back")

@@ -56,3 +56,19 @@ def test_up_refuses_a_port_taken_by_another_process(tmp_path: Path) -> None:
         settings = load_settings(state_dir=tmp_path, stack_kafka_port=port, stack_controller_port=_free_port())
         with pytest.raises(StackError, match="IBSTREAM_STACK_KAFKA_PORT"):
             KafkaStack(settings).up()
+
+
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    """One random cluster id in 64 starts with "-" (base64url); kafka-storage must not read it as an option."""
+    import base64
+
+    from ibstream.stack import resolve_classpath
+
+    settings = load_settings(state_dir=tmp_path, stack_kafka_port=_free_port(), stack_controller_port=_free_port())
+    stack = KafkaStack(settings)
+    stack.dir.mkdir(parents=True, exist_ok=True)
+    stack._write_config()
+    dashed = base64.urlsafe_b64encode(b"\xf8" + bytes(15)).rstrip(b"=").decode()
+    assert dashed.startswith("-")
+    stack._format_storage(resolve_classpath(stack.dir.parent / "maven"), cluster_id=dashed)
+    assert f"cluster.id={dashed}" in (stack.data_dir / "meta.properties").read_text()
