@@ -14,11 +14,14 @@ Crash-safety protocol for one routed order (offset N of the single-partition ``o
    fresh ids above the high-water mark, and write them to the journal with fsync            [crash: before_place]
 4. placeOrder for every leg, parent first        [crash: mid_bracket, between a bracket's parent and children]
    (re-sending an id IB already holds modifies that order; it never adds one)             [crash: after_place]
-5. one Kafka transaction: the pending_submit events + the consumer offset N+1              [crash: after_event]
-6. after the commit: the intent leaves the journal.
+5. one Kafka transaction: the pending_submit events                                       [crash: after_event]
+6. after the commit: the consumer offset N+1 (asynchronously), and the intent leaves the journal.
 
 A crash before 5 commits leaves offset N uncommitted and the events invisible (read_committed; the next
-``init_transactions`` aborts the open transaction): the restarted executor meets N again and decides by 1-4.
+``init_transactions`` aborts the open transaction): the restarted executor meets N again and decides by 1-4. A crash
+between 5 and the offset commit meets N again too, and 1 skips it: the committed events put it in the book. The offset
+is not inside the transaction because librdkafka's ``send_offsets_to_transaction`` can hang for good when the group
+coordinator restarts (``Transactions.commit``).
 """
 
 from __future__ import annotations
@@ -94,8 +97,10 @@ from ibstream.ib import events
 from ibstream.ib.codes import CodeKind
 from ibstream.ib.session import IbConnectError, IbSession, stock_contract
 from ibstream.kafka.clients import (
+    OffsetError,
     TransactionError,
     Transactions,
+    commit_offsets,
     create_consumer,
     create_transactional_producer,
     is_fatal,
@@ -1082,12 +1087,10 @@ class Executor:
             if self._crash_batch is not None:
                 self.sink.flush(10)  # the records really are on the broker, inside the open transaction
                 self._crash("after_event", self._crash_batch)
-            self.tx.commit(self.routed, self._offsets if self._offsets_dirty else None)
+            self.tx.commit()
         except Exception as error:  # TransactionError, or librdkafka refusing a produce in a broken transaction
             if isinstance(error, TransactionError) and error.fatal:
                 raise FencedError(f"execution producer fenced or broken: {error}") from None
-            if isinstance(error, TransactionError) and error.consumer_fenced:
-                self._replace_routed(str(error))
             log.warning("transaction failed; retrying", extra={"error": str(error), "records": len(self._outbox)})
             record_error("transaction", COMPONENT)
             try:
@@ -1096,6 +1099,13 @@ class Executor:
                 if abort_error.fatal:
                     raise FencedError(str(abort_error)) from None
             return
+        if self._offsets_dirty and self.routed is not None:
+            # After the events are committed, never with them (Transactions.commit says why): a crash in between
+            # re-delivers the order, and step 1 finds it in the book rebuilt from those events.
+            try:
+                commit_offsets(self.routed, self._offsets, asynchronous=True)
+            except OffsetError as error:
+                log.warning("routed offset commit failed; the book skips the re-delivery", extra={"error": str(error)})
         self._outbox.clear()
         self._dead.clear()
         self._offsets_dirty = False

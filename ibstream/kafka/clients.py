@@ -87,15 +87,19 @@ class OffsetError(IbstreamError):
     """Committing or looking up offsets failed."""
 
 
-def commit_offsets(consumer: Consumer, next_offsets: Mapping[tuple[str, int], int]) -> None:
-    """Synchronously commit ``{(topic, partition): next offset to read}``; raises OffsetError on failure."""
+def commit_offsets(
+    consumer: Consumer, next_offsets: Mapping[tuple[str, int], int], *, asynchronous: bool = False
+) -> None:
+    """Commit ``{(topic, partition): next offset to read}``; raises OffsetError on failure (synchronous commits;
+    an asynchronous one only queues the commit, and a later commit of the same positions covers a failed one)."""
     if not next_offsets:
         return
+    positions = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
     try:
-        consumer.commit(
-            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
-            asynchronous=False,
-        )
+        if asynchronous:
+            consumer.commit(offsets=positions, asynchronous=True)
+        else:
+            consumer.commit(offsets=positions, asynchronous=False)
     except KafkaException as error:
         raise OffsetError(f"offset commit failed: {error}") from None
 
@@ -147,15 +151,12 @@ def assign_at(consumer: Consumer, topic: str, offsets: Mapping[int, int]) -> Non
 
 class TransactionError(IbstreamError):
     """A transactional call failed. ``fatal``: this producer is fenced (another instance took over its
-    transactional.id) or broken, and must not be used again; otherwise abort the transaction and retry.
-    ``consumer_fenced``: the offsets' consumer (a static member) was fenced, not the producer: abort, replace the
-    consumer (``is_fatal``) and retry."""
+    transactional.id) or broken, and must not be used again; otherwise abort the transaction and retry."""
 
-    def __init__(self, message: str, *, fatal: bool, fenced: bool, consumer_fenced: bool = False) -> None:
+    def __init__(self, message: str, *, fatal: bool, fenced: bool) -> None:
         super().__init__(message)
         self.fatal = fatal
         self.fenced = fenced
-        self.consumer_fenced = consumer_fenced
 
 
 def _transaction_error(action: str, error: KafkaException) -> TransactionError:
@@ -163,12 +164,7 @@ def _transaction_error(action: str, error: KafkaException) -> TransactionError:
     fatal = bool(kafka_error is not None and hasattr(kafka_error, "fatal") and kafka_error.fatal())
     code = kafka_error.code() if kafka_error is not None and hasattr(kafka_error, "code") else None
     fenced = code in {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-    return TransactionError(
-        f"{action} failed: {error}",
-        fatal=fatal or fenced,
-        fenced=fenced,
-        consumer_fenced=code == KafkaError.FENCED_INSTANCE_ID,
-    )
+    return TransactionError(f"{action} failed: {error}", fatal=fatal or fenced, fenced=fenced)
 
 
 def create_transactional_producer(settings: Settings, transactional_id: str, **overrides: Any) -> Producer:
@@ -190,7 +186,7 @@ def create_transactional_producer(settings: Settings, transactional_id: str, **o
 
 
 class Transactions:
-    """Begin/commit on a transactional producer, committing a consumer's offsets inside the transaction.
+    """Begin/commit on a transactional producer.
 
     Every librdkafka error is raised as TransactionError, so callers need not import confluent-kafka.
     """
@@ -214,17 +210,15 @@ class Transactions:
             raise _transaction_error("begin_transaction", error) from None
         self.open = True
 
-    def commit(
-        self, consumer: Consumer | None = None, next_offsets: Mapping[tuple[str, int], int] | None = None
-    ) -> None:
-        """Add ``{(topic, partition): next offset}`` of ``consumer``'s group (if any), then commit atomically."""
+    def commit(self) -> None:
+        """Commit the open transaction.
+
+        Consumer offsets are deliberately not part of it: librdkafka's ``send_offsets_to_transaction`` can block
+        forever, past its timeout, when the group coordinator restarts (librdkafka#5456; seen here after a broker
+        restart), and a call that never returns cannot be recovered from. Callers commit offsets after this returns
+        and make re-delivery harmless instead.
+        """
         try:
-            if consumer is not None and next_offsets:
-                self._producer.send_offsets_to_transaction(
-                    [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
-                    consumer.consumer_group_metadata(),
-                    self._timeout,
-                )
             self._producer.commit_transaction(self._timeout)
         except KafkaException as error:
             raise _transaction_error("commit_transaction", error) from None
