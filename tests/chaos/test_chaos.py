@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
 #: The CI campaign's faults: one of each family (process crash, broker crash, gateway restart with nextValidId
-#: rollback, poison). kill_streams is left to the long run: Faust resumes only after its ~60 s session timeout.
+#: rollback, poison). kill_streams is left to the long run (Faust's 15 s session timeout per kill).
 CI_FAULTS = ("kill_execution", "broker_restart", "ib_gateway_restart", "poison", "kill_producer")
 
 
@@ -51,14 +51,6 @@ def _report(path: Path, result: subprocess.CompletedProcess[str]) -> dict[str, A
     return report
 
 
-OPEN_BUGS = (
-    "the campaign finds open bugs it is meant to find, not yet fixed (issue 14 stays open): the execution "
-    "consumer sometimes stops working through its routed backlog after a gateway restart, and streams stalls ~60 s "
-    "after a SIGKILL (no static membership); run it on demand with `ibstream chaos`"
-)
-
-
-@pytest.mark.skip(reason=OPEN_BUGS)
 @pytest.mark.timeout(300)
 def test_short_campaign_survives_every_fault_without_violation(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
@@ -82,7 +74,6 @@ def test_short_campaign_survives_every_fault_without_violation(tmp_path: Path) -
     assert report["throughput"]["quotes_per_second_p50"] > 100
 
 
-@pytest.mark.skip(reason=OPEN_BUGS)
 @pytest.mark.timeout(240)
 def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
