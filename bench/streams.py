@@ -74,6 +74,11 @@ class Reader:
         return got
 
 
+#: ``--profile DIR``: run each worker under py-spy and write its folded stacks there.
+PROFILE_DIR: Path | None = None
+_PROFILERS: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> subprocess.Popen[bytes]:
     environment = {
         **os.environ,
@@ -82,14 +87,30 @@ def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> sub
         "IBSTREAM_STATE_DIR": str(data),
         **{f"IBSTREAM_{k.upper()}": v for k, v in env.items()},
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.app", "--agents", agents, "--data-dir", str(data / "faust"),
-         "--loglevel", "warning"],
+    command = [sys.executable, "-m", "streams.app", "--agents", agents, "--data-dir", str(data / "faust"),
+               "--loglevel", "warning"]  # fmt: skip
+    worker = subprocess.Popen(
+        command,
         cwd=PROJECT_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=(data / "worker.log").open("wb"),
     )  # fmt: skip
+    if PROFILE_DIR is not None:
+        # py-spy samples the worker until stop_worker interrupts it (folded stacks: `sort -t' ' -k2 -n`, or any
+        # flame graph tool).
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+        out = PROFILE_DIR / f"streams-{agents}.folded"
+        spy = str(Path(sys.executable).parent / "py-spy")
+        _PROFILERS[worker.pid] = subprocess.Popen(
+            [spy, "record", "--format", "raw", "--rate", "250", "--pid", str(worker.pid), "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    return worker
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    profiler = _PROFILERS.pop(process.pid, None)
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its output on an interrupt
+        profiler.wait(30)
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(20)
@@ -202,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars", type=int, default=6000)
     parser.add_argument("--intents", type=int, default=3000)
     parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy each worker; folded stacks go here")
+    parser.add_argument("--phases", default="signals,risk")
     args = parser.parse_args(argv)
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
     base = load_settings()
     admin = create_admin(base)
     results: dict[str, dict[str, float]] = {}
-    for phase in ("signals", "risk"):
+    for phase in args.phases.split(","):
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         settings = load_settings(kafka_topic_prefix=prefix)
         layouts = catalogue(prefix)

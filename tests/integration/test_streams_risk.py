@@ -141,3 +141,33 @@ def test_restarted_worker_does_not_redecide(settings: Settings, tmp_path: Path) 
     finally:
         second.stop()
         decisions.close()
+
+
+def test_a_burst_of_intents_gets_exactly_one_decision_each(settings: Settings, tmp_path: Path) -> None:
+    """Intents arriving while a batch is being decided (take_events) are neither lost nor decided twice."""
+    decisions = TopicReader(settings, risk_decisions.TOPIC)
+    routed = TopicReader(settings, routed_orders.TOPIC)
+    out = producer(settings)
+    worker = StreamsWorker(settings, tmp_path, "risk", risk_max_orders_per_minute=1_000_000).start()
+    try:
+        out.send(quotes.TOPIC, fresh_quote("MSFT"))
+        out.send(order_intents.TOPIC, intent("warm-up", "MSFT"))
+        out.flush()
+        assert decisions.wait_for(1, 60), worker.log()[-3000:]
+        wanted = [f"burst-{n}" for n in range(1500)]
+        for wave in range(0, len(wanted), 100):
+            for order_id in wanted[wave : wave + 100]:
+                out.send(order_intents.TOPIC, intent(order_id, "MSFT", quantity=1.0))
+            out.flush()
+            time.sleep(0.01)  # the next wave lands while the worker is deciding this one
+        decisions.wait_for(len(wanted) + 1, 120)
+        decisions.poll_until(lambda _: False, 2.0)  # anything extra would arrive now
+        decided = [d.order_id for d in decisions.records if d.order_id != "warm-up"]
+        assert sorted(decided) == sorted(wanted), (len(decided), worker.log()[-3000:])
+        assert all(d.approved for d in decisions.records)
+        routed.wait_for(len(wanted) + 1, 60)
+        assert sorted(r.order_id for r in routed.records if r.order_id != "warm-up") == sorted(wanted)
+    finally:
+        worker.stop()
+        decisions.close()
+        routed.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +40,10 @@ class RecordingEmitter:
 
     async def emit(self, spec: TopicSpec[R], record: R, *, wait: bool = False) -> None:
         self.sent.append((spec.name, record))
+
+    async def emit_pending(self, spec: TopicSpec[R], record: R) -> Awaitable[None]:
+        self.sent.append((spec.name, record))
+        return asyncio.sleep(0)
 
     def of(self, record_type: type[R]) -> list[R]:
         return [record for _, record in self.sent if isinstance(record, record_type)]
