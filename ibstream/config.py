@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     warehouse_batch_rows: int = Field(default=10_000, ge=1)
     warehouse_batch_seconds: float = Field(default=1.0, gt=0)
     sink_health_port: int = Field(default=8095, ge=0, le=65535)
+    # The sink's static group membership id (a restarted sink takes its partitions back at once). It must differ per
+    # sink replica, or replicas fence each other; None: the host name (a pod's name under Kubernetes).
+    sink_instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
 
     # --- streams and risk ---
     # Faust application id (consumer group, changelog topic names); the topic prefix is prepended to it.

@@ -8,6 +8,7 @@ offset), so the second copy replaces the first and deduplicated reads (FINAL) ne
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -97,7 +98,7 @@ class WarehouseSink:
                 "enable.auto.commit": False,
                 # Static membership: a restarted sink takes its partitions back at once instead of waiting for the
                 # dead member's session to time out.
-                "group.instance.id": f"{self.group_id}-0",
+                "group.instance.id": f"{self.group_id}-{self.settings.sink_instance_id or socket.gethostname()}",
                 "session.timeout.ms": 10_000,
             },
         )

@@ -28,13 +28,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _to_avro_value(value: Any) -> Any:
+def to_avro_value(value: Any) -> Any:
+    """One field value as fastavro writes it: nested records become dicts, inside lists and maps too."""
     if isinstance(value, Record):
         return value.to_avro()
     if isinstance(value, list | tuple):
-        return [_to_avro_value(item) for item in value]
+        return [to_avro_value(item) for item in value]
     if isinstance(value, dict):
-        return {key: _to_avro_value(item) for key, item in value.items()}
+        return {key: to_avro_value(item) for key, item in value.items()}
     return value
 
 
@@ -48,7 +49,7 @@ class Record(BaseModel):
 
     def to_avro(self) -> dict[str, Any]:
         """The record as the plain dict fastavro writes. Enums stay StrEnum (a str), datetimes stay datetimes."""
-        return {name: _to_avro_value(value) for name, value in self.__dict__.items()}
+        return {name: to_avro_value(value) for name, value in self.__dict__.items()}
 
     @classmethod
     def from_avro(cls, data: dict[str, Any]) -> Self:

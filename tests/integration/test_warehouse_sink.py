@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -220,7 +221,10 @@ def test_fenced_sink_consumer_is_replaced_and_sinking_goes_on(
                 consumer_config(
                     wh_settings,
                     group_id(wh_settings),
-                    **{"group.instance.id": f"{group_id(wh_settings)}-0", "enable.auto.commit": False},
+                    **{
+                        "group.instance.id": f"{group_id(wh_settings)}-{socket.gethostname()}",
+                        "enable.auto.commit": False,
+                    },
                 )
             )
             intruder.subscribe(list(thread.sink.routes))
