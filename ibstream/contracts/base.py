@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
+from functools import cache
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -51,6 +52,11 @@ class Record(BaseModel):
         """The record as the plain dict fastavro writes. Enums stay StrEnum (a str), datetimes stay datetimes."""
         return {name: to_avro_value(value) for name, value in self.__dict__.items()}
 
+    def avro_fields(self) -> Mapping[str, Any]:
+        """What fastavro writes, without a copy when no field can hold a record, list or map (``to_avro`` would
+        return the fields unchanged then): encoding the hot-path records (quotes, bars) skips building a dict."""
+        return self.__dict__ if _is_flat(type(self)) else self.to_avro()
+
     @classmethod
     def from_avro(cls, data: dict[str, Any]) -> Self:
         """Build from what fastavro read, validating it (the writer may be an older schema version)."""
@@ -58,6 +64,21 @@ class Record(BaseModel):
 
 
 R = TypeVar("R", bound=Record)
+
+
+def _may_nest(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return True
+    origin = get_origin(annotation)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, list | tuple | dict | Sequence | Mapping):
+        return True
+    return any(_may_nest(argument) for argument in get_args(annotation))
+
+
+@cache
+def _is_flat(record_type: type[Record]) -> bool:
+    return not any(_may_nest(field.annotation) for field in record_type.model_fields.values())
+
 
 CleanupPolicy = Literal["delete", "compact"]
 

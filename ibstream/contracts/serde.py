@@ -149,7 +149,7 @@ class SchemaStore:
 
 def _write_body(schema: SchemaVersion, record: Record) -> bytes:
     buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, schema.parsed, record.to_avro())
+    fastavro.schemaless_writer(buffer, schema.parsed, record.avro_fields())
     return buffer.getvalue()
 
 
