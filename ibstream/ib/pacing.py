@@ -79,6 +79,13 @@ class PacingGovernor:
             waits.append(window - (now - self._historical[len(self._historical) - limits.historical_per_window]))
         return max(waits)
 
+    def historical_delay(self, contract: Hashable, identity: Hashable) -> float:
+        """How long a historical request would wait now, without booking it: callers that must not block (the
+        producer's loop also carries live data) hold the request back until this is zero."""
+        with self._lock:
+            now = self._clock()
+            return max(0.0, self._historical_wait(now, contract, identity))
+
     def reserve(self, historical: tuple[Hashable, Hashable] | None = None) -> float:
         """Book one message (and, for a historical request, its (contract, identity)); return how long the
         caller must wait before sending it. The slot is booked at the time the wait ends."""

@@ -356,11 +356,20 @@ class IbSession:
         self, req_id: int, contract: Contract, end: str, duration: str, bar_size: str,
         what_to_show: str = "TRADES", use_rth: bool = False, format_date: int = 2,
     ) -> bool:  # fmt: skip
-        identity = (contract.symbol, contract.conId, end, duration, bar_size, what_to_show, use_rth)
         return self._send(
             "reqHistoricalData", req_id, contract, end, duration, bar_size, what_to_show, int(use_rth), format_date,
-            False, [], historical=((contract.symbol, contract.conId, what_to_show), identity),
+            False, [], historical=_historical_key(contract, end, duration, bar_size, what_to_show, use_rth),
         )  # fmt: skip
+
+    def historical_delay(
+        self, contract: Contract, end: str, duration: str, bar_size: str, what_to_show: str = "TRADES",
+        use_rth: bool = False,
+    ) -> float:  # fmt: skip
+        """Seconds until ``req_historical_data`` with these arguments would go out without waiting on IB's
+        historical pacing (0: now)."""
+        return self.governor.historical_delay(
+            *_historical_key(contract, end, duration, bar_size, what_to_show, use_rth)
+        )
 
     def place_order(self, order_id: int, contract: Contract, ticket: OrderTicket) -> bool:
         return self._send("placeOrder", order_id, contract, ticket.to_ibapi())
@@ -383,3 +392,11 @@ class IbSession:
 
     def req_positions(self) -> bool:
         return self._send("reqPositions")
+
+
+def _historical_key(
+    contract: Contract, end: str, duration: str, bar_size: str, what_to_show: str, use_rth: bool
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(the contract's pacing key, the request's identity) as IB's historical pacing rules see them."""
+    identity = (contract.symbol, contract.conId, end, duration, bar_size, what_to_show, use_rth)
+    return (contract.symbol, contract.conId, what_to_show), identity

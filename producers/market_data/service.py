@@ -7,6 +7,7 @@ server only reads a snapshot.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import logging
@@ -70,6 +71,17 @@ class BackfillRequest:
     bars: list[events.HistoricalBar] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BackfillChunk:
+    """One reqHistoricalData of a gap's backfill, waiting for IB's historical pacing to let it out."""
+
+    gap_id: str
+    contract: Any
+    end: str
+    duration: str
+    use_rth: bool
+
+
 class MarketDataProducer:
     """Owns the IB session and the Kafka sink for market data."""
 
@@ -104,6 +116,9 @@ class MarketDataProducer:
         self._quote_reqs: dict[int, str] = {}
         self._bar_reqs: dict[int, str] = {}
         self._backfills: dict[int, BackfillRequest] = {}
+        # Chunks not yet sent: IB allows 60 historical requests per 10 minutes, and waiting for that inside the loop
+        # would stop live quotes and bars for minutes after a run of disconnects.
+        self._backfill_queue: collections.deque[BackfillChunk] = collections.deque()
         self._next_connect_at = 0.0
         self._next_tick = 0.0
         self._next_heartbeat = 0.0
@@ -165,6 +180,7 @@ class MarketDataProducer:
         if self.state in (ConnectionState.CONNECTING, ConnectionState.DISCONNECTED) and now >= self._next_connect_at:
             self._connect()
         self._handle_batch(wait)
+        self._send_backfill_chunks()
         now = self.wall()
         if now >= self._next_tick:
             self._next_tick = now + 1.0
@@ -432,6 +448,7 @@ class MarketDataProducer:
         for instrument in self.instruments.values():
             instrument.quote_req = instrument.bar_req = 0
         self._backfills.clear()  # their gaps stay open and are re-requested after the reconnect
+        self._backfill_queue.clear()
         delay = self.backoff.next_delay()
         self._next_connect_at = self.wall() + delay
         self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {reason}")
@@ -453,16 +470,38 @@ class MarketDataProducer:
         while chunk_end > first:
             seconds = min(BACKFILL_CHUNK_SECONDS, int((chunk_end - first).total_seconds()))
             seconds = max(seconds, 60)  # shorter durations are refused as an "invalid step"
-            req_id = next(self._req_ids)
-            self._backfills[req_id] = BackfillRequest(gap.gap_id)
             end_text = chunk_end.strftime("%Y%m%d-%H:%M:%S")
-            self.session.req_historical_data(
-                req_id, contract, end_text, f"{seconds} S", f"{BAR_SECONDS} secs", use_rth=self.calendar.hours == "rth"
+            self._backfill_queue.append(
+                BackfillChunk(gap.gap_id, contract, end_text, f"{seconds} S", self.calendar.hours == "rth")
             )
             chunk_end -= dt.timedelta(seconds=seconds)
+        self._send_backfill_chunks()
+
+    def _send_backfill_chunks(self) -> None:
+        """Send queued chunks, oldest first, as long as IB's historical pacing lets them out without a wait."""
+        bar_size = f"{BAR_SECONDS} secs"
+        while self._backfill_queue and self.state == ConnectionState.CONNECTED:
+            chunk = self._backfill_queue[0]
+            if chunk.gap_id not in self.tracker.gaps:
+                self._backfill_queue.popleft()  # closed meanwhile
+                continue
+            if self.session.historical_delay(chunk.contract, chunk.end, chunk.duration, bar_size,
+                                             use_rth=chunk.use_rth) > 0:  # fmt: skip
+                return
+            self._backfill_queue.popleft()
+            req_id = next(self._req_ids)
+            self._backfills[req_id] = BackfillRequest(chunk.gap_id)
+            self.session.req_historical_data(req_id, chunk.contract, chunk.end, chunk.duration, bar_size,
+                                             use_rth=chunk.use_rth)  # fmt: skip
+
+    def _backfill_pending(self, gap_id: str) -> bool:
+        return any(r.gap_id == gap_id for r in self._backfills.values()) or any(
+            c.gap_id == gap_id for c in self._backfill_queue
+        )
 
     def _resume_backfills(self) -> None:
         pending = {request.gap_id for request in self._backfills.values()}
+        pending |= {chunk.gap_id for chunk in self._backfill_queue}
         for gap in list(self.tracker.gaps.values()):
             if gap.gap_id not in pending:
                 self._start_backfill(gap)
@@ -484,8 +523,8 @@ class MarketDataProducer:
                     self.sink.send(bars.TOPIC, self._bar_record(gap.symbol, start_epoch, bar, source))
                 self.m_bars.add(1, {"symbol": gap.symbol, "source": source.value})
                 gap.recovered.add(start)
-        if any(r.gap_id == gap.gap_id for r in self._backfills.values()):
-            return  # other chunks of this gap are still out
+        if self._backfill_pending(gap.gap_id):
+            return  # other chunks of this gap are still out or waiting to go
         with log_context(symbol=gap.symbol):
             if not gap.missing:
                 self._finish_gap(gap, GapState.BACKFILLED, None)

@@ -6,6 +6,7 @@ Ground truth is ibsim's own record of every bar it generated; the checks compare
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import socket
 import threading
 import time
@@ -389,3 +390,42 @@ def test_kafka_broker_restart_loses_no_record(run_producer: Callable[..., Runnin
         assert min(counts.values()) > 20
     finally:
         stack.down()
+
+
+def test_historical_pacing_holds_backfills_back_never_live_data(
+    run_producer: Callable[..., Running], settings: Settings
+) -> None:
+    """IB allows 60 historical requests per 10 minutes; a run of disconnects can use that up. The backfills must
+    then wait their turn while quotes keep flowing, not stall the producer until the window frees."""
+    from ibstream.ib.pacing import PacingLimits
+
+    running = run_producer()
+    producer, sim = running.producer, running.sim
+    # The budget shrunk to 2 requests per 6 s: three drops of three symbols need 9.
+    producer.session.governor.limits = PacingLimits(historical_per_window=2, historical_window_seconds=6.0)
+    wait_until(lambda: producer.sink.delivered > 50, what="first records")
+    for _ in range(3):
+        generation = producer.generation
+        assert sim.drop_connections() >= 1
+        wait_until(lambda g=generation: producer.generation > g and producer.state.value == "connected",
+                   what="reconnect")  # fmt: skip
+        time.sleep(0.5)
+    wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=90,
+               what="backfills done")  # fmt: skip
+    time.sleep(1.5)
+    running.halt()
+
+    published = read_all_bars(settings)
+    assert_matches_ground_truth(running.sim, published)
+    assert producer.session.governor.waited_seconds < 1.0, "the loop slept on historical pacing"
+    for symbol, symbol_quotes in _by_symbol(read_all(settings, quotes.TOPIC)).items():
+        times = sorted(q.ingest_time for q in symbol_quotes)
+        longest = max((b - a).total_seconds() for a, b in itertools.pairwise(times))
+        assert longest < 4.0, f"{symbol}: no quote for {longest:.1f}s while backfills waited for pacing"
+
+
+def _by_symbol(records: list[Any]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for record in records:
+        grouped.setdefault(record.symbol, []).append(record)
+    return grouped
