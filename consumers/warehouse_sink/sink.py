@@ -175,6 +175,7 @@ class WarehouseSink:
                 )
             else:
                 self.router.route(route.spec, message, error)
+                record_error("decode", COMPONENT)
             self.batch.add(None, None, topic, partition, offset)
             return
         _, timestamp_ms = message.timestamp()
@@ -235,6 +236,7 @@ class WarehouseSink:
                         "topic": first[-5], "partition": first[-4], "offset": first[-3],
                     },
                 )  # fmt: skip
+                record_error("warehouse_insert", COMPONENT)
                 if attempt == INSERT_ATTEMPTS:
                     raise
                 time.sleep(delay)

@@ -15,7 +15,7 @@ from opentelemetry.metrics import Counter
 from ibstream.config import Settings
 from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
 from ibstream.contracts.serde import Codec, ConfluentCodec, DecodeError, SchemaStore, SingleObjectCodec
-from ibstream.telemetry import meter, trace_headers
+from ibstream.telemetry import meter, record_error, trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class RecordProducer:
                 return
             self.failed += 1
             self.last_error = error
+        record_error("delivery")
         log.error(
             "delivery failed",
             extra={
