@@ -7,6 +7,8 @@ import json
 import logging
 import re
 
+import pytest
+
 from ibstream import telemetry
 
 
@@ -119,3 +121,32 @@ def test_errors_are_counted_by_component_and_kind() -> None:
     telemetry.record_error("decode", "sink")
     telemetry.record_error("decode", "sink")
     assert count() - before == 2
+
+
+def test_a_failed_delivery_is_counted_as_a_delivery_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError
+
+    from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+    from ibstream.kafka.records import RecordProducer
+
+    telemetry.configure_metrics("test")
+    monkeypatch.setattr(telemetry, "_component", "producer")  # what configure() names for a deployable
+
+    def count() -> float:
+        body, _ = telemetry.prometheus_exposition()
+        found = re.search(
+            rb'^ibstream_errors_total\{component="producer",kind="delivery"[^}]*\} (\S+)$', body, re.MULTILINE
+        )
+        return float(found.group(1)) if found else 0.0
+
+    class Message:
+        def topic(self) -> str:
+            return "md.quotes.v1"
+
+        def key(self) -> bytes:
+            return b"AAPL"
+
+    sink = RecordProducer(None, SingleObjectCodec(SchemaStore()))  # type: ignore[arg-type]
+    before = count()
+    sink._report(KafkaError(KafkaError._MSG_TIMED_OUT), Message())  # type: ignore[arg-type]
+    assert count() - before == 1 and sink.failed == 1
