@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from ibstream.config import Settings, load_settings
-from ibstream.contracts import bars
-from ibstream.contracts.enums import MarketDataSource
+from ibstream.contracts import Gap, bars, gaps
+from ibstream.contracts.enums import GapState, MarketDataSource
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.health import HealthServer
 from ibstream.ib.session import IbSession
@@ -60,8 +60,34 @@ def published_bar_starts(settings: Settings, tail: int = 500, timeout: float = 3
     return newest
 
 
+def unfinished_gaps(settings: Settings, tail: int = 2_000, timeout: float = 30.0) -> list[Gap]:
+    """Gaps a previous producer process left open or backfilling (the latest record per gap_id, from the tail of
+    ``md.gaps.v1``): a restarted producer finishes them instead of leaving their bars missing for good."""
+    spec = gaps.TOPIC
+    topic = settings.kafka_topic_prefix + spec.name
+    codec = SingleObjectCodec(SchemaStore())
+    latest: dict[str, Gap] = {}
+    consumer = create_consumer(settings, f"{settings.kafka_topic_prefix}ibstream-producer-gaps-{uuid.uuid4().hex[:8]}",
+                               **{"enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+
+    def take(message: Any) -> None:
+        try:
+            gap = decode_message(codec, spec, message)
+        except DecodeError:
+            return
+        known = latest.get(gap.gap_id)
+        if known is None or gap.updated_time >= known.updated_time:
+            latest[gap.gap_id] = gap
+
+    try:
+        consume_to_end(consumer, {topic: spec.partitions}, take, timeout=timeout, tail=tail)
+    finally:
+        consumer.close()
+    return [gap for gap in latest.values() if gap.state in (GapState.OPEN, GapState.BACKFILLING)]
+
+
 def build(
-    settings: Settings, published_bars: dict[str, datetime] | None = None
+    settings: Settings, published_bars: dict[str, datetime] | None = None, open_gaps: list[Gap] | None = None
 ) -> tuple[MarketDataProducer, RecordProducer]:
     session = IbSession(
         settings.ib_host,
@@ -74,7 +100,7 @@ def build(
         SingleObjectCodec(SchemaStore()),
         settings.kafka_topic_prefix,
     )
-    return MarketDataProducer(settings, session, sink, published_bars=published_bars), sink
+    return MarketDataProducer(settings, session, sink, published_bars=published_bars, open_gaps=open_gaps), sink
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(COMPONENT, args.log_level)
     settings = load_settings()
     check_kafka(settings)
-    producer, sink = build(settings, published_bars=published_bar_starts(settings))
+    producer, sink = build(settings, published_bars=published_bar_starts(settings), open_gaps=unfinished_gaps(settings))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

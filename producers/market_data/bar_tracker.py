@@ -94,5 +94,9 @@ class BarTracker:
         self.gaps[gap.gap_id] = gap
         return True, gap
 
+    def resume(self, gap: OpenGap) -> None:
+        """Take over a gap a previous process left unfinished; it is backfilled like one found here."""
+        self.gaps.setdefault(gap.gap_id, gap)
+
     def close(self, gap_id: str) -> None:
         self.gaps.pop(gap_id, None)

@@ -23,7 +23,7 @@ from typing import Any
 from ibstream.alerting import AlertBook
 from ibstream.backoff import Backoff
 from ibstream.config import Settings
-from ibstream.contracts import Bar, Heartbeat, alerts, bars, gaps, heartbeats, quotes, utc_now
+from ibstream.contracts import Bar, Gap, Heartbeat, alerts, bars, gaps, heartbeats, quotes, utc_now
 from ibstream.contracts.enums import GapState, MarketDataSource, Severity
 from ibstream.exceptions import ConfigError
 from ibstream.ib import events
@@ -93,6 +93,7 @@ class MarketDataProducer:
         *,
         wall: Callable[[], float] = time.monotonic,
         published_bars: dict[str, dt.datetime] | None = None,
+        open_gaps: list[Gap] | None = None,
     ) -> None:
         self.settings = settings
         self.session = session
@@ -106,6 +107,12 @@ class MarketDataProducer:
         for symbol, start in (published_bars or {}).items():
             if symbol in settings.symbols:
                 self.tracker.seed(symbol, start, "producer_restart")
+        for gap in open_gaps or []:
+            if gap.symbol in settings.symbols:
+                # Bars of it already recovered by the previous process may be published again (same values).
+                expected = self.calendar.bar_starts(gap.start, gap.end)
+                if expected:
+                    self.tracker.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
         self.staleness = StalenessMonitor(settings.stale_after_seconds)
         self.backoff = Backoff(settings.ib_reconnect_base_seconds, settings.ib_reconnect_cap_seconds)
         self.state = ConnectionState.CONNECTING

@@ -259,6 +259,43 @@ def test_restarted_producer_backfills_what_it_missed_while_down(run_producer: Ca
     assert all(g.state is GapState.BACKFILLED and g.recovered_bars == g.missing_bars > 10 for g in final.values())
 
 
+def test_restarted_producer_finishes_the_gaps_its_predecessor_left_open(
+    run_producer: Callable[..., Running], settings: Settings
+) -> None:
+    from ibstream.ib.pacing import PacingLimits
+    from producers.market_data import published_bar_starts, unfinished_gaps
+
+    first = run_producer()
+    # One historical request per hour: after a drop, one symbol's backfill goes out, the others wait (open).
+    first.producer.session.governor.limits = PacingLimits(historical_per_window=1, historical_window_seconds=3600)
+    wait_until(lambda: first.producer.sink.delivered > 100, what="records before the drop")
+    generation = first.producer.generation
+    assert first.sim.drop_connections() >= 1
+    wait_until(lambda: first.producer.generation > generation and len(first.producer.tracker.gaps) >= 2,
+               what="gaps detected after the drop")  # fmt: skip
+    time.sleep(1.0)
+    left_open = set(first.producer.tracker.gaps)
+    first.halt()  # the process ends with gaps open, as a SIGKILL would leave them
+    assert len(left_open) >= 2
+
+    unfinished = unfinished_gaps(first.settings)
+    assert {gap.gap_id for gap in unfinished} == left_open
+    producer, _ = build(first.settings, published_bars=published_bar_starts(first.settings), open_gaps=unfinished)
+    stop = threading.Event()
+    thread = threading.Thread(target=producer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: producer.state.value == "connected" and not producer.tracker.gaps, timeout=60,
+                   what="the inherited gaps backfilled")  # fmt: skip
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert_matches_ground_truth(first.sim, read_all_bars(settings))  # no hole where the gaps were
+    final = {g.gap_id: g for g in read_all(settings, gaps.TOPIC) if g.state is GapState.BACKFILLED}
+    assert left_open <= set(final)
+
+
 def test_stalled_symbol_alerts_within_twice_the_threshold(run_producer: Callable[..., Running],
                                                           settings: Settings) -> None:  # fmt: skip
     running = run_producer()
