@@ -223,6 +223,9 @@ def tracer(name: str) -> Tracer:
 
 def trace_headers(headers: dict[str, str | bytes | None] | None = None) -> dict[str, str | bytes | None]:
     """Headers with the current span's W3C trace context added (unchanged when no span is active)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        # Nothing to carry (we set no baggage): skipping the propagators saves a tenth of a quote's send.
+        return headers if headers is not None else {}
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     if not carrier:
