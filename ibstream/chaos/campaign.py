@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ibstream.chaos.checker import Checker, InvariantResult
 from ibstream.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from ibstream.config import load_settings
-from ibstream.contracts import TOPICS, bars, quotes, routed_orders
+from ibstream.contracts import TOPICS, bars, order_intents, quotes, routed_orders
 from ibstream.demo import Demo, DemoConfig, get_json, post_json
 from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ
@@ -407,6 +407,22 @@ class Campaign:
             time.sleep(1.0)
         return False
 
+    def wait_streams_decided(self, timeout: float = 30.0) -> bool:
+        """The streams group has committed every intent and stopped moving for 2 s (orchestration done emitting)."""
+        name = order_intents.TOPIC.name
+        last: int | None = None
+        stable_since = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            high, done = self._high_sum(name), self._committed_sum(name, self.streams_group)
+            if high is not None and done is not None and done >= high and high == last:
+                if time.monotonic() - stable_since > 2:
+                    return True
+            elif high != last:
+                last, stable_since = high, time.monotonic()
+            time.sleep(0.5)
+        return False
+
     def quiesce_orders(self, timeout: float = 30.0) -> None:
         """Freeze the order book before the check: the global kill switch (through the API, as an operator would)
         makes execution cancel every working order, so nothing fills at ibsim after execution stops and ibsim's
@@ -443,7 +459,12 @@ class Campaign:
         speed = self.config.sim_speed()
         # Bars completed before the producer stops, less what was still in flight (a wall second of market time).
         bars_until = sim_epoch - 5 - speed * 1.5
-        for name in STOP_ORDER[:3]:
+        group.stop("producer")
+        # Intents orchestration emitted just before the stop must be decided, or the check would count them as
+        # intents without a decision: risk works off orders.intents.v1 before streams stops.
+        if not self.wait_streams_decided():
+            self.log("chaos: risk did not catch up with orders.intents.v1 before streams stopped")
+        for name in STOP_ORDER[1:3]:
             group.stop(name)
         self.quiesce_orders()
         group.stop("execution")
