@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from opentelemetry.metrics import Counter
 
 from ibstream.config import Settings
@@ -220,6 +220,26 @@ def codec_from_settings(settings: Settings) -> Codec:
 KafkaMessage = Message
 
 
+_NOT_YET_LED = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                          KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})  # fmt: skip
+
+
+def _watermarks(consumer: Consumer, position: TopicPartition, attempts: int = 10) -> tuple[int, int]:
+    # On a cluster that just created its topics a partition may have no leader yet (NOT_LEADER_FOR_PARTITION):
+    # retriable, so retry for a few seconds rather than failing a deployable's startup.
+    for attempt in range(attempts):
+        try:
+            low, high = consumer.get_watermark_offsets(position, timeout=10, cached=False)
+            return int(low), int(high)
+        except KafkaException as error:
+            kafka_error = error.args[0] if error.args else None
+            retriable = kafka_error is not None and (kafka_error.retriable() or kafka_error.code() in _NOT_YET_LED)
+            if not retriable or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 def consume_to_end(
     consumer: Consumer,
     topics: dict[str, int],
@@ -236,7 +256,7 @@ def consume_to_end(
         for partition in range(count):
             offset = OFFSET_BEGINNING
             if tail is not None:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+                low, high = _watermarks(consumer, TopicPartition(topic, partition))
                 offset = max(low, high - tail)
             assignment.append(TopicPartition(topic, partition, offset))
     consumer.assign(assignment)
