@@ -6,16 +6,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import queue
 import signal
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ibstream.config import Settings, load_settings
-from ibstream.contracts import Gap, bars, gaps
+from ibstream.contracts import Gap, Record, TopicSpec, bars, gaps
 from ibstream.contracts.enums import GapState, MarketDataSource
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.health import HealthServer
@@ -29,60 +31,52 @@ from producers.market_data.service import COMPONENT, MarketDataProducer
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=Record)
+
 
 def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
     """Kafka reachable and the topics there, or a ConfigError naming the setting."""
     check_cluster(settings, timeout)
 
 
-def published_bar_starts(settings: Settings, tail: int = 500, timeout: float = 30.0) -> dict[str, datetime]:
-    """The newest bar start per symbol already in Kafka, read from the tail of every partition: a restarted
-    producer then treats the bars it missed while it was down as a gap and backfills them."""
-    spec = bars.TOPIC
-    topic = settings.kafka_topic_prefix + spec.name
+def _tail_records(settings: Settings, spec: TopicSpec[R], tail: int, timeout: float) -> Iterator[R]:
+    """The last ``tail`` decodable records of every partition of ``spec``'s topic (a poison record is the DLQ's
+    business, not a reason to fail a restart)."""
     codec = SingleObjectCodec(SchemaStore())
-    newest: dict[str, datetime] = {}
+    records: list[R] = []
     consumer = create_consumer(settings, f"{settings.kafka_topic_prefix}ibstream-producer-tail-{uuid.uuid4().hex[:8]}",
                                **{"enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
 
     def take(message: Any) -> None:
-        try:
-            bar = decode_message(codec, spec, message)
-        except DecodeError:
-            return  # a poison record is the DLQ's business, not a reason to miss a restart gap
-        if bar.source is not MarketDataSource.REPLAY and bar.start > newest.get(bar.symbol, bar.start - STEP):
-            newest[bar.symbol] = bar.start
+        with contextlib.suppress(DecodeError):
+            records.append(decode_message(codec, spec, message))
 
     try:
-        consume_to_end(consumer, {topic: spec.partitions}, take, timeout=timeout, tail=tail)
+        consume_to_end(consumer, {settings.kafka_topic_prefix + spec.name: spec.partitions}, take, timeout=timeout,
+                       tail=tail)  # fmt: skip
     finally:
         consumer.close()
+    return iter(records)
+
+
+def published_bar_starts(settings: Settings, tail: int = 500, timeout: float = 30.0) -> dict[str, datetime]:
+    """The newest bar start per symbol already in Kafka, read from the tail of every partition: a restarted
+    producer then treats the bars it missed while it was down as a gap and backfills them."""
+    newest: dict[str, datetime] = {}
+    for bar in _tail_records(settings, bars.TOPIC, tail, timeout):
+        if bar.source is not MarketDataSource.REPLAY and bar.start > newest.get(bar.symbol, bar.start - STEP):
+            newest[bar.symbol] = bar.start
     return newest
 
 
 def unfinished_gaps(settings: Settings, tail: int = 2_000, timeout: float = 30.0) -> list[Gap]:
     """Gaps a previous producer process left open or backfilling (the latest record per gap_id, from the tail of
     ``md.gaps.v1``): a restarted producer finishes them instead of leaving their bars missing for good."""
-    spec = gaps.TOPIC
-    topic = settings.kafka_topic_prefix + spec.name
-    codec = SingleObjectCodec(SchemaStore())
     latest: dict[str, Gap] = {}
-    consumer = create_consumer(settings, f"{settings.kafka_topic_prefix}ibstream-producer-gaps-{uuid.uuid4().hex[:8]}",
-                               **{"enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
-
-    def take(message: Any) -> None:
-        try:
-            gap = decode_message(codec, spec, message)
-        except DecodeError:
-            return
+    for gap in _tail_records(settings, gaps.TOPIC, tail, timeout):
         known = latest.get(gap.gap_id)
         if known is None or gap.updated_time >= known.updated_time:
             latest[gap.gap_id] = gap
-
-    try:
-        consume_to_end(consumer, {topic: spec.partitions}, take, timeout=timeout, tail=tail)
-    finally:
-        consumer.close()
     return [gap for gap in latest.values() if gap.state in (GapState.OPEN, GapState.BACKFILLING)]
 
 
