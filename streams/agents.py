@@ -215,9 +215,9 @@ async def decide_intents(
     view: risk.RiskView,
     limits: risk.RiskLimits,
     decided: DecidedTable,
-    clock: Callable[[], Any] = utc_now,
-    traces: list[Mapping[str, Any] | None] | None = None,
-    remember: Callable[..., None] | None = None,
+    clock: Callable[[], Any],
+    traces: list[Mapping[str, Any] | None],
+    remember: Callable[[int, str, str], None],
 ) -> list[bool | BaseException]:
     """Decide intents in arrival order, each judged with the decisions before it applied; per intent: whether a
     decision was emitted, or the error that kept it from being decided or recorded.
@@ -235,8 +235,7 @@ async def decide_intents(
         if previous is not None:
             log.info("intent already decided, skipped", extra={**extra, "decision_id": previous})
             continue
-        headers = traces[index] if traces is not None else None
-        with consume_span("risk.decide", headers, order_id=intent.order_id, symbol=intent.symbol):
+        with consume_span("risk.decide", traces[index], order_id=intent.order_id, symbol=intent.symbol):
             try:
                 decision = risk.decide(intent, view, limits, clock(), wall=utc_now())
                 # Applied at once: the next intent of the batch is judged with this one's approval counted.
@@ -258,10 +257,7 @@ async def decide_intents(
             routed = risk.route(intent, decision)
             if routed is not None:
                 await ctx.emitter.emit(routed_orders.TOPIC, routed)
-        if remember is not None:
-            remember(item.index, intent.order_id, decision.decision_id)
-        else:
-            decided[intent.order_id] = decision.decision_id
+        remember(item.index, intent.order_id, decision.decision_id)
         observe_decision(decision, intent.created_time)
         failed = [check.name for check in decision.checks if not check.passed]
         log.info(
@@ -271,21 +267,6 @@ async def decide_intents(
         )  # fmt: skip
         results[item.index] = True
     return results
-
-
-async def decide_intent(
-    ctx: AgentContext,
-    intent: OrderIntent,
-    view: risk.RiskView,
-    limits: risk.RiskLimits,
-    decided: DecidedTable,
-    clock: Callable[[], Any] = utc_now,
-) -> bool:
-    """Decide one intent (a batch of one); returns whether a decision was emitted, raises what kept it from it."""
-    (result,) = await decide_intents(ctx, [intent], view, limits, decided, clock)
-    if isinstance(result, BaseException):
-        raise result
-    return result
 
 
 def risk_agent(
