@@ -264,7 +264,8 @@ class Checker:
             result.checked += 1
             got = by_key.get((symbol, start))
             if got is None:
-                if any(lo <= start < hi for lo, hi, _ in covered.get(symbol, [])):
+                # A gap's end is its last missing bar (inclusive, as md.gaps.v1 documents it).
+                if any(lo <= start <= hi for lo, hi, _ in covered.get(symbol, [])):
                     continue
                 result.fail(
                     f"{symbol}@{datetime.fromtimestamp(start, UTC).isoformat()}", "bar missing, no gap covers it"

@@ -18,6 +18,7 @@ from ibstream.contracts import (
     TOPICS,
     Bar,
     Execution,
+    Gap,
     OrderEvent,
     OrderIntent,
     Position,
@@ -25,6 +26,7 @@ from ibstream.contracts import (
     RoutedOrder,
     bars,
     executions,
+    gaps,
     order_events,
     order_intents,
     positions,
@@ -33,6 +35,7 @@ from ibstream.contracts import (
 )
 from ibstream.contracts.enums import (
     ExecutionSource,
+    GapState,
     MarketDataSource,
     OrderLeg,
     OrderStatus,
@@ -160,3 +163,19 @@ def test_status_position_bar_and_poison_disagreements_are_reported() -> None:
     assert found["bars_in_kafka"] == ["AAPL@2026-11-24T15:00:05+00:00: bar missing, no gap covers it"]
     assert found["poison_in_dlq_only"] == ["orders.intents.v1/0/99: poison record not in any DLQ"]
     assert "no_undecodable_records" not in found  # the poison is expected to be undecodable
+
+
+def test_an_unrecoverable_gap_covers_its_last_bar_too() -> None:
+    checker, _ = _world([_ib_order(7)], [{"symbol": "AAPL", "quantity": 10.0}])
+    missing = [T0 + dt.timedelta(seconds=5 * i) for i in (1, 2, 3)]
+    for start in missing:
+        checker.truth_bars["AAPL"].append({"time": start.timestamp(), "open": 1, "high": 1, "low": 1, "close": 1,
+                                           "volume": 1})  # fmt: skip
+    checker.bars_until = missing[-1].timestamp()
+    gap = Gap(gap_id=f"AAPL:{missing[0].isoformat()}", symbol="AAPL", start=missing[0], end=missing[1],
+              state=GapState.UNRECOVERABLE, cause="disconnect", missing_bars=2, recovered_bars=0, reason="test",
+              detected_time=T0, updated_time=T0)  # fmt: skip
+    checker.raw[gaps.TOPIC.name] = _raw(gaps.TOPIC, [gap])
+    found = _violations(checker)
+    # The gap's last bar (its end) is covered; the bar after it is not.
+    assert found["bars_in_kafka"] == [f"AAPL@{missing[2].isoformat()}: bar missing, no gap covers it"]
