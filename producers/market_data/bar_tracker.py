@@ -28,7 +28,15 @@ class OpenGap:
     cause: str
     detected_time: dt.datetime
     recovered: set[dt.datetime] = field(default_factory=set)
+    #: Backfill attempts IB answered (pacing rejections and lost connections do not count).
     attempts: int = 0
+    #: Missing bars of the current attempt no historical request has asked for yet.
+    unrequested: set[dt.datetime] = field(default_factory=set)
+    #: Historical requests of the current attempt still out.
+    requests: set[int] = field(default_factory=set)
+    #: IB's last error answer to a request of this gap ("162: ..."), and whether IB said it has no data there.
+    last_error: str | None = None
+    no_data: bool = False
 
     @property
     def start(self) -> dt.datetime:

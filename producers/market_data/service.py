@@ -67,19 +67,12 @@ class Instrument:
 
 @dataclass
 class BackfillRequest:
-    gap_id: str
+    """One reqHistoricalData out to IB: the bars it covers, for every open gap of its symbol that wants them."""
+
+    symbol: str
+    gap_ids: set[str]
+    covers: set[dt.datetime]
     bars: list[events.HistoricalBar] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class BackfillChunk:
-    """One reqHistoricalData of a gap's backfill, waiting for IB's historical pacing to let it out."""
-
-    gap_id: str
-    contract: Any
-    end: str
-    duration: str
-    use_rth: bool
 
 
 class MarketDataProducer:
@@ -123,9 +116,16 @@ class MarketDataProducer:
         self._quote_reqs: dict[int, str] = {}
         self._bar_reqs: dict[int, str] = {}
         self._backfills: dict[int, BackfillRequest] = {}
-        # Chunks not yet sent: IB allows 60 historical requests per 10 minutes, and waiting for that inside the loop
-        # would stop live quotes and bars for minutes after a run of disconnects.
-        self._backfill_queue: collections.deque[BackfillChunk] = collections.deque()
+        # Bars not yet asked for wait on their gaps (OpenGap.unrequested), not in the loop: IB allows 60 historical
+        # requests per 10 minutes, and waiting for that inside the loop would stop live quotes and bars for minutes
+        # after a run of disconnects. Waiting also lets one request cover several gaps of a symbol.
+        self._pacing_backoff = Backoff(settings.ib_historical_pacing_backoff_seconds, 600.0)
+        self._historical_paused_until = 0.0
+        self.pacing_violations = 0
+        # Live bars of a symbol whose newest gap record Kafka has not acknowledged yet (see _record_gap_then_release).
+        self._held_bars: dict[str, list[Bar]] = {}
+        self._unacknowledged_gaps: dict[str, int] = {}
+        self._gap_record_outcomes: collections.deque[tuple[Gap, bool]] = collections.deque()
         self._next_connect_at = 0.0
         self._next_tick = 0.0
         self._next_heartbeat = 0.0
@@ -187,12 +187,14 @@ class MarketDataProducer:
         if self.state in (ConnectionState.CONNECTING, ConnectionState.DISCONNECTED) and now >= self._next_connect_at:
             self._connect()
         self._handle_batch(wait)
+        self._release_held_bars()
         self._send_backfill_chunks()
         now = self.wall()
         if now >= self._next_tick:
             self._next_tick = now + 1.0
             self._periodic(now)
         self.sink.poll(0)
+        self._release_held_bars()
 
     def _connect(self) -> None:
         self.state = ConnectionState.CONNECTING
@@ -371,21 +373,26 @@ class MarketDataProducer:
         start = dt.datetime.fromtimestamp(event.time, dt.UTC)
         publish, gap = self.tracker.on_live_bar(symbol, start, utc_now())
         source = MarketDataSource.DELAYED if self.book.is_delayed(symbol) else MarketDataSource.LIVE
-        if publish:
-            record = self._bar_record(symbol, event.time, event, source)
-            # Each bar starts a trace: a signal it produces, and that signal's order and fills, continue it.
-            with produce_span("producer.bar", symbol=symbol, source=source.value):
-                self.sink.send(bars.TOPIC, record)
-            self.m_bars.add(1, {"symbol": symbol, "source": source.value})
-            self.m_ingest_lag.record(
-                (record.ingest_time - self.clock.now(wall)).total_seconds() + 5.0, {"symbol": symbol}
-            )
         if gap is not None:
             with log_context(symbol=symbol):
                 log.info(
                     "gap detected", extra={"gap_id": gap.gap_id, "missing_bars": len(gap.expected), "cause": gap.cause}
                 )
-            self.sink.send(gaps.TOPIC, gap.record(GapState.OPEN, utc_now()))
+            self._record_gap_then_release(gap)
+        if publish:
+            record = self._bar_record(symbol, event.time, event, source)
+            # Each bar starts a trace: a signal it produces, and that signal's order and fills, continue it.
+            with produce_span("producer.bar", symbol=symbol, source=source.value):
+                held = self._held_bars.get(symbol)
+                if held is not None:
+                    held.append(record)
+                else:
+                    self.sink.send(bars.TOPIC, record)
+            self.m_bars.add(1, {"symbol": symbol, "source": source.value})
+            self.m_ingest_lag.record(
+                (record.ingest_time - self.clock.now(wall)).total_seconds() + 5.0, {"symbol": symbol}
+            )
+        if gap is not None:
             if len(gap.expected) > MAX_BACKFILL_BARS:
                 with log_context(symbol=symbol):
                     self._finish_gap(gap, GapState.UNRECOVERABLE,
@@ -393,6 +400,38 @@ class MarketDataProducer:
                                      f"{MAX_BACKFILL_BARS}")  # fmt: skip
             else:
                 self._start_backfill(gap)
+
+    def _record_gap_then_release(self, gap: OpenGap) -> None:
+        """Send the gap's OPEN record and hold the symbol's live bars until Kafka has it.
+
+        A restarted producer resumes from the newest bar in Kafka. Were the bar that revealed the gap in Kafka
+        without the gap record (both are sent asynchronously, to different topics), a crash in between would leave
+        the gap's bars missing for good; held back, the restart finds the gap again itself.
+        """
+        symbol = gap.symbol
+        self._held_bars.setdefault(symbol, [])
+        self._unacknowledged_gaps[symbol] = self._unacknowledged_gaps.get(symbol, 0) + 1
+        self._send_gap_record(gap.record(GapState.OPEN, utc_now()))
+
+    def _send_gap_record(self, record: Gap) -> None:
+        def recorded(error: object, _message: object) -> None:
+            # Runs inside librdkafka's poll, where producing again would re-enter it: the loop acts on it.
+            self._gap_record_outcomes.append((record, error is None))
+
+        self.sink.send(gaps.TOPIC, record, on_delivery=recorded)
+
+    def _release_held_bars(self) -> None:
+        while self._gap_record_outcomes:
+            record, delivered = self._gap_record_outcomes.popleft()
+            if not delivered:
+                self._send_gap_record(record)  # the bars wait on
+                continue
+            symbol = record.symbol
+            self._unacknowledged_gaps[symbol] -= 1
+            if self._unacknowledged_gaps[symbol] == 0:
+                del self._unacknowledged_gaps[symbol]
+                for bar in self._held_bars.pop(symbol, []):
+                    self.sink.send(bars.TOPIC, bar)
 
     def _on_error(self, error: events.IbError) -> None:
         kind = error.kind
@@ -454,8 +493,12 @@ class MarketDataProducer:
         self._bar_reqs.clear()
         for instrument in self.instruments.values():
             instrument.quote_req = instrument.bar_req = 0
-        self._backfills.clear()  # their gaps stay open and are re-requested after the reconnect
-        self._backfill_queue.clear()
+        # Their gaps stay open; what the lost requests asked for is asked again after the reconnect.
+        self._backfills.clear()
+        for gap in self.tracker.gaps.values():
+            if gap.requests or gap.unrequested:  # an attempt in progress: it asks again for all it still misses
+                gap.unrequested = set(gap.missing)
+            gap.requests.clear()
         delay = self.backoff.next_delay()
         self._next_connect_at = self.wall() + delay
         self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {reason}")
@@ -464,90 +507,119 @@ class MarketDataProducer:
     # --- backfill -----------------------------------------------------------------------------------------------
 
     def _start_backfill(self, gap: OpenGap) -> None:
-        if self.state != ConnectionState.CONNECTED:
-            return  # resumed on the next (re)connection
-        gap.attempts += 1
-        instrument = self.instruments[gap.symbol]
-        contract = stock_contract(instrument.symbol, instrument.con_id, instrument.primary_exchange)
+        """Begin an attempt: every missing bar of the gap waits to be asked for."""
+        gap.unrequested = set(gap.missing)
+        gap.requests.clear()
+        gap.last_error, gap.no_data = None, False
         self.sink.send(gaps.TOPIC, gap.record(GapState.BACKFILLING, utc_now()))
-        missing = gap.missing
-        # Cover the missing bars in chunks IB accepts for 5-second bars, newest first like IB pages.
-        chunk_end = missing[-1] + STEP
-        first = missing[0]
-        while chunk_end > first:
-            seconds = min(BACKFILL_CHUNK_SECONDS, int((chunk_end - first).total_seconds()))
-            seconds = max(seconds, 60)  # shorter durations are refused as an "invalid step"
-            end_text = chunk_end.strftime("%Y%m%d-%H:%M:%S")
-            self._backfill_queue.append(
-                BackfillChunk(gap.gap_id, contract, end_text, f"{seconds} S", self.calendar.hours == "rth")
-            )
-            chunk_end -= dt.timedelta(seconds=seconds)
         self._send_backfill_chunks()
 
     def _send_backfill_chunks(self) -> None:
-        """Send queued chunks, oldest first, as long as IB's historical pacing lets them out without a wait."""
-        bar_size = f"{BAR_SECONDS} secs"
-        while self._backfill_queue and self.state == ConnectionState.CONNECTED:
-            chunk = self._backfill_queue[0]
-            if chunk.gap_id not in self.tracker.gaps:
-                self._backfill_queue.popleft()  # closed meanwhile
-                continue
-            if self.session.historical_delay(chunk.contract, chunk.end, chunk.duration, bar_size,
-                                             use_rth=chunk.use_rth) > 0:  # fmt: skip
-                return
-            self._backfill_queue.popleft()
-            req_id = next(self._req_ids)
-            self._backfills[req_id] = BackfillRequest(chunk.gap_id)
-            self.session.req_historical_data(req_id, chunk.contract, chunk.end, chunk.duration, bar_size,
-                                             use_rth=chunk.use_rth)  # fmt: skip
+        """Ask IB for waiting bars, oldest gap first, as long as its historical pacing lets a request out now.
 
-    def _backfill_pending(self, gap_id: str) -> bool:
-        return any(r.gap_id == gap_id for r in self._backfills.values()) or any(
-            c.gap_id == gap_id for c in self._backfill_queue
-        )
+        One request covers up to an hour of a symbol's waiting bars, from its oldest one, whichever gaps they belong
+        to: when pacing holds requests back, the gaps of many interruptions go out as a few requests.
+        """
+        bar_size = f"{BAR_SECONDS} secs"
+        use_rth = self.calendar.hours == "rth"
+        while self.state == ConnectionState.CONNECTED and self.wall() >= self._historical_paused_until:
+            oldest = next((gap for gap in self.tracker.gaps.values() if gap.unrequested), None)
+            if oldest is None:
+                return
+            waiting = [g for g in self.tracker.gaps.values() if g.symbol == oldest.symbol and g.unrequested]
+            first = min(min(g.unrequested) for g in waiting)
+            last = max(max(g.unrequested) for g in waiting)
+            end = min(last + STEP, first + dt.timedelta(seconds=BACKFILL_CHUNK_SECONDS))
+            seconds = max(int((end - first).total_seconds()), 60)  # shorter durations are refused as an "invalid step"
+            instrument = self.instruments[oldest.symbol]
+            contract = stock_contract(instrument.symbol, instrument.con_id, instrument.primary_exchange)
+            end_text = end.strftime("%Y%m%d-%H:%M:%S")
+            duration = f"{seconds} S"
+            if self.session.historical_delay(contract, end_text, duration, bar_size, use_rth=use_rth) > 0:
+                return
+            req_id = next(self._req_ids)
+            request = BackfillRequest(oldest.symbol, set(), set())
+            for gap in waiting:
+                asked = {start for start in gap.unrequested if first <= start < end}
+                if asked:
+                    gap.unrequested -= asked
+                    gap.requests.add(req_id)
+                    request.gap_ids.add(gap.gap_id)
+                    request.covers |= asked
+            self._backfills[req_id] = request
+            self.session.req_historical_data(req_id, contract, end_text, duration, bar_size, use_rth=use_rth)
 
     def _resume_backfills(self) -> None:
-        pending = {request.gap_id for request in self._backfills.values()}
-        pending |= {chunk.gap_id for chunk in self._backfill_queue}
+        """After a (re)connection: start the gaps never started, and ask again for what lost requests asked."""
         for gap in list(self.tracker.gaps.values()):
-            if gap.gap_id not in pending:
+            if not gap.unrequested and not gap.requests:
                 self._start_backfill(gap)
+        self._send_backfill_chunks()
 
     def _on_backfill_done(self, req_id: int, error: events.IbError | None) -> None:
         request = self._backfills.pop(req_id, None)
         if request is None:
             return
-        gap = self.tracker.gaps.get(request.gap_id)
-        if gap is None:
+        if error is not None and error.kind is CodeKind.PACING:
+            # IB counts requests this process never saw (a predecessor's, another client's): back off and ask
+            # again. A rejected request is no attempt; only IB's answers count towards giving up.
+            self.pacing_violations += 1
+            record_error("ib_pacing", COMPONENT)
+            delay = self._pacing_backoff.next_delay()
+            self._historical_paused_until = self.wall() + delay
+            log.warning("historical pacing violation; backfills paused",
+                        extra={"symbol": request.symbol, "pause_seconds": round(delay, 1)})  # fmt: skip
+            for gap_id in request.gap_ids:
+                gap = self.tracker.gaps.get(gap_id)
+                if gap is not None:
+                    gap.requests.discard(req_id)
+                    gap.unrequested |= request.covers & set(gap.missing)
             return
-        wanted = set(gap.missing)
+        self._pacing_backoff.reset()
+        # Every open gap of the symbol takes the bars it misses, also gaps found after the request went out.
+        symbol_gaps = [gap for gap in self.tracker.gaps.values() if gap.symbol == request.symbol]
         source = MarketDataSource.BACKFILL
         for bar in request.bars:
             start_epoch = int(bar.date)
             start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
-            if start in wanted:
-                with produce_span("producer.bar", symbol=gap.symbol, source=source.value):
-                    self.sink.send(bars.TOPIC, self._bar_record(gap.symbol, start_epoch, bar, source))
-                self.m_bars.add(1, {"symbol": gap.symbol, "source": source.value})
+            wanting = [gap for gap in symbol_gaps if start in gap.expected and start not in gap.recovered]
+            if not wanting:
+                continue
+            with produce_span("producer.bar", symbol=request.symbol, source=source.value):
+                self.sink.send(bars.TOPIC, self._bar_record(request.symbol, start_epoch, bar, source))
+            self.m_bars.add(1, {"symbol": request.symbol, "source": source.value})
+            for gap in wanting:
                 gap.recovered.add(start)
-        if self._backfill_pending(gap.gap_id):
-            return  # other chunks of this gap are still out or waiting to go
-        with log_context(symbol=gap.symbol):
-            if not gap.missing:
-                self._finish_gap(gap, GapState.BACKFILLED, None)
-            elif error is not None and error.kind is CodeKind.NO_DATA:
-                self._finish_gap(gap, GapState.UNRECOVERABLE, f"IB has no data for the window: {error.message}")
-            elif gap.attempts >= BACKFILL_ATTEMPTS:
-                reason = (
-                    f"{len(gap.missing)} of {len(gap.expected)} bars still missing after {gap.attempts} "
-                    f"backfill attempts" + (f"; last IB error {error.code}: {error.message}" if error else "")
-                )
-                self._finish_gap(gap, GapState.UNRECOVERABLE, reason)
-            else:
-                log.warning(
-                    "backfill incomplete; retrying", extra={"gap_id": gap.gap_id, "missing_bars": len(gap.missing)}
-                )
-                self._start_backfill(gap)
+                gap.unrequested.discard(start)
+        for gap in symbol_gaps:
+            gap.requests.discard(req_id)
+            if gap.gap_id in request.gap_ids and error is not None:
+                gap.last_error = f"{error.code}: {error.message}"
+                gap.no_data = gap.no_data or error.kind is CodeKind.NO_DATA
+            if gap.gap_id not in self.tracker.gaps:
+                continue
+            with log_context(symbol=gap.symbol):
+                if not gap.missing:
+                    self._finish_gap(gap, GapState.BACKFILLED, None)
+                elif gap.gap_id not in request.gap_ids or gap.requests or gap.unrequested:
+                    continue  # its attempt is still going
+                else:
+                    self._end_attempt(gap)
+
+    def _end_attempt(self, gap: OpenGap) -> None:
+        """IB answered every request of the gap's attempt and bars are still missing: retry, or give up."""
+        gap.attempts += 1
+        if gap.no_data:
+            self._finish_gap(gap, GapState.UNRECOVERABLE, f"IB has no data for the window: {gap.last_error}")
+        elif gap.attempts >= BACKFILL_ATTEMPTS:
+            reason = (
+                f"{len(gap.missing)} of {len(gap.expected)} bars still missing after {gap.attempts} backfill "
+                f"attempts" + (f"; last IB error {gap.last_error}" if gap.last_error else "")
+            )
+            self._finish_gap(gap, GapState.UNRECOVERABLE, reason)
+        else:
+            log.warning("backfill incomplete; retrying", extra={"gap_id": gap.gap_id, "missing_bars": len(gap.missing)})
+            self._start_backfill(gap)
 
     def _finish_gap(self, gap: OpenGap, state: GapState, reason: str | None) -> None:
         self.sink.send(gaps.TOPIC, gap.record(state, utc_now(), reason))

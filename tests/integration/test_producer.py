@@ -461,6 +461,39 @@ def test_historical_pacing_holds_backfills_back_never_live_data(
         assert longest < 4.0, f"{symbol}: no quote for {longest:.1f}s while backfills waited for pacing"
 
 
+def test_pacing_violations_delay_backfills_but_lose_no_bar(
+    run_producer: Callable[..., Running], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IB's pacing counters can hold requests this process never made (a predecessor's, before a restart): its
+    violations must pause the backfills, not use up their attempts and leave bars unrecoverable."""
+    import ibsim.pacing
+    from ibstream.ib.pacing import PacingLimits
+
+    # The gateway allows 3 requests per 6 s; the producer's governor believes IB's 60 per 10 minutes.
+    monkeypatch.setattr(ibsim.pacing, "GLOBAL_LIMIT", 3)
+    monkeypatch.setattr(ibsim.pacing, "GLOBAL_WINDOW", 6.0)
+    monkeypatch.setattr(ibsim.pacing, "IDENTICAL_WINDOW", 0.5)
+    running = run_producer(ib_historical_pacing_backoff_seconds=1.0)
+    producer, sim = running.producer, running.sim
+    producer.session.governor.limits = PacingLimits(historical_identical_seconds=0.5)
+    wait_until(lambda: producer.sink.delivered > 50, what="first records")
+    for _ in range(3):
+        generation = producer.generation
+        assert sim.drop_connections() >= 1
+        wait_until(lambda g=generation: producer.generation > g and producer.state.value == "connected",
+                   what="reconnect")  # fmt: skip
+        time.sleep(0.5)
+    wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=60,
+               what="backfills done")  # fmt: skip
+    time.sleep(1.0)
+    running.halt()
+
+    assert producer.pacing_violations > 0, "the gateway never refused a request: the test proves nothing"
+    assert_matches_ground_truth(sim, read_all_bars(settings))
+    final = [g for g in read_all(settings, gaps.TOPIC) if g.state in (GapState.BACKFILLED, GapState.UNRECOVERABLE)]
+    assert final and all(g.state is GapState.BACKFILLED for g in final), [g.reason for g in final]
+
+
 def _by_symbol(records: list[Any]) -> dict[str, list[Any]]:
     grouped: dict[str, list[Any]] = {}
     for record in records:
