@@ -23,10 +23,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ibstream.chaos.checker import Checker, InvariantResult
+from ibstream.chaos.checker import Checker, InvariantResult, read_topic
 from ibstream.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from ibstream.config import load_settings
-from ibstream.contracts import TOPICS, bars, order_intents, quotes, routed_orders
+from ibstream.contracts import TOPICS, Gap, bars, gaps, order_intents, quotes, routed_orders
+from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.demo import Demo, DemoConfig, get_json, post_json
 from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ
@@ -183,7 +184,7 @@ class Campaign:
         demo.chaos = self.config
         self.demo = demo
         # A session that would run past the close starts earlier in the day instead (ibsim trades RTH only).
-        needed = dt.timedelta(seconds=(self.config.duration + 120) * speed)
+        needed = dt.timedelta(seconds=(self.config.duration + 120 + self.gap_drain_seconds) * speed)
         close = dt.datetime.combine(demo.start.date(), CLOSE, tzinfo=EXCHANGE_TZ)
         demo.start = min(demo.start, close - needed)
         demo.prepare()
@@ -407,6 +408,31 @@ class Campaign:
             time.sleep(1.0)
         return False
 
+    @property
+    def gap_drain_seconds(self) -> float:
+        # IB paces backfills (60 requests per 10 minutes): a long campaign can end with a few still waiting.
+        return 60.0 + self.config.duration / 10
+
+    def wait_gaps_closed(self, timeout: float) -> bool:
+        """Every gap in md.gaps.v1 is backfilled or unrecoverable, so the check sees the producer's final word."""
+        assert self.stack is not None and self.demo is not None
+        topic = self.demo.prefix + gaps.TOPIC.name
+        codec = SingleObjectCodec(SchemaStore())
+        deadline = time.monotonic() + timeout
+        left: list[Gap] = []
+        while time.monotonic() < deadline:
+            records: list[Gap] = []
+            for raw in read_topic(self.stack.bootstrap, topic):
+                with contextlib.suppress(DecodeError):  # poison, if the schedule aimed some here
+                    records.append(codec.decode(topic, Gap, raw.value, raw.partition, raw.offset))
+            left = gaps.unfinished(records)
+            if not left:
+                return True
+            time.sleep(2.0)
+        self.log(f"chaos: {len(left)} gap(s) still open after {timeout:.0f}s: "
+                 f"{', '.join(sorted(gap.gap_id for gap in left)[:10])}")  # fmt: skip
+        return False
+
     def wait_streams_decided(self, timeout: float = 30.0) -> bool:
         """The streams group has committed every intent and stopped moving for 2 s (orchestration done emitting)."""
         name = order_intents.TOPIC.name
@@ -459,6 +485,7 @@ class Campaign:
         speed = self.config.sim_speed()
         # Bars completed before the producer stops, less what was still in flight (a wall second of market time).
         bars_until = sim_epoch - 5 - speed * 1.5
+        self.wait_gaps_closed(self.gap_drain_seconds)
         group.stop("producer")
         # Intents orchestration emitted just before the stop must be decided, or the check would count them as
         # intents without a decision: risk works off orders.intents.v1 before streams stops.

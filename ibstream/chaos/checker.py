@@ -223,12 +223,8 @@ class Checker:
         return results
 
     def _unrecoverable(self) -> dict[str, list[tuple[float, float, str]]]:
-        latest: dict[str, Gap] = {}
-        for gap in self.gap_records:
-            if gap.gap_id not in latest or gap.updated_time >= latest[gap.gap_id].updated_time:
-                latest[gap.gap_id] = gap
         covered: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-        for gap in latest.values():
+        for gap in gaps.latest_states(self.gap_records).values():
             if gap.state is GapState.UNRECOVERABLE:
                 covered[gap.symbol].append((gap.start.timestamp(), gap.end.timestamp(), gap.gap_id))
         return covered
@@ -319,8 +315,9 @@ class Checker:
     def check_orders(self) -> InvariantResult:
         result = InvariantResult(
             "one_ib_order_per_routed_order",
-            "every routed order maps to exactly one ibsim parent order (orderRef), no ibsim order lacks a routed "
-            "order, and our last recorded status agrees with ibsim's (terminal or working)",
+            "every routed order maps to exactly one ibsim parent order (orderRef), or to no ibsim order at all when "
+            "we recorded it rejected or cancelled unfilled; no ibsim order lacks a routed order, and our last "
+            "recorded status agrees with ibsim's (terminal or working)",
         )
         routed_ids = {order.order_id for order in self.routed}
         parents: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -348,7 +345,14 @@ class Checker:
                 result.fail(order_id, "no order event recorded for a routed order")
                 continue
             if not at_ib:
-                if ours.status not in (OrderStatus.REJECTED, OrderStatus.ERROR):
+                # Consistent when it never reached IB or the gateway lost it (an untransmitted bracket across a
+                # gateway restart) and we recorded it ended without a fill.
+                cancelled_unfilled = (
+                    ours.status is OrderStatus.CANCELLED
+                    and ours.filled_quantity <= QTY_EPSILON
+                    and not children.get(order_id)
+                )
+                if ours.status not in (OrderStatus.REJECTED, OrderStatus.ERROR) and not cancelled_unfilled:
                     result.fail(order_id, f"not at ibsim but our last status is {ours.status.value}")
                 continue
             status = str(at_ib[0].get("status"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 from ibstream.contracts.base import FOREVER, Record, TopicSpec, UtcDatetime
@@ -34,3 +35,18 @@ TOPIC = TopicSpec(
     retention_ms=FOREVER,
     doc="Every gap with its final state (backfilled or unrecoverable).",
 )
+
+
+def latest_states(records: Iterable[Gap]) -> dict[str, Gap]:
+    """Each gap's current state: its latest record by ``updated_time`` (the topic's last word on it)."""
+    latest: dict[str, Gap] = {}
+    for gap in records:
+        known = latest.get(gap.gap_id)
+        if known is None or gap.updated_time >= known.updated_time:
+            latest[gap.gap_id] = gap
+    return latest
+
+
+def unfinished(records: Iterable[Gap]) -> list[Gap]:
+    """Gaps still open or backfilling: a producer has bars left to recover for them."""
+    return [gap for gap in latest_states(records).values() if gap.state in (GapState.OPEN, GapState.BACKFILLING)]

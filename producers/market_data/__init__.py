@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import Gap, Record, TopicSpec, bars, gaps
-from ibstream.contracts.enums import GapState, MarketDataSource
+from ibstream.contracts.enums import MarketDataSource
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.health import HealthServer
 from ibstream.ib.session import IbSession
@@ -72,12 +72,7 @@ def published_bar_starts(settings: Settings, tail: int = 500, timeout: float = 3
 def unfinished_gaps(settings: Settings, tail: int = 2_000, timeout: float = 30.0) -> list[Gap]:
     """Gaps a previous producer process left open or backfilling (the latest record per gap_id, from the tail of
     ``md.gaps.v1``): a restarted producer finishes them instead of leaving their bars missing for good."""
-    latest: dict[str, Gap] = {}
-    for gap in _tail_records(settings, gaps.TOPIC, tail, timeout):
-        known = latest.get(gap.gap_id)
-        if known is None or gap.updated_time >= known.updated_time:
-            latest[gap.gap_id] = gap
-    return [gap for gap in latest.values() if gap.state in (GapState.OPEN, GapState.BACKFILLING)]
+    return gaps.unfinished(_tail_records(settings, gaps.TOPIC, tail, timeout))
 
 
 def build(

@@ -122,3 +122,22 @@ def test_feed_clock_follows_the_producer_or_the_wall() -> None:
     wall = FeedClock("wall")
     wall.observe(MONDAY_10AM)
     assert abs((wall.now() - dt.datetime.now(dt.UTC)).total_seconds()) < 1
+
+
+def test_a_gap_is_unfinished_until_its_latest_record_closes_it() -> None:
+    from ibstream.contracts import Gap, gaps
+
+    def record(gap_id: str, state: GapState, minute: int) -> Gap:
+        return Gap(gap_id=gap_id, symbol="AAPL", start=MONDAY_10AM, end=MONDAY_10AM, state=state, cause="disconnect",
+                   missing_bars=1, recovered_bars=0, detected_time=MONDAY_10AM,
+                   updated_time=MONDAY_10AM + dt.timedelta(minutes=minute))  # fmt: skip
+
+    history = [
+        record("a", GapState.BACKFILLED, 2),
+        record("a", GapState.OPEN, 0),  # delivered out of order: time decides
+        record("b", GapState.OPEN, 0),
+        record("b", GapState.BACKFILLING, 1),
+        record("c", GapState.UNRECOVERABLE, 3),
+    ]
+    assert [(gap.gap_id, gap.state) for gap in gaps.unfinished(history)] == [("b", GapState.BACKFILLING)]
+    assert gaps.latest_states(history)["a"].state is GapState.BACKFILLED
