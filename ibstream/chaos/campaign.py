@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import random
 import signal
 import statistics
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ibstream.chaos.checker import Checker, InvariantResult, read_topic
@@ -155,6 +157,7 @@ class Campaign:
         self.outcomes: list[FaultOutcome] = []
         self.unexpected_exits: list[dict[str, Any]] = []
         self.throughput: list[tuple[float, int, int]] = []  # (t, quotes, bars) high-water sums
+        self.cpu_seconds: dict[str, dict[int, float]] = {}  # process name → pid → CPU seconds at its last sample
         self.poison: set[tuple[str, int, int]] = set()
         self.rng = random.Random(config.seed)
         self.t0 = time.monotonic()
@@ -245,6 +248,22 @@ class Campaign:
         quotes_high, bars_high = self._high_sum(quotes.TOPIC.name), self._high_sum(bars.TOPIC.name)
         if quotes_high is not None and bars_high is not None:
             self.throughput.append((self.now(), quotes_high, bars_high))
+        self.sample_cpu()
+
+    def sample_cpu(self) -> None:
+        """CPU seconds used so far by every process of the run (each pid's last reading; restarts add up): what
+        bounds the throughput the campaign holds on this machine."""
+        pids: dict[str, int | None] = {"campaign": os.getpid()}
+        if self.stack is not None:
+            pids["kafka"] = self.stack.status().pid
+        if self.demo is not None:
+            pids |= {name: managed.pid for name, managed in self.demo.group.processes.items() if managed.alive()}
+        for name, pid in pids.items():
+            if pid is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                self.cpu_seconds.setdefault(name, {})[pid] = times.user + times.system
 
     def all_ready(self) -> bool:
         """Every deployable answers /ready with 200 (its own readiness: connected, consuming), or /health where it
@@ -620,6 +639,12 @@ class Campaign:
                 "quotes_per_second_min": round(min(quote_rates), 1) if quote_rates else None,
                 "bars_per_second_avg": round(statistics.mean(r[1] for r in rates), 2) if rates else None,
             },
+            # Cores each process kept busy on average over the faulted window (1.0 = one core all the time).
+            "cpu_cores": {
+                name: round(sum(by_pid.values()) / max(self.config.duration, 1.0), 2)
+                for name, by_pid in sorted(self.cpu_seconds.items(), key=lambda item: -sum(item[1].values()))
+            },
+            "machine_cores": os.cpu_count(),
             "records_processed": processed,
             "records_total": sum(v for k, v in processed.items()),
             "invariants": invariants,

@@ -51,6 +51,12 @@ def render(report: dict[str, Any]) -> str:
     figures.add_row("quotes/s avg / p50 / min", f"{throughput['quotes_per_second_avg']} / "
                     f"{throughput['quotes_per_second_p50']} / {throughput['quotes_per_second_min']}")  # fmt: skip
     figures.add_row("bars/s avg", str(throughput["bars_per_second_avg"]))
+    cpu = report.get("cpu_cores") or {}
+    if cpu:
+        figures.add_row(
+            f"CPU cores used (machine has {report.get('machine_cores')})",
+            f"{sum(cpu.values()):.2f}: " + ", ".join(f"{name} {cores}" for name, cores in cpu.items()),
+        )
     figures.add_row("records in Kafka (all topics)", f"{report['records_total']:,}")
     figures.add_row("result", "PASS" if report["ok"] else f"FAIL {report['error'] or ''}")
     console.print(figures)
