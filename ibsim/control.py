@@ -94,6 +94,7 @@ class ControlServer:
             "/faults/pacing": lambda b, q: s.set_pacing(bool(b.get("enabled", True))),
             "/faults/restart": lambda b, q: s.restart_gateway(
                 _num(b, "downtime_seconds", 1.0), int(_num(b, "rollback", 0))),
+            "/faults/lose_next_transmit": lambda b, q: s.lose_next_transmit(_num(b, "restart_seconds", 0.0)),
             "/faults/clear": lambda b, q: s.clear_faults(),
             "/market/entitlement": lambda b, q: s.set_live_data_entitled(bool(b.get("live", True))),
             "/clock/advance": lambda b, q: s.advance_clock(_num(b, "seconds")),

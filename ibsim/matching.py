@@ -1,6 +1,7 @@
 """Order matching, commissions, positions and account values (pure: no I/O, no wall clock).
 
-The engine is the simulated broker. It keeps every order ever placed, matches working orders
+The engine is the simulated broker. It keeps every order ever placed (but the untransmitted ones a
+gateway restart loses), matches working orders
 against the generated market one simulated second at a time, and produces immutable events that
 the I/O layer turns into TWS messages for whichever client owns the order (or for nobody, if that
 client is disconnected: the order still fills, which is the point of LEAN-IB #249).
@@ -299,6 +300,17 @@ class MatchingEngine:
                                   f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
                                   f"state: {order.status}.")]
         return self._cancel_tree(order, now, "")
+
+    def discard_untransmitted(self) -> list[OrderSnapshot]:
+        """Forget every order still held untransmitted (``PendingSubmit``): those live only in the gateway process,
+        so a gateway restart loses them and IB's servers never knew them. Returns what was forgotten."""
+        held = [o for o in self._sequence if o.status == "PendingSubmit"]
+        if not held:
+            return []
+        self._sequence = [o for o in self._sequence if o.status != "PendingSubmit"]
+        for o in held:
+            del self._orders[(o.req.client_id, o.req.order_id)]
+        return [o.snapshot() for o in held]
 
     def cancel_all(self, now: float) -> list[Event]:
         """``reqGlobalCancel``: every active order of every client."""

@@ -87,6 +87,8 @@ class _Faults:
     rejections: deque[tuple[int, str]] = field(default_factory=deque)
     ack_delay: float = 0.0  # wall seconds
     fill_delay: float = 0.0  # wall seconds
+    #: One entry per transmitting placeOrder to lose: the gateway downtime of its restart, or 0 (the connection only).
+    lost_transmits: deque[float] = field(default_factory=deque)
 
 
 class _Session:
@@ -380,6 +382,7 @@ class Simulator:
                     "md_farm_down": f.md_farm_down,
                     "stalled": sorted(f.stalled),
                     "pending_rejections": len(f.rejections),
+                    "pending_lost_transmits": len(f.lost_transmits),
                     "ack_delay": f.ack_delay,
                     "fill_delay": f.fill_delay,
                     "pacing": self._pacing,
@@ -490,25 +493,41 @@ class Simulator:
         """Simulated gateway restart: drop everyone, refuse for ``downtime_seconds``, and roll
         ``nextValidId`` back by ``rollback`` below the last id actually used (LEAN-IB #242).
 
-        Orders, executions and positions survive: they live at "IB", not in the gateway.
+        Transmitted orders, executions and positions survive: they live at "IB", not in the gateway.
+        Untransmitted orders (``transmit=False``, still ``PendingSubmit``) live only in the gateway
+        and are lost: a later cancel gets 10147, a later transmit finds no parent.
         """
         def do() -> None:
+            # The ids of lost orders were handed out all the same: the rollback counts from them too.
             high = max(self.engine.max_order_id() + 1, self._next_order_id)
             self._next_order_id = max(1, high - rollback)
             self._pacer.reset()
+            for o in self.engine.discard_untransmitted():
+                log.info(
+                    "gateway restart: untransmitted order %d of client %d (orderRef %r) lost",
+                    o.order_id, o.client_id, o.order_ref,
+                )  # fmt: skip
         self._call(do)
         self.refuse_connections(downtime_seconds, drop_existing=True)
+
+    def lose_next_transmit(self, restart_seconds: float = 0.0) -> None:
+        """The next ``placeOrder`` with ``transmit=True`` (any client) is lost in flight with its
+        connection, which drops — e.g. a bracket's last leg, leaving the legs sent before it held
+        untransmitted. With ``restart_seconds > 0`` the gateway restarts instead (that downtime,
+        no rollback), which loses the held legs too."""
+        self._call(lambda: self._faults.lost_transmits.append(max(restart_seconds, 0.0)))
 
     def advance_clock(self, seconds: float) -> None:
         """Jump simulated time forward (e.g. to the next open); bars in between are generated."""
         self._call(lambda: self.clock.advance(seconds))
 
     def clear_faults(self) -> None:
-        """Undo stalls, pending rejections, delays and farm/outage flags (not refusals)."""
+        """Undo stalls, pending rejections and lost transmits, delays and farm/outage flags (not refusals)."""
         def do() -> None:
             f = self._faults
             f.stalled.clear()
             f.rejections.clear()
+            f.lost_transmits.clear()
             f.ack_delay = f.fill_delay = 0.0
             f.outage = f.md_farm_down = False
         self._call(do)
@@ -872,6 +891,18 @@ class Simulator:
 
     def _place_order(self, s: _Session, req: m.PlaceOrder, now: float) -> None:
         assert s.client_id is not None
+        if req.transmit and self._faults.lost_transmits:
+            restart_seconds = self._faults.lost_transmits.popleft()
+            log.info(
+                "fault: placeOrder %d of client %d lost in flight; %s",
+                req.order_id, s.client_id,
+                f"gateway restarts for {restart_seconds:g} s" if restart_seconds else "connection dropped",
+            )  # fmt: skip
+            if restart_seconds:
+                self.restart_gateway(restart_seconds)
+            else:
+                s.close(abort=True)
+            return
         inst = self._resolve(req.contract)
         order_req = OrderRequest(
             order_id=req.order_id, client_id=s.client_id,

@@ -258,6 +258,61 @@ def test_gateway_restart_rolls_next_valid_id_back(sim_factory: SimF, ibapi_facto
     assert len([o for o in sim.orders() if o.status == "Filled"]) == 8  # the broker kept everything
 
 
+def _held_bracket(c: Recorder, parent_id: int, ref: str) -> None:
+    """A bracket whose parent and stop-loss are held untransmitted; its last leg transmits."""
+    parent = lmt("BUY", 10, 1.0, ref)
+    parent.transmit = False
+    stop = mkt("SELL", 10, ref)
+    stop.orderType, stop.auxPrice, stop.parentId, stop.transmit = "STP", 0.5, parent_id, False
+    take = lmt("SELL", 10, 9_999.0, ref)
+    take.parentId = parent_id
+    for offset, order in enumerate((parent, stop, take)):
+        c.placeOrder(parent_id + offset, stock("AAPL"), order)
+
+
+def test_a_lost_transmit_leaves_held_legs_that_cancel_like_any_order(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 11)
+    oid = c.of("nextValidId")[0][1]
+    sim.lose_next_transmit()
+    _held_bracket(c, oid, "held")
+    c.wait_event("connectionClosed")
+    assert [(o.order_id, o.status) for o in sim.orders()] == [(oid, "PendingSubmit"), (oid + 1, "PendingSubmit")]
+
+    again = ibapi_factory(sim, 11)
+    again.reqAllOpenOrders()
+    again.wait_event("openOrderEnd")
+    assert again.of("openOrder") == []  # IB does not list untransmitted orders
+    again.cancelOrder(oid)
+    again.wait_for(lambda: len(again.errors(202)) == 2)
+    assert [e[1] for e in again.errors(202)] == [oid, oid + 1]  # the parent's cancel takes its child
+    assert [(e[1], e[2]) for e in again.of("orderStatus")] == [(oid, "Cancelled"), (oid + 1, "Cancelled")]
+    again.cancelOrder(oid + 1)
+    again.cancelOrder(oid + 2)
+    again.wait_for(lambda: again.errors(10148) and again.errors(10147))
+    assert (again.errors(10148)[0][1], again.errors(10147)[0][1]) == (oid + 1, oid + 2)
+    assert [o.status for o in sim.orders()] == ["Cancelled", "Cancelled"]
+
+
+def test_a_gateway_restart_loses_untransmitted_orders(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 12)
+    oid = c.of("nextValidId")[0][1]
+    c.placeOrder(oid, stock("AAPL"), lmt("BUY", 1, 1.0, "working"))
+    c.wait_for(lambda: c.of("orderStatus"))
+    sim.lose_next_transmit(restart_seconds=0.3)
+    _held_bracket(c, oid + 1, "held")
+    c.wait_event("connectionClosed")
+    # Only the gateway held them: IB keeps the transmitted order. The held legs' ids still count, not the lost one's.
+    assert [(o.order_ref, o.status) for o in sim.orders()] == [("working", "Submitted")]
+    assert sim.next_order_id == oid + 3
+    time.sleep(0.45)
+    again = ibapi_factory(sim, 12)
+    again.cancelOrder(oid + 1)
+    again.wait_for(lambda: again.errors(10147))
+    assert again.errors(10147)[0][1] == oid + 1
+
+
 def test_market_data_farm_broken_and_ok(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory()
     c = ibapi_factory(sim, 9)

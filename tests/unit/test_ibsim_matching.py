@@ -128,6 +128,38 @@ def test_cancel_rules_and_duplicate_ids() -> None:
     assert r.code == 201 and e.order(1, 9).status == "Inactive"  # type: ignore[union-attr]
 
 
+def test_untransmitted_legs_can_be_cancelled_and_never_trade() -> None:
+    e = engine(Script({0: 100.0}))
+    e.place(req(1, "BUY", 10, "LMT", lmt=100.5, transmit=False), 0.0)
+    e.place(req(2, "SELL", 10, "STP", aux=95.0, transmit=False, parent_id=1), 0.0)
+    # Cancelling the held parent takes its held child with it, as for a working bracket.
+    cancelled = e.cancel(1, 1, 1.0)
+    assert [(type(x), x.order.order_id, x.order.status) for x in cancelled] == [  # type: ignore[union-attr]
+        (OrderCancelled, 1, "Cancelled"), (OrderCancelled, 2, "Cancelled")
+    ]  # fmt: skip
+    [r] = e.cancel(1, 2, 2.0)
+    assert isinstance(r, OrderRejected) and r.code == 10148
+    # The lost transmitting leg arriving late finds a cancelled parent: nothing trades.
+    late = e.place(req(3, "SELL", 10, "LMT", lmt=105.0, parent_id=1), 3.0)
+    assert fills(late) == [] and fills(e.advance(10.0)) == []
+
+
+def test_a_gateway_restart_loses_only_untransmitted_orders() -> None:
+    e = engine(Script({0: 100.0}))
+    e.place(req(1, "BUY", 1, "LMT", lmt=50.0), 0.0)
+    e.place(req(2, "BUY", 10, "LMT", lmt=100.5, transmit=False), 0.0)
+    e.place(req(3, "SELL", 10, "STP", aux=95.0, transmit=False, parent_id=2), 0.0)
+    lost = e.discard_untransmitted()
+    assert [(o.order_id, o.status) for o in lost] == [(2, "PendingSubmit"), (3, "PendingSubmit")]
+    assert [o.order_id for o in e.orders()] == [1] and e.order(1, 2) is None
+    assert e.discard_untransmitted() == []
+    [r] = e.cancel(1, 2, 1.0)
+    assert isinstance(r, OrderRejected) and r.code == 10147
+    # The bracket's last leg arriving after the restart finds no parent.
+    [r] = e.place(req(4, "SELL", 10, "LMT", lmt=105.0, parent_id=2), 1.0)
+    assert isinstance(r, OrderRejected) and r.code == 201 and "Parent" in r.message
+
+
 def test_modify_working_order() -> None:
     e = engine(Script({}))
     e.place(req(1, "BUY", 5, "LMT", lmt=90.0), 0.0)
