@@ -47,6 +47,10 @@ ERROR_KIND_STATUS: dict[CodeKind, OrderStatus] = {
     CodeKind.DUPLICATE_ORDER_ID: OrderStatus.ERROR,
 }
 
+#: IB's answers to a cancelOrder that has nothing to cancel: 10147 (IB does not know the id: never arrived, or lost
+#: with a gateway restart) and 10148 (already filled or cancelled). They change nothing we record.
+CANCEL_MOOT_CODES = frozenset({10147, 10148})
+
 TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR})
 _RANK = {
     OrderStatus.PENDING_SUBMIT: 0,

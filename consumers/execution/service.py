@@ -47,6 +47,7 @@ from opentelemetry.trace import SpanContext
 from consumers.execution.exceptions import FencedError
 from consumers.execution.journal import InDoubt, Journal
 from consumers.execution.mapping import (
+    CANCEL_MOOT_CODES,
     QTY_EPSILON,
     TERMINAL,
     InvalidOrderError,
@@ -61,6 +62,7 @@ from consumers.execution.mapping import (
 from consumers.execution.state import (
     RECOVERED,
     Book,
+    CancelRequest,
     IbSnapshot,
     LegState,
     execution_record,
@@ -171,6 +173,16 @@ class _Collector:
         return self.open_done and self.exec_done and self.positions_done
 
 
+@dataclass
+class _OwedCancel:
+    """A cancelOrder reconciliation owes IB for a leg it recorded cancelled (``state.CancelRequest``)."""
+
+    order_id: str
+    leg: OrderLeg
+    #: The IB connection (session generation) it was last sent on; None: not sent yet.
+    sent_generation: int | None = None
+
+
 class Executor:
     """Owns the IB session for one account and client id, the journal, and the Kafka clients of execution."""
 
@@ -221,6 +233,10 @@ class Executor:
         self._paused = False
         self.routed_consumers_replaced = 0
         self._reconcile_due = False
+        # IB order id → the cancel reconciliation owes IB for it, until IB answers; then the id moves to the set, so
+        # the cancel is never sent again (both hold only legs reconciliation presumed cancelled: few, like the book).
+        self._owed_cancels: dict[int, _OwedCancel] = {}
+        self._answered_cancels: set[int] = set()
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"state": self.state.value}
         # Kafka clients: the transactional producer needs the account (its transactional.id), known after connect.
@@ -545,6 +561,16 @@ class Executor:
             self._reconcile_due = True
             return
         found = self.book.find(event.req_id) if event.req_id > 0 else None
+        if found is not None and event.code in CANCEL_MOOT_CODES:
+            # Nothing left to cancel (unknown to IB, or already done): harmless, and it says nothing about the status.
+            self._cancel_answered(event.req_id)
+            with log_context(order_id=found[0].order_id, symbol=found[0].symbol):
+                log.info(
+                    "IB had nothing to cancel",
+                    extra={"leg": found[1].leg.value, "ib_order_id": event.req_id, "code": event.code,
+                           "ib_message": event.message},
+                )  # fmt: skip
+            return
         if found is None:
             level = (
                 logging.INFO
@@ -564,6 +590,7 @@ class Executor:
                     extra={"leg": leg.leg.value, "code": event.code, "ib_message": event.message},
                 )
                 return
+            self._cancel_answered(event.req_id)
             self._report(
                 order.order_id, leg.leg, status, broker_code=event.code, broker_message=event.message,
             )  # fmt: skip
@@ -580,6 +607,8 @@ class Executor:
         status = status_from_ib(update.status, update.filled, update.remaining)
         if status is None:
             return
+        if status in TERMINAL:
+            self._cancel_answered(update.order_id)
         with log_context(order_id=order.order_id, symbol=order.symbol):
             self._report(
                 order.order_id, leg.leg, status, filled=update.filled,
@@ -775,6 +804,7 @@ class Executor:
                     avg_fill_price=report.avg_fill_price, broker_status=report.broker_status,
                     broker_message=report.message,
                 )  # fmt: skip
+        self._cancel_at_ib(result.cancels)
         for finding in result.findings:
             log.warning("reconciliation: %s", finding.message, extra={"kind": finding.kind})
             self._alert(
@@ -789,6 +819,33 @@ class Executor:
                    "findings": len(result.findings)},
         )  # fmt: skip
         return True
+
+    def _cancel_at_ib(self, requests: list[CancelRequest]) -> None:
+        """Best-effort cancelOrder for the legs reconciliation recorded cancelled because IB no longer lists them:
+        IB does not list an order its gateway holds untransmitted, and that order must never be transmitted later.
+        Sent once per IB connection until IB answers (an answer lost with the connection is asked for again on the
+        next), never after an answer."""
+        for request in requests:
+            if request.ib_order_id not in self._answered_cancels:
+                self._owed_cancels.setdefault(request.ib_order_id, _OwedCancel(request.order_id, request.leg))
+        for ib_order_id, owed in self._owed_cancels.items():
+            if owed.sent_generation == self.generation:
+                continue
+            with log_context(order_id=owed.order_id, symbol=self.book.orders[owed.order_id].symbol):
+                if self.session.cancel_order(ib_order_id):
+                    owed.sent_generation = self.generation
+                    log.info(
+                        "cancel sent for a leg presumed cancelled (IB no longer lists it)",
+                        extra={"leg": owed.leg.value, "ib_order_id": ib_order_id},
+                    )
+                else:
+                    log.info("cancel for a leg presumed cancelled not sent: IB not connected; sent on reconnect",
+                             extra={"leg": owed.leg.value, "ib_order_id": ib_order_id})  # fmt: skip
+
+    def _cancel_answered(self, ib_order_id: int) -> None:
+        """IB answered for an order (a final status, or an error about it): a cancel we owed for it is settled."""
+        if self._owed_cancels.pop(ib_order_id, None) is not None:
+            self._answered_cancels.add(ib_order_id)
 
     # --- routed orders ------------------------------------------------------------------------------------------
 

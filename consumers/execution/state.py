@@ -302,14 +302,27 @@ class Finding:
     symbol: str | None = None
 
 
+@dataclass(frozen=True)
+class CancelRequest:
+    """A leg presumed cancelled because IB no longer lists it: cancel it at IB as well. IB does not list an order
+    its gateway still holds untransmitted (a bracket whose transmitting leg was lost with the connection), and such
+    an order could be transmitted later; the cancel makes our presumption true."""
+
+    order_id: str
+    leg: OrderLeg
+    ib_order_id: int
+
+
 @dataclass
 class Reconciliation:
-    """What a reconciliation decided: IB orders to adopt, missed fills, status corrections, alerts."""
+    """What a reconciliation decided: IB orders to adopt, missed fills, status corrections, alerts, and the legs to
+    cancel at IB because we now record them cancelled."""
 
     adoptions: list[tuple[str, str, OrderLeg, events.OpenOrder]] = field(default_factory=list)
     executions: list[events.ExecutionDetail] = field(default_factory=list)
     reports: list[StatusReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    cancels: list[CancelRequest] = field(default_factory=list)
 
 
 def reconcile(
@@ -326,7 +339,7 @@ def reconcile(
     * an IB execution of a known orderRef whose exec_id we never recorded is a missed fill: record it;
     * a leg we think is working that IB no longer lists is ``filled`` (recovered) when its executions cover its
       quantity, otherwise ``cancelled``: ``recovered`` when the bracket explains it (a sibling filled, or the
-      parent ended), else ``mismatch`` with an alert;
+      parent ended), else ``mismatch`` with an alert; either way it is also cancelled at IB (``CancelRequest``);
     * an open IB order whose orderRef we do not know (nor hold in doubt from a crash) is unexplained: alert;
     * an IB position that differs from the net of our recorded executions is unexplained: alert.
     """
@@ -399,6 +412,7 @@ def reconcile(
                 StatusReport(order_state.order_id, closed_leg.leg, OrderStatus.CANCELLED, filled, None, None,
                              RECOVERED if explained else MISMATCH, message)
             )  # fmt: skip
+            result.cancels.append(CancelRequest(order_state.order_id, closed_leg.leg, closed_leg.ib_order_id))
             if not explained:
                 result.findings.append(
                     Finding(

@@ -323,6 +323,45 @@ def test_gateway_restart_rolling_ids_back_never_reuses_an_id(run_executor: Calla
     events.close()
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["connection_drop", "gateway_restart"])
+def test_a_bracket_whose_transmitting_leg_is_lost_is_cancelled_at_ib_too(
+    run_executor: Callable[..., Running], restart: bool
+) -> None:
+    """The bracket's parent and stop-loss (transmit=False) reach the gateway, its transmitting take-profit is lost
+    with the connection (or with a gateway restart). Reconnected, execution finds no leg listed and records them
+    cancelled; the gateway must not keep legs that could still be transmitted (the drop leaves them held there, the
+    restart loses them), and IB's 'nothing to cancel' answers change nothing."""
+    running = run_executor()
+    price = running.sim.quote("AAPL").ask
+    bracket = routed(
+        "AAPL", Side.BUY, 10, order_type=OrderType.LMT, limit_price=round(price * 0.8, 2),
+        stop_loss=round(price * 0.7, 2), take_profit=round(price * 1.2, 2),
+    )  # fmt: skip
+    legs = (OrderLeg.PARENT, OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT)
+    events = Reader(running.settings, order_events.TOPIC)
+    ops = Reader(running.settings, alerts.TOPIC)
+    running.sim.lose_next_transmit(restart_seconds=0.5 if restart else 0.0)
+    send(running.settings, bracket)
+
+    def all_cancelled(es: list[Any]) -> bool:
+        return all(OrderStatus.CANCELLED in statuses(es, bracket.order_id, leg) for leg in legs)
+
+    recorded = events.wait(all_cancelled, timeout=30)
+    held = {e.leg: e.ib_order_id for e in recorded if e.order_id == bracket.order_id}
+    expected = [] if restart else [(held[OrderLeg.PARENT], "Cancelled"), (held[OrderLeg.STOP_LOSS], "Cancelled")]
+    wait_for(lambda: sorted((o.order_id, o.status) for o in running.ib_orders(bracket.order_id)) == expected)
+    time.sleep(1.0)  # IB's answers to the cancels (202, 10147, 10148) have arrived and been handled
+    recorded = events.poll(0.5)
+    for leg in legs:
+        assert statuses(recorded, bracket.order_id, leg) == [OrderStatus.PENDING_SUBMIT, OrderStatus.CANCELLED], leg
+    assert sorted((o.order_id, o.status) for o in running.ib_orders(bracket.order_id)) == expected
+    assert running.executor.state is State.READY and not running.errors
+    raised = ops.wait(lambda xs: any(x.kind == "order_missing_at_ib" for x in xs))
+    assert {x.kind for x in raised} <= {"order_missing_at_ib", "ib_disconnected"}
+    events.close()
+    ops.close()
+
+
 def test_live_account_is_refused(run_executor: Callable[..., Running]) -> None:
     running = run_executor({"accounts": ("U1234567",)}, ready=False)
     wait_for(lambda: running.executor.state is State.REFUSED, timeout=15)

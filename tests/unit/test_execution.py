@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,22 @@ from consumers.execution.mapping import (
     plan_legs,
     status_from_ib,
 )
-from consumers.execution.state import MATCHED, MISMATCH, RECOVERED, Book, IbSnapshot, execution_record, reconcile
-from ibstream.contracts import Execution, RoutedOrder
+from consumers.execution.service import Executor
+from consumers.execution.state import (
+    MATCHED,
+    MISMATCH,
+    RECOVERED,
+    Book,
+    CancelRequest,
+    IbSnapshot,
+    execution_record,
+    reconcile,
+)
+from ibstream.config import load_settings
+from ibstream.contracts import Alert, Execution, OrderEvent, RoutedOrder
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
 from ibstream.ib import events
+from ibstream.ib.codes import classify
 
 NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
 S = OrderStatus
@@ -288,6 +301,113 @@ def test_reconcile_explains_a_bracket_child_cancelled_by_oca() -> None:
     assert (by_leg[OrderLeg.TAKE_PROFIT].status, by_leg[OrderLeg.TAKE_PROFIT].reconciliation) == (S.FILLED, RECOVERED)
     assert (by_leg[OrderLeg.STOP_LOSS].status, by_leg[OrderLeg.STOP_LOSS].reconciliation) == (S.CANCELLED, RECOVERED)
     assert result.findings == []
+
+
+def bracket_book(order_id: str = "b", status: OrderStatus = S.PENDING_SUBMIT) -> Book:
+    """A bracket (IB ids 1 parent, 2 stop-loss, 3 take-profit) with every leg in ``status``."""
+    book = Book()
+    legs = [(OrderLeg.PARENT, 1, 10), (OrderLeg.STOP_LOSS, 2, 10), (OrderLeg.TAKE_PROFIT, 3, 10)]
+    book.register(order_id, "AAPL", Side.BUY, legs)
+    for leg, _, _ in legs:
+        book.report(order_id, leg, status, now=NOW)
+    return book
+
+
+def test_reconcile_cancels_at_ib_every_leg_it_presumes_cancelled() -> None:
+    # The bracket's transmitting leg was lost with the connection: IB lists none of its legs (a held, untransmitted
+    # order is not listed either), so each is presumed cancelled and must be cancelled at IB as well.
+    book = bracket_book()
+    book.register("f", "MSFT", Side.BUY, [(OrderLeg.PARENT, 4, 5)])
+    book.report("f", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW)
+    snapshot = IbSnapshot(executions=[detail("x", "f", 4, 5, symbol="MSFT")], positions=None)
+    result = reconcile(book, snapshot, 21, "DU1")
+    assert {(r.leg, r.status, r.reconciliation) for r in result.reports if r.order_id == "b"} == {
+        (OrderLeg.PARENT, S.CANCELLED, MISMATCH), (OrderLeg.STOP_LOSS, S.CANCELLED, MISMATCH),
+        (OrderLeg.TAKE_PROFIT, S.CANCELLED, MISMATCH),
+    }  # fmt: skip
+    assert result.cancels == [
+        CancelRequest("b", OrderLeg.PARENT, 1), CancelRequest("b", OrderLeg.STOP_LOSS, 2),
+        CancelRequest("b", OrderLeg.TAKE_PROFIT, 3),
+    ]  # fmt: skip
+    # A leg its executions show filled is not cancelled, nor one IB still lists.
+    assert [r.status for r in result.reports if r.order_id == "f"] == [S.FILLED]
+    working = bracket_book(status=S.ACKNOWLEDGED)
+    listed = IbSnapshot(
+        open_orders=[open_order(i, "b") for i in (1, 2, 3)],
+        statuses={(21, i): status(i, "Submitted", 0, 10) for i in (1, 2, 3)},
+    )
+    assert reconcile(working, listed, 21, "DU1").cancels == []
+
+
+class FakeSession:
+    """Stands in for the IB session: records the cancelOrder requests that went out."""
+
+    def __init__(self) -> None:
+        self.client_id = 21
+        self.events: queue.Queue[events.IbEvent] = queue.Queue()
+        self.connected = True
+        self.cancelled: list[int] = []
+
+    def cancel_order(self, order_id: int) -> bool:
+        if self.connected:
+            self.cancelled.append(order_id)
+        return self.connected
+
+
+def reconciling_executor(tmp_path: Path, book: Book) -> tuple[Executor, FakeSession]:
+    """An executor on a fake session whose every reconciliation finds nothing open at IB."""
+    session = FakeSession()
+    executor = Executor(load_settings(state_dir=tmp_path), session, Journal(tmp_path, 21))  # type: ignore[arg-type]
+    executor.account, executor.generation, executor.book = "DU1", 1, book
+    executor._ask_ib = lambda symbol="", with_positions=False: IbSnapshot(positions=[])  # type: ignore[method-assign]
+    return executor, session
+
+
+def ib_error(ib_order_id: int, code: int, message: str = "") -> events.IbError:
+    return events.IbError(ib_order_id, code, message, classify(code, message))
+
+
+def test_reconciliation_cancels_each_leg_once_until_ib_answers(tmp_path: Path) -> None:
+    executor, session = reconciling_executor(tmp_path, bracket_book())
+    assert executor._reconcile()
+    assert session.cancelled == [1, 2, 3]
+    recorded = [r for _, r, _ in executor._outbox if isinstance(r, OrderEvent)]
+    assert [(e.leg, e.status) for e in recorded] == [
+        (OrderLeg.PARENT, S.CANCELLED), (OrderLeg.STOP_LOSS, S.CANCELLED), (OrderLeg.TAKE_PROFIT, S.CANCELLED)
+    ]  # fmt: skip
+    # Another pass on the same connection sends nothing again.
+    assert executor._reconcile()
+    assert session.cancelled == [1, 2, 3]
+
+    # IB answers: the held parent and its child cancelled (orderStatus + 202), the lost leg unknown (10147).
+    before = len(executor._outbox)
+    executor._dispatch(status(1, "Cancelled", 0, 10))
+    executor._dispatch(ib_error(1, 202, "Order Canceled - reason:"))
+    executor._dispatch(ib_error(3, 10147, "OrderId 3 that needs to be cancelled is not found."))
+    # Harmless: no event, no alert, the legs stay cancelled.
+    assert len(executor._outbox) == before
+    assert {leg.status for leg in executor.book.orders["b"].legs.values()} == {S.CANCELLED}
+
+    # The stop-loss's answer was lost with the connection: the next connection asks again, for it alone.
+    executor.generation = 2
+    assert executor._reconcile()
+    assert session.cancelled == [1, 2, 3, 2]
+    executor._dispatch(ib_error(2, 10148, "OrderId 2 that needs to be cancelled cannot be cancelled, state: X."))
+    executor.generation = 3
+    assert executor._reconcile()
+    assert session.cancelled == [1, 2, 3, 2]
+    alerts = [r for _, r, _ in executor._outbox if isinstance(r, Alert)]
+    assert {a.kind for a in alerts} == {"order_missing_at_ib"}
+
+
+def test_a_cancel_that_could_not_be_sent_goes_out_on_the_next_reconciliation(tmp_path: Path) -> None:
+    executor, session = reconciling_executor(tmp_path, bracket_book())
+    session.connected = False
+    assert executor._reconcile()
+    assert session.cancelled == []
+    session.connected = True
+    assert executor._reconcile()
+    assert session.cancelled == [1, 2, 3]
 
 
 def test_recorded_executions_count_once() -> None:
