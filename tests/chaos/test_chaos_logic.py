@@ -179,3 +179,47 @@ def test_an_unrecoverable_gap_covers_its_last_bar_too() -> None:
     found = _violations(checker)
     # The gap's last bar (its end) is covered; the bar after it is not.
     assert found["bars_in_kafka"] == [f"AAPL@{missing[2].isoformat()}: bar missing, no gap covers it"]
+
+
+def _recorded_cancelled(checker: Checker, order_id: str, filled: float = 0.0) -> None:
+    """Our record of the world's order becomes: cancelled (with ``filled`` shares), and no fill or position."""
+    checker.raw[order_events.TOPIC.name] = _raw(order_events.TOPIC, [
+        OrderEvent(event_id="e1", order_id=order_id, leg=OrderLeg.PARENT, symbol="AAPL", ib_order_id=7,
+                   status=OrderStatus.CANCELLED, filled_quantity=filled, remaining_quantity=10 - filled,
+                   source=ExecutionSource.RECONCILIATION, event_time=T0)])  # fmt: skip
+    checker.raw[executions.TOPIC.name] = []
+    checker.raw[positions.TOPIC.name] = []
+
+
+@pytest.mark.parametrize("ibsim_orders", [[], [_ib_order(7, "Cancelled")]], ids=["lost_by_the_gateway", "cancelled"])
+def test_an_order_we_recorded_cancelled_unfilled_agrees_with_no_or_a_cancelled_ibsim_order(
+    ibsim_orders: list[dict[str, Any]],
+) -> None:
+    # No ibsim order at all: an untransmitted bracket the gateway lost in a restart, which we recorded cancelled.
+    checker, order_id = _world(ibsim_orders, [])
+    _recorded_cancelled(checker, order_id)
+    assert _violations(checker) == {}
+
+
+def test_an_order_we_recorded_cancelled_is_reported_while_ibsim_still_holds_it_or_it_traded() -> None:
+    held, held_id = _world([_ib_order(7, "PendingSubmit")], [])
+    _recorded_cancelled(held, held_id)
+    working, working_id = _world([_ib_order(7, "Submitted")], [])
+    _recorded_cancelled(working, working_id)
+    partly_filled, partly_filled_id = _world([], [])
+    _recorded_cancelled(partly_filled, partly_filled_id, filled=4)
+    orphan_leg, orphan_leg_id = _world([{"order_id": 8, "status": "PendingSubmit",
+                                         "request": {"parent_id": 7, "order_type": "STP"}}], [])  # fmt: skip
+    _recorded_cancelled(orphan_leg, orphan_leg_id)
+    assert _violations(held)["one_ib_order_per_routed_order"] == [
+        f"{held_id}: ibsim says PendingSubmit, we last recorded cancelled"
+    ]
+    assert _violations(working)["one_ib_order_per_routed_order"] == [
+        f"{working_id}: ibsim says Submitted, we last recorded cancelled"
+    ]
+    assert _violations(partly_filled)["one_ib_order_per_routed_order"] == [
+        f"{partly_filled_id}: not at ibsim but our last status is cancelled"
+    ]
+    assert _violations(orphan_leg)["one_ib_order_per_routed_order"] == [
+        f"{orphan_leg_id}: not at ibsim but our last status is cancelled"
+    ]
