@@ -198,6 +198,12 @@ class MarketGenerator:
             sizes = (day.bid_sizes[idx], day.ask_sizes[idx], day.last_sizes[idx])
             vol = day.cum_volume[idx]
             second = day.session.open + idx
+            millisecond = int((t - int(t)) * 1000)
+            if in_session and millisecond:
+                # Displayed sizes move many times a second while prices (and so bars) keep one value per second: the
+                # pump sends a quote at each tick, so the quote rate follows --tick-interval, not the clock's speed.
+                mix = ((second * 1000 + millisecond) * 2654435761 + inst.con_id) & 0xFFFFFFFF
+                sizes = (max(1, sizes[0] + mix % 7 - 3), max(1, sizes[1] + (mix >> 8) % 7 - 3), sizes[2])
         tick = inst.min_tick
         half_down = (self._config.spread_ticks // 2) * tick
         bid = round(price - half_down, 6)

@@ -1069,12 +1069,20 @@ class Simulator:
 
     async def _pump(self) -> None:
         interval = max(self.config.tick_interval, 0.0)
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             try:
                 self._pump_once()
             except Exception:  # keep streaming whatever one bad iteration did
                 log.exception("pump iteration failed")
-            await asyncio.sleep(interval)
+            # Ticks keep to their schedule (the work and the sleep's overshoot do not add up per tick); one that fell
+            # far behind restarts the schedule rather than bursting to catch up.
+            due += interval
+            delay = due - loop.time()
+            if delay < -10 * interval:
+                due, delay = loop.time(), 0.0
+            await asyncio.sleep(max(delay, 0.0))
 
     def _pump_once(self) -> None:
         now = self.clock.now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -55,6 +56,21 @@ def test_bar_consistency_and_quote_spread() -> None:
         assert all(q.ask - q.bid == pytest.approx(0.04) and q.bid < q.last < q.ask for q in qs)
 
 
+def test_displayed_sizes_move_within_a_second_prices_do_not() -> None:
+    g = MarketGenerator(CFG)
+    second = OPEN + 60
+    quotes = [g.quote("AAPL", second + k / 200) for k in range(200)]  # a tick every 5 ms of market time
+    assert {(q.time, q.bid, q.ask, q.last, q.last_size, q.volume) for q in quotes} == {
+        (second, quotes[0].bid, quotes[0].ask, quotes[0].last, quotes[0].last_size, quotes[0].volume)
+    }
+    sizes = [(q.bid_size, q.ask_size) for q in quotes]
+    changes = sum(1 for a, b in itertools.pairwise(sizes) if a != b)
+    assert changes > 150, f"only {changes} of 199 ticks changed the book: the quote rate would follow the clock"
+    assert all(size >= 1 for pair in sizes for size in pair)
+    again = MarketGenerator(CFG)
+    assert quotes == [again.quote("AAPL", second + k / 200) for k in range(200)]  # deterministic
+
+
 def test_market_closed_outside_rth_and_frozen_quote() -> None:
     g = MarketGenerator(CFG)
     close = OPEN + 23_400
@@ -73,8 +89,12 @@ def test_aggregate_aligns_and_merges() -> None:
     assert len(minutes) == 10 and [m.time for m in minutes] == list(range(OPEN, OPEN + 600, 60))
     first = five[:12]
     m0 = minutes[0]
-    assert (m0.open, m0.close, m0.high, m0.low) == (first[0].open, first[-1].close, max(b.high for b in first),
-                                                   min(b.low for b in first))
+    assert (m0.open, m0.close, m0.high, m0.low) == (
+        first[0].open,
+        first[-1].close,
+        max(b.high for b in first),
+        min(b.low for b in first),
+    )
     assert m0.volume == sum(b.volume for b in first) and m0.count == sum(b.count for b in first)
     hourly = aggregate(g.bars("QQQ", OPEN, OPEN + 3600), 3600)
     assert hourly[0].time == OPEN  # 09:30 label, not 09:00
