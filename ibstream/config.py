@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     ib_reconnect_base_seconds: float = Field(default=0.5, gt=0)
     ib_reconnect_cap_seconds: float = Field(default=30.0, gt=0)
     # After IB answers a historical request with a pacing violation (its counters can hold requests this process
-    # never made, e.g. a predecessor's), backfills pause this long, doubling per violation up to 10 minutes.
+    # never made, e.g. a predecessor's), backfills pause this long, doubling per violation up to 2 minutes.
     ib_historical_pacing_backoff_seconds: float = Field(default=15.0, gt=0)
     producer_client_id: int = Field(default=11, ge=0)
     # The universe to subscribe; each symbol is qualified with reqContractDetails at startup.

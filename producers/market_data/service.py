@@ -11,6 +11,7 @@ import collections
 import datetime as dt
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 COMPONENT = "producer"
 BACKFILL_CHUNK_SECONDS = 3600
 BACKFILL_ATTEMPTS = 3
+#: IB's window is 10 minutes; pausing longer than this between probes would only delay recovery.
+PACING_BACKOFF_CAP_SECONDS = 120.0
 #: Two regular sessions of 5-second bars: a longer outage (a producer down for days) is recorded as unrecoverable
 #: instead of hammering IB's historical service for bars it limits anyway.
 MAX_BACKFILL_BARS = 2 * 4680
@@ -72,6 +75,7 @@ class BackfillRequest:
     symbol: str
     gap_ids: set[str]
     covers: set[dt.datetime]
+    sent_at: float
     bars: list[events.HistoricalBar] = field(default_factory=list)
 
 
@@ -119,7 +123,8 @@ class MarketDataProducer:
         # Bars not yet asked for wait on their gaps (OpenGap.unrequested), not in the loop: IB allows 60 historical
         # requests per 10 minutes, and waiting for that inside the loop would stop live quotes and bars for minutes
         # after a run of disconnects. Waiting also lets one request cover several gaps of a symbol.
-        self._pacing_backoff = Backoff(settings.ib_historical_pacing_backoff_seconds, 600.0)
+        self._pacing_backoff = Backoff(settings.ib_historical_pacing_backoff_seconds, PACING_BACKOFF_CAP_SECONDS)
+        self._historical_paused_at = -math.inf
         self._historical_paused_until = 0.0
         self.pacing_violations = 0
         # Live bars of a symbol whose newest gap record Kafka has not acknowledged yet (see _record_gap_then_release).
@@ -523,6 +528,8 @@ class MarketDataProducer:
         bar_size = f"{BAR_SECONDS} secs"
         use_rth = self.calendar.hours == "rth"
         while self.state == ConnectionState.CONNECTED and self.wall() >= self._historical_paused_until:
+            if self._pacing_backoff.attempt and self._backfills:
+                return  # after a pacing violation one request probes IB's window before the rest follow
             oldest = next((gap for gap in self.tracker.gaps.values() if gap.unrequested), None)
             if oldest is None:
                 return
@@ -538,7 +545,7 @@ class MarketDataProducer:
             if self.session.historical_delay(contract, end_text, duration, bar_size, use_rth=use_rth) > 0:
                 return
             req_id = next(self._req_ids)
-            request = BackfillRequest(oldest.symbol, set(), set())
+            request = BackfillRequest(oldest.symbol, set(), set(), self.wall())
             for gap in waiting:
                 asked = {start for start in gap.unrequested if first <= start < end}
                 if asked:
@@ -565,10 +572,13 @@ class MarketDataProducer:
             # again. A rejected request is no attempt; only IB's answers count towards giving up.
             self.pacing_violations += 1
             record_error("ib_pacing", COMPONENT)
-            delay = self._pacing_backoff.next_delay()
-            self._historical_paused_until = self.wall() + delay
-            log.warning("historical pacing violation; backfills paused",
-                        extra={"symbol": request.symbol, "pause_seconds": round(delay, 1)})  # fmt: skip
+            now = self.wall()
+            # Requests sent together are refused together: only one sent since the last pause began lengthens it.
+            if request.sent_at > self._historical_paused_at:
+                delay = self._pacing_backoff.next_delay()
+                self._historical_paused_at, self._historical_paused_until = now, now + delay
+                log.warning("historical pacing violation; backfills paused",
+                            extra={"symbol": request.symbol, "pause_seconds": round(delay, 1)})  # fmt: skip
             for gap_id in request.gap_ids:
                 gap = self.tracker.gaps.get(gap_id)
                 if gap is not None:

@@ -437,20 +437,10 @@ def test_historical_pacing_holds_backfills_back_never_live_data(
     from ibstream.ib.pacing import PacingLimits
 
     running = run_producer()
-    producer, sim = running.producer, running.sim
+    producer = running.producer
     # The budget shrunk to 2 requests per 6 s: three drops of three symbols need 9.
     producer.session.governor.limits = PacingLimits(historical_per_window=2, historical_window_seconds=6.0)
-    wait_until(lambda: producer.sink.delivered > 50, what="first records")
-    for _ in range(3):
-        generation = producer.generation
-        assert sim.drop_connections() >= 1
-        wait_until(lambda g=generation: producer.generation > g and producer.state.value == "connected",
-                   what="reconnect")  # fmt: skip
-        time.sleep(0.5)
-    wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=90,
-               what="backfills done")  # fmt: skip
-    time.sleep(1.5)
-    running.halt()
+    _drop_three_times_and_backfill(running, timeout=90)
 
     published = read_all_bars(settings)
     assert_matches_ground_truth(running.sim, published)
@@ -476,6 +466,17 @@ def test_pacing_violations_delay_backfills_but_lose_no_bar(
     running = run_producer(ib_historical_pacing_backoff_seconds=1.0)
     producer, sim = running.producer, running.sim
     producer.session.governor.limits = PacingLimits(historical_identical_seconds=0.5)
+    _drop_three_times_and_backfill(running, timeout=60)
+
+    assert producer.pacing_violations > 0, "the gateway never refused a request: the test proves nothing"
+    assert_matches_ground_truth(sim, read_all_bars(settings))
+    final = [g for g in read_all(settings, gaps.TOPIC) if g.state in (GapState.BACKFILLED, GapState.UNRECOVERABLE)]
+    assert final and all(g.state is GapState.BACKFILLED for g in final), [g.reason for g in final]
+
+
+def _drop_three_times_and_backfill(running: Running, timeout: float) -> None:
+    """Three socket drops half a second apart, then every gap closed and every record delivered; halts the producer."""
+    producer, sim = running.producer, running.sim
     wait_until(lambda: producer.sink.delivered > 50, what="first records")
     for _ in range(3):
         generation = producer.generation
@@ -483,15 +484,10 @@ def test_pacing_violations_delay_backfills_but_lose_no_bar(
         wait_until(lambda g=generation: producer.generation > g and producer.state.value == "connected",
                    what="reconnect")  # fmt: skip
         time.sleep(0.5)
-    wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=60,
+    wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=timeout,
                what="backfills done")  # fmt: skip
-    time.sleep(1.0)
+    time.sleep(1.5)
     running.halt()
-
-    assert producer.pacing_violations > 0, "the gateway never refused a request: the test proves nothing"
-    assert_matches_ground_truth(sim, read_all_bars(settings))
-    final = [g for g in read_all(settings, gaps.TOPIC) if g.state in (GapState.BACKFILLED, GapState.UNRECOVERABLE)]
-    assert final and all(g.state is GapState.BACKFILLED for g in final), [g.reason for g in final]
 
 
 def _by_symbol(records: list[Any]) -> dict[str, list[Any]]:

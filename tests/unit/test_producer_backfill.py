@@ -75,12 +75,13 @@ class Wall:
 
 
 def _producer(**overrides: Any) -> tuple[MarketDataProducer, FakeSession, FakeSink, Wall]:
-    settings = load_settings(symbols=["AAPL"], ib_historical_pacing_backoff_seconds=10.0, **overrides)
+    settings = load_settings(symbols=["AAPL", "MSFT"], ib_historical_pacing_backoff_seconds=10.0, **overrides)
     session, sink, wall = FakeSession(), FakeSink(), Wall()
     producer = MarketDataProducer(settings, session, sink, wall=wall)  # type: ignore[arg-type]
-    producer.instruments["AAPL"] = Instrument("AAPL", 265598, "NASDAQ", quote_req=1, bar_req=2)
-    producer.book.track("AAPL", 265598)
-    producer._bar_reqs[2] = "AAPL"
+    for bar_req, (symbol, con_id) in ((2, ("AAPL", 265598)), (4, ("MSFT", 272093))):
+        producer.instruments[symbol] = Instrument(symbol, con_id, "NASDAQ", quote_req=bar_req - 1, bar_req=bar_req)
+        producer.book.track(symbol, con_id)
+        producer._bar_reqs[bar_req] = symbol
     producer.state = ConnectionState.CONNECTED
     return producer, session, sink, wall
 
@@ -203,3 +204,21 @@ def test_a_lost_connection_asks_again_for_what_its_requests_asked() -> None:
     assert len(session.historical) == 2
     (gap,) = producer.tracker.gaps.values()
     assert gap.attempts == 0, "a request lost with the connection is no attempt"
+
+
+def test_requests_refused_together_pause_once_then_one_probes_the_window() -> None:
+    producer, session, _, wall = _producer()
+    _deliver(producer, session, _bar(_at(0)), _bar(_at(0), req_id=4), _bar(_at(4)), _bar(_at(4), req_id=4))
+    assert len(session.historical) == 2  # one per symbol, out together
+    _deliver(producer, session, *(events.IbError(req_id, 162, PACING, CodeKind.PACING)
+                                  for req_id, _, _ in session.historical))  # fmt: skip
+    assert producer._historical_paused_until - wall.now <= 10.0, "two refusals of one burst doubled the pause"
+    wall.now += 11.0
+    producer.step(0.0)
+    producer.step(0.0)
+    assert len(session.historical) == 3, "after a violation only one request should probe IB's window"
+    probe = session.historical[-1][0]
+    _deliver(producer, session, *_history(probe, [_at(n) for n in range(4)]))
+    assert len(session.historical) == 4, "an answered probe lets the rest out"
+    _deliver(producer, session, *_history(session.historical[-1][0], [_at(n) for n in range(4)]))
+    assert not producer.tracker.gaps
