@@ -126,6 +126,7 @@ class MarketDataProducer:
         self._pacing_backoff = Backoff(settings.ib_historical_pacing_backoff_seconds, PACING_BACKOFF_CAP_SECONDS)
         self._historical_paused_at = -math.inf
         self._historical_paused_until = 0.0
+        self._next_backfill_check = 0.0
         self.pacing_violations = 0
         # Live bars of a symbol whose newest gap record Kafka has not acknowledged yet (see _record_gap_then_release).
         self._held_bars: dict[str, list[Bar]] = {}
@@ -193,8 +194,11 @@ class MarketDataProducer:
             self._connect()
         self._handle_batch(wait)
         self._release_held_bars()
-        self._send_backfill_chunks()
         now = self.wall()
+        if now >= self._next_backfill_check:
+            # Waiting requests are retried a few times a second, not per batch of ticks (thousands a second).
+            self._next_backfill_check = now + 0.1
+            self._send_backfill_chunks()
         if now >= self._next_tick:
             self._next_tick = now + 1.0
             self._periodic(now)
@@ -615,6 +619,7 @@ class MarketDataProducer:
                     continue  # its attempt is still going
                 else:
                     self._end_attempt(gap)
+        self._send_backfill_chunks()  # an answer may let waiting requests out (after a probe: all of them)
 
     def _end_attempt(self, gap: OpenGap) -> None:
         """IB answered every request of the gap's attempt and bars are still missing: retry, or give up."""
