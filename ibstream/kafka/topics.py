@@ -179,21 +179,32 @@ def delete_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.
                 raise
 
 
-def check_cluster(settings: Settings, timeout: float = 10.0) -> None:
+def check_cluster(settings: Settings, timeout: float = 10.0, settle_seconds: float = 10.0) -> None:
     """Stop a deployable's startup with a message naming the setting when Kafka is unreachable or the catalogue's
-    topics are missing (topics are created by `ibstream topics ensure`, never implicitly)."""
+    topics are missing (topics are created by `ibstream topics ensure`, never implicitly).
+
+    Missing topics are asked for again for ``settle_seconds``: a broker learns of topics the controller just created
+    a moment later, so a deployable started right after `topics ensure` (a Helm hook, the demo) may not see them yet.
+    """
     from ibstream.kafka.clients import create_admin
 
-    try:
-        metadata = create_admin(settings).list_topics(timeout=timeout)
-    except Exception as error:
-        raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
-    if not metadata.brokers:
-        raise ConfigError(
-            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka_bootstrap_servers}"
-        )
-    missing = [t.name for t in catalogue(settings.kafka_topic_prefix) if t.name not in metadata.topics]
-    if missing:
-        raise ConfigError(
-            "IBSTREAM_KAFKA_TOPIC_PREFIX", f"topics missing ({', '.join(missing[:3])}…): run `ibstream topics ensure`"
-        )
+    admin = create_admin(settings)
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=timeout)
+        except Exception as error:
+            raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
+        if not metadata.brokers:
+            raise ConfigError(
+                "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka_bootstrap_servers}"
+            )
+        missing = [t.name for t in catalogue(settings.kafka_topic_prefix) if t.name not in metadata.topics]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                "IBSTREAM_KAFKA_TOPIC_PREFIX",
+                f"topics missing ({', '.join(missing[:3])}…): run `ibstream topics ensure`",
+            )
+        time.sleep(0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 
@@ -9,8 +10,9 @@ import pytest
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
 from ibstream.config import Settings
+from ibstream.exceptions import ConfigError
 from ibstream.kafka.clients import create_admin
-from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
+from ibstream.kafka.topics import catalogue, check_cluster, delete_topics, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +65,23 @@ def test_every_topic_has_a_dlq() -> None:
         if not layout.is_dlq:
             base, _, version = layout.name.rpartition(".")
             assert f"{base}.dlq.{version}" in names
+
+
+def test_startup_check_waits_for_topics_being_created_and_names_the_setting_when_they_never_come(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    prefix = f"s{uuid.uuid4().hex[:8]}."
+    settings = settings_factory(kafka_topic_prefix=prefix)
+    admin = create_admin(settings)
+    with pytest.raises(ConfigError) as refused:
+        check_cluster(settings, settle_seconds=0.5)
+    assert refused.value.setting == "IBSTREAM_KAFKA_TOPIC_PREFIX" and "topics ensure" in str(refused.value)
+
+    # Topics that appear while the check waits (created right before a deployable starts) are found.
+    creator = threading.Timer(1.0, lambda: ensure_topics(admin, catalogue(prefix)))
+    creator.start()
+    try:
+        check_cluster(settings, settle_seconds=20.0)
+    finally:
+        creator.join()
+        delete_topics(admin, [layout.name for layout in catalogue(prefix)])
