@@ -47,6 +47,12 @@ MAX_WRITE_BUFFER = 64 * 1024 * 1024
 DELAY_SECONDS = 900  # IB delayed data lags 15 minutes
 
 
+#: Tick intervals below this keep a fixed schedule (the chaos campaign's 5 ms); slower ones sleep after each tick as
+#: they always did. With the schedule at the default 100 ms, the API e2e test's order (300x) did not fill in three runs
+#: of three, for a reason not yet found.
+SCHEDULED_PUMP_BELOW = 0.05
+
+
 @dataclass
 class _MktSub:
     symbol: str
@@ -1076,8 +1082,11 @@ class Simulator:
                 self._pump_once()
             except Exception:  # keep streaming whatever one bad iteration did
                 log.exception("pump iteration failed")
-            # Ticks keep to their schedule (the work and the sleep's overshoot do not add up per tick); one that fell
-            # far behind restarts the schedule rather than bursting to catch up.
+            if interval >= SCHEDULED_PUMP_BELOW:
+                await asyncio.sleep(interval)
+                continue
+            # At high tick rates ticks keep to their schedule: the work and the sleep's overshoot (a few ms on a busy
+            # machine) would otherwise halve the rate. One that fell far behind restarts the schedule, no burst.
             due += interval
             delay = due - loop.time()
             if delay < -10 * interval:
