@@ -65,11 +65,6 @@ ORCHESTRATION_SOURCES: tuple[TopicSpec[Any], ...] = (signals.TOPIC, control.TOPI
                                                     order_events.TOPIC)  # fmt: skip
 #: How often each worker sweeps its orchestration tables for runs to expire and entries to forget.
 SWEEP_SECONDS = 1.0
-#: Changelogs are compacted (Faust's default), but Kafka compacts only closed segments, and a segment stays open for
-#: 7 days by default: a (re)started worker then replays every table write since (signal-state changes with each bar;
-#: the 30-minute chaos run's restarts read 46k records, 35 s). Segments rolled each minute and an eager cleaner keep a
-#: changelog near one record per key.
-CHANGELOG_CONFIG = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
 
 
 def codec_for(settings: Settings) -> Codec:
@@ -192,8 +187,7 @@ def build_app(
     built = StreamsApp(app=app, settings=settings, context=context)
 
     if "signals" in enabled:
-        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
-                          extra_topic_configs=CHANGELOG_CONFIG)  # fmt: skip
+        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions)
         built.tables["signal-state"] = state
         bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
         built.agents["signals"] = app.agent(bar_topic, name="signals")(
@@ -214,8 +208,7 @@ def build_app(
     if "risk" in enabled:
         view = built.view if built.view is not None else risk.RiskView()
         built.view = view
-        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
-                            extra_topic_configs=CHANGELOG_CONFIG)  # fmt: skip
+        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions)
         built.tables["risk-decided"] = decided
         source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
         body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC,
@@ -254,17 +247,9 @@ def _add_orchestration(
     command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
                                retention=timedelta(days=7))  # fmt: skip
     tables = agents.OrchestrationTables(
-        runs=app.Table("orchestration-runs", key_type=str, partitions=partitions, extra_topic_configs=CHANGELOG_CONFIG),
-        signals=app.Table(
-            "orchestration-signals", key_type=str, partitions=partitions, extra_topic_configs=CHANGELOG_CONFIG
-        ),
-        orders=app.Table(
-            "orchestration-orders",
-            key_type=str,
-            value_type=str,
-            partitions=partitions,
-            extra_topic_configs=CHANGELOG_CONFIG,
-        ),
+        runs=app.Table("orchestration-runs", key_type=str, partitions=partitions),
+        signals=app.Table("orchestration-signals", key_type=str, partitions=partitions),
+        orders=app.Table("orchestration-orders", key_type=str, value_type=str, partitions=partitions),
     )
     built.tables.update({"orchestration-runs": tables.runs, "orchestration-signals": tables.signals,
                          "orchestration-orders": tables.orders})  # fmt: skip
