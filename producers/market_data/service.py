@@ -592,11 +592,13 @@ class MarketDataProducer:
         self._pacing_backoff.reset()
         # Every open gap of the symbol takes the bars it misses, also gaps found after the request went out.
         symbol_gaps = [gap for gap in self.tracker.gaps.values() if gap.symbol == request.symbol]
+        # As sets: a request brings up to 720 bars, and a gap may expect thousands.
+        still_missing = {gap.gap_id: set(gap.missing) for gap in symbol_gaps}
         source = MarketDataSource.BACKFILL
         for bar in request.bars:
             start_epoch = int(bar.date)
             start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
-            wanting = [gap for gap in symbol_gaps if start in gap.expected and start not in gap.recovered]
+            wanting = [gap for gap in symbol_gaps if start in still_missing[gap.gap_id]]
             if not wanting:
                 continue
             with produce_span("producer.bar", symbol=request.symbol, source=source.value):
@@ -605,6 +607,7 @@ class MarketDataProducer:
             for gap in wanting:
                 gap.recovered.add(start)
                 gap.unrequested.discard(start)
+                still_missing[gap.gap_id].discard(start)
         for gap in symbol_gaps:
             gap.requests.discard(req_id)
             if gap.gap_id in request.gap_ids and error is not None:
