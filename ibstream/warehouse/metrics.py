@@ -47,7 +47,9 @@ class OtelMetrics:
     def __init__(self, meter: Any) -> None:
         self._rows = meter.create_counter("ibstream_warehouse_rows_inserted", unit="1", description="Rows inserted")
         self._feed = meter.create_histogram(
-            "ibstream_feed_lag_seconds", unit="s", description="ingest_time - event_time of market records"
+            "ibstream_feed_lag_seconds",
+            unit="s",
+            description="ingest_time - event_time of market records (0 when the local clock is behind IB's)",
         )
         self._sink = meter.create_histogram(
             "ibstream_sink_lag_seconds", unit="s", description="Warehouse insert time - Kafka timestamp"
@@ -61,12 +63,16 @@ class OtelMetrics:
         self._rows.add(rows, {"table": table})
 
     def feed_lag(self, topic: str, seconds: float) -> None:
-        """Record one market record's feed lag."""
-        self._feed.record(seconds, {"topic": topic})
+        """Record one market record's feed lag.
+
+        Negative when the local clock is behind IB's (or a simulator's): recorded as 0, since a histogram drops
+        negative values with a warning per record, and the record would go uncounted.
+        """
+        self._feed.record(max(0.0, seconds), {"topic": topic})
 
     def sink_lag(self, topic: str, seconds: float) -> None:
-        """Record one record's sink lag."""
-        self._sink.record(seconds, {"topic": topic})
+        """Record one record's sink lag (clamped at 0 like the feed lag: the broker's clock may be ahead)."""
+        self._sink.record(max(0.0, seconds), {"topic": topic})
 
     def consumer_lag(self, topic: str, partition: int, messages: int) -> None:
         """Set a partition's consumer lag."""

@@ -152,7 +152,10 @@ class MarketDataProducer:
         self.m_gaps = m.create_counter("ibstream_gaps", description="Gaps by final state")
         self.m_reconnects = m.create_counter("ibstream_ib_reconnects", description="IB reconnects")
         self.m_ingest_lag = m.create_histogram(
-            "ibstream_feed_ingest_lag_seconds", unit="s", description="ingest_time - event_time of bars"
+            "ibstream_feed_ingest_lag_seconds",
+            unit="s",
+            description="IB's clock when a live bar was published - the bar's event_time (IB's seconds: local clock "
+            "skew excluded)",
         )
         m.create_observable_gauge(
             "ibstream_feed_staleness_seconds", [self._observe_staleness], unit="s",
@@ -398,8 +401,10 @@ class MarketDataProducer:
                 else:
                     self.sink.send(bars.TOPIC, record)
             self.m_bars.add(1, {"symbol": symbol, "source": source.value})
+            # Measured on IB's clock as the producer tracks it, not the local one: local clock skew is not lag,
+            # and a simulated session's clock can be hours from the wall clock (a negative value would be dropped).
             self.m_ingest_lag.record(
-                (record.ingest_time - self.clock.now(wall)).total_seconds() + 5.0, {"symbol": symbol}
+                max(0.0, self.clock.epoch(wall) - record.event_time.timestamp()), {"symbol": symbol}
             )
         if gap is not None:
             if len(gap.expected) > MAX_BACKFILL_BARS:

@@ -222,3 +222,25 @@ def test_requests_refused_together_pause_once_then_one_probes_the_window() -> No
     assert len(session.historical) == 4, "an answered probe lets the rest out"
     _deliver(producer, session, *_history(session.historical[-1][0], [_at(n) for n in range(4)]))
     assert not producer.tracker.gaps
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def record(self, value: float, _attributes: Any = None) -> None:
+        self.values.append(value)
+
+
+def test_ingest_lag_is_measured_on_ibs_clock_whatever_the_local_clock_says() -> None:
+    # A simulated session hours ahead of the local clock (the demo at 600x early in a UTC day) and one years behind
+    # it: both must record every bar, and a lag of IB's seconds, not the distance between the two clocks.
+    for session_start in (dt.datetime.now(dt.UTC) + dt.timedelta(hours=9), MONDAY_10AM):
+        producer, session, _, wall = _producer()
+        lag = _Recorded()
+        producer.m_ingest_lag = lag  # type: ignore[assignment]
+        for n in range(3):
+            wall.now += 5.0
+            _deliver(producer, session, _bar(session_start + dt.timedelta(seconds=5 * n)))
+        assert len(lag.values) == 3
+        assert all(0.0 <= value < 1.0 for value in lag.values), lag.values
