@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,8 +41,9 @@ from ibstream.contracts import (
 from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
-from ibstream.kafka.clients import create_producer
+from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer
+from ibstream.kafka.topics import TopicDriftError, TopicLayout, ensure_topics
 from ibstream.market_clock import FeedClock
 from streams import agents, orchestration
 from streams.agent0_client import Agent0Client
@@ -65,6 +67,12 @@ ORCHESTRATION_SOURCES: tuple[TopicSpec[Any], ...] = (signals.TOPIC, control.TOPI
                                                     order_events.TOPIC)  # fmt: skip
 #: How often each worker sweeps its orchestration tables for runs to expire and entries to forget.
 SWEEP_SECONDS = 1.0
+#: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
+#: worker replays every table write since the last closed one (the chaos run's recoveries grew from 17 s to 50 s).
+CHANGELOG_CONFIGS: dict[str, str] = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
+#: Kafka's default retention, which a compacted changelog ignores: stated so `ensure_topics` sees no drift.
+_CHANGELOG_RETENTION_MS = 7 * 24 * 3600 * 1000
+_COMMANDS_RETENTION = timedelta(days=7)
 
 
 def codec_for(settings: Settings) -> Codec:
@@ -110,6 +118,54 @@ class StreamsApp:
     orchestrator: Orchestrator | None = None
     #: Market time for quote ages and expiries: the wall, or the producer's clock from its heartbeats.
     clock: FeedClock = field(default_factory=FeedClock)
+
+    def internal_topics(self) -> list[TopicLayout]:
+        """The topics Faust would create itself: the tables' changelogs and orchestration's command topic."""
+        compacted = tuple(CHANGELOG_CONFIGS.items())
+        layouts = [
+            TopicLayout(
+                table.changelog_topic.get_topic_name(),
+                table.partitions,
+                _CHANGELOG_RETENTION_MS,
+                "compact",
+                extra_configs=compacted,
+            )
+            for table in self.tables.values()
+        ]
+        if "orchestration" in self.agents:
+            name = self.settings.kafka_topic_prefix + orchestration.COMMANDS_TOPIC
+            layouts.append(TopicLayout(name, orchestration.COMMANDS_PARTITIONS,
+                                       int(_COMMANDS_RETENTION.total_seconds() * 1000), "delete"))  # fmt: skip
+        return layouts
+
+    def prepare_internal_topics(self, timeout: float = 30.0) -> None:
+        """Create (or reconcile) the internal topics and wait until the broker lists them, before Faust starts.
+
+        Left to Faust, a topic it creates may not be listed yet when its consumer joins the group: that assignment
+        skips the topic ("Ignoring missing topic") and no worker consumes it until the next rebalance.
+        """
+        admin = create_admin(self.settings)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                report = ensure_topics(admin, self.internal_topics(), replication=self.settings.kafka_topic_replication,
+                                       timeout=10.0)  # fmt: skip
+                break
+            except TopicDriftError:
+                raise
+            except Exception as error:  # the admin client's: a broker restarting answers again within the timeout
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS",
+                        f"the streams' internal topics could not be prepared: {error}",
+                    ) from None
+                time.sleep(1.0)
+        if not report.ok:
+            raise TopicDriftError(f"internal topics differ from what the streams app needs: {report.drift}")
+        log.info(
+            "internal topics ready",
+            extra={"topics_created": report.created, "topics_reconciled": sorted(report.reconciled)},
+        )
 
     def start_feeds(self) -> None:
         if self.feed is not None:
@@ -187,7 +243,8 @@ def build_app(
     built = StreamsApp(app=app, settings=settings, context=context)
 
     if "signals" in enabled:
-        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions)
+        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
+                          extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
         built.tables["signal-state"] = state
         bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
         built.agents["signals"] = app.agent(bar_topic, name="signals")(
@@ -208,7 +265,8 @@ def build_app(
     if "risk" in enabled:
         view = built.view if built.view is not None else risk.RiskView()
         built.view = view
-        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions)
+        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
+                            extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
         built.tables["risk-decided"] = decided
         source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
         body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC,
@@ -245,12 +303,15 @@ def _add_orchestration(
     app, prefix = built.app, settings.kafka_topic_prefix
     partitions = orchestration.COMMANDS_PARTITIONS
     command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
-                               retention=timedelta(days=7))  # fmt: skip
+                               retention=_COMMANDS_RETENTION)  # fmt: skip
     tables = agents.OrchestrationTables(
-        runs=app.Table("orchestration-runs", key_type=str, partitions=partitions),
-        signals=app.Table("orchestration-signals", key_type=str, partitions=partitions),
-        orders=app.Table("orchestration-orders", key_type=str, value_type=str, partitions=partitions),
-    )
+        runs=app.Table("orchestration-runs", key_type=str, partitions=partitions,
+                       extra_topic_configs=CHANGELOG_CONFIGS),
+        signals=app.Table("orchestration-signals", key_type=str, partitions=partitions,
+                          extra_topic_configs=CHANGELOG_CONFIGS),
+        orders=app.Table("orchestration-orders", key_type=str, value_type=str, partitions=partitions,
+                         extra_topic_configs=CHANGELOG_CONFIGS),
+    )  # fmt: skip
     built.tables.update({"orchestration-runs": tables.runs, "orchestration-signals": tables.signals,
                          "orchestration-orders": tables.orders})  # fmt: skip
     bus = commands if commands is not None else agents.FaustCommandBus(command_topic)
@@ -303,6 +364,7 @@ def main(argv: list[str]) -> int:
         settings = load_settings()
         enabled = tuple(name.strip() for name in args.agents.split(",") if name.strip())
         built = build_app(settings, enabled=enabled, data_dir=args.data_dir)
+        built.prepare_internal_topics()
     except IbstreamError as error:
         log.error("streams cannot start", extra={"error": str(error)})
         return 2

@@ -31,9 +31,12 @@ class TopicLayout:
     retention_ms: int
     cleanup_policy: str
     is_dlq: bool = False
+    #: Further topic configs to create and reconcile, e.g. a changelog's segment rolling.
+    extra_configs: tuple[tuple[str, str], ...] = ()
 
     def configs(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy,
+                **dict(self.extra_configs)}  # fmt: skip
 
 
 def catalogue(prefix: str = "") -> list[TopicLayout]:
@@ -103,8 +106,9 @@ def ensure_topics(
                 # It exists after all (created by another process, or not yet in the metadata we listed): check
                 # its layout like any existing topic instead of assuming it is right.
                 raced.add(name)
-        if raced:
-            existing = _metadata_with(admin, raced, timeout)
+        # Created topics too: a client that subscribes before the broker lists a topic is assigned none of it
+        # (Faust's first group assignment logs "Ignoring missing topic" and never consumes it).
+        existing = _metadata_with(admin, raced | set(report.created), timeout)
 
     present = [layout for name, layout in wanted.items() if name in existing and name not in report.created]
     if not present:
