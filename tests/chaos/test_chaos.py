@@ -81,7 +81,8 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
         from pathlib import Path
         from ibstream.chaos.campaign import ChaosConfig, run_campaign
         run_campaign(ChaosConfig(
-            minutes=1.5, rate=400, seed=5, symbols={SYMBOLS!r}, kinds=["ib_reject_order"],
+            # Half a minute: the crash comes with the first placement (2-3 s in) and 120 orders route in a minute.
+            minutes=0.5, rate=400, seed=5, symbols={SYMBOLS!r}, kinds=["ib_reject_order"],
             directory=Path({str(tmp_path / "run")!r}), json_path=Path({str(out)!r}),
             # The deliberately injected bug, and a crash between placeOrder and the commit of its events (first
             # start only): the restarted executor meets the routed order again and, blind, places it again.
