@@ -70,9 +70,19 @@ SWEEP_SECONDS = 1.0
 #: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
 #: worker replays every table write since the last closed one (the chaos run's recoveries grew from 17 s to 50 s).
 CHANGELOG_CONFIGS: dict[str, str] = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
-#: Kafka's default retention, which a compacted changelog ignores: stated so `ensure_topics` sees no drift.
-_CHANGELOG_RETENTION_MS = 7 * 24 * 3600 * 1000
-_COMMANDS_RETENTION = timedelta(days=7)
+#: Kafka's default retention, for a topic Faust declares without one (a compacted changelog ignores it): stated so
+#: `ensure_topics` sees no drift.
+_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+def _layout_of(topic: Any) -> TopicLayout:
+    """A Faust topic declaration as the layout ``ensure_topics`` creates: cleanup policy by Faust's own rule."""
+    policy = ",".join(sorted(flag for flag, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on))
+    retention = topic.retention  # Faust keeps it as declared: a timedelta here, or seconds
+    seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention or 0)
+    retention_ms = int(seconds * 1000) if seconds else _DEFAULT_RETENTION_MS
+    return TopicLayout(topic.get_topic_name(), topic.partitions, retention_ms, policy or "delete",
+                       extra_configs=tuple(sorted((topic.config or {}).items())))  # fmt: skip
 
 
 def codec_for(settings: Settings) -> Codec:
@@ -120,23 +130,11 @@ class StreamsApp:
     clock: FeedClock = field(default_factory=FeedClock)
 
     def internal_topics(self) -> list[TopicLayout]:
-        """The topics Faust would create itself: the tables' changelogs and orchestration's command topic."""
-        compacted = tuple(CHANGELOG_CONFIGS.items())
-        layouts = [
-            TopicLayout(
-                table.changelog_topic.get_topic_name(),
-                table.partitions,
-                _CHANGELOG_RETENTION_MS,
-                "compact",
-                extra_configs=compacted,
-            )
-            for table in self.tables.values()
-        ]
-        if "orchestration" in self.agents:
-            name = self.settings.kafka_topic_prefix + orchestration.COMMANDS_TOPIC
-            layouts.append(TopicLayout(name, orchestration.COMMANDS_PARTITIONS,
-                                       int(_COMMANDS_RETENTION.total_seconds() * 1000), "delete"))  # fmt: skip
-        return layouts
+        """The topics Faust would create itself (the tables' changelogs, internal agent topics such as orchestration's
+        commands), as Faust declares them."""
+        declared = [table.changelog_topic for table in self.tables.values()]
+        declared += [agent.channel for agent in self.agents.values() if getattr(agent.channel, "internal", False)]
+        return [_layout_of(topic) for topic in declared]
 
     def prepare_internal_topics(self, timeout: float = 30.0) -> None:
         """Create (or reconcile) the internal topics and wait until the broker lists them, before Faust starts.
@@ -303,7 +301,7 @@ def _add_orchestration(
     app, prefix = built.app, settings.kafka_topic_prefix
     partitions = orchestration.COMMANDS_PARTITIONS
     command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
-                               retention=_COMMANDS_RETENTION)  # fmt: skip
+                               retention=timedelta(days=7))  # fmt: skip
     tables = agents.OrchestrationTables(
         runs=app.Table("orchestration-runs", key_type=str, partitions=partitions,
                        extra_topic_configs=CHANGELOG_CONFIGS),
