@@ -26,11 +26,11 @@ from typing import Any
 
 from ibstream.config import Settings, get_settings, load_settings
 from ibstream.exceptions import IbstreamError
-from ibstream.kafka.clients import create_admin
+from ibstream.kafka.clients import broker_answers, create_admin
 from ibstream.kafka.topics import catalogue, ensure_topics
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ, OPEN
 from ibstream.processes import ProcessGroup, free_port
-from ibstream.stack import KafkaStack
+from ibstream.stack import KafkaStack, port_open
 
 DEMO_SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
@@ -147,11 +147,15 @@ class Demo:
         self.fault_done = self.config.fault_at is None
         self.events: list[str] = []
         self.metrics: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+        #: The brokers every process of this demo uses: the one it started, or the one the settings name.
+        self.bootstrap = self.settings.kafka_bootstrap_servers
+        #: The broker this demo started (stopped at its end unless ``keep``); None when it used a running one.
+        self.started_stack: KafkaStack | None = None
 
     # env shared by every deployable
     def env(self) -> dict[str, str]:
         return {
-            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "IBSTREAM_KAFKA_TOPIC_PREFIX": self.prefix,
             "IBSTREAM_STATE_DIR": str(self.directory),
             "IBSTREAM_WAREHOUSE_DIR": str(self.directory / "warehouse"),
@@ -185,6 +189,11 @@ class Demo:
         return f"http://127.0.0.1:{self.ports['api']}"
 
     @property
+    def console(self) -> str:
+        """The operator console's charts page (the session's bars, signals, entries, stops, fills and P&L)."""
+        return f"{self.api}/console/#/charts"
+
+    @property
     def control(self) -> str:
         return f"http://127.0.0.1:{self.ports['control']}"
 
@@ -204,21 +213,43 @@ class Demo:
             # A demo is a fresh session each time; the previous one's warehouse is replaced.
             shutil.rmtree(self.directory)
         self.directory.mkdir(parents=True)
-        if self._broker_answers():
-            self.events.append(f"using the Kafka broker at {self.settings.kafka_bootstrap_servers}")
-        else:
-            status = KafkaStack(self.settings).up()
-            self.events.append(f"started the local Kafka broker on {status.bootstrap}")
-        own = load_settings(kafka_bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                            kafka_topic_prefix=self.prefix)  # fmt: skip
+        self.bootstrap = self._choose_broker()
+        own = load_settings(kafka_bootstrap_servers=self.bootstrap, kafka_topic_prefix=self.prefix)
         ensure_topics(create_admin(own), catalogue(self.prefix))
         self.events.append(f"topics created under prefix {self.prefix}")
 
-    def _broker_answers(self) -> bool:
-        try:
-            return bool(create_admin(self.settings).list_topics(timeout=3).brokers)
-        except Exception:
-            return False
+    def _choose_broker(self) -> str:
+        """The brokers named by ``IBSTREAM_KAFKA_BOOTSTRAP_SERVERS`` when it is set and they answer; otherwise the
+        local broker of this state directory: already running, or started now (on the configured port, or on free
+        ports when another process holds it, so two demos with their own ``IBSTREAM_STATE_DIR`` run side by side).
+        """
+        configured = self.settings.kafka_bootstrap_servers
+        if "kafka_bootstrap_servers" in self.settings.model_fields_set:
+            if broker_answers(self.settings):
+                self.events.append(f"using the Kafka broker at {configured}")
+                return configured
+            self.events.append(f"no Kafka broker answers at {configured}: starting the local one")
+        stack = KafkaStack(self.settings)
+        status = stack.status()
+        if status.running:
+            self.events.append(f"using the local Kafka broker already running on {status.bootstrap}")
+            return status.bootstrap
+        if port_open(stack.host, stack.port) or port_open(stack.host, stack.controller_port):
+            stack = KafkaStack(self.settings.model_copy(
+                update={"stack_kafka_port": free_port(), "stack_controller_port": free_port()}))  # fmt: skip
+        status = stack.up()
+        self.started_stack = stack
+        self.events.append(f"started the local Kafka broker on {status.bootstrap} (state {stack.dir})")
+        return status.bootstrap
+
+    def stop_started_broker(self) -> None:
+        """Stop the broker this demo started, and say so (a broker it found running is left alone)."""
+        if self.started_stack is None:
+            return
+        stopped = self.started_stack.down()
+        if stopped:
+            print(f"stopped the Kafka broker this demo started on {self.started_stack.bootstrap}")
+        self.started_stack = None
 
     def start_processes(self) -> None:
         env = self.env()
@@ -241,6 +272,10 @@ class Demo:
         for name in ("api", "agent0", "streams", "execution", "producer"):
             self.group.wait_healthy(name, 90)
         self.events.append("all deployables up")
+        token_file = self.directory / "trader.token"
+        token_file.write_text(self._token("trader") + "\n")
+        token_file.chmod(0o600)
+        self.events.append(f"console (charts, approvals, orders): {self.console}  sign-in token: {token_file}")
 
     def sim_state(self) -> dict[str, Any]:
         try:
@@ -440,25 +475,66 @@ class Demo:
         table = Table(title=f"session summary ({self.start:%Y-%m-%d}, prefix {self.prefix})")
         table.add_column("figure")
         table.add_column("value")
-        for name, value in figures.items():
-            if isinstance(value, list):
-                text = ", ".join(" ".join(_fmt(cell) for cell in row) for row in value) or "none"
-            else:
-                text = _fmt(value)
-            table.add_row(name.replace("_", " "), text)
+        for name, text in summary_rows(figures):
+            table.add_row(name, text)
         console = Console()
         console.print(table)
         console.print(f"Warehouse kept in {self.directory / 'warehouse'}; explore it with\n"
                       f"  IBSTREAM_WAREHOUSE_DIR={self.directory / 'warehouse'} ibstream audit order-trail\n"
                       f"Logs: {self.group.log_dir}")  # fmt: skip
+        if not self.config.keep:
+            console.print("Charts of the session (bars, signals, entries, stops, fills, P&L) are in the operator "
+                          "console: run `ibstream demo --keep` to keep it open at the end.")  # fmt: skip
         (self.directory / "summary.json").write_text(json.dumps(figures, indent=2, default=str))
 
     def keep_running(self) -> None:
         self.group.ibstream("api", "run", "api", "--with-sink", env=self.env(), health_url=f"{self.api}/health")
         self.group.wait_healthy("api", 60)
-        print(f"API: {self.api}/docs   trader token: {self._token('trader')}\nCtrl-C to stop everything.")
+        print(f"Charts and the rest of the operator console: {self.console}\n"
+              f"  sign in with this trader token: {self._token('trader')}\n"
+              f"API documentation: {self.api}/docs\nCtrl-C to stop everything.")  # fmt: skip
         while True:
             time.sleep(1)
+
+
+#: Per figure: the label of each column of its rows (a figure without an entry is one value).
+SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "quotes": ("quotes",),
+    "bars_by_source": ("source", "bars"),
+    "gaps_by_final_state": ("state", "gaps"),
+    "signals_by_strategy": ("strategy", "signals"),
+    "runs_by_final_state": ("state", "runs"),
+    "orders_by_final_status": ("status", "orders"),
+    "fills": ("fills", "shares", "commissions $"),
+    "risk_rejections_by_check": ("check", "rejections"),
+    "realized_pnl": ("realized P&L $",),
+    "intent_to_decision_ms_p50_p99": ("p50 ms", "p99 ms"),
+    "sink_lag_ms_p50_p99": ("p50 ms", "p99 ms"),
+}
+
+
+def summary_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """(figure, text) rows of the summary table, every number labelled: a grouped figure reads ``live: 1,200``,
+    a row of several figures ``fills 186 · shares 13,980.00 · commissions $ 186.00``."""
+    rows = []
+    for name, value in figures.items():
+        if isinstance(value, list):
+            text = "; ".join(_labelled_row(SUMMARY_COLUMNS.get(name, ()), row) for row in value) or "none"
+        else:
+            text = _fmt(value)
+        rows.append((name.replace("_", " "), text))
+    return rows
+
+
+def _labelled_row(columns: tuple[str, ...], row: tuple[Any, ...] | list[Any]) -> str:
+    cells = [_fmt(cell) for cell in row]
+    if len(row) == 2 and row[0] == "error":
+        return f"error: {cells[1]}"
+    if len(columns) != len(cells):
+        return " ".join(cells)
+    if len(columns) == 2 and not isinstance(row[0], int | float):
+        return f"{cells[0]}: {cells[1]}"  # a group (source, state, check …) and its count
+    return " · ".join(f"{label} {cell}" for label, cell in zip(columns, cells, strict=True))
 
 
 def _fmt(value: Any) -> str:
@@ -497,3 +573,4 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         return {}
     finally:
         demo.group.stop_all()
+        demo.stop_started_broker()

@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ibstream.config import PROJECT_ROOT, Settings
 from ibstream.exceptions import IbstreamError
@@ -48,7 +49,7 @@ class BrokerStatus:
         return f"kafka: stopped (state {self.state_dir})"
 
 
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -175,7 +176,7 @@ class KafkaStack:
 
     def status(self) -> BrokerStatus:
         pid = self._pid()
-        running = pid is not None and _port_open(self.host, self.port)
+        running = pid is not None and port_open(self.host, self.port)
         return BrokerStatus(running, pid, self.bootstrap, self.dir, self.log_file)
 
     def _write_config(self) -> None:
@@ -224,7 +225,7 @@ class KafkaStack:
         current = self.status()
         if current.running:
             return current
-        if current.pid is None and _port_open(self.host, self.port):
+        if current.pid is None and port_open(self.host, self.port):
             raise StackError(
                 f"port {self.port} is in use by a process this stack did not start; "
                 "stop it or set IBSTREAM_STACK_KAFKA_PORT"
@@ -250,13 +251,16 @@ class KafkaStack:
         raise StackError(f"the Kafka broker did not answer within {timeout:.0f}s; see {self.log_file}")
 
     def _answers_metadata(self) -> bool:
-        if not _port_open(self.host, self.port):
+        if not port_open(self.host, self.port):
             return False
         # Imported here so `stack status` works without loading librdkafka.
         from confluent_kafka.admin import AdminClient
 
+        from ibstream.kafka.clients import librdkafka_log
+
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": librdkafka_log()}
         try:
-            metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=3)
+            metadata = AdminClient(config).list_topics(timeout=3)
         except Exception:
             return False
         return bool(metadata.brokers)
@@ -365,7 +369,7 @@ class RegistryStack:
         current = self.status()
         if current.running:
             return current
-        if current.pid is None and _port_open("127.0.0.1", self.port):
+        if current.pid is None and port_open("127.0.0.1", self.port):
             raise StackError(f"port {self.port} is in use by another process; set IBSTREAM_STACK_REGISTRY_PORT")
         runner = resolve_apicurio(self.settings.state_dir / "maven")
         command = [

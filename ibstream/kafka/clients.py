@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -17,9 +22,82 @@ ProducerProfile = Literal["quotes", "events", "bulk"]
 _LINGER_MS: dict[ProducerProfile, int] = {"quotes": 1, "events": 5, "bulk": 50}
 
 
+# --- librdkafka's own log lines ---
+
+#: A broker unreachable for this long is real trouble; shorter outages (a broker starting or restarting, a rolling
+#: upgrade) are what librdkafka's own reconnect handles, so they are logged at DEBUG only.
+UNREACHABLE_GRACE_SECONDS = 30.0
+#: While a broker stays unreachable, one WARNING per this many seconds says so again.
+UNREACHABLE_REPEAT_SECONDS = 60.0
+#: No failure for this long ends an outage: librdkafka retries at most every ``reconnect.backoff.max.ms`` (10 s).
+OUTAGE_QUIET_SECONDS = 15.0
+#: librdkafka's FAIL lines for a connection it will retry by itself.
+_TRANSIENT = re.compile(
+    r"Connect to .* failed|Connection refused|Disconnected|Connection reset|timed out|Broker handle destroyed"
+)
+_BROKER = re.compile(r"^(\S+?/\S+?):")
+
+
+class LibrdkafkaLog:
+    """Receives librdkafka's log lines (the clients' ``logger`` setting) into the ``librdkafka`` logger, so they
+    are JSON lines with the rest of the process's logging instead of raw text on stderr.
+
+    librdkafka logs every failed connection attempt at ERROR (several a second while a broker starts). Those it
+    retries by itself are DEBUG until a broker has been unreachable for ``UNREACHABLE_GRACE_SECONDS``, then one
+    WARNING a minute while the outage lasts; anything else keeps librdkafka's own level. confluent-kafka calls
+    ``log(level, fmt, facility, client, text)`` from the thread that polls the client.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger or logging.getLogger("librdkafka")
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: broker → (first failure, last failure, last warning) of its current outage
+        self._outages: dict[str, tuple[float, float, float | None]] = {}
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if len(args) == 3:
+            facility, client, text = (str(arg) for arg in args)
+        else:
+            facility, client, text = "", "", fmt % args if args else fmt
+        level = self.level_for(level, facility, text)
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, "%s", text, extra={"kafka_client": client, "facility": facility})
+
+    def level_for(self, level: int, facility: str, text: str) -> int:
+        """The level one librdkafka line is logged at (see the class docstring)."""
+        if facility != "FAIL" or not _TRANSIENT.search(text):
+            return level
+        match = _BROKER.match(text)
+        broker = match.group(1) if match else "?"
+        now = self._clock()
+        with self._lock:
+            first, last, warned = self._outages.get(broker, (now, now, None))
+            if now - last > OUTAGE_QUIET_SECONDS:
+                first, warned = now, None  # a new outage
+            due = now - first >= UNREACHABLE_GRACE_SECONDS and (
+                warned is None or now - warned >= UNREACHABLE_REPEAT_SECONDS
+            )
+            self._outages[broker] = (first, now, now if due else warned)
+        return logging.WARNING if due else logging.DEBUG
+
+
+_LIBRDKAFKA_LOG = LibrdkafkaLog()
+
+
+def librdkafka_log() -> LibrdkafkaLog:
+    """The process's receiver of librdkafka log lines, for clients built outside these factories (tooling)."""
+    return _LIBRDKAFKA_LOG
+
+
 def base_config(settings: Settings) -> dict[str, Any]:
-    """Bootstrap plus the pass-through client settings (SASL_SSL, mTLS, …) every client shares."""
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **settings.kafka_client_config}
+    """Bootstrap plus the pass-through client settings (SASL_SSL, mTLS, …) every client shares, and librdkafka's
+    log lines routed into our logging (delivered when the client is polled)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": _LIBRDKAFKA_LOG,
+        **settings.kafka_client_config,
+    }
 
 
 def producer_config(settings: Settings, profile: ProducerProfile = "events", **overrides: Any) -> dict[str, Any]:
@@ -55,6 +133,30 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     }
     config.update(overrides)
     return config
+
+
+def bootstrap_listening(bootstrap_servers: str, timeout: float = 0.5) -> bool:
+    """Whether any of the bootstrap servers accepts a TCP connection: a cheap look before a Kafka client is made,
+    so nothing starts a client (and its reconnect loop) against a port nobody listens on."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def broker_answers(settings: Settings, timeout: float = 3.0) -> bool:
+    """Whether the configured brokers answer a metadata request (after a TCP look, so a closed port costs no
+    client)."""
+    if not bootstrap_listening(settings.kafka_bootstrap_servers):
+        return False
+    try:
+        return bool(create_admin(settings).list_topics(timeout=timeout).brokers)
+    except KafkaException:
+        return False
 
 
 def create_producer(settings: Settings, profile: ProducerProfile = "events", **overrides: Any) -> Producer:

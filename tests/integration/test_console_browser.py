@@ -40,6 +40,7 @@ from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
 from ibstream.warehouse import Warehouse
 from tests.integration.test_api_support import SECRET, token
 from tests.integration.test_console_support import ConsoleScenario, load_console_scenario, pipeline_after_approval
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -60,17 +61,13 @@ def _browser_missing() -> str | None:
     except ImportError:
         return "the Python playwright package is not installed (ops/dev install adds it)"
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        return f"no Chromium at {CHROMIUM} (ops/dev install runs apt-get install chromium)"
+        return f"no Chromium at {CHROMIUM} (ops/dev install adds Debian's chromium package)"
     return None
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    reason = _browser_missing()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the console's browser tests: {reason}")
-        pytest.skip(reason)
+    require_tool(_browser_missing())
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

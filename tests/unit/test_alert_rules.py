@@ -7,10 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.metric_names import emitted_metric_names, referenced_metrics
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "ops" / "alerts" / "ibstream.rules.yaml"
@@ -21,6 +21,7 @@ REQUIRED = {
     "IBStreamAgent0CircuitOpen",
 }  # fmt: skip
 PROMTOOL = shutil.which("promtool")
+NO_PROMTOOL = "promtool is not installed (ops/dev install adds Debian's prometheus package, which ships it)"
 
 
 def _rules() -> dict[str, dict[str, object]]:
@@ -53,8 +54,8 @@ def test_every_alert_has_firing_and_quiet_unit_tests() -> None:
         assert any(not case.get("exp_alerts") for case in mine), f"{name}: no test shows it quiet"
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (ops/dev install puts Debian's prometheus in CI)")
 def test_promtool_checks_and_unit_tests_pass() -> None:
+    require_tool(NO_PROMTOOL if PROMTOOL is None else None)
     assert PROMTOOL is not None
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from ibstream.config import Settings
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ibstream"
@@ -44,9 +45,12 @@ def _find_helm() -> str | None:
 
 
 HELM = _find_helm()
-pytestmark = pytest.mark.skipif(
-    HELM is None, reason="helm not found (ops/dev install builds it into .state/tools/bin; CI always has it)"
-)
+NO_HELM = "helm is not installed (ops/dev install builds it into .state/tools/bin with the machine's Go toolchain)"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _helm_present() -> None:
+    require_tool(NO_HELM if HELM is None else None)
 
 
 def helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
