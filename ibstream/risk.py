@@ -30,6 +30,7 @@ from ibstream.contracts.enums import ControlCommandKind, OrderType, Side
 #: Kill-switch targets that stop every symbol; any other target names one symbol.
 GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
 
+#: The order-rate throttle's window: a minute of market time (see ``decide``).
 THROTTLE_WINDOW = timedelta(seconds=60)
 
 
@@ -67,6 +68,32 @@ class RiskLimits:
 
 
 @dataclass
+class _ApprovalLog:
+    """Approval times on one clock, by decision_id, for the order-rate throttle."""
+
+    times: dict[str, datetime] = field(default_factory=dict)
+    # Arrival order, close enough to time order to forget old approvals from the front.
+    order: deque[tuple[datetime, str]] = field(default_factory=deque)
+
+    def add(self, decision_id: str, at: datetime) -> None:
+        self.times[decision_id] = at
+        self.order.append((at, decision_id))
+
+    def count(self, now: datetime) -> int:
+        """Approvals in the throttle window up to ``now``.
+
+        One stamped more than a window after ``now`` was stamped on another clock (the wall's, before the producer's
+        first heartbeat, while a simulated market runs hours behind it) and is dropped: counted, it would throttle
+        every order until the market caught up with it. A market clock steps back by far less than a window.
+        """
+        since, until = now - THROTTLE_WINDOW, now + THROTTLE_WINDOW
+        while self.order and not since - THROTTLE_WINDOW <= self.order[0][0] <= until:
+            _, old = self.order.popleft()
+            self.times.pop(old, None)
+        return sum(1 for at in self.times.values() if since <= at <= until)
+
+
+@dataclass
 class RiskView:
     """What the gate knows about the account and the market, folded from topics.
 
@@ -81,9 +108,12 @@ class RiskView:
     kill_switches: dict[str, ControlCommand] = field(default_factory=dict)
     # order_id → decision_id of every decision seen on risk.decisions.v1 or made here.
     decided: dict[str, str] = field(default_factory=dict)
-    # Times of approvals (throttle), by decision_id, from the decisions topic and from this worker.
-    approvals: dict[str, datetime] = field(default_factory=dict)
-    _approval_order: deque[tuple[datetime, str]] = field(default_factory=deque)
+    # The approvals the order-rate throttle counts. One this worker made is stamped with the market time it was
+    # decided at, like every risk window; one read back from the decisions topic (another worker's, or this one's
+    # before a restart) carries only its wall-clock decided_time, so it ages on the wall clock: the same as market
+    # time against a real gateway, and on the strict side against a faster simulator (counted for longer).
+    _market_approvals: _ApprovalLog = field(default_factory=_ApprovalLog)
+    _wall_approvals: _ApprovalLog = field(default_factory=_ApprovalLog)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set once the feed has read every topic up to its end as of startup; deciding before that could miss a kill
     #: switch or re-decide an intent decided before a restart.
@@ -115,24 +145,29 @@ class RiskView:
             elif command.command is ControlCommandKind.KILL_SWITCH_OFF:
                 self.kill_switches.pop(target, None)
 
-    def apply_decision(self, decision: RiskDecision) -> None:
+    def apply_decision(self, decision: RiskDecision, market_time: datetime | None = None) -> None:
+        """Fold in a decision: ``market_time`` is when this worker made it (market clock); None for one read from
+        the topic."""
         with self._lock:
+            # An approval counts once: this worker's own decisions come back from the topic after it applied them,
+            # maybe after their market-time stamp was forgotten (two market minutes are one wall second at 120x).
+            first = decision.order_id not in self.decided
             self.decided[decision.order_id] = decision.decision_id
-            if decision.approved and decision.decision_id not in self.approvals:
-                self.approvals[decision.decision_id] = decision.decided_time
-                self._approval_order.append((decision.decided_time, decision.decision_id))
+            if decision.approved and first:
+                if market_time is not None:
+                    self._market_approvals.add(decision.decision_id, market_time)
+                else:
+                    self._wall_approvals.add(decision.decision_id, decision.decided_time)
 
     def decision_for(self, order_id: str) -> str | None:
         with self._lock:
             return self.decided.get(order_id)
 
-    def approvals_since(self, since: datetime) -> int:
+    def recent_approvals(self, now: datetime, wall: datetime | None = None) -> int:
+        """Approvals in the throttle window: this worker's up to market time ``now``, those read from the topic up
+        to wall time ``wall`` (default ``now``: one clock, as against a real gateway)."""
         with self._lock:
-            # Forget approvals older than the window; the deque is in arrival order, close enough to time order.
-            while self._approval_order and self._approval_order[0][0] < since - THROTTLE_WINDOW:
-                _, old = self._approval_order.popleft()
-                self.approvals.pop(old, None)
-            return sum(1 for time in self.approvals.values() if time >= since)
+            return self._market_approvals.count(now) + self._wall_approvals.count(wall or now)
 
     def kill_switches_on(self) -> dict[str, str]:
         """target → "actor: reason" of every kill switch on: a copy the event loop hands to the alert book."""
@@ -215,7 +250,7 @@ class CheckContext:
 
     limits: RiskLimits
     snapshot: AccountSnapshot
-    now: datetime
+    now: datetime  # market time
     entry: float | None
     reference: float | None
     recent_approvals: int
@@ -409,7 +444,7 @@ CHECKS: tuple[Callable[[OrderIntent, CheckContext], RiskCheck], ...] = (
 def context_for(
     intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime, wall: datetime | None = None
 ) -> CheckContext:
-    """``now`` is market time (quote age, trading day); ``wall`` the wall clock (order rate), default ``now``."""
+    """``now`` is market time (every risk window); ``wall`` the wall clock, default ``now`` (see ``decide``)."""
     snapshot = view.snapshot(intent.symbol, now.date().isoformat())
     reference = reference_price(snapshot.quote, intent.side)
     return CheckContext(
@@ -418,7 +453,7 @@ def context_for(
         now=now,
         entry=entry_price(intent, reference),
         reference=reference,
-        recent_approvals=view.approvals_since((wall or now) - THROTTLE_WINDOW),
+        recent_approvals=view.recent_approvals(now, wall),
         kill_switch=view.kill_switch_for(intent.symbol),
     )
 
@@ -426,11 +461,15 @@ def context_for(
 def decide(
     intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime, wall: datetime | None = None
 ) -> RiskDecision:
-    """Run every check; the intent is approved only if all pass. Does not change the view (see ``record``).
+    """Run every check; the intent is approved only if all pass. Does not change the view: the caller applies the
+    decision (``RiskView.apply_decision`` with ``now``) so the next intent is judged with it counted.
 
-    Quote ages and the trading day follow market time (``now``); the order-rate throttle and ``decided_time``
-    follow the wall clock (``wall``; the same as ``now`` against a real gateway), since IB's rate limits and
-    latency figures are wall-clock facts even when a simulator's market runs faster.
+    Every risk window follows market time (``now``): quote ages, the trading day of the daily loss, and the
+    order-rate throttle, a limit on how many orders a strategy sends per minute of trading, so against a simulated
+    market running 120x the wall a minute is a market minute, as it is for the rest of the pipeline (IB's message
+    pacing is a wall-clock limit, kept by the pacing governor on the IB side, not here). ``wall`` is the wall clock
+    (default ``now``, as against a real gateway): it stamps ``decided_time``, whose latency from the intent's
+    ``created_time`` is a wall-clock fact, and ages the approvals read back from the topic, which carry only that.
     """
     ctx = context_for(intent, view, limits, now, wall)
     checks = [check(intent, ctx) for check in CHECKS]

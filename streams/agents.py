@@ -237,9 +237,12 @@ async def decide_intents(
             continue
         with consume_span("risk.decide", traces[index], order_id=intent.order_id, symbol=intent.symbol):
             try:
-                decision = risk.decide(intent, view, limits, clock(), wall=utc_now())
+                # Market time for every risk window, the order-rate throttle too; the wall clock stamps decided_time
+                # (the intent→decision latency is a wall-clock fact).
+                now = clock()
+                decision = risk.decide(intent, view, limits, now, wall=utc_now())
                 # Applied at once: the next intent of the batch is judged with this one's approval counted.
-                view.apply_decision(decision)
+                view.apply_decision(decision, market_time=now)
                 ack = await ctx.emitter.emit_pending(risk_decisions.TOPIC, decision)
             except Exception as error:  # a bug in a check must not stop every other order's decisions
                 log.exception("risk decision failed", extra=extra)
@@ -277,7 +280,8 @@ def risk_agent(
     intents_spec: TopicSpec[OrderIntent],
     clock: Callable[[], Any] = utc_now,
 ) -> Callable[[Any], Any]:
-    """The agent body over ``orders.intents.v1``; ``clock`` is market time (quote ages, the trading day)."""
+    """The agent body over ``orders.intents.v1``; ``clock`` is market time (quote ages, the trading day, the
+    order-rate throttle)."""
 
     async def agent(stream: Any) -> AsyncIterator[bool]:
         await wait_until_ready(view)

@@ -167,8 +167,79 @@ def test_view_keeps_the_newest_quote_and_counts_approvals_once() -> None:
     decision = approved_decision(1, NOW)
     view.apply_decision(decision)
     view.apply_decision(decision)
-    assert view.approvals_since(NOW - timedelta(seconds=60)) == 1
+    assert view.recent_approvals(NOW) == 1
     assert view.decision_for("old1") == "d1"
+
+
+# A simulated session at 120x: a market minute passes in half a wall second. The wall clock is hours away from the
+# market's (a demo's session runs ahead of or behind the UTC day).
+WALL = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+def fresh_quote(at: datetime) -> Quote:
+    return Quote(symbol="AAPL", con_id=1, bid=99.99, ask=100.01, last=100.0, event_time=at - timedelta(seconds=1),
+                 ingest_time=at, source=MarketDataSource.SIM)  # fmt: skip
+
+
+def decide_at(view: risk.RiskView, order_id: str, market: datetime, wall: datetime) -> RiskDecision:
+    """Decide as the streams agent does: judged in market time, then applied with its market time."""
+    view.apply_quote(fresh_quote(market))
+    decision = risk.decide(intent(order_id=order_id), view, LIMITS, market, wall=wall)
+    view.apply_decision(decision, market_time=market)
+    return decision
+
+
+def test_order_rate_counts_market_minutes_not_wall_minutes() -> None:
+    view = risk.RiskView()
+    # One order per market minute (half a wall second apart): never more than 2 in a minute, the limit is 3.
+    spaced = [decide_at(view, f"o-{i}", NOW + i * timedelta(minutes=1), WALL + i * timedelta(seconds=0.5))
+              for i in range(10)]  # fmt: skip
+    assert [d.approved for d in spaced] == [True] * 10, [c.reason for d in spaced for c in d.checks if not c.passed]
+    # A burst within one market second (a hundredth of a wall second): the fourth is one too many.
+    start, wall = NOW + timedelta(minutes=30), WALL + timedelta(seconds=15)
+    burst = [decide_at(view, f"b-{i}", start + i * timedelta(seconds=0.25), wall + i * timedelta(seconds=0.002))
+             for i in range(4)]  # fmt: skip
+    assert [d.approved for d in burst] == [True, True, True, False]
+    assert [c.name for c in burst[3].checks if not c.passed] == ["order_rate"]
+    # decided_time stays on the wall clock: intent→decision latency is a wall-clock fact.
+    assert burst[0].decided_time == wall
+
+
+def test_approvals_from_the_topic_age_on_the_wall_clock_and_count_once() -> None:
+    view = risk.RiskView()
+    # Another worker's approvals (or this one's before a restart) carry only their wall-clock decided_time.
+    for n in range(3):
+        view.apply_decision(approved_decision(n, WALL - timedelta(seconds=10)))
+    assert view.recent_approvals(NOW, WALL) == 3
+    assert view.recent_approvals(NOW, WALL + timedelta(seconds=51)) == 0
+    # This worker's own approval comes back from the topic: counted once, at its market time.
+    own = decide_at(risk.RiskView(), "o-own", NOW, WALL)
+    view = risk.RiskView()
+    view.apply_decision(own, market_time=NOW)
+    view.apply_decision(own)
+    assert view.recent_approvals(NOW, WALL) == 1
+    assert view.recent_approvals(NOW + timedelta(seconds=61), WALL) == 0
+
+
+def test_an_approval_stamped_far_ahead_of_the_market_is_not_counted() -> None:
+    # Decided before the producer's first heartbeat (market time = the wall's) while the market runs hours behind:
+    # counted, it would throttle every order until the market caught up.
+    view = risk.RiskView()
+    for n in range(3):
+        view.apply_decision(approved_decision(n, WALL), market_time=WALL)
+    assert view.recent_approvals(NOW, WALL) == 0
+    assert view.recent_approvals(WALL, WALL) == 0  # forgotten, not merely skipped
+
+
+def test_quote_age_and_trading_day_follow_market_time() -> None:
+    view = view_with(lambda v: v.apply_execution(execution("e1", -1_500, NOW - timedelta(hours=1))))
+    # The wall clock is ten hours on, in the next UTC day: judged on it, the quote would be stale and the loss
+    # yesterday's.
+    checks = {c.name: c for c in risk.decide(intent(), view, LIMITS, NOW, wall=WALL).checks}
+    assert checks["stale_quote"].passed
+    assert checks["stale_quote"].value == 1.0
+    assert not checks["daily_loss"].passed
+    assert checks["daily_loss"].value == 1_500
 
 
 def test_limits_are_validated_at_startup() -> None:
