@@ -47,7 +47,7 @@ from api.models import (
 from api.pipeline import add_pipeline_routes
 from api.precheck import add_precheck_routes
 from ibstream import telemetry
-from ibstream.config import Settings, get_settings
+from ibstream.config import LOG_LEVELS, Settings, get_settings
 from ibstream.contracts import ControlCommand
 from ibstream.contracts.enums import ControlCommandKind, OrderStatus, RunState, SignalStatus
 from ibstream.telemetry import log_context, meter
@@ -462,17 +462,24 @@ def main(argv: list[str]) -> int:
     """``ibstream run api [--with-sink] [--host H] [--port P]``: serve until SIGTERM/SIGINT, then clean up."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="ibstream run api", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ibstream run api",
+        description="The HTTP API and the operator console: signals, runs, orders and fills from the warehouse; "
+        "approving or rejecting runs and the kill switch. Callers need a token (`ibstream token`).",
+    )
     parser.add_argument(
-        "--with-sink", action="store_true", help="also run the warehouse sink in this process (embedded chDB)"
+        "--with-sink",
+        action="store_true",
+        help="also run the warehouse sink in this process (needed with the embedded warehouse)",
     )
     parser.add_argument("--host", default=None, help="bind address (IBSTREAM_API_HOST)")
     parser.add_argument("--port", type=int, default=None, help="port (IBSTREAM_API_PORT)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     args = parser.parse_args(argv)
-    telemetry.configure(COMPONENT)
     settings = get_settings()
     # Before opening anything: a missing key is a configuration error naming the setting.
     check_auth_settings(settings)
+    telemetry.configure(COMPONENT, args.log_level or settings.log_level)
     if settings.clickhouse_url is None and not args.with_sink:
         log.warning(
             "embedded warehouse without --with-sink: this process holds the chDB directory, so no separate sink "

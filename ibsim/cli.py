@@ -8,35 +8,59 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import sys
 from dataclasses import replace
 
 from ibsim.config import EXCHANGE_TZ, SimConfig
 from ibsim.server import Simulator
+from ibstream import telemetry
+from ibstream.config import LOG_LEVELS, load_settings
+from ibstream.exceptions import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser (exposed so ``ibstream sim --help`` can reuse it)."""
-    p = argparse.ArgumentParser(prog="ibsim", description="IB Gateway simulator (TWS API v157)")
-    p.add_argument("--host", default="127.0.0.1")
+    p = argparse.ArgumentParser(
+        prog="ibsim",
+        description="A stand-in for IB Gateway with a simulated market and broker: IB's own client libraries "
+        "connect to it unchanged (TWS API v157).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address")
     p.add_argument("--port", type=int, default=4002, help="TWS API port (0 = any free port)")
     p.add_argument("--control-port", type=int, default=4003, help="HTTP control port; -1 disables it")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same prices")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
-    p.add_argument("--start", default=None,
-                   help="simulated start, ISO 8601 (naive = New York), default today's 09:30 open")
-    p.add_argument("--account", action="append", default=None,
-                   help="managed account (repeatable); default DU1234567 (paper)")
+    p.add_argument(
+        "--start", default=None, help="simulated start, ISO 8601 (naive = New York), default today's 09:30 open"
+    )
+    p.add_argument(
+        "--account", action="append", default=None, help="managed account (repeatable); default DU1234567 (paper)"
+    )
     p.add_argument("--symbols", nargs="+", default=None, help="universe, e.g. AAPL MSFT SPY")
     p.add_argument("--volatility", type=float, default=None, help="annualised volatility")
-    p.add_argument("--spread-ticks", type=int, default=None)
-    p.add_argument("--hours", choices=("rth", "24h"), default="rth")
+    p.add_argument("--spread-ticks", type=int, default=None, help="bid/ask spread in ticks (default 2)")
+    p.add_argument(
+        "--hours",
+        choices=("rth", "24h"),
+        default="rth",
+        help="rth: open 09:30-16:00 New York on weekdays; 24h: always open",
+    )
     p.add_argument("--partial-fill", type=float, default=0.0, help="max shares per execution (0 = all)")
-    p.add_argument("--no-pacing", action="store_true", help="do not enforce historical pacing (162)")
-    p.add_argument("--delayed-only", action="store_true",
-                   help="no live market-data entitlement (354 / 10167 + delayed ticks)")
-    p.add_argument("--tick-interval", type=float, default=None,
-                   help="wall seconds between market-data pushes per symbol (default 0.1; chaos/soak load)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--no-pacing", action="store_true", help="do not enforce IB's limits on historical data requests (error 162)"
+    )
+    p.add_argument(
+        "--delayed-only",
+        action="store_true",
+        help="act like an account without live market data: delayed quotes only (IB errors 354, 10167)",
+    )
+    p.add_argument(
+        "--tick-interval",
+        type=float,
+        default=None,
+        help="wall seconds between market-data pushes per symbol (default 0.1; chaos/soak load)",
+    )
+    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     return p
 
 
@@ -74,8 +98,13 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator until SIGINT/SIGTERM; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:  # `python -m ibsim` has no CLI around it to report this
+        print(f"ibsim: {exc}", file=sys.stderr)
+        return 2
+    # JSON lines like every deployable's, so one log pipeline reads them all.
+    telemetry.configure("ibsim", args.log_level or settings.log_level)
     try:
         cfg = config_from_args(args)
     except ValueError as exc:

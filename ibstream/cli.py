@@ -9,32 +9,88 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from datetime import time as dt_time
 
-from ibstream.config import get_settings
+import ibstream
+from ibstream.config import LOG_LEVELS, get_settings
 from ibstream.exceptions import ConfigError, IbstreamError
 
-#: `ibstream run NAME` → module whose ``main(argv)`` runs that deployable, and the issue that builds it.
-DEPLOYABLES: dict[str, tuple[str, int]] = {
-    "producer": ("producers.market_data", 4),
-    "streams": ("streams.app", 5),
-    "execution": ("consumers.execution", 6),
-    "sink": ("consumers.warehouse_sink", 7),
-    "api": ("api.app", 8),
-    "agent0": ("api.agent0", 5),
+#: `ibstream run NAME` → module whose ``main(argv)`` runs that deployable.
+DEPLOYABLES: dict[str, str] = {
+    "producer": "producers.market_data",
+    "streams": "streams.app",
+    "execution": "consumers.execution",
+    "sink": "consumers.warehouse_sink",
+    "api": "api.app",
+    "agent0": "api.agent0",
 }
 
+#: What `ibstream --help` says, for users rather than developers: each command's one line, grouped. Each line is
+#: also the description its own `--help` starts with. Kept under 68 characters so the list fits 80 columns.
+COMMAND_GROUPS: dict[str, dict[str, str]] = {
+    "getting started": {
+        "demo": "a simulated trading day through the whole pipeline (~4 minutes)",
+    },
+    "running the pipeline": {
+        "stack": "start, stop or check the local Kafka broker and schema registry",
+        "topics": "create the pipeline's Kafka topics and check their settings",
+        "run": "run one service: producer, streams, execution, sink, api, agent0",
+        "sim": "run the IB Gateway simulator (a simulated market and broker)",
+    },
+    "operating": {
+        "audit": "ready-made warehouse reports: order trails, feed gaps, rejections…",
+        "replay": "re-send a topic's records from a time window (e.g. to fill a gap)",
+        "token": "issue an API access token (viewer, trader or admin)",
+        "uat": "acceptance tests on the simulator or a paper account; go/no-go",
+        "chaos": "soak test with injected faults, checked for lost or doubled orders",
+    },
+}
+COMMANDS = {name: line for group in COMMAND_GROUPS.values() for name, line in group.items()}
 
-def _load_main(module_name: str, issue: int) -> Callable[[list[str]], int]:
+#: `ibstream run --help`: what each service does.
+SERVICES = {
+    "producer": "IB quotes and 5-second bars into Kafka, backfilling any gaps",
+    "streams": "trading signals, orchestration of runs and pre-trade risk checks",
+    "agent0": "turns a signal into a sized order plan with entry, stop and target",
+    "execution": "places approved orders with IB and reports fills and positions",
+    "sink": "copies every Kafka topic into the warehouse",
+    "api": "HTTP API and operator console: history, approvals, kill switch",
+}
+
+#: `ibstream audit --help`: the ready-made reports (ibstream/warehouse/audits.py has their SQL).
+AUDIT_REPORTS = {
+    "order-trail": "one order from signal to fills (--order-id)",
+    "feed-gaps": "bars, gaps and feed lag by symbol and day",
+    "signal-outcomes": "hit rate, average R and P&L by strategy",
+    "risk-rejections": "rejected orders by failed risk check and day",
+    "unreconciled-orders": "orders whose records disagree (e.g. routed, never acknowledged)",
+    "dlq-contents": "records the pipeline could not process",
+}
+
+DESCRIPTION = """\
+ibstream paper-trades on Interactive Brokers: it streams IB market data through
+Kafka, turns it into trading signals, plans orders and checks each against
+pre-trade risk limits, waits for your approval (or approval rules), places the
+approved orders with IB, and keeps every record in a ClickHouse warehouse for
+audit and replay."""
+
+EPILOG = """\
+Run `ibstream <command> --help` for a command's options. Settings come from
+IBSTREAM_* environment variables; README.md in the ibstream repository lists
+them and describes every command."""
+
+
+def _load_main(module_name: str) -> Callable[[list[str]], int]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name is not None and module_name.startswith(error.name):
-            raise IbstreamError(f"{module_name} is not built yet (issue #{issue})") from None
+            raise IbstreamError(f"{module_name} is not part of this installation of ibstream") from None
         raise
     main: Callable[[list[str]], int] = module.main
     return main
@@ -100,18 +156,17 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    module_name, issue = DEPLOYABLES[args.deployable]
-    return _load_main(module_name, issue)(list(args.rest))
+    return _load_main(DEPLOYABLES[args.deployable])(list(args.rest))
 
 
 def _sim(args: argparse.Namespace) -> int:
-    return _load_main("ibsim.cli", 3)(list(args.rest))
+    return _load_main("ibsim.cli")(list(args.rest))
 
 
 def _token(args: argparse.Namespace) -> int:
     # The token code lives with the API (its verifier must agree with it); loaded by name like a deployable.
     argv = ["--role", args.role, "--subject", args.subject] + (["--ttl", args.ttl] if args.ttl else [])
-    return _load_main("api.token_cli", 8)(argv)
+    return _load_main("api.token_cli")(argv)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -169,8 +224,10 @@ def _uat(args: argparse.Namespace) -> int:
     run = run_uat(settings, options)
     for result in run.results:
         print(f"{result.status.upper():4}  {result.id:24} {'; '.join(result.failures)[:160]}")
-    print(f"UAT session {run.session_id}: {'PASS' if run.passed else 'FAIL'} in {run.meta['seconds']:.0f}s\n"
-          f"report: {run.markdown}\n        {run.html}")
+    print(
+        f"UAT session {run.session_id}: {'PASS' if run.passed else 'FAIL'} in {run.meta['seconds']:.0f}s\n"
+        f"report: {run.markdown}\n        {run.html}"
+    )
     return 0 if run.passed else 1
 
 
@@ -216,96 +273,189 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ibstream", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+class _VersionAction(argparse.Action):
+    """``--version``; reads the package metadata only when asked (argparse's own action wants the text up front)."""
 
-    stack = commands.add_parser("stack", help="local Kafka broker (and optional schema registry)")
-    stack.add_argument("action", choices=["up", "down", "status"])
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"ibstream {ibstream.version()}")
+        parser.exit()
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """The options that come before the command, also parsed alone when `run`/`sim` hand the rest through."""
+    options = argparse.ArgumentParser(prog="ibstream", add_help=False)
+    options.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL for everything this command runs (sets IBSTREAM_LOG_LEVEL; "
+        "default INFO)",
+    )
+    return options
+
+
+def _commands_text() -> str:
+    lines = []
+    for group, commands in COMMAND_GROUPS.items():
+        lines += [f"{group}:", *(f"  {name:<8}{line}" for name, line in commands.items()), ""]
+    return "\n".join(lines).rstrip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ibstream",
+        usage="ibstream [-h] [--version] [--log-level LEVEL] <command> ...",
+        description=f"{DESCRIPTION}\n\n{_commands_text()}",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_global_options()],
+    )
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
+    # The grouped list in the description replaces argparse's flat one.
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="<command>", help=argparse.SUPPRESS, prog="ibstream"
+    )
+
+    stack = commands.add_parser("stack", description=COMMANDS["stack"])
+    stack.add_argument(
+        "action",
+        choices=["up", "down", "status"],
+        help="up: start (a second `up` reports the running broker); down: stop what `up` started; "
+        "status: state and topics",
+    )
     stack.add_argument("--registry", action="store_true", help="also start the Apicurio schema registry")
     stack.set_defaults(handler=_stack)
 
-    topics = commands.add_parser("topics", help="topic catalogue")
-    topics.add_argument("action", choices=["ensure"])
+    topics = commands.add_parser("topics", description=COMMANDS["topics"])
+    topics.add_argument(
+        "action",
+        choices=["ensure"],
+        help="create missing topics and their dead-letter topics, align retention and cleanup "
+        "settings, report a partition count that differs (exit 1) without changing it",
+    )
     topics.set_defaults(handler=_topics)
 
-    run = commands.add_parser("run", help="run a deployable")
-    run.add_argument("deployable", choices=sorted(DEPLOYABLES))
-    run.add_argument("rest", nargs=argparse.REMAINDER)
+    run = commands.add_parser(
+        "run",
+        description=f"{COMMANDS['run']}\n\n" + "\n".join(f"  {n:<11}{line}" for n, line in SERVICES.items()),
+        epilog="`ibstream run NAME --help` lists a service's own options, e.g. --log-level.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("deployable", choices=sorted(DEPLOYABLES), metavar="NAME", help="the service to run (above)")
+    run.add_argument("rest", nargs=argparse.REMAINDER, metavar="...", help="the service's own options")
     run.set_defaults(handler=_run)
 
-    sim = commands.add_parser("sim", help="run the IB Gateway simulator", add_help=False)
+    sim = commands.add_parser("sim", description=COMMANDS["sim"], add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(handler=_sim)
 
-    token = commands.add_parser("token", help="issue a local HS256 API token for development")
-    token.add_argument("--role", required=True, choices=["viewer", "trader", "admin"])
-    token.add_argument("--subject", default="dev", help="token subject, recorded as `actor` on commands (dev)")
-    token.add_argument("--ttl", default=None, help="lifetime such as 900, 15m, 8h, 7d (8h)")
+    token = commands.add_parser("token", description=COMMANDS["token"])
+    token.add_argument(
+        "--role",
+        required=True,
+        choices=["viewer", "trader", "admin"],
+        help="viewer reads; trader also starts, approves and rejects runs; admin also flips the kill switch",
+    )
+    token.add_argument(
+        "--subject",
+        default="dev",
+        help="who the token is for, recorded as the actor of every command sent with it (default: dev)",
+    )
+    token.add_argument("--ttl", default=None, help="how long it is valid: 900 (seconds), 15m, 8h, 7d (default: 8h)")
     token.set_defaults(handler=_token)
 
-    demo = commands.add_parser("demo", help="run one simulated trading session through the whole pipeline")
-    demo.add_argument("--speed", type=float, default=120.0, help="simulated seconds per wall second (120: ~3.5 min)")
+    demo = commands.add_parser("demo", description=COMMANDS["demo"])
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=120.0,
+        help="simulated seconds per wall second (default 120: a trading day in about 3.5 minutes)",
+    )
     demo.add_argument(
         "--approve",
         choices=["manual", "policy"],
         default="manual",
         help="manual: the demo approves runs through the API as a trader; policy: the rules decide",
     )
-    demo.add_argument("--fault-at", default="11:00", help="New York time of the injected gateway drop")
-    demo.add_argument("--no-fault", action="store_true", help="no injected gateway drop")
+    demo.add_argument(
+        "--fault-at", default="11:00", help="New York time the simulated gateway drops its connections (default 11:00)"
+    )
+    demo.add_argument("--no-fault", action="store_true", help="no simulated gateway drop")
     demo.add_argument("--session-minutes", type=float, default=None, help="stop after this much market time")
-    demo.add_argument("--keep", action="store_true", help="leave the stack, ibsim and the API running afterwards")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the Kafka broker, the simulator and the API running afterwards"
+    )
     demo.add_argument("--no-live", action="store_true", help="no live terminal view (logs only)")
     demo.set_defaults(handler=_demo)
 
-    chaos = commands.add_parser("chaos", help="soak and chaos campaign: the pipeline under a seeded fault schedule")
-    chaos.add_argument("--minutes", type=float, default=10.0, help="wall minutes of faults and load")
-    chaos.add_argument("--rate", type=float, default=2000.0, help="quotes per second across the universe")
-    chaos.add_argument("--seed", type=int, default=1, help="fault schedule seed (printed, for replays)")
+    chaos = commands.add_parser("chaos", description=COMMANDS["chaos"])
+    chaos.add_argument("--minutes", type=float, default=10.0, help="wall minutes of faults and load (default 10)")
+    chaos.add_argument("--rate", type=float, default=2000.0, help="quotes per second across all symbols (default 2000)")
+    chaos.add_argument("--seed", type=int, default=1, help="fault schedule seed: the same seed, the same faults")
     chaos.add_argument("--faults", default=None, help="comma-separated fault kinds (default: all)")
-    chaos.add_argument("--symbols", nargs="*", default=None, help="universe (default: ibsim's ten symbols)")
+    chaos.add_argument("--symbols", nargs="*", default=None, help="symbols to trade (default: the simulator's ten)")
     chaos.add_argument("--speed", type=float, default=None, help="simulated seconds per wall second")
     chaos.add_argument("--dir", default=None, help="state directory (default: a new temporary one)")
     chaos.add_argument("--json", default="chaos-report.json", help="where the JSON report goes")
     chaos.set_defaults(handler=_chaos)
 
-    uat = commands.add_parser("uat", help="user acceptance test campaign against ibsim or a paper gateway")
+    uat = commands.add_parser("uat", description=COMMANDS["uat"])
     uat.add_argument("--verdict", action="store_true", help="print go/no-go from the recorded sessions")
-    uat.add_argument("--required", type=int, default=None, help="consecutive passes for go (uat_required_sessions)")
-    uat.add_argument("--gateway", default=None, help="HOST:PORT of a real paper gateway instead of ibsim")
+    uat.add_argument(
+        "--required",
+        type=int,
+        default=None,
+        help="passing sessions in a row needed for go (default: IBSTREAM_UAT_REQUIRED_SESSIONS)",
+    )
+    uat.add_argument("--gateway", default=None, help="HOST:PORT of a real paper gateway instead of the simulator")
     uat.add_argument("--allow-orders", action="store_true", help="with --gateway: place paper orders")
     uat.add_argument("--minutes", type=float, default=5.0, help="with --gateway: wall minutes to run")
     uat.add_argument("--sessions", default=None, help="comma-separated subset of main,close,desk")
     uat.add_argument("--reports-dir", default=None, help="where reports go (default: STATE_DIR/uat)")
     uat.set_defaults(handler=_uat)
 
-    replay = commands.add_parser("replay", help="re-emit a topic's records from a time window (gap recovery)")
-    replay.add_argument("--topic", required=True, help="catalogue topic, e.g. md.bars.5s.v1")
-    replay.add_argument("--from", dest="start", type=_utc_time, required=True, help="Kafka timestamp ≥ this")
-    replay.add_argument("--to", dest="end", type=_utc_time, required=True, help="Kafka timestamp < this")
+    replay = commands.add_parser("replay", description=COMMANDS["replay"])
+    replay.add_argument("--topic", required=True, help="topic name without the prefix, e.g. md.bars.5s.v1")
+    replay.add_argument(
+        "--from",
+        dest="start",
+        type=_utc_time,
+        required=True,
+        help="records at or after this time (ISO 8601; UTC unless it has an offset)",
+    )
+    replay.add_argument("--to", dest="end", type=_utc_time, required=True, help="records before this time")
     replay.add_argument("--symbols", nargs="*", help="only these symbols (space or comma separated)")
-    replay.add_argument("--target-topic", help="catalogue-relative topic to write to (default: --topic)")
-    replay.add_argument("--source", choices=["kafka", "warehouse"], default="kafka")
+    replay.add_argument("--target-topic", help="topic to write to, without the prefix (default: --topic)")
+    replay.add_argument(
+        "--source",
+        choices=["kafka", "warehouse"],
+        default="kafka",
+        help="read from Kafka, or from the warehouse once Kafka no longer holds the window (default: kafka)",
+    )
     replay.add_argument("--rate", type=float, default=None, help="at most this many records per second")
     replay.set_defaults(handler=_replay)
 
-    audit = commands.add_parser("audit", help="ready-made audit queries over the warehouse")
-    audit.add_argument(
-        "name",
-        # Kept literal so `--help` needs no warehouse import; a unit test checks it matches the audit registry.
-        choices=[
-            "order-trail",
-            "feed-gaps",
-            "signal-outcomes",
-            "risk-rejections",
-            "unreconciled-orders",
-            "dlq-contents",
-        ],
+    audit = commands.add_parser(
+        "audit",
+        description=f"{COMMANDS['audit']}\n\n" + "\n".join(f"  {n:<21}{line}" for n, line in AUDIT_REPORTS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Kept literal so `--help` needs no warehouse import; a unit test checks it matches the audit registry.
+    audit.add_argument("name", choices=list(AUDIT_REPORTS), metavar="REPORT", help="the report to run (above)")
     audit.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day, YYYY-MM-DD")
-    audit.add_argument("--order-id", default=None)
-    audit.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    audit.add_argument("--order-id", default=None, help="the order to trace (order-trail)")
+    audit.add_argument("--format", choices=["table", "csv", "json"], default="table", help="default: table")
     audit.set_defaults(handler=_audit)
     return parser
 
@@ -329,9 +479,27 @@ def _passthrough(argv: list[str]) -> argparse.Namespace | None:
     return None
 
 
+def _split_log_level(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``--log-level LEVEL`` given before the command, and the command with everything after it."""
+    split = 0
+    while split < len(argv) and (argv[split] == "--log-level" or argv[split].startswith("--log-level=")):
+        split += 1 if "=" in argv[split] else 2
+    return argv[:split], argv[split:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = _passthrough(arguments) or build_parser().parse_args(arguments)
+    leading, command = _split_log_level(arguments)
+    args = _passthrough(command)
+    if args is None:
+        args = build_parser().parse_args(arguments)
+    else:
+        args.log_level = _global_options().parse_args(leading).log_level
+    if args.log_level is not None:
+        # Through the environment rather than argv: it reaches the deployable run in this process (its --log-level
+        # still wins) and every process demo, uat and chaos start, which inherit the environment.
+        os.environ["IBSTREAM_LOG_LEVEL"] = args.log_level
+        get_settings.cache_clear()
     try:
         code: int = args.handler(args)
         return code

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +17,9 @@ from ibstream.exceptions import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: IB Gateway and TWS ports that reach a live (not paper) account by default.
 LIVE_PORTS = frozenset({4001, 7496})
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: The levels ``IBSTREAM_LOG_LEVEL`` and every ``--log-level`` flag accept (any case).
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 class Settings(BaseSettings):
@@ -26,6 +29,15 @@ class Settings(BaseSettings):
 
     # Where local state lives: broker data and logs, pid files, the chDB directory.
     state_dir: Path = Field(default=PROJECT_ROOT / ".state")
+    # How much every deployable logs; its own --log-level flag, or `ibstream --log-level` (which sets this for
+    # everything it starts), overrides it.
+    log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_in_any_case(cls, value: Any) -> Any:
+        # Operators write `debug` as often as `DEBUG`; the logging module only knows the upper-case names.
+        return value.strip().upper() if isinstance(value, str) else value
 
     # Kafka. Security settings (SASL_SSL, mTLS) pass through to every client unchanged via kafka_client_config.
     kafka_bootstrap_servers: str = "127.0.0.1:19092"

@@ -8,7 +8,7 @@ Orchestration is two agents: a stateless router over signals, control, risk deci
 re-keys each run's inputs by the run's order_id onto the internal ``<prefix>orchestration-commands`` topic, and
 the orchestration agent over that topic, which owns the run tables (see ``_add_orchestration``).
 
-Run: ``ibstream run streams [--agents risk,signals,orchestration] [--loglevel info]``.
+Run: ``ibstream run streams [--agents risk,signals,orchestration] [--log-level INFO]``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import faust
 
 from ibstream import risk
-from ibstream.config import Settings, load_settings
+from ibstream.config import LOG_LEVELS, Settings, load_settings
 from ibstream.contracts import (
     TopicSpec,
     alerts,
@@ -345,10 +345,18 @@ class _Worker(faust.Worker):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ibstream run streams", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ibstream run streams",
+        description="Turns market data into trading signals, runs each signal through planning and approval, and "
+        "checks every order against the pre-trade risk limits. Several workers share the work.",
+    )
     parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
-    parser.add_argument("--loglevel", default="info")
-    parser.add_argument("--data-dir", type=Path, default=None, help="Faust data directory (default: settings)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
+    # The old spelling, still accepted: scripts and benchmarks pass it.
+    parser.add_argument("--loglevel", dest="log_level", type=str.upper, choices=LOG_LEVELS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="local state directory (default: IBSTREAM_STREAMS_DATA_DIR)"
+    )
     return parser
 
 
@@ -357,9 +365,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ibstream.telemetry import configure
 
-    configure("streams", args.loglevel)
+    settings = load_settings()
+    level = args.log_level or settings.log_level
+    configure("streams", level)
     try:
-        settings = load_settings()
         enabled = tuple(name.strip() for name in args.agents.split(",") if name.strip())
         built = build_app(settings, enabled=enabled, data_dir=args.data_dir)
         built.prepare_internal_topics()
@@ -375,7 +384,7 @@ def main(argv: list[str]) -> int:
         return started and not rebalancing and not crashed, details
 
     health = HealthServer("0.0.0.0", settings.streams_health_port, readiness).start()
-    worker = _Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker = _Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:

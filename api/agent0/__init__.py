@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ibstream import ids
-from ibstream.config import Settings, load_settings
+from ibstream.config import LOG_LEVELS, Settings, load_settings
 from ibstream.contracts import OrderIntent, Plan, order_intents, utc_now
 from ibstream.contracts.enums import OrderType, Side
 from ibstream.exceptions import IbstreamError
@@ -314,12 +314,17 @@ def main(argv: list[str]) -> int:
 
     from ibstream.telemetry import configure
 
-    parser = argparse.ArgumentParser(prog="ibstream run agent0")
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
+    parser = argparse.ArgumentParser(
+        prog="ibstream run agent0",
+        description="Turns a signal into a sized order plan (entry, stop, target, quantity from the risk budget) "
+        "and sends an approved plan on as an order, at most once.",
+    )
+    parser.add_argument("--host", default=None, help="bind address (IBSTREAM_AGENT0_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (IBSTREAM_AGENT0_PORT)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     args = parser.parse_args(argv)
-    configure("agent0")
     settings = load_settings()
+    configure("agent0", args.log_level or settings.log_level)
     store = PlanStore(settings.agent0_db_path)
     app = create_app(settings, store, kafka_publisher(settings))
     uvicorn.run(app, host=args.host or settings.agent0_host, port=args.port or settings.agent0_port,

@@ -14,7 +14,7 @@ import threading
 from consumers.execution.exceptions import ExecutorLockedError, FencedError
 from consumers.execution.journal import Journal
 from consumers.execution.service import COMPONENT, Executor
-from ibstream.config import Settings, load_settings
+from ibstream.config import LOG_LEVELS, Settings, load_settings
 from ibstream.health import HealthServer
 from ibstream.ib.session import IbSession
 from ibstream.kafka.topics import check_cluster
@@ -39,13 +39,17 @@ def build(settings: Settings) -> Executor:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the executor until SIGTERM/SIGINT; exit 3 when another executor holds the account or fenced us."""
-    parser = argparse.ArgumentParser(prog="ibstream run execution", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser = argparse.ArgumentParser(
+        prog="ibstream run execution",
+        description="Places risk-approved orders with IB and publishes their status, fills and positions; checks "
+        "its records against IB at startup and after every reconnect. One executor per account.",
+    )
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     args = parser.parse_args(argv or [])
-    configure(COMPONENT, args.log_level)
+    settings = load_settings()
+    configure(COMPONENT, args.log_level or settings.log_level)
     # ibapi logs every request and answer at INFO: thousands of lines that drown ours.
     logging.getLogger("ibapi").setLevel(max(logging.WARNING, logging.getLogger().level))
-    settings = load_settings()
     check_kafka(settings)
     executor = build(settings)
     try:

@@ -9,7 +9,8 @@ import threading
 from types import FrameType
 
 from consumers.warehouse_sink.sink import COMPONENT, WarehouseSink
-from ibstream.config import get_settings
+from ibstream import telemetry
+from ibstream.config import LOG_LEVELS, get_settings
 from ibstream.health import HealthServer
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.metrics import default_metrics
@@ -17,22 +18,18 @@ from ibstream.warehouse.metrics import default_metrics
 log = logging.getLogger(__name__)
 
 
-def _configure_telemetry() -> None:
-    try:
-        from ibstream import telemetry
-    except ImportError:  # the telemetry module is another issue's deliverable; plain logging until it lands
-        logging.basicConfig(level=logging.INFO)
-        return
-    telemetry.configure(COMPONENT)
-
-
 def main(argv: list[str]) -> int:
     """Run the warehouse sink; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="ibstream run sink", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ibstream run sink",
+        description="Copies every Kafka topic, dead-letter topics included, into the warehouse (embedded, or the "
+        "ClickHouse server at IBSTREAM_CLICKHOUSE_URL).",
+    )
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long (benchmarks)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     args = parser.parse_args(argv)
-    _configure_telemetry()
     settings = get_settings()
+    telemetry.configure(COMPONENT, args.log_level or settings.log_level)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

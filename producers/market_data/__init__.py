@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ibstream.config import Settings, load_settings
+from ibstream.config import LOG_LEVELS, Settings, load_settings
 from ibstream.contracts import Gap, Record, TopicSpec, bars, gaps
 from ibstream.contracts.enums import MarketDataSource
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
@@ -93,11 +93,15 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ibstream run producer", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser = argparse.ArgumentParser(
+        prog="ibstream run producer",
+        description="Streams IB quotes and 5-second bars for IBSTREAM_SYMBOLS into Kafka; reconnects to IB, "
+        "backfills the bars missed while disconnected and alerts on symbols that stop updating.",
+    )
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     args = parser.parse_args(argv or [])
-    configure(COMPONENT, args.log_level)
     settings = load_settings()
+    configure(COMPONENT, args.log_level or settings.log_level)
     check_kafka(settings)
     producer, sink = build(settings, published_bars=published_bar_starts(settings), open_gaps=unfinished_gaps(settings))
     stop = threading.Event()
