@@ -36,7 +36,7 @@ _RISK_BREACH = {
     "max_order_notional": "an order of more than 12,000 notional",
     "stop_distance": "an order with a stop 0.05% from entry (minimum 0.2%)",
     "risk_per_trade": "an order risking more than 0.1% of equity at its stop",
-    "order_rate": "a sixth order within a minute (limit 5)",
+    "order_rate": "six orders within a market minute (limit 5)",
     "daily_loss": "an order after a realized loss beyond the 0.01 daily limit",
 }
 
