@@ -152,6 +152,12 @@ class Demo:
         #: The broker this demo started (stopped at its end unless ``keep``); None when it used a running one.
         self.started_stack: KafkaStack | None = None
 
+    def note(self, event: str) -> None:
+        """An event for the live view's panel; printed as it happens when there is no live view (no terminal)."""
+        self.events.append(event)
+        if not self.config.live_view:
+            print(event, flush=True)
+
     # env shared by every deployable
     def env(self) -> dict[str, str]:
         return {
@@ -216,7 +222,7 @@ class Demo:
         self.bootstrap = self._choose_broker()
         own = load_settings(kafka_bootstrap_servers=self.bootstrap, kafka_topic_prefix=self.prefix)
         ensure_topics(create_admin(own), catalogue(self.prefix))
-        self.events.append(f"topics created under prefix {self.prefix}")
+        self.note(f"topics created under prefix {self.prefix}")
 
     def _choose_broker(self) -> str:
         """The brokers named by ``IBSTREAM_KAFKA_BOOTSTRAP_SERVERS`` when it is set and they answer; otherwise the
@@ -226,20 +232,20 @@ class Demo:
         configured = self.settings.kafka_bootstrap_servers
         if "kafka_bootstrap_servers" in self.settings.model_fields_set:
             if broker_answers(self.settings):
-                self.events.append(f"using the Kafka broker at {configured}")
+                self.note(f"using the Kafka broker at {configured}")
                 return configured
-            self.events.append(f"no Kafka broker answers at {configured}: starting the local one")
+            self.note(f"no Kafka broker answers at {configured}: starting the local one")
         stack = KafkaStack(self.settings)
         status = stack.status()
         if status.running:
-            self.events.append(f"using the local Kafka broker already running on {status.bootstrap}")
+            self.note(f"using the local Kafka broker already running on {status.bootstrap}")
             return status.bootstrap
         if port_open(stack.host, stack.port) or port_open(stack.host, stack.controller_port):
             stack = KafkaStack(self.settings.model_copy(
                 update={"stack_kafka_port": free_port(), "stack_controller_port": free_port()}))  # fmt: skip
         status = stack.up()
         self.started_stack = stack
-        self.events.append(f"started the local Kafka broker on {status.bootstrap} (state {stack.dir})")
+        self.note(f"started the local Kafka broker on {status.bootstrap} (state {stack.dir})")
         return status.bootstrap
 
     def stop_started_broker(self) -> None:
@@ -271,11 +277,11 @@ class Demo:
                             health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
         for name in ("api", "agent0", "streams", "execution", "producer"):
             self.group.wait_healthy(name, 90)
-        self.events.append("all deployables up")
+        self.note("all deployables up")
         token_file = self.directory / "trader.token"
         token_file.write_text(self._token("trader") + "\n")
         token_file.chmod(0o600)
-        self.events.append(f"console (charts, approvals, orders): {self.console}  sign-in token: {token_file}")
+        self.note(f"console (charts, approvals, orders): {self.console}  sign-in token: {token_file}")
 
     def sim_state(self) -> dict[str, Any]:
         try:
@@ -320,7 +326,7 @@ class Demo:
                           self._token("trader"))  # fmt: skip
                 self.approved.add(run_id)
             except (OSError, ValueError, urllib.error.HTTPError) as error:
-                self.events.append(f"approve {run_id[:8]} failed: {error}")
+                self.note(f"approve {run_id[:8]} failed: {error}")
 
     def maybe_inject_fault(self, now: dt.datetime | None) -> None:
         if self.fault_done or now is None or self.config.fault_at is None:
@@ -328,7 +334,7 @@ class Demo:
         if now.astimezone(EXCHANGE_TZ).time() >= self.config.fault_at:
             post_json(f"{self.control}/faults/drop_connections", {})
             self.fault_done = True
-            self.events.append(f"{now.astimezone(EXCHANGE_TZ):%H:%M} gateway dropped every connection (fault)")
+            self.note(f"{now.astimezone(EXCHANGE_TZ):%H:%M} gateway dropped every connection (fault)")
 
     def run_session(self) -> None:
         from rich.console import Console
