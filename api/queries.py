@@ -33,6 +33,7 @@ from api.models import (
     Transition,
 )
 from ibstream.contracts import (
+    TERM_FIELDS,
     Execution,
     OrchestrationRun,
     OrderEvent,
@@ -427,6 +428,12 @@ def run_state(warehouse: Warehouse, run_id: str) -> RunState | None:
 # --- orders ----------------------------------------------------------------------------------------------------------
 
 
+#: The order terms an order summary shows: those its API model declares, in its order. Derived from the one
+#: declaration of the terms (ibstream.contracts.order_terms), so neither the SQL nor ``order_summary`` restates them.
+SUMMARY_TERMS: tuple[str, ...] = tuple(name for name in OrderSummary.model_fields if name in TERM_FIELDS)
+_SUMMARY_TERM_COLUMNS = ", ".join(f"i.{quote_ident(name)} AS {quote_ident(name)}" for name in SUMMARY_TERMS)
+
+
 def list_orders(
     warehouse: Warehouse,
     *,
@@ -449,9 +456,7 @@ def list_orders(
     _keyset(conditions, parameters, cursor, filters, "created_time", "order_id")
     sql = f"""
         SELECT * FROM (
-            SELECT i.order_id AS order_id, i.run_id AS run_id, i.signal_id AS signal_id, i.symbol AS symbol,
-                   i.side AS side, i.quantity AS quantity, i.order_type AS order_type, i.limit_price AS limit_price,
-                   i.created_time AS created_time,
+            SELECT i.order_id AS order_id, {_SUMMARY_TERM_COLUMNS}, i.created_time AS created_time,
                    multiIf(d.order_id IS NULL, 'pending', d.verdict, 'approved', 'rejected') AS risk,
                    e.status_now AS status, coalesce(e.filled_now, 0) AS filled_quantity,
                    e.avg_now AS avg_fill_price
@@ -485,13 +490,7 @@ def order_summary(intent: OrderIntent, decisions: Sequence[RiskDecision], events
     risk = "pending" if not decisions else ("approved" if decisions[-1].approved else "rejected")
     return OrderSummary(
         order_id=intent.order_id,
-        run_id=intent.run_id,
-        signal_id=intent.signal_id,
-        symbol=intent.symbol,
-        side=intent.side,
-        quantity=intent.quantity,
-        order_type=intent.order_type,
-        limit_price=intent.limit_price,
+        **{name: getattr(intent, name) for name in SUMMARY_TERMS},
         created_time=intent.created_time,
         risk=risk,  # type: ignore[arg-type]  # one of the three literals by construction
         status=parent[-1].status if parent else None,

@@ -489,19 +489,10 @@ def route(intent: OrderIntent, decision: RiskDecision) -> RoutedOrder | None:
     """The order for execution if the decision approved it, else None."""
     if not decision.approved:
         return None
+    # The intent's terms, all of them (ibstream.contracts.order_terms): a new term is routed without an edit here.
     return RoutedOrder(
         order_id=intent.order_id,
-        run_id=intent.run_id,
-        signal_id=intent.signal_id,
-        symbol=intent.symbol,
-        side=intent.side,
-        quantity=intent.quantity,
-        order_type=intent.order_type,
-        limit_price=intent.limit_price,
-        stop_price=intent.stop_price,
-        stop_loss=intent.stop_loss,
-        take_profit=intent.take_profit,
-        time_in_force=intent.time_in_force,
+        **intent.terms(),
         decision_id=decision.decision_id,
         routed_time=decision.decided_time,
     )

@@ -1,6 +1,7 @@
 """Contracts: one module per topic, each declaring its record model, topic, key and layout together.
 
-The `.avsc` files in `avro/` are the source of truth; the models mirror them field by field.
+The `.avsc` files in `avro/` are the source of truth; the models mirror them field by field. Fields shared by
+several records are declared once in `avro/include/` and mirrored once (see ``order_terms``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ibstream.contracts.gaps import Gap
 from ibstream.contracts.heartbeats import Heartbeat
 from ibstream.contracts.order_events import OrderEvent
 from ibstream.contracts.order_intents import OrderIntent
+from ibstream.contracts.order_terms import TERM_FIELDS, OrderTerms
 from ibstream.contracts.positions import Position
 from ibstream.contracts.quotes import Quote
 from ibstream.contracts.risk_decisions import RiskCheck, RiskDecision
@@ -63,8 +65,13 @@ TOPICS: tuple[TopicSpec[Record], ...] = (
 #: Every top-level record type, with the dead letter (which has no topic of its own).
 RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), DeadLetter)
 
+#: The models of the includes in `avro/include/`: fields shared by several records, never records on a topic.
+INCLUDE_TYPES: tuple[type[Record], ...] = (OrderTerms,)
+
 __all__ = [
+    "INCLUDE_TYPES",
     "RECORD_TYPES",
+    "TERM_FIELDS",
     "TOPICS",
     "Alert",
     "Bar",
@@ -76,6 +83,7 @@ __all__ = [
     "OrchestrationRun",
     "OrderEvent",
     "OrderIntent",
+    "OrderTerms",
     "Plan",
     "Position",
     "Quote",

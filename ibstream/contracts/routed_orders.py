@@ -4,29 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
-
-from ibstream.contracts.base import FOREVER, Record, TopicSpec, UtcDatetime
-from ibstream.contracts.enums import OrderType, Side, TimeInForce
+from ibstream.contracts.base import FOREVER, TopicSpec, UtcDatetime
+from ibstream.contracts.order_terms import OrderKeyed, OrderTerms
 
 
-class RoutedOrder(Record):
+class RoutedOrder(OrderTerms, OrderKeyed):
     """A risk-approved order, ready for execution."""
 
     schema_name: ClassVar[str] = "routed_order"
 
-    order_id: str
-    run_id: str | None = None
-    signal_id: str | None = None
-    symbol: str
-    side: Side
-    quantity: float = Field(gt=0)
-    order_type: OrderType
-    limit_price: float | None = None
-    stop_price: float | None = None
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    time_in_force: TimeInForce = TimeInForce.DAY
+    # order_id (from OrderKeyed), then the order terms (avro/include/order_terms.avsc), then these:
     decision_id: str
     routed_time: UtcDatetime
 

@@ -7,12 +7,18 @@
   confluent-kafka's AvroSerializer writes, so other tools can read our topics.
 
 Every decode error names topic, partition, offset and the reason.
+
+Schema files may share fields through includes: a field-list entry ``{"include": "order_terms"}`` is replaced by the
+fields of ``avro/include/order_terms.avsc``, flat and in order (see ``read_schema``). Only the expanded schema is
+ever used — fingerprinted, registered, written, read and mapped to warehouse columns — so an include changes how a
+schema is written down, never its wire format. History entries are frozen writer schemas and may not include.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ from ibstream.contracts.base import Record
 from ibstream.exceptions import IbstreamError
 
 AVRO_DIR = PROJECT_ROOT / "avro"
+INCLUDE_DIR = "include"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
 
@@ -66,8 +73,57 @@ class SchemaVersion:
     fingerprint: bytes
 
 
-def _load_version(name: str, path: Path) -> SchemaVersion:
+_INCLUDE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def read_schema(path: Path, avro_dir: Path | None = AVRO_DIR) -> dict[str, Any]:
+    """A schema file as JSON with its includes expanded: each ``{"include": "<name>"}`` entry of a field list becomes
+    the fields of ``<avro_dir>/include/<name>.avsc``, in place. ``avro_dir=None`` refuses includes: history entries
+    must be self-contained, or a later edit of the include would rewrite the writer schema of retained data."""
     raw = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise SerdeError(f"{path}: a schema file must hold one JSON object")
+    return _expand(raw, avro_dir, path)  # type: ignore[no-any-return]  # a dict stays a dict
+
+
+def _expand(schema: Any, avro_dir: Path | None, path: Path) -> Any:
+    # Walks every place a schema can hold another (unions, record fields, array items, map values) so an include
+    # works in nested records too; everything else is copied as is, keys in their order (the text stays the same).
+    if isinstance(schema, list):
+        return [_expand(branch, avro_dir, path) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    expanded: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "fields" and isinstance(value, list):
+            expanded[key] = [spliced for field in value for spliced in _expand_field(field, avro_dir, path)]
+        elif key in ("type", "items", "values"):
+            expanded[key] = _expand(value, avro_dir, path)
+        else:
+            expanded[key] = value
+    return expanded
+
+
+def _expand_field(field: Any, avro_dir: Path | None, path: Path) -> list[Any]:
+    if not (isinstance(field, dict) and "include" in field):
+        return [_expand(field, avro_dir, path)]
+    name = field["include"]
+    if set(field) != {"include"} or not isinstance(name, str) or not _INCLUDE_NAME.fullmatch(name):
+        raise SerdeError(f'{path}: an include is {{"include": "<name>"}} and nothing else, got {field!r}')
+    if avro_dir is None:
+        raise SerdeError(f"{path}: includes {name!r}, but history entries and includes must be self-contained")
+    included = avro_dir / INCLUDE_DIR / f"{name}.avsc"
+    if not included.is_file():
+        raise SerdeError(f"{path}: includes {name!r}, but there is no {included}")
+    # An include may not include in turn: one level keeps the expansion obvious and cycles impossible.
+    fragment = read_schema(included, avro_dir=None)
+    if fragment.get("type") != "record" or not isinstance(fragment.get("fields"), list):
+        raise SerdeError(f"{included}: an include must be a record schema, whose fields are spliced in")
+    return list(fragment["fields"])
+
+
+def _load_version(name: str, path: Path, avro_dir: Path | None) -> SchemaVersion:
+    raw = read_schema(path, avro_dir)
     parsed = fastavro.parse_schema(raw, named_schemas={})
     canonical = to_parsing_canonical_form(parsed)
     return SchemaVersion(
@@ -114,11 +170,11 @@ class SchemaStore:
         self._history: dict[str, list[SchemaVersion]] = {}
         for path in sorted(avro_dir.glob("*.avsc")):
             name = path.stem
-            current = _load_version(name, path)
+            current = _load_version(name, path, avro_dir)
             self._current[name] = current
             self._by_fingerprint[current.fingerprint] = current
             history = [
-                _load_version(name, old)
+                _load_version(name, old, avro_dir=None)
                 for old in sorted((avro_dir / "history" / name).glob("*.avsc"), key=lambda p: p.stem)
             ]
             for old in history:

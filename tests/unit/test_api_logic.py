@@ -21,7 +21,7 @@ from api.cursor import decode_cursor, encode_cursor
 from api.errors import ApiError
 from api.limits import TokenBuckets
 from api.models import Fill
-from api.queries import micros, order_summary, reconciliation, run_detail, signal_outcome
+from api.queries import SUMMARY_TERMS, micros, order_summary, reconciliation, run_detail, signal_outcome
 from ibstream import cli
 from ibstream.config import load_settings
 from ibstream.contracts import OrchestrationRun, OrderEvent, OrderIntent, Plan, RiskDecision
@@ -290,3 +290,15 @@ def test_order_summary_and_reconciliation_use_the_latest_parent_event() -> None:
                             decided_time=NOW)  # fmt: skip
     assert order_summary(intent, [rejected], []).risk == "rejected"
     assert reconciliation(events, ["fill_mismatch"]).model_dump() == {"status": "mismatch", "issues": ["fill_mismatch"]}
+
+
+def test_order_summary_shows_the_intents_terms_its_model_declares() -> None:
+    intent = OrderIntent(order_id="o", run_id="r", signal_id="s", symbol="AAPL", side=Side.SELL, quantity=5,
+                         order_type=OrderType.LMT, limit_price=10.5, stop_loss=11.0, requested_by="x",
+                         created_time=NOW)  # fmt: skip
+    summary = order_summary(intent, [], [])
+    assert SUMMARY_TERMS == ("run_id", "signal_id", "symbol", "side", "quantity", "order_type", "limit_price")
+    assert {name: getattr(summary, name) for name in SUMMARY_TERMS} == {
+        name: value for name, value in intent.terms().items() if name in SUMMARY_TERMS
+    }
+    assert (summary.order_id, summary.created_time) == ("o", NOW)

@@ -1,4 +1,7 @@
-"""The pydantic models mirror the `.avsc` files field by field: names, order, types, optionality, defaults."""
+"""The pydantic models mirror the `.avsc` files field by field: names, order, types, optionality, defaults.
+
+A schema is compared as the loader reads it, includes expanded; each include in `avro/include/` has its own model.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from ibstream.contracts import RECORD_TYPES, TOPICS, Record
-from ibstream.contracts.serde import AVRO_DIR
+from ibstream.contracts import INCLUDE_TYPES, RECORD_TYPES, TERM_FIELDS, TOPICS, OrderIntent, Record, RoutedOrder
+from ibstream.contracts.serde import AVRO_DIR, INCLUDE_DIR, read_schema
 
 PRIMITIVES: dict[str, type] = {"string": str, "double": float, "long": int, "int": int, "boolean": bool, "bytes": bytes}
 
@@ -83,9 +86,29 @@ def _assert_record_matches(schema: dict[str, Any], model: type[Record], named: d
 
 @pytest.mark.parametrize("model", RECORD_TYPES, ids=lambda model: model.__name__)
 def test_model_mirrors_schema(model: type[Record]) -> None:
-    schema = json.loads((AVRO_DIR / f"{model.schema_name}.avsc").read_text())
+    schema = read_schema(AVRO_DIR / f"{model.schema_name}.avsc")
     assert schema["name"] == model.__name__
     _assert_record_matches(schema, model, {})
+
+
+@pytest.mark.parametrize("model", INCLUDE_TYPES, ids=lambda model: model.__name__)
+def test_include_model_mirrors_its_include(model: type[Record]) -> None:
+    schema = read_schema(AVRO_DIR / f"{model.schema_name}.avsc", avro_dir=None)
+    assert schema["name"] == model.__name__
+    _assert_record_matches(schema, model, {})
+
+
+def test_every_include_has_a_model() -> None:
+    stems = {f"{INCLUDE_DIR}/{path.stem}" for path in Path(AVRO_DIR, INCLUDE_DIR).glob("*.avsc")}
+    assert stems == {model.schema_name for model in INCLUDE_TYPES}
+
+
+@pytest.mark.parametrize("model", [OrderIntent, RoutedOrder], ids=lambda model: model.__name__)
+def test_order_terms_are_included_not_restated(model: type[Record]) -> None:
+    raw = json.loads((AVRO_DIR / f"{model.schema_name}.avsc").read_text())
+    assert {"include": "order_terms"} in raw["fields"]
+    assert not {f.get("name") for f in raw["fields"]} & set(TERM_FIELDS)
+    assert list(model.model_fields)[1 : 1 + len(TERM_FIELDS)] == list(TERM_FIELDS)
 
 
 def test_every_schema_file_has_a_model() -> None:

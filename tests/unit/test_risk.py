@@ -10,8 +10,17 @@ import pytest
 
 from ibstream import ids, risk
 from ibstream.config import load_settings
-from ibstream.contracts import ControlCommand, Execution, OrderIntent, Position, Quote, RiskCheck, RiskDecision
-from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, MarketDataSource, OrderType, Side
+from ibstream.contracts import (
+    TERM_FIELDS,
+    ControlCommand,
+    Execution,
+    OrderIntent,
+    Position,
+    Quote,
+    RiskCheck,
+    RiskDecision,
+)
+from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, MarketDataSource, OrderType, Side, TimeInForce
 from ibstream.exceptions import ConfigError
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
@@ -158,6 +167,16 @@ def test_decision_carries_every_check_and_routes_only_when_all_pass() -> None:
     assert not rejected.approved
     assert [check.name for check in rejected.checks if not check.passed] == ["kill_switch"]
     assert risk.route(intent(), rejected) is None
+
+
+def test_routing_carries_every_order_term() -> None:
+    approved = intent(order_type=OrderType.STP_LMT, stop_price=99.5, time_in_force=TimeInForce.GTC)
+    decision = risk.decide(approved, view_with(), LIMITS, NOW)
+    routed = risk.route(approved, decision)
+    assert routed is not None
+    assert routed.terms() == approved.terms()
+    assert set(approved.terms()) == set(TERM_FIELDS)
+    assert (routed.order_id, routed.routed_time) == (approved.order_id, decision.decided_time)
 
 
 def test_view_keeps_the_newest_quote_and_counts_approvals_once() -> None:

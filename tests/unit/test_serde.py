@@ -13,15 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ibstream.contracts import RECORD_TYPES, Bar, Quote, Record
-from ibstream.contracts.enums import MarketDataSource
+from ibstream.contracts import RECORD_TYPES, TERM_FIELDS, Bar, OrderIntent, Quote, Record
+from ibstream.contracts.enums import MarketDataSource, OrderType, Side
 from ibstream.contracts.serde import (
     AVRO_DIR,
     ConfluentCodec,
     DecodeError,
     IncompatibleSchemaError,
     SchemaStore,
+    SerdeError,
     SingleObjectCodec,
+    read_schema,
 )
 from tests.strategies import records
 
@@ -206,4 +208,92 @@ def test_transitive_not_just_latest(tmp_path: Path) -> None:
     v3["fields"].append({"name": "venue", "type": "int", "default": 0})
     (avro / "quote.avsc").write_text(json.dumps(v3))
     with pytest.raises(IncompatibleSchemaError, match="venue"):
+        SchemaStore(avro)
+
+
+# --- includes: shared fields declared once, the wire format unchanged --------------------------------------------
+
+
+def test_included_order_terms_keep_the_flat_wire_format() -> None:
+    # The fingerprints of the flat schemas from before the terms moved into avro/include/order_terms.avsc: the
+    # records already on the order topics (and in the warehouse) were written with them, so the store must keep
+    # knowing them — as the current version (the include changed nothing on the wire), or, after a new term, as
+    # the history entry that change had to add.
+    for name, written in (("order_intent", "6019a45c9f7c058c"), ("routed_order", "96c3d796f7a7de0f")):
+        writer = STORE.by_fingerprint(bytes.fromhex(written))
+        assert writer is not None and writer.name == name
+    for name in ("order_intent", "routed_order"):
+        fields = json.loads(STORE.current(name).text)["fields"]
+        assert [f["name"] for f in fields][1:12] == list(TERM_FIELDS)
+        assert all("include" not in f for f in fields)
+
+
+def _with_term(tmp_path: Path, term: dict[str, Any], *, keep_history: bool) -> Path:
+    """An avro/ copy whose order_terms include gains ``term``, the previous expanded schemas kept as history."""
+    avro = tmp_path / "avro"
+    shutil.copytree(AVRO_DIR, avro)
+    if keep_history:
+        for name in ("order_intent", "routed_order"):
+            (avro / "history" / name).mkdir(parents=True)
+            (avro / "history" / name / "v1.avsc").write_text(json.dumps(read_schema(avro / f"{name}.avsc", avro)))
+    include = avro / "include" / "order_terms.avsc"
+    schema = json.loads(include.read_text())
+    schema["fields"].append(term)
+    include.write_text(json.dumps(schema))
+    return avro
+
+
+def test_a_new_term_is_one_edit_of_the_include(tmp_path: Path) -> None:
+    intent = OrderIntent(
+        order_id="o-1", symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LMT, limit_price=189.0,
+        requested_by="user", created_time=NOW,
+    )  # fmt: skip
+    old_bytes = CODEC.encode("orders.intents.v1", intent)
+    avro = _with_term(tmp_path, {"name": "outside_rth", "type": "boolean", "default": False}, keep_history=True)
+    store = SchemaStore(avro)
+    for name in ("order_intent", "routed_order"):
+        assert "outside_rth" in [f["name"] for f in json.loads(store.current(name).text)["fields"]]
+        assert len(store.history(name)) == 1
+
+    class OrderIntentV2(OrderIntent):
+        """The model as it would be after the change."""
+
+        outside_rth: bool = False
+
+    # Old intents decode with the new schema: their writer schema is found in the history by its fingerprint.
+    decoded = SingleObjectCodec(store).decode("orders.intents.v1", OrderIntentV2, old_bytes, 0, 0)
+    assert decoded.outside_rth is False
+    assert decoded.model_dump(exclude={"outside_rth"}) == intent.model_dump()
+
+
+def test_a_new_term_without_default_is_refused_in_every_including_schema(tmp_path: Path) -> None:
+    avro = _with_term(tmp_path, {"name": "outside_rth", "type": "boolean"}, keep_history=True)
+    with pytest.raises(IncompatibleSchemaError, match="outside_rth"):
+        SchemaStore(avro)
+
+
+def test_history_entries_may_not_include(tmp_path: Path) -> None:
+    avro = tmp_path / "avro"
+    shutil.copytree(AVRO_DIR, avro)
+    (avro / "history" / "order_intent").mkdir(parents=True)
+    shutil.copy(avro / "order_intent.avsc", avro / "history" / "order_intent" / "v1.avsc")
+    with pytest.raises(SerdeError, match="self-contained"):
+        SchemaStore(avro)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"include": "no_such_terms"}, "there is no"),
+        ({"include": "../order_intent"}, "nothing else"),
+        ({"include": "order_terms", "doc": "x"}, "nothing else"),
+    ],
+)
+def test_bad_includes_are_refused(tmp_path: Path, entry: dict[str, Any], message: str) -> None:
+    avro = tmp_path / "avro"
+    shutil.copytree(AVRO_DIR, avro)
+    schema = json.loads((avro / "quote.avsc").read_text())
+    schema["fields"].append(entry)
+    (avro / "quote.avsc").write_text(json.dumps(schema))
+    with pytest.raises(SerdeError, match=message):
         SchemaStore(avro)
