@@ -23,8 +23,6 @@ from opentelemetry.trace import SpanContext
 
 from ibstream import ids, risk
 from ibstream.contracts import (
-    Alert,
-    Bar,
     ControlCommand,
     OrchestrationRun,
     OrderEvent,
@@ -32,10 +30,7 @@ from ibstream.contracts import (
     Record,
     RiskDecision,
     Signal,
-    SignalTransition,
     TopicSpec,
-    alerts,
-    bars,
     order_intents,
     risk_decisions,
     routed_orders,
@@ -43,19 +38,17 @@ from ibstream.contracts import (
     signal_transitions,
     utc_now,
 )
-from ibstream.contracts import signals as signals_topic
 from ibstream.contracts.enums import ControlCommandKind, RunState
-from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.telemetry import (
     as_current,
     consume_span,
     current_span_context,
     kafka_trace_headers,
     log_context,
-    record_error,
 )
-from streams import orchestration, signals
-from streams.observability import SIGNALS, RunClock, StreamsAlerts, observe_decision
+from streams import orchestration
+from streams.context import AgentContext, events
+from streams.observability import RunClock, observe_decision
 
 log = logging.getLogger(__name__)
 
@@ -63,116 +56,6 @@ R = TypeVar("R", bound=Record)
 
 #: Runs whose opening span orchestration remembers (a worker's open runs; older ones start fresh traces).
 _MAX_RUN_TRACES = 10_000
-
-
-class Emitter(Protocol):
-    """Where agents write records (Faust topics in the app, a list in tests)."""
-
-    async def emit(self, spec: TopicSpec[R], record: R, *, wait: bool = False) -> None:
-        """Send ``record`` keyed by its topic's key; ``wait`` blocks until the broker acknowledged it."""
-
-    async def emit_pending(self, spec: TopicSpec[R], record: R) -> Awaitable[Any]:
-        """Send ``record``; the returned awaitable completes when the broker acknowledged it (raises if it failed)."""
-
-
-class DeadLetters(Protocol):
-    """Where records that cannot be decoded or processed go."""
-
-    def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any: ...
-
-    def flush(self) -> None: ...
-
-
-class MessageView:
-    """A Faust message seen through the accessor methods ``DeadLetterRouter`` reads from a Kafka message."""
-
-    def __init__(self, message: Any) -> None:
-        self._message = message
-
-    def topic(self) -> str:
-        return str(self._message.topic)
-
-    def partition(self) -> int:
-        return int(self._message.partition)
-
-    def offset(self) -> int:
-        return int(self._message.offset)
-
-    def key(self) -> bytes | None:
-        key: bytes | None = self._message.key
-        return key
-
-    def value(self) -> bytes | None:
-        value: bytes | None = self._message.value
-        return value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        headers = self._message.headers or []
-        pairs = headers.items() if isinstance(headers, dict) else headers
-        return [(str(name), bytes(value or b"")) for name, value in pairs]
-
-
-class FaustEmitter:
-    """Encodes with our codec and sends raw bytes through the Faust topics declared for each contract."""
-
-    def __init__(self, codec: Codec, topics: dict[str, Any], prefix: str) -> None:
-        self._codec = codec
-        self._topics = topics
-        self._prefix = prefix
-
-    async def emit(self, spec: TopicSpec[R], record: R, *, wait: bool = False) -> None:
-        pending = await self.emit_pending(spec, record)
-        if wait:
-            await pending
-
-    async def emit_pending(self, spec: TopicSpec[R], record: R) -> Awaitable[Any]:
-        name = self._prefix + spec.name
-        topic = self._topics[spec.name]
-        # The current span's trace context rides along, so the next consumer's span joins this trace.
-        pending: Awaitable[Any] = await topic.send(key=spec.key_of(record).encode(),
-                                                   value=self._codec.encode(name, record),
-                                                   headers=kafka_trace_headers() or None)  # fmt: skip
-        return pending
-
-
-class AgentContext:
-    """What every agent shares: the codec, the output emitter, the dead-letter router, the topic prefix and the
-    worker's alerts."""
-
-    def __init__(self, codec: Codec, emitter: Emitter, dead_letters: DeadLetters, prefix: str,
-                 alerts: StreamsAlerts | None = None) -> None:  # fmt: skip
-        self.codec = codec
-        self.emitter = emitter
-        self.dead_letters = dead_letters
-        self.prefix = prefix
-        self.alerts = alerts if alerts is not None else StreamsAlerts()
-
-    async def emit_alerts(self, records: list[Alert]) -> None:
-        """Write fired/resolved alerts to ``ops.alerts.v1`` (acknowledged: an alert is rare and must not vanish)."""
-        for record in records:
-            await self.emitter.emit(alerts.TOPIC, record, wait=True)
-
-    def decode(self, spec: TopicSpec[R], event: Any) -> R | None:
-        """The event's record, or None after routing it to the DLQ."""
-        message = event.message
-        try:
-            return self.codec.decode(
-                str(message.topic), spec.record, message.value, int(message.partition), int(message.offset)
-            )
-        except DecodeError as error:
-            self.dead_letter(spec, event, error, "decode")
-            return None
-
-    def dead_letter(self, spec: TopicSpec[Any], event: Any, error: BaseException, kind: str) -> None:
-        self.dead_letters.route(spec, MessageView(event.message), error, kind)
-        record_error(kind, "streams")
-        # Rare path: wait for the DLQ write so the offset Faust commits next never skips an undelivered letter.
-        self.dead_letters.flush()
-
-
-async def _events(stream: Any) -> AsyncIterator[Any]:
-    async for event in stream.events():
-        yield event
 
 
 # --- risk ---
@@ -337,91 +220,6 @@ async def sync_kill_switch_alerts(ctx: AgentContext, view: risk.RiskView) -> Non
     await ctx.emit_alerts(ctx.alerts.sync_kill_switches(view.kill_switches_on()))
 
 
-# --- signals ---
-
-
-class StateTable(Protocol):
-    """A Faust table of JSON-able state (``signal-state``: symbol → state; ``runs``: run_id → run)."""
-
-    def get(self, key: str) -> Any: ...
-
-    def __setitem__(self, key: str, value: Any) -> None: ...
-
-
-async def process_bar(
-    ctx: AgentContext,
-    bar: Bar,
-    table: StateTable,
-    expiry_seconds: int,
-    clock: Callable[[], Any] = utc_now,
-    headers: Any = None,
-) -> int:
-    """Fold one bar into its symbol's state; emit signals, then transitions; returns how many signals.
-
-    Signals and transitions are sent before the state is stored: after a crash the bar is redelivered and
-    produces the same ids again (deterministic), which consumers dedup, instead of a signal that never left.
-    """
-    state, new_signals, new_transitions = signals.on_bar(table.get(bar.symbol), bar, clock(), expiry_seconds)
-    if new_signals:
-        # Only a bar that yields a signal gets a span (continuing the producer's span of the bar): at replay or
-        # demo speeds a span for every bar cost the event loop that orchestration shares.
-        with consume_span("signals.bar", headers, symbol=bar.symbol, signals=len(new_signals)):
-            await _emit_bar_results(ctx, new_signals, new_transitions)
-    else:
-        await _emit_bar_results(ctx, new_signals, new_transitions)
-    table[bar.symbol] = state
-    return len(new_signals)
-
-
-async def _emit_bar_results(ctx: AgentContext, new_signals: list[Signal], new_transitions: list[SignalTransition]
-                            ) -> None:  # fmt: skip
-    for signal in new_signals:
-        await ctx.emitter.emit(signals_topic.TOPIC, signal)
-        SIGNALS.add(1, {"strategy": signal.strategy, "symbol": signal.symbol, "side": signal.side.value})
-        log.info(
-            "signal",
-            extra={"symbol": signal.symbol, "signal_id": signal.signal_id, "strategy": signal.strategy,
-                   "side": signal.side.value, "confidence": signal.confidence},
-        )  # fmt: skip
-    for record in new_transitions:
-        await ctx.emitter.emit(signal_transitions.TOPIC, record)
-
-
-def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> Callable[[Any], Any]:
-    """The agent body over ``md.bars.5s.v1``."""
-
-    async def agent(stream: Any) -> AsyncIterator[int]:
-        async for event in _events(stream):
-            bar = ctx.decode(bars.TOPIC, event)
-            if bar is None:
-                yield 0
-                continue
-            try:
-                count = await process_bar(ctx, bar, table, expiry_seconds, headers=event.message.headers)
-            except Exception as error:
-                log.exception("bar processing failed", extra={"symbol": bar.symbol})
-                ctx.dead_letter(bars.TOPIC, event, error, "processing")
-                count = 0
-            yield count
-
-    return agent
-
-
-def transitions_agent(ctx: AgentContext, table: StateTable) -> Callable[[Any], Any]:
-    """The agent body over ``signals.transitions.v1``: keeps the active signal's status current, so a rejected
-    or filled signal frees its (symbol, strategy) slot. Co-partitioned with bars (both keyed by symbol)."""
-
-    async def agent(stream: Any) -> AsyncIterator[bool]:
-        async for event in _events(stream):
-            record = ctx.decode(signal_transitions.TOPIC, event)
-            changed = None if record is None else signals.on_transition(table.get(record.symbol), record)
-            if record is not None and changed is not None:
-                table[record.symbol] = changed
-            yield changed is not None
-
-    return agent
-
-
 # --- orchestration ---
 
 
@@ -474,7 +272,7 @@ def orchestration_router(ctx: AgentContext, bus: CommandBus, sources: Mapping[st
     run onto the command topic (see ``orchestration.command_key``). Stateless, so it needs no co-partitioning."""
 
     async def agent(stream: Any) -> AsyncIterator[bool]:
-        async for event in _events(stream):
+        async for event in events(stream):
             spec = sources[str(event.message.topic)]
             record = ctx.decode(spec, event)
             key = None if record is None else orchestration.command_key(record)
@@ -717,7 +515,7 @@ def orchestration_agent(orchestrator: Orchestrator) -> Callable[[Any], Any]:
     """
 
     async def agent(stream: Any) -> AsyncIterator[str]:
-        async for event in _events(stream):
+        async for event in events(stream):
             yield await orchestrator.on_event(event)
 
     return agent

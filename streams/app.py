@@ -38,17 +38,17 @@ from ibstream.contracts import (
     signal_transitions,
     signals,
 )
-from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
-from ibstream.kafka.clients import create_admin, create_producer
-from ibstream.kafka.records import DeadLetterRouter, RecordProducer
+from ibstream.kafka.clients import create_admin
 from ibstream.kafka.topics import TopicDriftError, TopicLayout, ensure_topics
 from ibstream.market_clock import FeedClock
 from streams import agents, orchestration
 from streams.agent0_client import Agent0Client
 from streams.agents import Orchestrator
+from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.feed import ViewFeed
+from streams.signals import agents as signals_agents
 
 log = logging.getLogger(__name__)
 
@@ -85,42 +85,13 @@ def _layout_of(topic: Any) -> TopicLayout:
                        extra_configs=tuple(sorted((topic.config or {}).items())))  # fmt: skip
 
 
-def codec_for(settings: Settings) -> Codec:
-    """Single-object encoding without a registry, Confluent framing with one."""
-    store = SchemaStore()
-    if settings.schema_registry_url is None:
-        return SingleObjectCodec(store)
-    from ibstream.registry import SchemaRegistry
-
-    return ConfluentCodec(store, SchemaRegistry.from_settings(settings))
-
-
-class RouterDeadLetters:
-    """Our ``DeadLetterRouter`` with a flush, for the agents."""
-
-    def __init__(self, settings: Settings, codec: Codec, component: str) -> None:
-        self._producer = RecordProducer(create_producer(settings), codec, settings.kafka_topic_prefix)
-        self._router = DeadLetterRouter(self._producer, codec, component, settings.kafka_topic_prefix)
-
-    def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any:
-        # The router reads only the accessor methods (topic(), value(), …) that agents.MessageView provides.
-        return self._router.route(spec, message, error, error_kind)
-
-    def flush(self) -> None:
-        self._producer.flush(10.0)
-
-    @property
-    def routed(self) -> int:
-        return self._router.routed
-
-
 @dataclass
 class StreamsApp:
     """The Faust app and what runs beside it (the risk view and its feed)."""
 
     app: faust.App
     settings: Settings
-    context: agents.AgentContext
+    context: AgentContext
     agents: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     view: risk.RiskView | None = None
@@ -191,8 +162,8 @@ def build_app(
     *,
     enabled: tuple[str, ...] = AGENTS,
     data_dir: Path | None = None,
-    emitter: agents.Emitter | None = None,
-    dead_letters: agents.DeadLetters | None = None,
+    emitter: Emitter | None = None,
+    dead_letters: DeadLetters | None = None,
     with_feed: bool = True,
     planner: orchestration.Planner | None = None,
     commands: agents.CommandBus | None = None,
@@ -234,10 +205,10 @@ def build_app(
     outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
     faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
     if emitter is None:
-        emitter = agents.FaustEmitter(codec, faust_topics, prefix)
+        emitter = FaustEmitter(codec, faust_topics, prefix)
     if dead_letters is None:
         dead_letters = RouterDeadLetters(settings, codec, "streams")
-    context = agents.AgentContext(codec, emitter, dead_letters, prefix)
+    context = AgentContext(codec, emitter, dead_letters, prefix)
     built = StreamsApp(app=app, settings=settings, context=context)
 
     if "signals" in enabled:
@@ -246,12 +217,12 @@ def build_app(
         built.tables["signal-state"] = state
         bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
         built.agents["signals"] = app.agent(bar_topic, name="signals")(
-            agents.signals_agent(context, state, settings.signal_expiry_seconds)
+            signals_agents.signals_agent(context, state, settings.signal_expiry_seconds)
         )
         # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
         transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
         built.agents["transitions"] = app.agent(transition_topic, name="transitions")(
-            agents.transitions_agent(context, state)
+            signals_agents.transitions_agent(context, state)
         )
 
     built.clock = FeedClock(settings.market_clock)
@@ -277,7 +248,7 @@ def build_app(
     return built
 
 
-def _kill_switch_alerts(context: agents.AgentContext, view: risk.RiskView) -> Any:
+def _kill_switch_alerts(context: AgentContext, view: risk.RiskView) -> Any:
     """The timer body that alerts a kill switch even while no intent arrives (the view changes on its own)."""
 
     async def sync() -> None:

@@ -13,6 +13,7 @@ from ibstream import risk
 from ibstream.contracts import RiskDecision
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from streams import agents
+from streams.context import AgentContext
 
 from .test_risk import LIMITS, NOW, fresh_quote
 from .test_streams_agents import RecordingDeadLetters, RecordingEmitter, make_intent
@@ -27,7 +28,7 @@ def market_clock(start: datetime, step: timedelta) -> Iterator[datetime]:
 
 async def decide(intents: int, step: timedelta) -> list[RiskDecision]:
     emitter = RecordingEmitter()
-    context = agents.AgentContext(SingleObjectCodec(SchemaStore()), emitter, RecordingDeadLetters(), "unit.")
+    context = AgentContext(SingleObjectCodec(SchemaStore()), emitter, RecordingDeadLetters(), "unit.")
     view = risk.RiskView()
     view.apply_quote(fresh_quote(NOW))
     ticks = market_clock(NOW, step)
