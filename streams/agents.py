@@ -7,40 +7,32 @@ agent makes its effects idempotent with deterministic ids and a Faust table of w
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from faust import streams as faust_streams
 from opentelemetry.trace import SpanContext
 
-from ibstream import ids, risk
+from ibstream import ids
 from ibstream.contracts import (
     ControlCommand,
     OrchestrationRun,
     OrderEvent,
-    OrderIntent,
     Record,
     RiskDecision,
     Signal,
     TopicSpec,
     order_intents,
-    risk_decisions,
-    routed_orders,
     runs,
     signal_transitions,
     utc_now,
 )
 from ibstream.contracts.enums import ControlCommandKind, RunState
 from ibstream.telemetry import (
-    as_current,
     consume_span,
     current_span_context,
     kafka_trace_headers,
@@ -48,7 +40,7 @@ from ibstream.telemetry import (
 )
 from streams import orchestration
 from streams.context import AgentContext, events
-from streams.observability import RunClock, observe_decision
+from streams.observability import RunClock
 
 log = logging.getLogger(__name__)
 
@@ -56,171 +48,6 @@ R = TypeVar("R", bound=Record)
 
 #: Runs whose opening span orchestration remembers (a worker's open runs; older ones start fresh traces).
 _MAX_RUN_TRACES = 10_000
-
-
-# --- risk ---
-
-
-class DecidedTable(Protocol):
-    """The Faust table of decided order ids (order_id → decision_id)."""
-
-    def get(self, key: str) -> str | None: ...
-
-    def __setitem__(self, key: str, value: str) -> None: ...
-
-
-async def wait_until_ready(view: risk.RiskView, poll: float = 0.02) -> None:
-    """Hold the first decision until the view caught up: before that a kill switch or an earlier decision of a
-    redelivered intent could still be unread."""
-    while not view.ready.is_set():
-        await asyncio.sleep(poll)
-
-
-#: Intents decided together: their decisions are acknowledged by the broker in one round trip instead of one each
-#: (waiting for every ack in turn held a worker to ~700 decisions/s).
-RISK_BATCH_MAX = 256
-#: How long a lone intent waits for company before it is decided: the latency a batch costs at low rates.
-RISK_BATCH_WITHIN_SECONDS = 0.002
-
-
-@dataclass
-class _Decided:
-    index: int
-    intent: OrderIntent
-    decision: RiskDecision
-    ack: Awaitable[Any]
-    trace: SpanContext | None
-
-
-async def decide_intents(
-    ctx: AgentContext,
-    intents: list[OrderIntent],
-    view: risk.RiskView,
-    limits: risk.RiskLimits,
-    decided: DecidedTable,
-    clock: Callable[[], Any],
-    traces: list[Mapping[str, Any] | None],
-    remember: Callable[[int, str, str], None],
-) -> list[bool | BaseException]:
-    """Decide intents in arrival order, each judged with the decisions before it applied; per intent: whether a
-    decision was emitted, or the error that kept it from being decided or recorded.
-
-    Commit order: every decision of the batch is acknowledged by the broker before any routed order is sent (no order
-    without a recorded decision); the table entries are written last, so a crash in between re-decides with the same
-    ``decision_id`` rather than losing an intent. A decision whose record failed stays applied to the view: the view
-    then errs on the strict side (one approval too many counted) and the intent goes to the DLQ.
-    """
-    results: list[bool | BaseException] = [False] * len(intents)
-    made: list[_Decided] = []
-    for index, intent in enumerate(intents):
-        extra = {"order_id": intent.order_id, "symbol": intent.symbol, "run_id": intent.run_id}
-        previous = decided.get(intent.order_id) or view.decision_for(intent.order_id)
-        if previous is not None:
-            log.info("intent already decided, skipped", extra={**extra, "decision_id": previous})
-            continue
-        with consume_span("risk.decide", traces[index], order_id=intent.order_id, symbol=intent.symbol):
-            try:
-                # Market time for every risk window, the order-rate throttle too; the wall clock stamps decided_time
-                # (the intent→decision latency is a wall-clock fact).
-                now = clock()
-                decision = risk.decide(intent, view, limits, now, wall=utc_now())
-                # Applied at once: the next intent of the batch is judged with this one's approval counted.
-                view.apply_decision(decision, market_time=now)
-                ack = await ctx.emitter.emit_pending(risk_decisions.TOPIC, decision)
-            except Exception as error:  # a bug in a check must not stop every other order's decisions
-                log.exception("risk decision failed", extra=extra)
-                results[index] = error
-                continue
-            made.append(_Decided(index, intent, decision, ack, current_span_context()))
-    outcomes = await asyncio.gather(*(item.ack for item in made), return_exceptions=True)
-    for item, outcome in zip(made, outcomes, strict=True):
-        intent, decision = item.intent, item.decision
-        if isinstance(outcome, BaseException):
-            log.error("risk decision not recorded", extra={"order_id": intent.order_id, "error": str(outcome)})
-            results[item.index] = outcome
-            continue
-        with as_current(item.trace):
-            routed = risk.route(intent, decision)
-            if routed is not None:
-                await ctx.emitter.emit(routed_orders.TOPIC, routed)
-        remember(item.index, intent.order_id, decision.decision_id)
-        observe_decision(decision, intent.created_time)
-        failed = [check.name for check in decision.checks if not check.passed]
-        log.info(
-            "risk decision",
-            extra={"order_id": intent.order_id, "symbol": intent.symbol, "run_id": intent.run_id,
-                   "decision_id": decision.decision_id, "approved": decision.approved, "failed": failed},
-        )  # fmt: skip
-        results[item.index] = True
-    return results
-
-
-def risk_agent(
-    ctx: AgentContext,
-    view: risk.RiskView,
-    limits: risk.RiskLimits,
-    decided: DecidedTable,
-    intents_spec: TopicSpec[OrderIntent],
-    clock: Callable[[], Any] = utc_now,
-) -> Callable[[Any], Any]:
-    """The agent body over ``orders.intents.v1``; ``clock`` is market time (quote ages, the trading day, the
-    order-rate throttle)."""
-
-    async def agent(stream: Any) -> AsyncIterator[bool]:
-        await wait_until_ready(view)
-        async for batch in stream.take_events(RISK_BATCH_MAX, within=RISK_BATCH_WITHIN_SECONDS):
-            events: list[Any] = []
-            intents: list[OrderIntent] = []
-            undecodable = 0
-            for event in batch:
-                intent = ctx.decode(intents_spec, event)
-                if intent is None:
-                    undecodable += 1
-                    continue
-                events.append(event)
-                intents.append(intent)
-            # A kill switch flipped since the last batch is alerted before its intents are judged by it.
-            await sync_kill_switch_alerts(ctx, view)
-
-            def remember(index: int, order_id: str, decision_id: str, events: list[Any] = events) -> None:
-                with _current_event(events[index]):
-                    decided[order_id] = decision_id
-
-            results = await decide_intents(ctx, intents, view, limits, decided, clock,
-                                           [event.message.headers for event in events], remember)  # fmt: skip
-            for event, result in zip(events, results, strict=True):
-                if isinstance(result, BaseException):
-                    ctx.dead_letter(intents_spec, event, result, "processing")
-            # One result per event, even a dead-lettered one: Faust (and test_context) track progress by results.
-            for _ in range(undecodable):
-                yield False
-            for result in results:
-                yield result is True
-
-    return agent
-
-
-@contextmanager
-def _current_event(event: Any) -> Iterator[None]:
-    """Make ``event`` current for a Faust table write in this task only.
-
-    A table write goes to the changelog partition of the current event, and after ``take_events`` none is current.
-    Only the context variable is set, never ``Stream.current_event``: take_events' background task reads that
-    attribute to buffer the next arriving message, and overwriting it swapped new intents for old ones (lost).
-    """
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
-
-
-async def sync_kill_switch_alerts(ctx: AgentContext, view: risk.RiskView) -> None:
-    """Fire ``kill_switch`` for every target the view holds on, resolve the ones released (risk agent, timer)."""
-    await ctx.emit_alerts(ctx.alerts.sync_kill_switches(view.kill_switches_on()))
-
-
-# --- orchestration ---
 
 
 class CommandBus(Protocol):

@@ -47,7 +47,8 @@ from streams import agents, orchestration
 from streams.agent0_client import Agent0Client
 from streams.agents import Orchestrator
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
-from streams.feed import ViewFeed
+from streams.risk import agents as risk_agents
+from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
 
 log = logging.getLogger(__name__)
@@ -238,24 +239,14 @@ def build_app(
                             extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
         built.tables["risk-decided"] = decided
         source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
-        body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC,
-                                 clock=built.clock.now)  # fmt: skip
+        limits = risk.RiskLimits.from_settings(settings)
+        body = risk_agents.risk_agent(context, view, limits, decided, order_intents.TOPIC, clock=built.clock.now)
         built.agents["risk"] = app.agent(source, name="risk")(body)
-        app.timer(SWEEP_SECONDS, name="risk-alerts")(_kill_switch_alerts(context, view))
+        app.timer(SWEEP_SECONDS, name="risk-alerts")(risk_agents.kill_switch_alerts(context, view))
 
     if "orchestration" in enabled:
         _add_orchestration(built, settings, planner, commands)
     return built
-
-
-def _kill_switch_alerts(context: AgentContext, view: risk.RiskView) -> Any:
-    """The timer body that alerts a kill switch even while no intent arrives (the view changes on its own)."""
-
-    async def sync() -> None:
-        if view.ready.is_set():
-            await agents.sync_kill_switch_alerts(context, view)
-
-    return sync
 
 
 def _add_orchestration(
