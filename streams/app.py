@@ -43,10 +43,12 @@ from ibstream.health import HealthServer
 from ibstream.kafka.clients import create_admin
 from ibstream.kafka.topics import TopicDriftError, TopicLayout, ensure_topics
 from ibstream.market_clock import FeedClock
-from streams import agents, orchestration
-from streams.agent0_client import Agent0Client
-from streams.agents import Orchestrator
+from streams import orchestration
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
+from streams.orchestration import agents as orchestration_agents
+from streams.orchestration.agent0_client import Agent0Client
+from streams.orchestration.agents import CommandBus
+from streams.orchestration.orchestrator import OrchestrationTables, Orchestrator
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
@@ -167,7 +169,7 @@ def build_app(
     dead_letters: DeadLetters | None = None,
     with_feed: bool = True,
     planner: orchestration.Planner | None = None,
-    commands: agents.CommandBus | None = None,
+    commands: CommandBus | None = None,
 ) -> StreamsApp:
     """Build the app with the ``enabled`` agents. Tests pass an ``emitter``/``dead_letters`` (and for
     orchestration a ``planner`` and a ``commands`` bus) to run agents under ``test_context()`` without a broker
@@ -176,11 +178,35 @@ def build_app(
     if unknown:
         raise ConfigError("--agents", f"unknown agents {sorted(unknown)}; choose from {', '.join(AGENTS)}")
     prefix = settings.kafka_topic_prefix
-    app_id = prefix + settings.streams_app_id
-    data = data_dir if data_dir is not None else settings.streams_data_path
+    app = _faust_app(settings, data_dir if data_dir is not None else settings.streams_data_path)
+    codec = codec_for(settings)
+    outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
+    faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
+    if emitter is None:
+        emitter = FaustEmitter(codec, faust_topics, prefix)
+    if dead_letters is None:
+        dead_letters = RouterDeadLetters(settings, codec, "streams")
+    context = AgentContext(codec, emitter, dead_letters, prefix)
+    built = StreamsApp(app=app, settings=settings, context=context)
+    if "signals" in enabled:
+        _add_signals(built, settings)
+    built.clock = FeedClock(settings.market_clock)
+    if ("risk" in enabled or "orchestration" in enabled) and with_feed:
+        # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
+        built.view = risk.RiskView()
+        built.feed = ViewFeed(settings, codec, built.view, clock=built.clock)
+    if "risk" in enabled:
+        _add_risk(built, settings)
+    if "orchestration" in enabled:
+        _add_orchestration(built, settings, planner, commands)
+    return built
+
+
+def _faust_app(settings: Settings, data: Path) -> faust.App:
+    """The Faust app with our settings (delivery, commits, rebalancing, static membership)."""
     data.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        app_id,
+    return faust.App(
+        settings.kafka_topic_prefix + settings.streams_app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store="memory://",
         datadir=str(data),
@@ -202,55 +228,42 @@ def build_app(
         broker_heartbeat_interval=3.0,
         consumer_group_instance_id=settings.streams_instance_id,
     )
-    codec = codec_for(settings)
-    outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
-    faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
-    if emitter is None:
-        emitter = FaustEmitter(codec, faust_topics, prefix)
-    if dead_letters is None:
-        dead_letters = RouterDeadLetters(settings, codec, "streams")
-    context = AgentContext(codec, emitter, dead_letters, prefix)
-    built = StreamsApp(app=app, settings=settings, context=context)
 
-    if "signals" in enabled:
-        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
-                          extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
-        built.tables["signal-state"] = state
-        bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
-        built.agents["signals"] = app.agent(bar_topic, name="signals")(
-            signals_agents.signals_agent(context, state, settings.signal_expiry_seconds)
-        )
-        # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
-        transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
-        built.agents["transitions"] = app.agent(transition_topic, name="transitions")(
-            signals_agents.transitions_agent(context, state)
-        )
 
-    built.clock = FeedClock(settings.market_clock)
-    if ("risk" in enabled or "orchestration" in enabled) and with_feed:
-        # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
-        built.view = risk.RiskView()
-        built.feed = ViewFeed(settings, codec, built.view, clock=built.clock)
+def _add_signals(built: StreamsApp, settings: Settings) -> None:
+    """The signals agent over bars, the transitions agent, and the ``signal-state`` table they share."""
+    app, prefix, context = built.app, settings.kafka_topic_prefix, built.context
+    state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
+                      extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
+    built.tables["signal-state"] = state
+    bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
+    built.agents["signals"] = app.agent(bar_topic, name="signals")(
+        signals_agents.signals_agent(context, state, settings.signal_expiry_seconds)
+    )
+    # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
+    transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
+    built.agents["transitions"] = app.agent(transition_topic, name="transitions")(
+        signals_agents.transitions_agent(context, state)
+    )
 
-    if "risk" in enabled:
-        view = built.view if built.view is not None else risk.RiskView()
-        built.view = view
-        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
-                            extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
-        built.tables["risk-decided"] = decided
-        source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
-        limits = risk.RiskLimits.from_settings(settings)
-        body = risk_agents.risk_agent(context, view, limits, decided, order_intents.TOPIC, clock=built.clock.now)
-        built.agents["risk"] = app.agent(source, name="risk")(body)
-        app.timer(SWEEP_SECONDS, name="risk-alerts")(risk_agents.kill_switch_alerts(context, view))
 
-    if "orchestration" in enabled:
-        _add_orchestration(built, settings, planner, commands)
-    return built
+def _add_risk(built: StreamsApp, settings: Settings) -> None:
+    """The risk agent over intents, its ``risk-decided`` table, and the kill-switch alert timer."""
+    app, prefix, context = built.app, settings.kafka_topic_prefix, built.context
+    view = built.view if built.view is not None else risk.RiskView()
+    built.view = view
+    decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
+                        extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
+    built.tables["risk-decided"] = decided
+    source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
+    limits = risk.RiskLimits.from_settings(settings)
+    body = risk_agents.risk_agent(context, view, limits, decided, order_intents.TOPIC, clock=built.clock.now)
+    built.agents["risk"] = app.agent(source, name="risk")(body)
+    app.timer(SWEEP_SECONDS, name="risk-alerts")(risk_agents.kill_switch_alerts(context, view))
 
 
 def _add_orchestration(
-    built: StreamsApp, settings: Settings, planner: orchestration.Planner | None, commands: agents.CommandBus | None
+    built: StreamsApp, settings: Settings, planner: orchestration.Planner | None, commands: CommandBus | None
 ) -> None:
     """The router, the orchestration agent, its tables and its sweep.
 
@@ -264,7 +277,7 @@ def _add_orchestration(
     partitions = orchestration.COMMANDS_PARTITIONS
     command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
                                retention=timedelta(days=7))  # fmt: skip
-    tables = agents.OrchestrationTables(
+    tables = OrchestrationTables(
         runs=app.Table("orchestration-runs", key_type=str, partitions=partitions,
                        extra_topic_configs=CHANGELOG_CONFIGS),
         signals=app.Table("orchestration-signals", key_type=str, partitions=partitions,
@@ -274,14 +287,14 @@ def _add_orchestration(
     )  # fmt: skip
     built.tables.update({"orchestration-runs": tables.runs, "orchestration-signals": tables.signals,
                          "orchestration-orders": tables.orders})  # fmt: skip
-    bus = commands if commands is not None else agents.FaustCommandBus(command_topic)
+    bus = commands if commands is not None else orchestration_agents.FaustCommandBus(command_topic)
     sources = {prefix + spec.name: spec for spec in ORCHESTRATION_SOURCES}
     source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw")  # fmt: skip
     built.agents["orchestration-router"] = app.agent(source_topic, name="orchestration-router")(
-        agents.orchestration_router(built.context, bus, sources)
+        orchestration_agents.orchestration_router(built.context, bus, sources)
     )
-    orchestrator = agents.Orchestrator(
+    orchestrator = Orchestrator(
         built.context,
         tables,
         planner if planner is not None else Agent0Client.from_settings(settings),
@@ -290,10 +303,10 @@ def _add_orchestration(
     )
     built.orchestrator = orchestrator
     built.agents["orchestration"] = app.agent(command_topic, name="orchestration")(
-        agents.orchestration_agent(orchestrator)
+        orchestration_agents.orchestration_agent(orchestrator)
     )
     app.timer(SWEEP_SECONDS, name="orchestration-sweep")(
-        agents.orchestration_sweeper(orchestrator, bus, clock=built.clock.now)
+        orchestration_agents.orchestration_sweeper(orchestrator, bus, clock=built.clock.now)
     )
 
 

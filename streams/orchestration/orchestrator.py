@@ -1,8 +1,6 @@
-"""Thin Faust agents: decode, call the pure logic, emit, remember. Registered on the app by ``streams.app``.
-
-Every agent reads raw bytes and decodes with our Avro codec itself, so an undecodable record goes to the topic's
-DLQ (through ``DeadLetterRouter``) and the agent moves on instead of crashing. Processing is at-least-once: each
-agent makes its effects idempotent with deterministic ids and a Faust table of what it already did.
+"""The orchestration agent's work for one internal command, without Faust: load the run from its table, call the
+pure step (``streams.orchestration.lifecycle``), emit the step's records, store the run. The agents
+(``streams.orchestration.agents``) feed it the command topic's events and ask it for the sweep's ticks.
 """
 
 from __future__ import annotations
@@ -10,10 +8,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from opentelemetry.trace import SpanContext
 
@@ -25,7 +23,6 @@ from ibstream.contracts import (
     Record,
     RiskDecision,
     Signal,
-    TopicSpec,
     order_intents,
     runs,
     signal_transitions,
@@ -35,37 +32,16 @@ from ibstream.contracts.enums import ControlCommandKind, RunState
 from ibstream.telemetry import (
     consume_span,
     current_span_context,
-    kafka_trace_headers,
     log_context,
 )
-from streams import orchestration
-from streams.context import AgentContext, events
+from streams.context import AgentContext
 from streams.observability import RunClock
+from streams.orchestration import commands, lifecycle, machine
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", bound=Record)
-
 #: Runs whose opening span orchestration remembers (a worker's open runs; older ones start fresh traces).
 _MAX_RUN_TRACES = 10_000
-
-
-class CommandBus(Protocol):
-    """Where the router sends re-keyed inputs: the internal ``orchestration-commands`` topic (a list in tests)."""
-
-    async def forward(self, key: str, value: bytes) -> None:
-        """Send one internal command keyed by the run's partition key."""
-
-
-class FaustCommandBus:
-    """The internal command topic. No per-send wait: Faust flushes its producer before it commits the router's
-    input offsets, so a command is durable before its input counts as processed."""
-
-    def __init__(self, topic: Any) -> None:
-        self._topic = topic
-
-    async def forward(self, key: str, value: bytes) -> None:
-        await self._topic.send(key=key.encode(), value=value, headers=kafka_trace_headers() or None)
 
 
 class MutableTable(Protocol):
@@ -93,26 +69,7 @@ class OrchestrationTables:
     orders: MutableTable
 
 
-def orchestration_router(ctx: AgentContext, bus: CommandBus, sources: Mapping[str, TopicSpec[Any]]
-                         ) -> Callable[[Any], Any]:  # fmt: skip
-    """The agent body over signals, control, risk decisions and order events: re-key each input that concerns a
-    run onto the command topic (see ``orchestration.command_key``). Stateless, so it needs no co-partitioning."""
-
-    async def agent(stream: Any) -> AsyncIterator[bool]:
-        async for event in events(stream):
-            spec = sources[str(event.message.topic)]
-            record = ctx.decode(spec, event)
-            key = None if record is None else orchestration.command_key(record)
-            if record is not None and key is not None:
-                # The command carries its input's trace context to the orchestration agent.
-                with consume_span("orchestration.route", event.message.headers, topic=spec.name):
-                    await bus.forward(key, orchestration.encode_command(record))
-            yield key is not None
-
-    return agent
-
-
-def _correlation(kind: orchestration.CommandKind, record: Record | None, data: Mapping[str, Any]) -> dict[str, str]:
+def _correlation(kind: commands.CommandKind, record: Record | None, data: Mapping[str, Any]) -> dict[str, str]:
     """The run/signal/order ids of a command, for ``log_context``."""
     if isinstance(record, Signal):
         return {"signal_id": record.signal_id, "run_id": ids.run_id(record.signal_id)}
@@ -139,8 +96,8 @@ class Orchestrator:
         self,
         ctx: AgentContext,
         tables: OrchestrationTables,
-        planner: orchestration.Planner,
-        config: orchestration.OrchestrationConfig,
+        planner: machine.Planner,
+        config: lifecycle.OrchestrationConfig,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.ctx = ctx
@@ -171,7 +128,7 @@ class Orchestrator:
     async def on_event(self, event: Any) -> str:
         """Handle one event of the command topic; returns what happened (for logs and tests)."""
         try:
-            kind, record, data = orchestration.decode_command(event.message.value)
+            kind, record, data = commands.decode_command(event.message.value)
         except (ValueError, KeyError, TypeError) as error:  # pydantic's ValidationError is a ValueError
             self.ctx.dead_letter(runs.TOPIC, event, error, "decode")
             return "undecodable"
@@ -192,7 +149,7 @@ class Orchestrator:
             log.info("orchestration command", extra={"kind": kind.value, "outcome": outcome})
             return outcome
 
-    async def handle(self, kind: orchestration.CommandKind, record: Record | None, data: Mapping[str, Any]) -> str:
+    async def handle(self, kind: commands.CommandKind, record: Record | None, data: Mapping[str, Any]) -> str:
         """Dispatch one decoded command."""
         now = self.clock()
         if isinstance(record, Signal):
@@ -204,25 +161,25 @@ class Orchestrator:
             if entry is None:
                 return f"{record.command.value} ignored: unknown run"
             if record.command is ControlCommandKind.APPROVE_RUN:
-                return await self._apply(orchestration.approve(entry, record, now))
-            return await self._apply(orchestration.reject(entry, record, now))
+                return await self._apply(lifecycle.approve(entry, record, now))
+            return await self._apply(lifecycle.reject(entry, record, now))
         if isinstance(record, RiskDecision | OrderEvent):
             run_id = self.tables.orders.get(record.order_id)
             entry = None if run_id is None else self._entry(str(run_id))
             if entry is None:
                 return "not an orchestration order"
             if isinstance(record, RiskDecision):
-                return await self._apply(orchestration.on_decision(entry, record, now))
-            return await self._apply(orchestration.on_order_event(entry, record, now))
+                return await self._apply(lifecycle.on_decision(entry, record, now))
+            return await self._apply(lifecycle.on_order_event(entry, record, now))
         return await self._on_tick(data.get("run_id"), data.get("signal_id"), now)
 
-    def _entry(self, run_id: str) -> orchestration.RunEntry | None:
+    def _entry(self, run_id: str) -> lifecycle.RunEntry | None:
         data = self.tables.runs.get(run_id)
-        return None if data is None else orchestration.RunEntry.from_dict(data)
+        return None if data is None else lifecycle.RunEntry.from_dict(data)
 
-    def _slot(self, signal_id: str) -> orchestration.SignalSlot | None:
+    def _slot(self, signal_id: str) -> lifecycle.SignalSlot | None:
         data = self.tables.signals.get(signal_id)
-        return None if data is None else orchestration.SignalSlot.from_dict(data)
+        return None if data is None else lifecycle.SignalSlot.from_dict(data)
 
     async def _on_signal(self, signal: Signal, now: datetime) -> str:
         if self.tables.runs.get(ids.run_id(signal.signal_id)) is not None:
@@ -232,10 +189,10 @@ class Orchestrator:
         if pending is not None:
             outcome = await self._open(signal, pending.actor, pending.reason, now)
         else:
-            opens, why = orchestration.opens_automatically(signal, self.config, now)
+            opens, why = lifecycle.opens_automatically(signal, self.config, now)
             outcome = await self._open(signal, "orchestration", why, now) if opens else f"no run: {why}"
         # After the run: a crash before this line redelivers the signal with its pending trigger still stored.
-        self.tables.signals[signal.signal_id] = orchestration.SignalSlot(signal=signal).to_dict()
+        self.tables.signals[signal.signal_id] = lifecycle.SignalSlot(signal=signal).to_dict()
         return outcome
 
     async def _on_trigger(self, command: ControlCommand, now: datetime) -> str:
@@ -244,7 +201,7 @@ class Orchestrator:
         slot = self._slot(command.target)
         if slot is None or slot.signal is None:
             if slot is None:
-                self.tables.signals[command.target] = orchestration.SignalSlot(trigger=command).to_dict()
+                self.tables.signals[command.target] = lifecycle.SignalSlot(trigger=command).to_dict()
             return "trigger_run waits for its signal"
         return await self._open(slot.signal, command.actor, command.reason, now)
 
@@ -252,7 +209,7 @@ class Orchestrator:
         async def report(run: OrchestrationRun) -> None:
             await self._emit_run(run)
 
-        step = await orchestration.open_run(signal, actor=actor, reason=reason, planner=self.planner,
+        step = await lifecycle.open_run(signal, actor=actor, reason=reason, planner=self.planner,
                                             config=self.config, now=now, report=report)  # fmt: skip
         return await self._apply(step)
 
@@ -261,15 +218,15 @@ class Orchestrator:
         entry = None if run_id is None else self._entry(run_id)
         if run_id is not None and entry is not None:
             if entry.run.state is RunState.AWAITING_APPROVAL:
-                outcomes.append(await self._apply(orchestration.expire(entry, now)))
+                outcomes.append(await self._apply(lifecycle.expire(entry, now)))
                 entry = self._entry(run_id)
-            if entry is not None and orchestration.forgettable(entry, now):
+            if entry is not None and lifecycle.forgettable(entry, now):
                 del self.tables.runs[run_id]
                 if self.tables.orders.get(entry.order_id) is not None:
                     del self.tables.orders[entry.order_id]
                 outcomes.append("run forgotten")
         slot = None if signal_id is None else self._slot(signal_id)
-        if signal_id is not None and slot is not None and orchestration.slot_forgettable(slot, now):
+        if signal_id is not None and slot is not None and lifecycle.slot_forgettable(slot, now):
             del self.tables.signals[signal_id]
             if slot.signal is None and slot.trigger is not None:
                 log.warning("trigger_run dropped: its signal never arrived",
@@ -286,14 +243,14 @@ class Orchestrator:
                 self._traces[run.run_id] = opened
                 while len(self._traces) > _MAX_RUN_TRACES:
                     self._traces.popitem(last=False)
-        elif run.state in orchestration.FINAL:
+        elif run.state in machine.FINAL:
             self._traces.pop(run.run_id, None)
         previous = None if run.previous_state is None else run.previous_state.value
         log.info("run state", extra={"run_id": run.run_id, "signal_id": run.signal_id, "symbol": run.symbol,
                                      "state": run.state.value, "previous_state": previous, "actor": run.actor,
                                      "reason": run.reason})  # fmt: skip
 
-    async def _apply(self, step: orchestration.Step) -> str:
+    async def _apply(self, step: lifecycle.Step) -> str:
         """Emit the step's records (intent first), then store the run; returns the step's outcome."""
         if step.entry is None:
             return step.note or "no change"
@@ -318,10 +275,10 @@ class Orchestrator:
         for less than ``resend_after`` seconds ago is skipped (its tick is in flight)."""
         wanted: list[tuple[str, str | None, str | None]] = []
         for run_key, data in list(self.tables.runs.items()):
-            if orchestration.entry_due(data, now):
+            if lifecycle.entry_due(data, now):
                 wanted.append((f"run:{run_key}", run_key, None))
         for signal_key, data in list(self.tables.signals.items()):
-            if orchestration.slot_due(data, now):
+            if lifecycle.slot_due(data, now):
                 wanted.append((f"signal:{signal_key}", None, signal_key))
         clock = time.monotonic()
         self._requested = {key: at for key, at in self._requested.items() if clock - at < resend_after}
@@ -329,35 +286,5 @@ class Orchestrator:
         for local, run_id, signal_id in wanted:
             if local not in self._requested:
                 self._requested[local] = clock
-                ticks.append((orchestration.tick_key(run_id, signal_id), orchestration.encode_tick(run_id, signal_id)))
+                ticks.append((commands.tick_key(run_id, signal_id), commands.encode_tick(run_id, signal_id)))
         return ticks
-
-
-def orchestration_agent(orchestrator: Orchestrator) -> Callable[[Any], Any]:
-    """The agent body over the internal command topic; one event at a time, so a run's inputs apply in order.
-
-    Planning awaits Agent0 through the async client: the event loop keeps serving other agents, heartbeats and
-    commits meanwhile, while this agent holds its next command (ordering per partition, hence per run). The
-    client's timeout × attempts and its circuit breaker bound that wait.
-    """
-
-    async def agent(stream: Any) -> AsyncIterator[str]:
-        async for event in events(stream):
-            yield await orchestrator.on_event(event)
-
-    return agent
-
-
-def orchestration_sweeper(
-    orchestrator: Orchestrator, bus: CommandBus, clock: Callable[[], datetime] = utc_now
-) -> Callable[[], Awaitable[None]]:
-    """The periodic sweep: ask each due run's owner (through the command topic, since tables may only change
-    inside stream processing) to expire it or forget it, and each stale signal slot's owner to drop it."""
-
-    async def sweep() -> None:
-        for key, tick in orchestrator.due_ticks(clock()):
-            await bus.forward(key, tick)
-        # The breaker turns half-open by time alone; the sweep notices even when no run needs planning.
-        await orchestrator.sync_circuit_alert()
-
-    return sweep
