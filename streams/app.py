@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,10 +39,9 @@ from ibstream.contracts import (
 )
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
-from ibstream.kafka.clients import create_admin
-from ibstream.kafka.topics import TopicDriftError, TopicLayout, ensure_topics
+from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
-from streams import orchestration
+from streams import orchestration, topics
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.agent0_client import Agent0Client
@@ -73,19 +71,6 @@ SWEEP_SECONDS = 1.0
 #: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
 #: worker replays every table write since the last closed one (the chaos run's recoveries grew from 17 s to 50 s).
 CHANGELOG_CONFIGS: dict[str, str] = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
-#: Kafka's default retention, for a topic Faust declares without one (a compacted changelog ignores it): stated so
-#: `ensure_topics` sees no drift.
-_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
-
-
-def _layout_of(topic: Any) -> TopicLayout:
-    """A Faust topic declaration as the layout ``ensure_topics`` creates: cleanup policy by Faust's own rule."""
-    policy = ",".join(sorted(flag for flag, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on))
-    retention = topic.retention  # Faust keeps it as declared: a timedelta here, or seconds
-    seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention or 0)
-    retention_ms = int(seconds * 1000) if seconds else _DEFAULT_RETENTION_MS
-    return TopicLayout(topic.get_topic_name(), topic.partitions, retention_ms, policy or "delete",
-                       extra_configs=tuple(sorted((topic.config or {}).items())))  # fmt: skip
 
 
 @dataclass
@@ -108,36 +93,12 @@ class StreamsApp:
         commands), as Faust declares them."""
         declared = [table.changelog_topic for table in self.tables.values()]
         declared += [agent.channel for agent in self.agents.values() if getattr(agent.channel, "internal", False)]
-        return [_layout_of(topic) for topic in declared]
+        return [topics.layout_of(topic) for topic in declared]
 
     def prepare_internal_topics(self, timeout: float = 30.0) -> None:
-        """Create (or reconcile) the internal topics and wait until the broker lists them, before Faust starts.
-
-        Left to Faust, a topic it creates may not be listed yet when its consumer joins the group: that assignment
-        skips the topic ("Ignoring missing topic") and no worker consumes it until the next rebalance.
-        """
-        admin = create_admin(self.settings)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                report = ensure_topics(admin, self.internal_topics(), replication=self.settings.kafka_topic_replication,
-                                       timeout=10.0)  # fmt: skip
-                break
-            except TopicDriftError:
-                raise
-            except Exception as error:  # the admin client's: a broker restarting answers again within the timeout
-                if time.monotonic() > deadline:
-                    raise ConfigError(
-                        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS",
-                        f"the streams' internal topics could not be prepared: {error}",
-                    ) from None
-                time.sleep(1.0)
-        if not report.ok:
-            raise TopicDriftError(f"internal topics differ from what the streams app needs: {report.drift}")
-        log.info(
-            "internal topics ready",
-            extra={"topics_created": report.created, "topics_reconciled": sorted(report.reconciled)},
-        )
+        """Create (or reconcile) the internal topics and wait until the broker lists them, before Faust starts
+        (``streams.topics``)."""
+        topics.prepare(self.settings, self.internal_topics(), timeout)
 
     def start_feeds(self) -> None:
         if self.feed is not None:

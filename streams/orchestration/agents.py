@@ -5,24 +5,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from ibstream.contracts import (
-    TopicSpec,
-    utc_now,
-)
-from ibstream.telemetry import (
-    consume_span,
-    kafka_trace_headers,
-)
+from ibstream.contracts import TopicSpec, utc_now
+from ibstream.telemetry import consume_span, kafka_trace_headers
 from streams.context import AgentContext, events
 from streams.orchestration import commands
 from streams.orchestration.orchestrator import Orchestrator
-
-log = logging.getLogger(__name__)
 
 
 class CommandBus(Protocol):

@@ -14,13 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from ibstream import ids
-from ibstream.contracts import (
-    ControlCommand,
-    OrderEvent,
-    Record,
-    RiskDecision,
-    Signal,
-)
+from ibstream.contracts import ControlCommand, OrderEvent, Record, RiskDecision, Signal
 from ibstream.contracts.enums import ControlCommandKind
 
 #: The internal topic (topic prefix prepended) and its partition count, the same as the runs topic's.

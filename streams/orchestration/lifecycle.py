@@ -1,5 +1,11 @@
-"""The run lifecycle as pure logic: one step function per input (signal, approve/reject/trigger command, risk
-decision, order event, expiry tick), the run's stored entry and the sweep's questions.
+"""The run lifecycle as pure logic: a run's stored state and one input (signal, approve/reject/trigger command,
+risk decision, order event, expiry tick) in, the records to emit and the new state out; and the sweep's questions.
+
+Every step is pure apart from the record timestamps: the orchestration agent's ``Orchestrator``
+(``streams.orchestration.orchestrator``) loads the run's entry from the ``orchestration-runs`` table, calls one
+step, emits the Step's records and stores its entry. A command that does not apply to the run's current state
+returns an empty Step with a note, never an error: redelivered, late or out-of-order commands are normal under
+at-least-once and must change nothing.
 
 Who moves a run (states and allowed moves: ``streams.orchestration.machine``):
 
@@ -45,14 +51,6 @@ from streams.orchestration.machine import (
     trigger,
 )
 from streams.signals.lifecycle import transition
-
-# --- the run lifecycle: a run's stored state and one input in, the records to emit and the new state out ---
-#
-# Every function below is pure apart from the record timestamps: the orchestration agent's ``Orchestrator``
-# (``streams.orchestration.orchestrator``) loads the run's entry from the ``orchestration-runs`` table, calls one of
-# them, emits the Step's records and stores its entry.
-# A command that does not apply to the run's current state returns an empty Step with a note, never an error:
-# redelivered, late or out-of-order commands are normal under at-least-once and must change nothing.
 
 #: How long final runs and recent signals stay in their tables after the signal's expiry. Forgetting them is safe
 #: because an expired signal never opens a run again (``opens_automatically``, ``open_run``): a redelivery after

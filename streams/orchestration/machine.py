@@ -13,13 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ibstream import ids
-from ibstream.contracts import (
-    OrchestrationRun,
-    OrderIntent,
-    Plan,
-    Signal,
-    utc_now,
-)
+from ibstream.contracts import OrchestrationRun, OrderIntent, Plan, Signal, utc_now
 from ibstream.contracts.enums import ApprovalMode, RunState
 from ibstream.exceptions import IbstreamError
 
@@ -101,7 +95,7 @@ def intent_for(run: OrchestrationRun, plan: Plan, requested_by: str = "orchestra
 
 
 class Planner(Protocol):
-    """What planning needs from Agent0 (``streams.agent0_client.Agent0Client``)."""
+    """What planning needs from Agent0 (``streams.orchestration.agent0_client.Agent0Client``)."""
 
     async def plan(self, signal: Signal) -> Plan: ...
 

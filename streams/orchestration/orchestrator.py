@@ -29,11 +29,7 @@ from ibstream.contracts import (
     utc_now,
 )
 from ibstream.contracts.enums import ControlCommandKind, RunState
-from ibstream.telemetry import (
-    consume_span,
-    current_span_context,
-    log_context,
-)
+from ibstream.telemetry import consume_span, current_span_context, log_context
 from streams.context import AgentContext
 from streams.observability import RunClock
 from streams.orchestration import commands, lifecycle, machine
