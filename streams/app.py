@@ -45,7 +45,6 @@ from streams import orchestration, topics
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.agent0_client import Agent0Client
-from streams.orchestration.agents import CommandBus
 from streams.orchestration.orchestrator import OrchestrationTables, Orchestrator
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
@@ -130,7 +129,7 @@ def build_app(
     dead_letters: DeadLetters | None = None,
     with_feed: bool = True,
     planner: orchestration.Planner | None = None,
-    commands: CommandBus | None = None,
+    commands: orchestration_agents.CommandBus | None = None,
 ) -> StreamsApp:
     """Build the app with the ``enabled`` agents. Tests pass an ``emitter``/``dead_letters`` (and for
     orchestration a ``planner`` and a ``commands`` bus) to run agents under ``test_context()`` without a broker
@@ -224,7 +223,10 @@ def _add_risk(built: StreamsApp, settings: Settings) -> None:
 
 
 def _add_orchestration(
-    built: StreamsApp, settings: Settings, planner: orchestration.Planner | None, commands: CommandBus | None
+    built: StreamsApp,
+    settings: Settings,
+    planner: orchestration.Planner | None,
+    commands: orchestration_agents.CommandBus | None,
 ) -> None:
     """The router, the orchestration agent, its tables and its sweep.
 
