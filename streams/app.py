@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,17 +37,18 @@ from ibstream.contracts import (
     signal_transitions,
     signals,
 )
-from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
-from ibstream.kafka.clients import create_admin, create_producer
-from ibstream.kafka.records import DeadLetterRouter, RecordProducer
-from ibstream.kafka.topics import TopicDriftError, TopicLayout, ensure_topics
+from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
-from streams import agents, orchestration
-from streams.agent0_client import Agent0Client
-from streams.agents import Orchestrator
-from streams.feed import ViewFeed
+from streams import orchestration, topics
+from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
+from streams.orchestration import agents as orchestration_agents
+from streams.orchestration.agent0_client import Agent0Client
+from streams.orchestration.orchestrator import OrchestrationTables, Orchestrator
+from streams.risk import agents as risk_agents
+from streams.risk.feed import ViewFeed
+from streams.signals import agents as signals_agents
 
 log = logging.getLogger(__name__)
 
@@ -70,48 +70,6 @@ SWEEP_SECONDS = 1.0
 #: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
 #: worker replays every table write since the last closed one (the chaos run's recoveries grew from 17 s to 50 s).
 CHANGELOG_CONFIGS: dict[str, str] = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
-#: Kafka's default retention, for a topic Faust declares without one (a compacted changelog ignores it): stated so
-#: `ensure_topics` sees no drift.
-_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
-
-
-def _layout_of(topic: Any) -> TopicLayout:
-    """A Faust topic declaration as the layout ``ensure_topics`` creates: cleanup policy by Faust's own rule."""
-    policy = ",".join(sorted(flag for flag, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on))
-    retention = topic.retention  # Faust keeps it as declared: a timedelta here, or seconds
-    seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention or 0)
-    retention_ms = int(seconds * 1000) if seconds else _DEFAULT_RETENTION_MS
-    return TopicLayout(topic.get_topic_name(), topic.partitions, retention_ms, policy or "delete",
-                       extra_configs=tuple(sorted((topic.config or {}).items())))  # fmt: skip
-
-
-def codec_for(settings: Settings) -> Codec:
-    """Single-object encoding without a registry, Confluent framing with one."""
-    store = SchemaStore()
-    if settings.schema_registry_url is None:
-        return SingleObjectCodec(store)
-    from ibstream.registry import SchemaRegistry
-
-    return ConfluentCodec(store, SchemaRegistry.from_settings(settings))
-
-
-class RouterDeadLetters:
-    """Our ``DeadLetterRouter`` with a flush, for the agents."""
-
-    def __init__(self, settings: Settings, codec: Codec, component: str) -> None:
-        self._producer = RecordProducer(create_producer(settings), codec, settings.kafka_topic_prefix)
-        self._router = DeadLetterRouter(self._producer, codec, component, settings.kafka_topic_prefix)
-
-    def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any:
-        # The router reads only the accessor methods (topic(), value(), …) that agents.MessageView provides.
-        return self._router.route(spec, message, error, error_kind)
-
-    def flush(self) -> None:
-        self._producer.flush(10.0)
-
-    @property
-    def routed(self) -> int:
-        return self._router.routed
 
 
 @dataclass
@@ -120,7 +78,7 @@ class StreamsApp:
 
     app: faust.App
     settings: Settings
-    context: agents.AgentContext
+    context: AgentContext
     agents: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     view: risk.RiskView | None = None
@@ -134,36 +92,12 @@ class StreamsApp:
         commands), as Faust declares them."""
         declared = [table.changelog_topic for table in self.tables.values()]
         declared += [agent.channel for agent in self.agents.values() if getattr(agent.channel, "internal", False)]
-        return [_layout_of(topic) for topic in declared]
+        return [topics.layout_of(topic) for topic in declared]
 
     def prepare_internal_topics(self, timeout: float = 30.0) -> None:
-        """Create (or reconcile) the internal topics and wait until the broker lists them, before Faust starts.
-
-        Left to Faust, a topic it creates may not be listed yet when its consumer joins the group: that assignment
-        skips the topic ("Ignoring missing topic") and no worker consumes it until the next rebalance.
-        """
-        admin = create_admin(self.settings)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                report = ensure_topics(admin, self.internal_topics(), replication=self.settings.kafka_topic_replication,
-                                       timeout=10.0)  # fmt: skip
-                break
-            except TopicDriftError:
-                raise
-            except Exception as error:  # the admin client's: a broker restarting answers again within the timeout
-                if time.monotonic() > deadline:
-                    raise ConfigError(
-                        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS",
-                        f"the streams' internal topics could not be prepared: {error}",
-                    ) from None
-                time.sleep(1.0)
-        if not report.ok:
-            raise TopicDriftError(f"internal topics differ from what the streams app needs: {report.drift}")
-        log.info(
-            "internal topics ready",
-            extra={"topics_created": report.created, "topics_reconciled": sorted(report.reconciled)},
-        )
+        """Create (or reconcile) the internal topics and wait until the broker lists them, before Faust starts
+        (``streams.topics``)."""
+        topics.prepare(self.settings, self.internal_topics(), timeout)
 
     def start_feeds(self) -> None:
         if self.feed is not None:
@@ -191,11 +125,11 @@ def build_app(
     *,
     enabled: tuple[str, ...] = AGENTS,
     data_dir: Path | None = None,
-    emitter: agents.Emitter | None = None,
-    dead_letters: agents.DeadLetters | None = None,
+    emitter: Emitter | None = None,
+    dead_letters: DeadLetters | None = None,
     with_feed: bool = True,
     planner: orchestration.Planner | None = None,
-    commands: agents.CommandBus | None = None,
+    commands: orchestration_agents.CommandBus | None = None,
 ) -> StreamsApp:
     """Build the app with the ``enabled`` agents. Tests pass an ``emitter``/``dead_letters`` (and for
     orchestration a ``planner`` and a ``commands`` bus) to run agents under ``test_context()`` without a broker
@@ -204,11 +138,35 @@ def build_app(
     if unknown:
         raise ConfigError("--agents", f"unknown agents {sorted(unknown)}; choose from {', '.join(AGENTS)}")
     prefix = settings.kafka_topic_prefix
-    app_id = prefix + settings.streams_app_id
-    data = data_dir if data_dir is not None else settings.streams_data_path
+    app = _faust_app(settings, data_dir if data_dir is not None else settings.streams_data_path)
+    codec = codec_for(settings)
+    outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
+    faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
+    if emitter is None:
+        emitter = FaustEmitter(codec, faust_topics, prefix)
+    if dead_letters is None:
+        dead_letters = RouterDeadLetters(settings, codec, "streams")
+    context = AgentContext(codec, emitter, dead_letters, prefix)
+    built = StreamsApp(app=app, settings=settings, context=context)
+    if "signals" in enabled:
+        _add_signals(built, settings)
+    built.clock = FeedClock(settings.market_clock)
+    if ("risk" in enabled or "orchestration" in enabled) and with_feed:
+        # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
+        built.view = risk.RiskView()
+        built.feed = ViewFeed(settings, codec, built.view, clock=built.clock)
+    if "risk" in enabled:
+        _add_risk(built, settings)
+    if "orchestration" in enabled:
+        _add_orchestration(built, settings, planner, commands)
+    return built
+
+
+def _faust_app(settings: Settings, data: Path) -> faust.App:
+    """The Faust app with our settings (delivery, commits, rebalancing, static membership)."""
     data.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        app_id,
+    return faust.App(
+        settings.kafka_topic_prefix + settings.streams_app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store="memory://",
         datadir=str(data),
@@ -230,65 +188,45 @@ def build_app(
         broker_heartbeat_interval=3.0,
         consumer_group_instance_id=settings.streams_instance_id,
     )
-    codec = codec_for(settings)
-    outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
-    faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
-    if emitter is None:
-        emitter = agents.FaustEmitter(codec, faust_topics, prefix)
-    if dead_letters is None:
-        dead_letters = RouterDeadLetters(settings, codec, "streams")
-    context = agents.AgentContext(codec, emitter, dead_letters, prefix)
-    built = StreamsApp(app=app, settings=settings, context=context)
-
-    if "signals" in enabled:
-        state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
-                          extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
-        built.tables["signal-state"] = state
-        bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
-        built.agents["signals"] = app.agent(bar_topic, name="signals")(
-            agents.signals_agent(context, state, settings.signal_expiry_seconds)
-        )
-        # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
-        transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
-        built.agents["transitions"] = app.agent(transition_topic, name="transitions")(
-            agents.transitions_agent(context, state)
-        )
-
-    built.clock = FeedClock(settings.market_clock)
-    if ("risk" in enabled or "orchestration" in enabled) and with_feed:
-        # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
-        built.view = risk.RiskView()
-        built.feed = ViewFeed(settings, codec, built.view, clock=built.clock)
-
-    if "risk" in enabled:
-        view = built.view if built.view is not None else risk.RiskView()
-        built.view = view
-        decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
-                            extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
-        built.tables["risk-decided"] = decided
-        source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
-        body = agents.risk_agent(context, view, risk.RiskLimits.from_settings(settings), decided, order_intents.TOPIC,
-                                 clock=built.clock.now)  # fmt: skip
-        built.agents["risk"] = app.agent(source, name="risk")(body)
-        app.timer(SWEEP_SECONDS, name="risk-alerts")(_kill_switch_alerts(context, view))
-
-    if "orchestration" in enabled:
-        _add_orchestration(built, settings, planner, commands)
-    return built
 
 
-def _kill_switch_alerts(context: agents.AgentContext, view: risk.RiskView) -> Any:
-    """The timer body that alerts a kill switch even while no intent arrives (the view changes on its own)."""
+def _add_signals(built: StreamsApp, settings: Settings) -> None:
+    """The signals agent over bars, the transitions agent, and the ``signal-state`` table they share."""
+    app, prefix, context = built.app, settings.kafka_topic_prefix, built.context
+    state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
+                      extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
+    built.tables["signal-state"] = state
+    bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
+    built.agents["signals"] = app.agent(bar_topic, name="signals")(
+        signals_agents.signals_agent(context, state, settings.signal_expiry_seconds)
+    )
+    # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
+    transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
+    built.agents["transitions"] = app.agent(transition_topic, name="transitions")(
+        signals_agents.transitions_agent(context, state)
+    )
 
-    async def sync() -> None:
-        if view.ready.is_set():
-            await agents.sync_kill_switch_alerts(context, view)
 
-    return sync
+def _add_risk(built: StreamsApp, settings: Settings) -> None:
+    """The risk agent over intents, its ``risk-decided`` table, and the kill-switch alert timer."""
+    app, prefix, context = built.app, settings.kafka_topic_prefix, built.context
+    view = built.view if built.view is not None else risk.RiskView()
+    built.view = view
+    decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
+                        extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
+    built.tables["risk-decided"] = decided
+    source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
+    limits = risk.RiskLimits.from_settings(settings)
+    body = risk_agents.risk_agent(context, view, limits, decided, order_intents.TOPIC, clock=built.clock.now)
+    built.agents["risk"] = app.agent(source, name="risk")(body)
+    app.timer(SWEEP_SECONDS, name="risk-alerts")(risk_agents.kill_switch_alerts(context, view))
 
 
 def _add_orchestration(
-    built: StreamsApp, settings: Settings, planner: orchestration.Planner | None, commands: agents.CommandBus | None
+    built: StreamsApp,
+    settings: Settings,
+    planner: orchestration.Planner | None,
+    commands: orchestration_agents.CommandBus | None,
 ) -> None:
     """The router, the orchestration agent, its tables and its sweep.
 
@@ -302,7 +240,7 @@ def _add_orchestration(
     partitions = orchestration.COMMANDS_PARTITIONS
     command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
                                retention=timedelta(days=7))  # fmt: skip
-    tables = agents.OrchestrationTables(
+    tables = OrchestrationTables(
         runs=app.Table("orchestration-runs", key_type=str, partitions=partitions,
                        extra_topic_configs=CHANGELOG_CONFIGS),
         signals=app.Table("orchestration-signals", key_type=str, partitions=partitions,
@@ -312,14 +250,14 @@ def _add_orchestration(
     )  # fmt: skip
     built.tables.update({"orchestration-runs": tables.runs, "orchestration-signals": tables.signals,
                          "orchestration-orders": tables.orders})  # fmt: skip
-    bus = commands if commands is not None else agents.FaustCommandBus(command_topic)
+    bus = commands if commands is not None else orchestration_agents.FaustCommandBus(command_topic)
     sources = {prefix + spec.name: spec for spec in ORCHESTRATION_SOURCES}
     source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw")  # fmt: skip
     built.agents["orchestration-router"] = app.agent(source_topic, name="orchestration-router")(
-        agents.orchestration_router(built.context, bus, sources)
+        orchestration_agents.orchestration_router(built.context, bus, sources)
     )
-    orchestrator = agents.Orchestrator(
+    orchestrator = Orchestrator(
         built.context,
         tables,
         planner if planner is not None else Agent0Client.from_settings(settings),
@@ -328,10 +266,10 @@ def _add_orchestration(
     )
     built.orchestrator = orchestrator
     built.agents["orchestration"] = app.agent(command_topic, name="orchestration")(
-        agents.orchestration_agent(orchestrator)
+        orchestration_agents.orchestration_agent(orchestrator)
     )
     app.timer(SWEEP_SECONDS, name="orchestration-sweep")(
-        agents.orchestration_sweeper(orchestrator, bus, clock=built.clock.now)
+        orchestration_agents.orchestration_sweeper(orchestrator, bus, clock=built.clock.now)
     )
 
 

@@ -18,7 +18,7 @@ from api.agent0 import PlanStore, create_app
 from ibstream.config import load_settings
 from ibstream.contracts.enums import RunState
 from streams import orchestration as orch
-from streams.agent0_client import Agent0Client
+from streams.orchestration.agent0_client import Agent0Client
 
 from ..unit.test_streams_orchestration import SIGNAL
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ibstream.contracts.enums import Side
-from streams.strategies import (
+from streams.signals.strategies import (
     STRATEGIES,
     WINDOW,
     BarPoint,

@@ -33,7 +33,7 @@ from ibstream.contracts.enums import (
 )
 from streams import orchestration as orch
 from streams import signals
-from streams.agent0_client import Agent0Client, PlanningError
+from streams.orchestration.agent0_client import Agent0Client, PlanningError
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 SIGNAL = Signal(signal_id="sig-1", symbol="AAPL", strategy="donchian_breakout", side=Side.BUY, confidence=0.9,

@@ -12,7 +12,8 @@ import pytest
 from ibstream import risk
 from ibstream.contracts import RiskDecision
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
-from streams import agents
+from streams.context import AgentContext
+from streams.risk.decisions import decide_intents
 
 from .test_risk import LIMITS, NOW, fresh_quote
 from .test_streams_agents import RecordingDeadLetters, RecordingEmitter, make_intent
@@ -27,7 +28,7 @@ def market_clock(start: datetime, step: timedelta) -> Iterator[datetime]:
 
 async def decide(intents: int, step: timedelta) -> list[RiskDecision]:
     emitter = RecordingEmitter()
-    context = agents.AgentContext(SingleObjectCodec(SchemaStore()), emitter, RecordingDeadLetters(), "unit.")
+    context = AgentContext(SingleObjectCodec(SchemaStore()), emitter, RecordingDeadLetters(), "unit.")
     view = risk.RiskView()
     view.apply_quote(fresh_quote(NOW))
     ticks = market_clock(NOW, step)
@@ -35,7 +36,7 @@ async def decide(intents: int, step: timedelta) -> list[RiskDecision]:
     limits = dataclasses.replace(LIMITS, quote_max_age_seconds=1e9)
     decided: dict[str, str] = {}
     batch = [make_intent(f"o-{i}") for i in range(intents)]
-    results = await agents.decide_intents(context, batch, view, limits, decided, lambda: next(ticks),
+    results = await decide_intents(context, batch, view, limits, decided, lambda: next(ticks),
                                           [None] * intents, lambda _i, order, decision: None)  # fmt: skip
     assert results == [True] * intents
     return emitter.of(RiskDecision)

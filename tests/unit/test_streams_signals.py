@@ -8,7 +8,7 @@ from ibstream import ids
 from ibstream.contracts import Bar, SignalTransition
 from ibstream.contracts.enums import MarketDataSource, SignalStatus
 from streams import signals
-from streams.strategies import donchian_breakout
+from streams.signals.strategies import donchian_breakout
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 ONLY_DONCHIAN = {"donchian_breakout": donchian_breakout}

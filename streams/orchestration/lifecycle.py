@@ -1,10 +1,13 @@
-"""Orchestration runs as pure logic: the run state machine, the approval policy, Agent0's circuit breaker, and one
-step function per input (signal, approve/reject/trigger command, risk decision, order event, expiry tick).
+"""The run lifecycle as pure logic: a run's stored state and one input (signal, approve/reject/trigger command,
+risk decision, order event, expiry tick) in, the records to emit and the new state out; and the sweep's questions.
 
-A run's states (``orchestration.runs.v1``, one record per change): triggered → planning → planned →
-awaiting_approval → approved → submitted → completed, or failed / expired / rejected with a reason. ``advance``
-refuses any other move, so a redelivered or out-of-order command cannot take a run backwards or out of a final
-state. Who moves a run:
+Every step is pure apart from the record timestamps: the orchestration agent's ``Orchestrator``
+(``streams.orchestration.orchestrator``) loads the run's entry from the ``orchestration-runs`` table, calls one
+step, emits the Step's records and stores its entry. A command that does not apply to the run's current state
+returns an empty Step with a note, never an error: redelivered, late or out-of-order commands are normal under
+at-least-once and must change nothing.
+
+Who moves a run (states and allowed moves: ``streams.orchestration.machine``):
 
 * a signal ≥ ``orchestration_min_confidence`` (or a ``trigger_run`` for any recent signal) opens it; Agent0 plans
   it (failure → failed with the cause);
@@ -20,13 +23,10 @@ filled, or rejected / closed when the order fails); a planning failure leaves th
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from ibstream import ids
 from ibstream.config import Settings
@@ -35,162 +35,22 @@ from ibstream.contracts import (
     OrchestrationRun,
     OrderEvent,
     OrderIntent,
-    Plan,
-    Record,
     RiskDecision,
     Signal,
     SignalTransition,
-    utc_now,
 )
-from ibstream.contracts.enums import ApprovalMode, ControlCommandKind, OrderLeg, OrderStatus, RunState, SignalStatus
-from ibstream.exceptions import IbstreamError
-from streams.signals import transition
-
-FINAL = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.EXPIRED, RunState.REJECTED})
-_ABORTS = frozenset({RunState.FAILED, RunState.EXPIRED, RunState.REJECTED})
-
-#: Allowed moves; every non-final state may also fail, expire or be rejected.
-TRANSITIONS: dict[RunState | None, frozenset[RunState]] = {
-    None: frozenset({RunState.TRIGGERED}),
-    RunState.TRIGGERED: frozenset({RunState.PLANNING}) | _ABORTS,
-    RunState.PLANNING: frozenset({RunState.PLANNED}) | _ABORTS,
-    RunState.PLANNED: frozenset({RunState.AWAITING_APPROVAL, RunState.APPROVED}) | _ABORTS,
-    RunState.AWAITING_APPROVAL: frozenset({RunState.APPROVED}) | _ABORTS,
-    RunState.APPROVED: frozenset({RunState.SUBMITTED}) | _ABORTS,
-    RunState.SUBMITTED: frozenset({RunState.COMPLETED, RunState.FAILED}),
-    **{state: frozenset() for state in FINAL},
-}
-
-
-class InvalidTransitionError(IbstreamError):
-    """A run was asked to move where the state machine does not allow."""
-
-
-def trigger(signal: Signal, actor: str = "orchestration", reason: str | None = None) -> OrchestrationRun:
-    """The first record of the run for a signal (``run_id = uuid5(signal_id)``)."""
-    return OrchestrationRun(run_id=ids.run_id(signal.signal_id), signal_id=signal.signal_id, symbol=signal.symbol,
-                            state=RunState.TRIGGERED, reason=reason, actor=actor, attempt=0,
-                            time=utc_now())  # fmt: skip
-
-
-def advance(
-    run: OrchestrationRun,
-    to: RunState,
-    *,
-    actor: str,
-    reason: str | None = None,
-    plan: Plan | None = None,
-    approval_mode: ApprovalMode | None = None,
-    attempt: int | None = None,
-) -> OrchestrationRun:
-    """The run's next record, or InvalidTransitionError. Failures and rejections must say why."""
-    if to not in TRANSITIONS[run.state]:
-        raise InvalidTransitionError(f"run {run.run_id}: {run.state.value} → {to.value} is not allowed")
-    if to in _ABORTS and not reason:
-        raise InvalidTransitionError(f"run {run.run_id}: {to.value} needs a reason")
-    return OrchestrationRun(
-        run_id=run.run_id, signal_id=run.signal_id, symbol=run.symbol, state=to, previous_state=run.state,
-        reason=reason, plan=plan if plan is not None else run.plan,
-        approval_mode=approval_mode if approval_mode is not None else run.approval_mode, actor=actor,
-        attempt=run.attempt if attempt is None else attempt, time=utc_now(),
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ApprovalPolicy:
-    """Approve without a human when the signal is confident enough and the order small enough."""
-
-    min_confidence: float
-    max_notional: float
-
-    def approves(self, signal: Signal, plan: Plan) -> tuple[bool, str]:
-        price = plan.limit_price if plan.limit_price is not None else signal.entry
-        notional = plan.quantity * price
-        if signal.confidence < self.min_confidence:
-            return False, f"confidence {signal.confidence:.2f} < policy minimum {self.min_confidence:.2f}"
-        if notional > self.max_notional:
-            return False, f"notional {notional:,.2f} > policy maximum {self.max_notional:,.2f}"
-        return True, f"policy: confidence {signal.confidence:.2f}, notional {notional:,.2f}"
-
-
-def intent_for(run: OrchestrationRun, plan: Plan, requested_by: str = "orchestration") -> OrderIntent:
-    """The one order intent of an approved run: ``order_id = uuid5(NAMESPACE, run_id)``."""
-    return OrderIntent(
-        order_id=ids.order_id(run.run_id), run_id=run.run_id, signal_id=run.signal_id, symbol=run.symbol,
-        side=plan.side, quantity=plan.quantity, order_type=plan.order_type, limit_price=plan.limit_price,
-        stop_price=plan.stop_price, stop_loss=plan.stop_loss, take_profit=plan.take_profit,
-        requested_by=requested_by, created_time=utc_now(),
-    )  # fmt: skip
-
-
-class CircuitOpenError(IbstreamError):
-    """The breaker is open: the dependency is not called."""
-
-
-class CircuitBreaker:
-    """Closed → open after ``failures`` consecutive failures; after ``reset_seconds`` one trial call is let
-    through (half-open): success closes the circuit, failure opens it again for another period."""
-
-    def __init__(self, failures: int, reset_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._threshold = failures
-        self._reset = reset_seconds
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-
-    @property
-    def state(self) -> str:
-        if self._opened_at is None:
-            return "closed"
-        return "half_open" if self._clock() - self._opened_at >= self._reset else "open"
-
-    def before_call(self) -> None:
-        """Raise CircuitOpenError while open."""
-        if self.state == "open":
-            raise CircuitOpenError(f"circuit open after {self._failures} consecutive failures")
-
-    def success(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-
-    def failure(self) -> None:
-        self._failures += 1
-        if self._failures >= self._threshold or self._opened_at is not None:
-            self._opened_at = self._clock()
-
-
-class Planner(Protocol):
-    """What planning needs from Agent0 (``streams.agent0_client.Agent0Client``)."""
-
-    async def plan(self, signal: Signal) -> Plan: ...
-
-
-def start_planning(run: OrchestrationRun) -> OrchestrationRun:
-    """triggered → planning (one more attempt)."""
-    return advance(run, RunState.PLANNING, actor="orchestration", attempt=run.attempt + 1)
-
-
-async def finish_planning(planning: OrchestrationRun, signal: Signal, planner: Planner) -> OrchestrationRun:
-    """planning → planned with Agent0's plan, or → failed with the cause of the failure as the reason."""
-    try:
-        plan = await planner.plan(signal)
-    except IbstreamError as error:
-        return advance(planning, RunState.FAILED, actor="orchestration", reason=str(error))
-    return advance(planning, RunState.PLANNED, actor="agent0", plan=plan)
-
-
-async def plan_run(run: OrchestrationRun, signal: Signal, planner: Planner) -> list[OrchestrationRun]:
-    """triggered → planning → planned, or → failed with the cause; every record is returned to be persisted."""
-    planning = start_planning(run)
-    return [planning, await finish_planning(planning, signal, planner)]
-
-
-# --- the run lifecycle: a run's stored state and one input in, the records to emit and the new state out ---
-#
-# Every function below is pure apart from the record timestamps: the agent (``streams.agents``) loads the run's
-# entry from the ``orchestration-runs`` table, calls one of them, emits the Step's records and stores its entry.
-# A command that does not apply to the run's current state returns an empty Step with a note, never an error:
-# redelivered, late or out-of-order commands are normal under at-least-once and must change nothing.
+from ibstream.contracts.enums import ApprovalMode, OrderLeg, OrderStatus, RunState, SignalStatus
+from streams.orchestration.machine import (
+    FINAL,
+    ApprovalPolicy,
+    Planner,
+    advance,
+    finish_planning,
+    intent_for,
+    start_planning,
+    trigger,
+)
+from streams.signals.lifecycle import transition
 
 #: How long final runs and recent signals stay in their tables after the signal's expiry. Forgetting them is safe
 #: because an expired signal never opens a run again (``opens_automatically``, ``open_run``): a redelivery after
@@ -472,83 +332,3 @@ def slot_forgettable(slot: SignalSlot, now: datetime) -> bool:
     if slot.signal is not None:
         return now >= slot.signal.expiry_time + RETAIN_AFTER_EXPIRY
     return slot.trigger is None or now >= slot.trigger.issued_time + TRIGGER_GRACE
-
-
-# --- the internal command topic ---
-#
-# Inputs arrive keyed three ways: signals by symbol, control by "family:target", decisions and order events by
-# order_id. The router agent re-keys each one by ``command_key`` onto ``<prefix>orchestration-commands`` so every
-# input of one run lands on one partition, hence one worker and one table partition. The key is the run's
-# ``order_id`` (uuid5 of the run_id, so one-to-one with runs) rather than the run_id itself because order events
-# carry only the order_id and a uuid5 cannot be inverted; every other input can compute it.
-
-
-#: The internal topic (topic prefix prepended) and its partition count, the same as the runs topic's.
-COMMANDS_TOPIC = "orchestration-commands"
-COMMANDS_PARTITIONS = 3
-
-
-class CommandKind(StrEnum):
-    """What an internal command carries."""
-
-    SIGNAL = "signal"
-    CONTROL = "control"
-    DECISION = "decision"
-    ORDER_EVENT = "order_event"
-    TICK = "tick"
-
-
-RUN_COMMANDS = frozenset({ControlCommandKind.APPROVE_RUN, ControlCommandKind.REJECT_RUN,
-                          ControlCommandKind.TRIGGER_RUN})  # fmt: skip
-
-
-def command_key(record: Record) -> str | None:
-    """The partition key of an input on the command topic; None when orchestration has no use for it."""
-    if isinstance(record, Signal):
-        return ids.order_id(ids.run_id(record.signal_id))
-    if isinstance(record, ControlCommand):
-        if record.command is ControlCommandKind.TRIGGER_RUN:
-            return ids.order_id(ids.run_id(record.target))
-        if record.command in RUN_COMMANDS:
-            return ids.order_id(record.target)
-        return None  # the kill switch is risk's and execution's business
-    if isinstance(record, RiskDecision | OrderEvent):
-        return record.order_id
-    return None
-
-
-_KINDS: dict[type[Record], CommandKind] = {
-    Signal: CommandKind.SIGNAL,
-    ControlCommand: CommandKind.CONTROL,
-    RiskDecision: CommandKind.DECISION,
-    OrderEvent: CommandKind.ORDER_EVENT,
-}
-_RECORDS: dict[CommandKind, type[Record]] = {kind: record for record, kind in _KINDS.items()}  # fmt: skip
-
-
-def encode_command(record: Record) -> bytes:
-    """An input as an internal command (JSON: the topic is ours and short-lived, no Avro contract needed)."""
-    return json.dumps({"kind": _KINDS[type(record)].value, "record": record.model_dump(mode="json")}).encode()
-
-
-def encode_tick(run_id: str | None, signal_id: str | None) -> bytes:
-    """A sweep request for one run and/or one signal slot (both live on the same partition)."""
-    return json.dumps({"kind": CommandKind.TICK.value, "run_id": run_id, "signal_id": signal_id}).encode()
-
-
-def tick_key(run_id: str | None, signal_id: str | None) -> str:
-    """The partition key of a tick: the run's order_id, as for every other input of that run."""
-    if run_id is None:
-        if signal_id is None:
-            raise ValueError("a tick needs a run_id or a signal_id")
-        run_id = ids.run_id(signal_id)
-    return ids.order_id(run_id)
-
-
-def decode_command(raw: bytes) -> tuple[CommandKind, Record | None, dict[str, Any]]:
-    """(kind, record or None for a tick, the raw envelope); ValueError on anything else."""
-    data = json.loads(raw)
-    kind = CommandKind(data["kind"])
-    if kind is CommandKind.TICK:
-        return kind, None, data
-    return kind, _RECORDS[kind].model_validate(data["record"]), data

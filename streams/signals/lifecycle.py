@@ -22,7 +22,7 @@ from typing import Any
 from ibstream import ids
 from ibstream.contracts import Bar, Signal, SignalTransition
 from ibstream.contracts.enums import SignalStatus
-from streams.strategies import STRATEGIES, WINDOW, BarPoint, Strategy
+from streams.signals.strategies import STRATEGIES, WINDOW, BarPoint, Strategy
 
 BAR_SECONDS = 5
 #: Statuses after which a signal is no longer active.
@@ -80,21 +80,34 @@ def on_bar(
 ) -> tuple[State, list[Signal], list[SignalTransition]]:
     """Fold one bar into a symbol's state; returns (new state, new signals, transitions)."""
     current: State = empty_state() if state is None else {"bars": list(state["bars"]), "active": dict(state["active"])}
+    if not _add_bar(current, bar):
+        return current, [], []
+    transitions = _expire(current["active"], bar, now)
+    signals, opened = _evaluate(current, bar, now, expiry_seconds, strategies)
+    return current, signals, transitions + opened
+
+
+def _add_bar(current: State, bar: Bar) -> bool:
+    """Put the bar into the state's window; True only for a new newest bar, the one bar that is evaluated."""
     start = _micros(bar.start)
     bars: list[list[float]] = current["bars"]
     if any(int(row[0]) == start for row in bars):
-        return current, [], []  # duplicate (live + backfill / replay)
+        return False  # duplicate (live + backfill / replay)
     row = [float(start), bar.high, bar.low, bar.close]
     if bars and start < int(bars[-1][0]):
         bars.append(row)
         bars.sort(key=lambda r: r[0])
         current["bars"] = bars[-WINDOW:]
-        return current, [], []  # gap fill: history, not a new signal
+        return False  # gap fill: history, not a new signal
     bars.append(row)
     current["bars"] = bars[-WINDOW:]
+    return True
 
+
+def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[SignalTransition]:
+    """Free the slots of ended and expired signals (event time: the bar's start); the expiries to record."""
+    start = _micros(bar.start)
     transitions: list[SignalTransition] = []
-    active: dict[str, dict[str, Any]] = current["active"]
     for strategy, entry in list(active.items()):
         status = SignalStatus(entry["status"])
         if status in TERMINAL:
@@ -115,9 +128,17 @@ def on_bar(
                         now,
                     )
                 )
+    return transitions
 
+
+def _evaluate(
+    current: State, bar: Bar, now: datetime, expiry_seconds: int, strategies: Mapping[str, Strategy]
+) -> tuple[list[Signal], list[SignalTransition]]:
+    """Run every strategy without an active signal over the window; its new signals and their "new" transitions."""
+    active: dict[str, dict[str, Any]] = current["active"]
     window = [BarPoint(high=r[1], low=r[2], close=r[3]) for r in current["bars"]]
     signals: list[Signal] = []
+    transitions: list[SignalTransition] = []
     expiry = bar.start + timedelta(seconds=BAR_SECONDS + expiry_seconds)
     for strategy, evaluate in strategies.items():
         if strategy in active:
@@ -152,7 +173,7 @@ def on_bar(
                 now,
             )
         )
-    return current, signals, transitions
+    return signals, transitions
 
 
 def on_transition(state: Mapping[str, Any] | None, record: SignalTransition) -> State | None:

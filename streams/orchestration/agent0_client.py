@@ -18,7 +18,7 @@ from ibstream.contracts import Plan, Signal
 from ibstream.exceptions import IbstreamError
 from ibstream.telemetry import trace_headers, tracer
 from streams.observability import AGENT0_LATENCY, AGENT0_REQUESTS
-from streams.orchestration import CircuitBreaker, CircuitOpenError
+from streams.orchestration.breaker import CircuitBreaker, CircuitOpenError
 
 _tracer = tracer(__name__)
 
