@@ -136,10 +136,13 @@ class ChaosDemo(Demo):
         execution_env = {**env, **self.chaos.execution_env, **self.chaos.execution_first_start_env}
         self.group.ibstream("execution", "run", "execution", env=execution_env,
                             health_url=f"http://127.0.0.1:{self.ports['execution']}/health")  # fmt: skip
+        # Everything downstream is healthy before the producer starts: no order can route (and a first-start crash
+        # hook fire) while this is still waiting for a slow API on a loaded machine.
+        for name in ("api", "agent0", "streams", "execution"):
+            self.group.wait_healthy(name, 120)
         self.group.ibstream("producer", "run", "producer", env=env,
                             health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
-        for name in ("api", "agent0", "streams", "execution", "producer"):
-            self.group.wait_healthy(name, 120)
+        self.group.wait_healthy("producer", 120)
         # First-start-only hooks (e.g. a crash point) must not follow the process into its restarts.
         for key in self.chaos.execution_first_start_env:
             self.group.processes["execution"].env.pop(key, None)
