@@ -9,8 +9,9 @@ the fault actions in :mod:`ibsim.faults`, which the HTTP :mod:`ibsim.control` en
 """
 
 from ibsim.config import DEFAULT_UNIVERSE, Instrument, SimConfig
+from ibsim.ledger import Position
 from ibsim.market import Bar, MarketGenerator, Quote
-from ibsim.matching import Execution, OrderSnapshot, Position
+from ibsim.matching import Execution, OrderSnapshot
 from ibsim.simulator import Simulator
 
 __all__ = [

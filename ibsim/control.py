@@ -17,8 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from ibsim.config import SimConfig
 from ibsim.faults import Faults
+from ibsim.ledger import Position
 from ibsim.market import Bar
-from ibsim.matching import Execution, OrderSnapshot, Position
+from ibsim.matching import Execution, OrderSnapshot
 
 log = logging.getLogger("ibsim.control")
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from ibsim import messages as m
 from ibsim.clock import SimClock
 from ibsim.config import Instrument, SimConfig
+from ibsim.ledger import CommissionSchedule
 from ibsim.market import MarketGenerator
-from ibsim.matching import CommissionSchedule, MatchingEngine
+from ibsim.matching import MatchingEngine
 from ibsim.pacing import HistoricalPacer
 from ibsim.session import Session
 from ibsim.wire import Field, encode_field

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from ibsim.config import SimConfig
 from ibsim.control import ControlServer
 from ibsim.gateway import Gateway
+from ibsim.ledger import Position
 from ibsim.market import Bar, Quote
-from ibsim.matching import Execution, OrderSnapshot, Position
+from ibsim.matching import Execution, OrderSnapshot
 from ibsim.server import ApiServer
 
 log = logging.getLogger("ibsim")
