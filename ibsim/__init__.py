@@ -1,14 +1,18 @@
 """ibsim: an IB Gateway simulator speaking the TWS socket protocol (server version 157).
 
-The official ``ibapi`` client and ``ib_async`` connect to it unchanged. Pure parts
-(:mod:`ibsim.market`, :mod:`ibsim.matching`, :mod:`ibsim.messages`, :mod:`ibsim.wire`,
-:mod:`ibsim.pacing`) are separate from the I/O (:mod:`ibsim.server`, :mod:`ibsim.control`).
+The official ``ibapi`` client and ``ib_async`` connect to it unchanged. Pure parts (:mod:`ibsim.market`,
+:mod:`ibsim.matching`, :mod:`ibsim.messages`, :mod:`ibsim.wire`, :mod:`ibsim.pacing`) are separate from the I/O.
+The I/O: :mod:`ibsim.simulator` (the public :class:`Simulator`: lifecycle, queries, fault methods), :mod:`ibsim.server`
+(listener, sessions, the dispatch table, the pump), one module per API area (:mod:`ibsim.market_data`,
+:mod:`ibsim.history`, :mod:`ibsim.orders`, :mod:`ibsim.account`) over the shared state in :mod:`ibsim.gateway`;
+the fault actions in :mod:`ibsim.faults`, which the HTTP :mod:`ibsim.control` endpoint uses.
 """
 
 from ibsim.config import DEFAULT_UNIVERSE, Instrument, SimConfig
+from ibsim.ledger import Position
 from ibsim.market import Bar, MarketGenerator, Quote
-from ibsim.matching import Execution, OrderSnapshot, Position
-from ibsim.server import Simulator
+from ibsim.matching import Execution, OrderSnapshot
+from ibsim.simulator import Simulator
 
 __all__ = [
     "DEFAULT_UNIVERSE",

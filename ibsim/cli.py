@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from ibsim.config import EXCHANGE_TZ, SimConfig
-from ibsim.server import Simulator
+from ibsim.simulator import Simulator
 from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, load_settings
 from ibstream.exceptions import ConfigError

@@ -12,11 +12,14 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-if TYPE_CHECKING:
-    from ibsim.server import Simulator
+from ibsim.config import SimConfig
+from ibsim.faults import Faults
+from ibsim.ledger import Position
+from ibsim.market import Bar
+from ibsim.matching import Execution, OrderSnapshot
 
 log = logging.getLogger("ibsim.control")
 
@@ -64,13 +67,31 @@ def _str(body: dict[str, Any], key: str) -> str:
     return v
 
 
-class ControlServer:
-    """Routes: see ``ibsim/README.md``."""
+class Inspector(Protocol):
+    """What the GET routes read (the :class:`ibsim.simulator.Simulator`'s queries)."""
 
-    def __init__(self, sim: Simulator) -> None:
+    config: SimConfig
+
+    def state(self) -> dict[str, Any]: ...
+
+    def orders(self) -> list[OrderSnapshot]: ...
+
+    def executions(self) -> list[Execution]: ...
+
+    def positions(self) -> list[Position]: ...
+
+    def account_values(self) -> dict[str, float]: ...
+
+    def ground_truth_bars(self, symbol: str, start: float | None = None, end: float | None = None) -> list[Bar]: ...
+
+
+class ControlServer:
+    """Routes: see ``ibsim/README.md``. GET routes read ``sim``; POST routes act through ``faults``."""
+
+    def __init__(self, sim: Inspector, faults: Faults) -> None:
         self.sim = sim
         self._server: asyncio.Server | None = None
-        s = sim
+        s, f = sim, faults
         self.get_routes: dict[str, Handler] = {
             "/health": lambda b, q: {"ok": True},
             "/state": lambda b, q: s.state(),
@@ -80,24 +101,24 @@ class ControlServer:
             "/account": lambda b, q: s.account_values(),
         }
         self.post_routes: dict[str, Handler] = {
-            "/faults/drop_connections": lambda b, q: {"dropped": s.drop_connections()},
-            "/faults/refuse_connections": lambda b, q: s.refuse_connections(
+            "/faults/drop_connections": lambda b, q: {"dropped": f.drop_connections()},
+            "/faults/refuse_connections": lambda b, q: f.refuse_connections(
                 _num(b, "seconds"), bool(b.get("drop_existing", False))),
-            "/faults/connectivity": lambda b, q: s.connectivity_loss(
+            "/faults/connectivity": lambda b, q: f.connectivity_loss(
                 _num(b, "outage_seconds", 1.0), int(_num(b, "restored_code", 1102))),
-            "/faults/market_data_farm": lambda b, q: s.market_data_farm(bool(b.get("ok", False))),
-            "/faults/stall": lambda b, q: s.stall(_str(b, "symbol")),
-            "/faults/resume": lambda b, q: s.resume(_str(b, "symbol")),
-            "/faults/reject_next_order": lambda b, q: s.reject_next_order(
+            "/faults/market_data_farm": lambda b, q: f.market_data_farm(bool(b.get("ok", False))),
+            "/faults/stall": lambda b, q: f.stall(_str(b, "symbol")),
+            "/faults/resume": lambda b, q: f.resume(_str(b, "symbol")),
+            "/faults/reject_next_order": lambda b, q: f.reject_next_order(
                 int(_num(b, "code", 201)), str(b.get("message", "Order rejected - reason:Simulated rejection"))),
-            "/faults/delay": lambda b, q: s.set_delays(_num(b, "ack_seconds", 0.0), _num(b, "fill_seconds", 0.0)),
-            "/faults/pacing": lambda b, q: s.set_pacing(bool(b.get("enabled", True))),
-            "/faults/restart": lambda b, q: s.restart_gateway(
+            "/faults/delay": lambda b, q: f.set_delays(_num(b, "ack_seconds", 0.0), _num(b, "fill_seconds", 0.0)),
+            "/faults/pacing": lambda b, q: f.set_pacing(bool(b.get("enabled", True))),
+            "/faults/restart": lambda b, q: f.restart_gateway(
                 _num(b, "downtime_seconds", 1.0), int(_num(b, "rollback", 0))),
-            "/faults/lose_next_transmit": lambda b, q: s.lose_next_transmit(_num(b, "restart_seconds", 0.0)),
-            "/faults/clear": lambda b, q: s.clear_faults(),
-            "/market/entitlement": lambda b, q: s.set_live_data_entitled(bool(b.get("live", True))),
-            "/clock/advance": lambda b, q: s.advance_clock(_num(b, "seconds")),
+            "/faults/lose_next_transmit": lambda b, q: f.lose_next_transmit(_num(b, "restart_seconds", 0.0)),
+            "/faults/clear": lambda b, q: f.clear(),
+            "/market/entitlement": lambda b, q: f.set_live_data_entitled(bool(b.get("live", True))),
+            "/clock/advance": lambda b, q: f.advance_clock(_num(b, "seconds")),
         }
 
     async def start(self, host: str, port: int) -> int:

@@ -1,4 +1,4 @@
-"""Order matching, commissions, positions and account values (pure: no I/O, no wall clock).
+"""Order matching (pure: no I/O, no wall clock); each fill is booked in the account's :mod:`ibsim.ledger`.
 
 The engine is the simulated broker. It keeps every order ever placed (but the untransmitted ones a
 gateway restart loses), matches working orders
@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from ibsim.ledger import CommissionSchedule, Ledger, Position
 from ibsim.market import Quote
-
-UNSET_DOUBLE = 1.7976931348623157e308
 
 SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
 #: Statuses after which an order never changes again.
@@ -152,16 +151,6 @@ class OrderRejected:
 Event = OrderUpdated | OrderFilled | OrderCancelled | OrderRejected
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Holding in one contract; ``avg_cost`` includes commissions, as IB reports it."""
-
-    symbol: str
-    con_id: int
-    quantity: float
-    avg_cost: float
-
-
 @dataclass
 class _Order:
     req: OrderRequest
@@ -197,22 +186,6 @@ class _Order:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CommissionSchedule:
-    """IB fixed pricing: per share with a per-order minimum and a percentage-of-value cap."""
-
-    per_share: float = 0.005
-    minimum: float = 1.0
-    max_pct: float = 0.01
-
-    def for_order(self, cum_qty: float, cum_value: float) -> float:
-        """Total commission of an order that has filled ``cum_qty`` for ``cum_value`` so far."""
-        if cum_qty <= 0:
-            return 0.0
-        raw = max(self.per_share * cum_qty, self.minimum)
-        return round(min(raw, self.max_pct * cum_value) if cum_value > 0 else raw, 6)
-
-
 class MatchingEngine:
     """The simulated broker's order book, matcher and ledger for one account."""
 
@@ -237,10 +210,7 @@ class MatchingEngine:
         self._next_perm = first_perm_id
         self._exec_seq = 0
         self._executions: list[Execution] = []
-        self.cash = initial_cash
-        self.initial_cash = initial_cash
-        self.realized_pnl = 0.0
-        self._positions: dict[str, Position] = {}
+        self.ledger = Ledger(initial_cash)
         self._last_second: int | None = None
 
     # -- order entry -------------------------------------------------------------------------------
@@ -256,17 +226,10 @@ class MatchingEngine:
             if existing.status in TERMINAL or existing.req.con_id != req.con_id:
                 return [OrderRejected(req.client_id, req.order_id, 103, "Duplicate order id")]
             return self._modify(existing, req, now)
-        if req.order_type not in SUPPORTED_ORDER_TYPES:
-            return [self._reject(req, now, 201, f"Order rejected - reason:Unsupported order type {req.order_type}")]
-        if req.quantity <= 0 or math.isnan(req.quantity):
-            return [self._reject(req, now, 434, "The order size cannot be zero.")]
-        if req.order_type in {"LMT", "STP LMT"} and req.lmt_price is None:
-            return [self._reject(req, now, 201, "Order rejected - reason:Missing limit price")]
-        if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
-            return [self._reject(req, now, 201, "Order rejected - reason:Missing stop price")]
         parent = self._orders.get((req.client_id, req.parent_id)) if req.parent_id else None
-        if req.parent_id and parent is None:
-            return [self._reject(req, now, 201, "Order rejected - reason:Parent order is not found")]
+        problem = _invalid(req, parent_missing=bool(req.parent_id) and parent is None)
+        if problem is not None:
+            return [self._reject(req, now, *problem)]
         order = _Order(req, self._next_perm, "PendingSubmit", now, now, now + fill_delay)
         self._next_perm += 1
         self._orders[key] = order
@@ -274,6 +237,10 @@ class MatchingEngine:
         if not req.transmit:
             # Held in the "TWS" until an order of the same bracket arrives with transmit=True.
             return []
+        return self._transmit(order, parent, now, fill_delay)
+
+    def _transmit(self, order: _Order, parent: _Order | None, now: float, fill_delay: float) -> list[Event]:
+        """Release an order, or with its parent the whole held bracket, to the market."""
         group = [order]
         if parent is not None:
             root = parent
@@ -387,7 +354,8 @@ class MatchingEngine:
         o.updated_at = now
         if o.remaining <= 1e-9:
             o.status = "Filled"
-        realized = self._book(o.req, qty, price, commission)
+        signed = qty if o.req.action == "BUY" else -qty
+        realized = self.ledger.book(o.req.symbol, o.req.con_id, signed, price, commission)
         self._exec_seq += 1
         ex = Execution(
             exec_id=f"{o.perm_id:08x}.{self._exec_seq:08x}.01.01",
@@ -428,71 +396,13 @@ class MatchingEngine:
 
     # -- ledger -----------------------------------------------------------------------------------
 
-    def _book(self, req: OrderRequest, qty: float, price: float, commission: float) -> float | None:
-        signed = qty if req.action == "BUY" else -qty
-        self.cash -= signed * price + commission
-        pos = self._positions.get(req.symbol) or Position(req.symbol, req.con_id, 0.0, 0.0)
-        realized: float | None = None
-        if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
-            new_qty = pos.quantity + signed
-            # IB's avgCost includes commission: added for buys, subtracted for short sales.
-            cost = pos.quantity * pos.avg_cost + signed * price + (commission if signed > 0 else -commission)
-            new_avg = cost / new_qty
-        else:
-            closed = min(abs(signed), abs(pos.quantity))
-            direction = 1.0 if pos.quantity > 0 else -1.0
-            realized = round((price - pos.avg_cost) * closed * direction - commission, 6)
-            self.realized_pnl += realized
-            new_qty = pos.quantity + signed
-            if abs(new_qty) < 1e-9:
-                new_qty, new_avg = 0.0, 0.0
-            elif (new_qty > 0) == (pos.quantity > 0):
-                new_avg = pos.avg_cost
-            else:  # flipped through zero: the remainder opens at this price
-                new_avg = price
-        self._positions[req.symbol] = Position(req.symbol, req.con_id, new_qty, round(new_avg, 6))
-        return realized
-
     def positions(self) -> list[Position]:
         """Every contract ever traded, including flat ones (IB keeps reporting them as 0)."""
-        return list(self._positions.values())
+        return self.ledger.positions()
 
     def account_values(self, marks: Callable[[str], float]) -> dict[str, float]:
         """Account values that follow fills; ``marks`` gives the current price of a symbol."""
-        gross = 0.0
-        unrealized = 0.0
-        net_stock = 0.0
-        for p in self._positions.values():
-            if p.quantity == 0:
-                continue
-            px = marks(p.symbol)
-            value = p.quantity * px
-            net_stock += value
-            gross += abs(value)
-            unrealized += value - p.quantity * p.avg_cost
-        net_liq = self.cash + net_stock
-        init_margin = 0.25 * gross  # Reg T style 25 % maintenance, simplified to one rate
-        available = net_liq - init_margin
-        return {
-            "NetLiquidation": round(net_liq, 2),
-            "TotalCashValue": round(self.cash, 2),
-            "SettledCash": round(self.cash, 2),
-            "AccruedCash": 0.0,
-            "BuyingPower": round(max(available, 0.0) * 4, 2),
-            "EquityWithLoanValue": round(net_liq, 2),
-            "GrossPositionValue": round(gross, 2),
-            "InitMarginReq": round(init_margin, 2),
-            "MaintMarginReq": round(init_margin, 2),
-            "FullInitMarginReq": round(init_margin, 2),
-            "FullMaintMarginReq": round(init_margin, 2),
-            "AvailableFunds": round(available, 2),
-            "FullAvailableFunds": round(available, 2),
-            "ExcessLiquidity": round(available, 2),
-            "FullExcessLiquidity": round(available, 2),
-            "Cushion": round(available / net_liq, 6) if net_liq else 0.0,
-            "RealizedPnL": round(self.realized_pnl, 2),
-            "UnrealizedPnL": round(unrealized, 2),
-        }
+        return self.ledger.account_values(marks)
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -571,3 +481,18 @@ class MatchingEngine:
             if child.status not in TERMINAL:
                 events += self._cancel_tree(child, now, reason)
         return events
+
+
+def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:
+    """Why IB would refuse a new order at once (code, message), or None."""
+    if req.order_type not in SUPPORTED_ORDER_TYPES:
+        return 201, f"Order rejected - reason:Unsupported order type {req.order_type}"
+    if req.quantity <= 0 or math.isnan(req.quantity):
+        return 434, "The order size cannot be zero."
+    if req.order_type in {"LMT", "STP LMT"} and req.lmt_price is None:
+        return 201, "Order rejected - reason:Missing limit price"
+    if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
+        return 201, "Order rejected - reason:Missing stop price"
+    if parent_missing:
+        return 201, "Order rejected - reason:Parent order is not found"
+    return None

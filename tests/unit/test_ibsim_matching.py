@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ibsim.ledger import CommissionSchedule
 from ibsim.market import Quote
 from ibsim.matching import (
-    CommissionSchedule,
     MatchingEngine,
     OrderCancelled,
     OrderFilled,

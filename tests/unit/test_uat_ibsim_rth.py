@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from ibsim.config import EXCHANGE_TZ
-from ibsim.server import _in_rth
+from ibsim.market_data import _in_rth
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,175 @@
+"""Fault injection and the control knobs: what the control endpoint's POST routes (and the Simulator's methods) do.
+
+Every action runs on the simulator's event loop and takes effect at once; durations are **wall** seconds. The flags
+live in :class:`ibsim.gateway.FaultState`, where the API areas consult them: an outage or a broken market-data farm
+mutes all streaming, a stall mutes one symbol, queued rejections and lost transmits are taken by the next placeOrder,
+delays hold back acknowledgements and fills. A gateway restart keeps what lives "at IB" (transmitted orders,
+executions, positions) and loses what lives in the gateway (sessions, untransmitted orders, pacing history), and rolls
+``nextValidId`` back on request (LEAN-IB #242).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from ibsim.gateway import Gateway
+
+log = logging.getLogger("ibsim")
+
+
+class Listener(Protocol):
+    """The API port, which faults can close and reopen."""
+
+    def stop_listening(self) -> None: ...
+
+    async def resume_listening(self) -> None: ...
+
+
+class Faults:
+    """Fault actions over the shared state; call them on the event loop only."""
+
+    def __init__(self, gw: Gateway, listener: Listener) -> None:
+        self.gw = gw
+        self.listener = listener
+
+    def summary(self) -> dict[str, Any]:
+        """Active faults (the ``faults`` part of ``GET /state``)."""
+        f = self.gw.faults
+        return {
+            "refusing": time.monotonic() < f.refuse_until,
+            "outage": f.outage,
+            "md_farm_down": f.md_farm_down,
+            "stalled": sorted(f.stalled),
+            "pending_rejections": len(f.rejections),
+            "pending_lost_transmits": len(f.lost_transmits),
+            "ack_delay": f.ack_delay,
+            "fill_delay": f.fill_delay,
+            "pacing": self.gw.pacing,
+        }
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def drop_connections(self) -> int:
+        """Close every API connection abruptly; returns how many were dropped."""
+        live = [s for s in self.gw.sessions if not s.closed]
+        for s in live:
+            s.close(abort=True)
+        return len(live)
+
+    def refuse_connections(self, seconds: float, drop_existing: bool = False) -> None:
+        """Stop listening for ``seconds`` (clients see "connection refused")."""
+        f = self.gw.faults
+
+        async def reopen() -> None:
+            await asyncio.sleep(seconds)
+            if f.refuse_until and time.monotonic() >= f.refuse_until - 1e-3:
+                await self.listener.resume_listening()
+                f.refuse_until = 0.0
+
+        f.refuse_until = time.monotonic() + seconds
+        self.listener.stop_listening()
+        if drop_existing:
+            for s in list(self.gw.sessions):
+                s.close(abort=True)
+        self.gw.tasks.append(asyncio.ensure_future(reopen()))
+
+    def connectivity_loss(self, outage_seconds: float, restored_code: int = 1102) -> None:
+        """Send 1100, pause market data for ``outage_seconds``, then send 1101/1102.
+
+        With 1101 ("data lost") every market-data and bar subscription is dropped server-side,
+        as TWS does; the client must resubscribe. With 1102 subscriptions survive.
+        """
+        if restored_code not in (1101, 1102):
+            raise ValueError("restored_code must be 1101 or 1102")
+
+        async def restore() -> None:
+            await asyncio.sleep(outage_seconds)
+            self.gw.faults.outage = False
+            for s in self.gw.ready_sessions():
+                if restored_code == 1101:
+                    s.drop_subscriptions()
+                s.error(-1, restored_code)
+
+        self.gw.faults.outage = True
+        for s in self.gw.ready_sessions():
+            s.error(-1, 1100)
+        self.gw.tasks.append(asyncio.ensure_future(restore()))
+
+    def restart_gateway(self, downtime_seconds: float = 1.0, rollback: int = 0) -> None:
+        """Simulated gateway restart: drop everyone, refuse for ``downtime_seconds``, and roll
+        ``nextValidId`` back by ``rollback`` below the last id actually used (LEAN-IB #242).
+
+        Transmitted orders, executions and positions survive: they live at "IB", not in the gateway.
+        Untransmitted orders (``transmit=False``, still ``PendingSubmit``) live only in the gateway
+        and are lost: a later cancel gets 10147, a later transmit finds no parent.
+        """
+        gw = self.gw
+        # The ids of lost orders were handed out all the same: the rollback counts from them too.
+        high = max(gw.engine.max_order_id() + 1, gw.next_order_id)
+        gw.next_order_id = max(1, high - rollback)
+        gw.pacer.reset()
+        for o in gw.engine.discard_untransmitted():
+            log.info(
+                "gateway restart: untransmitted order %d of client %d (orderRef %r) lost",
+                o.order_id, o.client_id, o.order_ref,
+            )  # fmt: skip
+        self.refuse_connections(downtime_seconds, drop_existing=True)
+
+    # -- market data ------------------------------------------------------------------------------
+
+    def market_data_farm(self, ok: bool) -> None:
+        """2103 (broken: market data stops) or 2104 (OK: it resumes) to every client."""
+        self.gw.faults.md_farm_down = not ok
+        for s in self.gw.ready_sessions():
+            s.error(-1, 2104 if ok else 2103)
+
+    def stall(self, symbol: str) -> None:
+        """Stale feed: ticks and real-time bars of ``symbol`` stop (the market itself goes on)."""
+        self.gw.faults.stalled.add(symbol.upper())
+
+    def resume(self, symbol: str) -> None:
+        """End a :meth:`stall`; bars generated meanwhile are not replayed (backfill them)."""
+        self.gw.faults.stalled.discard(symbol.upper())
+
+    def set_pacing(self, enabled: bool) -> None:
+        """Turn IB historical-data pacing enforcement on or off (either resets the counters)."""
+        self.gw.pacing = enabled
+        self.gw.pacer.reset()
+
+    def set_live_data_entitled(self, entitled: bool) -> None:
+        """Toggle the account's live market-data subscription (affects new requests)."""
+        self.gw.live_entitled = entitled
+
+    def advance_clock(self, seconds: float) -> None:
+        """Jump simulated time forward (e.g. to the next open); bars in between are generated."""
+        self.gw.clock.advance(seconds)
+
+    # -- orders -----------------------------------------------------------------------------------
+
+    def reject_next_order(self, code: int = 201, message: str = "Order rejected - reason:Simulated rejection") -> None:
+        """The next placeOrder (any client) is refused with ``code``/``message``."""
+        self.gw.faults.rejections.append((code, message))
+
+    def set_delays(self, ack_seconds: float = 0.0, fill_seconds: float = 0.0) -> None:
+        """Delay order acknowledgements and/or fills (0 to clear)."""
+        self.gw.faults.ack_delay = max(ack_seconds, 0.0)
+        self.gw.faults.fill_delay = max(fill_seconds, 0.0)
+
+    def lose_next_transmit(self, restart_seconds: float = 0.0) -> None:
+        """The next ``placeOrder`` with ``transmit=True`` (any client) is lost in flight with its
+        connection, which drops — e.g. a bracket's last leg, leaving the legs sent before it held
+        untransmitted. With ``restart_seconds > 0`` the gateway restarts instead (that downtime,
+        no rollback), which loses the held legs too."""
+        self.gw.faults.lost_transmits.append(max(restart_seconds, 0.0))
+
+    def clear(self) -> None:
+        """Undo stalls, pending rejections and lost transmits, delays and farm/outage flags (not refusals)."""
+        f = self.gw.faults
+        f.stalled.clear()
+        f.rejections.clear()
+        f.lost_transmits.clear()
+        f.ack_delay = f.fill_delay = 0.0
+        f.outage = f.md_farm_down = False

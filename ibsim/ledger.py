@@ -1,0 +1,115 @@
+"""The ledger of the one simulated account: cash, positions and account values (pure: no I/O, no wall clock).
+
+IB's conventions: fixed-pricing commissions (per share, a per-order minimum, a cap in percent of value), charged
+incrementally as an order fills; a position's ``avg_cost`` includes commission (added for buys, subtracted for short
+sales); a closing trade realizes P&L net of its commission, an opening one realizes nothing (IB reports UNSET there);
+a trade through zero opens the remainder at its price. Account values mark positions with the caller's prices and use
+one Reg T style 25 % margin rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Holding in one contract; ``avg_cost`` includes commissions, as IB reports it."""
+
+    symbol: str
+    con_id: int
+    quantity: float
+    avg_cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionSchedule:
+    """IB fixed pricing: per share with a per-order minimum and a percentage-of-value cap."""
+
+    per_share: float = 0.005
+    minimum: float = 1.0
+    max_pct: float = 0.01
+
+    def for_order(self, cum_qty: float, cum_value: float) -> float:
+        """Total commission of an order that has filled ``cum_qty`` for ``cum_value`` so far."""
+        if cum_qty <= 0:
+            return 0.0
+        raw = max(self.per_share * cum_qty, self.minimum)
+        return round(min(raw, self.max_pct * cum_value) if cum_value > 0 else raw, 6)
+
+
+class Ledger:
+    """Cash and positions, booked execution by execution."""
+
+    def __init__(self, initial_cash: float = 1_000_000.0) -> None:
+        self.cash = initial_cash
+        self.initial_cash = initial_cash
+        self.realized_pnl = 0.0
+        self._positions: dict[str, Position] = {}
+
+    def book(self, symbol: str, con_id: int, signed: float, price: float, commission: float) -> float | None:
+        """Book one execution (``signed``: + bought, - sold); returns its realized P&L, None for opening trades."""
+        self.cash -= signed * price + commission
+        pos = self._positions.get(symbol) or Position(symbol, con_id, 0.0, 0.0)
+        realized: float | None = None
+        if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
+            new_qty = pos.quantity + signed
+            # IB's avgCost includes commission: added for buys, subtracted for short sales.
+            cost = pos.quantity * pos.avg_cost + signed * price + (commission if signed > 0 else -commission)
+            new_avg = cost / new_qty
+        else:
+            closed = min(abs(signed), abs(pos.quantity))
+            direction = 1.0 if pos.quantity > 0 else -1.0
+            realized = round((price - pos.avg_cost) * closed * direction - commission, 6)
+            self.realized_pnl += realized
+            new_qty = pos.quantity + signed
+            if abs(new_qty) < 1e-9:
+                new_qty, new_avg = 0.0, 0.0
+            elif (new_qty > 0) == (pos.quantity > 0):
+                new_avg = pos.avg_cost
+            else:  # flipped through zero: the remainder opens at this price
+                new_avg = price
+        self._positions[symbol] = Position(symbol, con_id, new_qty, round(new_avg, 6))
+        return realized
+
+    def positions(self) -> list[Position]:
+        """Every contract ever traded, including flat ones (IB keeps reporting them as 0)."""
+        return list(self._positions.values())
+
+    def account_values(self, marks: Callable[[str], float]) -> dict[str, float]:
+        """Account values that follow fills; ``marks`` gives the current price of a symbol."""
+        gross = 0.0
+        unrealized = 0.0
+        net_stock = 0.0
+        for p in self._positions.values():
+            if p.quantity == 0:
+                continue
+            px = marks(p.symbol)
+            value = p.quantity * px
+            net_stock += value
+            gross += abs(value)
+            unrealized += value - p.quantity * p.avg_cost
+        net_liq = self.cash + net_stock
+        init_margin = 0.25 * gross  # Reg T style 25 % maintenance, simplified to one rate
+        available = net_liq - init_margin
+        return {
+            "NetLiquidation": round(net_liq, 2),
+            "TotalCashValue": round(self.cash, 2),
+            "SettledCash": round(self.cash, 2),
+            "AccruedCash": 0.0,
+            "BuyingPower": round(max(available, 0.0) * 4, 2),
+            "EquityWithLoanValue": round(net_liq, 2),
+            "GrossPositionValue": round(gross, 2),
+            "InitMarginReq": round(init_margin, 2),
+            "MaintMarginReq": round(init_margin, 2),
+            "FullInitMarginReq": round(init_margin, 2),
+            "FullMaintMarginReq": round(init_margin, 2),
+            "AvailableFunds": round(available, 2),
+            "FullAvailableFunds": round(available, 2),
+            "ExcessLiquidity": round(available, 2),
+            "FullExcessLiquidity": round(available, 2),
+            "Cushion": round(available / net_liq, 6) if net_liq else 0.0,
+            "RealizedPnL": round(self.realized_pnl, 2),
+            "UnrealizedPnL": round(unrealized, 2),
+        }

@@ -1,0 +1,366 @@
+"""Requests (client -> server) at server version 157 (pure).
+
+Inbound parsers mirror ibapi 9.81's ``client.py`` field by field and decode each message into an immutable value;
+they are plain functions so they can be tested against the real ibapi encoder without sockets. A message id without
+a parser decodes to :class:`UnknownRequest` (the server answers 321); a malformed one raises :class:`ProtocolError`
+(the server answers 320).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ibsim.config import EXCHANGE_TZ
+from ibsim.messages.codes import MAP_DURATION_UNIT, Out
+from ibsim.wire import FieldReader, ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSpec:
+    """Contract fields as sent in requests (the 12-field block ibapi writes)."""
+
+    con_id: int = 0
+    symbol: str = ""
+    sec_type: str = ""
+    exchange: str = ""
+    primary_exchange: str = ""
+    currency: str = ""
+    local_symbol: str = ""
+    trading_class: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StartApi:
+    client_id: int
+    optional_capabilities: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleRequest:
+    """A request identified by its message id alone (plus at most one int argument)."""
+
+    msg_id: int
+    arg: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReqContractDetails:
+    req_id: int
+    contract: ContractSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ReqMktData:
+    req_id: int
+    contract: ContractSpec
+    generic_ticks: str
+    snapshot: bool
+    regulatory_snapshot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReqRealTimeBars:
+    req_id: int
+    contract: ContractSpec
+    bar_size: int
+    what_to_show: str
+    use_rth: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReqHistoricalData:
+    req_id: int
+    contract: ContractSpec
+    end_date_time: str
+    bar_size: str
+    duration: str
+    use_rth: bool
+    what_to_show: str
+    format_date: int
+    keep_up_to_date: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReqHeadTimestamp:
+    req_id: int
+    contract: ContractSpec
+    use_rth: bool
+    what_to_show: str
+    format_date: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    order_id: int
+    contract: ContractSpec
+    action: str
+    quantity: float
+    order_type: str
+    lmt_price: float | None
+    aux_price: float | None
+    tif: str
+    oca_group: str
+    account: str
+    order_ref: str
+    transmit: bool
+    parent_id: int
+    outside_rth: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReqExecutions:
+    req_id: int
+    client_id: int
+    account: str
+    time: str
+    symbol: str
+    sec_type: str
+    exchange: str
+    side: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReqAccountSummary:
+    req_id: int
+    group: str
+    tags: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReqAccountUpdates:
+    subscribe: bool
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReqAccountUpdatesMulti:
+    req_id: int
+    account: str
+    model_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownRequest:
+    msg_id: int
+
+
+Request = (
+    StartApi | SimpleRequest | ReqContractDetails | ReqMktData | ReqRealTimeBars | ReqHistoricalData
+    | ReqHeadTimestamp | PlaceOrder | ReqExecutions | ReqAccountSummary | ReqAccountUpdates
+    | ReqAccountUpdatesMulti | UnknownRequest
+)
+
+
+def _contract(r: FieldReader) -> ContractSpec:
+    con_id = r.integer()
+    symbol = r.text()
+    sec_type = r.text()
+    r.skip(4)  # lastTradeDateOrContractMonth, strike, right, multiplier
+    exchange = r.text()
+    primary = r.text()
+    currency = r.text()
+    local_symbol = r.text()
+    trading_class = r.text()
+    return ContractSpec(con_id, symbol, sec_type, exchange, primary, currency, local_symbol, trading_class)
+
+
+def _skip_bag_legs(r: FieldReader, c: ContractSpec, per_leg: int) -> None:
+    if c.sec_type == "BAG":
+        r.skip(r.integer() * per_leg)
+
+
+def _p_start_api(r: FieldReader) -> Request:
+    r.skip()  # version
+    return StartApi(r.integer(), r.text())
+
+
+def _p_mkt_data(r: FieldReader) -> Request:
+    r.skip()
+    req_id = r.integer()
+    c = _contract(r)
+    _skip_bag_legs(r, c, 4)
+    if r.flag():  # delta-neutral contract present
+        r.skip(3)
+    return ReqMktData(req_id, c, r.text(), r.flag(), r.flag())
+
+
+def _p_contract_details(r: FieldReader) -> Request:
+    r.skip()
+    return ReqContractDetails(r.integer(), _contract(r))
+
+
+def _p_rt_bars(r: FieldReader) -> Request:
+    r.skip()
+    req_id = r.integer()
+    c = _contract(r)
+    return ReqRealTimeBars(req_id, c, r.integer(), r.text(), r.flag())
+
+
+def _p_historical(r: FieldReader) -> Request:
+    # Server >= 124 (SYNT_REALTIME_BARS): no version field.
+    req_id = r.integer()
+    c = _contract(r)
+    r.skip()  # includeExpired
+    end, bar_size, duration, use_rth, what, fmt = r.text(), r.text(), r.text(), r.flag(), r.text(), r.integer(1)
+    _skip_bag_legs(r, c, 4)
+    return ReqHistoricalData(req_id, c, end, bar_size, duration, use_rth, what, fmt, r.flag())
+
+
+def _p_head_timestamp(r: FieldReader) -> Request:
+    req_id = r.integer()
+    c = _contract(r)
+    r.skip()  # includeExpired
+    return ReqHeadTimestamp(req_id, c, r.flag(), r.text(), r.integer(1))
+
+
+def _p_place_order(r: FieldReader) -> Request:
+    # Server >= 145 (ORDER_CONTAINER): no version field. Only the head of the message matters to
+    # ibsim; the ~100 trailing fields are tolerated whatever they hold.
+    order_id = r.integer()
+    c = _contract(r)
+    r.skip(2)  # secIdType, secId
+    action = r.text()
+    qty = r.number() or 0.0
+    order_type = r.text().upper()
+    lmt, aux = r.number(), r.number()
+    tif, oca, account = r.text(), r.text(), r.text()
+    r.skip(2)  # openClose, origin
+    order_ref = r.text()
+    transmit = r.flag()
+    parent_id = r.integer()
+    r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
+    outside_rth = r.flag()
+    return PlaceOrder(order_id, c, action.upper(), qty, order_type, lmt, aux, tif, oca, account,
+                      order_ref, transmit, parent_id, outside_rth)
+
+
+def _p_executions(r: FieldReader) -> Request:
+    r.skip()
+    return ReqExecutions(r.integer(), r.integer(), r.text(), r.text(), r.text(), r.text(), r.text(), r.text())
+
+
+def _p_account_summary(r: FieldReader) -> Request:
+    r.skip()
+    return ReqAccountSummary(r.integer(), r.text(), r.text())
+
+
+def _p_account_updates(r: FieldReader) -> Request:
+    r.skip()
+    return ReqAccountUpdates(r.flag(), r.text())
+
+
+def _p_account_updates_multi(r: FieldReader) -> Request:
+    r.skip()
+    return ReqAccountUpdatesMulti(r.integer(), r.text(), r.text())
+
+
+def _simple(with_version: bool, with_arg: bool) -> Callable[[FieldReader], Request]:
+    def parse(r: FieldReader) -> Request:
+        msg_id = int(r.fields[0])
+        if with_version:
+            r.skip()
+        return SimpleRequest(msg_id, r.integer() if with_arg else 0)
+
+    return parse
+
+
+#: Message id -> parser. Everything else is answered as an unknown message.
+MAP_REQUEST_PARSER: dict[int, Callable[[FieldReader], Request]] = {
+    Out.START_API: _p_start_api,
+    Out.REQ_MKT_DATA: _p_mkt_data,
+    Out.CANCEL_MKT_DATA: _simple(True, True),
+    Out.PLACE_ORDER: _p_place_order,
+    Out.CANCEL_ORDER: _simple(True, True),
+    Out.REQ_OPEN_ORDERS: _simple(True, False),
+    Out.REQ_ACCT_DATA: _p_account_updates,
+    Out.REQ_EXECUTIONS: _p_executions,
+    Out.REQ_IDS: _simple(True, True),
+    Out.REQ_CONTRACT_DATA: _p_contract_details,
+    Out.SET_SERVER_LOGLEVEL: _simple(True, True),
+    Out.REQ_AUTO_OPEN_ORDERS: _simple(True, True),
+    Out.REQ_ALL_OPEN_ORDERS: _simple(True, False),
+    Out.REQ_MANAGED_ACCTS: _simple(True, False),
+    Out.REQ_HISTORICAL_DATA: _p_historical,
+    Out.CANCEL_HISTORICAL_DATA: _simple(True, True),
+    Out.REQ_CURRENT_TIME: _simple(True, False),
+    Out.REQ_REAL_TIME_BARS: _p_rt_bars,
+    Out.CANCEL_REAL_TIME_BARS: _simple(True, True),
+    Out.REQ_GLOBAL_CANCEL: _simple(True, False),
+    Out.REQ_MARKET_DATA_TYPE: _simple(True, True),
+    Out.REQ_POSITIONS: _simple(True, False),
+    Out.REQ_ACCOUNT_SUMMARY: _p_account_summary,
+    Out.CANCEL_ACCOUNT_SUMMARY: _simple(True, True),
+    Out.CANCEL_POSITIONS: _simple(True, False),
+    Out.REQ_ACCOUNT_UPDATES_MULTI: _p_account_updates_multi,
+    Out.CANCEL_ACCOUNT_UPDATES_MULTI: _simple(True, True),
+    Out.REQ_HEAD_TIMESTAMP: _p_head_timestamp,
+    Out.CANCEL_HEAD_TIMESTAMP: _simple(False, True),
+    Out.REQ_COMPLETED_ORDERS: _simple(False, True),
+}
+
+
+def parse_request(fields: list[str]) -> Request:
+    """Decode one inbound message. Raises :class:`ProtocolError` on malformed content."""
+    if not fields:
+        raise ProtocolError("empty message")
+    try:
+        msg_id = int(fields[0])
+    except ValueError as exc:
+        raise ProtocolError(f"message id {fields[0]!r} is not a number") from exc
+    parser = MAP_REQUEST_PARSER.get(msg_id)
+    if parser is None:
+        return UnknownRequest(msg_id)
+    r = FieldReader(fields, 1)
+    return parser(r)
+
+
+def request_id_of(fields: list[str]) -> int:
+    """Best-effort request/order id of a message that failed to parse (for the error reply)."""
+    try:
+        msg_id = int(fields[0])
+        if msg_id in (Out.REQ_HISTORICAL_DATA, Out.PLACE_ORDER, Out.REQ_HEAD_TIMESTAMP):
+            return int(fields[1])
+        return int(fields[2]) if len(fields) > 2 else -1
+    except (ValueError, IndexError):
+        return -1
+
+
+_TZ_ALIASES = {"EST": "America/New_York", "EDT": "America/New_York", "GMT": "UTC", "Z": "UTC"}
+
+
+def parse_ib_datetime(text: str, now: float) -> float:
+    """Epoch seconds of an IB request time: ``""`` (now), ``yyyymmdd hh:mm:ss [tz]`` (TWS local
+    when no zone), ``yyyymmdd-hh:mm:ss`` (UTC) or ``yyyymmdd`` (start of day, TWS local)."""
+    s = text.strip()
+    if not s:
+        return now
+    tz: dt.tzinfo = EXCHANGE_TZ
+    if "-" in s[:9] and len(s) >= 17 and s[8] == "-":
+        tz, body = dt.UTC, s[:8] + " " + s[9:17]
+    else:
+        parts = s.split()
+        body = " ".join(parts[:2])
+        if len(parts) >= 3:
+            try:
+                tz = ZoneInfo(_TZ_ALIASES.get(parts[2], parts[2]))
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ProtocolError(f"unknown time zone in {text!r}") from exc
+    try:
+        fmt = "%Y%m%d" if len(body) == 8 else "%Y%m%d %H:%M:%S"
+        return dt.datetime.strptime(body, fmt).replace(tzinfo=tz).timestamp()
+    except ValueError as exc:
+        raise ProtocolError(f"bad date/time {text!r}") from exc
+
+
+def duration_seconds(text: str) -> tuple[int, str]:
+    """``"3600 S"`` -> ``(3600, "S")``; raises :class:`ProtocolError` on anything else."""
+    parts = text.strip().split()
+    if len(parts) != 2 or parts[1].upper() not in MAP_DURATION_UNIT or not parts[0].isdigit():
+        raise ProtocolError(f"bad duration {text!r}")
+    n, unit = int(parts[0]), parts[1].upper()
+    if n <= 0:
+        raise ProtocolError(f"bad duration {text!r}")
+    return n, unit

@@ -1,0 +1,193 @@
+"""Orders: placeOrder, cancelOrder, reqGlobalCancel, reqOpenOrders/reqAllOpenOrders, reqCompletedOrders,
+reqExecutions; and the delivery of order-book events to the owning client.
+
+placeOrder is validated here (unknown contract 200, bad action or account 321), then handed to the matching engine
+(:mod:`ibsim.matching`), which accepts, modifies, holds or rejects it. Engine events go to the client that placed the
+order if it is connected, otherwise nowhere (IB does not replay them; the client asks with reqOpenOrders and
+reqExecutions): openOrder + orderStatus on each state change; on a fill execDetails, orderStatus, openOrder once filled
+and commissionReport, then the account areas' push; 202 on cancel; the rejection code on reject. Faults apply here:
+a queued rejection refuses the next new order, a lost transmit drops the connection (or restarts the gateway) instead
+of placing, and delays hold back acknowledgements and fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ibsim import messages as m
+from ibsim.account import Account
+from ibsim.faults import Faults
+from ibsim.gateway import Gateway
+from ibsim.matching import (
+    Event,
+    Execution,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderRequest,
+    OrderUpdated,
+)
+from ibsim.session import Session
+from ibsim.wire import ProtocolError
+
+log = logging.getLogger("ibsim")
+
+#: reqExecutions' side filter -> the side executions carry.
+MAP_EXEC_SIDE = {"BUY": "BOT", "SELL": "SLD", "BOT": "BOT", "SLD": "SLD"}
+
+
+class Orders:
+    """Request handlers, the engine's clock tick (:meth:`advance`) and event delivery."""
+
+    def __init__(self, gw: Gateway, account: Account, faults: Faults) -> None:
+        self.gw = gw
+        self.account = account
+        self.faults = faults
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def on_place_order(self, s: Session, req: m.PlaceOrder, now: float) -> None:
+        assert s.client_id is not None
+        gw, f = self.gw, self.gw.faults
+        if req.transmit and f.lost_transmits:
+            self._lose(s, req, f.lost_transmits.popleft())
+            return
+        inst = gw.resolve(req.contract)
+        order_req = OrderRequest(
+            order_id=req.order_id, client_id=s.client_id,
+            con_id=inst.con_id if inst else req.contract.con_id,
+            symbol=inst.symbol if inst else req.contract.symbol.upper(),
+            action=req.action, quantity=req.quantity, order_type=req.order_type,
+            lmt_price=req.lmt_price, aux_price=req.aux_price, tif=req.tif or "DAY",
+            oca_group=req.oca_group, account=req.account or gw.account, order_ref=req.order_ref,
+            transmit=req.transmit, parent_id=req.parent_id, outside_rth=req.outside_rth,
+        )
+        if req.order_id >= gw.next_order_id:
+            gw.next_order_id = req.order_id + 1
+        if inst is None:
+            s.error(req.order_id, 200)
+            return
+        if req.action not in ("BUY", "SELL"):
+            s.error(req.order_id, 321, f"{m.ERROR_TEXT[321]} Invalid action {req.action!r}")
+            return
+        if req.account and req.account not in gw.config.accounts:
+            s.error(req.order_id, 321, f"{m.ERROR_TEXT[321]} Invalid account {req.account}")
+            return
+        if f.rejections and gw.engine.order(s.client_id, req.order_id) is None:
+            code, text = f.rejections.popleft()
+            events: list[Event] = [gw.engine.record_rejection(order_req, now, code, text)]
+        else:
+            events = gw.engine.place(order_req, now, gw.clock.wall_to_sim(f.fill_delay))
+        if f.ack_delay > 0:
+            loop = asyncio.get_running_loop()
+            loop.call_later(f.ack_delay, self.deliver, events)
+        else:
+            self.deliver(events)
+
+    def _lose(self, s: Session, req: m.PlaceOrder, restart_seconds: float) -> None:
+        """A transmitting placeOrder lost in flight: its connection drops, or the whole gateway restarts."""
+        log.info(
+            "fault: placeOrder %d of client %d lost in flight; %s",
+            req.order_id, s.client_id,
+            f"gateway restarts for {restart_seconds:g} s" if restart_seconds else "connection dropped",
+        )  # fmt: skip
+        if restart_seconds:
+            self.faults.restart_gateway(restart_seconds)
+        else:
+            s.close(abort=True)
+
+    def on_cancel_order(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        assert s.client_id is not None
+        self.deliver(self.gw.engine.cancel(s.client_id, req.arg, now))
+
+    def on_global_cancel(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        self.deliver(self.gw.engine.cancel_all(now))
+
+    def on_open_orders(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        self._open_orders(s, all_clients=False)
+
+    def on_all_open_orders(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        self._open_orders(s, all_clients=True)
+
+    def on_completed_orders(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        s.send(m.completed_orders_end())
+
+    def _open_orders(self, s: Session, all_clients: bool) -> None:
+        for o in self.gw.engine.orders():
+            if not o.is_active or o.status == "PendingSubmit":
+                continue
+            if not all_clients and o.client_id != s.client_id and s.client_id != 0:
+                continue
+            inst = self.gw.instruments[o.request.symbol]
+            s.send(m.open_order(o, inst, self.gw.account))
+            s.send(m.order_status(o))
+        s.send(m.open_order_end())
+
+    def on_req_executions(self, s: Session, req: m.ReqExecutions, now: float) -> None:
+        since = None
+        if req.time.strip():
+            try:
+                since = m.parse_ib_datetime(req.time, now)
+            except ProtocolError as exc:
+                s.error(req.req_id, 321, f"{m.ERROR_TEXT[321]} {exc}")
+                return
+        execs = {e.exec_id: e for e in self.gw.engine.executions()}
+        for e in execs.values():
+            if not _matches(req, e, since):
+                continue
+            inst = self.gw.instruments[e.symbol]
+            s.send(m.exec_details(req.req_id, e, inst))
+            s.send(m.commission_report(e, inst.currency))
+        s.send(m.exec_details_end(req.req_id))
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Let the engine fill what the market now allows, and tell the owners."""
+        self.deliver(self.gw.engine.advance(now))
+
+    def deliver(self, events: list[Event]) -> None:
+        """Turn engine events into messages for the owning client (if it is connected)."""
+        touched_account = False
+        for ev in events:
+            owner = self.gw.owner(ev.client_id if isinstance(ev, OrderRejected) else ev.order.client_id)
+            touched_account |= isinstance(ev, OrderFilled)
+            if owner is not None:
+                self._send_event(owner, ev)
+        if touched_account:
+            self.account.changed()
+
+    def _send_event(self, owner: Session, ev: Event) -> None:
+        account = self.gw.account
+        match ev:
+            case OrderUpdated(order=o):
+                owner.send(m.open_order(o, self.gw.instruments[o.request.symbol], account))
+                owner.send(m.order_status(o))
+            case OrderFilled(order=o, execution=e):
+                inst = self.gw.instruments[o.request.symbol]
+                owner.send(m.exec_details(-1, e, inst))
+                owner.send(m.order_status(o))
+                if o.status == "Filled":
+                    owner.send(m.open_order(o, inst, account))
+                owner.send(m.commission_report(e, inst.currency))
+            case OrderCancelled(order=o):
+                owner.send(m.order_status(o))
+                owner.error(o.order_id, 202, f"{m.ERROR_TEXT[202]}{ev.reason}")
+            case OrderRejected(order_id=oid, code=code, message=text):
+                owner.error(oid, code, text)
+
+
+def _matches(req: m.ReqExecutions, e: Execution, since: float | None) -> bool:
+    """Whether execution ``e`` passes reqExecutions' filter (empty fields match everything)."""
+    side = MAP_EXEC_SIDE.get(req.side.upper(), "")
+    return not (
+        (req.client_id and e.client_id != req.client_id)
+        or (req.account and e.account != req.account)
+        or (since is not None and e.time < since)
+        or (req.symbol and e.symbol != req.symbol.upper())
+        or (req.sec_type and req.sec_type.upper() != "STK")
+        or (req.exchange and req.exchange.upper() not in (e.exchange, "SMART"))
+        or (side and e.side != side)
+    )
+
