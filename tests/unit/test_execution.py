@@ -23,17 +23,16 @@ from consumers.execution.mapping import (
     plan_legs,
     status_from_ib,
 )
-from consumers.execution.service import Executor
-from consumers.execution.state import (
+from consumers.execution.reconciliation import (
     MATCHED,
     MISMATCH,
     RECOVERED,
-    Book,
     CancelRequest,
     IbSnapshot,
-    execution_record,
     reconcile,
 )
+from consumers.execution.service import Executor
+from consumers.execution.state import Book, execution_record
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, Execution, OrderEvent, RoutedOrder
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
