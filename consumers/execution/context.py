@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from consumers.execution.journal import Journal
 from consumers.execution.state import Book
 from ibstream.config import Settings
-from ibstream.ib.session import IbSession
+from ibstream.ib.protocol import Session
 
 
 @dataclass
 class Context:
     settings: Settings
-    session: IbSession
+    session: Session
     journal: Journal
     wall: Callable[[], float] = time.monotonic
     book: Book = field(default_factory=Book)

@@ -14,6 +14,8 @@ State machine (orders are placed only in READY):
     RECONCILING ─IB did not answer─▶ IB_LOST (reconcile again on the next step)
     READY ─1100─▶ IB_LOST ─1101/1102─▶ (reconcile) ─▶ READY
     any ─socket closed─▶ DISCONNECTED;  connect with a live account not named by the settings ─▶ REFUSED (final)
+
+The connection itself (connect, backoff with jitter, generations, what IB's codes mean) is ``ibstream.ib.connection``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from consumers.execution.fills import FillPairing
 from consumers.execution.ib_events import OrderEvents
 from consumers.execution.intake import Intake
 from consumers.execution.journal import Journal
-from consumers.execution.mapping import may_trade
 from consumers.execution.outbox import COMPONENT, Outbox
 from consumers.execution.placement import Placement
 from consumers.execution.reconciler import IbQuery, OwedCancels, Reconciler
@@ -43,14 +44,13 @@ from consumers.execution.reporting import Reporter
 from consumers.execution.state import Book
 from consumers.execution.trading_state import KillSwitch
 from ibstream.alerting import AlertBook
-from ibstream.backoff import Backoff
 from ibstream.config import Settings
 from ibstream.contracts import ControlCommand, Record, TopicSpec, control, routed_orders
 from ibstream.contracts.enums import Severity
 from ibstream.contracts.serde import DecodeError
 from ibstream.ib import events
-from ibstream.ib.codes import CodeKind
-from ibstream.ib.session import IbConnectError, IbSession
+from ibstream.ib.connection import Connectivity, IbConnection, may_trade
+from ibstream.ib.protocol import Session
 from ibstream.kafka.records import KafkaMessage, codec_from_settings, decode_message
 from ibstream.telemetry import consume_span, current_span_context, log_context, meter, record_error
 
@@ -75,15 +75,17 @@ class Executor:
     """Owns the IB session for one account and client id, the journal, and the Kafka clients of execution."""
 
     def __init__(
-        self, settings: Settings, session: IbSession, journal: Journal, *, wall: Callable[[], float] = time.monotonic,
+        self, settings: Settings, session: Session, journal: Journal, *, wall: Callable[[], float] = time.monotonic,
         crash: CrashPoints | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.wall = wall
         self.ctx = Context(settings, session, journal, wall)
         self.state = State.CONNECTING
-        self.backoff = Backoff(settings.ib_reconnect_base_seconds, settings.ib_reconnect_cap_seconds)
-        self._next_connect_at = 0.0
+        self.connection = IbConnection(
+            session, base_seconds=settings.ib_reconnect_base_seconds, cap_seconds=settings.ib_reconnect_cap_seconds,
+            timeout_seconds=settings.ib_connect_timeout_seconds, wall=wall,
+        )  # fmt: skip
         self._reconcile_due = False
         crash = crash or CrashPoints()
         self.outbox = Outbox(journal, crash)
@@ -153,12 +155,12 @@ class Executor:
         finally:
             self.state = State.STOPPED
             self._update_snapshot()
-            self.session.disconnect()
+            self.connection.stop()
             self.intake.close()
 
     def step(self, wait: float = 0.02) -> None:
         """One iteration: connect if due, handle IB events, control commands, at most one routed order, publish."""
-        if self.state in (State.CONNECTING, State.DISCONNECTED) and self.wall() >= self._next_connect_at:
+        if self.connection.due:
             self._connect()
         if self._reconcile_due and self.state in (State.IB_LOST, State.READY):
             self._reconcile_due = False
@@ -236,17 +238,12 @@ class Executor:
 
     def _connect(self) -> None:
         self.state = State.CONNECTING
-        try:
-            connected = self.session.connect(self.settings.ib_connect_timeout_seconds)
-        except IbConnectError as error:
-            delay = self.backoff.next_delay()
-            self._next_connect_at = self.wall() + delay
+        connected = self.connection.connect()
+        if connected is None:
             self.state = State.DISCONNECTED
-            log.warning("IB connect failed; retrying", extra={"error": str(error), "retry_in_seconds": round(delay, 2)})
             return
         self.generation = connected.generation
         self.ctx.next_valid_id = max(self.ctx.next_valid_id, connected.next_valid_id)
-        self.backoff.reset()
         account = self.settings.execution_account or connected.accounts[0]
         if self.account is None:
             self.account = account
@@ -287,9 +284,10 @@ class Executor:
     def _on_disconnected(self, event: events.Disconnected) -> None:
         if self.state in (State.STOPPED, State.REFUSED):
             return
+        delay = self.connection.on_disconnected(event)
+        if delay is None:
+            return
         self.state = State.DISCONNECTED
-        delay = self.backoff.next_delay()
-        self._next_connect_at = self.wall() + delay
         log.warning(
             "IB disconnected; reconnecting", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)}
         )
@@ -300,11 +298,12 @@ class Executor:
 
     def _on_connectivity(self, event: events.IbError) -> bool:
         """1100 pauses placing; 1101/1102 reconcile on the next step. False: not a connectivity change for us."""
-        if event.kind is CodeKind.CONNECTION_LOST and self.state is State.READY:
+        meaning = self.connection.on_error(event)
+        if meaning is Connectivity.LOST and self.state is State.READY:
             self.state = State.IB_LOST
             log.warning("IB lost its servers; placing paused", extra={"code": event.code, "ib_message": event.message})
             return True
-        if event.kind in (CodeKind.RESTORED_DATA_LOST, CodeKind.RESTORED_DATA_MAINTAINED) and self.state in (
+        if meaning in (Connectivity.RESTORED_DATA_LOST, Connectivity.RESTORED_DATA_MAINTAINED) and self.state in (
             State.IB_LOST,
             State.READY,
         ):

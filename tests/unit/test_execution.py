@@ -18,7 +18,6 @@ from consumers.execution.mapping import (
     event_id,
     judge,
     leg_of_ib_order,
-    may_trade,
     parse_exec_time,
     plan_legs,
     status_from_ib,
@@ -38,6 +37,7 @@ from ibstream.contracts import Alert, Execution, OrderEvent, RoutedOrder
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
 from ibstream.ib import events
 from ibstream.ib.codes import classify
+from ibstream.ib.connection import may_trade
 
 NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
 S = OrderStatus
