@@ -113,10 +113,14 @@ class IbConnection:
             delay = self._schedule_reconnect()
             log.warning("IB connect failed; retrying", extra={"error": str(error), "retry_in_seconds": round(delay, 2)})
             return None
+        self.on_connected(connected)
+        return connected
+
+    def on_connected(self, connected: events.Connected) -> None:
+        """The handshake completed: a new generation, and the backoff starts over."""
         self.generation = connected.generation
         self.state = ConnectionState.CONNECTED
         self.backoff.reset()
-        return connected
 
     def current(self, event: events.Disconnected) -> bool:
         """The event is about the current socket (not a late one of an earlier connection)."""
