@@ -29,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import SpanContext
 
 from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
@@ -109,13 +110,33 @@ class Executor:
 
     # --- shared state, by the names operators and tests know --------------------------------------------------------
 
-    session = property(lambda self: self.ctx.session)
-    journal = property(lambda self: self.ctx.journal)
-    client_id = property(lambda self: self.ctx.client_id)
-    alerts: AlertBook = property(lambda self: self.reporter.alerts)  # type: ignore[assignment]
-    kill_switches: dict[str, ControlCommand] = property(lambda self: self.kill_switch.switches)  # type: ignore[assignment]
-    routed_consumers_replaced: int = property(lambda self: self.intake.routed_consumers_replaced)  # type: ignore[assignment]
-    _outbox: list[tuple[TopicSpec[Any], Record, Any]] = property(lambda self: self.outbox.records)  # type: ignore[assignment]
+    @property
+    def session(self) -> Session:
+        return self.ctx.session
+
+    @property
+    def journal(self) -> Journal:
+        return self.ctx.journal
+
+    @property
+    def client_id(self) -> int:
+        return self.ctx.client_id
+
+    @property
+    def alerts(self) -> AlertBook:
+        return self.reporter.alerts
+
+    @property
+    def kill_switches(self) -> dict[str, ControlCommand]:
+        return self.kill_switch.switches
+
+    @property
+    def routed_consumers_replaced(self) -> int:
+        return self.intake.routed_consumers_replaced
+
+    @property
+    def _outbox(self) -> list[tuple[TopicSpec[Any], Record, SpanContext | None]]:
+        return self.outbox.records
 
     @property
     def book(self) -> Book:

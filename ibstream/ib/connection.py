@@ -134,11 +134,12 @@ class IbConnection:
 
     def on_error(self, error: events.IbError) -> Connectivity | None:
         """What an IB message means for the connection (None: nothing), with the state updated."""
+        up = self.state in (ConnectionState.CONNECTED, ConnectionState.IB_LOST)  # a closed socket stays closed
         if error.code in CONNECTIVITY_LOST_CODES:
-            self.state = ConnectionState.IB_LOST
+            self.state = ConnectionState.IB_LOST if up else self.state
             return Connectivity.LOST
         if error.kind in _RESTORED:
-            self.state = ConnectionState.CONNECTED
+            self.state = ConnectionState.CONNECTED if up else self.state
             return _RESTORED[error.kind]
         if error.code in FARM_BROKEN_CODES:
             self.farm_broken = True

@@ -17,7 +17,9 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
+
+from opentelemetry.metrics import Counter
 
 from ibstream.backoff import Backoff
 from ibstream.contracts import Bar, bars, gaps, utc_now
@@ -67,12 +69,19 @@ def bar_record(
 Fire = Callable[..., None]
 
 
+class Metrics(Protocol):
+    """The producer's counters the backfill adds to."""
+
+    m_bars: Counter
+    m_gaps: Counter
+
+
 class Backfiller:
     """The backfill requests in flight and the historical pacing pause."""
 
     def __init__(
         self, connection: IbConnection, sink: RecordProducer, tracker: BarTracker, calendar: TradingCalendar,
-        instruments: dict[str, Instrument], req_ids: itertools.count[int], fire: Fire, metrics: Any,
+        instruments: dict[str, Instrument], req_ids: itertools.count[int], fire: Fire, metrics: Metrics,
         pacing_backoff_seconds: float,
     ) -> None:  # fmt: skip
         self.connection = connection

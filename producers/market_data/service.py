@@ -104,9 +104,17 @@ class MarketDataProducer:
 
     # --- the connection's and the backfill's state, by the names operators and tests know ----------------------
 
-    session = property(lambda self: self.connection.session)
-    pacing_violations = property(lambda self: self.backfill.pacing_violations)
-    _historical_paused_until = property(lambda self: self.backfill.paused_until)
+    @property
+    def session(self) -> Session:
+        return self.connection.session
+
+    @property
+    def pacing_violations(self) -> int:
+        return self.backfill.pacing_violations
+
+    @property
+    def _historical_paused_until(self) -> float:
+        return self.backfill.paused_until
 
     @property
     def state(self) -> ConnectionState:

@@ -158,3 +158,14 @@ def test_a_late_disconnect_of_an_old_socket_is_ignored() -> None:
 
 def test_only_paper_accounts_or_the_named_live_one_may_trade() -> None:
     assert live_accounts(("DU1", "DF2", "U3", "U4"), "U4") == ["U3"]
+
+
+def test_a_restore_message_after_the_socket_closed_does_not_stop_the_reconnect() -> None:
+    session, clock = FakeIbSession(), FakeClock()
+    connection = _connection(session, clock)
+    connection.connect()
+    connection.on_disconnected(events.Disconnected(1, "closed"))
+    assert connection.on_error(_error(1102)) is Connectivity.RESTORED_DATA_MAINTAINED
+    assert connection.state is ConnectionState.DISCONNECTED
+    clock.now = connection.next_connect_at
+    assert connection.due
