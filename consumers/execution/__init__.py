@@ -1,7 +1,8 @@
 """Execution consumer: risk-approved orders (``orders.routed.v1``) → IB, IB callbacks → ``orders.events.v1``,
 ``executions.v1``, ``positions.v1`` and ``ops.alerts.v1``; reconciliation on start and after every reconnect.
 
-``ibstream run execution`` calls ``main``. See ``service`` for the crash-safety protocol.
+``ibstream run execution`` calls ``main``. See ``placement`` for the crash-safety protocol, ``service`` for the
+state machine.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import signal
 import threading
 
+from consumers.execution.crash import CrashPoints
 from consumers.execution.exceptions import ExecutorLockedError, FencedError
 from consumers.execution.journal import Journal
 from consumers.execution.service import COMPONENT, Executor
@@ -31,10 +33,11 @@ def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
 
 
 def build(settings: Settings) -> Executor:
-    """The executor with its IB session and journal (the journal is locked by ``Executor.run``'s caller)."""
+    """The executor with its IB session, journal and crash points (the journal is locked by ``Executor.run``'s
+    caller; crash points come from the test hooks in the environment, see ``crash``)."""
     session = IbSession(settings.ib_host, settings.ib_port, settings.execution_client_id)
     journal = Journal(settings.state_dir / "execution", settings.execution_client_id)
-    return Executor(settings, session, journal)
+    return Executor(settings, session, journal, crash=CrashPoints.from_env())
 
 
 def main(argv: list[str] | None = None) -> int:

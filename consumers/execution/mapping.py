@@ -210,13 +210,3 @@ def leg_of_ib_order(parent_id: int, order_type: str) -> OrderLeg:
     if not parent_id:
         return OrderLeg.PARENT
     return OrderLeg.STOP_LOSS if order_type.upper().startswith("STP") else OrderLeg.TAKE_PROFIT
-
-
-def is_paper_account(account: str) -> bool:
-    """IB paper accounts start with DU (individual) or DF (advisor paper master)."""
-    return account.upper().startswith(("DU", "DF"))
-
-
-def may_trade(account: str, live_account: str | None) -> bool:
-    """The paper interlock: a paper account, or exactly the live account the settings name."""
-    return is_paper_account(account) or (live_account is not None and account == live_account)

@@ -1,4 +1,5 @@
-"""What the executor knows about its orders, and the pure reconciliation of that knowledge with IB's.
+"""What the executor knows about its orders: the book and its order state machine (``reconciliation`` compares it
+with IB's view).
 
 The book is rebuilt at startup from ``orders.events.v1`` and ``executions.v1`` (read committed) and then kept up to
 date from IB's callbacks. Nothing here does I/O: the service feeds it events and publishes what it returns.
@@ -13,24 +14,16 @@ from dataclasses import dataclass, field
 from consumers.execution.mapping import (
     ERROR_KIND_STATUS,
     IB_SIDE,
-    QTY_EPSILON,
     TERMINAL,
     Verdict,
     event_id,
     judge,
-    leg_of_ib_order,
     parse_exec_time,
-    status_from_ib,
 )
 from ibstream.contracts import Execution, OrderEvent
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, Side
 from ibstream.ib import events
 from ibstream.ib.codes import CodeKind
-
-#: Values of OrderEvent.reconciliation_status (the warehouse's unreconciled-orders audit reads "mismatch").
-MATCHED = "matched"  # IB agrees with what we had recorded
-RECOVERED = "recovered"  # IB knew something we had missed (a fill during a disconnect, an adopted order)
-MISMATCH = "mismatch"  # IB and we disagree in a way we cannot explain
 
 
 @dataclass
@@ -258,208 +251,3 @@ def execution_record(
         exec_time=parse_exec_time(detail.time),
         ingest_time=now,
     )
-
-
-# --- reconciliation -------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class IbSnapshot:
-    """What IB answered to reqAllOpenOrders, reqExecutions and (optionally) reqPositions."""
-
-    open_orders: list[events.OpenOrder] = field(default_factory=list)
-    statuses: dict[tuple[int, int], events.OrderStatusUpdate] = field(default_factory=dict)  # (client id, IB id)
-    executions: list[events.ExecutionDetail] = field(default_factory=list)
-    commissions: dict[str, events.CommissionReport] = field(default_factory=dict)
-    positions: list[events.PositionUpdate] | None = None
-
-    def status_of(self, order: events.OpenOrder) -> events.OrderStatusUpdate | None:
-        return self.statuses.get((order.client_id, order.order_id))
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """A status reconciliation decided for one leg."""
-
-    order_id: str
-    leg: OrderLeg
-    status: OrderStatus
-    filled: float
-    avg_fill_price: float | None
-    broker_status: str | None
-    reconciliation: str
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Something IB has that we cannot explain: an alert."""
-
-    kind: str
-    message: str
-    details: dict[str, str]
-    order_id: str | None = None
-    symbol: str | None = None
-
-
-@dataclass(frozen=True)
-class CancelRequest:
-    """A leg presumed cancelled because IB no longer lists it: cancel it at IB as well. IB does not list an order
-    its gateway still holds untransmitted (a bracket whose transmitting leg was lost with the connection), and such
-    an order could be transmitted later; the cancel makes our presumption true."""
-
-    order_id: str
-    leg: OrderLeg
-    ib_order_id: int
-
-
-@dataclass
-class Reconciliation:
-    """What a reconciliation decided: IB orders to adopt, missed fills, status corrections, alerts, and the legs to
-    cancel at IB because we now record them cancelled."""
-
-    adoptions: list[tuple[str, str, OrderLeg, events.OpenOrder]] = field(default_factory=list)
-    executions: list[events.ExecutionDetail] = field(default_factory=list)
-    reports: list[StatusReport] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    cancels: list[CancelRequest] = field(default_factory=list)
-
-
-def reconcile(
-    book: Book,
-    snapshot: IbSnapshot,
-    client_id: int,
-    account: str,
-    in_doubt: Iterable[str] = (),
-) -> Reconciliation:
-    """Compare our book with IB's answer. Rules:
-
-    * an open IB order of our client carrying a known orderRef: adopt its id if we lacked it; its status is
-      recorded as ``matched`` (same as ours) or ``recovered`` (IB moved on while we were not listening);
-    * an IB execution of a known orderRef whose exec_id we never recorded is a missed fill: record it;
-    * a leg we think is working that IB no longer lists is ``filled`` (recovered) when its executions cover its
-      quantity, otherwise ``cancelled``: ``recovered`` when the bracket explains it (a sibling filled, or the
-      parent ended), else ``mismatch`` with an alert; either way it is also cancelled at IB (``CancelRequest``);
-    * an open IB order whose orderRef we do not know (nor hold in doubt from a crash) is unexplained: alert;
-    * an IB position that differs from the net of our recorded executions is unexplained: alert.
-    """
-    result = Reconciliation()
-    doubtful = set(in_doubt)
-    ours_open: set[int] = set()
-    for order in snapshot.open_orders:
-        if order.order_ref in book.orders and order.client_id == client_id:
-            leg = leg_of_ib_order(order.parent_id, order.order_type)
-            ours_open.add(order.order_id)
-            if book.find(order.order_id) is None:
-                result.adoptions.append((order.order_ref, order.symbol, leg, order))
-            status_update = snapshot.status_of(order)
-            broker_status = status_update.status if status_update is not None else order.status
-            filled = status_update.filled if status_update is not None else 0.0
-            remaining = status_update.remaining if status_update is not None else order.quantity
-            status = status_from_ib(broker_status, filled, remaining)
-            if status is None:
-                continue
-            current = book.orders[order.order_ref].legs.get(leg)
-            same = current is not None and current.status == status and abs(current.filled - filled) < QTY_EPSILON
-            result.reports.append(
-                StatusReport(
-                    order.order_ref, leg, status, filled,
-                    status_update.avg_fill_price if status_update is not None else None,
-                    broker_status, MATCHED if same else RECOVERED,
-                )
-            )  # fmt: skip
-        elif order.order_ref not in doubtful and order.order_ref not in book.orders:
-            result.findings.append(
-                Finding(
-                    "unexplained_order",
-                    f"IB has an open order we did not place: {order.action} {order.quantity:g} {order.symbol} "
-                    f"(client {order.client_id}, id {order.order_id}, orderRef {order.order_ref!r})",
-                    {"ib_order_id": str(order.order_id), "client_id": str(order.client_id),
-                     "perm_id": str(order.perm_id), "order_ref": order.order_ref, "status": order.status},
-                    symbol=order.symbol,
-                )
-            )  # fmt: skip
-
-    new_fills: dict[tuple[str, int], float] = {}
-    seen: set[str] = set()
-    for detail in snapshot.executions:
-        if detail.order_ref not in book.orders or detail.exec_id in book.exec_ids or detail.exec_id in seen:
-            continue
-        seen.add(detail.exec_id)
-        result.executions.append(detail)
-        key = (detail.order_ref, detail.order_id)
-        new_fills[key] = new_fills.get(key, 0.0) + detail.shares
-
-    for order_state in book.orders.values():
-        closed = [o for o in order_state.open_legs() if o.ib_order_id and o.ib_order_id not in ours_open]
-        for closed_leg in closed:
-            assert closed_leg.ib_order_id is not None
-            key = (order_state.order_id, closed_leg.ib_order_id)
-            filled = max(closed_leg.filled, book.leg_fills(*key) + new_fills.get(key, 0.0))
-            if filled + QTY_EPSILON >= closed_leg.quantity:
-                result.reports.append(
-                    StatusReport(
-                        order_state.order_id, closed_leg.leg, OrderStatus.FILLED, filled, None, None, RECOVERED,
-                        "filled while we were not listening (recovered from IB's executions)",
-                    )
-                )  # fmt: skip
-                continue
-            explained = _bracket_explains(order_state, closed_leg, book, new_fills)
-            message = "no longer open at IB and its executions do not cover it: presumed cancelled" + (
-                "" if explained else " (unexplained)"
-            )
-            result.reports.append(
-                StatusReport(order_state.order_id, closed_leg.leg, OrderStatus.CANCELLED, filled, None, None,
-                             RECOVERED if explained else MISMATCH, message)
-            )  # fmt: skip
-            result.cancels.append(CancelRequest(order_state.order_id, closed_leg.leg, closed_leg.ib_order_id))
-            if not explained:
-                result.findings.append(
-                    Finding(
-                        "order_missing_at_ib",
-                        f"{closed_leg.leg.value} leg (IB id {closed_leg.ib_order_id}) {message}",
-                        {"ib_order_id": str(closed_leg.ib_order_id), "filled": f"{filled:g}",
-                         "quantity": f"{closed_leg.quantity:g}"},
-                        order_id=order_state.order_id, symbol=order_state.symbol,
-                    )
-                )  # fmt: skip
-
-    if snapshot.positions is not None:
-        ib_net: dict[str, float] = {}
-        for position in snapshot.positions:
-            if position.account in ("", account):
-                ib_net[position.symbol] = ib_net.get(position.symbol, 0.0) + position.quantity
-        ours = dict(book.net)
-        # Fills of intents in doubt are ours too: their routed order is re-delivered and adopted right after.
-        in_doubt_fills = [d for d in snapshot.executions if d.order_ref in doubtful and d.exec_id not in book.exec_ids]
-        for detail in [*result.executions, *{d.exec_id: d for d in in_doubt_fills}.values()]:
-            signed = detail.shares if IB_SIDE[detail.side.upper()] is Side.BUY else -detail.shares
-            ours[detail.symbol] = ours.get(detail.symbol, 0.0) + signed
-        for symbol in sorted(set(ib_net) | set(ours)):
-            theirs, mine = ib_net.get(symbol, 0.0), ours.get(symbol, 0.0)
-            if abs(theirs - mine) > QTY_EPSILON:
-                result.findings.append(
-                    Finding(
-                        "position_mismatch",
-                        f"IB holds {theirs:g} {symbol}, our recorded executions explain {mine:g}",
-                        {"ib_quantity": f"{theirs:g}", "our_quantity": f"{mine:g}", "account": account},
-                        symbol=symbol,
-                    )
-                )
-    return result
-
-
-def _bracket_explains(order: OrderState, leg: LegState, book: Book, new_fills: dict[tuple[str, int], float]) -> bool:
-    """A bracket child ends without filling when its sibling filled (OCA) or its parent ended unfilled."""
-    if leg.leg is OrderLeg.PARENT:
-        return False
-    parent = order.legs.get(OrderLeg.PARENT)
-    if parent is not None and parent.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR):
-        return True
-    for sibling in order.legs.values():
-        if sibling is leg or sibling.leg is OrderLeg.PARENT or sibling.ib_order_id is None:
-            continue
-        key = (order.order_id, sibling.ib_order_id)
-        if sibling.status is OrderStatus.FILLED or book.leg_fills(*key) + new_fills.get(key, 0.0) > QTY_EPSILON:
-            return True
-    return False

@@ -88,3 +88,19 @@ def classify(code: int, message: str = "") -> CodeKind:
 
 #: Codes after which market-data subscriptions must be re-requested.
 RESUBSCRIBE_KINDS = frozenset({CodeKind.RESTORED_DATA_LOST, CodeKind.FARM_OK})
+
+
+def _codes(*kinds: CodeKind) -> frozenset[int]:
+    return frozenset(code for code, kind in _BY_CODE.items() if kind in kinds)
+
+
+#: The connectivity tables (NautilusTrader's ``CONNECTIVITY_LOST_CODES`` / ``CONNECTIVITY_RESTORED_CODES``), derived
+#: from the one table above; ``ibstream.ib.connection`` is the one place that reacts to them.
+CONNECTIVITY_LOST_CODES = _codes(CodeKind.CONNECTION_LOST)
+CONNECTIVITY_RESTORED_CODES = _codes(CodeKind.RESTORED_DATA_LOST, CodeKind.RESTORED_DATA_MAINTAINED)
+FARM_BROKEN_CODES = _codes(CodeKind.FARM_BROKEN)
+FARM_RESTORED_CODES = _codes(CodeKind.FARM_OK)
+#: Another session (TWS, another gateway) took the market-data line of this username.
+COMPETING_SESSION_CODES = _codes(CodeKind.COMPETING_SESSION)
+#: Another client connected with this client id; the gateway closes our socket.
+CLIENT_ID_IN_USE_CODES = _codes(CodeKind.DUPLICATE_CLIENT_ID)

@@ -2,81 +2,49 @@
 
 One thread owns all state: it drains the IB session's event queue, publishes records, and runs the periodic work
 (market clock, staleness, heartbeats, backfills, reconnects). ibapi's threads only enqueue events; the health
-server only reads a snapshot.
+server only reads a snapshot. The connection lifecycle (reconnects with backoff, what IB's connectivity codes mean)
+is ``ibstream.ib.connection``; gap backfill is ``backfill``.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import itertools
 import logging
-import math
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from ibstream.alerting import AlertBook
-from ibstream.backoff import Backoff
 from ibstream.config import Settings
-from ibstream.contracts import Bar, Gap, Heartbeat, alerts, bars, gaps, heartbeats, quotes, utc_now
+from ibstream.contracts import Gap, Heartbeat, alerts, heartbeats, quotes, utc_now
 from ibstream.contracts.enums import GapState, MarketDataSource, Severity
-from ibstream.exceptions import ConfigError
 from ibstream.ib import events
 from ibstream.ib.codes import CodeKind
-from ibstream.ib.session import IbConnectError, IbSession, stock_contract
+from ibstream.ib.connection import ConnectionState, Connectivity, IbConnection, live_accounts
+from ibstream.ib.protocol import Session
+from ibstream.ib.session import stock_contract
 from ibstream.kafka.records import RecordProducer
 from ibstream.market_clock import MarketClock
-from ibstream.market_hours import BAR_SECONDS, TradingCalendar
+from ibstream.market_hours import TradingCalendar
 from ibstream.telemetry import log_context, meter, produce_span, record_error
-from producers.market_data.bar_tracker import STEP, BarTracker, OpenGap
+from producers.market_data.backfill import COMPONENT, Backfiller, bar_record
+from producers.market_data.bar_tracker import BarTracker, OpenGap
+from producers.market_data.gap_records import GapRecords
+from producers.market_data.instruments import Instrument, qualify
 from producers.market_data.quote_book import QuoteBook
 from producers.market_data.staleness import StalenessMonitor
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "producer"
-BACKFILL_CHUNK_SECONDS = 3600
-BACKFILL_ATTEMPTS = 3
-#: IB's window is 10 minutes; pausing longer than this between probes would only delay recovery.
-PACING_BACKOFF_CAP_SECONDS = 120.0
 #: Two regular sessions of 5-second bars: a longer outage (a producer down for days) is recorded as unrecoverable
 #: instead of hammering IB's historical service for bars it limits anyway.
 MAX_BACKFILL_BARS = 2 * 4680
-QUALIFY_TIMEOUT_SECONDS = 15.0
 
-
-class ConnectionState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    IB_LOST = "ib_lost"  # socket up, but the gateway lost IB's servers (1100)
-    DISCONNECTED = "disconnected"
-    STOPPED = "stopped"
-
-
-@dataclass
-class Instrument:
-    symbol: str
-    con_id: int
-    primary_exchange: str
-    quote_req: int = 0
-    bar_req: int = 0
-
-
-@dataclass
-class BackfillRequest:
-    """One reqHistoricalData out to IB: the bars it covers, for every open gap of its symbol that wants them."""
-
-    symbol: str
-    gap_ids: set[str]
-    covers: set[dt.datetime]
-    sent_at: float
-    bars: list[events.HistoricalBar] = field(default_factory=list)
+__all__ = ["COMPONENT", "ConnectionState", "Instrument", "MarketDataProducer"]
 
 
 class MarketDataProducer:
@@ -85,7 +53,7 @@ class MarketDataProducer:
     def __init__(
         self,
         settings: Settings,
-        session: IbSession,
+        session: Session,
         sink: RecordProducer,
         *,
         wall: Callable[[], float] = time.monotonic,
@@ -93,7 +61,6 @@ class MarketDataProducer:
         open_gaps: list[Gap] | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session
         self.sink = sink
         self.wall = wall
         self.instance_id = uuid.uuid4().hex[:12]
@@ -111,37 +78,59 @@ class MarketDataProducer:
                 if expected:
                     self.tracker.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
         self.staleness = StalenessMonitor(settings.stale_after_seconds)
-        self.backoff = Backoff(settings.ib_reconnect_base_seconds, settings.ib_reconnect_cap_seconds)
-        self.state = ConnectionState.CONNECTING
+        self.connection = IbConnection(
+            session, base_seconds=settings.ib_reconnect_base_seconds, cap_seconds=settings.ib_reconnect_cap_seconds,
+            timeout_seconds=settings.ib_connect_timeout_seconds, wall=wall,
+        )  # fmt: skip
         self.instruments: dict[str, Instrument] = {}
         self.reconnect_count = 0
-        self.generation = 0
         self._req_ids = itertools.count(1000)
         self._quote_reqs: dict[int, str] = {}
         self._bar_reqs: dict[int, str] = {}
-        self._backfills: dict[int, BackfillRequest] = {}
-        # Bars not yet asked for wait on their gaps (OpenGap.unrequested), not in the loop: IB allows 60 historical
-        # requests per 10 minutes, and waiting for that inside the loop would stop live quotes and bars for minutes
-        # after a run of disconnects. Waiting also lets one request cover several gaps of a symbol.
-        self._pacing_backoff = Backoff(settings.ib_historical_pacing_backoff_seconds, PACING_BACKOFF_CAP_SECONDS)
-        self._historical_paused_at = -math.inf
-        self._historical_paused_until = 0.0
         self._next_backfill_check = 0.0
-        self.pacing_violations = 0
-        # Live bars of a symbol whose newest gap record Kafka has not acknowledged yet (see _record_gap_then_release).
-        self._held_bars: dict[str, list[Bar]] = {}
-        self._unacknowledged_gaps: dict[str, int] = {}
-        self._gap_record_outcomes: collections.deque[tuple[Gap, bool]] = collections.deque()
-        self._next_connect_at = 0.0
+        self.gap_records = GapRecords(sink)
         self._next_tick = 0.0
         self._next_heartbeat = 0.0
-        self._farm_broken = False
         self.alerts = AlertBook(COMPONENT)
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {}
         self._kafka_ok = True
         self._kafka_checked = -1e9
         self._init_metrics()
+        self.backfill = Backfiller(
+            self.connection, sink, self.tracker, self.calendar, self.instruments, self._req_ids, self._fire, self,
+            settings.ib_historical_pacing_backoff_seconds,
+        )  # fmt: skip
+
+    # --- the connection's and the backfill's state, by the names operators and tests know ----------------------
+
+    @property
+    def session(self) -> Session:
+        return self.connection.session
+
+    @property
+    def pacing_violations(self) -> int:
+        return self.backfill.pacing_violations
+
+    @property
+    def _historical_paused_until(self) -> float:
+        return self.backfill.paused_until
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.connection.state
+
+    @state.setter
+    def state(self, state: ConnectionState) -> None:
+        self.connection.state = state
+
+    @property
+    def generation(self) -> int:
+        return self.connection.generation
+
+    @generation.setter
+    def generation(self, generation: int) -> None:
+        self.connection.generation = generation
 
     # --- metrics ------------------------------------------------------------------------------------------------
 
@@ -185,47 +174,35 @@ class MarketDataProducer:
             while not stop.is_set():
                 self.step(0.05)
         finally:
-            self.state = ConnectionState.STOPPED
-            self.session.disconnect()
+            self.connection.stop()
             self.sink.flush(30)
             self._update_snapshot()
 
     def step(self, wait: float) -> None:
         """One loop iteration: connect if due, handle a batch of IB events, do the periodic work."""
-        now = self.wall()
-        if self.state in (ConnectionState.CONNECTING, ConnectionState.DISCONNECTED) and now >= self._next_connect_at:
+        if self.connection.due:
             self._connect()
         self._handle_batch(wait)
-        self._release_held_bars()
+        self.gap_records.release()
         now = self.wall()
         if now >= self._next_backfill_check:
             # Waiting requests are retried a few times a second, not per batch of ticks (thousands a second).
             self._next_backfill_check = now + 0.1
-            self._send_backfill_chunks()
+            self.backfill.send_chunks()
         if now >= self._next_tick:
             self._next_tick = now + 1.0
             self._periodic(now)
         self.sink.poll(0)
-        self._release_held_bars()
+        self.gap_records.release()
 
     def _connect(self) -> None:
-        self.state = ConnectionState.CONNECTING
-        try:
-            connected = self.session.connect(self.settings.ib_connect_timeout_seconds)
-        except IbConnectError as error:
-            delay = self.backoff.next_delay()
-            self._next_connect_at = self.wall() + delay
-            self.state = ConnectionState.DISCONNECTED
-            log.warning("IB connect failed; retrying", extra={"error": str(error), "retry_in_seconds": round(delay, 2)})
-            return
-        self._on_connected(connected)
+        connected = self.connection.connect()
+        if connected is not None:
+            self._on_connected(connected)
 
     def _on_connected(self, connected: events.Connected) -> None:
-        self.generation = connected.generation
-        self.state = ConnectionState.CONNECTED
-        self.backoff.reset()
-        live = [account for account in connected.accounts if not account.startswith("DU")]
-        if live and self.settings.ib_live_account not in connected.accounts:
+        self.connection.on_connected(connected)
+        if live_accounts(connected.accounts, self.settings.ib_live_account):
             log.warning(
                 "gateway manages a live account; market data only, no orders are placed by the producer",
                 extra={"accounts": ",".join(connected.accounts)},
@@ -239,7 +216,7 @@ class MarketDataProducer:
         if not self.instruments:
             self._qualify()
         self._subscribe_all()
-        self._resume_backfills()
+        self.backfill.resume()
         log.info(
             "IB connected",
             extra={
@@ -251,35 +228,7 @@ class MarketDataProducer:
 
     def _qualify(self) -> None:
         """Resolve every configured symbol to a contract; an unknown one stops startup naming the setting."""
-        pending: dict[int, str] = {}
-        for symbol in self.settings.symbols:
-            req_id = next(self._req_ids)
-            pending[req_id] = symbol
-            self.session.req_contract_details(req_id, stock_contract(symbol))
-        deadline = self.wall() + QUALIFY_TIMEOUT_SECONDS
-        found: dict[str, events.ContractDetail] = {}
-        while pending and self.wall() < deadline:
-            try:
-                event = self.session.events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if isinstance(event, events.ContractDetail) and event.req_id in pending:
-                found.setdefault(pending[event.req_id], event)
-            elif isinstance(event, events.ContractDetailsEnd) and event.req_id in pending:
-                pending.pop(event.req_id)
-            elif isinstance(event, events.IbError) and event.req_id in pending:
-                if event.kind is CodeKind.NO_SECURITY:
-                    raise ConfigError(
-                        "IBSTREAM_SYMBOLS", f"IB knows no stock {pending[event.req_id]!r} ({event.message})"
-                    )
-                pending.pop(event.req_id)
-            else:
-                self._dispatch(event)
-        missing = [symbol for symbol in self.settings.symbols if symbol not in found]
-        if missing:
-            raise ConfigError(
-                "IBSTREAM_SYMBOLS", f"IB did not qualify {', '.join(missing)} within {QUALIFY_TIMEOUT_SECONDS:.0f}s"
-            )
+        found = qualify(self.session, self.settings.symbols, self._req_ids, self.wall, self._dispatch)
         now = self.wall()
         for symbol in self.settings.symbols:
             detail = found[symbol]
@@ -325,33 +274,34 @@ class MarketDataProducer:
 
     def _dispatch(self, event: events.IbEvent) -> None:
         match event:
-            case events.TickPrice(req_id=req_id, tick_type=tick_type, price=price):
-                symbol = self._quote_reqs.get(req_id)
-                if symbol is not None and self.book.on_price(symbol, tick_type, price):
-                    self._on_tick(symbol)
-            case events.TickSize(req_id=req_id, tick_type=tick_type, size=size):
-                symbol = self._quote_reqs.get(req_id)
-                if symbol is not None and self.book.on_size(symbol, tick_type, size):
-                    self._on_tick(symbol)
-            case events.MarketDataType(req_id=req_id, market_data_type=data_type):
-                symbol = self._quote_reqs.get(req_id)
-                if symbol is not None:
-                    self.book.mark_delayed(symbol, data_type in (3, 4))
+            case events.TickPrice() | events.TickSize() | events.MarketDataType():
+                self._on_quote_event(event)
             case events.RealtimeBar():
                 self._on_realtime_bar(event)
-            case events.HistoricalBar(req_id=req_id):
-                request = self._backfills.get(req_id)
-                if request is not None:
-                    request.bars.append(event)
+            case events.HistoricalBar():
+                self.backfill.on_bar(event)
             case events.HistoricalEnd(req_id=req_id):
-                self._on_backfill_done(req_id, None)
+                self.backfill.done(req_id, None)
             case events.CurrentTime(time=epoch):
                 self.clock.on_current_time(float(epoch), self.wall())
             case events.IbError():
                 self._on_error(event)
-            case events.Disconnected(generation=generation, reason=reason):
-                if generation == self.generation and self.state != ConnectionState.STOPPED:
-                    self._on_disconnected(reason)
+            case events.Disconnected():
+                self._on_disconnected(event)
+            case _:
+                pass
+
+    def _on_quote_event(self, event: events.TickPrice | events.TickSize | events.MarketDataType) -> None:
+        symbol = self._quote_reqs.get(event.req_id)
+        if symbol is None:
+            return
+        match event:
+            case events.TickPrice(tick_type=tick_type, price=price) if self.book.on_price(symbol, tick_type, price):
+                self._on_tick(symbol)
+            case events.TickSize(tick_type=tick_type, size=size) if self.book.on_size(symbol, tick_type, size):
+                self._on_tick(symbol)
+            case events.MarketDataType(market_data_type=data_type):
+                self.book.mark_delayed(symbol, data_type in (3, 4))
             case _:
                 pass
 
@@ -365,15 +315,6 @@ class MarketDataProducer:
         for quote in self.book.drain(self.clock.now(wall), utc_now()):
             self.sink.send(quotes.TOPIC, quote)
             self.m_quotes.add(1, {"symbol": quote.symbol, "source": quote.source.value})
-
-    def _bar_record(self, symbol: str, start_epoch: int, bar: events.RealtimeBar | events.HistoricalBar,
-                    source: MarketDataSource) -> Bar:  # fmt: skip
-        start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
-        return Bar(
-            symbol=symbol, start=start, open=bar.open, high=bar.high, low=bar.low, close=bar.close,
-            volume=bar.volume, wap=bar.wap, count=bar.count, event_time=start + STEP, ingest_time=utc_now(),
-            source=source,
-        )  # fmt: skip
 
     def _on_realtime_bar(self, event: events.RealtimeBar) -> None:
         symbol = self._bar_reqs.get(event.req_id)
@@ -390,16 +331,12 @@ class MarketDataProducer:
                 log.info(
                     "gap detected", extra={"gap_id": gap.gap_id, "missing_bars": len(gap.expected), "cause": gap.cause}
                 )
-            self._record_gap_then_release(gap)
+            self.gap_records.record_open(gap)
         if publish:
-            record = self._bar_record(symbol, event.time, event, source)
+            record = bar_record(symbol, event.time, event, source)
             # Each bar starts a trace: a signal it produces, and that signal's order and fills, continue it.
             with produce_span("producer.bar", symbol=symbol, source=source.value):
-                held = self._held_bars.get(symbol)
-                if held is not None:
-                    held.append(record)
-                else:
-                    self.sink.send(bars.TOPIC, record)
+                self.gap_records.send_bar(record)
             self.m_bars.add(1, {"symbol": symbol, "source": source.value})
             # Measured on IB's clock as the producer tracks it, not the local one: local clock skew is not lag,
             # and a simulated session's clock can be hours from the wall clock (a negative value would be dropped).
@@ -409,87 +346,26 @@ class MarketDataProducer:
         if gap is not None:
             if len(gap.expected) > MAX_BACKFILL_BARS:
                 with log_context(symbol=symbol):
-                    self._finish_gap(gap, GapState.UNRECOVERABLE,
+                    self.backfill.finish_gap(gap, GapState.UNRECOVERABLE,
                                      f"{len(gap.expected)} missing bars exceed the backfill window of "
                                      f"{MAX_BACKFILL_BARS}")  # fmt: skip
             else:
-                self._start_backfill(gap)
-
-    def _record_gap_then_release(self, gap: OpenGap) -> None:
-        """Send the gap's OPEN record and hold the symbol's live bars until Kafka has it.
-
-        A restarted producer resumes from the newest bar in Kafka. Were the bar that revealed the gap in Kafka
-        without the gap record (both are sent asynchronously, to different topics), a crash in between would leave
-        the gap's bars missing for good; held back, the restart finds the gap again itself.
-        """
-        symbol = gap.symbol
-        self._held_bars.setdefault(symbol, [])
-        self._unacknowledged_gaps[symbol] = self._unacknowledged_gaps.get(symbol, 0) + 1
-        self._send_gap_record(gap.record(GapState.OPEN, utc_now()))
-
-    def _send_gap_record(self, record: Gap) -> None:
-        def recorded(error: object, _message: object) -> None:
-            # Runs inside librdkafka's poll, where producing again would re-enter it: the loop acts on it.
-            self._gap_record_outcomes.append((record, error is None))
-
-        self.sink.send(gaps.TOPIC, record, on_delivery=recorded)
-
-    def _release_held_bars(self) -> None:
-        while self._gap_record_outcomes:
-            record, delivered = self._gap_record_outcomes.popleft()
-            if not delivered:
-                self._send_gap_record(record)  # the bars wait on
-                continue
-            symbol = record.symbol
-            self._unacknowledged_gaps[symbol] -= 1
-            if self._unacknowledged_gaps[symbol] == 0:
-                del self._unacknowledged_gaps[symbol]
-                for bar in self._held_bars.pop(symbol, []):
-                    self.sink.send(bars.TOPIC, bar)
+                self.backfill.start(gap)
 
     def _on_error(self, error: events.IbError) -> None:
-        kind = error.kind
-        if error.req_id in self._backfills:
-            self._on_backfill_done(error.req_id, error)
+        if error.req_id in self.backfill.requests:
+            self.backfill.done(error.req_id, error)
             return
+        kind = error.kind
         symbol = self._quote_reqs.get(error.req_id) or self._bar_reqs.get(error.req_id)
-        if kind is CodeKind.CONNECTION_LOST:
-            self.state = ConnectionState.IB_LOST
-            self.tracker.note_interruption(f"ib_{error.code}")
-            self._fire(
-                "ib_disconnected",
-                COMPONENT,
-                Severity.CRITICAL,
-                f"IB connectivity lost ({error.code})",
-                details={"code": str(error.code)},
-            )
-        elif kind is CodeKind.RESTORED_DATA_LOST:
-            self.state = ConnectionState.CONNECTED
-            self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data lost: resubscribed")
-            self._subscribe_all()
-            self._resume_backfills()
-        elif kind is CodeKind.RESTORED_DATA_MAINTAINED:
-            self.state = ConnectionState.CONNECTED
-            self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data maintained")
-            self._resume_backfills()
-        elif kind is CodeKind.FARM_BROKEN:
-            self._farm_broken = True
-            self.tracker.note_interruption(f"farm_{error.code}")
-        elif kind is CodeKind.FARM_OK and self._farm_broken:
-            # A farm coming back after a break can leave subscriptions silently dead: resubscribe.
-            self._farm_broken = False
-            self._subscribe_all()
+        meaning = self.connection.on_error(error)
+        if meaning is not None:
+            self._on_connectivity(error, meaning, symbol)
         elif kind is CodeKind.DELAYED_DATA and symbol is not None:
             self.book.mark_delayed(symbol, True)
-        elif kind in (CodeKind.NOT_SUBSCRIBED, CodeKind.COMPETING_SESSION) and symbol is not None:
-            self._fire(
-                kind.value,
-                symbol,
-                Severity.WARNING,
-                f"{symbol}: {error.message}",
-                symbol=symbol,
-                details={"code": str(error.code)},
-            )
+        elif kind is CodeKind.NOT_SUBSCRIBED and symbol is not None:
+            self._fire(kind.value, symbol, Severity.WARNING, f"{symbol}: {error.message}", symbol=symbol,
+                       details={"code": str(error.code)})  # fmt: skip
         level = logging.INFO if kind in (CodeKind.INFO, CodeKind.FARM_OK, CodeKind.FARM_INACTIVE) else logging.WARNING
         if level == logging.WARNING and kind is not CodeKind.DELAYED_DATA:
             record_error(f"ib_{kind.value}", COMPONENT)
@@ -500,167 +376,43 @@ class MarketDataProducer:
                 extra={"code": error.code, "ib_message": error.message, "kind": kind.value, "req_id": error.req_id},
             )
 
-    def _on_disconnected(self, reason: str) -> None:
-        self.state = ConnectionState.DISCONNECTED
+    def _on_connectivity(self, error: events.IbError, meaning: Connectivity, symbol: str | None) -> None:
+        """React to what the connection says an IB message means (``ibstream.ib.connection``)."""
+        match meaning:
+            case Connectivity.LOST:
+                self.tracker.note_interruption(f"ib_{error.code}")
+                self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connectivity lost ({error.code})",
+                           details={"code": str(error.code)})  # fmt: skip
+            case Connectivity.RESTORED_DATA_LOST:
+                self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data lost: resubscribed")
+                self._subscribe_all()
+                self.backfill.resume()
+            case Connectivity.RESTORED_DATA_MAINTAINED:
+                self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data maintained")
+                self.backfill.resume()
+            case Connectivity.FARM_BROKEN:
+                self.tracker.note_interruption(f"farm_{error.code}")
+            case Connectivity.FARM_RESTORED:
+                # A farm coming back after a break can leave subscriptions silently dead: resubscribe.
+                self._subscribe_all()
+            case Connectivity.COMPETING_SESSION if symbol is not None:
+                self._fire(error.kind.value, symbol, Severity.WARNING, f"{symbol}: {error.message}", symbol=symbol,
+                           details={"code": str(error.code)})  # fmt: skip
+            case _:
+                pass
+
+    def _on_disconnected(self, event: events.Disconnected) -> None:
+        delay = self.connection.on_disconnected(event)
+        if delay is None:
+            return
         self.tracker.note_interruption("disconnect")
         self._quote_reqs.clear()
         self._bar_reqs.clear()
         for instrument in self.instruments.values():
             instrument.quote_req = instrument.bar_req = 0
-        # Their gaps stay open; what the lost requests asked for is asked again after the reconnect.
-        self._backfills.clear()
-        for gap in self.tracker.gaps.values():
-            if gap.requests or gap.unrequested:  # an attempt in progress: it asks again for all it still misses
-                gap.unrequested = set(gap.missing)
-            gap.requests.clear()
-        delay = self.backoff.next_delay()
-        self._next_connect_at = self.wall() + delay
-        self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {reason}")
-        log.warning("IB disconnected", extra={"reason": reason, "retry_in_seconds": round(delay, 2)})
-
-    # --- backfill -----------------------------------------------------------------------------------------------
-
-    def _start_backfill(self, gap: OpenGap) -> None:
-        """Begin an attempt: every missing bar of the gap waits to be asked for."""
-        gap.unrequested = set(gap.missing)
-        gap.requests.clear()
-        gap.last_error, gap.no_data = None, False
-        self.sink.send(gaps.TOPIC, gap.record(GapState.BACKFILLING, utc_now()))
-        self._send_backfill_chunks()
-
-    def _send_backfill_chunks(self) -> None:
-        """Ask IB for waiting bars, oldest gap first, as long as its historical pacing lets a request out now.
-
-        One request covers up to an hour of a symbol's waiting bars, from its oldest one, whichever gaps they belong
-        to: when pacing holds requests back, the gaps of many interruptions go out as a few requests.
-        """
-        bar_size = f"{BAR_SECONDS} secs"
-        use_rth = self.calendar.hours == "rth"
-        while self.state == ConnectionState.CONNECTED and self.wall() >= self._historical_paused_until:
-            if self._pacing_backoff.attempt and self._backfills:
-                return  # after a pacing violation one request probes IB's window before the rest follow
-            oldest = next((gap for gap in self.tracker.gaps.values() if gap.unrequested), None)
-            if oldest is None:
-                return
-            waiting = [g for g in self.tracker.gaps.values() if g.symbol == oldest.symbol and g.unrequested]
-            first = min(min(g.unrequested) for g in waiting)
-            last = max(max(g.unrequested) for g in waiting)
-            end = min(last + STEP, first + dt.timedelta(seconds=BACKFILL_CHUNK_SECONDS))
-            seconds = max(int((end - first).total_seconds()), 60)  # shorter durations are refused as an "invalid step"
-            instrument = self.instruments[oldest.symbol]
-            contract = stock_contract(instrument.symbol, instrument.con_id, instrument.primary_exchange)
-            end_text = end.strftime("%Y%m%d-%H:%M:%S")
-            duration = f"{seconds} S"
-            if self.session.historical_delay(contract, end_text, duration, bar_size, use_rth=use_rth) > 0:
-                return
-            req_id = next(self._req_ids)
-            request = BackfillRequest(oldest.symbol, set(), set(), self.wall())
-            for gap in waiting:
-                asked = {start for start in gap.unrequested if first <= start < end}
-                if asked:
-                    gap.unrequested -= asked
-                    gap.requests.add(req_id)
-                    request.gap_ids.add(gap.gap_id)
-                    request.covers |= asked
-            self._backfills[req_id] = request
-            self.session.req_historical_data(req_id, contract, end_text, duration, bar_size, use_rth=use_rth)
-
-    def _resume_backfills(self) -> None:
-        """After a (re)connection: start the gaps never started, and ask again for what lost requests asked."""
-        for gap in list(self.tracker.gaps.values()):
-            if not gap.unrequested and not gap.requests:
-                self._start_backfill(gap)
-        self._send_backfill_chunks()
-
-    def _on_backfill_done(self, req_id: int, error: events.IbError | None) -> None:
-        request = self._backfills.pop(req_id, None)
-        if request is None:
-            return
-        if error is not None and error.kind is CodeKind.PACING:
-            # IB counts requests this process never saw (a predecessor's, another client's): back off and ask
-            # again. A rejected request is no attempt; only IB's answers count towards giving up.
-            self.pacing_violations += 1
-            record_error("ib_pacing", COMPONENT)
-            now = self.wall()
-            # Requests sent together are refused together: only one sent since the last pause began lengthens it.
-            if request.sent_at > self._historical_paused_at:
-                delay = self._pacing_backoff.next_delay()
-                self._historical_paused_at, self._historical_paused_until = now, now + delay
-                log.warning("historical pacing violation; backfills paused",
-                            extra={"symbol": request.symbol, "pause_seconds": round(delay, 1)})  # fmt: skip
-            for gap_id in request.gap_ids:
-                gap = self.tracker.gaps.get(gap_id)
-                if gap is not None:
-                    gap.requests.discard(req_id)
-                    gap.unrequested |= request.covers & set(gap.missing)
-            return
-        self._pacing_backoff.reset()
-        # Every open gap of the symbol takes the bars it misses, also gaps found after the request went out.
-        symbol_gaps = [gap for gap in self.tracker.gaps.values() if gap.symbol == request.symbol]
-        # As sets: a request brings up to 720 bars, and a gap may expect thousands.
-        still_missing = {gap.gap_id: set(gap.missing) for gap in symbol_gaps}
-        source = MarketDataSource.BACKFILL
-        for bar in request.bars:
-            start_epoch = int(bar.date)
-            start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
-            wanting = [gap for gap in symbol_gaps if start in still_missing[gap.gap_id]]
-            if not wanting:
-                continue
-            with produce_span("producer.bar", symbol=request.symbol, source=source.value):
-                self.sink.send(bars.TOPIC, self._bar_record(request.symbol, start_epoch, bar, source))
-            self.m_bars.add(1, {"symbol": request.symbol, "source": source.value})
-            for gap in wanting:
-                gap.recovered.add(start)
-                gap.unrequested.discard(start)
-                still_missing[gap.gap_id].discard(start)
-        for gap in symbol_gaps:
-            gap.requests.discard(req_id)
-            if gap.gap_id in request.gap_ids and error is not None:
-                gap.last_error = f"{error.code}: {error.message}"
-                gap.no_data = gap.no_data or error.kind is CodeKind.NO_DATA
-            if gap.gap_id not in self.tracker.gaps:
-                continue
-            with log_context(symbol=gap.symbol):
-                if not gap.missing:
-                    self._finish_gap(gap, GapState.BACKFILLED, None)
-                elif gap.gap_id not in request.gap_ids or gap.requests or gap.unrequested:
-                    continue  # its attempt is still going
-                else:
-                    self._end_attempt(gap)
-        self._send_backfill_chunks()  # an answer may let waiting requests out (after a probe: all of them)
-
-    def _end_attempt(self, gap: OpenGap) -> None:
-        """IB answered every request of the gap's attempt and bars are still missing: retry, or give up."""
-        gap.attempts += 1
-        if gap.no_data:
-            self._finish_gap(gap, GapState.UNRECOVERABLE, f"IB has no data for the window: {gap.last_error}")
-        elif gap.attempts >= BACKFILL_ATTEMPTS:
-            reason = (
-                f"{len(gap.missing)} of {len(gap.expected)} bars still missing after {gap.attempts} backfill "
-                f"attempts" + (f"; last IB error {gap.last_error}" if gap.last_error else "")
-            )
-            self._finish_gap(gap, GapState.UNRECOVERABLE, reason)
-        else:
-            log.warning("backfill incomplete; retrying", extra={"gap_id": gap.gap_id, "missing_bars": len(gap.missing)})
-            self._start_backfill(gap)
-
-    def _finish_gap(self, gap: OpenGap, state: GapState, reason: str | None) -> None:
-        self.sink.send(gaps.TOPIC, gap.record(state, utc_now(), reason))
-        self.tracker.close(gap.gap_id)
-        self.m_gaps.add(1, {"state": state.value})
-        log.info(
-            "gap closed",
-            extra={"gap_id": gap.gap_id, "state": state.value, "reason": reason, "recovered_bars": len(gap.recovered)},
-        )
-        if state is GapState.UNRECOVERABLE:
-            self._fire(
-                "gap_unrecoverable",
-                gap.gap_id,
-                Severity.WARNING,
-                f"{gap.symbol}: bars {gap.start.isoformat()}..{gap.end.isoformat()} unrecoverable: {reason}",
-                symbol=gap.symbol,
-                details={"missing_bars": str(len(gap.missing))},
-            )
+        self.backfill.on_disconnected()
+        self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {event.reason}")
+        log.warning("IB disconnected", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)})
 
     # --- periodic -----------------------------------------------------------------------------------------------
 

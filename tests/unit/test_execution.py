@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import queue
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,27 @@ from consumers.execution.mapping import (
     event_id,
     judge,
     leg_of_ib_order,
-    may_trade,
     parse_exec_time,
     plan_legs,
     status_from_ib,
 )
-from consumers.execution.service import Executor
-from consumers.execution.state import (
+from consumers.execution.reconciliation import (
     MATCHED,
     MISMATCH,
     RECOVERED,
-    Book,
     CancelRequest,
     IbSnapshot,
-    execution_record,
     reconcile,
 )
+from consumers.execution.service import Executor
+from consumers.execution.state import Book, execution_record
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, Execution, OrderEvent, RoutedOrder
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
 from ibstream.ib import events
 from ibstream.ib.codes import classify
+from ibstream.ib.connection import may_trade
+from tests.fake_ib import FakeIbSession
 
 NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
 S = OrderStatus
@@ -339,25 +338,10 @@ def test_reconcile_cancels_at_ib_every_leg_it_presumes_cancelled() -> None:
     assert reconcile(working, listed, 21, "DU1").cancels == []
 
 
-class FakeSession:
-    """Stands in for the IB session: records the cancelOrder requests that went out."""
-
-    def __init__(self) -> None:
-        self.client_id = 21
-        self.events: queue.Queue[events.IbEvent] = queue.Queue()
-        self.connected = True
-        self.cancelled: list[int] = []
-
-    def cancel_order(self, order_id: int) -> bool:
-        if self.connected:
-            self.cancelled.append(order_id)
-        return self.connected
-
-
-def reconciling_executor(tmp_path: Path, book: Book) -> tuple[Executor, FakeSession]:
+def reconciling_executor(tmp_path: Path, book: Book) -> tuple[Executor, FakeIbSession]:
     """An executor on a fake session whose every reconciliation finds nothing open at IB."""
-    session = FakeSession()
-    executor = Executor(load_settings(state_dir=tmp_path), session, Journal(tmp_path, 21))  # type: ignore[arg-type]
+    session = FakeIbSession(client_id=21)
+    executor = Executor(load_settings(state_dir=tmp_path), session, Journal(tmp_path, 21))
     executor.account, executor.generation, executor.book = "DU1", 1, book
     executor._ask_ib = lambda symbol="", with_positions=False: IbSnapshot(positions=[])  # type: ignore[method-assign]
     return executor, session

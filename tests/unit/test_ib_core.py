@@ -1,4 +1,4 @@
-"""Pure parts of the IB module: code classification, pacing governor, backoff."""
+"""Pure parts of the IB module: code classification, pacing governor, backoff, the connection lifecycle."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import random
 import pytest
 
 from ibstream.backoff import Backoff
+from ibstream.ib import events
 from ibstream.ib.codes import CodeKind, classify
+from ibstream.ib.connection import ConnectionState, Connectivity, IbConnection, live_accounts
 from ibstream.ib.pacing import PacingGovernor, PacingLimits
+from tests.fake_ib import FakeIbSession
 
 
 @pytest.mark.parametrize(
@@ -93,3 +96,76 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     assert len(set(delays)) == len(delays)
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+# --- the connection lifecycle ---------------------------------------------------------------------------------------
+
+
+def _connection(session: FakeIbSession, clock: FakeClock) -> IbConnection:
+    return IbConnection(session, base_seconds=1.0, cap_seconds=8.0, timeout_seconds=1.0, wall=clock)
+
+
+def _error(code: int, message: str = "") -> events.IbError:
+    return events.IbError(-1, code, message, classify(code, message))
+
+
+def test_connection_retries_with_growing_jittered_backoff_and_starts_over_once_connected() -> None:
+    session, clock = FakeIbSession(), FakeClock()
+    connection = _connection(session, clock)
+    session.refuse_connect = True
+    delays = []
+    for _ in range(4):
+        assert connection.due and connection.connect() is None
+        assert connection.state is ConnectionState.DISCONNECTED and not connection.due
+        delays.append(connection.next_connect_at - clock.now)
+        clock.now = connection.next_connect_at
+    assert 0.5 <= delays[0] <= 1.0 and 4.0 <= delays[3] <= 8.0, delays
+    session.refuse_connect = False
+    connected = connection.connect()
+    assert connected is not None and connection.state is ConnectionState.CONNECTED
+    assert connection.generation == connected.generation and connection.backoff.attempt == 0
+
+
+def test_connectivity_codes_move_the_connection_and_say_what_to_do() -> None:
+    session, clock = FakeIbSession(), FakeClock()
+    connection = _connection(session, clock)
+    connection.connect()
+    assert connection.on_error(_error(1100)) is Connectivity.LOST and connection.state is ConnectionState.IB_LOST
+    assert connection.on_error(_error(1101)) is Connectivity.RESTORED_DATA_LOST
+    assert connection.state is ConnectionState.CONNECTED
+    assert connection.on_error(_error(1102)) is Connectivity.RESTORED_DATA_MAINTAINED
+    assert connection.on_error(_error(2104, "Market data farm connection is OK:usfarm")) is None, "no break before"
+    assert connection.on_error(_error(2103)) is Connectivity.FARM_BROKEN
+    assert connection.on_error(_error(2158)) is Connectivity.FARM_RESTORED
+    assert connection.on_error(_error(2106)) is None
+    assert connection.on_error(_error(10197)) is Connectivity.COMPETING_SESSION
+    assert connection.on_error(_error(326)) is Connectivity.CLIENT_ID_IN_USE
+    assert connection.on_error(_error(200)) is None
+
+
+def test_a_late_disconnect_of_an_old_socket_is_ignored() -> None:
+    session, clock = FakeIbSession(), FakeClock()
+    connection = _connection(session, clock)
+    connection.connect()
+    connection.connect()
+    assert connection.on_disconnected(events.Disconnected(1, "old socket")) is None
+    assert connection.state is ConnectionState.CONNECTED
+    assert connection.on_disconnected(events.Disconnected(2, "closed")) is not None
+    assert connection.state is ConnectionState.DISCONNECTED
+    connection.stop()
+    assert connection.on_disconnected(events.Disconnected(2, "closed")) is None
+
+
+def test_only_paper_accounts_or_the_named_live_one_may_trade() -> None:
+    assert live_accounts(("DU1", "DF2", "U3", "U4"), "U4") == ["U3"]
+
+
+def test_a_restore_message_after_the_socket_closed_does_not_stop_the_reconnect() -> None:
+    session, clock = FakeIbSession(), FakeClock()
+    connection = _connection(session, clock)
+    connection.connect()
+    connection.on_disconnected(events.Disconnected(1, "closed"))
+    assert connection.on_error(_error(1102)) is Connectivity.RESTORED_DATA_MAINTAINED
+    assert connection.state is ConnectionState.DISCONNECTED
+    clock.now = connection.next_connect_at
+    assert connection.due

@@ -4,7 +4,6 @@ gives up, and that a gap's record reaches Kafka before the bar that revealed it.
 from __future__ import annotations
 
 import datetime as dt
-import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,26 +15,10 @@ from ibstream.ib import events
 from ibstream.ib.codes import CodeKind
 from ibstream.market_hours import EXCHANGE_TZ
 from producers.market_data.service import ConnectionState, Instrument, MarketDataProducer
+from tests.fake_ib import FakeIbSession
 
 MONDAY_10AM = dt.datetime(2025, 1, 6, 10, 0, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
 PACING = "Historical Market Data Service error message:Historical data request pacing violation"
-
-
-@dataclass
-class FakeSession:
-    events: queue.Queue[Any] = field(default_factory=queue.Queue)
-    historical: list[tuple[int, str, str]] = field(default_factory=list)  # (req_id, end, duration)
-
-    def historical_delay(self, *_args: Any, **_kwargs: Any) -> float:
-        return 0.0
-
-    def req_historical_data(self, req_id: int, _contract: Any, end: str, duration: str, *_args: Any,
-                            **_kwargs: Any) -> bool:  # fmt: skip
-        self.historical.append((req_id, end, duration))
-        return True
-
-    def __getattr__(self, _name: str) -> Callable[..., Any]:
-        return lambda *args, **kwargs: True
 
 
 @dataclass
@@ -74,9 +57,9 @@ class Wall:
         return self.now
 
 
-def _producer(**overrides: Any) -> tuple[MarketDataProducer, FakeSession, FakeSink, Wall]:
+def _producer(**overrides: Any) -> tuple[MarketDataProducer, FakeIbSession, FakeSink, Wall]:
     settings = load_settings(symbols=["AAPL", "MSFT"], ib_historical_pacing_backoff_seconds=10.0, **overrides)
-    session, sink, wall = FakeSession(), FakeSink(), Wall()
+    session, sink, wall = FakeIbSession(), FakeSink(), Wall()
     producer = MarketDataProducer(settings, session, sink, wall=wall)  # type: ignore[arg-type]
     for bar_req, (symbol, con_id) in ((2, ("AAPL", 265598)), (4, ("MSFT", 272093))):
         producer.instruments[symbol] = Instrument(symbol, con_id, "NASDAQ", quote_req=bar_req - 1, bar_req=bar_req)
@@ -90,7 +73,7 @@ def _bar(start: dt.datetime, req_id: int = 2) -> events.RealtimeBar:
     return events.RealtimeBar(req_id, int(start.timestamp()), 1.0, 1.0, 1.0, 1.0, 10.0, 1.0, 1)
 
 
-def _deliver(producer: MarketDataProducer, session: FakeSession, *items: Any) -> None:
+def _deliver(producer: MarketDataProducer, session: FakeIbSession, *items: Any) -> None:
     for item in items:
         session.events.put(item)
     producer.step(0.0)
