@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from ibstream.exceptions import IbstreamError
+
 if TYPE_CHECKING:
     from ibsim.server import Simulator
 
@@ -23,7 +25,7 @@ log = logging.getLogger("ibsim.control")
 Handler = Callable[[dict[str, Any], dict[str, list[str]]], Any]
 
 
-class HttpError(Exception):
+class HttpError(IbstreamError):
     """Maps to an HTTP error status with a JSON body."""
 
     def __init__(self, status: int, message: str) -> None:
