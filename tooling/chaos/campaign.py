@@ -25,16 +25,16 @@ from typing import Any
 import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ibstream.chaos.checker import Checker, InvariantResult, read_topic
-from ibstream.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from ibstream.config import load_settings
 from ibstream.contracts import TOPICS, Gap, bars, gaps, order_intents, quotes, routed_orders
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
-from ibstream.demo import Demo, DemoConfig, get_json, post_json
 from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ
-from ibstream.processes import free_port, http_status
-from ibstream.stack import KafkaStack
+from tooling.chaos.checker import Checker, InvariantResult, read_topic
+from tooling.chaos.schedule import FAULT_KINDS, Fault, build_schedule
+from tooling.demo import Demo, DemoConfig, get_json, post_json
+from tooling.processes import free_port, http_status
+from tooling.stack import KafkaStack
 
 #: ibsim's default universe: ten symbols share the quote rate.
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM")
@@ -686,7 +686,7 @@ def _terminate(signum: int, frame: Any) -> None:
 def run_campaign(config: ChaosConfig) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _terminate)
     report = Campaign(config).run()
-    from ibstream.chaos.report import render
+    from tooling.chaos.report import render
 
     print(render(report))
     return report
