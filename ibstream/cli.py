@@ -31,7 +31,7 @@ DEPLOYABLES: dict[str, str] = {
 }
 
 #: The operator commands (demo, uat, chaos, stack, replay) live in the tooling package, which the core never imports:
-#: `ibstream NAME` calls ``NAME(args)`` of this module, loaded by name, with the arguments parsed here.
+#: `ibstream NAME` calls ``NAME(args)`` of the module named here, loaded by name, with the arguments parsed below.
 TOOLING = "tooling.cli"
 
 #: What `ibstream --help` says, for users rather than developers: each command's one line, grouped. Each line is
