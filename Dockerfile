@@ -41,6 +41,7 @@ COPY streams /app/streams
 COPY consumers /app/consumers
 COPY api /app/api
 COPY ibsim /app/ibsim
+COPY tooling /app/tooling
 RUN pip install --no-deps --no-build-isolation -e /app \
     && pip uninstall -y setuptools wheel \
     && pip check \

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ibstream.exceptions import IbstreamError
+
 
 class ErrorBody(BaseModel):
     """The body of every error response."""
@@ -18,7 +20,7 @@ class ErrorBody(BaseModel):
     details: list[dict[str, Any]] | None = Field(default=None, description="per-field problems (validation)")
 
 
-class ApiError(Exception):
+class ApiError(IbstreamError):
     """An error the API answers on purpose, with its status, stable code and message."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:

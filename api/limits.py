@@ -102,20 +102,26 @@ class BodySizeLimitMiddleware:
     def _too_large(self) -> ApiError:
         return ApiError(413, "body_too_large", f"the request body exceeds {self.max_bytes} bytes")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def _refused_up_front(self, scope: Scope) -> ApiError | None:
+        """The error for a Content-Length that is not a number or is over the limit; None when the body may be read."""
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_error(send, ApiError(400, "bad_request", "invalid Content-Length"))
-                    return
+                    return ApiError(400, "bad_request", "invalid Content-Length")
                 if declared > self.max_bytes:
-                    await _send_error(send, self._too_large())
-                    return
+                    return self._too_large()
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self._refused_up_front(scope)
+        if refused is not None:
+            await _send_error(send, refused)
+            return
         received = 0
         started = False
 

@@ -14,7 +14,7 @@ import uuid
 from ibstream.config import get_settings, load_settings
 from ibstream.kafka.clients import create_admin
 from ibstream.kafka.topics import TopicLayout, delete_topics, ensure_topics
-from ibstream.stack import KAFKA_LOG4J, resolve_classpath
+from tooling.stack import KAFKA_LOG4J, resolve_classpath
 
 _RATE = re.compile(r"([\d.]+) records/sec")
 

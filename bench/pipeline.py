@@ -44,7 +44,7 @@ from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import consumer_config, create_admin, create_producer
 from ibstream.kafka.records import RecordProducer
 from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
-from ibstream.processes import ProcessGroup, free_port
+from tooling.processes import ProcessGroup, free_port
 
 SYMBOLS = ["AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM"]
 

@@ -21,8 +21,8 @@ from ibstream.contracts.enums import MarketDataSource
 from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import RecordProducer, codec_from_settings
 from ibstream.kafka.topics import TopicLayout, catalogue, delete_topics, ensure_topics
-from ibstream.replay import replay
 from ibstream.warehouse import Warehouse
+from tooling.replay import replay
 
 
 def main() -> None:

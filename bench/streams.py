@@ -136,45 +136,57 @@ def bench_signals(settings: Settings, data: Path, total_bars: int, symbol_count:
         if not reader.read(1, 90):
             raise SystemExit("signals worker did not answer; see " + str(data / "worker.log"))
         reader.read(10, 1.0)
-        # Throughput: channel history for every symbol, the last bar of each a breakout (2 signals per symbol).
-        per_symbol = max(len(CHANNEL) + 1, total_bars // symbol_count)
-        symbols = [f"S{n:04d}" for n in range(symbol_count)]
-        history = [99.0 + (i % 2) * 2 for i in range(per_symbol - 1)]
-        began = time.monotonic()
-        for i, close in enumerate(history):
-            for symbol in symbols:
-                out.send(bars.TOPIC, bar(symbol, i, close, start))
-        for symbol in symbols:
-            out.send(bars.TOPIC, bar(symbol, per_symbol - 1, 103.0, start))
-        out.flush()
-        got = reader.read(2 * symbol_count, 300)
-        elapsed = (got[-1][0] if got else time.monotonic()) - began
-        sent = per_symbol * symbol_count
-        # Latency: one more breakout per symbol after a quiet bar, paced, timed produce → signal.
-        # (The z-score and Donchian slots are taken, so use new symbols with fresh history.)
-        lat_symbols = [f"L{n:03d}" for n in range(min(200, symbol_count * 2))]
-        for i, close in enumerate(CHANNEL):
-            for symbol in lat_symbols:
-                out.send(bars.TOPIC, bar(symbol, i, close, start))
-        out.flush()
-        reader.read(10**9, 3.0)  # drain
-        sent_at: dict[str, float] = {}
-        latencies: list[float] = []
-        for symbol in lat_symbols:
-            sent_at[symbol] = time.monotonic()
-            out.send(bars.TOPIC, bar(symbol, len(CHANNEL), 103.0, start))
-            out.flush()
-            for arrived, record in reader.read(1, 0.02):
-                if record.symbol in sent_at and record.strategy == "donchian_breakout":
-                    latencies.append(arrived - sent_at[record.symbol])
-        for arrived, record in reader.read(10**9, 3.0):
-            if record.symbol in sent_at and record.strategy == "donchian_breakout":
-                latencies.append(arrived - sent_at[record.symbol])
+        sent, got, elapsed = _signal_throughput(out, reader, start, total_bars, symbol_count)
+        latencies = _signal_latencies(out, reader, start, symbol_count)
         return {"bars": sent, "signals": len(got), "seconds": elapsed, "per_second": sent / elapsed,
                 "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
                 "samples": len(latencies)}  # fmt: skip
     finally:
         stop_worker(worker)
+
+
+def _signal_throughput(
+    out: RecordProducer, reader: Reader, start: datetime, total_bars: int, symbol_count: int
+) -> tuple[int, list[tuple[float, Any]], float]:
+    """Channel history for every symbol, the last bar of each a breakout (2 signals per symbol): bars sent, the
+    signals read, seconds from the first bar to the last signal."""
+    per_symbol = max(len(CHANNEL) + 1, total_bars // symbol_count)
+    symbols = [f"S{n:04d}" for n in range(symbol_count)]
+    history = [99.0 + (i % 2) * 2 for i in range(per_symbol - 1)]
+    began = time.monotonic()
+    for i, close in enumerate(history):
+        for symbol in symbols:
+            out.send(bars.TOPIC, bar(symbol, i, close, start))
+    for symbol in symbols:
+        out.send(bars.TOPIC, bar(symbol, per_symbol - 1, 103.0, start))
+    out.flush()
+    got = reader.read(2 * symbol_count, 300)
+    elapsed = (got[-1][0] if got else time.monotonic()) - began
+    return per_symbol * symbol_count, got, elapsed
+
+
+def _signal_latencies(out: RecordProducer, reader: Reader, start: datetime, symbol_count: int) -> list[float]:
+    """One more breakout per symbol after a quiet bar, paced, timed produce → signal (seconds).
+    (The z-score and Donchian slots are taken, so use new symbols with fresh history.)"""
+    lat_symbols = [f"L{n:03d}" for n in range(min(200, symbol_count * 2))]
+    for i, close in enumerate(CHANNEL):
+        for symbol in lat_symbols:
+            out.send(bars.TOPIC, bar(symbol, i, close, start))
+    out.flush()
+    reader.read(10**9, 3.0)  # drain
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    for symbol in lat_symbols:
+        sent_at[symbol] = time.monotonic()
+        out.send(bars.TOPIC, bar(symbol, len(CHANNEL), 103.0, start))
+        out.flush()
+        for arrived, record in reader.read(1, 0.02):
+            if record.symbol in sent_at and record.strategy == "donchian_breakout":
+                latencies.append(arrived - sent_at[record.symbol])
+    for arrived, record in reader.read(10**9, 3.0):
+        if record.symbol in sent_at and record.strategy == "donchian_breakout":
+            latencies.append(arrived - sent_at[record.symbol])
+    return latencies
 
 
 def intent(order_id: str, symbol: str) -> OrderIntent:

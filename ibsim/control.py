@@ -20,13 +20,14 @@ from ibsim.faults import Faults
 from ibsim.ledger import Position
 from ibsim.market import Bar
 from ibsim.matching import Execution, OrderSnapshot
+from ibstream.exceptions import IbstreamError
 
 log = logging.getLogger("ibsim.control")
 
 Handler = Callable[[dict[str, Any], dict[str, list[str]]], Any]
 
 
-class HttpError(Exception):
+class HttpError(IbstreamError):
     """Maps to an HTTP error status with a JSON body."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -13,6 +13,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ibstream.exceptions import IbstreamError
+
 API_PREFIX = b"API\0"
 UNSET_INTEGER = 2**31 - 1
 UNSET_DOUBLE = 1.7976931348623157e308
@@ -20,7 +22,7 @@ UNSET_DOUBLE = 1.7976931348623157e308
 Field = str | int | float | bool | None
 
 
-class ProtocolError(Exception):
+class ProtocolError(IbstreamError):
     """A peer broke the framing or sent a field that cannot be parsed."""
 
 

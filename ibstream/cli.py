@@ -1,7 +1,7 @@
 """The `ibstream` console script: one entry point for every deployable and operator command.
 
-Deployables are loaded lazily by module name, so the core never imports them (import-linter enforces it) and a
-command that needs one deployable does not pay for loading the others.
+Deployables and the operator tooling are loaded lazily by module name, so the core never imports them (import-linter
+enforces it) and a command that needs one deployable does not pay for loading the others.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from datetime import time as dt_time
+from typing import Any
 
 import ibstream
 from ibstream.config import LOG_LEVELS, get_settings
@@ -29,6 +29,10 @@ DEPLOYABLES: dict[str, str] = {
     "api": "api.app",
     "agent0": "api.agent0",
 }
+
+#: The operator commands (demo, uat, chaos, stack, replay) live in the tooling package, which the core never imports:
+#: `ibstream NAME` calls ``NAME(args)`` of the module named here, loaded by name, with the arguments parsed below.
+TOOLING = "tooling.cli"
 
 #: What `ibstream --help` says, for users rather than developers: each command's one line, grouped. Each line is
 #: also the description its own `--help` starts with. Kept under 68 characters so the list fits 80 columns.
@@ -85,15 +89,28 @@ IBSTREAM_* environment variables; README.md in the ibstream repository lists
 them and describes every command."""
 
 
-def _load_main(module_name: str) -> Callable[[list[str]], int]:
+def _load(module_name: str, attribute: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name is not None and module_name.startswith(error.name):
             raise IbstreamError(f"{module_name} is not part of this installation of ibstream") from None
         raise
-    main: Callable[[list[str]], int] = module.main
+    return getattr(module, attribute)
+
+
+def _load_main(module_name: str) -> Callable[[list[str]], int]:
+    main: Callable[[list[str]], int] = _load(module_name, "main")
     return main
+
+
+def _load_tool(command: str) -> Callable[[argparse.Namespace], int]:
+    handler: Callable[[argparse.Namespace], int] = _load(TOOLING, command)
+    return handler
+
+
+def _tool(args: argparse.Namespace) -> int:
+    return _load_tool(args.command)(args)
 
 
 def _is_built(module_name: str) -> bool:
@@ -101,36 +118,6 @@ def _is_built(module_name: str) -> bool:
         return importlib.util.find_spec(module_name) is not None
     except ModuleNotFoundError:
         return False
-
-
-def _stack(args: argparse.Namespace) -> int:
-    from ibstream.stack import KafkaStack, RegistryStack
-
-    settings = get_settings()
-    kafka = KafkaStack(settings)
-    registry = RegistryStack(settings)
-    if args.action == "up":
-        print(kafka.up().describe())
-        if args.registry:
-            print(registry.up().describe())
-    elif args.action == "down":
-        stopped_registry = registry.down()
-        stopped = kafka.down()
-        print("kafka: stopped" if stopped else "kafka: was not running")
-        if stopped_registry:
-            print("schema registry: stopped")
-    else:
-        status = kafka.status()
-        print(status.describe())
-        print(registry.status().describe())
-        if status.running:
-            from ibstream.kafka.clients import create_admin
-
-            topics = sorted(t for t in create_admin(settings).list_topics(timeout=10).topics if not t.startswith("__"))
-            print(f"topics ({len(topics)}):")
-            for topic in topics:
-                print(f"  {topic}")
-    return 0
 
 
 def _topics(args: argparse.Namespace) -> int:
@@ -169,68 +156,6 @@ def _token(args: argparse.Namespace) -> int:
     return _load_main("api.token_cli")(argv)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ibstream.demo import DemoConfig, run_demo
-
-    config = DemoConfig(
-        speed=args.speed,
-        approve=args.approve,
-        fault_at=None if args.no_fault else dt_time.fromisoformat(args.fault_at),
-        keep=args.keep,
-        live_view=not args.no_live and sys.stdout.isatty(),
-        session_minutes=args.session_minutes,
-    )
-    figures = run_demo(config)
-    return 0 if figures else 1
-
-
-def _chaos(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ibstream.chaos.campaign import ChaosConfig, run_campaign
-
-    config = ChaosConfig(
-        minutes=args.minutes,
-        rate=args.rate,
-        seed=args.seed,
-        kinds=[kind for kind in args.faults.split(",") if kind] if args.faults else None,
-        symbols=tuple(args.symbols) if args.symbols else ChaosConfig().symbols,
-        speed=args.speed,
-        directory=Path(args.dir) if args.dir else None,
-        json_path=Path(args.json),
-    )
-    report = run_campaign(config)
-    return 0 if report["ok"] else 1
-
-
-def _uat(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ibstream.uat import UatOptions, load_verdict, run_uat
-
-    settings = get_settings()
-    if args.verdict:
-        decision = load_verdict(settings, args.required)
-        print(decision.render())
-        return 0 if decision.go else 1
-    reports = Path(args.reports_dir) if args.reports_dir else settings.state_dir / "uat"
-    options = UatOptions(
-        reports_dir=reports,
-        sessions=tuple(args.sessions.split(",")) if args.sessions else UatOptions(reports).sessions,
-        gateway=args.gateway,
-        allow_orders=args.allow_orders,
-        gateway_minutes=args.minutes,
-    )
-    run = run_uat(settings, options)
-    for result in run.results:
-        print(f"{result.status.upper():4}  {result.id:24} {'; '.join(result.failures)[:160]}")
-    print(
-        f"UAT session {run.session_id}: {'PASS' if run.passed else 'FAIL'} in {run.meta['seconds']:.0f}s\n"
-        f"report: {run.markdown}\n        {run.html}"
-    )
-    return 0 if run.passed else 1
-
-
 def _utc_time(text: str) -> datetime:
     """ISO 8601; a time without an offset is taken as UTC."""
     try:
@@ -239,27 +164,6 @@ def _utc_time(text: str) -> datetime:
         expected = "an ISO 8601 time such as 2026-11-24T14:30:00Z"
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from ibstream.replay import parse_symbols, replay
-
-    report = replay(
-        get_settings(),
-        args.topic,
-        args.start,
-        args.end,
-        symbols=parse_symbols(args.symbols or []),
-        target_topic=args.target_topic,
-        source=args.source,
-        rate=args.rate,
-        progress=sys.stderr.isatty(),
-    )
-    print(
-        f"replayed {report.emitted} of {report.read} records from {report.source} {report.topic} to "
-        f"{report.target_topic} in {report.seconds:.1f}s ({report.rate:.0f}/s); {report.undecodable} undecodable"
-    )
-    return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -335,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status: state and topics",
     )
     stack.add_argument("--registry", action="store_true", help="also start the Apicurio schema registry")
-    stack.set_defaults(handler=_stack)
+    stack.set_defaults(handler=_tool)
 
     topics = commands.add_parser("topics", description=COMMANDS["topics"])
     topics.add_argument(
@@ -397,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="leave the Kafka broker, the simulator and the API running afterwards"
     )
     demo.add_argument("--no-live", action="store_true", help="no live terminal view (logs only)")
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=_tool)
 
     chaos = commands.add_parser("chaos", description=COMMANDS["chaos"])
     chaos.add_argument("--minutes", type=float, default=10.0, help="wall minutes of faults and load (default 10)")
@@ -408,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--speed", type=float, default=None, help="simulated seconds per wall second")
     chaos.add_argument("--dir", default=None, help="state directory (default: a new temporary one)")
     chaos.add_argument("--json", default="chaos-report.json", help="where the JSON report goes")
-    chaos.set_defaults(handler=_chaos)
+    chaos.set_defaults(handler=_tool)
 
     uat = commands.add_parser("uat", description=COMMANDS["uat"])
     uat.add_argument("--verdict", action="store_true", help="print go/no-go from the recorded sessions")
@@ -423,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     uat.add_argument("--minutes", type=float, default=5.0, help="with --gateway: wall minutes to run")
     uat.add_argument("--sessions", default=None, help="comma-separated subset of main,close,desk")
     uat.add_argument("--reports-dir", default=None, help="where reports go (default: STATE_DIR/uat)")
-    uat.set_defaults(handler=_uat)
+    uat.set_defaults(handler=_tool)
 
     replay = commands.add_parser("replay", description=COMMANDS["replay"])
     replay.add_argument("--topic", required=True, help="topic name without the prefix, e.g. md.bars.5s.v1")
@@ -444,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read from Kafka, or from the warehouse once Kafka no longer holds the window (default: kafka)",
     )
     replay.add_argument("--rate", type=float, default=None, help="at most this many records per second")
-    replay.set_defaults(handler=_replay)
+    replay.set_defaults(handler=_tool)
 
     audit = commands.add_parser(
         "audit",

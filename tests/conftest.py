@@ -56,7 +56,7 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    from ibstream.stack import KafkaStack
+    from tooling.stack import KafkaStack
 
     stack = KafkaStack(_stack_settings())
     was_running = stack.status().running
@@ -106,7 +106,7 @@ def registry_url() -> Iterator[str]:
     if existing:
         yield existing
         return
-    from ibstream.stack import RegistryStack
+    from tooling.stack import RegistryStack
 
     registry = RegistryStack(_stack_settings())
     was_running = registry.status().running

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from ibstream.contracts import RoutedOrder
 from ibstream.contracts.enums import OrderLeg, OrderStatus, OrderType, Side
+from ibstream.exceptions import IbstreamError
 from ibstream.ib.codes import CodeKind
 from ibstream.ib.session import OrderTicket
 
@@ -120,7 +121,7 @@ def parse_exec_time(text: str, tz: ZoneInfo = TWS_TZ) -> dt.datetime:
     return local.replace(tzinfo=tz).astimezone(dt.UTC)
 
 
-class InvalidOrderError(ValueError):
+class InvalidOrderError(IbstreamError, ValueError):
     """A routed order that cannot be expressed as IB orders (missing prices, inconsistent bracket)."""
 
 

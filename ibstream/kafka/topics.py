@@ -88,27 +88,7 @@ def ensure_topics(
 
     missing = [layout for name, layout in wanted.items() if name not in existing]
     if missing:
-        futures = admin.create_topics(
-            [
-                NewTopic(m.name, num_partitions=m.partitions, replication_factor=replication, config=m.configs())
-                for m in missing
-            ],
-            operation_timeout=timeout,
-        )
-        raced: set[str] = set()
-        for name, future in futures.items():
-            try:
-                future.result()
-                report.created.append(name)
-            except KafkaException as error:
-                if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                    raise
-                # It exists after all (created by another process, or not yet in the metadata we listed): check
-                # its layout like any existing topic instead of assuming it is right.
-                raced.add(name)
-        # Created topics too: a client that subscribes before the broker lists a topic is assigned none of it
-        # (Faust's first group assignment logs "Ignoring missing topic" and never consumes it).
-        existing = _metadata_with(admin, raced | set(report.created), timeout)
+        existing = _create_topics(admin, missing, replication, timeout, report)
 
     present = [layout for name, layout in wanted.items() if name in existing and name not in report.created]
     if not present:
@@ -117,7 +97,41 @@ def ensure_topics(
         actual_partitions = len(existing[layout.name].partitions)
         if actual_partitions != layout.partitions:
             report.drift[layout.name] = f"has {actual_partitions} partitions, catalogue says {layout.partitions}"
+    _reconcile_configs(admin, present, timeout, report)
+    return report
 
+
+def _create_topics(
+    admin: AdminClient, missing: list[TopicLayout], replication: int, timeout: float, report: EnsureReport
+) -> dict[str, Any]:
+    """Create ``missing`` (recorded in ``report.created``); the topic metadata once they are all visible."""
+    futures = admin.create_topics(
+        [
+            NewTopic(m.name, num_partitions=m.partitions, replication_factor=replication, config=m.configs())
+            for m in missing
+        ],
+        operation_timeout=timeout,
+    )
+    raced: set[str] = set()
+    for name, future in futures.items():
+        try:
+            future.result()
+            report.created.append(name)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+            # It exists after all (created by another process, or not yet in the metadata we listed): check
+            # its layout like any existing topic instead of assuming it is right.
+            raced.add(name)
+    # Created topics too: a client that subscribes before the broker lists a topic is assigned none of it
+    # (Faust's first group assignment logs "Ignoring missing topic" and never consumes it).
+    return _metadata_with(admin, raced | set(report.created), timeout)
+
+
+def _reconcile_configs(admin: AdminClient, present: list[TopicLayout], timeout: float, report: EnsureReport) -> None:
+    """Align the configs of existing topics with the catalogue (``report.reconciled``, else ``report.unchanged``
+    unless the topic drifted)."""
+    wanted = {layout.name: layout for layout in present}
     resources = [ConfigResource(ResourceType.TOPIC, layout.name) for layout in present]
     described = admin.describe_configs(resources, request_timeout=timeout)
     for resource, future in described.items():
@@ -143,7 +157,6 @@ def ensure_topics(
             done.result()
         _await_configs(admin, layout, timeout)
         report.reconciled[layout.name] = changes
-    return report
 
 
 def _await_configs(admin: AdminClient, layout: TopicLayout, timeout: float) -> None:

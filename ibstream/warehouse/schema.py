@@ -149,27 +149,42 @@ def clickhouse_type(schema: Any, named: Mapping[str, Any] | None = None) -> tupl
     """Map a parsed Avro schema to a ClickHouse type; the flag says whether Avro bytes occur inside it."""
     named = dict(named or {})
     if isinstance(schema, list):
-        branches = [branch for branch in schema if branch != "null"]
-        if len(branches) != 1:
-            raise SchemaMappingError(f"only [null, T] unions map to ClickHouse columns, got {schema!r}")
-        inner, has_bytes = clickhouse_type(branches[0], named)
-        if len(branches) == len(schema):
-            return inner, has_bytes
-        if inner.startswith(("Array(", "Map(")):
-            raise SchemaMappingError(f"ClickHouse cannot make {inner} Nullable")
-        if inner.startswith("LowCardinality("):
-            return f"LowCardinality(Nullable({inner[len('LowCardinality(') : -1]}))", has_bytes
-        return f"Nullable({inner})", has_bytes
+        return _union_type(schema, named)
     if isinstance(schema, str):
-        if schema in _PRIMITIVES:
-            return _PRIMITIVES[schema], schema == "bytes"
-        short = schema.rsplit(".", 1)[-1]
-        for key in (schema, short):
-            if key in named:
-                return clickhouse_type(named[key], named)
-        raise SchemaMappingError(f"unknown Avro type {schema!r}")
+        return _type_by_name(schema, named)
     if not isinstance(schema, dict):
         raise SchemaMappingError(f"unexpected Avro schema {schema!r}")
+    return _complex_type(schema, named)
+
+
+def _union_type(schema: list[Any], named: dict[str, Any]) -> tuple[str, bool]:
+    """``[null, T]`` → ``Nullable(T)`` (inside ``LowCardinality`` if T is one); ``[T]`` → T."""
+    branches = [branch for branch in schema if branch != "null"]
+    if len(branches) != 1:
+        raise SchemaMappingError(f"only [null, T] unions map to ClickHouse columns, got {schema!r}")
+    inner, has_bytes = clickhouse_type(branches[0], named)
+    if len(branches) == len(schema):
+        return inner, has_bytes
+    if inner.startswith(("Array(", "Map(")):
+        raise SchemaMappingError(f"ClickHouse cannot make {inner} Nullable")
+    if inner.startswith("LowCardinality("):
+        return f"LowCardinality(Nullable({inner[len('LowCardinality(') : -1]}))", has_bytes
+    return f"Nullable({inner})", has_bytes
+
+
+def _type_by_name(schema: str, named: dict[str, Any]) -> tuple[str, bool]:
+    """A primitive, or a named type declared earlier (by full or short name)."""
+    if schema in _PRIMITIVES:
+        return _PRIMITIVES[schema], schema == "bytes"
+    short = schema.rsplit(".", 1)[-1]
+    for key in (schema, short):
+        if key in named:
+            return clickhouse_type(named[key], named)
+    raise SchemaMappingError(f"unknown Avro type {schema!r}")
+
+
+def _complex_type(schema: dict[str, Any], named: dict[str, Any]) -> tuple[str, bool]:
+    """A schema object: a logical type, enum, array, map, record, or a type wrapped in ``{"type": …}``."""
     logical = schema.get("logicalType")
     if logical in _LOGICAL:
         return _LOGICAL[logical], False
@@ -187,16 +202,20 @@ def clickhouse_type(schema: Any, named: Mapping[str, Any] | None = None) -> tupl
         inner, has_bytes = clickhouse_type(schema["values"], named)
         return f"Map(String, {inner})", has_bytes
     if kind == "record":
-        parts = []
-        has_bytes = False
-        for field in schema["fields"]:
-            inner, field_bytes = clickhouse_type(field["type"], named)
-            has_bytes = has_bytes or field_bytes
-            parts.append(f"{quote_ident(field['name'])} {inner}")
-        return f"Tuple({', '.join(parts)})", has_bytes
+        return _record_type(schema, named)
     if isinstance(kind, str | list | dict):
         return clickhouse_type(kind, named)
     raise SchemaMappingError(f"unsupported Avro schema {schema!r}")
+
+
+def _record_type(schema: dict[str, Any], named: dict[str, Any]) -> tuple[str, bool]:
+    parts = []
+    has_bytes = False
+    for field in schema["fields"]:
+        inner, field_bytes = clickhouse_type(field["type"], named)
+        has_bytes = has_bytes or field_bytes
+        parts.append(f"{quote_ident(field['name'])} {inner}")
+    return f"Tuple({', '.join(parts)})", has_bytes
 
 
 def table_name(topic_name: str) -> str:

@@ -79,7 +79,7 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
     out = tmp_path / "report.json"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from ibstream.chaos.campaign import ChaosConfig, run_campaign
+        from tooling.chaos.campaign import ChaosConfig, run_campaign
         run_campaign(ChaosConfig(
             # Half a minute: the crash comes with the first placement (2-3 s in) and 120 orders route in a minute.
             minutes=0.5, rate=400, seed=5, symbols={SYMBOLS!r}, kinds=["ib_reject_order"],

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from ibsim.cli import build_parser, config_from_args
-from ibstream.chaos.checker import Checker, RawRecord
-from ibstream.chaos.schedule import FAULT_KINDS, build_schedule
 from ibstream.config import load_settings
 from ibstream.contracts import (
     TOPICS,
@@ -43,6 +41,8 @@ from ibstream.contracts.enums import (
     Side,
 )
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from tooling.chaos.checker import Checker, RawRecord
+from tooling.chaos.schedule import FAULT_KINDS, build_schedule
 
 T0 = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
 CODEC = SingleObjectCodec(SchemaStore())

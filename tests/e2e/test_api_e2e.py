@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.demo import Demo, DemoConfig, get_json, post_json
+from tooling.demo import Demo, DemoConfig, get_json, post_json
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.demo import Demo, DemoConfig
+from tooling.demo import Demo, DemoConfig
 
 pytestmark = pytest.mark.integration
 

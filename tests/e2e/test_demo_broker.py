@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.demo import Demo, DemoConfig
 from ibstream.kafka.clients import create_admin
-from ibstream.processes import free_port
-from ibstream.stack import KafkaStack, port_open
+from tooling.demo import Demo, DemoConfig
+from tooling.processes import free_port
+from tooling.stack import KafkaStack, port_open
 
 pytestmark = pytest.mark.integration
 

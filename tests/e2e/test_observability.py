@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.demo import Demo, DemoConfig, metric_sum, parse_prometheus
 from ibstream.risk import CHECKS
 from tests.unit.test_metrics_table import documented_labels
+from tooling.demo import Demo, DemoConfig, metric_sum, parse_prometheus
 
 pytestmark = pytest.mark.integration
 

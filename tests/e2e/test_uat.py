@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.uat import UatOptions, load_verdict, run_uat
-from ibstream.uat.catalogue import RISK_CHECKS, SCENARIOS
+from tooling.uat import UatOptions, load_verdict, run_uat
+from tooling.uat.catalogue import RISK_CHECKS, SCENARIOS
 
 # A campaign runs three sessions of real processes; the default 300 s per test is too tight on a loaded machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

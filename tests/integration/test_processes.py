@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ibstream.processes import ProcessError, ProcessGroup, free_port, http_status
+from tooling.processes import ProcessError, ProcessGroup, free_port, http_status
 
 pytestmark = pytest.mark.integration
 

@@ -27,11 +27,11 @@ from ibstream.exceptions import ConfigError
 from ibstream.kafka.clients import create_admin
 from ibstream.kafka.records import decode_message
 from ibstream.kafka.topics import catalogue, ensure_topics
-from ibstream.stack import KafkaStack
 from producers.market_data import build, check_kafka
 from producers.market_data.health import HealthServer
 from producers.market_data.service import MarketDataProducer
 from tests.integration.kafka_helpers import consume_all
+from tooling.stack import KafkaStack
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from ibstream.contracts.enums import MarketDataSource
 from ibstream.kafka.clients import create_admin, producer_config
 from ibstream.kafka.records import decode_message
 from ibstream.kafka.topics import TopicLayout, delete_topics, ensure_topics
-from ibstream.replay import replay
 from ibstream.warehouse import Warehouse
 from tests.integration.kafka_helpers import consume_all
 from tests.integration.warehouse_helpers import CODEC, count_final, wait_for, warehouse_settings
+from tooling.replay import replay
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.stack import KafkaStack, StackError
+from tooling.stack import KafkaStack, StackError
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Pat
     """One random cluster id in 64 starts with "-" (base64url); kafka-storage must not read it as an option."""
     import base64
 
-    from ibstream.stack import resolve_classpath
+    from tooling.stack import resolve_classpath
 
     settings = load_settings(state_dir=tmp_path, stack_kafka_port=_free_port(), stack_controller_port=_free_port())
     stack = KafkaStack(settings)

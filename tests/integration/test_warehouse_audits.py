@@ -190,6 +190,68 @@ def _event(
     )
 
 
+def _expected_signal_outcomes(
+    sigs: list[Signal], intents: list[OrderIntent], unique_fills: list[Execution]
+) -> dict[str, dict[str, Any]]:
+    """The signal-outcomes report by its documented definitions, per strategy."""
+    expected: dict[str, dict[str, Any]] = {}
+    for sig in {s.signal_id: s for s in sigs}.values():
+        row = expected.setdefault(
+            sig.strategy, {"signals": 0, "traded": 0, "closed": 0, "wins": 0, "r": [], "pnl": 0.0}
+        )
+        row["signals"] += 1
+        orders = {i.order_id for i in intents if i.signal_id == sig.signal_id}
+        mine = [f for f in unique_fills if f.order_id in orders]
+        entry = [f for f in mine if f.side == sig.side]
+        exits = [f for f in mine if f.side != sig.side]
+        entry_qty, exit_qty = sum(f.quantity for f in entry), sum(f.quantity for f in exits)
+        if entry_qty > 0:
+            row["traded"] += 1
+        if entry_qty > 0 and exit_qty >= entry_qty:
+            entry_px = sum(f.quantity * f.price for f in entry) / entry_qty
+            exit_px = sum(f.quantity * f.price for f in exits) / exit_qty
+            direction = 1 if sig.side == Side.BUY else -1
+            pnl = (exit_px - entry_px) * direction * entry_qty - sum(f.commission or 0 for f in mine)
+            row["closed"] += 1
+            row["wins"] += pnl > 0
+            row["r"].append((exit_px - entry_px) * direction / abs(entry_px - sig.stop))
+            row["pnl"] += pnl
+    return expected
+
+
+def _expected_unreconciled_orders(
+    intents: list[OrderIntent], decisions: list[RiskDecision], events: list[OrderEvent], unique_fills: list[Execution]
+) -> dict[str, list[str]]:
+    """The unreconciled-orders report by its documented definitions: order id → its issues."""
+    routed_sides = {i.order_id: i.side for i in intents}
+    approved = {d.order_id for d in decisions if d.approved}
+    seen = {e.order_id for e in events}
+    want_issues: dict[str, list[str]] = {}
+    for order_id in sorted(set(routed_sides) | seen):
+        parents = sorted(
+            (e for e in events if e.order_id == order_id and e.leg == OrderLeg.PARENT), key=lambda e: e.event_time
+        )
+        latest = parents[-1] if parents else None
+        issues = []
+        if order_id not in approved:
+            issues.append("no_risk_decision")
+        if order_id in routed_sides and order_id not in seen:
+            issues.append("not_acknowledged")
+        if order_id in seen and order_id not in routed_sides:
+            issues.append("unrouted")
+        if order_id in routed_sides and latest is not None:
+            executed = sum(
+                f.quantity for f in unique_fills if f.order_id == order_id and f.side == routed_sides[order_id]
+            )
+            if abs(latest.filled_quantity - executed) > 1e-6:
+                issues.append("fill_mismatch")
+        if latest is not None and latest.reconciliation_status == "mismatch":
+            issues.append("reconciliation_mismatch")
+        if issues:
+            want_issues[order_id] = issues
+    return want_issues
+
+
 def test_signal_outcomes_risk_rejections_and_unreconciled_orders(warehouse: Warehouse) -> None:
     load = Loader(warehouse)
     t = D1
@@ -242,29 +304,8 @@ def test_signal_outcomes_risk_rejections_and_unreconciled_orders(warehouse: Ware
     load.add(order_events.TOPIC, *events)
 
     # --- signal outcomes, computed by the documented definitions -----------------------------------------------
-    unique_fills = {f.exec_id: f for f in fills}.values()
-    expected: dict[str, dict[str, Any]] = {}
-    for sig in {s.signal_id: s for s in sigs}.values():
-        row = expected.setdefault(
-            sig.strategy, {"signals": 0, "traded": 0, "closed": 0, "wins": 0, "r": [], "pnl": 0.0}
-        )
-        row["signals"] += 1
-        orders = {i.order_id for i in intents if i.signal_id == sig.signal_id}
-        mine = [f for f in unique_fills if f.order_id in orders]
-        entry = [f for f in mine if f.side == sig.side]
-        exits = [f for f in mine if f.side != sig.side]
-        entry_qty, exit_qty = sum(f.quantity for f in entry), sum(f.quantity for f in exits)
-        if entry_qty > 0:
-            row["traded"] += 1
-        if entry_qty > 0 and exit_qty >= entry_qty:
-            entry_px = sum(f.quantity * f.price for f in entry) / entry_qty
-            exit_px = sum(f.quantity * f.price for f in exits) / exit_qty
-            direction = 1 if sig.side == Side.BUY else -1
-            pnl = (exit_px - entry_px) * direction * entry_qty - sum(f.commission or 0 for f in mine)
-            row["closed"] += 1
-            row["wins"] += pnl > 0
-            row["r"].append((exit_px - entry_px) * direction / abs(entry_px - sig.stop))
-            row["pnl"] += pnl
+    unique_fills = list({f.exec_id: f for f in fills}.values())
+    expected = _expected_signal_outcomes(sigs, intents, unique_fills)
     got = {r["strategy"]: r for r in run_audit(warehouse, "signal-outcomes").dicts()}
     assert set(got) == set(expected)
     for strategy, want in expected.items():
@@ -297,32 +338,7 @@ def test_signal_outcomes_risk_rejections_and_unreconciled_orders(warehouse: Ware
     }
 
     # --- unreconciled orders ---------------------------------------------------------------------------------
-    routed_sides = {i.order_id: i.side for i in intents}
-    approved = {d.order_id for d in decisions if d.approved}
-    seen = {e.order_id for e in events}
-    want_issues: dict[str, list[str]] = {}
-    for order_id in sorted(set(routed_sides) | seen):
-        parents = sorted(
-            (e for e in events if e.order_id == order_id and e.leg == OrderLeg.PARENT), key=lambda e: e.event_time
-        )
-        latest = parents[-1] if parents else None
-        issues = []
-        if order_id not in approved:
-            issues.append("no_risk_decision")
-        if order_id in routed_sides and order_id not in seen:
-            issues.append("not_acknowledged")
-        if order_id in seen and order_id not in routed_sides:
-            issues.append("unrouted")
-        if order_id in routed_sides and latest is not None:
-            executed = sum(
-                f.quantity for f in unique_fills if f.order_id == order_id and f.side == routed_sides[order_id]
-            )
-            if abs(latest.filled_quantity - executed) > 1e-6:
-                issues.append("fill_mismatch")
-        if latest is not None and latest.reconciliation_status == "mismatch":
-            issues.append("reconciliation_mismatch")
-        if issues:
-            want_issues[order_id] = issues
+    want_issues = _expected_unreconciled_orders(intents, decisions, events, unique_fills)
     got_issues = {r["order_id"]: r["issues"].split(",") for r in run_audit(warehouse, "unreconciled-orders").dicts()}
     assert got_issues == want_issues
     assert set(want_issues) == {"o3", "o4", "o8", "o9"}  # the scenario exercises every kind but a clean order

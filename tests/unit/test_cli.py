@@ -111,3 +111,21 @@ def test_a_bad_top_level_log_level_is_refused(argv: list[str], capsys: pytest.Ca
         cli.main(argv)
     assert exit_.value.code == 2
     assert "--log-level" in capsys.readouterr().err
+
+
+def test_operator_commands_are_loaded_from_the_tooling_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tooling.cli
+
+    parser = cli.build_parser()
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    tools = {name for name, sub in choices.items() if sub.get_default("handler") is cli._tool}
+    assert tools == {"demo", "uat", "chaos", "stack", "replay"}
+    assert all(callable(getattr(tooling.cli, name)) for name in tools)
+    seen: list[tuple[str, str]] = []
+
+    def fake_loader(command: str) -> object:
+        return lambda args: seen.append((command, args.action)) or 0
+
+    monkeypatch.setattr(cli, "_load_tool", fake_loader)
+    assert cli.main(["stack", "status"]) == 0
+    assert seen == [("stack", "status")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ibstream.demo import summary_rows
+from tooling.demo import summary_rows
 
 
 def test_every_figure_of_a_row_is_labelled() -> None:

@@ -14,11 +14,11 @@ from ibstream import telemetry
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, RiskDecision, order_intents
 from ibstream.contracts.enums import AlertState, ControlCommandKind, RunState
-from ibstream.demo import metric_sum, parse_prometheus
 from streams import orchestration as orch
 from streams.app import build_app
 from streams.observability import RunClock
 from streams.orchestration.agent0_client import Agent0Client, PlanningError
+from tooling.demo import metric_sum, parse_prometheus
 
 from .test_risk import NOW, kill, quote
 from .test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter, make_intent

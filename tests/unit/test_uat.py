@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from ibstream.uat.catalogue import BY_ID, RISK_CHECKS, SCENARIOS, SESSIONS
-from ibstream.uat.model import Evidence, Judge, summarise
-from ibstream.uat.report import render_html, render_markdown, verdict
-from ibstream.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk
+from tooling.uat.catalogue import BY_ID, RISK_CHECKS, SCENARIOS, SESSIONS
+from tooling.uat.model import Evidence, Judge, summarise
+from tooling.uat.report import render_html, render_markdown, verdict
+from tooling.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk
 
 
 def test_go_needs_the_required_consecutive_passes_newest_first() -> None:

@@ -14,11 +14,11 @@ from ibstream.cli import build_parser
 from ibstream.contracts import TOPICS, Bar, Execution, Quote
 from ibstream.contracts.enums import ExecutionSource, MarketDataSource, Side
 from ibstream.contracts.serde import SchemaStore
-from ibstream.replay import as_replay, parse_symbols
 from ibstream.warehouse.audits import AUDITS
 from ibstream.warehouse.exceptions import SchemaMappingError
 from ibstream.warehouse.migrations import build_migrations, pending
 from ibstream.warehouse.schema import WarehouseSchema, clickhouse_type, table_name
+from tooling.replay import as_replay, parse_symbols
 
 SCHEMA = WarehouseSchema.build()
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)

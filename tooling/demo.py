@@ -29,8 +29,8 @@ from ibstream.exceptions import IbstreamError
 from ibstream.kafka.clients import broker_answers, create_admin
 from ibstream.kafka.topics import catalogue, ensure_topics
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ, OPEN
-from ibstream.processes import ProcessGroup, free_port
-from ibstream.stack import KafkaStack, port_open
+from tooling.processes import ProcessGroup, free_port
+from tooling.stack import KafkaStack, port_open
 
 DEMO_SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")

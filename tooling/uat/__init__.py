@@ -6,6 +6,6 @@ Modules: ``catalogue`` (scenarios and criteria), ``harness`` (one session of rea
 each session does and how its scenarios are judged), ``report`` (rendering, verdict), ``runner`` (the campaign).
 """
 
-from ibstream.uat.runner import UatOptions, UatRun, load_verdict, run_uat
+from tooling.uat.runner import UatOptions, UatRun, load_verdict, run_uat
 
 __all__ = ["UatOptions", "UatRun", "load_verdict", "run_uat"]

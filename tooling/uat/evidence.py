@@ -1,6 +1,6 @@
 """Child process of the UAT harness: run named SQL queries against one session's warehouse, print JSON.
 
-``python -m ibstream.uat.evidence --state-dir DIR`` reads ``[[name, sql], …]`` on stdin and prints
+``python -m tooling.uat.evidence --state-dir DIR`` reads ``[[name, sql], …]`` on stdin and prints
 ``{name: {"columns": […], "rows": […]}}``. A query that fails answers ``{"columns": ["error"], "rows": [[msg]]}``
 so one missing table does not hide the rest of the evidence.
 """
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from ibstream.config import load_settings
     from ibstream.warehouse import Warehouse
 
-    parser = argparse.ArgumentParser(prog="ibstream.uat.evidence")
+    parser = argparse.ArgumentParser(prog="tooling.uat.evidence")
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     queries: list[list[str]] = json.loads(sys.stdin.read())

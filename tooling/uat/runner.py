@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ibstream.config import Settings
-from ibstream.uat.catalogue import GATEWAY_SCENARIOS, SCENARIOS, SESSIONS
-from ibstream.uat.harness import Session, SessionPlan, UatError
-from ibstream.uat.model import Judge, ScenarioResult, by_key, first, number, skipped, summarise
-from ibstream.uat.report import Verdict, render_html, render_markdown, verdict
-from ibstream.uat.sessions import CLOSE_PLAN, DESK_PLAN, MAIN_PLAN, run_close, run_desk, run_main
+from tooling.uat.catalogue import GATEWAY_SCENARIOS, SCENARIOS, SESSIONS
+from tooling.uat.harness import Session, SessionPlan, UatError
+from tooling.uat.model import Judge, ScenarioResult, by_key, first, number, skipped, summarise
+from tooling.uat.report import Verdict, render_html, render_markdown, verdict
+from tooling.uat.sessions import CLOSE_PLAN, DESK_PLAN, MAIN_PLAN, run_close, run_desk, run_main
 
 
 @dataclass
@@ -135,8 +135,8 @@ def _run_sim(settings: Settings, options: UatOptions, directory: Path, session_i
 
 
 def _crashed(scenario_id: str, why: str) -> ScenarioResult:
-    from ibstream.uat.catalogue import BY_ID
-    from ibstream.uat.model import failed
+    from tooling.uat.catalogue import BY_ID
+    from tooling.uat.model import failed
 
     return failed(BY_ID[scenario_id], why)
 
@@ -204,7 +204,7 @@ def _run_gateway(
 
 
 def _gateway_failed(scenario: Any, why: str) -> ScenarioResult:
-    from ibstream.uat.model import failed
+    from tooling.uat.model import failed
 
     return failed(scenario, why)
 

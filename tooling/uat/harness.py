@@ -1,7 +1,7 @@
 """One UAT session: the demo's pieces (topics, deployables as processes, API tokens) with per-session settings,
 ibsim flags, a market-time schedule of actions and evidence read from the session's warehouse afterwards.
 
-The harness composes :class:`ibstream.demo.Demo` rather than changing it: the demo owns prefixes, ports, the
+The harness composes :class:`tooling.demo.Demo` rather than changing it: the demo owns prefixes, ports, the
 shared environment and the approve-as-a-trader loop; a session adds its settings (risk limits, approval mode,
 market data type), ibsim's flags (partial fills, delayed-only, 24h) and where its market clock starts.
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ibstream.config import Settings, load_settings
-from ibstream.demo import Demo, DemoConfig, get_json, post_json, session_start
 from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import EXCHANGE_TZ
-from ibstream.uat.model import Evidence
+from tooling.demo import Demo, DemoConfig, get_json, post_json, session_start
+from tooling.uat.model import Evidence
 
 
 class UatError(IbstreamError):
@@ -225,7 +225,7 @@ class Session:
         """
         payload = json.dumps([[name, sql] for name, sql in queries])
         result = subprocess.run(
-            [sys.executable, "-m", "ibstream.uat.evidence", "--state-dir", str(self.demo.directory)],
+            [sys.executable, "-m", "tooling.uat.evidence", "--state-dir", str(self.demo.directory)],
             input=payload,
             capture_output=True,
             text=True,
@@ -248,7 +248,7 @@ class Session:
 
 def own_broker_settings(directory: Path) -> Settings:
     """Settings for a dedicated local broker on free ports (the broker-restart scenario stops it)."""
-    from ibstream.processes import free_port
+    from tooling.processes import free_port
 
     port = free_port()
     return load_settings(

@@ -25,16 +25,16 @@ from typing import Any
 import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ibstream.chaos.checker import Checker, InvariantResult, read_topic
-from ibstream.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from ibstream.config import load_settings
 from ibstream.contracts import TOPICS, Gap, bars, gaps, order_intents, quotes, routed_orders
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
-from ibstream.demo import Demo, DemoConfig, get_json, post_json
 from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import CLOSE, EXCHANGE_TZ
-from ibstream.processes import free_port, http_status
-from ibstream.stack import KafkaStack
+from tooling.chaos.checker import Checker, InvariantResult, read_topic
+from tooling.chaos.schedule import FAULT_KINDS, Fault, build_schedule
+from tooling.demo import Demo, DemoConfig, get_json, post_json
+from tooling.processes import free_port, http_status
+from tooling.stack import KafkaStack
 
 #: ibsim's default universe: ten symbols share the quote rate.
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM")
@@ -324,52 +324,15 @@ class Campaign:
 
     def inject(self, fault: Fault) -> FaultOutcome:
         assert self.demo is not None and self.stack is not None
-        demo, group, p = self.demo, self.demo.group, fault.params
         outcome = FaultOutcome(fault, self.now())
         self.log(f"chaos: inject {fault.describe()}")
-        control = demo.control
         try:
-            if fault.kind.startswith("kill_"):
-                name = fault.kind.removeprefix("kill_")
-                group.kill(name)
-                time.sleep(p["down_seconds"])
-                group.restart(name)
-            elif fault.kind == "broker_pause":
-                self.stack.signal_broker(signal.SIGSTOP)
-                try:
-                    time.sleep(p["pause_seconds"])
-                finally:
-                    self.stack.signal_broker(signal.SIGCONT)
-            elif fault.kind == "broker_restart":
-                self.stack.signal_broker(signal.SIGKILL)
-                deadline = time.monotonic() + 30
-                while self.stack.status().pid is not None and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                time.sleep(p["down_seconds"])
-                self.stack.up(timeout=120)
-            elif fault.kind == "ib_drop":
-                post_json(f"{control}/faults/drop_connections", {})
-            elif fault.kind.startswith("ib_connectivity_"):
-                code = int(fault.kind.rsplit("_", 1)[1])
-                post_json(f"{control}/faults/connectivity",
-                          {"outage_seconds": p["outage_seconds"], "restored_code": code})  # fmt: skip
-                time.sleep(p["outage_seconds"])
-            elif fault.kind == "ib_refuse":
-                post_json(f"{control}/faults/refuse_connections", {"seconds": p["seconds"], "drop_existing": True})
-                time.sleep(p["seconds"])
-            elif fault.kind == "ib_reject_order":
-                post_json(f"{control}/faults/reject_next_order", {"code": 201})
-            elif fault.kind == "ib_delay":
-                post_json(
-                    f"{control}/faults/delay", {"ack_seconds": p["ack_seconds"], "fill_seconds": p["fill_seconds"]}
-                )
-                time.sleep(p["hold_seconds"])
-                post_json(f"{control}/faults/delay", {"ack_seconds": 0, "fill_seconds": 0})
-            elif fault.kind == "ib_gateway_restart":
-                post_json(f"{control}/faults/restart",
-                          {"downtime_seconds": p["downtime_seconds"], "rollback": p["rollback"]})  # fmt: skip
-                time.sleep(p["downtime_seconds"])
+            if fault.kind.startswith(("kill_", "broker_")):
+                self._inject_process_fault(fault)
+            elif fault.kind.startswith("ib_"):
+                self._inject_gateway_fault(fault)
             elif fault.kind == "poison":
+                p = fault.params
                 self.inject_poison(p["topic"], p["count"], p["salt"], outcome)
             else:  # pragma: no cover - the schedule only draws catalogue kinds
                 raise ValueError(f"unknown fault {fault.kind}")
@@ -381,6 +344,58 @@ class Campaign:
         self.log(f"chaos:   recovered in {outcome.recovery_seconds}s" if outcome.recovered_at is not None
                  else f"chaos:   NOT recovered ({'; '.join(outcome.notes)})")  # fmt: skip
         return outcome
+
+    def _inject_process_fault(self, fault: Fault) -> None:
+        """A deployable killed and restarted, or the broker paused or restarted; returns once it is back."""
+        assert self.demo is not None and self.stack is not None
+        group, p = self.demo.group, fault.params
+        if fault.kind.startswith("kill_"):
+            name = fault.kind.removeprefix("kill_")
+            group.kill(name)
+            time.sleep(p["down_seconds"])
+            group.restart(name)
+        elif fault.kind == "broker_pause":
+            self.stack.signal_broker(signal.SIGSTOP)
+            try:
+                time.sleep(p["pause_seconds"])
+            finally:
+                self.stack.signal_broker(signal.SIGCONT)
+        elif fault.kind == "broker_restart":
+            self.stack.signal_broker(signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while self.stack.status().pid is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(p["down_seconds"])
+            self.stack.up(timeout=120)
+        else:  # pragma: no cover - the schedule only draws catalogue kinds
+            raise ValueError(f"unknown fault {fault.kind}")
+
+    def _inject_gateway_fault(self, fault: Fault) -> None:
+        """A fault of the simulated IB gateway, through ibsim's control API; returns once its duration is over."""
+        assert self.demo is not None
+        control, p = self.demo.control, fault.params
+        if fault.kind == "ib_drop":
+            post_json(f"{control}/faults/drop_connections", {})
+        elif fault.kind.startswith("ib_connectivity_"):
+            code = int(fault.kind.rsplit("_", 1)[1])
+            post_json(f"{control}/faults/connectivity",
+                      {"outage_seconds": p["outage_seconds"], "restored_code": code})  # fmt: skip
+            time.sleep(p["outage_seconds"])
+        elif fault.kind == "ib_refuse":
+            post_json(f"{control}/faults/refuse_connections", {"seconds": p["seconds"], "drop_existing": True})
+            time.sleep(p["seconds"])
+        elif fault.kind == "ib_reject_order":
+            post_json(f"{control}/faults/reject_next_order", {"code": 201})
+        elif fault.kind == "ib_delay":
+            post_json(f"{control}/faults/delay", {"ack_seconds": p["ack_seconds"], "fill_seconds": p["fill_seconds"]})
+            time.sleep(p["hold_seconds"])
+            post_json(f"{control}/faults/delay", {"ack_seconds": 0, "fill_seconds": 0})
+        elif fault.kind == "ib_gateway_restart":
+            post_json(f"{control}/faults/restart",
+                      {"downtime_seconds": p["downtime_seconds"], "rollback": p["rollback"]})  # fmt: skip
+            time.sleep(p["downtime_seconds"])
+        else:  # pragma: no cover - the schedule only draws catalogue kinds
+            raise ValueError(f"unknown fault {fault.kind}")
 
     def inject_poison(self, topic: str, count: int, salt: int, outcome: FaultOutcome) -> None:
         """Undecodable records on an input topic: random bytes, and a well-framed record of an unknown schema."""
@@ -689,7 +704,7 @@ def _terminate(signum: int, frame: Any) -> None:
 def run_campaign(config: ChaosConfig) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _terminate)
     report = Campaign(config).run()
-    from ibstream.chaos.report import render
+    from tooling.chaos.report import render
 
     print(render(report))
     return report

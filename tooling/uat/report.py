@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ibstream.uat.model import Evidence, ScenarioResult, summarise
+from tooling.uat.model import Evidence, ScenarioResult, summarise
 
 _MAX_ROWS = 25
 

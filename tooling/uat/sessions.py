@@ -17,9 +17,9 @@ from typing import Any
 
 from ibstream.config import Settings
 from ibstream.market_hours import EXCHANGE_TZ
-from ibstream.uat.catalogue import BY_ID, RISK_CHECKS, SCENARIOS
-from ibstream.uat.harness import Session, SessionPlan, UatError, own_broker_settings
-from ibstream.uat.model import Evidence, Judge, ScenarioResult, by_key, failed, first, number
+from tooling.uat.catalogue import BY_ID, RISK_CHECKS, SCENARIOS
+from tooling.uat.harness import Session, SessionPlan, UatError, own_broker_settings
+from tooling.uat.model import Evidence, Judge, ScenarioResult, by_key, failed, first, number
 
 _TZ = "America/New_York"
 
@@ -739,7 +739,7 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
 def run_desk(
     settings: Settings, directory: Path, session_id: str, plan: SessionPlan = DESK_PLAN
 ) -> list[ScenarioResult]:
-    from ibstream.stack import KafkaStack
+    from tooling.stack import KafkaStack
 
     broker_settings = own_broker_settings(directory.parent / f"{directory.name}-kafka")
     stack = KafkaStack(broker_settings)

@@ -11,7 +11,7 @@ Sessions group scenarios that can share one running pipeline:
 
 from __future__ import annotations
 
-from ibstream.uat.model import Scenario
+from tooling.uat.model import Scenario
 
 #: Every risk check of the gate (``ibstream.risk.CHECKS``), each breached once in the desk session.
 RISK_CHECKS = (

@@ -1,0 +1,129 @@
+"""The operator commands of the ``ibstream`` console script: ``demo``, ``uat``, ``chaos``, ``stack``, ``replay``.
+
+``ibstream/cli.py`` declares their arguments (so ``--help`` needs none of this) and calls the function named after
+the command with the parsed arguments, loaded by module name: the core never imports the tooling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import time as dt_time
+from pathlib import Path
+
+from ibstream.config import get_settings
+
+
+def stack(args: argparse.Namespace) -> int:
+    """``ibstream stack up|down|status``."""
+    from tooling.stack import KafkaStack, RegistryStack
+
+    settings = get_settings()
+    kafka = KafkaStack(settings)
+    registry = RegistryStack(settings)
+    if args.action == "up":
+        print(kafka.up().describe())
+        if args.registry:
+            print(registry.up().describe())
+    elif args.action == "down":
+        stopped_registry = registry.down()
+        stopped = kafka.down()
+        print("kafka: stopped" if stopped else "kafka: was not running")
+        if stopped_registry:
+            print("schema registry: stopped")
+    else:
+        status = kafka.status()
+        print(status.describe())
+        print(registry.status().describe())
+        if status.running:
+            from ibstream.kafka.clients import create_admin
+
+            topics = sorted(t for t in create_admin(settings).list_topics(timeout=10).topics if not t.startswith("__"))
+            print(f"topics ({len(topics)}):")
+            for topic in topics:
+                print(f"  {topic}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``ibstream demo``."""
+    from tooling.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        speed=args.speed,
+        approve=args.approve,
+        fault_at=None if args.no_fault else dt_time.fromisoformat(args.fault_at),
+        keep=args.keep,
+        live_view=not args.no_live and sys.stdout.isatty(),
+        session_minutes=args.session_minutes,
+    )
+    figures = run_demo(config)
+    return 0 if figures else 1
+
+
+def chaos(args: argparse.Namespace) -> int:
+    """``ibstream chaos``."""
+    from tooling.chaos.campaign import ChaosConfig, run_campaign
+
+    config = ChaosConfig(
+        minutes=args.minutes,
+        rate=args.rate,
+        seed=args.seed,
+        kinds=[kind for kind in args.faults.split(",") if kind] if args.faults else None,
+        symbols=tuple(args.symbols) if args.symbols else ChaosConfig().symbols,
+        speed=args.speed,
+        directory=Path(args.dir) if args.dir else None,
+        json_path=Path(args.json),
+    )
+    report = run_campaign(config)
+    return 0 if report["ok"] else 1
+
+
+def uat(args: argparse.Namespace) -> int:
+    """``ibstream uat [--verdict]``."""
+    from tooling.uat import UatOptions, load_verdict, run_uat
+
+    settings = get_settings()
+    if args.verdict:
+        decision = load_verdict(settings, args.required)
+        print(decision.render())
+        return 0 if decision.go else 1
+    reports = Path(args.reports_dir) if args.reports_dir else settings.state_dir / "uat"
+    options = UatOptions(
+        reports_dir=reports,
+        sessions=tuple(args.sessions.split(",")) if args.sessions else UatOptions(reports).sessions,
+        gateway=args.gateway,
+        allow_orders=args.allow_orders,
+        gateway_minutes=args.minutes,
+    )
+    run = run_uat(settings, options)
+    for result in run.results:
+        print(f"{result.status.upper():4}  {result.id:24} {'; '.join(result.failures)[:160]}")
+    print(
+        f"UAT session {run.session_id}: {'PASS' if run.passed else 'FAIL'} in {run.meta['seconds']:.0f}s\n"
+        f"report: {run.markdown}\n        {run.html}"
+    )
+    return 0 if run.passed else 1
+
+
+def replay(args: argparse.Namespace) -> int:
+    """``ibstream replay``."""
+    from tooling.replay import parse_symbols
+    from tooling.replay import replay as run_replay
+
+    report = run_replay(
+        get_settings(),
+        args.topic,
+        args.start,
+        args.end,
+        symbols=parse_symbols(args.symbols or []),
+        target_topic=args.target_topic,
+        source=args.source,
+        rate=args.rate,
+        progress=sys.stderr.isatty(),
+    )
+    print(
+        f"replayed {report.emitted} of {report.read} records from {report.source} {report.topic} to "
+        f"{report.target_topic} in {report.seconds:.1f}s ({report.rate:.0f}/s); {report.undecodable} undecodable"
+    )
+    return 0
