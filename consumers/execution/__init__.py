@@ -32,8 +32,8 @@ def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
 
 def build(settings: Settings) -> Executor:
     """The executor with its IB session and journal (the journal is locked by ``Executor.run``'s caller)."""
-    session = IbSession(settings.ib_host, settings.ib_port, settings.execution_client_id)
-    journal = Journal(settings.state_dir / "execution", settings.execution_client_id)
+    session = IbSession(settings.ib.host, settings.ib.port, settings.execution.client_id)
+    journal = Journal(settings.state_dir / "execution", settings.execution.client_id)
     return Executor(settings, session, journal)
 
 
@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    health = HealthServer("0.0.0.0", settings.execution_health_port, executor.readiness).start()
+    health = HealthServer("0.0.0.0", settings.execution.health_port, executor.readiness).start()
     log.info(
         "execution started",
-        extra={"ib_port": settings.ib_port, "client_id": settings.execution_client_id, "health_port": health.port},
+        extra={"ib_port": settings.ib.port, "client_id": settings.execution.client_id, "health_port": health.port},
     )
     try:
         executor.run(stop)

@@ -193,14 +193,14 @@ class Executor:
         self.session = session
         self.journal = journal
         self.wall = wall
-        self.prefix = settings.kafka_topic_prefix
+        self.prefix = settings.kafka.topic_prefix
         self.client_id = session.client_id
         self.state = State.CONNECTING
         self.book = Book()
         self.account: str | None = None
         self.generation = 0
         self.kill_switches: dict[str, ControlCommand] = {}
-        self.backoff = Backoff(settings.ib_reconnect_base_seconds, settings.ib_reconnect_cap_seconds)
+        self.backoff = Backoff(settings.ib.reconnect_base_seconds, settings.ib.reconnect_cap_seconds)
         self.codec = codec_from_settings(settings)
         self._crash_at = os.environ.get(CRASH_AT_ENV, "")
         self._crash_order = os.environ.get(CRASH_ORDER_ENV, "")
@@ -336,7 +336,7 @@ class Executor:
     def _start_control(self) -> None:
         """Read control.v1 (compacted) from its beginning, so a kill switch engaged while we were down holds."""
         self.control = create_consumer(
-            self.settings, f"{self.prefix}{self.settings.execution_group_id}-control-{uuid.uuid4().hex[:8]}",
+            self.settings, f"{self.prefix}{self.settings.execution.group_id}-control-{uuid.uuid4().hex[:8]}",
             **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 100},
         )  # fmt: skip
         count = consume_to_end(
@@ -348,7 +348,7 @@ class Executor:
 
     def _start_kafka(self, account: str) -> None:
         """First connection: fence older executors of this account, rebuild the book, join the routed group."""
-        transactional_id = f"{self.prefix}{self.settings.execution_group_id}-{account}"
+        transactional_id = f"{self.prefix}{self.settings.execution.group_id}-{account}"
         self.producer = create_transactional_producer(self.settings, transactional_id)
         self.tx = Transactions(self.producer, timeout=30.0)
         try:
@@ -364,7 +364,7 @@ class Executor:
         log.info("kafka ready", extra={"transactional_id": transactional_id})
 
     def _join_routed(self, account: str) -> None:
-        group = f"{self.prefix}{self.settings.execution_group_id}"
+        group = f"{self.prefix}{self.settings.execution.group_id}"
         self.routed = create_consumer(
             self.settings, group,
             **{
@@ -395,7 +395,7 @@ class Executor:
 
     def _rebuild(self) -> None:
         reader = create_consumer(
-            self.settings, f"{self.prefix}{self.settings.execution_group_id}-rebuild-{uuid.uuid4().hex[:8]}",
+            self.settings, f"{self.prefix}{self.settings.execution.group_id}-rebuild-{uuid.uuid4().hex[:8]}",
             **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10},
         )  # fmt: skip
         events_topic = self.prefix + order_events.TOPIC.name
@@ -430,7 +430,7 @@ class Executor:
     def _connect(self) -> None:
         self.state = State.CONNECTING
         try:
-            connected = self.session.connect(self.settings.ib_connect_timeout_seconds)
+            connected = self.session.connect(self.settings.ib.connect_timeout_seconds)
         except IbConnectError as error:
             delay = self.backoff.next_delay()
             self._next_connect_at = self.wall() + delay
@@ -440,7 +440,7 @@ class Executor:
         self.generation = connected.generation
         self._next_valid_id = max(self._next_valid_id, connected.next_valid_id)
         self.backoff.reset()
-        account = self.settings.execution_account or connected.accounts[0]
+        account = self.settings.execution.account or connected.accounts[0]
         if self.account is None:
             self.account = account
             self._start_kafka(account)
@@ -450,7 +450,7 @@ class Executor:
                 connected.accounts,
             )
             return
-        if not may_trade(account, self.settings.ib_live_account):
+        if not may_trade(account, self.settings.ib.live_account):
             self._refuse(
                 f"account {account} is not a paper account (DU…) and IBSTREAM_IB_LIVE_ACCOUNT does not name it",
                 connected.accounts,
@@ -471,7 +471,7 @@ class Executor:
         record_error("refused", COMPONENT)
         self._alert(
             "paper_interlock", Severity.CRITICAL, f"execution refuses to place orders: {reason}",
-            {"accounts": ",".join(accounts), "live_account_setting": self.settings.ib_live_account or ""},
+            {"accounts": ",".join(accounts), "live_account_setting": self.settings.ib.live_account or ""},
             key=(self.account or "",),
         )  # fmt: skip
         self._pause_routed()
@@ -769,7 +769,7 @@ class Executor:
                 sent = sent and self.session.req_positions()
             if not sent:
                 return None
-            deadline = self.wall() + self.settings.execution_ib_answer_timeout_seconds
+            deadline = self.wall() + self.settings.execution.ib_answer_timeout_seconds
             generation = self.generation
             while not collector.complete:
                 if self.wall() > deadline or self.state in (State.DISCONNECTED, State.CONNECTING):

@@ -97,21 +97,21 @@ class MarketDataProducer:
         self.sink = sink
         self.wall = wall
         self.instance_id = uuid.uuid4().hex[:12]
-        self.calendar = TradingCalendar(settings.trading_hours)
+        self.calendar = TradingCalendar(settings.feed.trading_hours)
         self.clock = MarketClock()
         self.book = QuoteBook()
         self.tracker = BarTracker(self.calendar)
         for symbol, start in (published_bars or {}).items():
-            if symbol in settings.symbols:
+            if symbol in settings.feed.symbols:
                 self.tracker.seed(symbol, start, "producer_restart")
         for gap in open_gaps or []:
-            if gap.symbol in settings.symbols:
+            if gap.symbol in settings.feed.symbols:
                 # Bars of it already recovered by the previous process may be published again (same values).
                 expected = self.calendar.bar_starts(gap.start, gap.end)
                 if expected:
                     self.tracker.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
-        self.staleness = StalenessMonitor(settings.stale_after_seconds)
-        self.backoff = Backoff(settings.ib_reconnect_base_seconds, settings.ib_reconnect_cap_seconds)
+        self.staleness = StalenessMonitor(settings.feed.stale_after_seconds)
+        self.backoff = Backoff(settings.ib.reconnect_base_seconds, settings.ib.reconnect_cap_seconds)
         self.state = ConnectionState.CONNECTING
         self.instruments: dict[str, Instrument] = {}
         self.reconnect_count = 0
@@ -123,7 +123,7 @@ class MarketDataProducer:
         # Bars not yet asked for wait on their gaps (OpenGap.unrequested), not in the loop: IB allows 60 historical
         # requests per 10 minutes, and waiting for that inside the loop would stop live quotes and bars for minutes
         # after a run of disconnects. Waiting also lets one request cover several gaps of a symbol.
-        self._pacing_backoff = Backoff(settings.ib_historical_pacing_backoff_seconds, PACING_BACKOFF_CAP_SECONDS)
+        self._pacing_backoff = Backoff(settings.ib.historical_pacing_backoff_seconds, PACING_BACKOFF_CAP_SECONDS)
         self._historical_paused_at = -math.inf
         self._historical_paused_until = 0.0
         self._next_backfill_check = 0.0
@@ -211,7 +211,7 @@ class MarketDataProducer:
     def _connect(self) -> None:
         self.state = ConnectionState.CONNECTING
         try:
-            connected = self.session.connect(self.settings.ib_connect_timeout_seconds)
+            connected = self.session.connect(self.settings.ib.connect_timeout_seconds)
         except IbConnectError as error:
             delay = self.backoff.next_delay()
             self._next_connect_at = self.wall() + delay
@@ -225,7 +225,7 @@ class MarketDataProducer:
         self.state = ConnectionState.CONNECTED
         self.backoff.reset()
         live = [account for account in connected.accounts if not account.startswith("DU")]
-        if live and self.settings.ib_live_account not in connected.accounts:
+        if live and self.settings.ib.live_account not in connected.accounts:
             log.warning(
                 "gateway manages a live account; market data only, no orders are placed by the producer",
                 extra={"accounts": ",".join(connected.accounts)},
@@ -234,7 +234,7 @@ class MarketDataProducer:
             self.reconnect_count += 1
             self.m_reconnects.add(1)
         self._resolve("ib_disconnected", COMPONENT, "IB connection restored")
-        self.session.req_market_data_type(self.settings.market_data_type)
+        self.session.req_market_data_type(self.settings.feed.market_data_type)
         self.session.req_current_time()
         if not self.instruments:
             self._qualify()
@@ -252,7 +252,7 @@ class MarketDataProducer:
     def _qualify(self) -> None:
         """Resolve every configured symbol to a contract; an unknown one stops startup naming the setting."""
         pending: dict[int, str] = {}
-        for symbol in self.settings.symbols:
+        for symbol in self.settings.feed.symbols:
             req_id = next(self._req_ids)
             pending[req_id] = symbol
             self.session.req_contract_details(req_id, stock_contract(symbol))
@@ -275,13 +275,13 @@ class MarketDataProducer:
                 pending.pop(event.req_id)
             else:
                 self._dispatch(event)
-        missing = [symbol for symbol in self.settings.symbols if symbol not in found]
+        missing = [symbol for symbol in self.settings.feed.symbols if symbol not in found]
         if missing:
             raise ConfigError(
                 "IBSTREAM_SYMBOLS", f"IB did not qualify {', '.join(missing)} within {QUALIFY_TIMEOUT_SECONDS:.0f}s"
             )
         now = self.wall()
-        for symbol in self.settings.symbols:
+        for symbol in self.settings.feed.symbols:
             detail = found[symbol]
             self.instruments[symbol] = Instrument(symbol, detail.con_id, detail.primary_exchange)
             self.book.track(symbol, detail.con_id)
@@ -685,7 +685,7 @@ class MarketDataProducer:
             else:
                 self._resolve("stale_feed", change.symbol, f"{change.symbol}: market closed", symbol=change.symbol)
         if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.settings.heartbeat_seconds
+            self._next_heartbeat = now + self.settings.feed.heartbeat_seconds
             active = sum(1 for symbol in self.instruments if not self.staleness.is_stale(symbol))
             self.sink.send(heartbeats.TOPIC, Heartbeat(
                 component=COMPONENT, instance_id=self.instance_id, connection_state=self.state.value,
