@@ -400,6 +400,13 @@ def apply(text: str, edits: list[Edit]) -> str:
     return text
 
 
+def rewrite_source(text: str, path: Path = Path("<source>"), ambiguous: set[str] | None = None) -> FileResult:
+    """Rewrite one module's text (``ambiguous``: generic names; default: those the module itself defines)."""
+    tree = ast.parse(text, filename=str(path))
+    names = (defined_attributes(tree) if ambiguous is None else ambiguous) & set(MOVES)
+    return Rewriter(path, text, tree, names).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="*", type=Path, default=[Path()])
