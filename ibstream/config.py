@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -563,6 +563,13 @@ class Settings(BaseSettings):
             return type(self).model_validate(current)
         except ValidationError as error:
             raise config_error(error) from None
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """pydantic's unvalidated copy, refusing flat names (it would set an attribute nothing reads)."""
+        unknown = sorted(set(update or ()) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"not Settings fields: {unknown}; use with_overrides(**flat names) instead of model_copy")
+        return super().model_copy(update=update, deep=deep)
 
     @property
     def kafka_state_dir(self) -> Path:

@@ -164,6 +164,13 @@ def test_with_overrides_validates_and_keeps_what_was_set() -> None:
         settings.with_overrides(stack_kafka_port=70000)
 
 
+def test_model_copy_refuses_flat_names_it_would_silently_drop() -> None:
+    settings = load_settings()
+    with pytest.raises(TypeError, match="with_overrides"):
+        settings.model_copy(update={"stack_kafka_port": 19192})
+    assert settings.model_copy(update={"state_dir": Path("/tmp/s")}).state_dir == Path("/tmp/s")
+
+
 def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", "localhost")
     monkeypatch.setenv("IBSTREAM_SYMBOLS", "AAPL,AAPL")
