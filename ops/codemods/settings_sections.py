@@ -16,6 +16,7 @@ are skipped):
   every other site of it is printed as UNDECIDED for a human.
 * ``<settings>.model_copy(update=...)`` → ``<settings>.with_overrides(...)`` (flat names, validated).
 * ``"<old>" in <settings>.model_fields_set`` → ``"<field>" in <settings>.<section>.model_fields_set``.
+* A line marked ``# codemod: keep`` is left alone.
 * ``Settings.model_fields`` and ``getattr(<settings>, "<old>")`` are printed as UNDECIDED (use
   ``ibstream.config.FLAT_NAMES`` / ``field_info``).
 
@@ -293,6 +294,11 @@ class Rewriter:
             return self.is_settings(node.value, known)
         return False
 
+    def kept(self, node: ast.AST) -> bool:
+        """A line marked ``# codemod: keep`` is left as it is (e.g. a test of the old shape's refusal)."""
+        lines = range(getattr(node, "lineno", 0), (getattr(node, "end_lineno", None) or 0) + 1)
+        return any(0 < n <= len(self.lines) and "codemod: keep" in self.lines[n - 1] for n in lines)
+
     @staticmethod
     def migrated(receiver: ast.expr) -> bool:
         """``x.<section>.<field>``: already in the new shape (keeps a second run from rewriting it again)."""
@@ -316,7 +322,7 @@ class Rewriter:
             self.result.undecided.append(f"{self.where(node)}  [Settings.model_fields: use config.FLAT_NAMES]")
             return
         move = MOVES.get(node.attr)
-        if move is None or self.migrated(node.value):
+        if move is None or self.migrated(node.value) or self.kept(node):
             return
         if not self.is_settings(node.value) and node.attr in self.ambiguous:
             self.result.undecided.append(f"{self.where(node)}  [.{node.attr}: receiver may not be Settings]")
@@ -337,6 +343,12 @@ class Rewriter:
         if not self.is_settings(function.value):
             return
         update = next((k.value for k in node.keywords if k.arg == "update"), None)
+        if isinstance(update, ast.Dict) and not any(
+            isinstance(key, ast.Constant) and key.value in MOVES for key in update.keys
+        ):
+            return  # only top-level fields or whole sections: model_copy still does that
+        if self.kept(node):
+            return
         if update is None or node.args or len(node.keywords) != 1:
             self.result.undecided.append(f"{self.where(node)}  [model_copy: not a plain update=...]")
             return
