@@ -236,15 +236,15 @@ def create_app(
 
     app.add_middleware(RequestMetricsMiddleware)
     # Added last = outermost: CORS headers also go on 413/429 answers, so browsers can read them.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,
-        buckets=buckets or TokenBuckets(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
+        buckets=buckets or TokenBuckets(settings.api.rate_limit_per_minute, settings.api.rate_limit_burst),
         exempt=UNLIMITED_PATHS,
     )
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=list(settings.api_cors_origins),
+        allow_origins=list(settings.api.cors_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
         expose_headers=["Retry-After"],
@@ -480,7 +480,7 @@ def main(argv: list[str]) -> int:
     # Before opening anything: a missing key is a configuration error naming the setting.
     check_auth_settings(settings)
     telemetry.configure(COMPONENT, args.log_level or settings.log_level)
-    if settings.clickhouse_url is None and not args.with_sink:
+    if settings.warehouse.clickhouse_url is None and not args.with_sink:
         log.warning(
             "embedded warehouse without --with-sink: this process holds the chDB directory, so no separate sink "
             "can write to it; the API will serve what is already stored"
@@ -495,8 +495,8 @@ def main(argv: list[str]) -> int:
         app = create_app(settings, warehouse, commands, sink=sink)
         config = uvicorn.Config(
             app,
-            host=args.host or settings.api_host,
-            port=args.port or settings.api_port,
+            host=args.host or settings.api.host,
+            port=args.port or settings.api.port,
             log_config=None,  # keep the JSON logging telemetry.configure installed
             access_log=False,
             server_header=False,

@@ -72,19 +72,19 @@ def authorize(principal: Principal, required: Role) -> None:
 
 def check_auth_settings(settings: Settings) -> None:
     """Stop startup unless the key the configured algorithm needs is present (the message names the setting)."""
-    if settings.api_jwt_algorithm == "HS256" and settings.api_jwt_secret is None:
+    if settings.api.jwt_algorithm == "HS256" and settings.api.jwt_secret is None:
         raise ConfigError(
             "IBSTREAM_API_JWT_SECRET",
             "HS256 tokens need a secret of at least 32 bytes; set it (e.g. `openssl rand -base64 48`)",
         )
-    if settings.api_jwt_algorithm == "RS256" and not (settings.api_jwt_public_key or settings.api_jwt_jwks_url):
+    if settings.api.jwt_algorithm == "RS256" and not (settings.api.jwt_public_key or settings.api.jwt_jwks_url):
         raise ConfigError(
             "IBSTREAM_API_JWT_PUBLIC_KEY",
             "RS256 tokens need a PEM public key, or IBSTREAM_API_JWT_JWKS_URL pointing at the issuer's JWKS",
         )
-    if settings.api_jwt_algorithm == "RS256" and settings.api_jwt_public_key:
+    if settings.api.jwt_algorithm == "RS256" and settings.api.jwt_public_key:
         try:
-            jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(settings.api_jwt_public_key)
+            jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(settings.api.jwt_public_key)
         except (jwt.InvalidKeyError, ValueError, TypeError) as error:
             raise ConfigError("IBSTREAM_API_JWT_PUBLIC_KEY", f"not a PEM RSA public key: {error}") from None
 
@@ -94,21 +94,21 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings) -> None:
         check_auth_settings(settings)
-        self._algorithm = settings.api_jwt_algorithm
-        self._issuer = settings.api_jwt_issuer
-        self._audience = settings.api_jwt_audience
-        self._leeway = settings.api_jwt_leeway_seconds
+        self._algorithm = settings.api.jwt_algorithm
+        self._issuer = settings.api.jwt_issuer
+        self._audience = settings.api.jwt_audience
+        self._leeway = settings.api.jwt_leeway_seconds
         self._key: Any = None
         self._jwks: jwt.PyJWKClient | None = None
         if self._algorithm == "HS256":
-            assert settings.api_jwt_secret is not None  # check_auth_settings guarantees it
-            self._key = settings.api_jwt_secret.get_secret_value()
-        elif settings.api_jwt_public_key:
-            self._key = settings.api_jwt_public_key
+            assert settings.api.jwt_secret is not None  # check_auth_settings guarantees it
+            self._key = settings.api.jwt_secret.get_secret_value()
+        elif settings.api.jwt_public_key:
+            self._key = settings.api.jwt_public_key
         else:
-            assert settings.api_jwt_jwks_url is not None
+            assert settings.api.jwt_jwks_url is not None
             # PyJWKClient caches the key set and refetches on an unknown kid (key rotation).
-            self._jwks = jwt.PyJWKClient(settings.api_jwt_jwks_url, cache_keys=True, timeout=5)
+            self._jwks = jwt.PyJWKClient(settings.api.jwt_jwks_url, cache_keys=True, timeout=5)
 
     def _signing_key(self, token: str) -> Any:
         if self._jwks is None:
@@ -148,22 +148,22 @@ class TokenVerifier:
 
 def issue_token(settings: Settings, role: Role, subject: str, ttl: timedelta, now: datetime | None = None) -> str:
     """A locally signed HS256 token for development, with the configured issuer and audience."""
-    if settings.api_jwt_algorithm != "HS256":
+    if settings.api.jwt_algorithm != "HS256":
         raise ConfigError(
             "IBSTREAM_API_JWT_ALGORITHM",
             "local tokens are HS256 only; with RS256 your identity provider issues the tokens",
         )
     check_auth_settings(settings)
-    assert settings.api_jwt_secret is not None
+    assert settings.api.jwt_secret is not None
     issued = now or datetime.now(UTC)
     claims = {
         "sub": subject,
         "role": role.value,
-        "iss": settings.api_jwt_issuer,
-        "aud": settings.api_jwt_audience,
+        "iss": settings.api.jwt_issuer,
+        "aud": settings.api.jwt_audience,
         "iat": int(issued.timestamp()),
         "nbf": int(issued.timestamp()),
         "exp": int((issued + ttl).timestamp()),
         "jti": str(uuid.uuid4()),
     }
-    return jwt.encode(claims, settings.api_jwt_secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(claims, settings.api.jwt_secret.get_secret_value(), algorithm="HS256")

@@ -96,7 +96,7 @@ class KafkaCommandSink:
     """Publishes commands with an idempotent ``acks=all`` producer and waits for each delivery report."""
 
     def __init__(self, settings: Settings) -> None:
-        self._timeout = settings.api_command_timeout_seconds
+        self._timeout = settings.api.command_timeout_seconds
         timeout_ms = int(self._timeout * 1000)
         producer = create_producer(
             settings,
@@ -109,7 +109,7 @@ class KafkaCommandSink:
                 "socket.connection.setup.timeout.ms": min(timeout_ms, 30_000),
             },
         )
-        self._records = RecordProducer(producer, codec_from_settings(settings), settings.kafka_topic_prefix)
+        self._records = RecordProducer(producer, codec_from_settings(settings), settings.kafka.topic_prefix)
 
     def publish(self, command: ControlCommand) -> Delivered:
         """Send and block until Kafka acknowledged it; ApiError 503 ``kafka_unavailable`` otherwise."""

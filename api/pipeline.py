@@ -219,11 +219,11 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
         warehouse, heartbeats.TOPIC, "1", {}, "time DESC, _kafka_ts DESC, _offset DESC", per="component"
     )
     feeds = feed_health(
-        settings.symbols,
+        settings.feed.symbols,
         _newest_by_symbol(warehouse, schema.for_topic(quotes.TOPIC).name),
         _newest_by_symbol(warehouse, schema.for_topic(bars.TOPIC).name),
         now,
-        settings.stale_after_seconds,
+        settings.feed.stale_after_seconds,
     )
     gap_states = newest_records(
         warehouse, gaps.TOPIC, "1", {}, "updated_time DESC, _kafka_ts DESC, _offset DESC", per="gap_id"
@@ -252,8 +252,8 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
     switches = kill_switch_states(kill_switch_commands(warehouse))
     return PipelineHealth(
         generated_time=now,
-        stale_after_seconds=settings.stale_after_seconds,
-        components=component_health(beats, now, settings.heartbeat_seconds),
+        stale_after_seconds=settings.feed.stale_after_seconds,
+        components=component_health(beats, now, settings.feed.heartbeat_seconds),
         feeds=feeds,
         stale_symbols=[feed.symbol for feed in feeds if feed.stale],
         open_gaps=open_gaps,

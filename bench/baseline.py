@@ -32,7 +32,7 @@ def measure(records: int, runs: int, record_size: int) -> dict[str, float]:
                 "java", "-Xmx512m", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", classpath,
                 "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
                 "--record-size", str(record_size), "--throughput", "-1", "--producer-props",
-                f"bootstrap.servers={settings.kafka_bootstrap_servers}", "acks=all", "enable.idempotence=true",
+                f"bootstrap.servers={settings.kafka.bootstrap_servers}", "acks=all", "enable.idempotence=true",
                 "linger.ms=1",
             ]  # fmt: skip
             output = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout

@@ -96,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 
     prefix = f"benchpipe{uuid.uuid4().hex[:6]}."
     base = load_settings()
-    settings = load_settings(kafka_bootstrap_servers=base.kafka_bootstrap_servers, kafka_topic_prefix=prefix)
+    settings = load_settings(kafka_bootstrap_servers=base.kafka.bootstrap_servers, kafka_topic_prefix=prefix)
     admin = create_admin(settings)
     layouts = catalogue(prefix)
     ensure_topics(admin, layouts)
     ports = {name: free_port() for name in ("sim", "control", "producer", "streams", "execution")}
     env = {
-        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "IBSTREAM_KAFKA_TOPIC_PREFIX": prefix,
         "IBSTREAM_STATE_DIR": str(args.directory),
         "IBSTREAM_IB_PORT": str(ports["sim"]),

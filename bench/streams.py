@@ -55,7 +55,7 @@ def percentile(values: list[float], q: float) -> float:
 
 class Reader:
     def __init__(self, settings: Settings, topic: str, record: type[Any]) -> None:
-        self.topic = settings.kafka_topic_prefix + topic
+        self.topic = settings.kafka.topic_prefix + topic
         self.record = record
         self.consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:8]}", **{"fetch.wait.max.ms": 5}))
         self.consumer.subscribe([self.topic])
@@ -82,8 +82,8 @@ _PROFILERS: dict[int, subprocess.Popen[bytes]] = {}
 def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> subprocess.Popen[bytes]:
     environment = {
         **os.environ,
-        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "IBSTREAM_STATE_DIR": str(data),
         **{f"IBSTREAM_{k.upper()}": v for k, v in env.items()},
     }
@@ -125,7 +125,7 @@ def bar(symbol: str, i: int, close: float, start: datetime) -> Bar:
 
 
 def bench_signals(settings: Settings, data: Path, total_bars: int, symbol_count: int) -> dict[str, float]:
-    out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, settings.kafka_topic_prefix)
+    out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, settings.kafka.topic_prefix)
     reader = Reader(settings, signals.TOPIC.name, Signal)
     worker = start_worker(settings, "signals", data)
     try:
@@ -196,7 +196,7 @@ def intent(order_id: str, symbol: str) -> OrderIntent:
 
 
 def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
-    out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, settings.kafka_topic_prefix)
+    out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, settings.kafka.topic_prefix)
     reader = Reader(settings, risk_decisions.TOPIC.name, RiskDecision)
     worker = start_worker(settings, "risk", data, risk_max_orders_per_minute=str(10**6),
                           risk_quote_max_age_seconds="3600")  # fmt: skip

@@ -126,7 +126,7 @@ def _topics(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     report = ensure_topics(
-        create_admin(settings), catalogue(settings.kafka_topic_prefix), replication=settings.kafka_topic_replication
+        create_admin(settings), catalogue(settings.kafka.topic_prefix), replication=settings.kafka.topic_replication
     )
     for name in report.created:
         print(f"created     {name}")

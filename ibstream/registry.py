@@ -30,12 +30,12 @@ class SchemaRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchemaRegistry:
-        if settings.schema_registry_url is None:
+        if settings.registry.url is None:
             raise RegistryError("IBSTREAM_SCHEMA_REGISTRY_URL is not set")
-        config: dict[str, Any] = {"url": settings.schema_registry_url}
-        if settings.schema_registry_username and settings.schema_registry_password:
-            secret = settings.schema_registry_password.get_secret_value()
-            config["basic.auth.user.info"] = f"{settings.schema_registry_username}:{secret}"
+        config: dict[str, Any] = {"url": settings.registry.url}
+        if settings.registry.username and settings.registry.password:
+            secret = settings.registry.password.get_secret_value()
+            config["basic.auth.user.info"] = f"{settings.registry.username}:{secret}"
         return cls(SchemaRegistryClient(config))
 
     def register(self, subject: str, schema_text: str) -> int:

@@ -53,17 +53,17 @@ class RiskLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskLimits:
         return cls(
-            max_position=settings.risk_max_position,
-            max_gross_exposure=settings.risk_max_gross_exposure,
-            max_order_notional=settings.risk_max_order_notional,
-            min_stop_pct=settings.risk_min_stop_pct,
-            max_stop_pct=settings.risk_max_stop_pct,
-            account_equity=settings.account_equity,
-            risk_per_trade_pct=settings.risk_per_trade_pct,
-            max_orders_per_minute=settings.risk_max_orders_per_minute,
-            price_band_pct=settings.risk_price_band_pct,
-            quote_max_age_seconds=settings.risk_quote_max_age_seconds,
-            daily_loss_limit=settings.risk_daily_loss_limit,
+            max_position=settings.risk.max_position,
+            max_gross_exposure=settings.risk.max_gross_exposure,
+            max_order_notional=settings.risk.max_order_notional,
+            min_stop_pct=settings.risk.min_stop_pct,
+            max_stop_pct=settings.risk.max_stop_pct,
+            account_equity=settings.risk.account_equity,
+            risk_per_trade_pct=settings.risk.per_trade_pct,
+            max_orders_per_minute=settings.risk.max_orders_per_minute,
+            price_band_pct=settings.risk.price_band_pct,
+            quote_max_age_seconds=settings.risk.quote_max_age_seconds,
+            daily_loss_limit=settings.risk.daily_loss_limit,
         )
 
 

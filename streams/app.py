@@ -137,7 +137,7 @@ def build_app(
     unknown = set(enabled) - set(AGENTS)
     if unknown:
         raise ConfigError("--agents", f"unknown agents {sorted(unknown)}; choose from {', '.join(AGENTS)}")
-    prefix = settings.kafka_topic_prefix
+    prefix = settings.kafka.topic_prefix
     app = _faust_app(settings, data_dir if data_dir is not None else settings.streams_data_path)
     codec = codec_for(settings)
     outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
@@ -150,7 +150,7 @@ def build_app(
     built = StreamsApp(app=app, settings=settings, context=context)
     if "signals" in enabled:
         _add_signals(built, settings)
-    built.clock = FeedClock(settings.market_clock)
+    built.clock = FeedClock(settings.feed.market_clock)
     if ("risk" in enabled or "orchestration" in enabled) and with_feed:
         # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
         built.view = risk.RiskView()
@@ -166,13 +166,13 @@ def _faust_app(settings: Settings, data: Path) -> faust.App:
     """The Faust app with our settings (delivery, commits, rebalancing, static membership)."""
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
-        settings.kafka_topic_prefix + settings.streams_app_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        settings.kafka.topic_prefix + settings.streams.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
         store="memory://",
         datadir=str(data),
         # At-least-once: faust-streaming's exactly_once has open duplicate/crash bugs (see KAFKA-NOTES).
         processing_guarantee="at_least_once",
-        topic_replication_factor=settings.kafka_topic_replication,
+        topic_replication_factor=settings.kafka.topic_replication,
         topic_disable_leader=True,
         web_enabled=False,
         # Tables recover from changelogs on start; a standby replica makes a rebalance hand-over fast.
@@ -186,19 +186,19 @@ def _faust_app(settings: Settings, data: Path) -> faust.App:
         # worker takes its partitions straight back without any rebalance.
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
-        consumer_group_instance_id=settings.streams_instance_id,
+        consumer_group_instance_id=settings.streams.instance_id,
     )
 
 
 def _add_signals(built: StreamsApp, settings: Settings) -> None:
     """The signals agent over bars, the transitions agent, and the ``signal-state`` table they share."""
-    app, prefix, context = built.app, settings.kafka_topic_prefix, built.context
+    app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
     state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
                       extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
     built.tables["signal-state"] = state
     bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
     built.agents["signals"] = app.agent(bar_topic, name="signals")(
-        signals_agents.signals_agent(context, state, settings.signal_expiry_seconds)
+        signals_agents.signals_agent(context, state, settings.orchestration.signal_expiry_seconds)
     )
     # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
     transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)
@@ -209,7 +209,7 @@ def _add_signals(built: StreamsApp, settings: Settings) -> None:
 
 def _add_risk(built: StreamsApp, settings: Settings) -> None:
     """The risk agent over intents, its ``risk-decided`` table, and the kill-switch alert timer."""
-    app, prefix, context = built.app, settings.kafka_topic_prefix, built.context
+    app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
     view = built.view if built.view is not None else risk.RiskView()
     built.view = view
     decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
@@ -236,7 +236,7 @@ def _add_orchestration(
     same partition count, so Faust's assignor gives one worker a run's commands together with the table partition
     holding its state (table writes go to the changelog partition of the event being processed).
     """
-    app, prefix = built.app, settings.kafka_topic_prefix
+    app, prefix = built.app, settings.kafka.topic_prefix
     partitions = orchestration.COMMANDS_PARTITIONS
     command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
                                retention=timedelta(days=7))  # fmt: skip
@@ -321,7 +321,7 @@ def main(argv: list[str]) -> int:
         details = {"started": started, "rebalancing": rebalancing, "crashed": crashed, "agents": list(enabled)}
         return started and not rebalancing and not crashed, details
 
-    health = HealthServer("0.0.0.0", settings.streams_health_port, readiness).start()
+    health = HealthServer("0.0.0.0", settings.streams.health_port, readiness).start()
     worker = _Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

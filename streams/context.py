@@ -137,7 +137,7 @@ async def events(stream: Any) -> AsyncIterator[Any]:
 def codec_for(settings: Settings) -> Codec:
     """Single-object encoding without a registry, Confluent framing with one."""
     store = SchemaStore()
-    if settings.schema_registry_url is None:
+    if settings.registry.url is None:
         return SingleObjectCodec(store)
     from ibstream.registry import SchemaRegistry
 
@@ -148,8 +148,8 @@ class RouterDeadLetters:
     """Our ``DeadLetterRouter`` with a flush, for the agents."""
 
     def __init__(self, settings: Settings, codec: Codec, component: str) -> None:
-        self._producer = RecordProducer(create_producer(settings), codec, settings.kafka_topic_prefix)
-        self._router = DeadLetterRouter(self._producer, codec, component, settings.kafka_topic_prefix)
+        self._producer = RecordProducer(create_producer(settings), codec, settings.kafka.topic_prefix)
+        self._router = DeadLetterRouter(self._producer, codec, component, settings.kafka.topic_prefix)
 
     def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any:
         # The router reads only the accessor methods (topic(), value(), …) that MessageView provides.

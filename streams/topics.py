@@ -41,7 +41,7 @@ def prepare(settings: Settings, layouts: list[TopicLayout], timeout: float = 30.
     deadline = time.monotonic() + timeout
     while True:
         try:
-            report = ensure_topics(admin, layouts, replication=settings.kafka_topic_replication, timeout=10.0)
+            report = ensure_topics(admin, layouts, replication=settings.kafka.topic_replication, timeout=10.0)
             break
         except TopicDriftError:
             raise

@@ -149,7 +149,7 @@ class Demo:
         self.events: list[str] = []
         self.metrics: dict[str, list[tuple[str, dict[str, str], float]]] = {}
         #: The brokers every process of this demo uses: the one it started, or the one the settings name.
-        self.bootstrap = self.settings.kafka_bootstrap_servers
+        self.bootstrap = self.settings.kafka.bootstrap_servers
         #: The broker this demo started (stopped at its end unless ``keep``); None when it used a running one.
         self.started_stack: KafkaStack | None = None
 
@@ -230,8 +230,8 @@ class Demo:
         local broker of this state directory: already running, or started now (on the configured port, or on free
         ports when another process holds it, so two demos with their own ``IBSTREAM_STATE_DIR`` run side by side).
         """
-        configured = self.settings.kafka_bootstrap_servers
-        if "kafka_bootstrap_servers" in self.settings.model_fields_set:
+        configured = self.settings.kafka.bootstrap_servers
+        if "bootstrap_servers" in self.settings.kafka.model_fields_set:
             if broker_answers(self.settings):
                 self.note(f"using the Kafka broker at {configured}")
                 return configured
@@ -242,8 +242,9 @@ class Demo:
             self.note(f"using the local Kafka broker already running on {status.bootstrap}")
             return status.bootstrap
         if port_open(stack.host, stack.port) or port_open(stack.host, stack.controller_port):
-            stack = KafkaStack(self.settings.model_copy(
-                update={"stack_kafka_port": free_port(), "stack_controller_port": free_port()}))  # fmt: skip
+            stack = KafkaStack(
+                self.settings.with_overrides(stack_kafka_port=free_port(), stack_controller_port=free_port())
+            )
         status = stack.up()
         self.started_stack = stack
         self.note(f"started the local Kafka broker on {status.bootstrap} (state {stack.dir})")
@@ -443,7 +444,7 @@ class Demo:
         settings = load_settings(state_dir=self.directory, warehouse_dir=self.directory / "warehouse",
                                  kafka_topic_prefix=self.prefix)  # fmt: skip
         warehouse = Warehouse.open(settings)
-        database = settings.warehouse_database
+        database = settings.warehouse.database
 
         def one(sql: str) -> list[tuple[Any, ...]]:
             try:

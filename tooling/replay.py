@@ -174,7 +174,7 @@ def replay(
     if symbols and "symbol" not in spec.record.model_fields:
         raise ReplayError(f"{topic} records have no symbol; --symbols does not apply")
     codec = codec_from_settings(settings)
-    prefix = settings.kafka_topic_prefix
+    prefix = settings.kafka.topic_prefix
     source_topic = prefix + spec.name
     target = prefix + (target_topic or spec.name)
     wanted = set(symbols)

@@ -159,8 +159,8 @@ class KafkaStack:
     def __init__(self, settings: Settings, state_dir: Path | None = None) -> None:
         self.settings = settings
         self.host = "127.0.0.1"
-        self.port = settings.stack_kafka_port
-        self.controller_port = settings.stack_controller_port
+        self.port = settings.stack.kafka_port
+        self.controller_port = settings.stack.controller_port
         self.dir = state_dir or settings.kafka_state_dir
         self.data_dir = self.dir / "data"
         self.config_file = self.dir / "server.properties"
@@ -233,7 +233,7 @@ class KafkaStack:
         classpath = resolve_classpath(self.dir.parent / "maven")
         self._write_config()
         self._format_storage(classpath)
-        heap = self.settings.stack_kafka_heap
+        heap = self.settings.stack.kafka_heap
         command = [
             "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
@@ -346,7 +346,7 @@ class RegistryStack:
 
     def __init__(self, settings: Settings, state_dir: Path | None = None) -> None:
         self.settings = settings
-        self.port = settings.stack_registry_port
+        self.port = settings.stack.registry_port
         self.dir = state_dir or (settings.state_dir / "registry")
         self.process = DetachedProcess(self.dir, "registry", marker=f"-Dquarkus.http.port={self.port}")
 

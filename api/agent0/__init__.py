@@ -113,7 +113,7 @@ class PlanLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanLimits:
-        return cls(settings.risk_min_stop_pct, settings.risk_max_order_notional, settings.risk_max_position)
+        return cls(settings.risk.min_stop_pct, settings.risk.max_order_notional, settings.risk.max_position)
 
 
 def make_plan(
@@ -219,13 +219,13 @@ def kafka_publisher(settings: Settings, timeout: float = 10.0) -> Publisher:
     from ibstream.kafka.records import RecordProducer
 
     codec: Codec
-    if settings.schema_registry_url is None:
+    if settings.registry.url is None:
         codec = SingleObjectCodec(SchemaStore())
     else:
         from ibstream.registry import SchemaRegistry
 
         codec = ConfluentCodec(SchemaStore(), SchemaRegistry.from_settings(settings))
-    producer = RecordProducer(create_producer(settings), codec, settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(settings), codec, settings.kafka.topic_prefix)
 
     def publish(intent: OrderIntent) -> None:
         failed_before = producer.failed
@@ -267,8 +267,8 @@ def create_app(settings: Settings, store: PlanStore, publish: Publisher) -> Fast
         # Continues the caller's trace (orchestration sends W3C trace context), so a run's trace shows its plan.
         with consume_span("agent0.plan", list(http.headers.items()), signal_id=request.signal.signal_id):
             try:
-                response = make_plan(request.signal, request.entry_type, settings.account_equity,
-                                     settings.risk_per_trade_pct, PlanLimits.from_settings(settings))  # fmt: skip
+                response = make_plan(request.signal, request.entry_type, settings.risk.account_equity,
+                                     settings.risk.per_trade_pct, PlanLimits.from_settings(settings))  # fmt: skip
             except SizingError as error:
                 _plans.add(1, {"outcome": "bad_request"})
                 raise HTTPException(400, ("bad_request", str(error))) from None
@@ -327,6 +327,6 @@ def main(argv: list[str]) -> int:
     configure("agent0", args.log_level or settings.log_level)
     store = PlanStore(settings.agent0_db_path)
     app = create_app(settings, store, kafka_publisher(settings))
-    uvicorn.run(app, host=args.host or settings.agent0_host, port=args.port or settings.agent0_port,
+    uvicorn.run(app, host=args.host or settings.agent0.host, port=args.port or settings.agent0.port,
                 log_config=None)  # fmt: skip
     return 0

@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    health = HealthServer("0.0.0.0", settings.execution_health_port, executor.readiness).start()
+    health = HealthServer("0.0.0.0", settings.execution.health_port, executor.readiness).start()
     log.info(
         "execution started",
-        extra={"ib_port": settings.ib_port, "client_id": settings.execution_client_id, "health_port": health.port},
+        extra={"ib_port": settings.ib.port, "client_id": settings.execution.client_id, "health_port": health.port},
     )
     try:
         executor.run(stop)

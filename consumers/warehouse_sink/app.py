@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     health: HealthServer | None = None
     try:
         sink = WarehouseSink(settings, warehouse, metrics=default_metrics())
-        health = HealthServer("0.0.0.0", settings.sink_health_port, sink.readiness).start()
+        health = HealthServer("0.0.0.0", settings.sink.health_port, sink.readiness).start()
         sink.run(stop)
         log.info("warehouse sink stopped", extra={"rows": sink.inserted, "batches": sink.committed_batches})
     finally:

@@ -45,7 +45,7 @@ INSERT_ATTEMPTS = 5
 
 def group_id(settings: Settings) -> str:
     """The sink's consumer group; the topic prefix isolates tenants and tests sharing a cluster."""
-    return f"{settings.kafka_topic_prefix}ibstream.warehouse-sink"
+    return f"{settings.kafka.topic_prefix}ibstream.warehouse-sink"
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class WarehouseSink:
         self.codec = codec or codec_from_settings(settings)
         self.metrics = metrics or NullMetrics()
         self.group_id = group_id(settings)
-        prefix = settings.kafka_topic_prefix
+        prefix = settings.kafka.topic_prefix
         self.routes: dict[str, Route] = {}
         for spec in TOPICS:
             self.routes[prefix + spec.name] = Route(spec, warehouse.schema.for_topic(spec), False)
@@ -83,7 +83,7 @@ class WarehouseSink:
         self.consumers_replaced = 0
         self.producer = RecordProducer(create_producer(settings, "bulk"), self.codec, prefix)
         self.router = DeadLetterRouter(self.producer, self.codec, COMPONENT, prefix)
-        self.batch = Batch(settings.warehouse_batch_rows, settings.warehouse_batch_seconds, clock)
+        self.batch = Batch(settings.warehouse.batch_rows, settings.warehouse.batch_seconds, clock)
         self.inserted = 0
         self.committed_batches = 0
         self._last_progress = 0.0
@@ -98,7 +98,7 @@ class WarehouseSink:
                 "enable.auto.commit": False,
                 # Static membership: a restarted sink takes its partitions back at once instead of waiting for the
                 # dead member's session to time out.
-                "group.instance.id": f"{self.group_id}-{self.settings.sink_instance_id or socket.gethostname()}",
+                "group.instance.id": f"{self.group_id}-{self.settings.sink.instance_id or socket.gethostname()}",
                 "session.timeout.ms": 10_000,
             },
         )

@@ -94,9 +94,9 @@ def base_config(settings: Settings) -> dict[str, Any]:
     """Bootstrap plus the pass-through client settings (SASL_SSL, mTLS, …) every client shares, and librdkafka's
     log lines routed into our logging (delivered when the client is polled)."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
         "logger": _LIBRDKAFKA_LOG,
-        **settings.kafka_client_config,
+        **settings.kafka.client_config,
     }
 
 
@@ -151,7 +151,7 @@ def bootstrap_listening(bootstrap_servers: str, timeout: float = 0.5) -> bool:
 def broker_answers(settings: Settings, timeout: float = 3.0) -> bool:
     """Whether the configured brokers answer a metadata request (after a TCP look, so a closed port costs no
     client)."""
-    if not bootstrap_listening(settings.kafka_bootstrap_servers):
+    if not bootstrap_listening(settings.kafka.bootstrap_servers):
         return False
     try:
         return bool(create_admin(settings).list_topics(timeout=timeout).brokers)

@@ -209,7 +209,7 @@ class DeadLetterRouter:
 def codec_from_settings(settings: Settings) -> Codec:
     """The wire codec the settings call for: Confluent framing with a registry, single-object encoding without."""
     store = SchemaStore()
-    if settings.schema_registry_url is None:
+    if settings.registry.url is None:
         return SingleObjectCodec(store)
     from ibstream.registry import SchemaRegistry
 

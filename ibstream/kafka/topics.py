@@ -214,9 +214,9 @@ def check_cluster(settings: Settings, timeout: float = 10.0, settle_seconds: flo
             raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
         if not metadata.brokers:
             raise ConfigError(
-                "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka_bootstrap_servers}"
+                "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka.bootstrap_servers}"
             )
-        missing = [t.name for t in catalogue(settings.kafka_topic_prefix) if t.name not in metadata.topics]
+        missing = [t.name for t in catalogue(settings.kafka.topic_prefix) if t.name not in metadata.topics]
         if not missing:
             return
         if time.monotonic() >= deadline:

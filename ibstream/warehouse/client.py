@@ -104,9 +104,9 @@ class Warehouse:
 
     def __init__(self, settings: Settings, schema: WarehouseSchema | None = None) -> None:
         self.settings = settings
-        self.database = settings.warehouse_database
+        self.database = settings.warehouse.database
         self.schema = schema or WarehouseSchema.build()
-        self.embedded = settings.clickhouse_url is None
+        self.embedded = settings.warehouse.clickhouse_url is None
         self._local = threading.local()
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
@@ -170,10 +170,10 @@ class Warehouse:
                     interface="chdb", path=str(self.settings.warehouse_path), database=database, tz_mode="aware"
                 )
             else:
-                password = self.settings.clickhouse_password
+                password = self.settings.warehouse.clickhouse_password
                 client = clickhouse_connect.get_client(
-                    dsn=self.settings.clickhouse_url,
-                    username=self.settings.clickhouse_username,
+                    dsn=self.settings.warehouse.clickhouse_url,
+                    username=self.settings.warehouse.clickhouse_username,
                     password=password.get_secret_value() if password is not None else "",
                     database=database,
                     tz_mode="aware",
@@ -223,7 +223,7 @@ class Warehouse:
 
     def retention_days(self, table: TableSpec) -> int | None:
         """Retention of a table from settings (None or ≤ 0: kept forever)."""
-        days = self.settings.warehouse_retention_days.get(table.retention_key)
+        days = self.settings.warehouse.retention_days.get(table.retention_key)
         return days if days is not None and days > 0 else None
 
     def table(self, name: str) -> str:

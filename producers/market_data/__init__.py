@@ -44,7 +44,7 @@ def _tail_records(settings: Settings, spec: TopicSpec[R], tail: int, timeout: fl
     business, not a reason to fail a restart)."""
     codec = SingleObjectCodec(SchemaStore())
     records: list[R] = []
-    consumer = create_consumer(settings, f"{settings.kafka_topic_prefix}ibstream-producer-tail-{uuid.uuid4().hex[:8]}",
+    consumer = create_consumer(settings, f"{settings.kafka.topic_prefix}ibstream-producer-tail-{uuid.uuid4().hex[:8]}",
                                **{"enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
 
     def take(message: Any) -> None:
@@ -52,7 +52,7 @@ def _tail_records(settings: Settings, spec: TopicSpec[R], tail: int, timeout: fl
             records.append(decode_message(codec, spec, message))
 
     try:
-        consume_to_end(consumer, {settings.kafka_topic_prefix + spec.name: spec.partitions}, take, timeout=timeout,
+        consume_to_end(consumer, {settings.kafka.topic_prefix + spec.name: spec.partitions}, take, timeout=timeout,
                        tail=tail)  # fmt: skip
     finally:
         consumer.close()
@@ -79,15 +79,15 @@ def build(
     settings: Settings, published_bars: dict[str, datetime] | None = None, open_gaps: list[Gap] | None = None
 ) -> tuple[MarketDataProducer, RecordProducer]:
     session = IbSession(
-        settings.ib_host,
-        settings.ib_port,
-        settings.producer_client_id,
-        event_queue=queue.Queue(maxsize=settings.producer_queue_size),
+        settings.ib.host,
+        settings.ib.port,
+        settings.feed.client_id,
+        event_queue=queue.Queue(maxsize=settings.feed.queue_size),
     )
     sink = RecordProducer(
         create_producer(settings, "quotes", **{"queue.buffering.max.kbytes": 65536}),
         SingleObjectCodec(SchemaStore()),
-        settings.kafka_topic_prefix,
+        settings.kafka.topic_prefix,
     )
     return MarketDataProducer(settings, session, sink, published_bars=published_bars, open_gaps=open_gaps), sink
 
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    health = HealthServer("0.0.0.0", settings.producer_health_port, producer.readiness).start()
+    health = HealthServer("0.0.0.0", settings.feed.health_port, producer.readiness).start()
     log.info(
         "producer started",
-        extra={"symbols": ",".join(settings.symbols), "ib_port": settings.ib_port, "health_port": health.port},
+        extra={"symbols": ",".join(settings.feed.symbols), "ib_port": settings.ib.port, "health_port": health.port},
     )
     try:
         producer.run(stop)

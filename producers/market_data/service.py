@@ -64,15 +64,15 @@ class MarketDataProducer:
         self.sink = sink
         self.wall = wall
         self.instance_id = uuid.uuid4().hex[:12]
-        self.calendar = TradingCalendar(settings.trading_hours)
+        self.calendar = TradingCalendar(settings.feed.trading_hours)
         self.clock = MarketClock()
         self.book = QuoteBook()
         self.tracker = BarTracker(self.calendar)
         for symbol, start in (published_bars or {}).items():
-            if symbol in settings.symbols:
+            if symbol in settings.feed.symbols:
                 self.tracker.seed(symbol, start, "producer_restart")
         for gap in open_gaps or []:
-            if gap.symbol in settings.symbols:
+            if gap.symbol in settings.feed.symbols:
                 # Bars of it already recovered by the previous process may be published again (same values).
                 expected = self.calendar.bar_starts(gap.start, gap.end)
                 if expected:
@@ -211,7 +211,7 @@ class MarketDataProducer:
             self.reconnect_count += 1
             self.m_reconnects.add(1)
         self._resolve("ib_disconnected", COMPONENT, "IB connection restored")
-        self.session.req_market_data_type(self.settings.market_data_type)
+        self.session.req_market_data_type(self.settings.feed.market_data_type)
         self.session.req_current_time()
         if not self.instruments:
             self._qualify()
@@ -230,7 +230,7 @@ class MarketDataProducer:
         """Resolve every configured symbol to a contract; an unknown one stops startup naming the setting."""
         found = qualify(self.session, self.settings.symbols, self._req_ids, self.wall, self._dispatch)
         now = self.wall()
-        for symbol in self.settings.symbols:
+        for symbol in self.settings.feed.symbols:
             detail = found[symbol]
             self.instruments[symbol] = Instrument(symbol, detail.con_id, detail.primary_exchange)
             self.book.track(symbol, detail.con_id)
@@ -437,7 +437,7 @@ class MarketDataProducer:
             else:
                 self._resolve("stale_feed", change.symbol, f"{change.symbol}: market closed", symbol=change.symbol)
         if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.settings.heartbeat_seconds
+            self._next_heartbeat = now + self.settings.feed.heartbeat_seconds
             active = sum(1 for symbol in self.instruments if not self.staleness.is_stale(symbol))
             self.sink.send(heartbeats.TOPIC, Heartbeat(
                 component=COMPONENT, instance_id=self.instance_id, connection_state=self.state.value,

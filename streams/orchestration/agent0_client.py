@@ -48,11 +48,11 @@ class Agent0Client:
     @classmethod
     def from_settings(cls, settings: Settings) -> Agent0Client:
         return cls(
-            settings.agent0_url,
-            timeout=settings.agent0_timeout_seconds,
-            max_attempts=settings.agent0_max_attempts,
-            backoff_seconds=settings.agent0_backoff_seconds,
-            breaker=CircuitBreaker(settings.agent0_breaker_failures, settings.agent0_breaker_reset_seconds),
+            settings.agent0.url,
+            timeout=settings.agent0.timeout_seconds,
+            max_attempts=settings.agent0.max_attempts,
+            backoff_seconds=settings.agent0.backoff_seconds,
+            breaker=CircuitBreaker(settings.agent0.breaker_failures, settings.agent0.breaker_reset_seconds),
         )
 
     async def plan(self, signal: Signal) -> Plan:

@@ -74,9 +74,12 @@ class OrchestrationConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> OrchestrationConfig:
         return cls(
-            min_confidence=settings.orchestration_min_confidence,
-            approval_mode=ApprovalMode(settings.approval_mode),
-            policy=ApprovalPolicy(settings.approval_policy_min_confidence, settings.approval_policy_max_notional),
+            min_confidence=settings.orchestration.min_confidence,
+            approval_mode=ApprovalMode(settings.orchestration.approval_mode),
+            policy=ApprovalPolicy(
+                settings.orchestration.approval_policy_min_confidence,
+                settings.orchestration.approval_policy_max_notional,
+            ),
         )
 
 

@@ -72,7 +72,7 @@ class ViewFeed:
         self._thread: threading.Thread | None = None
         self._pending_eof: set[tuple[str, int]] = set()
         self._assigned = False
-        prefix = settings.kafka_topic_prefix
+        prefix = settings.kafka.topic_prefix
         self._specs: dict[str, tuple[TopicSpec[Any], Callable[[Any], None]]] = {
             prefix + quotes.TOPIC.name: (quotes.TOPIC, view.apply_quote),
             prefix + positions.TOPIC.name: (positions.TOPIC, view.apply_position),
@@ -96,7 +96,7 @@ class ViewFeed:
         """None = from the beginning."""
         spec = self._specs[topic][0]
         if spec is quotes.TOPIC:
-            return now - timedelta(seconds=max(60.0, 3 * self._settings.risk_quote_max_age_seconds))
+            return now - timedelta(seconds=max(60.0, 3 * self._settings.risk.quote_max_age_seconds))
         if spec is executions.TOPIC:
             return _start_of_day(now)
         if spec is risk_decisions.TOPIC:
@@ -125,7 +125,7 @@ class ViewFeed:
         """Start reading in a daemon thread; ``view.ready`` is set once every partition reached its end."""
         consumer = create_consumer(
             self._settings,
-            f"{self._settings.kafka_topic_prefix}{self._settings.streams_app_id}-view-{uuid.uuid4().hex[:12]}",
+            f"{self._settings.kafka.topic_prefix}{self._settings.streams.app_id}-view-{uuid.uuid4().hex[:12]}",
             **{
                 "enable.auto.commit": False,
                 # Eager assignment so the callback can set start offsets with a plain assign().

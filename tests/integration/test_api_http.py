@@ -343,7 +343,7 @@ def test_rate_limit_gives_429_with_retry_after(api: Api) -> None:
 
 
 def test_body_size_limit_gives_413(api: Api) -> None:
-    limit = api.client.app.state.settings.api_max_body_bytes  # type: ignore[attr-defined]
+    limit = api.client.app.state.settings.api.max_body_bytes  # type: ignore[attr-defined]
     huge = {"state": "on", "reason": "x" * (limit + 10)}
     declared = api.post("/v1/control/kill-switch", huge)
     assert declared.status_code == 413 and declared.json()["code"] == "body_too_large"

@@ -35,7 +35,7 @@ def _api_settings(settings: Settings, directory: Path, **overrides: object) -> S
         "warehouse_batch_seconds": 0.2,
     }
     values.update(overrides)
-    return settings.model_copy(update=values)
+    return settings.with_overrides(**values)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_commands_reach_control_topic_with_actor_and_reason(
             client.post("/v1/runs", json={"signal_id": ids["awaiting_signal"]}, headers=trader),
         ]
     assert [r.status_code for r in responses] == [202] * 4, [r.text for r in responses]
-    messages = consume_all(settings, settings.kafka_topic_prefix + control.TOPIC.name, expected=4)
+    messages = consume_all(settings, settings.kafka.topic_prefix + control.TOPIC.name, expected=4)
     codec = codec_from_settings(settings)
     received: list[ControlCommand] = [decode_message(codec, control.TOPIC, m) for m in messages]
     assert [(c.command, c.target, c.actor, c.reason) for c in received] == [
@@ -113,7 +113,7 @@ def test_kafka_unreachable_is_a_503(tmp_path: Path, settings_factory: object) ->
 def test_with_sink_mode_serves_records_the_embedded_sink_writes(warehouse_settings: Settings) -> None:
     settings = warehouse_settings
     fresh = signal(42, "SPY", "breakout", entry=501.0)
-    producer = RecordProducer(create_producer(settings), codec_from_settings(settings), settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(settings), codec_from_settings(settings), settings.kafka.topic_prefix)
     with Warehouse.open(settings) as warehouse:
         sink = start_sink(settings, warehouse)
         commands = KafkaCommandSink(settings)

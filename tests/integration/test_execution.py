@@ -113,7 +113,7 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     fills = Reader(running.settings, executions.TOPIC)
     # An undecodable record ahead of it goes to the DLQ and does not block the order behind it.
     garbage = sender(running.settings)
-    garbage.send_raw(running.settings.kafka_topic_prefix + routed_orders.TOPIC.name, b"k", b"not avro")
+    garbage.send_raw(running.settings.kafka.topic_prefix + routed_orders.TOPIC.name, b"k", b"not avro")
     send(running.settings, order, sink=garbage)
 
     recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id))
@@ -134,7 +134,7 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     assert execution.commission == pytest.approx(ib_exec.commission)
     assert execution.ib_order_id == at_ib[0].order_id == filled.ib_order_id
     assert at_ib[0].request.account == "DU1234567" and at_ib[0].request.order_type == "MKT"
-    (dead,) = consume_all(running.settings, running.settings.kafka_topic_prefix + routed_orders.TOPIC.dlq_name, 1)
+    (dead,) = consume_all(running.settings, running.settings.kafka.topic_prefix + routed_orders.TOPIC.dlq_name, 1)
     assert dict(dead.headers() or [])["dlq.error.kind"] == b"decode"
     events.close()
     fills.close()
@@ -374,8 +374,8 @@ def test_live_account_is_refused(run_executor: Callable[..., Running]) -> None:
     assert running.sim.orders() == []
     assert running.executor.state is State.REFUSED
     # Held, not consumed past: the group has committed nothing on the routed topic.
-    probe = create_consumer(running.settings, running.settings.kafka_topic_prefix + running.settings.execution_group_id)
-    assert committed_offsets(probe, {running.settings.kafka_topic_prefix + routed_orders.TOPIC.name: 1}) == {}
+    probe = create_consumer(running.settings, running.settings.kafka.topic_prefix + running.settings.execution.group_id)
+    assert committed_offsets(probe, {running.settings.kafka.topic_prefix + routed_orders.TOPIC.name: 1}) == {}
     probe.close()
     warnings.close()
 
@@ -412,11 +412,11 @@ def test_fenced_routed_consumer_is_replaced_and_orders_keep_flowing(run_executor
     send(settings, one)
     events.wait(lambda es: OrderStatus.FILLED in statuses(es, one.order_id))
 
-    group = f"{settings.kafka_topic_prefix}{settings.execution_group_id}"
+    group = f"{settings.kafka.topic_prefix}{settings.execution.group_id}"
     intruder = create_consumer(
         settings, group, **{"group.instance.id": f"{group}-{running.executor.account}", "enable.auto.commit": False}
     )
-    intruder.subscribe([settings.kafka_topic_prefix + routed_orders.TOPIC.name])
+    intruder.subscribe([settings.kafka.topic_prefix + routed_orders.TOPIC.name])
     try:
 
         def replaced() -> bool:

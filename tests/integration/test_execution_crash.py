@@ -64,8 +64,8 @@ def spawn(settings: Settings, sim: Simulator, state_dir: Path, log: Path, **hook
     """``python -m consumers.execution`` against the test's broker, topics and ibsim."""
     env = {
         **os.environ,
-        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "IBSTREAM_IB_PORT": str(sim.port),
         "IBSTREAM_STATE_DIR": str(state_dir),
         "IBSTREAM_EXECUTION_HEALTH_PORT": "0",

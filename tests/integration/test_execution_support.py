@@ -34,7 +34,7 @@ def routed(symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 10, **
 
 def sender(settings: Settings) -> RecordProducer:
     """A plain idempotent producer, as risk and the API use."""
-    return RecordProducer(create_producer(settings), CODEC, settings.kafka_topic_prefix)
+    return RecordProducer(create_producer(settings), CODEC, settings.kafka.topic_prefix)
 
 
 def send(settings: Settings, *records: RoutedOrder | ControlCommand, sink: RecordProducer | None = None) -> None:
@@ -71,7 +71,7 @@ class Reader:
             )
         )  # fmt: skip
         # assign, not subscribe: no group join to wait for.
-        topic = settings.kafka_topic_prefix + spec.name
+        topic = settings.kafka.topic_prefix + spec.name
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
 
     def poll(self, seconds: float = 0.2) -> list[Any]:

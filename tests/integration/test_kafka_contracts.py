@@ -22,7 +22,7 @@ CODEC = SingleObjectCodec(SchemaStore())
 
 @pytest.mark.parametrize("spec", TOPICS, ids=lambda spec: spec.name)
 def test_every_record_type_round_trips_through_the_broker(settings: Settings, spec: TopicSpec[Record]) -> None:
-    producer = RecordProducer(create_producer(settings), CODEC, settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(settings), CODEC, settings.kafka.topic_prefix)
     sent: list[Record] = []
 
     @hypothesis_settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
@@ -48,14 +48,14 @@ def test_every_record_type_round_trips_through_the_broker(settings: Settings, sp
 
 def test_undecodable_record_goes_to_the_dlq_with_its_bytes(settings: Settings, quote_sample: Quote) -> None:
     spec = quotes.TOPIC
-    producer = RecordProducer(create_producer(settings), CODEC, settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(settings), CODEC, settings.kafka.topic_prefix)
     topic = producer.topic(spec)
     producer.send(spec, quote_sample)
     producer.send_raw(topic, b"AAPL", b"\x00not avro at all", headers={"trace": b"abc"})
     producer.send(spec, quote_sample)
     assert producer.flush(30) == 0
 
-    router = DeadLetterRouter(producer, CODEC, component="test", topic_prefix=settings.kafka_topic_prefix)
+    router = DeadLetterRouter(producer, CODEC, component="test", topic_prefix=settings.kafka.topic_prefix)
     good = 0
     for message in consume_all(settings, topic, 3):
         try:
@@ -66,7 +66,7 @@ def test_undecodable_record_goes_to_the_dlq_with_its_bytes(settings: Settings, q
     assert producer.flush(30) == 0
     assert good == 2 and router.routed == 1
 
-    [dead] = consume_all(settings, settings.kafka_topic_prefix + spec.dlq_name, 1)
+    [dead] = consume_all(settings, settings.kafka.topic_prefix + spec.dlq_name, 1)
     letter = CODEC.decode(dead.topic() or "", DeadLetter, dead.value(), dead.partition(), dead.offset())
     assert letter.original_topic == topic
     assert letter.offset == 1

@@ -50,7 +50,7 @@ def test_keys_land_where_java_would_put_them(settings: Settings, quote_sample: o
 
     assert isinstance(quote_sample, Quote)
     symbols = ["AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "IWM", "BRK B", "X"]
-    producer = RecordProducer(create_producer(settings), SingleObjectCodec(SchemaStore()), settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(settings), SingleObjectCodec(SchemaStore()), settings.kafka.topic_prefix)
     for symbol in symbols:
         producer.send(quotes.TOPIC, quote_sample.model_copy(update={"symbol": symbol}))
     assert producer.flush(30) == 0

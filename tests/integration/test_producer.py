@@ -105,7 +105,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = 
 
 
 def read(settings: Settings, spec: Any, minimum: int = 1, timeout: float = 30.0) -> list[Any]:
-    messages = consume_all(settings, settings.kafka_topic_prefix + spec.name, minimum, timeout)
+    messages = consume_all(settings, settings.kafka.topic_prefix + spec.name, minimum, timeout)
     return [decode_message(CODEC, spec, message) for message in messages]
 
 
@@ -120,7 +120,7 @@ def read_all(settings: Settings, spec: Any) -> list[Any]:
     from ibstream.kafka.clients import consumer_config
 
     consumer = Consumer(consumer_config(settings, f"check-{time.monotonic_ns()}", **{"enable.auto.commit": False}))
-    consumer.subscribe([settings.kafka_topic_prefix + spec.name])
+    consumer.subscribe([settings.kafka.topic_prefix + spec.name])
     out: list[Any] = []
     # Joining the group can take seconds (longer right after a broker restart): wait up to 30 s for the first
     # record, then stop once the topic has been quiet for 3 s.
@@ -305,7 +305,7 @@ def test_stalled_symbol_alerts_within_twice_the_threshold(run_producer: Callable
     sim.stall("MSFT")
     wait_until(lambda: "stale_feed:MSFT" in producer.alerts.firing, timeout=5, what="stale alert")
     fired_after = time.monotonic() - stalled_at
-    assert fired_after <= 2 * producer.settings.stale_after_seconds + 0.5
+    assert fired_after <= 2 * producer.settings.feed.stale_after_seconds + 0.5
     sim.resume("MSFT")
     wait_until(lambda: "stale_feed:MSFT" not in producer.alerts.firing, timeout=5, what="alert resolved")
     wait_until(lambda: not producer.tracker.gaps, what="stall gap backfilled")
@@ -322,7 +322,7 @@ def test_no_stale_alerts_outside_trading_hours(run_producer: Callable[..., Runni
     evening = dt.datetime(2025, 1, 6, 17, 0, tzinfo=EXCHANGE_TZ)
     running = run_producer({"start_time": evening})
     wait_until(lambda: running.producer.state.value == "connected", what="connected")
-    time.sleep(3 * running.producer.settings.stale_after_seconds)
+    time.sleep(3 * running.producer.settings.feed.stale_after_seconds)
     assert not running.producer.alerts.firing
     ready, details = running.producer.readiness()
     assert details["market_open"] is False
@@ -392,7 +392,7 @@ def test_live_port_without_live_setting_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(ib_port=7496)
     assert caught.value.setting == "IBSTREAM_IB_PORT"
-    assert load_settings(ib_port=7496, ib_live_account="U1234567").ib_port == 7496
+    assert load_settings(ib_port=7496, ib_live_account="U1234567").ib.port == 7496
 
 
 def _free_port() -> int:

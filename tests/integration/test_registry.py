@@ -25,7 +25,7 @@ def test_confluent_framing_round_trip_and_interop(settings: Settings, registry_u
     store = SchemaStore()
     registry = SchemaRegistry(SchemaRegistryClient({"url": registry_url}))
     codec = ConfluentCodec(store, registry)
-    producer = RecordProducer(create_producer(settings), codec, settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(settings), codec, settings.kafka.topic_prefix)
     topic = producer.topic(quotes.TOPIC)
     producer.send(quotes.TOPIC, quote_sample)
     assert producer.flush(30) == 0

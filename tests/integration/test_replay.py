@@ -44,7 +44,7 @@ class Scenario:
 @pytest.fixture
 def scenario(settings: Settings, tmp_path: Path) -> Iterator[Scenario]:
     wh_settings = warehouse_settings(settings, tmp_path / "wh")
-    topic = wh_settings.kafka_topic_prefix + bars.TOPIC.name
+    topic = wh_settings.kafka.topic_prefix + bars.TOPIC.name
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     producer = Producer(producer_config(wh_settings))
     sent: list[tuple[datetime, Bar]] = []
@@ -117,7 +117,7 @@ def test_window_is_replayed_from_the_warehouse_into_kafka(scenario: Scenario) ->
     target = "replay.check.v1"
     admin = create_admin(settings)
     ensure_topics(
-        admin, [TopicLayout(settings.kafka_topic_prefix + target, bars.TOPIC.partitions, 3_600_000, "delete")]
+        admin, [TopicLayout(settings.kafka.topic_prefix + target, bars.TOPIC.partitions, 3_600_000, "delete")]
     )
     try:
         # Only two symbols, to check the filter too.
@@ -125,7 +125,7 @@ def test_window_is_replayed_from_the_warehouse_into_kafka(scenario: Scenario) ->
                         symbols=["AAA", "CCC"])  # fmt: skip
         window = [bar for bar in scenario.in_window() if bar.symbol in ("AAA", "CCC")]
         assert report.emitted == len(window) == 20
-        messages = consume_all(settings, settings.kafka_topic_prefix + target, len(window), timeout=30)
+        messages = consume_all(settings, settings.kafka.topic_prefix + target, len(window), timeout=30)
         received = [decode_message(CODEC, bars.TOPIC, message) for message in messages]
         assert all(message.key() == bar.symbol.encode() for message, bar in zip(messages, received, strict=True))
         for symbol in ("AAA", "CCC"):
@@ -134,4 +134,4 @@ def test_window_is_replayed_from_the_warehouse_into_kafka(scenario: Scenario) ->
             ]
         assert len(received) == len(window)
     finally:
-        delete_topics(admin, [settings.kafka_topic_prefix + target])
+        delete_topics(admin, [settings.kafka.topic_prefix + target])

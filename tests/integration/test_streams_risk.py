@@ -66,7 +66,7 @@ def test_intent_in_decision_out_kill_switch_within_a_second_and_dlq(settings: Se
     try:
         out.send(quotes.TOPIC, fresh_quote("AAPL"))
         out.send(order_intents.TOPIC, intent("warm-up"))
-        out.send_raw(settings.kafka_topic_prefix + order_intents.TOPIC.name, b"junk", b"\x00garbage")
+        out.send_raw(settings.kafka.topic_prefix + order_intents.TOPIC.name, b"junk", b"\x00garbage")
         out.flush()
         assert decisions.wait_for(1, 60), worker.log()[-3000:]
         first: RiskDecision = decisions.records[0]

@@ -32,8 +32,8 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+            "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "PYTHONUNBUFFERED": "1",
             "IBSTREAM_STREAMS_HEALTH_PORT": "0",  # any free port: tests run several workers at once
         }
@@ -76,7 +76,7 @@ class StreamsWorker:
 
 
 def producer(settings: Settings) -> RecordProducer:
-    return RecordProducer(create_producer(settings, "events", **{"linger.ms": 0}), CODEC, settings.kafka_topic_prefix)
+    return RecordProducer(create_producer(settings, "events", **{"linger.ms": 0}), CODEC, settings.kafka.topic_prefix)
 
 
 class TopicReader:
@@ -84,7 +84,7 @@ class TopicReader:
 
     def __init__(self, settings: Settings, spec: TopicSpec[R]) -> None:
         self._spec = spec
-        self.topic = settings.kafka_topic_prefix + spec.name
+        self.topic = settings.kafka.topic_prefix + spec.name
         self._consumer = Consumer(
             consumer_config(settings, f"test-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False})
         )

@@ -21,10 +21,10 @@ def test_internal_topics_are_listed_before_faust_starts_and_changelogs_roll_segm
 ) -> None:
     built = build_app(settings, data_dir=tmp_path, with_feed=False)
     layouts = built.internal_topics()
-    app_id = settings.kafka_topic_prefix + settings.streams_app_id
+    app_id = settings.kafka.topic_prefix + settings.streams.app_id
     tables = ("signal-state", "risk-decided", "orchestration-runs", "orchestration-signals", "orchestration-orders")
     changelogs = {f"{app_id}-{table}-changelog" for table in tables}
-    commands = settings.kafka_topic_prefix + orchestration.COMMANDS_TOPIC
+    commands = settings.kafka.topic_prefix + orchestration.COMMANDS_TOPIC
     assert {layout.name for layout in layouts} == changelogs | {commands}
     admin = create_admin(settings)
     # A changelog Faust created before this change (no segment settings): reconciled, not left as it was.

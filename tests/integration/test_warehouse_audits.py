@@ -601,7 +601,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
         assert warehouse.query("SELECT count() FROM md_quotes_v1").rows == [(0,)]
         assert warehouse.query("SELECT count() FROM md_bars_5s_v1").rows == [(1,)]
     # A changed retention setting is reconciled on the next start, and only then.
-    changed = settings.model_copy(update={"warehouse_retention_days": {"md.quotes.v1": 30}})
+    changed = settings.with_overrides(warehouse_retention_days={"md.quotes.v1": 30})
     with Warehouse.open(changed) as warehouse:
         ddl = warehouse.query("SELECT create_table_query FROM system.tables WHERE name = 'md_quotes_v1'").rows[0][0]
         assert "toIntervalDay(30)" in ddl

@@ -45,7 +45,7 @@ def _draw(spec: TopicSpec[Record], low: int, high: int) -> list[Record]:
 
 def test_every_topic_lands_in_its_table_with_its_values(settings: Settings, tmp_path: Path) -> None:
     wh_settings = warehouse_settings(settings, tmp_path / "wh")
-    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka.topic_prefix)
     sent: dict[str, list[Record]] = {}
     for spec in TOPICS:
         sent[spec.name] = _draw(spec, 3, 8)
@@ -91,7 +91,7 @@ def test_every_topic_lands_in_its_table_with_its_values(settings: Settings, tmp_
 
         [letter] = list(
             warehouse.stream_records(
-                warehouse.schema.dead_letters, wh_settings.kafka_topic_prefix + quotes.TOPIC.dlq_name, *ALL_TIME
+                warehouse.schema.dead_letters, wh_settings.kafka.topic_prefix + quotes.TOPIC.dlq_name, *ALL_TIME
             )
         )
         assert isinstance(letter.record, DeadLetter)
@@ -112,7 +112,7 @@ def test_every_topic_lands_in_its_table_with_its_values(settings: Settings, tmp_
 
 def test_redelivered_batch_is_not_duplicated_in_reads(settings: Settings, tmp_path: Path, quote_sample: Quote) -> None:
     wh_settings = warehouse_settings(settings, tmp_path / "wh")
-    topic = wh_settings.kafka_topic_prefix + quotes.TOPIC.name
+    topic = wh_settings.kafka.topic_prefix + quotes.TOPIC.name
     with Warehouse.open(wh_settings) as warehouse:
         table = warehouse.schema.for_topic(quotes.TOPIC)
         batch = [(quote_sample.model_copy(update={"con_id": i}), i % 2, i, datetime.now(UTC)) for i in range(10)]
@@ -129,11 +129,11 @@ def test_redelivered_batch_is_not_duplicated_in_reads(settings: Settings, tmp_pa
 def _sink_process(wh_settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": wh_settings.kafka_bootstrap_servers,
-        "IBSTREAM_KAFKA_TOPIC_PREFIX": wh_settings.kafka_topic_prefix,
+        "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": wh_settings.kafka.bootstrap_servers,
+        "IBSTREAM_KAFKA_TOPIC_PREFIX": wh_settings.kafka.topic_prefix,
         "IBSTREAM_WAREHOUSE_DIR": str(wh_settings.warehouse_path),
-        "IBSTREAM_WAREHOUSE_BATCH_ROWS": str(wh_settings.warehouse_batch_rows),
-        "IBSTREAM_WAREHOUSE_BATCH_SECONDS": str(wh_settings.warehouse_batch_seconds),
+        "IBSTREAM_WAREHOUSE_BATCH_ROWS": str(wh_settings.warehouse.batch_rows),
+        "IBSTREAM_WAREHOUSE_BATCH_SECONDS": str(wh_settings.warehouse.batch_seconds),
         "IBSTREAM_SINK_HEALTH_PORT": "0",  # any free port: tests may run several sinks at once
     }
     with log_path.open("ab") as log:
@@ -146,9 +146,9 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(
     # Small batches so the kill lands while batches are being inserted and committed.
     wh_settings = warehouse_settings(settings, tmp_path / "wh", warehouse_batch_rows=200, warehouse_batch_seconds=0.5)
     spec = quotes.TOPIC
-    topic = wh_settings.kafka_topic_prefix + spec.name
+    topic = wh_settings.kafka.topic_prefix + spec.name
     total = 6000
-    producer = RecordProducer(create_producer(wh_settings, "bulk"), CODEC, wh_settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(wh_settings, "bulk"), CODEC, wh_settings.kafka.topic_prefix)
     symbols = [f"S{i:02d}" for i in range(24)]
     for i in range(total):
         producer.send(spec, quote_sample.model_copy(update={"symbol": symbols[i % len(symbols)], "con_id": i}))
@@ -203,7 +203,7 @@ def test_fenced_sink_consumer_is_replaced_and_sinking_goes_on(
     """A static member fenced for good (what librdkafka does to it after a session timeout during a broker restart)
     must not stall the sink: it joins again as a new consumer and every record still lands, once."""
     wh_settings = warehouse_settings(settings, tmp_path / "wh", warehouse_batch_rows=50, warehouse_batch_seconds=0.2)
-    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka_topic_prefix)
+    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka.topic_prefix)
     table_name = "md_quotes_v1"
 
     def send(first: int, count: int) -> None:

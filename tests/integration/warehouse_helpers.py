@@ -24,7 +24,7 @@ def warehouse_settings(settings: Settings, directory: Path, **overrides: Any) ->
         "warehouse_batch_seconds": 0.2,
     }
     values.update(overrides)
-    return settings.model_copy(update=values)
+    return settings.with_overrides(**values)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:

@@ -146,7 +146,7 @@ def test_bad_api_settings_name_the_setting(overrides: dict[str, Any], setting: s
 
 def test_origins_split_from_the_environment_form() -> None:
     settings = load_settings(api_cors_origins="https://a.example.com, http://localhost:3000")
-    assert settings.api_cors_origins == ["https://a.example.com", "http://localhost:3000"]
+    assert settings.api.cors_origins == ["https://a.example.com", "http://localhost:3000"]
 
 
 def test_missing_keys_stop_startup_naming_the_setting() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ibstream.config import Settings
+from ibstream.config import FLAT_NAMES, field_info
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -336,7 +336,7 @@ def test_every_deployment_has_http_probes_on_its_port(rendered: list[dict[str, A
 
 def test_ports_agree_with_the_settings_defaults() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    fields = Settings.model_fields
+    fields = FLAT_NAMES
     for component in DEPLOYABLES:
         block = values[component]
         for variable in (block["portEnv"], block["bindEnv"]):
@@ -347,7 +347,7 @@ def test_ports_agree_with_the_settings_defaults() -> None:
                 assert variable in PORT_SETTINGS_PENDING, f"{component}: {variable} is not a setting"
                 continue
             if variable == block["portEnv"]:
-                assert fields[field].default == block["port"], f"{component}: {variable} default differs"
+                assert field_info(field).default == block["port"], f"{component}: {variable} default differs"
     assert len({values[c]["port"] for c in DEPLOYABLES}) == len(DEPLOYABLES), "two deployables share a port"
 
 

@@ -164,14 +164,14 @@ class Checker:
     codec: Codec = field(default_factory=lambda: SingleObjectCodec(SchemaStore()))
 
     def __post_init__(self) -> None:
-        self.prefix = self.settings.kafka_topic_prefix
+        self.prefix = self.settings.kafka.topic_prefix
         self.raw: dict[str, list[RawRecord]] = {}
         self.undecodable: list[tuple[str, int, int, str]] = []
 
     # -- loading --
 
     def load(self) -> None:
-        bootstrap = self.settings.kafka_bootstrap_servers
+        bootstrap = self.settings.kafka.bootstrap_servers
         for spec in TOPICS:
             self.raw[spec.name] = read_topic(bootstrap, self.prefix + spec.name)
             self.raw[spec.dlq_name] = read_topic(bootstrap, self.prefix + spec.dlq_name)
@@ -457,5 +457,5 @@ class Checker:
         return result
 
     def _query(self, sql: str) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self.warehouse.query(sql.replace("{db}", self.settings.warehouse_database)).rows
+        rows: list[tuple[Any, ...]] = self.warehouse.query(sql.replace("{db}", self.settings.warehouse.database)).rows
         return rows

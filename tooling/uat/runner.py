@@ -268,4 +268,4 @@ def load_verdict(settings: Settings, required: int | None = None) -> Verdict:
             f"SELECT session_id, passed, failed_scenarios FROM {warehouse.table(UAT_SESSIONS_TABLE)} FINAL "
             "ORDER BY finished_at DESC, session_id DESC"
         ).rows
-    return verdict([(str(r[0]), bool(r[1]), list(r[2])) for r in rows], required or settings.uat_required_sessions)
+    return verdict([(str(r[0]), bool(r[1]), list(r[2])) for r in rows], required or settings.uat.required_sessions)

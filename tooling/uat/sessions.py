@@ -563,7 +563,7 @@ class Desk:
 
         self.session = session
         own = load_settings(
-            kafka_bootstrap_servers=session.settings.kafka_bootstrap_servers, kafka_topic_prefix=session.demo.prefix
+            kafka_bootstrap_servers=session.settings.kafka.bootstrap_servers, kafka_topic_prefix=session.demo.prefix
         )
         self.producer = RecordProducer(create_producer(own), SingleObjectCodec(SchemaStore()), session.demo.prefix)
         self.orders: dict[str, str] = {}
