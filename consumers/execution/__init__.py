@@ -35,8 +35,8 @@ def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
 def build(settings: Settings) -> Executor:
     """The executor with its IB session, journal and crash points (the journal is locked by ``Executor.run``'s
     caller; crash points come from the test hooks in the environment, see ``crash``)."""
-    session = IbSession(settings.ib_host, settings.ib_port, settings.execution_client_id)
-    journal = Journal(settings.state_dir / "execution", settings.execution_client_id)
+    session = IbSession(settings.ib.host, settings.ib.port, settings.execution.client_id)
+    journal = Journal(settings.state_dir / "execution", settings.execution.client_id)
     return Executor(settings, session, journal, crash=CrashPoints.from_env())
 
 

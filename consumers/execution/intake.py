@@ -41,8 +41,8 @@ class Intake:
         self.ctx = ctx
         self.codec = codec
         self.outbox = outbox
-        self.prefix = ctx.settings.kafka_topic_prefix
-        self.group = f"{self.prefix}{ctx.settings.execution_group_id}"
+        self.prefix = ctx.settings.kafka.topic_prefix
+        self.group = f"{self.prefix}{ctx.settings.execution.group_id}"
         self.producer: Any = None
         self.routed: Any = None
         self.control: Any = None

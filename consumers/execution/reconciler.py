@@ -97,7 +97,7 @@ class IbQuery:
                 sent = sent and session.req_positions()
             if not sent:
                 return None
-            deadline = self.ctx.wall() + self.ctx.settings.execution_ib_answer_timeout_seconds
+            deadline = self.ctx.wall() + self.ctx.settings.execution.ib_answer_timeout_seconds
             generation = self.ctx.generation
             while not collector.complete:
                 if self.ctx.wall() > deadline or not connected():

@@ -84,8 +84,8 @@ class Executor:
         self.ctx = Context(settings, session, journal, wall)
         self.state = State.CONNECTING
         self.connection = IbConnection(
-            session, base_seconds=settings.ib_reconnect_base_seconds, cap_seconds=settings.ib_reconnect_cap_seconds,
-            timeout_seconds=settings.ib_connect_timeout_seconds, wall=wall,
+            session, base_seconds=settings.ib.reconnect_base_seconds, cap_seconds=settings.ib.reconnect_cap_seconds,
+            timeout_seconds=settings.ib.connect_timeout_seconds, wall=wall,
         )  # fmt: skip
         self._reconcile_due = False
         crash = crash or CrashPoints()
@@ -265,7 +265,7 @@ class Executor:
             return
         self.generation = connected.generation
         self.ctx.next_valid_id = max(self.ctx.next_valid_id, connected.next_valid_id)
-        account = self.settings.execution_account or connected.accounts[0]
+        account = self.settings.execution.account or connected.accounts[0]
         if self.account is None:
             self.account = account
             self.intake.start(account)
@@ -275,7 +275,7 @@ class Executor:
                 connected.accounts,
             )
             return
-        if not may_trade(account, self.settings.ib_live_account):
+        if not may_trade(account, self.settings.ib.live_account):
             self._refuse(
                 f"account {account} is not a paper account (DU…) and IBSTREAM_IB_LIVE_ACCOUNT does not name it",
                 connected.accounts,
@@ -296,7 +296,7 @@ class Executor:
         record_error("refused", COMPONENT)
         self.reporter.alert(
             "paper_interlock", Severity.CRITICAL, f"execution refuses to place orders: {reason}",
-            {"accounts": ",".join(accounts), "live_account_setting": self.settings.ib_live_account or ""},
+            {"accounts": ",".join(accounts), "live_account_setting": self.settings.ib.live_account or ""},
             key=(self.account or "",),
         )  # fmt: skip
         self.intake.pause_routed()

@@ -77,10 +77,10 @@ class MarketDataProducer:
                 expected = self.calendar.bar_starts(gap.start, gap.end)
                 if expected:
                     self.tracker.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
-        self.staleness = StalenessMonitor(settings.stale_after_seconds)
+        self.staleness = StalenessMonitor(settings.feed.stale_after_seconds)
         self.connection = IbConnection(
-            session, base_seconds=settings.ib_reconnect_base_seconds, cap_seconds=settings.ib_reconnect_cap_seconds,
-            timeout_seconds=settings.ib_connect_timeout_seconds, wall=wall,
+            session, base_seconds=settings.ib.reconnect_base_seconds, cap_seconds=settings.ib.reconnect_cap_seconds,
+            timeout_seconds=settings.ib.connect_timeout_seconds, wall=wall,
         )  # fmt: skip
         self.instruments: dict[str, Instrument] = {}
         self.reconnect_count = 0
@@ -99,7 +99,7 @@ class MarketDataProducer:
         self._init_metrics()
         self.backfill = Backfiller(
             self.connection, sink, self.tracker, self.calendar, self.instruments, self._req_ids, self._fire, self,
-            settings.ib_historical_pacing_backoff_seconds,
+            settings.ib.historical_pacing_backoff_seconds,
         )  # fmt: skip
 
     # --- the connection's and the backfill's state, by the names operators and tests know ----------------------
@@ -202,7 +202,7 @@ class MarketDataProducer:
 
     def _on_connected(self, connected: events.Connected) -> None:
         self.connection.on_connected(connected)
-        if live_accounts(connected.accounts, self.settings.ib_live_account):
+        if live_accounts(connected.accounts, self.settings.ib.live_account):
             log.warning(
                 "gateway manages a live account; market data only, no orders are placed by the producer",
                 extra={"accounts": ",".join(connected.accounts)},
@@ -228,7 +228,7 @@ class MarketDataProducer:
 
     def _qualify(self) -> None:
         """Resolve every configured symbol to a contract; an unknown one stops startup naming the setting."""
-        found = qualify(self.session, self.settings.symbols, self._req_ids, self.wall, self._dispatch)
+        found = qualify(self.session, self.settings.feed.symbols, self._req_ids, self.wall, self._dispatch)
         now = self.wall()
         for symbol in self.settings.feed.symbols:
             detail = found[symbol]
