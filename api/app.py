@@ -346,9 +346,15 @@ def _add_read_routes(app: FastAPI) -> None:
     ) -> SignalPage:
         """Signals newest first, filtered by symbol, strategy, current status and creation time."""
         return queries.list_signals(
-            _warehouse(request), symbol=symbol, strategy=strategy, status=status, since=_utc(since),
-            until=_utc(until), limit=limit, cursor=cursor,
-        )  # fmt: skip
+            _warehouse(request),
+            symbol=symbol,
+            strategy=strategy,
+            status=status,
+            since=_utc(since),
+            until=_utc(until),
+            limit=limit,
+            cursor=cursor,
+        )
 
     @app.get("/v1/signals/{signal_id}", response_model=SignalDetail, tags=["signals"], responses=errors(404))
     def get_signal(principal: Viewer, request: Request, signal_id: SignalId) -> SignalDetail:
@@ -370,9 +376,15 @@ def _add_read_routes(app: FastAPI) -> None:
     ) -> RunPage:
         """Orchestration runs, most recently started first, each in its latest state."""
         return queries.list_runs(
-            _warehouse(request), signal_id=signal_id, symbol=symbol, state=state, since=_utc(since),
-            until=_utc(until), limit=limit, cursor=cursor,
-        )  # fmt: skip
+            _warehouse(request),
+            signal_id=signal_id,
+            symbol=symbol,
+            state=state,
+            since=_utc(since),
+            until=_utc(until),
+            limit=limit,
+            cursor=cursor,
+        )
 
     @app.get("/v1/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=errors(404))
     def get_run(principal: Viewer, request: Request, run_id: RunId) -> RunDetail:
@@ -394,9 +406,15 @@ def _add_read_routes(app: FastAPI) -> None:
     ) -> OrderPage:
         """Orders newest first with their risk verdict and latest broker status."""
         return queries.list_orders(
-            _warehouse(request), symbol=symbol, run_id=run_id, status=status.value if status else None,
-            since=_utc(since), until=_utc(until), limit=limit, cursor=cursor,
-        )  # fmt: skip
+            _warehouse(request),
+            symbol=symbol,
+            run_id=run_id,
+            status=status.value if status else None,
+            since=_utc(since),
+            until=_utc(until),
+            limit=limit,
+            cursor=cursor,
+        )
 
     @app.get("/v1/orders/{order_id}", response_model=OrderDetail, tags=["orders"], responses=errors(404))
     def get_order(principal: Viewer, request: Request, order_id: OrderId) -> OrderDetail:

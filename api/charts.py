@@ -146,28 +146,63 @@ def chart_markers(
     """Markers for signals, entries (with their stop and take-profit) and fills, in time order."""
     markers: list[ChartMarker] = []
     for signal in signal_records:
-        markers.append(ChartMarker(
-            time=bucket(signal.created_time, interval_seconds), kind="signal", side=signal.side, price=signal.entry,
-            label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}", ref_id=signal.signal_id,
-        ))  # fmt: skip
+        markers.append(
+            ChartMarker(
+                time=bucket(signal.created_time, interval_seconds),
+                kind="signal",
+                side=signal.side,
+                price=signal.entry,
+                label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}",
+                ref_id=signal.signal_id,
+            )
+        )
     for intent in intents:
         at = bucket(intent.created_time, interval_seconds)
         price = intent.limit_price if intent.limit_price is not None else intent.stop_price
         if price is not None:
-            markers.append(ChartMarker(time=at, kind="entry", side=intent.side, price=price,
-                                       label=f"entry {intent.side} {intent.quantity:g} @ {price:g}",
-                                       ref_id=intent.order_id))  # fmt: skip
+            markers.append(
+                ChartMarker(
+                    time=at,
+                    kind="entry",
+                    side=intent.side,
+                    price=price,
+                    label=f"entry {intent.side} {intent.quantity:g} @ {price:g}",
+                    ref_id=intent.order_id,
+                )
+            )
         if intent.stop_loss is not None:
-            markers.append(ChartMarker(time=at, kind="stop", side=intent.side, price=intent.stop_loss,
-                                       label=f"stop {intent.stop_loss:g}", ref_id=intent.order_id))  # fmt: skip
+            markers.append(
+                ChartMarker(
+                    time=at,
+                    kind="stop",
+                    side=intent.side,
+                    price=intent.stop_loss,
+                    label=f"stop {intent.stop_loss:g}",
+                    ref_id=intent.order_id,
+                )
+            )
         if intent.take_profit is not None:
-            markers.append(ChartMarker(time=at, kind="take_profit", side=intent.side, price=intent.take_profit,
-                                       label=f"target {intent.take_profit:g}", ref_id=intent.order_id))  # fmt: skip
+            markers.append(
+                ChartMarker(
+                    time=at,
+                    kind="take_profit",
+                    side=intent.side,
+                    price=intent.take_profit,
+                    label=f"target {intent.take_profit:g}",
+                    ref_id=intent.order_id,
+                )
+            )
     for fill in fills:
-        markers.append(ChartMarker(
-            time=bucket(fill.exec_time, interval_seconds), kind="fill", side=fill.side, price=fill.price,
-            label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}", ref_id=fill.exec_id,
-        ))  # fmt: skip
+        markers.append(
+            ChartMarker(
+                time=bucket(fill.exec_time, interval_seconds),
+                kind="fill",
+                side=fill.side,
+                price=fill.price,
+                label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}",
+                ref_id=fill.exec_id,
+            )
+        )
     return sorted(markers, key=lambda marker: marker.time)
 
 
@@ -238,8 +273,15 @@ def chart_data(
     """Bars, markers and P&L for one symbol. The session is the bars' window (from the first bar's start)."""
     series = list_bars(warehouse, symbol, since=since, until=until, interval_seconds=interval_seconds, limit=limit)
     if not series.bars:
-        return ChartData(symbol=symbol, interval_seconds=interval_seconds, bars=[], markers=[], pnl=[], position=0.0,
-                         realized_pnl=0.0)  # fmt: skip
+        return ChartData(
+            symbol=symbol,
+            interval_seconds=interval_seconds,
+            bars=[],
+            markers=[],
+            pnl=[],
+            position=0.0,
+            realized_pnl=0.0,
+        )
     start = series.bars[0].time
     end = series.bars[-1].time + timedelta(seconds=interval_seconds)
     window = {"symbol": symbol, "from_us": micros(start), "to_us": micros(end)}
@@ -261,10 +303,14 @@ def chart_data(
     )
     pnl, book = pnl_series(series.bars, fills, interval_seconds)
     return ChartData(
-        symbol=symbol, interval_seconds=interval_seconds, bars=series.bars,
-        markers=chart_markers(found_signals, intents, fills, interval_seconds), pnl=pnl, position=book.quantity,
+        symbol=symbol,
+        interval_seconds=interval_seconds,
+        bars=series.bars,
+        markers=chart_markers(found_signals, intents, fills, interval_seconds),
+        pnl=pnl,
+        position=book.quantity,
         realized_pnl=book.realized,
-    )  # fmt: skip
+    )
 
 
 def add_chart_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
@@ -282,8 +328,14 @@ def add_chart_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
         limit: LimitQuery = 720,
     ) -> Any:
         """The newest ``limit`` bars of a symbol in the window, oldest first, optionally aggregated."""
-        return list_bars(request.app.state.warehouse, symbol, since=_utc(since), until=_utc(until),
-                         interval_seconds=interval, limit=limit)  # fmt: skip
+        return list_bars(
+            request.app.state.warehouse,
+            symbol,
+            since=_utc(since),
+            until=_utc(until),
+            interval_seconds=interval,
+            limit=limit,
+        )
 
     @app.get(
         "/v1/chart", response_model=ChartData, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
@@ -297,5 +349,11 @@ def add_chart_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
         limit: LimitQuery = 720,
     ) -> Any:
         """Bars with signals, entries, stops, take-profits and fills marked, and the session's P&L per bar."""
-        return chart_data(request.app.state.warehouse, symbol, since=_utc(since), until=_utc(until),
-                          interval_seconds=interval, limit=limit)  # fmt: skip
+        return chart_data(
+            request.app.state.warehouse,
+            symbol,
+            since=_utc(since),
+            until=_utc(until),
+            interval_seconds=interval,
+            limit=limit,
+        )

@@ -246,9 +246,13 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
     firing = sorted((a for a in alert_states if a.state == AlertState.FIRING), key=lambda a: a.time, reverse=True)
     # Only the records that decide the breaker: plans and failures.
     outcomes = newest_records(
-        warehouse, runs.TOPIC, "state IN ('planned', 'failed')", {}, "time DESC, _kafka_ts DESC, _offset DESC",
+        warehouse,
+        runs.TOPIC,
+        "state IN ('planned', 'failed')",
+        {},
+        "time DESC, _kafka_ts DESC, _offset DESC",
         limit=200,
-    )  # fmt: skip
+    )
     switches = kill_switch_states(kill_switch_commands(warehouse))
     return PipelineHealth(
         generated_time=now,

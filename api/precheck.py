@@ -64,16 +64,24 @@ class Precheck(BaseModel):
     evaluated_time: datetime
 
 
-def _view(symbol: str, quote: Quote | None, position_quantity: float, commands: list[ControlCommand],
-          now: datetime) -> risk.RiskView:  # fmt: skip
+def _view(
+    symbol: str, quote: Quote | None, position_quantity: float, commands: list[ControlCommand], now: datetime
+) -> risk.RiskView:
     view = risk.RiskView()
     if quote is not None:
         view.apply_quote(quote)
     if position_quantity:
-        view.apply_position(Position(
-            account="", symbol=symbol, con_id=0, quantity=position_quantity, avg_cost=0.0,
-            source=ExecutionSource.RECONCILIATION, time=now,
-        ))  # fmt: skip
+        view.apply_position(
+            Position(
+                account="",
+                symbol=symbol,
+                con_id=0,
+                quantity=position_quantity,
+                avg_cost=0.0,
+                source=ExecutionSource.RECONCILIATION,
+                time=now,
+            )
+        )
     for command in commands:
         view.apply_control(command)
     return view
@@ -81,10 +89,19 @@ def _view(symbol: str, quote: Quote | None, position_quantity: float, commands: 
 
 def _intent(run_id: str, symbol: str, plan: Plan, now: datetime) -> OrderIntent:
     return OrderIntent(
-        order_id=ids.order_id(run_id), run_id=run_id, symbol=symbol, side=plan.side, quantity=plan.quantity,
-        order_type=plan.order_type, limit_price=plan.limit_price, stop_price=plan.stop_price,
-        stop_loss=plan.stop_loss, take_profit=plan.take_profit, requested_by="precheck", created_time=now,
-    )  # fmt: skip
+        order_id=ids.order_id(run_id),
+        run_id=run_id,
+        symbol=symbol,
+        side=plan.side,
+        quantity=plan.quantity,
+        order_type=plan.order_type,
+        limit_price=plan.limit_price,
+        stop_price=plan.stop_price,
+        stop_loss=plan.stop_loss,
+        take_profit=plan.take_profit,
+        requested_by="precheck",
+        created_time=now,
+    )
 
 
 def kill_switch_for(symbol: str, commands: list[ControlCommand]) -> ControlCommand | None:
@@ -121,15 +138,30 @@ def build_precheck(
     now: datetime,
 ) -> Precheck:
     """The response body: the checks plus the prices they used."""
-    checks = precheck_checks(plan, symbol, limits, quote=quote, position_quantity=position_quantity,
-                             kill_switch=kill_switch, now=now, run_id=run_id)  # fmt: skip
+    checks = precheck_checks(
+        plan,
+        symbol,
+        limits,
+        quote=quote,
+        position_quantity=position_quantity,
+        kill_switch=kill_switch,
+        now=now,
+        run_id=run_id,
+    )
     reference = risk.reference_price(quote, plan.side)
     entry = risk.entry_price(_intent(run_id, symbol, plan, now), reference)
     return Precheck(
-        run_id=run_id, symbol=symbol, plan=plan, entry=entry, reference_price=reference,
-        notional=plan.quantity * entry if entry is not None else None, passed=all(c.passed for c in checks),
-        checks=checks, deferred=list(DEFERRED_CHECKS), evaluated_time=now,
-    )  # fmt: skip
+        run_id=run_id,
+        symbol=symbol,
+        plan=plan,
+        entry=entry,
+        reference_price=reference,
+        notional=plan.quantity * entry if entry is not None else None,
+        passed=all(c.passed for c in checks),
+        checks=checks,
+        deferred=list(DEFERRED_CHECKS),
+        evaluated_time=now,
+    )
 
 
 def newest_records(
@@ -155,27 +187,38 @@ def newest_records(
 def latest_quote(warehouse: Warehouse, symbol: str) -> Quote | None:
     """The symbol's newest quote by event time."""
     found = newest_records(
-        warehouse, quotes.TOPIC, "symbol = {symbol:String}", {"symbol": symbol},
+        warehouse,
+        quotes.TOPIC,
+        "symbol = {symbol:String}",
+        {"symbol": symbol},
         "event_time DESC, _kafka_ts DESC, _offset DESC",
-    )  # fmt: skip
+    )
     return found[0] if found else None
 
 
 def latest_position_quantity(warehouse: Warehouse, symbol: str) -> float:
     """The symbol's latest position (summed over accounts), 0 when none is recorded."""
     found = newest_records(
-        warehouse, positions.TOPIC, "symbol = {symbol:String}", {"symbol": symbol},
-        "time DESC, _kafka_ts DESC, _offset DESC", per="account",
-    )  # fmt: skip
+        warehouse,
+        positions.TOPIC,
+        "symbol = {symbol:String}",
+        {"symbol": symbol},
+        "time DESC, _kafka_ts DESC, _offset DESC",
+        per="account",
+    )
     return sum(p.quantity for p in found)
 
 
 def kill_switch_commands(warehouse: Warehouse) -> list[ControlCommand]:
     """Every kill-switch command recorded, oldest first."""
     return fetch_records(
-        warehouse, control.TOPIC, "startsWith(toString(command), 'kill_switch')", {},
-        "issued_time, _kafka_ts, _offset", "command_id",
-    )  # fmt: skip
+        warehouse,
+        control.TOPIC,
+        "startsWith(toString(command), 'kill_switch')",
+        {},
+        "issued_time, _kafka_ts, _offset",
+        "command_id",
+    )
 
 
 def add_precheck_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
@@ -199,8 +242,12 @@ def add_precheck_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
         if run.plan is None:
             raise ApiError(409, "no_plan", f"run {run_id} has no plan yet")
         return build_precheck(
-            run_id, run.symbol, run.plan, PrecheckLimits.from_settings(request.app.state.settings),
+            run_id,
+            run.symbol,
+            run.plan,
+            PrecheckLimits.from_settings(request.app.state.settings),
             quote=latest_quote(warehouse, run.symbol),
             position_quantity=latest_position_quantity(warehouse, run.symbol),
-            kill_switch=kill_switch_for(run.symbol, kill_switch_commands(warehouse)), now=datetime.now(UTC),
-        )  # fmt: skip
+            kill_switch=kill_switch_for(run.symbol, kill_switch_commands(warehouse)),
+            now=datetime.now(UTC),
+        )

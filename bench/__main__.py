@@ -21,14 +21,20 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: Benchmarks run as their own processes (their peak RSS is theirs alone); name → module.
-SUBPROCESS_BENCHES = {"serde": "bench.serde", "sink": "bench.sink", "streams": "bench.streams",
-                      "ibsim": "bench.ibsim", "pipeline": "bench.pipeline"}  # fmt: skip
+SUBPROCESS_BENCHES = {
+    "serde": "bench.serde",
+    "sink": "bench.sink",
+    "streams": "bench.streams",
+    "ibsim": "bench.ibsim",
+    "pipeline": "bench.pipeline",
+}
 
 
 def _run_module(module: str, arguments: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", module, *arguments], capture_output=True, text=True,
-                            timeout=1800, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", module, *arguments], capture_output=True, text=True, timeout=1800, check=False
+    )
     return {
         "module": module,
         "exit_code": result.returncode,
@@ -45,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     wanted = set(args.only or ["baseline", "producer", *SUBPROCESS_BENCHES])
-    report: dict[str, Any] = {"time": datetime.now(UTC).isoformat(), "machine": platform.platform(),
-                              "python": platform.python_version(), "results": {}}  # fmt: skip
+    report: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "results": {},
+    }
 
     if "baseline" in wanted or "producer" in wanted:
         from bench import baseline, producer

@@ -29,12 +29,26 @@ def measure(records: int, runs: int, record_size: int) -> dict[str, float]:
     try:
         for _ in range(runs):
             command = [
-                "java", "-Xmx512m", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", classpath,
-                "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
-                "--record-size", str(record_size), "--throughput", "-1", "--producer-props",
-                f"bootstrap.servers={settings.kafka.bootstrap_servers}", "acks=all", "enable.idempotence=true",
+                "java",
+                "-Xmx512m",
+                f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+                "-cp",
+                classpath,
+                "org.apache.kafka.tools.ProducerPerformance",
+                "--topic",
+                topic,
+                "--num-records",
+                str(records),
+                "--record-size",
+                str(record_size),
+                "--throughput",
+                "-1",
+                "--producer-props",
+                f"bootstrap.servers={settings.kafka.bootstrap_servers}",
+                "acks=all",
+                "enable.idempotence=true",
                 "linger.ms=1",
-            ]  # fmt: skip
+            ]
             output = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout
             # The last line is the summary: "N records sent, R records/sec (…), … ms avg latency, …".
             rates.append(float(_RATE.findall(output)[-1]))

@@ -59,8 +59,13 @@ def main() -> None:
     ap.add_argument("--subs-per-symbol", type=int, default=10)
     ap.add_argument("--speed", type=float, default=600.0)
     args = ap.parse_args()
-    cfg = SimConfig(port=0, control_port=None, speed=args.speed, tick_interval=0.0,
-                    start_time=dt.datetime(2025, 1, 6, 9, 30, tzinfo=EXCHANGE_TZ))
+    cfg = SimConfig(
+        port=0,
+        control_port=None,
+        speed=args.speed,
+        tick_interval=0.0,
+        start_time=dt.datetime(2025, 1, 6, 9, 30, tzinfo=EXCHANGE_TZ),
+    )
     sim = Simulator(cfg).start()
     app = Counter()
     app.connect("127.0.0.1", sim.port, 1)
@@ -81,9 +86,11 @@ def main() -> None:
     sim.stop()
     wire = ((n1 - n0) - (s1 - s0)) / (t1 - t0)
     callbacks = (n1 - n0) / (t1 - t0)
-    print(f"ibsim -> 1 ibapi client: {wire:,.0f} wire messages/s received and decoded "
-          f"({callbacks:,.0f} wrapper callbacks/s incl. ibapi's synthetic tickSize); "
-          f"{req} subscriptions, {args.seconds:.0f} s window, clock {args.speed:g}x")
+    print(
+        f"ibsim -> 1 ibapi client: {wire:,.0f} wire messages/s received and decoded "
+        f"({callbacks:,.0f} wrapper callbacks/s incl. ibapi's synthetic tickSize); "
+        f"{req} subscriptions, {args.seconds:.0f} s window, clock {args.speed:g}x"
+    )
 
 
 if __name__ == "__main__":

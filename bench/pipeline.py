@@ -57,8 +57,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def at(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"count": len(values), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1],
-            "mean": statistics.fmean(values)}  # fmt: skip
+    return {
+        "count": len(values),
+        "p50": at(0.50),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(values),
+    }
 
 
 def read_topic(settings: Any, topic: str, record_type: Any, codec: SingleObjectCodec) -> list[tuple[Any, int]]:
@@ -136,17 +142,38 @@ def main(argv: list[str] | None = None) -> int:
                 rss[name] = max(rss.get(name, 0.0), total / 2**20)
 
     try:
-        group.ibstream("ibsim", "sim", "--port", str(ports["sim"]), "--control-port", str(ports["control"]),
-                       "--hours", "24h", "--tick-interval", str(args.tick_interval), "--speed", str(args.speed),
-                       "--symbols", *SYMBOLS,
-                       env=env, health_url=f"{control}/health")  # fmt: skip
+        group.ibstream(
+            "ibsim",
+            "sim",
+            "--port",
+            str(ports["sim"]),
+            "--control-port",
+            str(ports["control"]),
+            "--hours",
+            "24h",
+            "--tick-interval",
+            str(args.tick_interval),
+            "--speed",
+            str(args.speed),
+            "--symbols",
+            *SYMBOLS,
+            env=env,
+            health_url=f"{control}/health",
+        )
         group.wait_healthy("ibsim", 30)
-        group.ibstream("streams", "run", "streams", "--agents", "risk", env=env,
-                       health_url=f"http://127.0.0.1:{ports['streams']}/ready")  # fmt: skip
-        group.ibstream("execution", "run", "execution", env=env,
-                       health_url=f"http://127.0.0.1:{ports['execution']}/ready")  # fmt: skip
-        group.ibstream("producer", "run", "producer", env=env,
-                       health_url=f"http://127.0.0.1:{ports['producer']}/ready")  # fmt: skip
+        group.ibstream(
+            "streams",
+            "run",
+            "streams",
+            "--agents",
+            "risk",
+            env=env,
+            health_url=f"http://127.0.0.1:{ports['streams']}/ready",
+        )
+        group.ibstream(
+            "execution", "run", "execution", env=env, health_url=f"http://127.0.0.1:{ports['execution']}/ready"
+        )
+        group.ibstream("producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{ports['producer']}/ready")
         for name in ("streams", "execution", "producer"):
             group.wait_healthy(name, 120)
         sampler = threading.Thread(target=sample, daemon=True)
@@ -171,11 +198,17 @@ def main(argv: list[str] | None = None) -> int:
             side = Side.BUY if sent % 2 == 0 else Side.SELL
             sign = 1 if side is Side.BUY else -1
             intent = OrderIntent(
-                order_id=ids.order_id(run_id), run_id=run_id, symbol=symbol, side=side, quantity=1.0,
-                order_type=OrderType.MKT, stop_loss=round(price * (1 - sign * 0.01), 2),
-                take_profit=round(price * (1 + sign * 0.02), 2), requested_by="bench",
+                order_id=ids.order_id(run_id),
+                run_id=run_id,
+                symbol=symbol,
+                side=side,
+                quantity=1.0,
+                order_type=OrderType.MKT,
+                stop_loss=round(price * (1 - sign * 0.01), 2),
+                take_profit=round(price * (1 + sign * 0.02), 2),
+                requested_by="bench",
                 created_time=dt.datetime.now(dt.UTC),
-            )  # fmt: skip
+            )
             sink.send(order_intents.TOPIC, intent)
             sink.poll(0)
             sent += 1
@@ -218,14 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _follow_quotes(settings: Any, topic: str, codec: SingleObjectCodec, lags: list[float],
-                   stop: threading.Event) -> None:  # fmt: skip
+def _follow_quotes(
+    settings: Any, topic: str, codec: SingleObjectCodec, lags: list[float], stop: threading.Event
+) -> None:
     """Consume quotes live (from the end, like the risk view) and record ingest → received in ms."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer(consumer_config(settings, f"bench-quotes-{uuid.uuid4().hex[:8]}",
-                                        **{"enable.auto.commit": False, "auto.offset.reset": "latest",
-                                           "fetch.wait.max.ms": 5}))  # fmt: skip
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            f"bench-quotes-{uuid.uuid4().hex[:8]}",
+            **{"enable.auto.commit": False, "auto.offset.reset": "latest", "fetch.wait.max.ms": 5},
+        )
+    )
     consumer.subscribe([topic])
     try:
         while not stop.is_set():

@@ -35,11 +35,21 @@ def measure(records: int, runs: int) -> dict[str, float]:
     ensure_topics(admin, layouts)
     now = datetime.now(UTC)
     batch = [
-        Quote(symbol=SYMBOLS[i % len(SYMBOLS)], con_id=1000 + i % len(SYMBOLS), bid=100.0 + i % 7, ask=100.02 + i % 7,
-              last=100.01, bid_size=300.0, ask_size=200.0, last_size=100.0, event_time=now, ingest_time=now,
-              source=MarketDataSource.LIVE)
+        Quote(
+            symbol=SYMBOLS[i % len(SYMBOLS)],
+            con_id=1000 + i % len(SYMBOLS),
+            bid=100.0 + i % 7,
+            ask=100.02 + i % 7,
+            last=100.01,
+            bid_size=300.0,
+            ask_size=200.0,
+            last_size=100.0,
+            event_time=now,
+            ingest_time=now,
+            source=MarketDataSource.LIVE,
+        )
         for i in range(10_000)
-    ]  # fmt: skip
+    ]
     codec = SingleObjectCodec(SchemaStore())
     rates = []
     try:

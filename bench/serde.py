@@ -48,9 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     codec = SingleObjectCodec(store)
     now = datetime.now(UTC)
     quote = Quote(
-        symbol="AAPL", con_id=265598, bid=189.1, ask=189.12, last=189.11, bid_size=300.0, ask_size=200.0,
-        last_size=100.0, event_time=now, ingest_time=now, source=MarketDataSource.LIVE,
-    )  # fmt: skip
+        symbol="AAPL",
+        con_id=265598,
+        bid=189.1,
+        ask=189.12,
+        last=189.11,
+        bid_size=300.0,
+        ask_size=200.0,
+        last_size=100.0,
+        event_time=now,
+        ingest_time=now,
+        source=MarketDataSource.LIVE,
+    )
     encoded = codec.encode("md.quotes.v1", quote)
     schema = store.current("quote").parsed
     as_dict = quote.to_avro()
@@ -66,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         ("codec encode (Quote → bytes)", rate(lambda: codec.encode("md.quotes.v1", quote), args.seconds)),
         ("codec decode (bytes → Quote)", rate(lambda: codec.decode("t", Quote, encoded, 0, 0), args.seconds)),
         ("fastavro write (dict → bytes)", rate(raw_write, args.seconds)),
-        ("fastavro read (bytes → dict)", rate(lambda: fastavro.schemaless_reader(io.BytesIO(body), schema, schema),
-                                              args.seconds)),
-    ]  # fmt: skip
+        (
+            "fastavro read (bytes → dict)",
+            rate(lambda: fastavro.schemaless_reader(io.BytesIO(body), schema, schema), args.seconds),
+        ),
+    ]
     print(f"quote record: {len(encoded)} bytes on the wire ({len(body)} body + 10 header)")
     print(f"{'operation':34} {'median/s':>12} {'min/s':>12} {'max/s':>12}")
     for name, (median, low, high) in rows:

@@ -41,11 +41,21 @@ def main() -> None:
         try:
             now = datetime.now(UTC)
             records = [
-                Quote(symbol=f"S{i % 50:02d}", con_id=i, bid=100.0 + i % 7, ask=100.1 + i % 7, last=100.05,
-                      bid_size=100.0, ask_size=200.0, last_size=10.0, event_time=now + timedelta(microseconds=i),
-                      ingest_time=now + timedelta(microseconds=i + 900), source=MarketDataSource.LIVE)
+                Quote(
+                    symbol=f"S{i % 50:02d}",
+                    con_id=i,
+                    bid=100.0 + i % 7,
+                    ask=100.1 + i % 7,
+                    last=100.05,
+                    bid_size=100.0,
+                    ask_size=200.0,
+                    last_size=10.0,
+                    event_time=now + timedelta(microseconds=i),
+                    ingest_time=now + timedelta(microseconds=i + 900),
+                    source=MarketDataSource.LIVE,
+                )
                 for i in range(total)
-            ]  # fmt: skip
+            ]
             with Warehouse.open(settings) as warehouse:
                 table = warehouse.schema.for_topic(quotes.TOPIC)
                 rows = [table.to_row(r, "raw", 0, i, now, now) for i, r in enumerate(records)]

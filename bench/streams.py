@@ -87,12 +87,24 @@ def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> sub
         "IBSTREAM_STATE_DIR": str(data),
         **{f"IBSTREAM_{k.upper()}": v for k, v in env.items()},
     }
-    command = [sys.executable, "-m", "streams.app", "--agents", agents, "--data-dir", str(data / "faust"),
-               "--loglevel", "warning"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "streams.app",
+        "--agents",
+        agents,
+        "--data-dir",
+        str(data / "faust"),
+        "--loglevel",
+        "warning",
+    ]
     worker = subprocess.Popen(
         command,
-        cwd=PROJECT_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=(data / "worker.log").open("wb"),
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=(data / "worker.log").open("wb"),
+    )
     if PROFILE_DIR is not None:
         # py-spy samples the worker until stop_worker interrupts it (folded stacks: `sort -t' ' -k2 -n`, or any
         # flame graph tool).
@@ -101,8 +113,9 @@ def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> sub
         spy = str(Path(sys.executable).parent / "py-spy")
         _PROFILERS[worker.pid] = subprocess.Popen(
             [spy, "record", "--format", "raw", "--rate", "250", "--pid", str(worker.pid), "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return worker
 
 
@@ -120,8 +133,20 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 
 def bar(symbol: str, i: int, close: float, start: datetime) -> Bar:
     at = start + timedelta(seconds=5 * i)
-    return Bar(symbol=symbol, start=at, open=close, high=close + 0.5, low=close - 0.5, close=close, volume=1,
-               wap=close, count=1, event_time=at, ingest_time=utc_now(), source=MarketDataSource.SIM)  # fmt: skip
+    return Bar(
+        symbol=symbol,
+        start=at,
+        open=close,
+        high=close + 0.5,
+        low=close - 0.5,
+        close=close,
+        volume=1,
+        wap=close,
+        count=1,
+        event_time=at,
+        ingest_time=utc_now(),
+        source=MarketDataSource.SIM,
+    )
 
 
 def bench_signals(settings: Settings, data: Path, total_bars: int, symbol_count: int) -> dict[str, float]:
@@ -138,9 +163,15 @@ def bench_signals(settings: Settings, data: Path, total_bars: int, symbol_count:
         reader.read(10, 1.0)
         sent, got, elapsed = _signal_throughput(out, reader, start, total_bars, symbol_count)
         latencies = _signal_latencies(out, reader, start, symbol_count)
-        return {"bars": sent, "signals": len(got), "seconds": elapsed, "per_second": sent / elapsed,
-                "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-                "samples": len(latencies)}  # fmt: skip
+        return {
+            "bars": sent,
+            "signals": len(got),
+            "seconds": elapsed,
+            "per_second": sent / elapsed,
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000,
+            "samples": len(latencies),
+        }
     finally:
         stop_worker(worker)
 
@@ -190,20 +221,41 @@ def _signal_latencies(out: RecordProducer, reader: Reader, start: datetime, symb
 
 
 def intent(order_id: str, symbol: str) -> OrderIntent:
-    return OrderIntent(order_id=order_id, symbol=symbol, side=Side.BUY, quantity=1, order_type=OrderType.LMT,
-                       limit_price=100.0, stop_loss=98.0, take_profit=104.0, requested_by="bench",
-                       created_time=utc_now())  # fmt: skip
+    return OrderIntent(
+        order_id=order_id,
+        symbol=symbol,
+        side=Side.BUY,
+        quantity=1,
+        order_type=OrderType.LMT,
+        limit_price=100.0,
+        stop_loss=98.0,
+        take_profit=104.0,
+        requested_by="bench",
+        created_time=utc_now(),
+    )
 
 
 def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
     out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, settings.kafka.topic_prefix)
     reader = Reader(settings, risk_decisions.TOPIC.name, RiskDecision)
-    worker = start_worker(settings, "risk", data, risk_max_orders_per_minute=str(10**6),
-                          risk_quote_max_age_seconds="3600")  # fmt: skip
+    worker = start_worker(
+        settings, "risk", data, risk_max_orders_per_minute=str(10**6), risk_quote_max_age_seconds="3600"
+    )
     try:
         now = utc_now()
-        out.send(quotes.TOPIC, Quote(symbol="AAPL", con_id=1, bid=99.99, ask=100.01, last=100.0, event_time=now,
-                                     ingest_time=now, source=MarketDataSource.SIM))  # fmt: skip
+        out.send(
+            quotes.TOPIC,
+            Quote(
+                symbol="AAPL",
+                con_id=1,
+                bid=99.99,
+                ask=100.01,
+                last=100.0,
+                event_time=now,
+                ingest_time=now,
+                source=MarketDataSource.SIM,
+            ),
+        )
         out.send(order_intents.TOPIC, intent("warm-up", "AAPL"))
         out.flush()
         if not reader.read(1, 90):
@@ -223,9 +275,16 @@ def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
             for arrived, _ in reader.read(1, 2.0):
                 latencies.append(arrived - sent)
             time.sleep(0.02)
-        return {"intents": total, "decisions": len(got), "approved": approved, "seconds": elapsed,
-                "per_second": len(got) / elapsed, "p50_ms": percentile(latencies, 50) * 1000,
-                "p99_ms": percentile(latencies, 99) * 1000, "samples": len(latencies)}  # fmt: skip
+        return {
+            "intents": total,
+            "decisions": len(got),
+            "approved": approved,
+            "seconds": elapsed,
+            "per_second": len(got) / elapsed,
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000,
+            "samples": len(latencies),
+        }
     finally:
         stop_worker(worker)
 

@@ -66,9 +66,7 @@ class SimClock:
     Thread-safe. The wall source is injectable so unit tests can drive time by hand.
     """
 
-    def __init__(
-        self, start: dt.datetime, speed: float, wall: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, start: dt.datetime, speed: float, wall: Callable[[], float] = time.monotonic) -> None:
         if speed <= 0 or math.isnan(speed):
             raise ValueError(f"speed must be positive, got {speed}")
         self._lock = threading.Lock()

@@ -104,18 +104,22 @@ class ControlServer:
         self.post_routes: dict[str, Handler] = {
             "/faults/drop_connections": lambda b, q: {"dropped": f.drop_connections()},
             "/faults/refuse_connections": lambda b, q: f.refuse_connections(
-                _num(b, "seconds"), bool(b.get("drop_existing", False))),
+                _num(b, "seconds"), bool(b.get("drop_existing", False))
+            ),
             "/faults/connectivity": lambda b, q: f.connectivity_loss(
-                _num(b, "outage_seconds", 1.0), int(_num(b, "restored_code", 1102))),
+                _num(b, "outage_seconds", 1.0), int(_num(b, "restored_code", 1102))
+            ),
             "/faults/market_data_farm": lambda b, q: f.market_data_farm(bool(b.get("ok", False))),
             "/faults/stall": lambda b, q: f.stall(_str(b, "symbol")),
             "/faults/resume": lambda b, q: f.resume(_str(b, "symbol")),
             "/faults/reject_next_order": lambda b, q: f.reject_next_order(
-                int(_num(b, "code", 201)), str(b.get("message", "Order rejected - reason:Simulated rejection"))),
+                int(_num(b, "code", 201)), str(b.get("message", "Order rejected - reason:Simulated rejection"))
+            ),
             "/faults/delay": lambda b, q: f.set_delays(_num(b, "ack_seconds", 0.0), _num(b, "fill_seconds", 0.0)),
             "/faults/pacing": lambda b, q: f.set_pacing(bool(b.get("enabled", True))),
             "/faults/restart": lambda b, q: f.restart_gateway(
-                _num(b, "downtime_seconds", 1.0), int(_num(b, "rollback", 0))),
+                _num(b, "downtime_seconds", 1.0), int(_num(b, "rollback", 0))
+            ),
             "/faults/lose_next_transmit": lambda b, q: f.lose_next_transmit(_num(b, "restart_seconds", 0.0)),
             "/faults/clear": lambda b, q: f.clear(),
             "/market/entitlement": lambda b, q: f.set_live_data_entitled(bool(b.get("live", True))),
@@ -168,8 +172,7 @@ class ControlServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
-            headers = {k.strip().lower(): v.strip() for k, v in
-                       (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+            headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
             length = int(headers.get("content-length", "0") or 0)
             if length > 1 << 20:
                 raise HttpError(413, "body too large")
@@ -189,11 +192,18 @@ class ControlServer:
             log.exception("control request failed")
             status, payload = 500, {"error": type(exc).__name__}
         data = json.dumps(payload).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  413: "Payload Too Large", 500: "Internal Server Error"}.get(status, "Error")
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Payload Too Large",
+            500: "Internal Server Error",
+        }.get(status, "Error")
         writer.write(
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+            + data
         )
         with contextlib.suppress(Exception):
             await writer.drain()

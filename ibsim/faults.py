@@ -114,8 +114,10 @@ class Faults:
         for o in gw.engine.discard_untransmitted():
             log.info(
                 "gateway restart: untransmitted order %d of client %d (orderRef %r) lost",
-                o.order_id, o.client_id, o.order_ref,
-            )  # fmt: skip
+                o.order_id,
+                o.client_id,
+                o.order_ref,
+            )
         self.refuse_connections(downtime_seconds, drop_existing=True)
 
     # -- market data ------------------------------------------------------------------------------

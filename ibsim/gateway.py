@@ -55,11 +55,13 @@ class Gateway:
             self.account,
             con_ids={i.symbol: i.con_id for i in config.universe},
             commissions=CommissionSchedule(
-                config.commission_per_share, config.commission_min, config.commission_max_pct,
+                config.commission_per_share,
+                config.commission_min,
+                config.commission_max_pct,
             ),
             initial_cash=config.initial_cash,
             partial_fill_max=config.partial_fill_max,
-        )  # fmt: skip
+        )
         self.instruments = {i.symbol: i for i in config.universe}
         self.by_conid = {i.con_id: i for i in config.universe}
         self.pacer = HistoricalPacer()

@@ -68,8 +68,11 @@ class History:
         five = self.gw.market.bars(inst.symbol, max(start, self.gw.market.first_bar_time()), end)
         bars = self._aggregate(five, bar_seconds)
         if not bars:
-            s.error(req.req_id, 162, f"{m.ERROR_TEXT[162]}HMDS query returned no data: "
-                                     f"{inst.symbol}@SMART {req.what_to_show.title()}")
+            s.error(
+                req.req_id,
+                162,
+                f"{m.ERROR_TEXT[162]}HMDS query returned no data: {inst.symbol}@SMART {req.what_to_show.title()}",
+            )
             return
         s.send(m.historical_data(req.req_id, start, end, bars, bar_seconds, req.format_date))
         if req.keep_up_to_date:
@@ -80,8 +83,15 @@ class History:
         """Whether the request breaks IB's pacing limits (and was answered with 162)."""
         if not self.gw.pacing:
             return False
-        key = HistKey(inst.con_id, req.contract.exchange, req.what_to_show, req.end_date_time,
-                      req.bar_size, req.duration, req.use_rth)
+        key = HistKey(
+            inst.con_id,
+            req.contract.exchange,
+            req.what_to_show,
+            req.end_date_time,
+            req.bar_size,
+            req.duration,
+            req.use_rth,
+        )
         violation = self.gw.pacer.check(key, bar_seconds, time.monotonic())
         if violation is None:
             return False

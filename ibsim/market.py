@@ -135,7 +135,11 @@ class MarketGenerator:
         p = prev_close * math.exp(rng.gauss(0.0, sigma * math.sqrt(23_400) * 0.3))
         cum = 0
         prices, lasts, bids, asks, cvol = (
-            series.prices, series.last_sizes, series.bid_sizes, series.ask_sizes, series.cum_volume
+            series.prices,
+            series.last_sizes,
+            series.bid_sizes,
+            series.ask_sizes,
+            series.cum_volume,
         )
         gauss, rand = rng.gauss, rng.random
         for _ in range(session.close - session.open):

@@ -110,6 +110,7 @@ class MarketData:
         q = self.gw.market.quote(sub.symbol, t)
         if not initial and not q.in_session and sub.last.get(-1) == q.time:
             return
+
         def tick(kind: m.Tick) -> m.Tick:
             return m.MAP_DELAYED_TICK.get(kind, kind) if sub.delayed else kind
 

@@ -260,12 +260,20 @@ class MatchingEngine:
         """Cancel an order of ``client_id``: 10147 if unknown, 10148 if already done."""
         order = self._orders.get((client_id, order_id))
         if order is None:
-            return [OrderRejected(client_id, order_id, 10147,
-                                  f"OrderId {order_id} that needs to be cancelled is not found.")]
+            return [
+                OrderRejected(
+                    client_id, order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found."
+                )
+            ]
         if order.status in TERMINAL:
-            return [OrderRejected(client_id, order_id, 10148,
-                                  f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                                  f"state: {order.status}.")]
+            return [
+                OrderRejected(
+                    client_id,
+                    order_id,
+                    10148,
+                    f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {order.status}.",
+                )
+            ]
         return self._cancel_tree(order, now, "")
 
     def discard_untransmitted(self) -> list[OrderSnapshot]:
@@ -458,8 +466,7 @@ class MatchingEngine:
         return parent is not None and parent.status != "Filled"
 
     def _children(self, o: _Order) -> list[_Order]:
-        return [c for c in self._sequence
-                if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
+        return [c for c in self._sequence if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
 
     def _oca_peers(self, o: _Order) -> list[_Order]:
         peers: list[_Order] = []

@@ -55,13 +55,22 @@ class Orders:
             return
         inst = gw.resolve(req.contract)
         order_req = OrderRequest(
-            order_id=req.order_id, client_id=s.client_id,
+            order_id=req.order_id,
+            client_id=s.client_id,
             con_id=inst.con_id if inst else req.contract.con_id,
             symbol=inst.symbol if inst else req.contract.symbol.upper(),
-            action=req.action, quantity=req.quantity, order_type=req.order_type,
-            lmt_price=req.lmt_price, aux_price=req.aux_price, tif=req.tif or "DAY",
-            oca_group=req.oca_group, account=req.account or gw.account, order_ref=req.order_ref,
-            transmit=req.transmit, parent_id=req.parent_id, outside_rth=req.outside_rth,
+            action=req.action,
+            quantity=req.quantity,
+            order_type=req.order_type,
+            lmt_price=req.lmt_price,
+            aux_price=req.aux_price,
+            tif=req.tif or "DAY",
+            oca_group=req.oca_group,
+            account=req.account or gw.account,
+            order_ref=req.order_ref,
+            transmit=req.transmit,
+            parent_id=req.parent_id,
+            outside_rth=req.outside_rth,
         )
         if req.order_id >= gw.next_order_id:
             gw.next_order_id = req.order_id + 1
@@ -89,9 +98,10 @@ class Orders:
         """A transmitting placeOrder lost in flight: its connection drops, or the whole gateway restarts."""
         log.info(
             "fault: placeOrder %d of client %d lost in flight; %s",
-            req.order_id, s.client_id,
+            req.order_id,
+            s.client_id,
             f"gateway restarts for {restart_seconds:g} s" if restart_seconds else "connection dropped",
-        )  # fmt: skip
+        )
         if restart_seconds:
             self.faults.restart_gateway(restart_seconds)
         else:
@@ -190,4 +200,3 @@ def _matches(req: m.ReqExecutions, e: Execution, since: float | None) -> bool:
         or (req.exchange and req.exchange.upper() not in (e.exchange, "SMART"))
         or (side and e.side != side)
     )
-

@@ -67,8 +67,14 @@ class Simulator:
             self._control = ControlServer(self, self.faults)
             self.control_port = await self._control.start(self.config.host, self.config.control_port)
         self.gw.tasks.append(asyncio.create_task(self.server.pump(), name="ibsim-pump"))
-        log.info("ibsim listening on %s:%d (control %s), account %s, speed %sx",
-                 self.host, self.port, self.control_port, self.account, self.config.speed)
+        log.info(
+            "ibsim listening on %s:%d (control %s), account %s, speed %sx",
+            self.host,
+            self.port,
+            self.control_port,
+            self.account,
+            self.config.speed,
+        )
 
     async def stop_async(self) -> None:
         """Close every connection and listener; the instance cannot be restarted."""
@@ -169,9 +175,13 @@ class Simulator:
     def ground_truth_bars(self, symbol: str, start: float | None = None, end: float | None = None) -> list[Bar]:
         """Every 5-second bar generated for ``symbol`` in ``[start, end)`` (default: all so far)."""
         sym = symbol.upper()
-        return self._call(lambda: self.market.bars(
-            sym, self.market.first_bar_time() if start is None else start,
-            self.clock.now() if end is None else min(end, self.clock.now())))
+        return self._call(
+            lambda: self.market.bars(
+                sym,
+                self.market.first_bar_time() if start is None else start,
+                self.clock.now() if end is None else min(end, self.clock.now()),
+            )
+        )
 
     def quote(self, symbol: str, at: float | None = None) -> Quote:
         """Top of book of ``symbol`` now (or at simulated time ``at``)."""
@@ -196,9 +206,11 @@ class Simulator:
 
     def sent_messages(self, client_id: int, msg_id: int | None = None) -> list[tuple[str, ...]]:
         """What ibsim sent to ``client_id`` (all its connections), as encoded text fields."""
+
         def get() -> list[tuple[str, ...]]:
             rows = list(self.gw.sent.get(client_id, ()))
             return rows if msg_id is None else [r for r in rows if r[0] == str(msg_id)]
+
         return self._call(get)
 
     def connected_client_ids(self) -> list[int]:
@@ -212,6 +224,7 @@ class Simulator:
 
     def state(self) -> dict[str, Any]:
         """JSON-friendly summary (the control endpoint's ``GET /state``)."""
+
         def get() -> dict[str, Any]:
             return {
                 "sim_time": self.clock.now_dt().isoformat(),
@@ -223,6 +236,7 @@ class Simulator:
                 "next_order_id": self.gw.next_order_id,
                 "faults": self.faults.summary(),
             }
+
         return self._call(get)
 
     # ============================================================================================

@@ -76,9 +76,16 @@ class AlertBook:
         return Counter(self._firing.values())
 
     def fire(
-        self, kind: str, subject: str, severity: Severity, message: str, *, symbol: str | None = None,
-        order_id: str | None = None, details: dict[str, str] | None = None,
-    ) -> Alert | None:  # fmt: skip
+        self,
+        kind: str,
+        subject: str,
+        severity: Severity,
+        message: str,
+        *,
+        symbol: str | None = None,
+        order_id: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> Alert | None:
         """The firing record, or None if this alert is already firing (it is raised once until resolved)."""
         identity = self.alert_id(kind, subject)
         self.kinds_seen.add(kind)
@@ -89,21 +96,38 @@ class AlertBook:
         with log_context(symbol=symbol, order_id=order_id):
             log.warning("alert firing", extra={"alert_id": identity, "alert": message})
         return Alert(
-            alert_id=identity, kind=kind, severity=severity, state=AlertState.FIRING, component=self.component,
-            symbol=symbol, order_id=order_id, message=message, details=details or {}, time=utc_now(),
-        )  # fmt: skip
+            alert_id=identity,
+            kind=kind,
+            severity=severity,
+            state=AlertState.FIRING,
+            component=self.component,
+            symbol=symbol,
+            order_id=order_id,
+            message=message,
+            details=details or {},
+            time=utc_now(),
+        )
 
-    def resolve(self, kind: str, subject: str, message: str, *, symbol: str | None = None,
-                order_id: str | None = None) -> Alert | None:  # fmt: skip
+    def resolve(
+        self, kind: str, subject: str, message: str, *, symbol: str | None = None, order_id: str | None = None
+    ) -> Alert | None:
         """The resolved record, or None if the alert was not firing."""
         identity = self.alert_id(kind, subject)
         if self._firing.pop(identity, None) is None:
             return None
         log.info("alert resolved", extra={"alert_id": identity})
         return Alert(
-            alert_id=identity, kind=kind, severity=Severity.INFO, state=AlertState.RESOLVED, component=self.component,
-            symbol=symbol, order_id=order_id, message=message, details={}, time=utc_now(),
-        )  # fmt: skip
+            alert_id=identity,
+            kind=kind,
+            severity=Severity.INFO,
+            state=AlertState.RESOLVED,
+            component=self.component,
+            symbol=symbol,
+            order_id=order_id,
+            message=message,
+            details={},
+            time=utc_now(),
+        )
 
     def snapshot(self) -> dict[str, Any]:
         return {"firing": sorted(self._firing)}

@@ -309,18 +309,33 @@ def check_order_notional(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
 def check_stop_distance(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     band = f"[{ctx.limits.min_stop_pct:g}%, {ctx.limits.max_stop_pct:g}%]"
     if intent.stop_loss is None:
-        return RiskCheck(name="stop_distance", value=None, limit=ctx.limits.max_stop_pct, passed=False,
-                         reason="no stop loss: every order needs a protective stop")  # fmt: skip
+        return RiskCheck(
+            name="stop_distance",
+            value=None,
+            limit=ctx.limits.max_stop_pct,
+            passed=False,
+            reason="no stop loss: every order needs a protective stop",
+        )
     if ctx.entry is None or ctx.entry <= 0:
         return _unpriced("stop_distance", ctx.limits.max_stop_pct)
     wrong_side = intent.stop_loss >= ctx.entry if intent.side is Side.BUY else intent.stop_loss <= ctx.entry
     pct = abs(ctx.entry - intent.stop_loss) / ctx.entry * 100
     if wrong_side:
-        return RiskCheck(name="stop_distance", value=pct, limit=ctx.limits.max_stop_pct, passed=False,
-                         reason=f"stop {intent.stop_loss:g} is on the wrong side of entry {ctx.entry:g}")  # fmt: skip
+        return RiskCheck(
+            name="stop_distance",
+            value=pct,
+            limit=ctx.limits.max_stop_pct,
+            passed=False,
+            reason=f"stop {intent.stop_loss:g} is on the wrong side of entry {ctx.entry:g}",
+        )
     if pct < ctx.limits.min_stop_pct:
-        return RiskCheck(name="stop_distance", value=pct, limit=ctx.limits.min_stop_pct, passed=False,
-                         reason=f"stop {pct:.3f}% from entry is inside {band}: too tight")  # fmt: skip
+        return RiskCheck(
+            name="stop_distance",
+            value=pct,
+            limit=ctx.limits.min_stop_pct,
+            passed=False,
+            reason=f"stop {pct:.3f}% from entry is inside {band}: too tight",
+        )
     passed = pct <= ctx.limits.max_stop_pct
     return RiskCheck(
         name="stop_distance",
@@ -334,8 +349,13 @@ def check_stop_distance(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
 def check_risk_per_trade(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     budget = ctx.limits.account_equity * ctx.limits.risk_per_trade_pct / 100
     if intent.stop_loss is None:
-        return RiskCheck(name="risk_per_trade", value=None, limit=budget, passed=False,
-                         reason="no stop loss: the loss at stop is unbounded")  # fmt: skip
+        return RiskCheck(
+            name="risk_per_trade",
+            value=None,
+            limit=budget,
+            passed=False,
+            reason="no stop loss: the loss at stop is unbounded",
+        )
     if ctx.entry is None:
         return _unpriced("risk_per_trade", budget)
     at_risk = intent.quantity * abs(ctx.entry - intent.stop_loss)
@@ -365,11 +385,13 @@ def check_order_rate(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
 def check_price_band(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     limit = ctx.limits.price_band_pct
     if ctx.reference is None:
-        return RiskCheck(name="price_band", value=None, limit=limit, passed=False,
-                         reason="no quote to compare the order price with")  # fmt: skip
+        return RiskCheck(
+            name="price_band", value=None, limit=limit, passed=False, reason="no quote to compare the order price with"
+        )
     if intent.order_type is OrderType.MKT:
-        return RiskCheck(name="price_band", value=0.0, limit=limit, passed=True,
-                         reason="market order trades at the quote")  # fmt: skip
+        return RiskCheck(
+            name="price_band", value=0.0, limit=limit, passed=True, reason="market order trades at the quote"
+        )
     price = ctx.entry if ctx.entry is not None else ctx.reference
     pct = abs(price - ctx.reference) / ctx.reference * 100
     passed = pct <= limit
@@ -387,8 +409,9 @@ def check_quote_age(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     limit = ctx.limits.quote_max_age_seconds
     quote = ctx.snapshot.quote
     if quote is None:
-        return RiskCheck(name="stale_quote", value=None, limit=limit, passed=False,
-                         reason=f"no quote for {intent.symbol}")  # fmt: skip
+        return RiskCheck(
+            name="stale_quote", value=None, limit=limit, passed=False, reason=f"no quote for {intent.symbol}"
+        )
     age = (ctx.now - quote.event_time).total_seconds()
     passed = age <= limit
     return RiskCheck(

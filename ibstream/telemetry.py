@@ -147,9 +147,10 @@ def configure_metrics(component: str) -> MeterProvider:
             aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_SECONDS),
         )
         _meter_provider = MeterProvider(
-            resource=Resource.create({"service.name": f"ibstream-{component}"}), metric_readers=[reader],
+            resource=Resource.create({"service.name": f"ibstream-{component}"}),
+            metric_readers=[reader],
             views=[seconds],
-        )  # fmt: skip
+        )
         metrics.set_meter_provider(_meter_provider)
     return _meter_provider
 
@@ -171,16 +172,21 @@ class JsonLinesSpanExporter(SpanExporter):
             parent = span.parent
             if context is None:
                 continue
-            lines.append(json.dumps({
-                "trace_id": f"{context.trace_id:032x}",
-                "span_id": f"{context.span_id:016x}",
-                "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
-                "name": span.name,
-                "service": span.resource.attributes.get("service.name"),
-                "start": span.start_time,
-                "end": span.end_time,
-                "attributes": dict(span.attributes or {}),
-            }, default=str))  # fmt: skip
+            lines.append(
+                json.dumps(
+                    {
+                        "trace_id": f"{context.trace_id:032x}",
+                        "span_id": f"{context.span_id:016x}",
+                        "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
+                        "name": span.name,
+                        "service": span.resource.attributes.get("service.name"),
+                        "start": span.start_time,
+                        "end": span.end_time,
+                        "attributes": dict(span.attributes or {}),
+                    },
+                    default=str,
+                )
+            )
         with self._lock:
             if self._handle is None:
                 self._handle = open(self._path, "a", buffering=1 << 20)  # noqa: SIM115 - closed in shutdown()
@@ -288,8 +294,9 @@ def consume_span(
 
 
 @contextmanager
-def produce_span(name: str, span_tracer: Tracer | None = None, **attributes: str | int | float | bool
-                 ) -> Iterator[Span]:  # fmt: skip
+def produce_span(
+    name: str, span_tracer: Tracer | None = None, **attributes: str | int | float | bool
+) -> Iterator[Span]:
     """A span around producing records that start a trace (a published bar); records sent inside carry it."""
     with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
         name, kind=SpanKind.PRODUCER, attributes=attributes
@@ -298,8 +305,9 @@ def produce_span(name: str, span_tracer: Tracer | None = None, **attributes: str
 
 
 @contextmanager
-def within(context: SpanContext | None, name: str, span_tracer: Tracer | None = None,
-           **attributes: str | int | float | bool) -> Iterator[Span | None]:  # fmt: skip
+def within(
+    context: SpanContext | None, name: str, span_tracer: Tracer | None = None, **attributes: str | int | float | bool
+) -> Iterator[Span | None]:
     """A child span of a remembered span context (later events of one order), or nothing when it is unknown."""
     if context is None or not context.is_valid:
         yield None

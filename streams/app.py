@@ -63,8 +63,12 @@ _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
 }
 
 #: Inputs of orchestration's router, re-keyed onto the internal command topic.
-ORCHESTRATION_SOURCES: tuple[TopicSpec[Any], ...] = (signals.TOPIC, control.TOPIC, risk_decisions.TOPIC,
-                                                    order_events.TOPIC)  # fmt: skip
+ORCHESTRATION_SOURCES: tuple[TopicSpec[Any], ...] = (
+    signals.TOPIC,
+    control.TOPIC,
+    risk_decisions.TOPIC,
+    order_events.TOPIC,
+)
 #: How often each worker sweeps its orchestration tables for runs to expire and entries to forget.
 SWEEP_SECONDS = 1.0
 #: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
@@ -193,8 +197,9 @@ def _faust_app(settings: Settings, data: Path) -> faust.App:
 def _add_signals(built: StreamsApp, settings: Settings) -> None:
     """The signals agent over bars, the transitions agent, and the ``signal-state`` table they share."""
     app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
-    state = app.Table("signal-state", key_type=str, partitions=bars.TOPIC.partitions,
-                      extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
+    state = app.Table(
+        "signal-state", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
+    )
     built.tables["signal-state"] = state
     bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
     built.agents["signals"] = app.agent(bar_topic, name="signals")(
@@ -212,8 +217,13 @@ def _add_risk(built: StreamsApp, settings: Settings) -> None:
     app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
     view = built.view if built.view is not None else risk.RiskView()
     built.view = view
-    decided = app.Table("risk-decided", key_type=str, value_type=str, partitions=order_intents.TOPIC.partitions,
-                        extra_topic_configs=CHANGELOG_CONFIGS)  # fmt: skip
+    decided = app.Table(
+        "risk-decided",
+        key_type=str,
+        value_type=str,
+        partitions=order_intents.TOPIC.partitions,
+        extra_topic_configs=CHANGELOG_CONFIGS,
+    )
     built.tables["risk-decided"] = decided
     source = _raw_topic(app, prefix + order_intents.TOPIC.name, order_intents.TOPIC.partitions)
     limits = risk.RiskLimits.from_settings(settings)
@@ -238,22 +248,34 @@ def _add_orchestration(
     """
     app, prefix = built.app, settings.kafka.topic_prefix
     partitions = orchestration.COMMANDS_PARTITIONS
-    command_topic = _raw_topic(app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True,
-                               retention=timedelta(days=7))  # fmt: skip
+    command_topic = _raw_topic(
+        app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True, retention=timedelta(days=7)
+    )
     tables = OrchestrationTables(
-        runs=app.Table("orchestration-runs", key_type=str, partitions=partitions,
-                       extra_topic_configs=CHANGELOG_CONFIGS),
-        signals=app.Table("orchestration-signals", key_type=str, partitions=partitions,
-                          extra_topic_configs=CHANGELOG_CONFIGS),
-        orders=app.Table("orchestration-orders", key_type=str, value_type=str, partitions=partitions,
-                         extra_topic_configs=CHANGELOG_CONFIGS),
-    )  # fmt: skip
-    built.tables.update({"orchestration-runs": tables.runs, "orchestration-signals": tables.signals,
-                         "orchestration-orders": tables.orders})  # fmt: skip
+        runs=app.Table(
+            "orchestration-runs", key_type=str, partitions=partitions, extra_topic_configs=CHANGELOG_CONFIGS
+        ),
+        signals=app.Table(
+            "orchestration-signals", key_type=str, partitions=partitions, extra_topic_configs=CHANGELOG_CONFIGS
+        ),
+        orders=app.Table(
+            "orchestration-orders",
+            key_type=str,
+            value_type=str,
+            partitions=partitions,
+            extra_topic_configs=CHANGELOG_CONFIGS,
+        ),
+    )
+    built.tables.update(
+        {
+            "orchestration-runs": tables.runs,
+            "orchestration-signals": tables.signals,
+            "orchestration-orders": tables.orders,
+        }
+    )
     bus = commands if commands is not None else orchestration_agents.FaustCommandBus(command_topic)
     sources = {prefix + spec.name: spec for spec in ORCHESTRATION_SOURCES}
-    source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw",
-                             value_serializer="raw")  # fmt: skip
+    source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     built.agents["orchestration-router"] = app.agent(source_topic, name="orchestration-router")(
         orchestration_agents.orchestration_router(built.context, bus, sources)
     )

@@ -87,9 +87,11 @@ class FaustEmitter:
         name = self._prefix + spec.name
         topic = self._topics[spec.name]
         # The current span's trace context rides along, so the next consumer's span joins this trace.
-        pending: Awaitable[Any] = await topic.send(key=spec.key_of(record).encode(),
-                                                   value=self._codec.encode(name, record),
-                                                   headers=kafka_trace_headers() or None)  # fmt: skip
+        pending: Awaitable[Any] = await topic.send(
+            key=spec.key_of(record).encode(),
+            value=self._codec.encode(name, record),
+            headers=kafka_trace_headers() or None,
+        )
         return pending
 
 
@@ -97,8 +99,14 @@ class AgentContext:
     """What every agent shares: the codec, the output emitter, the dead-letter router, the topic prefix and the
     worker's alerts."""
 
-    def __init__(self, codec: Codec, emitter: Emitter, dead_letters: DeadLetters, prefix: str,
-                 alerts: StreamsAlerts | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        codec: Codec,
+        emitter: Emitter,
+        dead_letters: DeadLetters,
+        prefix: str,
+        alerts: StreamsAlerts | None = None,
+    ) -> None:
         self.codec = codec
         self.emitter = emitter
         self.dead_letters = dead_letters

@@ -22,13 +22,14 @@ _meter = meter("streams")
 SIGNALS = _meter.create_counter("ibstream_signals", description="Signals emitted, by strategy, symbol and side")
 RUNS = _meter.create_counter("ibstream_orchestration_runs", description="Runs that reached a final state, by state")
 RUN_STAGE = _meter.create_histogram(
-    "ibstream_orchestration_stage_seconds", unit="s",
+    "ibstream_orchestration_stage_seconds",
+    unit="s",
     description="Time a run spent between two states, by stage (triggered_to_planned, planned_to_submitted)",
-)  # fmt: skip
+)
 AGENT0_REQUESTS = _meter.create_counter(
-    "ibstream_agent0_requests", description="Agent0 plan calls by outcome (ok, timeout, unreachable, http_4xx, "
-    "http_5xx, bad_plan, circuit_open)",
-)  # fmt: skip
+    "ibstream_agent0_requests",
+    description="Agent0 plan calls by outcome (ok, timeout, unreachable, http_4xx, http_5xx, bad_plan, circuit_open)",
+)
 AGENT0_LATENCY = _meter.create_histogram(
     "ibstream_agent0_request_seconds", unit="s", description="Duration of one Agent0 plan call, by outcome"
 )
@@ -100,9 +101,13 @@ class StreamsAlerts:
         """``on``: target → "actor: reason" of every kill switch the view holds on."""
         changes: list[Alert] = []
         for target, why in sorted(on.items()):
-            fired = self.book.fire("kill_switch", target, Severity.CRITICAL,
-                                   f"kill switch on for {target} ({why}): risk rejects every new intent in scope",
-                                   details={"target": target})  # fmt: skip
+            fired = self.book.fire(
+                "kill_switch",
+                target,
+                Severity.CRITICAL,
+                f"kill switch on for {target} ({why}): risk rejects every new intent in scope",
+                details={"target": target},
+            )
             if fired is not None:
                 changes.append(fired)
         for identity in sorted(self.book.firing):
@@ -121,7 +126,11 @@ class StreamsAlerts:
         if state == "closed":
             resolved = self.book.resolve("agent0_circuit_open", "agent0", "Agent0 answers again: circuit closed")
             return [] if resolved is None else [resolved]
-        fired = self.book.fire("agent0_circuit_open", "agent0", Severity.WARNING,
-                               "Agent0 circuit open after repeated failures: runs fail fast instead of planning",
-                               details={"breaker_state": state})  # fmt: skip
+        fired = self.book.fire(
+            "agent0_circuit_open",
+            "agent0",
+            Severity.WARNING,
+            "Agent0 circuit open after repeated failures: runs fail fast instead of planning",
+            details={"breaker_state": state},
+        )
         return [] if fired is None else [fired]

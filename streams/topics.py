@@ -30,8 +30,13 @@ def layout_of(topic: Any) -> TopicLayout:
     retention = topic.retention  # Faust keeps it as declared: a timedelta here, or seconds
     seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention or 0)
     retention_ms = int(seconds * 1000) if seconds else _DEFAULT_RETENTION_MS
-    return TopicLayout(topic.get_topic_name(), topic.partitions, retention_ms, policy or "delete",
-                       extra_configs=tuple(sorted((topic.config or {}).items())))  # fmt: skip
+    return TopicLayout(
+        topic.get_topic_name(),
+        topic.partitions,
+        retention_ms,
+        policy or "delete",
+        extra_configs=tuple(sorted((topic.config or {}).items())),
+    )
 
 
 def prepare(settings: Settings, layouts: list[TopicLayout], timeout: float = 30.0) -> None:

@@ -73,16 +73,28 @@ class FakeIbSession:
         return self._send("cancelRealTimeBars", req_id)
 
     def req_historical_data(
-        self, req_id: int, contract: Contract, end: str, duration: str, bar_size: str,
-        what_to_show: str = "TRADES", use_rth: bool = False, format_date: int = 2,
-    ) -> bool:  # fmt: skip
+        self,
+        req_id: int,
+        contract: Contract,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        use_rth: bool = False,
+        format_date: int = 2,
+    ) -> bool:
         self.historical.append((req_id, end, duration))
         return self._send("reqHistoricalData", req_id, contract.symbol, end, duration)
 
     def historical_delay(
-        self, contract: Contract, end: str, duration: str, bar_size: str, what_to_show: str = "TRADES",
+        self,
+        contract: Contract,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
         use_rth: bool = False,
-    ) -> float:  # fmt: skip
+    ) -> float:
         return 0.0
 
     def place_order(self, order_id: int, contract: Contract, ticket: OrderTicket) -> bool:

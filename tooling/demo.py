@@ -75,8 +75,11 @@ def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
-    return sum(value for sample, sample_labels, value in samples
-               if sample == name and all(sample_labels.get(k) == v for k, v in labels.items()))  # fmt: skip
+    return sum(
+        value
+        for sample, sample_labels, value in samples
+        if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def histogram_quantile(samples: list[tuple[str, dict[str, str], float]], name: str, quantile: float) -> float | None:
@@ -135,8 +138,10 @@ class Demo:
         self.directory = self.config.directory or (self.settings.state_dir / "demo")
         self.prefix = f"demo{dt.datetime.now(dt.UTC).strftime('%Y%m%d%H%M%S')}."
         self.group = ProcessGroup(self.directory / "logs")
-        self.ports = {name: free_port() for name in ("sim", "control", "producer", "execution", "agent0", "api",
-                                                      "streams", "sink")}  # fmt: skip
+        self.ports = {
+            name: free_port()
+            for name in ("sim", "control", "producer", "execution", "agent0", "api", "streams", "sink")
+        }
         self.jwt_secret = secrets.token_urlsafe(48)
         self.tokens: dict[str, str] = {}
         self.start = session_start()
@@ -208,8 +213,12 @@ class Demo:
         if role not in self.tokens:
             result = subprocess.run(
                 [sys.executable, "-m", "ibstream.cli", "token", "--role", role, "--subject", f"demo-{role}"],
-                env={**self.group.base_env, **self.env()}, capture_output=True, text=True, check=True, timeout=30,
-            )  # fmt: skip
+                env={**self.group.base_env, **self.env()},
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            )
             self.tokens[role] = result.stdout.strip()
         return self.tokens[role]
 
@@ -263,20 +272,35 @@ class Demo:
         env = self.env()
         start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
         self.group.ibstream(
-            "ibsim", "sim", "--port", str(self.ports["sim"]), "--control-port", str(self.ports["control"]),
-            "--speed", str(self.config.speed), "--start", start, "--symbols", *self.config.symbols,
-            env=env, health_url=f"{self.control}/health",
-        )  # fmt: skip
+            "ibsim",
+            "sim",
+            "--port",
+            str(self.ports["sim"]),
+            "--control-port",
+            str(self.ports["control"]),
+            "--speed",
+            str(self.config.speed),
+            "--start",
+            start,
+            "--symbols",
+            *self.config.symbols,
+            env=env,
+            health_url=f"{self.control}/health",
+        )
         self.group.wait_healthy("ibsim", 30)
         self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
-        self.group.ibstream("agent0", "run", "agent0", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['agent0']}/health")  # fmt: skip
-        self.group.ibstream("streams", "run", "streams", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['streams']}/health")  # fmt: skip
-        self.group.ibstream("execution", "run", "execution", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['execution']}/health")  # fmt: skip
-        self.group.ibstream("producer", "run", "producer", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
+        self.group.ibstream(
+            "agent0", "run", "agent0", env=env, health_url=f"http://127.0.0.1:{self.ports['agent0']}/health"
+        )
+        self.group.ibstream(
+            "streams", "run", "streams", env=env, health_url=f"http://127.0.0.1:{self.ports['streams']}/health"
+        )
+        self.group.ibstream(
+            "execution", "run", "execution", env=env, health_url=f"http://127.0.0.1:{self.ports['execution']}/health"
+        )
+        self.group.ibstream(
+            "producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{self.ports['producer']}/health"
+        )
         for name in ("api", "agent0", "streams", "execution", "producer"):
             self.group.wait_healthy(name, 90)
         self.note("all deployables up")
@@ -324,8 +348,9 @@ class Demo:
             if not run_id or run_id in self.approved:
                 continue
             try:
-                post_json(f"{self.api}/v1/runs/{run_id}/approve", {"reason": "demo trader approves"},
-                          self._token("trader"))  # fmt: skip
+                post_json(
+                    f"{self.api}/v1/runs/{run_id}/approve", {"reason": "demo trader approves"}, self._token("trader")
+                )
                 self.approved.add(run_id)
             except (OSError, ValueError, urllib.error.HTTPError) as error:
                 self.note(f"approve {run_id[:8]} failed: {error}")
@@ -360,8 +385,11 @@ class Demo:
         from rich.live import Live
 
         console = Console()
-        with Live(self.render(None, {}), console=console, refresh_per_second=2,
-                  transient=False) if self.config.live_view else _NoLive() as live:  # fmt: skip
+        with (
+            Live(self.render(None, {}), console=console, refresh_per_second=2, transient=False)
+            if self.config.live_view
+            else _NoLive() as live
+        ):
             while True:
                 state = self.sim_state()
                 now = self.sim_time(state)
@@ -415,8 +443,11 @@ class Demo:
             f"unrecoverable {metric_sum(producer, 'ibstream_gaps_total', state='unrecoverable'):.0f}",
         )
         stages.add_row("approvals", f"{len(self.approved)} runs approved by the demo trader ({self.config.approve})")
-        outcomes = {labels.get("outcome", "?"): value for name, labels, value in execution
-                    if name == "ibstream_execution_orders_total"}  # fmt: skip
+        outcomes = {
+            labels.get("outcome", "?"): value
+            for name, labels, value in execution
+            if name == "ibstream_execution_orders_total"
+        }
         stages.add_row("orders", "  ".join(f"{k}={v:.0f}" for k, v in sorted(outcomes.items())) or "none yet")
         latency = histogram_quantile(execution, "ibstream_execution_intent_to_ack_seconds", 0.5)
         stages.add_row("intent→ack p50", f"{latency * 1000:.1f} ms" if latency is not None else "–")
@@ -441,8 +472,9 @@ class Demo:
     def summary(self) -> dict[str, Any]:
         from ibstream.warehouse import Warehouse
 
-        settings = load_settings(state_dir=self.directory, warehouse_dir=self.directory / "warehouse",
-                                 kafka_topic_prefix=self.prefix)  # fmt: skip
+        settings = load_settings(
+            state_dir=self.directory, warehouse_dir=self.directory / "warehouse", kafka_topic_prefix=self.prefix
+        )
         warehouse = Warehouse.open(settings)
         database = settings.warehouse.database
 
@@ -504,20 +536,26 @@ class Demo:
             table.add_row(name, text)
         console = Console()
         console.print(table)
-        console.print(f"Warehouse kept in {self.directory / 'warehouse'}; explore it with\n"
-                      f"  IBSTREAM_WAREHOUSE_DIR={self.directory / 'warehouse'} ibstream audit order-trail\n"
-                      f"Logs: {self.group.log_dir}")  # fmt: skip
+        console.print(
+            f"Warehouse kept in {self.directory / 'warehouse'}; explore it with\n"
+            f"  IBSTREAM_WAREHOUSE_DIR={self.directory / 'warehouse'} ibstream audit order-trail\n"
+            f"Logs: {self.group.log_dir}"
+        )
         if not self.config.keep:
-            console.print("Charts of the session (bars, signals, entries, stops, fills, P&L) are in the operator "
-                          "console: run `ibstream demo --keep` to keep it open at the end.")  # fmt: skip
+            console.print(
+                "Charts of the session (bars, signals, entries, stops, fills, P&L) are in the operator "
+                "console: run `ibstream demo --keep` to keep it open at the end."
+            )
         (self.directory / "summary.json").write_text(json.dumps(figures, indent=2, default=str))
 
     def keep_running(self) -> None:
         self.group.ibstream("api", "run", "api", "--with-sink", env=self.env(), health_url=f"{self.api}/health")
         self.group.wait_healthy("api", 60)
-        print(f"Charts and the rest of the operator console: {self.console}\n"
-              f"  sign in with this trader token: {self._token('trader')}\n"
-              f"API documentation: {self.api}/docs\nCtrl-C to stop everything.")  # fmt: skip
+        print(
+            f"Charts and the rest of the operator console: {self.console}\n"
+            f"  sign in with this trader token: {self._token('trader')}\n"
+            f"API documentation: {self.api}/docs\nCtrl-C to stop everything."
+        )
         while True:
             time.sleep(1)
 

@@ -78,13 +78,15 @@ class ProcessGroup:
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
-    def ibstream(self, name: str, *arguments: str, env: dict[str, str] | None = None,
-                 health_url: str | None = None) -> ManagedProcess:  # fmt: skip
+    def ibstream(
+        self, name: str, *arguments: str, env: dict[str, str] | None = None, health_url: str | None = None
+    ) -> ManagedProcess:
         """Start `ibstream <arguments>` with this interpreter (no PATH lookup)."""
         return self.start(name, [sys.executable, "-m", "ibstream.cli", *arguments], env=env, health_url=health_url)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              health_url: str | None = None) -> ManagedProcess:  # fmt: skip
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, health_url: str | None = None
+    ) -> ManagedProcess:
         if name in self.processes and self.processes[name].alive():
             raise ProcessError(f"{name} is already running (pid {self.processes[name].pid})")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +100,13 @@ class ProcessGroup:
     def _spawn(self, managed: ManagedProcess) -> None:
         with managed.log_file.open("ab") as log:
             managed.process = subprocess.Popen(
-                managed.argv, env=managed.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                managed.argv,
+                env=managed.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         managed.starts += 1
 
     def wait_healthy(self, name: str, timeout: float = 60.0, path: str | None = None) -> None:

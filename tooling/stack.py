@@ -213,9 +213,16 @@ class KafkaStack:
         # One id in 64 starts with "-"; in "--cluster-id=…" form argparse cannot mistake it for an option.
         cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = [
-            "java", "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file),
-        ]  # fmt: skip
+            "java",
+            "-cp",
+            classpath,
+            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.config_file),
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise StackError(f"formatting KRaft storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
@@ -235,10 +242,18 @@ class KafkaStack:
         self._format_storage(classpath)
         heap = self.settings.stack.kafka_heap
         command = [
-            "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-            "-cp", classpath, "kafka.Kafka", str(self.config_file),
-        ]  # fmt: skip
+            "java",
+            "-Xms256m",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
         process = self.process.start(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -373,10 +388,15 @@ class RegistryStack:
             raise StackError(f"port {self.port} is in use by another process; set IBSTREAM_STACK_REGISTRY_PORT")
         runner = resolve_apicurio(self.settings.state_dir / "maven")
         command = [
-            "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
-            "-jar", str(runner),
-        ]  # fmt: skip
+            "java",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dquarkus.http.port={self.port}",
+            "-Dquarkus.http.host=127.0.0.1",
+            "-jar",
+            str(runner),
+        ]
         process = self.process.start(command, cwd=runner.parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -161,8 +161,13 @@ def make_plan(
             f"(reward/risk {reward / risk:.2f})"
         ),
     )
-    return PlanResponseV1(plan_id=plan_id, run_id=ids.run_id(signal.signal_id), signal_id=signal.signal_id,
-                          symbol=signal.symbol, plan=plan)  # fmt: skip
+    return PlanResponseV1(
+        plan_id=plan_id,
+        run_id=ids.run_id(signal.signal_id),
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        plan=plan,
+    )
 
 
 class PlanStore:
@@ -267,19 +272,32 @@ def create_app(settings: Settings, store: PlanStore, publish: Publisher) -> Fast
         # Continues the caller's trace (orchestration sends W3C trace context), so a run's trace shows its plan.
         with consume_span("agent0.plan", list(http.headers.items()), signal_id=request.signal.signal_id):
             try:
-                response = make_plan(request.signal, request.entry_type, settings.risk.account_equity,
-                                     settings.risk.per_trade_pct, PlanLimits.from_settings(settings))  # fmt: skip
+                response = make_plan(
+                    request.signal,
+                    request.entry_type,
+                    settings.risk.account_equity,
+                    settings.risk.per_trade_pct,
+                    PlanLimits.from_settings(settings),
+                )
             except SizingError as error:
                 _plans.add(1, {"outcome": "bad_request"})
                 raise HTTPException(400, ("bad_request", str(error))) from None
             store.save(response)
             _plans.add(1, {"outcome": "planned"})
-        log.info("plan", extra={"signal_id": response.signal_id, "run_id": response.run_id,
-                                "symbol": response.symbol, "plan_id": response.plan_id})  # fmt: skip
+        log.info(
+            "plan",
+            extra={
+                "signal_id": response.signal_id,
+                "run_id": response.run_id,
+                "symbol": response.symbol,
+                "plan_id": response.plan_id,
+            },
+        )
         return response
 
-    @app.post("/v1/execute", response_model=ExecuteResponseV1, responses={404: {"model": ErrorV1},
-                                                                          409: {"model": ErrorV1}})  # fmt: skip
+    @app.post(
+        "/v1/execute", response_model=ExecuteResponseV1, responses={404: {"model": ErrorV1}, 409: {"model": ErrorV1}}
+    )
     def execute(request: ExecuteRequestV1) -> ExecuteResponseV1:
         planned = store.get(request.plan_id)
         if planned is None:
@@ -291,18 +309,34 @@ def create_app(settings: Settings, store: PlanStore, publish: Publisher) -> Fast
             raise HTTPException(409, ("already_executed", f"plan {request.plan_id} already executed as {order_id}"))
         p = planned.plan
         intent = OrderIntent(
-            order_id=order_id, run_id=planned.run_id, signal_id=planned.signal_id, symbol=planned.symbol,
-            side=p.side, quantity=p.quantity, order_type=p.order_type, limit_price=p.limit_price,
-            stop_price=p.stop_price, stop_loss=p.stop_loss, take_profit=p.take_profit,
-            requested_by=f"agent0:{request.approved_by}", created_time=utc_now(),
-        )  # fmt: skip
+            order_id=order_id,
+            run_id=planned.run_id,
+            signal_id=planned.signal_id,
+            symbol=planned.symbol,
+            side=p.side,
+            quantity=p.quantity,
+            order_type=p.order_type,
+            limit_price=p.limit_price,
+            stop_price=p.stop_price,
+            stop_loss=p.stop_loss,
+            take_profit=p.take_profit,
+            requested_by=f"agent0:{request.approved_by}",
+            created_time=utc_now(),
+        )
         try:
             publish(intent)
         except Exception as error:
             store.release(request.plan_id)  # nothing left: the plan may be executed again (same order_id)
             raise HTTPException(503, ("dependency_down", str(error))) from None
-        log.info("plan executed", extra={"order_id": order_id, "run_id": planned.run_id, "symbol": planned.symbol,
-                                         "signal_id": planned.signal_id})  # fmt: skip
+        log.info(
+            "plan executed",
+            extra={
+                "order_id": order_id,
+                "run_id": planned.run_id,
+                "symbol": planned.symbol,
+                "signal_id": planned.signal_id,
+            },
+        )
         return ExecuteResponseV1(plan_id=request.plan_id, order_id=order_id, intent=intent)
 
     return app
@@ -327,6 +361,5 @@ def main(argv: list[str]) -> int:
     configure("agent0", args.log_level or settings.log_level)
     store = PlanStore(settings.agent0_db_path)
     app = create_app(settings, store, kafka_publisher(settings))
-    uvicorn.run(app, host=args.host or settings.agent0.host, port=args.port or settings.agent0.port,
-                log_config=None)  # fmt: skip
+    uvicorn.run(app, host=args.host or settings.agent0.host, port=args.port or settings.agent0.port, log_config=None)
     return 0

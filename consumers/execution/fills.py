@@ -69,12 +69,21 @@ class FillPairing:
         detail, source, _ = self.pending.pop(exec_id)
         record = execution_record(detail, commission, source, utc_now())
         if self.ctx.book.record_execution(record):
-            with within(self.reporter.trace(record.order_id), "execution.fill", order_id=record.order_id,
-                        exec_id=exec_id, source=source.value):  # fmt: skip
+            with within(
+                self.reporter.trace(record.order_id),
+                "execution.fill",
+                order_id=record.order_id,
+                exec_id=exec_id,
+                source=source.value,
+            ):
                 self.reporter.outbox.enqueue(executions.TOPIC, record)
             with log_context(order_id=record.order_id, symbol=record.symbol):
                 log.info(
                     "fill",
-                    extra={"exec_id": exec_id, "quantity": record.quantity, "price": record.price,
-                           "source": source.value},
-                )  # fmt: skip
+                    extra={
+                        "exec_id": exec_id,
+                        "quantity": record.quantity,
+                        "price": record.price,
+                        "source": source.value,
+                    },
+                )

@@ -72,9 +72,13 @@ class OrderEvents:
                 self.cancels.settle(event.req_id)
                 log.info(
                     "IB had nothing to cancel",
-                    extra={"leg": leg.leg.value, "ib_order_id": event.req_id, "code": event.code,
-                           "ib_message": event.message},
-                )  # fmt: skip
+                    extra={
+                        "leg": leg.leg.value,
+                        "ib_order_id": event.req_id,
+                        "code": event.code,
+                        "ib_message": event.message,
+                    },
+                )
                 return
             status = status_of_error(event.kind)
             if status is None:
@@ -85,8 +89,12 @@ class OrderEvents:
                 return
             self.cancels.settle(event.req_id)
             self.reporter.report(
-                order.order_id, leg.leg, status, broker_code=event.code, broker_message=event.message,
-            )  # fmt: skip
+                order.order_id,
+                leg.leg,
+                status,
+                broker_code=event.code,
+                broker_message=event.message,
+            )
 
     def on_order_status(self, update: events.OrderStatusUpdate) -> None:
         if update.client_id != self.ctx.client_id:
@@ -102,10 +110,14 @@ class OrderEvents:
             self.cancels.settle(update.order_id)
         with log_context(order_id=order.order_id, symbol=order.symbol):
             self.reporter.report(
-                order.order_id, leg.leg, status, filled=update.filled,
-                avg_fill_price=update.avg_fill_price or None, perm_id=update.perm_id or None,
+                order.order_id,
+                leg.leg,
+                status,
+                filled=update.filled,
+                avg_fill_price=update.avg_fill_price or None,
+                perm_id=update.perm_id or None,
                 broker_status=update.status,
-            )  # fmt: skip
+            )
 
     def on_position(self, update: events.PositionUpdate) -> None:
         account = self.ctx.account
@@ -113,8 +125,14 @@ class OrderEvents:
             return
         source = ExecutionSource.RECONCILIATION if self.query.collector is not None else ExecutionSource.LIVE
         self.reporter.outbox.enqueue(
-            positions.TOPIC, Position(
-                account=update.account or account or "", symbol=update.symbol, con_id=update.con_id,
-                quantity=update.quantity, avg_cost=update.avg_cost, source=source, time=utc_now(),
-            )
-        )  # fmt: skip
+            positions.TOPIC,
+            Position(
+                account=update.account or account or "",
+                symbol=update.symbol,
+                con_id=update.con_id,
+                quantity=update.quantity,
+                avg_cost=update.avg_cost,
+                source=source,
+                time=utc_now(),
+            ),
+        )

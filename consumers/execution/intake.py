@@ -55,9 +55,10 @@ class Intake:
     def start_control(self, on_control: Callable[[KafkaMessage], None]) -> int:
         """Read control.v1 (compacted) from its beginning, so a kill switch engaged while we were down holds."""
         self.control = create_consumer(
-            self.ctx.settings, f"{self.group}-control-{uuid.uuid4().hex[:8]}",
+            self.ctx.settings,
+            f"{self.group}-control-{uuid.uuid4().hex[:8]}",
             **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 100},
-        )  # fmt: skip
+        )
         return consume_to_end(self.control, {self.prefix + control.TOPIC.name: control.TOPIC.partitions}, on_control)
 
     def poll_control(self, on_control: Callable[[KafkaMessage], None]) -> None:
@@ -92,9 +93,10 @@ class Intake:
 
     def rebuild(self) -> None:
         reader = create_consumer(
-            self.ctx.settings, f"{self.group}-rebuild-{uuid.uuid4().hex[:8]}",
+            self.ctx.settings,
+            f"{self.group}-rebuild-{uuid.uuid4().hex[:8]}",
             **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10},
-        )  # fmt: skip
+        )
         book, journal = self.ctx.book, self.ctx.journal
         events_topic = self.prefix + order_events.TOPIC.name
         exec_topic = self.prefix + executions.TOPIC.name
@@ -119,13 +121,18 @@ class Intake:
         journal.settle([order_id for order_id in journal.in_doubt if order_id in book.orders])
         log.info(
             "book rebuilt",
-            extra={"records": count, "orders": len(book.orders), "in_doubt": len(journal.in_doubt),
-                   "max_ib_order_id": book.max_ib_order_id},
-        )  # fmt: skip
+            extra={
+                "records": count,
+                "orders": len(book.orders),
+                "in_doubt": len(journal.in_doubt),
+                "max_ib_order_id": book.max_ib_order_id,
+            },
+        )
 
     def join_routed(self, account: str) -> None:
         self.routed = create_consumer(
-            self.ctx.settings, self.group,
+            self.ctx.settings,
+            self.group,
             **{
                 "enable.auto.commit": False,
                 # Static membership: a restarted executor takes its partition back at once instead of waiting for
@@ -133,7 +140,7 @@ class Intake:
                 "group.instance.id": f"{self.group}-{account}",
                 "session.timeout.ms": 10_000,
             },
-        )  # fmt: skip
+        )
         self.routed.subscribe([self.prefix + routed_orders.TOPIC.name])
         self.paused = False
 

@@ -193,15 +193,28 @@ def plan_legs(order: RoutedOrder, ib_order_ids: list[int], account: str) -> list
             )
         elif leg is OrderLeg.STOP_LOSS:
             ticket = OrderTicket(
-                action=exit_action, quantity=order.quantity, order_type="STP", order_ref=order.order_id,
-                aux_price=order.stop_loss, time_in_force="GTC", parent_id=parent_id, transmit=last, account=account,
-            )  # fmt: skip
+                action=exit_action,
+                quantity=order.quantity,
+                order_type="STP",
+                order_ref=order.order_id,
+                aux_price=order.stop_loss,
+                time_in_force="GTC",
+                parent_id=parent_id,
+                transmit=last,
+                account=account,
+            )
         else:
             ticket = OrderTicket(
-                action=exit_action, quantity=order.quantity, order_type="LMT", order_ref=order.order_id,
-                limit_price=order.take_profit, time_in_force="GTC", parent_id=parent_id, transmit=last,
+                action=exit_action,
+                quantity=order.quantity,
+                order_type="LMT",
+                order_ref=order.order_id,
+                limit_price=order.take_profit,
+                time_in_force="GTC",
+                parent_id=parent_id,
+                transmit=last,
                 account=account,
-            )  # fmt: skip
+            )
         plans.append(LegPlan(leg, ib_id, ticket))
     return plans
 

@@ -48,9 +48,15 @@ class Placement:
     """Steps 1-4 of the protocol; the outbox does 5 and 6."""
 
     def __init__(
-        self, ctx: Context, reporter: Reporter, outbox: Outbox, kill_switch: KillSwitch, reconciler: Reconciler,
-        crash: CrashPoints, ask_ib: AskIb,
-    ) -> None:  # fmt: skip
+        self,
+        ctx: Context,
+        reporter: Reporter,
+        outbox: Outbox,
+        kill_switch: KillSwitch,
+        reconciler: Reconciler,
+        crash: CrashPoints,
+        ask_ib: AskIb,
+    ) -> None:
         self.ctx = ctx
         self.reporter = reporter
         self.outbox = outbox
@@ -82,7 +88,7 @@ class Placement:
             log.warning(
                 "order already at IB (a previous attempt placed it); adopting, not placing",
                 extra={"open_at_ib": len(at_ib), "executions_at_ib": len(filled_at_ib), "in_doubt": entry is not None},
-            )  # fmt: skip
+            )
             self._adopt(order, snapshot, entry)
             return True
         self._place_new(order, entry)
@@ -124,10 +130,12 @@ class Placement:
             self.ctx.session.place_order(plan.ib_order_id, contract, plan.ticket)
             self.reporter.m_placed.add(1, {"leg": plan.leg.value})
             self.reporter.report(
-                order.order_id, plan.leg, OrderStatus.PENDING_SUBMIT,
+                order.order_id,
+                plan.leg,
+                OrderStatus.PENDING_SUBMIT,
                 broker_message=f"placeOrder {plan.ticket.order_type} {plan.ticket.action} {plan.ticket.quantity:g} "
                 f"(IB id {plan.ib_order_id}, parent {plan.ticket.parent_id}, transmit {plan.ticket.transmit})",
-            )  # fmt: skip
+            )
 
     def _adopt(self, order: RoutedOrder, snapshot: IbSnapshot, entry: InDoubt | None) -> None:
         """The order exists at IB: take over its ids, record what IB says, re-send only journaled legs IB lacks."""
@@ -140,10 +148,14 @@ class Placement:
             self.send_legs(order, plans)
         elif missing:
             self.reporter.alert(
-                "order_partly_at_ib", Severity.WARNING,
+                "order_partly_at_ib",
+                Severity.WARNING,
                 f"legs {','.join(leg.value for leg in missing)} are not at IB and their ids were not journaled",
-                {}, order_id=order.order_id, symbol=order.symbol, key=(order.order_id,),
-            )  # fmt: skip
+                {},
+                order_id=order.order_id,
+                symbol=order.symbol,
+                key=(order.order_id,),
+            )
         self.outbox.settle_after_commit(order.order_id, placed=False)
 
     def reject_locally(self, order: RoutedOrder, reason: str) -> None:

@@ -82,9 +82,12 @@ class IbQuery:
         self._req_ids = itertools.count(9000)
 
     def ask(
-        self, drain: Callable[[float], None], connected: Callable[[], bool], symbol: str = "",
+        self,
+        drain: Callable[[float], None],
+        connected: Callable[[], bool],
+        symbol: str = "",
         with_positions: bool = False,
-    ) -> IbSnapshot | None:  # fmt: skip
+    ) -> IbSnapshot | None:
         """Ask and wait, draining IB's events, for every end marker; None when IB did not answer in time or the
         connection dropped (the caller must not place then)."""
         collector = Collector(IbSnapshot(positions=[] if with_positions else None), next(self._req_ids))
@@ -149,8 +152,10 @@ class OwedCancels:
                         extra={"leg": owed.leg.value, "ib_order_id": ib_order_id},
                     )
                 else:
-                    log.info("cancel for a leg presumed cancelled not sent: IB not connected; sent on reconnect",
-                             extra={"leg": owed.leg.value, "ib_order_id": ib_order_id})  # fmt: skip
+                    log.info(
+                        "cancel for a leg presumed cancelled not sent: IB not connected; sent on reconnect",
+                        extra={"leg": owed.leg.value, "ib_order_id": ib_order_id},
+                    )
 
     def settle(self, ib_order_id: int) -> None:
         """IB answered for an order (a final status, or an error about it): a cancel we owed for it is settled."""
@@ -184,23 +189,37 @@ class Reconciler:
         for finding in result.findings:
             log.warning("reconciliation: %s", finding.message, extra={"kind": finding.kind})
             self.reporter.alert(
-                finding.kind, Severity.WARNING, finding.message, finding.details,
-                order_id=finding.order_id, symbol=finding.symbol,
+                finding.kind,
+                Severity.WARNING,
+                finding.message,
+                finding.details,
+                order_id=finding.order_id,
+                symbol=finding.symbol,
                 key=(ctx.account, finding.order_id or "", finding.symbol or "", finding.message),
-            )  # fmt: skip
+            )
         log.info(
             "reconciled with IB",
-            extra={"open_orders": len(snapshot.open_orders), "executions": len(snapshot.executions),
-                   "missed_fills": len(result.executions), "reports": len(result.reports),
-                   "findings": len(result.findings)},
-        )  # fmt: skip
+            extra={
+                "open_orders": len(snapshot.open_orders),
+                "executions": len(snapshot.executions),
+                "missed_fills": len(result.executions),
+                "reports": len(result.reports),
+                "findings": len(result.findings),
+            },
+        )
 
     def _report(self, report: StatusReport) -> None:
         self.reporter.report(
-            report.order_id, report.leg, report.status, source=ExecutionSource.RECONCILIATION,
-            reconciliation=report.reconciliation, filled=report.filled, avg_fill_price=report.avg_fill_price,
-            broker_status=report.broker_status, broker_message=report.message,
-        )  # fmt: skip
+            report.order_id,
+            report.leg,
+            report.status,
+            source=ExecutionSource.RECONCILIATION,
+            reconciliation=report.reconciliation,
+            filled=report.filled,
+            avg_fill_price=report.avg_fill_price,
+            broker_status=report.broker_status,
+            broker_message=report.message,
+        )
 
     def adopt(self, order: RoutedOrder, snapshot: IbSnapshot, entry: InDoubt | None) -> list[OrderLeg]:
         """The order exists at IB: take over its ids and record what IB says. Returns the legs IB lacks."""
@@ -239,11 +258,14 @@ class Reconciler:
                 continue
             if ib_order.client_id != self.ctx.client_id:
                 self.reporter.alert(
-                    "order_other_client", Severity.WARNING,
+                    "order_other_client",
+                    Severity.WARNING,
                     f"order exists at IB under client {ib_order.client_id}; not placed again and not managed here",
                     {"client_id": str(ib_order.client_id), "ib_order_id": str(ib_order.order_id)},
-                    order_id=order.order_id, symbol=order.symbol, key=(order.order_id, str(ib_order.client_id)),
-                )  # fmt: skip
+                    order_id=order.order_id,
+                    symbol=order.symbol,
+                    key=(order.order_id, str(ib_order.client_id)),
+                )
                 continue
             leg = leg_of_ib_order(ib_order.parent_id, ib_order.order_type)
             self.ctx.book.adopt(

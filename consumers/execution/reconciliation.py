@@ -145,10 +145,15 @@ def unexplained_order(order: events.OpenOrder) -> Finding:
         "unexplained_order",
         f"IB has an open order we did not place: {order.action} {order.quantity:g} {order.symbol} "
         f"(client {order.client_id}, id {order.order_id}, orderRef {order.order_ref!r})",
-        {"ib_order_id": str(order.order_id), "client_id": str(order.client_id),
-         "perm_id": str(order.perm_id), "order_ref": order.order_ref, "status": order.status},
+        {
+            "ib_order_id": str(order.order_id),
+            "client_id": str(order.client_id),
+            "perm_id": str(order.perm_id),
+            "order_ref": order.order_ref,
+            "status": order.status,
+        },
         symbol=order.symbol,
-    )  # fmt: skip
+    )
 
 
 def missed_executions(book: Book, snapshot: IbSnapshot) -> tuple[list[events.ExecutionDetail], Fills]:
@@ -176,16 +181,30 @@ def reconcile_closed_leg(
     filled = max(leg.filled, book.leg_fills(*key) + new_fills.get(key, 0.0))
     if covered(filled, leg.quantity):
         report = StatusReport(
-            order.order_id, leg.leg, OrderStatus.FILLED, filled, None, None, RECOVERED,
+            order.order_id,
+            leg.leg,
+            OrderStatus.FILLED,
+            filled,
+            None,
+            None,
+            RECOVERED,
             "filled while we were not listening (recovered from IB's executions)",
-        )  # fmt: skip
+        )
         return report, None, None
     explained = bracket_explains(order, leg, book, new_fills)
     message = "no longer open at IB and its executions do not cover it: presumed cancelled" + (
         "" if explained else " (unexplained)"
     )
-    report = StatusReport(order.order_id, leg.leg, OrderStatus.CANCELLED, filled, None, None,
-                          RECOVERED if explained else MISMATCH, message)  # fmt: skip
+    report = StatusReport(
+        order.order_id,
+        leg.leg,
+        OrderStatus.CANCELLED,
+        filled,
+        None,
+        None,
+        RECOVERED if explained else MISMATCH,
+        message,
+    )
     cancel = CancelRequest(order.order_id, leg.leg, leg.ib_order_id)
     if explained:
         return report, cancel, None
@@ -193,8 +212,9 @@ def reconcile_closed_leg(
         "order_missing_at_ib",
         f"{leg.leg.value} leg (IB id {leg.ib_order_id}) {message}",
         {"ib_order_id": str(leg.ib_order_id), "filled": f"{filled:g}", "quantity": f"{leg.quantity:g}"},
-        order_id=order.order_id, symbol=order.symbol,
-    )  # fmt: skip
+        order_id=order.order_id,
+        symbol=order.symbol,
+    )
     return report, cancel, finding
 
 
@@ -295,6 +315,12 @@ def adopt_closed_leg(order_id: str, leg: LegState, filled: float) -> StatusRepor
     if covered(filled, leg.quantity):
         return StatusReport(order_id, leg.leg, OrderStatus.FILLED, filled, None, None, RECOVERED)
     return StatusReport(
-        order_id, leg.leg, OrderStatus.CANCELLED, filled, None, None, RECOVERED,
+        order_id,
+        leg.leg,
+        OrderStatus.CANCELLED,
+        filled,
+        None,
+        None,
+        RECOVERED,
         "no longer open at IB, partly filled: presumed cancelled",
-    )  # fmt: skip
+    )

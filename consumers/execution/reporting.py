@@ -89,23 +89,39 @@ class Reporter:
             record_error("impossible_transition", COMPONENT)
             log.error("impossible order transition not applied", extra={"transition": step.impossible})
             self.alert(
-                "impossible_transition", Severity.WARNING, f"IB reported an impossible transition: {step.impossible}",
+                "impossible_transition",
+                Severity.WARNING,
+                f"IB reported an impossible transition: {step.impossible}",
                 {"leg": leg.value, "reported_status": status.value, "source": source.value},
-                order_id=order_id, symbol=self.ctx.book.orders[order_id].symbol, key=(order_id, step.impossible),
-            )  # fmt: skip
+                order_id=order_id,
+                symbol=self.ctx.book.orders[order_id].symbol,
+                key=(order_id, step.impossible),
+            )
             return
         if step.event is None:
             return
-        with within(self.traces.get(order_id), f"execution.order {status.value}", order_id=order_id,
-                    leg=leg.value, source=source.value):  # fmt: skip
+        with within(
+            self.traces.get(order_id),
+            f"execution.order {status.value}",
+            order_id=order_id,
+            leg=leg.value,
+            source=source.value,
+        ):
             self.outbox.enqueue(order_events.TOPIC, step.event)
         self._observe(step.event)
         log.info(
-            "order %s", step.event.status.value,
-            extra={"leg": leg.value, "ib_order_id": step.event.ib_order_id, "filled": step.event.filled_quantity,
-                   "broker_status": step.event.broker_status, "broker_code": step.event.broker_code,
-                   "source": source.value, "reconciliation": reconciliation},
-        )  # fmt: skip
+            "order %s",
+            step.event.status.value,
+            extra={
+                "leg": leg.value,
+                "ib_order_id": step.event.ib_order_id,
+                "filled": step.event.filled_quantity,
+                "broker_status": step.event.broker_status,
+                "broker_code": step.event.broker_code,
+                "source": source.value,
+                "reconciliation": reconciliation,
+            },
+        )
 
     def _observe(self, event: OrderEvent) -> None:
         if event.leg is not OrderLeg.PARENT:
@@ -135,8 +151,9 @@ class Reporter:
         order_id: str | None = None,
         symbol: str | None = None,
     ) -> None:
-        alert = self.alerts.fire(kind, "|".join(key), severity, message, symbol=symbol, order_id=order_id,
-                                 details=details)  # fmt: skip
+        alert = self.alerts.fire(
+            kind, "|".join(key), severity, message, symbol=symbol, order_id=order_id, details=details
+        )
         if alert is not None:
             self.outbox.enqueue(alerts.TOPIC, alert)
 

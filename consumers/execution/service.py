@@ -76,17 +76,25 @@ class Executor:
     """Owns the IB session for one account and client id, the journal, and the Kafka clients of execution."""
 
     def __init__(
-        self, settings: Settings, session: Session, journal: Journal, *, wall: Callable[[], float] = time.monotonic,
+        self,
+        settings: Settings,
+        session: Session,
+        journal: Journal,
+        *,
+        wall: Callable[[], float] = time.monotonic,
         crash: CrashPoints | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings = settings
         self.wall = wall
         self.ctx = Context(settings, session, journal, wall)
         self.state = State.CONNECTING
         self.connection = IbConnection(
-            session, base_seconds=settings.ib.reconnect_base_seconds, cap_seconds=settings.ib.reconnect_cap_seconds,
-            timeout_seconds=settings.ib.connect_timeout_seconds, wall=wall,
-        )  # fmt: skip
+            session,
+            base_seconds=settings.ib.reconnect_base_seconds,
+            cap_seconds=settings.ib.reconnect_cap_seconds,
+            timeout_seconds=settings.ib.connect_timeout_seconds,
+            wall=wall,
+        )
         self._reconcile_due = False
         crash = crash or CrashPoints()
         self.outbox = Outbox(journal, crash)
@@ -99,9 +107,14 @@ class Executor:
         self.reconciler = Reconciler(self.ctx, self.reporter, self.fills, self.cancels)
         self.order_events = OrderEvents(self.ctx, self.reporter, self.fills, self.cancels, self.query)
         self.placement = Placement(
-            self.ctx, self.reporter, self.outbox, self.kill_switch, self.reconciler, crash,
+            self.ctx,
+            self.reporter,
+            self.outbox,
+            self.kill_switch,
+            self.reconciler,
+            crash,
             lambda symbol: self._ask_ib(symbol=symbol),
-        )  # fmt: skip
+        )
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"state": self.state.value}
         meter("consumers.execution").create_observable_gauge(
@@ -233,9 +246,10 @@ class Executor:
             record_error("decode", COMPONENT)
             self.outbox.advance(position, offset)
             return
-        with log_context(order_id=order.order_id, symbol=order.symbol), consume_span(
-            "execution.place", message.headers(), order_id=order.order_id, symbol=order.symbol
-        ):  # fmt: skip
+        with (
+            log_context(order_id=order.order_id, symbol=order.symbol),
+            consume_span("execution.place", message.headers(), order_id=order.order_id, symbol=order.symbol),
+        ):
             self.reporter.remember_trace(order.order_id, current_span_context())
             if self.placement.place(order):
                 self.outbox.advance(position, offset)
@@ -284,9 +298,13 @@ class Executor:
         self.reporter.resolve("ib_disconnected", (account,), "IB connection restored")
         log.info(
             "IB connected",
-            extra={"account": account, "next_valid_id": connected.next_valid_id, "generation": connected.generation,
-                   "journal_hwm": self.journal.hwm},
-        )  # fmt: skip
+            extra={
+                "account": account,
+                "next_valid_id": connected.next_valid_id,
+                "generation": connected.generation,
+                "journal_hwm": self.journal.hwm,
+            },
+        )
         self._reconcile_and_resume()
 
     def _refuse(self, reason: str, accounts: tuple[str, ...]) -> None:
@@ -295,10 +313,12 @@ class Executor:
         log.error("refusing to place orders: %s", reason, extra={"accounts": ",".join(accounts)})
         record_error("refused", COMPONENT)
         self.reporter.alert(
-            "paper_interlock", Severity.CRITICAL, f"execution refuses to place orders: {reason}",
+            "paper_interlock",
+            Severity.CRITICAL,
+            f"execution refuses to place orders: {reason}",
             {"accounts": ",".join(accounts), "live_account_setting": self.settings.ib.live_account or ""},
             key=(self.account or "",),
-        )  # fmt: skip
+        )
         self.intake.pause_routed()
         self._flush()
 
@@ -313,9 +333,12 @@ class Executor:
             "IB disconnected; reconnecting", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)}
         )
         self.reporter.alert(
-            "ib_disconnected", Severity.WARNING, f"execution lost its IB connection: {event.reason}", {},
+            "ib_disconnected",
+            Severity.WARNING,
+            f"execution lost its IB connection: {event.reason}",
+            {},
             key=(self.account or "",),
-        )  # fmt: skip
+        )
 
     def _on_connectivity(self, event: events.IbError) -> bool:
         """1100 pauses placing; 1101/1102 reconcile on the next step. False: not a connectivity change for us."""

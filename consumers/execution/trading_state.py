@@ -38,10 +38,12 @@ class KillSwitch:
             self.switches[target] = command
             log.warning("kill switch on", extra={"target": target, "actor": command.actor, "reason": command.reason})
             self.reporter.alert(
-                "kill_switch", Severity.CRITICAL,
+                "kill_switch",
+                Severity.CRITICAL,
                 f"kill switch on for {target} by {command.actor}: {command.reason}; execution cancels and holds",
-                {"target": target, "actor": command.actor, "command_id": command.command_id}, key=(target,),
-            )  # fmt: skip
+                {"target": target, "actor": command.actor, "command_id": command.command_id},
+                key=(target,),
+            )
             if trading:
                 self.cancel_scope(target)
         elif self.switches.pop(target, None) is not None:

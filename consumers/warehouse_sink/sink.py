@@ -180,8 +180,9 @@ class WarehouseSink:
             return
         _, timestamp_ms = message.timestamp()
         kafka_ts = utc_from_kafka_ms(timestamp_ms, now)
-        self.batch.add(route.table, route.table.to_row(record, topic, partition, offset, kafka_ts, now), topic,
-                       partition, offset)  # fmt: skip
+        self.batch.add(
+            route.table, route.table.to_row(record, topic, partition, offset, kafka_ts, now), topic, partition, offset
+        )
         event_time = getattr(record, "event_time", None)
         ingest_time = getattr(record, "ingest_time", None)
         if isinstance(event_time, datetime) and isinstance(ingest_time, datetime):
@@ -232,10 +233,15 @@ class WarehouseSink:
                 log.error(
                     "warehouse insert failed",
                     extra={
-                        "table": table.name, "attempt": attempt, "rows": len(rows), "error": str(error),
-                        "topic": first[-5], "partition": first[-4], "offset": first[-3],
+                        "table": table.name,
+                        "attempt": attempt,
+                        "rows": len(rows),
+                        "error": str(error),
+                        "topic": first[-5],
+                        "partition": first[-4],
+                        "offset": first[-3],
                     },
-                )  # fmt: skip
+                )
                 record_error("warehouse_insert", COMPONENT)
                 if attempt == INSERT_ATTEMPTS:
                     raise

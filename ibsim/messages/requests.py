@@ -148,9 +148,19 @@ class UnknownRequest:
 
 
 Request = (
-    StartApi | SimpleRequest | ReqContractDetails | ReqMktData | ReqRealTimeBars | ReqHistoricalData
-    | ReqHeadTimestamp | PlaceOrder | ReqExecutions | ReqAccountSummary | ReqAccountUpdates
-    | ReqAccountUpdatesMulti | UnknownRequest
+    StartApi
+    | SimpleRequest
+    | ReqContractDetails
+    | ReqMktData
+    | ReqRealTimeBars
+    | ReqHistoricalData
+    | ReqHeadTimestamp
+    | PlaceOrder
+    | ReqExecutions
+    | ReqAccountSummary
+    | ReqAccountUpdates
+    | ReqAccountUpdatesMulti
+    | UnknownRequest
 )
 
 
@@ -233,8 +243,22 @@ def _p_place_order(r: FieldReader) -> Request:
     parent_id = r.integer()
     r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
     outside_rth = r.flag()
-    return PlaceOrder(order_id, c, action.upper(), qty, order_type, lmt, aux, tif, oca, account,
-                      order_ref, transmit, parent_id, outside_rth)
+    return PlaceOrder(
+        order_id,
+        c,
+        action.upper(),
+        qty,
+        order_type,
+        lmt,
+        aux,
+        tif,
+        oca,
+        account,
+        order_ref,
+        transmit,
+        parent_id,
+        outside_rth,
+    )
 
 
 def _p_executions(r: FieldReader) -> Request:

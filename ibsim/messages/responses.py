@@ -85,17 +85,45 @@ def contract_data(req_id: int, inst: Instrument, days: list[dt.date]) -> list[Fi
     """``contractDetails`` at message version 8 / server 157 (stock layout)."""
     hours = _trading_hours(days)
     return [
-        In.CONTRACT_DATA, 8, req_id,
-        inst.symbol, inst.sec_type, "", 0.0, "", "SMART", inst.currency, inst.symbol,
-        "NMS", "NMS", inst.con_id, inst.min_tick,
+        In.CONTRACT_DATA,
+        8,
+        req_id,
+        inst.symbol,
+        inst.sec_type,
+        "",
+        0.0,
+        "",
+        "SMART",
+        inst.currency,
+        inst.symbol,
+        "NMS",
+        "NMS",
+        inst.con_id,
+        inst.min_tick,
         100,  # mdSizeMultiplier: sizes are reported in round lots
-        "", _ORDER_TYPES, _VALID_EXCHANGES, 1, 0, inst.long_name or inst.symbol,
-        inst.primary_exchange, "", "Technology" if not inst.is_etf else "Funds",
-        "Computers" if not inst.is_etf else "Equity Fund", "", "US/Eastern", hours, hours,
-        "", "",  # evRule, evMultiplier
+        "",
+        _ORDER_TYPES,
+        _VALID_EXCHANGES,
+        1,
+        0,
+        inst.long_name or inst.symbol,
+        inst.primary_exchange,
+        "",
+        "Technology" if not inst.is_etf else "Funds",
+        "Computers" if not inst.is_etf else "Equity Fund",
+        "",
+        "US/Eastern",
+        hours,
+        hours,
+        "",
+        "",  # evRule, evMultiplier
         0,  # secIdList count
-        1, "", "", "26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26",
-        "", inst.stock_type,
+        1,
+        "",
+        "",
+        "26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26,26",
+        "",
+        inst.stock_type,
     ]
 
 
@@ -104,8 +132,19 @@ def contract_data_end(req_id: int) -> list[Field]:
 
 
 def realtime_bar(req_id: int, bar: Bar) -> list[Field]:
-    return [In.REAL_TIME_BARS, 3, req_id, bar.time, bar.open, bar.high, bar.low, bar.close,
-            bar.volume, bar.wap, bar.count]
+    return [
+        In.REAL_TIME_BARS,
+        3,
+        req_id,
+        bar.time,
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.volume,
+        bar.wap,
+        bar.count,
+    ]
 
 
 def bar_date_text(t: int, bar_seconds: int, format_date: int) -> str:
@@ -117,20 +156,39 @@ def bar_date_text(t: int, bar_seconds: int, format_date: int) -> str:
     return tws_time(t)
 
 
-def historical_data(req_id: int, start: float, end: float, bars: list[Bar], bar_seconds: int,
-                    format_date: int) -> list[Field]:
+def historical_data(
+    req_id: int, start: float, end: float, bars: list[Bar], bar_seconds: int, format_date: int
+) -> list[Field]:
     """``historicalData`` for server >= 124: no version, then all bars in one message."""
     out: list[Field] = [In.HISTORICAL_DATA, req_id, tws_time(start), tws_time(end), len(bars)]
     for b in bars:
-        out += [bar_date_text(b.time, bar_seconds, format_date), b.open, b.high, b.low, b.close,
-                b.volume, b.wap, b.count]
+        out += [
+            bar_date_text(b.time, bar_seconds, format_date),
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.wap,
+            b.count,
+        ]
     return out
 
 
 def historical_data_update(req_id: int, bar: Bar, bar_seconds: int, format_date: int) -> list[Field]:
     """keepUpToDate update; note IB's open, close, high, low order."""
-    return [In.HISTORICAL_DATA_UPDATE, req_id, bar.count, bar_date_text(bar.time, bar_seconds, format_date),
-            bar.open, bar.close, bar.high, bar.low, bar.wap, bar.volume]
+    return [
+        In.HISTORICAL_DATA_UPDATE,
+        req_id,
+        bar.count,
+        bar_date_text(bar.time, bar_seconds, format_date),
+        bar.open,
+        bar.close,
+        bar.high,
+        bar.low,
+        bar.wap,
+        bar.volume,
+    ]
 
 
 def head_timestamp(req_id: int, t: int, format_date: int) -> list[Field]:
@@ -139,9 +197,20 @@ def head_timestamp(req_id: int, t: int, format_date: int) -> list[Field]:
 
 def order_status(o: OrderSnapshot) -> list[Field]:
     """``orderStatus`` for server >= 131 (MARKET_CAP_PRICE): no version field."""
-    return [In.ORDER_STATUS, o.order_id, o.status, float(o.filled), float(o.remaining),
-            o.avg_fill_price, o.perm_id, o.request.parent_id, o.last_fill_price, o.client_id,
-            o.why_held, 0.0]
+    return [
+        In.ORDER_STATUS,
+        o.order_id,
+        o.status,
+        float(o.filled),
+        float(o.remaining),
+        o.avg_fill_price,
+        o.perm_id,
+        o.request.parent_id,
+        o.last_fill_price,
+        o.client_id,
+        o.why_held,
+        0.0,
+    ]
 
 
 def open_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
@@ -149,51 +218,128 @@ def open_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
     req = o.request
     unset = UNSET_DOUBLE_TEXT
     return [
-        In.OPEN_ORDER, req.order_id,
+        In.OPEN_ORDER,
+        req.order_id,
         # contract (version >= 32 layout)
-        inst.con_id, inst.symbol, inst.sec_type, "", 0.0, "", "", "SMART", inst.currency,
-        inst.symbol, "NMS",
-        req.action, float(req.quantity), req.order_type, req.lmt_price, req.aux_price, req.tif,
-        req.oca_group, req.account or account, "", 0, req.order_ref, req.client_id, o.perm_id,
-        req.outside_rth, False,  # outsideRth, hidden
-        0.0, "",  # discretionaryAmt, goodAfterTime
+        inst.con_id,
+        inst.symbol,
+        inst.sec_type,
+        "",
+        0.0,
+        "",
+        "",
+        "SMART",
+        inst.currency,
+        inst.symbol,
+        "NMS",
+        req.action,
+        float(req.quantity),
+        req.order_type,
+        req.lmt_price,
+        req.aux_price,
+        req.tif,
+        req.oca_group,
+        req.account or account,
+        "",
+        0,
+        req.order_ref,
+        req.client_id,
+        o.perm_id,
+        req.outside_rth,
+        False,  # outsideRth, hidden
+        0.0,
+        "",  # discretionaryAmt, goodAfterTime
         "",  # deprecated sharesAllocation
-        "", "", "", "",  # faGroup, faMethod, faPercentage, faProfile
+        "",
+        "",
+        "",
+        "",  # faGroup, faMethod, faPercentage, faProfile
         "",  # modelCode
         "",  # goodTillDate
-        "", None, "",  # rule80A, percentOffset, settlingFirm
-        0, "", -1,  # shortSaleSlot, designatedLocation, exemptCode
+        "",
+        None,
+        "",  # rule80A, percentOffset, settlingFirm
+        0,
+        "",
+        -1,  # shortSaleSlot, designatedLocation, exemptCode
         0,  # auctionStrategy
-        None, None, None,  # startingPrice, stockRefPrice, delta
-        None, None,  # stockRangeLower, stockRangeUpper
-        0, False, False, False,  # displaySize, blockOrder, sweepToFill, allOrNone
-        None, 0, False, False, None,  # minQty, ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
-        req.parent_id, 0,  # parentId, triggerMethod
-        None, None, "", None,  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
-        False, None,  # continuousUpdate, referencePriceType
-        None, None,  # trailStopPrice, trailingPercent
-        None, None,  # basisPoints, basisPointsType
-        "", 0, 0,  # comboLegsDescrip, comboLegs count, orderComboLegs count
+        None,
+        None,
+        None,  # startingPrice, stockRefPrice, delta
+        None,
+        None,  # stockRangeLower, stockRangeUpper
+        0,
+        False,
+        False,
+        False,  # displaySize, blockOrder, sweepToFill, allOrNone
+        None,
+        0,
+        False,
+        False,
+        None,  # minQty, ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
+        req.parent_id,
+        0,  # parentId, triggerMethod
+        None,
+        None,
+        "",
+        None,  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
+        False,
+        None,  # continuousUpdate, referencePriceType
+        None,
+        None,  # trailStopPrice, trailingPercent
+        None,
+        None,  # basisPoints, basisPointsType
+        "",
+        0,
+        0,  # comboLegsDescrip, comboLegs count, orderComboLegs count
         0,  # smartComboRoutingParams count
-        None, None, None,  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
+        None,
+        None,
+        None,  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
         "",  # hedgeType
         False,  # optOutSmartRouting
-        "", "",  # clearingAccount, clearingIntent
+        "",
+        "",  # clearingAccount, clearingIntent
         False,  # notHeld
         False,  # deltaNeutralContract present
         "",  # algoStrategy
         False,  # solicited
-        False, o.status,  # whatIf, orderState.status
-        "", "", "", "", "", "",  # margin before/change (server >= 142)
-        "", "", "",  # margin after
-        None, None, None, "", "",  # commission, min, max, commissionCurrency, warningText
-        False, False,  # randomizeSize, randomizePrice
+        False,
+        o.status,  # whatIf, orderState.status
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",  # margin before/change (server >= 142)
+        "",
+        "",
+        "",  # margin after
+        None,
+        None,
+        None,
+        "",
+        "",  # commission, min, max, commissionCurrency, warningText
+        False,
+        False,  # randomizeSize, randomizePrice
         0,  # conditions count
-        "", unset, unset, unset, unset, unset, unset, 0,  # adjusted order params
-        "", "", "",  # softDollarTier name, value, displayName
+        "",
+        unset,
+        unset,
+        unset,
+        unset,
+        unset,
+        unset,
+        0,  # adjusted order params
+        "",
+        "",
+        "",  # softDollarTier name, value, displayName
         unset,  # cashQty
         # dontUseAutoPriceForHedge, isOmsContainer, discretionaryUpToLimitPrice, usePriceMgmtAlgo
-        False, False, False, False,
+        False,
+        False,
+        False,
+        False,
     ]
 
 
@@ -204,12 +350,35 @@ def open_order_end() -> list[Field]:
 def exec_details(req_id: int, ex: Execution, inst: Instrument) -> list[Field]:
     """``execDetails`` for server >= 136 (LAST_LIQUIDITY): no version field."""
     return [
-        In.EXECUTION_DATA, req_id, ex.order_id,
-        inst.con_id, inst.symbol, inst.sec_type, "", 0.0, "", "", "SMART", inst.currency,
-        inst.symbol, "NMS",
-        ex.exec_id, tws_time(ex.time), ex.account, ex.exchange, ex.side, float(ex.shares), ex.price,
-        ex.perm_id, ex.client_id, 0, float(ex.cum_qty), ex.avg_price, ex.order_ref,
-        "", "",  # evRule, evMultiplier
+        In.EXECUTION_DATA,
+        req_id,
+        ex.order_id,
+        inst.con_id,
+        inst.symbol,
+        inst.sec_type,
+        "",
+        0.0,
+        "",
+        "",
+        "SMART",
+        inst.currency,
+        inst.symbol,
+        "NMS",
+        ex.exec_id,
+        tws_time(ex.time),
+        ex.account,
+        ex.exchange,
+        ex.side,
+        float(ex.shares),
+        ex.price,
+        ex.perm_id,
+        ex.client_id,
+        0,
+        float(ex.cum_qty),
+        ex.avg_price,
+        ex.order_ref,
+        "",
+        "",  # evRule, evMultiplier
         "",  # modelCode
         2,  # lastLiquidity: 2 = removed liquidity (marketable fills)
     ]
@@ -225,8 +394,24 @@ def commission_report(ex: Execution, currency: str = "USD") -> list[Field]:
 
 
 def position(account: str, inst: Instrument, qty: float, avg_cost: float) -> list[Field]:
-    return [In.POSITION_DATA, 3, account, inst.con_id, inst.symbol, inst.sec_type, "", 0.0, "", "",
-            inst.primary_exchange, inst.currency, inst.symbol, "NMS", float(qty), avg_cost]
+    return [
+        In.POSITION_DATA,
+        3,
+        account,
+        inst.con_id,
+        inst.symbol,
+        inst.sec_type,
+        "",
+        0.0,
+        "",
+        "",
+        inst.primary_exchange,
+        inst.currency,
+        inst.symbol,
+        "NMS",
+        float(qty),
+        avg_cost,
+    ]
 
 
 def position_end() -> list[Field]:
@@ -245,13 +430,33 @@ def account_value(key: str, value: str, currency: str, account: str) -> list[Fie
     return [In.ACCT_VALUE, 2, key, value, currency, account]
 
 
-def portfolio_value(inst: Instrument, qty: float, price: float, avg_cost: float, realized: float,
-                    account: str) -> list[Field]:
+def portfolio_value(
+    inst: Instrument, qty: float, price: float, avg_cost: float, realized: float, account: str
+) -> list[Field]:
     """``updatePortfolio`` at message version 8."""
     value = qty * price
-    return [In.PORTFOLIO_VALUE, 8, inst.con_id, inst.symbol, inst.sec_type, "", 0.0, "", "",
-            inst.primary_exchange, inst.currency, inst.symbol, "NMS", float(qty), price,
-            round(value, 2), avg_cost, round(value - qty * avg_cost, 2), round(realized, 2), account]
+    return [
+        In.PORTFOLIO_VALUE,
+        8,
+        inst.con_id,
+        inst.symbol,
+        inst.sec_type,
+        "",
+        0.0,
+        "",
+        "",
+        inst.primary_exchange,
+        inst.currency,
+        inst.symbol,
+        "NMS",
+        float(qty),
+        price,
+        round(value, 2),
+        avg_cost,
+        round(value - qty * avg_cost, 2),
+        round(realized, 2),
+        account,
+    ]
 
 
 def account_update_time(t: float) -> list[Field]:
@@ -262,8 +467,7 @@ def account_download_end(account: str) -> list[Field]:
     return [In.ACCT_DOWNLOAD_END, 1, account]
 
 
-def account_update_multi(req_id: int, account: str, model: str, key: str, value: str,
-                         currency: str) -> list[Field]:
+def account_update_multi(req_id: int, account: str, model: str, key: str, value: str, currency: str) -> list[Field]:
     return [In.ACCOUNT_UPDATE_MULTI, 1, req_id, account, model, key, value, currency]
 
 

@@ -84,9 +84,14 @@ class IbConnection:
     """Connects, reconnects with backoff and jitter, and tracks the connection's state and generation."""
 
     def __init__(
-        self, session: Session, *, base_seconds: float, cap_seconds: float, timeout_seconds: float,
+        self,
+        session: Session,
+        *,
+        base_seconds: float,
+        cap_seconds: float,
+        timeout_seconds: float,
         wall: Callable[[], float] = time.monotonic,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.session = session
         self.timeout_seconds = timeout_seconds
         self.wall = wall

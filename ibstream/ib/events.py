@@ -211,8 +211,26 @@ class ContractDetailsEnd:
 
 
 IbEvent = (
-    Connected | Disconnected | IbError | NextValidId | TickPrice | TickSize | TickString | MarketDataType
-    | RealtimeBar | HistoricalBar | HistoricalEnd | CurrentTime | OrderStatusUpdate | OpenOrder | OpenOrderEnd
-    | ExecutionDetail | ExecutionEnd | CommissionReport | PositionUpdate | PositionEnd | ContractDetail
+    Connected
+    | Disconnected
+    | IbError
+    | NextValidId
+    | TickPrice
+    | TickSize
+    | TickString
+    | MarketDataType
+    | RealtimeBar
+    | HistoricalBar
+    | HistoricalEnd
+    | CurrentTime
+    | OrderStatusUpdate
+    | OpenOrder
+    | OpenOrderEnd
+    | ExecutionDetail
+    | ExecutionEnd
+    | CommissionReport
+    | PositionUpdate
+    | PositionEnd
+    | ContractDetail
     | ContractDetailsEnd
-)  # fmt: skip
+)

@@ -47,14 +47,26 @@ class Session(Protocol):
     def cancel_real_time_bars(self, req_id: int) -> bool: ...
 
     def req_historical_data(
-        self, req_id: int, contract: Contract, end: str, duration: str, bar_size: str,
-        what_to_show: str = "TRADES", use_rth: bool = False, format_date: int = 2,
-    ) -> bool: ...  # fmt: skip
+        self,
+        req_id: int,
+        contract: Contract,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        use_rth: bool = False,
+        format_date: int = 2,
+    ) -> bool: ...
 
     def historical_delay(
-        self, contract: Contract, end: str, duration: str, bar_size: str, what_to_show: str = "TRADES",
+        self,
+        contract: Contract,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
         use_rth: bool = False,
-    ) -> float: ...  # fmt: skip
+    ) -> float: ...
 
     # --- orders ---------------------------------------------------------------------------------------------------
 

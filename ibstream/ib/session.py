@@ -104,90 +104,148 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     def _put(self, event: events.IbEvent) -> None:
         self._session.events.put(event)
 
-    def error(self, reqId: int, errorCode: int, errorString: str) -> None:  # noqa: N803
+    def error(self, reqId: int, errorCode: int, errorString: str) -> None:
         self._put(events.IbError(reqId, errorCode, errorString, classify(errorCode, errorString)))
 
-    def connectionClosed(self) -> None:  # noqa: N802
+    def connectionClosed(self) -> None:
         self._session._on_closed("connection closed")
 
-    def nextValidId(self, orderId: int) -> None:  # noqa: N802, N803
+    def nextValidId(self, orderId: int) -> None:
         self._session._on_next_valid_id(orderId)
 
-    def managedAccounts(self, accountsList: str) -> None:  # noqa: N802, N803
+    def managedAccounts(self, accountsList: str) -> None:
         self._session._on_accounts(tuple(a for a in accountsList.split(",") if a))
 
-    def currentTime(self, time: int) -> None:  # noqa: N802
+    def currentTime(self, time: int) -> None:
         self._put(events.CurrentTime(time))
 
-    def marketDataType(self, reqId: int, marketDataType: int) -> None:  # noqa: N802, N803
+    def marketDataType(self, reqId: int, marketDataType: int) -> None:
         self._put(events.MarketDataType(reqId, marketDataType))
 
-    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:  # noqa: N802, N803
+    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
         self._put(events.TickPrice(reqId, tickType, price))
 
-    def tickSize(self, reqId: int, tickType: int, size: int) -> None:  # noqa: N802, N803
+    def tickSize(self, reqId: int, tickType: int, size: int) -> None:
         self._put(events.TickSize(reqId, tickType, float(size)))
 
-    def tickString(self, reqId: int, tickType: int, value: str) -> None:  # noqa: N802, N803
+    def tickString(self, reqId: int, tickType: int, value: str) -> None:
         self._put(events.TickString(reqId, tickType, value))
 
-    def realtimeBar(  # noqa: N802
-        self, reqId: int, time: int, open_: float, high: float, low: float, close: float,  # noqa: N803
-        volume: int, wap: float, count: int,
-    ) -> None:  # fmt: skip
+    def realtimeBar(
+        self,
+        reqId: int,
+        time: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: int,
+        wap: float,
+        count: int,
+    ) -> None:
         self._put(events.RealtimeBar(reqId, time, open_, high, low, close, float(volume), wap, count))
 
-    def historicalData(self, reqId: int, bar: BarData) -> None:  # noqa: N802, N803
-        self._put(events.HistoricalBar(
-            reqId, bar.date, bar.open, bar.high, bar.low, bar.close, float(bar.volume), bar.average, bar.barCount
-        ))  # fmt: skip
+    def historicalData(self, reqId: int, bar: BarData) -> None:
+        self._put(
+            events.HistoricalBar(
+                reqId, bar.date, bar.open, bar.high, bar.low, bar.close, float(bar.volume), bar.average, bar.barCount
+            )
+        )
 
-    def historicalDataEnd(self, reqId: int, start: str, end: str) -> None:  # noqa: N802, N803
+    def historicalDataEnd(self, reqId: int, start: str, end: str) -> None:
         self._put(events.HistoricalEnd(reqId, start, end))
 
-    def orderStatus(  # noqa: N802
-        self, orderId: int, status: str, filled: float, remaining: float, avgFillPrice: float,  # noqa: N803
-        permId: int, parentId: int, lastFillPrice: float, clientId: int, whyHeld: str,  # noqa: N803
-        mktCapPrice: float,  # noqa: N803
-    ) -> None:  # fmt: skip
-        self._put(events.OrderStatusUpdate(
-            orderId, status, float(filled), float(remaining), avgFillPrice, permId, parentId, lastFillPrice,
-            clientId, whyHeld,
-        ))  # fmt: skip
+    def orderStatus(
+        self,
+        orderId: int,
+        status: str,
+        filled: float,
+        remaining: float,
+        avgFillPrice: float,
+        permId: int,
+        parentId: int,
+        lastFillPrice: float,
+        clientId: int,
+        whyHeld: str,
+        mktCapPrice: float,
+    ) -> None:
+        self._put(
+            events.OrderStatusUpdate(
+                orderId,
+                status,
+                float(filled),
+                float(remaining),
+                avgFillPrice,
+                permId,
+                parentId,
+                lastFillPrice,
+                clientId,
+                whyHeld,
+            )
+        )
 
-    def openOrder(self, orderId: int, contract: Contract, order: Order, orderState: OrderState) -> None:  # noqa: N802, N803
-        self._put(events.OpenOrder(
-            orderId, order.permId, order.parentId, contract.symbol, contract.conId, order.account, order.action,
-            float(order.totalQuantity), order.orderType, _value(order.lmtPrice), _value(order.auxPrice),
-            order.orderRef or "", bool(order.transmit), orderState.status, int(order.clientId), order.tif or "",
-        ))  # fmt: skip
+    def openOrder(self, orderId: int, contract: Contract, order: Order, orderState: OrderState) -> None:
+        self._put(
+            events.OpenOrder(
+                orderId,
+                order.permId,
+                order.parentId,
+                contract.symbol,
+                contract.conId,
+                order.account,
+                order.action,
+                float(order.totalQuantity),
+                order.orderType,
+                _value(order.lmtPrice),
+                _value(order.auxPrice),
+                order.orderRef or "",
+                bool(order.transmit),
+                orderState.status,
+                int(order.clientId),
+                order.tif or "",
+            )
+        )
 
-    def openOrderEnd(self) -> None:  # noqa: N802
+    def openOrderEnd(self) -> None:
         self._put(events.OpenOrderEnd())
 
-    def execDetails(self, reqId: int, contract: Contract, execution: IbExecution) -> None:  # noqa: N802, N803
-        self._put(events.ExecutionDetail(
-            reqId, execution.execId, execution.orderId, execution.permId, contract.symbol, contract.conId,
-            execution.acctNumber, execution.side, float(execution.shares), execution.price, float(execution.cumQty),
-            execution.avgPrice, execution.orderRef or "", execution.time, int(execution.clientId),
-        ))  # fmt: skip
+    def execDetails(self, reqId: int, contract: Contract, execution: IbExecution) -> None:
+        self._put(
+            events.ExecutionDetail(
+                reqId,
+                execution.execId,
+                execution.orderId,
+                execution.permId,
+                contract.symbol,
+                contract.conId,
+                execution.acctNumber,
+                execution.side,
+                float(execution.shares),
+                execution.price,
+                float(execution.cumQty),
+                execution.avgPrice,
+                execution.orderRef or "",
+                execution.time,
+                int(execution.clientId),
+            )
+        )
 
-    def execDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803
+    def execDetailsEnd(self, reqId: int) -> None:
         self._put(events.ExecutionEnd(reqId))
 
-    def commissionReport(self, commissionReport: IbCommissionReport) -> None:  # noqa: N802, N803
+    def commissionReport(self, commissionReport: IbCommissionReport) -> None:
         report = commissionReport
         self._put(
             events.CommissionReport(report.execId, report.commission, report.currency, _value(report.realizedPNL))
         )
 
-    def position(self, account: str, contract: Contract, position: float, avgCost: float) -> None:  # noqa: N803
+    def position(self, account: str, contract: Contract, position: float, avgCost: float) -> None:
         self._put(events.PositionUpdate(account, contract.symbol, contract.conId, float(position), avgCost))
 
-    def positionEnd(self) -> None:  # noqa: N802
+    def positionEnd(self) -> None:
         self._put(events.PositionEnd())
 
-    def contractDetails(self, reqId: int, contractDetails: ContractDetails) -> None:  # noqa: N802, N803
+    def contractDetails(self, reqId: int, contractDetails: ContractDetails) -> None:
         contract = contractDetails.contract
         self._put(
             events.ContractDetail(
@@ -195,7 +253,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
             )
         )
 
-    def contractDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803
+    def contractDetailsEnd(self, reqId: int) -> None:
         self._put(events.ContractDetailsEnd(reqId))
 
 
@@ -353,18 +411,40 @@ class IbSession:
         return self._send("cancelRealTimeBars", req_id)
 
     def req_historical_data(
-        self, req_id: int, contract: Contract, end: str, duration: str, bar_size: str,
-        what_to_show: str = "TRADES", use_rth: bool = False, format_date: int = 2,
-    ) -> bool:  # fmt: skip
+        self,
+        req_id: int,
+        contract: Contract,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        use_rth: bool = False,
+        format_date: int = 2,
+    ) -> bool:
         return self._send(
-            "reqHistoricalData", req_id, contract, end, duration, bar_size, what_to_show, int(use_rth), format_date,
-            False, [], historical=_historical_key(contract, end, duration, bar_size, what_to_show, use_rth),
-        )  # fmt: skip
+            "reqHistoricalData",
+            req_id,
+            contract,
+            end,
+            duration,
+            bar_size,
+            what_to_show,
+            int(use_rth),
+            format_date,
+            False,
+            [],
+            historical=_historical_key(contract, end, duration, bar_size, what_to_show, use_rth),
+        )
 
     def historical_delay(
-        self, contract: Contract, end: str, duration: str, bar_size: str, what_to_show: str = "TRADES",
+        self,
+        contract: Contract,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
         use_rth: bool = False,
-    ) -> float:  # fmt: skip
+    ) -> float:
         """Seconds until ``req_historical_data`` with these arguments would go out without waiting on IB's
         historical pacing (0: now)."""
         return self.governor.historical_delay(

@@ -72,8 +72,9 @@ class RecordProducer:
         topic = self.topic(spec)
         value = self._codec.encode(topic, record)
         # The current span (if any) travels with the record, so the consumer's span joins the same trace.
-        self.send_raw(topic, spec.key_of(record).encode(), value, headers=trace_headers(headers) or None,
-                      on_delivery=on_delivery)  # fmt: skip
+        self.send_raw(
+            topic, spec.key_of(record).encode(), value, headers=trace_headers(headers) or None, on_delivery=on_delivery
+        )
 
     def send_raw(
         self,
@@ -220,8 +221,14 @@ def codec_from_settings(settings: Settings) -> Codec:
 KafkaMessage = Message
 
 
-_NOT_YET_LED = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                          KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})  # fmt: skip
+_NOT_YET_LED = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
 
 
 def _watermarks(consumer: Consumer, position: TopicPartition, attempts: int = 10) -> tuple[int, int]:

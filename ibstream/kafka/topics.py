@@ -35,8 +35,11 @@ class TopicLayout:
     extra_configs: tuple[tuple[str, str], ...] = ()
 
     def configs(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy,
-                **dict(self.extra_configs)}  # fmt: skip
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy,
+            **dict(self.extra_configs),
+        }
 
 
 def catalogue(prefix: str = "") -> list[TopicLayout]:

@@ -38,15 +38,20 @@ class Audit:
 AUDITS: dict[str, Audit] = {
     audit.name: audit
     for audit in (
-        Audit("order-trail", "order_trail.sql", "signal → run → intent → risk → order events → fills for one order",
-              ("order_id",), ("order_id",)),
+        Audit(
+            "order-trail",
+            "order_trail.sql",
+            "signal → run → intent → risk → order events → fills for one order",
+            ("order_id",),
+            ("order_id",),
+        ),
         Audit("feed-gaps", "feed_gaps.sql", "bars, gaps and feed lag by symbol and day", ("day",)),
         Audit("signal-outcomes", "signal_outcomes.sql", "hit rate, average R and P&L by strategy", ("day",)),
         Audit("risk-rejections", "risk_rejections.sql", "rejected orders by failed risk check and day", ("day",)),
         Audit("unreconciled-orders", "unreconciled_orders.sql", "orders whose records do not reconcile", ()),
         Audit("dlq-contents", "dlq_contents.sql", "dead letters from every DLQ", ("day",)),
     )
-}  # fmt: skip
+}
 
 
 def run_audit(warehouse: Warehouse, name: str, *, day: date | None = None, order_id: str | None = None) -> QueryResult:

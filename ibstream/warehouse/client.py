@@ -410,9 +410,7 @@ class Warehouse:
         width = len(table.columns)
         formats: dict[str, str | dict[str, str]] = dict(table.column_formats())
         try:
-            with self.client.query_row_block_stream(
-                sql, parameters=parameters, column_formats=formats
-            ) as stream:
+            with self.client.query_row_block_stream(sql, parameters=parameters, column_formats=formats) as stream:
                 for block in stream:
                     for row in block:
                         yield StoredRecord(

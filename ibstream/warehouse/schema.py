@@ -81,9 +81,10 @@ class TableSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", tuple(column.name for column in self.columns))
         nested = tuple(
-            index for index, column in enumerate(self.columns)
+            index
+            for index, column in enumerate(self.columns)
             if any(kind in column.ch_type for kind in ("Tuple(", "Array(", "Map("))
-        )  # fmt: skip
+        )
         object.__setattr__(self, "_nested", nested)
 
     @property

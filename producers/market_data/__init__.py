@@ -44,16 +44,20 @@ def _tail_records(settings: Settings, spec: TopicSpec[R], tail: int, timeout: fl
     business, not a reason to fail a restart)."""
     codec = SingleObjectCodec(SchemaStore())
     records: list[R] = []
-    consumer = create_consumer(settings, f"{settings.kafka.topic_prefix}ibstream-producer-tail-{uuid.uuid4().hex[:8]}",
-                               **{"enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    consumer = create_consumer(
+        settings,
+        f"{settings.kafka.topic_prefix}ibstream-producer-tail-{uuid.uuid4().hex[:8]}",
+        **{"enable.auto.commit": False, "enable.partition.eof": True},
+    )
 
     def take(message: Any) -> None:
         with contextlib.suppress(DecodeError):
             records.append(decode_message(codec, spec, message))
 
     try:
-        consume_to_end(consumer, {settings.kafka.topic_prefix + spec.name: spec.partitions}, take, timeout=timeout,
-                       tail=tail)  # fmt: skip
+        consume_to_end(
+            consumer, {settings.kafka.topic_prefix + spec.name: spec.partitions}, take, timeout=timeout, tail=tail
+        )
     finally:
         consumer.close()
     return iter(records)

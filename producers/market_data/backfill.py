@@ -59,10 +59,19 @@ def bar_record(
 ) -> Bar:
     start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
     return Bar(
-        symbol=symbol, start=start, open=bar.open, high=bar.high, low=bar.low, close=bar.close,
-        volume=bar.volume, wap=bar.wap, count=bar.count, event_time=start + STEP, ingest_time=utc_now(),
+        symbol=symbol,
+        start=start,
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
+        volume=bar.volume,
+        wap=bar.wap,
+        count=bar.count,
+        event_time=start + STEP,
+        ingest_time=utc_now(),
         source=source,
-    )  # fmt: skip
+    )
 
 
 #: Fires an alert: (kind, subject, severity, message, symbol=, details=).
@@ -80,10 +89,17 @@ class Backfiller:
     """The backfill requests in flight and the historical pacing pause."""
 
     def __init__(
-        self, connection: IbConnection, sink: RecordProducer, tracker: BarTracker, calendar: TradingCalendar,
-        instruments: dict[str, Instrument], req_ids: itertools.count[int], fire: Fire, metrics: Metrics,
+        self,
+        connection: IbConnection,
+        sink: RecordProducer,
+        tracker: BarTracker,
+        calendar: TradingCalendar,
+        instruments: dict[str, Instrument],
+        req_ids: itertools.count[int],
+        fire: Fire,
+        metrics: Metrics,
         pacing_backoff_seconds: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.connection = connection
         self.sink = sink
         self.tracker = tracker
@@ -202,8 +218,10 @@ class Backfiller:
         if request.sent_at > self.paused_at:
             delay = self.pacing_backoff.next_delay()
             self.paused_at, self.paused_until = now, now + delay
-            log.warning("historical pacing violation; backfills paused",
-                        extra={"symbol": request.symbol, "pause_seconds": round(delay, 1)})  # fmt: skip
+            log.warning(
+                "historical pacing violation; backfills paused",
+                extra={"symbol": request.symbol, "pause_seconds": round(delay, 1)},
+            )
         for gap_id in request.gap_ids:
             gap = self.tracker.gaps.get(gap_id)
             if gap is not None:

@@ -52,10 +52,18 @@ class OpenGap:
 
     def record(self, state: GapState, now: dt.datetime, reason: str | None = None) -> Gap:
         return Gap(
-            gap_id=self.gap_id, symbol=self.symbol, start=self.start, end=self.end, state=state, cause=self.cause,
-            missing_bars=len(self.expected), recovered_bars=len(self.recovered), reason=reason,
-            detected_time=self.detected_time, updated_time=now,
-        )  # fmt: skip
+            gap_id=self.gap_id,
+            symbol=self.symbol,
+            start=self.start,
+            end=self.end,
+            state=state,
+            cause=self.cause,
+            missing_bars=len(self.expected),
+            recovered_bars=len(self.recovered),
+            reason=reason,
+            detected_time=self.detected_time,
+            updated_time=now,
+        )
 
 
 class BarTracker:

@@ -26,9 +26,12 @@ class Instrument:
 
 
 def qualify(
-    session: Session, symbols: list[str], req_ids: itertools.count[int], wall: Callable[[], float],
+    session: Session,
+    symbols: list[str],
+    req_ids: itertools.count[int],
+    wall: Callable[[], float],
     dispatch: Callable[[events.IbEvent], None],
-) -> dict[str, events.ContractDetail]:  # fmt: skip
+) -> dict[str, events.ContractDetail]:
     """IB's contract for every symbol (other events meanwhile go to ``dispatch``); ConfigError naming the setting
     for a symbol IB does not know or did not qualify in time."""
     pending: dict[int, str] = {}

@@ -16,9 +16,13 @@ LAST_TIMESTAMP, DELAYED_LAST_TIMESTAMP = 45, 88
 
 _PRICE_FIELD = {BID: "bid", ASK: "ask", LAST: "last", DELAYED_BID: "bid", DELAYED_ASK: "ask", DELAYED_LAST: "last"}
 _SIZE_FIELD = {
-    BID_SIZE: "bid_size", ASK_SIZE: "ask_size", LAST_SIZE: "last_size",
-    DELAYED_BID_SIZE: "bid_size", DELAYED_ASK_SIZE: "ask_size", DELAYED_LAST_SIZE: "last_size",
-}  # fmt: skip
+    BID_SIZE: "bid_size",
+    ASK_SIZE: "ask_size",
+    LAST_SIZE: "last_size",
+    DELAYED_BID_SIZE: "bid_size",
+    DELAYED_ASK_SIZE: "ask_size",
+    DELAYED_LAST_SIZE: "last_size",
+}
 _DELAYED_TICKS = frozenset(
     {
         DELAYED_BID,
@@ -85,11 +89,19 @@ class QuoteBook:
                 continue
             book.dirty = False
             values = book.values
-            quotes.append(Quote(
-                symbol=book.symbol, con_id=book.con_id,
-                bid=values.get("bid"), ask=values.get("ask"), last=values.get("last"),
-                bid_size=values.get("bid_size"), ask_size=values.get("ask_size"), last_size=values.get("last_size"),
-                event_time=event_time, ingest_time=ingest_time,
-                source=MarketDataSource.DELAYED if book.delayed else MarketDataSource.LIVE,
-            ))  # fmt: skip
+            quotes.append(
+                Quote(
+                    symbol=book.symbol,
+                    con_id=book.con_id,
+                    bid=values.get("bid"),
+                    ask=values.get("ask"),
+                    last=values.get("last"),
+                    bid_size=values.get("bid_size"),
+                    ask_size=values.get("ask_size"),
+                    last_size=values.get("last_size"),
+                    event_time=event_time,
+                    ingest_time=ingest_time,
+                    source=MarketDataSource.DELAYED if book.delayed else MarketDataSource.LIVE,
+                )
+            )
         return quotes

@@ -79,9 +79,12 @@ class MarketDataProducer:
                     self.tracker.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
         self.staleness = StalenessMonitor(settings.feed.stale_after_seconds)
         self.connection = IbConnection(
-            session, base_seconds=settings.ib.reconnect_base_seconds, cap_seconds=settings.ib.reconnect_cap_seconds,
-            timeout_seconds=settings.ib.connect_timeout_seconds, wall=wall,
-        )  # fmt: skip
+            session,
+            base_seconds=settings.ib.reconnect_base_seconds,
+            cap_seconds=settings.ib.reconnect_cap_seconds,
+            timeout_seconds=settings.ib.connect_timeout_seconds,
+            wall=wall,
+        )
         self.instruments: dict[str, Instrument] = {}
         self.reconnect_count = 0
         self._req_ids = itertools.count(1000)
@@ -98,9 +101,16 @@ class MarketDataProducer:
         self._kafka_checked = -1e9
         self._init_metrics()
         self.backfill = Backfiller(
-            self.connection, sink, self.tracker, self.calendar, self.instruments, self._req_ids, self._fire, self,
+            self.connection,
+            sink,
+            self.tracker,
+            self.calendar,
+            self.instruments,
+            self._req_ids,
+            self._fire,
+            self,
             settings.ib.historical_pacing_backoff_seconds,
-        )  # fmt: skip
+        )
 
     # --- the connection's and the backfill's state, by the names operators and tests know ----------------------
 
@@ -147,9 +157,11 @@ class MarketDataProducer:
             "skew excluded)",
         )
         m.create_observable_gauge(
-            "ibstream_feed_staleness_seconds", [self._observe_staleness], unit="s",
+            "ibstream_feed_staleness_seconds",
+            [self._observe_staleness],
+            unit="s",
             description="Seconds since the last tick per symbol",
-        )  # fmt: skip
+        )
         m.create_observable_gauge(
             "ibstream_ib_connected", [self._observe_connected], description="1 when the IB session is connected"
         )
@@ -346,9 +358,11 @@ class MarketDataProducer:
         if gap is not None:
             if len(gap.expected) > MAX_BACKFILL_BARS:
                 with log_context(symbol=symbol):
-                    self.backfill.finish_gap(gap, GapState.UNRECOVERABLE,
-                                     f"{len(gap.expected)} missing bars exceed the backfill window of "
-                                     f"{MAX_BACKFILL_BARS}")  # fmt: skip
+                    self.backfill.finish_gap(
+                        gap,
+                        GapState.UNRECOVERABLE,
+                        f"{len(gap.expected)} missing bars exceed the backfill window of {MAX_BACKFILL_BARS}",
+                    )
             else:
                 self.backfill.start(gap)
 
@@ -364,8 +378,14 @@ class MarketDataProducer:
         elif kind is CodeKind.DELAYED_DATA and symbol is not None:
             self.book.mark_delayed(symbol, True)
         elif kind is CodeKind.NOT_SUBSCRIBED and symbol is not None:
-            self._fire(kind.value, symbol, Severity.WARNING, f"{symbol}: {error.message}", symbol=symbol,
-                       details={"code": str(error.code)})  # fmt: skip
+            self._fire(
+                kind.value,
+                symbol,
+                Severity.WARNING,
+                f"{symbol}: {error.message}",
+                symbol=symbol,
+                details={"code": str(error.code)},
+            )
         level = logging.INFO if kind in (CodeKind.INFO, CodeKind.FARM_OK, CodeKind.FARM_INACTIVE) else logging.WARNING
         if level == logging.WARNING and kind is not CodeKind.DELAYED_DATA:
             record_error(f"ib_{kind.value}", COMPONENT)
@@ -381,8 +401,13 @@ class MarketDataProducer:
         match meaning:
             case Connectivity.LOST:
                 self.tracker.note_interruption(f"ib_{error.code}")
-                self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connectivity lost ({error.code})",
-                           details={"code": str(error.code)})  # fmt: skip
+                self._fire(
+                    "ib_disconnected",
+                    COMPONENT,
+                    Severity.CRITICAL,
+                    f"IB connectivity lost ({error.code})",
+                    details={"code": str(error.code)},
+                )
             case Connectivity.RESTORED_DATA_LOST:
                 self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data lost: resubscribed")
                 self._subscribe_all()
@@ -396,8 +421,14 @@ class MarketDataProducer:
                 # A farm coming back after a break can leave subscriptions silently dead: resubscribe.
                 self._subscribe_all()
             case Connectivity.COMPETING_SESSION if symbol is not None:
-                self._fire(error.kind.value, symbol, Severity.WARNING, f"{symbol}: {error.message}", symbol=symbol,
-                           details={"code": str(error.code)})  # fmt: skip
+                self._fire(
+                    error.kind.value,
+                    symbol,
+                    Severity.WARNING,
+                    f"{symbol}: {error.message}",
+                    symbol=symbol,
+                    details={"code": str(error.code)},
+                )
             case _:
                 pass
 
@@ -439,17 +470,32 @@ class MarketDataProducer:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.feed.heartbeat_seconds
             active = sum(1 for symbol in self.instruments if not self.staleness.is_stale(symbol))
-            self.sink.send(heartbeats.TOPIC, Heartbeat(
-                component=COMPONENT, instance_id=self.instance_id, connection_state=self.state.value,
-                symbols_active=active if self.state == ConnectionState.CONNECTED else 0,
-                reconnect_count=self.reconnect_count, time=utc_now(), market_time=self.clock.now(now),
-            ))  # fmt: skip
+            self.sink.send(
+                heartbeats.TOPIC,
+                Heartbeat(
+                    component=COMPONENT,
+                    instance_id=self.instance_id,
+                    connection_state=self.state.value,
+                    symbols_active=active if self.state == ConnectionState.CONNECTED else 0,
+                    reconnect_count=self.reconnect_count,
+                    time=utc_now(),
+                    market_time=self.clock.now(now),
+                ),
+            )
         self._update_snapshot()
 
     # --- alerts -------------------------------------------------------------------------------------------------
 
-    def _fire(self, kind: str, subject: str, severity: Severity, message: str, *, symbol: str | None = None,
-              details: dict[str, str] | None = None) -> None:  # fmt: skip
+    def _fire(
+        self,
+        kind: str,
+        subject: str,
+        severity: Severity,
+        message: str,
+        *,
+        symbol: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
         alert = self.alerts.fire(kind, subject, severity, message, symbol=symbol, details=details)
         if alert is not None:
             self.sink.send(alerts.TOPIC, alert)

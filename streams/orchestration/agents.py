@@ -34,8 +34,9 @@ class FaustCommandBus:
         await self._topic.send(key=key.encode(), value=value, headers=kafka_trace_headers() or None)
 
 
-def orchestration_router(ctx: AgentContext, bus: CommandBus, sources: Mapping[str, TopicSpec[Any]]
-                         ) -> Callable[[Any], Any]:  # fmt: skip
+def orchestration_router(
+    ctx: AgentContext, bus: CommandBus, sources: Mapping[str, TopicSpec[Any]]
+) -> Callable[[Any], Any]:
     """The agent body over signals, control, risk decisions and order events: re-key each input that concerns a
     run onto the command topic (see ``commands.command_key``). Stateless, so it needs no co-partitioning."""
 

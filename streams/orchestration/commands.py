@@ -32,8 +32,9 @@ class CommandKind(StrEnum):
     TICK = "tick"
 
 
-RUN_COMMANDS = frozenset({ControlCommandKind.APPROVE_RUN, ControlCommandKind.REJECT_RUN,
-                          ControlCommandKind.TRIGGER_RUN})  # fmt: skip
+RUN_COMMANDS = frozenset(
+    {ControlCommandKind.APPROVE_RUN, ControlCommandKind.REJECT_RUN, ControlCommandKind.TRIGGER_RUN}
+)
 
 
 def command_key(record: Record) -> str | None:
@@ -57,7 +58,7 @@ _KINDS: dict[type[Record], CommandKind] = {
     RiskDecision: CommandKind.DECISION,
     OrderEvent: CommandKind.ORDER_EVENT,
 }
-_RECORDS: dict[CommandKind, type[Record]] = {kind: record for record, kind in _KINDS.items()}  # fmt: skip
+_RECORDS: dict[CommandKind, type[Record]] = {kind: record for record, kind in _KINDS.items()}
 
 
 def encode_command(record: Record) -> bytes:

@@ -97,13 +97,19 @@ class RunEntry:
         return ids.order_id(self.run.run_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run.model_dump(mode="json"), "signal": self.signal.model_dump(mode="json"),
-                "signal_status": self.signal_status.value}  # fmt: skip
+        return {
+            "run": self.run.model_dump(mode="json"),
+            "signal": self.signal.model_dump(mode="json"),
+            "signal_status": self.signal_status.value,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunEntry:
-        return cls(run=OrchestrationRun.model_validate(data["run"]), signal=Signal.model_validate(data["signal"]),
-                   signal_status=SignalStatus(data["signal_status"]))  # fmt: skip
+        return cls(
+            run=OrchestrationRun.model_validate(data["run"]),
+            signal=Signal.model_validate(data["signal"]),
+            signal_status=SignalStatus(data["signal_status"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -115,14 +121,18 @@ class SignalSlot:
     trigger: ControlCommand | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"signal": None if self.signal is None else self.signal.model_dump(mode="json"),
-                "trigger": None if self.trigger is None else self.trigger.model_dump(mode="json")}  # fmt: skip
+        return {
+            "signal": None if self.signal is None else self.signal.model_dump(mode="json"),
+            "trigger": None if self.trigger is None else self.trigger.model_dump(mode="json"),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SignalSlot:
         signal, trigger = data.get("signal"), data.get("trigger")
-        return cls(signal=None if signal is None else Signal.model_validate(signal),
-                   trigger=None if trigger is None else ControlCommand.model_validate(trigger))  # fmt: skip
+        return cls(
+            signal=None if signal is None else Signal.model_validate(signal),
+            trigger=None if trigger is None else ControlCommand.model_validate(trigger),
+        )
 
 
 @dataclass(frozen=True)
@@ -152,10 +162,20 @@ def opens_automatically(signal: Signal, config: OrchestrationConfig, now: dateti
     return True, f"confidence {signal.confidence:.2f} ≥ {config.min_confidence:.2f}"
 
 
-def _transition(entry: RunEntry, to: SignalStatus, reason: str, now: datetime, order_id: str | None = None
-                ) -> SignalTransition:  # fmt: skip
-    return transition(entry.signal.signal_id, entry.signal.symbol, entry.signal.strategy, entry.signal_status, to,
-                      reason, now, run_id=entry.run.run_id, order_id=order_id)  # fmt: skip
+def _transition(
+    entry: RunEntry, to: SignalStatus, reason: str, now: datetime, order_id: str | None = None
+) -> SignalTransition:
+    return transition(
+        entry.signal.signal_id,
+        entry.signal.symbol,
+        entry.signal.strategy,
+        entry.signal_status,
+        to,
+        reason,
+        now,
+        run_id=entry.run.run_id,
+        order_id=order_id,
+    )
 
 
 Report = Callable[[OrchestrationRun], Awaitable[None]]
@@ -185,7 +205,7 @@ async def open_run(
             actor="orchestration",
             reason=f"signal expired at {signal.expiry_time.isoformat()} before the run was planned",
         )
-        return Step(entry=RunEntry(gone, signal), runs=(run, gone))  # fmt: skip
+        return Step(entry=RunEntry(gone, signal), runs=(run, gone))
     planning = start_planning(run)
     await report(run)
     await report(planning)
@@ -199,8 +219,9 @@ def after_planning(result: OrchestrationRun, signal: Signal, config: Orchestrati
         # The signal stays "new": it expires on its own (signals agent) and may still be traded by hand.
         return Step(entry=entry, runs=(result,), note="planning failed")
     plan = result.plan
-    planned = _transition(entry, SignalStatus.PLANNED,
-                          f"run planned: {plan.side.value} {plan.quantity:g} {plan.order_type.value}", now)  # fmt: skip
+    planned = _transition(
+        entry, SignalStatus.PLANNED, f"run planned: {plan.side.value} {plan.quantity:g} {plan.order_type.value}", now
+    )
     entry = replace(entry, signal_status=SignalStatus.PLANNED)
     if config.approval_mode is ApprovalMode.POLICY:
         ok, why = config.policy.approves(signal, plan)
@@ -211,8 +232,9 @@ def after_planning(result: OrchestrationRun, signal: Signal, config: Orchestrati
         wait_reason = f"policy declined ({why}); waiting for approve_run or reject_run"
     else:
         wait_reason = "waiting for approve_run or reject_run"
-    waiting = advance(result, RunState.AWAITING_APPROVAL, actor="orchestration", reason=wait_reason,
-                      approval_mode=ApprovalMode.MANUAL)  # fmt: skip
+    waiting = advance(
+        result, RunState.AWAITING_APPROVAL, actor="orchestration", reason=wait_reason, approval_mode=ApprovalMode.MANUAL
+    )
     return Step(entry=replace(entry, run=waiting), runs=(result, waiting), transitions=(planned,))
 
 
@@ -223,11 +245,14 @@ def _approve(entry: RunEntry, *, actor: str, reason: str, mode: ApprovalMode, no
     entry = replace(entry, run=approved, signal_status=SignalStatus.APPROVED)
     assert approved.plan is not None  # a run only reaches approval after planned, which carries the plan
     intent = intent_for(approved, approved.plan, requested_by=f"orchestration:{actor}")
-    submitted = advance(approved, RunState.SUBMITTED, actor="orchestration",
-                        reason=f"order intent {intent.order_id}")  # fmt: skip
+    submitted = advance(approved, RunState.SUBMITTED, actor="orchestration", reason=f"order intent {intent.order_id}")
     moved.append(_transition(entry, SignalStatus.ORDERED, f"order intent {intent.order_id}", now, intent.order_id))
-    return Step(entry=replace(entry, run=submitted, signal_status=SignalStatus.ORDERED), runs=(approved, submitted),
-                transitions=tuple(moved), intent=intent)  # fmt: skip
+    return Step(
+        entry=replace(entry, run=submitted, signal_status=SignalStatus.ORDERED),
+        runs=(approved, submitted),
+        transitions=tuple(moved),
+        intent=intent,
+    )
 
 
 def approve(entry: RunEntry, command: ControlCommand, now: datetime) -> Step:
@@ -243,23 +268,25 @@ def reject(entry: RunEntry, command: ControlCommand, now: datetime) -> Step:
     """``reject_run``: awaiting_approval → rejected with the operator's reason; otherwise nothing."""
     if entry.run.state is not RunState.AWAITING_APPROVAL:
         return Step(note=f"reject_run ignored: run is {entry.run.state.value}")
-    rejected = advance(entry.run, RunState.REJECTED, actor=command.actor, reason=command.reason,
-                       approval_mode=ApprovalMode.MANUAL)  # fmt: skip
+    rejected = advance(
+        entry.run, RunState.REJECTED, actor=command.actor, reason=command.reason, approval_mode=ApprovalMode.MANUAL
+    )
     moved = _transition(entry, SignalStatus.REJECTED, f"rejected by {command.actor}: {command.reason}", now)
-    return Step(entry=replace(entry, run=rejected, signal_status=SignalStatus.REJECTED), runs=(rejected,),
-                transitions=(moved,))  # fmt: skip
+    return Step(
+        entry=replace(entry, run=rejected, signal_status=SignalStatus.REJECTED), runs=(rejected,), transitions=(moved,)
+    )
 
 
 def expire(entry: RunEntry, now: datetime) -> Step:
     """awaiting_approval → expired once the signal's expiry passed; otherwise nothing."""
     if entry.run.state is not RunState.AWAITING_APPROVAL or not is_expired(entry.signal, now):
-        return Step(note=f"not expired: run is {entry.run.state.value}, signal expires "
-                         f"{entry.signal.expiry_time.isoformat()}")  # fmt: skip
+        return Step(
+            note=f"not expired: run is {entry.run.state.value}, signal expires {entry.signal.expiry_time.isoformat()}"
+        )
     why = f"signal expired at {entry.signal.expiry_time.isoformat()} while awaiting approval"
     gone = advance(entry.run, RunState.EXPIRED, actor="orchestration", reason=why)
     moved = _transition(entry, SignalStatus.EXPIRED, why, now)
-    return Step(entry=replace(entry, run=gone, signal_status=SignalStatus.EXPIRED), runs=(gone,),
-                transitions=(moved,))  # fmt: skip
+    return Step(entry=replace(entry, run=gone, signal_status=SignalStatus.EXPIRED), runs=(gone,), transitions=(moved,))
 
 
 def on_decision(entry: RunEntry, decision: RiskDecision, now: datetime) -> Step:
@@ -272,8 +299,7 @@ def on_decision(entry: RunEntry, decision: RiskDecision, now: datetime) -> Step:
     why = f"risk rejected order {decision.order_id}: {failed or 'no check named'}"
     done = advance(entry.run, RunState.FAILED, actor="risk", reason=why)
     moved = _transition(entry, SignalStatus.REJECTED, why, now, decision.order_id)
-    return Step(entry=replace(entry, run=done, signal_status=SignalStatus.REJECTED), runs=(done,),
-                transitions=(moved,))  # fmt: skip
+    return Step(entry=replace(entry, run=done, signal_status=SignalStatus.REJECTED), runs=(done,), transitions=(moved,))
 
 
 _ORDER_ENDED = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR})
@@ -289,8 +315,9 @@ def on_order_event(entry: RunEntry, event: OrderEvent, now: datetime) -> Step:
         why = f"order {event.order_id} {event.status.value} with {event.filled_quantity:g} filled{price}"
         done = advance(entry.run, RunState.COMPLETED, actor="execution", reason=why)
         moved = _transition(entry, SignalStatus.FILLED, why, now, event.order_id)
-        return Step(entry=replace(entry, run=done, signal_status=SignalStatus.FILLED), runs=(done,),
-                    transitions=(moved,))  # fmt: skip
+        return Step(
+            entry=replace(entry, run=done, signal_status=SignalStatus.FILLED), runs=(done,), transitions=(moved,)
+        )
     if event.status in _ORDER_ENDED:
         detail = event.broker_message or event.broker_status or "no message"
         why = f"order {event.order_id} {event.status.value} at IB without a fill: {detail}"

@@ -39,9 +39,16 @@ class InvalidTransitionError(IbstreamError):
 
 def trigger(signal: Signal, actor: str = "orchestration", reason: str | None = None) -> OrchestrationRun:
     """The first record of the run for a signal (``run_id = uuid5(signal_id)``)."""
-    return OrchestrationRun(run_id=ids.run_id(signal.signal_id), signal_id=signal.signal_id, symbol=signal.symbol,
-                            state=RunState.TRIGGERED, reason=reason, actor=actor, attempt=0,
-                            time=utc_now())  # fmt: skip
+    return OrchestrationRun(
+        run_id=ids.run_id(signal.signal_id),
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        state=RunState.TRIGGERED,
+        reason=reason,
+        actor=actor,
+        attempt=0,
+        time=utc_now(),
+    )
 
 
 def advance(
@@ -60,11 +67,18 @@ def advance(
     if to in _ABORTS and not reason:
         raise InvalidTransitionError(f"run {run.run_id}: {to.value} needs a reason")
     return OrchestrationRun(
-        run_id=run.run_id, signal_id=run.signal_id, symbol=run.symbol, state=to, previous_state=run.state,
-        reason=reason, plan=plan if plan is not None else run.plan,
-        approval_mode=approval_mode if approval_mode is not None else run.approval_mode, actor=actor,
-        attempt=run.attempt if attempt is None else attempt, time=utc_now(),
-    )  # fmt: skip
+        run_id=run.run_id,
+        signal_id=run.signal_id,
+        symbol=run.symbol,
+        state=to,
+        previous_state=run.state,
+        reason=reason,
+        plan=plan if plan is not None else run.plan,
+        approval_mode=approval_mode if approval_mode is not None else run.approval_mode,
+        actor=actor,
+        attempt=run.attempt if attempt is None else attempt,
+        time=utc_now(),
+    )
 
 
 @dataclass(frozen=True)
@@ -87,11 +101,20 @@ class ApprovalPolicy:
 def intent_for(run: OrchestrationRun, plan: Plan, requested_by: str = "orchestration") -> OrderIntent:
     """The one order intent of an approved run: ``order_id = uuid5(NAMESPACE, run_id)``."""
     return OrderIntent(
-        order_id=ids.order_id(run.run_id), run_id=run.run_id, signal_id=run.signal_id, symbol=run.symbol,
-        side=plan.side, quantity=plan.quantity, order_type=plan.order_type, limit_price=plan.limit_price,
-        stop_price=plan.stop_price, stop_loss=plan.stop_loss, take_profit=plan.take_profit,
-        requested_by=requested_by, created_time=utc_now(),
-    )  # fmt: skip
+        order_id=ids.order_id(run.run_id),
+        run_id=run.run_id,
+        signal_id=run.signal_id,
+        symbol=run.symbol,
+        side=plan.side,
+        quantity=plan.quantity,
+        order_type=plan.order_type,
+        limit_price=plan.limit_price,
+        stop_price=plan.stop_price,
+        stop_loss=plan.stop_loss,
+        take_profit=plan.take_profit,
+        requested_by=requested_by,
+        created_time=utc_now(),
+    )
 
 
 class Planner(Protocol):

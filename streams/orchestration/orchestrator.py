@@ -131,8 +131,10 @@ class Orchestrator:
         correlation = _correlation(kind, record, data)
         run_id = self._run_of(correlation)
         parent = None if run_id is None else self._traces.get(run_id)
-        with log_context(**correlation), consume_span("orchestration.command", event.message.headers,
-                                                      parent=parent, command=kind.value) as span:  # fmt: skip
+        with (
+            log_context(**correlation),
+            consume_span("orchestration.command", event.message.headers, parent=parent, command=kind.value) as span,
+        ):
             try:
                 outcome = await self.handle(kind, record, data)
             except Exception as error:  # a bug for one run must not stop every other run
@@ -205,8 +207,9 @@ class Orchestrator:
         async def report(run: OrchestrationRun) -> None:
             await self._emit_run(run)
 
-        step = await lifecycle.open_run(signal, actor=actor, reason=reason, planner=self.planner,
-                                            config=self.config, now=now, report=report)  # fmt: skip
+        step = await lifecycle.open_run(
+            signal, actor=actor, reason=reason, planner=self.planner, config=self.config, now=now, report=report
+        )
         return await self._apply(step)
 
     async def _on_tick(self, run_id: str | None, signal_id: str | None, now: datetime) -> str:
@@ -225,8 +228,10 @@ class Orchestrator:
         if signal_id is not None and slot is not None and lifecycle.slot_forgettable(slot, now):
             del self.tables.signals[signal_id]
             if slot.signal is None and slot.trigger is not None:
-                log.warning("trigger_run dropped: its signal never arrived",
-                            extra={"signal_id": signal_id, "actor": slot.trigger.actor})  # fmt: skip
+                log.warning(
+                    "trigger_run dropped: its signal never arrived",
+                    extra={"signal_id": signal_id, "actor": slot.trigger.actor},
+                )
             outcomes.append("signal forgotten")
         return "; ".join(outcomes) or "tick: nothing due"
 
@@ -242,17 +247,29 @@ class Orchestrator:
         elif run.state in machine.FINAL:
             self._traces.pop(run.run_id, None)
         previous = None if run.previous_state is None else run.previous_state.value
-        log.info("run state", extra={"run_id": run.run_id, "signal_id": run.signal_id, "symbol": run.symbol,
-                                     "state": run.state.value, "previous_state": previous, "actor": run.actor,
-                                     "reason": run.reason})  # fmt: skip
+        log.info(
+            "run state",
+            extra={
+                "run_id": run.run_id,
+                "signal_id": run.signal_id,
+                "symbol": run.symbol,
+                "state": run.state.value,
+                "previous_state": previous,
+                "actor": run.actor,
+                "reason": run.reason,
+            },
+        )
 
     async def _apply(self, step: lifecycle.Step) -> str:
         """Emit the step's records (intent first), then store the run; returns the step's outcome."""
         if step.entry is None:
             return step.note or "no change"
         entry = step.entry
-        with log_context(run_id=entry.run.run_id, signal_id=entry.signal.signal_id,
-                         order_id=step.intent.order_id if step.intent else None):  # fmt: skip
+        with log_context(
+            run_id=entry.run.run_id,
+            signal_id=entry.signal.signal_id,
+            order_id=step.intent.order_id if step.intent else None,
+        ):
             if step.intent is not None:
                 # The intent before the "submitted" record: no reader may see a submitted run without its order.
                 await self.ctx.emitter.emit(order_intents.TOPIC, step.intent, wait=True)

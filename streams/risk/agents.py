@@ -55,8 +55,9 @@ def risk_agent(
                 with _current_event(events[index]):
                     decided[order_id] = decision_id
 
-            results = await decide_intents(ctx, intents, view, limits, decided, clock,
-                                           [event.message.headers for event in events], remember)  # fmt: skip
+            results = await decide_intents(
+                ctx, intents, view, limits, decided, clock, [event.message.headers for event in events], remember
+            )
             for event, result in zip(events, results, strict=True):
                 if isinstance(result, BaseException):
                     ctx.dead_letter(intents_spec, event, result, "processing")

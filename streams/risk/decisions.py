@@ -124,9 +124,15 @@ async def _route(ctx: AgentContext, item: _Decided, remember: Callable[[int, str
     failed = [check.name for check in decision.checks if not check.passed]
     log.info(
         "risk decision",
-        extra={"order_id": intent.order_id, "symbol": intent.symbol, "run_id": intent.run_id,
-               "decision_id": decision.decision_id, "approved": decision.approved, "failed": failed},
-    )  # fmt: skip
+        extra={
+            "order_id": intent.order_id,
+            "symbol": intent.symbol,
+            "run_id": intent.run_id,
+            "decision_id": decision.decision_id,
+            "approved": decision.approved,
+            "failed": failed,
+        },
+    )
 
 
 async def sync_kill_switch_alerts(ctx: AgentContext, view: risk.RiskView) -> None:

@@ -52,16 +52,22 @@ async def process_bar(
     return len(new_signals)
 
 
-async def _emit_bar_results(ctx: AgentContext, new_signals: list[Signal], new_transitions: list[SignalTransition]
-                            ) -> None:  # fmt: skip
+async def _emit_bar_results(
+    ctx: AgentContext, new_signals: list[Signal], new_transitions: list[SignalTransition]
+) -> None:
     for signal in new_signals:
         await ctx.emitter.emit(signals_topic.TOPIC, signal)
         SIGNALS.add(1, {"strategy": signal.strategy, "symbol": signal.symbol, "side": signal.side.value})
         log.info(
             "signal",
-            extra={"symbol": signal.symbol, "signal_id": signal.signal_id, "strategy": signal.strategy,
-                   "side": signal.side.value, "confidence": signal.confidence},
-        )  # fmt: skip
+            extra={
+                "symbol": signal.symbol,
+                "signal_id": signal.signal_id,
+                "strategy": signal.strategy,
+                "side": signal.side.value,
+                "confidence": signal.confidence,
+            },
+        )
     for record in new_transitions:
         await ctx.emitter.emit(signal_transitions.TOPIC, record)
 

@@ -88,8 +88,7 @@ def ma_crossover(bars: Sequence[BarPoint], fast: int = 10, slow: int = 30, momen
     confidence = clip01(abs(fast_now - fast_then) / range_)
     entry = closes[-1]
     stop, target = _bracket(side, entry, 2 * range_, 3 * range_)
-    return Proposal(side, confidence, entry, stop, target,
-                    {"fast_sma": fast_now, "slow_sma": slow_now, "atr": range_})  # fmt: skip
+    return Proposal(side, confidence, entry, stop, target, {"fast_sma": fast_now, "slow_sma": slow_now, "atr": range_})
 
 
 def donchian_breakout(bars: Sequence[BarPoint], period: int = 20) -> Proposal | None:
@@ -115,8 +114,7 @@ def donchian_breakout(bars: Sequence[BarPoint], period: int = 20) -> Proposal | 
         return None
     confidence = clip01(0.5 + 0.5 * distance / range_)
     stop, target = _bracket(side, close, 2 * range_, 4 * range_)
-    return Proposal(side, confidence, close, stop, target,
-                    {"channel_high": high, "channel_low": low, "atr": range_})  # fmt: skip
+    return Proposal(side, confidence, close, stop, target, {"channel_high": high, "channel_low": low, "atr": range_})
 
 
 def zscore_reversion(bars: Sequence[BarPoint], period: int = 20, threshold: float = 2.0) -> Proposal | None:

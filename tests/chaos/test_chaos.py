@@ -33,8 +33,9 @@ CI_FAULTS = ("kill_execution", "broker_restart", "ib_gateway_restart", "poison",
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)  # fmt: skip
+    process = subprocess.Popen(
+        argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         stdout, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -54,9 +55,29 @@ def _report(path: Path, result: subprocess.CompletedProcess[str]) -> dict[str, A
 @pytest.mark.timeout(300)
 def test_short_campaign_survives_every_fault_without_violation(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    result = _run([sys.executable, "-m", "ibstream.cli", "chaos", "--minutes", "1.5", "--rate", "400",
-                   "--seed", "14", "--symbols", *SYMBOLS, "--faults", ",".join(CI_FAULTS),
-                   "--dir", str(tmp_path / "run"), "--json", str(out)], timeout=280)  # fmt: skip
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "ibstream.cli",
+            "chaos",
+            "--minutes",
+            "1.5",
+            "--rate",
+            "400",
+            "--seed",
+            "14",
+            "--symbols",
+            *SYMBOLS,
+            "--faults",
+            ",".join(CI_FAULTS),
+            "--dir",
+            str(tmp_path / "run"),
+            "--json",
+            str(out),
+        ],
+        timeout=280,
+    )
     report = _report(out, result)
     assert report["error"] is None, result.stdout[-4000:]
     assert report["violations"] == [], result.stdout[-6000:]
@@ -97,9 +118,10 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
     assert checked["one_ib_order_per_routed_order"] > 0, "no order was routed: the hook was never exercised"
     assert not report["ok"]
     duplicates = [
-        v for v in report["violations"]
+        v
+        for v in report["violations"]
         if v["invariant"] == "one_ib_order_per_routed_order" and "duplicate order" in v["detail"]
-    ]  # fmt: skip
+    ]
     assert duplicates, report["violations"]
     # The crash itself is reported too (execution exited without being killed by the campaign).
     assert any(v["invariant"] == "deployables_stay_up" and v["id"] == "execution" for v in report["violations"])

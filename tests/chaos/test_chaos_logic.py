@@ -61,8 +61,19 @@ def test_schedule_is_deterministic_and_covers_every_kind() -> None:
 def test_schedule_rejects_unknown_kinds_and_fits_the_window() -> None:
     with pytest.raises(ValueError, match="unknown fault kinds"):
         build_schedule(1, 120.0, ["kill_everything"])
-    short = build_schedule(1, 105.0, ["poison", "kill_execution", "broker_pause", "ib_drop", "kill_producer",
-                                      "ib_gateway_restart", "broker_restart"])  # fmt: skip
+    short = build_schedule(
+        1,
+        105.0,
+        [
+            "poison",
+            "kill_execution",
+            "broker_pause",
+            "ib_drop",
+            "kill_producer",
+            "ib_gateway_restart",
+            "broker_restart",
+        ],
+    )
     assert len(short) == 6  # (105 - 12.6 - 15.75) // 12 slots: fewer faults than kinds in a short campaign
 
 
@@ -85,8 +96,20 @@ def _world(ibsim_orders: list[dict[str, Any]], ibsim_positions: list[dict[str, A
     order_id = str(uuid.uuid4())
     checker = Checker(load_settings(kafka_topic_prefix="x."), "http://unused", ("AAPL",), set(), T0.timestamp() + 10)
     checker.raw = {name: [] for spec in TOPICS for name in (spec.name, spec.dlq_name)}
-    bar = Bar(symbol="AAPL", start=T0, open=1, high=2, low=0.5, close=1.5, volume=100, wap=1.2, count=3,
-              event_time=T0, ingest_time=T0, source=MarketDataSource.LIVE)  # fmt: skip
+    bar = Bar(
+        symbol="AAPL",
+        start=T0,
+        open=1,
+        high=2,
+        low=0.5,
+        close=1.5,
+        volume=100,
+        wap=1.2,
+        count=3,
+        event_time=T0,
+        ingest_time=T0,
+        source=MarketDataSource.LIVE,
+    )
     checker.raw[bars.TOPIC.name] = _raw(bars.TOPIC, [bar])
     common: dict[str, Any] = {
         "order_id": order_id,
@@ -95,26 +118,73 @@ def _world(ibsim_orders: list[dict[str, Any]], ibsim_positions: list[dict[str, A
         "quantity": 10.0,
         "order_type": OrderType.MKT,
     }
-    checker.raw[order_intents.TOPIC.name] = _raw(order_intents.TOPIC, [
-        OrderIntent(**common, requested_by="test", created_time=T0)])  # fmt: skip
-    checker.raw[risk_decisions.TOPIC.name] = _raw(risk_decisions.TOPIC, [
-        RiskDecision(decision_id="d1", order_id=order_id, symbol="AAPL", approved=True, checks=[], intent_time=T0,
-                     decided_time=T0)])  # fmt: skip
-    checker.raw[routed_orders.TOPIC.name] = _raw(routed_orders.TOPIC, [
-        RoutedOrder(**common, decision_id="d1", routed_time=T0)])  # fmt: skip
-    checker.raw[order_events.TOPIC.name] = _raw(order_events.TOPIC, [
-        OrderEvent(event_id="e1", order_id=order_id, leg=OrderLeg.PARENT, symbol="AAPL", ib_order_id=7,
-                   status=OrderStatus.FILLED, filled_quantity=10, remaining_quantity=0,
-                   source=ExecutionSource.LIVE, event_time=T0)])  # fmt: skip
-    checker.raw[executions.TOPIC.name] = _raw(executions.TOPIC, [
-        Execution(exec_id="x1", order_id=order_id, symbol="AAPL", account="DU1", side=Side.BUY, quantity=10,
-                  price=1.0, cumulative_quantity=10, avg_price=1.0, source=ExecutionSource.LIVE, exec_time=T0,
-                  ingest_time=T0)])  # fmt: skip
-    checker.raw[positions.TOPIC.name] = _raw(positions.TOPIC, [
-        Position(account="DU1", symbol="AAPL", con_id=1, quantity=10, avg_cost=1.0, source=ExecutionSource.LIVE,
-                 time=T0)])  # fmt: skip
-    checker.truth_bars = {"AAPL": [{"time": T0.timestamp(), "open": 1, "high": 2, "low": 0.5, "close": 1.5,
-                                    "volume": 100}]}  # fmt: skip
+    checker.raw[order_intents.TOPIC.name] = _raw(
+        order_intents.TOPIC, [OrderIntent(**common, requested_by="test", created_time=T0)]
+    )
+    checker.raw[risk_decisions.TOPIC.name] = _raw(
+        risk_decisions.TOPIC,
+        [
+            RiskDecision(
+                decision_id="d1",
+                order_id=order_id,
+                symbol="AAPL",
+                approved=True,
+                checks=[],
+                intent_time=T0,
+                decided_time=T0,
+            )
+        ],
+    )
+    checker.raw[routed_orders.TOPIC.name] = _raw(
+        routed_orders.TOPIC, [RoutedOrder(**common, decision_id="d1", routed_time=T0)]
+    )
+    checker.raw[order_events.TOPIC.name] = _raw(
+        order_events.TOPIC,
+        [
+            OrderEvent(
+                event_id="e1",
+                order_id=order_id,
+                leg=OrderLeg.PARENT,
+                symbol="AAPL",
+                ib_order_id=7,
+                status=OrderStatus.FILLED,
+                filled_quantity=10,
+                remaining_quantity=0,
+                source=ExecutionSource.LIVE,
+                event_time=T0,
+            )
+        ],
+    )
+    checker.raw[executions.TOPIC.name] = _raw(
+        executions.TOPIC,
+        [
+            Execution(
+                exec_id="x1",
+                order_id=order_id,
+                symbol="AAPL",
+                account="DU1",
+                side=Side.BUY,
+                quantity=10,
+                price=1.0,
+                cumulative_quantity=10,
+                avg_price=1.0,
+                source=ExecutionSource.LIVE,
+                exec_time=T0,
+                ingest_time=T0,
+            )
+        ],
+    )
+    checker.raw[positions.TOPIC.name] = _raw(
+        positions.TOPIC,
+        [
+            Position(
+                account="DU1", symbol="AAPL", con_id=1, quantity=10, avg_cost=1.0, source=ExecutionSource.LIVE, time=T0
+            )
+        ],
+    )
+    checker.truth_bars = {
+        "AAPL": [{"time": T0.timestamp(), "open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 100}]
+    }
     checker.truth_orders = [{**o, "order_ref": o.get("order_ref", order_id)} for o in ibsim_orders]
     checker.truth_positions = ibsim_positions
     return checker, order_id
@@ -140,15 +210,18 @@ def test_a_consistent_world_has_no_violation() -> None:
 def test_a_duplicate_order_at_ibsim_is_reported_with_its_order_id() -> None:
     checker, order_id = _world([_ib_order(7), _ib_order(12)], [{"symbol": "AAPL", "quantity": 10.0}])
     found = _violations(checker)
-    assert found["one_ib_order_per_routed_order"] == [f"{order_id}: duplicate order: 2 ibsim parent orders "
-                                                      "(IB ids 7,12)"]  # fmt: skip
+    assert found["one_ib_order_per_routed_order"] == [
+        f"{order_id}: duplicate order: 2 ibsim parent orders (IB ids 7,12)"
+    ]
 
 
 def test_status_position_bar_and_poison_disagreements_are_reported() -> None:
-    checker, order_id = _world([_ib_order(7, "Cancelled"), {**_ib_order(9), "order_ref": "stranger"}],
-                               [{"symbol": "AAPL", "quantity": 20.0}])  # fmt: skip
-    checker.truth_bars["AAPL"].append({"time": T0.timestamp() + 5, "open": 1, "high": 1, "low": 1, "close": 1,
-                                       "volume": 1})  # fmt: skip
+    checker, order_id = _world(
+        [_ib_order(7, "Cancelled"), {**_ib_order(9), "order_ref": "stranger"}], [{"symbol": "AAPL", "quantity": 20.0}]
+    )
+    checker.truth_bars["AAPL"].append(
+        {"time": T0.timestamp() + 5, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}
+    )
     checker.poison = {("orders.intents.v1", 0, 99)}
     checker.raw["orders.intents.v1"].append(RawRecord(0, 99, b"garbage"))
     found = _violations(checker)
@@ -169,12 +242,23 @@ def test_an_unrecoverable_gap_covers_its_last_bar_too() -> None:
     checker, _ = _world([_ib_order(7)], [{"symbol": "AAPL", "quantity": 10.0}])
     missing = [T0 + dt.timedelta(seconds=5 * i) for i in (1, 2, 3)]
     for start in missing:
-        checker.truth_bars["AAPL"].append({"time": start.timestamp(), "open": 1, "high": 1, "low": 1, "close": 1,
-                                           "volume": 1})  # fmt: skip
+        checker.truth_bars["AAPL"].append(
+            {"time": start.timestamp(), "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}
+        )
     checker.bars_until = missing[-1].timestamp()
-    gap = Gap(gap_id=f"AAPL:{missing[0].isoformat()}", symbol="AAPL", start=missing[0], end=missing[1],
-              state=GapState.UNRECOVERABLE, cause="disconnect", missing_bars=2, recovered_bars=0, reason="test",
-              detected_time=T0, updated_time=T0)  # fmt: skip
+    gap = Gap(
+        gap_id=f"AAPL:{missing[0].isoformat()}",
+        symbol="AAPL",
+        start=missing[0],
+        end=missing[1],
+        state=GapState.UNRECOVERABLE,
+        cause="disconnect",
+        missing_bars=2,
+        recovered_bars=0,
+        reason="test",
+        detected_time=T0,
+        updated_time=T0,
+    )
     checker.raw[gaps.TOPIC.name] = _raw(gaps.TOPIC, [gap])
     found = _violations(checker)
     # The gap's last bar (its end) is covered; the bar after it is not.
@@ -183,10 +267,23 @@ def test_an_unrecoverable_gap_covers_its_last_bar_too() -> None:
 
 def _recorded_cancelled(checker: Checker, order_id: str, filled: float = 0.0) -> None:
     """Our record of the world's order becomes: cancelled (with ``filled`` shares), and no fill or position."""
-    checker.raw[order_events.TOPIC.name] = _raw(order_events.TOPIC, [
-        OrderEvent(event_id="e1", order_id=order_id, leg=OrderLeg.PARENT, symbol="AAPL", ib_order_id=7,
-                   status=OrderStatus.CANCELLED, filled_quantity=filled, remaining_quantity=10 - filled,
-                   source=ExecutionSource.RECONCILIATION, event_time=T0)])  # fmt: skip
+    checker.raw[order_events.TOPIC.name] = _raw(
+        order_events.TOPIC,
+        [
+            OrderEvent(
+                event_id="e1",
+                order_id=order_id,
+                leg=OrderLeg.PARENT,
+                symbol="AAPL",
+                ib_order_id=7,
+                status=OrderStatus.CANCELLED,
+                filled_quantity=filled,
+                remaining_quantity=10 - filled,
+                source=ExecutionSource.RECONCILIATION,
+                event_time=T0,
+            )
+        ],
+    )
     checker.raw[executions.TOPIC.name] = []
     checker.raw[positions.TOPIC.name] = []
 
@@ -208,8 +305,9 @@ def test_an_order_we_recorded_cancelled_is_reported_while_ibsim_still_holds_it_o
     _recorded_cancelled(working, working_id)
     partly_filled, partly_filled_id = _world([], [])
     _recorded_cancelled(partly_filled, partly_filled_id, filled=4)
-    orphan_leg, orphan_leg_id = _world([{"order_id": 8, "status": "PendingSubmit",
-                                         "request": {"parent_id": 7, "order_type": "STP"}}], [])  # fmt: skip
+    orphan_leg, orphan_leg_id = _world(
+        [{"order_id": 8, "status": "PendingSubmit", "request": {"parent_id": 7, "order_type": "STP"}}], []
+    )
     _recorded_cancelled(orphan_leg, orphan_leg_id)
     assert _violations(held)["one_ib_order_per_routed_order"] == [
         f"{held_id}: ibsim says PendingSubmit, we last recorded cancelled"

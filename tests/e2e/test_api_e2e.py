@@ -27,13 +27,23 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(kafka_bootstrap: str,
-                                                                             tmp_path: Path) -> None:  # fmt: skip
+def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
     # Signals stay actionable for 4 market hours (48 wall seconds at 300x): a loaded CI machine must not let the
     # run expire between "awaiting approval" and the approval this test sends.
-    demo = Demo(DemoConfig(speed=300.0, session_minutes=150, fault_at=None, live_view=False,
-                           directory=tmp_path / "demo", signal_expiry_seconds=4 * 3600), settings)  # fmt: skip
+    demo = Demo(
+        DemoConfig(
+            speed=300.0,
+            session_minutes=150,
+            fault_at=None,
+            live_view=False,
+            directory=tmp_path / "demo",
+            signal_expiry_seconds=4 * 3600,
+        ),
+        settings,
+    )
     viewer = trader = admin = ""
     try:
         demo.prepare()

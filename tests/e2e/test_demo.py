@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 def test_one_market_hour_through_every_deployable(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
-    config = DemoConfig(speed=600.0, session_minutes=75, fault_at=dt.time(10, 0), live_view=False,
-                        directory=tmp_path / "demo")  # fmt: skip
+    config = DemoConfig(
+        speed=600.0, session_minutes=75, fault_at=dt.time(10, 0), live_view=False, directory=tmp_path / "demo"
+    )
     demo = Demo(config, settings)
     try:
         demo.prepare()
@@ -33,8 +34,12 @@ def test_one_market_hour_through_every_deployable(kafka_bootstrap: str, tmp_path
     finally:
         demo.group.stop_all()
 
-    rows = {name: dict((row[0], row[1]) for row in value) if isinstance(value, list) and value and len(value[0]) == 2
-            else value for name, value in figures.items()}  # fmt: skip
+    rows = {
+        name: dict((row[0], row[1]) for row in value)
+        if isinstance(value, list) and value and len(value[0]) == 2
+        else value
+        for name, value in figures.items()
+    }
     assert rows["quotes"][0][0] > 100
     assert rows["bars_by_source"].get("live", 0) > 1000
     # One injected gateway drop: one gap per symbol, every one backfilled.

@@ -108,8 +108,9 @@ def session(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> S
 
 def test_every_deployable_exposes_its_metrics(session: Session) -> None:
     scraped, _ = session
-    producer, streams, agent0, execution, api = (scraped[name] for name in ("producer", "streams", "agent0",
-                                                                            "execution", "api"))  # fmt: skip
+    producer, streams, agent0, execution, api = (
+        scraped[name] for name in ("producer", "streams", "agent0", "execution", "api")
+    )
 
     # The session stops at the first fill, so volumes vary with the machine's load: every symbol quoted is the fact.
     for symbol in DemoConfig().symbols:
@@ -160,8 +161,11 @@ def test_every_label_is_documented(session: Session) -> None:
             if name.startswith("ibstream_"):
                 seen[_base(name)].update(set(labels) - _AMBIENT_LABELS)
     assert seen, "no ibstream_ metric scraped"
-    undocumented = {name: sorted(labels - documented.get(name, set())) for name, labels in seen.items()
-                    if name not in documented or labels - documented[name]}  # fmt: skip
+    undocumented = {
+        name: sorted(labels - documented.get(name, set()))
+        for name, labels in seen.items()
+        if name not in documented or labels - documented[name]
+    }
     assert not undocumented, f"metrics or labels missing from the README metric table: {undocumented}"
 
 
@@ -170,16 +174,24 @@ def test_one_trace_follows_an_order_across_processes(session: Session) -> None:
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for span in spans:
         by_trace[span["trace_id"]].append(span)
-    filled = [trace for trace in by_trace.values()
-              if any(span["name"] == "execution.order filled" for span in trace)]  # fmt: skip
+    filled = [trace for trace in by_trace.values() if any(span["name"] == "execution.order filled" for span in trace)]
     assert filled, f"no trace reached a fill; span names: {sorted({span['name'] for span in spans})}"
     trace = max(filled, key=len)
     names = {span["name"] for span in trace}
     services = {span["service"] for span in trace}
     assert {"ibstream-producer", "ibstream-streams", "ibstream-agent0", "ibstream-execution"} <= services, services
-    assert {"producer.bar", "signals.bar", "orchestration.route", "orchestration.command", "agent0.request",
-            "agent0.plan", "risk.decide", "execution.place", "execution.order acknowledged",
-            "execution.order filled"} <= names, names  # fmt: skip
+    assert {
+        "producer.bar",
+        "signals.bar",
+        "orchestration.route",
+        "orchestration.command",
+        "agent0.request",
+        "agent0.plan",
+        "risk.decide",
+        "execution.place",
+        "execution.order acknowledged",
+        "execution.order filled",
+    } <= names, names
     ids = {span["span_id"] for span in trace}
     roots = [span for span in trace if span["parent_id"] is None]
     assert [root["name"] for root in roots] == ["producer.bar"]

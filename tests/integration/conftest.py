@@ -12,6 +12,15 @@ from ibstream.contracts.enums import MarketDataSource
 def quote_sample() -> Quote:
     now = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
     return Quote(
-        symbol="AAPL", con_id=265598, bid=189.1, ask=189.12, last=189.11, bid_size=300.0, ask_size=200.0,
-        last_size=100.0, event_time=now, ingest_time=now, source=MarketDataSource.LIVE,
-    )  # fmt: skip
+        symbol="AAPL",
+        con_id=265598,
+        bid=189.1,
+        ask=189.12,
+        last=189.11,
+        bid_size=300.0,
+        ask_size=200.0,
+        last_size=100.0,
+        event_time=now,
+        ingest_time=now,
+        source=MarketDataSource.LIVE,
+    )

@@ -213,8 +213,9 @@ def test_cursor_pagination_is_complete_and_stable(api: Api) -> None:
 def test_signal_detail_has_transitions_runs_and_outcome(api: Api) -> None:
     ids = api.scenario.ids
     detail = api.get(f"/v1/signals/{ids['signal']}").json()
-    moves = sorted((t for t in api.scenario.of(signal_transitions.TOPIC) if t.signal_id == ids["signal"]),
-                   key=lambda t: t.time)  # fmt: skip
+    moves = sorted(
+        (t for t in api.scenario.of(signal_transitions.TOPIC) if t.signal_id == ids["signal"]), key=lambda t: t.time
+    )
     assert [t["to_status"] for t in detail["transitions"]] == [str(t.to_status) for t in moves]
     assert detail["status"] == "filled" and detail["run_ids"] == [ids["run"]]
     fills = [e for e in api.scenario.of(executions.TOPIC) if e.order_id == ids["order"]]
@@ -242,8 +243,9 @@ def test_run_detail_history_plan_and_failures(api: Api) -> None:
     assert detail["order_ids"] == [ids["order"]] and detail["failures"] == []
     failed = api.get(f"/v1/runs/{ids['failed_run']}").json()
     assert [(f["attempt"], f["reason"]) for f in failed["failures"]] == [
-        (1, "agent0 timed out"), (2, "agent0 circuit open")
-    ]  # fmt: skip
+        (1, "agent0 timed out"),
+        (2, "agent0 circuit open"),
+    ]
     listed = {r["run_id"]: r for r in api.get("/v1/runs").json()["items"]}
     for run_id in (ids["run"], ids["failed_run"], ids["awaiting_run"]):
         single = api.get(f"/v1/runs/{run_id}").json()
@@ -260,8 +262,11 @@ def test_order_detail_matches_the_order_trail_audit(api: Api) -> None:
     assert len(detail["trail"]) == len(audit) > 0
     for step, row in zip(detail["trail"], audit, strict=True):
         assert (step["stage"], step["id"], step["status"], step["detail"]) == (
-            row["stage"], row["id"], row["status"], row["detail"]
-        )  # fmt: skip
+            row["stage"],
+            row["id"],
+            row["status"],
+            row["detail"],
+        )
     stages = [step["stage"] for step in detail["trail"]]
     assert stages.count("fill") == 3 and stages.count("order_event") == 5 and stages[0] == "signal"
     decision = next(d for d in api.scenario.of(risk_decisions.TOPIC) if d.order_id == ids["order"])
@@ -294,10 +299,16 @@ def test_errors_are_json_with_a_stable_code(api: Api) -> None:
         (api.get("/v1/signals", params={"limit": 0}), 422, "validation_error"),
         (api.get("/v1/signals/bad id!"), 422, "validation_error"),
         (api.get("/v1/signals", params={"symbl": "AAPL"}), 422, "validation_error"),  # a typo must not widen
-        (api.client.post("/v1/runs", content=b"{not json", headers={**bearer(api.tokens["admin"]),
-                                                                    "content-type": "application/json"}), 422,
-         "validation_error"),
-    ]  # fmt: skip
+        (
+            api.client.post(
+                "/v1/runs",
+                content=b"{not json",
+                headers={**bearer(api.tokens["admin"]), "content-type": "application/json"},
+            ),
+            422,
+            "validation_error",
+        ),
+    ]
     for response, status, code in cases:
         assert response.status_code == status, response.text
         assert response.headers["content-type"].startswith("application/json")
@@ -355,9 +366,10 @@ def test_body_size_limit_gives_413(api: Api) -> None:
         yield b'"}'
 
     streamed = api.client.post(
-        "/v1/control/kill-switch", content=chunks(),
+        "/v1/control/kill-switch",
+        content=chunks(),
         headers={**bearer(api.tokens["admin"]), "content-type": "application/json"},
-    )  # fmt: skip
+    )
     assert streamed.status_code == 413 and streamed.json()["code"] == "body_too_large", streamed.text
 
 

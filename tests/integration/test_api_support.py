@@ -145,20 +145,34 @@ def signal(n: int, symbol: str, strategy: str, side: Side = Side.BUY, entry: flo
     created = T0 + timedelta(minutes=n)
     stop = entry - 2 if side == Side.BUY else entry + 2
     return Signal(
-        signal_id=_id(f"signal-{n}"), symbol=symbol, strategy=strategy, side=side, confidence=0.5 + n / 100,
-        entry=entry, stop=stop, take_profit=entry + 3 if side == Side.BUY else entry - 3,
-        bar_start=created - timedelta(seconds=5), created_time=created, expiry_time=created + timedelta(minutes=5),
+        signal_id=_id(f"signal-{n}"),
+        symbol=symbol,
+        strategy=strategy,
+        side=side,
+        confidence=0.5 + n / 100,
+        entry=entry,
+        stop=stop,
+        take_profit=entry + 3 if side == Side.BUY else entry - 3,
+        bar_start=created - timedelta(seconds=5),
+        created_time=created,
+        expiry_time=created + timedelta(minutes=5),
         features={"atr": 1.5 + n, "z": -0.25},
-    )  # fmt: skip
+    )
 
 
 def run_record(
     run_id: str, sig: Signal, state: RunState, previous: RunState | None, at: datetime, **extra: Any
 ) -> OrchestrationRun:
     values: dict[str, Any] = {
-        "run_id": run_id, "signal_id": sig.signal_id, "symbol": sig.symbol, "state": state, "previous_state": previous,
-        "actor": "orchestration", "attempt": 1, "time": at,
-    }  # fmt: skip
+        "run_id": run_id,
+        "signal_id": sig.signal_id,
+        "symbol": sig.symbol,
+        "state": state,
+        "previous_state": previous,
+        "actor": "orchestration",
+        "attempt": 1,
+        "time": at,
+    }
     values.update(extra)
     return OrchestrationRun(**values)
 
@@ -167,9 +181,16 @@ def transition(
     sig: Signal, to: SignalStatus, previous: SignalStatus | None, at: datetime, **extra: Any
 ) -> SignalTransition:
     return SignalTransition(
-        transition_id=_id(f"{sig.signal_id}-{to}"), signal_id=sig.signal_id, symbol=sig.symbol,
-        strategy=sig.strategy, from_status=previous, to_status=to, reason=f"to {to}", time=at, **extra,
-    )  # fmt: skip
+        transition_id=_id(f"{sig.signal_id}-{to}"),
+        signal_id=sig.signal_id,
+        symbol=sig.symbol,
+        strategy=sig.strategy,
+        from_status=previous,
+        to_status=to,
+        reason=f"to {to}",
+        time=at,
+        **extra,
+    )
 
 
 def load_scenario(warehouse: Warehouse) -> Scenario:
@@ -204,9 +225,15 @@ def load_scenario(warehouse: Warehouse) -> Scenario:
     )
 
     plan = Plan(
-        plan_id=_id("plan-0"), side=Side.BUY, quantity=10, order_type=OrderType.LMT, limit_price=100.0,
-        stop_loss=98.0, take_profit=103.0, rationale="breakout above range",
-    )  # fmt: skip
+        plan_id=_id("plan-0"),
+        side=Side.BUY,
+        quantity=10,
+        order_type=OrderType.LMT,
+        limit_price=100.0,
+        stop_loss=98.0,
+        take_profit=103.0,
+        rationale="breakout above range",
+    )
     r0, r1, r2, r3 = (_id(f"run-{n}") for n in range(4))
     scenario.ids.update(run=r0, failed_run=r1, awaiting_run=r2, completed_run=r3)
     t = s0.created_time
@@ -216,55 +243,112 @@ def load_scenario(warehouse: Warehouse) -> Scenario:
         run_record(r0, s0, RunState.PLANNING, RunState.TRIGGERED, t + timedelta(seconds=1, milliseconds=500)),
         run_record(r0, s0, RunState.PLANNED, RunState.PLANNING, t + timedelta(seconds=2), plan=plan),
         run_record(
-            r0, s0, RunState.AWAITING_APPROVAL, RunState.PLANNED, t + timedelta(seconds=3),
+            r0,
+            s0,
+            RunState.AWAITING_APPROVAL,
+            RunState.PLANNED,
+            t + timedelta(seconds=3),
             approval_mode=ApprovalMode.MANUAL,
         ),
-        run_record(r0, s0, RunState.APPROVED, RunState.AWAITING_APPROVAL, t + timedelta(seconds=10), actor="alice",
-                   reason="looks good"),
+        run_record(
+            r0,
+            s0,
+            RunState.APPROVED,
+            RunState.AWAITING_APPROVAL,
+            t + timedelta(seconds=10),
+            actor="alice",
+            reason="looks good",
+        ),
         run_record(r0, s0, RunState.SUBMITTED, RunState.APPROVED, t + timedelta(seconds=11)),
         run_record(r1, s1, RunState.TRIGGERED, None, s1.created_time + timedelta(seconds=1)),
-        run_record(r1, s1, RunState.FAILED, RunState.PLANNING, s1.created_time + timedelta(seconds=3),
-                   reason="agent0 timed out", attempt=1),
-        run_record(r1, s1, RunState.FAILED, RunState.PLANNING, s1.created_time + timedelta(seconds=6),
-                   reason="agent0 circuit open", attempt=2),
+        run_record(
+            r1,
+            s1,
+            RunState.FAILED,
+            RunState.PLANNING,
+            s1.created_time + timedelta(seconds=3),
+            reason="agent0 timed out",
+            attempt=1,
+        ),
+        run_record(
+            r1,
+            s1,
+            RunState.FAILED,
+            RunState.PLANNING,
+            s1.created_time + timedelta(seconds=6),
+            reason="agent0 circuit open",
+            attempt=2,
+        ),
         run_record(r2, s2, RunState.TRIGGERED, None, s2.created_time + timedelta(seconds=1)),
-        run_record(r2, s2, RunState.AWAITING_APPROVAL, RunState.PLANNED, s2.created_time + timedelta(seconds=3),
-                   approval_mode=ApprovalMode.MANUAL),
+        run_record(
+            r2,
+            s2,
+            RunState.AWAITING_APPROVAL,
+            RunState.PLANNED,
+            s2.created_time + timedelta(seconds=3),
+            approval_mode=ApprovalMode.MANUAL,
+        ),
         run_record(r3, s3, RunState.TRIGGERED, None, s3.created_time + timedelta(seconds=1)),
         run_record(r3, s3, RunState.COMPLETED, RunState.SUBMITTED, s3.created_time + timedelta(seconds=30)),
-    )  # fmt: skip
+    )
 
     o0, o1 = _id("order-0"), _id("order-1")
     scenario.ids.update(order=o0, rejected_order=o1)
     intent0 = OrderIntent(
-        order_id=o0, run_id=r0, signal_id=s0.signal_id, symbol="AAPL", side=Side.BUY, quantity=10,
-        order_type=OrderType.LMT, limit_price=100.0, stop_loss=98.0, take_profit=103.0, requested_by="orchestration",
+        order_id=o0,
+        run_id=r0,
+        signal_id=s0.signal_id,
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=10,
+        order_type=OrderType.LMT,
+        limit_price=100.0,
+        stop_loss=98.0,
+        take_profit=103.0,
+        requested_by="orchestration",
         created_time=t + timedelta(seconds=10, milliseconds=500),
-    )  # fmt: skip
+    )
     intent1 = OrderIntent(
-        order_id=o1, run_id=r3, signal_id=s3.signal_id, symbol="SPY", side=Side.BUY, quantity=100,
-        order_type=OrderType.MKT, requested_by="orchestration", created_time=s3.created_time + timedelta(seconds=20),
-    )  # fmt: skip
+        order_id=o1,
+        run_id=r3,
+        signal_id=s3.signal_id,
+        symbol="SPY",
+        side=Side.BUY,
+        quantity=100,
+        order_type=OrderType.MKT,
+        requested_by="orchestration",
+        created_time=s3.created_time + timedelta(seconds=20),
+    )
     load.add(order_intents.TOPIC, intent0, intent1)
     load.add(
         risk_decisions.TOPIC,
         RiskDecision(
-            decision_id=_id("decision-0"), order_id=o0, run_id=r0, symbol="AAPL", approved=True,
+            decision_id=_id("decision-0"),
+            order_id=o0,
+            run_id=r0,
+            symbol="AAPL",
+            approved=True,
             checks=[
                 RiskCheck(name="max_order_notional", value=1000.0, limit=25_000.0, passed=True, reason="within"),
                 RiskCheck(name="kill_switch", value=0.0, limit=0.0, passed=True, reason="kill switch off"),
             ],
-            intent_time=intent0.created_time, decided_time=intent0.created_time + timedelta(milliseconds=20),
+            intent_time=intent0.created_time,
+            decided_time=intent0.created_time + timedelta(milliseconds=20),
         ),
         RiskDecision(
-            decision_id=_id("decision-1"), order_id=o1, run_id=r3, symbol="SPY", approved=False,
+            decision_id=_id("decision-1"),
+            order_id=o1,
+            run_id=r3,
+            symbol="SPY",
+            approved=False,
             checks=[
                 RiskCheck(name="max_order_notional", value=50_000.0, limit=25_000.0, passed=False, reason="too big"),
                 RiskCheck(name="kill_switch", value=0.0, limit=0.0, passed=True, reason="kill switch off"),
             ],
-            intent_time=intent1.created_time, decided_time=intent1.created_time + timedelta(milliseconds=20),
+            intent_time=intent1.created_time,
+            decided_time=intent1.created_time + timedelta(milliseconds=20),
         ),
-    )  # fmt: skip
+    )
     routed = {k: v for k, v in intent0.model_dump().items() if k in RoutedOrder.model_fields}
     routed.update(decision_id=_id("decision-0"), routed_time=intent0.created_time + timedelta(milliseconds=30))
     load.add(routed_orders.TOPIC, RoutedOrder.model_validate(routed))
@@ -280,11 +364,22 @@ def load_scenario(warehouse: Warehouse) -> Scenario:
         recon: str | None = None,
     ) -> OrderEvent:
         return OrderEvent(
-            event_id=_id(f"event-{n}"), order_id=o0, leg=leg, symbol="AAPL", ib_order_id=7, perm_id=9001,
-            status=status, previous_status=previous, filled_quantity=filled, remaining_quantity=10 - filled,
-            avg_fill_price=avg, broker_status=str(status), source=ExecutionSource.LIVE, reconciliation_status=recon,
+            event_id=_id(f"event-{n}"),
+            order_id=o0,
+            leg=leg,
+            symbol="AAPL",
+            ib_order_id=7,
+            perm_id=9001,
+            status=status,
+            previous_status=previous,
+            filled_quantity=filled,
+            remaining_quantity=10 - filled,
+            avg_fill_price=avg,
+            broker_status=str(status),
+            source=ExecutionSource.LIVE,
+            reconciliation_status=recon,
             event_time=e0 + timedelta(milliseconds=10 * n),
-        )  # fmt: skip
+        )
 
     load.add(
         order_events.TOPIC,
@@ -298,10 +393,24 @@ def load_scenario(warehouse: Warehouse) -> Scenario:
     def fill(n: int, side: Side, qty: float, price: float, cumulative: float) -> Execution:
         at = e0 + timedelta(milliseconds=15 + 10 * n)
         return Execution(
-            exec_id=f"0000e0f7.{n}", order_id=o0, symbol="AAPL", account="DU1234567", ib_order_id=7, perm_id=9001,
-            side=side, quantity=qty, price=price, cumulative_quantity=cumulative, avg_price=price, commission=1.0,
-            commission_currency="USD", realized_pnl=None, source=ExecutionSource.LIVE, exec_time=at, ingest_time=at,
-        )  # fmt: skip
+            exec_id=f"0000e0f7.{n}",
+            order_id=o0,
+            symbol="AAPL",
+            account="DU1234567",
+            ib_order_id=7,
+            perm_id=9001,
+            side=side,
+            quantity=qty,
+            price=price,
+            cumulative_quantity=cumulative,
+            avg_price=price,
+            commission=1.0,
+            commission_currency="USD",
+            realized_pnl=None,
+            source=ExecutionSource.LIVE,
+            exec_time=at,
+            ingest_time=at,
+        )
 
     fills = [fill(1, Side.BUY, 6, 100.1, 6), fill(2, Side.BUY, 4, 100.2, 10), fill(3, Side.SELL, 10, 103.0, 10)]
     load.add(executions.TOPIC, *fills)

@@ -49,9 +49,14 @@ ARTIFACTS = PROJECT_ROOT / "artifacts" / "console"
 VIEWPORTS = {"laptop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 # Flags for this machine's closed network (no background requests) and running as root in CI.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 30_000
 
 
@@ -99,11 +104,17 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
     prefix = f"c{uuid.uuid4().hex[:10]}."
     settings = load_settings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=prefix,
-        state_dir=tmp_path_factory.mktemp("state"), warehouse_dir=tmp_path_factory.mktemp("console") / "wh",
-        api_jwt_secret=SecretStr(SECRET), api_rate_limit_per_minute=1_000_000, api_rate_limit_burst=1_000_000,
-        warehouse_batch_rows=100, warehouse_batch_seconds=0.2, symbols=["AAPL", "MSFT", "SPY", "QQQ"],
-    )  # fmt: skip
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=prefix,
+        state_dir=tmp_path_factory.mktemp("state"),
+        warehouse_dir=tmp_path_factory.mktemp("console") / "wh",
+        api_jwt_secret=SecretStr(SECRET),
+        api_rate_limit_per_minute=1_000_000,
+        api_rate_limit_burst=1_000_000,
+        warehouse_batch_rows=100,
+        warehouse_batch_seconds=0.2,
+        symbols=["AAPL", "MSFT", "SPY", "QQQ"],
+    )
     admin = create_admin(settings)
     layouts = catalogue(prefix)
     ensure_topics(admin, layouts)

@@ -62,17 +62,31 @@ def run_executor(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., R
     started: list[Running] = []
 
     def start(
-        sim_overrides: dict[str, Any] | None = None, *, ready: bool = True, sim: Simulator | None = None,
+        sim_overrides: dict[str, Any] | None = None,
+        *,
+        ready: bool = True,
+        sim: Simulator | None = None,
         **overrides: Any,
-    ) -> Running:  # fmt: skip
+    ) -> Running:
         if sim is None:
-            sim_config = {"port": 0, "control_port": None, "start_time": MONDAY_10AM, "speed": 60.0, "seed": 7,
-                          **(sim_overrides or {})}  # fmt: skip
+            sim_config = {
+                "port": 0,
+                "control_port": None,
+                "start_time": MONDAY_10AM,
+                "speed": 60.0,
+                "seed": 7,
+                **(sim_overrides or {}),
+            }
             sim = Simulator(SimConfig(**sim_config)).start()
         values: dict[str, Any] = {
-            **settings.model_dump(), "ib_port": sim.port, "state_dir": tmp_path, "ib_reconnect_base_seconds": 0.2,
-            "ib_reconnect_cap_seconds": 0.5, "ib_connect_timeout_seconds": 3.0, **overrides,
-        }  # fmt: skip
+            **settings.model_dump(),
+            "ib_port": sim.port,
+            "state_dir": tmp_path,
+            "ib_reconnect_base_seconds": 0.2,
+            "ib_reconnect_cap_seconds": 0.5,
+            "ib_connect_timeout_seconds": 3.0,
+            **overrides,
+        }
         executor = build(load_settings(**values))
         executor.journal.open()
         stop = threading.Event()
@@ -118,8 +132,10 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
 
     recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id))
     assert statuses(recorded, order.order_id) == [
-        OrderStatus.PENDING_SUBMIT, OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED
-    ]  # fmt: skip
+        OrderStatus.PENDING_SUBMIT,
+        OrderStatus.ACKNOWLEDGED,
+        OrderStatus.FILLED,
+    ]
     filled = next(e for e in recorded if e.status is OrderStatus.FILLED)
     assert filled.filled_quantity == 25 and filled.remaining_quantity == 0
     assert filled.broker_status == "Filled" and filled.source is ExecutionSource.LIVE
@@ -145,9 +161,7 @@ def test_limit_and_bracket_orders(run_executor: Callable[..., Running]) -> None:
     price = running.sim.quote("AAPL").ask
     marketable = routed("AAPL", Side.BUY, 7, order_type=OrderType.LMT, limit_price=round(price * 1.02, 2))
     # Take-profit below the market: it fills as soon as the parent does, and OCA cancels the stop-loss.
-    bracket = routed(
-        "AAPL", Side.BUY, 10, stop_loss=round(price * 0.90, 2), take_profit=round(price * 0.97, 2)
-    )  # fmt: skip
+    bracket = routed("AAPL", Side.BUY, 10, stop_loss=round(price * 0.90, 2), take_profit=round(price * 0.97, 2))
     events = Reader(running.settings, order_events.TOPIC)
     send(running.settings, marketable, bracket)
 
@@ -171,8 +185,10 @@ def test_limit_and_bracket_orders(run_executor: Callable[..., Running]) -> None:
     assert parent.request.parent_id == 0
     assert stop_loss.request.parent_id == take_profit.request.parent_id == parent.order_id
     assert (stop_loss.request.order_type, stop_loss.request.aux_price, stop_loss.request.action) == (
-        "STP", bracket.stop_loss, "SELL"
-    )  # fmt: skip
+        "STP",
+        bracket.stop_loss,
+        "SELL",
+    )
     assert (take_profit.request.order_type, take_profit.request.lmt_price) == ("LMT", bracket.take_profit)
     assert [parent.status, stop_loss.status, take_profit.status] == ["Filled", "Cancelled", "Filled"]
     assert statuses(recorded, bracket.order_id)[-1] is OrderStatus.FILLED
@@ -189,8 +205,10 @@ def test_partial_fills_then_the_rest(run_executor: Callable[..., Running]) -> No
     recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id))
     parent = [e for e in recorded if e.order_id == order.order_id]
     assert [(e.status, e.filled_quantity) for e in parent if e.filled_quantity > 0] == [
-        (OrderStatus.PARTIALLY_FILLED, 4), (OrderStatus.PARTIALLY_FILLED, 8), (OrderStatus.FILLED, 10)
-    ]  # fmt: skip
+        (OrderStatus.PARTIALLY_FILLED, 4),
+        (OrderStatus.PARTIALLY_FILLED, 8),
+        (OrderStatus.FILLED, 10),
+    ]
     recorded_fills = fills.wait(lambda xs: len(xs) >= 3)
     assert [x.quantity for x in recorded_fills] == [4, 4, 2]
     assert all(x.side is Side.SELL for x in recorded_fills)
@@ -334,9 +352,14 @@ def test_a_bracket_whose_transmitting_leg_is_lost_is_cancelled_at_ib_too(
     running = run_executor()
     price = running.sim.quote("AAPL").ask
     bracket = routed(
-        "AAPL", Side.BUY, 10, order_type=OrderType.LMT, limit_price=round(price * 0.8, 2),
-        stop_loss=round(price * 0.7, 2), take_profit=round(price * 1.2, 2),
-    )  # fmt: skip
+        "AAPL",
+        Side.BUY,
+        10,
+        order_type=OrderType.LMT,
+        limit_price=round(price * 0.8, 2),
+        stop_loss=round(price * 0.7, 2),
+        take_profit=round(price * 1.2, 2),
+    )
     legs = (OrderLeg.PARENT, OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT)
     events = Reader(running.settings, order_events.TOPIC)
     ops = Reader(running.settings, alerts.TOPIC)

@@ -37,9 +37,7 @@ POINTS = ("before_place", "after_place", "after_event")
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    simulator = Simulator(
-        SimConfig(port=0, control_port=None, start_time=MONDAY_10AM, speed=60.0, seed=11)
-    ).start()  # fmt: skip
+    simulator = Simulator(SimConfig(port=0, control_port=None, start_time=MONDAY_10AM, speed=60.0, seed=11)).start()
     yield simulator
     simulator.stop()
 
@@ -97,9 +95,13 @@ def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, s
     started = time.monotonic()
     for point, order in plan:
         process = spawn(
-            settings, sim, state_dir, log,
-            IBSTREAM_EXECUTION_CRASH_AT=point, IBSTREAM_EXECUTION_CRASH_ORDER=order.order_id,
-        )  # fmt: skip
+            settings,
+            sim,
+            state_dir,
+            log,
+            IBSTREAM_EXECUTION_CRASH_AT=point,
+            IBSTREAM_EXECUTION_CRASH_ORDER=order.order_id,
+        )
         send(settings, order)
         assert process.wait(30) == -signal.SIGKILL, log.read_text()[-3000:]
         at_ib = [o for o in sim.orders() if o.order_ref == order.order_id]
@@ -116,10 +118,10 @@ def test_sigkill_at_every_placement_point_never_duplicates(settings: Settings, s
         def settled(records: list[Any]) -> bool:
             latest = {e.order_id: e.status for e in records if e.leg is OrderLeg.PARENT}
             return all(
-                latest.get(o.order_id) == (OrderStatus.FILLED if o.order_type is OrderType.MKT else
-                                           OrderStatus.ACKNOWLEDGED)
+                latest.get(o.order_id)
+                == (OrderStatus.FILLED if o.order_type is OrderType.MKT else OrderStatus.ACKNOWLEDGED)
                 for _, o in plan
-            )  # fmt: skip
+            )
 
         recorded = events.wait(settled, timeout=30)
         assert get(health_port, "/health")[0] == 200

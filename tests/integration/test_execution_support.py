@@ -26,9 +26,15 @@ R = TypeVar("R", bound=Record)
 def routed(symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 10, **fields: Any) -> RoutedOrder:
     """A risk-approved order with a fresh id."""
     values: dict[str, Any] = {
-        "order_id": str(uuid.uuid4()), "symbol": symbol, "side": side, "quantity": quantity,
-        "order_type": OrderType.MKT, "decision_id": str(uuid.uuid4()), "routed_time": utc_now(), **fields,
-    }  # fmt: skip
+        "order_id": str(uuid.uuid4()),
+        "symbol": symbol,
+        "side": side,
+        "quantity": quantity,
+        "order_type": OrderType.MKT,
+        "decision_id": str(uuid.uuid4()),
+        "routed_time": utc_now(),
+        **fields,
+    }
     return RoutedOrder(**values)
 
 
@@ -53,8 +59,12 @@ def kill_switch(on: bool, target: str = "*") -> ControlCommand:
     return ControlCommand(
         command_id=str(uuid.uuid4()),
         command=ControlCommandKind.KILL_SWITCH_ON if on else ControlCommandKind.KILL_SWITCH_OFF,
-        target=target, reason="test", actor="pytest", parameters={}, issued_time=utc_now(),
-    )  # fmt: skip
+        target=target,
+        reason="test",
+        actor="pytest",
+        parameters={},
+        issued_time=utc_now(),
+    )
 
 
 class Reader:
@@ -65,11 +75,14 @@ class Reader:
         self.records: list[Any] = []
         self._consumer = Consumer(
             consumer_config(
-                settings, f"test-reader-{uuid.uuid4().hex[:8]}",
-                **{"enable.auto.commit": False,
-                   "isolation.level": "read_committed" if committed else "read_uncommitted"},
+                settings,
+                f"test-reader-{uuid.uuid4().hex[:8]}",
+                **{
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed" if committed else "read_uncommitted",
+                },
             )
-        )  # fmt: skip
+        )
         # assign, not subscribe: no group join to wait for.
         topic = settings.kafka.topic_prefix + spec.name
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(spec.partitions)])

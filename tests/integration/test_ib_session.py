@@ -32,8 +32,13 @@ def sim() -> Iterator[Simulator]:
     simulator.stop()
 
 
-def wait_event(session: IbSession, kind: type[E], predicate: Callable[[E], bool] = lambda _: True,
-               timeout: float = 10.0, seen: list[events.IbEvent] | None = None) -> E:  # fmt: skip
+def wait_event(
+    session: IbSession,
+    kind: type[E],
+    predicate: Callable[[E], bool] = lambda _: True,
+    timeout: float = 10.0,
+    seen: list[events.IbEvent] | None = None,
+) -> E:
     """Take events off the session's queue until one matches; those taken before it go into ``seen``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -123,7 +123,8 @@ def test_drop_connections_fills_while_disconnected_and_backfill(sim_factory: Sim
     backfill = [e[2] for e in c2.of("historicalData", 4) if int(e[2].date) > last_seen]
     truth = [b for b in sim.ground_truth_bars("AAPL", last_seen + 5) if b.time <= int(backfill[-1].date)]
     assert [(int(b.date), b.open, b.high, b.low, b.close, b.volume) for b in backfill] == [
-        (b.time, b.open, b.high, b.low, b.close, b.volume) for b in truth]
+        (b.time, b.open, b.high, b.low, b.close, b.volume) for b in truth
+    ]
     assert len(backfill) >= 8
 
 
@@ -346,6 +347,7 @@ def test_malformed_unknown_and_oversize_never_crash(sim_factory: SimF, ibapi_fac
     sim = sim_factory(max_frame_bytes=4096)
     witness = ibapi_factory(sim, 11)
     r = start_raw(sim, 12)
+
     def err(code: str) -> Callable[[list[str]], bool]:
         return lambda f: len(f) == 5 and f[0] == "4" and f[3] == code
 
@@ -402,8 +404,9 @@ def test_32_concurrent_clients_and_the_33rd(sim_factory: SimF) -> None:
 
 def _http(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -421,11 +424,23 @@ def test_control_endpoint_routes(sim_factory: SimF, ibapi_factory: ClientF) -> N
     status, bars = _http(port, "GET", "/bars/AAPL?start=1736175000")
     truth = sim.ground_truth_bars("AAPL", 1736175000)
     assert status == 200 and bars[: len(truth) - 2] == [
-        {"time": b.time, "open": b.open, "high": b.high, "low": b.low, "close": b.close,
-         "volume": b.volume, "wap": b.wap, "count": b.count} for b in truth[: len(truth) - 2]]
+        {
+            "time": b.time,
+            "open": b.open,
+            "high": b.high,
+            "low": b.low,
+            "close": b.close,
+            "volume": b.volume,
+            "wap": b.wap,
+            "count": b.count,
+        }
+        for b in truth[: len(truth) - 2]
+    ]
     c = ibapi_factory(sim, 13)
     assert _http(port, "POST", "/faults/reject_next_order", {"code": 201, "message": "Order rejected - reason:x"}) == (
-        200, {"ok": True})
+        200,
+        {"ok": True},
+    )
     c.placeOrder(c.of("nextValidId")[0][1], stock("AAPL"), mkt("BUY", 1, "via-http"))
     c.wait_for(lambda: c.errors(201))
     status, orders = _http(port, "GET", "/orders")

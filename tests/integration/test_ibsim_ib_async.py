@@ -34,8 +34,7 @@ def test_ib_async_end_to_end(sim_factory: Callable[..., Simulator]) -> None:
         try:
             assert ib.client.serverVersion() == 157
             assert ib.managedAccounts() == [sim.account]
-            [aapl, spy] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"),
-                                                         Stock("SPY", "SMART", "USD"))
+            [aapl, spy] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"), Stock("SPY", "SMART", "USD"))
             assert (aapl.conId, spy.conId) == (265598, 756733)
 
             ticker = ib.reqMktData(aapl)
@@ -55,8 +54,7 @@ def test_ib_async_end_to_end(sim_factory: Callable[..., Simulator]) -> None:
                 assert (b.open, b.close, b.volume) == (t.open, t.close, t.volume)
 
             q = sim.quote("SPY")
-            bracket = ib.bracketOrder("BUY", 120, round(q.ask + 0.5, 2), round(q.ask + 25, 2),
-                                      round(q.bid - 25, 2))
+            bracket = ib.bracketOrder("BUY", 120, round(q.ask + 0.5, 2), round(q.ask + 25, 2), round(q.bid - 25, 2))
             trades = []
             for o in bracket:
                 o.orderRef = "bracket-1"

@@ -32,11 +32,25 @@ SimF = Callable[..., Simulator]
 ClientF = Callable[[Simulator, int], Recorder]
 
 
-def order(action: str, qty: float, kind: str, lmt: float | None = None, aux: float | None = None,
-          ref: str = "", transmit: bool = True, parent: int = 0) -> Order:
+def order(
+    action: str,
+    qty: float,
+    kind: str,
+    lmt: float | None = None,
+    aux: float | None = None,
+    ref: str = "",
+    transmit: bool = True,
+    parent: int = 0,
+) -> Order:
     o = Order()
     o.action, o.totalQuantity, o.orderType, o.orderRef, o.transmit, o.parentId = (
-        action, qty, kind, ref, transmit, parent)
+        action,
+        qty,
+        kind,
+        ref,
+        transmit,
+        parent,
+    )
     if lmt is not None:
         o.lmtPrice = lmt
     if aux is not None:
@@ -71,7 +85,12 @@ def test_contract_details_and_unknown_contract(sim_factory: SimF, ibapi_factory:
     inst = sim.config.instrument("SPY")
     assert inst is not None
     assert (cd.contract.conId, cd.contract.symbol, cd.contract.primaryExchange, cd.stockType, cd.longName) == (
-        inst.con_id, "SPY", inst.primary_exchange, "ETF", inst.long_name)
+        inst.con_id,
+        "SPY",
+        inst.primary_exchange,
+        "ETF",
+        inst.long_name,
+    )
     assert cd.minTick == inst.min_tick and cd.timeZoneId == "US/Eastern"
     c.reqContractDetails(8, stock("NOPE"))
     c.wait_for(lambda: c.errors(200))
@@ -132,7 +151,7 @@ def test_realtime_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: Clie
     truth = {b.time: b for b in sim.ground_truth_bars("QQQ")}
     times = [e[2] for e in got]
     assert times == sorted(times) and all(b - a == 5 for a, b in itertools.pairwise(times))
-    for (_, _, t, o, h, low, close, vol, wap, count) in got:
+    for _, _, t, o, h, low, close, vol, wap, count in got:
         b = truth[t]
         assert (o, h, low, close, vol, wap, count) == (b.open, b.high, b.low, b.close, b.volume, b.wap, b.count)
 
@@ -142,8 +161,18 @@ def test_historical_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: Cl
     sim = sim_factory(enforce_pacing=False)
     c = ibapi_factory(sim, 6)
     end = dt.datetime(2025, 1, 6, 9, 50, tzinfo=EXCHANGE_TZ)
-    c.reqHistoricalData(1, stock("AAPL"), end.strftime("%Y%m%d %H:%M:%S") + " US/Eastern", "600 S",
-                        "5 secs", "TRADES", 1, fmt, False, [])
+    c.reqHistoricalData(
+        1,
+        stock("AAPL"),
+        end.strftime("%Y%m%d %H:%M:%S") + " US/Eastern",
+        "600 S",
+        "5 secs",
+        "TRADES",
+        1,
+        fmt,
+        False,
+        [],
+    )
     c.reqHistoricalData(2, stock("AAPL"), "", "1 D", "1 min", "TRADES", 1, fmt, False, [])
     c.wait_event("historicalDataEnd", 1)
     c.wait_event("historicalDataEnd", 2)
@@ -155,7 +184,8 @@ def test_historical_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: Cl
         return str(t) if fmt == 2 else dt.datetime.fromtimestamp(t, EXCHANGE_TZ).strftime("%Y%m%d  %H:%M:%S")
 
     assert [(b.date, b.open, b.high, b.low, b.close, b.volume, b.barCount) for b in got5] == [
-        (date_of(b.time), b.open, b.high, b.low, b.close, b.volume, b.count) for b in truth5]
+        (date_of(b.time), b.open, b.high, b.low, b.close, b.volume, b.count) for b in truth5
+    ]
     got1 = [e[2] for e in c.of("historicalData", 2)]
     session_open = int(dt.datetime(2025, 1, 6, 9, 30, tzinfo=EXCHANGE_TZ).timestamp())
     truth1 = aggregate(sim.ground_truth_bars("AAPL", session_open), 60)
@@ -166,8 +196,7 @@ def test_historical_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: Cl
 def test_historical_before_anchor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory(enforce_pacing=False)
     c = ibapi_factory(sim, 6)
-    c.reqHistoricalData(1, stock("AAPL"), "20240101 12:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1,
-                        False, [])
+    c.reqHistoricalData(1, stock("AAPL"), "20240101 12:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1, False, [])
     c.wait_for(lambda: c.errors(162))
     assert "HMDS query returned no data" in c.errors(162)[0][3]
 
@@ -180,8 +209,11 @@ def test_order_types_fill_by_market_rules(sim_factory: SimF, ibapi_factory: Clie
     c.placeOrder(oid, stock("MSFT"), order("BUY", 10, "MKT", ref="mkt"))
     c.placeOrder(oid + 1, stock("MSFT"), order("BUY", 10, "LMT", lmt=round(q.bid - 50, 2), ref="far-lmt"))
     c.placeOrder(oid + 2, stock("MSFT"), order("SELL", 10, "STP", aux=round(q.last + 50, 2), ref="stp"))
-    c.placeOrder(oid + 3, stock("MSFT"), order("SELL", 5, "STP LMT", lmt=round(q.last - 60, 2),
-                                               aux=round(q.last + 60, 2), ref="stplmt"))
+    c.placeOrder(
+        oid + 3,
+        stock("MSFT"),
+        order("SELL", 5, "STP LMT", lmt=round(q.last - 60, 2), aux=round(q.last + 60, 2), ref="stplmt"),
+    )
     c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"])
     c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 2 and e[2] == "Filled"])
     c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 3 and e[2] == "Filled"])
@@ -217,13 +249,15 @@ def test_bracket_children_held_until_transmit(sim_factory: SimF, ibapi_factory: 
     oid = c.of("nextValidId")[0][1]
     q = sim.quote("SPY")
     c.placeOrder(oid, stock("SPY"), order("BUY", 100, "LMT", lmt=round(q.ask + 1, 2), ref="b", transmit=False))
-    c.placeOrder(oid + 1, stock("SPY"), order("SELL", 100, "LMT", lmt=round(q.ask + 40, 2), ref="b-tp",
-                                              transmit=False, parent=oid))
+    c.placeOrder(
+        oid + 1,
+        stock("SPY"),
+        order("SELL", 100, "LMT", lmt=round(q.ask + 40, 2), ref="b-tp", transmit=False, parent=oid),
+    )
     time.sleep(0.4)
     assert not c.of("openOrder"), "held (transmit=False) orders must not be acknowledged"
     assert {o.status for o in sim.orders()} == {"PendingSubmit"}
-    c.placeOrder(oid + 2, stock("SPY"), order("SELL", 100, "STP", aux=round(q.bid - 40, 2), ref="b-sl",
-                                              parent=oid))
+    c.placeOrder(oid + 2, stock("SPY"), order("SELL", 100, "STP", aux=round(q.bid - 40, 2), ref="b-sl", parent=oid))
     c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"])
     c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 2 and e[2] == "Submitted"])
     statuses = {o.order_ref: o.status for o in sim.orders()}
@@ -261,7 +295,13 @@ def test_open_orders_executions_positions_account(sim_factory: SimF, ibapi_facto
     [(_, _, contract, ex)] = b.of("execDetails", 5)
     [truth] = sim.executions()
     assert (ex.execId, ex.shares, ex.price, ex.orderRef, ex.side, ex.clientId) == (
-        truth.exec_id, 300.0, truth.price, "fill-me", "BOT", 21)
+        truth.exec_id,
+        300.0,
+        truth.price,
+        "fill-me",
+        "BOT",
+        21,
+    )
     assert contract.conId == 265598
     f2 = ExecutionFilter()
     f2.side = "SELL"

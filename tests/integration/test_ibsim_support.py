@@ -24,12 +24,38 @@ from ibsim.config import EXCHANGE_TZ
 MONDAY_10AM = dt.datetime(2025, 1, 6, 10, 0, tzinfo=EXCHANGE_TZ)
 
 CALLBACKS = (
-    "error", "nextValidId", "managedAccounts", "currentTime", "contractDetails", "contractDetailsEnd",
-    "tickPrice", "tickSize", "tickString", "tickGeneric", "tickSnapshotEnd", "marketDataType",
-    "realtimeBar", "historicalData", "historicalDataEnd", "historicalDataUpdate", "headTimestamp",
-    "openOrder", "openOrderEnd", "orderStatus", "execDetails", "execDetailsEnd", "commissionReport",
-    "position", "positionEnd", "accountSummary", "accountSummaryEnd", "updateAccountValue",
-    "updatePortfolio", "updateAccountTime", "accountDownloadEnd", "connectionClosed",
+    "error",
+    "nextValidId",
+    "managedAccounts",
+    "currentTime",
+    "contractDetails",
+    "contractDetailsEnd",
+    "tickPrice",
+    "tickSize",
+    "tickString",
+    "tickGeneric",
+    "tickSnapshotEnd",
+    "marketDataType",
+    "realtimeBar",
+    "historicalData",
+    "historicalDataEnd",
+    "historicalDataUpdate",
+    "headTimestamp",
+    "openOrder",
+    "openOrderEnd",
+    "orderStatus",
+    "execDetails",
+    "execDetailsEnd",
+    "commissionReport",
+    "position",
+    "positionEnd",
+    "accountSummary",
+    "accountSummaryEnd",
+    "updateAccountValue",
+    "updatePortfolio",
+    "updateAccountTime",
+    "accountDownloadEnd",
+    "connectionClosed",
 )
 
 
@@ -67,10 +93,10 @@ class Recorder(EWrapper, EClient):  # type: ignore[misc]
                     raise AssertionError(f"timed out; last events: {self.events[-8:]}")
                 self.cond.wait(min(left, 0.05))
 
-    def wait_event(self, name: str, req_id: int | None = None, count: int = 1,
-                   timeout: float = 5.0) -> list[tuple[Any, ...]]:
-        return list(self.wait_for(lambda: (lambda r: r if len(r) >= count else None)(self.of(name, req_id)),
-                                  timeout))
+    def wait_event(
+        self, name: str, req_id: int | None = None, count: int = 1, timeout: float = 5.0
+    ) -> list[tuple[Any, ...]]:
+        return list(self.wait_for(lambda: (lambda r: r if len(r) >= count else None)(self.of(name, req_id)), timeout))
 
     def start(self, port: int, client_id: int) -> Recorder:
         self.connect("127.0.0.1", port, client_id)
@@ -109,8 +135,9 @@ def sim_factory() -> Iterator[Callable[..., Simulator]]:
     sims: list[Simulator] = []
 
     def make(**overrides: Any) -> Simulator:
-        cfg = replace(SimConfig(port=0, control_port=0, speed=60.0, start_time=MONDAY_10AM,
-                                tick_interval=0.05), **overrides)
+        cfg = replace(
+            SimConfig(port=0, control_port=0, speed=60.0, start_time=MONDAY_10AM, tick_interval=0.05), **overrides
+        )
         sim = Simulator(cfg).start()
         sims.append(sim)
         return sim

@@ -62,14 +62,26 @@ def run_producer(settings: Settings) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def start(sim_overrides: dict[str, Any] | None = None, **setting_overrides: Any) -> Running:
-        sim_config = {"port": 0, "control_port": None, "start_time": MONDAY_10AM, "speed": 60.0, "seed": 7,
-                      **(sim_overrides or {})}  # fmt: skip
+        sim_config = {
+            "port": 0,
+            "control_port": None,
+            "start_time": MONDAY_10AM,
+            "speed": 60.0,
+            "seed": 7,
+            **(sim_overrides or {}),
+        }
         sim = Simulator(SimConfig(**sim_config)).start()
         values: dict[str, Any] = {
-            **settings.model_dump(), "ib_port": sim.port, "symbols": SYMBOLS, "stale_after_seconds": 1.0,
-            "heartbeat_seconds": 0.5, "ib_reconnect_base_seconds": 0.2, "ib_reconnect_cap_seconds": 1.0,
-            "ib_connect_timeout_seconds": 3.0, **setting_overrides,
-        }  # fmt: skip
+            **settings.model_dump(),
+            "ib_port": sim.port,
+            "symbols": SYMBOLS,
+            "stale_after_seconds": 1.0,
+            "heartbeat_seconds": 0.5,
+            "ib_reconnect_base_seconds": 0.2,
+            "ib_reconnect_cap_seconds": 1.0,
+            "ib_connect_timeout_seconds": 3.0,
+            **setting_overrides,
+        }
         producer_settings = load_settings(**values)
         producer, _ = build(producer_settings)
         stop = threading.Event()
@@ -156,8 +168,12 @@ def assert_matches_ground_truth(sim: Simulator, published: list[Bar]) -> dict[st
         for expected in truth:
             got = starts[expected.time]
             assert (got.open, got.high, got.low, got.close, got.volume) == (
-                expected.open, expected.high, expected.low, expected.close, float(expected.volume)
-            )  # fmt: skip
+                expected.open,
+                expected.high,
+                expected.low,
+                expected.close,
+                float(expected.volume),
+            )
         counts[symbol] = len(truth)
     return counts
 
@@ -191,14 +207,18 @@ def test_disconnects_and_refused_window_lose_no_bar(run_producer: Callable[..., 
         generation = producer.generation
         assert sim.drop_connections() >= 1
         interruptions += 1
-        wait_until(lambda g=generation: producer.generation > g and producer.state.value == "connected",
-                   what="reconnect")  # fmt: skip
+        wait_until(
+            lambda g=generation: producer.generation > g and producer.state.value == "connected", what="reconnect"
+        )
         time.sleep(1.5)
     generation = producer.generation
     sim.refuse_connections(2.0, drop_existing=True)
     interruptions += 1
-    wait_until(lambda: producer.generation > generation and producer.state.value == "connected", timeout=30,
-               what="reconnect after refused window")  # fmt: skip
+    wait_until(
+        lambda: producer.generation > generation and producer.state.value == "connected",
+        timeout=30,
+        what="reconnect after refused window",
+    )
     wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, what="backfills done")
     time.sleep(1.5)
     running.halt()
@@ -209,8 +229,9 @@ def test_disconnects_and_refused_window_lose_no_bar(run_producer: Callable[..., 
     backfilled = [bar for bar in published if bar.source is MarketDataSource.BACKFILL]
     assert backfilled, "interruptions at 60x must have needed a backfill"
 
-    final = [gap for gap in read_all(settings, gaps.TOPIC) if gap.state in
-             (GapState.BACKFILLED, GapState.UNRECOVERABLE)]  # fmt: skip
+    final = [
+        gap for gap in read_all(settings, gaps.TOPIC) if gap.state in (GapState.BACKFILLED, GapState.UNRECOVERABLE)
+    ]
     assert all(gap.state is GapState.BACKFILLED for gap in final), [g.reason for g in final]
     per_symbol = {symbol: [g for g in final if g.symbol == symbol] for symbol in SYMBOLS}
     for symbol, symbol_gaps in per_symbol.items():
@@ -221,8 +242,9 @@ def test_disconnects_and_refused_window_lose_no_bar(run_producer: Callable[..., 
     assert producer.session.governor.waited_seconds >= 0.0
 
 
-def test_restarted_producer_backfills_what_it_missed_while_down(run_producer: Callable[..., Running],
-                                                                settings: Settings) -> None:  # fmt: skip
+def test_restarted_producer_backfills_what_it_missed_while_down(
+    run_producer: Callable[..., Running], settings: Settings
+) -> None:
     from producers.market_data import published_bar_starts
 
     first = run_producer()
@@ -271,8 +293,10 @@ def test_restarted_producer_finishes_the_gaps_its_predecessor_left_open(
     wait_until(lambda: first.producer.sink.delivered > 100, what="records before the drop")
     generation = first.producer.generation
     assert first.sim.drop_connections() >= 1
-    wait_until(lambda: first.producer.generation > generation and len(first.producer.tracker.gaps) >= 2,
-               what="gaps detected after the drop")  # fmt: skip
+    wait_until(
+        lambda: first.producer.generation > generation and len(first.producer.tracker.gaps) >= 2,
+        what="gaps detected after the drop",
+    )
     time.sleep(1.0)
     left_open = set(first.producer.tracker.gaps)
     first.halt()  # the process ends with gaps open, as a SIGKILL would leave them
@@ -285,8 +309,11 @@ def test_restarted_producer_finishes_the_gaps_its_predecessor_left_open(
     thread = threading.Thread(target=producer.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_until(lambda: producer.state.value == "connected" and not producer.tracker.gaps, timeout=60,
-                   what="the inherited gaps backfilled")  # fmt: skip
+        wait_until(
+            lambda: producer.state.value == "connected" and not producer.tracker.gaps,
+            timeout=60,
+            what="the inherited gaps backfilled",
+        )
         time.sleep(1.0)
     finally:
         stop.set()
@@ -296,8 +323,9 @@ def test_restarted_producer_finishes_the_gaps_its_predecessor_left_open(
     assert left_open <= set(final)
 
 
-def test_stalled_symbol_alerts_within_twice_the_threshold(run_producer: Callable[..., Running],
-                                                          settings: Settings) -> None:  # fmt: skip
+def test_stalled_symbol_alerts_within_twice_the_threshold(
+    run_producer: Callable[..., Running], settings: Settings
+) -> None:
     running = run_producer()
     producer, sim = running.producer, running.sim
     wait_until(lambda: producer.sink.delivered > 30, what="first records")
@@ -404,8 +432,11 @@ def _free_port() -> int:
 def test_kafka_broker_restart_loses_no_record(run_producer: Callable[..., Running], tmp_path: Path) -> None:
     # Its own broker: stopping the session's shared broker would break other tests.
     port = _free_port()
-    stack = KafkaStack(load_settings(state_dir=tmp_path, stack_kafka_port=port, stack_controller_port=_free_port(),
-                                     stack_kafka_heap="384m"))  # fmt: skip
+    stack = KafkaStack(
+        load_settings(
+            state_dir=tmp_path, stack_kafka_port=port, stack_controller_port=_free_port(), stack_kafka_heap="384m"
+        )
+    )
     stack.up()
     try:
         bootstrap = f"127.0.0.1:{port}"
@@ -417,8 +448,11 @@ def test_kafka_broker_restart_loses_no_record(run_producer: Callable[..., Runnin
         stack.down()
         time.sleep(2.0)
         stack.up()
-        wait_until(lambda: producer.sink.delivered > 0 and producer.sink.in_flight() == 0, timeout=90,
-                   what="queued records delivered after the restart")  # fmt: skip
+        wait_until(
+            lambda: producer.sink.delivered > 0 and producer.sink.in_flight() == 0,
+            timeout=90,
+            what="queued records delivered after the restart",
+        )
         time.sleep(2.0)
         running.halt()
         assert producer.sink.failed == 0
@@ -481,11 +515,13 @@ def _drop_three_times_and_backfill(running: Running, timeout: float) -> None:
     for _ in range(3):
         generation = producer.generation
         assert sim.drop_connections() >= 1
-        wait_until(lambda g=generation: producer.generation > g and producer.state.value == "connected",
-                   what="reconnect")  # fmt: skip
+        wait_until(
+            lambda g=generation: producer.generation > g and producer.state.value == "connected", what="reconnect"
+        )
         time.sleep(0.5)
-    wait_until(lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=timeout,
-               what="backfills done")  # fmt: skip
+    wait_until(
+        lambda: not producer.tracker.gaps and producer.sink.in_flight() == 0, timeout=timeout, what="backfills done"
+    )
     time.sleep(1.5)
     running.halt()
 

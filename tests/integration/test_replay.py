@@ -53,10 +53,19 @@ def scenario(settings: Settings, tmp_path: Path) -> Iterator[Scenario]:
             start = base + timedelta(seconds=5 * i)
             price = 100.0 + n * 10 + i * 0.25
             bar = Bar(
-                symbol=symbol, start=start, open=price, high=price + 0.5, low=price - 0.5, close=price + 0.1,
-                volume=1000.0 + i, wap=price + 0.05, count=10 + i, event_time=start + timedelta(seconds=5),
-                ingest_time=start + timedelta(seconds=5, milliseconds=40), source=MarketDataSource.LIVE,
-            )  # fmt: skip
+                symbol=symbol,
+                start=start,
+                open=price,
+                high=price + 0.5,
+                low=price - 0.5,
+                close=price + 0.1,
+                volume=1000.0 + i,
+                wap=price + 0.05,
+                count=10 + i,
+                event_time=start + timedelta(seconds=5),
+                ingest_time=start + timedelta(seconds=5, milliseconds=40),
+                source=MarketDataSource.LIVE,
+            )
             # Kafka timestamps as a live producer would have stamped them: the bar's ingest time.
             kafka_ts = bar.ingest_time.replace(microsecond=bar.ingest_time.microsecond // 1000 * 1000)
             producer.produce(
@@ -81,8 +90,18 @@ def _latest_bars(warehouse: Warehouse) -> dict[tuple[str, datetime], tuple[objec
 
 
 def _expected(bar: Bar, source: MarketDataSource) -> tuple[object, ...]:
-    return (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.count, bar.event_time, bar.ingest_time,
-            source.value)  # fmt: skip
+    return (
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.volume,
+        bar.wap,
+        bar.count,
+        bar.event_time,
+        bar.ingest_time,
+        source.value,
+    )
 
 
 def test_deleted_window_is_restored_from_kafka(scenario: Scenario) -> None:
@@ -121,8 +140,9 @@ def test_window_is_replayed_from_the_warehouse_into_kafka(scenario: Scenario) ->
     )
     try:
         # Only two symbols, to check the filter too.
-        report = replay(settings, bars.TOPIC.name, start, end, source="warehouse", target_topic=target,
-                        symbols=["AAA", "CCC"])  # fmt: skip
+        report = replay(
+            settings, bars.TOPIC.name, start, end, source="warehouse", target_topic=target, symbols=["AAA", "CCC"]
+        )
         window = [bar for bar in scenario.in_window() if bar.symbol in ("AAA", "CCC")]
         assert report.emitted == len(window) == 20
         messages = consume_all(settings, settings.kafka.topic_prefix + target, len(window), timeout=30)

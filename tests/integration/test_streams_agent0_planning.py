@@ -75,8 +75,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def client(url: str, failures: int = 3, reset: float = 0.5) -> Agent0Client:
-    return Agent0Client(url, timeout=0.3, max_attempts=2, backoff_seconds=0.01,
-                        breaker=orch.CircuitBreaker(failures, reset))  # fmt: skip
+    return Agent0Client(
+        url, timeout=0.3, max_attempts=2, backoff_seconds=0.01, breaker=orch.CircuitBreaker(failures, reset)
+    )
 
 
 @pytest.mark.asyncio

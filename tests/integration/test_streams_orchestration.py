@@ -50,20 +50,47 @@ PLANNED_PATH = [RunState.TRIGGERED, RunState.PLANNING, RunState.PLANNED, RunStat
 
 def signal(name: str, confidence: float, expires_in: float = 300.0, symbol: str = "AAPL") -> Signal:
     now = utc_now()
-    return Signal(signal_id=f"{name}-{uuid.uuid4().hex[:8]}", symbol=symbol, strategy="donchian_breakout",
-                  side=Side.BUY, confidence=confidence, entry=100.0, stop=98.0, take_profit=104.0, bar_start=now,
-                  created_time=now, expiry_time=now + timedelta(seconds=expires_in), features={})  # fmt: skip
+    return Signal(
+        signal_id=f"{name}-{uuid.uuid4().hex[:8]}",
+        symbol=symbol,
+        strategy="donchian_breakout",
+        side=Side.BUY,
+        confidence=confidence,
+        entry=100.0,
+        stop=98.0,
+        take_profit=104.0,
+        bar_start=now,
+        created_time=now,
+        expiry_time=now + timedelta(seconds=expires_in),
+        features={},
+    )
 
 
 def command(kind: ControlCommandKind, target: str, actor: str, reason: str) -> ControlCommand:
-    return ControlCommand(command_id=str(uuid.uuid4()), command=kind, target=target, reason=reason, actor=actor,
-                          parameters={}, issued_time=utc_now())  # fmt: skip
+    return ControlCommand(
+        command_id=str(uuid.uuid4()),
+        command=kind,
+        target=target,
+        reason=reason,
+        actor=actor,
+        parameters={},
+        issued_time=utc_now(),
+    )
 
 
 def filled(order_id: str, quantity: float) -> OrderEvent:
-    return OrderEvent(event_id=f"fill-{order_id}", order_id=order_id, leg=OrderLeg.PARENT, symbol="AAPL",
-                      status=OrderStatus.FILLED, filled_quantity=quantity, remaining_quantity=0.0,
-                      avg_fill_price=100.0, source=ExecutionSource.LIVE, event_time=utc_now())  # fmt: skip
+    return OrderEvent(
+        event_id=f"fill-{order_id}",
+        order_id=order_id,
+        leg=OrderLeg.PARENT,
+        symbol="AAPL",
+        status=OrderStatus.FILLED,
+        filled_quantity=quantity,
+        remaining_quantity=0.0,
+        avg_fill_price=100.0,
+        source=ExecutionSource.LIVE,
+        event_time=utc_now(),
+    )
 
 
 def states_of(reader: TopicReader, run_id: str) -> list[RunState]:
@@ -106,8 +133,11 @@ def test_manual_approve_reject_trigger_redelivery_and_restart(settings: Settings
         run_records.poll_until(until_states(hot_run, [*PLANNED_PATH, RunState.APPROVED, RunState.SUBMITTED]), 30)
         assert states_of(run_records, hot_run)[-2:] == [RunState.APPROVED, RunState.SUBMITTED]
         approved = next(r for r in run_records.records if r.run_id == hot_run and r.state is RunState.APPROVED)
-        assert (approved.actor, approved.reason, approved.approval_mode) == ("alice", "fits the plan",
-                                                                             ApprovalMode.MANUAL)  # fmt: skip
+        assert (approved.actor, approved.reason, approved.approval_mode) == (
+            "alice",
+            "fits the plan",
+            ApprovalMode.MANUAL,
+        )
         found: list[OrderIntent] = intents.wait_for(1, 10)
         assert [(i.order_id, i.run_id, i.quantity) for i in found] == [(ids.order_id(hot_run), hot_run, 250.0)]
         assert uuid.UUID(found[0].order_id).version == 5
@@ -149,7 +179,7 @@ def test_manual_approve_reject_trigger_redelivery_and_restart(settings: Settings
         assert [(t.signal_id, t.to_status) for t in transitions if t.signal_id == hot.signal_id] == [
             (hot.signal_id, status)
             for status in (SignalStatus.PLANNED, SignalStatus.APPROVED, SignalStatus.ORDERED, SignalStatus.FILLED)
-        ]  # fmt: skip
+        ]
         cold_moves = [t.to_status for t in transitions if t.signal_id == cold.signal_id]
         assert cold_moves == [SignalStatus.PLANNED, SignalStatus.REJECTED]
         assert all(t.run_id is not None for t in transitions)
@@ -164,9 +194,15 @@ def test_manual_approve_reject_trigger_redelivery_and_restart(settings: Settings
 def test_policy_approval_policy_fallback_expires_and_agent0_down_fails(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
     agent0 = Agent0Server(tmp_path, port).start()
-    env: dict[str, Any] = {"agent0_url": agent0.url, "approval_mode": "policy", "approval_policy_min_confidence": 0.8,
-           "approval_policy_max_notional": 30_000, "agent0_max_attempts": 2, "agent0_backoff_seconds": 0.05,
-           "agent0_timeout_seconds": 1.0}  # fmt: skip
+    env: dict[str, Any] = {
+        "agent0_url": agent0.url,
+        "approval_mode": "policy",
+        "approval_policy_min_confidence": 0.8,
+        "approval_policy_max_notional": 30_000,
+        "agent0_max_attempts": 2,
+        "agent0_backoff_seconds": 0.05,
+        "agent0_timeout_seconds": 1.0,
+    }
     run_records, intents = TopicReader(settings, runs.TOPIC), TopicReader(settings, order_intents.TOPIC)
     out = producer(settings)
     sure, unsure, orphan = signal("sure", 0.9), signal("unsure", 0.7, expires_in=6.0), signal("orphan", 0.9)

@@ -38,23 +38,45 @@ DLQ_SPEC: TopicSpec[DeadLetter] = TopicSpec(
 
 def fresh_quote(symbol: str) -> Quote:
     now = utc_now()
-    return Quote(symbol=symbol, con_id=1, bid=99.99, ask=100.01, last=100.0, event_time=now, ingest_time=now,
-                 source=MarketDataSource.SIM)  # fmt: skip
+    return Quote(
+        symbol=symbol,
+        con_id=1,
+        bid=99.99,
+        ask=100.01,
+        last=100.0,
+        event_time=now,
+        ingest_time=now,
+        source=MarketDataSource.SIM,
+    )
 
 
 def intent(order_id: str, symbol: str = "AAPL", **overrides: Any) -> OrderIntent:
     values: dict[str, Any] = {
-        "order_id": order_id, "symbol": symbol, "side": Side.BUY, "quantity": 10.0, "order_type": OrderType.LMT,
-        "limit_price": 100.0, "stop_loss": 98.0, "take_profit": 104.0, "requested_by": "test",
+        "order_id": order_id,
+        "symbol": symbol,
+        "side": Side.BUY,
+        "quantity": 10.0,
+        "order_type": OrderType.LMT,
+        "limit_price": 100.0,
+        "stop_loss": 98.0,
+        "take_profit": 104.0,
+        "requested_by": "test",
         "created_time": utc_now(),
-    }  # fmt: skip
+    }
     values.update(overrides)
     return OrderIntent(**values)
 
 
 def kill_switch(kind: ControlCommandKind) -> ControlCommand:
-    return ControlCommand(command_id=f"k-{kind}", command=kind, target="all", reason="test", actor="ops",
-                          parameters={}, issued_time=utc_now())  # fmt: skip
+    return ControlCommand(
+        command_id=f"k-{kind}",
+        command=kind,
+        target="all",
+        reason="test",
+        actor="ops",
+        parameters={},
+        issued_time=utc_now(),
+    )
 
 
 def test_intent_in_decision_out_kill_switch_within_a_second_and_dlq(settings: Settings, tmp_path: Path) -> None:

@@ -20,8 +20,20 @@ CHANNEL = [99.0, 101.0] * 12
 
 def bar(symbol: str, i: int, close: float, start: datetime, source: MarketDataSource) -> Bar:
     at = start + timedelta(seconds=5 * i)
-    return Bar(symbol=symbol, start=at, open=close, high=close + 0.5, low=close - 0.5, close=close, volume=100,
-               wap=close, count=10, event_time=at, ingest_time=utc_now(), source=source)  # fmt: skip
+    return Bar(
+        symbol=symbol,
+        start=at,
+        open=close,
+        high=close + 0.5,
+        low=close - 0.5,
+        close=close,
+        volume=100,
+        wap=close,
+        count=10,
+        event_time=at,
+        ingest_time=utc_now(),
+        source=source,
+    )
 
 
 def test_bars_in_signals_and_transitions_out_and_replay_adds_none(settings: Settings, tmp_path: Path) -> None:
@@ -39,9 +51,10 @@ def test_bars_in_signals_and_transitions_out_and_replay_adds_none(settings: Sett
         found: list[Signal] = made.wait_for(6, 60)
         assert len(found) == 6, worker.log()[-3000:]
         assert {(s.symbol, s.strategy) for s in found} == {
-            (symbol, strategy) for symbol in ("AAPL", "MSFT", "NVDA")
+            (symbol, strategy)
+            for symbol in ("AAPL", "MSFT", "NVDA")
             for strategy in ("donchian_breakout", "zscore_reversion")
-        }  # fmt: skip
+        }
         news: list[SignalTransition] = moved.wait_for(6, 10)
         assert {t.signal_id for t in news} == {s.signal_id for s in found}
         assert all(t.to_status is SignalStatus.NEW for t in news)

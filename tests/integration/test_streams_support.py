@@ -55,10 +55,22 @@ class StreamsWorker:
     def start(self) -> StreamsWorker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.app", "--agents", self._agents, "--data-dir", str(self.data_dir),
-             "--loglevel", "info"],
-            cwd=PROJECT_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "streams.app",
+                "--agents",
+                self._agents,
+                "--data-dir",
+                str(self.data_dir),
+                "--loglevel",
+                "info",
+            ],
+            cwd=PROJECT_ROOT,
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def stop(self, timeout: float = 20.0) -> None:

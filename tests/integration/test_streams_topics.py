@@ -29,8 +29,9 @@ def test_internal_topics_are_listed_before_faust_starts_and_changelogs_roll_segm
     admin = create_admin(settings)
     # A changelog Faust created before this change (no segment settings): reconciled, not left as it was.
     old = f"{app_id}-signal-state-changelog"
-    admin.create_topics([NewTopic(old, num_partitions=6, replication_factor=1,
-                                  config={"cleanup.policy": "compact"})])[old].result()  # fmt: skip
+    admin.create_topics([NewTopic(old, num_partitions=6, replication_factor=1, config={"cleanup.policy": "compact"})])[
+        old
+    ].result()
     try:
         built.prepare_internal_topics()
         # Listed the moment it returns: Faust's first group assignment will not skip any of them.

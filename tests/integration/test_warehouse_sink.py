@@ -122,8 +122,17 @@ def test_redelivered_batch_is_not_duplicated_in_reads(settings: Settings, tmp_pa
         assert raw == 16  # the duplicate really is stored until a merge...
         assert count_final(warehouse, table.name) == 10  # ...and deduplicated reads never see it
         assert [s.record.con_id for s in warehouse.stream_records(table, topic, *ALL_TIME)] == [
-            0, 2, 4, 6, 8, 1, 3, 5, 7, 9
-        ]  # fmt: skip
+            0,
+            2,
+            4,
+            6,
+            8,
+            1,
+            3,
+            5,
+            7,
+            9,
+        ]
 
 
 def _sink_process(wh_settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:

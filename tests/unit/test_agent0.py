@@ -15,9 +15,15 @@ from ibstream.contracts import OrderIntent
 from ibstream.sizing import SizingError, size_by_risk
 
 SIGNAL: dict[str, Any] = {
-    "signal_id": "sig-1", "symbol": "AAPL", "strategy": "donchian_breakout", "side": "BUY", "confidence": 0.8,
-    "entry": 100.0, "stop": 98.0, "take_profit": 104.0,
-}  # fmt: skip
+    "signal_id": "sig-1",
+    "symbol": "AAPL",
+    "strategy": "donchian_breakout",
+    "side": "BUY",
+    "confidence": 0.8,
+    "entry": 100.0,
+    "stop": 98.0,
+    "take_profit": 104.0,
+}
 
 
 class Publisher:
@@ -126,12 +132,21 @@ def test_plan_respects_hard_limits(side: str) -> None:
 
     sign = 1 if side == "BUY" else -1
     # A 5-second-bar stop 0.02 % away: sized by risk alone it would be 25,000 shares ($2.5M).
-    tight = SignalIn(signal_id="s", symbol="AAPL", strategy="ma_crossover", side=side, confidence=0.7,
-                     entry=100.0, stop=100.0 - sign * 0.02, take_profit=100.0 + sign * 0.06)  # fmt: skip
+    tight = SignalIn(
+        signal_id="s",
+        symbol="AAPL",
+        strategy="ma_crossover",
+        side=side,
+        confidence=0.7,
+        entry=100.0,
+        stop=100.0 - sign * 0.02,
+        take_profit=100.0 + sign * 0.06,
+    )
     unlimited = make_plan(tight, "MKT", 100_000, 0.5)
     assert unlimited.plan.quantity == 25_000
-    plan = make_plan(tight, "MKT", 100_000, 0.5, PlanLimits(min_stop_pct=0.1, max_order_notional=25_000,
-                                                            max_position=1_000)).plan  # fmt: skip
+    plan = make_plan(
+        tight, "MKT", 100_000, 0.5, PlanLimits(min_stop_pct=0.1, max_order_notional=25_000, max_position=1_000)
+    ).plan
     distance = abs(100.0 - plan.stop_loss)
     assert distance / 100.0 * 100 >= 0.1  # widened to at least the minimum stop distance
     assert abs(plan.take_profit - 100.0) == pytest.approx(3 * distance, abs=0.011)  # reward/risk kept (3:1)

@@ -16,10 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "ops" / "alerts" / "ibstream.rules.yaml"
 RULE_TESTS = ROOT / "ops" / "alerts" / "tests" / "ibstream.rules.test.yaml"
 REQUIRED = {
-    "IBStreamIBDisconnected", "IBStreamStaleFeed", "IBStreamUnrecoverableGap", "IBStreamConsumerLag",
-    "IBStreamDLQGrowth", "IBStreamOrderRejectRate", "IBStreamReconciliationMismatch", "IBStreamKillSwitchEngaged",
+    "IBStreamIBDisconnected",
+    "IBStreamStaleFeed",
+    "IBStreamUnrecoverableGap",
+    "IBStreamConsumerLag",
+    "IBStreamDLQGrowth",
+    "IBStreamOrderRejectRate",
+    "IBStreamReconciliationMismatch",
+    "IBStreamKillSwitchEngaged",
     "IBStreamAgent0CircuitOpen",
-}  # fmt: skip
+}
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool is not installed (ops/dev install adds Debian's prometheus package, which ships it)"
 
@@ -59,6 +65,5 @@ def test_promtool_checks_and_unit_tests_pass() -> None:
     assert PROMTOOL is not None
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    result = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True,
-                            check=False)  # fmt: skip
+    result = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

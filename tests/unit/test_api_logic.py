@@ -234,8 +234,9 @@ def test_signal_outcome_follows_the_audit_definitions() -> None:
     ]
     partial = signal_outcome(Side.SELL, 51.0, ["o", "o"], fills)
     assert partial.traded and not partial.closed and partial.pnl is None and partial.order_ids == ["o"]
-    closed = signal_outcome(Side.SELL, 51.0, ["o"], [*fills, Fill(order_id="o", side=Side.BUY, quantity=6, price=48.0,
-                                                                      commission=0.5)])  # fmt: skip
+    closed = signal_outcome(
+        Side.SELL, 51.0, ["o"], [*fills, Fill(order_id="o", side=Side.BUY, quantity=6, price=48.0, commission=0.5)]
+    )
     assert closed.closed and closed.exit_price == pytest.approx(48.0)
     assert closed.pnl == pytest.approx((48.0 - 50.0) * -1 * 10 - 2.0)
     assert closed.r == pytest.approx((48.0 - 50.0) * -1 / 1.0)
@@ -254,8 +255,9 @@ def _run(state: RunState, seconds: int, **extra: Any) -> OrchestrationRun:
 
 
 def test_run_detail_takes_the_latest_plan_and_collects_failures() -> None:
-    plan = Plan(plan_id="p", side=Side.BUY, quantity=1, order_type=OrderType.MKT, stop_loss=1, take_profit=3,
-                rationale="r")  # fmt: skip
+    plan = Plan(
+        plan_id="p", side=Side.BUY, quantity=1, order_type=OrderType.MKT, stop_loss=1, take_profit=3, rationale="r"
+    )
     records = [
         _run(RunState.TRIGGERED, 0),
         _run(RunState.FAILED, 1, reason="timeout"),
@@ -269,13 +271,29 @@ def test_run_detail_takes_the_latest_plan_and_collects_failures() -> None:
 
 
 def test_order_summary_and_reconciliation_use_the_latest_parent_event() -> None:
-    intent = OrderIntent(order_id="o", symbol="AAPL", side=Side.BUY, quantity=5, order_type=OrderType.MKT,
-                         requested_by="x", created_time=NOW)  # fmt: skip
+    intent = OrderIntent(
+        order_id="o",
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=5,
+        order_type=OrderType.MKT,
+        requested_by="x",
+        created_time=NOW,
+    )
 
     def event(n: int, status: OrderStatus, filled: float, leg: OrderLeg = OrderLeg.PARENT, **extra: Any) -> OrderEvent:
-        return OrderEvent(event_id=f"e{n}", order_id="o", leg=leg, symbol="AAPL", status=status, filled_quantity=filled,
-                          remaining_quantity=5 - filled, source=ExecutionSource.LIVE,
-                          event_time=NOW + timedelta(seconds=n), **extra)  # fmt: skip
+        return OrderEvent(
+            event_id=f"e{n}",
+            order_id="o",
+            leg=leg,
+            symbol="AAPL",
+            status=status,
+            filled_quantity=filled,
+            remaining_quantity=5 - filled,
+            source=ExecutionSource.LIVE,
+            event_time=NOW + timedelta(seconds=n),
+            **extra,
+        )
 
     events = [
         event(1, OrderStatus.PARTIALLY_FILLED, 2, avg_fill_price=10.0, reconciliation_status="mismatch"),
@@ -284,18 +302,32 @@ def test_order_summary_and_reconciliation_use_the_latest_parent_event() -> None:
     ]
     summary = order_summary(intent, [], events)
     assert (summary.risk, summary.status, summary.filled_quantity, summary.avg_fill_price) == (
-        "pending", OrderStatus.FILLED, 5, 10.0
-    )  # fmt: skip
-    rejected = RiskDecision(decision_id="d", order_id="o", symbol="AAPL", approved=False, checks=[], intent_time=NOW,
-                            decided_time=NOW)  # fmt: skip
+        "pending",
+        OrderStatus.FILLED,
+        5,
+        10.0,
+    )
+    rejected = RiskDecision(
+        decision_id="d", order_id="o", symbol="AAPL", approved=False, checks=[], intent_time=NOW, decided_time=NOW
+    )
     assert order_summary(intent, [rejected], []).risk == "rejected"
     assert reconciliation(events, ["fill_mismatch"]).model_dump() == {"status": "mismatch", "issues": ["fill_mismatch"]}
 
 
 def test_order_summary_shows_the_intents_terms_its_model_declares() -> None:
-    intent = OrderIntent(order_id="o", run_id="r", signal_id="s", symbol="AAPL", side=Side.SELL, quantity=5,
-                         order_type=OrderType.LMT, limit_price=10.5, stop_loss=11.0, requested_by="x",
-                         created_time=NOW)  # fmt: skip
+    intent = OrderIntent(
+        order_id="o",
+        run_id="r",
+        signal_id="s",
+        symbol="AAPL",
+        side=Side.SELL,
+        quantity=5,
+        order_type=OrderType.LMT,
+        limit_price=10.5,
+        stop_loss=11.0,
+        requested_by="x",
+        created_time=NOW,
+    )
     summary = order_summary(intent, [], [])
     assert SUMMARY_TERMS == ("run_id", "signal_id", "symbol", "side", "quantity", "order_type", "limit_price")
     assert {name: getattr(summary, name) for name in SUMMARY_TERMS} == {

@@ -27,8 +27,9 @@ def test_sim_and_run_pass_options_through(monkeypatch: pytest.MonkeyPatch) -> No
     assert seen == {"ibsim.cli": ["--port", "0", "--speed", "60"], "producers.market_data": ["--log-level", "DEBUG"]}
 
 
-def test_config_error_exits_2_naming_the_setting(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_config_error_exits_2_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from ibstream.config import load_settings
 
     monkeypatch.setenv("IBSTREAM_IB_PORT", "7496")

@@ -167,7 +167,7 @@ def test_with_overrides_validates_and_keeps_what_was_set() -> None:
 def test_model_copy_refuses_flat_names_it_would_silently_drop() -> None:
     settings = load_settings()
     with pytest.raises(TypeError, match="with_overrides"):
-        settings.model_copy(update={"stack_kafka_port": 19192})  # codemod: keep
+        settings.model_copy(update={"stack_kafka_port": 19192})
     assert settings.model_copy(update={"state_dir": Path("/tmp/s")}).state_dir == Path("/tmp/s")
 
 

@@ -28,22 +28,43 @@ SETTINGS = load_settings()
 
 def _plan(**overrides: object) -> Plan:
     values: dict[str, object] = {
-        "plan_id": "p", "side": Side.BUY, "quantity": 40, "order_type": OrderType.LMT, "limit_price": 100.0,
-        "stop_loss": 99.0, "take_profit": 102.0, "rationale": "r",
-    }  # fmt: skip
+        "plan_id": "p",
+        "side": Side.BUY,
+        "quantity": 40,
+        "order_type": OrderType.LMT,
+        "limit_price": 100.0,
+        "stop_loss": 99.0,
+        "take_profit": 102.0,
+        "rationale": "r",
+    }
     values.update(overrides)
     return Plan.model_validate(values)
 
 
 def _quote(age_seconds: float = 1.0, bid: float = 99.99, ask: float = 100.01) -> Quote:
     at = NOW - timedelta(seconds=age_seconds)
-    return Quote(symbol="AAPL", con_id=1, bid=bid, ask=ask, last=100.0, event_time=at, ingest_time=at,
-                 source=MarketDataSource.SIM)  # fmt: skip
+    return Quote(
+        symbol="AAPL",
+        con_id=1,
+        bid=bid,
+        ask=ask,
+        last=100.0,
+        event_time=at,
+        ingest_time=at,
+        source=MarketDataSource.SIM,
+    )
 
 
 def _kill(kind: ControlCommandKind, target: str = "global", minute: int = 0) -> ControlCommand:
-    return ControlCommand(command_id=f"c{minute}{kind}", command=kind, target=target, reason="drill", actor="alice",
-                          parameters={}, issued_time=NOW + timedelta(minutes=minute))  # fmt: skip
+    return ControlCommand(
+        command_id=f"c{minute}{kind}",
+        command=kind,
+        target=target,
+        reason="drill",
+        actor="alice",
+        parameters={},
+        issued_time=NOW + timedelta(minutes=minute),
+    )
 
 
 CASES = {
@@ -67,21 +88,45 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_precheck_agrees_with_the_risk_gate(case: str) -> None:
     plan, quote, position, kill = CASES[case]
-    ours = precheck_checks(plan, "AAPL", PrecheckLimits.from_settings(SETTINGS), quote=quote,
-                           position_quantity=position, kill_switch=kill, now=NOW)  # fmt: skip
+    ours = precheck_checks(
+        plan,
+        "AAPL",
+        PrecheckLimits.from_settings(SETTINGS),
+        quote=quote,
+        position_quantity=position,
+        kill_switch=kill,
+        now=NOW,
+    )
     view = risk.RiskView()
     if quote is not None:
         view.apply_quote(quote)
     if position:
-        view.apply_position(Position(account="DU1", symbol="AAPL", con_id=1, quantity=position, avg_cost=100.0,
-                                     source=ExecutionSource.LIVE, time=NOW))  # fmt: skip
+        view.apply_position(
+            Position(
+                account="DU1",
+                symbol="AAPL",
+                con_id=1,
+                quantity=position,
+                avg_cost=100.0,
+                source=ExecutionSource.LIVE,
+                time=NOW,
+            )
+        )
     if kill is not None:
         view.apply_control(kill)
     intent = OrderIntent(
-        order_id="o", symbol="AAPL", side=plan.side, quantity=plan.quantity, order_type=plan.order_type,
-        limit_price=plan.limit_price, stop_price=plan.stop_price, stop_loss=plan.stop_loss,
-        take_profit=plan.take_profit, requested_by="test", created_time=NOW,
-    )  # fmt: skip
+        order_id="o",
+        symbol="AAPL",
+        side=plan.side,
+        quantity=plan.quantity,
+        order_type=plan.order_type,
+        limit_price=plan.limit_price,
+        stop_price=plan.stop_price,
+        stop_loss=plan.stop_loss,
+        take_profit=plan.take_profit,
+        requested_by="test",
+        created_time=NOW,
+    )
     gate = {
         check.name: check for check in risk.decide(intent, view, risk.RiskLimits.from_settings(SETTINGS), NOW).checks
     }
@@ -98,10 +143,20 @@ def test_precheck_agrees_with_the_risk_gate(case: str) -> None:
 
 def test_precheck_cases_cover_passes_and_failures() -> None:
     outcomes = {
-        case: all(c.passed for c in precheck_checks(plan, "AAPL", PrecheckLimits.from_settings(SETTINGS), quote=q,
-                                                     position_quantity=p, kill_switch=k, now=NOW))
+        case: all(
+            c.passed
+            for c in precheck_checks(
+                plan,
+                "AAPL",
+                PrecheckLimits.from_settings(SETTINGS),
+                quote=q,
+                position_quantity=p,
+                kill_switch=k,
+                now=NOW,
+            )
+        )
         for case, (plan, q, p, k) in CASES.items()
-    }  # fmt: skip
+    }
     assert outcomes["within limits"] and outcomes["sell"] and outcomes["market order"]
     assert not outcomes["kill switch on"] and not outcomes["stale quote"] and not outcomes["notional too large"]
 
@@ -127,10 +182,23 @@ def test_kill_switch_state_is_keyed_as_the_gate_keys_it() -> None:
 
 def _fill(n: int, side: Side, quantity: float, price: float, at: datetime, commission: float = 1.0) -> Execution:
     return Execution(
-        exec_id=f"e{n}", order_id="o", symbol="AAPL", account="DU1", ib_order_id=1, perm_id=1, side=side,
-        quantity=quantity, price=price, cumulative_quantity=quantity, avg_price=price, commission=commission,
-        commission_currency="USD", source=ExecutionSource.LIVE, exec_time=at, ingest_time=at,
-    )  # fmt: skip
+        exec_id=f"e{n}",
+        order_id="o",
+        symbol="AAPL",
+        account="DU1",
+        ib_order_id=1,
+        perm_id=1,
+        side=side,
+        quantity=quantity,
+        price=price,
+        cumulative_quantity=quantity,
+        avg_price=price,
+        commission=commission,
+        commission_currency="USD",
+        source=ExecutionSource.LIVE,
+        exec_time=at,
+        ingest_time=at,
+    )
 
 
 def test_book_averages_cost_realizes_and_flips() -> None:
@@ -149,18 +217,30 @@ def test_book_averages_cost_realizes_and_flips() -> None:
 def test_pnl_series_marks_the_open_position_at_each_close() -> None:
     start = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
     closes = [100.0, 101.0, 103.0, 102.0]
-    bars = [BarPoint(time=start + timedelta(seconds=5 * i), open=c, high=c, low=c, close=c, volume=1) for i, c in
-            enumerate(closes)]  # fmt: skip
-    fills = [_fill(1, Side.BUY, 10, 100.0, start + timedelta(seconds=6)),
-             _fill(2, Side.SELL, 10, 103.0, start + timedelta(seconds=12))]  # fmt: skip
+    bars = [
+        BarPoint(time=start + timedelta(seconds=5 * i), open=c, high=c, low=c, close=c, volume=1)
+        for i, c in enumerate(closes)
+    ]
+    fills = [
+        _fill(1, Side.BUY, 10, 100.0, start + timedelta(seconds=6)),
+        _fill(2, Side.SELL, 10, 103.0, start + timedelta(seconds=12)),
+    ]
     points, book = pnl_series(bars, fills, 5)
     assert [p.value for p in points] == [0.0, 10.0 - 1.0, 30.0 - 2.0, 30.0 - 2.0]
     assert (book.quantity, book.realized) == (0.0, 30.0)
 
 
 def _run(state: RunState, seconds: int, reason: str | None = None) -> OrchestrationRun:
-    return OrchestrationRun(run_id="r", signal_id="s", symbol="AAPL", state=state, actor="orchestration", attempt=1,
-                            reason=reason, time=NOW + timedelta(seconds=seconds))  # fmt: skip
+    return OrchestrationRun(
+        run_id="r",
+        signal_id="s",
+        symbol="AAPL",
+        state=state,
+        actor="orchestration",
+        attempt=1,
+        reason=reason,
+        time=NOW + timedelta(seconds=seconds),
+    )
 
 
 def test_circuit_state_follows_the_newest_plan_or_refusal() -> None:
@@ -173,8 +253,13 @@ def test_circuit_state_follows_the_newest_plan_or_refusal() -> None:
 
 
 def test_feed_health_marks_stale_and_missing_symbols() -> None:
-    rows = feed_health(["AAPL", "SPY", "QQQ"], {"AAPL": NOW - timedelta(seconds=3), "SPY": NOW - timedelta(minutes=2)},
-                       {"AAPL": NOW - timedelta(seconds=8), "IWM": NOW - timedelta(seconds=1)}, NOW, 30.0)  # fmt: skip
+    rows = feed_health(
+        ["AAPL", "SPY", "QQQ"],
+        {"AAPL": NOW - timedelta(seconds=3), "SPY": NOW - timedelta(minutes=2)},
+        {"AAPL": NOW - timedelta(seconds=8), "IWM": NOW - timedelta(seconds=1)},
+        NOW,
+        30.0,
+    )
     assert [(r.symbol, r.stale) for r in rows] == [("AAPL", False), ("SPY", True), ("QQQ", True), ("IWM", False)]
     assert rows[0].age_seconds == pytest.approx(3.0) and rows[2].age_seconds is None
 

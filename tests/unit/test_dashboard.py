@@ -91,19 +91,32 @@ def test_every_query_names_metrics_the_code_emits() -> None:
 
 def test_the_key_metrics_of_each_stage_are_on_the_dashboard() -> None:
     shown = set().union(*(referenced_metrics(target["expr"]) for _, target in _targets()))
-    for metric in ("ibstream_ib_connected", "ibstream_quotes_published_total", "ibstream_feed_staleness_seconds",
-                   "ibstream_signals_total", "ibstream_orchestration_runs_total", "ibstream_agent0_requests_total",
-                   "ibstream_risk_checks_total", "ibstream_risk_decisions_total", "ibstream_execution_orders_total",
-                   "ibstream_sink_consumer_lag", "ibstream_dlq_records_total", "ibstream_errors_total",
-                   "ibstream_api_requests_total", "ibstream_alerts_firing"):  # fmt: skip
+    for metric in (
+        "ibstream_ib_connected",
+        "ibstream_quotes_published_total",
+        "ibstream_feed_staleness_seconds",
+        "ibstream_signals_total",
+        "ibstream_orchestration_runs_total",
+        "ibstream_agent0_requests_total",
+        "ibstream_risk_checks_total",
+        "ibstream_risk_decisions_total",
+        "ibstream_execution_orders_total",
+        "ibstream_sink_consumer_lag",
+        "ibstream_dlq_records_total",
+        "ibstream_errors_total",
+        "ibstream_api_requests_total",
+        "ibstream_alerts_firing",
+    ):
         assert metric in shown, f"{metric} is on no panel"
 
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     # promtool parses PromQL only inside rules: each query becomes a recording rule; Grafana's $__rate_interval
     # is replaced by the interval it stands for.
-    rules = [{"record": f"dashboard:query_{index}", "expr": target["expr"].replace("$__rate_interval", "1m")}
-             for index, (_, target) in enumerate(_targets())]  # fmt: skip
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": target["expr"].replace("$__rate_interval", "1m")}
+        for index, (_, target) in enumerate(_targets())
+    ]
     path = tmp_path / "dashboard.rules.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     require_tool(NO_PROMTOOL if PROMTOOL is None else None)

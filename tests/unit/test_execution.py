@@ -45,9 +45,15 @@ S = OrderStatus
 
 def routed(**fields: Any) -> RoutedOrder:
     values: dict[str, Any] = {
-        "order_id": str(uuid.uuid4()), "symbol": "AAPL", "side": Side.BUY, "quantity": 10,
-        "order_type": OrderType.MKT, "decision_id": "d", "routed_time": NOW, **fields,
-    }  # fmt: skip
+        "order_id": str(uuid.uuid4()),
+        "symbol": "AAPL",
+        "side": Side.BUY,
+        "quantity": 10,
+        "order_type": OrderType.MKT,
+        "decision_id": "d",
+        "routed_time": NOW,
+        **fields,
+    }
     return RoutedOrder(**values)
 
 
@@ -126,13 +132,18 @@ def test_single_order_plan_transmits_and_carries_order_ref() -> None:
     ticket = plan.ticket
     assert (plan.leg, plan.ib_order_id) == (OrderLeg.PARENT, 42)
     assert (ticket.order_type, ticket.limit_price, ticket.transmit, ticket.order_ref, ticket.account) == (
-        "LMT", 101.5, True, order.order_id, "DU1"
-    )  # fmt: skip
+        "LMT",
+        101.5,
+        True,
+        order.order_id,
+        "DU1",
+    )
 
 
 def test_bracket_plan_holds_all_but_the_last_leg() -> None:
-    order = routed(side=Side.SELL, order_type=OrderType.STP_LMT, stop_price=99, limit_price=98.5, stop_loss=105,
-                   take_profit=90)  # fmt: skip
+    order = routed(
+        side=Side.SELL, order_type=OrderType.STP_LMT, stop_price=99, limit_price=98.5, stop_loss=105, take_profit=90
+    )
     parent, stop, target = plan_legs(order, [7, 8, 9], "DU1")
     assert [p.leg for p in (parent, stop, target)] == [OrderLeg.PARENT, OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT]
     assert [p.ticket.transmit for p in (parent, stop, target)] == [False, False, True]
@@ -182,8 +193,10 @@ def test_book_reports_events_and_refuses_impossible_transitions() -> None:
     step = book.report("o1", OrderLeg.PARENT, S.PARTIALLY_FILLED, now=NOW, filled=4, broker_status="Submitted")
     assert step.event is not None
     assert (step.event.previous_status, step.event.filled_quantity, step.event.remaining_quantity) == (
-        S.PENDING_SUBMIT, 4, 6
-    )  # fmt: skip
+        S.PENDING_SUBMIT,
+        4,
+        6,
+    )
     assert book.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW, filled=4).event is None
     assert book.report("o1", OrderLeg.PARENT, S.FILLED, now=NOW, filled=10).event is not None
     impossible = book.report("o1", OrderLeg.PARENT, S.CANCELLED, now=NOW, broker_code=202)
@@ -206,12 +219,33 @@ def test_book_rebuilds_from_its_own_events() -> None:
     assert rebuilt.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW, reconciliation=MATCHED).event is None
 
 
-def detail(exec_id: str, order_ref: str, ib_id: int, shares: float, client_id: int = 21, req_id: int = 9000,
-           symbol: str = "AAPL", side: str = "BOT") -> events.ExecutionDetail:  # fmt: skip
+def detail(
+    exec_id: str,
+    order_ref: str,
+    ib_id: int,
+    shares: float,
+    client_id: int = 21,
+    req_id: int = 9000,
+    symbol: str = "AAPL",
+    side: str = "BOT",
+) -> events.ExecutionDetail:
     return events.ExecutionDetail(
-        req_id, exec_id, ib_id, 900 + ib_id, symbol, 265598, "DU1", side, shares, 190.0, shares, 190.0, order_ref,
-        "20250106  10:00:05", client_id,
-    )  # fmt: skip
+        req_id,
+        exec_id,
+        ib_id,
+        900 + ib_id,
+        symbol,
+        265598,
+        "DU1",
+        side,
+        shares,
+        190.0,
+        shares,
+        190.0,
+        order_ref,
+        "20250106  10:00:05",
+        client_id,
+    )
 
 
 def open_order(ib_id: int, order_ref: str, client_id: int = 21, status: str = "Submitted") -> events.OpenOrder:
@@ -226,9 +260,11 @@ def status(ib_id: int, broker: str, filled: float, remaining: float, client_id: 
 
 def test_execution_record_maps_side_and_commission() -> None:
     record = execution_record(
-        detail("e1", "o1", 5, 4, side="SLD"), events.CommissionReport("e1", 1.0, "USD", None),
-        ExecutionSource.LIVE, NOW,
-    )  # fmt: skip
+        detail("e1", "o1", 5, 4, side="SLD"),
+        events.CommissionReport("e1", 1.0, "USD", None),
+        ExecutionSource.LIVE,
+        NOW,
+    )
     assert (record.side, record.order_id, record.ib_order_id, record.commission) == (Side.SELL, "o1", 5, 1.0)
     assert record.exec_time == dt.datetime(2025, 1, 6, 15, 0, 5, tzinfo=dt.UTC)
 
@@ -239,9 +275,9 @@ def test_execution_record_maps_side_and_commission() -> None:
 def test_reconcile_recovers_a_fill_missed_during_a_disconnect() -> None:
     book = book_with(ib_id=5)
     book.report("o1", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW)
-    snapshot = IbSnapshot(executions=[detail("e1", "o1", 5, 10)], positions=[
-        events.PositionUpdate("DU1", "AAPL", 265598, 10, 190.0)
-    ])  # fmt: skip
+    snapshot = IbSnapshot(
+        executions=[detail("e1", "o1", 5, 10)], positions=[events.PositionUpdate("DU1", "AAPL", 265598, 10, 190.0)]
+    )
     result = reconcile(book, snapshot, 21, "DU1")
     assert [d.exec_id for d in result.executions] == ["e1"]
     (report,) = result.reports
@@ -286,14 +322,13 @@ def test_reconcile_flags_what_it_cannot_explain() -> None:
 
 def test_reconcile_explains_a_bracket_child_cancelled_by_oca() -> None:
     book = Book()
-    book.register("b", "AAPL", Side.BUY, [(OrderLeg.PARENT, 1, 10), (OrderLeg.STOP_LOSS, 2, 10),
-                                         (OrderLeg.TAKE_PROFIT, 3, 10)])  # fmt: skip
+    book.register(
+        "b", "AAPL", Side.BUY, [(OrderLeg.PARENT, 1, 10), (OrderLeg.STOP_LOSS, 2, 10), (OrderLeg.TAKE_PROFIT, 3, 10)]
+    )
     book.report("b", OrderLeg.PARENT, S.FILLED, now=NOW, filled=10)
     book.report("b", OrderLeg.STOP_LOSS, S.ACKNOWLEDGED, now=NOW)
     book.report("b", OrderLeg.TAKE_PROFIT, S.ACKNOWLEDGED, now=NOW)
-    book.record_execution(
-        execution_record(detail("p", "b", 1, 10), None, ExecutionSource.LIVE, NOW)
-    )  # fmt: skip
+    book.record_execution(execution_record(detail("p", "b", 1, 10), None, ExecutionSource.LIVE, NOW))
     snapshot = IbSnapshot(executions=[detail("t", "b", 3, 10, side="SLD")], positions=[])
     result = reconcile(book, snapshot, 21, "DU1")
     by_leg = {r.leg: r for r in result.reports}
@@ -321,13 +356,15 @@ def test_reconcile_cancels_at_ib_every_leg_it_presumes_cancelled() -> None:
     snapshot = IbSnapshot(executions=[detail("x", "f", 4, 5, symbol="MSFT")], positions=None)
     result = reconcile(book, snapshot, 21, "DU1")
     assert {(r.leg, r.status, r.reconciliation) for r in result.reports if r.order_id == "b"} == {
-        (OrderLeg.PARENT, S.CANCELLED, MISMATCH), (OrderLeg.STOP_LOSS, S.CANCELLED, MISMATCH),
+        (OrderLeg.PARENT, S.CANCELLED, MISMATCH),
+        (OrderLeg.STOP_LOSS, S.CANCELLED, MISMATCH),
         (OrderLeg.TAKE_PROFIT, S.CANCELLED, MISMATCH),
-    }  # fmt: skip
+    }
     assert result.cancels == [
-        CancelRequest("b", OrderLeg.PARENT, 1), CancelRequest("b", OrderLeg.STOP_LOSS, 2),
+        CancelRequest("b", OrderLeg.PARENT, 1),
+        CancelRequest("b", OrderLeg.STOP_LOSS, 2),
         CancelRequest("b", OrderLeg.TAKE_PROFIT, 3),
-    ]  # fmt: skip
+    ]
     # A leg its executions show filled is not cancelled, nor one IB still lists.
     assert [r.status for r in result.reports if r.order_id == "f"] == [S.FILLED]
     working = bracket_book(status=S.ACKNOWLEDGED)
@@ -357,8 +394,10 @@ def test_reconciliation_cancels_each_leg_once_until_ib_answers(tmp_path: Path) -
     assert session.cancelled == [1, 2, 3]
     recorded = [r for _, r, _ in executor._outbox if isinstance(r, OrderEvent)]
     assert [(e.leg, e.status) for e in recorded] == [
-        (OrderLeg.PARENT, S.CANCELLED), (OrderLeg.STOP_LOSS, S.CANCELLED), (OrderLeg.TAKE_PROFIT, S.CANCELLED)
-    ]  # fmt: skip
+        (OrderLeg.PARENT, S.CANCELLED),
+        (OrderLeg.STOP_LOSS, S.CANCELLED),
+        (OrderLeg.TAKE_PROFIT, S.CANCELLED),
+    ]
     # Another pass on the same connection sends nothing again.
     assert executor._reconcile()
     assert session.cancelled == [1, 2, 3]

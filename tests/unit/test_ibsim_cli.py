@@ -9,17 +9,41 @@ from ibsim.config import EXCHANGE_TZ
 
 
 def test_cli_arguments_map_to_config() -> None:
-    args = build_parser().parse_args([
-        "--port", "0", "--control-port", "-1", "--seed", "9", "--speed", "60", "--account", "U1234567",
-        "--symbols", "aapl", "ZZZZ", "--start", "2025-01-06T09:45:00", "--partial-fill", "100",
-        "--no-pacing", "--delayed-only", "--hours", "24h",
-    ])
+    args = build_parser().parse_args(
+        [
+            "--port",
+            "0",
+            "--control-port",
+            "-1",
+            "--seed",
+            "9",
+            "--speed",
+            "60",
+            "--account",
+            "U1234567",
+            "--symbols",
+            "aapl",
+            "ZZZZ",
+            "--start",
+            "2025-01-06T09:45:00",
+            "--partial-fill",
+            "100",
+            "--no-pacing",
+            "--delayed-only",
+            "--hours",
+            "24h",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.port, cfg.control_port, cfg.seed, cfg.speed, cfg.accounts) == (0, None, 9, 60.0, ("U1234567",))
     assert [i.symbol for i in cfg.universe] == ["AAPL", "ZZZZ"] and cfg.universe[0].con_id == 265598
     assert cfg.start_time == dt.datetime(2025, 1, 6, 9, 45, tzinfo=EXCHANGE_TZ)
     assert (cfg.partial_fill_max, cfg.enforce_pacing, cfg.live_data_entitled, cfg.trading_hours) == (
-        100.0, False, False, "24h")
+        100.0,
+        False,
+        False,
+        "24h",
+    )
 
 
 def test_cli_defaults_are_paper_and_loopback() -> None:

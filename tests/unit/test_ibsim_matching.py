@@ -37,8 +37,9 @@ def engine(market: Script, **kw: float) -> MatchingEngine:
     return MatchingEngine(market, "DU1", con_ids={"X": 1}, **kw)  # type: ignore[arg-type]
 
 
-def req(oid: int, action: str, qty: float, kind: str, lmt: float | None = None, aux: float | None = None,
-        **kw: object) -> OrderRequest:
+def req(
+    oid: int, action: str, qty: float, kind: str, lmt: float | None = None, aux: float | None = None, **kw: object
+) -> OrderRequest:
     return OrderRequest(oid, 1, 1, "X", action, qty, kind, lmt, aux, **kw)  # type: ignore[arg-type]
 
 
@@ -135,8 +136,9 @@ def test_untransmitted_legs_can_be_cancelled_and_never_trade() -> None:
     # Cancelling the held parent takes its held child with it, as for a working bracket.
     cancelled = e.cancel(1, 1, 1.0)
     assert [(type(x), x.order.order_id, x.order.status) for x in cancelled] == [  # type: ignore[union-attr]
-        (OrderCancelled, 1, "Cancelled"), (OrderCancelled, 2, "Cancelled")
-    ]  # fmt: skip
+        (OrderCancelled, 1, "Cancelled"),
+        (OrderCancelled, 2, "Cancelled"),
+    ]
     [r] = e.cancel(1, 2, 2.0)
     assert isinstance(r, OrderRejected) and r.code == 10148
     # The lost transmitting leg arriving late finds a cancelled parent: nothing trades.

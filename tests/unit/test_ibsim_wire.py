@@ -54,13 +54,35 @@ def decode(fields: list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
 
 
 def snapshot(**kw: Any) -> OrderSnapshot:
-    req = OrderRequest(order_id=42, client_id=7, con_id=AAPL.con_id, symbol="AAPL", action="BUY", quantity=150,
-                       order_type="STP LMT", lmt_price=190.5, aux_price=191.0, tif="GTC", oca_group="g1",
-                       account="DU1234567", order_ref="run-9b1f", transmit=True, parent_id=41,
-                       outside_rth=True)
-    base: dict[str, Any] = dict(request=req, perm_id=1_000_000_123, status="PreSubmitted", filled=50.0,
-                                remaining=100.0, avg_fill_price=190.75, last_fill_price=190.8, created_at=0.0,
-                                updated_at=0.0)
+    req = OrderRequest(
+        order_id=42,
+        client_id=7,
+        con_id=AAPL.con_id,
+        symbol="AAPL",
+        action="BUY",
+        quantity=150,
+        order_type="STP LMT",
+        lmt_price=190.5,
+        aux_price=191.0,
+        tif="GTC",
+        oca_group="g1",
+        account="DU1234567",
+        order_ref="run-9b1f",
+        transmit=True,
+        parent_id=41,
+        outside_rth=True,
+    )
+    base: dict[str, Any] = dict(
+        request=req,
+        perm_id=1_000_000_123,
+        status="PreSubmitted",
+        filled=50.0,
+        remaining=100.0,
+        avg_fill_price=190.75,
+        last_fill_price=190.8,
+        created_at=0.0,
+        updated_at=0.0,
+    )
     base.update(kw)
     return OrderSnapshot(**base)
 
@@ -69,16 +91,41 @@ def test_open_order_round_trips_through_ibapi_order_decoder() -> None:
     [(name, (oid, contract, order, state))] = decode(m.open_order(snapshot(), AAPL, "DU1234567"))
     assert name == "openOrder" and oid == 42
     assert (contract.conId, contract.symbol, contract.secType, contract.exchange, contract.currency) == (
-        265598, "AAPL", "STK", "SMART", "USD")
+        265598,
+        "AAPL",
+        "STK",
+        "SMART",
+        "USD",
+    )
     assert (order.action, order.totalQuantity, order.orderType, order.lmtPrice, order.auxPrice, order.tif) == (
-        "BUY", 150.0, "STP LMT", 190.5, 191.0, "GTC")
+        "BUY",
+        150.0,
+        "STP LMT",
+        190.5,
+        191.0,
+        "GTC",
+    )
     assert (order.orderRef, order.clientId, order.permId, order.parentId, order.ocaGroup, order.account) == (
-        "run-9b1f", 7, 1_000_000_123, 41, "g1", "DU1234567")
+        "run-9b1f",
+        7,
+        1_000_000_123,
+        41,
+        "g1",
+        "DU1234567",
+    )
     assert order.outsideRth is True and state.status == "PreSubmitted"
     # fields we leave unset come back as ibapi's own defaults
     d = Order()
-    for f in ("minQty", "percentOffset", "volatility", "trailStopPrice", "cashQty", "triggerPrice",
-              "scalePriceIncrement", "exemptCode"):
+    for f in (
+        "minQty",
+        "percentOffset",
+        "volatility",
+        "trailStopPrice",
+        "cashQty",
+        "triggerPrice",
+        "scalePriceIncrement",
+        "exemptCode",
+    ):
         assert getattr(order, f) == getattr(d, f), f
 
 
@@ -91,17 +138,61 @@ def test_open_order_market_order_has_unset_prices() -> None:
 def test_order_status_exec_details_commission() -> None:
     [(_, args)] = decode(m.order_status(snapshot()))
     assert args == (42, "PreSubmitted", 50.0, 100.0, 190.75, 1_000_000_123, 41, 190.8, 7, "", 0.0)
-    ex = Execution("0001.02.01.01", 42, 7, 1_000_000_123, "AAPL", AAPL.con_id, "BOT", 50.0, 190.75,
-                   1736175630.0, 50.0, 190.75, "run-9b1f", "DU1234567", 1.0, None)
+    ex = Execution(
+        "0001.02.01.01",
+        42,
+        7,
+        1_000_000_123,
+        "AAPL",
+        AAPL.con_id,
+        "BOT",
+        50.0,
+        190.75,
+        1736175630.0,
+        50.0,
+        190.75,
+        "run-9b1f",
+        "DU1234567",
+        1.0,
+        None,
+    )
     [(name, (req_id, contract, e))] = decode(m.exec_details(-1, ex, AAPL))
     assert name == "execDetails" and req_id == -1 and contract.conId == AAPL.con_id
-    assert (e.execId, e.orderId, e.shares, e.price, e.side, e.permId, e.clientId, e.cumQty, e.avgPrice,
-            e.orderRef, e.acctNumber, e.time) == (
-        "0001.02.01.01", 42, 50.0, 190.75, "BOT", 1_000_000_123, 7, 50.0, 190.75, "run-9b1f", "DU1234567",
-        "20250106  10:00:30")
+    assert (
+        e.execId,
+        e.orderId,
+        e.shares,
+        e.price,
+        e.side,
+        e.permId,
+        e.clientId,
+        e.cumQty,
+        e.avgPrice,
+        e.orderRef,
+        e.acctNumber,
+        e.time,
+    ) == (
+        "0001.02.01.01",
+        42,
+        50.0,
+        190.75,
+        "BOT",
+        1_000_000_123,
+        7,
+        50.0,
+        190.75,
+        "run-9b1f",
+        "DU1234567",
+        "20250106  10:00:30",
+    )
     [(_, (cr,))] = decode(m.commission_report(ex))
     assert (cr.execId, cr.commission, cr.currency, cr.realizedPNL, cr.yield_) == (
-        "0001.02.01.01", 1.0, "USD", UNSET_DOUBLE, UNSET_DOUBLE)
+        "0001.02.01.01",
+        1.0,
+        "USD",
+        UNSET_DOUBLE,
+        UNSET_DOUBLE,
+    )
 
 
 def test_market_data_and_bars() -> None:
@@ -109,15 +200,13 @@ def test_market_data_and_bars() -> None:
     assert [c[0] for c in calls] == ["tickPrice", "tickSize"]
     assert calls[0][1][:3] == (3, 1, 190.01) and calls[0][1][3].canAutoExecute
     assert calls[1][1] == (3, 0, 7)
-    assert decode(m.tick_string(3, m.Tick.LAST_TIMESTAMP, "1736175630")) == [
-        ("tickString", (3, 45, "1736175630"))]
+    assert decode(m.tick_string(3, m.Tick.LAST_TIMESTAMP, "1736175630")) == [("tickString", (3, 45, "1736175630"))]
     bar = Bar(1736175630, 1.0, 2.0, 0.5, 1.5, 1200, 1.25, 9)
     assert decode(m.realtime_bar(4, bar)) == [("realtimeBar", (4, 1736175630, 1.0, 2.0, 0.5, 1.5, 1200, 1.25, 9))]
     calls = decode(m.historical_data(5, 1736175600, 1736175640, [bar, bar], 5, 2))
     assert [c[0] for c in calls] == ["historicalData", "historicalData", "historicalDataEnd"]
     b = calls[0][1][1]
-    assert (b.date, b.open, b.high, b.low, b.close, b.volume, b.barCount) == ("1736175630", 1.0, 2.0, 0.5, 1.5,
-                                                                               1200, 9)
+    assert (b.date, b.open, b.high, b.low, b.close, b.volume, b.barCount) == ("1736175630", 1.0, 2.0, 0.5, 1.5, 1200, 9)
     assert calls[2][1] == (5, "20250106  10:00:00", "20250106  10:00:40")
     [(_, (_, upd))] = decode(m.historical_data_update(6, bar, 60, 1))
     assert (upd.date, upd.open, upd.close, upd.high, upd.low) == ("20250106  10:00:30", 1.0, 1.5, 2.0, 0.5)
@@ -127,16 +216,23 @@ def test_contract_details_account_and_misc() -> None:
     [(name, (req_id, cd))] = decode(m.contract_data(8, AAPL, []))
     assert name == "contractDetails" and req_id == 8
     assert (cd.contract.conId, cd.contract.primaryExchange, cd.longName, cd.stockType, cd.mdSizeMultiplier) == (
-        265598, "NASDAQ", "APPLE INC", "COMMON", 100)
+        265598,
+        "NASDAQ",
+        "APPLE INC",
+        "COMMON",
+        100,
+    )
     assert decode(m.error(-1, 2104, "Market data farm connection is OK:usfarm")) == [
-        ("error", (-1, 2104, "Market data farm connection is OK:usfarm"))]
+        ("error", (-1, 2104, "Market data farm connection is OK:usfarm"))
+    ]
     assert decode(m.error(1, 201, "caf\u00e9 \\ ok")) == [("error", (1, 201, "caf\u00e9 \\ ok"))]  # ASCII7 escapes
     [(_, (acct, c, pos, avg))] = decode(m.position("DU1", AAPL, 100, 190.5))
     assert (acct, c.symbol, c.conId, pos, avg) == ("DU1", "AAPL", 265598, 100.0, 190.5)
     [(_, args)] = decode(m.portfolio_value(AAPL, 10, 200.0, 190.0, 5.0, "DU1"))
     assert args[1:] == (10.0, 200.0, 2000.0, 190.0, 100.0, 5.0, "DU1")
     assert decode(m.account_summary(3, "DU1", "NetLiquidation", "1000.00", "USD")) == [
-        ("accountSummary", (3, "DU1", "NetLiquidation", "1000.00", "USD"))]
+        ("accountSummary", (3, "DU1", "NetLiquidation", "1000.00", "USD"))
+    ]
     assert decode(m.next_valid_id(5)) == [("nextValidId", (5,))]
     assert decode(m.managed_accounts(("DU1", "DU2"))) == [("managedAccounts", ("DU1,DU2",))]
     assert decode(m.market_data_type(2, 3)) == [("marketDataType", (2, 3))]
@@ -177,32 +273,57 @@ def test_parse_requests_encoded_by_ibapi() -> None:
     o.action, o.totalQuantity, o.orderType, o.lmtPrice, o.auxPrice = "SELL", 25, "STP LMT", 99.5, 100.0
     o.orderRef, o.transmit, o.parentId, o.tif, o.outsideRth = "ref-1", False, 17, "GTC", True
     req = ibapi_request("placeOrder", 18, stk("AAPL"), o)
-    assert req == m.PlaceOrder(18, m.ContractSpec(0, "AAPL", "STK", "SMART", "NASDAQ", "USD", "", ""), "SELL",
-                               25.0, "STP LMT", 99.5, 100.0, "GTC", "", "", "ref-1", False, 17, True)
+    assert req == m.PlaceOrder(
+        18,
+        m.ContractSpec(0, "AAPL", "STK", "SMART", "NASDAQ", "USD", "", ""),
+        "SELL",
+        25.0,
+        "STP LMT",
+        99.5,
+        100.0,
+        "GTC",
+        "",
+        "",
+        "ref-1",
+        False,
+        17,
+        True,
+    )
     mkt = Order()
     mkt.action, mkt.totalQuantity, mkt.orderType = "BUY", 1, "MKT"
     req = ibapi_request("placeOrder", 19, stk("AAPL"), mkt)
     assert isinstance(req, m.PlaceOrder) and req.lmt_price is None and req.aux_price is None and req.transmit
     assert ibapi_request("reqMktData", 3, stk("MSFT"), "233", True, False, []) == m.ReqMktData(
-        3, m.ContractSpec(0, "MSFT", "STK", "SMART", "NASDAQ", "USD", "", ""), "233", True, False)
-    h = ibapi_request("reqHistoricalData", 4, stk("SPY"), "20250106 10:00:00 US/Eastern", "1 D", "1 min",
-                      "MIDPOINT", 0, 2, True, [])
+        3, m.ContractSpec(0, "MSFT", "STK", "SMART", "NASDAQ", "USD", "", ""), "233", True, False
+    )
+    h = ibapi_request(
+        "reqHistoricalData", 4, stk("SPY"), "20250106 10:00:00 US/Eastern", "1 D", "1 min", "MIDPOINT", 0, 2, True, []
+    )
     assert isinstance(h, m.ReqHistoricalData)
-    assert (h.req_id, h.end_date_time, h.duration, h.bar_size, h.use_rth, h.what_to_show, h.format_date,
-            h.keep_up_to_date) == (4, "20250106 10:00:00 US/Eastern", "1 D", "1 min", False, "MIDPOINT", 2, True)
+    assert (
+        h.req_id,
+        h.end_date_time,
+        h.duration,
+        h.bar_size,
+        h.use_rth,
+        h.what_to_show,
+        h.format_date,
+        h.keep_up_to_date,
+    ) == (4, "20250106 10:00:00 US/Eastern", "1 D", "1 min", False, "MIDPOINT", 2, True)
     rt = ibapi_request("reqRealTimeBars", 5, stk("QQQ"), 5, "TRADES", True, [])
-    assert rt == m.ReqRealTimeBars(5, m.ContractSpec(0, "QQQ", "STK", "SMART", "NASDAQ", "USD", "", ""), 5,
-                                   "TRADES", True)
+    assert rt == m.ReqRealTimeBars(
+        5, m.ContractSpec(0, "QQQ", "STK", "SMART", "NASDAQ", "USD", "", ""), 5, "TRADES", True
+    )
     f = ExecutionFilter()
     f.clientId, f.symbol, f.side, f.time = 3, "AAPL", "BUY", "20250106 09:00:00"
-    assert ibapi_request("reqExecutions", 6, f) == m.ReqExecutions(6, 3, "", "20250106 09:00:00", "AAPL", "", "",
-                                                                   "BUY")
+    assert ibapi_request("reqExecutions", 6, f) == m.ReqExecutions(6, 3, "", "20250106 09:00:00", "AAPL", "", "", "BUY")
     cd = ibapi_request("reqContractDetails", 7, stk("AAPL"))
     assert isinstance(cd, m.ReqContractDetails) and cd.contract.symbol == "AAPL"
     assert ibapi_request("cancelOrder", 18) == m.SimpleRequest(4, 18)
     assert ibapi_request("reqIds", -1) == m.SimpleRequest(8, -1)
     assert ibapi_request("reqAccountSummary", 9, "All", "NetLiquidation") == m.ReqAccountSummary(
-        9, "All", "NetLiquidation")
+        9, "All", "NetLiquidation"
+    )
     assert ibapi_request("reqCurrentTime") == m.SimpleRequest(49, 0)
     assert ibapi_request("reqMarketDataType", 3) == m.SimpleRequest(59, 3)
     assert m.parse_request(["4242", "1"]) == m.UnknownRequest(4242)

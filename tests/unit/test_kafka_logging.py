@@ -54,8 +54,11 @@ def test_a_lasting_outage_warns_once_a_minute() -> None:
         levels.append(log.level_for(logging.ERROR, "FAIL", REFUSED))
         clock.now += 5
     warnings = [index * 5 for index, level in enumerate(levels) if level == logging.WARNING]
-    assert warnings == [UNREACHABLE_GRACE_SECONDS, UNREACHABLE_GRACE_SECONDS + UNREACHABLE_REPEAT_SECONDS,
-                        UNREACHABLE_GRACE_SECONDS + 2 * UNREACHABLE_REPEAT_SECONDS]  # fmt: skip
+    assert warnings == [
+        UNREACHABLE_GRACE_SECONDS,
+        UNREACHABLE_GRACE_SECONDS + UNREACHABLE_REPEAT_SECONDS,
+        UNREACHABLE_GRACE_SECONDS + 2 * UNREACHABLE_REPEAT_SECONDS,
+    ]
 
 
 def test_a_quiet_spell_ends_an_outage_so_a_later_blip_is_debug_again() -> None:

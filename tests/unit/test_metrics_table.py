@@ -21,9 +21,15 @@ README = ROOT / "README.md"
 START, END = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
 HEADER = ("| Metric | Type | Labels | Meaning | Emitted by |", "|---|---|---|---|---|")
 
-_TYPES = {"counter": "counter", "histogram": "histogram", "gauge": "gauge", "observable_gauge": "gauge",
-          "up_down_counter": "gauge", "observable_up_down_counter": "gauge",
-          "observable_counter": "counter"}  # fmt: skip
+_TYPES = {
+    "counter": "counter",
+    "histogram": "histogram",
+    "gauge": "gauge",
+    "observable_gauge": "gauge",
+    "up_down_counter": "gauge",
+    "observable_up_down_counter": "gauge",
+    "observable_counter": "counter",
+}
 _UNIT_SUFFIX = {"s": "_seconds", "ms": "_milliseconds", "By": "_bytes"}
 
 #: Who emits a metric declared in the core: the deployables that use that part of it.
@@ -36,8 +42,14 @@ _CORE_EMITTERS = {
 
 
 #: Where each deployable's code lives (first match wins: Agent0 is under api/ but its own deployable).
-_DEPLOYABLES = (("producers/", "producer"), ("streams/", "streams"), ("consumers/execution/", "execution"),
-                ("consumers/warehouse_sink/", "sink"), ("api/agent0/", "agent0"), ("api/", "api"))  # fmt: skip
+_DEPLOYABLES = (
+    ("producers/", "producer"),
+    ("streams/", "streams"),
+    ("consumers/execution/", "execution"),
+    ("consumers/warehouse_sink/", "sink"),
+    ("api/agent0/", "agent0"),
+    ("api/", "api"),
+)
 
 
 def _emitter(path: str) -> tuple[str, ...]:
@@ -68,8 +80,12 @@ def declared_metrics() -> dict[str, Declared]:
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
             for node in ast.walk(ast.parse(path.read_text())):
-                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr.startswith("create_") and node.args):  # fmt: skip
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr.startswith("create_")
+                    and node.args
+                ):
                     continue
                 name = _literal(node.args[0])
                 kind = node.func.attr.removeprefix("create_")
@@ -109,8 +125,10 @@ def readme_rows() -> dict[str, list[str]]:
 
 def documented_labels() -> dict[str, set[str]]:
     """Metric name → the labels its README row documents (the e2e test checks real samples against them)."""
-    return {name: {label.strip().strip("`") for label in cells[2].split(",") if label.strip() not in ("", "—")}
-            for name, cells in readme_rows().items()}  # fmt: skip
+    return {
+        name: {label.strip().strip("`") for label in cells[2].split(",") if label.strip() not in ("", "—")}
+        for name, cells in readme_rows().items()
+    }
 
 
 def render(labels: dict[str, str] | None = None) -> str:
@@ -118,8 +136,10 @@ def render(labels: dict[str, str] | None = None) -> str:
     labels = labels or {}
     lines = list(HEADER)
     for item in sorted(declared_metrics().values(), key=lambda item: item.name):
-        lines.append(f"| `{item.name}` | {item.kind} | {labels.get(item.name, '—')} | {item.meaning} | "
-                     f"{', '.join(item.emitted_by)} |")  # fmt: skip
+        lines.append(
+            f"| `{item.name}` | {item.kind} | {labels.get(item.name, '—')} | {item.meaning} | "
+            f"{', '.join(item.emitted_by)} |"
+        )
     return "\n".join(lines)
 
 

@@ -193,8 +193,11 @@ def test_requests_refused_together_pause_once_then_one_probes_the_window() -> No
     producer, session, _, wall = _producer()
     _deliver(producer, session, _bar(_at(0)), _bar(_at(0), req_id=4), _bar(_at(4)), _bar(_at(4), req_id=4))
     assert len(session.historical) == 2  # one per symbol, out together
-    _deliver(producer, session, *(events.IbError(req_id, 162, PACING, CodeKind.PACING)
-                                  for req_id, _, _ in session.historical))  # fmt: skip
+    _deliver(
+        producer,
+        session,
+        *(events.IbError(req_id, 162, PACING, CodeKind.PACING) for req_id, _, _ in session.historical),
+    )
     assert producer._historical_paused_until - wall.now <= 10.0, "two refusals of one burst doubled the pause"
     wall.now += 11.0
     producer.step(0.0)

@@ -128,9 +128,18 @@ def test_a_gap_is_unfinished_until_its_latest_record_closes_it() -> None:
     from ibstream.contracts import Gap, gaps
 
     def record(gap_id: str, state: GapState, minute: int) -> Gap:
-        return Gap(gap_id=gap_id, symbol="AAPL", start=MONDAY_10AM, end=MONDAY_10AM, state=state, cause="disconnect",
-                   missing_bars=1, recovered_bars=0, detected_time=MONDAY_10AM,
-                   updated_time=MONDAY_10AM + dt.timedelta(minutes=minute))  # fmt: skip
+        return Gap(
+            gap_id=gap_id,
+            symbol="AAPL",
+            start=MONDAY_10AM,
+            end=MONDAY_10AM,
+            state=state,
+            cause="disconnect",
+            missing_bars=1,
+            recovered_bars=0,
+            detected_time=MONDAY_10AM,
+            updated_time=MONDAY_10AM + dt.timedelta(minutes=minute),
+        )
 
     history = [
         record("a", GapState.BACKFILLED, 2),

@@ -42,39 +42,85 @@ LIMITS = risk.RiskLimits(
 
 def quote(symbol: str = "AAPL", bid: float = 99.99, ask: float = 100.01, age: float = 1.0) -> Quote:
     at = NOW - timedelta(seconds=age)
-    return Quote(symbol=symbol, con_id=1, bid=bid, ask=ask, last=100.0, event_time=at, ingest_time=at,
-                 source=MarketDataSource.SIM)  # fmt: skip
+    return Quote(
+        symbol=symbol,
+        con_id=1,
+        bid=bid,
+        ask=ask,
+        last=100.0,
+        event_time=at,
+        ingest_time=at,
+        source=MarketDataSource.SIM,
+    )
 
 
 def intent(**overrides: Any) -> OrderIntent:
     values: dict[str, Any] = {
-        "order_id": "o-1", "run_id": "r-1", "signal_id": "s-1", "symbol": "AAPL", "side": Side.BUY,
-        "quantity": 100.0, "order_type": OrderType.LMT, "limit_price": 100.0, "stop_loss": 98.0,
-        "take_profit": 104.0, "requested_by": "test", "created_time": NOW,
-    }  # fmt: skip
+        "order_id": "o-1",
+        "run_id": "r-1",
+        "signal_id": "s-1",
+        "symbol": "AAPL",
+        "side": Side.BUY,
+        "quantity": 100.0,
+        "order_type": OrderType.LMT,
+        "limit_price": 100.0,
+        "stop_loss": 98.0,
+        "take_profit": 104.0,
+        "requested_by": "test",
+        "created_time": NOW,
+    }
     values.update(overrides)
     return OrderIntent(**values)
 
 
 def position(symbol: str, quantity: float, unrealized: float = 0.0, price: float = 100.0) -> Position:
-    return Position(account="DU1", symbol=symbol, con_id=1, quantity=quantity, avg_cost=price, market_price=price,
-                    unrealized_pnl=unrealized, source=ExecutionSource.LIVE, time=NOW)  # fmt: skip
+    return Position(
+        account="DU1",
+        symbol=symbol,
+        con_id=1,
+        quantity=quantity,
+        avg_cost=price,
+        market_price=price,
+        unrealized_pnl=unrealized,
+        source=ExecutionSource.LIVE,
+        time=NOW,
+    )
 
 
 def execution(exec_id: str, pnl: float, when: datetime = NOW) -> Execution:
-    return Execution(exec_id=exec_id, order_id="x", symbol="AAPL", account="DU1", side=Side.SELL, quantity=1,
-                     price=1, cumulative_quantity=1, avg_price=1, realized_pnl=pnl,
-                     source=ExecutionSource.LIVE, exec_time=when, ingest_time=when)  # fmt: skip
+    return Execution(
+        exec_id=exec_id,
+        order_id="x",
+        symbol="AAPL",
+        account="DU1",
+        side=Side.SELL,
+        quantity=1,
+        price=1,
+        cumulative_quantity=1,
+        avg_price=1,
+        realized_pnl=pnl,
+        source=ExecutionSource.LIVE,
+        exec_time=when,
+        ingest_time=when,
+    )
 
 
 def kill(kind: ControlCommandKind = ControlCommandKind.KILL_SWITCH_ON, target: str = "all") -> ControlCommand:
-    return ControlCommand(command_id="c", command=kind, target=target, reason="test", actor="ops", parameters={},
-                          issued_time=NOW)  # fmt: skip
+    return ControlCommand(
+        command_id="c", command=kind, target=target, reason="test", actor="ops", parameters={}, issued_time=NOW
+    )
 
 
 def approved_decision(n: int, when: datetime) -> RiskDecision:
-    return RiskDecision(decision_id=f"d{n}", order_id=f"old{n}", symbol="AAPL", approved=True, checks=[],
-                        intent_time=when, decided_time=when)  # fmt: skip
+    return RiskDecision(
+        decision_id=f"d{n}",
+        order_id=f"old{n}",
+        symbol="AAPL",
+        approved=True,
+        checks=[],
+        intent_time=when,
+        decided_time=when,
+    )
 
 
 def view_with(*setup: Callable[[risk.RiskView], None], with_quote: bool = True) -> risk.RiskView:
@@ -153,9 +199,17 @@ def test_decision_carries_every_check_and_routes_only_when_all_pass() -> None:
     decision = risk.decide(intent(), view, LIMITS, NOW)
     assert decision.approved
     assert [check.name for check in decision.checks] == [
-        "kill_switch", "stale_quote", "price_band", "max_position", "max_gross_exposure", "max_order_notional",
-        "stop_distance", "risk_per_trade", "order_rate", "daily_loss",
-    ]  # fmt: skip
+        "kill_switch",
+        "stale_quote",
+        "price_band",
+        "max_position",
+        "max_gross_exposure",
+        "max_order_notional",
+        "stop_distance",
+        "risk_per_trade",
+        "order_rate",
+        "daily_loss",
+    ]
     assert decision.decision_id == ids.decision_id("o-1")
     routed = risk.route(intent(), decision)
     assert routed is not None
@@ -196,8 +250,16 @@ WALL = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
 def fresh_quote(at: datetime) -> Quote:
-    return Quote(symbol="AAPL", con_id=1, bid=99.99, ask=100.01, last=100.0, event_time=at - timedelta(seconds=1),
-                 ingest_time=at, source=MarketDataSource.SIM)  # fmt: skip
+    return Quote(
+        symbol="AAPL",
+        con_id=1,
+        bid=99.99,
+        ask=100.01,
+        last=100.0,
+        event_time=at - timedelta(seconds=1),
+        ingest_time=at,
+        source=MarketDataSource.SIM,
+    )
 
 
 def decide_at(view: risk.RiskView, order_id: str, market: datetime, wall: datetime) -> RiskDecision:
@@ -211,13 +273,16 @@ def decide_at(view: risk.RiskView, order_id: str, market: datetime, wall: dateti
 def test_order_rate_counts_market_minutes_not_wall_minutes() -> None:
     view = risk.RiskView()
     # One order per market minute (half a wall second apart): never more than 2 in a minute, the limit is 3.
-    spaced = [decide_at(view, f"o-{i}", NOW + i * timedelta(minutes=1), WALL + i * timedelta(seconds=0.5))
-              for i in range(10)]  # fmt: skip
+    spaced = [
+        decide_at(view, f"o-{i}", NOW + i * timedelta(minutes=1), WALL + i * timedelta(seconds=0.5)) for i in range(10)
+    ]
     assert [d.approved for d in spaced] == [True] * 10, [c.reason for d in spaced for c in d.checks if not c.passed]
     # A burst within one market second (a hundredth of a wall second): the fourth is one too many.
     start, wall = NOW + timedelta(minutes=30), WALL + timedelta(seconds=15)
-    burst = [decide_at(view, f"b-{i}", start + i * timedelta(seconds=0.25), wall + i * timedelta(seconds=0.002))
-             for i in range(4)]  # fmt: skip
+    burst = [
+        decide_at(view, f"b-{i}", start + i * timedelta(seconds=0.25), wall + i * timedelta(seconds=0.002))
+        for i in range(4)
+    ]
     assert [d.approved for d in burst] == [True, True, True, False]
     assert [c.name for c in burst[3].checks if not c.passed] == ["order_rate"]
     # decided_time stays on the wall clock: intent→decision latency is a wall-clock fact.

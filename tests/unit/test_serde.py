@@ -34,9 +34,18 @@ NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
 
 def quote(**overrides: Any) -> Quote:
     values: dict[str, Any] = dict(
-        symbol="AAPL", con_id=265598, bid=189.1, ask=189.12, last=189.11, bid_size=300.0, ask_size=200.0,
-        last_size=100.0, event_time=NOW, ingest_time=NOW, source=MarketDataSource.LIVE,
-    )  # fmt: skip
+        symbol="AAPL",
+        con_id=265598,
+        bid=189.1,
+        ask=189.12,
+        last=189.11,
+        bid_size=300.0,
+        ask_size=200.0,
+        last_size=100.0,
+        event_time=NOW,
+        ingest_time=NOW,
+        source=MarketDataSource.LIVE,
+    )
     values.update(overrides)
     return Quote(**values)
 
@@ -245,9 +254,15 @@ def _with_term(tmp_path: Path, term: dict[str, Any], *, keep_history: bool) -> P
 
 def test_a_new_term_is_one_edit_of_the_include(tmp_path: Path) -> None:
     intent = OrderIntent(
-        order_id="o-1", symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LMT, limit_price=189.0,
-        requested_by="user", created_time=NOW,
-    )  # fmt: skip
+        order_id="o-1",
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=10,
+        order_type=OrderType.LMT,
+        limit_price=189.0,
+        requested_by="user",
+        created_time=NOW,
+    )
     old_bytes = CODEC.encode("orders.intents.v1", intent)
     avro = _with_term(tmp_path, {"name": "outside_rth", "type": "boolean", "default": False}, keep_history=True)
     store = SchemaStore(avro)

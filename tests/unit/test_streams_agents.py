@@ -63,9 +63,17 @@ class RecordingDeadLetters:
 
 def make_intent(order_id: str, **overrides: Any) -> OrderIntent:
     values: dict[str, Any] = {
-        "order_id": order_id, "symbol": "AAPL", "side": Side.BUY, "quantity": 10.0, "order_type": OrderType.LMT,
-        "limit_price": 100.0, "stop_loss": 98.0, "take_profit": 104.0, "requested_by": "test", "created_time": NOW,
-    }  # fmt: skip
+        "order_id": order_id,
+        "symbol": "AAPL",
+        "side": Side.BUY,
+        "quantity": 10.0,
+        "order_type": OrderType.LMT,
+        "limit_price": 100.0,
+        "stop_loss": 98.0,
+        "take_profit": 104.0,
+        "requested_by": "test",
+        "created_time": NOW,
+    }
     values.update(overrides)
     return OrderIntent(**values)
 
@@ -74,8 +82,9 @@ def make_intent(order_id: str, **overrides: Any) -> OrderIntent:
 async def test_risk_agent_decides_once_routes_approved_and_dead_letters_garbage(tmp_path: Path) -> None:
     emitter, letters = RecordingEmitter(), RecordingDeadLetters()
     settings = load_settings(kafka_topic_prefix="unit.", risk_quote_max_age_seconds=1e9)
-    built = build_app(settings, enabled=("risk",), data_dir=tmp_path, emitter=emitter, dead_letters=letters,
-                      with_feed=False)  # fmt: skip
+    built = build_app(
+        settings, enabled=("risk",), data_dir=tmp_path, emitter=emitter, dead_letters=letters, with_feed=False
+    )
     assert built.view is not None
     built.view.apply_quote(quote())
     built.view.ready.set()
@@ -102,8 +111,9 @@ async def test_risk_agent_decides_once_routes_approved_and_dead_letters_garbage(
 async def test_signals_agent_emits_signal_and_transition_once_and_tracks_transitions(tmp_path: Path) -> None:
     emitter, letters = RecordingEmitter(), RecordingDeadLetters()
     settings = load_settings(kafka_topic_prefix="unit.")
-    built = build_app(settings, enabled=("signals",), data_dir=tmp_path, emitter=emitter, dead_letters=letters,
-                      with_feed=False)  # fmt: skip
+    built = build_app(
+        settings, enabled=("signals",), data_dir=tmp_path, emitter=emitter, dead_letters=letters, with_feed=False
+    )
     built.app.finalize()
     built.app.flow_control.resume()
     topic = "unit." + bars.TOPIC.name
@@ -121,8 +131,9 @@ async def test_signals_agent_emits_signal_and_transition_once_and_tracks_transit
     assert built.tables["signal-state"].get("AAPL")["active"]["donchian_breakout"]["signal_id"] == made[0].signal_id
     assert [kind for _, _, kind in letters.routed] == ["decode"]
 
-    reject = signals.transition(made[0].signal_id, "AAPL", "donchian_breakout", SignalStatus.NEW,
-                                SignalStatus.REJECTED, "operator", T0)  # fmt: skip
+    reject = signals.transition(
+        made[0].signal_id, "AAPL", "donchian_breakout", SignalStatus.NEW, SignalStatus.REJECTED, "operator", T0
+    )
     transitions_topic = "unit." + signal_transitions.TOPIC.name
     async with built.agents["transitions"].test_context() as agent:
         await agent.put(key=b"AAPL", value=CODEC.encode(transitions_topic, reject))

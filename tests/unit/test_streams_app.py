@@ -15,8 +15,15 @@ from .test_streams_orchestration_agent import RecordingBus
 
 def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> None:
     settings = load_settings(kafka_topic_prefix="unit.")
-    built = build_app(settings, data_dir=tmp_path, emitter=RecordingEmitter(), dead_letters=RecordingDeadLetters(),
-                      with_feed=False, planner=FakePlanner(), commands=RecordingBus())  # fmt: skip
+    built = build_app(
+        settings,
+        data_dir=tmp_path,
+        emitter=RecordingEmitter(),
+        dead_letters=RecordingDeadLetters(),
+        with_feed=False,
+        planner=FakePlanner(),
+        commands=RecordingBus(),
+    )
 
     assert built.app.conf.id == "unit.ibstream-streams"
     inputs = {agent.name: sorted(agent.channel.topics) for agent in built.agents.values()}
@@ -24,14 +31,22 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "signals": ["unit.md.bars.5s.v1"],
         "transitions": ["unit.signals.transitions.v1"],
         "risk": ["unit.orders.intents.v1"],
-        "orchestration-router": ["unit.control.v1", "unit.orders.events.v1", "unit.risk.decisions.v1",
-                                 "unit.signals.v1"],
+        "orchestration-router": [
+            "unit.control.v1",
+            "unit.orders.events.v1",
+            "unit.risk.decisions.v1",
+            "unit.signals.v1",
+        ],
         "orchestration": ["unit.orchestration-commands"],
-    }  # fmt: skip
+    }
     assert sorted(built.app.agents) == sorted(inputs)
     assert sorted(table.name for table in built.tables.values()) == [
-        "orchestration-orders", "orchestration-runs", "orchestration-signals", "risk-decided", "signal-state",
-    ]  # fmt: skip
+        "orchestration-orders",
+        "orchestration-runs",
+        "orchestration-signals",
+        "risk-decided",
+        "signal-state",
+    ]
     assert sorted(layout.name for layout in built.internal_topics()) == [
         "unit.ibstream-streams-orchestration-orders-changelog",
         "unit.ibstream-streams-orchestration-runs-changelog",

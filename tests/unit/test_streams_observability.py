@@ -39,19 +39,32 @@ async def test_agent0_calls_are_counted_by_outcome_and_the_open_circuit_is_alert
     now = [0.0]
     statuses = iter([503, 503, 200])
     transport = httpx.MockTransport(
-        lambda _: httpx.Response(status, json={"plan": PLAN.model_dump(mode="json")})
-        if (status := next(statuses)) == 200 else httpx.Response(status, text="down")
-    )  # fmt: skip
+        lambda _: (
+            httpx.Response(status, json={"plan": PLAN.model_dump(mode="json")})
+            if (status := next(statuses)) == 200
+            else httpx.Response(status, text="down")
+        )
+    )
     breaker = orch.CircuitBreaker(2, 10.0, clock=lambda: now[0])
-    agent0 = Agent0Client("http://agent0", timeout=1, max_attempts=2, backoff_seconds=0, breaker=breaker,
-                          transport=transport)  # fmt: skip
+    agent0 = Agent0Client(
+        "http://agent0", timeout=1, max_attempts=2, backoff_seconds=0, breaker=breaker, transport=transport
+    )
     emitter = RecordingEmitter()
-    built = build_app(load_settings(kafka_topic_prefix="unit."), enabled=("orchestration",), data_dir=tmp_path,
-                      emitter=emitter, dead_letters=RecordingDeadLetters(), with_feed=False, planner=agent0,
-                      commands=RecordingBus())  # fmt: skip
+    built = build_app(
+        load_settings(kafka_topic_prefix="unit."),
+        enabled=("orchestration",),
+        data_dir=tmp_path,
+        emitter=emitter,
+        dead_letters=RecordingDeadLetters(),
+        with_feed=False,
+        planner=agent0,
+        commands=RecordingBus(),
+    )
     assert built.orchestrator is not None
-    before = {outcome: _metric("ibstream_agent0_requests_total", outcome=outcome)
-              for outcome in ("http_5xx", "circuit_open", "ok")}  # fmt: skip
+    before = {
+        outcome: _metric("ibstream_agent0_requests_total", outcome=outcome)
+        for outcome in ("http_5xx", "circuit_open", "ok")
+    }
     ok_latency = _metric("ibstream_agent0_request_seconds_count", outcome="ok")
     raised = _metric("ibstream_alerts_raised_total", kind="agent0_circuit_open", component="streams")
 
@@ -85,8 +98,14 @@ async def test_the_risk_agent_alerts_a_kill_switch_before_deciding_and_counts_ch
 ) -> None:
     emitter = RecordingEmitter()
     settings = load_settings(kafka_topic_prefix="unit.", risk_quote_max_age_seconds=1e9)
-    built = build_app(settings, enabled=("risk",), data_dir=tmp_path, emitter=emitter,
-                      dead_letters=RecordingDeadLetters(), with_feed=False)  # fmt: skip
+    built = build_app(
+        settings,
+        enabled=("risk",),
+        data_dir=tmp_path,
+        emitter=emitter,
+        dead_letters=RecordingDeadLetters(),
+        with_feed=False,
+    )
     view = built.view
     assert view is not None
     view.apply_quote(quote())
@@ -108,8 +127,9 @@ async def test_the_risk_agent_alerts_a_kill_switch_before_deciding_and_counts_ch
     assert kinds == ["Alert", "RiskDecision", "Alert", "RiskDecision"]  # each alert precedes the intent it judged
     alerts = emitter.of(Alert)
     assert [(a.kind, a.state, a.alert_id) for a in alerts] == [
-        ("kill_switch", AlertState.FIRING, "kill_switch:all"), ("kill_switch", AlertState.RESOLVED, "kill_switch:all")
-    ]  # fmt: skip
+        ("kill_switch", AlertState.FIRING, "kill_switch:all"),
+        ("kill_switch", AlertState.RESOLVED, "kill_switch:all"),
+    ]
     assert [d.approved for d in emitter.of(RiskDecision)] == [False, True]
     assert _metric("ibstream_risk_checks_total", check="kill_switch", passed="false") - rejected_by_switch == 1
     assert _metric("ibstream_risk_decisions_total", approved="false") - refused == 1
@@ -120,13 +140,23 @@ async def test_the_risk_agent_alerts_a_kill_switch_before_deciding_and_counts_ch
 def test_run_outcomes_and_stage_latencies_come_from_the_run_records() -> None:
     clock = RunClock()
     runs_done = _metric("ibstream_orchestration_runs_total", state="completed")
-    planned = {name: _metric(f"ibstream_orchestration_stage_seconds_{name}", stage="triggered_to_planned")
-               for name in ("count", "sum")}  # fmt: skip
-    submitted = {name: _metric(f"ibstream_orchestration_stage_seconds_{name}", stage="planned_to_submitted")
-                 for name in ("count", "sum")}  # fmt: skip
+    planned = {
+        name: _metric(f"ibstream_orchestration_stage_seconds_{name}", stage="triggered_to_planned")
+        for name in ("count", "sum")
+    }
+    submitted = {
+        name: _metric(f"ibstream_orchestration_stage_seconds_{name}", stage="planned_to_submitted")
+        for name in ("count", "sum")
+    }
     run = orch.trigger(SIGNAL).model_copy(update={"time": NOW})
-    steps = [(RunState.PLANNING, 1), (RunState.PLANNED, 2), (RunState.AWAITING_APPROVAL, 3),
-             (RunState.APPROVED, 60), (RunState.SUBMITTED, 62), (RunState.COMPLETED, 90)]  # fmt: skip
+    steps = [
+        (RunState.PLANNING, 1),
+        (RunState.PLANNED, 2),
+        (RunState.AWAITING_APPROVAL, 3),
+        (RunState.APPROVED, 60),
+        (RunState.SUBMITTED, 62),
+        (RunState.COMPLETED, 90),
+    ]
     clock.observe(run)
     for state, seconds in steps:
         run = orch.advance(run, state, actor="test", plan=PLAN).model_copy(

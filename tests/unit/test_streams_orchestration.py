@@ -36,14 +36,39 @@ from streams import signals
 from streams.orchestration.agent0_client import Agent0Client, PlanningError
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
-SIGNAL = Signal(signal_id="sig-1", symbol="AAPL", strategy="donchian_breakout", side=Side.BUY, confidence=0.9,
-                entry=100.0, stop=98.0, take_profit=104.0, bar_start=T0, created_time=T0,
-                expiry_time=T0 + timedelta(minutes=5), features={})  # fmt: skip
-PLAN = Plan(plan_id="p", side=Side.BUY, quantity=50, order_type=OrderType.LMT, limit_price=100.0, stop_loss=98.0,
-            take_profit=104.0, rationale="test")  # fmt: skip
+SIGNAL = Signal(
+    signal_id="sig-1",
+    symbol="AAPL",
+    strategy="donchian_breakout",
+    side=Side.BUY,
+    confidence=0.9,
+    entry=100.0,
+    stop=98.0,
+    take_profit=104.0,
+    bar_start=T0,
+    created_time=T0,
+    expiry_time=T0 + timedelta(minutes=5),
+    features={},
+)
+PLAN = Plan(
+    plan_id="p",
+    side=Side.BUY,
+    quantity=50,
+    order_type=OrderType.LMT,
+    limit_price=100.0,
+    stop_loss=98.0,
+    take_profit=104.0,
+    rationale="test",
+)
 
-HAPPY = [RunState.PLANNING, RunState.PLANNED, RunState.AWAITING_APPROVAL, RunState.APPROVED, RunState.SUBMITTED,
-         RunState.COMPLETED]  # fmt: skip
+HAPPY = [
+    RunState.PLANNING,
+    RunState.PLANNED,
+    RunState.AWAITING_APPROVAL,
+    RunState.APPROVED,
+    RunState.SUBMITTED,
+    RunState.COMPLETED,
+]
 
 
 def test_happy_path_and_intent_id_from_run_id() -> None:
@@ -63,10 +88,12 @@ def test_happy_path_and_intent_id_from_run_id() -> None:
         ([RunState.PLANNING], RunState.SUBMITTED),
         ([RunState.PLANNING, RunState.PLANNED, RunState.AWAITING_APPROVAL], RunState.PLANNING),  # backwards
         ([RunState.PLANNING, RunState.PLANNED, RunState.APPROVED, RunState.SUBMITTED], RunState.REJECTED),
-        ([RunState.PLANNING, RunState.PLANNED, RunState.APPROVED, RunState.SUBMITTED, RunState.COMPLETED],
-         RunState.FAILED),  # final
+        (
+            [RunState.PLANNING, RunState.PLANNED, RunState.APPROVED, RunState.SUBMITTED, RunState.COMPLETED],
+            RunState.FAILED,
+        ),  # final
     ],
-)  # fmt: skip
+)
 def test_invalid_transitions_are_refused(path: list[RunState], to: RunState) -> None:
     run = orch.trigger(SIGNAL)
     for state in path:
@@ -119,8 +146,15 @@ POLICY = orch.OrchestrationConfig(0.6, ApprovalMode.POLICY, orch.ApprovalPolicy(
 
 
 def command(kind: ControlCommandKind, target: str, actor: str = "alice", reason: str = "looks right") -> ControlCommand:
-    return ControlCommand(command_id=f"c-{kind}-{target}", command=kind, target=target, reason=reason, actor=actor,
-                          parameters={}, issued_time=NOW)  # fmt: skip
+    return ControlCommand(
+        command_id=f"c-{kind}-{target}",
+        command=kind,
+        target=target,
+        reason=reason,
+        actor=actor,
+        parameters={},
+        issued_time=NOW,
+    )
 
 
 class FakePlanner:
@@ -135,15 +169,23 @@ class FakePlanner:
         return self.plan_to_give
 
 
-async def opened(config: orch.OrchestrationConfig = MANUAL, signal: Signal = SIGNAL,
-                 planner: FakePlanner | None = None) -> tuple[list[OrchestrationRun], orch.Step]:  # fmt: skip
+async def opened(
+    config: orch.OrchestrationConfig = MANUAL, signal: Signal = SIGNAL, planner: FakePlanner | None = None
+) -> tuple[list[OrchestrationRun], orch.Step]:
     reported: list[OrchestrationRun] = []
 
     async def report(run: OrchestrationRun) -> None:
         reported.append(run)
 
-    step = await orch.open_run(signal, actor="orchestration", reason="confident", planner=planner or FakePlanner(),
-                               config=config, now=NOW, report=report)  # fmt: skip
+    step = await orch.open_run(
+        signal,
+        actor="orchestration",
+        reason="confident",
+        planner=planner or FakePlanner(),
+        config=config,
+        now=NOW,
+        report=report,
+    )
     return reported, step
 
 
@@ -169,8 +211,11 @@ async def test_manual_approve_submits_one_intent_then_fill_completes() -> None:
     step = orch.approve(waiting, command(ControlCommandKind.APPROVE_RUN, waiting.run.run_id), NOW)
     assert states(step) == [RunState.APPROVED, RunState.SUBMITTED]
     approved = step.runs[0]
-    assert (approved.actor, approved.reason, approved.previous_state) == ("alice", "looks right",
-                                                                          RunState.AWAITING_APPROVAL)  # fmt: skip
+    assert (approved.actor, approved.reason, approved.previous_state) == (
+        "alice",
+        "looks right",
+        RunState.AWAITING_APPROVAL,
+    )
     assert step.intent is not None and step.intent.order_id == ids.order_id(ids.run_id(SIGNAL.signal_id))
     assert (step.intent.quantity, step.intent.stop_loss, step.intent.run_id) == (50, 98.0, waiting.run.run_id)
     assert statuses(step) == [
@@ -182,8 +227,10 @@ async def test_manual_approve_submits_one_intent_then_fill_completes() -> None:
     assert submitted is not None
 
     # The same approval again, or a late rejection: nothing, and never a second intent.
-    for again in (orch.approve(submitted, command(ControlCommandKind.APPROVE_RUN, "x"), NOW),
-                  orch.reject(submitted, command(ControlCommandKind.REJECT_RUN, "x"), NOW)):  # fmt: skip
+    for again in (
+        orch.approve(submitted, command(ControlCommandKind.APPROVE_RUN, "x"), NOW),
+        orch.reject(submitted, command(ControlCommandKind.REJECT_RUN, "x"), NOW),
+    ):
         assert again.entry is None and again.intent is None and not again.runs and "submitted" in again.note
 
     child = fill(submitted.order_id, leg=OrderLeg.STOP_LOSS)
@@ -195,12 +242,22 @@ async def test_manual_approve_submits_one_intent_then_fill_completes() -> None:
     assert done.entry is not None and orch.on_order_event(done.entry, fill(submitted.order_id), NOW).entry is None
 
 
-def fill(order_id: str, status: OrderStatus = OrderStatus.FILLED, filled: float = 50,
-         leg: OrderLeg = OrderLeg.PARENT) -> OrderEvent:  # fmt: skip
-    return OrderEvent(event_id=f"e-{status}-{leg}", order_id=order_id, leg=leg, symbol="AAPL", status=status,
-                      filled_quantity=filled, remaining_quantity=50 - filled, avg_fill_price=100.0 if filled else None,
-                      broker_message="cancelled by TWS" if status is OrderStatus.CANCELLED else None,
-                      source=ExecutionSource.LIVE, event_time=NOW)  # fmt: skip
+def fill(
+    order_id: str, status: OrderStatus = OrderStatus.FILLED, filled: float = 50, leg: OrderLeg = OrderLeg.PARENT
+) -> OrderEvent:
+    return OrderEvent(
+        event_id=f"e-{status}-{leg}",
+        order_id=order_id,
+        leg=leg,
+        symbol="AAPL",
+        status=status,
+        filled_quantity=filled,
+        remaining_quantity=50 - filled,
+        avg_fill_price=100.0 if filled else None,
+        broker_message="cancelled by TWS" if status is OrderStatus.CANCELLED else None,
+        source=ExecutionSource.LIVE,
+        event_time=NOW,
+    )
 
 
 @pytest.mark.asyncio
@@ -242,10 +299,20 @@ async def test_risk_rejection_fails_the_run_with_the_failed_checks() -> None:
     assert step.entry is not None
     submitted = orch.approve(step.entry, command(ControlCommandKind.APPROVE_RUN, "r"), NOW).entry
     assert submitted is not None
-    checks = [RiskCheck(name="max_order_notional", value=30_000, limit=25_000, passed=False, reason="too big"),
-              RiskCheck(name="kill_switch", passed=True, reason="off")]  # fmt: skip
-    decision = RiskDecision(decision_id="d", order_id=submitted.order_id, run_id=submitted.run.run_id, symbol="AAPL",
-                            approved=False, checks=checks, intent_time=NOW, decided_time=NOW)  # fmt: skip
+    checks = [
+        RiskCheck(name="max_order_notional", value=30_000, limit=25_000, passed=False, reason="too big"),
+        RiskCheck(name="kill_switch", passed=True, reason="off"),
+    ]
+    decision = RiskDecision(
+        decision_id="d",
+        order_id=submitted.order_id,
+        run_id=submitted.run.run_id,
+        symbol="AAPL",
+        approved=False,
+        checks=checks,
+        intent_time=NOW,
+        decided_time=NOW,
+    )
     assert orch.on_decision(submitted, decision.model_copy(update={"approved": True}), NOW).entry is None
     failed = orch.on_decision(submitted, decision, NOW)
     assert states(failed) == [RunState.FAILED] and failed.runs[0].actor == "risk"
@@ -275,8 +342,11 @@ async def test_policy_approves_small_confident_runs_and_leaves_others_to_an_oper
     assert states(step) == [RunState.PLANNED, RunState.APPROVED, RunState.SUBMITTED]
     assert step.runs[1].approval_mode is ApprovalMode.POLICY and step.runs[1].actor == "policy"
     assert step.intent is not None and step.intent.order_id == ids.order_id(step.runs[0].run_id)
-    assert statuses(step) == [(SignalStatus.NEW, SignalStatus.PLANNED), (SignalStatus.PLANNED, SignalStatus.APPROVED),
-                              (SignalStatus.APPROVED, SignalStatus.ORDERED)]  # fmt: skip
+    assert statuses(step) == [
+        (SignalStatus.NEW, SignalStatus.PLANNED),
+        (SignalStatus.PLANNED, SignalStatus.APPROVED),
+        (SignalStatus.APPROVED, SignalStatus.ORDERED),
+    ]
 
     _, declined = await opened(POLICY, SIGNAL.model_copy(update={"confidence": 0.7}))
     assert states(declined) == [RunState.PLANNED, RunState.AWAITING_APPROVAL] and declined.intent is None
@@ -310,11 +380,17 @@ def test_what_opens_a_run_automatically() -> None:
 def test_every_input_of_a_run_lands_on_one_key_and_round_trips() -> None:
     run_id = ids.run_id(SIGNAL.signal_id)
     key = ids.order_id(run_id)
-    decision = RiskDecision(decision_id="d", order_id=key, symbol="AAPL", approved=True, checks=[], intent_time=NOW,
-                            decided_time=NOW)  # fmt: skip
-    inputs: list[Record] = [SIGNAL, command(ControlCommandKind.APPROVE_RUN, run_id),
-                            command(ControlCommandKind.REJECT_RUN, run_id),
-                            command(ControlCommandKind.TRIGGER_RUN, SIGNAL.signal_id), decision, fill(key)]  # fmt: skip
+    decision = RiskDecision(
+        decision_id="d", order_id=key, symbol="AAPL", approved=True, checks=[], intent_time=NOW, decided_time=NOW
+    )
+    inputs: list[Record] = [
+        SIGNAL,
+        command(ControlCommandKind.APPROVE_RUN, run_id),
+        command(ControlCommandKind.REJECT_RUN, run_id),
+        command(ControlCommandKind.TRIGGER_RUN, SIGNAL.signal_id),
+        decision,
+        fill(key),
+    ]
     for record in inputs:
         assert orch.command_key(record) == key
         kind, back, _ = orch.decode_command(orch.encode_command(record))
@@ -339,12 +415,25 @@ def test_slots_are_forgotten_after_retention_and_triggers_after_grace() -> None:
 
 def test_a_run_owned_signal_is_expired_by_the_run_not_twice() -> None:
     state = {"bars": [], "active": {"donchian_breakout": {"signal_id": "sig-1", "expiry": 0, "status": "new"}}}
-    planned = signals.transition("sig-1", "AAPL", "donchian_breakout", SignalStatus.NEW, SignalStatus.PLANNED,
-                                 "run planned", T0, run_id="run-1")  # fmt: skip
+    planned = signals.transition(
+        "sig-1", "AAPL", "donchian_breakout", SignalStatus.NEW, SignalStatus.PLANNED, "run planned", T0, run_id="run-1"
+    )
     owned = signals.on_transition(state, planned)
     assert owned is not None and owned["active"]["donchian_breakout"]["run_id"] == "run-1"
-    bar = Bar(symbol="AAPL", start=T0, open=1, high=1, low=1, close=1, volume=1, wap=1, count=1, event_time=T0,
-              ingest_time=T0, source=MarketDataSource.SIM)  # fmt: skip
+    bar = Bar(
+        symbol="AAPL",
+        start=T0,
+        open=1,
+        high=1,
+        low=1,
+        close=1,
+        volume=1,
+        wap=1,
+        count=1,
+        event_time=T0,
+        ingest_time=T0,
+        source=MarketDataSource.SIM,
+    )
     after, _, moved = signals.on_bar(owned, bar, T0, 300, strategies={})
     assert moved == [] and after["active"] == {}  # slot freed, no second "expired"
     _, _, moved = signals.on_bar(state, bar, T0, 300, strategies={})
@@ -355,8 +444,14 @@ def test_a_run_owned_signal_is_expired_by_the_run_not_twice() -> None:
 async def test_an_unreadable_plan_fails_the_run_instead_of_escaping() -> None:
     bodies = iter([b'{"plan": {"plan_id": "p"}}', b"<html>proxy error</html>"])
     transport = httpx.MockTransport(lambda _: httpx.Response(200, content=next(bodies)))
-    agent0 = Agent0Client("http://agent0", timeout=1, max_attempts=3, backoff_seconds=0,
-                          breaker=orch.CircuitBreaker(5, 1), transport=transport)  # fmt: skip
+    agent0 = Agent0Client(
+        "http://agent0",
+        timeout=1,
+        max_attempts=3,
+        backoff_seconds=0,
+        breaker=orch.CircuitBreaker(5, 1),
+        transport=transport,
+    )
     for _ in range(2):
         records = await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0)
         assert records[-1].state is RunState.FAILED and "no readable plan" in (records[-1].reason or "")

@@ -30,8 +30,16 @@ class RecordingBus:
 async def test_orchestration_agent_runs_approves_once_triggers_expires_and_resumes(tmp_path: Path) -> None:
     emitter, letters, bus, planner = RecordingEmitter(), RecordingDeadLetters(), RecordingBus(), FakePlanner()
     settings = load_settings(kafka_topic_prefix="unit.", orchestration_min_confidence=0.6)
-    built = build_app(settings, enabled=("orchestration",), data_dir=tmp_path, emitter=emitter, dead_letters=letters,
-                      with_feed=False, planner=planner, commands=bus)  # fmt: skip
+    built = build_app(
+        settings,
+        enabled=("orchestration",),
+        data_dir=tmp_path,
+        emitter=emitter,
+        dead_letters=letters,
+        with_feed=False,
+        planner=planner,
+        commands=bus,
+    )
     built.app.finalize()
     built.app.flow_control.resume()
     now = utc_now()
@@ -50,9 +58,17 @@ async def test_orchestration_agent_runs_approves_once_triggers_expires_and_resum
             event = await agent.put(key=b"k", value=raw)
             outcomes.append(agent.results[event.message.offset])
 
-        for record in (hot, cold, late, approve, approve, hot,
-                       command(ControlCommandKind.TRIGGER_RUN, "cold", actor="bob", reason="manual"),
-                       fill(order_id), brief):  # fmt: skip
+        for record in (
+            hot,
+            cold,
+            late,
+            approve,
+            approve,
+            hot,
+            command(ControlCommandKind.TRIGGER_RUN, "cold", actor="bob", reason="manual"),
+            fill(order_id),
+            brief,
+        ):
             await put(orch.encode_command(record))
         await put(b"not json")
         # The sweep asks for the expired run's tick through the bus (tables change only inside the stream).
@@ -65,22 +81,43 @@ async def test_orchestration_agent_runs_approves_once_triggers_expires_and_resum
         await put(ticks[0][1])
 
     assert outcomes == [
-        "awaiting_approval", "no run: confidence 0.30 < orchestration minimum 0.60", "trigger_run waits for its signal",
-        "submitted", "approve_run ignored: run is submitted", "signal seen before: its run exists",
-        "awaiting_approval", "completed", "awaiting_approval", "undecodable",
-        f"not expired: run is awaiting_approval, signal expires {brief.expiry_time.isoformat()}", "expired",
-    ]  # fmt: skip
+        "awaiting_approval",
+        "no run: confidence 0.30 < orchestration minimum 0.60",
+        "trigger_run waits for its signal",
+        "submitted",
+        "approve_run ignored: run is submitted",
+        "signal seen before: its run exists",
+        "awaiting_approval",
+        "completed",
+        "awaiting_approval",
+        "undecodable",
+        f"not expired: run is awaiting_approval, signal expires {brief.expiry_time.isoformat()}",
+        "expired",
+    ]
     intents = emitter.of(OrderIntent)
     assert [(i.order_id, i.run_id) for i in intents] == [(order_id, hot_run)]
     hot_states = [r.state for r in emitter.of(OrchestrationRun) if r.run_id == hot_run]
-    assert hot_states == [RunState.TRIGGERED, RunState.PLANNING, RunState.PLANNED, RunState.AWAITING_APPROVAL,
-                          RunState.APPROVED, RunState.SUBMITTED, RunState.COMPLETED]  # fmt: skip
+    assert hot_states == [
+        RunState.TRIGGERED,
+        RunState.PLANNING,
+        RunState.PLANNED,
+        RunState.AWAITING_APPROVAL,
+        RunState.APPROVED,
+        RunState.SUBMITTED,
+        RunState.COMPLETED,
+    ]
     cold_runs = [r for r in emitter.of(OrchestrationRun) if r.run_id == cold_run]
     assert (cold_runs[0].actor, cold_runs[0].reason) == ("bob", "manual")
     moved = [(t.signal_id, t.to_status) for t in emitter.of(SignalTransition)]
-    assert moved == [("hot", SignalStatus.PLANNED), ("hot", SignalStatus.APPROVED), ("hot", SignalStatus.ORDERED),
-                     ("cold", SignalStatus.PLANNED), ("hot", SignalStatus.FILLED), ("brief", SignalStatus.PLANNED),
-                     ("brief", SignalStatus.EXPIRED)]  # fmt: skip
+    assert moved == [
+        ("hot", SignalStatus.PLANNED),
+        ("hot", SignalStatus.APPROVED),
+        ("hot", SignalStatus.ORDERED),
+        ("cold", SignalStatus.PLANNED),
+        ("hot", SignalStatus.FILLED),
+        ("brief", SignalStatus.PLANNED),
+        ("brief", SignalStatus.EXPIRED),
+    ]
     assert planner.calls == 3
     assert [kind for _, _, kind in letters.routed] == ["decode"]
     runs_table = built.tables["orchestration-runs"]

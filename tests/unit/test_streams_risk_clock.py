@@ -36,8 +36,9 @@ async def decide(intents: int, step: timedelta) -> list[RiskDecision]:
     limits = dataclasses.replace(LIMITS, quote_max_age_seconds=1e9)
     decided: dict[str, str] = {}
     batch = [make_intent(f"o-{i}") for i in range(intents)]
-    results = await decide_intents(context, batch, view, limits, decided, lambda: next(ticks),
-                                          [None] * intents, lambda _i, order, decision: None)  # fmt: skip
+    results = await decide_intents(
+        context, batch, view, limits, decided, lambda: next(ticks), [None] * intents, lambda _i, order, decision: None
+    )
     assert results == [True] * intents
     return emitter.of(RiskDecision)
 

@@ -17,8 +17,20 @@ CHANNEL = [99.0, 101.0] * 12
 
 def bar(i: int, close: float, symbol: str = "AAPL", source: MarketDataSource = MarketDataSource.LIVE) -> Bar:
     start = T0 + timedelta(seconds=5 * i)
-    return Bar(symbol=symbol, start=start, open=close, high=close + 0.5, low=close - 0.5, close=close, volume=100,
-               wap=close, count=10, event_time=start, ingest_time=start, source=source)  # fmt: skip
+    return Bar(
+        symbol=symbol,
+        start=start,
+        open=close,
+        high=close + 0.5,
+        low=close - 0.5,
+        close=close,
+        volume=100,
+        wap=close,
+        count=10,
+        event_time=start,
+        ingest_time=start,
+        source=source,
+    )
 
 
 def feed(closes: list[float], state: signals.State | None = None, first: int = 0, expiry: int = 300):  # type: ignore[no-untyped-def]
@@ -54,8 +66,9 @@ def test_same_bar_twice_live_then_backfill_makes_no_second_signal() -> None:
 
 
 def rejected(signal_id: str) -> SignalTransition:
-    return signals.transition(signal_id, "AAPL", "donchian_breakout", SignalStatus.PLANNED, SignalStatus.REJECTED,
-                              "operator", T0)  # fmt: skip
+    return signals.transition(
+        signal_id, "AAPL", "donchian_breakout", SignalStatus.PLANNED, SignalStatus.REJECTED, "operator", T0
+    )
 
 
 def test_one_active_signal_per_symbol_and_strategy_until_expiry_then_expired_transition() -> None:
@@ -92,8 +105,9 @@ def test_rejection_frees_the_slot_and_ordered_signals_do_not_expire() -> None:
 def test_older_bar_fills_the_window_without_evaluating() -> None:
     state, _, _ = feed(CHANNEL[:10])
     state, _, _ = feed([130.0], state, first=30)  # breakout far beyond, but only 11 bars: not enough history
-    gap_state, new, moved = signals.on_bar(state, bar(20, 140.0, source=MarketDataSource.BACKFILL), T0, 300,
-                                           ONLY_DONCHIAN)  # fmt: skip
+    gap_state, new, moved = signals.on_bar(
+        state, bar(20, 140.0, source=MarketDataSource.BACKFILL), T0, 300, ONLY_DONCHIAN
+    )
     assert (new, moved) == ([], [])
     assert [row[0] for row in gap_state["bars"]] == sorted(row[0] for row in gap_state["bars"])
     assert len(gap_state["bars"]) == 12

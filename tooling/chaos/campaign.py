@@ -92,9 +92,14 @@ class FaultOutcome:
         return round(self.recovered_at - self.restored_at, 2)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.fault.to_json(), "injected_at": round(self.injected_at, 2),
-                "restored_at": None if self.restored_at is None else round(self.restored_at, 2),
-                "recovery_seconds": self.recovery_seconds, "error": self.error, "notes": self.notes}  # fmt: skip
+        return {
+            **self.fault.to_json(),
+            "injected_at": round(self.injected_at, 2),
+            "restored_at": None if self.restored_at is None else round(self.restored_at, 2),
+            "recovery_seconds": self.recovery_seconds,
+            "error": self.error,
+            "notes": self.notes,
+        }
 
 
 class ChaosError(IbstreamError):
@@ -122,26 +127,50 @@ class ChaosDemo(Demo):
         env = self.env()
         start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
         self.group.ibstream(
-            "ibsim", "sim", "--port", str(self.ports["sim"]), "--control-port", str(self.ports["control"]),
-            "--speed", str(self.config.speed), "--start", start, "--symbols", *self.config.symbols,
-            "--seed", str(self.chaos.seed), "--tick-interval", f"{self.chaos.tick_interval:.6f}",
-            "--log-level", "INFO", env=env, health_url=f"{self.control}/health",
-        )  # fmt: skip
+            "ibsim",
+            "sim",
+            "--port",
+            str(self.ports["sim"]),
+            "--control-port",
+            str(self.ports["control"]),
+            "--speed",
+            str(self.config.speed),
+            "--start",
+            start,
+            "--symbols",
+            *self.config.symbols,
+            "--seed",
+            str(self.chaos.seed),
+            "--tick-interval",
+            f"{self.chaos.tick_interval:.6f}",
+            "--log-level",
+            "INFO",
+            env=env,
+            health_url=f"{self.control}/health",
+        )
         self.group.wait_healthy("ibsim", 30)
         self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
-        self.group.ibstream("agent0", "run", "agent0", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['agent0']}/health")  # fmt: skip
-        self.group.ibstream("streams", "run", "streams", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['streams']}/health")  # fmt: skip
+        self.group.ibstream(
+            "agent0", "run", "agent0", env=env, health_url=f"http://127.0.0.1:{self.ports['agent0']}/health"
+        )
+        self.group.ibstream(
+            "streams", "run", "streams", env=env, health_url=f"http://127.0.0.1:{self.ports['streams']}/health"
+        )
         execution_env = {**env, **self.chaos.execution_env, **self.chaos.execution_first_start_env}
-        self.group.ibstream("execution", "run", "execution", env=execution_env,
-                            health_url=f"http://127.0.0.1:{self.ports['execution']}/health")  # fmt: skip
+        self.group.ibstream(
+            "execution",
+            "run",
+            "execution",
+            env=execution_env,
+            health_url=f"http://127.0.0.1:{self.ports['execution']}/health",
+        )
         # Everything downstream is healthy before the producer starts: no order can route (and a first-start crash
         # hook fire) while this is still waiting for a slow API on a loaded machine.
         for name in ("api", "agent0", "streams", "execution"):
             self.group.wait_healthy(name, 120)
-        self.group.ibstream("producer", "run", "producer", env=env,
-                            health_url=f"http://127.0.0.1:{self.ports['producer']}/health")  # fmt: skip
+        self.group.ibstream(
+            "producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{self.ports['producer']}/health"
+        )
         self.group.wait_healthy("producer", 120)
         # First-start-only hooks (e.g. a crash point) must not follow the process into its restarts.
         for key in self.chaos.execution_first_start_env:
@@ -177,16 +206,27 @@ class Campaign:
     def start(self) -> None:
         port, controller = free_port(), free_port()
         stack_settings = load_settings(
-            state_dir=self.directory, stack_kafka_port=port, stack_controller_port=controller,
+            state_dir=self.directory,
+            stack_kafka_port=port,
+            stack_controller_port=controller,
             stack_kafka_heap=self.config.broker_heap,
-        )  # fmt: skip
+        )
         self.stack = KafkaStack(stack_settings, self.directory / "kafka")
         self.log(f"chaos: starting a private Kafka broker on {self.stack.bootstrap} ({self.directory / 'kafka'})")
         self.stack.up()
         settings = load_settings(kafka_bootstrap_servers=self.stack.bootstrap, state_dir=self.directory)
         speed = self.config.sim_speed()
-        demo = ChaosDemo(DemoConfig(speed=speed, symbols=self.config.symbols, approve="policy", fault_at=None,
-                                    live_view=False, directory=self.directory / "run"), settings)  # fmt: skip
+        demo = ChaosDemo(
+            DemoConfig(
+                speed=speed,
+                symbols=self.config.symbols,
+                approve="policy",
+                fault_at=None,
+                live_view=False,
+                directory=self.directory / "run",
+            ),
+            settings,
+        )
         demo.chaos = self.config
         self.demo = demo
         # A session that would run past the close starts earlier in the day instead (ibsim trades RTH only).
@@ -195,12 +235,20 @@ class Campaign:
         close = dt.datetime.combine(demo.start.date(), CLOSE, tzinfo=EXCHANGE_TZ)
         demo.start = min(demo.start, close - needed)
         demo.prepare()
-        self.log(f"chaos: speed {speed}x, {len(self.config.symbols)} symbols, {self.config.rate:.0f} quotes/s "
-                 f"(tick interval {self.config.tick_interval * 1000:.1f} ms), prefix {demo.prefix}")  # fmt: skip
+        self.log(
+            f"chaos: speed {speed}x, {len(self.config.symbols)} symbols, {self.config.rate:.0f} quotes/s "
+            f"(tick interval {self.config.tick_interval * 1000:.1f} ms), prefix {demo.prefix}"
+        )
         demo.start_processes()
         # log_level 2: the probe keeps asking through broker faults; its connection-refused lines are expected noise.
-        self._probe = Consumer({"bootstrap.servers": self.stack.bootstrap, "group.id": self.sink_group,
-                                "enable.auto.commit": False, "log_level": 2})  # fmt: skip
+        self._probe = Consumer(
+            {
+                "bootstrap.servers": self.stack.bootstrap,
+                "group.id": self.sink_group,
+                "enable.auto.commit": False,
+                "log_level": 2,
+            }
+        )
         self.log("chaos: every deployable is up")
 
     @property
@@ -217,8 +265,10 @@ class Campaign:
         topic = self.demo.prefix + spec_name
         spec = next(s for s in TOPICS if s.name == spec_name)
         try:
-            return sum(self._probe.get_watermark_offsets(TopicPartition(topic, p), timeout=2, cached=False)[1]
-                       for p in range(spec.partitions))  # fmt: skip
+            return sum(
+                self._probe.get_watermark_offsets(TopicPartition(topic, p), timeout=2, cached=False)[1]
+                for p in range(spec.partitions)
+            )
         except Exception:
             return None
 
@@ -237,8 +287,14 @@ class Campaign:
     def _group_probe(self, group: str) -> Consumer:
         assert self.stack is not None
         if group not in self._probes:
-            self._probes[group] = Consumer({"bootstrap.servers": self.stack.bootstrap, "group.id": group,
-                                            "enable.auto.commit": False, "log_level": 2})  # fmt: skip
+            self._probes[group] = Consumer(
+                {
+                    "bootstrap.servers": self.stack.bootstrap,
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "log_level": 2,
+                }
+            )
         return self._probes[group]
 
     @property
@@ -293,11 +349,13 @@ class Campaign:
             code = managed.process.returncode if managed.process else None
             if name == "ibsim":
                 # ibsim holds the ground truth (bars, orders, positions): a fresh one would make every check moot.
-                raise ChaosError(f"ibsim exited (code {code}) at t+{self.now():.1f}s: ground truth lost\n"
-                                 f"{managed.log_tail(30)}")  # fmt: skip
+                raise ChaosError(
+                    f"ibsim exited (code {code}) at t+{self.now():.1f}s: ground truth lost\n{managed.log_tail(30)}"
+                )
             self.log(f"chaos: t+{self.now():.1f}s {name} exited on its own with {code}; restarting it")
-            self.unexpected_exits.append({"t": round(self.now(), 1), "process": name, "exit_code": code,
-                                          "log_tail": managed.log_tail(15)})  # fmt: skip
+            self.unexpected_exits.append(
+                {"t": round(self.now(), 1), "process": name, "exit_code": code, "log_tail": managed.log_tail(15)}
+            )
             self.demo.group.restart(name)
 
     def wait_recovered(self, outcome: FaultOutcome) -> None:
@@ -341,8 +399,11 @@ class Campaign:
             self.log(f"chaos: fault {fault.index} failed to inject: {outcome.error}")
         outcome.restored_at = self.now()
         self.wait_recovered(outcome)
-        self.log(f"chaos:   recovered in {outcome.recovery_seconds}s" if outcome.recovered_at is not None
-                 else f"chaos:   NOT recovered ({'; '.join(outcome.notes)})")  # fmt: skip
+        self.log(
+            f"chaos:   recovered in {outcome.recovery_seconds}s"
+            if outcome.recovered_at is not None
+            else f"chaos:   NOT recovered ({'; '.join(outcome.notes)})"
+        )
         return outcome
 
     def _inject_process_fault(self, fault: Fault) -> None:
@@ -378,8 +439,7 @@ class Campaign:
             post_json(f"{control}/faults/drop_connections", {})
         elif fault.kind.startswith("ib_connectivity_"):
             code = int(fault.kind.rsplit("_", 1)[1])
-            post_json(f"{control}/faults/connectivity",
-                      {"outage_seconds": p["outage_seconds"], "restored_code": code})  # fmt: skip
+            post_json(f"{control}/faults/connectivity", {"outage_seconds": p["outage_seconds"], "restored_code": code})
             time.sleep(p["outage_seconds"])
         elif fault.kind == "ib_refuse":
             post_json(f"{control}/faults/refuse_connections", {"seconds": p["seconds"], "drop_existing": True})
@@ -391,8 +451,9 @@ class Campaign:
             time.sleep(p["hold_seconds"])
             post_json(f"{control}/faults/delay", {"ack_seconds": 0, "fill_seconds": 0})
         elif fault.kind == "ib_gateway_restart":
-            post_json(f"{control}/faults/restart",
-                      {"downtime_seconds": p["downtime_seconds"], "rollback": p["rollback"]})  # fmt: skip
+            post_json(
+                f"{control}/faults/restart", {"downtime_seconds": p["downtime_seconds"], "rollback": p["rollback"]}
+            )
             time.sleep(p["downtime_seconds"])
         else:  # pragma: no cover - the schedule only draws catalogue kinds
             raise ValueError(f"unknown fault {fault.kind}")
@@ -401,8 +462,9 @@ class Campaign:
         """Undecodable records on an input topic: random bytes, and a well-framed record of an unknown schema."""
         assert self.stack is not None and self.demo is not None
         rng = random.Random(salt)
-        producer = Producer({"bootstrap.servers": self.stack.bootstrap, "enable.idempotence": True, "acks": "all",
-                             "log_level": 2})  # fmt: skip
+        producer = Producer(
+            {"bootstrap.servers": self.stack.bootstrap, "enable.idempotence": True, "acks": "all", "log_level": 2}
+        )
         delivered: list[tuple[int, int]] = []
         errors: list[str] = []
 
@@ -417,8 +479,9 @@ class Campaign:
                 value = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
             else:  # Avro single-object framing (C3 01) with a fingerprint no schema has
                 value = b"\xc3\x01" + bytes(rng.randrange(256) for _ in range(8)) + b"\x02\x04xx"
-            producer.produce(self.demo.prefix + topic, value=value, key=f"chaos-poison-{salt}-{n}".encode(),
-                             on_delivery=report)  # fmt: skip
+            producer.produce(
+                self.demo.prefix + topic, value=value, key=f"chaos-poison-{salt}-{n}".encode(), on_delivery=report
+            )
         producer.flush(30)
         if errors or len(delivered) != count:
             raise RuntimeError(f"poison not delivered: {errors}")
@@ -437,8 +500,9 @@ class Campaign:
             committed = tuple(self._committed_sum(spec.name) or 0 for spec in TOPICS)
             highs = tuple(self._high_sum(spec.name) or 0 for spec in TOPICS)
             # Transactional topics end with a commit marker the sink never consumes: one offset of slack each.
-            caught_up = all(high - done <= spec.partitions
-                            for spec, high, done in zip(TOPICS, highs, committed, strict=True))  # fmt: skip
+            caught_up = all(
+                high - done <= spec.partitions for spec, high, done in zip(TOPICS, highs, committed, strict=True)
+            )
             if caught_up and committed == last and time.monotonic() - stable_since > 3:
                 return True
             if committed != last:
@@ -474,8 +538,10 @@ class Campaign:
                 reported = waited
                 self.log(f"chaos: {len(left)} gap(s) still open after {waited:.0f}s (backfills wait for IB's pacing)")
             time.sleep(2.0)
-        self.log(f"chaos: {len(left)} gap(s) still open after {timeout:.0f}s: "
-                 f"{', '.join(sorted(gap.gap_id for gap in left)[:10])}")  # fmt: skip
+        self.log(
+            f"chaos: {len(left)} gap(s) still open after {timeout:.0f}s: "
+            f"{', '.join(sorted(gap.gap_id for gap in left)[:10])}"
+        )
         return False
 
     def wait_streams_decided(self, timeout: float = 30.0) -> bool:
@@ -501,9 +567,11 @@ class Campaign:
         assert self.demo is not None
         demo = self.demo
         try:
-            post_json(f"{demo.api}/v1/control/kill-switch",
-                      {"state": "on", "reason": "chaos campaign ends: freeze the book", "target": "global"},
-                      demo._token("admin"))  # fmt: skip
+            post_json(
+                f"{demo.api}/v1/control/kill-switch",
+                {"state": "on", "reason": "chaos campaign ends: freeze the book", "target": "global"},
+                demo._token("admin"),
+            )
         except Exception as error:
             self.log(f"chaos: kill switch failed: {error}")
             return
@@ -546,8 +614,12 @@ class Campaign:
         group.stop("api")
         from ibstream.warehouse import Warehouse
 
-        settings = load_settings(kafka_bootstrap_servers=self.stack.bootstrap, kafka_topic_prefix=demo.prefix,
-                                 state_dir=demo.directory, warehouse_dir=demo.directory / "warehouse")  # fmt: skip
+        settings = load_settings(
+            kafka_bootstrap_servers=self.stack.bootstrap,
+            kafka_topic_prefix=demo.prefix,
+            state_dir=demo.directory,
+            warehouse_dir=demo.directory / "warehouse",
+        )
         started = time.monotonic()
         warehouse = Warehouse.open(settings, migrate=False)
         try:
@@ -626,16 +698,36 @@ class Campaign:
         quote_rates = [r[0] for r in rates]
         violations = [v for result in results for v in result.violations]
         not_recovered = [o for o in self.outcomes if o.recovered_at is None]
-        invariants = [{"name": r.name, "description": r.description, "checked": r.checked,
-                       "violations": len(r.violations), "ok": r.ok} for r in results]  # fmt: skip
+        invariants = [
+            {
+                "name": r.name,
+                "description": r.description,
+                "checked": r.checked,
+                "violations": len(r.violations),
+                "ok": r.ok,
+            }
+            for r in results
+        ]
         if self.unexpected_exits:
-            invariants.append({"name": "deployables_stay_up", "description": "no deployable exits unless killed",
-                               "checked": len(self.outcomes), "violations": len(self.unexpected_exits),
-                               "ok": False})  # fmt: skip
+            invariants.append(
+                {
+                    "name": "deployables_stay_up",
+                    "description": "no deployable exits unless killed",
+                    "checked": len(self.outcomes),
+                    "violations": len(self.unexpected_exits),
+                    "ok": False,
+                }
+            )
         if not_recovered:
-            invariants.append({"name": "recovers_after_every_fault", "checked": len(self.outcomes),
-                               "description": f"data flows end to end within {RECOVERY_TIMEOUT:.0f}s of a fault",
-                               "violations": len(not_recovered), "ok": False})  # fmt: skip
+            invariants.append(
+                {
+                    "name": "recovers_after_every_fault",
+                    "checked": len(self.outcomes),
+                    "description": f"data flows end to end within {RECOVERY_TIMEOUT:.0f}s of a fault",
+                    "violations": len(not_recovered),
+                    "ok": False,
+                }
+            )
         ok = error is None and bool(results) and all(item["ok"] for item in invariants)
         return {
             "ok": ok,

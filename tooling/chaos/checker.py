@@ -97,10 +97,16 @@ class RawRecord:
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> list[RawRecord]:
     """Every committed record of ``topic`` from the beginning (group-less: nothing is committed or rebalanced)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "ibstream-chaos-checker", "enable.auto.commit": False,
-        "enable.partition.eof": True, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "ibstream-chaos-checker",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -271,8 +277,10 @@ class Checker:
             values = (got.open, got.high, got.low, got.close, got.volume)
             expected = (truth["open"], truth["high"], truth["low"], truth["close"], float(truth["volume"]))
             if any(abs(a - float(b)) > 1e-6 for a, b in zip(values, expected, strict=True)):
-                result.fail(f"{symbol}@{datetime.fromtimestamp(start, UTC).isoformat()}",
-                            f"values {values} differ from ibsim {expected}")  # fmt: skip
+                result.fail(
+                    f"{symbol}@{datetime.fromtimestamp(start, UTC).isoformat()}",
+                    f"values {values} differ from ibsim {expected}",
+                )
         return result
 
     def check_warehouse_bars(self) -> InvariantResult:
@@ -396,8 +404,9 @@ class Checker:
         for spec in TOPICS:
             for raw in self.raw[spec.dlq_name]:
                 try:
-                    letter = self.codec.decode(self.prefix + spec.dlq_name, DeadLetter, raw.value, raw.partition,
-                                               raw.offset)  # fmt: skip
+                    letter = self.codec.decode(
+                        self.prefix + spec.dlq_name, DeadLetter, raw.value, raw.partition, raw.offset
+                    )
                 except DecodeError as error:
                     result.fail(f"{spec.dlq_name}/{raw.partition}/{raw.offset}", f"undecodable dead letter: {error}")
                     continue
@@ -444,9 +453,11 @@ class Checker:
                     have = {int(o) for (o,) in self._query(sql)}
                     missing = sorted(set(offsets) - have)
                     extra = sorted(have - set(offsets))
-                    result.fail(f"{spec.name}/{partition}",
-                                f"kafka {len(offsets)} records, warehouse {unique}; missing offsets {missing[:10]}"
-                                f"{'…' if len(missing) > 10 else ''}, unknown offsets {extra[:10]}")  # fmt: skip
+                    result.fail(
+                        f"{spec.name}/{partition}",
+                        f"kafka {len(offsets)} records, warehouse {unique}; missing offsets {missing[:10]}"
+                        f"{'…' if len(missing) > 10 else ''}, unknown offsets {extra[:10]}",
+                    )
         return result
 
     def check_decodable(self) -> InvariantResult:

@@ -20,8 +20,14 @@ def render(report: dict[str, Any]) -> str:
         params = " ".join(f"{k}={v}" for k, v in sorted(fault["params"].items()))
         recovery = fault["recovery_seconds"]
         notes = "; ".join(([fault["error"]] if fault["error"] else []) + fault["notes"])
-        faults.add_row(str(fault["index"]), f"{fault['injected_at']:.1f}", fault["kind"], params,
-                       "–" if recovery is None else f"{recovery:.2f}", notes[:80])  # fmt: skip
+        faults.add_row(
+            str(fault["index"]),
+            f"{fault['injected_at']:.1f}",
+            fault["kind"],
+            params,
+            "–" if recovery is None else f"{recovery:.2f}",
+            notes[:80],
+        )
     console.print(faults)
 
     invariants = Table(title="invariants")
@@ -48,8 +54,11 @@ def render(report: dict[str, Any]) -> str:
     for kind, values in recovery["by_kind"].items():
         figures.add_row(f"  {kind}", f"{values['p50']} / {values['max']}")
     figures.add_row("quotes/s target", f"{report['rate_target']:g}")
-    figures.add_row("quotes/s avg / p50 / min", f"{throughput['quotes_per_second_avg']} / "
-                    f"{throughput['quotes_per_second_p50']} / {throughput['quotes_per_second_min']}")  # fmt: skip
+    figures.add_row(
+        "quotes/s avg / p50 / min",
+        f"{throughput['quotes_per_second_avg']} / "
+        f"{throughput['quotes_per_second_p50']} / {throughput['quotes_per_second_min']}",
+    )
     figures.add_row("bars/s avg", str(throughput["bars_per_second_avg"]))
     cpu = report.get("cpu_cores") or {}
     if cpu:

@@ -62,8 +62,11 @@ def _params(kind: str, rng: random.Random) -> dict[str, Any]:
     if kind == "ib_refuse":
         return {"seconds": round(rng.uniform(2.0, 6.0), 1)}
     if kind == "ib_delay":
-        return {"ack_seconds": round(rng.uniform(0.2, 1.5), 1), "fill_seconds": round(rng.uniform(1.0, 4.0), 1),
-                "hold_seconds": round(rng.uniform(5.0, 12.0), 1)}  # fmt: skip
+        return {
+            "ack_seconds": round(rng.uniform(0.2, 1.5), 1),
+            "fill_seconds": round(rng.uniform(1.0, 4.0), 1),
+            "hold_seconds": round(rng.uniform(5.0, 12.0), 1),
+        }
     if kind == "ib_gateway_restart":
         return {"downtime_seconds": round(rng.uniform(1.0, 4.0), 1), "rollback": rng.randint(2, 6)}
     if kind == "poison":

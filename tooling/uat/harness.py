@@ -122,10 +122,22 @@ class Session:
         if not self.plan.gateway:
             start = demo.start.replace(tzinfo=None).isoformat(timespec="seconds")
             demo.group.ibstream(
-                "ibsim", "sim", "--port", str(ports["sim"]), "--control-port", str(ports["control"]),
-                "--speed", str(self.plan.speed), "--start", start, "--symbols", *self.plan.symbols,
-                *self.plan.sim_args, env=env, health_url=f"{self.control}/health",
-            )  # fmt: skip
+                "ibsim",
+                "sim",
+                "--port",
+                str(ports["sim"]),
+                "--control-port",
+                str(ports["control"]),
+                "--speed",
+                str(self.plan.speed),
+                "--start",
+                start,
+                "--symbols",
+                *self.plan.symbols,
+                *self.plan.sim_args,
+                env=env,
+                health_url=f"{self.control}/health",
+            )
             demo.group.wait_healthy("ibsim", 30)
         for name in ("execution", "producer"):
             demo.group.ibstream(name, "run", name, env=env, health_url=f"http://127.0.0.1:{ports[name]}/health")
