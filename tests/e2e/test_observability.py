@@ -21,7 +21,7 @@ import pytest
 
 from ibstream.config import load_settings
 from ibstream.risk import CHECKS
-from tests.unit.test_metrics_table import documented_labels
+from tests.unit.ibstream.test_metrics_table import documented_labels
 from tooling.demo import Demo, DemoConfig, metric_sum, parse_prometheus
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from ibstream.contracts import executions, order_events, risk_decisions, runs, s
 from ibstream.contracts.enums import ControlCommandKind, OrderLeg, RunState, Side
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.audits import run_audit
-from tests.integration.test_api_support import (
+from tests.integration.api_support import (
     RecordingCommands,
     Scenario,
     api_settings,

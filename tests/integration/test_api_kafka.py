@@ -21,8 +21,8 @@ from ibstream.contracts.enums import ControlCommandKind
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import RecordProducer, codec_from_settings, decode_message
 from ibstream.warehouse import Warehouse
+from tests.integration.api_support import SECRET, bearer, load_scenario, signal, token
 from tests.integration.kafka_helpers import consume_all
-from tests.integration.test_api_support import SECRET, bearer, load_scenario, signal, token
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from api.app import create_app
 from api.auth import Role
 from ibstream.warehouse import Warehouse
-from tests.integration.test_api_support import RecordingCommands, api_settings, bearer, load_scenario, token
+from tests.integration.api_support import RecordingCommands, api_settings, bearer, load_scenario, token
 
 pytestmark = pytest.mark.integration
 

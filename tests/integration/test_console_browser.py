@@ -1,7 +1,7 @@
 """The operator console in real headless Chromium (Debian's ``chromium``, driven by Playwright's Python client)
 against the real API served by uvicorn on a free port, with the real broker and the embedded warehouse sink.
 
-Data: the scripted warehouse scenario (``test_console_support``). Orchestration, risk, execution and ibsim do not
+Data: the scripted warehouse scenario (``console_support``). Orchestration, risk, execution and ibsim do not
 run here, so after the trader approves, the test publishes to Kafka what they would have (run approved and
 submitted, intent, risk decision, routed order, broker events, a fill); the sink stores it and the console, which
 only polls the API, must show it without a reload. Commands the console sends (approve, kill switch) go through
@@ -38,8 +38,8 @@ from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import RecordProducer, codec_from_settings
 from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
 from ibstream.warehouse import Warehouse
-from tests.integration.test_api_support import SECRET, token
-from tests.integration.test_console_support import ConsoleScenario, load_console_scenario, pipeline_after_approval
+from tests.integration.api_support import SECRET, token
+from tests.integration.console_support import ConsoleScenario, load_console_scenario, pipeline_after_approval
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.integration

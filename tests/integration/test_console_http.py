@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import Role
 from ibstream.warehouse import Warehouse
-from tests.integration.test_api_support import RecordingCommands, api_settings, bearer, token
-from tests.integration.test_console_support import BAR_COUNT, ConsoleScenario, load_console_scenario, price_at
+from tests.integration.api_support import RecordingCommands, api_settings, bearer, token
+from tests.integration.console_support import BAR_COUNT, ConsoleScenario, load_console_scenario, price_at
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,7 @@ from ibstream.config import Settings, load_settings
 from ibstream.contracts import alerts, executions, order_events, routed_orders
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
 from ibstream.kafka.clients import committed_offsets, create_consumer
-from tests.integration.kafka_helpers import consume_all
-from tests.integration.test_execution_support import (
+from tests.integration.execution_support import (
     MONDAY_10AM,
     Reader,
     kill_switch,
@@ -32,6 +31,7 @@ from tests.integration.test_execution_support import (
     sender,
     wait_for,
 )
+from tests.integration.kafka_helpers import consume_all
 
 pytestmark = pytest.mark.integration
 

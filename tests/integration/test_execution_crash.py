@@ -28,7 +28,7 @@ from ibsim import SimConfig, Simulator
 from ibstream.config import PROJECT_ROOT, Settings
 from ibstream.contracts import order_events
 from ibstream.contracts.enums import OrderLeg, OrderStatus, OrderType, Side
-from tests.integration.test_execution_support import MONDAY_10AM, Reader, routed, send, wait_for
+from tests.integration.execution_support import MONDAY_10AM, Reader, routed, send, wait_for
 
 pytestmark = pytest.mark.integration
 

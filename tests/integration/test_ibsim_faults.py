@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_ibsim_support are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from ibsim_support are redefined as arguments)
 """One test per fault kind (and the robustness corners): what a client actually sees."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ibapi.order import Order
 from ibsim import Simulator
 from ibsim.pacing import PACING_TEXT
 from ibsim.wire import FrameDecoder, encode_message
-from tests.integration.test_ibsim_support import (  # noqa: F401  (fixtures)
+from tests.integration.ibsim_support import (  # noqa: F401  (fixtures)
     Recorder,
     ibapi_factory,
     sim_factory,

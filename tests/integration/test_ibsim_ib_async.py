@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_ibsim_support are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from ibsim_support are redefined as arguments)
 """ib_async 2.x (unchanged library code) against ibsim: connect, qualify, stream, backfill, trade."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from ib_async import IB, Stock
 
 from ibsim import Simulator
-from tests.integration.test_ibsim_support import sim_factory  # noqa: F401  (fixture)
+from tests.integration.ibsim_support import sim_factory  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 

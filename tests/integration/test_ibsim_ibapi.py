@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_ibsim_support are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from ibsim_support are redefined as arguments)
 """Conformance over real sockets: the official ibapi 9.81 client against ibsim.
 
 Every check compares what the client decoded with what the simulator says it sent or generated
@@ -19,7 +19,7 @@ from ibapi.order import Order
 from ibsim import Simulator
 from ibsim.config import EXCHANGE_TZ
 from ibsim.market import aggregate
-from tests.integration.test_ibsim_support import (  # noqa: F401  (fixtures)
+from tests.integration.ibsim_support import (  # noqa: F401  (fixtures)
     Recorder,
     ibapi_factory,
     sim_factory,

@@ -19,8 +19,7 @@ from ibstream.config import load_settings
 from ibstream.contracts.enums import RunState
 from streams import orchestration as orch
 from streams.orchestration.agent0_client import Agent0Client
-
-from ..unit.test_streams_orchestration import SIGNAL
+from tests.unit.streams.test_streams_orchestration import SIGNAL
 
 pytestmark = pytest.mark.integration
 

@@ -41,7 +41,7 @@ from ibstream.contracts.enums import (
     SignalStatus,
 )
 
-from .test_streams_support import Agent0Server, StreamsWorker, TopicReader, free_port, producer
+from .streams_support import Agent0Server, StreamsWorker, TopicReader, free_port, producer
 
 pytestmark = pytest.mark.integration
 

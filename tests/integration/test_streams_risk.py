@@ -27,7 +27,7 @@ from ibstream.contracts.base import TopicSpec
 from ibstream.contracts.enums import ControlCommandKind, MarketDataSource, OrderType, Side
 from ibstream.risk import CHECKS
 
-from .test_streams_support import StreamsWorker, TopicReader, producer
+from .streams_support import StreamsWorker, TopicReader, producer
 
 pytestmark = pytest.mark.integration
 

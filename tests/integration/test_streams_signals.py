@@ -11,7 +11,7 @@ from ibstream.config import Settings
 from ibstream.contracts import Bar, Signal, SignalTransition, bars, signal_transitions, signals, utc_now
 from ibstream.contracts.enums import MarketDataSource, SignalStatus
 
-from .test_streams_support import StreamsWorker, TopicReader, producer
+from .streams_support import StreamsWorker, TopicReader, producer
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ibstream.config import load_settings
 from streams.app import build_app
-
-from .test_streams_agents import RecordingDeadLetters, RecordingEmitter
-from .test_streams_orchestration import FakePlanner
-from .test_streams_orchestration_agent import RecordingBus
+from tests.unit.streams.test_streams_agents import RecordingDeadLetters, RecordingEmitter
+from tests.unit.streams.test_streams_orchestration import FakePlanner
+from tests.unit.streams.test_streams_orchestration_agent import RecordingBus
 
 
 def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import yaml
 from ibstream.config import FLAT_NAMES, field_info
 from tests.tools import require_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "ibstream"
 PRODUCTION = CHART / "examples" / "production.yaml"
 #: The Kubernetes version manifests are rendered for and validated against (kubernetes-validate ships its schemas).

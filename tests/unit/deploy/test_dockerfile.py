@@ -23,7 +23,7 @@ import ibstream
 from ibstream.config import PROJECT_ROOT
 from ibstream.contracts import serde
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
 BUILD_TOOLS = re.compile(

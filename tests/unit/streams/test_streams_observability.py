@@ -18,12 +18,11 @@ from streams import orchestration as orch
 from streams.app import build_app
 from streams.observability import RunClock
 from streams.orchestration.agent0_client import Agent0Client, PlanningError
+from tests.unit.ibstream.test_risk import NOW, kill, quote
+from tests.unit.streams.test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter, make_intent
+from tests.unit.streams.test_streams_orchestration import PLAN, SIGNAL
+from tests.unit.streams.test_streams_orchestration_agent import RecordingBus
 from tooling.demo import metric_sum, parse_prometheus
-
-from .test_risk import NOW, kill, quote
-from .test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter, make_intent
-from .test_streams_orchestration import PLAN, SIGNAL
-from .test_streams_orchestration_agent import RecordingBus
 
 
 def _metric(name: str, **labels: str) -> float:

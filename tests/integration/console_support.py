@@ -58,7 +58,7 @@ from ibstream.contracts.enums import (
     Side,
 )
 from ibstream.warehouse import Warehouse
-from tests.integration.test_api_support import Loader, Scenario, load_scenario
+from tests.integration.api_support import Loader, Scenario, load_scenario
 
 BAR_COUNT = 240  # 20 minutes of 5-second bars
 

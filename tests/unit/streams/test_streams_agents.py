@@ -26,9 +26,8 @@ from ibstream.contracts.enums import OrderType, Side, SignalStatus
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from streams import signals
 from streams.app import build_app
-
-from .test_risk import NOW, quote
-from .test_streams_signals import CHANNEL, T0, bar
+from tests.unit.ibstream.test_risk import NOW, quote
+from tests.unit.streams.test_streams_signals import CHANNEL, T0, bar
 
 R = TypeVar("R", bound=Record)
 CODEC = SingleObjectCodec(SchemaStore())

@@ -12,7 +12,7 @@ import yaml
 from tests.metric_names import emitted_metric_names, referenced_metrics
 from tests.tools import require_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "ops" / "alerts" / "ibstream.rules.yaml"
 RULE_TESTS = ROOT / "ops" / "alerts" / "tests" / "ibstream.rules.test.yaml"
 REQUIRED = {

@@ -15,7 +15,7 @@ import yaml
 from tests.metric_names import emitted_metric_names, referenced_metrics
 from tests.tools import require_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "ops" / "dashboards" / "ibstream.json"
 ROWS = ["IB & market data", "Streams: signals & orchestration", "Risk", "Execution", "Warehouse & DLQ", "API", "Alerts"]
 #: Series Prometheus itself provides (the state of alert rules), not emitted by our code.

@@ -14,9 +14,8 @@ from ibstream.contracts import RiskDecision
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from streams.context import AgentContext
 from streams.risk.decisions import decide_intents
-
-from .test_risk import LIMITS, NOW, fresh_quote
-from .test_streams_agents import RecordingDeadLetters, RecordingEmitter, make_intent
+from tests.unit.ibstream.test_risk import LIMITS, NOW, fresh_quote
+from tests.unit.streams.test_streams_agents import RecordingDeadLetters, RecordingEmitter, make_intent
 
 
 def market_clock(start: datetime, step: timedelta) -> Iterator[datetime]:

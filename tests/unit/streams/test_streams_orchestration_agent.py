@@ -13,9 +13,8 @@ from ibstream.contracts import OrchestrationRun, OrderIntent, SignalTransition, 
 from ibstream.contracts.enums import ControlCommandKind, OrderStatus, RunState, SignalStatus
 from streams import orchestration as orch
 from streams.app import build_app
-
-from .test_streams_agents import RecordingDeadLetters, RecordingEmitter
-from .test_streams_orchestration import SIGNAL, FakePlanner, command, fill
+from tests.unit.streams.test_streams_agents import RecordingDeadLetters, RecordingEmitter
+from tests.unit.streams.test_streams_orchestration import SIGNAL, FakePlanner, command, fill
 
 
 class RecordingBus:

@@ -7,7 +7,7 @@ written by hand and checked against real samples by ``tests/e2e/test_observabili
 
 Regenerate the table after adding a metric (labels are kept from the README where a row exists)::
 
-    .venv/bin/python -m tests.unit.test_metrics_table
+    .venv/bin/python -m tests.unit.ibstream.test_metrics_table
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_every_declared_metric_has_a_row_and_every_row_a_declaration() -> None:
     expected = render({name: cells[2] for name, cells in rows.items()})
     assert not missing and not stale, (
         f"README metric table out of date (missing {missing}, no longer emitted {stale}); regenerate with "
-        f"`.venv/bin/python -m tests.unit.test_metrics_table` or paste:\n{expected}"
+        f"`.venv/bin/python -m tests.unit.ibstream.test_metrics_table` or paste:\n{expected}"
     )
 
 
