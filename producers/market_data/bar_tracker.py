@@ -86,6 +86,18 @@ class BarTracker:
             self._last[symbol] = start
             self._cause.setdefault(symbol, cause)
 
+    def restore(self, symbols: list[str], published_bars: dict[str, dt.datetime], open_gaps: list[Gap]) -> None:
+        """Continue where a previous process stopped: from its newest published bar per symbol, with the gaps it
+        left unfinished. Bars of such a gap it already recovered may be published again (same values)."""
+        for symbol, start in published_bars.items():
+            if symbol in symbols:
+                self.seed(symbol, start, "producer_restart")
+        for gap in open_gaps:
+            if gap.symbol in symbols:
+                expected = self._calendar.bar_starts(gap.start, gap.end)
+                if expected:
+                    self.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
+
     def note_interruption(self, cause: str, symbols: list[str] | None = None) -> None:
         """Remember why data may stop, so the gap found later says what caused it (first cause wins)."""
         for symbol in symbols if symbols is not None else list(self._last):

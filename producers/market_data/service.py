@@ -2,8 +2,9 @@
 
 One thread owns all state: it drains the IB session's event queue, publishes records, and runs the periodic work
 (market clock, staleness, heartbeats, backfills, reconnects). ibapi's threads only enqueue events; the health
-server only reads a snapshot. The connection lifecycle (reconnects with backoff, what IB's connectivity codes mean)
-is ``ibstream.ib.connection``; gap backfill is ``backfill``.
+server only reads a snapshot (``readiness``). The connection lifecycle (reconnects with backoff, what IB's
+connectivity codes mean) is ``ibstream.ib.connection``; the producer's reactions to IB's messages are
+``ib_messages``, the per-symbol subscriptions ``subscriptions``, gap backfill ``backfill``.
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ibstream.alerting import AlertBook
 from ibstream.config import Settings
-from ibstream.contracts import Gap, Heartbeat, alerts, heartbeats, quotes, utc_now
+from ibstream.contracts import Gap, Heartbeat, heartbeats, quotes, utc_now
 from ibstream.contracts.enums import GapState, MarketDataSource, Severity
 from ibstream.ib import events
-from ibstream.ib.codes import CodeKind
-from ibstream.ib.connection import ConnectionState, Connectivity, IbConnection, live_accounts
+from ibstream.ib.connection import ConnectionState, IbConnection, live_accounts
 from ibstream.ib.protocol import Session
-from ibstream.ib.session import stock_contract
 from ibstream.kafka.records import RecordProducer
 from ibstream.market_clock import MarketClock
 from ibstream.market_hours import TradingCalendar
-from ibstream.telemetry import log_context, meter, produce_span, record_error
+from ibstream.telemetry import log_context, produce_span
+from producers.market_data.alert_sink import AlertSink
 from producers.market_data.backfill import COMPONENT, Backfiller, bar_record
-from producers.market_data.bar_tracker import BarTracker, OpenGap
+from producers.market_data.bar_tracker import BarTracker
 from producers.market_data.gap_records import GapRecords
+from producers.market_data.ib_messages import IbMessages
 from producers.market_data.instruments import Instrument, qualify
+from producers.market_data.metrics import ProducerMetrics
 from producers.market_data.quote_book import QuoteBook
+from producers.market_data.readiness import HealthSnapshot
 from producers.market_data.staleness import StalenessMonitor
+from producers.market_data.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +71,7 @@ class MarketDataProducer:
         self.clock = MarketClock()
         self.book = QuoteBook()
         self.tracker = BarTracker(self.calendar)
-        for symbol, start in (published_bars or {}).items():
-            if symbol in settings.feed.symbols:
-                self.tracker.seed(symbol, start, "producer_restart")
-        for gap in open_gaps or []:
-            if gap.symbol in settings.feed.symbols:
-                # Bars of it already recovered by the previous process may be published again (same values).
-                expected = self.calendar.bar_starts(gap.start, gap.end)
-                if expected:
-                    self.tracker.resume(OpenGap(gap.gap_id, gap.symbol, expected, gap.cause, gap.detected_time))
+        self.tracker.restore(settings.feed.symbols, published_bars or {}, open_gaps or [])
         self.staleness = StalenessMonitor(settings.feed.stale_after_seconds)
         self.connection = IbConnection(
             session,
@@ -88,18 +83,16 @@ class MarketDataProducer:
         self.instruments: dict[str, Instrument] = {}
         self.reconnect_count = 0
         self._req_ids = itertools.count(1000)
-        self._quote_reqs: dict[int, str] = {}
-        self._bar_reqs: dict[int, str] = {}
+        self.subscriptions = Subscriptions(
+            self.connection, self.instruments, self._req_ids, use_rth=self.calendar.hours == "rth"
+        )
         self._next_backfill_check = 0.0
         self.gap_records = GapRecords(sink)
         self._next_tick = 0.0
         self._next_heartbeat = 0.0
-        self.alerts = AlertBook(COMPONENT)
-        self._snapshot_lock = threading.Lock()
-        self._snapshot: dict[str, Any] = {}
-        self._kafka_ok = True
-        self._kafka_checked = -1e9
-        self._init_metrics()
+        self.alerts = AlertSink(COMPONENT, sink)
+        self.health = HealthSnapshot(sink)
+        self.metrics = ProducerMetrics(self.health.observe_staleness, self._observe_connected)
         self.backfill = Backfiller(
             self.connection,
             sink,
@@ -107,9 +100,12 @@ class MarketDataProducer:
             self.calendar,
             self.instruments,
             self._req_ids,
-            self._fire,
-            self,
+            self.alerts.fire,
+            self.metrics,
             settings.ib.historical_pacing_backoff_seconds,
+        )
+        self.ib_messages = IbMessages(
+            self.connection, self.subscriptions, self.backfill, self.book, self.tracker, self.alerts
         )
 
     # --- the connection's and the backfill's state, by the names operators and tests know ----------------------
@@ -142,36 +138,7 @@ class MarketDataProducer:
     def generation(self, generation: int) -> None:
         self.connection.generation = generation
 
-    # --- metrics ------------------------------------------------------------------------------------------------
-
-    def _init_metrics(self) -> None:
-        m = meter("producers.market_data")
-        self.m_quotes = m.create_counter("ibstream_quotes_published", description="Quotes sent to Kafka")
-        self.m_bars = m.create_counter("ibstream_bars_published", description="5-second bars sent to Kafka")
-        self.m_gaps = m.create_counter("ibstream_gaps", description="Gaps by final state")
-        self.m_reconnects = m.create_counter("ibstream_ib_reconnects", description="IB reconnects")
-        self.m_ingest_lag = m.create_histogram(
-            "ibstream_feed_ingest_lag_seconds",
-            unit="s",
-            description="IB's clock when a live bar was published - the bar's event_time (IB's seconds: local clock "
-            "skew excluded)",
-        )
-        m.create_observable_gauge(
-            "ibstream_feed_staleness_seconds",
-            [self._observe_staleness],
-            unit="s",
-            description="Seconds since the last tick per symbol",
-        )
-        m.create_observable_gauge(
-            "ibstream_ib_connected", [self._observe_connected], description="1 when the IB session is connected"
-        )
-
-    def _observe_staleness(self, _options: Any) -> list[Any]:
-        from opentelemetry.metrics import Observation
-
-        with self._snapshot_lock:
-            ages = dict(self._snapshot.get("tick_age_seconds", {}))
-        return [Observation(age, {"symbol": symbol}) for symbol, age in ages.items() if age is not None]
+    # --- metrics: the connection gauge -------------------------------------------------------------------------
 
     def _observe_connected(self, _options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
@@ -221,13 +188,13 @@ class MarketDataProducer:
             )
         if self.reconnect_count or self.instruments:
             self.reconnect_count += 1
-            self.m_reconnects.add(1)
-        self._resolve("ib_disconnected", COMPONENT, "IB connection restored")
+            self.metrics.m_reconnects.add(1)
+        self.alerts.resolve("ib_disconnected", COMPONENT, "IB connection restored")
         self.session.req_market_data_type(self.settings.feed.market_data_type)
         self.session.req_current_time()
         if not self.instruments:
             self._qualify()
-        self._subscribe_all()
+        self.subscriptions.subscribe_all()
         self.backfill.resume()
         log.info(
             "IB connected",
@@ -247,23 +214,6 @@ class MarketDataProducer:
             self.instruments[symbol] = Instrument(symbol, detail.con_id, detail.primary_exchange)
             self.book.track(symbol, detail.con_id)
             self.staleness.track(symbol, now)
-
-    def _subscribe_all(self) -> None:
-        """(Re)subscribe every symbol under fresh request ids, so late ticks of an old subscription are ignored."""
-        for instrument in self.instruments.values():
-            if instrument.quote_req:
-                self.session.cancel_mkt_data(instrument.quote_req)
-                self._quote_reqs.pop(instrument.quote_req, None)
-            if instrument.bar_req:
-                self.session.cancel_real_time_bars(instrument.bar_req)
-                self._bar_reqs.pop(instrument.bar_req, None)
-            contract = stock_contract(instrument.symbol, instrument.con_id, instrument.primary_exchange)
-            instrument.quote_req = next(self._req_ids)
-            instrument.bar_req = next(self._req_ids)
-            self._quote_reqs[instrument.quote_req] = instrument.symbol
-            self._bar_reqs[instrument.bar_req] = instrument.symbol
-            self.session.req_mkt_data(instrument.quote_req, contract)
-            self.session.req_real_time_bars(instrument.bar_req, contract, use_rth=self.calendar.hours == "rth")
 
     # --- events -------------------------------------------------------------------------------------------------
 
@@ -297,14 +247,14 @@ class MarketDataProducer:
             case events.CurrentTime(time=epoch):
                 self.clock.on_current_time(float(epoch), self.wall())
             case events.IbError():
-                self._on_error(event)
+                self.ib_messages.on_error(event)
             case events.Disconnected():
                 self._on_disconnected(event)
             case _:
                 pass
 
     def _on_quote_event(self, event: events.TickPrice | events.TickSize | events.MarketDataType) -> None:
-        symbol = self._quote_reqs.get(event.req_id)
+        symbol = self.subscriptions.quote_symbol(event.req_id)
         if symbol is None:
             return
         match event:
@@ -320,16 +270,16 @@ class MarketDataProducer:
     def _on_tick(self, symbol: str) -> None:
         change = self.staleness.on_tick(symbol, self.wall())
         if change is not None:
-            self._resolve("stale_feed", symbol, f"{symbol} data resumed", symbol=symbol)
+            self.alerts.resolve("stale_feed", symbol, f"{symbol} data resumed", symbol=symbol)
 
     def _publish_quotes(self) -> None:
         wall = self.wall()
         for quote in self.book.drain(self.clock.now(wall), utc_now()):
             self.sink.send(quotes.TOPIC, quote)
-            self.m_quotes.add(1, {"symbol": quote.symbol, "source": quote.source.value})
+            self.metrics.m_quotes.add(1, {"symbol": quote.symbol, "source": quote.source.value})
 
     def _on_realtime_bar(self, event: events.RealtimeBar) -> None:
-        symbol = self._bar_reqs.get(event.req_id)
+        symbol = self.subscriptions.bar_symbol(event.req_id)
         if symbol is None:
             return
         wall = self.wall()
@@ -349,10 +299,10 @@ class MarketDataProducer:
             # Each bar starts a trace: a signal it produces, and that signal's order and fills, continue it.
             with produce_span("producer.bar", symbol=symbol, source=source.value):
                 self.gap_records.send_bar(record)
-            self.m_bars.add(1, {"symbol": symbol, "source": source.value})
+            self.metrics.m_bars.add(1, {"symbol": symbol, "source": source.value})
             # Measured on IB's clock as the producer tracks it, not the local one: local clock skew is not lag,
             # and a simulated session's clock can be hours from the wall clock (a negative value would be dropped).
-            self.m_ingest_lag.record(
+            self.metrics.m_ingest_lag.record(
                 max(0.0, self.clock.epoch(wall) - record.event_time.timestamp()), {"symbol": symbol}
             )
         if gap is not None:
@@ -366,83 +316,14 @@ class MarketDataProducer:
             else:
                 self.backfill.start(gap)
 
-    def _on_error(self, error: events.IbError) -> None:
-        if error.req_id in self.backfill.requests:
-            self.backfill.done(error.req_id, error)
-            return
-        kind = error.kind
-        symbol = self._quote_reqs.get(error.req_id) or self._bar_reqs.get(error.req_id)
-        meaning = self.connection.on_error(error)
-        if meaning is not None:
-            self._on_connectivity(error, meaning, symbol)
-        elif kind is CodeKind.DELAYED_DATA and symbol is not None:
-            self.book.mark_delayed(symbol, True)
-        elif kind is CodeKind.NOT_SUBSCRIBED and symbol is not None:
-            self._fire(
-                kind.value,
-                symbol,
-                Severity.WARNING,
-                f"{symbol}: {error.message}",
-                symbol=symbol,
-                details={"code": str(error.code)},
-            )
-        level = logging.INFO if kind in (CodeKind.INFO, CodeKind.FARM_OK, CodeKind.FARM_INACTIVE) else logging.WARNING
-        if level == logging.WARNING and kind is not CodeKind.DELAYED_DATA:
-            record_error(f"ib_{kind.value}", COMPONENT)
-        with log_context(symbol=symbol):
-            log.log(
-                level,
-                "IB message",
-                extra={"code": error.code, "ib_message": error.message, "kind": kind.value, "req_id": error.req_id},
-            )
-
-    def _on_connectivity(self, error: events.IbError, meaning: Connectivity, symbol: str | None) -> None:
-        """React to what the connection says an IB message means (``ibstream.ib.connection``)."""
-        match meaning:
-            case Connectivity.LOST:
-                self.tracker.note_interruption(f"ib_{error.code}")
-                self._fire(
-                    "ib_disconnected",
-                    COMPONENT,
-                    Severity.CRITICAL,
-                    f"IB connectivity lost ({error.code})",
-                    details={"code": str(error.code)},
-                )
-            case Connectivity.RESTORED_DATA_LOST:
-                self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data lost: resubscribed")
-                self._subscribe_all()
-                self.backfill.resume()
-            case Connectivity.RESTORED_DATA_MAINTAINED:
-                self._resolve("ib_disconnected", COMPONENT, "IB connectivity restored, data maintained")
-                self.backfill.resume()
-            case Connectivity.FARM_BROKEN:
-                self.tracker.note_interruption(f"farm_{error.code}")
-            case Connectivity.FARM_RESTORED:
-                # A farm coming back after a break can leave subscriptions silently dead: resubscribe.
-                self._subscribe_all()
-            case Connectivity.COMPETING_SESSION if symbol is not None:
-                self._fire(
-                    error.kind.value,
-                    symbol,
-                    Severity.WARNING,
-                    f"{symbol}: {error.message}",
-                    symbol=symbol,
-                    details={"code": str(error.code)},
-                )
-            case _:
-                pass
-
     def _on_disconnected(self, event: events.Disconnected) -> None:
         delay = self.connection.on_disconnected(event)
         if delay is None:
             return
         self.tracker.note_interruption("disconnect")
-        self._quote_reqs.clear()
-        self._bar_reqs.clear()
-        for instrument in self.instruments.values():
-            instrument.quote_req = instrument.bar_req = 0
+        self.subscriptions.drop_all()
         self.backfill.on_disconnected()
-        self._fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {event.reason}")
+        self.alerts.fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {event.reason}")
         log.warning("IB disconnected", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)})
 
     # --- periodic -----------------------------------------------------------------------------------------------
@@ -454,7 +335,7 @@ class MarketDataProducer:
         for change in self.staleness.check(now, market_open):
             if change.stale:
                 self.tracker.note_interruption("stale_feed", [change.symbol])
-                self._fire(
+                self.alerts.fire(
                     "stale_feed",
                     change.symbol,
                     Severity.WARNING,
@@ -466,7 +347,9 @@ class MarketDataProducer:
                     },
                 )
             else:
-                self._resolve("stale_feed", change.symbol, f"{change.symbol}: market closed", symbol=change.symbol)
+                self.alerts.resolve(
+                    "stale_feed", change.symbol, f"{change.symbol}: market closed", symbol=change.symbol
+                )
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.feed.heartbeat_seconds
             active = sum(1 for symbol in self.instruments if not self.staleness.is_stale(symbol))
@@ -484,27 +367,6 @@ class MarketDataProducer:
             )
         self._update_snapshot()
 
-    # --- alerts -------------------------------------------------------------------------------------------------
-
-    def _fire(
-        self,
-        kind: str,
-        subject: str,
-        severity: Severity,
-        message: str,
-        *,
-        symbol: str | None = None,
-        details: dict[str, str] | None = None,
-    ) -> None:
-        alert = self.alerts.fire(kind, subject, severity, message, symbol=symbol, details=details)
-        if alert is not None:
-            self.sink.send(alerts.TOPIC, alert)
-
-    def _resolve(self, kind: str, subject: str, message: str, *, symbol: str | None = None) -> None:
-        alert = self.alerts.resolve(kind, subject, message, symbol=symbol)
-        if alert is not None:
-            self.sink.send(alerts.TOPIC, alert)
-
     # --- health -------------------------------------------------------------------------------------------------
 
     def _update_snapshot(self) -> None:
@@ -515,29 +377,15 @@ class MarketDataProducer:
             "reconnect_count": self.reconnect_count,
             "market_open": self.calendar.is_open(self.clock.now(now)),
             "market_time": self.clock.now(now).isoformat(),
-            "subscriptions": len(self._quote_reqs) + len(self._bar_reqs),
+            "subscriptions": len(self.subscriptions),
             "tick_age_seconds": {symbol: round(age, 3) for symbol, age in ages.items()},
             "stale_symbols": sorted(symbol for symbol in self.instruments if self.staleness.is_stale(symbol)),
             "open_gaps": len(self.tracker.gaps),
             "kafka_delivered": self.sink.delivered,
             "kafka_failed": self.sink.failed,
         }
-        with self._snapshot_lock:
-            self._snapshot = snapshot
+        self.health.update(snapshot)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """For /ready: IB connected, Kafka reachable, every subscription delivering (or the market closed)."""
-        with self._snapshot_lock:
-            snapshot = dict(self._snapshot)
-        wall = time.monotonic()
-        if wall - self._kafka_checked > 5.0:
-            self._kafka_ok = self.sink.reachable(2.0)
-            self._kafka_checked = wall
-        snapshot["kafka_reachable"] = self._kafka_ok
-        subscriptions_ok = bool(snapshot.get("subscriptions")) and (
-            not snapshot.get("market_open") or not snapshot.get("stale_symbols")
-        )
-        ready = (
-            snapshot.get("connection_state") == ConnectionState.CONNECTED.value and self._kafka_ok and subscriptions_ok
-        )
-        return ready, snapshot
+        return self.health.readiness()

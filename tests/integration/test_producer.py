@@ -262,7 +262,7 @@ def test_restarted_producer_backfills_what_it_missed_while_down(
         wait_until(lambda: producer.state.value == "connected", what="second producer connected")
         wait_until(
             lambda: (
-                producer.m_gaps is not None
+                producer.metrics.m_gaps is not None
                 and not producer.tracker.gaps
                 and producer.reconnect_count == 0
                 and all(producer.tracker.last_start(s) != seeded[s] for s in SYMBOLS)

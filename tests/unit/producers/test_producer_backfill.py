@@ -64,7 +64,7 @@ def _producer(**overrides: Any) -> tuple[MarketDataProducer, FakeIbSession, Fake
     for bar_req, (symbol, con_id) in ((2, ("AAPL", 265598)), (4, ("MSFT", 272093))):
         producer.instruments[symbol] = Instrument(symbol, con_id, "NASDAQ", quote_req=bar_req - 1, bar_req=bar_req)
         producer.book.track(symbol, con_id)
-        producer._bar_reqs[bar_req] = symbol
+        producer.subscriptions.bars[bar_req] = symbol
     producer.state = ConnectionState.CONNECTED
     return producer, session, sink, wall
 
@@ -224,7 +224,7 @@ def test_ingest_lag_is_measured_on_ibs_clock_whatever_the_local_clock_says() -> 
     for session_start in (dt.datetime.now(dt.UTC) + dt.timedelta(hours=9), MONDAY_10AM):
         producer, session, _, wall = _producer()
         lag = _Recorded()
-        producer.m_ingest_lag = lag  # type: ignore[assignment]
+        producer.metrics.m_ingest_lag = lag  # type: ignore[assignment]
         for n in range(3):
             wall.now += 5.0
             _deliver(producer, session, _bar(session_start + dt.timedelta(seconds=5 * n)))
