@@ -6,18 +6,16 @@ Bars come from the ``bars_latest`` view: (symbol, start) identifies a bar across
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Query
 from pydantic import BaseModel, BeforeValidator
 
-from api.auth import Principal
-from api.errors import errors
 from api.models import SYMBOL_PATTERN
-from api.queries import fetch_records, micros
+from api.queries.common import fetch_records, micros
 from ibstream.contracts import Execution, OrderIntent, Signal, executions, order_intents, signals
 from ibstream.contracts.enums import Side
 from ibstream.warehouse import Warehouse
@@ -311,49 +309,3 @@ def chart_data(
         position=book.quantity,
         realized_pnl=book.realized,
     )
-
-
-def add_chart_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
-    """Register ``GET /v1/bars`` and ``GET /v1/chart`` (viewer)."""
-
-    @app.get(
-        "/v1/bars", response_model=BarSeries, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
-    )
-    def bars(
-        request: Request,
-        symbol: SymbolQuery,
-        since: SinceQuery = None,
-        until: UntilQuery = None,
-        interval: IntervalQuery = 5,
-        limit: LimitQuery = 720,
-    ) -> Any:
-        """The newest ``limit`` bars of a symbol in the window, oldest first, optionally aggregated."""
-        return list_bars(
-            request.app.state.warehouse,
-            symbol,
-            since=_utc(since),
-            until=_utc(until),
-            interval_seconds=interval,
-            limit=limit,
-        )
-
-    @app.get(
-        "/v1/chart", response_model=ChartData, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
-    )
-    def chart(
-        request: Request,
-        symbol: SymbolQuery,
-        since: SinceQuery = None,
-        until: UntilQuery = None,
-        interval: IntervalQuery = 5,
-        limit: LimitQuery = 720,
-    ) -> Any:
-        """Bars with signals, entries, stops, take-profits and fills marked, and the session's P&L per bar."""
-        return chart_data(
-            request.app.state.warehouse,
-            symbol,
-            since=_utc(since),
-            until=_utc(until),
-            interval_seconds=interval,
-            limit=limit,
-        )

@@ -18,7 +18,7 @@ from api.app import create_app
 from api.auth import Role, issue_token
 from api.limits import TokenBuckets
 from api.models import Fill
-from api.queries import signal_outcome
+from api.queries.signals import signal_outcome
 from ibstream.contracts import executions, order_events, risk_decisions, runs, signal_transitions, signals
 from ibstream.contracts.enums import ControlCommandKind, OrderLeg, RunState, Side
 from ibstream.warehouse import Warehouse
