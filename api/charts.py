@@ -135,6 +135,61 @@ def list_bars(
     return BarSeries(symbol=symbol, interval_seconds=interval_seconds, bars=points)
 
 
+def _signal_marker(signal: Signal, interval_seconds: int) -> ChartMarker:
+    return ChartMarker(
+        time=bucket(signal.created_time, interval_seconds),
+        kind="signal",
+        side=signal.side,
+        price=signal.entry,
+        label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}",
+        ref_id=signal.signal_id,
+    )
+
+
+def _entry_marker(intent: OrderIntent, at: datetime) -> ChartMarker | None:
+    price = intent.limit_price if intent.limit_price is not None else intent.stop_price
+    if price is None:
+        return None
+    label = f"entry {intent.side} {intent.quantity:g} @ {price:g}"
+    return ChartMarker(time=at, kind="entry", side=intent.side, price=price, label=label, ref_id=intent.order_id)
+
+
+def _stop_marker(intent: OrderIntent, at: datetime) -> ChartMarker | None:
+    if intent.stop_loss is None:
+        return None
+    label = f"stop {intent.stop_loss:g}"
+    return ChartMarker(
+        time=at, kind="stop", side=intent.side, price=intent.stop_loss, label=label, ref_id=intent.order_id
+    )
+
+
+def _take_profit_marker(intent: OrderIntent, at: datetime) -> ChartMarker | None:
+    if intent.take_profit is None:
+        return None
+    label = f"target {intent.take_profit:g}"
+    return ChartMarker(
+        time=at, kind="take_profit", side=intent.side, price=intent.take_profit, label=label, ref_id=intent.order_id
+    )
+
+
+def _intent_markers(intent: OrderIntent, interval_seconds: int) -> list[ChartMarker]:
+    """An intent's entry, stop and take-profit (those it has), all at the bar the intent was created in."""
+    at = bucket(intent.created_time, interval_seconds)
+    marks = (_entry_marker(intent, at), _stop_marker(intent, at), _take_profit_marker(intent, at))
+    return [marker for marker in marks if marker is not None]
+
+
+def _fill_marker(fill: Execution, interval_seconds: int) -> ChartMarker:
+    return ChartMarker(
+        time=bucket(fill.exec_time, interval_seconds),
+        kind="fill",
+        side=fill.side,
+        price=fill.price,
+        label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}",
+        ref_id=fill.exec_id,
+    )
+
+
 def chart_markers(
     signal_records: Iterable[Signal],
     intents: Iterable[OrderIntent],
@@ -142,65 +197,10 @@ def chart_markers(
     interval_seconds: int,
 ) -> list[ChartMarker]:
     """Markers for signals, entries (with their stop and take-profit) and fills, in time order."""
-    markers: list[ChartMarker] = []
-    for signal in signal_records:
-        markers.append(
-            ChartMarker(
-                time=bucket(signal.created_time, interval_seconds),
-                kind="signal",
-                side=signal.side,
-                price=signal.entry,
-                label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}",
-                ref_id=signal.signal_id,
-            )
-        )
+    markers = [_signal_marker(signal, interval_seconds) for signal in signal_records]
     for intent in intents:
-        at = bucket(intent.created_time, interval_seconds)
-        price = intent.limit_price if intent.limit_price is not None else intent.stop_price
-        if price is not None:
-            markers.append(
-                ChartMarker(
-                    time=at,
-                    kind="entry",
-                    side=intent.side,
-                    price=price,
-                    label=f"entry {intent.side} {intent.quantity:g} @ {price:g}",
-                    ref_id=intent.order_id,
-                )
-            )
-        if intent.stop_loss is not None:
-            markers.append(
-                ChartMarker(
-                    time=at,
-                    kind="stop",
-                    side=intent.side,
-                    price=intent.stop_loss,
-                    label=f"stop {intent.stop_loss:g}",
-                    ref_id=intent.order_id,
-                )
-            )
-        if intent.take_profit is not None:
-            markers.append(
-                ChartMarker(
-                    time=at,
-                    kind="take_profit",
-                    side=intent.side,
-                    price=intent.take_profit,
-                    label=f"target {intent.take_profit:g}",
-                    ref_id=intent.order_id,
-                )
-            )
-    for fill in fills:
-        markers.append(
-            ChartMarker(
-                time=bucket(fill.exec_time, interval_seconds),
-                kind="fill",
-                side=fill.side,
-                price=fill.price,
-                label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}",
-                ref_id=fill.exec_id,
-            )
-        )
+        markers.extend(_intent_markers(intent, interval_seconds))
+    markers.extend(_fill_marker(fill, interval_seconds) for fill in fills)
     return sorted(markers, key=lambda marker: marker.time)
 
 
