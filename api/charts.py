@@ -6,18 +6,16 @@ Bars come from the ``bars_latest`` view: (symbol, start) identifies a bar across
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Query
 from pydantic import BaseModel, BeforeValidator
 
-from api.auth import Principal
-from api.errors import errors
 from api.models import SYMBOL_PATTERN
-from api.queries import fetch_records, micros
+from api.queries.common import fetch_records, micros
 from ibstream.contracts import Execution, OrderIntent, Signal, executions, order_intents, signals
 from ibstream.contracts.enums import Side
 from ibstream.warehouse import Warehouse
@@ -137,6 +135,61 @@ def list_bars(
     return BarSeries(symbol=symbol, interval_seconds=interval_seconds, bars=points)
 
 
+def _signal_marker(signal: Signal, interval_seconds: int) -> ChartMarker:
+    return ChartMarker(
+        time=bucket(signal.created_time, interval_seconds),
+        kind="signal",
+        side=signal.side,
+        price=signal.entry,
+        label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}",
+        ref_id=signal.signal_id,
+    )
+
+
+def _entry_marker(intent: OrderIntent, at: datetime) -> ChartMarker | None:
+    price = intent.limit_price if intent.limit_price is not None else intent.stop_price
+    if price is None:
+        return None
+    label = f"entry {intent.side} {intent.quantity:g} @ {price:g}"
+    return ChartMarker(time=at, kind="entry", side=intent.side, price=price, label=label, ref_id=intent.order_id)
+
+
+def _stop_marker(intent: OrderIntent, at: datetime) -> ChartMarker | None:
+    if intent.stop_loss is None:
+        return None
+    label = f"stop {intent.stop_loss:g}"
+    return ChartMarker(
+        time=at, kind="stop", side=intent.side, price=intent.stop_loss, label=label, ref_id=intent.order_id
+    )
+
+
+def _take_profit_marker(intent: OrderIntent, at: datetime) -> ChartMarker | None:
+    if intent.take_profit is None:
+        return None
+    label = f"target {intent.take_profit:g}"
+    return ChartMarker(
+        time=at, kind="take_profit", side=intent.side, price=intent.take_profit, label=label, ref_id=intent.order_id
+    )
+
+
+def _intent_markers(intent: OrderIntent, interval_seconds: int) -> list[ChartMarker]:
+    """An intent's entry, stop and take-profit (those it has), all at the bar the intent was created in."""
+    at = bucket(intent.created_time, interval_seconds)
+    marks = (_entry_marker(intent, at), _stop_marker(intent, at), _take_profit_marker(intent, at))
+    return [marker for marker in marks if marker is not None]
+
+
+def _fill_marker(fill: Execution, interval_seconds: int) -> ChartMarker:
+    return ChartMarker(
+        time=bucket(fill.exec_time, interval_seconds),
+        kind="fill",
+        side=fill.side,
+        price=fill.price,
+        label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}",
+        ref_id=fill.exec_id,
+    )
+
+
 def chart_markers(
     signal_records: Iterable[Signal],
     intents: Iterable[OrderIntent],
@@ -144,65 +197,10 @@ def chart_markers(
     interval_seconds: int,
 ) -> list[ChartMarker]:
     """Markers for signals, entries (with their stop and take-profit) and fills, in time order."""
-    markers: list[ChartMarker] = []
-    for signal in signal_records:
-        markers.append(
-            ChartMarker(
-                time=bucket(signal.created_time, interval_seconds),
-                kind="signal",
-                side=signal.side,
-                price=signal.entry,
-                label=f"{signal.strategy} {signal.side} {signal.confidence:.2f}",
-                ref_id=signal.signal_id,
-            )
-        )
+    markers = [_signal_marker(signal, interval_seconds) for signal in signal_records]
     for intent in intents:
-        at = bucket(intent.created_time, interval_seconds)
-        price = intent.limit_price if intent.limit_price is not None else intent.stop_price
-        if price is not None:
-            markers.append(
-                ChartMarker(
-                    time=at,
-                    kind="entry",
-                    side=intent.side,
-                    price=price,
-                    label=f"entry {intent.side} {intent.quantity:g} @ {price:g}",
-                    ref_id=intent.order_id,
-                )
-            )
-        if intent.stop_loss is not None:
-            markers.append(
-                ChartMarker(
-                    time=at,
-                    kind="stop",
-                    side=intent.side,
-                    price=intent.stop_loss,
-                    label=f"stop {intent.stop_loss:g}",
-                    ref_id=intent.order_id,
-                )
-            )
-        if intent.take_profit is not None:
-            markers.append(
-                ChartMarker(
-                    time=at,
-                    kind="take_profit",
-                    side=intent.side,
-                    price=intent.take_profit,
-                    label=f"target {intent.take_profit:g}",
-                    ref_id=intent.order_id,
-                )
-            )
-    for fill in fills:
-        markers.append(
-            ChartMarker(
-                time=bucket(fill.exec_time, interval_seconds),
-                kind="fill",
-                side=fill.side,
-                price=fill.price,
-                label=f"fill {fill.side} {fill.quantity:g} @ {fill.price:g}",
-                ref_id=fill.exec_id,
-            )
-        )
+        markers.extend(_intent_markers(intent, interval_seconds))
+    markers.extend(_fill_marker(fill, interval_seconds) for fill in fills)
     return sorted(markers, key=lambda marker: marker.time)
 
 
@@ -311,49 +309,3 @@ def chart_data(
         position=book.quantity,
         realized_pnl=book.realized,
     )
-
-
-def add_chart_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
-    """Register ``GET /v1/bars`` and ``GET /v1/chart`` (viewer)."""
-
-    @app.get(
-        "/v1/bars", response_model=BarSeries, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
-    )
-    def bars(
-        request: Request,
-        symbol: SymbolQuery,
-        since: SinceQuery = None,
-        until: UntilQuery = None,
-        interval: IntervalQuery = 5,
-        limit: LimitQuery = 720,
-    ) -> Any:
-        """The newest ``limit`` bars of a symbol in the window, oldest first, optionally aggregated."""
-        return list_bars(
-            request.app.state.warehouse,
-            symbol,
-            since=_utc(since),
-            until=_utc(until),
-            interval_seconds=interval,
-            limit=limit,
-        )
-
-    @app.get(
-        "/v1/chart", response_model=ChartData, tags=["market data"], responses=errors(), dependencies=[Depends(viewer)]
-    )
-    def chart(
-        request: Request,
-        symbol: SymbolQuery,
-        since: SinceQuery = None,
-        until: UntilQuery = None,
-        interval: IntervalQuery = 5,
-        limit: LimitQuery = 720,
-    ) -> Any:
-        """Bars with signals, entries, stops, take-profits and fills marked, and the session's P&L per bar."""
-        return chart_data(
-            request.app.state.warehouse,
-            symbol,
-            since=_utc(since),
-            until=_utc(until),
-            interval_seconds=interval,
-            limit=limit,
-        )

@@ -8,15 +8,12 @@ Agent0 circuit as orchestration's failed runs report it, and the kill switch in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 
-from api.auth import Principal
-from api.errors import errors
 from api.precheck import GLOBAL_TARGETS, kill_switch_commands, newest_records
 from ibstream.config import Settings
 from ibstream.contracts import (
@@ -270,19 +267,3 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
         kill_switch=switches,
         kill_switch_engaged=any(switch.engaged for switch in switches),
     )
-
-
-def add_pipeline_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
-    """Register ``GET /v1/health/pipeline`` (viewer)."""
-
-    @app.get(
-        "/v1/health/pipeline",
-        response_model=PipelineHealth,
-        tags=["health"],
-        responses=errors(),
-        dependencies=[Depends(viewer)],
-    )
-    def pipeline(request: Request) -> Any:
-        """IB connection, feed ages (stale highlighted), open gaps, consumer lag, dead letters, firing alerts,
-        Agent0's circuit and the kill switch, from the warehouse."""
-        return pipeline_health(request.app.state.warehouse, request.app.state.settings, datetime.now(UTC))

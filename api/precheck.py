@@ -8,17 +8,12 @@ exposure) are listed as deferred.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Request
 from pydantic import BaseModel
 
-from api.auth import Principal
-from api.errors import ApiError, errors
-from api.models import ID_PATTERN
-from api.queries import fetch_records, get_run
+from api.queries.common import fetch_records
 from ibstream import ids, risk
 from ibstream.contracts import (
     ControlCommand,
@@ -219,35 +214,3 @@ def kill_switch_commands(warehouse: Warehouse) -> list[ControlCommand]:
         "issued_time, _kafka_ts, _offset",
         "command_id",
     )
-
-
-def add_precheck_routes(app: FastAPI, viewer: Callable[..., Principal]) -> None:
-    """Register ``GET /v1/runs/{run_id}/precheck`` (viewer)."""
-
-    @app.get(
-        "/v1/runs/{run_id}/precheck",
-        response_model=Precheck,
-        tags=["runs"],
-        responses=errors(404, 409),
-        dependencies=[Depends(viewer)],
-    )
-    def precheck(
-        request: Request,
-        run_id: Annotated[str, Path(pattern=ID_PATTERN)],
-    ) -> Any:
-        """The gate's plan-dependent checks for the run's latest plan, evaluated now (409 ``no_plan`` before
-        Agent0 has planned)."""
-        warehouse: Warehouse = request.app.state.warehouse
-        run = get_run(warehouse, run_id)
-        if run.plan is None:
-            raise ApiError(409, "no_plan", f"run {run_id} has no plan yet")
-        return build_precheck(
-            run_id,
-            run.symbol,
-            run.plan,
-            PrecheckLimits.from_settings(request.app.state.settings),
-            quote=latest_quote(warehouse, run.symbol),
-            position_quantity=latest_position_quantity(warehouse, run.symbol),
-            kill_switch=kill_switch_for(run.symbol, kill_switch_commands(warehouse)),
-            now=datetime.now(UTC),
-        )

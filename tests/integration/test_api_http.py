@@ -18,7 +18,7 @@ from api.app import create_app
 from api.auth import Role, issue_token
 from api.limits import TokenBuckets
 from api.models import Fill
-from api.queries import signal_outcome
+from api.queries.signals import signal_outcome
 from ibstream.contracts import executions, order_events, risk_decisions, runs, signal_transitions, signals
 from ibstream.contracts.enums import ControlCommandKind, OrderLeg, RunState, Side
 from ibstream.warehouse import Warehouse
@@ -320,7 +320,7 @@ def test_internal_errors_hide_the_stack(api: Api, monkeypatch: pytest.MonkeyPatc
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals at line 42")
 
-    monkeypatch.setattr("api.queries.list_runs", boom)
+    monkeypatch.setattr("api.queries.runs.list_runs", boom)
     response = api.get("/v1/runs")
     assert response.status_code == 500
     assert response.json() == {"code": "internal_error", "message": "internal error; it has been logged"}
@@ -332,7 +332,7 @@ def test_warehouse_failure_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> 
     def down(*args: Any, **kwargs: Any) -> Any:
         raise WarehouseError("connection refused")
 
-    monkeypatch.setattr("api.queries.list_orders", down)
+    monkeypatch.setattr("api.queries.orders.list_orders", down)
     response = api.get("/v1/orders")
     assert response.status_code == 503 and response.json()["code"] == "warehouse_unavailable"
 

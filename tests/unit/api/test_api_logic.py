@@ -21,7 +21,10 @@ from api.cursor import decode_cursor, encode_cursor
 from api.errors import ApiError
 from api.limits import TokenBuckets
 from api.models import Fill
-from api.queries import SUMMARY_TERMS, micros, order_summary, reconciliation, run_detail, signal_outcome
+from api.queries.common import micros
+from api.queries.orders import SUMMARY_TERMS, order_summary, reconciliation
+from api.queries.runs import run_detail
+from api.queries.signals import signal_outcome
 from ibstream import cli
 from ibstream.config import load_settings
 from ibstream.contracts import OrchestrationRun, OrderEvent, OrderIntent, Plan, RiskDecision

@@ -1,0 +1,40 @@
+"""Request metrics: ``ibstream_api_requests_total`` by route template, method and status."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ibstream.telemetry import meter
+
+_requests = meter("api.http").create_counter(
+    "ibstream_api_requests_total", description="HTTP requests by route template, method and status"
+)
+
+
+class RequestMetricsMiddleware:
+    """Counts requests by route template, method and status.
+
+    Plain ASGI on purpose: Starlette's ``BaseHTTPMiddleware`` runs the app in a task group, which wraps errors
+    raised while reading the body (the 413 of the body limit) in an ExceptionGroup that FastAPI turns into a 400.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = ["500"]
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = str(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            # The router stores the matched route in the (shared) scope; its template keeps label cardinality low.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            _requests.add(1, {"route": template, "method": scope["method"], "status": status[0]})
