@@ -11,7 +11,7 @@ the fault actions in :mod:`ibsim.faults`, which the HTTP :mod:`ibsim.control` en
 from ibsim.config import DEFAULT_UNIVERSE, Instrument, SimConfig
 from ibsim.ledger import Position
 from ibsim.market import Bar, MarketGenerator, Quote
-from ibsim.matching import Execution, OrderSnapshot
+from ibsim.order_values import Execution, OrderSnapshot
 from ibsim.simulator import Simulator
 
 __all__ = [

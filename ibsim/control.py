@@ -19,7 +19,7 @@ from ibsim.config import SimConfig
 from ibsim.faults import Faults
 from ibsim.ledger import Position
 from ibsim.market import Bar
-from ibsim.matching import Execution, OrderSnapshot
+from ibsim.order_values import Execution, OrderSnapshot
 from ibstream.exceptions import IbstreamError
 
 log = logging.getLogger("ibsim.control")

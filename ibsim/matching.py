@@ -16,10 +16,34 @@ from typing import Protocol
 
 from ibsim.ledger import CommissionSchedule, Ledger, Position
 from ibsim.market import Quote
+from ibsim.order_values import (
+    TERMINAL,
+    Event,
+    Execution,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderRequest,
+    OrderSnapshot,
+    OrderUpdated,
+)
+
+__all__ = [
+    "SUPPORTED_ORDER_TYPES",
+    "TERMINAL",
+    "Event",
+    "Execution",
+    "MarketView",
+    "MatchingEngine",
+    "OrderCancelled",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderRequest",
+    "OrderSnapshot",
+    "OrderUpdated",
+]
 
 SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
-#: Statuses after which an order never changes again.
-TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 
 class MarketView(Protocol):
@@ -28,127 +52,6 @@ class MarketView(Protocol):
     def quote(self, symbol: str, t: float) -> Quote: ...
 
     def in_session(self, t: float) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
-    """A parsed ``placeOrder`` (only the fields ibsim acts on)."""
-
-    order_id: int
-    client_id: int
-    con_id: int
-    symbol: str
-    action: str
-    quantity: float
-    order_type: str
-    lmt_price: float | None = None
-    aux_price: float | None = None
-    tif: str = "DAY"
-    oca_group: str = ""
-    account: str = ""
-    order_ref: str = ""
-    transmit: bool = True
-    parent_id: int = 0
-    outside_rth: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """One fill, as reported by ``execDetails`` and ``commissionReport``."""
-
-    exec_id: str
-    order_id: int
-    client_id: int
-    perm_id: int
-    symbol: str
-    con_id: int
-    side: str  # BOT / SLD, as IB reports it
-    shares: float
-    price: float
-    time: float  # simulated epoch seconds
-    cum_qty: float
-    avg_price: float
-    order_ref: str
-    account: str
-    commission: float
-    #: ``None`` for opening trades (IB sends UNSET_DOUBLE there).
-    realized_pnl: float | None
-    exchange: str = "ISLAND"
-
-
-@dataclass(frozen=True, slots=True)
-class OrderSnapshot:
-    """Immutable view of an order at one moment; what tests and the control endpoint see."""
-
-    request: OrderRequest
-    perm_id: int
-    status: str
-    filled: float
-    remaining: float
-    avg_fill_price: float
-    last_fill_price: float
-    created_at: float
-    updated_at: float
-    executions: tuple[Execution, ...] = ()
-    why_held: str = ""
-    reject_code: int | None = None
-
-    @property
-    def order_id(self) -> int:
-        """IB order id (unique per client id)."""
-        return self.request.order_id
-
-    @property
-    def client_id(self) -> int:
-        """API client that placed the order."""
-        return self.request.client_id
-
-    @property
-    def order_ref(self) -> str:
-        """Caller's reference, echoed by IB in openOrder and execDetails."""
-        return self.request.order_ref
-
-    @property
-    def is_active(self) -> bool:
-        """Not yet in a terminal state."""
-        return self.status not in TERMINAL
-
-
-@dataclass(frozen=True, slots=True)
-class OrderUpdated:
-    """Order state changed (acknowledged, activated, modified): openOrder + orderStatus."""
-
-    order: OrderSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class OrderFilled:
-    """An execution happened: execDetails, orderStatus, openOrder, commissionReport."""
-
-    order: OrderSnapshot
-    execution: Execution
-
-
-@dataclass(frozen=True, slots=True)
-class OrderCancelled:
-    """Order cancelled (by the client or by OCA/bracket logic): orderStatus + error 202."""
-
-    order: OrderSnapshot
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRejected:
-    """Order refused: an IB error code for ``order_id``; ``order`` is set when it was recorded."""
-
-    client_id: int
-    order_id: int
-    code: int
-    message: str
-    order: OrderSnapshot | None = None
-
-
-Event = OrderUpdated | OrderFilled | OrderCancelled | OrderRejected
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ibsim import messages as m
 from ibsim.account import Account
 from ibsim.faults import Faults
 from ibsim.gateway import Gateway
-from ibsim.matching import (
+from ibsim.order_values import (
     Event,
     Execution,
     OrderCancelled,

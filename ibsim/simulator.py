@@ -20,7 +20,7 @@ from ibsim.control import ControlServer
 from ibsim.gateway import Gateway
 from ibsim.ledger import Position
 from ibsim.market import Bar, Quote
-from ibsim.matching import Execution, OrderSnapshot
+from ibsim.order_values import Execution, OrderSnapshot
 from ibsim.server import ApiServer
 
 log = logging.getLogger("ibsim")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import ibstream
 from ibstream.config import LOG_LEVELS, get_settings
@@ -216,6 +216,10 @@ def _commands_text() -> str:
     return "\n".join(lines).rstrip()
 
 
+#: The ``ibstream <command>`` subparsers; one ``_add_<command>`` adds each command and its options.
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ibstream",
@@ -230,7 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="<command>", help=argparse.SUPPRESS, prog="ibstream"
     )
+    for add in (
+        _add_stack,
+        _add_topics,
+        _add_run,
+        _add_sim,
+        _add_token,
+        _add_demo,
+        _add_chaos,
+        _add_uat,
+        _add_replay,
+        _add_audit,
+    ):
+        add(commands)
+    return parser
 
+
+def _add_stack(commands: _Commands) -> None:
     stack = commands.add_parser("stack", description=COMMANDS["stack"])
     stack.add_argument(
         "action",
@@ -241,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--registry", action="store_true", help="also start the Apicurio schema registry")
     stack.set_defaults(handler=_tool)
 
+
+def _add_topics(commands: _Commands) -> None:
     topics = commands.add_parser("topics", description=COMMANDS["topics"])
     topics.add_argument(
         "action",
@@ -250,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     topics.set_defaults(handler=_topics)
 
+
+def _add_run(commands: _Commands) -> None:
     run = commands.add_parser(
         "run",
         description=f"{COMMANDS['run']}\n\n" + "\n".join(f"  {n:<11}{line}" for n, line in SERVICES.items()),
@@ -260,10 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("rest", nargs=argparse.REMAINDER, metavar="...", help="the service's own options")
     run.set_defaults(handler=_run)
 
+
+def _add_sim(commands: _Commands) -> None:
     sim = commands.add_parser("sim", description=COMMANDS["sim"], add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(handler=_sim)
 
+
+def _add_token(commands: _Commands) -> None:
     token = commands.add_parser("token", description=COMMANDS["token"])
     token.add_argument(
         "--role",
@@ -279,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default=None, help="how long it is valid: 900 (seconds), 15m, 8h, 7d (default: 8h)")
     token.set_defaults(handler=_token)
 
+
+def _add_demo(commands: _Commands) -> None:
     demo = commands.add_parser("demo", description=COMMANDS["demo"])
     demo.add_argument(
         "--speed",
@@ -303,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-live", action="store_true", help="no live terminal view (logs only)")
     demo.set_defaults(handler=_tool)
 
+
+def _add_chaos(commands: _Commands) -> None:
     chaos = commands.add_parser("chaos", description=COMMANDS["chaos"])
     chaos.add_argument("--minutes", type=float, default=10.0, help="wall minutes of faults and load (default 10)")
     chaos.add_argument("--rate", type=float, default=2000.0, help="quotes per second across all symbols (default 2000)")
@@ -314,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--json", default="chaos-report.json", help="where the JSON report goes")
     chaos.set_defaults(handler=_tool)
 
+
+def _add_uat(commands: _Commands) -> None:
     uat = commands.add_parser("uat", description=COMMANDS["uat"])
     uat.add_argument("--verdict", action="store_true", help="print go/no-go from the recorded sessions")
     uat.add_argument(
@@ -329,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     uat.add_argument("--reports-dir", default=None, help="where reports go (default: STATE_DIR/uat)")
     uat.set_defaults(handler=_tool)
 
+
+def _add_replay(commands: _Commands) -> None:
     replay = commands.add_parser("replay", description=COMMANDS["replay"])
     replay.add_argument("--topic", required=True, help="topic name without the prefix, e.g. md.bars.5s.v1")
     replay.add_argument(
@@ -350,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=float, default=None, help="at most this many records per second")
     replay.set_defaults(handler=_tool)
 
+
+def _add_audit(commands: _Commands) -> None:
     audit = commands.add_parser(
         "audit",
         description=f"{COMMANDS['audit']}\n\n" + "\n".join(f"  {n:<21}{line}" for n, line in AUDIT_REPORTS.items()),
@@ -361,7 +399,6 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--order-id", default=None, help="the order to trace (order-trail)")
     audit.add_argument("--format", choices=["table", "csv", "json"], default="table", help="default: table")
     audit.set_defaults(handler=_audit)
-    return parser
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -232,25 +232,9 @@ def _add_risk(built: StreamsApp, settings: Settings) -> None:
     app.timer(SWEEP_SECONDS, name="risk-alerts")(risk_agents.kill_switch_alerts(context, view))
 
 
-def _add_orchestration(
-    built: StreamsApp,
-    settings: Settings,
-    planner: orchestration.Planner | None,
-    commands: orchestration_agents.CommandBus | None,
-) -> None:
-    """The router, the orchestration agent, its tables and its sweep.
-
-    Partitioning: signals arrive keyed by symbol, control by "family:target", decisions and order events by
-    order_id. The router re-keys every input of a run by the run's order_id (``orchestration.command_key``) onto
-    ``<prefix>orchestration-commands``; the orchestration agent consumes that topic, and its three tables use the
-    same partition count, so Faust's assignor gives one worker a run's commands together with the table partition
-    holding its state (table writes go to the changelog partition of the event being processed).
-    """
-    app, prefix = built.app, settings.kafka.topic_prefix
-    partitions = orchestration.COMMANDS_PARTITIONS
-    command_topic = _raw_topic(
-        app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True, retention=timedelta(days=7)
-    )
+def _orchestration_tables(built: StreamsApp, partitions: int) -> OrchestrationTables:
+    """The orchestration agent's three tables (runs, signals, orders), co-partitioned with its command topic."""
+    app = built.app
     tables = OrchestrationTables(
         runs=app.Table(
             "orchestration-runs", key_type=str, partitions=partitions, extra_topic_configs=CHANGELOG_CONFIGS
@@ -273,6 +257,29 @@ def _add_orchestration(
             "orchestration-orders": tables.orders,
         }
     )
+    return tables
+
+
+def _add_orchestration(
+    built: StreamsApp,
+    settings: Settings,
+    planner: orchestration.Planner | None,
+    commands: orchestration_agents.CommandBus | None,
+) -> None:
+    """The router, the orchestration agent, its tables and its sweep.
+
+    Partitioning: signals arrive keyed by symbol, control by "family:target", decisions and order events by
+    order_id. The router re-keys every input of a run by the run's order_id (``orchestration.command_key``) onto
+    ``<prefix>orchestration-commands``; the orchestration agent consumes that topic, and its three tables use the
+    same partition count, so Faust's assignor gives one worker a run's commands together with the table partition
+    holding its state (table writes go to the changelog partition of the event being processed).
+    """
+    app, prefix = built.app, settings.kafka.topic_prefix
+    partitions = orchestration.COMMANDS_PARTITIONS
+    command_topic = _raw_topic(
+        app, prefix + orchestration.COMMANDS_TOPIC, partitions, internal=True, retention=timedelta(days=7)
+    )
+    tables = _orchestration_tables(built, partitions)
     bus = commands if commands is not None else orchestration_agents.FaustCommandBus(command_topic)
     sources = {prefix + spec.name: spec for spec in ORCHESTRATION_SOURCES}
     source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

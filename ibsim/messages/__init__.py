@@ -15,6 +15,7 @@ from ibsim.messages.codes import (
     Out,
     Tick,
 )
+from ibsim.messages.order_responses import open_order
 from ibsim.messages.requests import (
     MAP_REQUEST_PARSER,
     ContractSpec,
@@ -62,7 +63,6 @@ from ibsim.messages.responses import (
     managed_accounts,
     market_data_type,
     next_valid_id,
-    open_order,
     open_order_end,
     order_status,
     portfolio_value,

@@ -11,8 +11,8 @@ import datetime as dt
 
 from ibsim.config import EXCHANGE_TZ, Instrument
 from ibsim.market import Bar
-from ibsim.matching import Execution, OrderSnapshot
 from ibsim.messages.codes import ERROR_TEXT, In, Tick
+from ibsim.order_values import Execution, OrderSnapshot
 from ibsim.wire import Field
 
 #: How TWS writes "no value" for doubles in messages that ibapi decodes without SHOW_UNSET.
@@ -210,136 +210,6 @@ def order_status(o: OrderSnapshot) -> list[Field]:
         o.client_id,
         o.why_held,
         0.0,
-    ]
-
-
-def open_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
-    """``openOrder`` for server 157 (>= ORDER_CONTAINER: no version), mirroring orderdecoder.py."""
-    req = o.request
-    unset = UNSET_DOUBLE_TEXT
-    return [
-        In.OPEN_ORDER,
-        req.order_id,
-        # contract (version >= 32 layout)
-        inst.con_id,
-        inst.symbol,
-        inst.sec_type,
-        "",
-        0.0,
-        "",
-        "",
-        "SMART",
-        inst.currency,
-        inst.symbol,
-        "NMS",
-        req.action,
-        float(req.quantity),
-        req.order_type,
-        req.lmt_price,
-        req.aux_price,
-        req.tif,
-        req.oca_group,
-        req.account or account,
-        "",
-        0,
-        req.order_ref,
-        req.client_id,
-        o.perm_id,
-        req.outside_rth,
-        False,  # outsideRth, hidden
-        0.0,
-        "",  # discretionaryAmt, goodAfterTime
-        "",  # deprecated sharesAllocation
-        "",
-        "",
-        "",
-        "",  # faGroup, faMethod, faPercentage, faProfile
-        "",  # modelCode
-        "",  # goodTillDate
-        "",
-        None,
-        "",  # rule80A, percentOffset, settlingFirm
-        0,
-        "",
-        -1,  # shortSaleSlot, designatedLocation, exemptCode
-        0,  # auctionStrategy
-        None,
-        None,
-        None,  # startingPrice, stockRefPrice, delta
-        None,
-        None,  # stockRangeLower, stockRangeUpper
-        0,
-        False,
-        False,
-        False,  # displaySize, blockOrder, sweepToFill, allOrNone
-        None,
-        0,
-        False,
-        False,
-        None,  # minQty, ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
-        req.parent_id,
-        0,  # parentId, triggerMethod
-        None,
-        None,
-        "",
-        None,  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
-        False,
-        None,  # continuousUpdate, referencePriceType
-        None,
-        None,  # trailStopPrice, trailingPercent
-        None,
-        None,  # basisPoints, basisPointsType
-        "",
-        0,
-        0,  # comboLegsDescrip, comboLegs count, orderComboLegs count
-        0,  # smartComboRoutingParams count
-        None,
-        None,
-        None,  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
-        "",  # hedgeType
-        False,  # optOutSmartRouting
-        "",
-        "",  # clearingAccount, clearingIntent
-        False,  # notHeld
-        False,  # deltaNeutralContract present
-        "",  # algoStrategy
-        False,  # solicited
-        False,
-        o.status,  # whatIf, orderState.status
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",  # margin before/change (server >= 142)
-        "",
-        "",
-        "",  # margin after
-        None,
-        None,
-        None,
-        "",
-        "",  # commission, min, max, commissionCurrency, warningText
-        False,
-        False,  # randomizeSize, randomizePrice
-        0,  # conditions count
-        "",
-        unset,
-        unset,
-        unset,
-        unset,
-        unset,
-        unset,
-        0,  # adjusted order params
-        "",
-        "",
-        "",  # softDollarTier name, value, displayName
-        unset,  # cashQty
-        # dontUseAutoPriceForHedge, isOmsContainer, discretionaryUpToLimitPrice, usePriceMgmtAlgo
-        False,
-        False,
-        False,
-        False,
     ]
 
 

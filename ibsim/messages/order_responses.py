@@ -1,0 +1,177 @@
+"""``openOrder`` (server -> client) at server version 157 (pure), one helper per field group in wire order.
+
+It mirrors ibapi 9.81's ``orderdecoder.py`` field by field, like the other encoders in :mod:`ibsim.messages.responses`.
+"""
+
+from __future__ import annotations
+
+from ibsim.config import Instrument
+from ibsim.messages.codes import In
+from ibsim.messages.responses import UNSET_DOUBLE_TEXT
+from ibsim.order_values import OrderSnapshot
+from ibsim.wire import Field
+
+
+def open_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
+    """``openOrder`` for server 157 (>= ORDER_CONTAINER: no version), mirroring orderdecoder.py."""
+    return [
+        In.OPEN_ORDER,
+        o.request.order_id,
+        *_open_order_contract(inst),
+        *_open_order_terms(o, account),
+        *_open_order_extras(o),
+        *_open_order_state(o),
+        *_open_order_tail(),
+    ]
+
+
+def _open_order_contract(inst: Instrument) -> list[Field]:
+    """openOrder's contract (version >= 32 layout): conId through tradingClass."""
+    return [
+        inst.con_id,
+        inst.symbol,
+        inst.sec_type,
+        "",
+        0.0,
+        "",
+        "",
+        "SMART",
+        inst.currency,
+        inst.symbol,
+        "NMS",
+    ]
+
+
+def _open_order_terms(o: OrderSnapshot, account: str) -> list[Field]:
+    """openOrder's order terms: action through goodTillDate."""
+    req = o.request
+    return [
+        req.action,
+        float(req.quantity),
+        req.order_type,
+        req.lmt_price,
+        req.aux_price,
+        req.tif,
+        req.oca_group,
+        req.account or account,
+        "",
+        0,
+        req.order_ref,
+        req.client_id,
+        o.perm_id,
+        req.outside_rth,
+        False,  # outsideRth, hidden
+        0.0,
+        "",  # discretionaryAmt, goodAfterTime
+        "",  # deprecated sharesAllocation
+        "",
+        "",
+        "",
+        "",  # faGroup, faMethod, faPercentage, faProfile
+        "",  # modelCode
+        "",  # goodTillDate
+    ]
+
+
+def _open_order_extras(o: OrderSnapshot) -> list[Field]:
+    """openOrder's advanced order fields ibsim leaves unset (but parentId): rule80A through solicited."""
+    req = o.request
+    return [
+        "",
+        None,
+        "",  # rule80A, percentOffset, settlingFirm
+        0,
+        "",
+        -1,  # shortSaleSlot, designatedLocation, exemptCode
+        0,  # auctionStrategy
+        None,
+        None,
+        None,  # startingPrice, stockRefPrice, delta
+        None,
+        None,  # stockRangeLower, stockRangeUpper
+        0,
+        False,
+        False,
+        False,  # displaySize, blockOrder, sweepToFill, allOrNone
+        None,
+        0,
+        False,
+        False,
+        None,  # minQty, ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
+        req.parent_id,
+        0,  # parentId, triggerMethod
+        None,
+        None,
+        "",
+        None,  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
+        False,
+        None,  # continuousUpdate, referencePriceType
+        None,
+        None,  # trailStopPrice, trailingPercent
+        None,
+        None,  # basisPoints, basisPointsType
+        "",
+        0,
+        0,  # comboLegsDescrip, comboLegs count, orderComboLegs count
+        0,  # smartComboRoutingParams count
+        None,
+        None,
+        None,  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
+        "",  # hedgeType
+        False,  # optOutSmartRouting
+        "",
+        "",  # clearingAccount, clearingIntent
+        False,  # notHeld
+        False,  # deltaNeutralContract present
+        "",  # algoStrategy
+        False,  # solicited
+    ]
+
+
+def _open_order_state(o: OrderSnapshot) -> list[Field]:
+    """openOrder's whatIf and order state: status, margins, commission, warningText."""
+    return [
+        False,
+        o.status,  # whatIf, orderState.status
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",  # margin before/change (server >= 142)
+        "",
+        "",
+        "",  # margin after
+        None,
+        None,
+        None,
+        "",
+        "",  # commission, min, max, commissionCurrency, warningText
+    ]
+
+
+def _open_order_tail() -> list[Field]:
+    """openOrder's last fields: randomizeSize through usePriceMgmtAlgo."""
+    unset = UNSET_DOUBLE_TEXT
+    return [
+        False,
+        False,  # randomizeSize, randomizePrice
+        0,  # conditions count
+        "",
+        unset,
+        unset,
+        unset,
+        unset,
+        unset,
+        unset,
+        0,  # adjusted order params
+        "",
+        "",
+        "",  # softDollarTier name, value, displayName
+        unset,  # cashQty
+        # dontUseAutoPriceForHedge, isOmsContainer, discretionaryUpToLimitPrice, usePriceMgmtAlgo
+        False,
+        False,
+        False,
+        False,
+    ]
