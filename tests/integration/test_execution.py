@@ -276,6 +276,41 @@ def test_kill_switch_cancels_open_orders_within_a_second(run_executor: Callable[
     ops.close()
 
 
+def test_kill_switch_keeps_the_stop_and_target_of_a_filled_bracket(run_executor: Callable[..., Running]) -> None:
+    running = run_executor()
+    price = running.sim.quote("MSFT").ask
+    # A filled entry: its stop (10% under) and target (10% over) stay working at ibsim.
+    held = routed("MSFT", Side.BUY, 5, stop_loss=round(price * 0.90, 2), take_profit=round(price * 1.10, 2))
+    # A resting entry (20% under the market) with its own bracket: the kill switch cancels it, children included.
+    bid = running.sim.quote("MSFT").bid
+    resting = routed(
+        "MSFT",
+        Side.BUY,
+        5,
+        order_type=OrderType.LMT,
+        limit_price=round(bid * 0.8, 2),
+        stop_loss=round(bid * 0.7, 2),
+        take_profit=round(bid * 0.9, 2),
+    )
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, held, resting)
+    events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, held.order_id)
+            and OrderStatus.ACKNOWLEDGED in statuses(es, held.order_id, OrderLeg.STOP_LOSS)
+            and OrderStatus.ACKNOWLEDGED in statuses(es, resting.order_id)
+        )
+    )
+
+    send(running.settings, kill_switch(True))
+    wait_for(lambda: {o.status for o in running.ib_orders(resting.order_id)} == {"Cancelled"}, timeout=5)
+    time.sleep(1.0)  # any cancel of the held bracket's legs would have reached ibsim by now
+    legs = sorted(running.ib_orders(held.order_id), key=lambda o: o.order_id)
+    assert [o.status for o in legs] == ["Filled", "Submitted", "Submitted"], [(o.order_id, o.status) for o in legs]
+    assert {p.symbol: p.quantity for p in running.sim.positions()} == {"MSFT": 5}
+    events.close()
+
+
 def test_kill_switch_engaged_while_down_is_honoured_at_startup(
     run_executor: Callable[..., Running], settings: Settings
 ) -> None:

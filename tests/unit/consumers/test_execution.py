@@ -32,8 +32,8 @@ from consumers.execution.reconciliation import (
 from consumers.execution.service import Executor
 from consumers.execution.state import Book, execution_record
 from ibstream.config import load_settings
-from ibstream.contracts import Alert, Execution, OrderEvent, RoutedOrder
-from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.contracts import Alert, ControlCommand, Execution, OrderEvent, RoutedOrder
+from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
 from ibstream.ib import events
 from ibstream.ib.codes import classify
 from ibstream.ib.connection import may_trade
@@ -469,3 +469,40 @@ def test_journal_lock_keeps_a_second_executor_out(tmp_path: Path) -> None:
     Journal(tmp_path, 22).open().close()  # another client id is another executor
     first.close()
     Journal(tmp_path, 21).open().close()
+
+
+def test_kill_switch_cancels_entries_and_keeps_the_protective_legs_of_filled_ones(tmp_path: Path) -> None:
+    book = bracket_book("working", S.ACKNOWLEDGED)  # IB ids 1-3: an unfilled entry and its children
+    book.register(
+        "filled",
+        "AAPL",
+        Side.BUY,
+        [(OrderLeg.PARENT, 4, 10), (OrderLeg.STOP_LOSS, 5, 10), (OrderLeg.TAKE_PROFIT, 6, 10)],
+    )
+    book.report("filled", OrderLeg.PARENT, S.FILLED, filled=10, now=NOW)
+    for leg in (OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT):
+        book.report("filled", leg, S.ACKNOWLEDGED, now=NOW)
+    book.register("partly", "AAPL", Side.BUY, [(OrderLeg.PARENT, 7, 10), (OrderLeg.STOP_LOSS, 8, 10)])
+    book.report("partly", OrderLeg.PARENT, S.PARTIALLY_FILLED, filled=4, now=NOW)
+    book.report("partly", OrderLeg.STOP_LOSS, S.ACKNOWLEDGED, now=NOW)
+    book.register("stray", "AAPL", Side.BUY, [(OrderLeg.PARENT, 9, 10), (OrderLeg.STOP_LOSS, 10, 10)])
+    book.report("stray", OrderLeg.PARENT, S.CANCELLED, now=NOW)  # ended unfilled: its child protects nothing
+    book.report("stray", OrderLeg.STOP_LOSS, S.ACKNOWLEDGED, now=NOW)
+    executor, session = reconciling_executor(tmp_path, book)
+
+    executor.kill_switch.switches["AAPL"] = ControlCommand(
+        command_id="k1",
+        command=ControlCommandKind.KILL_SWITCH_ON,
+        target="AAPL",
+        reason="test",
+        actor="pytest",
+        parameters={},
+        issued_time=NOW,
+    )
+    executor.kill_switch.cancel_scope("AAPL")
+
+    # Entries go (a parent's cancel takes its children at IB); the filled bracket's stop and target stay.
+    assert sorted(session.cancelled) == [1, 7, 10]
+    alerts = [r for _, r, _ in executor._outbox if isinstance(r, Alert)]
+    assert [(a.kind, a.severity.value) for a in alerts] == [("kill_switch_unprotected", "critical")]
+    assert "partly" in alerts[0].message
