@@ -268,6 +268,17 @@ class Demo:
             print(f"stopped the Kafka broker this demo started on {self.started_stack.bootstrap}")
         self.started_stack = None
 
+    #: How long each deployable may take to answer its health check at startup.
+    startup_timeout = 90.0
+
+    def sim_args(self) -> list[str]:
+        """ibsim options beyond port, speed, start and symbols (a campaign adds its seed and tick rate)."""
+        return []
+
+    def execution_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The execution process's environment at its first start (a campaign adds its hooks)."""
+        return env
+
     def start_processes(self) -> None:
         env = self.env()
         start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
@@ -284,25 +295,32 @@ class Demo:
             start,
             "--symbols",
             *self.config.symbols,
+            *self.sim_args(),
             env=env,
             health_url=f"{self.control}/health",
         )
         self.group.wait_healthy("ibsim", 30)
         self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
-        self.group.ibstream(
-            "agent0", "run", "agent0", env=env, health_url=f"http://127.0.0.1:{self.ports['agent0']}/health"
-        )
-        self.group.ibstream(
-            "streams", "run", "streams", env=env, health_url=f"http://127.0.0.1:{self.ports['streams']}/health"
-        )
-        self.group.ibstream(
-            "execution", "run", "execution", env=env, health_url=f"http://127.0.0.1:{self.ports['execution']}/health"
-        )
+        for name in ("agent0", "streams", "execution"):
+            self.group.ibstream(
+                name,
+                "run",
+                name,
+                env=self.execution_env(env) if name == "execution" else env,
+                health_url=f"http://127.0.0.1:{self.ports[name]}/health",
+            )
+        # Everything downstream is healthy before the producer starts: no order routes (nor a campaign's first-start
+        # crash hook fires) while startup still waits for a slow API on a loaded machine.
+        for name in ("api", "agent0", "streams", "execution"):
+            self.group.wait_healthy(name, self.startup_timeout)
         self.group.ibstream(
             "producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{self.ports['producer']}/health"
         )
-        for name in ("api", "agent0", "streams", "execution", "producer"):
-            self.group.wait_healthy(name, 90)
+        self.group.wait_healthy("producer", self.startup_timeout)
+        self.on_started()
+
+    def on_started(self) -> None:
+        """Every deployable is up: tell the user where the console is."""
         self.note("all deployables up")
         token_file = self.directory / "trader.token"
         token_file.write_text(self._token("trader") + "\n")

@@ -20,7 +20,6 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ibstream.config import PROJECT_ROOT, Settings
 from ibstream.exceptions import IbstreamError
@@ -266,19 +265,12 @@ class KafkaStack:
         raise StackError(f"the Kafka broker did not answer within {timeout:.0f}s; see {self.log_file}")
 
     def _answers_metadata(self) -> bool:
-        if not port_open(self.host, self.port):
-            return False
         # Imported here so `stack status` works without loading librdkafka.
-        from confluent_kafka.admin import AdminClient
+        from ibstream.kafka.clients import broker_answers
 
-        from ibstream.kafka.clients import librdkafka_log
-
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": librdkafka_log()}
-        try:
-            metadata = AdminClient(config).list_topics(timeout=3)
-        except Exception:
-            return False
-        return bool(metadata.brokers)
+        # This broker is plaintext on loopback: the configured client settings (SASL for production) do not apply.
+        local = self.settings.with_overrides(kafka_bootstrap_servers=self.bootstrap, kafka_client_config={})
+        return broker_answers(local)
 
     def down(self, timeout: float = 30.0) -> bool:
         """Stop the broker this stack started (graceful, then forced). False if none was running."""

@@ -123,55 +123,22 @@ class ChaosDemo(Demo):
             "IBSTREAM_IB_RECONNECT_BASE_SECONDS": "0.2",
         }
 
-    def start_processes(self) -> None:
-        env = self.env()
-        start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
-        self.group.ibstream(
-            "ibsim",
-            "sim",
-            "--port",
-            str(self.ports["sim"]),
-            "--control-port",
-            str(self.ports["control"]),
-            "--speed",
-            str(self.config.speed),
-            "--start",
-            start,
-            "--symbols",
-            *self.config.symbols,
+    startup_timeout = 120.0
+
+    def sim_args(self) -> list[str]:
+        return [
             "--seed",
             str(self.chaos.seed),
             "--tick-interval",
             f"{self.chaos.tick_interval:.6f}",
             "--log-level",
             "INFO",
-            env=env,
-            health_url=f"{self.control}/health",
-        )
-        self.group.wait_healthy("ibsim", 30)
-        self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
-        self.group.ibstream(
-            "agent0", "run", "agent0", env=env, health_url=f"http://127.0.0.1:{self.ports['agent0']}/health"
-        )
-        self.group.ibstream(
-            "streams", "run", "streams", env=env, health_url=f"http://127.0.0.1:{self.ports['streams']}/health"
-        )
-        execution_env = {**env, **self.chaos.execution_env, **self.chaos.execution_first_start_env}
-        self.group.ibstream(
-            "execution",
-            "run",
-            "execution",
-            env=execution_env,
-            health_url=f"http://127.0.0.1:{self.ports['execution']}/health",
-        )
-        # Everything downstream is healthy before the producer starts: no order can route (and a first-start crash
-        # hook fire) while this is still waiting for a slow API on a loaded machine.
-        for name in ("api", "agent0", "streams", "execution"):
-            self.group.wait_healthy(name, 120)
-        self.group.ibstream(
-            "producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{self.ports['producer']}/health"
-        )
-        self.group.wait_healthy("producer", 120)
+        ]
+
+    def execution_env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, **self.chaos.execution_env, **self.chaos.execution_first_start_env}
+
+    def on_started(self) -> None:
         # First-start-only hooks (e.g. a crash point) must not follow the process into its restarts.
         for key in self.chaos.execution_first_start_env:
             self.group.processes["execution"].env.pop(key, None)
