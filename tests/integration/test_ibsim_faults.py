@@ -102,7 +102,9 @@ def test_drop_connections_fills_while_disconnected_and_backfill(sim_factory: Sim
     q = sim.quote("AAPL")
     c.placeOrder(oid, stock("AAPL"), lmt("SELL", 10, round(q.last - 0.05, 2), ref="while-away"))
     c.placeOrder(oid + 1, stock("AAPL"), lmt("BUY", 10, round(q.bid - 100, 2), ref="never"))
-    c.wait_event("openOrder", count=2)
+    # both orders acknowledged before the drop: the first alone can send two openOrders (ack, fill), and counting
+    # messages let the drop race the second placeOrder (then never read by the gateway)
+    c.wait_for(lambda: {e[3].orderRef for e in c.of("openOrder")} >= {"while-away", "never"})
     assert sim.drop_connections() == 1
     c.wait_event("connectionClosed")
     last_seen = c.of("realtimeBar", 1)[-1][2]
