@@ -7,6 +7,7 @@ several records are declared once in `avro/include/` and mirrored once (see ``or
 from __future__ import annotations
 
 from ibstream.contracts import (
+    account_states,
     alerts,
     bars,
     control,
@@ -24,6 +25,7 @@ from ibstream.contracts import (
     signal_transitions,
     signals,
 )
+from ibstream.contracts.account_states import AccountState
 from ibstream.contracts.alerts import Alert
 from ibstream.contracts.bars import Bar
 from ibstream.contracts.base import Record, TopicSpec, UtcDatetime, utc_now
@@ -58,6 +60,7 @@ TOPICS: tuple[TopicSpec[Record], ...] = (
     order_events.TOPIC,
     executions.TOPIC,
     positions.TOPIC,
+    account_states.TOPIC,
     alerts.TOPIC,
     control.TOPIC,
 )  # type: ignore[assignment]  # TopicSpec is invariant in its record type; the tuple is read-only.
@@ -69,6 +72,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), Dea
 INCLUDE_TYPES: tuple[type[Record], ...] = (OrderTerms,)
 
 __all__ = [
+    "AccountState",
     "INCLUDE_TYPES",
     "RECORD_TYPES",
     "TERM_FIELDS",
