@@ -145,6 +145,11 @@ class Faults:
         """Toggle the account's live market-data subscription (affects new requests)."""
         self.gw.live_entitled = entitled
 
+    def halt_trading(self, halted: bool) -> None:
+        """A trading halt (on) or its end (off): orders are still accepted and cancelled, but nothing trades
+        while halted, and the halted seconds are never matched afterwards."""
+        self.gw.engine.halted = halted
+
     def advance_clock(self, seconds: float) -> None:
         """Jump simulated time forward (e.g. to the next open); bars in between are generated."""
         self.gw.clock.advance(seconds)

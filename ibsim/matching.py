@@ -115,6 +115,8 @@ class MatchingEngine:
         self._executions: list[Execution] = []
         self.ledger = Ledger(initial_cash)
         self._last_second: int | None = None
+        #: A trading halt: orders are accepted and cancelled, nothing trades (the market goes on without us).
+        self.halted = False
 
     # -- order entry -------------------------------------------------------------------------------
 
@@ -205,6 +207,8 @@ class MatchingEngine:
         second = int(now)
         last = self._last_second
         self._last_second = second
+        if self.halted:
+            return []  # the halted seconds pass without trading; none is matched later
         if not any(o.status not in TERMINAL and o.status != "PendingSubmit" for o in self._sequence):
             return []
         start = second if last is None else last + 1
@@ -218,7 +222,7 @@ class MatchingEngine:
 
     def _match_second(self, s: int, only: list[_Order] | None = None) -> list[Event]:
         events: list[Event] = []
-        if not self._market.in_session(s):
+        if self.halted or not self._market.in_session(s):
             return events
         candidates = only if only is not None else list(self._sequence)
         for o in candidates:

@@ -296,6 +296,11 @@ class Simulator:
         """Jump simulated time forward (e.g. to the next open); bars in between are generated."""
         self._call(lambda: self.faults.advance_clock(seconds))
 
+    def halt_trading(self, halted: bool = True) -> None:
+        """A trading halt: orders are accepted and cancelled, nothing trades until it ends (e.g. to freeze the book
+        while a checker reads it)."""
+        self._call(lambda: self.faults.halt_trading(halted))
+
     def clear_faults(self) -> None:
         """Undo stalls, pending rejections and lost transmits, delays and farm/outage flags (not refusals)."""
         self._call(self.faults.clear)

@@ -14,6 +14,7 @@ from ibsim.cli import build_parser, config_from_args
 from ibstream.config import load_settings
 from ibstream.contracts import (
     TOPICS,
+    Alert,
     Bar,
     Execution,
     Gap,
@@ -22,6 +23,7 @@ from ibstream.contracts import (
     Position,
     RiskDecision,
     RoutedOrder,
+    alerts,
     bars,
     executions,
     gaps,
@@ -32,12 +34,14 @@ from ibstream.contracts import (
     routed_orders,
 )
 from ibstream.contracts.enums import (
+    AlertState,
     ExecutionSource,
     GapState,
     MarketDataSource,
     OrderLeg,
     OrderStatus,
     OrderType,
+    Severity,
     Side,
 )
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
@@ -202,9 +206,44 @@ def _violations(checker: Checker) -> dict[str, list[str]]:
     return found
 
 
+def _ib_stop(ib_id: int, parent_id: int, quantity: float, status: str = "Submitted") -> dict[str, Any]:
+    """The protective stop of a filled long AAPL entry, as ibsim's control endpoint lists it."""
+    request = {"parent_id": parent_id, "order_type": "STP", "symbol": "AAPL", "action": "SELL", "quantity": quantity}
+    return {"order_id": ib_id, "status": status, "remaining": quantity, "request": request}
+
+
 def test_a_consistent_world_has_no_violation() -> None:
-    checker, _ = _world([_ib_order(7)], [{"symbol": "AAPL", "quantity": 10.0}])
+    checker, _ = _world([_ib_order(7), _ib_stop(8, 7, 10)], [{"symbol": "AAPL", "quantity": 10.0}])
     assert _violations(checker) == {}
+
+
+@pytest.mark.parametrize(
+    ("stops", "covered"),
+    [([], 0), ([_ib_stop(8, 7, 4)], 4), ([_ib_stop(8, 7, 10, "Cancelled")], 0)],
+    ids=["no_stop", "a_stop_for_part", "a_cancelled_stop"],
+)
+def test_an_open_position_without_its_working_stop_is_reported(stops: list[dict[str, Any]], covered: float) -> None:
+    checker, _ = _world([_ib_order(7), *stops], [{"symbol": "AAPL", "quantity": 10.0}])
+    assert _violations(checker)["open_positions_keep_their_stops"] == [
+        f"AAPL: position 10 at ibsim, working stops cover {covered:g}"
+    ]
+
+
+def test_an_unprotected_position_execution_alerted_on_is_not_a_violation() -> None:
+    checker, _ = _world([_ib_order(7)], [{"symbol": "AAPL", "quantity": 10.0}])
+    alert = Alert(
+        alert_id="a1",
+        kind="kill_switch_unprotected",
+        severity=Severity.CRITICAL,
+        state=AlertState.FIRING,
+        component="execution",
+        symbol="AAPL",
+        message="flatten or protect this position",
+        details={"symbol": "AAPL"},
+        time=T0,
+    )
+    checker.raw[alerts.TOPIC.name] = _raw(alerts.TOPIC, [alert])
+    assert "open_positions_keep_their_stops" not in _violations(checker)
 
 
 def test_a_duplicate_order_at_ibsim_is_reported_with_its_order_id() -> None:

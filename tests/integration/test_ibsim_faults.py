@@ -247,6 +247,24 @@ def test_delayed_acks_and_fills(sim_factory: SimF, ibapi_factory: ClientF) -> No
     assert time.monotonic() - t1 >= 0.55
 
 
+def test_trading_halt_accepts_orders_and_trades_nothing_until_it_ends(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 13)
+    oid = c.of("nextValidId")[0][1]
+    sim.halt_trading(True)
+    c.placeOrder(oid, stock("AAPL"), mkt("BUY", 5, "halted"))
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Submitted"])
+    time.sleep(0.5)  # half a simulated minute of market: a marketable order would have filled at once
+    barrier(c)
+    assert c.of("execDetails") == [] and [o.filled for o in sim.orders()] == [0]
+    sim.halt_trading(False)
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"])
+    [fill] = sim.executions()
+    assert fill.time >= sim.orders()[0].created_at + 20  # traded after the halt, never back-dated into it
+
+
 def test_historical_pacing_violations_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory()
     c = ibapi_factory(sim, 7)

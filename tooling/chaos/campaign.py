@@ -45,6 +45,11 @@ RECOVERY_TIMEOUT = 60.0
 IB_TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 
+def working_entry(order: dict[str, Any]) -> bool:
+    """An ibsim order (control endpoint JSON) that is an entry — no parent — and can still trade."""
+    return order.get("status") not in IB_TERMINAL and not int((order.get("request") or {}).get("parent_id") or 0)
+
+
 @dataclass
 class ChaosConfig:
     minutes: float = 10.0
@@ -528,34 +533,36 @@ class Campaign:
         return False
 
     def quiesce_orders(self, timeout: float = 30.0) -> None:
-        """Freeze the order book before the check: the global kill switch (through the API, as an operator would)
-        makes execution cancel every working order, so nothing fills at ibsim after execution stops and ibsim's
-        positions and statuses stay comparable with our records."""
+        """Freeze the order book before the check. A trading halt at ibsim first: nothing fills from then on, so
+        ibsim's positions stay comparable with our records while the checker reads them. Then the global kill switch
+        (through the API, as an operator would): execution cancels every working entry and keeps the protective
+        legs of filled entries working — the checker verifies that every open position still has its stop."""
         assert self.demo is not None
         demo = self.demo
         try:
+            post_json(f"{demo.control}/market/halt", {"halted": True})
             post_json(
                 f"{demo.api}/v1/control/kill-switch",
                 {"state": "on", "reason": "chaos campaign ends: freeze the book", "target": "global"},
                 demo._token("admin"),
             )
         except Exception as error:
-            self.log(f"chaos: kill switch failed: {error}")
+            self.log(f"chaos: trading halt or kill switch failed: {error}")
             return
         # Execution first works off its backlog of routed orders (under the kill switch it rejects them locally, so
         # each still gets its recorded end state); its group commits inside its transactions.
         routed = routed_orders.TOPIC.name
         group = f"{demo.prefix}ibstream-execution"
         deadline = time.monotonic() + timeout
-        active: list[Any] = []
+        entries: list[Any] = []
         while time.monotonic() < deadline:
             high, done = self._high_sum(routed), self._committed_sum(routed, group)
-            active = [o for o in get_json(f"{demo.control}/orders") if o.get("status") not in IB_TERMINAL]
-            if high is not None and done is not None and done >= high - 1 and not active:
+            entries = [o for o in get_json(f"{demo.control}/orders") if working_entry(o)]
+            if high is not None and done is not None and done >= high - 1 and not entries:
                 time.sleep(3.0)  # let execution record the last cancels before it stops
                 return
             time.sleep(0.5)
-        self.log(f"chaos: execution backlog or {len(active)} working orders left after the kill switch")
+        self.log(f"chaos: execution backlog or {len(entries)} working entries left after the kill switch")
 
     def finish(self) -> tuple[list[InvariantResult], dict[str, int], float]:
         assert self.demo is not None and self.stack is not None

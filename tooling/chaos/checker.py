@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from ibstream.config import Settings
 from ibstream.contracts import (
     TOPICS,
+    Alert,
     Bar,
     DeadLetter,
     Execution,
@@ -32,6 +33,7 @@ from ibstream.contracts import (
     RiskDecision,
     RoutedOrder,
     TopicSpec,
+    alerts,
     bars,
     executions,
     gaps,
@@ -59,6 +61,41 @@ AGREES: dict[str, set[OrderStatus]] = {
     "PendingCancel": WORKING | {OrderStatus.CANCELLED},
 }
 QTY_EPSILON = 1e-6
+#: ibsim (IB) order types that protect a position against an adverse move.
+PROTECTIVE_TYPES = frozenset({"STP", "STP LMT", "TRAIL", "TRAIL LIMIT"})
+#: ibsim (IB) statuses of an order that still protects: working, or held until its parent fills.
+PROTECTING = frozenset({"Submitted", "PreSubmitted", "PendingSubmit"})
+
+
+def protected_quantity(symbol: str, position: float, truth_orders: Iterable[dict[str, Any]]) -> float:
+    """Shares of ``position`` in ``symbol`` covered by working protective orders on the closing side at ibsim."""
+    closing = "SELL" if position > 0 else "BUY"
+    covered = 0.0
+    for order in truth_orders:
+        request = order.get("request") or {}
+        if (
+            request.get("symbol") == symbol
+            and request.get("action") == closing
+            and request.get("order_type") in PROTECTIVE_TYPES
+            and order.get("status") in PROTECTING
+        ):
+            covered += float(order.get("remaining") or 0.0)
+    return covered
+
+
+def unprotected_positions(
+    truth_positions: Iterable[dict[str, Any]], truth_orders: list[dict[str, Any]]
+) -> dict[str, tuple[float, float]]:
+    """Symbol → (position, protected shares) for every open position at ibsim that its stops do not fully cover."""
+    out: dict[str, tuple[float, float]] = {}
+    for position in truth_positions:
+        symbol, quantity = str(position["symbol"]), float(position["quantity"])
+        if abs(quantity) <= QTY_EPSILON:
+            continue
+        covered = protected_quantity(symbol, quantity, truth_orders)
+        if covered < abs(quantity) - QTY_EPSILON:
+            out[symbol] = (quantity, covered)
+    return out
 
 
 @dataclass(frozen=True)
@@ -220,6 +257,7 @@ class Checker:
             self.check_decisions(),
             self.check_orders(),
             self.check_positions(),
+            self.check_protected(),
             self.check_dead_letters(),
         ]
         if self.warehouse is not None:
@@ -393,6 +431,25 @@ class Checker:
                 result.fail(symbol, f"positions.v1 says {last.get(symbol, 0.0):g}, ibsim {expected:g}")
             if abs(fills[symbol] - expected) > QTY_EPSILON:
                 result.fail(symbol, f"our fills sum to {fills[symbol]:g}, ibsim {expected:g}")
+        return result
+
+    def check_protected(self) -> InvariantResult:
+        result = InvariantResult(
+            "open_positions_keep_their_stops",
+            "every open position at ibsim is covered by working protective orders (stops) on its closing side, "
+            "unless execution raised the critical alert kill_switch_unprotected for it (a partly filled entry whose "
+            "cancel took its stop: the operator must flatten or protect it)",
+        )
+        alerted = {
+            alert.symbol or alert.details.get("symbol", "")
+            for _, alert in self.decoded(alerts.TOPIC)
+            if isinstance(alert, Alert) and alert.kind == "kill_switch_unprotected"
+        }
+        open_positions = [p for p in self.truth_positions if abs(float(p["quantity"])) > QTY_EPSILON]
+        result.checked = len(open_positions)
+        for symbol, (quantity, covered) in sorted(unprotected_positions(open_positions, self.truth_orders).items()):
+            if symbol not in alerted:
+                result.fail(symbol, f"position {quantity:g} at ibsim, working stops cover {covered:g}")
         return result
 
     def check_dead_letters(self) -> InvariantResult:
