@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ibsim.config import EXCHANGE_TZ
+from ibstream.market_hours import session_on
 
 BAR_SECONDS = 5
 
@@ -30,17 +31,17 @@ class Session:
 def session_for(day: dt.date, trading_hours: str) -> Session | None:
     """The session of a calendar day (New York), or ``None`` when the market is closed all day.
 
-    Holidays are not modelled: every weekday is a trading day in ``rth`` mode.
+    In ``rth`` mode the exchange's calendar decides (:func:`ibstream.market_hours.session_on`): no session on
+    weekends and holidays, an early close on half days.
     """
     if trading_hours == "24h":
         start = dt.datetime(day.year, day.month, day.day, tzinfo=EXCHANGE_TZ)
         end = start + dt.timedelta(days=1)
         return Session(day, int(start.timestamp()), int(end.timestamp()))
-    if day.weekday() >= 5:
+    regular = session_on(day)
+    if regular is None:
         return None
-    opening = dt.datetime(day.year, day.month, day.day, 9, 30, tzinfo=EXCHANGE_TZ)
-    closing = dt.datetime(day.year, day.month, day.day, 16, 0, tzinfo=EXCHANGE_TZ)
-    return Session(day, int(opening.timestamp()), int(closing.timestamp()))
+    return Session(day, int(regular.open.timestamp()), int(regular.close.timestamp()))
 
 
 def exchange_date(t: float) -> dt.date:

@@ -48,8 +48,9 @@ class Gateway:
             raise ValueError("at least one account is required")
         self.config = config
         self.account = config.accounts[0]
-        self.clock = SimClock(config.resolved_start(), config.speed)
+        # The market first: it reads the exchange calendar (~0.5 s on first use), which must not eat simulated time.
         self.market = MarketGenerator(config)
+        self.clock = SimClock(config.resolved_start(), config.speed)
         self.engine = MatchingEngine(
             self.market,
             self.account,

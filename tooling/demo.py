@@ -28,7 +28,7 @@ from ibstream.config import Settings, get_settings, load_settings
 from ibstream.exceptions import IbstreamError
 from ibstream.kafka.clients import broker_answers, create_admin
 from ibstream.kafka.topics import catalogue, ensure_topics
-from ibstream.market_hours import CLOSE, EXCHANGE_TZ, OPEN
+from ibstream.market_hours import EXCHANGE_TZ, latest_session
 from tooling.processes import ProcessGroup, free_port
 from tooling.stack import KafkaStack, port_open
 
@@ -105,12 +105,20 @@ def histogram_quantile(samples: list[tuple[str, dict[str, str], float]], name: s
     return None
 
 
-def session_start(today: dt.date | None = None) -> dt.datetime:
-    """The most recent weekday's 09:30 New York open (today's, on a weekday)."""
+def session_start(today: dt.date | None = None, *, full_day: bool = False) -> dt.datetime:
+    """The open (New York) of the most recent trading day on or before ``today`` (the exchange's calendar: no
+    weekends or holidays). With ``full_day``, the most recent day that closes at the regular 16:00 (no half day):
+    what a plan with fixed times of day (a UAT session near the close) needs."""
     day = today or dt.datetime.now(EXCHANGE_TZ).date()
-    while day.weekday() >= 5:
-        day -= dt.timedelta(days=1)
-    return dt.datetime.combine(day, OPEN, tzinfo=EXCHANGE_TZ)
+    session = latest_session(day)
+    while full_day and session.early_close:
+        session = latest_session(session.day - dt.timedelta(days=1))
+    return session.open.astimezone(EXCHANGE_TZ)
+
+
+def session_close(day: dt.date) -> dt.datetime:
+    """The close (New York) of the trading day ``day``, or of the last one before it."""
+    return latest_session(day).close.astimezone(EXCHANGE_TZ)
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -146,7 +154,7 @@ class Demo:
         self.tokens: dict[str, str] = {}
         self.start = session_start()
         minutes = self.config.session_minutes
-        close = dt.datetime.combine(self.start.date(), CLOSE, tzinfo=EXCHANGE_TZ)
+        close = session_close(self.start.date())
         self.end = min(close, self.start + dt.timedelta(minutes=minutes)) if minutes else close
         self.approved: set[str] = set()
         self.fault_done = self.config.fault_at is None

@@ -135,6 +135,9 @@ def test_pacing_governor_keeps_historical_requests_under_ibsim_limits(sim: Simul
     session = IbSession("127.0.0.1", sim.port, client_id=10, governor=governor)
     session.connect(timeout=5)
     base = MONDAY_10AM.astimezone(dt.UTC) - dt.timedelta(minutes=20)
+    # ibsim generates a symbol's history on first use (a second on a loaded machine), while it counts requests when
+    # it processes them: generate it now, or the first request's delay shifts the simulator's pacing window
+    sim.ground_truth_bars("QQQ", base.timestamp() - 120, base.timestamp() + 600)
     for index in range(8):
         end = (base + dt.timedelta(minutes=index)).strftime("%Y%m%d-%H:%M:%S")
         session.req_historical_data(100 + index, stock_contract("QQQ"), end, "60 S", "5 secs")

@@ -193,6 +193,16 @@ def test_historical_bars_equal_ground_truth(sim_factory: SimF, ibapi_factory: Cl
     assert [(b.open, b.close) for b in got1[:-1]] == [(b.open, b.close) for b in truth1[: len(got1) - 1]]
 
 
+def test_history_of_a_half_day_ends_at_its_1300_close(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    # Monday after Thanksgiving; the Friday before (2026-11-27) closed at 13:00, the Thursday was a holiday.
+    sim = sim_factory(enforce_pacing=False, start_time=dt.datetime(2026, 11, 30, 10, 0, tzinfo=EXCHANGE_TZ))
+    c = ibapi_factory(sim, 6)
+    c.reqHistoricalData(1, stock("AAPL"), "20261127 16:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1, False, [])
+    c.wait_event("historicalDataEnd", 1)
+    minutes = [e[2].date for e in c.of("historicalData", 1)]
+    assert (minutes[0], minutes[-1], len(minutes)) == ("20261127  09:30:00", "20261127  12:59:00", 210)
+
+
 def test_historical_before_anchor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory(enforce_pacing=False)
     c = ibapi_factory(sim, 6)

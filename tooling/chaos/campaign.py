@@ -29,10 +29,9 @@ from ibstream.config import load_settings
 from ibstream.contracts import TOPICS, Gap, bars, gaps, order_intents, quotes, routed_orders
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import IbstreamError
-from ibstream.market_hours import CLOSE, EXCHANGE_TZ
 from tooling.chaos.checker import Checker, InvariantResult, read_topic
 from tooling.chaos.schedule import FAULT_KINDS, Fault, build_schedule
-from tooling.demo import Demo, DemoConfig, get_json, post_json
+from tooling.demo import Demo, DemoConfig, get_json, post_json, session_close
 from tooling.processes import free_port, http_status
 from tooling.stack import KafkaStack
 
@@ -204,7 +203,7 @@ class Campaign:
         # A session that would run past the close starts earlier in the day instead (ibsim trades RTH only).
         # (Backfills the campaign waits for at the end need no open market: IB serves history after the close.)
         needed = dt.timedelta(seconds=(self.config.duration + 120) * speed)
-        close = dt.datetime.combine(demo.start.date(), CLOSE, tzinfo=EXCHANGE_TZ)
+        close = session_close(demo.start.date())
         demo.start = min(demo.start, close - needed)
         demo.prepare()
         self.log(

@@ -80,7 +80,7 @@ class Session:
         self.demo = Demo(config, settings)
         # Unique per UAT session and plan: sessions may run concurrently within one second.
         self.demo.prefix = f"uat{session_id}.{plan.name}."
-        self.demo.start = dt.datetime.combine(session_start().date(), plan.start, tzinfo=EXCHANGE_TZ)
+        self.demo.start = dt.datetime.combine(session_start(full_day=True).date(), plan.start, tzinfo=EXCHANGE_TZ)
         self.demo.end = self.demo.start + dt.timedelta(minutes=plan.minutes)
         self.log: list[str] = []
         self.actions_done: set[str] = set()
