@@ -84,6 +84,18 @@ def test_overnight_silence_is_not_a_gap() -> None:
     assert tracker.on_live_bar("SPY", first, first) == (True, None)
 
 
+def test_a_holiday_and_a_half_days_afternoon_are_no_gap() -> None:
+    tracker = BarTracker(TradingCalendar("rth"))
+    wednesday_close = dt.datetime(2026, 11, 25, 15, 59, 55, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
+    friday_open = dt.datetime(2026, 11, 27, 9, 30, 0, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)  # Thanksgiving between
+    friday_close = dt.datetime(2026, 11, 27, 12, 59, 55, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)  # a 13:00 close
+    monday_open = dt.datetime(2026, 11, 30, 9, 30, 0, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
+    tracker.on_live_bar("SPY", wednesday_close, wednesday_close)
+    assert tracker.on_live_bar("SPY", friday_open, friday_open) == (True, None)
+    tracker.on_live_bar("SPY", friday_close, friday_close)
+    assert tracker.on_live_bar("SPY", monday_open, monday_open) == (True, None)
+
+
 def test_staleness_fires_once_resolves_and_sleeps_outside_hours() -> None:
     monitor = StalenessMonitor(threshold_seconds=2.0)
     monitor.track("AAPL", 0.0)
