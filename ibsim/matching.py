@@ -118,6 +118,11 @@ class MatchingEngine:
         #: A trading halt: orders are accepted and cancelled, nothing trades (the market goes on without us).
         self.halted = False
 
+    @property
+    def commissions(self) -> CommissionSchedule:
+        """The commission schedule fills are charged by."""
+        return self._commissions
+
     # -- order entry -------------------------------------------------------------------------------
 
     def place(self, req: OrderRequest, now: float, fill_delay: float = 0.0) -> list[Event]:

@@ -17,6 +17,7 @@ import logging
 
 from ibsim import messages as m
 from ibsim.account import Account
+from ibsim.config import Instrument
 from ibsim.faults import Faults
 from ibsim.gateway import Gateway
 from ibsim.order_values import (
@@ -26,9 +27,11 @@ from ibsim.order_values import (
     OrderFilled,
     OrderRejected,
     OrderRequest,
+    OrderSnapshot,
     OrderUpdated,
 )
 from ibsim.session import Session
+from ibsim.what_if import what_if
 from ibsim.wire import ProtocolError
 
 log = logging.getLogger("ibsim")
@@ -83,6 +86,9 @@ class Orders:
         if req.account and req.account not in gw.config.accounts:
             s.error(req.order_id, 321, f"{m.ERROR_TEXT[321]} Invalid account {req.account}")
             return
+        if req.what_if:
+            self._answer_what_if(s, order_req, inst, now)
+            return
         if f.rejections and gw.engine.order(s.client_id, req.order_id) is None:
             code, text = f.rejections.popleft()
             events: list[Event] = [gw.engine.record_rejection(order_req, now, code, text)]
@@ -93,6 +99,25 @@ class Orders:
             loop.call_later(f.ack_delay, self.deliver, events)
         else:
             self.deliver(events)
+
+    def _answer_what_if(self, s: Session, req: OrderRequest, inst: Instrument, now: float) -> None:
+        """The margin and commission the order would cost, in one openOrder; the order is never placed."""
+        gw = self.gw
+        mark = gw.mark(inst.symbol)
+        price = {"LMT": req.lmt_price, "STP LMT": req.lmt_price, "STP": req.aux_price}.get(req.order_type) or mark
+        values = gw.engine.account_values(gw.mark)
+        held = sum(p.quantity for p in gw.engine.ledger.positions() if p.symbol == inst.symbol)
+        state = what_if(
+            gross_position_value=values["GrossPositionValue"],
+            equity_with_loan=values["EquityWithLoanValue"],
+            position=held,
+            signed_quantity=req.quantity if req.action == "BUY" else -req.quantity,
+            price=price,
+            commission=gw.engine.commissions.for_order(req.quantity, req.quantity * price),
+            currency=inst.currency,
+        )
+        snapshot = OrderSnapshot(req, 0, "PreSubmitted", 0.0, req.quantity, 0.0, 0.0, now, now)
+        s.send(m.open_order(snapshot, inst, gw.account, what_if=state))
 
     def _lose(self, s: Session, req: m.PlaceOrder, restart_seconds: float) -> None:
         """A transmitting placeOrder lost in flight: its connection drops, or the whole gateway restarts."""

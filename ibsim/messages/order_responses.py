@@ -9,18 +9,20 @@ from ibsim.config import Instrument
 from ibsim.messages.codes import In
 from ibsim.messages.responses import UNSET_DOUBLE_TEXT
 from ibsim.order_values import OrderSnapshot
+from ibsim.what_if import WhatIfState
 from ibsim.wire import Field
 
 
-def open_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
-    """``openOrder`` for server 157 (>= ORDER_CONTAINER: no version), mirroring orderdecoder.py."""
+def open_order(o: OrderSnapshot, inst: Instrument, account: str, what_if: WhatIfState | None = None) -> list[Field]:
+    """``openOrder`` for server 157 (>= ORDER_CONTAINER: no version), mirroring orderdecoder.py; with ``what_if``,
+    the answer to a what-if order (whatIf set, the order state's margins and commission filled in)."""
     return [
         In.OPEN_ORDER,
         o.request.order_id,
         *_open_order_contract(inst),
         *_open_order_terms(o, account),
         *_open_order_extras(o),
-        *_open_order_state(o),
+        *(_open_order_state(o) if what_if is None else _what_if_state(o, what_if)),
         *_open_order_tail(),
     ]
 
@@ -147,6 +149,28 @@ def _open_order_state(o: OrderSnapshot) -> list[Field]:
         None,
         "",
         "",  # commission, min, max, commissionCurrency, warningText
+    ]
+
+
+def _what_if_state(o: OrderSnapshot, w: WhatIfState) -> list[Field]:
+    """_open_order_state for a what-if answer: margins before/change/after as text, as TWS sends them."""
+    return [
+        True,
+        o.status,  # whatIf, orderState.status
+        f"{w.init_margin_before:.2f}",
+        f"{w.maint_margin_before:.2f}",
+        f"{w.equity_with_loan_before:.2f}",
+        f"{w.init_margin_change:.2f}",
+        f"{w.maint_margin_change:.2f}",
+        f"{w.equity_with_loan_change:.2f}",
+        f"{w.init_margin_after:.2f}",
+        f"{w.maint_margin_after:.2f}",
+        f"{w.equity_with_loan_after:.2f}",
+        w.commission,
+        w.commission,
+        w.commission,  # commission, min, max: fixed pricing knows it exactly
+        w.currency,
+        "",  # warningText
     ]
 
 

@@ -108,6 +108,8 @@ class PlaceOrder:
     transmit: bool
     parent_id: int
     outside_rth: bool
+    #: A what-if order: IB answers with the margin and commission it would cost, and never places it.
+    what_if: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,7 @@ def _p_place_order(r: FieldReader) -> Request:
     parent_id = r.integer()
     r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
     outside_rth = r.flag()
+    what_if = _place_order_what_if(r, c)
     return PlaceOrder(
         order_id,
         c,
@@ -258,7 +261,49 @@ def _p_place_order(r: FieldReader) -> Request:
         transmit,
         parent_id,
         outside_rth,
+        what_if,
     )
+
+
+def _place_order_what_if(r: FieldReader, c: ContractSpec) -> bool:
+    """Walk placeOrder from ``hidden`` to ``whatIf`` (server 157, as ibapi's EClient.placeOrder writes it).
+
+    The walk must be exact: a what-if order read as a normal one would be executed. Optional groups are present
+    only when their leading field says so (combo legs, delta-neutral, scale, hedge, algo parameters).
+    """
+    r.skip()  # hidden
+    if c.sec_type == "BAG":
+        _skip_bag_legs(
+            r, c, 8
+        )  # conId, ratio, action, exchange, openClose, shortSaleSlot, designatedLocation, exemptCode
+        r.skip(r.integer())  # orderComboLegs' prices
+        r.skip(2 * r.integer())  # smartComboRoutingParams (tag, value)
+    r.skip(
+        8
+    )  # sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, faGroup, faMethod, faPercentage, faProfile
+    r.skip(5)  # modelCode, shortSaleSlot, designatedLocation, exemptCode, ocaType
+    r.skip(17)  # rule80A, settlingFirm, allOrNone, minQty, percentOffset, eTradeOnly, firmQuoteOnly, nbboPriceCap,
+    # auctionStrategy, startingPrice, stockRefPrice, delta, stockRangeLower, stockRangeUpper,
+    # overridePercentageConstraints, volatility, volatilityType
+    if r.text():  # deltaNeutralOrderType
+        r.skip(9)  # deltaNeutralAuxPrice, conId, settlingFirm, clearingAccount, clearingIntent, openClose, shortSale,
+        # shortSaleSlot, designatedLocation
+    else:
+        r.skip()  # deltaNeutralAuxPrice
+    r.skip(6)  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, scaleInitLevelSize, scaleSubs…
+    scale_increment = r.number()
+    if scale_increment is not None and scale_increment > 0:
+        r.skip(7)  # scalePriceAdjustValue … scaleRandomPercent
+    r.skip(3)  # scaleTable, activeStartTime, activeStopTime
+    if r.text():  # hedgeType
+        r.skip()  # hedgeParam
+    r.skip(4)  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld
+    if r.flag():  # deltaNeutralContract
+        r.skip(3)  # conId, delta, price
+    if r.text():  # algoStrategy
+        r.skip(2 * r.integer())  # algoParams (tag, value)
+    r.skip()  # algoId
+    return r.flag()
 
 
 def _p_executions(r: FieldReader) -> Request:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from ib_async import IB, Stock
+from ib_async import IB, MarketOrder, Stock
 
 from ibsim import Simulator
 from tests.integration.ibsim_support import sim_factory  # noqa: F401  (fixture)
@@ -86,3 +86,32 @@ def test_ib_async_end_to_end(sim_factory: Callable[..., Simulator]) -> None:
             ib.disconnect()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_what_if_order_answers_margin_and_commission_and_is_never_placed(
+    sim_factory: Callable[..., Simulator],
+) -> None:
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=4, timeout=3, raiseSyncErrors=True)
+        try:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            price = sim.quote("AAPL").ask
+            state = await asyncio.wait_for(ib.whatIfOrderAsync(aapl, MarketOrder("BUY", 100)), 5)
+            # ibsim's margin model: 25 % of the gross position value; fixed pricing: $0.005 a share, $1 minimum
+            assert float(state.initMarginChange) == pytest.approx(0.25 * 100 * price, rel=0.01)
+            assert float(state.initMarginAfter) - float(state.initMarginBefore) == pytest.approx(
+                float(state.initMarginChange), abs=0.01
+            )
+            assert (state.commission, state.commissionCurrency) == (1.0, "USD")
+            assert float(state.equityWithLoanChange) == pytest.approx(-1.0)
+            await asyncio.sleep(0.3)  # about 18 simulated seconds: a placed market order would have filled
+            assert sim.orders() == [] and sim.executions() == []
+            assert all(p.quantity == 0 for p in sim.positions())
+            assert [t for t in ib.trades() if t.orderStatus.status] == []
+        finally:
+            ib.disconnect()
+
+    asyncio.run(scenario())
