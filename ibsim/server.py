@@ -5,7 +5,9 @@ A connection: the 4-byte ``API\\0`` prefix, then the client's version range; the
 ignored, as TWS does; START_API is refused with 326 for a client id already connected and with 502 past
 ``config.max_clients``, and otherwise answered with managedAccounts, nextValidId and the farm notices. Each request
 then goes by message id to its API area's handler (:attr:`ApiServer.routes`): market data, history, orders, account;
-an unknown id gets 321, an id that parses but has no handler is accepted silently. A request that fails to parse gets
+a request ibsim does not implement gets 321 on its own request id (so the caller fails at once instead of waiting),
+and the lists it has nothing in are answered empty; an id that parses but has no handler (setServerLogLevel,
+reqAutoOpenOrders, cancelHeadTimestamp: nothing to answer) is accepted silently. A request that fails to parse gets
 320, one that fails validation 321, one that crashes its handler 322; a framing error ends the connection after 320,
 and a crash in a session costs that connection only. Each pump tick advances the matching engine (fills go to their
 owners), then streams every ready session's subscriptions.
@@ -29,10 +31,19 @@ from ibsim.history import History
 from ibsim.market_data import MarketData
 from ibsim.orders import Orders
 from ibsim.session import Session
-from ibsim.wire import API_PREFIX, FrameDecoder, ProtocolError, encode_message
+from ibsim.wire import API_PREFIX, Field, FrameDecoder, ProtocolError, encode_message
 from ibsim.wire import parse_version_range as _parse_version_range
 
 log = logging.getLogger("ibsim")
+
+#: Requests answered with an empty list: request message id -> the answer (ibapi's IN ids: familyCodes 78,
+#: mktDepthExchanges 80, newsProviders 85, softDollarTiers 77 with its request id).
+EMPTY_ANSWERS: dict[int, Callable[[int], list[Field]]] = {
+    80: lambda req_id: [78, 0],  # reqFamilyCodes
+    82: lambda req_id: [80, 0],  # reqMktDepthExchanges
+    85: lambda req_id: [85, 0],  # reqNewsProviders
+    79: lambda req_id: [77, req_id, 0],  # reqSoftDollarTiers
+}
 
 #: Tick intervals below this keep a fixed schedule (the chaos campaign's 5 ms), where the sleep's overshoot would halve
 #: the rate; slower ones sleep after each tick as they always did, keeping the timing the 300x end-to-end tests know.
@@ -217,7 +228,7 @@ class ApiServer:
             # TWS ignores requests before START_API; answering would confuse the handshake.
             return
         if isinstance(req, m.UnknownRequest):
-            s.error(-1, 321, f"{m.ERROR_TEXT[321]} Unsupported message id {req.msg_id}")
+            self._on_unimplemented(s, req.msg_id, fields)
             return
         handler = self.routes.get(int(fields[0]))
         if handler is None:
@@ -229,6 +240,18 @@ class ApiServer:
         except Exception as exc:
             log.exception("request %s failed", fields[:3])
             s.error(m.request_id_of(fields), 322, f"{m.ERROR_TEXT[322]} {type(exc).__name__}")
+
+    def _on_unimplemented(self, s: Session, msg_id: int, fields: list[str]) -> None:
+        """A request ibsim does not implement fails at once, on its own id when it has one (never a silent hang).
+
+        Lists this gateway has nothing in (family codes, depth exchanges, news providers, soft-dollar tiers) are
+        answered empty, as a gateway with none answers them.
+        """
+        empty = EMPTY_ANSWERS.get(msg_id)
+        if empty is not None:
+            s.send(empty(m.request_id_of(fields)))
+            return
+        s.error(m.request_id_of(fields), 321, f"{m.ERROR_TEXT[321]} ibsim does not implement message id {msg_id}")
 
     def _on_start_api(self, s: Session, req: m.StartApi) -> None:
         if s.client_id is not None:

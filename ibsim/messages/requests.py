@@ -386,13 +386,27 @@ def parse_request(fields: list[str]) -> Request:
     return parser(r)
 
 
+#: Where each client request carries its own request (or order) id: message id -> field index, as ibapi 9.81's
+#: EClient writes them for server 157 (read off its encoding). An error about a request goes to that id, so the
+#: caller's request fails at once instead of waiting for an answer that never comes. Requests absent here have no id
+#: of their own (reqIds, reqAccountUpdates, reqFamilyCodes, ...).
+REQUEST_ID_FIELD: dict[int, int] = {
+    # no version field: the id comes first (placeOrder, reqHistoricalData, reqScannerSubscription, reqSecDefOptParams,
+    # reqSoftDollarTiers, reqMatchingSymbols, reqSmartComponents, news, head timestamp, histogram, PnL, ticks)
+    **dict.fromkeys((3, 20, 22, 78, 79, 81, 83, 84, 86, 87, 88, 89, 90, 92, 93, 94, 95, 96, 97, 98), 1),
+    # after a version field: market data and depth, cancels, contract details, executions, fundamentals, option
+    # calculations, account summary, display groups, positions/account updates multi
+    **dict.fromkeys((1, 2, 4, 7, 9, 10, 11, 21, 23, 25, 50, 51, 52, 53, 54, 55, 56, 57, 62, 63), 2),
+    **dict.fromkeys((67, 68, 69, 70, 74, 75, 76, 77), 2),
+    19: 4,  # replaceFA: version, faDataType, cxml, then the id
+}
+
+
 def request_id_of(fields: list[str]) -> int:
-    """Best-effort request/order id of a message that failed to parse (for the error reply)."""
+    """The request/order id a message carries (for an error reply), or -1 if it has none or it is unreadable."""
     try:
-        msg_id = int(fields[0])
-        if msg_id in (Out.REQ_HISTORICAL_DATA, Out.PLACE_ORDER, Out.REQ_HEAD_TIMESTAMP):
-            return int(fields[1])
-        return int(fields[2]) if len(fields) > 2 else -1
+        index = REQUEST_ID_FIELD.get(int(fields[0]))
+        return int(fields[index]) if index is not None else -1
     except (ValueError, IndexError):
         return -1
 

@@ -416,6 +416,27 @@ def test_malformed_unknown_and_oversize_never_crash(sim_factory: SimF, ibapi_fac
     witness.wait_event("currentTime")
 
 
+def test_requests_ibsim_does_not_implement_fail_at_once_on_their_own_id(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 14)
+    c.reqMktDepth(77, stock("AAPL"), 5, False, [])
+    c.reqFundamentalData(78, stock("AAPL"), "ReportSnapshot", [])
+    c.reqHistogramData(79, stock("AAPL"), True, "1 week")
+    c.wait_for(lambda: {e[1] for e in c.errors(321)} >= {77, 78, 79})
+    assert all("ibsim does not implement" in e[3] for e in c.errors(321))
+    # lists this gateway has nothing in are answered empty, as a gateway with none answers them
+    c.reqFamilyCodes()
+    c.reqMktDepthExchanges()
+    c.reqNewsProviders()
+    c.reqSoftDollarTiers(80)
+    c.wait_for(lambda: all(c.of(name) for name in ("familyCodes", "mktDepthExchanges", "newsProviders")))
+    assert c.wait_event("softDollarTiers", 80)[0][2] == []
+    assert [c.of(name)[0][1] for name in ("familyCodes", "mktDepthExchanges", "newsProviders")] == [[], [], []]
+    assert not [e for e in c.errors() if e[1] == -1 and e[2] == 321]
+
+
 def test_32_concurrent_clients_and_the_33rd(sim_factory: SimF) -> None:
     sim = sim_factory()
     clients = [start_raw(sim, i) for i in range(32)]
