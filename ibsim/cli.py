@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", default=None, help="simulated start, ISO 8601 (naive = New York), default today's 09:30 open"
     )
     p.add_argument(
+        "--hold-clock",
+        action="store_true",
+        help="the simulated clock stands at --start until POST /clock/release on the control port",
+    )
+    p.add_argument(
         "--account", action="append", default=None, help="managed account (repeatable); default DU1234567 (paper)"
     )
     p.add_argument("--symbols", nargs="+", default=None, help="universe, e.g. AAPL MSFT SPY")
@@ -43,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--hours",
         choices=("rth", "24h"),
         default="rth",
-        help="rth: open 09:30-16:00 New York on weekdays; 24h: always open",
+        help="rth: the NYSE calendar (09:30-16:00 New York on trading days, 13:00 on half days); 24h: always open",
     )
     p.add_argument("--partial-fill", type=float, default=0.0, help="max shares per execution (0 = all)")
     p.add_argument(
@@ -76,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         partial_fill_max=args.partial_fill,
         enforce_pacing=not args.no_pacing,
         live_data_entitled=not args.delayed_only,
+        hold_clock=args.hold_clock,
     )
     if args.start:
         start = dt.datetime.fromisoformat(args.start)

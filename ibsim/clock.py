@@ -67,7 +67,9 @@ class SimClock:
     Thread-safe. The wall source is injectable so unit tests can drive time by hand.
     """
 
-    def __init__(self, start: dt.datetime, speed: float, wall: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, start: dt.datetime, speed: float, wall: Callable[[], float] = time.monotonic, *, held: bool = False
+    ) -> None:
         if speed <= 0 or math.isnan(speed):
             raise ValueError(f"speed must be positive, got {speed}")
         self._lock = threading.Lock()
@@ -76,6 +78,8 @@ class SimClock:
         self._wall0 = wall()
         self._speed = speed
         self._offset = 0.0
+        #: While held, the simulated time it stands at (see :meth:`hold`).
+        self._held: float | None = self._start if held else None
 
     @property
     def speed(self) -> float:
@@ -85,7 +89,29 @@ class SimClock:
     def now(self) -> float:
         """Current simulated epoch seconds."""
         with self._lock:
-            return self._start + (self._wall() - self._wall0) * self._speed + self._offset
+            return self._now()
+
+    def _now(self) -> float:
+        if self._held is not None:
+            return self._held
+        return self._start + (self._wall() - self._wall0) * self._speed + self._offset
+
+    @property
+    def held(self) -> bool:
+        """Whether the clock stands still (:meth:`hold`) until :meth:`release`."""
+        return self._held is not None
+
+    def hold(self) -> None:
+        """Stop simulated time where it is (e.g. until every client of a demo is up, so none misses the open)."""
+        with self._lock:
+            if self._held is None:
+                self._held = self._now()
+
+    def release(self) -> None:
+        """Let simulated time run on from where it was held, at the same speed."""
+        with self._lock:
+            if self._held is not None:
+                self._start, self._wall0, self._offset, self._held = self._held, self._wall(), 0.0, None
 
     def now_dt(self) -> dt.datetime:
         """Current simulated time in New York."""
@@ -96,7 +122,10 @@ class SimClock:
         if seconds < 0:
             raise ValueError("the simulated clock only moves forward")
         with self._lock:
-            self._offset += seconds
+            if self._held is not None:
+                self._held += seconds
+            else:
+                self._offset += seconds
 
     def set_speed(self, speed: float) -> None:
         """Change the speed without a jump in simulated time."""
@@ -104,8 +133,10 @@ class SimClock:
             raise ValueError(f"speed must be positive, got {speed}")
         with self._lock:
             w = self._wall()
-            current = self._start + (w - self._wall0) * self._speed + self._offset
+            current = self._now()
             self._start, self._wall0, self._offset, self._speed = current, w, 0.0, speed
+            if self._held is not None:
+                self._held = current
 
     def wall_to_sim(self, wall_seconds: float) -> float:
         """Duration conversion (wall seconds to simulated seconds)."""

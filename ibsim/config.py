@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from ibstream.market_hours import latest_session
+
 #: Exchange time zone of the simulated venue; TWS reports times in it.
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 #: Highest TWS server version ibsim fully implements (the ibapi 9.81 maximum; ib_async accepts it).
@@ -56,12 +58,10 @@ DEFAULT_UNIVERSE: tuple[Instrument, ...] = (
 
 
 def default_start_time(now: dt.datetime | None = None) -> dt.datetime:
-    """Today's (or the last weekday's) regular open, 09:30 New York, so a fresh sim is trading."""
+    """The open (New York) of today's or the last trading day's session (the exchange's calendar), so a fresh sim
+    is trading."""
     local = (now or dt.datetime.now(dt.UTC)).astimezone(EXCHANGE_TZ)
-    day = local.date()
-    while day.weekday() >= 5:
-        day -= dt.timedelta(days=1)
-    return dt.datetime(day.year, day.month, day.day, 9, 30, tzinfo=EXCHANGE_TZ)
+    return latest_session(local.date()).open.astimezone(EXCHANGE_TZ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,9 @@ class SimConfig:
     speed: float = 1.0
     #: Simulated time at start; ``None`` means :func:`default_start_time` (market open today).
     start_time: dt.datetime | None = None
+    #: The simulated clock stands at ``start_time`` until released (control ``POST /clock/release``), so clients
+    #: that take a while to start miss none of the session.
+    hold_clock: bool = False
     #: Trading sessions before ``start_time``'s that are generated as history (for backfill).
     history_sessions: int = 1
     accounts: tuple[str, ...] = ("DU1234567",)

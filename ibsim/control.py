@@ -125,6 +125,7 @@ class ControlServer:
             "/market/entitlement": lambda b, q: f.set_live_data_entitled(bool(b.get("live", True))),
             "/clock/advance": lambda b, q: f.advance_clock(_num(b, "seconds")),
             "/market/halt": lambda b, q: f.halt_trading(bool(b.get("halted", True))),
+            "/clock/release": lambda b, q: f.release_clock(),
         }
 
     async def start(self, host: str, port: int) -> int:

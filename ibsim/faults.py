@@ -145,6 +145,10 @@ class Faults:
         """Toggle the account's live market-data subscription (affects new requests)."""
         self.gw.live_entitled = entitled
 
+    def release_clock(self) -> None:
+        """Let a held simulated clock run (see ``SimConfig.hold_clock``)."""
+        self.gw.clock.release()
+
     def halt_trading(self, halted: bool) -> None:
         """A trading halt (on) or its end (off): orders are still accepted and cancelled, but nothing trades
         while halted, and the halted seconds are never matched afterwards."""

@@ -50,7 +50,7 @@ class Gateway:
         self.account = config.accounts[0]
         # The market first: it reads the exchange calendar (~0.5 s on first use), which must not eat simulated time.
         self.market = MarketGenerator(config)
-        self.clock = SimClock(config.resolved_start(), config.speed)
+        self.clock = SimClock(config.resolved_start(), config.speed, held=config.hold_clock)
         self.engine = MatchingEngine(
             self.market,
             self.account,

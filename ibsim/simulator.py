@@ -230,6 +230,7 @@ class Simulator:
                 "sim_time": self.clock.now_dt().isoformat(),
                 "sim_epoch": self.clock.now(),
                 "speed": self.clock.speed,
+                "clock_held": self.clock.held,
                 "market_open": self.market.in_session(self.clock.now()),
                 "account": self.account,
                 "clients": [s.client_id for s in self.gw.ready_sessions()],
@@ -295,6 +296,10 @@ class Simulator:
     def advance_clock(self, seconds: float) -> None:
         """Jump simulated time forward (e.g. to the next open); bars in between are generated."""
         self._call(lambda: self.faults.advance_clock(seconds))
+
+    def release_clock(self) -> None:
+        """Let a held simulated clock run (``SimConfig.hold_clock``)."""
+        self._call(self.faults.release_clock)
 
     def halt_trading(self, halted: bool = True) -> None:
         """A trading halt: orders are accepted and cancelled, nothing trades until it ends (e.g. to freeze the book

@@ -301,6 +301,7 @@ class Demo:
             str(self.config.speed),
             "--start",
             start,
+            "--hold-clock",
             "--symbols",
             *self.config.symbols,
             *self.sim_args(),
@@ -325,6 +326,8 @@ class Demo:
             "producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{self.ports['producer']}/health"
         )
         self.group.wait_healthy("producer", self.startup_timeout)
+        # The session starts now: however long startup took on a loaded machine, no deployable missed the open.
+        post_json(f"{self.control}/clock/release", {})
         self.on_started()
 
     def on_started(self) -> None:

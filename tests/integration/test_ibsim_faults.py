@@ -525,3 +525,13 @@ def test_control_endpoint_routes(sim_factory: SimF, ibapi_factory: ClientF) -> N
     assert _http(port, "POST", "/faults/connectivity", {"outage_seconds": 0.1, "restored_code": 1101})[0] == 200
     c.wait_for(lambda: c.errors(1101))
     assert _http(port, "POST", "/faults/drop_connections", {}) == (200, {"dropped": 1})
+
+
+def test_a_held_clock_starts_the_session_when_released(sim_factory: SimF) -> None:
+    sim = sim_factory(hold_clock=True)
+    time.sleep(0.3)  # 18 simulated seconds, had the clock run
+    status, state = _http(sim.control_port or 0, "GET", "/state")
+    assert status == 200 and state["clock_held"] and state["sim_epoch"] == sim.config.resolved_start().timestamp()
+    assert _http(sim.control_port or 0, "POST", "/clock/release", {}) == (200, {"ok": True})
+    time.sleep(0.2)
+    assert not sim.clock.held and sim.clock.now() > sim.config.resolved_start().timestamp() + 5

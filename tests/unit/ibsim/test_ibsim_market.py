@@ -114,3 +114,16 @@ def test_clock_speed_advance_and_validation() -> None:
         clock.advance(-1)
     with pytest.raises(ValueError):
         SimClock(START, 0.0)
+
+
+def test_a_held_clock_stands_still_then_runs_on_from_where_it_stood() -> None:
+    wall = [100.0]
+    clock = SimClock(START, 60.0, wall=lambda: wall[0])
+    clock.hold()
+    wall[0] += 10
+    assert clock.held and clock.now() == START.timestamp()
+    clock.advance(5)  # a jump while held moves where it stands
+    clock.release()
+    assert not clock.held and clock.now() == START.timestamp() + 5
+    wall[0] += 1
+    assert clock.now() == START.timestamp() + 65
