@@ -204,13 +204,18 @@ def latest_position_quantity(warehouse: Warehouse, symbol: str) -> float:
     return sum(p.quantity for p in found)
 
 
-def kill_switch_commands(warehouse: Warehouse) -> list[ControlCommand]:
-    """Every kill-switch command recorded, oldest first."""
+def trading_control_commands(warehouse: Warehouse) -> list[ControlCommand]:
+    """Every kill-switch and trading-state command recorded (the audit trail), oldest first."""
     return fetch_records(
         warehouse,
         control.TOPIC,
-        "startsWith(toString(command), 'kill_switch')",
+        "startsWith(toString(command), 'kill_switch') OR toString(command) = 'trading_state'",
         {},
         "issued_time, _kafka_ts, _offset",
         "command_id",
     )
+
+
+def kill_switch_commands(warehouse: Warehouse) -> list[ControlCommand]:
+    """Every kill-switch and trading-state command recorded, oldest first (the gate folds both)."""
+    return trading_control_commands(warehouse)

@@ -73,7 +73,7 @@ class ViewFeed:
         self._pending_eof: set[tuple[str, int]] = set()
         self._assigned = False
         prefix = settings.kafka.topic_prefix
-        self._specs: dict[str, tuple[TopicSpec[Any], Callable[[Any], None]]] = {
+        self._specs: dict[str, tuple[TopicSpec[Any], Callable[[Any], object]]] = {
             prefix + quotes.TOPIC.name: (quotes.TOPIC, view.apply_quote),
             prefix + positions.TOPIC.name: (positions.TOPIC, view.apply_position),
             prefix + executions.TOPIC.name: (executions.TOPIC, view.apply_execution),
@@ -165,8 +165,14 @@ class ViewFeed:
                 message.topic(), spec.record, message.value(), message.partition(), message.offset()
             )
         except DecodeError as error:
-            # The owning consumer of that topic dead-letters it; the view only skips what it cannot read.
             self.undecodable += 1
+            if spec is control.TOPIC:
+                # Fail closed: a control record we cannot read (corrupt, or a command this version does not know)
+                # halts its scope; skipping it could leave trading on that the record meant to stop.
+                halt = self._view.apply_undecodable_control(message.key(), str(error), utc_now())
+                log.error("undecodable control record halts trading", extra={"scope": halt.scope, "error": str(error)})
+                return
+            # The owning consumer of that topic dead-letters it; the view only skips what it cannot read.
             log.warning("risk view skipped an undecodable record", extra={"error": str(error)})
             return
         apply(record)
