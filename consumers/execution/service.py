@@ -264,8 +264,8 @@ class Executor:
         try:
             command = decode_message(self.intake.codec, control.TOPIC, message)
         except DecodeError as error:
-            log.error("undecodable control command ignored", extra={"error": str(error)})
             record_error("decode", COMPONENT)
+            self.kill_switch.on_undecodable(message.key(), str(error))
             return
         self.kill_switch.on_command(command, trading=self.state is State.READY)
 
