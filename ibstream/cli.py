@@ -369,7 +369,7 @@ def _add_replay(commands: _Commands) -> None:
     replay.add_argument(
         "--topic",
         required=True,
-        help="a market-data topic (md.*) without the prefix, e.g. md.bars.5s.v1; control and trading topics are refused",
+        help="a market-data topic (md.*) without the prefix, e.g. md.bars.5s.v1; trading and control topics refused",
     )
     replay.add_argument(
         "--from",
