@@ -8,6 +8,7 @@ exposure) are listed as deferred.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -114,9 +115,12 @@ def precheck_checks(
     kill_switch: ControlCommand | None,
     now: datetime,
     run_id: str = "precheck",
+    controls: Sequence[ControlCommand] = (),
 ) -> list[RiskCheck]:
-    """The gate's own checks on the plan (its ``decide``), minus those that depend on the order's moment."""
-    view = _view(symbol, quote, position_quantity, [kill_switch] if kill_switch is not None else [], now)
+    """The gate's own checks on the plan (its ``decide``), minus those that depend on the order's moment.
+    ``controls``: the kill-switch and trading-state commands recorded, folded as the gate folds them."""
+    commands = [*controls, *([kill_switch] if kill_switch is not None else [])]
+    view = _view(symbol, quote, position_quantity, commands, now)
     decision = risk.decide(_intent(run_id, symbol, plan, now), view, limits, now)
     return [check for check in decision.checks if check.name not in DEFERRED_CHECKS]
 
@@ -131,6 +135,7 @@ def build_precheck(
     position_quantity: float,
     kill_switch: ControlCommand | None,
     now: datetime,
+    controls: Sequence[ControlCommand] = (),
 ) -> Precheck:
     """The response body: the checks plus the prices they used."""
     checks = precheck_checks(
@@ -142,6 +147,7 @@ def build_precheck(
         kill_switch=kill_switch,
         now=now,
         run_id=run_id,
+        controls=controls,
     )
     reference = risk.reference_price(quote, plan.side)
     entry = risk.entry_price(_intent(run_id, symbol, plan, now), reference)
@@ -214,8 +220,3 @@ def trading_control_commands(warehouse: Warehouse) -> list[ControlCommand]:
         "issued_time, _kafka_ts, _offset",
         "command_id",
     )
-
-
-def kill_switch_commands(warehouse: Warehouse) -> list[ControlCommand]:
-    """Every kill-switch and trading-state command recorded, oldest first (the gate folds both)."""
-    return trading_control_commands(warehouse)
