@@ -400,6 +400,9 @@ class Executor:
                 "account": self.account,
                 "client_id": self.client_id,
                 "kill_switch": sorted(self.kill_switches),
+                "trading_states": {
+                    scope: state.state.value for scope, state in self.kill_switch.states.restricted().items()
+                },
                 "open_orders": sum(1 for o in self.book.orders.values() if o.open_legs()),
                 "in_doubt": len(self.journal.in_doubt),
                 "held_routed_orders": len(self.intake.held),
