@@ -160,6 +160,8 @@ class ViewFeed:
 
     def _apply(self, message: Any) -> None:
         spec, apply = self._specs[message.topic()]
+        if message.value() is None:
+            return  # a compaction tombstone: deletes a key, commands nothing
         try:
             record: Record = self._codec.decode(
                 message.topic(), spec.record, message.value(), message.partition(), message.offset()
