@@ -191,19 +191,20 @@ def circuit_state(records: Iterable[OrchestrationRun]) -> CircuitState:
     return CircuitState(state="closed", since=latest.time, reason=None)
 
 
-def trading_states_of(commands: Iterable[ControlCommand]) -> TradingStates:
-    """The trading states the commands leave in force, folded as risk and execution fold them (by sequence)."""
-    states = TradingStates()
+def trading_states_of(commands: Iterable[ControlCommand], account: str | None = None) -> TradingStates:
+    """The trading states the commands leave in force, folded as risk and execution fold them (by sequence);
+    ``account``: the configured account id, which names the account scope too."""
+    states = TradingStates(account=account)
     for command in commands:
         states.apply(command)
     return states
 
 
-def kill_switch_states(commands: Iterable[ControlCommand]) -> list[KillSwitchState]:
+def kill_switch_states(commands: Iterable[ControlCommand], account: str | None = None) -> list[KillSwitchState]:
     """The latest on/off command per scope (by sequence, as the gate reads them: a stale one is ignored), in time
     order."""
     kinds = (ControlCommandKind.KILL_SWITCH_ON.value, ControlCommandKind.KILL_SWITCH_OFF.value)
-    scopes = trading_states_of(commands).scopes.values()
+    scopes = trading_states_of(commands, account).scopes.values()
     return [
         KillSwitchState(
             target=state.scope,
@@ -217,7 +218,7 @@ def kill_switch_states(commands: Iterable[ControlCommand]) -> list[KillSwitchSta
     ]
 
 
-def trading_state_views(commands: Iterable[ControlCommand]) -> list[TradingStateView]:
+def trading_state_views(commands: Iterable[ControlCommand], account: str | None = None) -> list[TradingStateView]:
     """Every scope's trading state and who set it, when and why, in time order."""
     return [
         TradingStateView(
@@ -229,7 +230,7 @@ def trading_state_views(commands: Iterable[ControlCommand]) -> list[TradingState
             time=state.since,
             sequence=state.sequence,
         )
-        for state in sorted(trading_states_of(commands).scopes.values(), key=lambda state: state.since)
+        for state in sorted(trading_states_of(commands, account).scopes.values(), key=lambda state: state.since)
     ]
 
 
@@ -285,8 +286,8 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
         limit=200,
     )
     commands = trading_control_commands(warehouse)
-    switches = kill_switch_states(commands)
-    trading = trading_state_views(commands)
+    switches = kill_switch_states(commands, settings.execution.account)
+    trading = trading_state_views(commands, settings.execution.account)
     return PipelineHealth(
         generated_time=now,
         stale_after_seconds=settings.feed.stale_after_seconds,

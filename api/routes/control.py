@@ -110,4 +110,5 @@ def trading_states(principal: Viewer, request: Request) -> Any:
         )
         for c in reversed(commands)
     ]
-    return TradingStates(states=trading_state_views(commands), changes=changes)
+    account = request.app.state.settings.execution.account
+    return TradingStates(states=trading_state_views(commands, account), changes=changes)
