@@ -68,9 +68,10 @@ class SequenceClock:
         self._lock = threading.Lock()
         self._last = 0
 
-    def next(self) -> int:
+    def next(self, seen: int = 0) -> int:
+        """The next sequence: above ``seen`` (the highest this API can see recorded) and every one issued here."""
         with self._lock:
-            self._last = next_sequence(utc_now(), self._last)
+            self._last = next_sequence(utc_now(), max(self._last, seen))
             return self._last
 
 
@@ -84,6 +85,7 @@ def build_command(
     actor: str,
     parameters: dict[str, str] | None = None,
     state: TradingState | None = None,
+    seen: int = 0,
 ) -> ControlCommand:
     """A new command with a fresh id and sequence, issued now by ``actor`` (the token subject)."""
     return ControlCommand(
@@ -94,7 +96,7 @@ def build_command(
         actor=actor,
         parameters=parameters or {},
         issued_time=utc_now(),
-        sequence=SEQUENCES.next(),
+        sequence=SEQUENCES.next(seen),
         state=state,
     )
 

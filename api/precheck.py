@@ -8,6 +8,7 @@ exposure) are listed as deferred.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from ibstream.contracts import (
     quotes,
 )
 from ibstream.contracts.enums import ExecutionSource
+from ibstream.exceptions import IbstreamError
 from ibstream.risk import GLOBAL_TARGETS
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.schema import quote_ident
@@ -37,6 +39,8 @@ from ibstream.warehouse.schema import quote_ident
 R = TypeVar("R", bound=Record)
 
 __all__ = ["DEFERRED_CHECKS", "GLOBAL_TARGETS", "Precheck", "PrecheckLimits", "build_precheck", "precheck_checks"]
+
+log = logging.getLogger(__name__)
 
 #: Checks the gate also runs that depend on the moment the order exists, not on the plan.
 DEFERRED_CHECKS = ("max_gross_exposure", "order_rate", "daily_loss")
@@ -220,3 +224,20 @@ def trading_control_commands(warehouse: Warehouse) -> list[ControlCommand]:
         "issued_time, _kafka_ts, _offset",
         "command_id",
     )
+
+
+def recorded_sequence(warehouse: Warehouse) -> int:
+    """The highest sequence of any kill-switch or trading-state command recorded (0: none, or the warehouse does
+    not answer): the floor of the next one this API issues, so a replica whose clock is behind still orders its
+    command after one it can see. Best effort: the warehouse trails Kafka, and a command must not wait for it."""
+    table = warehouse.table(warehouse.schema.for_topic(control.TOPIC).name)
+    sql = (
+        "SELECT max(if(sequence > 0, sequence, toUnixTimestamp64Micro(issued_time))) FROM "
+        f"{table} WHERE startsWith(toString(command), 'kill_switch') OR toString(command) = 'trading_state'"
+    )
+    try:
+        rows = warehouse.query(sql).rows
+    except IbstreamError as error:
+        log.warning("recorded control sequence unavailable", extra={"error": str(error)})
+        return 0
+    return int(rows[0][0] or 0) if rows else 0

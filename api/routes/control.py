@@ -2,7 +2,8 @@
 control.v1 (read by risk and execution); ``GET /v1/control/trading-states`` (viewer) shows what is in force and the
 audit trail of every change (who, when, why), read from the warehouse's copy of control.v1.
 
-Every command carries a sequence (``api.commands.SequenceClock``) so that readers ignore a stale one.
+Every command carries a sequence (``api.commands.SequenceClock``) so that readers ignore a stale one: above the
+wall time, every sequence this process issued and the highest recorded in the warehouse (what other replicas issued).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from api.commands import build_command
 from api.errors import ApiError, errors
 from api.models import CommandAccepted, KillSwitchRequest, TradingStateRequest
 from api.pipeline import TradingStateView, trading_state_views
-from api.precheck import trading_control_commands
+from api.precheck import recorded_sequence, trading_control_commands
 from api.routes.deps import Admin, Viewer, publish
 from ibstream.config import Settings
 from ibstream.contracts.enums import ControlCommandKind, TradingState
@@ -36,7 +37,8 @@ def kill_switch(principal: Admin, request: Request, body: KillSwitchRequest) -> 
     kind = ControlCommandKind.KILL_SWITCH_ON if body.state == "on" else ControlCommandKind.KILL_SWITCH_OFF
     with log_context(symbol=None if body.target == "global" else body.target):
         log.warning("kill switch", extra={"state": body.state, "actor": principal.subject, "reason": body.reason})
-        return publish(request, build_command(kind, body.target, body.reason, principal.subject))
+        seen = recorded_sequence(request.app.state.warehouse)
+        return publish(request, build_command(kind, body.target, body.reason, principal.subject, seen=seen))
 
 
 def known_scope(scope: str, settings: Settings) -> str:
@@ -56,8 +58,9 @@ def trading_state(principal: Admin, request: Request, body: TradingStateRequest)
     halted (no new intents; cancels still go). Read by risk and execution; shown in /v1/health/pipeline."""
     scope = known_scope(body.scope, request.app.state.settings)
     with log_context(symbol=None if scope == ACCOUNT else scope):
+        seen = recorded_sequence(request.app.state.warehouse)
         command = build_command(
-            ControlCommandKind.TRADING_STATE, scope, body.reason, principal.subject, state=body.state
+            ControlCommandKind.TRADING_STATE, scope, body.reason, principal.subject, state=body.state, seen=seen
         )
         log.warning(
             "trading state",

@@ -484,3 +484,14 @@ def test_trading_state_changes_are_audited_and_shown_in_pipeline_health(api: Api
     health = api.get("/v1/health/pipeline").json()
     assert health["trading_restricted"] is True
     assert [s["state"] for s in health["trading_states"] if s["scope"] == "MSFT"] == ["reducing"]
+
+
+def test_a_new_command_is_sequenced_after_one_another_replica_recorded_with_a_clock_ahead(api: Api) -> None:
+    before = len(api.commands.sent)
+    assert api.post("/v1/control/trading-state", {"scope": "SPY", "state": "active", "reason": "r1"}).status_code == 202
+    ahead = api.commands.sent[before].model_copy(
+        update={"command_id": "other-replica", "sequence": api.commands.sent[before].sequence + 3_600_000_000}
+    )
+    Loader(api.warehouse, api.scenario).add(control.TOPIC, ahead, remember=False)
+    assert api.post("/v1/control/kill-switch", {"state": "off", "reason": "r2", "target": "SPY"}).status_code == 202
+    assert api.commands.sent[-1].sequence > ahead.sequence
