@@ -11,11 +11,12 @@ highest ``(sequence, command_id)``, whatever order the records arrive in. A comm
 ignored: a ``kill_switch_off`` replayed onto the topic from an old window cannot lift a newer kill switch, and a
 compacted topic (which keeps one record per kind and target) resolves the same way after every restart. The API
 issues sequences from a hybrid clock (``next_sequence``): at least the wall time in microseconds, above every
-sequence it issued and the highest it can see recorded (the warehouse's copy of the topic, best effort). Several API replicas need no coordination: each issues sequences from its own
-clock, so commands issued further apart than the replicas' clock skew (milliseconds under NTP, far below how fast an
-operator clicks) are ordered as issued; two issued within the skew are ordered deterministically (by sequence, then
-command id) and every reader picks the same winner. Counting from "the last sequence read" instead would let two
-replicas hand out the same number. Old records without a sequence (0) are ordered by their ``issued_time``.
+sequence it issued and the highest it can see recorded (the warehouse's copy of the topic, best effort). Several API
+replicas need no coordination: each issues sequences from its own clock, so commands issued further apart than the
+replicas' clock skew (milliseconds under NTP, far below how fast an operator clicks) are ordered as issued; two
+issued within the skew are ordered deterministically (by sequence, then command id) and every reader picks the same
+winner. Counting from "the last sequence read" instead would let two replicas hand out the same number. Old records
+without a sequence (0) are ordered by their ``issued_time``.
 
 Failing closed: a control record that does not decode (corrupt, or a command kind or state this reader does not
 know) halts its scope, read from the record key (``kill_switch:AAPL``), or the whole account when the key names no
