@@ -6,6 +6,10 @@ private group (every partition, no commits) in a background thread. This plays t
 without its open recovery bugs, and keeps the kill switch one consumer poll away (≈ the poll timeout) instead of
 one changelog round trip.
 
+Control records are folded by ``ibstream.trading_states`` (trading states and kill switches by scope, stale commands
+ignored); one that does not decode halts the scope its key names, where a record of another topic is only skipped
+(its owning consumer dead-letters it).
+
 Where each topic starts reading (so a restart rebuilds the view without replaying years of quotes):
 control and positions from the beginning (compacted / latest wins), quotes from a few staleness periods ago,
 executions from the start of the UTC day (daily P&L), decisions from ``decisions_lookback`` ago (dedup of
