@@ -76,8 +76,10 @@ MARKET_DATA_PREFIX = "md."
 
 
 def refuse_unless_market_data(topic: str, target: str) -> None:
-    """ReplayError unless both the source and the target are market-data topics (``md.*``)."""
-    for name in (topic, target):
+    """ReplayError unless the source is a market-data topic (``md.*``) and the target is one too, or a topic outside
+    the catalogue (a scratch topic to inspect a window): never a trading or control topic."""
+    catalogue = {spec.name for spec in TOPICS}
+    for name in (topic, *([target] if target in catalogue else [])):
         if not name.startswith(MARKET_DATA_PREFIX):
             raise ReplayError(
                 f"replay re-emits market data only ({MARKET_DATA_PREFIX}* topics); refusing {name}: replaying "
