@@ -28,6 +28,7 @@ from typing import Any
 
 from ibstream.config import Settings
 from ibstream.contracts import (
+    ControlCommand,
     Heartbeat,
     Record,
     TopicSpec,
@@ -181,8 +182,14 @@ class ViewFeed:
             # The owning consumer of that topic dead-letters it; the view only skips what it cannot read.
             log.warning("risk view skipped an undecodable record", extra={"error": str(error)})
             return
+        stale = self._view.trading.stale
         apply(record)
         self.applied += 1
+        if self._view.trading.stale > stale and isinstance(record, ControlCommand):
+            log.warning(
+                "stale control command ignored",
+                extra={"command_id": record.command_id, "target": record.target, "sequence": record.sequence},
+            )
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until the view caught up (tests, startup)."""

@@ -3,7 +3,11 @@ record of another topic is only skipped, a tombstone commands nothing."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
 
 from ibstream.config import load_settings
 from ibstream.contracts import control, quotes
@@ -73,3 +77,16 @@ def test_a_readable_command_is_applied_and_a_tombstone_or_bad_quote_changes_noth
     reader._apply(Message("unit." + quotes.TOPIC.name, b"MSFT", b"junk"))
     assert view.trading_state_for("MSFT") is None
     assert (reader.applied, reader.undecodable) == (1, 1)
+
+
+def test_a_stale_command_is_ignored_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    reader, view = feed()
+    on = kill(ControlCommandKind.KILL_SWITCH_ON, "global")
+    old_off = kill(ControlCommandKind.KILL_SWITCH_OFF, "global").model_copy(
+        update={"issued_time": on.issued_time - timedelta(minutes=5)}
+    )
+    reader._apply(Message(CONTROL, b"kill_switch:global", CODEC.encode(CONTROL, on)))
+    with caplog.at_level(logging.WARNING, logger="streams.risk.feed"):
+        reader._apply(Message(CONTROL, b"kill_switch:global", CODEC.encode(CONTROL, old_off)))
+    assert view.kill_switch_for("AAPL") == on
+    assert "stale control command ignored" in caplog.text
