@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,6 +24,7 @@ from api.routes import charts, control, orders, pipeline, precheck, probes, runs
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, Settings, get_settings
+from ibstream.trading_states import ACCOUNT
 from ibstream.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,25 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     add_console(app)
+    _document_trading_scopes(app, settings)
     return app
+
+
+def _document_trading_scopes(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document lists the trading-state scopes this deployment knows (the account and the configured
+    universe), so a client sees them as the enum the route enforces (422 ``unknown_scope`` otherwise)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            scope = document["components"]["schemas"]["TradingStateRequest"]["properties"]["scope"]
+            scope.pop("pattern", None)
+            scope["enum"] = [ACCOUNT, *settings.feed.symbols]
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the document
 
 
 def main(argv: list[str]) -> int:

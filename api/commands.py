@@ -21,10 +21,11 @@ from confluent_kafka import KafkaError, Message
 from api.errors import ApiError
 from ibstream.config import Settings
 from ibstream.contracts import ControlCommand, control, utc_now
-from ibstream.contracts.enums import ControlCommandKind
+from ibstream.contracts.enums import ControlCommandKind, TradingState
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import RecordProducer, codec_from_settings
 from ibstream.telemetry import log_context, meter
+from ibstream.trading_states import next_sequence
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,35 @@ class CommandSink(Protocol):
         ...
 
 
+class SequenceClock:
+    """Issues command sequences from a hybrid clock (``ibstream.trading_states.next_sequence``): the wall time in
+    microseconds, and always above the last one this process issued. Monotonic per target because it is monotonic
+    for the whole process; replicas need no coordination (see ``ibstream.trading_states``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next(self, seen: int = 0) -> int:
+        """The next sequence: above ``seen`` (the highest this API can see recorded) and every one issued here."""
+        with self._lock:
+            self._last = next_sequence(utc_now(), max(self._last, seen))
+            return self._last
+
+
+SEQUENCES = SequenceClock()
+
+
 def build_command(
-    kind: ControlCommandKind, target: str, reason: str, actor: str, parameters: dict[str, str] | None = None
+    kind: ControlCommandKind,
+    target: str,
+    reason: str,
+    actor: str,
+    parameters: dict[str, str] | None = None,
+    state: TradingState | None = None,
+    seen: int = 0,
 ) -> ControlCommand:
-    """A new command with a fresh id, issued now by ``actor`` (the token subject)."""
+    """A new command with a fresh id and sequence, issued now by ``actor`` (the token subject)."""
     return ControlCommand(
         command_id=str(uuid.uuid4()),
         command=kind,
@@ -70,6 +96,8 @@ def build_command(
         actor=actor,
         parameters=parameters or {},
         issued_time=utc_now(),
+        sequence=SEQUENCES.next(seen),
+        state=state,
     )
 
 
@@ -79,7 +107,7 @@ def correlation_ids(command: ControlCommand) -> dict[str, str | None]:
         return {"run_id": command.target}
     if command.command is ControlCommandKind.TRIGGER_RUN:
         return {"signal_id": command.target}
-    return {"symbol": None if command.target == "global" else command.target}
+    return {"symbol": None if command.target in ("global", "account") else command.target}
 
 
 def unavailable(detail: str) -> ApiError:

@@ -17,11 +17,15 @@ from ibstream.contracts.enums import (
     RunState,
     Side,
     SignalStatus,
+    TradingState,
 )
 
 #: Ids are uuids in practice; the pattern only keeps control characters and SQL-looking junk out of logs.
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 SYMBOL_PATTERN = r"^[A-Z0-9 .-]{1,12}$"
+#: A control target: inner spaces as IB spells some symbols ("BRK B"), never surrounding ones (every reader must
+#: read the same target: risk once kept " AAPL" as given while execution stripped it).
+CONTROL_SYMBOL_PATTERN = r"[A-Z0-9.-](?:[A-Z0-9 .-]{0,10}[A-Z0-9.-])?"
 
 
 class _Body(BaseModel):
@@ -49,7 +53,20 @@ class KillSwitchRequest(_Body):
 
     state: Literal["on", "off"]
     reason: str = Field(min_length=1, max_length=500)
-    target: str = Field(default="global", description='"global" or one symbol', pattern=r"^(global|[A-Z0-9 .-]{1,12})$")
+    target: str = Field(
+        default="global", description='"global" or one symbol', pattern=rf"^(global|{CONTROL_SYMBOL_PATTERN})$"
+    )
+
+
+class TradingStateRequest(_Body):
+    """Set the trading state of the account or one symbol (a ``trading_state`` command)."""
+
+    scope: str = Field(
+        description='"account" or one symbol of the configured universe',
+        pattern=rf"^(account|{CONTROL_SYMBOL_PATTERN})$",
+    )
+    state: TradingState = Field(description="active; reducing (only position-reducing intents); halted (none)")
+    reason: str = Field(min_length=1, max_length=500)
 
 
 # --- responses ---

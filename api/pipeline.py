@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.precheck import GLOBAL_TARGETS, kill_switch_commands, newest_records
+from api.precheck import newest_records, trading_control_commands
 from ibstream.config import Settings
 from ibstream.contracts import (
     Alert,
@@ -29,7 +29,8 @@ from ibstream.contracts import (
     quotes,
     runs,
 )
-from ibstream.contracts.enums import AlertState, ControlCommandKind, GapState, RunState
+from ibstream.contracts.enums import AlertState, ControlCommandKind, GapState, RunState, TradingState
+from ibstream.trading_states import TradingStates
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.schema import DEAD_LETTER_TABLE
 
@@ -102,6 +103,18 @@ class KillSwitchState(BaseModel):
     time: datetime
 
 
+class TradingStateView(BaseModel):
+    """The trading state in force in one scope (the account or a symbol) and the command that set it."""
+
+    scope: str
+    state: TradingState
+    source: str = Field(description="the command kind that set it: trading_state, kill_switch_on/off")
+    actor: str
+    reason: str
+    time: datetime
+    sequence: int
+
+
 class PipelineHealth(BaseModel):
     """Everything the console's health page shows."""
 
@@ -119,6 +132,8 @@ class PipelineHealth(BaseModel):
     agent0_circuit: CircuitState
     kill_switch: list[KillSwitchState]
     kill_switch_engaged: bool
+    trading_states: list[TradingStateView]
+    trading_restricted: bool = Field(description="some scope is reducing or halted")
 
 
 def _age(now: datetime, then: datetime) -> float:
@@ -176,26 +191,46 @@ def circuit_state(records: Iterable[OrchestrationRun]) -> CircuitState:
     return CircuitState(state="closed", since=latest.time, reason=None)
 
 
-def kill_switch_states(commands: Iterable[ControlCommand]) -> list[KillSwitchState]:
-    """The latest on/off command per target, in time order."""
-    latest: dict[str, ControlCommand] = {}
+def trading_states_of(commands: Iterable[ControlCommand], account: str | None = None) -> TradingStates:
+    """The trading states the commands leave in force, folded as risk and execution fold them (by sequence);
+    ``account``: the configured account id, which names the account scope too."""
+    states = TradingStates(account=account)
     for command in commands:
-        if command.command not in (ControlCommandKind.KILL_SWITCH_ON, ControlCommandKind.KILL_SWITCH_OFF):
-            continue
-        # Keyed as the risk gate keys them: each global spelling on its own (an "off" for "global" does not release
-        # an "on" for "all"), symbols as given.
-        lowered = command.target.strip().lower()
-        target = lowered if lowered in GLOBAL_TARGETS else command.target
-        latest[target] = command
+        states.apply(command)
+    return states
+
+
+def kill_switch_states(commands: Iterable[ControlCommand], account: str | None = None) -> list[KillSwitchState]:
+    """The latest on/off command per scope (by sequence, as the gate reads them: a stale one is ignored), in time
+    order."""
+    kinds = (ControlCommandKind.KILL_SWITCH_ON.value, ControlCommandKind.KILL_SWITCH_OFF.value)
+    scopes = trading_states_of(commands, account).scopes.values()
     return [
         KillSwitchState(
-            target=target,
-            engaged=command.command == ControlCommandKind.KILL_SWITCH_ON,
-            actor=command.actor,
-            reason=command.reason,
-            time=command.issued_time,
+            target=state.scope,
+            engaged=state.kill_switch,
+            actor=state.actor,
+            reason=state.reason,
+            time=state.since,
         )
-        for target, command in sorted(latest.items(), key=lambda item: item[1].issued_time)
+        for state in sorted(scopes, key=lambda state: state.since)
+        if state.source in kinds
+    ]
+
+
+def trading_state_views(commands: Iterable[ControlCommand], account: str | None = None) -> list[TradingStateView]:
+    """Every scope's trading state and who set it, when and why, in time order."""
+    return [
+        TradingStateView(
+            scope=state.scope,
+            state=state.state,
+            source=state.source,
+            actor=state.actor,
+            reason=state.reason,
+            time=state.since,
+            sequence=state.sequence,
+        )
+        for state in sorted(trading_states_of(commands, account).scopes.values(), key=lambda state: state.since)
     ]
 
 
@@ -250,7 +285,9 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
         "time DESC, _kafka_ts DESC, _offset DESC",
         limit=200,
     )
-    switches = kill_switch_states(kill_switch_commands(warehouse))
+    commands = trading_control_commands(warehouse)
+    switches = kill_switch_states(commands, settings.execution.account)
+    trading = trading_state_views(commands, settings.execution.account)
     return PipelineHealth(
         generated_time=now,
         stale_after_seconds=settings.feed.stale_after_seconds,
@@ -266,4 +303,6 @@ def pipeline_health(warehouse: Warehouse, settings: Settings, now: datetime) -> 
         agent0_circuit=circuit_state(outcomes),
         kill_switch=switches,
         kill_switch_engaged=any(switch.engaged for switch in switches),
+        trading_states=trading,
+        trading_restricted=any(view.state is not TradingState.ACTIVE for view in trading),
     )

@@ -8,6 +8,8 @@ exposure) are listed as deferred.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -29,6 +31,7 @@ from ibstream.contracts import (
     quotes,
 )
 from ibstream.contracts.enums import ExecutionSource
+from ibstream.exceptions import IbstreamError
 from ibstream.risk import GLOBAL_TARGETS
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.schema import quote_ident
@@ -36,6 +39,8 @@ from ibstream.warehouse.schema import quote_ident
 R = TypeVar("R", bound=Record)
 
 __all__ = ["DEFERRED_CHECKS", "GLOBAL_TARGETS", "Precheck", "PrecheckLimits", "build_precheck", "precheck_checks"]
+
+log = logging.getLogger(__name__)
 
 #: Checks the gate also runs that depend on the moment the order exists, not on the plan.
 DEFERRED_CHECKS = ("max_gross_exposure", "order_rate", "daily_loss")
@@ -114,9 +119,12 @@ def precheck_checks(
     kill_switch: ControlCommand | None,
     now: datetime,
     run_id: str = "precheck",
+    controls: Sequence[ControlCommand] = (),
 ) -> list[RiskCheck]:
-    """The gate's own checks on the plan (its ``decide``), minus those that depend on the order's moment."""
-    view = _view(symbol, quote, position_quantity, [kill_switch] if kill_switch is not None else [], now)
+    """The gate's own checks on the plan (its ``decide``), minus those that depend on the order's moment.
+    ``controls``: the kill-switch and trading-state commands recorded, folded as the gate folds them."""
+    commands = [*controls, *([kill_switch] if kill_switch is not None else [])]
+    view = _view(symbol, quote, position_quantity, commands, now)
     decision = risk.decide(_intent(run_id, symbol, plan, now), view, limits, now)
     return [check for check in decision.checks if check.name not in DEFERRED_CHECKS]
 
@@ -131,6 +139,7 @@ def build_precheck(
     position_quantity: float,
     kill_switch: ControlCommand | None,
     now: datetime,
+    controls: Sequence[ControlCommand] = (),
 ) -> Precheck:
     """The response body: the checks plus the prices they used."""
     checks = precheck_checks(
@@ -142,6 +151,7 @@ def build_precheck(
         kill_switch=kill_switch,
         now=now,
         run_id=run_id,
+        controls=controls,
     )
     reference = risk.reference_price(quote, plan.side)
     entry = risk.entry_price(_intent(run_id, symbol, plan, now), reference)
@@ -204,13 +214,30 @@ def latest_position_quantity(warehouse: Warehouse, symbol: str) -> float:
     return sum(p.quantity for p in found)
 
 
-def kill_switch_commands(warehouse: Warehouse) -> list[ControlCommand]:
-    """Every kill-switch command recorded, oldest first."""
+def trading_control_commands(warehouse: Warehouse) -> list[ControlCommand]:
+    """Every kill-switch and trading-state command recorded (the audit trail), oldest first."""
     return fetch_records(
         warehouse,
         control.TOPIC,
-        "startsWith(toString(command), 'kill_switch')",
+        "startsWith(toString(command), 'kill_switch') OR toString(command) = 'trading_state'",
         {},
         "issued_time, _kafka_ts, _offset",
         "command_id",
     )
+
+
+def recorded_sequence(warehouse: Warehouse) -> int:
+    """The highest sequence of any kill-switch or trading-state command recorded (0: none, or the warehouse does
+    not answer): the floor of the next one this API issues, so a replica whose clock is behind still orders its
+    command after one it can see. Best effort: the warehouse trails Kafka, and a command must not wait for it."""
+    table = warehouse.table(warehouse.schema.for_topic(control.TOPIC).name)
+    sql = (
+        "SELECT max(if(sequence > 0, sequence, toUnixTimestamp64Micro(issued_time))) FROM "
+        f"{table} WHERE startsWith(toString(command), 'kill_switch') OR toString(command) = 'trading_state'"
+    )
+    try:
+        rows = warehouse.query(sql).rows
+    except IbstreamError as error:
+        log.warning("recorded control sequence unavailable", extra={"error": str(error)})
+        return 0
+    return int(rows[0][0] or 0) if rows else 0

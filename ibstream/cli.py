@@ -366,7 +366,11 @@ def _add_uat(commands: _Commands) -> None:
 
 def _add_replay(commands: _Commands) -> None:
     replay = commands.add_parser("replay", description=COMMANDS["replay"])
-    replay.add_argument("--topic", required=True, help="topic name without the prefix, e.g. md.bars.5s.v1")
+    replay.add_argument(
+        "--topic",
+        required=True,
+        help="a market-data topic (md.*) without the prefix, e.g. md.bars.5s.v1; trading and control topics refused",
+    )
     replay.add_argument(
         "--from",
         dest="start",

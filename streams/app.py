@@ -41,6 +41,7 @@ from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
 from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
+from ibstream.trading_states import TradingStates
 from streams import orchestration, topics
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.orchestration import agents as orchestration_agents
@@ -157,7 +158,7 @@ def build_app(
     built.clock = FeedClock(settings.feed.market_clock)
     if ("risk" in enabled or "orchestration" in enabled) and with_feed:
         # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
-        built.view = risk.RiskView()
+        built.view = risk.RiskView(trading=TradingStates(account=settings.execution.account))
         built.feed = ViewFeed(settings, codec, built.view, clock=built.clock)
     if "risk" in enabled:
         _add_risk(built, settings)
@@ -215,7 +216,12 @@ def _add_signals(built: StreamsApp, settings: Settings) -> None:
 def _add_risk(built: StreamsApp, settings: Settings) -> None:
     """The risk agent over intents, its ``risk-decided`` table, and the kill-switch alert timer."""
     app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
-    view = built.view if built.view is not None else risk.RiskView()
+    # The configured account id names the account scope too, as execution reads it (its account once connected).
+    view = (
+        built.view
+        if built.view is not None
+        else risk.RiskView(trading=TradingStates(account=settings.execution.account))
+    )
     built.view = view
     decided = app.Table(
         "risk-decided",

@@ -8,6 +8,7 @@ book is only touched from the Faust event loop (agents and timers), never from t
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -91,29 +92,50 @@ class Breaker(Protocol):
 
 
 class StreamsAlerts:
-    """The worker's alert book and the two alerts streams decides: ``kill_switch`` (one per target the risk view
-    holds on) and ``agent0_circuit_open``. Each ``sync_*`` returns the alert records to emit (fired or resolved)."""
+    """The worker's alert book and the alerts streams decides: ``kill_switch`` (one per target the risk view holds
+    on), ``trading_state`` (one per scope reducing or halted other than by the kill switch) and
+    ``agent0_circuit_open``. Each ``sync_*`` returns the alert records to emit (fired or resolved)."""
 
     def __init__(self, book: AlertBook | None = None) -> None:
         self.book = book if book is not None else AlertBook(COMPONENT)
 
     def sync_kill_switches(self, on: dict[str, str]) -> list[Alert]:
-        """``on``: target → "actor: reason" of every kill switch the view holds on."""
+        """``on``: scope → "actor: reason" of every kill switch the view holds on."""
+        return self._sync_scopes(
+            "kill_switch",
+            on,
+            lambda target, why: f"kill switch on for {target} ({why}): risk rejects every new intent in scope",
+            lambda target: f"kill switch off for {target}",
+        )
+
+    def sync_trading_states(self, restricted: dict[str, str]) -> list[Alert]:
+        """``restricted``: scope → "state for scope by actor: reason" of every scope reducing or halted."""
+        return self._sync_scopes(
+            "trading_state",
+            restricted,
+            lambda scope, why: f"trading state {why}: risk passes only what the state allows",
+            lambda scope: f"trading state active again for {scope}",
+            # Reducing is an operator's deliberate wind-down; halted (by hand or by an unreadable record) stops all.
+            lambda why: Severity.CRITICAL if why.startswith("halted") else Severity.WARNING,
+        )
+
+    def _sync_scopes(
+        self,
+        kind: str,
+        on: dict[str, str],
+        firing_text: Callable[[str, str], str],
+        resolved_text: Callable[[str], str],
+        severity: Callable[[str], Severity] = lambda why: Severity.CRITICAL,
+    ) -> list[Alert]:
         changes: list[Alert] = []
         for target, why in sorted(on.items()):
-            fired = self.book.fire(
-                "kill_switch",
-                target,
-                Severity.CRITICAL,
-                f"kill switch on for {target} ({why}): risk rejects every new intent in scope",
-                details={"target": target},
-            )
+            fired = self.book.fire(kind, target, severity(why), firing_text(target, why), details={"target": target})
             if fired is not None:
                 changes.append(fired)
         for identity in sorted(self.book.firing):
-            kind, _, target = identity.partition(":")
-            if kind == "kill_switch" and target not in on:
-                resolved = self.book.resolve("kill_switch", target, f"kill switch off for {target}")
+            firing_kind, _, target = identity.partition(":")
+            if firing_kind == kind and target not in on:
+                resolved = self.book.resolve(kind, target, resolved_text(target))
                 if resolved is not None:
                     changes.append(resolved)
         return changes

@@ -69,6 +69,25 @@ def topic_spec(name: str) -> TopicSpec[Any]:
     raise ReplayError(f"unknown topic {name!r}; known: {', '.join(spec.name for spec in TOPICS)}")
 
 
+#: Replay writes only market data: its consumers dedupe and tolerate a window arriving again. Re-emitting control
+#: records would apply an old command anew (an old kill_switch_off), and re-emitting order intents, decisions,
+#: routed orders, order events or executions would re-drive or misreport trading.
+MARKET_DATA_PREFIX = "md."
+
+
+def refuse_unless_market_data(topic: str, target: str) -> None:
+    """ReplayError unless the source is a market-data topic (``md.*``) and the target is one too, or a topic outside
+    the catalogue (a scratch topic to inspect a window): never a trading or control topic."""
+    catalogue = {spec.name for spec in TOPICS}
+    for name in (topic, *([target] if target in catalogue else [])):
+        if not name.startswith(MARKET_DATA_PREFIX):
+            raise ReplayError(
+                f"replay re-emits market data only ({MARKET_DATA_PREFIX}* topics); refusing {name}: replaying "
+                "control, order intents, risk decisions, routed orders, order events or executions would re-apply "
+                "old commands or re-drive trading"
+            )
+
+
 def as_replay(record: Record) -> Record:
     """The record to re-emit: market records get ``source=replay``; records without one stay as they are."""
     if isinstance(getattr(record, "source", None), MarketDataSource):
@@ -171,6 +190,7 @@ def replay(
     if end <= start:
         raise ReplayError("--to must be after --from")
     spec = topic_spec(topic)
+    refuse_unless_market_data(spec.name, target_topic or spec.name)
     if symbols and "symbol" not in spec.record.model_fields:
         raise ReplayError(f"{topic} records have no symbol; --symbols does not apply")
     codec = codec_from_settings(settings)

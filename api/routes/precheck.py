@@ -14,10 +14,9 @@ from api.precheck import (
     Precheck,
     PrecheckLimits,
     build_precheck,
-    kill_switch_commands,
-    kill_switch_for,
     latest_position_quantity,
     latest_quote,
+    trading_control_commands,
 )
 from api.queries.runs import get_run
 from api.routes.deps import require
@@ -50,6 +49,8 @@ def precheck(
         PrecheckLimits.from_settings(request.app.state.settings),
         quote=latest_quote(warehouse, run.symbol),
         position_quantity=latest_position_quantity(warehouse, run.symbol),
-        kill_switch=kill_switch_for(run.symbol, kill_switch_commands(warehouse)),
+        kill_switch=None,
         now=datetime.now(UTC),
+        # The kill switches and trading states, folded as the gate folds them (stale commands ignored).
+        controls=trading_control_commands(warehouse),
     )

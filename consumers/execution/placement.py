@@ -95,9 +95,9 @@ class Placement:
         return True
 
     def _refusal(self, order: RoutedOrder) -> str | None:
-        scope = self.kill_switch.scope(order.symbol)
-        if scope is not None:
-            return f"kill switch on ({scope}): {self.kill_switch.switches[scope].reason}"
+        refusal = self.kill_switch.refusal(order.symbol)
+        if refusal is not None:
+            return refusal
         try:
             validate(order)
         except InvalidOrderError as error:

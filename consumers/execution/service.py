@@ -264,8 +264,8 @@ class Executor:
         try:
             command = decode_message(self.intake.codec, control.TOPIC, message)
         except DecodeError as error:
-            log.error("undecodable control command ignored", extra={"error": str(error)})
             record_error("decode", COMPONENT)
+            self.kill_switch.on_undecodable(message.key(), str(error))
             return
         self.kill_switch.on_command(command, trading=self.state is State.READY)
 
@@ -400,6 +400,9 @@ class Executor:
                 "account": self.account,
                 "client_id": self.client_id,
                 "kill_switch": sorted(self.kill_switches),
+                "trading_states": {
+                    scope: state.state.value for scope, state in self.kill_switch.states.restricted().items()
+                },
                 "open_orders": sum(1 for o in self.book.orders.values() if o.open_legs()),
                 "in_doubt": len(self.journal.in_doubt),
                 "held_routed_orders": len(self.intake.held),

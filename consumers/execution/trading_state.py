@@ -1,4 +1,10 @@
-"""The kill switch: per account or symbol, engaged and released by ``control.v1`` commands.
+"""Trading states and the kill switch: per account or symbol, set by ``control.v1`` commands.
+
+The states are folded by ``ibstream.trading_states`` exactly as risk folds them: per scope the command with the
+highest sequence is in force, a stale one (a replayed old ``kill_switch_off``) is ignored, and a control record that
+does not decode halts its scope (alert ``control_undecodable``) until a newer command for it. A halted scope
+(by the kill switch, a ``trading_state`` command or an unreadable record) refuses routed orders locally; only the
+kill switch also cancels working entries, as below. ``reducing`` is risk's to enforce (it knows the positions).
 
 ``control.v1`` is compacted and read from its beginning at startup, so a kill switch engaged while the executor was
 down holds. Engaged, it cancels the working *entries* we own in its scope (a parent's cancel takes its untriggered
@@ -18,30 +24,46 @@ import logging
 from consumers.execution.context import Context
 from consumers.execution.reporting import Reporter
 from consumers.execution.state import LegState
-from ibstream.contracts import ControlCommand
-from ibstream.contracts.enums import ControlCommandKind, OrderLeg, Severity
+from ibstream.contracts import ControlCommand, utc_now
+from ibstream.contracts.enums import OrderLeg, Severity, TradingState
+from ibstream.trading_states import ACCOUNT_TARGETS, UNDECODABLE, TradingStates, scope_of, state_set_by
 
 log = logging.getLogger(__name__)
 
 #: Kill-switch targets that stop every symbol (the same set the risk gate honours); the account id does too.
-GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
+GLOBAL_TARGETS = ACCOUNT_TARGETS
 
 
 class KillSwitch:
-    """The kill switches in force, by target."""
+    """The trading states in force (``ibstream.trading_states``, as risk folds them) and the kill switches among
+    them, by scope."""
 
     def __init__(self, ctx: Context, reporter: Reporter) -> None:
         self.ctx = ctx
         self.reporter = reporter
+        self.states = TradingStates()
+        # The kill-switch command in force per scope ("account" or a symbol).
         self.switches: dict[str, ControlCommand] = {}
 
     def on_command(self, command: ControlCommand, *, trading: bool) -> None:
-        """Apply a control command; cancel in scope at once when ``trading`` (else after the next reconciliation)."""
-        if command.command not in (ControlCommandKind.KILL_SWITCH_ON, ControlCommandKind.KILL_SWITCH_OFF):
+        """Apply a control command; cancel in scope at once when ``trading`` (else after the next reconciliation).
+
+        A command at or below the sequence in force in its scope is stale (a replay, a late duplicate): ignored.
+        """
+        self.states.account = self.ctx.account
+        before = self.states.scopes.get(scope_of(command.target, self.ctx.account))
+        changed = self.states.apply(command)
+        if changed is None:
+            if state_set_by(command) is not None and before is not None and command.command_id != before.command_id:
+                log.warning(
+                    "stale control command ignored",
+                    extra={"command_id": command.command_id, "target": command.target, "in_force": before.command_id},
+                )
             return
-        target = command.target.strip()
-        target = target.lower() if target.lower() in GLOBAL_TARGETS else target
-        if command.command is ControlCommandKind.KILL_SWITCH_ON:
+        target = changed.scope
+        if before is not None and before.source == UNDECODABLE:
+            self.reporter.resolve("control_undecodable", (target,), f"a newer command for {target} was read")
+        if changed.kill_switch:
             self.switches[target] = command
             log.warning("kill switch on", extra={"target": target, "actor": command.actor, "reason": command.reason})
             self.reporter.alert(
@@ -53,15 +75,42 @@ class KillSwitch:
             )
             if trading:
                 self.cancel_scope(target)
-        elif self.switches.pop(target, None) is not None:
+            return
+        log.warning("trading state", extra={"target": target, "state": changed.state.value, "actor": command.actor})
+        if self.switches.pop(target, None) is not None:
             log.warning("kill switch off", extra={"target": target, "actor": command.actor})
             self.reporter.resolve("kill_switch", (target,), f"kill switch off for {target}")
+
+    def on_undecodable(self, key: bytes | None, error: str) -> None:
+        """Fail closed: a control record that does not decode halts its scope until a newer command for it."""
+        self.states.account = self.ctx.account
+        halt = self.states.apply_undecodable(key, error, utc_now())
+        self.switches.pop(halt.scope, None)
+        log.error("undecodable control record halts trading", extra={"scope": halt.scope, "error": error})
+        self.reporter.alert(
+            "control_undecodable",
+            Severity.CRITICAL,
+            f"an unreadable control record halts {halt.scope}: execution places nothing there until a newer "
+            f"command for it ({error})",
+            {"target": halt.scope, "error": error[:200]},
+            key=(halt.scope,),
+        )
 
     def scope(self, symbol: str) -> str | None:
         """The kill switch that stops ``symbol``, if any."""
         for target in self.switches:
             if target in GLOBAL_TARGETS or target == symbol or target == self.ctx.account:
                 return target
+        return None
+
+    def refusal(self, symbol: str) -> str | None:
+        """Why a routed order for ``symbol`` may not be placed now (its scope is halted), None if it may."""
+        scope = self.scope(symbol)
+        if scope is not None:
+            return f"kill switch on ({scope}): {self.switches[scope].reason}"
+        state = self.states.for_symbol(symbol)
+        if state is not None and state.state is TradingState.HALTED:
+            return f"trading state {state.describe()}"
         return None
 
     def cancel_all(self) -> None:

@@ -106,3 +106,12 @@ class ControlCommandKind(StrEnum):
     APPROVE_RUN = "approve_run"
     REJECT_RUN = "reject_run"
     TRIGGER_RUN = "trigger_run"
+    TRADING_STATE = "trading_state"
+
+
+class TradingState(StrEnum):
+    """What a scope (the account or one symbol) may trade: everything, only position-reducing intents, nothing."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"

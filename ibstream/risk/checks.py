@@ -17,8 +17,9 @@ from ibstream.contracts import (
     RiskDecision,
     RoutedOrder,
 )
-from ibstream.contracts.enums import OrderType, Side
+from ibstream.contracts.enums import OrderType, Side, TradingState
 from ibstream.risk.view import AccountSnapshot, RiskLimits, RiskView
+from ibstream.trading_states import ScopeState, reduces_position
 
 
 def reference_price(quote: Quote | None, side: Side) -> float | None:
@@ -71,6 +72,7 @@ class CheckContext:
     reference: float | None
     recent_approvals: int
     kill_switch: ControlCommand | None
+    trading_state: ScopeState | None = None  # the state the intent's symbol trades under; None: active
 
 
 def _unpriced(name: str, limit: float | None = None) -> RiskCheck:
@@ -265,9 +267,35 @@ def check_kill_switch(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     )
 
 
+def check_trading_state(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
+    """Halted passes nothing; reducing passes only an intent that reduces the symbol's position (never flips it)."""
+    state = ctx.trading_state
+    if state is None or state.state is TradingState.ACTIVE:
+        return RiskCheck(name="trading_state", value=0.0, limit=0.0, passed=True, reason="trading state active")
+    if state.kill_switch:
+        # A kill switch's halt is the kill_switch check's to report; one reason per rejection.
+        return RiskCheck(name="trading_state", value=0.0, limit=0.0, passed=True, reason="halted by the kill switch")
+    if state.state is TradingState.REDUCING:
+        position = ctx.snapshot.positions.get(intent.symbol)
+        held = position.quantity if position is not None else 0.0
+        if reduces_position(signed(intent), held):
+            return RiskCheck(
+                name="trading_state", value=1.0, limit=1.0, passed=True, reason=f"reduces {held:g}: {state.describe()}"
+            )
+        return RiskCheck(
+            name="trading_state",
+            value=1.0,
+            limit=0.0,
+            passed=False,
+            reason=f"does not reduce the position ({held:g}): {state.describe()}",
+        )
+    return RiskCheck(name="trading_state", value=2.0, limit=0.0, passed=False, reason=state.describe())
+
+
 #: Every check, in the order they appear in a decision.
 CHECKS: tuple[Callable[[OrderIntent, CheckContext], RiskCheck], ...] = (
     check_kill_switch,
+    check_trading_state,
     check_quote_age,
     check_price_band,
     check_max_position,
@@ -294,6 +322,7 @@ def context_for(
         reference=reference,
         recent_approvals=view.recent_approvals(now, wall),
         kill_switch=view.kill_switch_for(intent.symbol),
+        trading_state=view.trading_state_for(intent.symbol),
     )
 
 

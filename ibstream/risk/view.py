@@ -16,10 +16,10 @@ from ibstream.contracts import (
     Quote,
     RiskDecision,
 )
-from ibstream.contracts.enums import ControlCommandKind
+from ibstream.trading_states import ACCOUNT, ACCOUNT_TARGETS, ScopeState, TradingStates
 
 #: Kill-switch targets that stop every symbol; any other target names one symbol.
-GLOBAL_TARGETS = frozenset({"*", "all", "global", "account"})
+GLOBAL_TARGETS = ACCOUNT_TARGETS
 
 #: The order-rate throttle's window: a minute of market time (see ``decide``).
 THROTTLE_WINDOW = timedelta(seconds=60)
@@ -96,6 +96,8 @@ class RiskView:
     positions: dict[str, Position] = field(default_factory=dict)
     # Realized P&L per UTC day, per exec_id (a redelivered execution must not count twice).
     realized: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Trading states and kill switches by scope (ibstream.trading_states), with the kill-switch commands in force.
+    trading: TradingStates = field(default_factory=TradingStates)
     kill_switches: dict[str, ControlCommand] = field(default_factory=dict)
     # order_id → decision_id of every decision seen on risk.decisions.v1 or made here.
     decided: dict[str, str] = field(default_factory=dict)
@@ -128,13 +130,23 @@ class RiskView:
         with self._lock:
             self.realized.setdefault(day, {})[execution.exec_id] = execution.realized_pnl
 
-    def apply_control(self, command: ControlCommand) -> None:
-        target = command.target.strip().lower() if command.target.strip().lower() in GLOBAL_TARGETS else command.target
+    def apply_control(self, command: ControlCommand) -> ScopeState | None:
+        """Fold in a control command; the scope's new state, None when it changed nothing (stale, a repeat)."""
         with self._lock:
-            if command.command is ControlCommandKind.KILL_SWITCH_ON:
-                self.kill_switches[target] = command
-            elif command.command is ControlCommandKind.KILL_SWITCH_OFF:
-                self.kill_switches.pop(target, None)
+            changed = self.trading.apply(command)
+            if changed is not None:
+                if changed.kill_switch:
+                    self.kill_switches[changed.scope] = command
+                else:
+                    self.kill_switches.pop(changed.scope, None)
+            return changed
+
+    def apply_undecodable_control(self, key: bytes | None, error: str, at: datetime) -> ScopeState:
+        """A control record that did not decode halts its scope (fail closed)."""
+        with self._lock:
+            halt = self.trading.apply_undecodable(key, error, at)
+            self.kill_switches.pop(halt.scope, None)
+            return halt
 
     def apply_decision(self, decision: RiskDecision, market_time: datetime | None = None) -> None:
         """Fold in a decision: ``market_time`` is when this worker made it (market clock); None for one read from
@@ -167,10 +179,22 @@ class RiskView:
 
     def kill_switch_for(self, symbol: str) -> ControlCommand | None:
         with self._lock:
-            for target in GLOBAL_TARGETS:
-                if target in self.kill_switches:
-                    return self.kill_switches[target]
-            return self.kill_switches.get(symbol)
+            for scope in (ACCOUNT, symbol):
+                if scope in self.kill_switches:
+                    return self.kill_switches[scope]
+            return None
+
+    def trading_state_for(self, symbol: str) -> ScopeState | None:
+        """The state ``symbol`` trades under (the stricter of the account's and its own); None: active."""
+        with self._lock:
+            return self.trading.for_symbol(symbol)
+
+    def trading_states_restricted(self) -> dict[str, str]:
+        """scope → "state for scope by actor: reason" of every scope reducing or halted other than by the kill switch
+        (which has its own alert): a copy for the alert book."""
+        with self._lock:
+            restricted = self.trading.restricted().items()
+            return {scope: state.describe() for scope, state in restricted if not state.kill_switch}
 
     def snapshot(self, symbol: str, day: str) -> AccountSnapshot:
         """A consistent copy of what one decision needs."""

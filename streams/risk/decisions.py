@@ -136,5 +136,7 @@ async def _route(ctx: AgentContext, item: _Decided, remember: Callable[[int, str
 
 
 async def sync_kill_switch_alerts(ctx: AgentContext, view: risk.RiskView) -> None:
-    """Fire ``kill_switch`` for every target the view holds on, resolve the ones released (risk agent, timer)."""
+    """Fire ``kill_switch`` for every target the view holds on and ``trading_state`` for every scope reducing or
+    halted; resolve the ones released (risk agent, timer)."""
     await ctx.emit_alerts(ctx.alerts.sync_kill_switches(view.kill_switches_on()))
+    await ctx.emit_alerts(ctx.alerts.sync_trading_states(view.trading_states_restricted()))

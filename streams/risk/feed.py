@@ -6,6 +6,10 @@ private group (every partition, no commits) in a background thread. This plays t
 without its open recovery bugs, and keeps the kill switch one consumer poll away (≈ the poll timeout) instead of
 one changelog round trip.
 
+Control records are folded by ``ibstream.trading_states`` (trading states and kill switches by scope, stale commands
+ignored); one that does not decode halts the scope its key names, where a record of another topic is only skipped
+(its owning consumer dead-letters it).
+
 Where each topic starts reading (so a restart rebuilds the view without replaying years of quotes):
 control and positions from the beginning (compacted / latest wins), quotes from a few staleness periods ago,
 executions from the start of the UTC day (daily P&L), decisions from ``decisions_lookback`` ago (dedup of
@@ -24,6 +28,7 @@ from typing import Any
 
 from ibstream.config import Settings
 from ibstream.contracts import (
+    ControlCommand,
     Heartbeat,
     Record,
     TopicSpec,
@@ -73,7 +78,7 @@ class ViewFeed:
         self._pending_eof: set[tuple[str, int]] = set()
         self._assigned = False
         prefix = settings.kafka.topic_prefix
-        self._specs: dict[str, tuple[TopicSpec[Any], Callable[[Any], None]]] = {
+        self._specs: dict[str, tuple[TopicSpec[Any], Callable[[Any], object]]] = {
             prefix + quotes.TOPIC.name: (quotes.TOPIC, view.apply_quote),
             prefix + positions.TOPIC.name: (positions.TOPIC, view.apply_position),
             prefix + executions.TOPIC.name: (executions.TOPIC, view.apply_execution),
@@ -160,17 +165,31 @@ class ViewFeed:
 
     def _apply(self, message: Any) -> None:
         spec, apply = self._specs[message.topic()]
+        if message.value() is None:
+            return  # a compaction tombstone: deletes a key, commands nothing
         try:
             record: Record = self._codec.decode(
                 message.topic(), spec.record, message.value(), message.partition(), message.offset()
             )
         except DecodeError as error:
-            # The owning consumer of that topic dead-letters it; the view only skips what it cannot read.
             self.undecodable += 1
+            if spec is control.TOPIC:
+                # Fail closed: a control record we cannot read (corrupt, or a command this version does not know)
+                # halts its scope; skipping it could leave trading on that the record meant to stop.
+                halt = self._view.apply_undecodable_control(message.key(), str(error), utc_now())
+                log.error("undecodable control record halts trading", extra={"scope": halt.scope, "error": str(error)})
+                return
+            # The owning consumer of that topic dead-letters it; the view only skips what it cannot read.
             log.warning("risk view skipped an undecodable record", extra={"error": str(error)})
             return
+        stale = self._view.trading.stale
         apply(record)
         self.applied += 1
+        if self._view.trading.stale > stale and isinstance(record, ControlCommand):
+            log.warning(
+                "stale control command ignored",
+                extra={"command_id": record.command_id, "target": record.target, "sequence": record.sequence},
+            )
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until the view caught up (tests, startup)."""

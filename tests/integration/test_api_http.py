@@ -19,11 +19,12 @@ from api.auth import Role, issue_token
 from api.limits import TokenBuckets
 from api.models import Fill
 from api.queries.signals import signal_outcome
-from ibstream.contracts import executions, order_events, risk_decisions, runs, signal_transitions, signals
-from ibstream.contracts.enums import ControlCommandKind, OrderLeg, RunState, Side
+from ibstream.contracts import control, executions, order_events, risk_decisions, runs, signal_transitions, signals
+from ibstream.contracts.enums import ControlCommandKind, OrderLeg, RunState, Side, TradingState
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.audits import run_audit
 from tests.integration.api_support import (
+    Loader,
     RecordingCommands,
     Scenario,
     api_settings,
@@ -416,3 +417,81 @@ def test_token_lifetime_is_enforced_with_leeway(api: Api) -> None:
         settings, Role.VIEWER, "v", timedelta(seconds=60), now=datetime.now(UTC) - timedelta(seconds=65)
     )
     assert api.client.get("/v1/runs", headers=bearer(just_expired)).status_code == 200  # within the 10 s leeway
+
+
+# --- trading states ------------------------------------------------------------------------------------------------
+
+
+def test_a_trading_state_command_carries_its_state_actor_and_an_increasing_sequence(api: Api) -> None:
+    before = len(api.commands.sent)
+    reducing = api.post("/v1/control/trading-state", {"scope": "AAPL", "state": "reducing", "reason": "earnings"})
+    halted = api.post("/v1/control/trading-state", {"scope": "account", "state": "halted", "reason": "drill"})
+    assert reducing.status_code == 202 and halted.status_code == 202, (reducing.text, halted.text)
+    sent = api.commands.sent[before:]
+    assert [(c.command, c.target, c.state, c.actor, c.reason) for c in sent] == [
+        (ControlCommandKind.TRADING_STATE, "AAPL", TradingState.REDUCING, "alice", "earnings"),
+        (ControlCommandKind.TRADING_STATE, "account", TradingState.HALTED, "alice", "drill"),
+    ]
+    assert 0 < sent[0].sequence < sent[1].sequence
+    assert halted.json()["command"] == "trading_state"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "reason"),
+    [
+        ("/v1/control/trading-state", {"scope": "NOTINUNIVERSE", "state": "halted", "reason": "x"}, "unknown scope"),
+        ("/v1/control/trading-state", {"scope": "ZZZ", "state": "halted", "reason": "x"}, "unknown scope"),
+        ("/v1/control/trading-state", {"scope": "AAPL", "state": "paused", "reason": "x"}, "unknown state"),
+        ("/v1/control/trading-state", {"scope": " AAPL", "state": "halted", "reason": "x"}, "surrounding space"),
+        ("/v1/control/trading-state", {"scope": "AAPL ", "state": "halted", "reason": "x"}, "surrounding space"),
+        ("/v1/control/trading-state", {"scope": "AAPL", "state": "halted", "reason": ""}, "no reason"),
+        ("/v1/control/trading-state", {"scope": "global", "state": "halted", "reason": "x"}, "account is 'account'"),
+        ("/v1/control/kill-switch", {"state": "on", "reason": "x", "target": " AAPL"}, "surrounding space"),
+        ("/v1/control/kill-switch", {"state": "on", "reason": "x", "target": "AAPL "}, "surrounding space"),
+    ],
+)
+def test_bad_trading_controls_are_refused_with_422(api: Api, path: str, body: dict[str, Any], reason: str) -> None:
+    before = len(api.commands.sent)
+    response = api.post(path, body)
+    assert response.status_code == 422, (reason, response.text)
+    assert response.json()["message"], reason
+    assert len(api.commands.sent) == before  # nothing published
+
+
+def test_only_an_admin_sets_a_trading_state(api: Api) -> None:
+    response = api.post("/v1/control/trading-state", {"scope": "AAPL", "state": "halted", "reason": "x"}, "trader")
+    assert response.status_code == 403 and response.json()["code"] == "forbidden"
+
+
+def test_trading_state_changes_are_audited_and_shown_in_pipeline_health(api: Api) -> None:
+    before = len(api.commands.sent)
+    for body in (
+        {"scope": "MSFT", "state": "halted", "reason": "halt msft"},
+        {"scope": "MSFT", "state": "reducing", "reason": "wind down msft"},
+    ):
+        assert api.post("/v1/control/trading-state", body).status_code == 202
+    newer = api.commands.sent[before:]
+    # A stale command (an old sequence, as a replay would write) is recorded but changes nothing.
+    stale = newer[0].model_copy(update={"command_id": "stale-1", "sequence": newer[0].sequence - 1})
+    # The warehouse gets them as the sink would: in topic order, the stale one last.
+    Loader(api.warehouse, api.scenario).add(control.TOPIC, *newer, stale, remember=False)
+
+    audit = api.get("/v1/control/trading-states").json()
+    msft = [s for s in audit["states"] if s["scope"] == "MSFT"]
+    assert [(s["state"], s["actor"], s["reason"]) for s in msft] == [("reducing", "alice", "wind down msft")]
+    trail = [(c["command_id"], c["state"], c["actor"], c["reason"]) for c in audit["changes"] if c["scope"] == "MSFT"]
+    assert ("stale-1", "halted", "alice", "halt msft") in trail and len(trail) == 3
+    health = api.get("/v1/health/pipeline").json()
+    assert health["trading_restricted"] is True
+    assert [s["state"] for s in health["trading_states"] if s["scope"] == "MSFT"] == ["reducing"]
+
+
+def test_a_new_command_is_sequenced_after_one_another_replica_recorded_with_a_clock_ahead(api: Api) -> None:
+    before = len(api.commands.sent)
+    assert api.post("/v1/control/trading-state", {"scope": "SPY", "state": "active", "reason": "r1"}).status_code == 202
+    ahead = api.commands.sent[before].model_copy(
+        update={"command_id": "other-replica", "sequence": api.commands.sent[before].sequence + 3_600_000_000}
+    )
+    Loader(api.warehouse, api.scenario).add(control.TOPIC, ahead, remember=False)
+    assert api.post("/v1/control/kill-switch", {"state": "off", "reason": "r2", "target": "SPY"}).status_code == 202
+    assert api.commands.sent[-1].sequence > ahead.sequence

@@ -33,7 +33,7 @@ from api.commands import KafkaCommandSink
 from api.embedded import SinkHandle, start_sink
 from ibstream.config import PROJECT_ROOT, Settings, load_settings
 from ibstream.contracts import ControlCommand, control
-from ibstream.contracts.enums import ControlCommandKind
+from ibstream.contracts.enums import ControlCommandKind, TradingState
 from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import RecordProducer, codec_from_settings
 from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
@@ -344,4 +344,29 @@ def test_admin_engages_the_kill_switch_and_sees_the_state_change(browser: Any, c
     page.shoot("kill-switch")
     page.go("/health", "#tile-kill")
     page.page.wait_for_function("() => document.querySelector('#tile-kill .tile-value').textContent === 'ENGAGED'")
+    page.close()
+
+
+def test_admin_sets_a_trading_state_and_sees_it_with_who_and_why(browser: Any, console: Console) -> None:
+    page = Page(browser, console)
+    page.login("admin")
+    page.go("/kill-switch", "#trading-set")
+    page.page.fill("#trading-scope", "MSFT")
+    page.page.select_option("#trading-state", "reducing")
+    page.page.click("#trading-set")
+    page.page.wait_for_selector("#confirm[open]")
+    page.page.fill("#confirm-reason", "earnings wind-down")
+    page.page.click("#confirm-ok")
+    # control.v1 → sink → warehouse → /v1/health/pipeline → the page's next poll.
+    page.page.wait_for_function(
+        "() => (document.querySelector('#trading-states')?.textContent || '').includes('earnings wind-down')"
+    )
+    text = page.page.inner_text("#trading-states")
+    assert "MSFT" in text and "reducing" in text and "alice" in text
+    (sent,) = [c for c in _control_commands(console) if c.command == ControlCommandKind.TRADING_STATE]
+    assert (sent.target, sent.state, sent.actor) == ("MSFT", TradingState.REDUCING, "alice")
+    page.go("/health", "#tile-trading")
+    page.page.wait_for_function(
+        "() => document.querySelector('#tile-trading .tile-value').textContent.includes('reducing')"
+    )
     page.close()

@@ -19,9 +19,18 @@ from consumers.execution import build
 from consumers.execution.service import Executor, State
 from ibsim import SimConfig, Simulator
 from ibstream.config import Settings, load_settings
-from ibstream.contracts import alerts, executions, order_events, routed_orders
-from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.contracts import alerts, control, executions, order_events, routed_orders, utc_now
+from ibstream.contracts.enums import (
+    ControlCommandKind,
+    ExecutionSource,
+    OrderLeg,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradingState,
+)
 from ibstream.kafka.clients import committed_offsets, create_consumer
+from ibstream.trading_states import micros
 from tests.integration.execution_support import (
     MONDAY_10AM,
     Reader,
@@ -329,6 +338,50 @@ def test_kill_switch_engaged_while_down_is_honoured_at_startup(
     # The restart recognised the working order from its events (reconciled as matched), it placed nothing.
     assert len(second.sim.orders()) == 1
     assert any(e.reconciliation_status == "matched" for e in recorded if e.order_id == resting.order_id)
+    events.close()
+
+
+def test_trading_states_survive_a_restart_and_a_stale_off_or_an_unreadable_record_keep_orders_out(
+    run_executor: Callable[..., Running], settings: Settings
+) -> None:
+    base = micros(utc_now())
+
+    def command(kind: ControlCommandKind, target: str, sequence: int, state: TradingState | None = None) -> Any:
+        return kill_switch(True, target).model_copy(
+            update={"command": kind, "sequence": base + sequence, "state": state, "command_id": f"c{sequence}"}
+        )
+
+    first = run_executor()
+    events = Reader(first.settings, order_events.TOPIC)
+    send(settings, command(ControlCommandKind.TRADING_STATE, "MSFT", 1, TradingState.HALTED))
+    refused = routed("MSFT", Side.BUY, 1)
+    send(settings, refused)
+    recorded = events.wait(lambda es: OrderStatus.REJECTED in statuses(es, refused.order_id))
+    assert "trading state halted for MSFT" in (
+        next(e for e in recorded if e.order_id == refused.order_id).broker_message or ""
+    )
+    first.halt()
+
+    # While execution is down: a kill switch on AAPL, then an old release written after it (a replay), and a
+    # control record nobody can read for SPY.
+    send(
+        settings,
+        command(ControlCommandKind.KILL_SWITCH_ON, "AAPL", 3),
+        command(ControlCommandKind.KILL_SWITCH_OFF, "AAPL", 2),
+    )
+    garbage = sender(settings)
+    garbage.send_raw(settings.kafka.topic_prefix + control.TOPIC.name, b"kill_switch:SPY", b"\x00not avro")
+    assert garbage.flush(10) == 0
+
+    second = run_executor(sim=first.sim)
+    orders = {symbol: routed(symbol, Side.BUY, 1) for symbol in ("MSFT", "AAPL", "SPY")}
+    send(settings, *orders.values())
+    recorded = events.wait(lambda es: all(OrderStatus.REJECTED in statuses(es, o.order_id) for o in orders.values()))
+    why = {s: next(e for e in recorded if e.order_id == o.order_id).broker_message or "" for s, o in orders.items()}
+    assert why["MSFT"].startswith("trading state halted for MSFT"), why
+    assert why["AAPL"].startswith("kill switch on (AAPL)"), why
+    assert "unreadable control record" in why["SPY"], why
+    assert not [o for o in second.sim.orders() if o.order_ref in {o.order_id for o in orders.values()}]
     events.close()
 
 

@@ -6,7 +6,7 @@ Sessions group scenarios that can share one running pipeline:
 * ``close`` — policy approval on a delayed-only feed (market data type 3) across the 16:00 close.
 * ``desk``  — tight risk limits on a dedicated Kafka broker at 30x; the harness places crafted orders like a
   desk would (no run approvals), each breaching one limit, plus fills, partial fills, a broker reject, a stale
-  feed, the kill switch engaged and released, and finally a Kafka broker restart.
+  feed, the kill switch engaged and released, a halted trading state, and finally a Kafka broker restart.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tooling.uat.model import Scenario
 #: Every risk check of the gate (``ibstream.risk.CHECKS``), each breached once in the desk session.
 RISK_CHECKS = (
     "kill_switch",
+    "trading_state",
     "stale_quote",
     "price_band",
     "max_position",
@@ -29,6 +30,7 @@ RISK_CHECKS = (
 
 _RISK_BREACH = {
     "kill_switch": "an order placed while the kill switch is on",
+    "trading_state": "an order for a symbol whose trading state is halted",
     "stale_quote": "an order for a symbol whose feed is stalled",
     "price_band": "a limit order 5% away from the quote (band 1%)",
     "max_position": "an order taking the position past 50 shares",

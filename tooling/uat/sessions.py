@@ -698,6 +698,15 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     desk.status("resting", "cancelled", timeout=20)
     session.api_post("/v1/control/kill-switch", {"state": "off", "reason": "UAT drill over"}, "admin")
     session.note("kill switch OFF")
+    # 6a. A halted trading state on QQQ alone: its order is refused by trading_state; then active again.
+    halt = {"scope": "QQQ", "state": "halted", "reason": "UAT trading-state drill"}
+    session.api_post("/v1/control/trading-state", halt, "admin")
+    session.note("QQQ halted")
+    time.sleep(2.0)
+    desk.place("trading_state", "QQQ", "BUY", 5, stop_pct=0.5)
+    desk.decided("trading_state")
+    session.api_post("/v1/control/trading-state", {**halt, "state": "active", "reason": "UAT drill over"}, "admin")
+    session.note("QQQ active")
     time.sleep(2.0)
     # 6b. Order rate: six one-share SPY limit orders resting 0.7% under the market, sent back to back. Risk counts
     # approvals per market minute (two wall seconds at 30x): five are approved, one is refused on order_rate

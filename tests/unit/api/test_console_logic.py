@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.charts import BarPoint, Book, bucket, pnl_series
-from api.pipeline import circuit_state, feed_health, kill_switch_states
+from api.pipeline import circuit_state, feed_health, kill_switch_states, trading_state_views
 from api.precheck import PrecheckLimits, kill_switch_for, precheck_checks
 from ibstream import risk  # the gate itself: tests may import any package; the api may not
 from ibstream.config import load_settings
@@ -20,6 +20,7 @@ from ibstream.contracts.enums import (
     OrderType,
     RunState,
     Side,
+    TradingState,
 )
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -268,3 +269,34 @@ def test_bucket_is_epoch_aligned() -> None:
     at = datetime(2026, 3, 2, 15, 0, 7, 500_000, tzinfo=UTC)
     assert bucket(at, 5) == datetime(2026, 3, 2, 15, 0, 5, tzinfo=UTC)
     assert bucket(at, 60) == datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def _trading(scope: str, state: TradingState, minute: int) -> ControlCommand:
+    return _kill(ControlCommandKind.TRADING_STATE, scope, minute).model_copy(update={"state": state})
+
+
+def test_precheck_and_pipeline_read_trading_states_as_the_gate_does() -> None:
+    controls = [
+        _trading("AAPL", TradingState.REDUCING, 2),
+        _kill(ControlCommandKind.KILL_SWITCH_ON, "global", 3),
+        _kill(ControlCommandKind.KILL_SWITCH_OFF, "global", 1),  # older: stale, written late
+    ]
+    view = risk.RiskView()
+    for command in controls:
+        view.apply_control(command)
+    # The pipeline shows what the gate holds: the kill switch on (the late off is stale), AAPL reducing.
+    assert [(s.target, s.engaged) for s in kill_switch_states(controls)] == [("account", True)]
+    assert set(view.kill_switches) == {"account"}
+    assert {(t.scope, t.state) for t in trading_state_views(controls)} == {
+        ("AAPL", TradingState.REDUCING),
+        ("account", TradingState.HALTED),
+    }
+    limits = PrecheckLimits.from_settings(SETTINGS)
+    checks = precheck_checks(
+        _plan(), "AAPL", limits, quote=_quote(), position_quantity=0.0, kill_switch=None, now=NOW, controls=controls
+    )
+    assert {c.name for c in checks if not c.passed} == {"kill_switch"}
+    reducing_only = precheck_checks(
+        _plan(), "AAPL", limits, quote=_quote(), position_quantity=0.0, kill_switch=None, now=NOW, controls=controls[:1]
+    )
+    assert {c.name for c in reducing_only if not c.passed} == {"trading_state"}  # a buy with nothing held

@@ -33,7 +33,15 @@ from consumers.execution.service import Executor
 from consumers.execution.state import Book, execution_record
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, ControlCommand, Execution, OrderEvent, RoutedOrder
-from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.contracts.enums import (
+    ControlCommandKind,
+    ExecutionSource,
+    OrderLeg,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradingState,
+)
 from ibstream.ib import events
 from ibstream.ib.codes import classify
 from ibstream.ib.connection import may_trade
@@ -506,3 +514,63 @@ def test_kill_switch_cancels_entries_and_keeps_the_protective_legs_of_filled_one
     alerts = [r for _, r, _ in executor._outbox if isinstance(r, Alert)]
     assert [(a.kind, a.severity.value) for a in alerts] == [("kill_switch_unprotected", "critical")]
     assert "partly" in alerts[0].message
+
+
+def control_command(
+    kind: ControlCommandKind, target: str, sequence: int, state: TradingState | None = None
+) -> ControlCommand:
+    return ControlCommand(
+        command_id=f"{kind.value}-{target}-{sequence}",
+        command=kind,
+        target=target,
+        reason="test",
+        actor="pytest",
+        parameters={},
+        issued_time=NOW,
+        sequence=sequence,
+        state=state,
+    )
+
+
+def test_a_stale_kill_switch_off_does_not_release_execution(tmp_path: Path) -> None:
+    executor, session = reconciling_executor(tmp_path, bracket_book("working", S.ACKNOWLEDGED))
+    executor.kill_switch.on_command(control_command(ControlCommandKind.KILL_SWITCH_ON, "global", 10), trading=True)
+    assert sorted(session.cancelled) == [1]  # the working entry (its children go with it at IB)
+    executor.kill_switch.on_command(control_command(ControlCommandKind.KILL_SWITCH_OFF, "global", 5), trading=True)
+    assert executor.kill_switch.refusal("AAPL") == "kill switch on (account): test"
+    executor.kill_switch.on_command(control_command(ControlCommandKind.KILL_SWITCH_OFF, "all", 11), trading=True)
+    assert executor.kill_switch.refusal("AAPL") is None
+
+
+def test_a_halted_trading_state_refuses_orders_but_cancels_nothing(tmp_path: Path) -> None:
+    executor, session = reconciling_executor(tmp_path, bracket_book("working", S.ACKNOWLEDGED))
+    halted = control_command(ControlCommandKind.TRADING_STATE, "AAPL", 10, TradingState.HALTED)
+    executor.kill_switch.on_command(halted, trading=True)
+    assert session.cancelled == []
+    refusal = executor.kill_switch.refusal("AAPL")
+    assert refusal is not None and refusal.startswith("trading state halted for AAPL")
+    assert executor.kill_switch.refusal("MSFT") is None
+    reducing = control_command(ControlCommandKind.TRADING_STATE, "AAPL", 11, TradingState.REDUCING)
+    executor.kill_switch.on_command(reducing, trading=True)
+    assert executor.kill_switch.refusal("AAPL") is None  # reducing is risk's to enforce: it knows the positions
+
+
+def test_an_undecodable_control_record_halts_its_scope_and_alerts(tmp_path: Path) -> None:
+    executor, _ = reconciling_executor(tmp_path, Book())
+    executor.kill_switch.on_undecodable(b"kill_switch:AAPL", "unknown enum symbol 'flatten'")
+    refusal = executor.kill_switch.refusal("AAPL")
+    assert refusal is not None and "unreadable control record" in refusal
+    assert executor.kill_switch.refusal("MSFT") is None
+    executor.kill_switch.on_undecodable(b"\x00junk", "bad magic byte")
+    assert executor.kill_switch.refusal("MSFT") is not None
+    alerts = [r for _, r, _ in executor._outbox if isinstance(r, Alert)]
+    assert [(a.kind, a.alert_id) for a in alerts] == [
+        ("control_undecodable", "control_undecodable:AAPL"),
+        ("control_undecodable", "control_undecodable:account"),
+    ]
+    executor.kill_switch.on_command(
+        control_command(ControlCommandKind.TRADING_STATE, "account", 1, TradingState.ACTIVE), trading=True
+    )
+    assert executor.kill_switch.refusal("MSFT") is None
+    resolved = [r for _, r, _ in executor._outbox if isinstance(r, Alert) and r.state.value == "resolved"]
+    assert [a.alert_id for a in resolved] == ["control_undecodable:account"]

@@ -20,7 +20,15 @@ from ibstream.contracts import (
     RiskCheck,
     RiskDecision,
 )
-from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, MarketDataSource, OrderType, Side, TimeInForce
+from ibstream.contracts.enums import (
+    ControlCommandKind,
+    ExecutionSource,
+    MarketDataSource,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradingState,
+)
 from ibstream.exceptions import ConfigError
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
@@ -105,9 +113,31 @@ def execution(exec_id: str, pnl: float, when: datetime = NOW) -> Execution:
     )
 
 
-def kill(kind: ControlCommandKind = ControlCommandKind.KILL_SWITCH_ON, target: str = "all") -> ControlCommand:
+def state(target: str, trading_state: TradingState, sequence: int = 10) -> ControlCommand:
     return ControlCommand(
-        command_id="c", command=kind, target=target, reason="test", actor="ops", parameters={}, issued_time=NOW
+        command_id=f"t-{target}-{sequence}",
+        command=ControlCommandKind.TRADING_STATE,
+        target=target,
+        reason="test",
+        actor="ops",
+        parameters={},
+        issued_time=NOW,
+        sequence=sequence,
+        state=trading_state,
+    )
+
+
+def kill(kind: ControlCommandKind = ControlCommandKind.KILL_SWITCH_ON, target: str = "all") -> ControlCommand:
+    # An off is issued after the on it releases: commands are ordered by their sequence (here their issued time).
+    later = timedelta(seconds=1 if kind is ControlCommandKind.KILL_SWITCH_OFF else 0)
+    return ControlCommand(
+        command_id=f"c-{kind.value}",
+        command=kind,
+        target=target,
+        reason="test",
+        actor="ops",
+        parameters={},
+        issued_time=NOW + later,
     )
 
 
@@ -169,6 +199,16 @@ CASES: list[Case] = [
     ("kill switch on", risk.check_kill_switch, intent(), view_with(lambda v: v.apply_control(kill())), False),
     ("kill switch other symbol", risk.check_kill_switch, intent(), view_with(lambda v: v.apply_control(kill(target="MSFT"))), True),  # noqa: E501
     ("kill switch this symbol", risk.check_kill_switch, intent(), view_with(lambda v: v.apply_control(kill(target="AAPL"))), False),  # noqa: E501
+    ("trading state active", risk.check_trading_state, intent(), view_with(), True),
+    ("trading state halted", risk.check_trading_state, intent(), view_with(lambda v: v.apply_control(state("AAPL", TradingState.HALTED))), False),  # noqa: E501
+    ("account halted", risk.check_trading_state, intent(), view_with(lambda v: v.apply_control(state("account", TradingState.HALTED))), False),  # noqa: E501
+    ("other symbol halted", risk.check_trading_state, intent(), view_with(lambda v: v.apply_control(state("MSFT", TradingState.HALTED))), True),  # noqa: E501
+    ("reducing, nothing held", risk.check_trading_state, intent(), view_with(lambda v: v.apply_control(state("AAPL", TradingState.REDUCING))), False),  # noqa: E501
+    ("reducing, adds to the long", risk.check_trading_state, intent(), view_with(lambda v: v.apply_position(position("AAPL", 100)), lambda v: v.apply_control(state("account", TradingState.REDUCING))), False),  # noqa: E501
+    ("reducing, sells part of the long", risk.check_trading_state, intent(side=Side.SELL, quantity=50.0), view_with(lambda v: v.apply_position(position("AAPL", 100)), lambda v: v.apply_control(state("AAPL", TradingState.REDUCING))), True),  # noqa: E501
+    ("reducing, sell flips the long", risk.check_trading_state, intent(side=Side.SELL, quantity=150.0), view_with(lambda v: v.apply_position(position("AAPL", 100)), lambda v: v.apply_control(state("AAPL", TradingState.REDUCING))), False),  # noqa: E501
+    ("halted by an unreadable record", risk.check_trading_state, intent(), view_with(lambda v: v.apply_undecodable_control(b"trading_state:AAPL", "bad", NOW)), False),  # noqa: E501
+    ("kill switch halt reported by kill_switch", risk.check_trading_state, intent(), view_with(lambda v: v.apply_control(kill())), True),  # noqa: E501
 ]
 # fmt: on
 
@@ -200,6 +240,7 @@ def test_decision_carries_every_check_and_routes_only_when_all_pass() -> None:
     assert decision.approved
     assert [check.name for check in decision.checks] == [
         "kill_switch",
+        "trading_state",
         "stale_quote",
         "price_band",
         "max_position",

@@ -13,12 +13,14 @@ import pytest
 from ibstream import telemetry
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, RiskDecision, order_intents
-from ibstream.contracts.enums import AlertState, ControlCommandKind, RunState
+from ibstream.contracts.enums import AlertState, ControlCommandKind, RunState, Severity, TradingState
+from ibstream.risk import RiskView
 from streams import orchestration as orch
 from streams.app import build_app
-from streams.observability import RunClock
+from streams.observability import RunClock, StreamsAlerts
 from streams.orchestration.agent0_client import Agent0Client, PlanningError
 from tests.unit.ibstream.test_risk import NOW, kill, quote
+from tests.unit.ibstream.test_risk import state as trading_state
 from tests.unit.streams.test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter, make_intent
 from tests.unit.streams.test_streams_orchestration import PLAN, SIGNAL
 from tests.unit.streams.test_streams_orchestration_agent import RecordingBus
@@ -126,8 +128,8 @@ async def test_the_risk_agent_alerts_a_kill_switch_before_deciding_and_counts_ch
     assert kinds == ["Alert", "RiskDecision", "Alert", "RiskDecision"]  # each alert precedes the intent it judged
     alerts = emitter.of(Alert)
     assert [(a.kind, a.state, a.alert_id) for a in alerts] == [
-        ("kill_switch", AlertState.FIRING, "kill_switch:all"),
-        ("kill_switch", AlertState.RESOLVED, "kill_switch:all"),
+        ("kill_switch", AlertState.FIRING, "kill_switch:account"),  # every account-wide spelling is one scope
+        ("kill_switch", AlertState.RESOLVED, "kill_switch:account"),  # every account-wide spelling is one scope
     ]
     assert [d.approved for d in emitter.of(RiskDecision)] == [False, True]
     assert _metric("ibstream_risk_checks_total", check="kill_switch", passed="false") - rejected_by_switch == 1
@@ -168,3 +170,20 @@ def test_run_outcomes_and_stage_latencies_come_from_the_run_records() -> None:
     assert _metric("ibstream_orchestration_stage_seconds_count", stage="planned_to_submitted") - submitted["count"] == 1
     assert _metric("ibstream_orchestration_stage_seconds_sum", stage="planned_to_submitted") - submitted["sum"] == 60
     assert _metric("ibstream_orchestration_runs_total", state="completed") - runs_done == 2
+
+
+def test_a_reducing_or_halted_scope_alerts_until_it_is_active_again() -> None:
+    view = RiskView()
+    alerts = StreamsAlerts()
+    view.apply_control(trading_state("AAPL", TradingState.REDUCING, sequence=10))
+    view.apply_undecodable_control(b"trading_state:MSFT", "unknown enum symbol", NOW)
+    view.apply_control(kill(ControlCommandKind.KILL_SWITCH_ON, "SPY"))  # alerted as kill_switch, not twice
+    fired = alerts.sync_trading_states(view.trading_states_restricted())
+    assert [(a.alert_id, a.severity, a.state) for a in fired] == [
+        ("trading_state:AAPL", Severity.WARNING, AlertState.FIRING),
+        ("trading_state:MSFT", Severity.CRITICAL, AlertState.FIRING),
+    ]
+    assert alerts.sync_trading_states(view.trading_states_restricted()) == []  # no repeat while unchanged
+    view.apply_control(trading_state("AAPL", TradingState.ACTIVE, sequence=11))
+    resolved = alerts.sync_trading_states(view.trading_states_restricted())
+    assert [(a.alert_id, a.state) for a in resolved] == [("trading_state:AAPL", AlertState.RESOLVED)]

@@ -74,6 +74,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "broker_reject",
         "resting",
         "kill_switch",
+        "trading_state",
         "fill",
         *RATE_BURST,
         "close",
@@ -138,7 +139,7 @@ def test_a_good_desk_session_passes_every_desk_scenario() -> None:
     assert [(r.id, r.failures) for r in results if not r.passed] == []
 
 
-@pytest.mark.parametrize("broken", ["max_position", "order_rate", "daily_loss", "kill_switch"])
+@pytest.mark.parametrize("broken", ["max_position", "order_rate", "daily_loss", "kill_switch", "trading_state"])
 def test_a_check_that_never_fires_fails_its_own_scenario(broken: str) -> None:
     ev, marks = _desk_evidence(broken)
     results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}

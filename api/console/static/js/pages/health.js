@@ -9,6 +9,14 @@ function tile(label, value, kind, id) {
   return h("div", { class: `tile ${kind}`, id }, h("div", { class: "tile-label" }, label), h("div", { class: "tile-value" }, value));
 }
 
+// "active", or how many scopes are reducing / halted.
+function restrictedSummary(states) {
+  const halted = states.filter((t) => t.state === "halted").length;
+  const reducing = states.filter((t) => t.state === "reducing").length;
+  if (!halted && !reducing) return "active";
+  return [halted ? `${halted} halted` : "", reducing ? `${reducing} reducing` : ""].filter(Boolean).join(", ");
+}
+
 export function render(view) {
   const stamp = h("span", { class: "muted small", id: "health-updated" });
   const body = h("div", { id: "health" });
@@ -29,6 +37,7 @@ export function render(view) {
         tile("Dead letters", num(p.dead_letters_total, 0), p.dead_letters_total ? "warn" : "ok", "tile-dlq"),
         tile("Agent0 circuit", circuit, circuit === "open" ? "bad" : circuit === "closed" ? "ok" : "", "tile-circuit"),
         tile("Kill switch", p.kill_switch_engaged ? "ENGAGED" : "off", p.kill_switch_engaged ? "bad" : "ok", "tile-kill"),
+        tile("Trading", restrictedSummary(p.trading_states), p.trading_restricted ? "bad" : "ok", "tile-trading"),
         tile("Firing alerts", String(p.alerts.length), p.alerts.length ? "warn" : "ok", "tile-alerts")),
       section("Feeds", h("p", { class: "muted small" }, `Stale after ${p.stale_after_seconds} s without a quote or bar.`),
         table([
@@ -74,6 +83,14 @@ export function render(view) {
         { label: "message", cell: (a) => a.message },
         { label: "since", cell: (a) => time(a.time) },
       ], p.alerts, { empty: "No alert firing." })),
+      section("Trading states", table([
+        { label: "scope", cell: (t) => t.scope },
+        { label: "state", cell: (t) => badge(t.state, t.state === "active" ? "ok" : t.state === "halted" ? "bad" : "warn") },
+        { label: "set by", cell: (t) => t.source },
+        { label: "who", cell: (t) => t.actor },
+        { label: "why", cell: (t) => t.reason },
+        { label: "since", cell: (t) => time(t.time) },
+      ], p.trading_states, { empty: "Every scope active (nothing set).", rowAttrs: (t) => ({ dataset: { scope: t.scope } }) })),
       section("Agent0 circuit", h("p", {}, badge(circuit, circuit === "open" ? "bad" : "ok"), " ",
         p.agent0_circuit.since ? `since ${time(p.agent0_circuit.since)}` : "", p.agent0_circuit.reason ? ` — ${p.agent0_circuit.reason}` : "")),
     );
