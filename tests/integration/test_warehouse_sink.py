@@ -12,9 +12,11 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from consumers.warehouse_sink import SinkThread, group_id
 from ibstream.config import Settings
 from ibstream.contracts import TOPICS, DeadLetter, Quote, Record, TopicSpec, quotes
-from ibstream.kafka.clients import committed_offsets, consumer_config, create_producer
+from ibstream.kafka.clients import committed_offsets, consumer_config, create_admin, create_producer
 from ibstream.kafka.records import RecordProducer
 from ibstream.warehouse import Warehouse
 from tests.integration.warehouse_helpers import ALL_TIME, CODEC, count_final, wait_for, warehouse_settings
@@ -311,3 +313,59 @@ def test_a_row_the_warehouse_refuses_goes_to_the_dlq_and_the_rest_of_its_batch_l
         assert "no_poison" in letter.error_message
         assert letter.value == CODEC.encode(topic, poison)
         assert letter.component == "warehouse_sink"
+
+
+def test_a_message_stamped_beyond_year_9999_goes_to_the_dlq_and_the_sink_goes_on(
+    settings: Settings, tmp_path: Path, quote_sample: Quote
+) -> None:
+    """A topic that accepts any future timestamp (message.timestamp.after.max.ms raised) can hold a message whose
+    Kafka timestamp no datetime can represent: its row cannot be built, so it is dead-lettered instead of stopping
+    the sink."""
+    wh_settings = warehouse_settings(settings, tmp_path / "wh")
+    topic = wh_settings.kafka.topic_prefix + quotes.TOPIC.name
+    admin = create_admin(wh_settings)
+    unlimited = ConfigEntry(
+        "message.timestamp.after.max.ms", str(2**63 - 1), incremental_operation=AlterConfigOpType.SET
+    )
+    for done in admin.incremental_alter_configs(
+        [ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[unlimited])]
+    ).values():
+        done.result()
+    far = quote_sample.model_copy(update={"symbol": "FAR", "con_id": 10_000})
+    far_ms = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000) + 2 * 86_400_000  # 2 January 10000
+
+    def produce_far() -> bool:
+        outcome: list[Any] = []
+        raw = create_producer(wh_settings)
+        raw.produce(
+            topic, CODEC.encode(topic, far), b"FAR", timestamp=far_ms, on_delivery=lambda e, m: outcome.append(e)
+        )
+        raw.flush(10)
+        return outcome == [None]
+
+    wait_for(produce_far, 30, "the broker to accept a timestamp in year 10000 (topic config applied)", interval=0.5)
+    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka.topic_prefix)
+    for i in range(10):
+        producer.send(quotes.TOPIC, quote_sample.model_copy(update={"symbol": f"S{i}", "con_id": i}))
+    assert producer.flush(30) == 0 and producer.failed == 0
+
+    with Warehouse.open(wh_settings) as warehouse:
+        thread = SinkThread(wh_settings, warehouse).start()
+        try:
+            wait_for(
+                lambda: count_final(warehouse, "md_quotes_v1") == 10 and count_final(warehouse, "dead_letters") >= 1,
+                60,
+                "the 10 quotes in their table and the far-future one in the dead letters",
+            )
+            assert thread.alive
+        finally:
+            thread.stop()
+        letters = [
+            s.record
+            for s in warehouse.stream_records(
+                warehouse.schema.dead_letters, wh_settings.kafka.topic_prefix + quotes.TOPIC.dlq_name, *ALL_TIME
+            )
+        ]
+        assert letters and all(isinstance(letter, DeadLetter) for letter in letters)
+        assert {(letter.key, letter.error_kind) for letter in letters} == {(b"FAR", "processing")}
+        assert "year" in letters[0].error_message
