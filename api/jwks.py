@@ -39,6 +39,7 @@ class JwksKeys:
         self._clock = clock
         self._keys: dict[str, Any] = {}
         self._fetched_at: float | None = None
+        self._unreachable = False  # the last fetch could not reach the provider
         self._lock = threading.Lock()
         self.fetches = 0
 
@@ -54,6 +55,9 @@ class JwksKeys:
             if kid not in self._keys and self._may_fetch():
                 self._fetch()
             key = self._keys.get(kid)
+            unreachable = self._unreachable
+        if key is None and unreachable:  # until the next attempt, the provider counts as still down
+            raise ApiError(503, "jwks_unavailable", "the identity provider's key set cannot be fetched")
         if key is None:
             raise unauthorized("token_invalid", f"no RS256 signing key with id {kid!r} in the issuer's key set")
         return key
@@ -65,10 +69,12 @@ class JwksKeys:
         # The attempt counts even when it fails: an unreachable provider is not asked again on every request.
         self._fetched_at = self._clock()
         self.fetches += 1
+        self._unreachable = False
         try:
             jwk_set = self._client.get_jwk_set(refresh=True)
         except jwt.PyJWKClientConnectionError:
-            raise ApiError(503, "jwks_unavailable", "the identity provider's key set cannot be fetched") from None
+            self._unreachable = True  # keys fetched before stay usable
+            return
         except jwt.PyJWTError as error:  # a set with no usable key, or not a key set at all
             self._keys = {}
             raise unauthorized("token_invalid", f"the issuer's key set is unusable: {error}") from None

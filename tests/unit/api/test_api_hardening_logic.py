@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api import token_cli
 from api.auth import lifetime_problem
+from api.errors import ApiError
+from api.jwks import JwksKeys
 from api.limits import bearer_token, client_address
 from api.times import out_of_range
 from ibstream.config import load_settings
@@ -98,3 +103,53 @@ def test_the_token_command_refuses_a_lifetime_the_api_would_refuse(
         token_cli.main(["--role", "viewer", "--ttl", "2h"])
     assert "IBSTREAM_API_JWT_MAX_LIFETIME_SECONDS" in capsys.readouterr().err
     assert token_cli.main(["--role", "viewer", "--ttl", "1h"]) == 0
+
+
+class _Provider:
+    """What the identity provider's JWKS endpoint answers (``fetch_data`` is PyJWKClient's one I/O call)."""
+
+    def __init__(self, keys: list[dict[str, Any]]) -> None:
+        self.keys = keys
+        self.down = False
+        self.fetches = 0
+
+    def fetch_data(self, client: Any) -> dict[str, Any]:
+        self.fetches += 1
+        if self.down:
+            raise jwt.PyJWKClientConnectionError("connection refused")
+        return {"keys": self.keys}
+
+
+def test_jwks_refetches_for_unknown_key_ids_at_most_once_per_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())) | {"kid": "k1"}
+    provider = _Provider([jwk])
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", lambda client: provider.fetch_data(client))
+    clock = [0.0]
+    keys = JwksKeys("https://idp.example/jwks", refresh_seconds=60, clock=lambda: clock[0])
+
+    def signed(kid: str) -> str:
+        return jwt.encode({"sub": "s"}, private, algorithm="RS256", headers={"kid": kid})
+
+    assert keys.key_for(signed("k1")) is not None and provider.fetches == 1
+    for n in range(5):
+        with pytest.raises(ApiError) as unknown:
+            keys.key_for(signed(f"made-up-{n}"))
+        assert unknown.value.status == 401
+    assert provider.fetches == 1
+    provider.keys = [
+        *provider.keys,
+        json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())) | {"kid": "k2"},
+    ]
+    clock[0] = 60.0  # the provider rotated in k2; the next unknown kid may refetch
+    assert keys.key_for(signed("k2")) is not None and provider.fetches == 2
+
+    provider.down = True
+    clock[0] = 120.0
+    with pytest.raises(ApiError) as down:
+        keys.key_for(signed("k3"))
+    assert (down.value.status, down.value.code) == (503, "jwks_unavailable")
+    assert keys.key_for(signed("k1")) is not None  # keys fetched before stay usable while the provider is down
+    with pytest.raises(ApiError) as still_down:
+        keys.key_for(signed("k3"))
+    assert still_down.value.status == 503 and provider.fetches == 3  # not asked again within the period
