@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 from datetime import UTC, datetime, timedelta, timezone
@@ -9,10 +10,11 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api import token_cli
-from api.auth import lifetime_problem
+from api.auth import TokenVerifier, lifetime_problem
 from api.errors import ApiError
 from api.jwks import JwksKeys
 from api.limits import bearer_token, client_address
@@ -153,3 +155,55 @@ def test_jwks_refetches_for_unknown_key_ids_at_most_once_per_period(monkeypatch:
     with pytest.raises(ApiError) as still_down:
         keys.key_for(signed("k3"))
     assert still_down.value.status == 503 and provider.fetches == 3  # not asked again within the period
+
+
+def _b64(data: Any) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+GOOD_CLAIMS = {"sub": "s", "role": "viewer", "iss": "ibstream", "aud": "ibstream-api", "exp": 4_000_000_000}
+MALFORMED = [
+    "",
+    "abc",
+    "a.b.c",
+    "....",
+    f"{_b64({'alg': 'none'})}.{_b64(GOOD_CLAIMS)}.",
+    f"{_b64({'alg': 'HS256'})}.{_b64([1, 2, 3])}.{_b64(b'sig')}",
+    f"{_b64(b'not json')}.{_b64(GOOD_CLAIMS)}.{_b64(b'sig')}",
+    f"{_b64({'alg': 'RS256', 'kid': {'nested': 1}})}.{_b64(GOOD_CLAIMS)}.{_b64(b'sig')}",
+    f"{_b64({'alg': 'HS256', 'crit': ['exp']})}.{_b64(GOOD_CLAIMS)}.{_b64(b'sig')}",
+]
+
+
+@pytest.mark.parametrize("token", MALFORMED)
+@pytest.mark.parametrize("mode", ["HS256", "RS256-PEM"])
+def test_every_malformed_token_is_a_401(token: str, mode: str) -> None:
+    if mode == "HS256":
+        settings = load_settings(api_jwt_secret="s" * 40)
+    else:
+        public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        settings = load_settings(api_jwt_algorithm="RS256", api_jwt_public_key=pem.decode())
+    with pytest.raises(ApiError) as error:
+        TokenVerifier(settings).verify(token)
+    assert error.value.status == 401
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {**GOOD_CLAIMS, "exp": "tomorrow"},
+        {**GOOD_CLAIMS, "iat": "yesterday"},
+        {**GOOD_CLAIMS, "sub": 42},
+        {**GOOD_CLAIMS, "sub": "  "},
+        {**GOOD_CLAIMS, "aud": ["someone-else"]},
+        {key: value for key, value in GOOD_CLAIMS.items() if key != "exp"},
+    ],
+)
+def test_every_well_signed_but_wrong_token_is_a_401(claims: dict[str, Any]) -> None:
+    settings = load_settings(api_jwt_secret="s" * 40)
+    signed = jwt.encode(claims, "s" * 40, algorithm="HS256")
+    with pytest.raises(ApiError) as error:
+        TokenVerifier(settings).verify(signed)
+    assert error.value.status == 401
