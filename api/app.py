@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,7 +18,13 @@ from api.commands import CommandSink, KafkaCommandSink
 from api.console.router import add_console
 from api.embedded import SinkHandle, start_sink
 from api.handlers import install_error_handlers
-from api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, TokenBuckets
+from api.limits import (
+    BodySizeLimitMiddleware,
+    ClientKeys,
+    KnownMethodsMiddleware,
+    RateLimitMiddleware,
+    TokenBuckets,
+)
 from api.metrics import RequestMetricsMiddleware
 from api.routes import charts, control, orders, pipeline, precheck, probes, runs, signals
 from api.routes.deps import reject_unknown_query
@@ -26,6 +32,9 @@ from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, Settings, get_settings
 from ibstream.trading_states import ACCOUNT
 from ibstream.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,8 @@ ROUTERS: tuple[APIRouter, ...] = (
 
 
 def _add_middleware(app: FastAPI, settings: Settings, buckets: TokenBuckets | None) -> None:
+    # Inside the metrics: a refused invented method is still counted, under the label "other".
+    app.add_middleware(KnownMethodsMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
     # Added last = outermost: CORS headers also go on 413/429 answers, so browsers can read them.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
@@ -54,6 +65,7 @@ def _add_middleware(app: FastAPI, settings: Settings, buckets: TokenBuckets | No
         RateLimitMiddleware,
         buckets=buckets or TokenBuckets(settings.api.rate_limit_per_minute, settings.api.rate_limit_burst),
         exempt=UNLIMITED_PATHS,
+        key=ClientKeys(app.state.verifier.verify, settings.api.trusted_proxies),
     )
     app.add_middleware(
         CORSMiddleware,
@@ -87,6 +99,7 @@ def create_app(
     app.state.commands = commands
     app.state.sink = sink
     app.state.verifier = TokenVerifier(settings)
+    app.state.readiness = probes.ReadinessCache(settings.api.ready_cache_seconds)
     install_error_handlers(app)
     _add_middleware(app, settings, buckets)
     for router in ROUTERS:
@@ -111,6 +124,24 @@ def _document_trading_scopes(app: FastAPI, settings: Settings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the document
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """How uvicorn serves the API."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # keep the JSON logging telemetry.configure installed
+        access_log=False,
+        server_header=False,
+        # uvicorn by default believes X-Forwarded-For from 127.0.0.1, so any local process could pick its own
+        # client address (and rate-limit bucket). Proxy headers are read only for IBSTREAM_API_TRUSTED_PROXIES,
+        # by the API itself (api.limits.client_address).
+        proxy_headers=False,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -148,14 +179,7 @@ def main(argv: list[str]) -> int:
             sink = start_sink(settings, warehouse)
         commands = KafkaCommandSink(settings)
         app = create_app(settings, warehouse, commands, sink=sink)
-        config = uvicorn.Config(
-            app,
-            host=args.host or settings.api.host,
-            port=args.port or settings.api.port,
-            log_config=None,  # keep the JSON logging telemetry.configure installed
-            access_log=False,
-            server_header=False,
-        )
+        config = server_config(app, args.host or settings.api.host, args.port or settings.api.port)
         server = uvicorn.Server(config)
         log.info("api starting", extra={"port": config.port, "with_sink": args.with_sink})
         server.run()  # uvicorn handles SIGTERM/SIGINT: stops accepting, drains, returns

@@ -14,7 +14,8 @@ from typing import Any
 
 import jwt
 
-from api.errors import ApiError
+from api.errors import ApiError, unauthorized
+from api.jwks import JwksKeys
 from ibstream.config import Settings
 from ibstream.exceptions import ConfigError
 
@@ -41,15 +42,6 @@ class Principal:
 
     subject: str
     role: Role | None
-
-
-def _bearer_challenge(error: str) -> dict[str, str]:
-    return {"WWW-Authenticate": f'Bearer error="{error}"'}
-
-
-def unauthorized(code: str, message: str) -> ApiError:
-    """A 401 with the RFC 6750 challenge header."""
-    return ApiError(401, code, message, _bearer_challenge("invalid_token"))
 
 
 def role_from_claims(claims: dict[str, Any]) -> Role | None:
@@ -90,7 +82,8 @@ def check_auth_settings(settings: Settings) -> None:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens: signature (HS256 secret, RS256 PEM key or JWKS), expiry, issuer, audience, subject."""
+    """Verifies bearer tokens: signature (HS256 secret, RS256 PEM key or JWKS), expiry, issuer, audience, subject,
+    and a lifetime no longer than the configured maximum. Every way a token can be wrong is a 401."""
 
     def __init__(self, settings: Settings) -> None:
         check_auth_settings(settings)
@@ -98,8 +91,9 @@ class TokenVerifier:
         self._issuer = settings.api.jwt_issuer
         self._audience = settings.api.jwt_audience
         self._leeway = settings.api.jwt_leeway_seconds
+        self._max_lifetime = settings.api.jwt_max_lifetime_seconds
         self._key: Any = None
-        self._jwks: jwt.PyJWKClient | None = None
+        self._jwks: JwksKeys | None = None
         if self._algorithm == "HS256":
             assert settings.api.jwt_secret is not None  # check_auth_settings guarantees it
             self._key = settings.api.jwt_secret.get_secret_value()
@@ -107,24 +101,11 @@ class TokenVerifier:
             self._key = settings.api.jwt_public_key
         else:
             assert settings.api.jwt_jwks_url is not None
-            # PyJWKClient caches the key set and refetches on an unknown kid (key rotation).
-            self._jwks = jwt.PyJWKClient(settings.api.jwt_jwks_url, cache_keys=True, timeout=5)
+            self._jwks = JwksKeys(settings.api.jwt_jwks_url, settings.api.jwt_jwks_refresh_seconds)
 
-    def _signing_key(self, token: str) -> Any:
-        if self._jwks is None:
-            return self._key
-        try:
-            return self._jwks.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError:
-            raise ApiError(503, "jwks_unavailable", "the identity provider's key set cannot be fetched") from None
-        except jwt.PyJWKClientError as error:
-            raise unauthorized("token_invalid", f"no key for this token: {error}") from None
-        except jwt.InvalidTokenError as error:
-            raise unauthorized("token_invalid", f"malformed token: {error}") from None
-
-    def verify(self, token: str) -> Principal:
+    def verify(self, token: str, now: datetime | None = None) -> Principal:
         """The principal a token names, or a 401 ``token_expired`` / ``token_invalid``."""
-        key = self._signing_key(token)
+        key = self._key if self._jwks is None else self._jwks.key_for(token)
         try:
             claims = jwt.decode(
                 token,
@@ -140,10 +121,32 @@ class TokenVerifier:
             raise unauthorized("token_expired", "the token has expired") from None
         except jwt.InvalidTokenError as error:
             raise unauthorized("token_invalid", f"invalid token: {error}") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as error:  # e.g. a key the library cannot use for this token
+            raise unauthorized("token_invalid", f"the token cannot be verified: {error}") from None
+        problem = lifetime_problem(claims, self._max_lifetime, self._leeway, now or datetime.now(UTC))
+        if problem is not None:
+            raise unauthorized("token_invalid", problem)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise unauthorized("token_invalid", "the token has no subject")
         return Principal(subject=subject, role=role_from_claims(claims))
+
+
+def lifetime_problem(claims: dict[str, Any], max_seconds: int, leeway: int, now: datetime) -> str | None:
+    """Why a token lives too long (exp − iat, or exp − now, beyond ``max_seconds`` + leeway), or None."""
+    expires = claims.get("exp")
+    if not isinstance(expires, int | float):
+        return "the token has no numeric expiry (exp)"
+    issued = claims.get("iat")
+    if issued is not None and not isinstance(issued, int | float):
+        return "the token's issue time (iat) is not a number"
+    lifetime = expires - issued if issued is not None else None
+    remaining = expires - now.timestamp()
+    if (lifetime is not None and lifetime > max_seconds + leeway) or remaining > max_seconds + leeway:
+        return (
+            f"the token lives longer than the {max_seconds} s this API accepts (IBSTREAM_API_JWT_MAX_LIFETIME_SECONDS)"
+        )
+    return None
 
 
 def issue_token(settings: Settings, role: Role, subject: str, ttl: timedelta, now: datetime | None = None) -> str:

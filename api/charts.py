@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
 from api.models import SYMBOL_PATTERN
 from api.queries.common import fetch_records, micros
+from api.times import IsoTime
 from ibstream.contracts import Execution, OrderIntent, Signal, executions, order_intents, signals
 from ibstream.contracts.enums import Side
 from ibstream.warehouse import Warehouse
@@ -72,16 +73,9 @@ class ChartData(BaseModel):
     realized_pnl: float
 
 
-def _iso_only(value: Any) -> Any:
-    if isinstance(value, str) and not any(c in value for c in "-:T"):
-        raise ValueError("expected an ISO 8601 time such as 2026-03-02T14:30:00Z")
-    return value
-
-
-IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 SymbolQuery = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="the symbol")]
-SinceQuery = Annotated[IsoTime | None, Query(description="bars starting at or after this time (ISO 8601)")]
-UntilQuery = Annotated[IsoTime | None, Query(description="bars starting before this time (ISO 8601)")]
+SinceQuery = Annotated[IsoTime | None, Query(description="bars starting at or after this time (ISO 8601, 1970–2200)")]
+UntilQuery = Annotated[IsoTime | None, Query(description="bars starting before this time (ISO 8601, 1970–2200)")]
 IntervalQuery = Annotated[
     int, Query(ge=5, le=3600, multiple_of=5, description="bar length in seconds (5 = the stored bars)")
 ]

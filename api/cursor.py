@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from api.errors import ApiError
+from api.times import out_of_range
 
 
 def filters_digest(filters: Mapping[str, Any]) -> str:
@@ -41,8 +42,11 @@ def decode_cursor(cursor: str, filters: Mapping[str, Any]) -> tuple[datetime, st
         digest = payload["f"]
         if not isinstance(item_id, str) or not isinstance(digest, str) or time.tzinfo is None:
             raise ValueError("bad field types")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+    except (ValueError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_cursor", f"the cursor is not one this API issued ({error})") from None
+    reason = out_of_range(time)
+    if reason is not None:  # a hand-made cursor far in the past or future: no page of ours continues there
+        raise ApiError(400, "bad_cursor", f"the cursor is not one this API issued ({reason})")
     if digest != filters_digest(filters):
         raise ApiError(400, "bad_cursor", "the cursor was issued for different filters; start again without it")
     return time, item_id

@@ -35,6 +35,11 @@ class ApiError(IbstreamError):
         return ErrorBody(code=self.code, message=self.message).model_dump(exclude_none=True)
 
 
+def unauthorized(code: str, message: str) -> ApiError:
+    """A 401 with the RFC 6750 challenge header."""
+    return ApiError(401, code, message, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 #: HTTP status → the code used when a framework error (routing, validation) has no code of its own.
 DEFAULT_CODES: dict[int, str] = {
     400: "bad_request",

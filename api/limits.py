@@ -1,18 +1,31 @@
-"""Per-client rate limiting and a request body size limit, as small ASGI middlewares over plain logic."""
+"""Per-client rate limiting, a request body size limit and the HTTP methods served, as small ASGI middlewares over
+plain logic.
+
+Who the client is: the subject of a token that verifies (so one caller is one bucket wherever it connects from, and
+callers behind one NAT or proxy do not share one); otherwise the client address, which is the peer address unless
+the peer is a configured trusted proxy (``IBSTREAM_API_TRUSTED_PROXIES``) — only then is ``X-Forwarded-For`` read.
+Nothing else may set it: uvicorn's own proxy-header handling is switched off where the API is served (api/app.py).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
+import anyio.to_thread
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import Principal
 from api.errors import ApiError
+from api.metrics import KNOWN_METHODS
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TokenBuckets:
@@ -59,26 +72,91 @@ async def _send_error(send: Send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def client_key(scope: Scope) -> str:
-    """The rate-limit key: the peer address. Behind a proxy, run uvicorn with ``--proxy-headers`` and a trusted
-    ``--forwarded-allow-ips`` so this is the real client and not the proxy."""
+def _header(scope: Scope, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope.get("headers", []) if key == name]
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_address(scope: Scope, trusted: Sequence[Network] = ()) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest address in
+    ``X-Forwarded-For`` that is not itself a trusted proxy (read right to left: only trusted hops vouch for the
+    hop before them, everything left of the first untrusted one may be forged)."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    address = str(client[0]) if client else "unknown"
+    if not _is_trusted(address, trusted):
+        return address
+    hops = [hop.strip() for value in _header(scope, b"x-forwarded-for") for hop in value.split(",")]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # garbage in the chain: believe nothing further left of it
+        address = hop
+        if not _is_trusted(hop, trusted):
+            break
+    return address
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
+    for value in _header(scope, b"authorization"):
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+class ClientKeys:
+    """The rate-limit key of a request: ``sub:<subject>`` when its bearer token verifies, else ``ip:<address>``."""
+
+    def __init__(self, verify: Callable[[str], Principal], trusted_proxies: Sequence[str] = ()) -> None:
+        self._verify = verify
+        self._trusted = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
+
+    async def __call__(self, scope: Scope) -> str:
+        token = bearer_token(scope)
+        if token is not None:
+            try:
+                # On a worker thread: with a JWKS the verifier may (rarely) fetch the issuer's key set.
+                principal = await anyio.to_thread.run_sync(self._verify, token)
+            except ApiError:
+                pass  # an invalid token buys nothing: the request counts against its address
+            else:
+                return f"sub:{principal.subject}"
+        return f"ip:{client_address(scope, self._trusted)}"
+
+
+async def _peer_key(scope: Scope) -> str:
+    return f"ip:{client_address(scope)}"
 
 
 class RateLimitMiddleware:
     """429 with ``Retry-After`` once a client's bucket is empty; exempt paths (probes, metrics) are never limited."""
 
-    def __init__(self, app: ASGIApp, buckets: TokenBuckets, exempt: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        buckets: TokenBuckets,
+        exempt: Collection[str] = (),
+        key: Callable[[Scope], Awaitable[str]] = _peer_key,
+    ) -> None:
         self.app = app
         self.buckets = buckets
         self.exempt = frozenset(exempt)
+        self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(client_key(scope))
+        wait = self.buckets.take(await self.key(scope))
         if wait is None:
             await self.app(scope, receive, send)
             return
@@ -149,3 +227,18 @@ class BodySizeLimitMiddleware:
                 raise
             if not started:
                 await _send_error(send, self._too_large())
+
+
+class KnownMethodsMiddleware:
+    """405 for a method outside the standard ones (``KNOWN_METHODS``) on any path, before routing: an invented
+    method is nobody's request, and must not reach anything that records it (metric labels, logs)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in KNOWN_METHODS:
+            await self.app(scope, receive, send)
+            return
+        error = ApiError(405, "method_not_allowed", "method not allowed", {"Allow": "GET, HEAD, POST, OPTIONS"})
+        await _send_error(send, error)

@@ -6,6 +6,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ibstream.telemetry import meter
 
+#: The methods counted under their own name; any other is refused (KnownMethodsMiddleware) and counted as "other",
+#: so a client inventing methods cannot create metric series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 _requests = meter("api.http").create_counter(
     "ibstream_api_requests_total", description="HTTP requests by route template, method and status"
 )
@@ -37,4 +41,5 @@ class RequestMetricsMiddleware:
         finally:
             # The router stores the matched route in the (shared) scope; its template keeps label cardinality low.
             template = getattr(scope.get("route"), "path", "unmatched")
-            _requests.add(1, {"route": template, "method": scope["method"], "status": status[0]})
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            _requests.add(1, {"route": template, "method": method, "status": status[0]})

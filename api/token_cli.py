@@ -29,7 +29,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--subject", default="dev", help="the token subject, recorded as `actor` on commands")
     parser.add_argument("--ttl", type=parse_ttl, default=timedelta(hours=8), help="lifetime, e.g. 15m, 8h (8h)")
     args = parser.parse_args(argv)
-    print(issue_token(get_settings(), Role(args.role), args.subject, args.ttl))
+    settings = get_settings()
+    if args.ttl.total_seconds() > settings.api.jwt_max_lifetime_seconds:
+        # The API would refuse it: say so now rather than hand out a token that never works.
+        parser.error(
+            f"--ttl {args.ttl} exceeds IBSTREAM_API_JWT_MAX_LIFETIME_SECONDS "
+            f"({settings.api.jwt_max_lifetime_seconds} s), the longest lifetime the API accepts"
+        )
+    print(issue_token(settings, Role(args.role), args.subject, args.ttl))
     if sys.stderr.isatty():
         print(f"# {args.role} token for {args.subject!r}, valid {args.ttl}", file=sys.stderr)
     return 0

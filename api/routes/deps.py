@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BeforeValidator
 
-from api.auth import Principal, Role, TokenVerifier, authorize, unauthorized
+from api.auth import Principal, Role, TokenVerifier, authorize
 from api.commands import CommandSink, Delivered
+from api.errors import unauthorized
 from api.models import ID_PATTERN, SYMBOL_PATTERN, CommandAccepted
+from api.times import IsoTime
 from ibstream.contracts import ControlCommand
 from ibstream.warehouse import Warehouse
 
@@ -28,16 +29,10 @@ Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")]
 
 
-def _iso_only(value: Any) -> Any:
-    # pydantic reads a bare number as a Unix timestamp; the documented format is ISO 8601, so refuse the rest.
-    if isinstance(value, str) and not any(c in value for c in "-:T"):
-        raise ValueError("expected an ISO 8601 time such as 2026-03-02T14:30:00Z")
-    return value
-
-
-IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
-Since = Annotated[IsoTime | None, Query(description="only items at or after this time (ISO 8601; naive = UTC)")]
-Until = Annotated[IsoTime | None, Query(description="only items before this time (ISO 8601; naive = UTC)")]
+Since = Annotated[
+    IsoTime | None, Query(description="only items at or after this time (ISO 8601, 1970–2200; naive = UTC)")
+]
+Until = Annotated[IsoTime | None, Query(description="only items before this time (ISO 8601, 1970–2200; naive = UTC)")]
 Symbol = Annotated[str | None, Query(pattern=SYMBOL_PATTERN)]
 IdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
 SignalId = Annotated[str, Path(pattern=ID_PATTERN)]

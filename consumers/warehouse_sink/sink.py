@@ -3,6 +3,12 @@
 Commit point: offsets are committed only after the batch's inserts succeeded and its dead letters were delivered.
 A crash anywhere before the commit re-delivers the batch; the tables are ReplacingMergeTree on (topic, partition,
 offset), so the second copy replaces the first and deduplicated reads (FINAL) never see it twice.
+
+Bad data never stops the sink: a record that does not decode, or whose row cannot be built, goes to its topic's DLQ
+when consumed; a batch the warehouse refuses (after retries) while it still answers queries is split in halves
+(``splitting.insert_bisecting``) until each refused row stands alone, and each of those goes to the DLQ with the
+warehouse's error (``error_kind`` "insert"). Only a warehouse that stops answering, or dead letters Kafka will not
+take, stop the sink: those are outages, which liveness (``SinkThread.alive``, the API's /health) reports.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from consumers.warehouse_sink.batching import Batch
+from consumers.warehouse_sink.splitting import insert_bisecting
 from ibstream.config import Settings
 from ibstream.contracts import TOPICS, DeadLetter, Record, TopicSpec
 from ibstream.contracts.serde import Codec, DecodeError
@@ -41,6 +48,10 @@ COMPONENT = "warehouse_sink"
 #: How often consumer lag is measured (a broker round trip per partition).
 PROGRESS_INTERVAL_S = 5.0
 INSERT_ATTEMPTS = 5
+
+
+class WarehouseUnreachableError(IbstreamError):
+    """An insert failed and the warehouse does not answer a query either: an outage, not a bad row."""
 
 
 def group_id(settings: Settings) -> str:
@@ -178,11 +189,14 @@ class WarehouseSink:
                 record_error("decode", COMPONENT)
             self.batch.add(None, None, topic, partition, offset)
             return
-        _, timestamp_ms = message.timestamp()
-        kafka_ts = utc_from_kafka_ms(timestamp_ms, now)
-        self.batch.add(
-            route.table, route.table.to_row(record, topic, partition, offset, kafka_ts, now), topic, partition, offset
-        )
+        try:
+            _, timestamp_ms = message.timestamp()
+            row = route.table.to_row(record, topic, partition, offset, utc_from_kafka_ms(timestamp_ms, now), now)
+        except (ValueError, OverflowError, TypeError) as error:  # e.g. a Kafka timestamp beyond year 9999
+            self._dead_letter(route, message, error, "processing")
+            self.batch.add(None, None, topic, partition, offset)
+            return
+        self.batch.add(route.table, row, topic, partition, offset, message)
         event_time = getattr(record, "event_time", None)
         ingest_time = getattr(record, "ingest_time", None)
         if isinstance(event_time, datetime) and isinstance(ingest_time, datetime):
@@ -199,12 +213,12 @@ class WarehouseSink:
             # The insert time is the flush time: sink lag measures how long a record waited for its batch.
             for row in rows:
                 row[-1] = inserted_at
-            self._insert_with_retry(table, rows)
-            self.metrics.rows_inserted(table.name, len(rows))
+            inserted = self._insert_table(table, rows, self.batch.sources.get(table.name, []))
+            self.metrics.rows_inserted(table.name, inserted)
             step = max(1, len(rows) // 64)
             for row in rows[::step]:
                 self.metrics.sink_lag(table.name, (inserted_at - row[-2]).total_seconds())
-            self.inserted += len(rows)
+            self.inserted += inserted
         if self.router.routed:
             failed_before = self.producer.failed
             if self.producer.flush(30) != 0 or self.producer.failed != failed_before:
@@ -221,6 +235,55 @@ class WarehouseSink:
         self._record_progress(dict(self.batch.next_offsets))
         log.debug("batch committed", extra={"messages": self.batch.messages, "tables": len(self.batch.rows)})
         self.batch.clear()
+
+    def _insert_table(self, table: TableSpec, rows: list[list[Any]], sources: Sequence[Any]) -> int:
+        """Insert one table's rows; rows the warehouse refuses go to the DLQ. Returns how many rows are in."""
+        try:
+            self._insert_with_retry(table, rows)
+            return len(rows)
+        except WarehouseError as error:
+            if not self._warehouse_answers():
+                raise  # an outage, not bad data: nothing is committed, the batch is re-delivered after a restart
+            first_error = error
+        log.warning("warehouse refused a batch; splitting it", extra={"table": table.name, "rows": len(rows)})
+
+        def insert(part: Sequence[list[Any]]) -> None:
+            try:
+                self.warehouse.insert(table, part)
+            except WarehouseError as part_error:
+                # Before blaming a single row, make sure the warehouse did not just go away mid-split.
+                if len(part) == 1 and not self._warehouse_answers():
+                    raise WarehouseUnreachableError(f"the warehouse stopped answering: {part_error}") from None
+                raise
+
+        failed = insert_bisecting(rows, insert, first_error)
+        for index, refusal in failed:
+            source = sources[index]
+            self._dead_letter(self.routes[source.topic()], source, refusal, "insert")
+        return len(rows) - len(failed)
+
+    def _dead_letter(self, route: Route, message: Any, error: BaseException, kind: str) -> None:
+        record_error(f"row_{kind}", COMPONENT)
+        if route.is_dlq:
+            # A dead letter that cannot be stored has nowhere further to go: log it with its coordinates.
+            log.error(
+                "dead letter dropped",
+                extra={
+                    "topic": message.topic(),
+                    "partition": message.partition(),
+                    "offset": message.offset(),
+                    "error": str(error),
+                },
+            )
+            return
+        self.router.route(route.spec, message, error, kind)
+
+    def _warehouse_answers(self) -> bool:
+        try:
+            self.warehouse.query("SELECT 1")
+        except WarehouseError:
+            return False
+        return True
 
     def _insert_with_retry(self, table: TableSpec, rows: list[list[Any]]) -> None:
         delay = 0.2

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -97,9 +98,21 @@ class ApiSettings(Section):
     jwt_issuer: str = Field(default="ibstream", min_length=1)
     jwt_audience: str = Field(default="ibstream-api", min_length=1)
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    # The longest lifetime a token may have: one whose exp − iat, or whose exp − now, exceeds it is refused (a
+    # stolen long-lived token is a standing credential). `ibstream token` issues 8 h by default.
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    # With a JWKS URL: a token naming a key id the cached key set lacks refetches the set at most this often, so
+    # tokens with made-up key ids cannot make the API hammer the identity provider.
+    jwt_jwks_refresh_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks, comma-separated in the environment).
+    # Empty (the default): no proxy header is honoured and the client is the peer address, whoever sends the header.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /ready answers from its last check for this long: each check is a warehouse query and a Kafka round trip.
+    ready_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     # Browser origins allowed to call the API (CORS); empty allows none. Comma-separated in the environment.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Per-client token bucket (client = peer address): sustained rate and burst. Probes and /metrics are exempt.
+    # Per-client token bucket (client = the token's subject when the token verifies, else the client address):
+    # sustained rate and burst. Probes and /metrics are exempt.
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_burst: int = Field(default=60, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -113,7 +126,7 @@ class ApiSettings(Section):
             raise ValueError("the JWT secret must be at least 32 bytes (e.g. `openssl rand -base64 48`)")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -135,6 +148,16 @@ class ApiSettings(Section):
                 or (port and not port.isdigit())
             ):
                 raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR network: {proxy!r}") from None
         return value
 
 

@@ -138,3 +138,39 @@ def test_with_sink_mode_serves_records_the_embedded_sink_writes(warehouse_settin
             sink.stop()
             commands.close()
     assert not sink.alive
+
+
+def test_a_row_the_warehouse_refuses_does_not_take_the_embedded_sink_or_health_down(
+    warehouse_settings: Settings,
+) -> None:
+    """A poison row (refused by a table constraint) among good ones: the good rows become readable, the bad one is
+    in the dead letters, and /health stays 200 because the embedded sink thread keeps running."""
+    settings = warehouse_settings
+    producer = RecordProducer(create_producer(settings), codec_from_settings(settings), settings.kafka.topic_prefix)
+    good = [signal(n, "SPY", "breakout", entry=500.0 + n) for n in range(1, 6)]
+    poison = signal(9, "SPY", "breakout", entry=666.0)
+    with Warehouse.open(settings) as warehouse:
+        table = warehouse.table(warehouse.schema.for_topic(signals.TOPIC).name)
+        warehouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_poison CHECK entry != 666")
+        for record in [*good[:2], poison, *good[2:]]:
+            producer.send(signals.TOPIC, record)
+        assert producer.flush(10) == 0
+        sink = start_sink(settings, warehouse)
+        commands = KafkaCommandSink(settings)
+        try:
+            client = TestClient(create_app(settings, warehouse, commands, sink=sink))
+            viewer = bearer(token(settings, Role.VIEWER))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                letters = warehouse.query("SELECT count() FROM dead_letters FINAL").rows[0][0]
+                readable = [client.get(f"/v1/signals/{s.signal_id}", headers=viewer).status_code for s in good]
+                if letters == 1 and readable == [200] * len(good):
+                    break
+                time.sleep(0.3)
+            else:
+                raise AssertionError("the good signals and the dead letter did not both land within 60 s")
+            assert client.get(f"/v1/signals/{poison.signal_id}", headers=viewer).status_code == 404
+            assert client.get("/health").json() == {"status": "ok", "checks": {"sink": True}}
+        finally:
+            sink.stop()
+            commands.close()

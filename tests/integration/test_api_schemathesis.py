@@ -9,6 +9,7 @@ stay well under a minute on two cores.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from api.app import create_app
 from api.auth import Role
+from api.times import out_of_range
 from ibstream.warehouse import Warehouse
 from tests.integration.api_support import RecordingCommands, api_settings, bearer, load_scenario, token
 
@@ -38,6 +40,23 @@ def _query_is_ambiguous_on_the_wire(case: Any) -> bool:
     if not case.query:
         return False
     return any(key == "" or not isinstance(value, str) for key, value in case.query.items())
+
+
+def _time_out_of_range(case: Any) -> bool:
+    """Whether a ``since``/``until`` of the case is a date-time the API refuses for lying outside 1970–2200 (422 with
+    the reason, tested in test_api_hardening): JSON Schema cannot bound a date-time, so such values fit the
+    document's schema without being valid."""
+    for name in ("since", "until"):
+        value = (case.query or {}).get(name)
+        if not isinstance(value, str):
+            continue
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if out_of_range(parsed) is not None:
+            return True
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +83,7 @@ def test_api_conforms_to_its_openapi_document(served: tuple[Any, dict[str, str]]
             # A cursor is opaque: any string fits its schema, but only ones the API issued are valid (400
             # bad_cursor otherwise, tested in test_api_http). Only that check is skipped, only for such cases.
             opaque = bool(case.query and case.query.get("cursor") is not None)
-            excluded = [positive_data_acceptance] if opaque else []
+            excluded = [positive_data_acceptance] if opaque or _time_out_of_range(case) else []
             if _query_is_ambiguous_on_the_wire(case):
                 excluded.append(negative_data_rejection)
             case.call_and_validate(headers=headers, excluded_checks=excluded)

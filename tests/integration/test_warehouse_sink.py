@@ -12,9 +12,11 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from consumers.warehouse_sink import SinkThread, group_id
 from ibstream.config import Settings
 from ibstream.contracts import TOPICS, DeadLetter, Quote, Record, TopicSpec, quotes
-from ibstream.kafka.clients import committed_offsets, consumer_config, create_producer
+from ibstream.kafka.clients import committed_offsets, consumer_config, create_admin, create_producer
 from ibstream.kafka.records import RecordProducer
 from ibstream.warehouse import Warehouse
 from tests.integration.warehouse_helpers import ALL_TIME, CODEC, count_final, wait_for, warehouse_settings
@@ -254,3 +256,116 @@ def test_fenced_sink_consumer_is_replaced_and_sinking_goes_on(
             thread.stop()
         rows = warehouse.query(f"SELECT con_id FROM {warehouse.table(table_name)} FINAL").rows
         assert sorted(r[0] for r in rows) == list(range(200))
+
+
+def test_a_row_the_warehouse_refuses_goes_to_the_dlq_and_the_rest_of_its_batch_lands(
+    settings: Settings, tmp_path: Path, quote_sample: Quote
+) -> None:
+    """One poison row among good ones (here: a row violating a table constraint, refused by ClickHouse itself) used
+    to fail its whole batch on every retry until the sink thread died; now the batch is split, the good rows land,
+    the refused row is in the DLQ with the warehouse's error, and the sink keeps running."""
+    wh_settings = warehouse_settings(settings, tmp_path / "wh", warehouse_batch_rows=100, warehouse_batch_seconds=0.5)
+    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka.topic_prefix)
+    topic = producer.topic(quotes.TOPIC)
+    poison = quote_sample.model_copy(update={"symbol": "POISON", "con_id": 666})
+    poison_at: list[tuple[int, int]] = []
+
+    def send(con_ids: range) -> None:
+        for i in con_ids:
+            producer.send(quotes.TOPIC, quote_sample.model_copy(update={"symbol": f"S{i % 5}", "con_id": i}))
+        assert producer.flush(30) == 0 and producer.failed == 0
+
+    with Warehouse.open(wh_settings) as warehouse:
+        table = warehouse.schema.for_topic(quotes.TOPIC).name
+        warehouse.command(f"ALTER TABLE {warehouse.table(table)} ADD CONSTRAINT no_poison CHECK con_id != 666")
+        send(range(0, 20))
+        producer.send(
+            quotes.TOPIC,
+            poison,
+            on_delivery=lambda error, message: poison_at.append((message.partition(), message.offset())),
+        )
+        send(range(20, 40))
+        thread = SinkThread(wh_settings, warehouse).start()
+        try:
+            wait_for(
+                lambda: count_final(warehouse, table) == 40 and count_final(warehouse, "dead_letters") == 1,
+                60,
+                "the 40 good quotes in their table and the poison one in the dead letters",
+            )
+            assert thread.alive
+            send(range(40, 50))  # the sink goes on with the next batches
+            wait_for(lambda: count_final(warehouse, table) == 50, 60, "the next 10 quotes")
+            assert thread.alive
+        finally:
+            thread.stop()
+
+        stored = warehouse.query(f"SELECT con_id FROM {warehouse.table(table)} FINAL").rows
+        assert sorted(row[0] for row in stored) == list(range(50))
+        [letter] = [
+            s.record
+            for s in warehouse.stream_records(
+                warehouse.schema.dead_letters, wh_settings.kafka.topic_prefix + quotes.TOPIC.dlq_name, *ALL_TIME
+            )
+        ]
+        assert isinstance(letter, DeadLetter)
+        assert (letter.original_topic, [(letter.partition, letter.offset)]) == (topic, poison_at)
+        assert letter.error_kind == "insert"
+        assert "no_poison" in letter.error_message
+        assert letter.value == CODEC.encode(topic, poison)
+        assert letter.component == "warehouse_sink"
+
+
+def test_a_message_stamped_beyond_year_9999_goes_to_the_dlq_and_the_sink_goes_on(
+    settings: Settings, tmp_path: Path, quote_sample: Quote
+) -> None:
+    """A topic that accepts any future timestamp (message.timestamp.after.max.ms raised) can hold a message whose
+    Kafka timestamp no datetime can represent: its row cannot be built, so it is dead-lettered instead of stopping
+    the sink."""
+    wh_settings = warehouse_settings(settings, tmp_path / "wh")
+    topic = wh_settings.kafka.topic_prefix + quotes.TOPIC.name
+    admin = create_admin(wh_settings)
+    unlimited = ConfigEntry(
+        "message.timestamp.after.max.ms", str(2**63 - 1), incremental_operation=AlterConfigOpType.SET
+    )
+    for done in admin.incremental_alter_configs(
+        [ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[unlimited])]
+    ).values():
+        done.result()
+    far = quote_sample.model_copy(update={"symbol": "FAR", "con_id": 10_000})
+    far_ms = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000) + 2 * 86_400_000  # 2 January 10000
+
+    def produce_far() -> bool:
+        outcome: list[Any] = []
+        raw = create_producer(wh_settings)
+        raw.produce(
+            topic, CODEC.encode(topic, far), b"FAR", timestamp=far_ms, on_delivery=lambda e, m: outcome.append(e)
+        )
+        raw.flush(10)
+        return outcome == [None]
+
+    wait_for(produce_far, 30, "the broker to accept a timestamp in year 10000 (topic config applied)", interval=0.5)
+    producer = RecordProducer(create_producer(wh_settings), CODEC, wh_settings.kafka.topic_prefix)
+    for i in range(10):
+        producer.send(quotes.TOPIC, quote_sample.model_copy(update={"symbol": f"S{i}", "con_id": i}))
+    assert producer.flush(30) == 0 and producer.failed == 0
+
+    with Warehouse.open(wh_settings) as warehouse:
+        thread = SinkThread(wh_settings, warehouse).start()
+        try:
+            wait_for(
+                lambda: count_final(warehouse, "md_quotes_v1") == 10 and count_final(warehouse, "dead_letters") >= 1,
+                60,
+                "the 10 quotes in their table and the far-future one in the dead letters",
+            )
+            assert thread.alive
+        finally:
+            thread.stop()
+        letters = [
+            s.record
+            for s in warehouse.stream_records(
+                warehouse.schema.dead_letters, wh_settings.kafka.topic_prefix + quotes.TOPIC.dlq_name, *ALL_TIME
+            )
+        ]
+        assert letters and all(isinstance(letter, DeadLetter) for letter in letters)
+        assert {(letter.key, letter.error_kind) for letter in letters} == {(b"FAR", "processing")}
+        assert "year" in letters[0].error_message
