@@ -18,7 +18,7 @@ from api.models import ID_PATTERN, SYMBOL_PATTERN, CommandAccepted
 from ibstream.contracts import ControlCommand
 from ibstream.warehouse import Warehouse
 
-_bearer = HTTPBearer(
+bearer_scheme = HTTPBearer(
     auto_error=False,
     bearerFormat="JWT",
     description="A JWT with `sub`, `exp`, `iss`, `aud` and a `role` (viewer, trader, admin) or `roles` claim.",
@@ -52,9 +52,10 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+def authenticated(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> Principal:
+    """The caller a valid bearer token names (401 without one); the app holds its verifier in ``app.state``."""
     if credentials is None:
         raise unauthorized("unauthorized", "a bearer token is required (Authorization: Bearer <jwt>)")
     verifier: TokenVerifier = request.app.state.verifier
@@ -64,7 +65,7 @@ def _principal(
 def require(role: Role) -> Callable[[Principal], Principal]:
     """A dependency admitting callers whose role includes ``role``."""
 
-    def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
         authorize(principal, role)
         return principal
 
