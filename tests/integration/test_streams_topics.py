@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
-from pydantic import SecretStr
 
 from ibstream.config import Settings
 from ibstream.kafka.clients import create_admin
@@ -21,8 +20,7 @@ def test_internal_topics_are_listed_before_faust_starts_and_changelogs_roll_segm
     settings: Settings, tmp_path: Path
 ) -> None:
     # Orchestration's Agent0 client needs the service token to be built at all.
-    agent0 = settings.agent0.model_copy(update={"token": SecretStr("service-token")})
-    built = build_app(settings.model_copy(update={"agent0": agent0}), data_dir=tmp_path, with_feed=False)
+    built = build_app(settings.with_overrides(agent0_token="service-token"), data_dir=tmp_path, with_feed=False)
     layouts = built.internal_topics()
     app_id = settings.kafka.topic_prefix + settings.streams.app_id
     tables = ("signal-state", "risk-decided", "orchestration-runs", "orchestration-signals", "orchestration-orders")
