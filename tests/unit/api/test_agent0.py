@@ -369,3 +369,13 @@ def test_plan_respects_hard_limits(side: str) -> None:
     assert abs(plan.take_profit - 100.0) == pytest.approx(3 * distance, abs=0.011)  # reward/risk kept (3:1)
     assert plan.quantity * 100.0 <= 25_000 and plan.quantity <= 1_000
     assert plan.quantity * distance <= 100_000 * 0.5 / 100 + 1e-9
+
+
+def test_ibstream_token_issues_every_role_the_verifier_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ibstream import cli
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(cli, "_load_main", lambda module: lambda argv: seen.append(argv) or 0)
+    for role in Role:
+        assert cli.main(["token", "--role", role.value, "--subject", "streams"]) == 0, role
+    assert [argv[1] for argv in seen] == [role.value for role in Role]
