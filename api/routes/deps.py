@@ -21,7 +21,8 @@ from ibstream.warehouse import Warehouse
 bearer_scheme = HTTPBearer(
     auto_error=False,
     bearerFormat="JWT",
-    description="A JWT with `sub`, `exp`, `iss`, `aud` and a `role` (viewer, trader, admin) or `roles` claim.",
+    description="A JWT with `sub`, `exp`, `iss`, `aud` and a `role` (viewer, trader, admin; service: streams → "
+    "Agent0) or `roles` claim.",
 )
 
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
