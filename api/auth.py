@@ -1,7 +1,9 @@
 """JWT bearer authentication and role checks, as plain functions and one verifier class (no HTTP here).
 
 Roles are ordered: ``admin`` ⊇ ``trader`` ⊇ ``viewer``. A token names its role in the ``role`` claim (a string)
-or the ``roles`` claim (a list, as many identity providers issue it); the highest known role counts.
+or the ``roles`` claim (a list, as many identity providers issue it); the highest known role counts. ``service`` is
+below them all: a deployable calling another (streams planning with Agent0) holds it, and it reads nothing of the
+API (rank 0 passes no ``authorize``); only routes that name it (``authorize_service_or``) admit it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from ibstream.exceptions import ConfigError
 
 
 class Role(StrEnum):
-    """What a caller may do: viewer reads, trader also triggers/approves/rejects, admin also flips the kill switch."""
+    """What a caller may do: viewer reads, trader also triggers/approves/rejects, admin also flips the kill switch;
+    service is a deployable's own identity (streams → Agent0), outside the people's hierarchy."""
 
+    SERVICE = "service"
     VIEWER = "viewer"
     TRADER = "trader"
     ADMIN = "admin"
@@ -33,7 +37,7 @@ class Role(StrEnum):
         return _RANK[self]
 
 
-_RANK = {Role.VIEWER: 1, Role.TRADER: 2, Role.ADMIN: 3}
+_RANK = {Role.SERVICE: 0, Role.VIEWER: 1, Role.TRADER: 2, Role.ADMIN: 3}
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,12 @@ def authorize(principal: Principal, required: Role) -> None:
     if principal.role is None or principal.role.rank < required.rank:
         held = principal.role.value if principal.role else "no role"
         raise ApiError(403, "forbidden", f"this needs the {required.value} role; the token has {held}")
+
+
+def authorize_service_or(principal: Principal, required: Role) -> None:
+    """Admit the service role, or a person whose role includes ``required``; 403 otherwise."""
+    if principal.role is not Role.SERVICE:
+        authorize(principal, required)
 
 
 def check_auth_settings(settings: Settings) -> None:

@@ -49,7 +49,7 @@ COMMAND_GROUPS: dict[str, dict[str, str]] = {
     "operating": {
         "audit": "ready-made warehouse reports: order trails, feed gaps, rejections…",
         "replay": "re-send a topic's records from a time window (e.g. to fill a gap)",
-        "token": "issue an API access token (viewer, trader or admin)",
+        "token": "issue an access token (viewer, trader or admin for people; service for streams → Agent0)",
         "uat": "acceptance tests on the simulator or a paper account; go/no-go",
         "chaos": "soak test with injected faults, checked for lost or doubled orders",
     },
@@ -296,8 +296,9 @@ def _add_token(commands: _Commands) -> None:
     token.add_argument(
         "--role",
         required=True,
-        choices=["viewer", "trader", "admin"],
-        help="viewer reads; trader also starts, approves and rejects runs; admin also flips the kill switch",
+        choices=["viewer", "trader", "admin", "service"],
+        help="viewer reads; trader also starts, approves and rejects runs; admin also flips the kill switch; "
+        "service is streams' identity towards Agent0 (plans only, reads nothing of the API)",
     )
     token.add_argument(
         "--subject",

@@ -45,6 +45,7 @@ from ibstream.trading_states import TradingStates
 from streams import orchestration, topics
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.orchestration import agents as orchestration_agents
+from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
 from streams.orchestration.orchestrator import OrchestrationTables, Orchestrator
 from streams.risk import agents as risk_agents
@@ -88,6 +89,8 @@ class StreamsApp:
     tables: dict[str, Any] = field(default_factory=dict)
     view: risk.RiskView | None = None
     feed: ViewFeed | None = None
+    #: account.v1 → the NetLiquidation orchestration sizes plans by (``streams.orchestration.account``).
+    account_feed: AccountFeed | None = None
     orchestrator: Orchestrator | None = None
     #: Market time for quote ages and expiries: the wall, or the producer's clock from its heartbeats.
     clock: FeedClock = field(default_factory=FeedClock)
@@ -107,10 +110,14 @@ class StreamsApp:
     def start_feeds(self) -> None:
         if self.feed is not None:
             self.feed.start()
+        if self.account_feed is not None:
+            self.account_feed.start()
 
     def stop_feeds(self) -> None:
         if self.feed is not None:
             self.feed.stop()
+        if self.account_feed is not None:
+            self.account_feed.stop()
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None, **kwargs: Any) -> Any:
@@ -163,6 +170,11 @@ def build_app(
     if "risk" in enabled:
         _add_risk(built, settings)
     if "orchestration" in enabled:
+        if planner is None:
+            account = NewestAccount(settings.execution.account)
+            if with_feed:
+                built.account_feed = AccountFeed(settings, codec, account)
+            planner = Agent0Client.from_settings(settings, equity=account.net_liquidation)
         _add_orchestration(built, settings, planner, commands)
     return built
 
@@ -269,7 +281,7 @@ def _orchestration_tables(built: StreamsApp, partitions: int) -> OrchestrationTa
 def _add_orchestration(
     built: StreamsApp,
     settings: Settings,
-    planner: orchestration.Planner | None,
+    planner: orchestration.Planner,
     commands: orchestration_agents.CommandBus | None,
 ) -> None:
     """The router, the orchestration agent, its tables and its sweep.
@@ -295,7 +307,7 @@ def _add_orchestration(
     orchestrator = Orchestrator(
         built.context,
         tables,
-        planner if planner is not None else Agent0Client.from_settings(settings),
+        planner,
         orchestration.OrchestrationConfig.from_settings(settings),
         clock=built.clock.now,
     )

@@ -195,6 +195,8 @@ class Demo:
             "IBSTREAM_APPROVAL_MODE": "policy" if self.config.approve == "policy" else "manual",
             "IBSTREAM_AGENT0_URL": f"http://127.0.0.1:{self.ports['agent0']}",
             "IBSTREAM_AGENT0_PORT": str(self.ports["agent0"]),
+            # Agent0 asks the API whether a plan's run is approved (POST /v1/execute).
+            "IBSTREAM_AGENT0_API_URL": f"http://127.0.0.1:{self.ports['api']}",
             "IBSTREAM_PRODUCER_HEALTH_PORT": str(self.ports["producer"]),
             "IBSTREAM_EXECUTION_HEALTH_PORT": str(self.ports["execution"]),
             "IBSTREAM_STREAMS_HEALTH_PORT": str(self.ports["streams"]),
@@ -283,6 +285,12 @@ class Demo:
         """ibsim options beyond port, speed, start and symbols (a campaign adds its seed and tick rate)."""
         return []
 
+    def process_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """A deployable's environment: streams also gets the service-role token Agent0 requires (only streams)."""
+        if name == "streams":
+            return {**env, "IBSTREAM_AGENT0_TOKEN": self._token("service")}
+        return env
+
     def execution_env(self, env: dict[str, str]) -> dict[str, str]:
         """The execution process's environment at its first start (a campaign adds its hooks)."""
         return env
@@ -315,7 +323,7 @@ class Demo:
                 name,
                 "run",
                 name,
-                env=self.execution_env(env) if name == "execution" else env,
+                env=self.execution_env(env) if name == "execution" else self.process_env(name, env),
                 health_url=f"http://127.0.0.1:{self.ports[name]}/health",
             )
         # Everything downstream is healthy before the producer starts: no order routes (nor a campaign's first-start

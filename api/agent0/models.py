@@ -1,4 +1,4 @@
-"""Agent0's request and response bodies (version ``v1``)."""
+"""Agent0's request and response bodies (version ``v1``). Errors are the API's ``ErrorBody`` (``api.errors``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ibstream.contracts import OrderIntent, Plan
-from ibstream.contracts.enums import Side
+from api.models import ID_PATTERN, SYMBOL_PATTERN
+from ibstream.contracts import Plan
+from ibstream.contracts.enums import ApprovalMode, RunState, Side
 
 
 class SignalIn(BaseModel):
@@ -16,24 +17,26 @@ class SignalIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    signal_id: str = Field(min_length=1)
-    symbol: str = Field(min_length=1)
-    strategy: str
+    signal_id: str = Field(pattern=ID_PATTERN)
+    symbol: str = Field(pattern=SYMBOL_PATTERN)
+    strategy: str = Field(pattern=ID_PATTERN)
     side: Side
     confidence: float = Field(ge=0, le=1)
-    entry: float = Field(gt=0)
-    stop: float = Field(gt=0)
-    take_profit: float = Field(gt=0)
+    entry: float = Field(gt=0, lt=1e9)
+    stop: float = Field(gt=0, lt=1e9)
+    take_profit: float = Field(gt=0, lt=1e9)
     expiry_time: datetime | None = None
 
 
 class PlanRequestV1(BaseModel):
-    """``POST /v1/plan``."""
+    """``POST /v1/plan``. ``equity`` is the account's NetLiquidation from the newest ``account.v1`` record, which
+    orchestration passes; without it Agent0 sizes by ``IBSTREAM_ACCOUNT_EQUITY`` and logs a warning."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     signal: SignalIn
     entry_type: Literal["LMT", "MKT"] = "LMT"
+    equity: float | None = Field(default=None, gt=0, lt=1e12)
 
 
 class PlanResponseV1(BaseModel):
@@ -48,25 +51,22 @@ class PlanResponseV1(BaseModel):
 
 
 class ExecuteRequestV1(BaseModel):
-    """``POST /v1/execute``: the approval of one plan."""
+    """``POST /v1/execute``: execute one plan. Who asks is the token's subject; whether it may go is the approval
+    of its run in orchestration, never this request."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    plan_id: str = Field(min_length=1)
-    approved: bool
-    approved_by: str = Field(min_length=1)
+    plan_id: str = Field(pattern=ID_PATTERN)
 
 
 class ExecuteResponseV1(BaseModel):
+    """The plan's run is approved in orchestration, which submits its one order (``order_id = uuid5(run_id)``) on
+    ``orders.intents.v1``; Agent0 writes nothing there."""
+
     version: Literal["v1"] = "v1"
     plan_id: str
+    run_id: str
     order_id: str
-    intent: OrderIntent
-
-
-class ErrorV1(BaseModel):
-    """Every error body: a machine-readable code and a message."""
-
-    version: Literal["v1"] = "v1"
-    code: Literal["bad_request", "unknown_plan", "already_executed", "not_approved", "dependency_down"]
-    message: str
+    run_state: RunState
+    approval_mode: ApprovalMode | None
+    approved_by: str

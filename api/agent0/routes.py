@@ -1,28 +1,35 @@
-"""Agent0's routes: ``POST /v1/plan``, ``POST /v1/execute``, ``GET /health`` and ``GET /metrics``, and the error
-handlers that answer every error as an ``ErrorV1``. What a route needs (settings, plan store, publisher) is the
-app's ``Agent0Context`` (``app.state.agent0``, set by ``api.agent0.create_app``)."""
+"""Agent0's routes: ``POST /v1/plan`` (the service role, or a trader), ``POST /v1/execute`` (a trader),
+``GET /health`` and ``GET /metrics``. Tokens are checked by the API's verifier (``api.auth``); errors are the API's
+``ErrorBody`` (``api.handlers``: validation errors name the field, never echo the input). What a route needs is
+the app's ``Agent0Context`` (``app.state.agent0``, set by ``api.agent0.create_app``)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 
-from api.agent0.models import ErrorV1, ExecuteRequestV1, ExecuteResponseV1, PlanRequestV1, PlanResponseV1
+from api.agent0.execution import Refusal, verdict
+from api.agent0.models import ExecuteRequestV1, ExecuteResponseV1, PlanRequestV1, PlanResponseV1
 from api.agent0.planning import PlanLimits, make_plan
-from api.agent0.publisher import Publisher
+from api.agent0.runs import RunLookup, RunLookupError
 from api.agent0.store import PlanStore
-from ibstream import ids
+from api.auth import Principal, Role, authorize, authorize_service_or
+from api.errors import ApiError, errors
+from api.routes.deps import authenticated, bearer_scheme
 from ibstream.config import Settings
-from ibstream.contracts import OrderIntent, utc_now
 from ibstream.sizing import SizingError
-from ibstream.telemetry import consume_span, meter, prometheus_exposition
+from ibstream.telemetry import consume_span, log_context, meter, prometheus_exposition
 
 _plans = meter("api.agent0").create_counter(
     "ibstream_agent0_plans", description="Plan requests Agent0 answered, by outcome"
+)
+_executes = meter("api.agent0").create_counter(
+    "ibstream_agent0_executes", description="Execute requests Agent0 answered, by outcome"
 )
 
 log = logging.getLogger(__name__)
@@ -32,11 +39,11 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class Agent0Context:
-    """What the routes work with: the settings (risk budget and limits), the plan store and the publisher."""
+    """What the routes work with: the settings (risk budget and limits), the plan store and the run lookup."""
 
     settings: Settings
     store: PlanStore
-    publish: Publisher
+    runs: RunLookup
 
 
 def _context(request: Request) -> Agent0Context:
@@ -44,25 +51,16 @@ def _context(request: Request) -> Agent0Context:
     return context
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"version": "v1", "code": code, "message": message})
+def planner(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """Streams (the service role) plans every run; a trader may plan by hand."""
+    authorize_service_or(principal, Role.TRADER)
+    return principal
 
 
-async def _bad_request(_: Request, error: Exception) -> Response:
-    assert isinstance(error, RequestValidationError)
-    return _error(400, "bad_request", str(error.errors()))
-
-
-async def _http_error(_: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    code, message = error.detail if isinstance(error.detail, tuple) else ("bad_request", str(error.detail))
-    return _error(error.status_code, code, message)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Validation errors are 400 ``bad_request``; an ``HTTPException`` whose detail is (code, message) keeps both."""
-    app.add_exception_handler(RequestValidationError, _bad_request)
-    app.add_exception_handler(HTTPException, _http_error)
+def executor(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """Only people execute, and only as traders: the service role plans, it never asks for an order."""
+    authorize(principal, Role.TRADER)
+    return principal
 
 
 @router.get("/health")
@@ -76,8 +74,18 @@ def metrics() -> Response:
     return Response(content=body, media_type=content_type)
 
 
-@router.post("/v1/plan", response_model=PlanResponseV1)
-def plan(request: PlanRequestV1, http: Request) -> PlanResponseV1:
+def _equity(request: PlanRequestV1, settings: Settings) -> float:
+    if request.equity is not None:
+        return request.equity
+    log.warning(
+        "plan sized by the configured equity: the request carries no NetLiquidation (no account.v1 record yet)",
+        extra={"equity": settings.risk.account_equity, "setting": "IBSTREAM_ACCOUNT_EQUITY"},
+    )
+    return settings.risk.account_equity
+
+
+@router.post("/v1/plan", response_model=PlanResponseV1, responses=errors())
+def plan(request: PlanRequestV1, http: Request, principal: Annotated[Principal, Depends(planner)]) -> PlanResponseV1:
     settings, store = _context(http).settings, _context(http).store
     # Continues the caller's trace (orchestration sends W3C trace context), so a run's trace shows its plan.
     with consume_span("agent0.plan", list(http.headers.items()), signal_id=request.signal.signal_id):
@@ -85,13 +93,14 @@ def plan(request: PlanRequestV1, http: Request) -> PlanResponseV1:
             response = make_plan(
                 request.signal,
                 request.entry_type,
-                settings.risk.account_equity,
+                _equity(request, settings),
                 settings.risk.per_trade_pct,
                 PlanLimits.from_settings(settings),
             )
         except SizingError as error:
-            _plans.add(1, {"outcome": "bad_request"})
-            raise HTTPException(400, ("bad_request", str(error))) from None
+            _plans.add(1, {"outcome": "unplannable"})
+            # The message names prices the caller sent as numbers, never raw text.
+            raise ApiError(422, "unplannable", str(error)) from None
         store.save(response)
         _plans.add(1, {"outcome": "planned"})
     log.info(
@@ -101,56 +110,44 @@ def plan(request: PlanRequestV1, http: Request) -> PlanResponseV1:
             "run_id": response.run_id,
             "symbol": response.symbol,
             "plan_id": response.plan_id,
+            "quantity": response.plan.quantity,
+            "actor": principal.subject,
         },
     )
     return response
 
 
-def _intent(planned: PlanResponseV1, order_id: str, approved_by: str) -> OrderIntent:
-    p = planned.plan
-    return OrderIntent(
-        order_id=order_id,
-        run_id=planned.run_id,
-        signal_id=planned.signal_id,
-        symbol=planned.symbol,
-        side=p.side,
-        quantity=p.quantity,
-        order_type=p.order_type,
-        limit_price=p.limit_price,
-        stop_price=p.stop_price,
-        stop_loss=p.stop_loss,
-        take_profit=p.take_profit,
-        requested_by=f"agent0:{approved_by}",
-        created_time=utc_now(),
-    )
-
-
-@router.post(
-    "/v1/execute", response_model=ExecuteResponseV1, responses={404: {"model": ErrorV1}, 409: {"model": ErrorV1}}
-)
-def execute(request: ExecuteRequestV1, http: Request) -> ExecuteResponseV1:
+@router.post("/v1/execute", response_model=ExecuteResponseV1, responses=errors(404, 409))
+def execute(
+    request: ExecuteRequestV1,
+    http: Request,
+    principal: Annotated[Principal, Depends(executor)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> ExecuteResponseV1:
+    """Hand a plan to orchestration: 200 when its run is approved there with this very plan (orchestration, the
+    one writer of ``orders.intents.v1``, submits its one order); 409 with the reason otherwise."""
     context = _context(http)
     planned = context.store.get(request.plan_id)
     if planned is None:
-        raise HTTPException(404, ("unknown_plan", f"no plan {request.plan_id}"))
-    if not request.approved:
-        raise HTTPException(400, ("not_approved", "execute needs approved=true"))
-    order_id = ids.order_id(planned.run_id)
-    if not context.store.claim(request.plan_id, order_id):
-        raise HTTPException(409, ("already_executed", f"plan {request.plan_id} already executed as {order_id}"))
-    intent = _intent(planned, order_id, request.approved_by)
-    try:
-        context.publish(intent)
-    except Exception as error:
-        context.store.release(request.plan_id)  # nothing left: the plan may be executed again (same order_id)
-        raise HTTPException(503, ("dependency_down", str(error))) from None
-    log.info(
-        "plan executed",
-        extra={
-            "order_id": order_id,
-            "run_id": planned.run_id,
-            "symbol": planned.symbol,
-            "signal_id": planned.signal_id,
-        },
-    )
-    return ExecuteResponseV1(plan_id=request.plan_id, order_id=order_id, intent=intent)
+        _executes.add(1, {"outcome": "unknown_plan"})
+        raise ApiError(404, "unknown_plan", "no plan with this plan_id")
+    assert credentials is not None  # executor authenticated the caller from it
+    with log_context(run_id=planned.run_id, signal_id=planned.signal_id, plan_id=planned.plan_id):
+        try:
+            run = context.runs(planned.run_id, credentials.credentials)
+        except RunLookupError as error:
+            _executes.add(1, {"outcome": "runs_unavailable"})
+            raise ApiError(503, "runs_unavailable", f"the run's approval cannot be checked: {error}") from None
+        outcome = verdict(planned, run)
+        if isinstance(outcome, Refusal):
+            _executes.add(1, {"outcome": outcome.code})
+            log.warning(
+                "execute refused", extra={"code": outcome.code, "why": outcome.message, "actor": principal.subject}
+            )
+            raise ApiError(outcome.status, outcome.code, outcome.message)
+        _executes.add(1, {"outcome": "handed_over"})
+        log.info(
+            "plan handed to orchestration",
+            extra={"order_id": outcome.order_id, "state": outcome.run_state.value, "actor": principal.subject},
+        )
+    return outcome

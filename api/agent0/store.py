@@ -1,4 +1,4 @@
-"""Agent0's plans and executions in SQLite: a restart keeps "at most once"."""
+"""Agent0's plans in SQLite, so ``POST /v1/execute`` finds a plan made before a restart."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from api.agent0.models import PlanResponseV1
 
 
 class PlanStore:
-    """Plans and executions in SQLite. ``claim`` is atomic (primary key), so concurrent executes of one plan
-    cannot both win."""
+    """Plans by ``plan_id``. The first plan stored under an id stays: ``execute`` compares it with the run's plan on
+    orchestration's record, so a later request cannot swap the terms behind an approved run."""
 
     def __init__(self, path: Path | str) -> None:
         if isinstance(path, Path):
@@ -20,7 +20,6 @@ class PlanStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS executions (plan_id TEXT PRIMARY KEY, order_id TEXT)")
 
     def save(self, response: PlanResponseV1) -> None:
         with self._lock:
@@ -32,17 +31,3 @@ class PlanStore:
         with self._lock:
             row = self._db.execute("SELECT body FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
         return None if row is None else PlanResponseV1.model_validate_json(row[0])
-
-    def claim(self, plan_id: str, order_id: str) -> bool:
-        """True if this call is the plan's one execution."""
-        with self._lock:
-            try:
-                self._db.execute("INSERT INTO executions VALUES (?, ?)", (plan_id, order_id))
-            except sqlite3.IntegrityError:
-                return False
-        return True
-
-    def release(self, plan_id: str) -> None:
-        """Undo a claim whose intent could not be published, so the plan can be executed again."""
-        with self._lock:
-            self._db.execute("DELETE FROM executions WHERE plan_id = ?", (plan_id,))

@@ -19,10 +19,11 @@ from api.times import IsoTime
 from ibstream.contracts import ControlCommand
 from ibstream.warehouse import Warehouse
 
-_bearer = HTTPBearer(
+bearer_scheme = HTTPBearer(
     auto_error=False,
     bearerFormat="JWT",
-    description="A JWT with `sub`, `exp`, `iss`, `aud` and a `role` (viewer, trader, admin) or `roles` claim.",
+    description="A JWT with `sub`, `exp`, `iss`, `aud` and a `role` (viewer, trader, admin; service: streams → "
+    "Agent0) or `roles` claim.",
 )
 
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
@@ -47,9 +48,10 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+def authenticated(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> Principal:
+    """The caller a valid bearer token names (401 without one); the app holds its verifier in ``app.state``."""
     if credentials is None:
         raise unauthorized("unauthorized", "a bearer token is required (Authorization: Bearer <jwt>)")
     verifier: TokenVerifier = request.app.state.verifier
@@ -59,7 +61,7 @@ def _principal(
 def require(role: Role) -> Callable[[Principal], Principal]:
     """A dependency admitting callers whose role includes ``role``."""
 
-    def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
         authorize(principal, role)
         return principal
 

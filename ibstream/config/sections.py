@@ -350,11 +350,18 @@ class OrchestrationSettings(Section):
 
 
 class Agent0Settings(Section):
-    """Agent0: where orchestration calls it, and how hard it tries before recording a failed run."""
+    """Agent0: where orchestration calls it, and how hard it tries before recording a failed run; Agent0's own
+    limits and where it asks orchestration's runs (the API)."""
 
     env_prefix = "agent0_"
 
     url: str = Field(default="http://127.0.0.1:8093", pattern=r"^https?://")
+    # The bearer token (service role) streams' orchestration presents to Agent0; a secret, never logged.
+    # `ibstream token --role service --subject streams` issues one for development.
+    token: SecretStr | None = None
+    # Agent0 asks the API (GET /v1/runs/{run_id}, with the caller's own token) whether a plan's run is approved.
+    api_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)
     host: str = "127.0.0.1"
     port: int = Field(default=8093, ge=1, le=65535)
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)

@@ -4,7 +4,9 @@ ordered once), recorded on ``orchestration.runs.v1``.
 * ``machine``: the run state machine, the approval policy and the planning step;
 * ``lifecycle``: one pure step per input, the run's stored entry, what the sweep looks for;
 * ``commands``: the internal command topic every input of a run is re-keyed onto;
-* ``breaker`` and ``agent0_client``: planning over HTTP with a timeout, bounded retries and a circuit breaker;
+* ``breaker`` and ``agent0_client``: planning over HTTP (service-role token) with a timeout, bounded retries and a
+  circuit breaker;
+* ``account``: the NetLiquidation plans are sized by, from the newest ``account.v1`` record;
 * ``orchestrator``: one command applied to the run tables, in commit order (no Faust);
 * ``agents``: the thin Faust agents ``orchestration-router`` and ``orchestration`` and the sweep timer.
 
@@ -55,6 +57,7 @@ from streams.orchestration.machine import (
     advance,
     finish_planning,
     intent_for,
+    plan_mismatch,
     plan_run,
     start_planning,
     trigger,
@@ -97,6 +100,7 @@ __all__ = [
     "on_order_event",
     "open_run",
     "opens_automatically",
+    "plan_mismatch",
     "plan_run",
     "reject",
     "slot_due",

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from ibstream import ids
 from ibstream.contracts import OrchestrationRun, OrderIntent, Plan, Signal, utc_now
-from ibstream.contracts.enums import ApprovalMode, RunState
+from ibstream.contracts.enums import ApprovalMode, RunState, Side
 from ibstream.exceptions import IbstreamError
 
 FINAL = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.EXPIRED, RunState.REJECTED})
@@ -128,12 +128,32 @@ def start_planning(run: OrchestrationRun) -> OrchestrationRun:
     return advance(run, RunState.PLANNING, actor="orchestration", attempt=run.attempt + 1)
 
 
+def plan_mismatch(signal: Signal, plan: Plan) -> str | None:
+    """Why a plan does not fit the signal on record (side, entry price, stop and target on their sides of the
+    entry), or None. Agent0 may widen a stop to the minimum distance, so only the sides are checked for the
+    bracket; the side and a limit entry must be the signal's own."""
+    if plan.side is not signal.side:
+        return f"plan side {plan.side.value} ≠ signal side {signal.side.value}"
+    if plan.limit_price is not None and plan.limit_price != signal.entry:
+        return f"plan limit {plan.limit_price} ≠ signal entry {signal.entry}"
+    buy = plan.side is Side.BUY
+    if plan.stop_loss >= signal.entry if buy else plan.stop_loss <= signal.entry:
+        return f"plan stop {plan.stop_loss} is on the wrong side of the signal's entry {signal.entry}"
+    if plan.take_profit <= signal.entry if buy else plan.take_profit >= signal.entry:
+        return f"plan take profit {plan.take_profit} is on the wrong side of the signal's entry {signal.entry}"
+    return None
+
+
 async def finish_planning(planning: OrchestrationRun, signal: Signal, planner: Planner) -> OrchestrationRun:
-    """planning → planned with Agent0's plan, or → failed with the cause of the failure as the reason."""
+    """planning → planned with Agent0's plan, or → failed with the cause of the failure as the reason (a plan that
+    does not match the signal on record is such a failure: it would order something the signal never said)."""
     try:
         plan = await planner.plan(signal)
     except IbstreamError as error:
         return advance(planning, RunState.FAILED, actor="orchestration", reason=str(error))
+    mismatch = plan_mismatch(signal, plan)
+    if mismatch is not None:
+        return advance(planning, RunState.FAILED, actor="orchestration", reason=f"agent0's plan refused: {mismatch}")
     return advance(planning, RunState.PLANNED, actor="agent0", plan=plan)
 
 

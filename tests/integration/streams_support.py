@@ -26,6 +26,22 @@ from ibstream.kafka.records import RecordProducer
 
 R = TypeVar("R", bound=Record)
 CODEC = SingleObjectCodec(SchemaStore())
+#: The JWT secret Agent0 verifies tokens with in these tests; workers present a service-role token signed with it.
+AGENT0_SECRET = "streams-agent0-secret-" + "q" * 32
+
+
+def agent0_settings(**overrides: Any) -> Settings:
+    """Settings Agent0 (and a token issued for it) use in these tests."""
+    return load_settings(api_jwt_secret=AGENT0_SECRET, **overrides)
+
+
+def service_token(settings: Settings | None = None) -> str:
+    """A service-role token, as streams' orchestration presents to Agent0."""
+    from datetime import timedelta
+
+    from api.auth import Role, issue_token
+
+    return issue_token(settings or agent0_settings(), Role.SERVICE, "streams", timedelta(hours=1))
 
 
 def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
@@ -36,6 +52,7 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
             "IBSTREAM_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "PYTHONUNBUFFERED": "1",
             "IBSTREAM_STREAMS_HEALTH_PORT": "0",  # any free port: tests run several workers at once
+            "IBSTREAM_AGENT0_TOKEN": service_token(),
         }
     )
     env.update({f"IBSTREAM_{key.upper()}": str(value) for key, value in extra.items()})
@@ -131,16 +148,16 @@ def free_port() -> int:
 
 
 class Agent0Server:
-    """The real Agent0 app (``api.agent0.create_app``, SQLite plan store) on uvicorn in a thread, on a real socket.
-    Intents from ``/v1/execute`` are kept in ``published`` (orchestration never calls it)."""
+    """The real Agent0 app (``api.agent0.create_app``, SQLite plan store) on uvicorn in a thread, on a real socket,
+    verifying tokens signed with ``AGENT0_SECRET``. ``runs`` is its run lookup (by default: no run is known)."""
 
-    def __init__(self, tmp_path: Path, port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, port: int | None = None, runs: Callable[[str, str], Any] | None = None) -> None:
         from api.agent0 import PlanStore, create_app
 
-        self.published: list[Any] = []
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(load_settings(), PlanStore(tmp_path / "agent0.sqlite"), self.published.append)
+        lookup = runs if runs is not None else (lambda run_id, token: None)
+        app = create_app(agent0_settings(), PlanStore(tmp_path / "agent0.sqlite"), lookup)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
         self._thread = threading.Thread(target=self._server.run, name="agent0", daemon=True)
 

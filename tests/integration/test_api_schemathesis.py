@@ -1,4 +1,5 @@
-"""Schemathesis against the served OpenAPI document, in-process (ASGI), over the scripted chDB scenario.
+"""Schemathesis against the served OpenAPI documents, in-process (ASGI): the API over the scripted chDB scenario, and
+Agent0 (its runs asked of that scenario, as Agent0 asks the API).
 
 Every operation is called with generated valid (positive) and invalid (negative) inputs as an admin, so the
 authorization layer does not hide the handlers; schemathesis's default checks apply: no 5xx, documented status
@@ -15,12 +16,19 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from api.agent0 import PlanLimits, PlanStore, SignalIn, make_plan
+from api.agent0 import create_app as create_agent0
 from api.app import create_app
 from api.auth import Role
 from api.times import out_of_range
+from api.errors import ApiError
+from api.queries import runs as run_queries
+from ibstream.config import Settings
+from ibstream.sizing import SizingError
 from ibstream.warehouse import Warehouse
 from tests.integration.api_support import RecordingCommands, api_settings, bearer, load_scenario, token
 
@@ -60,12 +68,19 @@ def _time_out_of_range(case: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Warehouse]]:
+    """The scripted warehouse, shared by the API and Agent0 (chDB opens one directory per process)."""
     api = api_settings(tmp_path_factory.mktemp("schemathesis") / "wh")
     with Warehouse.open(api) as warehouse:
         load_scenario(warehouse)
-        app = create_app(api, warehouse, RecordingCommands())
-        yield schemathesis.openapi.from_asgi("/openapi.json", app), bearer(token(api, Role.ADMIN, "schemathesis"))
+        yield api, warehouse
+
+
+@pytest.fixture(scope="module")
+def served(scenario: tuple[Settings, Warehouse]) -> tuple[Any, dict[str, str]]:
+    api, warehouse = scenario
+    app = create_app(api, warehouse, RecordingCommands())
+    return schemathesis.openapi.from_asgi("/openapi.json", app), bearer(token(api, Role.ADMIN, "schemathesis"))
 
 
 @pytest.mark.parametrize("mode", list(EXAMPLES), ids=str)
@@ -86,6 +101,67 @@ def test_api_conforms_to_its_openapi_document(served: tuple[Any, dict[str, str]]
             excluded = [positive_data_acceptance] if opaque or _time_out_of_range(case) else []
             if _query_is_ambiguous_on_the_wire(case):
                 excluded.append(negative_data_rejection)
+            case.call_and_validate(headers=headers, excluded_checks=excluded)
+
+        call()
+
+
+@pytest.fixture(scope="module")
+def agent0(
+    scenario: tuple[Settings, Warehouse], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, dict[str, str], Settings]:
+    api, warehouse = scenario
+
+    def runs(run_id: str, _token: str) -> Any:
+        try:
+            return run_queries.get_run(warehouse, run_id)
+        except ApiError:  # 404 run_not_found
+            return None
+
+    store = PlanStore(tmp_path_factory.mktemp("schemathesis-agent0") / "agent0.sqlite")
+    app = create_agent0(api, store, runs)
+    return schemathesis.openapi.from_asgi("/openapi.json", app), bearer(token(api, Role.ADMIN, "schemathesis")), api
+
+
+def _unplannable(case: Any, settings: Settings) -> bool:
+    """A plan request whose prices fit the schema but not each other (a stop on the wrong side, a budget below one
+    share): 422 ``unplannable`` is the right answer, so ``positive_data_acceptance`` is skipped for it. Decided by
+    the planning function itself, with the settings Agent0 plans by."""
+    if case.path != "/v1/plan" or not isinstance(case.body, dict):
+        return False
+    equity = case.body.get("equity") or settings.risk.account_equity
+    try:
+        signal = SignalIn.model_validate(case.body["signal"])
+    except (ValidationError, KeyError, TypeError):
+        return False  # not a valid signal: the request is negative data, and the check stays on
+    try:
+        make_plan(
+            signal,
+            case.body.get("entry_type", "LMT"),
+            equity,
+            settings.risk.per_trade_pct,
+            PlanLimits.from_settings(settings),
+        )
+    except SizingError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("mode", list(EXAMPLES), ids=str)
+def test_agent0_conforms_to_its_openapi_document(
+    agent0: tuple[Any, dict[str, str], Settings], mode: GenerationMode
+) -> None:
+    schema, headers, agent0_settings = agent0
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert sorted(operation.path for operation in operations) == ["/health", "/v1/execute", "/v1/plan"]
+    for operation in operations:
+        if mode is GenerationMode.NEGATIVE and operation.path in NO_INPUT:
+            continue
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=EXAMPLES[mode], deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def call(case: Any) -> None:
+            excluded = [positive_data_acceptance] if _unplannable(case, agent0_settings) else []
             case.call_and_validate(headers=headers, excluded_checks=excluded)
 
         call()

@@ -1,5 +1,7 @@
 """Planning over real sockets: Agent0 (uvicorn) ok, slow (timeout), 500, and a closed port (refused) → the run
-fails with the cause; the breaker opens after N failures and closes again once Agent0 answers."""
+fails with the cause; the breaker opens after N failures and closes again once Agent0 answers; without the
+service token Agent0 refuses (401/403) and the run fails saying so; the NetLiquidation of the newest account.v1
+record (real broker) sizes the plan."""
 
 from __future__ import annotations
 
@@ -7,19 +9,26 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from pydantic import SecretStr
 
 from api.agent0 import PlanStore, create_app
-from ibstream.config import load_settings
+from api.auth import Role, issue_token
+from ibstream.config import Settings
+from ibstream.contracts import AccountState, account_states
 from ibstream.contracts.enums import RunState
 from streams import orchestration as orch
+from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
-from tests.unit.streams.test_streams_orchestration import SIGNAL
+from tests.unit.streams.test_streams_orchestration import SIGNAL, T0
+
+from .streams_support import CODEC, agent0_settings, producer, service_token
 
 pytestmark = pytest.mark.integration
 
@@ -35,21 +44,22 @@ class Server:
 
     def __init__(self, tmp_path: Path) -> None:
         self.mode = "ok"
-        agent0 = create_app(load_settings(), PlanStore(tmp_path / "a0.sqlite"), lambda intent: None)
+        agent0 = create_app(agent0_settings(), PlanStore(tmp_path / "a0.sqlite"), lambda run_id, token: None)
         # "ok" forwards to the real Agent0 app; "slow" and "error" simulate its failures on the same socket.
         self.app = FastAPI()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
         @self.app.post("/v1/plan")
-        async def switch(body: dict) -> Response:  # type: ignore[type-arg]
+        async def switch(body: dict, request: Request) -> Response:  # type: ignore[type-arg]
             if self.mode == "slow":
                 await asyncio.sleep(1.0)
             if self.mode == "error":
                 return Response("boom", status_code=500)
             from fastapi.testclient import TestClient
 
-            real = TestClient(agent0).post("/v1/plan", json=body)
+            forwarded = {name: value for name, value in request.headers.items() if name == "authorization"}
+            real = TestClient(agent0).post("/v1/plan", json=body, headers=forwarded)
             return Response(real.content, status_code=real.status_code, media_type="application/json")
 
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
@@ -73,9 +83,21 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
 
 
-def client(url: str, failures: int = 3, reset: float = 0.5) -> Agent0Client:
+def client(
+    url: str,
+    failures: int = 3,
+    reset: float = 0.5,
+    token: str | None = "service",
+    equity: NewestAccount | None = None,
+) -> Agent0Client:
     return Agent0Client(
-        url, timeout=0.3, max_attempts=2, backoff_seconds=0.01, breaker=orch.CircuitBreaker(failures, reset)
+        url,
+        timeout=0.3,
+        max_attempts=2,
+        backoff_seconds=0.01,
+        breaker=orch.CircuitBreaker(failures, reset),
+        token=None if token is None else SecretStr(service_token() if token == "service" else token),
+        equity=(lambda: None) if equity is None else equity.net_liquidation,
     )
 
 
@@ -115,3 +137,66 @@ async def test_breaker_opens_after_n_failures_and_closes_when_agent0_recovers(se
     assert healed[-1].state is RunState.PLANNED
     assert agent0.breaker.state == "closed"
     await agent0.close()
+
+
+@pytest.mark.asyncio
+async def test_without_the_service_token_agent0_refuses_and_the_run_fails_saying_so(server: Server) -> None:
+    anonymous = client(server.url, token=None)
+    failed = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, anonymous))[-1]
+    assert failed.state is RunState.FAILED and "HTTP 401" in (failed.reason or "")
+    await anonymous.close()
+    viewer = issue_token(agent0_settings(), Role.VIEWER, "someone", timedelta(minutes=5))
+    looking = client(server.url, token=viewer)
+    failed = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, looking))[-1]
+    assert failed.state is RunState.FAILED and "HTTP 403" in (failed.reason or "")
+    assert looking.breaker.state == "closed"  # Agent0 is up: a refusal is not an outage
+    await looking.close()
+
+
+def account(net_liquidation: float, at: datetime) -> AccountState:
+    return AccountState(
+        account="DU123",
+        base_currency="USD",
+        net_liquidation=net_liquidation,
+        buying_power=net_liquidation * 4,
+        available_funds=net_liquidation,
+        excess_liquidity=net_liquidation,
+        gross_position_value=0.0,
+        time=at,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.asyncio
+async def test_the_newest_net_liquidation_on_account_v1_sizes_the_plan(server: Server, settings: Settings) -> None:
+    # 0.5 % of the equity at risk at 2 per share (SIGNAL: entry 100, stop 98); Agent0's fallback equity is 100,000.
+    newest = NewestAccount()
+    feed = AccountFeed(settings, CODEC, newest)
+    feed.start()
+    agent0 = client(server.url, failures=100, equity=newest)
+    try:
+        before = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0))[-1]
+        assert before.plan is not None and before.plan.quantity == 250  # no record yet: the configured equity
+        out = producer(settings)
+        out.send(account_states.TOPIC, account(60_000.0, T0))
+        out.flush()
+        assert wait_for(lambda: newest.net_liquidation() == 60_000.0), "the feed never saw the account record"
+        smaller = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0))[-1]
+        assert smaller.plan is not None and smaller.plan.quantity == 150
+        out.send(account_states.TOPIC, account(80_000.0, T0 + timedelta(minutes=1)))
+        out.flush()
+        assert wait_for(lambda: newest.net_liquidation() == 80_000.0)
+        larger = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0))[-1]
+        assert larger.plan is not None and larger.plan.quantity == 200
+        assert len({before.plan.plan_id, smaller.plan.plan_id, larger.plan.plan_id}) == 3
+    finally:
+        await agent0.close()
+        feed.stop()

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 def test_internal_topics_are_listed_before_faust_starts_and_changelogs_roll_segments(
     settings: Settings, tmp_path: Path
 ) -> None:
-    built = build_app(settings, data_dir=tmp_path, with_feed=False)
+    # Orchestration's Agent0 client needs the service token to be built at all.
+    built = build_app(settings.with_overrides(agent0_token="service-token"), data_dir=tmp_path, with_feed=False)
     layouts = built.internal_topics()
     app_id = settings.kafka.topic_prefix + settings.streams.app_id
     tables = ("signal-state", "risk-decided", "orchestration-runs", "orchestration-signals", "orchestration-orders")

@@ -116,7 +116,9 @@ class Session:
         # The deployables that do not talk to IB first, so ibsim's (fast) clock starts as late as possible.
         demo.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
         for name in ("agent0", "streams"):
-            demo.group.ibstream(name, "run", name, env=env, health_url=f"http://127.0.0.1:{ports[name]}/health")
+            demo.group.ibstream(
+                name, "run", name, env=demo.process_env(name, env), health_url=f"http://127.0.0.1:{ports[name]}/health"
+            )
         for name in ("api", "agent0", "streams"):
             demo.group.wait_healthy(name, 120)
         if not self.plan.gateway:
@@ -140,7 +142,9 @@ class Session:
             )
             demo.group.wait_healthy("ibsim", 30)
         for name in ("execution", "producer"):
-            demo.group.ibstream(name, "run", name, env=env, health_url=f"http://127.0.0.1:{ports[name]}/health")
+            demo.group.ibstream(
+                name, "run", name, env=demo.process_env(name, env), health_url=f"http://127.0.0.1:{ports[name]}/health"
+            )
         for name in ("execution", "producer"):
             demo.group.wait_healthy(name, 120)
         now = self.market_time()

@@ -83,6 +83,7 @@ structured values come first; `config` may add to or override them.
 {{- if .Values.clickhouse.url }}{{ $_ := set $data "IBSTREAM_CLICKHOUSE_URL" .Values.clickhouse.url }}{{ end -}}
 {{- if .Values.agent0.enabled -}}
 {{- $_ := set $data "IBSTREAM_AGENT0_URL" (printf "http://%s-agent0:%d" (include "ibstream.fullname" .) (int .Values.agent0.port)) -}}
+{{- $_ := set $data "IBSTREAM_AGENT0_API_URL" (printf "http://%s-api:%d" (include "ibstream.fullname" .) (int .Values.api.port)) -}}
 {{- end -}}
 {{- range $key, $value := .Values.config -}}
 {{- $_ := set $data $key (toString $value) -}}
@@ -92,17 +93,19 @@ structured values come first; `config` may add to or override them.
 
 {{/*
 Secret references → environment variables, and which deployables get each ("job" is the topics hook Job).
+Agent0 gets only the token verification key: it talks to neither Kafka, the registry nor ClickHouse.
 */}}
 {{- define "ibstream.secretEnvTable" -}}
-kafkaClientConfig: {env: IBSTREAM_KAFKA_CLIENT_CONFIG, to: [producer, streams, execution, sink, api, agent0, job]}
-schemaRegistryUsername: {env: IBSTREAM_SCHEMA_REGISTRY_USERNAME, to: [producer, streams, execution, sink, api, agent0]}
-schemaRegistryPassword: {env: IBSTREAM_SCHEMA_REGISTRY_PASSWORD, to: [producer, streams, execution, sink, api, agent0]}
+kafkaClientConfig: {env: IBSTREAM_KAFKA_CLIENT_CONFIG, to: [producer, streams, execution, sink, api, job]}
+schemaRegistryUsername: {env: IBSTREAM_SCHEMA_REGISTRY_USERNAME, to: [producer, streams, execution, sink, api]}
+schemaRegistryPassword: {env: IBSTREAM_SCHEMA_REGISTRY_PASSWORD, to: [producer, streams, execution, sink, api]}
 clickhouseUsername: {env: IBSTREAM_CLICKHOUSE_USERNAME, to: [sink, api]}
 clickhousePassword: {env: IBSTREAM_CLICKHOUSE_PASSWORD, to: [sink, api]}
 apiJwtSecret: {env: IBSTREAM_API_JWT_SECRET, to: [api, agent0]}
 apiJwtPublicKey: {env: IBSTREAM_API_JWT_PUBLIC_KEY, to: [api, agent0]}
 executionAccount: {env: IBSTREAM_EXECUTION_ACCOUNT, to: [execution]}
 ibLiveAccount: {env: IBSTREAM_IB_LIVE_ACCOUNT, to: [producer, execution]}
+agent0Token: {env: IBSTREAM_AGENT0_TOKEN, to: [streams]}
 {{- end -}}
 
 {{/* env entries (secretKeyRef) for `who` (a deployable name or "job"). Call with (dict "root" $ "who" $name). */}}
@@ -143,6 +146,11 @@ capabilities:
   drop: [ALL]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* Whether deployable `name` talks to Kafka (all but Agent0, which gets no Kafka secret or mount). */}}
+{{- define "ibstream.usesKafka" -}}
+{{- if ne . "agent0" -}}true{{- end -}}
 {{- end -}}
 
 {{/* Kafka TLS volume (when kafka.tlsSecretName is set). */}}

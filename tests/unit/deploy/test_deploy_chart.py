@@ -284,8 +284,17 @@ def test_secret_references_reach_the_deployables_that_need_them(production: list
     assert secret_env("execution")["IBSTREAM_EXECUTION_ACCOUNT"] == ("ibstream-ib", "account")
     assert "IBSTREAM_EXECUTION_ACCOUNT" not in secret_env("producer")
     assert "IBSTREAM_API_JWT_PUBLIC_KEY" in secret_env("api")
-    for component in ("producer", "streams", "execution", "sink", "api", "agent0"):
+    for component in ("producer", "streams", "execution", "sink", "api"):
         assert secret_env(component)["IBSTREAM_KAFKA_CLIENT_CONFIG"] == ("ibstream-kafka", "client-config.json")
+    # Agent0 talks to no topic, registry or table: it gets only the key it verifies tokens with (issue #21).
+    assert set(secret_env("agent0")) == {"IBSTREAM_API_JWT_PUBLIC_KEY"}
+    agent0_pod = by_component(production, "Deployment")["agent0"]["spec"]["template"]["spec"]
+    assert "kafka-tls" not in {volume["name"] for volume in agent0_pod["volumes"]}
+    # Only streams presents the service token Agent0 requires.
+    assert secret_env("streams")["IBSTREAM_AGENT0_TOKEN"] == tuple(values["agent0Token"].values())
+    assert [
+        c for c in ("producer", "execution", "sink", "api", "agent0") if "IBSTREAM_AGENT0_TOKEN" in secret_env(c)
+    ] == []
     (job,) = of_kind(production, "Job")
     job_env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "IBSTREAM_KAFKA_CLIENT_CONFIG" in job_env
@@ -359,6 +368,21 @@ def test_every_deployable_has_service_pdb_and_network_policy(rendered: list[dict
         selector = deployments[component]["spec"]["selector"]["matchLabels"]
         assert service["spec"]["selector"] == selector
         assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_only_streams_pods_of_the_release_reach_agent0(rendered: list[dict[str, Any]]) -> None:
+    policies = by_component(rendered, "NetworkPolicy")
+    (own,) = [peer for peer in policies["agent0"]["spec"]["ingress"][0]["from"] if "podSelector" in peer]
+    assert own["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "streams"
+    (api_own,) = [peer for peer in policies["api"]["spec"]["ingress"][0]["from"] if "podSelector" in peer]
+    assert "app.kubernetes.io/component" not in api_own["podSelector"]["matchLabels"]  # the others: the release
+
+
+def test_agent0_asks_the_releases_api_about_runs(rendered: list[dict[str, Any]]) -> None:
+    (config_map,) = [c for c in of_kind(rendered, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
+    api_url = config_map["data"]["IBSTREAM_AGENT0_API_URL"]
+    (api_service,) = [s for s in of_kind(rendered, "Service") if s["metadata"]["name"].endswith("-api")]
+    assert api_url == f"http://{api_service['metadata']['name']}:{api_service['spec']['ports'][0]['port']}"
 
 
 def test_deployables_run_their_cli_command(rendered: list[dict[str, Any]]) -> None:
