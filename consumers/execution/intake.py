@@ -1,6 +1,8 @@
 """Execution's Kafka clients: the transactional producer behind the outbox, and three consumers.
 
 * control (``control.v1``, compacted): read from its beginning at startup, then polled every step;
+* decisions (``risk.decisions.v1``): read from its beginning once the book is rebuilt, then polled every step
+  (``decisions`` keeps the approvals routed orders are checked against);
 * rebuild: reads ``orders.events.v1`` and ``executions.v1`` to their end (read_committed) once, after the
   transactional producer fenced its predecessors, to rebuild the book;
 * routed (``orders.routed.v1``): the consumer group with static membership per account. While the executor is not
@@ -19,7 +21,7 @@ from typing import Any
 from consumers.execution.context import Context
 from consumers.execution.exceptions import FencedError
 from consumers.execution.outbox import COMPONENT, Outbox
-from ibstream.contracts import control, executions, order_events, routed_orders
+from ibstream.contracts import control, executions, order_events, risk_decisions, routed_orders
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.kafka.clients import (
     TransactionError,
@@ -46,6 +48,7 @@ class Intake:
         self.producer: Any = None
         self.routed: Any = None
         self.control: Any = None
+        self.decisions: Any = None
         self.held: collections.deque[KafkaMessage] = collections.deque()
         self.paused = False
         self.routed_consumers_replaced = 0
@@ -62,19 +65,27 @@ class Intake:
         return consume_to_end(self.control, {self.prefix + control.TOPIC.name: control.TOPIC.partitions}, on_control)
 
     def poll_control(self, on_control: Callable[[KafkaMessage], None]) -> None:
-        if self.control is None:
-            return
-        for _ in range(100):
-            message = self.control.poll(0)
-            if message is None:
-                return
-            if message.error() is not None:
-                continue  # partition EOF and transient errors: nothing to apply
-            on_control(message)
+        poll_some(self.control, on_control, 100)
+
+    # --- risk decisions -------------------------------------------------------------------------------------------
+
+    def start_decisions(self, on_decision: Callable[[KafkaMessage], None]) -> int:
+        """Read risk.decisions.v1 from its beginning (after the rebuild: the book says which orders are handled);
+        the consumer then stays on the topic for ``poll_decisions``."""
+        self.decisions = create_consumer(
+            self.ctx.settings,
+            f"{self.group}-decisions-{uuid.uuid4().hex[:8]}",
+            **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 50},
+        )
+        spec = risk_decisions.TOPIC
+        return consume_to_end(self.decisions, {self.prefix + spec.name: spec.partitions}, on_decision)
+
+    def poll_decisions(self, on_decision: Callable[[KafkaMessage], None]) -> None:
+        poll_some(self.decisions, on_decision, 1000)
 
     # --- producer, rebuild, routed --------------------------------------------------------------------------------
 
-    def start(self, account: str) -> None:
+    def start(self, account: str, on_decision: Callable[[KafkaMessage], None]) -> None:
         """First connection: fence older executors of this account, rebuild the book, join the routed group."""
         transactional_id = f"{self.group}-{account}"
         self.producer = create_transactional_producer(self.ctx.settings, transactional_id)
@@ -88,6 +99,8 @@ class Intake:
         sink = RecordProducer(self.producer, self.codec, self.prefix)
         self.outbox.bind(tx, sink, DeadLetterRouter(sink, self.codec, COMPONENT, self.prefix))
         self.rebuild()
+        decisions = self.start_decisions(on_decision)
+        log.info("risk decisions read", extra={"records": decisions})
         self.join_routed(account)
         log.info("kafka ready", extra={"transactional_id": transactional_id})
 
@@ -192,9 +205,22 @@ class Intake:
                 self.paused = True
 
     def close(self) -> None:
-        for consumer in (self.routed, self.control):
+        for consumer in (self.routed, self.control, self.decisions):
             if consumer is not None:
                 try:
                     consumer.close()
                 except Exception as error:  # closing is best effort on the way out
                     log.warning("consumer close failed", extra={"error": str(error)})
+
+
+def poll_some(consumer: Any, handle: Callable[[KafkaMessage], None], most: int) -> None:
+    """Hand up to ``most`` waiting records of an assigned consumer to ``handle``, without blocking."""
+    if consumer is None:
+        return
+    for _ in range(most):
+        message = consumer.poll(0)
+        if message is None:
+            return
+        if message.error() is not None:
+            continue  # partition EOF and transient errors: nothing to apply
+        handle(message)
