@@ -15,8 +15,8 @@ over the routed order's terms (``check_order``, pure). Outcomes:
   ``ibstream_execution_unapproved_orders{reason}`` counts it; nothing is placed and nothing enters the book. The DLQ
   record leaves in the outbox's transaction and the offset is committed after it, like a placement's events.
 
-Restarts: nothing is persisted. After the book is rebuilt, the decisions topic is read back from its beginning (as the
-book's topics are) keeping the approved decisions of orders not handled yet, then followed. A routed order
+Restarts: nothing is persisted. The decisions topic is read back from its beginning in the pass that rebuilds the book
+(``intake``), then followed; once the book is complete, the approvals of orders it holds are dropped. A routed order
 re-delivered after a crash meets its decision again; an order the book already holds (and the journal does not hold
 in doubt) passes unchecked, since placement skips it as a duplicate, so the crash-safety protocol (``placement``) is
 unchanged. Only approved decisions are kept, and each is dropped once its order has been handled.
@@ -143,6 +143,15 @@ class DecisionGate:
             self.approvals.pop(decision.order_id, None)
         else:
             self.approvals[decision.order_id] = approval
+
+    def forget_handled(self) -> None:
+        """After the rebuild (the book complete): drop the approvals of orders handled before the restart."""
+        read = len(self.approvals)
+        for order_id in [order_id for order_id in self.approvals if self.handled(order_id)]:
+            del self.approvals[order_id]
+        log.info(
+            "risk approvals read back", extra={"approvals": read, "kept_for_unhandled_orders": len(self.approvals)}
+        )
 
     def handled(self, order_id: str) -> bool:
         """The book holds the order and it is not in doubt: placement skips its re-delivery, no check needed."""

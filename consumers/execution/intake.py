@@ -1,10 +1,10 @@
 """Execution's Kafka clients: the transactional producer behind the outbox, and three consumers.
 
 * control (``control.v1``, compacted): read from its beginning at startup, then polled every step;
-* decisions (``risk.decisions.v1``): read from its beginning once the book is rebuilt, then polled every step
-  (``decisions`` keeps the approvals routed orders are checked against);
 * rebuild: reads ``orders.events.v1`` and ``executions.v1`` to their end (read_committed) once, after the
-  transactional producer fenced its predecessors, to rebuild the book;
+  transactional producer fenced its predecessors, to rebuild the book; in the same pass ``risk.decisions.v1``, whose
+  approvals routed orders are checked against (``decisions``). The reader then stays on the decisions alone and is
+  polled every step;
 * routed (``orders.routed.v1``): the consumer group with static membership per account. While the executor is not
   ready its partitions are paused (membership kept, nothing taken); a record fetched before a pause took effect is
   held, in order, never dropped. A consumer fenced for good is replaced by a new one.
@@ -17,6 +17,8 @@ import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from consumers.execution.context import Context
 from consumers.execution.exceptions import FencedError
@@ -67,19 +69,6 @@ class Intake:
     def poll_control(self, on_control: Callable[[KafkaMessage], None]) -> None:
         poll_some(self.control, on_control, 100)
 
-    # --- risk decisions -------------------------------------------------------------------------------------------
-
-    def start_decisions(self, on_decision: Callable[[KafkaMessage], None]) -> int:
-        """Read risk.decisions.v1 from its beginning (after the rebuild: the book says which orders are handled);
-        the consumer then stays on the topic for ``poll_decisions``."""
-        self.decisions = create_consumer(
-            self.ctx.settings,
-            f"{self.group}-decisions-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 50},
-        )
-        spec = risk_decisions.TOPIC
-        return consume_to_end(self.decisions, {self.prefix + spec.name: spec.partitions}, on_decision)
-
     def poll_decisions(self, on_decision: Callable[[KafkaMessage], None]) -> None:
         poll_some(self.decisions, on_decision, 1000)
 
@@ -98,13 +87,13 @@ class Intake:
             raise FencedError(str(error)) from None
         sink = RecordProducer(self.producer, self.codec, self.prefix)
         self.outbox.bind(tx, sink, DeadLetterRouter(sink, self.codec, COMPONENT, self.prefix))
-        self.rebuild()
-        decisions = self.start_decisions(on_decision)
-        log.info("risk decisions read", extra={"records": decisions})
+        self.rebuild(on_decision)
         self.join_routed(account)
         log.info("kafka ready", extra={"transactional_id": transactional_id})
 
-    def rebuild(self) -> None:
+    def rebuild(self, on_decision: Callable[[KafkaMessage], None]) -> None:
+        """The book from the event topics, and every risk decision handed to ``on_decision``; the reader is kept
+        for the decisions that follow."""
         reader = create_consumer(
             self.ctx.settings,
             f"{self.group}-rebuild-{uuid.uuid4().hex[:8]}",
@@ -113,10 +102,13 @@ class Intake:
         book, journal = self.ctx.book, self.ctx.journal
         events_topic = self.prefix + order_events.TOPIC.name
         exec_topic = self.prefix + executions.TOPIC.name
+        decisions_topic = self.prefix + risk_decisions.TOPIC.name
 
         def handle(message: KafkaMessage) -> None:
             try:
-                if message.topic() == events_topic:
+                if message.topic() == decisions_topic:
+                    on_decision(message)
+                elif message.topic() == events_topic:
                     book.rebuild_event(decode_message(self.codec, order_events.TOPIC, message))
                 else:
                     book.rebuild_execution(decode_message(self.codec, executions.TOPIC, message))
@@ -124,12 +116,18 @@ class Intake:
                 log.error("undecodable record skipped in rebuild", extra={"error": str(error)})
                 record_error("decode", COMPONENT)
 
+        topics = {
+            events_topic: order_events.TOPIC.partitions,
+            exec_topic: executions.TOPIC.partitions,
+            decisions_topic: risk_decisions.TOPIC.partitions,
+        }
         try:
-            count = consume_to_end(
-                reader, {events_topic: order_events.TOPIC.partitions, exec_topic: executions.TOPIC.partitions}, handle
-            )
-        finally:
+            count = consume_to_end(reader, topics, handle)
+            follow_from_here(reader, decisions_topic, risk_decisions.TOPIC.partitions)
+        except BaseException:
             reader.close()
+            raise
+        self.decisions = reader
         # Intents whose events did commit (a crash after the commit, before the journal write) are settled.
         journal.settle([order_id for order_id in journal.in_doubt if order_id in book.orders])
         log.info(
@@ -211,6 +209,15 @@ class Intake:
                     consumer.close()
                 except Exception as error:  # closing is best effort on the way out
                     log.warning("consumer close failed", extra={"error": str(error)})
+
+
+def follow_from_here(consumer: Any, topic: str, partitions: int) -> None:
+    """Keep only ``topic`` assigned, each partition at the position reached (from its beginning where nothing was
+    read: the partition was empty at its end, so whatever it holds now is new)."""
+    reached = consumer.position([TopicPartition(topic, partition) for partition in range(partitions)])
+    consumer.assign(
+        [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in reached]
+    )
 
 
 def poll_some(consumer: Any, handle: Callable[[KafkaMessage], None], most: int) -> None:

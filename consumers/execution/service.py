@@ -297,6 +297,7 @@ class Executor:
         if self.account is None:
             self.account = account
             self.intake.start(account, self.decisions.on_message)
+            self.decisions.forget_handled()
         if account != self.account or account not in connected.accounts:
             self._refuse(
                 f"gateway manages {','.join(connected.accounts)}, executor is bound to {self.account}",
