@@ -418,4 +418,5 @@ class Executor:
                 "open_orders": sum(1 for o in self.book.orders.values() if o.open_legs()),
                 "in_doubt": len(self.journal.in_doubt),
                 "held_routed_orders": len(self.intake.held),
+                "awaiting_risk_decision": len(self.decisions.waiting_since),
             }

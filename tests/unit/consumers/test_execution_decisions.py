@@ -224,6 +224,8 @@ def test_a_routed_order_waits_for_its_decision_and_is_placed_once_it_arrives(tmp
     order = routed(order_id=str(uuid.uuid4()))
     executor._handle_routed(message(executor, order))
     assert session.placed == [] and list(executor.intake.held) != []
+    executor._update_snapshot()
+    assert executor.readiness()[1]["awaiting_risk_decision"] == 1
     clock.now += 1.5
     executor.decisions.on_message(message(executor, decision(order)))
     executor._handle_routed(executor.intake.held.popleft())
