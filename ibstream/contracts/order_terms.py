@@ -76,12 +76,15 @@ TERMS_DIGEST_PREFIX = "terms-v1:sha256:"
 
 
 def canonical_terms(terms: Mapping[str, Any]) -> str:
-    """The canonical text of order terms: every term of ``TERM_FIELDS`` in schema order (a missing one as null),
+    """The canonical text of order terms: the terms of ``TERM_FIELDS`` that have a value, in schema order, by name;
     enums by value, numbers as floats (the terms' type on the wire, so 10 and 10.0 are the same quantity), as compact
-    JSON. Any other key is ignored: the digest is over the terms only, never the record around them."""
+    JSON. A null term is left out, as a missing one: a term added later with a null default then leaves the digest
+    of every order that does not use it unchanged, whichever side knows the term yet. Any other key is ignored."""
     values = []
     for name in TERM_FIELDS:
         value = terms.get(name)
+        if value is None:
+            continue
         if isinstance(value, Enum):
             value = value.value
         elif isinstance(value, int | float) and not isinstance(value, bool):

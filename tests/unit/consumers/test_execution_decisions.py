@@ -103,12 +103,14 @@ def test_every_term_changes_the_digest(name: str) -> None:
     assert terms_digest(routed(**{name: CHANGED[name]})) != terms_digest(routed())
 
 
-def test_canonical_terms_list_every_term_in_schema_order() -> None:
-    text = canonical_terms({"symbol": "AAPL", "quantity": 5, "side": Side.SELL, "extra": "ignored"})
-    assert text == (
-        '[["run_id",null],["signal_id",null],["symbol","AAPL"],["side","SELL"],["quantity",5.0],'
-        '["order_type",null],["limit_price",null],["stop_price",null],["stop_loss",null],["take_profit",null],'
-        '["time_in_force",null]]'
+def test_canonical_terms_name_every_term_with_a_value_in_schema_order() -> None:
+    text = canonical_terms(
+        {"take_profit": None, "symbol": "AAPL", "quantity": 5, "side": Side.SELL, "order_type": "MKT", "x": "ignored"}
+    )
+    assert text == '[["symbol","AAPL"],["side","SELL"],["quantity",5.0],["order_type","MKT"]]'
+    # A null term is no term: a term added later with a null default leaves existing digests as they were.
+    assert terms_digest({**TERMS, "stop_price": None}) == terms_digest(
+        {k: v for k, v in TERMS.items() if v is not None}
     )
 
 
