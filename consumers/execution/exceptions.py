@@ -15,3 +15,7 @@ class ExecutorLockedError(ExecutionError):
 
 class FencedError(ExecutionError):
     """Another executor took over this account's transactional.id: this one must stop placing at once."""
+
+
+class UnapprovedOrderError(ExecutionError):
+    """A routed order without an approved risk decision with the same terms: dead-lettered, never placed."""

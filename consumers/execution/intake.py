@@ -2,7 +2,9 @@
 
 * control (``control.v1``, compacted): read from its beginning at startup, then polled every step;
 * rebuild: reads ``orders.events.v1`` and ``executions.v1`` to their end (read_committed) once, after the
-  transactional producer fenced its predecessors, to rebuild the book;
+  transactional producer fenced its predecessors, to rebuild the book; in the same pass ``risk.decisions.v1``, whose
+  approvals routed orders are checked against (``decisions``). The reader then stays on the decisions alone and is
+  polled every step;
 * routed (``orders.routed.v1``): the consumer group with static membership per account. While the executor is not
   ready its partitions are paused (membership kept, nothing taken); a record fetched before a pause took effect is
   held, in order, never dropped. A consumer fenced for good is replaced by a new one.
@@ -16,10 +18,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
 from consumers.execution.context import Context
 from consumers.execution.exceptions import FencedError
 from consumers.execution.outbox import COMPONENT, Outbox
-from ibstream.contracts import control, executions, order_events, routed_orders
+from ibstream.contracts import control, executions, order_events, risk_decisions, routed_orders
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.kafka.clients import (
     TransactionError,
@@ -46,6 +50,7 @@ class Intake:
         self.producer: Any = None
         self.routed: Any = None
         self.control: Any = None
+        self.decisions: Any = None
         self.held: collections.deque[KafkaMessage] = collections.deque()
         self.paused = False
         self.routed_consumers_replaced = 0
@@ -62,19 +67,14 @@ class Intake:
         return consume_to_end(self.control, {self.prefix + control.TOPIC.name: control.TOPIC.partitions}, on_control)
 
     def poll_control(self, on_control: Callable[[KafkaMessage], None]) -> None:
-        if self.control is None:
-            return
-        for _ in range(100):
-            message = self.control.poll(0)
-            if message is None:
-                return
-            if message.error() is not None:
-                continue  # partition EOF and transient errors: nothing to apply
-            on_control(message)
+        poll_some(self.control, on_control, 100)
+
+    def poll_decisions(self, on_decision: Callable[[KafkaMessage], None]) -> None:
+        poll_some(self.decisions, on_decision, 1000)
 
     # --- producer, rebuild, routed --------------------------------------------------------------------------------
 
-    def start(self, account: str) -> None:
+    def start(self, account: str, on_decision: Callable[[KafkaMessage], None]) -> None:
         """First connection: fence older executors of this account, rebuild the book, join the routed group."""
         transactional_id = f"{self.group}-{account}"
         self.producer = create_transactional_producer(self.ctx.settings, transactional_id)
@@ -87,11 +87,13 @@ class Intake:
             raise FencedError(str(error)) from None
         sink = RecordProducer(self.producer, self.codec, self.prefix)
         self.outbox.bind(tx, sink, DeadLetterRouter(sink, self.codec, COMPONENT, self.prefix))
-        self.rebuild()
+        self.rebuild(on_decision)
         self.join_routed(account)
         log.info("kafka ready", extra={"transactional_id": transactional_id})
 
-    def rebuild(self) -> None:
+    def rebuild(self, on_decision: Callable[[KafkaMessage], None]) -> None:
+        """The book from the event topics, and every risk decision handed to ``on_decision``; the reader is kept
+        for the decisions that follow."""
         reader = create_consumer(
             self.ctx.settings,
             f"{self.group}-rebuild-{uuid.uuid4().hex[:8]}",
@@ -100,10 +102,13 @@ class Intake:
         book, journal = self.ctx.book, self.ctx.journal
         events_topic = self.prefix + order_events.TOPIC.name
         exec_topic = self.prefix + executions.TOPIC.name
+        decisions_topic = self.prefix + risk_decisions.TOPIC.name
 
         def handle(message: KafkaMessage) -> None:
             try:
-                if message.topic() == events_topic:
+                if message.topic() == decisions_topic:
+                    on_decision(message)
+                elif message.topic() == events_topic:
                     book.rebuild_event(decode_message(self.codec, order_events.TOPIC, message))
                 else:
                     book.rebuild_execution(decode_message(self.codec, executions.TOPIC, message))
@@ -111,12 +116,18 @@ class Intake:
                 log.error("undecodable record skipped in rebuild", extra={"error": str(error)})
                 record_error("decode", COMPONENT)
 
+        topics = {
+            events_topic: order_events.TOPIC.partitions,
+            exec_topic: executions.TOPIC.partitions,
+            decisions_topic: risk_decisions.TOPIC.partitions,
+        }
         try:
-            count = consume_to_end(
-                reader, {events_topic: order_events.TOPIC.partitions, exec_topic: executions.TOPIC.partitions}, handle
-            )
-        finally:
+            count = consume_to_end(reader, topics, handle)
+            follow_from_here(reader, decisions_topic, risk_decisions.TOPIC.partitions)
+        except BaseException:
             reader.close()
+            raise
+        self.decisions = reader
         # Intents whose events did commit (a crash after the commit, before the journal write) are settled.
         journal.settle([order_id for order_id in journal.in_doubt if order_id in book.orders])
         log.info(
@@ -192,9 +203,31 @@ class Intake:
                 self.paused = True
 
     def close(self) -> None:
-        for consumer in (self.routed, self.control):
+        for consumer in (self.routed, self.control, self.decisions):
             if consumer is not None:
                 try:
                     consumer.close()
                 except Exception as error:  # closing is best effort on the way out
                     log.warning("consumer close failed", extra={"error": str(error)})
+
+
+def follow_from_here(consumer: Any, topic: str, partitions: int) -> None:
+    """Keep only ``topic`` assigned, each partition at the position reached (from its beginning where nothing was
+    read: the partition was empty at its end, so whatever it holds now is new)."""
+    reached = consumer.position([TopicPartition(topic, partition) for partition in range(partitions)])
+    consumer.assign(
+        [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in reached]
+    )
+
+
+def poll_some(consumer: Any, handle: Callable[[KafkaMessage], None], most: int) -> None:
+    """Hand up to ``most`` waiting records of an assigned consumer to ``handle``, without blocking."""
+    if consumer is None:
+        return
+    for _ in range(most):
+        message = consumer.poll(0)
+        if message is None:
+            return
+        if message.error() is not None:
+            continue  # partition EOF and transient errors: nothing to apply
+        handle(message)

@@ -40,7 +40,7 @@ class Outbox:
         self.journal = journal
         self.crash = crash
         self.records: list[tuple[TopicSpec[Any], Record, SpanContext | None]] = []
-        self.dead: list[tuple[KafkaMessage, BaseException]] = []
+        self.dead: list[tuple[KafkaMessage, BaseException, str]] = []
         self.offsets: dict[tuple[str, int], int] = {}
         self.offsets_dirty = False
         self.settling: list[str] = []
@@ -58,8 +58,9 @@ class Outbox:
         """Queue a record for the next transaction, with the span it belongs to."""
         self.records.append((spec, record, current_span_context()))
 
-    def dead_letter(self, message: KafkaMessage, error: BaseException) -> None:
-        self.dead.append((message, error))
+    def dead_letter(self, message: KafkaMessage, error: BaseException, kind: str = "") -> None:
+        """Queue a routed record for its DLQ (``kind``: the DLQ error kind; default decode or processing)."""
+        self.dead.append((message, error, kind))
 
     def advance(self, position: tuple[str, int], offset: int) -> None:
         """The routed record at ``offset`` is handled: commit past it after the next transaction."""
@@ -100,8 +101,8 @@ class Outbox:
             for spec, record, context in self.records:
                 with as_current(context):
                     sink.send(spec, record)
-            for message, error in self.dead:
-                dlq.route(routed_orders.TOPIC, message, error)
+            for message, error, kind in self.dead:
+                dlq.route(routed_orders.TOPIC, message, error, kind)
             if self.crash_batch is not None:
                 sink.flush(10)  # the records really are on the broker, inside the open transaction
                 self.crash.hit("after_event", self.crash_batch)

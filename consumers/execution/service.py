@@ -5,7 +5,8 @@ One thread owns all state. It drains the IB session's event queue, polls the con
 and publishes through one transactional producer. ibapi's threads only enqueue events; the health server only reads
 a snapshot. This module wires the parts and runs the loop; each concern has its module: ``placement``, ``ib_events``
 (+ ``fills``), ``reconciliation`` (pure) and ``reconciler`` (its I/O), ``outbox``, ``trading_state`` (the kill
-switch), ``intake`` (the Kafka clients), ``reporting`` (events, metrics, alerts).
+switch), ``decisions`` (a routed order needs risk's approved decision with the same terms), ``intake`` (the Kafka
+clients), ``reporting`` (events, metrics, alerts).
 
 State machine (orders are placed only in READY):
 
@@ -33,6 +34,7 @@ from opentelemetry.trace import SpanContext
 
 from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
+from consumers.execution.decisions import DecisionGate, Verdict
 from consumers.execution.fills import FillPairing
 from consumers.execution.ib_events import OrderEvents
 from consumers.execution.intake import Intake
@@ -100,6 +102,7 @@ class Executor:
         self.outbox = Outbox(journal, crash)
         self.reporter = Reporter(self.ctx, self.outbox)
         self.intake = Intake(self.ctx, codec_from_settings(settings), self.outbox)
+        self.decisions = DecisionGate(self.ctx, self.reporter, self.outbox, self.intake.codec)
         self.kill_switch = KillSwitch(self.ctx, self.reporter)
         self.query = IbQuery(self.ctx)
         self.fills = FillPairing(self.ctx, self.reporter)
@@ -201,6 +204,7 @@ class Executor:
             self._reconcile_and_resume()
         self._drain(wait)
         self.intake.poll_control(self._on_control)
+        self.intake.poll_decisions(self.decisions.on_message)
         message = self.intake.poll_routed(self.state is State.READY)
         if message is not None:
             self._handle_routed(message)
@@ -246,12 +250,22 @@ class Executor:
             record_error("decode", COMPONENT)
             self.outbox.advance(position, offset)
             return
+        with log_context(order_id=order.order_id, symbol=order.symbol):
+            verdict = self.decisions.screen(order, message)
+        if verdict is Verdict.WAIT:
+            self.intake.held.appendleft(message)  # its decision may still come: held, nothing consumed past it
+            return
+        if verdict is Verdict.REFUSE:
+            self.outbox.advance(position, offset)  # dead-lettered (decisions.DecisionGate.refuse), never placed
+            self._flush()
+            return
         with (
             log_context(order_id=order.order_id, symbol=order.symbol),
             consume_span("execution.place", message.headers(), order_id=order.order_id, symbol=order.symbol),
         ):
             self.reporter.remember_trace(order.order_id, current_span_context())
             if self.placement.place(order):
+                self.decisions.done(order.order_id)
                 self.outbox.advance(position, offset)
                 self._flush()
             else:
@@ -282,7 +296,8 @@ class Executor:
         account = self.settings.execution.account or connected.accounts[0]
         if self.account is None:
             self.account = account
-            self.intake.start(account)
+            self.intake.start(account, self.decisions.on_message)
+            self.decisions.forget_handled()
         if account != self.account or account not in connected.accounts:
             self._refuse(
                 f"gateway manages {','.join(connected.accounts)}, executor is bound to {self.account}",
@@ -406,4 +421,5 @@ class Executor:
                 "open_orders": sum(1 for o in self.book.orders.values() if o.open_legs()),
                 "in_doubt": len(self.journal.in_doubt),
                 "held_routed_orders": len(self.intake.held),
+                "awaiting_risk_decision": len(self.decisions.waiting_since),
             }

@@ -265,6 +265,9 @@ class ExecutionSettings(Section):
     health_port: int = Field(default=8094, ge=0, le=65535)
     # How long to wait for IB to answer openOrders/executions/positions before treating IB as unavailable.
     ib_answer_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long a routed order waits at the head of its partition for its risk decision (a different topic, read
+    # separately, so it may arrive later) before it is dead-lettered unplaced (consumers/execution/decisions.py).
+    decision_wait_seconds: float = Field(default=10.0, gt=0)
 
 
 class WarehouseSettings(Section):

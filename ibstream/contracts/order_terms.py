@@ -27,6 +27,10 @@ first, and comes from ``OrderKeyed`` (inherited after ``OrderTerms`` so pydantic
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+from enum import Enum
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -65,3 +69,32 @@ class OrderKeyed(Record):
 
 #: The order-term field names, in schema order.
 TERM_FIELDS: tuple[str, ...] = tuple(OrderTerms.model_fields)
+
+
+#: Prefix of a digest from ``terms_digest``: names the algorithm and the canonical form, so a later form can coexist.
+TERMS_DIGEST_PREFIX = "terms-v1:sha256:"
+
+
+def canonical_terms(terms: Mapping[str, Any]) -> str:
+    """The canonical text of order terms: the terms of ``TERM_FIELDS`` that have a value, in schema order, by name;
+    enums by value, numbers as floats (the terms' type on the wire, so 10 and 10.0 are the same quantity), as compact
+    JSON. A null term is left out, as a missing one: a term added later with a null default then leaves the digest
+    of every order that does not use it unchanged, whichever side knows the term yet. Any other key is ignored."""
+    values = []
+    for name in TERM_FIELDS:
+        value = terms.get(name)
+        if value is None:
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        values.append([name, value])
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def terms_digest(terms: OrderTerms | Mapping[str, Any]) -> str:
+    """The digest of an order's terms: risk stamps it on its decision, execution compares a routed order with it
+    (a record with terms, e.g. an ``OrderIntent`` or ``RoutedOrder``, or the terms by name)."""
+    values = terms.terms() if isinstance(terms, OrderTerms) else terms
+    return TERMS_DIGEST_PREFIX + hashlib.sha256(canonical_terms(values).encode()).hexdigest()

@@ -32,6 +32,8 @@ class RiskDecision(Record):
     checks: list[RiskCheck]
     intent_time: UtcDatetime
     decided_time: UtcDatetime
+    #: ``order_terms.terms_digest`` of the terms approved; execution places a routed order only when they match.
+    terms_digest: str | None = None
 
 
 TOPIC = TopicSpec(

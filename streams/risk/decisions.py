@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanContext
 
 from ibstream import risk
 from ibstream.contracts import OrderIntent, RiskDecision, risk_decisions, routed_orders, utc_now
+from ibstream.contracts.order_terms import terms_digest
 from ibstream.telemetry import as_current, consume_span, current_span_context
 from streams.context import AgentContext
 from streams.observability import observe_decision
@@ -100,7 +101,7 @@ async def _decide(
                 # Market time for every risk window, the order-rate throttle too; the wall clock stamps decided_time
                 # (the intent→decision latency is a wall-clock fact).
                 now = clock()
-                decision = risk.decide(intent, view, limits, now, wall=utc_now())
+                decision = stamp_terms(risk.decide(intent, view, limits, now, wall=utc_now()), intent)
                 # Applied at once: the next intent of the batch is judged with this one's approval counted.
                 view.apply_decision(decision, market_time=now)
                 ack = await ctx.emitter.emit_pending(risk_decisions.TOPIC, decision)
@@ -110,6 +111,12 @@ async def _decide(
                 continue
             made.append(_Decided(index, intent, decision, ack, current_span_context()))
     return made
+
+
+def stamp_terms(decision: RiskDecision, intent: OrderIntent) -> RiskDecision:
+    """The decision with the digest of the terms it judged: execution places a routed order only when its terms
+    have this digest (the routed order carries the intent's terms, ``risk.route``)."""
+    return decision.model_copy(update={"terms_digest": terms_digest(intent)})
 
 
 async def _route(ctx: AgentContext, item: _Decided, remember: Callable[[int, str, str], None]) -> None:

@@ -12,8 +12,19 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from ibsim.config import EXCHANGE_TZ
 from ibstream.config import Settings
-from ibstream.contracts import ControlCommand, Record, RoutedOrder, TopicSpec, control, routed_orders, utc_now
+from ibstream.contracts import (
+    ControlCommand,
+    Record,
+    RiskDecision,
+    RoutedOrder,
+    TopicSpec,
+    control,
+    risk_decisions,
+    routed_orders,
+    utc_now,
+)
 from ibstream.contracts.enums import ControlCommandKind, OrderType, Side
+from ibstream.contracts.order_terms import OrderTerms, terms_digest
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import consumer_config, create_producer
 from ibstream.kafka.records import RecordProducer, decode_message
@@ -38,16 +49,41 @@ def routed(symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 10, **
     return RoutedOrder(**values)
 
 
+def approval(order: RoutedOrder, approved_terms: OrderTerms | None = None) -> RiskDecision:
+    """The approved risk decision risk writes before routing ``order``: its terms' digest (or ``approved_terms``')."""
+    return RiskDecision(
+        decision_id=order.decision_id,
+        order_id=order.order_id,
+        run_id=order.run_id,
+        symbol=order.symbol,
+        approved=True,
+        checks=[],
+        intent_time=order.routed_time,
+        decided_time=order.routed_time,
+        terms_digest=terms_digest(approved_terms or order),
+    )
+
+
 def sender(settings: Settings) -> RecordProducer:
     """A plain idempotent producer, as risk and the API use."""
     return RecordProducer(create_producer(settings), CODEC, settings.kafka.topic_prefix)
 
 
-def send(settings: Settings, *records: RoutedOrder | ControlCommand, sink: RecordProducer | None = None) -> None:
-    """Produce routed orders and control commands and wait until the broker has them."""
+def send(
+    settings: Settings,
+    *records: RoutedOrder | ControlCommand | RiskDecision,
+    sink: RecordProducer | None = None,
+    decided: bool = True,
+) -> None:
+    """Produce routed orders (each after its approved decision, as risk does, unless not ``decided``), decisions and
+    control commands, and wait until the broker has them."""
     sink = sink or sender(settings)
     for record in records:
-        if isinstance(record, RoutedOrder):
+        if isinstance(record, RiskDecision):
+            sink.send(risk_decisions.TOPIC, record)
+        elif isinstance(record, RoutedOrder):
+            if decided:
+                sink.send(risk_decisions.TOPIC, approval(record))
             sink.send(routed_orders.TOPIC, record)
         else:
             sink.send(control.TOPIC, record)

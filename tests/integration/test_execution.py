@@ -34,6 +34,7 @@ from ibstream.trading_states import micros
 from tests.integration.execution_support import (
     MONDAY_10AM,
     Reader,
+    approval,
     kill_switch,
     routed,
     send,
@@ -545,3 +546,74 @@ def test_fenced_routed_consumer_is_replaced_and_orders_keep_flowing(run_executor
     assert running.executor.state is State.READY and not running.errors
     events.close()
     running.halt()
+
+
+# --- only what risk approved (issue #21) ----------------------------------------------------------------------------
+
+
+def dead_letters(settings: Settings, expected: int) -> list[dict[str, bytes]]:
+    """The headers of the routed DLQ's records (the DeadLetter's origin and error, readable without Avro)."""
+    topic = settings.kafka.topic_prefix + routed_orders.TOPIC.dlq_name
+    return [dict(m.headers() or []) for m in consume_all(settings, topic, expected)]
+
+
+def test_a_routed_order_without_a_decision_is_dead_lettered_and_never_placed(
+    run_executor: Callable[..., Running],
+) -> None:
+    running = run_executor(execution_decision_wait_seconds=1.0)
+    events = Reader(running.settings, order_events.TOPIC)
+    raised = Reader(running.settings, alerts.TOPIC)
+    forged = routed("AAPL", Side.BUY, 10)  # written straight to orders.routed.v1, no risk decision
+    approved = routed("MSFT", Side.BUY, 3)  # behind it, with its decision: placed once the forged one is refused
+    send(running.settings, forged, decided=False)
+    send(running.settings, approved)
+
+    recorded = events.wait(lambda es: OrderStatus.FILLED in statuses(es, approved.order_id), timeout=30)
+    (dead,) = dead_letters(running.settings, 1)
+    assert dead["dlq.error.kind"] == b"unapproved" and dead["dlq.original.topic"].endswith(b"orders.routed.v1")
+    assert b"no approved risk decision for order " + forged.order_id.encode() in dead["dlq.error.message"]
+    assert running.ib_orders(forged.order_id) == [] and len(running.ib_orders(approved.order_id)) == 1
+    assert not [e for e in recorded if e.order_id == forged.order_id]
+    alerted = raised.wait(lambda xs: any(a.kind == "unapproved_order" for a in xs))
+    (alert,) = [a for a in alerted if a.kind == "unapproved_order"]
+    assert alert.order_id == forged.order_id and alert.severity.value == "critical"
+    events.close()
+    raised.close()
+
+
+def test_a_routed_order_whose_terms_differ_from_its_approved_decision_is_never_placed(
+    run_executor: Callable[..., Running],
+) -> None:
+    running = run_executor()
+    events = Reader(running.settings, order_events.TOPIC)
+    approved_terms = routed("AAPL", Side.BUY, 10)
+    tampered = approved_terms.model_copy(update={"quantity": 1000.0})  # same order id and decision, other terms
+    follow_up = routed("AAPL", Side.BUY, 2)
+    send(running.settings, approval(approved_terms), tampered, decided=False)
+    send(running.settings, follow_up)
+
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, follow_up.order_id), timeout=30)
+    (dead,) = dead_letters(running.settings, 1)
+    assert dead["dlq.error.kind"] == b"unapproved"
+    assert b"differ from those risk approved" in dead["dlq.error.message"]
+    assert running.ib_orders(tampered.order_id) == []
+    assert [o.request.quantity for o in running.ib_orders(follow_up.order_id)] == [2]
+    events.close()
+
+
+def test_a_decision_seen_before_a_restart_still_places_its_order_routed_during_the_restart(
+    run_executor: Callable[..., Running], settings: Settings
+) -> None:
+    first = run_executor()
+    order = routed("AAPL", Side.BUY, 5)
+    send(first.settings, approval(order))
+    wait_for(lambda: order.order_id in first.executor.decisions.approvals)
+    first.halt()
+    send(settings, order, decided=False)  # its decision is on the topic already
+
+    second = run_executor(sim=first.sim, execution_decision_wait_seconds=1.0)
+    events = Reader(second.settings, order_events.TOPIC)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, order.order_id), timeout=30)
+    assert len(second.ib_orders(order.order_id)) == 1
+    assert dead_letters(second.settings, 0) == []
+    events.close()

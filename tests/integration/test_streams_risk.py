@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from consumers.execution.decisions import Verdict, approval_of, check_order
 from ibstream.config import Settings
 from ibstream.contracts import (
     ControlCommand,
@@ -25,6 +26,7 @@ from ibstream.contracts import (
 )
 from ibstream.contracts.base import TopicSpec
 from ibstream.contracts.enums import ControlCommandKind, MarketDataSource, OrderType, Side
+from ibstream.contracts.order_terms import terms_digest
 from ibstream.risk import CHECKS
 
 from .streams_support import StreamsWorker, TopicReader, producer
@@ -96,6 +98,9 @@ def test_intent_in_decision_out_kill_switch_within_a_second_and_dlq(settings: Se
         assert first.approved, [c for c in first.checks if not c.passed]
         assert len(first.checks) == len(CHECKS)
         assert [r.order_id for r in routed.wait_for(1, 10)] == ["warm-up"]
+        # What execution checks (issue #21): the decision carries the digest of the terms risk routed.
+        assert first.terms_digest == terms_digest(routed.records[0]) == terms_digest(intent("warm-up"))
+        assert check_order(routed.records[0], approval_of(first), 0.0, 1.0).verdict is Verdict.PLACE
         letters = dlq.wait_for(1, 10)
         assert letters and letters[0].error_kind == "decode" and letters[0].value == b"\x00garbage"
 

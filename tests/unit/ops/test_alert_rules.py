@@ -25,6 +25,7 @@ REQUIRED = {
     "IBStreamReconciliationMismatch",
     "IBStreamKillSwitchEngaged",
     "IBStreamAgent0CircuitOpen",
+    "IBStreamUnapprovedOrder",
 }
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool is not installed (ops/dev install adds Debian's prometheus package, which ships it)"
