@@ -24,9 +24,9 @@ from api.agent0 import PlanLimits, PlanStore, SignalIn, make_plan
 from api.agent0 import create_app as create_agent0
 from api.app import create_app
 from api.auth import Role
-from api.times import out_of_range
 from api.errors import ApiError
 from api.queries import runs as run_queries
+from api.times import out_of_range
 from ibstream.config import Settings
 from ibstream.sizing import SizingError
 from ibstream.warehouse import Warehouse
