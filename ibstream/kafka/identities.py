@@ -131,7 +131,9 @@ def identities(settings: Settings) -> dict[str, Identity]:
             )
             + _dead_letters(*streams_reads),
             groups=(app_id,),
-            owned_prefixes=(f"{app_id}-",),
+            # Faust's changelogs (``<app id>-<table>-changelog``) and orchestration's internal command topic
+            # (streams.orchestration.commands.COMMANDS_TOPIC), which streams creates itself.
+            owned_prefixes=(f"{app_id}-", "orchestration-commands"),
         ),
         Identity(
             "execution",
@@ -250,9 +252,10 @@ def create_scram_users(admin: AdminClient, passwords: Mapping[str, str], timeout
 
 
 def create_acls(admin: AdminClient, rules: Sequence[AclRule], timeout: float = 30.0) -> None:
-    """Create ALLOW rules (creating an existing rule again is harmless)."""
+    """Create ALLOW rules (creating an existing rule again is harmless; the admin client refuses duplicates
+    within one call, so they are dropped first)."""
     if rules:
-        bindings = [acl_binding(rule) for rule in rules]
+        bindings = [acl_binding(rule) for rule in sorted(set(rules))]
         _wait(admin.create_acls(bindings, request_timeout=timeout), "creating ACLs", timeout)
 
 
