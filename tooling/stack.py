@@ -4,6 +4,10 @@ No Docker engine runs on our machines, so `ibstream stack up` resolves the broke
 (`ops/kafka/pom.xml`), formats KRaft storage once, starts `kafka.Kafka` detached, and waits until it answers
 metadata requests. State (data, log, pid) lives under ``<state_dir>/kafka``; `down` stops only the broker whose
 pid file and command line match that directory.
+
+With ``IBSTREAM_STACK_KAFKA_SASL`` the client listener is SASL_PLAINTEXT with SCRAM-SHA-512 and the
+StandardAuthorizer refuses what no ACL allows: the configured Kafka principal is the super user (created when the
+storage is formatted); deployables' users and ACLs are added with ``ibstream.kafka.identities``.
 """
 
 from __future__ import annotations

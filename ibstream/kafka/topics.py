@@ -215,6 +215,7 @@ def check_cluster(settings: Settings, timeout: float = 10.0, settle_seconds: flo
     a moment later, so a deployable started right after `topics ensure` (a Helm hook, the demo) may not see them yet.
     """
     from ibstream.kafka.clients import create_admin
+    from ibstream.kafka.security import effective_security
 
     admin = create_admin(settings)
     deadline = time.monotonic() + settle_seconds
@@ -222,7 +223,11 @@ def check_cluster(settings: Settings, timeout: float = 10.0, settle_seconds: flo
         try:
             metadata = admin.list_topics(timeout=timeout)
         except Exception as error:
-            raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
+            # Named with the principal: a refused login looks like a broker that does not answer.
+            security = effective_security(settings.kafka).describe()
+            raise ConfigError(
+                "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer ({security}): {error}"
+            ) from None
         if not metadata.brokers:
             raise ConfigError(
                 "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka.bootstrap_servers}"

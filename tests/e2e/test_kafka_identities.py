@@ -24,10 +24,11 @@ from ibstream.config import Settings, load_settings
 from ibstream.contracts import ControlCommand, control, utc_now
 from ibstream.contracts.enums import ControlCommandKind
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from ibstream.exceptions import ConfigError
 from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.identities import acl_rules, create_acls, create_scram_users, identities
 from ibstream.kafka.records import RecordProducer
-from ibstream.kafka.topics import catalogue, ensure_topics
+from ibstream.kafka.topics import catalogue, check_cluster, ensure_topics
 from tooling.demo import Demo, DemoConfig
 from tooling.stack import KafkaStack
 
@@ -121,6 +122,9 @@ def test_a_wrong_password_is_refused(sasl_broker: SaslBroker) -> None:
     settings = sasl_broker.as_user("api", password="not-the-password")
     with pytest.raises(KafkaException):
         create_admin(settings).list_topics(timeout=5)
+    # A deployable with it stops at startup, naming the setting and the principal it tried.
+    with pytest.raises(ConfigError, match=r"SASL_PLAINTEXT SCRAM-SHA-512 as api"):
+        check_cluster(settings, timeout=5, settle_seconds=0)
     # The right password on the same broker is answered: the refusal is the password, not the broker.
     assert create_admin(sasl_broker.as_user("api")).list_topics(timeout=10).brokers
 
