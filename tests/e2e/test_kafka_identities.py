@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from ibstream.config import Settings, load_settings
-from ibstream.contracts import ControlCommand, control, utc_now
+from ibstream.contracts import TOPICS, ControlCommand, control, utc_now
 from ibstream.contracts.enums import ControlCommandKind
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.exceptions import ConfigError
@@ -78,11 +78,11 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslBroker
     try:
         admin = create_admin(stack.client_settings())
         ensure_topics(admin, catalogue(PREFIX))
-        passwords = {name: secrets.token_urlsafe(24) for name in PIPELINE}
+        passwords = {name: secrets.token_urlsafe(24) for name in (*PIPELINE, "job")}
         create_scram_users(admin, passwords)
         table = identities(settings)
         rules = [rule for name in PIPELINE for rule in acl_rules(table[name], f"User:{name}", PREFIX)]
-        rules += acl_rules(table["sink"], "User:api", PREFIX)
+        rules += acl_rules(table["sink"], "User:api", PREFIX) + acl_rules(table["job"], "User:job", PREFIX)
         create_acls(admin, rules)
         yield SaslBroker(stack, passwords)
     finally:
@@ -127,6 +127,15 @@ def test_a_wrong_password_is_refused(sasl_broker: SaslBroker) -> None:
         check_cluster(settings, timeout=5, settle_seconds=0)
     # The right password on the same broker is answered: the refusal is the password, not the broker.
     assert create_admin(sasl_broker.as_user("api")).list_topics(timeout=10).brokers
+
+
+def test_the_topics_job_principal_ensures_the_catalogue_and_the_api_principal_may_not(
+    sasl_broker: SaslBroker,
+) -> None:
+    report = ensure_topics(create_admin(sasl_broker.as_user("job")), catalogue(PREFIX))
+    assert len(report.unchanged) == 2 * len(TOPICS) and not report.created and not report.drift
+    with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
+        ensure_topics(create_admin(sasl_broker.as_user("api")), catalogue(PREFIX + "other."))
 
 
 class IdentityDemo(Demo):
