@@ -1,10 +1,10 @@
 """Kafka identities against a real broker with SASL/SCRAM-SHA-512 and ACLs (StandardAuthorizer).
 
-The test starts its own SASL broker (``IBSTREAM_TEST_KAFKA_PORT`` + 1 and + 2, so it never meets the shared
-plaintext one), creates one SCRAM user per deployable with exactly the ACLs ``ibstream.kafka.identities`` derives,
-and then runs the pipeline (ibsim → producer → streams → execution, the API approving, Agent0 planning) with each
-deployable logged in as its own user. A deployable that reads or writes a topic its identity does not list fails
-here. The other tests show the broker refusing a wrong password and a principal without the ACL.
+The test starts its own SASL broker (``IBSTREAM_TEST_KAFKA_PORT`` + 2 and + 3, beside the session's plaintext
+broker on + 0 and + 1), creates one SCRAM user per deployable with exactly the ACLs ``ibstream.kafka.identities``
+derives, and then runs the pipeline (ibsim → producer → streams → execution, the API approving, Agent0 planning)
+with each deployable logged in as its own user. A deployable that reads or writes a topic its identity does not
+list fails here. The other tests show the broker refusing a wrong password and a principal without the ACL.
 """
 
 from __future__ import annotations
@@ -63,11 +63,12 @@ class SaslBroker:
 
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslBroker]:
-    base = int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "19192"))
+    # The session's plaintext broker holds the test port and the one after it (its controller).
+    base = int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "29092"))  # as tests/conftest.py
     settings = load_settings(
         state_dir=tmp_path_factory.mktemp("sasl"),
-        stack_kafka_port=base + 1,
-        stack_controller_port=base + 2,
+        stack_kafka_port=base + 2,
+        stack_controller_port=base + 3,
         stack_kafka_sasl=True,
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_mechanism="SCRAM-SHA-512",
