@@ -92,20 +92,6 @@ class AclRule:
 
 def identities(settings: Settings) -> dict[str, Identity]:
     """Each deployable's identity under these settings (group and transactional ids come from them)."""
-    streams_reads = (
-        bars.TOPIC,
-        signals.TOPIC,
-        signal_transitions.TOPIC,
-        order_intents.TOPIC,
-        control.TOPIC,
-        risk_decisions.TOPIC,
-        order_events.TOPIC,
-        # the risk view's feed (streams.risk.feed)
-        quotes.TOPIC,
-        positions.TOPIC,
-        executions.TOPIC,
-        heartbeats.TOPIC,
-    )
     execution_reads = (routed_orders.TOPIC, control.TOPIC, order_events.TOPIC, executions.TOPIC)
     app_id, execution_group = settings.streams.app_id, settings.execution.group_id
     every_topic = tuple(TOPICS)
@@ -117,24 +103,7 @@ def identities(settings: Settings) -> dict[str, Identity]:
             writes=_names(quotes.TOPIC, bars.TOPIC, gaps.TOPIC, heartbeats.TOPIC, alerts.TOPIC),
             groups=("ibstream-producer-tail-",),
         ),
-        Identity(
-            "streams",
-            reads=_names(*streams_reads),
-            writes=_names(
-                signals.TOPIC,
-                signal_transitions.TOPIC,
-                runs.TOPIC,
-                order_intents.TOPIC,
-                risk_decisions.TOPIC,
-                routed_orders.TOPIC,
-                alerts.TOPIC,
-            )
-            + _dead_letters(*streams_reads),
-            groups=(app_id,),
-            # Faust's changelogs (``<app id>-<table>-changelog``) and orchestration's internal command topic
-            # (streams.orchestration.commands.COMMANDS_TOPIC), which streams creates itself.
-            owned_prefixes=(f"{app_id}-", "orchestration-commands"),
-        ),
+        _streams(app_id),
         Identity(
             "execution",
             reads=_names(*execution_reads),
@@ -155,6 +124,42 @@ def identities(settings: Settings) -> dict[str, Identity]:
         Identity("job", manages_catalogue=True),
     ]
     return {identity.deployable: identity for identity in found}
+
+
+def _streams(app_id: str) -> Identity:
+    """The Faust app: signals, orchestration and risk agents, the risk view's feed, and its own topics."""
+    reads = (
+        bars.TOPIC,
+        signals.TOPIC,
+        signal_transitions.TOPIC,
+        order_intents.TOPIC,
+        control.TOPIC,
+        risk_decisions.TOPIC,
+        order_events.TOPIC,
+        # the risk view's feed (streams.risk.feed)
+        quotes.TOPIC,
+        positions.TOPIC,
+        executions.TOPIC,
+        heartbeats.TOPIC,
+    )
+    outputs = (
+        signals.TOPIC,
+        signal_transitions.TOPIC,
+        runs.TOPIC,
+        order_intents.TOPIC,
+        risk_decisions.TOPIC,
+        routed_orders.TOPIC,
+        alerts.TOPIC,
+    )
+    return Identity(
+        "streams",
+        reads=_names(*reads),
+        writes=_names(*outputs) + _dead_letters(*reads),
+        groups=(app_id,),
+        # Faust's changelogs (``<app id>-<table>-changelog``) and orchestration's internal command topic
+        # (streams.orchestration.commands.COMMANDS_TOPIC), which streams creates itself.
+        owned_prefixes=(f"{app_id}-", "orchestration-commands"),
+    )
 
 
 def _names(*specs: TopicSpec[Any]) -> tuple[str, ...]:
