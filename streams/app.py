@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ from ibstream.contracts import (
 )
 from ibstream.exceptions import ConfigError, IbstreamError
 from ibstream.health import HealthServer
+from ibstream.kafka.security import KafkaSecurity, effective_security
 from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
 from ibstream.trading_states import TradingStates
@@ -179,12 +181,39 @@ def build_app(
     return built
 
 
+def broker_credentials(security: KafkaSecurity) -> Any:
+    """Faust's credentials for this process's Kafka principal: aiokafka does not read librdkafka's settings, so
+    without these Faust would connect anonymously while every other client of the process authenticates."""
+    context: ssl.SSLContext | None = None
+    if security.uses_tls:
+        context = ssl.create_default_context(cafile=security.ca_location)
+        if security.certificate_location and security.key_location:
+            context.load_cert_chain(security.certificate_location, security.key_location)
+    if security.uses_sasl:
+        if security.mechanism not in _FAUST_SASL_MECHANISMS:
+            raise ConfigError(
+                "IBSTREAM_KAFKA_SASL_MECHANISM",
+                f"streams supports {', '.join(_FAUST_SASL_MECHANISMS)}, not {security.mechanism!r}",
+            )
+        return faust.SASLCredentials(
+            username=security.username, password=security.password, mechanism=security.mechanism, ssl_context=context
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+#: SASL mechanisms whose credentials are a username and password (GSSAPI and OAUTHBEARER need more than that).
+_FAUST_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 def _faust_app(settings: Settings, data: Path) -> faust.App:
     """The Faust app with our settings (delivery, commits, rebalancing, static membership)."""
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.kafka.topic_prefix + settings.streams.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(effective_security(settings.kafka)),
         store="memory://",
         datadir=str(data),
         # At-least-once: faust-streaming's exactly_once has open duplicate/crash bugs (see KAFKA-NOTES).

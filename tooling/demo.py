@@ -240,7 +240,8 @@ class Demo:
             shutil.rmtree(self.directory)
         self.directory.mkdir(parents=True)
         self.bootstrap = self._choose_broker()
-        own = load_settings(kafka_bootstrap_servers=self.bootstrap, kafka_topic_prefix=self.prefix)
+        # The demo's own settings, security included (a broker with SASL needs its operator's principal here).
+        own = self.settings.with_overrides(kafka_bootstrap_servers=self.bootstrap, kafka_topic_prefix=self.prefix)
         ensure_topics(create_admin(own), catalogue(self.prefix))
         self.note(f"topics created under prefix {self.prefix}")
 
@@ -295,6 +296,11 @@ class Demo:
         """The execution process's environment at its first start (a campaign adds its hooks)."""
         return env
 
+    def deployable_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """One deployable's environment at its first start: the shared one (a run with Kafka identities gives each
+        deployable its own principal here)."""
+        return self.execution_env(env) if name == "execution" else self.process_env(name, env)
+
     def start_processes(self) -> None:
         env = self.env()
         start = self.start.replace(tzinfo=None).isoformat(timespec="seconds")
@@ -317,13 +323,15 @@ class Demo:
             health_url=f"{self.control}/health",
         )
         self.group.wait_healthy("ibsim", 30)
-        self.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
+        self.group.ibstream(
+            "api", "run", "api", "--with-sink", env=self.deployable_env("api", env), health_url=f"{self.api}/health"
+        )
         for name in ("agent0", "streams", "execution"):
             self.group.ibstream(
                 name,
                 "run",
                 name,
-                env=self.execution_env(env) if name == "execution" else self.process_env(name, env),
+                env=self.deployable_env(name, env),
                 health_url=f"http://127.0.0.1:{self.ports[name]}/health",
             )
         # Everything downstream is healthy before the producer starts: no order routes (nor a campaign's first-start
@@ -331,7 +339,11 @@ class Demo:
         for name in ("api", "agent0", "streams", "execution"):
             self.group.wait_healthy(name, self.startup_timeout)
         self.group.ibstream(
-            "producer", "run", "producer", env=env, health_url=f"http://127.0.0.1:{self.ports['producer']}/health"
+            "producer",
+            "run",
+            "producer",
+            env=self.deployable_env("producer", env),
+            health_url=f"http://127.0.0.1:{self.ports['producer']}/health",
         )
         self.group.wait_healthy("producer", self.startup_timeout)
         # The session starts now: however long startup took on a loaded machine, no deployable missed the open.

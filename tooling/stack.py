@@ -4,6 +4,10 @@ No Docker engine runs on our machines, so `ibstream stack up` resolves the broke
 (`ops/kafka/pom.xml`), formats KRaft storage once, starts `kafka.Kafka` detached, and waits until it answers
 metadata requests. State (data, log, pid) lives under ``<state_dir>/kafka``; `down` stops only the broker whose
 pid file and command line match that directory.
+
+With ``IBSTREAM_STACK_KAFKA_SASL`` the client listener is SASL_PLAINTEXT with SCRAM-SHA-512 and the
+StandardAuthorizer refuses what no ACL allows: the configured Kafka principal is the super user (created when the
+storage is formatted); deployables' users and ACLs are added with ``ibstream.kafka.identities``.
 """
 
 from __future__ import annotations
@@ -178,17 +182,58 @@ class KafkaStack:
         running = pid is not None and port_open(self.host, self.port)
         return BrokerStatus(running, pid, self.bootstrap, self.dir, self.log_file)
 
+    @property
+    def sasl(self) -> bool:
+        """Whether this broker's client listener takes SASL/SCRAM-SHA-512 and authorizes with ACLs."""
+        return self.settings.stack.kafka_sasl
+
+    def _super_user(self) -> tuple[str, str]:
+        """The SCRAM user the broker itself and the operator (topics, users, ACLs) connect as: the configured
+        Kafka principal, which must therefore be SASL/SCRAM-SHA-512."""
+        kafka = self.settings.kafka
+        if not (kafka.uses_sasl and kafka.sasl_mechanism == "SCRAM-SHA-512" and kafka.sasl_password):
+            raise StackError(
+                "IBSTREAM_STACK_KAFKA_SASL=true needs IBSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, "
+                "IBSTREAM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 and IBSTREAM_KAFKA_SASL_USERNAME/PASSWORD: the broker's "
+                "super user"
+            )
+        return str(kafka.sasl_username), kafka.sasl_password.get_secret_value()
+
+    def _listener_properties(self) -> dict[str, str]:
+        controller = f"CONTROLLER://{self.host}:{self.controller_port}"
+        if not self.sasl:
+            return {
+                "listeners": f"PLAINTEXT://{self.host}:{self.port},{controller}",
+                "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        username, password = self._super_user()
+        jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{username}" '
+        jaas += f'password="{password}";'
+        return {
+            "listeners": f"SASL_PLAINTEXT://{self.host}:{self.port},{controller}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{self.host}:{self.port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            # SCRAM credentials live in the metadata log, so the controller listener cannot use SCRAM (KIP-900):
+            # it stays plaintext on loopback, and the broker's requests over it arrive as ANONYMOUS.
+            "super.users": f"User:{username};User:ANONYMOUS",
+        }
+
     def _write_config(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self._listener_properties(),
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             # Topics come from the catalogue (`topics ensure`); auto-creation would hide a misspelt topic name.
@@ -204,6 +249,7 @@ class KafkaStack:
             "group.initial.rebalance.delay.ms": "0",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        self.config_file.touch(mode=0o600)  # it holds the super user's password when SASL is on
         self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
 
     def _format_storage(self, classpath: str, cluster_id: str | None = None) -> None:
@@ -222,6 +268,10 @@ class KafkaStack:
             "-c",
             str(self.config_file),
         ]
+        if self.sasl:
+            # The super user exists before the broker starts: the broker itself logs in as it.
+            username, password = self._super_user()
+            command.append(f"--add-scram=SCRAM-SHA-512=[name={username},password={password}]")
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise StackError(f"formatting KRaft storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
@@ -268,9 +318,23 @@ class KafkaStack:
         # Imported here so `stack status` works without loading librdkafka.
         from ibstream.kafka.clients import broker_answers
 
-        # This broker is plaintext on loopback: the configured client settings (SASL for production) do not apply.
-        local = self.settings.with_overrides(kafka_bootstrap_servers=self.bootstrap, kafka_client_config={})
-        return broker_answers(local)
+        return broker_answers(self.client_settings())
+
+    def client_settings(self) -> Settings:
+        """The settings a client of this broker uses: plaintext, or with SASL the configured super user. (This
+        broker is on loopback: the configured client settings for production do not apply.)"""
+        if self.sasl:
+            return self.settings.with_overrides(kafka_bootstrap_servers=self.bootstrap, kafka_client_config={})
+        return self.settings.with_overrides(
+            kafka_bootstrap_servers=self.bootstrap,
+            kafka_client_config={},
+            kafka_security_protocol="PLAINTEXT",
+            kafka_sasl_username=None,
+            kafka_sasl_password=None,
+            kafka_ssl_ca_location=None,
+            kafka_ssl_certificate_location=None,
+            kafka_ssl_key_location=None,
+        )
 
     def down(self, timeout: float = 30.0) -> bool:
         """Stop the broker this stack started (graceful, then forced). False if none was running."""

@@ -32,8 +32,29 @@ class Section(BaseModel):
         return cls.env_names.get(field, cls.env_prefix + field)
 
 
+#: librdkafka settings the typed security fields own: client_config may not set them as well.
+SECURITY_CLIENT_KEYS = frozenset(
+    {
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+    }
+)
+
+
 class KafkaSettings(Section):
-    """The cluster every client talks to. Security settings (SASL_SSL, mTLS) pass through ``client_config``."""
+    """The cluster every client talks to, and who this process is to it.
+
+    The security fields reach every client, the librdkafka ones (``ibstream.kafka.clients``) and Faust's
+    (``streams.app``): each deployable runs with its own principal (``sasl_username``/``sasl_password`` from its own
+    secret), so the cluster's ACLs decide what it may read and write (``ibstream.kafka.identities``). Other
+    librdkafka settings pass through ``client_config``.
+    """
 
     env_prefix = "kafka_"
 
@@ -42,6 +63,54 @@ class KafkaSettings(Section):
     topic_replication: int = Field(default=1, ge=1)
     # Prepended to every topic name: isolates tests (and tenants) sharing one cluster.
     topic_prefix: str = ""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # PEM files for TLS (SSL, SASL_SSL): the CA that signed the brokers' certificates (unset: the system's CAs),
+    # and a client certificate and key for mTLS.
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        if self.uses_sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"IBSTREAM_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs IBSTREAM_KAFKA_SASL_USERNAME and "
+                "IBSTREAM_KAFKA_SASL_PASSWORD (this deployable's own principal)"
+            )
+        if not self.uses_sasl and (self.sasl_username or self.sasl_password):
+            # Credentials that would silently not be used: the process would connect anonymously instead.
+            raise ValueError(
+                "IBSTREAM_KAFKA_SASL_USERNAME/IBSTREAM_KAFKA_SASL_PASSWORD are set but "
+                f"IBSTREAM_KAFKA_SECURITY_PROTOCOL is {self.security_protocol}; use SASL_SSL or SASL_PLAINTEXT"
+            )
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("IBSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION and IBSTREAM_KAFKA_SSL_KEY_LOCATION go together")
+        tls_files = (self.ssl_ca_location, self.ssl_certificate_location)
+        if not self.uses_tls and any(tls_files):
+            raise ValueError(
+                "IBSTREAM_KAFKA_SSL_* files are set but IBSTREAM_KAFKA_SECURITY_PROTOCOL is "
+                f"{self.security_protocol}; use SSL or SASL_SSL"
+            )
+        clashing = sorted(SECURITY_CLIENT_KEYS & set(self.client_config))
+        # Security given only through client_config (the older way) still works: ibstream.kafka.security reads it
+        # from there for Faust too. Both ways at once would leave two answers to one question.
+        if clashing and self.security_protocol != "PLAINTEXT":
+            raise ValueError(
+                f"IBSTREAM_KAFKA_CLIENT_CONFIG sets {', '.join(clashing)}: use IBSTREAM_KAFKA_SECURITY_PROTOCOL, "
+                "IBSTREAM_KAFKA_SASL_* and IBSTREAM_KAFKA_SSL_* instead, which reach Faust too"
+            )
+        return self
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -61,6 +130,9 @@ class StackSettings(Section):
     kafka_port: int = Field(default=19092, ge=1, le=65535)
     controller_port: int = Field(default=19093, ge=1, le=65535)
     kafka_heap: str = "768m"
+    # SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs (StandardAuthorizer) instead of an open plaintext listener; the
+    # super user is IBSTREAM_KAFKA_SASL_USERNAME/PASSWORD (see tooling.stack).
+    kafka_sasl: bool = False
     registry_port: int = Field(default=18081, ge=1, le=65535)
 
 

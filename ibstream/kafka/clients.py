@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from ibstream.config import Settings
 from ibstream.exceptions import IbstreamError
+from ibstream.kafka.security import client_security_config
 
 #: quotes: lowest latency; bulk: backfill, replay, sink-side DLQ writes, where batching pays.
 ProducerProfile = Literal["quotes", "events", "bulk"]
@@ -91,11 +92,12 @@ def librdkafka_log() -> LibrdkafkaLog:
 
 
 def base_config(settings: Settings) -> dict[str, Any]:
-    """Bootstrap plus the pass-through client settings (SASL_SSL, mTLS, …) every client shares, and librdkafka's
-    log lines routed into our logging (delivered when the client is polled)."""
+    """Bootstrap, this process's principal (``ibstream.kafka.security``), the pass-through client settings every
+    client shares, and librdkafka's log lines routed into our logging (delivered when the client is polled)."""
     return {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "logger": _LIBRDKAFKA_LOG,
+        **client_security_config(settings.kafka),
         **settings.kafka.client_config,
     }
 

@@ -199,27 +199,44 @@ def delete_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.
                 raise
 
 
+def _hidden_by_acls(admin: Any, topic: str, timeout: float) -> bool:
+    """Whether the broker refuses to describe ``topic`` to this principal: a cluster with ACLs lists only the
+    topics a deployable may use (``ibstream.kafka.identities``), and the others are not its business."""
+    found = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    return bool(found is not None and found.error is not None and found.error.name() == "TOPIC_AUTHORIZATION_FAILED")
+
+
 def check_cluster(settings: Settings, timeout: float = 10.0, settle_seconds: float = 10.0) -> None:
     """Stop a deployable's startup with a message naming the setting when Kafka is unreachable or the catalogue's
-    topics are missing (topics are created by `ibstream topics ensure`, never implicitly).
+    topics are missing (topics are created by `ibstream topics ensure`, never implicitly). Topics the cluster's ACLs
+    hide from this deployable's principal are not its to check.
 
     Missing topics are asked for again for ``settle_seconds``: a broker learns of topics the controller just created
     a moment later, so a deployable started right after `topics ensure` (a Helm hook, the demo) may not see them yet.
     """
     from ibstream.kafka.clients import create_admin
+    from ibstream.kafka.security import effective_security
 
     admin = create_admin(settings)
+    # Only an authenticated principal has ACLs of its own to hide topics from it; plaintext is checked as before.
+    authenticated = effective_security(settings.kafka).protocol != "PLAINTEXT"
     deadline = time.monotonic() + settle_seconds
     while True:
         try:
             metadata = admin.list_topics(timeout=timeout)
         except Exception as error:
-            raise ConfigError("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer: {error}") from None
+            # Named with the principal: a refused login looks like a broker that does not answer.
+            security = effective_security(settings.kafka).describe()
+            raise ConfigError(
+                "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"Kafka did not answer ({security}): {error}"
+            ) from None
         if not metadata.brokers:
             raise ConfigError(
                 "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answered at {settings.kafka.bootstrap_servers}"
             )
         missing = [t.name for t in catalogue(settings.kafka.topic_prefix) if t.name not in metadata.topics]
+        if missing and authenticated:
+            missing = [name for name in missing if not _hidden_by_acls(admin, name, timeout)]
         if not missing:
             return
         if time.monotonic() >= deadline:

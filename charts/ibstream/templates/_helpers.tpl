@@ -79,6 +79,8 @@ structured values come first; `config` may add to or override them.
   "IBSTREAM_WAREHOUSE_DATABASE" .Values.clickhouse.database
 -}}
 {{- if .Values.kafka.topicPrefix }}{{ $_ := set $data "IBSTREAM_KAFKA_TOPIC_PREFIX" .Values.kafka.topicPrefix }}{{ end -}}
+{{- with .Values.kafka.securityProtocol }}{{ if ne . "PLAINTEXT" }}{{ $_ := set $data "IBSTREAM_KAFKA_SECURITY_PROTOCOL" . }}{{ end }}{{ end -}}
+{{- with .Values.kafka.sslCaLocation }}{{ $_ := set $data "IBSTREAM_KAFKA_SSL_CA_LOCATION" . }}{{ end -}}
 {{- if .Values.schemaRegistry.url }}{{ $_ := set $data "IBSTREAM_SCHEMA_REGISTRY_URL" .Values.schemaRegistry.url }}{{ end -}}
 {{- if .Values.clickhouse.url }}{{ $_ := set $data "IBSTREAM_CLICKHOUSE_URL" .Values.clickhouse.url }}{{ end -}}
 {{- if .Values.agent0.enabled -}}
@@ -120,7 +122,27 @@ agent0Token: {env: IBSTREAM_AGENT0_TOKEN, to: [streams]}
 {{- $out = append $out (dict "name" $spec.env "valueFrom" (dict "secretKeyRef" (dict "name" $secret.name "key" $secret.key))) -}}
 {{- end -}}
 {{- end -}}
+{{- $out = concat $out (include "ibstream.kafkaIdentityEnv" (dict "root" $root "who" $who) | fromYamlArray) -}}
 {{- if $out }}{{ toYaml $out }}{{ end -}}
+{{- end -}}
+
+{{/*
+`who`'s own Kafka principal (kafkaIdentities.<who>) as env entries; with kafka.securityProtocol SASL_* a deployable
+without one fails the render, naming the value to set (it would otherwise run as nobody, or as someone else).
+*/}}
+{{- define "ibstream.kafkaIdentityEnv" -}}
+{{- $root := .root -}}
+{{- $identity := index $root.Values.kafkaIdentities .who -}}
+{{- $out := list -}}
+{{- if $identity.secretName -}}
+{{- $ref := dict "name" $identity.secretName -}}
+{{- $out = append $out (dict "name" "IBSTREAM_KAFKA_SASL_USERNAME" "valueFrom" (dict "secretKeyRef" (merge (dict "key" $identity.usernameKey) $ref))) -}}
+{{- $out = append $out (dict "name" "IBSTREAM_KAFKA_SASL_PASSWORD" "valueFrom" (dict "secretKeyRef" (merge (dict "key" $identity.passwordKey) $ref))) -}}
+{{- $out = append $out (dict "name" "IBSTREAM_KAFKA_SASL_MECHANISM" "valueFrom" (dict "secretKeyRef" (merge (dict "key" $identity.mechanismKey "optional" true) $ref))) -}}
+{{- else if hasPrefix "SASL_" $root.Values.kafka.securityProtocol -}}
+{{- fail (printf "kafkaIdentities.%s.secretName is required with kafka.securityProtocol %s: every deployable logs in as its own principal" .who $root.Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end -}}
 
 {{/* Pod-level security context: non-root, fixed ids, RuntimeDefault seccomp. */}}

@@ -300,6 +300,38 @@ def test_secret_references_reach_the_deployables_that_need_them(production: list
     assert "IBSTREAM_KAFKA_CLIENT_CONFIG" in job_env
 
 
+def _kafka_identity(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The pod's Kafka SASL variables → (secret, key)."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in pod["containers"][0].get("env", [])
+        if e["name"].startswith("IBSTREAM_KAFKA_SASL_")
+    }
+
+
+def test_each_deployable_logs_in_to_kafka_as_its_own_principal(production: list[dict[str, Any]]) -> None:
+    config = of_kind(production, "ConfigMap")
+    assert any((c.get("data") or {}).get("IBSTREAM_KAFKA_SECURITY_PROTOCOL") == "SASL_SSL" for c in config)
+    pods = {c: d["spec"]["template"]["spec"] for c, d in by_component(production, "Deployment").items()}
+    (job,) = of_kind(production, "Job")
+    pods["job"] = job["spec"]["template"]["spec"]
+    assert set(pods) == {*DEPLOYABLES, "job"}
+    for component, pod in pods.items():
+        identity = _kafka_identity(pod)
+        assert identity["IBSTREAM_KAFKA_SASL_USERNAME"] == (f"ibstream-kafka-{component}", "username"), component
+        assert identity["IBSTREAM_KAFKA_SASL_PASSWORD"] == (f"ibstream-kafka-{component}", "password"), component
+
+
+def test_without_sasl_no_deployable_gets_kafka_credentials(default: list[dict[str, Any]]) -> None:
+    for name, pod in workloads(default):
+        assert not _kafka_identity(pod), name
+
+
+def test_sasl_without_a_deployables_own_principal_is_refused() -> None:
+    message = refused("--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafkaIdentities.job.secretName=k-job")
+    assert "kafkaIdentities.producer.secretName is required" in message
+
+
 # --- pods: non-root, read-only, sized, probed ------------------------------------------------------------------------
 
 

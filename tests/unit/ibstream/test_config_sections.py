@@ -120,7 +120,24 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("risk_quote_max_age_seconds", "0.7", "risk.quote_max_age_seconds", 0.7),
     ("risk_daily_loss_limit", "0.7", "risk.daily_loss_limit", 0.7),
     ("uat_required_sessions", "7", "uat.required_sessions", 7),
+    ("kafka_security_protocol", "SSL", "kafka.security_protocol", "SSL"),
+    ("kafka_sasl_mechanism", "PLAIN", "kafka.sasl_mechanism", "PLAIN"),
+    ("kafka_sasl_username", "x_1", "kafka.sasl_username", "x_1"),
+    ("kafka_sasl_password", "pw", "kafka.sasl_password", SecretStr("pw")),
+    ("kafka_ssl_ca_location", "/tmp/ca.crt", "kafka.ssl_ca_location", "/tmp/ca.crt"),
+    ("kafka_ssl_certificate_location", "/tmp/c.crt", "kafka.ssl_certificate_location", "/tmp/c.crt"),
+    ("kafka_ssl_key_location", "/tmp/c.key", "kafka.ssl_key_location", "/tmp/c.key"),
+    ("stack_kafka_sasl", "true", "stack.kafka_sasl", True),
 ]
+#: Settings that are only valid together with others (cross-field checks): what each row's variable needs beside it.
+_SASL = {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "u", "kafka_sasl_password": "p"}
+COMPANIONS: dict[str, dict[str, str]] = {
+    "kafka_sasl_username": {**_SASL, "kafka_sasl_username": "x_1"},
+    "kafka_sasl_password": {**_SASL, "kafka_sasl_password": "pw"},
+    "kafka_ssl_ca_location": {"kafka_security_protocol": "SSL"},
+    "kafka_ssl_certificate_location": {"kafka_security_protocol": "SSL", "kafka_ssl_key_location": "/tmp/k"},
+    "kafka_ssl_key_location": {"kafka_security_protocol": "SSL", "kafka_ssl_certificate_location": "/tmp/c"},
+}
 
 
 def _read(settings: Settings, path: str) -> Any:
@@ -140,6 +157,8 @@ def test_every_old_variable_is_still_a_setting() -> None:
 def test_old_variable_reads_back_from_its_section(
     monkeypatch: pytest.MonkeyPatch, flat: str, raw: str, path: str, expected: Any
 ) -> None:
+    for companion, value in COMPANIONS.get(flat, {}).items():
+        monkeypatch.setenv(f"IBSTREAM_{companion.upper()}", value)
     monkeypatch.setenv(f"IBSTREAM_{flat.upper()}", raw)
     settings = load_settings()
     assert _read(settings, path) == _plain(expected)
@@ -148,7 +167,7 @@ def test_old_variable_reads_back_from_its_section(
 
 @pytest.mark.parametrize(("flat", "raw", "path", "expected"), OLD_VARIABLES, ids=[row[0] for row in OLD_VARIABLES])
 def test_flat_override_names_reach_the_same_field(flat: str, raw: str, path: str, expected: Any) -> None:
-    settings = load_settings(**{flat: expected})
+    settings = load_settings(**{**COMPANIONS.get(flat, {}), flat: expected})
     assert _read(settings, path) == _plain(expected)
     assert _read(settings.with_overrides(**{flat: expected}), path) == _plain(expected)
 
