@@ -36,6 +36,7 @@ from ibstream.config import Settings
 from ibstream.contracts import (
     TOPICS,
     TopicSpec,
+    account_states,
     alerts,
     bars,
     control,
@@ -60,7 +61,8 @@ Operation = Literal["read", "write", "describe", "create", "describe_configs", "
 
 #: The deployables that connect to Kafka, as `ibstream run <name>` and the chart name them; ``job`` is the
 #: chart's topics Job (`ibstream topics ensure`).
-DEPLOYABLES = ("producer", "streams", "execution", "sink", "api", "agent0", "job")
+#: (Agent0 touches no topic: it plans, and orchestration writes the intents.)
+DEPLOYABLES = ("producer", "streams", "execution", "sink", "api", "job")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ class AclRule:
 
 def identities(settings: Settings) -> dict[str, Identity]:
     """Each deployable's identity under these settings (group and transactional ids come from them)."""
-    execution_reads = (routed_orders.TOPIC, control.TOPIC, order_events.TOPIC, executions.TOPIC)
+    # routed orders to place, the decisions that approve them (checked before placing), the kill switch and trading
+    # states, and its own order events and executions (the book's rebuild after a restart)
+    execution_reads = (routed_orders.TOPIC, risk_decisions.TOPIC, control.TOPIC, order_events.TOPIC, executions.TOPIC)
     app_id, execution_group = settings.streams.app_id, settings.execution.group_id
     every_topic = tuple(TOPICS)
     found = [
@@ -107,7 +111,7 @@ def identities(settings: Settings) -> dict[str, Identity]:
         Identity(
             "execution",
             reads=_names(*execution_reads),
-            writes=_names(order_events.TOPIC, executions.TOPIC, positions.TOPIC, alerts.TOPIC)
+            writes=_names(order_events.TOPIC, executions.TOPIC, positions.TOPIC, account_states.TOPIC, alerts.TOPIC)
             + _dead_letters(routed_orders.TOPIC, control.TOPIC),
             groups=(execution_group,),
             transactional_ids=(execution_group,),
@@ -119,8 +123,6 @@ def identities(settings: Settings) -> dict[str, Identity]:
             groups=("ibstream.warehouse-sink",),
         ),
         Identity("api", writes=_names(control.TOPIC)),
-        # Agent0's /v1/execute publishes the intent of an approved plan (api.agent0.publisher).
-        Identity("agent0", writes=_names(order_intents.TOPIC)),
         Identity("job", manages_catalogue=True),
     ]
     return {identity.deployable: identity for identity in found}
@@ -141,6 +143,8 @@ def _streams(app_id: str) -> Identity:
         positions.TOPIC,
         executions.TOPIC,
         heartbeats.TOPIC,
+        # the account's NetLiquidation for sizing (orchestration) and the account checks (risk)
+        account_states.TOPIC,
     )
     outputs = (
         signals.TOPIC,

@@ -39,8 +39,8 @@ pytestmark = pytest.mark.integration
 PREFIX = "ids."
 SUPER_USER = "ibstream-admin"
 #: The identities the pipeline runs with; the API runs the embedded warehouse sink in its own process, so its
-#: principal gets the sink's rules too (as the chart README says for embedded chDB).
-PIPELINE = ("producer", "streams", "execution", "api", "agent0")
+#: principal gets the sink's rules too (as the chart README says for embedded chDB). Agent0 touches no topic.
+PIPELINE = ("producer", "streams", "execution", "api")
 #: How librdkafka (TOPIC_AUTHORIZATION_FAILED, "Authentication failed") and aiokafka ("… is not authorized for this
 #: client") say the broker refused a principal.
 REFUSED = re.compile(r"(?i)authori[sz]ation[ _]?failed|authentication[ _]?failed|not authorized")
@@ -147,6 +147,8 @@ class IdentityDemo(Demo):
     broker: SaslBroker
 
     def deployable_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        if name not in PIPELINE:  # Agent0: no Kafka client, no principal
+            return super().deployable_env(name, env)
         return {
             **super().deployable_env(name, env),
             "IBSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",

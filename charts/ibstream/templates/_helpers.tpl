@@ -122,7 +122,9 @@ agent0Token: {env: IBSTREAM_AGENT0_TOKEN, to: [streams]}
 {{- $out = append $out (dict "name" $spec.env "valueFrom" (dict "secretKeyRef" (dict "name" $secret.name "key" $secret.key))) -}}
 {{- end -}}
 {{- end -}}
+{{- if hasKey $root.Values.kafkaIdentities $who -}}
 {{- $out = concat $out (include "ibstream.kafkaIdentityEnv" (dict "root" $root "who" $who) | fromYamlArray) -}}
+{{- end -}}
 {{- if $out }}{{ toYaml $out }}{{ end -}}
 {{- end -}}
 

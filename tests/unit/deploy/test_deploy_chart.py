@@ -315,7 +315,8 @@ def test_each_deployable_logs_in_to_kafka_as_its_own_principal(production: list[
     pods = {c: d["spec"]["template"]["spec"] for c, d in by_component(production, "Deployment").items()}
     (job,) = of_kind(production, "Job")
     pods["job"] = job["spec"]["template"]["spec"]
-    assert set(pods) == {*DEPLOYABLES, "job"}
+    assert set(pods) == {*DEPLOYABLES, "job", "agent0"}
+    assert not _kafka_identity(pods.pop("agent0"))  # Agent0 touches no topic: no principal, no credentials
     for component, pod in pods.items():
         identity = _kafka_identity(pod)
         assert identity["IBSTREAM_KAFKA_SASL_USERNAME"] == (f"ibstream-kafka-{component}", "username"), component
