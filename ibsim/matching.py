@@ -27,6 +27,7 @@ from ibsim.order_values import (
     OrderSnapshot,
     OrderUpdated,
 )
+from ibstream.prices import on_tick
 
 __all__ = [
     "SUPPORTED_ORDER_TYPES",
@@ -412,6 +413,8 @@ def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:
         return 201, "Order rejected - reason:Missing limit price"
     if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
         return 201, "Order rejected - reason:Missing stop price"
+    if any(price is not None and not on_tick(price) for price in (req.lmt_price, req.aux_price)):
+        return 110, "The price does not conform to the minimum price variation for this contract."
     if parent_missing:
         return 201, "Order rejected - reason:Parent order is not found"
     return None

@@ -22,6 +22,7 @@ from typing import Any
 from ibstream import ids
 from ibstream.contracts import Bar, Signal, SignalTransition
 from ibstream.contracts.enums import SignalStatus
+from ibstream.prices import bracket_on_ticks
 from streams.signals.strategies import STRATEGIES, WINDOW, BarPoint, Strategy
 
 BAR_SECONDS = 5
@@ -146,15 +147,17 @@ def _evaluate(
         proposal = evaluate(window)
         if proposal is None:
             continue
+        # on IB's tick grid before anyone judges or sizes them (a price between ticks is refused with 110)
+        entry, stop, take_profit = bracket_on_ticks(proposal.side, proposal.entry, proposal.stop, proposal.take_profit)
         signal = Signal(
             signal_id=ids.signal_id(bar.symbol, strategy, bar.start),
             symbol=bar.symbol,
             strategy=strategy,
             side=proposal.side,
             confidence=proposal.confidence,
-            entry=proposal.entry,
-            stop=proposal.stop,
-            take_profit=proposal.take_profit,
+            entry=entry,
+            stop=stop,
+            take_profit=take_profit,
             bar_start=bar.start,
             created_time=now,
             expiry_time=expiry,

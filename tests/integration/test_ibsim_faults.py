@@ -535,3 +535,14 @@ def test_a_held_clock_starts_the_session_when_released(sim_factory: SimF) -> Non
     assert _http(sim.control_port or 0, "POST", "/clock/release", {}) == (200, {"ok": True})
     time.sleep(0.2)
     assert not sim.clock.held and sim.clock.now() > sim.config.resolved_start().timestamp() + 5
+
+
+def test_a_price_between_ticks_is_refused_with_110(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 15)
+    oid = c.of("nextValidId")[0][1]
+    c.placeOrder(oid, stock("AAPL"), lmt("BUY", 1, 150.123, "between-ticks"))
+    c.placeOrder(oid + 1, stock("AAPL"), lmt("BUY", 1, 150.12, "on-a-tick"))
+    c.wait_for(lambda: c.errors(110) and [e for e in c.of("openOrder") if e[1] == oid + 1])
+    assert [e[1] for e in c.errors(110)] == [oid]
+    assert {o.order_ref: o.status for o in sim.orders()} == {"between-ticks": "Inactive", "on-a-tick": "Submitted"}
