@@ -124,6 +124,7 @@ class ControlServer:
             "/faults/clear": lambda b, q: f.clear(),
             "/market/entitlement": lambda b, q: f.set_live_data_entitled(bool(b.get("live", True))),
             "/clock/advance": lambda b, q: f.advance_clock(_num(b, "seconds")),
+            "/account/cash": lambda b, q: f.adjust_cash(_num(b, "amount"), bool(b.get("as_pnl", False))),
         }
 
     async def start(self, host: str, port: int) -> int:

@@ -55,6 +55,8 @@ CALLBACKS = (
     "updatePortfolio",
     "updateAccountTime",
     "accountDownloadEnd",
+    "pnl",
+    "pnlSingle",
     "connectionClosed",
 )
 
