@@ -242,6 +242,10 @@ class ExecutionSettings(Section):
     health_port: int = Field(default=8094, ge=0, le=65535)
     # How long to wait for IB to answer openOrders/executions/positions before treating IB as unavailable.
     ib_answer_timeout_seconds: float = Field(default=5.0, gt=0)
+    # account.v1: a burst of IB's account callbacks makes at most one record per this many seconds ...
+    account_publish_min_seconds: float = Field(default=1.0, gt=0)
+    # ... and an unchanged account is republished this often, so readers can judge freshness by the record's time.
+    account_heartbeat_seconds: float = Field(default=30.0, gt=0)
 
 
 class WarehouseSettings(Section):
@@ -271,6 +275,7 @@ class WarehouseSettings(Section):
             "signals.v1": 365,
             "signals.transitions.v1": 365,
             "positions.v1": 365,
+            "account.v1": 365,
             "ops.alerts.v1": 365,
             "dlq": 365,
         }
