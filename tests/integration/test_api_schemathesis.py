@@ -53,7 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict
 def test_api_conforms_to_its_openapi_document(served: tuple[Any, dict[str, str]], mode: GenerationMode) -> None:
     schema, headers = served
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 17  # every operation of the document (16 paths; /v1/runs has GET and POST)
+    assert len(operations) == 19  # every operation of the document (18 paths; /v1/runs has GET and POST)
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path in NO_INPUT:
             continue
