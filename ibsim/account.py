@@ -6,8 +6,8 @@ subscription gets its first full answer at once. After that, as IB pushes on cha
 re-sends positions, every account summary, the account updates and the P&L to each subscribed session; P&L that moved
 with the market is pushed at most once a wall second (IB: about once a second), and the account updates again every
 ``config.account_update_seconds`` (IB: every three minutes) so their values follow the market too. Daily P&L counts
-from the start of the simulated trading day (New York date), which begins when the simulator first values the account
-on that date. reqAccountUpdatesMulti answers once.
+from the start of the simulated trading day (New York date): the simulator's start, then the first pump tick on each
+new date (before that tick's matching). reqAccountUpdatesMulti answers once.
 
 updateAccountValue rows are as a gateway sends them for a single-currency (USD) stock account: the account-wide keys
 in the base currency, their ``-S`` (securities) and ``-C`` (commodities) segment rows, and the per-currency keys once
@@ -59,6 +59,7 @@ class Account:
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
+        self.roll_day(gw.clock.now())
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -142,14 +143,15 @@ class Account:
     def transfer(self, amount: float, as_pnl: bool = False) -> None:
         """Cash in (+) or out (-) of the account, e.g. a deposit or withdrawal; with ``as_pnl`` a fee or loss that
         counts as P&L. Pushed to every subscriber at once."""
-        self._roll_day(self.gw.clock.now())
+        self.roll_day(self.gw.clock.now())
         self.gw.engine.ledger.transfer(amount, as_pnl)
         self.changed()
 
     # -- values -----------------------------------------------------------------------------------
 
-    def _roll_day(self, now: float) -> None:
-        """Start the ledger's trading day when the simulated New York date changes (daily P&L counts from there)."""
+    def roll_day(self, now: float) -> None:
+        """Start the ledger's trading day when the simulated New York date changes (daily P&L counts from there);
+        the pump calls it every tick before matching, so a new day's first fill already counts in the new day."""
         today = dt.datetime.fromtimestamp(now, EXCHANGE_TZ).date()
         ledger = self.gw.engine.ledger
         if ledger.day != today:
@@ -201,7 +203,7 @@ class Account:
 
     def _send_updates(self, s: Session, now: float) -> None:
         gw, account = self.gw, self.gw.account
-        self._roll_day(now)
+        self.roll_day(now)
         s.acct_pushed_at = time.monotonic()
         s.send(m.account_value("AccountCode", account, "", account))
         s.send(m.account_value("AccountReady", "true", "", account))
@@ -227,7 +229,7 @@ class Account:
 
     def _send_pnl(self, s: Session, req_id: int, now: float, force: bool = False) -> None:
         """One pnl / pnlSingle message, unless the numbers are those sent last (``force``: the first answer)."""
-        self._roll_day(now)
+        self.roll_day(now)
         gw = self.gw
         fields: list[Field]
         if req_id in s.pnl_subs:

@@ -278,6 +278,7 @@ class ApiServer:
 
     def pump_once(self) -> None:
         now = self.gw.clock.now()
+        self.accounts.roll_day(now)
         self.orders.advance(now)
         for s in self.gw.ready_sessions():
             self.market_data.stream(s, now)

@@ -145,6 +145,29 @@ def test_pnl_and_pnl_single_follow_fills_commissions_and_cancel(sim_factory: Sim
     assert len(c.of("pnl")) + len(c.of("pnlSingle")) == seen
 
 
+def test_daily_and_realized_pnl_start_again_on_a_new_trading_day(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 36)
+    oid = c.of("nextValidId")[0][1]
+    c.placeOrder(oid, stock("AAPL"), market("BUY", 100))
+    c.placeOrder(oid + 1, stock("AAPL"), market("SELL", 40))
+    c.wait_for(lambda: len(sim.executions()) == 2)
+    c.reqPnL(2, sim.account, "")
+    [(_, _, _, _, realized_today)] = c.wait_event("pnl", 2)
+    assert realized_today == pytest.approx(sim.executions()[-1].realized_pnl, abs=0.01)
+
+    sim.advance_clock(24 * 3600)  # Tuesday: the day's books start again, the position stays
+    tuesday = c.wait_for(lambda: (lambda r: r if len(r) >= 2 else None)([e for e in c.of("pnl", 2) if e[4] == 0.0]))
+    [held] = sim.positions()
+    assert held.quantity == 60
+    # Held from the day's start, nothing traded today: the day's P&L is the move since the day's start mark, so it
+    # differs from the unrealized P&L (the move since the cost) by the same amount in every push of the day.
+    (_, _, daily_1, unrealized_1, _), (_, _, daily_2, unrealized_2, _) = tuesday[:2]
+    assert (daily_1, unrealized_1) != (daily_2, unrealized_2)
+    assert unrealized_1 - daily_1 == pytest.approx(unrealized_2 - daily_2, abs=0.02)
+    assert daily_1 != pytest.approx(unrealized_1 + realized_today, abs=0.01)  # Monday's books are closed
+
+
 def test_pnl_for_an_unknown_contract_or_account_is_an_error(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory()
     c = ibapi_factory(sim, 34)
