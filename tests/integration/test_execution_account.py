@@ -71,4 +71,9 @@ def test_execution_publishes_the_account_and_net_liquidation_follows_a_fill_and_
     dropped_at = time.time()
     running.sim.drop_connections()
     states.wait(lambda rs: (newest(rs, account) or first).time.timestamp() > dropped_at + 2.5, timeout=30)
+
+    # IB loses its servers (1100) and comes back (1102): execution goes quiet, then subscribes again.
+    lost_at = time.time()
+    running.sim.connectivity_loss(1.0, 1102)
+    states.wait(lambda rs: (newest(rs, account) or first).time.timestamp() > lost_at + 3.5, timeout=30)
     running.halt()
