@@ -2,8 +2,10 @@
 
 IB reports the account in pieces: reqAccountUpdates sends one ``updateAccountValue`` per key and currency (the
 account-wide keys in the base currency, ``-S``/``-C`` segment rows, the per-currency keys once per currency and once
-as ``BASE``), then ``accountDownloadEnd``; reqPnL sends ``pnl`` about once a second. :func:`fold` keeps the newest
-text of every row for our account and the newest P&L; :func:`account_state` turns that into a record once a full
+as ``BASE``) and one ``updatePortfolio`` per position, then ``accountDownloadEnd``; reqPnL sends ``pnl`` about once a
+second, and reqPnLSingle (one per held contract, :func:`singles_to_change` says which to start and stop) ``pnlSingle``.
+:func:`fold` keeps the newest text of every row for our account, the held contracts and the newest P&L of the account
+and of each held contract; :func:`account_state` turns that into a record once a full
 round has arrived since the subscription (the base currency is the currency of the ``NetLiquidation`` row, and every
 amount is read in it); :func:`publish_due` decides when a record goes out: at most one per ``min_interval`` seconds
 (so a burst of callbacks makes one record), at once when the values changed, and as a heartbeat every ``heartbeat``
@@ -16,7 +18,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field, replace
 
-from ibstream.contracts import AccountState
+from ibstream.contracts import AccountState, PositionPnL
 from ibstream.ib import events
 
 #: The contract's amounts and the updateAccountValue keys they come from.
@@ -44,9 +46,17 @@ class AccountView:
     daily_pnl: float | None = None
     unrealized_pnl: float | None = None
     realized_pnl: float | None = None
+    #: Held contracts (non-zero positions from updatePortfolio): con_id -> symbol.
+    held: dict[int, str] = field(default_factory=dict)
+    #: Live reqPnLSingle subscriptions: request id -> con_id.
+    singles: dict[int, int] = field(default_factory=dict)
+    #: The newest pnlSingle per con_id.
+    single_pnl: dict[int, events.PositionPnL] = field(default_factory=dict)
 
 
-AccountEvent = events.AccountValue | events.AccountDownloadEnd | events.AccountPnL
+AccountEvent = (
+    events.AccountValue | events.AccountDownloadEnd | events.AccountPnL | events.PortfolioUpdate | events.PositionPnL
+)
 
 
 def fold(view: AccountView, event: AccountEvent) -> AccountView:
@@ -60,6 +70,51 @@ def fold(view: AccountView, event: AccountEvent) -> AccountView:
             return view if account not in ("", view.account) else replace(view, complete=True)
         case events.AccountPnL(daily=daily, unrealized=unrealized, realized=realized):
             return replace(view, daily_pnl=daily, unrealized_pnl=unrealized, realized_pnl=realized)
+        case events.PortfolioUpdate(account=account, con_id=con_id, symbol=symbol, position=position):
+            if account not in ("", view.account):
+                return view
+            held = {c: s for c, s in view.held.items() if c != con_id}
+            if position != 0:
+                held[con_id] = symbol
+            return replace(view, held=held)
+        case events.PositionPnL(req_id=req_id):
+            subscribed = view.singles.get(req_id)
+            if subscribed is None:
+                return view
+            return replace(view, single_pnl={**view.single_pnl, subscribed: event})
+
+
+def singles_to_change(view: AccountView) -> tuple[list[int], list[int]]:
+    """(con_ids to start reqPnLSingle for, request ids to cancel): one subscription per held contract."""
+    subscribed = set(view.singles.values())
+    start = sorted(c for c in view.held if c not in subscribed)
+    cancel = sorted(r for r, c in view.singles.items() if c not in view.held)
+    return start, cancel
+
+
+def with_singles(view: AccountView, started: dict[int, int], cancelled: list[int]) -> AccountView:
+    """The view after starting ``started`` (request id -> con_id) and cancelling ``cancelled`` subscriptions."""
+    singles = {r: c for r, c in view.singles.items() if r not in cancelled} | started
+    live = set(singles.values())
+    return replace(view, singles=singles, single_pnl={c: e for c, e in view.single_pnl.items() if c in live})
+
+
+def position_pnls(view: AccountView) -> list[PositionPnL]:
+    """The held contracts' newest pnlSingle, by symbol."""
+    out = [
+        PositionPnL(
+            symbol=view.held[con_id],
+            con_id=con_id,
+            position=e.position,
+            daily_pnl=e.daily,
+            unrealized_pnl=e.unrealized,
+            realized_pnl=e.realized,
+            market_value=e.value,
+        )
+        for con_id, e in view.single_pnl.items()
+        if con_id in view.held
+    ]
+    return sorted(out, key=lambda p: p.symbol)
 
 
 def base_currency(view: AccountView) -> str | None:
@@ -93,6 +148,7 @@ def account_state(view: AccountView, time: dt.datetime) -> AccountState | None:
         daily_pnl=view.daily_pnl,
         unrealized_pnl=view.unrealized_pnl,
         realized_pnl=view.realized_pnl,
+        positions=position_pnls(view),
         time=time,
         **{name: float(v) for name, v in amounts.items() if v is not None},
     )

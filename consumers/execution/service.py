@@ -241,7 +241,13 @@ class Executor:
                     self._on_disconnected(event)
             case events.IbError() if self._on_connectivity(event):
                 pass
-            case events.AccountValue() | events.AccountDownloadEnd() | events.AccountPnL():
+            case (
+                events.AccountValue()
+                | events.AccountDownloadEnd()
+                | events.AccountPnL()
+                | events.PortfolioUpdate()
+                | events.PositionPnL()
+            ):
                 self.account_feed.handle(event)
             case _:
                 self.order_events.handle(event)

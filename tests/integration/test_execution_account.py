@@ -58,6 +58,14 @@ def test_execution_publishes_the_account_and_net_liquidation_follows_a_fill_and_
     assert after_fill.net_liquidation != initial
     with_pnl = newest(states.wait(lambda rs: (newest(rs, account) or first).unrealized_pnl not in (None, 0.0)), account)
     assert with_pnl is not None and with_pnl.daily_pnl is not None
+    # reqPnLSingle for the held contract: its numbers ride along, consistent with ibsim's cost of the position.
+    followed = newest(states.wait(lambda rs: bool((newest(rs, account) or first).positions)), account)
+    assert followed is not None
+    [aapl] = followed.positions
+    [held] = running.sim.positions()
+    assert (aapl.symbol, aapl.position) == ("AAPL", 100)
+    assert aapl.market_value is not None and aapl.unrealized_pnl is not None
+    assert aapl.unrealized_pnl == pytest.approx(aapl.market_value - 100 * held.avg_cost, abs=0.02)
 
     running.sim.adjust_cash(-50_000.0)  # a withdrawal at the broker
     withdrawn = newest(

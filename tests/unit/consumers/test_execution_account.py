@@ -15,6 +15,8 @@ from consumers.execution.account_values import (
     base_currency,
     fold,
     publish_due,
+    singles_to_change,
+    with_singles,
 )
 from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
@@ -159,3 +161,58 @@ def test_feed_subscribes_folds_publishes_and_goes_quiet_when_disconnected(tmp_pa
     feed.subscribe("DU1")
     feed.tick()
     assert len(outbox.records) == 3  # nothing until IB has sent a full round again
+
+
+def portfolio(con_id: int, symbol: str, position: float, account: str = "DU1") -> events.PortfolioUpdate:
+    return events.PortfolioUpdate(account, symbol, con_id, position, 100.0, position * 100.0, 99.0, 1.0, None)
+
+
+def test_one_pnl_single_per_held_contract_and_its_numbers_in_the_record() -> None:
+    view = folded(AccountView("DU1"), ROUND)
+    view = fold(view, portfolio(11, "AAPL", 100))
+    view = fold(view, portfolio(12, "MSFT", -5))
+    view = fold(view, portfolio(13, "IBM", 0))  # flat: nothing to follow
+    view = fold(view, portfolio(14, "XOM", 7, account="DU2"))  # another account's
+    assert singles_to_change(view) == ([11, 12], [])
+    view = with_singles(view, {7001: 11, 7002: 12}, [])
+    assert singles_to_change(view) == ([], [])
+    view = fold(view, events.PositionPnL(7001, 100, 5.0, 50.0, None, 10_050.0))
+    view = fold(view, events.PositionPnL(7099, 1, 1.0, 1.0, 1.0, 1.0))  # not a subscription of ours
+    state = account_state(view, T0)
+    assert state is not None
+    [aapl] = state.positions
+    assert (aapl.symbol, aapl.con_id, aapl.position, aapl.daily_pnl, aapl.unrealized_pnl, aapl.market_value) == (
+        "AAPL",
+        11,
+        100,
+        5.0,
+        50.0,
+        10_050.0,
+    )
+    # MSFT is closed: its subscription goes, and so do its numbers.
+    view = fold(view, portfolio(12, "MSFT", 0))
+    assert singles_to_change(view) == ([], [7002])
+    view = with_singles(view, {}, [7002])
+    assert view.singles == {7001: 11}
+
+
+def test_feed_follows_holdings_with_pnl_single_and_cancels_them_on_a_new_subscription(tmp_path: Path) -> None:
+    session = FakeIbSession(client_id=21)
+    ctx = Context(load_settings(state_dir=tmp_path), session, Journal(tmp_path, 21), lambda: 0.0)
+    outbox = Outbox(ctx.journal, CrashPoints())
+    feed = AccountFeed(ctx, outbox, PublishPolicy(min_interval=1.0, heartbeat=30.0))
+    feed.subscribe("DU1")
+    session.requests.clear()
+    for event in [*ROUND[:-1], portfolio(11, "AAPL", 100), ROUND[-1]]:
+        feed.handle(event)
+    [(name, (req_id, account, con_id))] = session.requests
+    assert (name, account, con_id) == ("reqPnLSingle", "DU1", 11)
+    feed.handle(events.PositionPnL(req_id, 100, 1.5, 2.5, None, 15_000.0))
+    feed.tick()
+    [(_, published, _)] = outbox.records
+    assert [p.symbol for p in published.positions] == ["AAPL"]  # type: ignore[attr-defined]
+
+    feed.disconnected()  # 1100: IB may keep the subscription alive on this socket
+    session.requests.clear()
+    feed.subscribe("DU1")
+    assert session.requests[0] == ("cancelPnLSingle", (req_id,))
