@@ -307,10 +307,19 @@ class PositionView(BaseModel):
     quantity: float
     avg_cost: float
     position_time: datetime
-    market_price: float | None = Field(description="newest quote's last (mid without one); null without quotes")
+    market_price: float | None = Field(
+        description="IB's (reqPnLSingle market value ÷ position) when the newest account.v1 holds the same position, "
+        "else the newest quote's last (mid without one); null without either"
+    )
     mark_time: datetime | None
+    mark_source: Literal["ib", "quotes"] | None
     market_value: float | None
-    unrealized_pnl: float | None = Field(description="market value less the position's cost (avg_cost × quantity)")
+    unrealized_pnl: float | None = Field(
+        description="market value less the position's cost (IB's own when marked by IB)"
+    )
+    daily_pnl: float | None = Field(
+        description="IB's P&L of the position today (reqPnLSingle); null unless marked by IB"
+    )
     realized_pnl: float | None = Field(description="IB's realized P&L summed over the symbol's recorded executions")
     protective_orders: list[ProtectiveOrder]
 

@@ -1,5 +1,6 @@
-"""Position reads: each symbol's newest ``positions.v1`` record, marked at the newest quote, with the realized P&L of
-its executions and the protective orders still working for it.
+"""Position reads: each symbol's newest ``positions.v1`` record, marked by IB (the newest ``account.v1`` record's
+reqPnLSingle numbers, when they are for the same position) or else at the newest quote, with the realized P&L of its
+executions and the protective orders still working for it.
 
 A protective order is a stop-loss or take-profit leg (``orders.events.v1``) whose latest status is a working one,
 of an order whose entry (parent leg) has filled or partly filled; its price is the stop-loss or take-profit of the
@@ -15,7 +16,17 @@ from typing import Any
 
 from api.models import PositionList, PositionView, ProtectiveOrder
 from api.queries.common import topic_table
-from ibstream.contracts import Position, executions, order_events, order_intents, positions, quotes
+from ibstream.contracts import (
+    AccountState,
+    Position,
+    PositionPnL,
+    account_states,
+    executions,
+    order_events,
+    order_intents,
+    positions,
+    quotes,
+)
 from ibstream.contracts.enums import OrderLeg, OrderStatus
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.schema import quote_ident
@@ -36,6 +47,53 @@ _LATEST = "(event_time, _kafka_ts, _offset)"
 class Mark:
     price: float
     time: datetime
+
+
+def ib_marks(states: Sequence[AccountState]) -> dict[tuple[str, str], tuple[PositionPnL, datetime]]:
+    """Each account's reqPnLSingle numbers by (account, symbol), with the time IB's values were read."""
+    return {(s.account, p.symbol): (p, s.time) for s in states for p in s.positions}
+
+
+def _view(
+    p: Position,
+    mark: Mark | None,
+    ib: tuple[PositionPnL, datetime] | None,
+    realized: float | None,
+    guards: list[ProtectiveOrder],
+) -> PositionView:
+    """One position: IB's numbers when they are for this very position (same quantity), else the quote's mark."""
+    base: dict[str, Any] = {
+        "account": p.account,
+        "symbol": p.symbol,
+        "quantity": p.quantity,
+        "avg_cost": p.avg_cost,
+        "position_time": p.time,
+        "realized_pnl": realized,
+        "protective_orders": sorted(guards, key=lambda o: (o.order_id, o.leg.value)),
+    }
+    value: float | None
+    if ib is not None and ib[0].position == p.quantity and p.quantity and ib[0].market_value is not None:
+        pnl, read_at = ib
+        value = ib[0].market_value
+        return PositionView(
+            **base,
+            market_price=value / p.quantity,
+            mark_time=read_at,
+            mark_source="ib",
+            market_value=value,
+            unrealized_pnl=pnl.unrealized_pnl,
+            daily_pnl=pnl.daily_pnl,
+        )
+    value = p.quantity * mark.price if mark is not None else None
+    return PositionView(
+        **base,
+        market_price=mark.price if mark else None,
+        mark_time=mark.time if mark else None,
+        mark_source="quotes" if mark else None,
+        market_value=value,
+        unrealized_pnl=value - p.quantity * p.avg_cost if value is not None else None,
+        daily_pnl=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +132,7 @@ def assemble(
     realized: Mapping[tuple[str, str], float],
     legs: Sequence[LegRow],
     include_flat: bool = False,
+    ib: Mapping[tuple[str, str], tuple[PositionPnL, datetime]] | None = None,
 ) -> PositionList:
     """Positions by account and symbol with mark, market value, P&L and protective orders."""
     guards: dict[str, list[ProtectiveOrder]] = {}
@@ -81,28 +140,30 @@ def assemble(
         order = protective(row)
         if order is not None:
             guards.setdefault(row.symbol, []).append(order)
-    items: list[PositionView] = []
-    for p in sorted(held, key=lambda p: (p.account, p.symbol)):
-        if p.quantity == 0 and not include_flat:
-            continue
-        mark = marks.get(p.symbol)
-        value = p.quantity * mark.price if mark is not None else None
-        items.append(
-            PositionView(
-                account=p.account,
-                symbol=p.symbol,
-                quantity=p.quantity,
-                avg_cost=p.avg_cost,
-                position_time=p.time,
-                market_price=mark.price if mark else None,
-                mark_time=mark.time if mark else None,
-                market_value=value,
-                unrealized_pnl=value - p.quantity * p.avg_cost if value is not None else None,
-                realized_pnl=realized.get((p.account, p.symbol)),
-                protective_orders=sorted(guards.get(p.symbol, []), key=lambda o: (o.order_id, o.leg.value)),
-            )
+    items = [
+        _view(
+            p,
+            marks.get(p.symbol),
+            (ib or {}).get((p.account, p.symbol)),
+            realized.get((p.account, p.symbol)),
+            guards.get(p.symbol, []),
         )
+        for p in sorted(held, key=lambda p: (p.account, p.symbol))
+        if p.quantity != 0 or include_flat
+    ]
     return PositionList(items=items)
+
+
+def newest_account_states(warehouse: Warehouse) -> list[AccountState]:
+    """The newest account.v1 record per account."""
+    table = warehouse.schema.for_topic(account_states.TOPIC)
+    names = ", ".join(quote_ident(column.name) for column in table.columns)
+    sql = (
+        f"SELECT {names} FROM {topic_table(warehouse, account_states.TOPIC)} "
+        "ORDER BY time DESC, _kafka_ts DESC, _offset DESC LIMIT 1 BY account"
+    )
+    rows = warehouse.query(sql, {}, column_formats=table.column_formats()).rows
+    return [table.from_row(row) for row in rows]  # type: ignore[misc]  # from_row builds spec.record
 
 
 def newest_positions(warehouse: Warehouse) -> list[Position]:
@@ -196,5 +257,10 @@ def list_positions(warehouse: Warehouse, now: datetime, include_flat: bool = Fal
     held = newest_positions(warehouse)
     symbols = sorted({p.symbol for p in held if p.quantity != 0 or include_flat})
     return assemble(
-        held, quote_marks(warehouse, symbols, now), realized_by_symbol(warehouse), order_legs(warehouse), include_flat
+        held,
+        quote_marks(warehouse, symbols, now),
+        realized_by_symbol(warehouse),
+        order_legs(warehouse),
+        include_flat,
+        ib_marks(newest_account_states(warehouse)),
     )

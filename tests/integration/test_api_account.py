@@ -20,6 +20,7 @@ from ibstream.contracts import (
     OrderEvent,
     OrderIntent,
     Position,
+    PositionPnL,
     Quote,
     account_states,
     executions,
@@ -156,7 +157,30 @@ def test_positions_carry_mark_pnl_and_the_working_protective_orders_of_filled_en
     )
     stale = held.model_copy(update={"quantity": 40.0, "time": t - timedelta(minutes=5)})
     flat = Position(account="DU1", symbol="MSFT", con_id=2, quantity=0, avg_cost=0, source=ExecutionSource.LIVE, time=t)
-    api.load.add(positions.TOPIC, held, flat, stale)
+    spy = held.model_copy(update={"symbol": "SPY", "con_id": 3, "quantity": 10.0, "avg_cost": 500.0})
+    api.load.add(positions.TOPIC, held, flat, stale, spy)
+    # IB's own numbers for AAPL (same position) and for SPY at a position it no longer has (a stale read).
+    ib_aapl = PositionPnL(
+        symbol="AAPL",
+        con_id=1,
+        position=100,
+        daily_pnl=80.0,
+        unrealized_pnl=460.0,
+        realized_pnl=None,
+        market_value=15_485.0,
+    )
+    ib_spy = PositionPnL(symbol="SPY", con_id=3, position=5, unrealized_pnl=1.0, market_value=2_600.0)
+    ib_state = state("DU1", 100_000.0, NOW - timedelta(seconds=2)).model_copy(update={"positions": [ib_aapl, ib_spy]})
+    api.load.add(account_states.TOPIC, ib_state)
+    spy_quote = Quote(
+        symbol="SPY",
+        con_id=3,
+        bid=519.0,
+        ask=521.0,
+        event_time=NOW - timedelta(minutes=2),
+        ingest_time=NOW,
+        source=MarketDataSource.LIVE,
+    )
     mark = Quote(
         symbol="AAPL",
         con_id=1,
@@ -168,7 +192,8 @@ def test_positions_carry_mark_pnl_and_the_working_protective_orders_of_filled_en
         source=MarketDataSource.LIVE,
     )
     earlier = mark.model_copy(update={"last": 151.0, "event_time": NOW - timedelta(minutes=10)})
-    api.load.add(quotes.TOPIC, mark, earlier)
+    spy_earlier = spy_quote.model_copy(update={"bid": 400.0, "ask": 402.0, "event_time": NOW - timedelta(minutes=9)})
+    api.load.add(quotes.TOPIC, mark, earlier, spy_quote, spy_earlier)
     sales = [fill("AAPL", "e.1", 12.5), fill("AAPL", "e.2", -2.0), fill("AAPL", "e.3", None), fill("MSFT", "e.4", 7.0)]
     api.load.add(executions.TOPIC, *sales)
     api.load.add(executions.TOPIC, sales[0])  # a redelivered fill counts once
@@ -191,11 +216,16 @@ def test_positions_carry_mark_pnl_and_the_working_protective_orders_of_filled_en
     )
 
     body = api.get("/v1/positions").json()
-    [aapl] = body["items"]
+    aapl, spy_view = body["items"]
     assert (aapl["account"], aapl["symbol"], aapl["quantity"], aapl["avg_cost"]) == ("DU1", "AAPL", 100, 150.25)
-    assert aapl["market_price"] == mark.last
-    assert aapl["market_value"] == pytest.approx(100 * 155.0)
-    assert aapl["unrealized_pnl"] == pytest.approx(100 * (155.0 - 150.25))
+    # Marked by IB: its market value, unrealized and daily P&L for this very position.
+    assert aapl["mark_source"] == "ib" and aapl["market_price"] == pytest.approx(ib_aapl.market_value / 100)
+    assert (aapl["market_value"], aapl["unrealized_pnl"], aapl["daily_pnl"]) == (15_485.0, 460.0, 80.0)
+    # IB's SPY numbers are for another quantity: marked at the newest quote's mid (it has no last) instead.
+    assert (spy_view["symbol"], spy_view["mark_source"], spy_view["daily_pnl"]) == ("SPY", "quotes", None)
+    assert spy_view["market_price"] == pytest.approx(520.0)
+    assert spy_view["unrealized_pnl"] == pytest.approx(10 * (520.0 - 500.0))
+    assert spy_view["protective_orders"] == []
     assert aapl["realized_pnl"] == pytest.approx(12.5 - 2.0)
     guards = {(o["order_id"], o["leg"]): (o["status"], o["price"], o["ib_order_id"]) for o in aapl["protective_orders"]}
     assert guards == {

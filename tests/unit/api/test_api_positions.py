@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.queries.account import account_view
-from api.queries.positions import LegRow, Mark, assemble, protective
-from ibstream.contracts import AccountState, Position
+from api.queries.positions import LegRow, Mark, assemble, ib_marks, protective
+from ibstream.contracts import AccountState, Position, PositionPnL
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -73,3 +73,36 @@ def test_account_age_counts_from_the_state_time_and_is_never_negative() -> None:
     )
     assert account_view(state, T0 + timedelta(seconds=42)).age_seconds == 42.0
     assert account_view(state, T0 - timedelta(seconds=3)).age_seconds == 0.0
+
+
+def test_ib_marks_a_position_only_when_its_numbers_are_for_the_same_quantity() -> None:
+    state = AccountState(
+        account="DU1",
+        base_currency="USD",
+        net_liquidation=1.0,
+        buying_power=1.0,
+        available_funds=1.0,
+        excess_liquidity=1.0,
+        gross_position_value=0.0,
+        positions=[
+            PositionPnL(symbol="AAPL", con_id=1, position=5, daily_pnl=3.0, unrealized_pnl=4.0, market_value=520.0),
+            PositionPnL(symbol="TSLA", con_id=2, position=-3, unrealized_pnl=9.0, market_value=-570.0),
+        ],
+        time=T0,
+    )
+    listed = assemble(
+        [position("AAPL", 5, 103.2), position("TSLA", -10, 200.0)],
+        {"AAPL": Mark(99.0, T0), "TSLA": Mark(190.0, T0)},
+        {},
+        [],
+        ib=ib_marks([state]),
+    )
+    aapl, tsla = listed.items
+    assert (aapl.mark_source, aapl.market_price, aapl.market_value, aapl.unrealized_pnl, aapl.daily_pnl) == (
+        "ib",
+        104.0,
+        520.0,
+        4.0,
+        3.0,
+    )
+    assert (tsla.mark_source, tsla.market_value, tsla.unrealized_pnl) == ("quotes", -1900.0, 100.0)
