@@ -26,7 +26,7 @@ from api.limits import (
     TokenBuckets,
 )
 from api.metrics import RequestMetricsMiddleware
-from api.routes import charts, control, orders, pipeline, precheck, probes, runs, signals
+from api.routes import account, charts, control, orders, pipeline, positions, precheck, probes, runs, signals
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, Settings, get_settings
@@ -48,6 +48,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     signals.router,
     runs.router,
     orders.router,
+    positions.router,
+    account.router,
     control.router,
     precheck.router,
     pipeline.router,

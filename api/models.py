@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ibstream.contracts import Execution, OrderEvent, OrderIntent, Plan, RiskDecision, RoutedOrder
+from ibstream.contracts import AccountState, Execution, OrderEvent, OrderIntent, Plan, RiskDecision, RoutedOrder
 from ibstream.contracts.enums import (
     ApprovalMode,
     ControlCommandKind,
+    OrderLeg,
     OrderStatus,
     OrderType,
     RunState,
@@ -294,3 +295,53 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool]
+
+
+class AccountView(BaseModel):
+    """The account's newest values and P&L from IB (``account.v1``), and how old they are: execution republishes
+    at least every ``execution.account_heartbeat_seconds`` while connected, so an age well past that means stale."""
+
+    state: AccountState
+    age_seconds: float = Field(description="seconds between the state's time (when IB's values were read) and now")
+
+
+class ProtectiveOrder(BaseModel):
+    """A working stop-loss or take-profit leg of an entry that has filled."""
+
+    order_id: str
+    leg: OrderLeg
+    status: OrderStatus
+    ib_order_id: int | None
+    price: float | None = Field(description="the leg's trigger or limit price from the order's terms")
+    remaining_quantity: float | None
+
+
+class PositionView(BaseModel):
+    """One symbol's position (newest ``positions.v1`` record) with its mark, P&L and protective orders."""
+
+    account: str
+    symbol: str
+    quantity: float
+    avg_cost: float
+    position_time: datetime
+    market_price: float | None = Field(
+        description="IB's (reqPnLSingle market value ÷ position) when the newest account.v1 holds the same position, "
+        "else the newest quote's last (mid without one); null without either"
+    )
+    mark_time: datetime | None
+    mark_source: Literal["ib", "quotes"] | None
+    market_value: float | None
+    unrealized_pnl: float | None = Field(
+        description="market value less the position's cost (IB's own when marked by IB)"
+    )
+    daily_pnl: float | None = Field(
+        description="IB's P&L of the position today (reqPnLSingle); null unless marked by IB"
+    )
+    realized_pnl: float | None = Field(description="IB's realized P&L summed over the symbol's recorded executions")
+    protective_orders: list[ProtectiveOrder]
+
+
+class PositionList(BaseModel):
+    """Every open position (with ``include_flat``: flat ones too), by account and symbol."""
+
+    items: list[PositionView]

@@ -106,6 +106,8 @@ class SimConfig:
     #: Cap as a fraction of trade value (IB fixed pricing caps at 1 %).
     commission_max_pct: float = 0.01
     initial_cash: float = 1_000_000.0
+    #: Wall seconds between unprompted reqAccountUpdates pushes (IB: every 3 minutes; fills push at once).
+    account_update_seconds: float = 180.0
     first_order_id: int = 1
     max_clients: int = 32
     #: Historical-data pacing as IB enforces it (error 162).

@@ -126,6 +126,7 @@ class ControlServer:
             "/clock/advance": lambda b, q: f.advance_clock(_num(b, "seconds")),
             "/market/halt": lambda b, q: f.halt_trading(bool(b.get("halted", True))),
             "/clock/release": lambda b, q: f.release_clock(),
+            "/account/cash": lambda b, q: f.adjust_cash(_num(b, "amount"), bool(b.get("as_pnl", False))),
         }
 
     async def start(self, host: str, port: int) -> int:

@@ -28,12 +28,19 @@ class Listener(Protocol):
     async def resume_listening(self) -> None: ...
 
 
+class CashBook(Protocol):
+    """The account area, which books cash transfers and pushes the new values (:class:`ibsim.account.Account`)."""
+
+    def transfer(self, amount: float, as_pnl: bool = False) -> None: ...
+
+
 class Faults:
     """Fault actions over the shared state; call them on the event loop only."""
 
-    def __init__(self, gw: Gateway, listener: Listener) -> None:
+    def __init__(self, gw: Gateway, listener: Listener, cash: CashBook) -> None:
         self.gw = gw
         self.listener = listener
+        self.cash = cash
 
     def summary(self) -> dict[str, Any]:
         """Active faults (the ``faults`` part of ``GET /state``)."""
@@ -175,6 +182,13 @@ class Faults:
         untransmitted. With ``restart_seconds > 0`` the gateway restarts instead (that downtime,
         no rollback), which loses the held legs too."""
         self.gw.faults.lost_transmits.append(max(restart_seconds, 0.0))
+
+    # -- account ----------------------------------------------------------------------------------
+
+    def adjust_cash(self, amount: float, as_pnl: bool = False) -> None:
+        """Move the account's cash by ``amount`` (a deposit, withdrawal, or with ``as_pnl`` a fee or loss counted as
+        P&L): NetLiquidation and the funds follow, and every account and P&L subscriber hears of it at once."""
+        self.cash.transfer(amount, as_pnl)
 
     def clear(self) -> None:
         """Undo stalls, pending rejections and lost transmits, delays and farm/outage flags (not refusals)."""

@@ -5,6 +5,12 @@ incrementally as an order fills; a position's ``avg_cost`` includes commission (
 sales); a closing trade realizes P&L net of its commission, an opening one realizes nothing (IB reports UNSET there);
 a trade through zero opens the remainder at its price. Account values mark positions with the caller's prices and use
 one Reg T style 25 % margin rate.
+
+P&L as reqPnL/reqPnLSingle report it: unrealized is the marked value less the cost basis of open positions; realized
+and daily count from the start of the trading day (:meth:`Ledger.start_day`). A contract's daily P&L is its value now
+less its value at the day's start plus today's cash flows of its trades (so commissions count), and the account's is
+the sum over contracts; a cash transfer (:meth:`Ledger.transfer`) moves cash and NetLiquidation, never P&L, while a
+cash adjustment booked as P&L (a fee, a loss) counts in the day's realized and daily P&L.
 """
 
 from __future__ import annotations
@@ -21,6 +27,26 @@ class Position:
     con_id: int
     quantity: float
     avg_cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class PnL:
+    """reqPnL's numbers: today's P&L (realized + change in unrealized), open positions' unrealized, today's realized."""
+
+    daily: float
+    unrealized: float
+    realized: float
+
+
+@dataclass(frozen=True, slots=True)
+class PnLSingle:
+    """reqPnLSingle's numbers for one contract; ``value`` is the position's market value."""
+
+    position: float
+    daily: float
+    unrealized: float
+    realized: float
+    value: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +73,32 @@ class Ledger:
         self.initial_cash = initial_cash
         self.realized_pnl = 0.0
         self._positions: dict[str, Position] = {}
+        # Today's books, reset by start_day: each contract's value at the day's start, its trades' cash flows and
+        # realized P&L since then, and cash adjustments booked as P&L.
+        self._day_values: dict[str, float] = {}
+        self._day_flows: dict[str, float] = {}
+        self._day_realized: dict[str, float] = {}
+        self._day_other_pnl = 0.0
+        #: The trading day the day's books are of (None before the first start_day).
+        self.day: object = None
+
+    def start_day(self, marks: Callable[[str], float], day: object = None) -> None:
+        """Begin trading day ``day``: daily and realized P&L count from here."""
+        self.day = day
+        self._day_values = {p.symbol: p.quantity * marks(p.symbol) for p in self._positions.values() if p.quantity}
+        self._day_flows, self._day_realized, self._day_other_pnl = {}, {}, 0.0
+
+    def transfer(self, amount: float, as_pnl: bool = False) -> None:
+        """Move cash in (+) or out (-): a deposit/withdrawal, or with ``as_pnl`` a fee or loss that counts as P&L."""
+        self.cash += amount
+        if as_pnl:
+            self.realized_pnl += amount
+            self._day_other_pnl += amount
 
     def book(self, symbol: str, con_id: int, signed: float, price: float, commission: float) -> float | None:
         """Book one execution (``signed``: + bought, - sold); returns its realized P&L, None for opening trades."""
         self.cash -= signed * price + commission
+        self._day_flows[symbol] = self._day_flows.get(symbol, 0.0) - signed * price - commission
         pos = self._positions.get(symbol) or Position(symbol, con_id, 0.0, 0.0)
         realized: float | None = None
         if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
@@ -63,6 +111,7 @@ class Ledger:
             direction = 1.0 if pos.quantity > 0 else -1.0
             realized = round((price - pos.avg_cost) * closed * direction - commission, 6)
             self.realized_pnl += realized
+            self._day_realized[symbol] = self._day_realized.get(symbol, 0.0) + realized
             new_qty = pos.quantity + signed
             if abs(new_qty) < 1e-9:
                 new_qty, new_avg = 0.0, 0.0
@@ -113,3 +162,28 @@ class Ledger:
             "RealizedPnL": round(self.realized_pnl, 2),
             "UnrealizedPnL": round(unrealized, 2),
         }
+
+    def pnl_single(self, symbol: str, marks: Callable[[str], float]) -> PnLSingle:
+        """reqPnLSingle for one contract (all zero for one never traded)."""
+        p = self._positions.get(symbol)
+        quantity = p.quantity if p is not None else 0.0
+        value = quantity * marks(symbol) if quantity else 0.0
+        unrealized = value - quantity * p.avg_cost if p is not None and quantity else 0.0
+        daily = value - self._day_values.get(symbol, 0.0) + self._day_flows.get(symbol, 0.0)
+        return PnLSingle(
+            quantity,
+            round(daily, 2),
+            round(unrealized, 2),
+            round(self._day_realized.get(symbol, 0.0), 2),
+            round(value, 2),
+        )
+
+    def pnl(self, marks: Callable[[str], float]) -> PnL:
+        """reqPnL for the account: the sum over every contract traded or held today, plus P&L cash adjustments."""
+        symbols = set(self._positions) | set(self._day_values) | set(self._day_flows)
+        singles = [self.pnl_single(s, marks) for s in symbols]
+        return PnL(
+            round(sum(x.daily for x in singles) + self._day_other_pnl, 2),
+            round(sum(x.unrealized for x in singles), 2),
+            round(sum(x.realized for x in singles) + self._day_other_pnl, 2),
+        )

@@ -59,10 +59,10 @@ class ApiServer:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.config = gw.config
-        self.faults = Faults(gw, self)
+        self.accounts = Account(gw)
+        self.faults = Faults(gw, self, self.accounts)
         self.market_data = MarketData(gw)
         self.history = History(gw)
-        self.accounts = Account(gw)
         self.orders = Orders(gw, self.accounts, self.faults)
         self.routes = self._routes()
         self.port = 0
@@ -100,6 +100,10 @@ class ApiServer:
             out.REQ_ACCT_DATA: acct.on_req_account_updates,
             out.REQ_ACCOUNT_UPDATES_MULTI: acct.on_req_account_updates_multi,
             out.CANCEL_ACCOUNT_UPDATES_MULTI: acct.on_cancel_account_updates_multi,
+            out.REQ_PNL: acct.on_req_pnl,
+            out.CANCEL_PNL: acct.on_cancel_pnl,
+            out.REQ_PNL_SINGLE: acct.on_req_pnl_single,
+            out.CANCEL_PNL_SINGLE: acct.on_cancel_pnl_single,
             # setServerLogLevel, reqAutoOpenOrders, cancelHeadTimestamp: nothing to say
         }
 
@@ -297,7 +301,9 @@ class ApiServer:
 
     def pump_once(self) -> None:
         now = self.gw.clock.now()
+        self.accounts.roll_day(now)
         self.orders.advance(now)
         for s in self.gw.ready_sessions():
             self.market_data.stream(s, now)
             self.history.stream(s, now)
+            self.accounts.stream(s, now)

@@ -74,6 +74,13 @@ class Session:
         self.acct_summary: dict[int, str] = {}
         self.acct_multi: dict[int, str] = {}
         self.acct_updates = False
+        #: reqPnL: req_id -> account; reqPnLSingle: req_id -> con_id; the last numbers sent per req_id.
+        self.pnl_subs: dict[int, str] = {}
+        self.pnl_single_subs: dict[int, int] = {}
+        self.pnl_sent: dict[int, tuple[float, ...]] = {}
+        #: Wall (monotonic) times of the last P&L and account-updates pushes.
+        self.pnl_pushed_at = 0.0
+        self.acct_pushed_at = 0.0
         self.positions_sub = False
         self.closed = False
         self.peer = str(writer.get_extra_info("peername"))

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from ibsim.config import SimConfig
 from ibsim.control import ControlServer
 from ibsim.gateway import Gateway
-from ibsim.ledger import Position
+from ibsim.ledger import PnL, Position
 from ibsim.market import Bar, Quote
 from ibsim.order_values import Execution, OrderSnapshot
 from ibsim.server import ApiServer
@@ -305,6 +305,14 @@ class Simulator:
         """A trading halt: orders are accepted and cancelled, nothing trades until it ends (e.g. to freeze the book
         while a checker reads it)."""
         self._call(lambda: self.faults.halt_trading(halted))
+
+    def adjust_cash(self, amount: float, as_pnl: bool = False) -> None:
+        """Move the account's cash by ``amount`` (deposit/withdrawal; ``as_pnl``: a fee or loss counted as P&L)."""
+        self._call(lambda: self.faults.adjust_cash(amount, as_pnl))
+
+    def pnl(self) -> PnL:
+        """reqPnL's numbers now (daily, unrealized, realized)."""
+        return self._call(lambda: self.engine.ledger.pnl(self.gw.mark))
 
     def clear_faults(self) -> None:
         """Undo stalls, pending rejections and lost transmits, delays and farm/outage flags (not refusals)."""

@@ -115,3 +115,18 @@ class FakeIbSession:
 
     def req_positions(self) -> bool:
         return self._send("reqPositions")
+
+    def req_account_updates(self, subscribe: bool, account: str) -> bool:
+        return self._send("reqAccountUpdates", subscribe, account)
+
+    def req_pnl(self, req_id: int, account: str) -> bool:
+        return self._send("reqPnL", req_id, account)
+
+    def cancel_pnl(self, req_id: int) -> bool:
+        return self._send("cancelPnL", req_id)
+
+    def req_pnl_single(self, req_id: int, account: str, con_id: int) -> bool:
+        return self._send("reqPnLSingle", req_id, account, con_id)
+
+    def cancel_pnl_single(self, req_id: int) -> bool:
+        return self._send("cancelPnLSingle", req_id)

@@ -32,6 +32,8 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanContext
 
+from consumers.execution.account_feed import AccountFeed
+from consumers.execution.account_values import PublishPolicy
 from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
 from consumers.execution.decisions import DecisionGate, Verdict
@@ -117,6 +119,11 @@ class Executor:
             self.reconciler,
             crash,
             lambda symbol: self._ask_ib(symbol=symbol),
+        )
+        self.account_feed = AccountFeed(
+            self.ctx,
+            self.outbox,
+            PublishPolicy(settings.execution.account_publish_min_seconds, settings.execution.account_heartbeat_seconds),
         )
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"state": self.state.value}
@@ -209,6 +216,7 @@ class Executor:
         if message is not None:
             self._handle_routed(message)
         self.fills.expire()
+        self.account_feed.tick()
         self._flush()
         self._update_snapshot()
 
@@ -237,6 +245,14 @@ class Executor:
                     self._on_disconnected(event)
             case events.IbError() if self._on_connectivity(event):
                 pass
+            case (
+                events.AccountValue()
+                | events.AccountDownloadEnd()
+                | events.AccountPnL()
+                | events.PortfolioUpdate()
+                | events.PositionPnL()
+            ):
+                self.account_feed.handle(event)
             case _:
                 self.order_events.handle(event)
 
@@ -311,6 +327,7 @@ class Executor:
             )
             return
         self.reporter.resolve("ib_disconnected", (account,), "IB connection restored")
+        self.account_feed.subscribe(account)
         log.info(
             "IB connected",
             extra={
@@ -343,6 +360,7 @@ class Executor:
         delay = self.connection.on_disconnected(event)
         if delay is None:
             return
+        self.account_feed.disconnected()
         self.state = State.DISCONNECTED
         log.warning(
             "IB disconnected; reconnecting", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)}
@@ -360,6 +378,7 @@ class Executor:
         meaning = self.connection.on_error(event)
         if meaning is Connectivity.LOST and self.state is State.READY:
             self.state = State.IB_LOST
+            self.account_feed.disconnected()  # IB's values are stale until the restore's fresh round
             log.warning("IB lost its servers; placing paused", extra={"code": event.code, "ib_message": event.message})
             return True
         if meaning in (Connectivity.RESTORED_DATA_LOST, Connectivity.RESTORED_DATA_MAINTAINED) and self.state in (
@@ -368,6 +387,8 @@ class Executor:
         ):
             log.info("IB connectivity restored; reconciling", extra={"code": event.code})
             self._reconcile_due = True
+            if self.account is not None:
+                self.account_feed.subscribe(self.account)
             return True
         return False
 

@@ -145,6 +145,16 @@ class ReqAccountUpdatesMulti:
 
 
 @dataclass(frozen=True, slots=True)
+class ReqPnL:
+    """reqPnL (``con_id`` 0) or reqPnLSingle: no version field, unlike most requests."""
+
+    req_id: int
+    account: str
+    model_code: str
+    con_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownRequest:
     msg_id: int
 
@@ -162,6 +172,7 @@ Request = (
     | ReqAccountSummary
     | ReqAccountUpdates
     | ReqAccountUpdatesMulti
+    | ReqPnL
     | UnknownRequest
 )
 
@@ -326,6 +337,14 @@ def _p_account_updates_multi(r: FieldReader) -> Request:
     return ReqAccountUpdatesMulti(r.integer(), r.text(), r.text())
 
 
+def _p_pnl(r: FieldReader) -> Request:
+    return ReqPnL(r.integer(), r.text(), r.text())
+
+
+def _p_pnl_single(r: FieldReader) -> Request:
+    return ReqPnL(r.integer(), r.text(), r.text(), r.integer())
+
+
 def _simple(with_version: bool, with_arg: bool) -> Callable[[FieldReader], Request]:
     def parse(r: FieldReader) -> Request:
         msg_id = int(r.fields[0])
@@ -368,6 +387,10 @@ MAP_REQUEST_PARSER: dict[int, Callable[[FieldReader], Request]] = {
     Out.REQ_HEAD_TIMESTAMP: _p_head_timestamp,
     Out.CANCEL_HEAD_TIMESTAMP: _simple(False, True),
     Out.REQ_COMPLETED_ORDERS: _simple(False, True),
+    Out.REQ_PNL: _p_pnl,
+    Out.CANCEL_PNL: _simple(False, True),
+    Out.REQ_PNL_SINGLE: _p_pnl_single,
+    Out.CANCEL_PNL_SINGLE: _simple(False, True),
 }
 
 

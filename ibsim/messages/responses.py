@@ -347,3 +347,15 @@ def account_update_multi_end(req_id: int) -> list[Field]:
 
 def completed_orders_end() -> list[Field]:
     return [In.COMPLETED_ORDERS_END]
+
+
+def pnl(req_id: int, daily: float, unrealized: float, realized: float) -> list[Field]:
+    """``pnl``: no version field (ibapi ``processPnLMsg``)."""
+    return [In.PNL, req_id, daily, unrealized, realized]
+
+
+def pnl_single(
+    req_id: int, position: float, daily: float, unrealized: float, realized: float, value: float
+) -> list[Field]:
+    """``pnlSingle``: the position as a whole number, as ibapi 9.81 decodes it (``processPnLSingleMsg``)."""
+    return [In.PNL_SINGLE, req_id, round(position), daily, unrealized, realized, value]

@@ -340,6 +340,10 @@ class ExecutionSettings(Section):
     # How long a routed order waits at the head of its partition for its risk decision (a different topic, read
     # separately, so it may arrive later) before it is dead-lettered unplaced (consumers/execution/decisions.py).
     decision_wait_seconds: float = Field(default=10.0, gt=0)
+    # account.v1: a burst of IB's account callbacks makes at most one record per this many seconds ...
+    account_publish_min_seconds: float = Field(default=1.0, gt=0)
+    # ... and an unchanged account is republished this often, so readers can judge freshness by the record's time.
+    account_heartbeat_seconds: float = Field(default=30.0, gt=0)
 
 
 class WarehouseSettings(Section):
@@ -369,6 +373,7 @@ class WarehouseSettings(Section):
             "signals.v1": 365,
             "signals.transitions.v1": 365,
             "positions.v1": 365,
+            "account.v1": 365,
             "ops.alerts.v1": 365,
             "dlq": 365,
         }

@@ -25,7 +25,7 @@ from ibstream.contracts import (
     signal_transitions,
     signals,
 )
-from ibstream.contracts.account_states import AccountState
+from ibstream.contracts.account_states import AccountState, PositionPnL
 from ibstream.contracts.alerts import Alert
 from ibstream.contracts.bars import Bar
 from ibstream.contracts.base import Record, TopicSpec, UtcDatetime, utc_now
@@ -90,6 +90,7 @@ __all__ = [
     "OrderTerms",
     "Plan",
     "Position",
+    "PositionPnL",
     "Quote",
     "Record",
     "RiskCheck",

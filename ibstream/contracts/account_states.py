@@ -7,6 +7,20 @@ from typing import ClassVar
 from ibstream.contracts.base import DAY_MS, Record, TopicSpec, UtcDatetime
 
 
+class PositionPnL(Record):
+    """reqPnLSingle for one held contract."""
+
+    schema_name: ClassVar[str] = "account_state.PositionPnL"
+
+    symbol: str
+    con_id: int
+    position: float
+    daily_pnl: float | None = None
+    unrealized_pnl: float | None = None
+    realized_pnl: float | None = None
+    market_value: float | None = None
+
+
 class AccountState(Record):
     """The account's values and P&L as IB reports them."""
 
@@ -22,6 +36,8 @@ class AccountState(Record):
     daily_pnl: float | None = None
     unrealized_pnl: float | None = None
     realized_pnl: float | None = None
+    # Pydantic copies a mutable default per instance; the Avro default is [] and the parity test compares them.
+    positions: list[PositionPnL] = []
     time: UtcDatetime
 
 

@@ -210,6 +210,61 @@ class ContractDetailsEnd:
     req_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class AccountValue:
+    """updateAccountValue (reqAccountUpdates): one key in one currency (``BASE``: the total in the base currency);
+    ``value`` is IB's text, not always a number."""
+
+    key: str
+    value: str
+    currency: str
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioUpdate:
+    """updatePortfolio (reqAccountUpdates): one position marked by IB."""
+
+    account: str
+    symbol: str
+    con_id: int
+    position: float
+    market_price: float
+    market_value: float
+    avg_cost: float
+    unrealized_pnl: float | None
+    realized_pnl: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDownloadEnd:
+    """accountDownloadEnd: a full round of account values and portfolio has arrived."""
+
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPnL:
+    """pnl (reqPnL): the account's P&L today; None where IB left a number unset."""
+
+    req_id: int
+    daily: float | None
+    unrealized: float | None
+    realized: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionPnL:
+    """pnlSingle (reqPnLSingle): one contract's position, P&L today and market value."""
+
+    req_id: int
+    position: float
+    daily: float | None
+    unrealized: float | None
+    realized: float | None
+    value: float | None
+
+
 IbEvent = (
     Connected
     | Disconnected
@@ -233,4 +288,9 @@ IbEvent = (
     | PositionEnd
     | ContractDetail
     | ContractDetailsEnd
+    | AccountValue
+    | PortfolioUpdate
+    | AccountDownloadEnd
+    | AccountPnL
+    | PositionPnL
 )

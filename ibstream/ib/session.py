@@ -41,6 +41,11 @@ def _value(number: float) -> float | None:
     return None if number == UNSET_DOUBLE else number
 
 
+def _maybe(number: float | None) -> float | None:
+    """A P&L number: None when IB left it unset (DBL_MAX) or the server is too old to send it (ibapi's None)."""
+    return None if number is None else _value(number)
+
+
 class IbConnectError(IbstreamError):
     """The gateway did not complete the handshake."""
 
@@ -255,6 +260,55 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
 
     def contractDetailsEnd(self, reqId: int) -> None:
         self._put(events.ContractDetailsEnd(reqId))
+
+    def updateAccountValue(self, key: str, val: str, currency: str, accountName: str) -> None:
+        self._put(events.AccountValue(key, val, currency, accountName))
+
+    def updatePortfolio(
+        self,
+        contract: Contract,
+        position: float,
+        marketPrice: float,
+        marketValue: float,
+        averageCost: float,
+        unrealizedPNL: float,
+        realizedPNL: float,
+        accountName: str,
+    ) -> None:
+        self._put(
+            events.PortfolioUpdate(
+                accountName,
+                contract.symbol,
+                contract.conId,
+                float(position),
+                marketPrice,
+                marketValue,
+                averageCost,
+                _value(unrealizedPNL),
+                _value(realizedPNL),
+            )
+        )
+
+    def accountDownloadEnd(self, accountName: str) -> None:
+        self._put(events.AccountDownloadEnd(accountName))
+
+    def pnl(self, reqId: int, dailyPnL: float, unrealizedPnL: float | None, realizedPnL: float | None) -> None:
+        self._put(events.AccountPnL(reqId, _maybe(dailyPnL), _maybe(unrealizedPnL), _maybe(realizedPnL)))
+
+    def pnlSingle(
+        self,
+        reqId: int,
+        pos: int,
+        dailyPnL: float,
+        unrealizedPnL: float | None,
+        realizedPnL: float | None,
+        value: float,
+    ) -> None:
+        self._put(
+            events.PositionPnL(
+                reqId, float(pos), _maybe(dailyPnL), _maybe(unrealizedPnL), _maybe(realizedPnL), _maybe(value)
+            )
+        )
 
 
 class IbSession:
@@ -472,6 +526,21 @@ class IbSession:
 
     def req_positions(self) -> bool:
         return self._send("reqPositions")
+
+    def req_account_updates(self, subscribe: bool, account: str) -> bool:
+        return self._send("reqAccountUpdates", subscribe, account)
+
+    def req_pnl(self, req_id: int, account: str) -> bool:
+        return self._send("reqPnL", req_id, account, "")
+
+    def cancel_pnl(self, req_id: int) -> bool:
+        return self._send("cancelPnL", req_id)
+
+    def req_pnl_single(self, req_id: int, account: str, con_id: int) -> bool:
+        return self._send("reqPnLSingle", req_id, account, "", con_id)
+
+    def cancel_pnl_single(self, req_id: int) -> bool:
+        return self._send("cancelPnLSingle", req_id)
 
 
 def _historical_key(

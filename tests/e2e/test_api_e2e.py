@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,34 @@ def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(
         assert at_ibsim and at_ibsim[0]["filled"] > 0
         assert order["risk_decision"]["approved"] is True
         assert [step for step in order["trail"] if step] == order["trail"]
+
+        # 3b. Execution's account.v1 reaches the warehouse: after the fill (and its commission) the account via the API
+        # has P&L for the day; the position via the API carries IB's quantity (ibsim's book) and its protective legs.
+        # (At 300x the bracket may close the position within seconds, so the account's position value is not waited
+        # for.)
+        symbol = order["order"]["symbol"]
+
+        def account_after_the_fill() -> dict[str, Any] | None:
+            try:
+                view = get_json(f"{api}/v1/account", viewer)
+            except urllib.error.HTTPError as error:
+                assert error.code == 404  # nothing recorded yet
+                return None
+            return view if view["state"]["daily_pnl"] not in (None, 0.0) else None
+
+        account = _wait(account_after_the_fill, 60, "the account's P&L after the fill via the API")
+        assert account["state"]["account"] == get_json(f"{demo.control}/state")["account"]
+        assert account["state"]["net_liquidation"] > 0 and account["age_seconds"] >= 0
+
+        def position() -> dict[str, Any] | None:
+            # Equal to ibsim's book once execution's positions.v1 record is in the warehouse (a leg may fill later).
+            at_ibsim = {p["symbol"]: p["quantity"] for p in get_json(f"{demo.control}/positions")}
+            items = get_json(f"{api}/v1/positions?include_flat=true", viewer)["items"]
+            return next((p for p in items if p["symbol"] == symbol and p["quantity"] == at_ibsim[symbol]), None)
+
+        held = _wait(position, 60, "the position via the API as ibsim holds it")
+        legs = {o["order_id"] for o in held["protective_orders"]}
+        assert legs <= {order_id} and all(o["status"] != "filled" for o in held["protective_orders"])
 
         # 4. Kill switch via the API: the next intents are rejected by the risk gate with reason kill_switch.
         post_json(f"{api}/v1/control/kill-switch", {"state": "on", "reason": "e2e drill"}, admin)

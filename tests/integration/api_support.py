@@ -20,6 +20,7 @@ from api.auth import Role, issue_token
 from api.commands import Delivered
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import (
+    AccountState,
     ControlCommand,
     Execution,
     OrchestrationRun,
@@ -33,6 +34,7 @@ from ibstream.contracts import (
     Signal,
     SignalTransition,
     TopicSpec,
+    account_states,
     executions,
     order_events,
     order_intents,
@@ -416,4 +418,20 @@ def load_scenario(warehouse: Warehouse) -> Scenario:
     load.add(executions.TOPIC, *fills)
     # A fill written twice at two offsets (a retried batch): deduplicated by exec_id.
     load.add(executions.TOPIC, fills[0], remember=False)
+    load.add(
+        account_states.TOPIC,
+        AccountState(
+            account="DU1234567",
+            base_currency="USD",
+            net_liquidation=1_000_020.0,
+            buying_power=4_000_080.0,
+            available_funds=1_000_020.0,
+            excess_liquidity=1_000_020.0,
+            gross_position_value=0.0,
+            daily_pnl=20.0,
+            unrealized_pnl=0.0,
+            realized_pnl=20.0,
+            time=e0 + timedelta(seconds=1),
+        ),
+    )
     return scenario

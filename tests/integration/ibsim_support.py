@@ -59,6 +59,8 @@ CALLBACKS = (
     "updatePortfolio",
     "updateAccountTime",
     "accountDownloadEnd",
+    "pnl",
+    "pnlSingle",
     "connectionClosed",
 )
 

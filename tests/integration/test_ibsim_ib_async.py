@@ -82,6 +82,15 @@ def test_ib_async_end_to_end(sim_factory: Callable[..., Simulator]) -> None:
             summary = await ib.accountSummaryAsync()
             netliq = next(float(v.value) for v in summary if v.tag == "NetLiquidation")
             assert netliq == pytest.approx(sim.account_values()["NetLiquidation"], abs=500)
+            # reqPnL / reqPnLSingle as ib_async decodes them; its connect subscribed to the account updates too.
+            pnl = ib.reqPnL(sim.account)
+            single = ib.reqPnLSingle(sim.account, "", spy.conId)
+            await _until(lambda: single.position == 120 and pnl.unrealizedPnL == pnl.unrealizedPnL)  # not NaN
+            assert single.unrealizedPnL == pytest.approx(single.value - 120 * pos.avgCost, abs=0.01)
+            # SPY is the only position: the account's unrealized P&L is its own (once both come from one mark).
+            await _until(lambda: abs(pnl.unrealizedPnL - single.unrealizedPnL) < 0.01)
+            values = {(v.tag, v.currency) for v in ib.accountValues()}
+            assert {("NetLiquidation", "USD"), ("CashBalance", "BASE")} <= values
         finally:
             ib.disconnect()
 

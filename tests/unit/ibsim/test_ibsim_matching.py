@@ -186,6 +186,31 @@ def test_ledger_positions_realized_pnl_and_account_values() -> None:
     assert opening.realized_pnl is None
 
 
+def test_ledger_pnl_counts_from_the_day_start_and_transfers_are_not_pnl() -> None:
+    e = engine(Script({0: 100.0, 10: 110.0}), initial_cash=10_000.0)
+    e.place(req(1, "BUY", 10, "MKT"), 0.0)  # bought at 100.01, commission 1
+    ledger = e.ledger
+    ledger.start_day(lambda s: 105.0, "day 2")  # held overnight, marked 105 at the day's start
+    [sell] = fills(e.place(req(2, "SELL", 4, "MKT"), 10.0))  # sold at 109.99, commission 1
+    single = ledger.pnl_single("X", lambda s: 110.0)
+    assert single.position == 6 and single.value == 660.0
+    # Today: 6 held from 105 to 110, 4 sold at 109.99 (from 105) less 1 commission.
+    assert single.daily == pytest.approx(6 * 5.0 + 4 * 4.99 - 1.0, abs=0.01)
+    assert single.realized == pytest.approx(sell.execution.realized_pnl, abs=0.01)
+    [p] = e.positions()
+    assert single.unrealized == pytest.approx(660.0 - 6 * p.avg_cost, abs=0.01)
+    ledger.transfer(5_000.0)  # a deposit: cash, not P&L
+    assert ledger.pnl(lambda s: 110.0).daily == single.daily
+    ledger.transfer(-300.0, as_pnl=True)  # a loss
+    total = ledger.pnl(lambda s: 110.0)
+    assert (total.daily, total.realized) == (
+        pytest.approx(single.daily - 300.0, abs=0.01),
+        pytest.approx(single.realized - 300.0, abs=0.01),
+    )
+    assert total.unrealized == single.unrealized
+    assert ledger.pnl_single("NEVER", lambda s: 1.0).position == 0.0
+
+
 def test_orders_wait_for_the_open() -> None:
     market = Script({}, open_=False)
     e = engine(market)

@@ -77,6 +77,8 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("execution_health_port", "12345", "execution.health_port", 12345),
     ("execution_ib_answer_timeout_seconds", "0.7", "execution.ib_answer_timeout_seconds", 0.7),
     ("execution_decision_wait_seconds", "0.7", "execution.decision_wait_seconds", 0.7),
+    ("execution_account_publish_min_seconds", "2.5", "execution.account_publish_min_seconds", 2.5),
+    ("execution_account_heartbeat_seconds", "45", "execution.account_heartbeat_seconds", 45.0),
     ("clickhouse_url", "x_1", "warehouse.clickhouse_url", "x_1"),
     ("clickhouse_username", "x_1", "warehouse.clickhouse_username", "x_1"),
     ("clickhouse_password", "pw", "warehouse.clickhouse_password", SecretStr("pw")),
