@@ -72,11 +72,11 @@ RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), Dea
 INCLUDE_TYPES: tuple[type[Record], ...] = (OrderTerms,)
 
 __all__ = [
-    "AccountState",
     "INCLUDE_TYPES",
     "RECORD_TYPES",
     "TERM_FIELDS",
     "TOPICS",
+    "AccountState",
     "Alert",
     "Bar",
     "ControlCommand",
