@@ -157,6 +157,15 @@ class _ExposureBook:
             self.on_event(early)
         return True
 
+    def release(self, order_id: str) -> str | None:
+        """Drop an entry still in flight (never acknowledged); its symbol, if one was dropped."""
+        entry = self.entries.get(order_id)
+        if entry is None or entry.acknowledged:
+            return None
+        del self.entries[order_id]
+        self._add_pending(entry.symbol, entry.side, -entry.quantity)
+        return entry.symbol
+
     def on_event(self, event: OrderEvent) -> str | None:
         """Apply a parent leg's event; the symbol whose pending quantity changed, if any."""
         order_id = event.order_id
@@ -327,6 +336,13 @@ class RiskView:
     def apply_routed(self, order: RoutedOrder) -> None:
         """An approved order read from orders.routed.v1 (another worker's, or this one's before a restart)."""
         self._hold(order.order_id, order.symbol, order.side, order.quantity, _terms_price(order))
+
+    def release_intent(self, order_id: str) -> None:
+        """Forget an approved intent that was never routed (its decision was not recorded), unless IB has it."""
+        with self._lock:
+            symbol = self._exposure.release(order_id)
+            if symbol is not None:
+                self._exposure.revalue(symbol, self.positions.get(symbol), self.quotes.get(symbol))
 
     def _hold(self, order_id: str, symbol: str, side: Side, quantity: float, price: float | None) -> None:
         with self._lock:
