@@ -85,11 +85,9 @@ class RiskLimits:
 
 def mark_price(position: Position, quote: Quote | None) -> float:
     """What a position is worth per share now: last or mid of the quote, else IB's mark, else its cost."""
-    if quote is not None:
-        if quote.last is not None and quote.last > 0:
-            return quote.last
-        if quote.bid is not None and quote.ask is not None and quote.bid > 0 and quote.ask > 0:
-            return (quote.bid + quote.ask) / 2
+    quoted = _quote_mark(quote)
+    if quoted is not None:
+        return quoted
     if position.market_price is not None and position.market_price > 0:
         return position.market_price
     return position.avg_cost
@@ -226,6 +224,7 @@ class _ExposureBook:
 
 
 def _quote_mark(quote: Quote | None) -> float | None:
+    """Last, else mid; None without a usable quote."""
     if quote is None:
         return None
     if quote.last is not None and quote.last > 0:
