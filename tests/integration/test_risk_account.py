@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,25 @@ def test_opposite_signals_on_one_symbol_leave_one_position(
         worker.stop()
         decisions.close()
         routed.close()
+
+
+def test_a_worker_started_after_account_records_stopped_fails_closed(settings: Settings, tmp_path: Path) -> None:
+    out = producer(settings)
+    # IB's account stream stopped an hour ago, and many older records sit before the newest.
+    hour_ago = utc_now() - timedelta(hours=1)
+    for n in range(120):
+        out.send(account_states.TOPIC, account_state(time=hour_ago - timedelta(seconds=120 - n)))
+    send(out, (account_states.TOPIC, account_state(time=hour_ago)))
+    worker = StreamsWorker(settings, tmp_path, "risk").start()
+    decisions = TopicReader(settings, risk_decisions.TOPIC)
+    try:
+        order = intent("AAPL", Side.BUY, 10, 100.0, order_type=OrderType.LMT, limit_price=100.0)
+        send(out, (quotes.TOPIC, quote_at("AAPL", 99.99, 100.01)), (order_intents.TOPIC, order))
+        decision = decided(decisions, order.order_id, 90.0, worker)
+        # The view caught up (the newest record included) before the first decision: no fallback to static equity.
+        assert failed(decision) == ["account_state"]
+        assert next(c for c in decision.checks if c.name == "account_state").value == pytest.approx(3600, abs=120)
+        assert "no account record (account.v1) yet" not in worker.log()
+    finally:
+        worker.stop()
+        decisions.close()
