@@ -42,7 +42,7 @@ _RISK_BREACH = {
     "max_gross_exposure": "an order taking gross exposure past 16,000 with 5,700 already held",
     "max_order_notional": "an order of more than 12,000 notional",
     "stop_distance": "an order with a stop 0.05% from entry (minimum 0.2%)",
-    "risk_per_trade": "an order risking more than 0.1% of equity at its stop",
+    "risk_per_trade": "an order risking more than 0.01% of equity (ibsim's 1,000,000) at its stop",
     "order_rate": "six orders within a market minute (limit 5)",
     "daily_loss": "an order after a realized loss beyond the 0.01 daily limit",
     "conflicting_position": "a sell of 35 shares against 30 held (reduce_opposite lets reductions through, no flip)",

@@ -528,8 +528,10 @@ DESK_LIMITS = {
     "IBSTREAM_RISK_MAX_POSITION": "50",
     "IBSTREAM_RISK_MAX_ORDER_NOTIONAL": "12000",
     "IBSTREAM_RISK_MAX_GROSS_EXPOSURE": "16000",
-    "IBSTREAM_ACCOUNT_EQUITY": "100000",
-    "IBSTREAM_RISK_PER_TRADE_PCT": "0.1",
+    # ibsim's account (1 000 000, its NetLiquidation once account.v1 flows, the static equity before): 0.01% of it,
+    # 100, may be lost at a stop either way.
+    "IBSTREAM_ACCOUNT_EQUITY": "1000000",
+    "IBSTREAM_RISK_PER_TRADE_PCT": "0.01",
     "IBSTREAM_RISK_MIN_STOP_PCT": "0.2",
     "IBSTREAM_RISK_MAX_STOP_PCT": "3",
     "IBSTREAM_RISK_PRICE_BAND_PCT": "1",
