@@ -61,7 +61,7 @@ class RiskLimits:
     price_band_pct: float
     quote_max_age_seconds: float
     daily_loss_limit: float
-    account_state_max_age_seconds: float = 300.0
+    account_state_max_age_seconds: float = 120.0
     reduce_opposite: bool = False
 
     @classmethod

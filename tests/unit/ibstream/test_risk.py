@@ -49,6 +49,8 @@ LIMITS = risk.RiskLimits(
     price_band_pct=2.0,
     quote_max_age_seconds=5.0,
     daily_loss_limit=1_000,
+    account_state_max_age_seconds=300,
+    reduce_opposite=False,
 )
 
 
