@@ -3,10 +3,10 @@ executions, kill switches, decisions, routed orders, order events, account state
 
 Account-level exposure counts three things per symbol: the filled position (positions.v1), working entries at IB
 (a parent leg with an order event that is not terminal: its remaining quantity) and approved entries IB has not
-acknowledged yet (approved here or routed, no order event yet: the full quantity). An entry stops counting at its
-terminal event; its fill is then in the position (IB reports both at once; between the two records it counts in
-neither, for the few milliseconds execution takes to publish them). Protective legs (stop loss, take profit) are not
-counted: they only ever reduce a position.
+acknowledged yet (approved here or routed, no order event yet: the full quantity). Filled shares leave the entry
+and stay pending until a position record of their symbol stamped after the fill includes them (``_ExposureBook._fill``),
+so a fill counts once, never zero times, whichever record is read first. Protective legs (stop loss, take profit) are
+not counted: they only ever reduce a position.
 
 Everything a decision reads is kept as running aggregates, updated as records arrive (a quote moves the exposure of
 its symbol only), so a decision costs the same with one symbol held or five hundred.
@@ -35,6 +35,10 @@ from ibstream.contracts import (
 from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, OrderType, Side
 
 log = logging.getLogger(__name__)
+
+#: How much earlier than a fill's event a position record may be stamped and still include it: IB can report the
+#: position a moment before the order status that carries the fill.
+SETTLE_SLACK = timedelta(seconds=2)
 
 #: Order statuses after which an order no longer works at IB.
 TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR})
@@ -111,6 +115,16 @@ class _Entry:
     quantity: float
     price: float | None
     acknowledged: bool = False
+    filled: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Fill:
+    """Shares an entry filled that no position record of its symbol includes yet."""
+
+    time: datetime
+    side: Side
+    quantity: float
 
 
 @dataclass(frozen=True)
@@ -141,8 +155,18 @@ class _ExposureBook:
     position_gross: float = 0.0
     pending_gross: float = 0.0
     last_order_price: dict[str, float] = field(default_factory=dict)
+    # symbol → fills no position record includes yet: they stay pending until one does (see ``settle``).
+    unsettled: dict[str, list[_Fill]] = field(default_factory=dict)
 
-    def hold(self, order_id: str, symbol: str, side: Side, quantity: float, price: float | None) -> bool:
+    def hold(
+        self,
+        order_id: str,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        price: float | None,
+        position_time: datetime | None = None,
+    ) -> bool:
         """Count an approved entry in flight; False if it is known already or has ended."""
         if order_id in self.entries or order_id in self.ended:
             return False
@@ -152,7 +176,7 @@ class _ExposureBook:
         self._add_pending(symbol, side, quantity)
         early = self.early_events.pop(order_id, None)
         if early is not None:
-            self.on_event(early)
+            self.on_event(early, position_time)
         return True
 
     def release(self, order_id: str) -> str | None:
@@ -164,28 +188,61 @@ class _ExposureBook:
         self._add_pending(entry.symbol, entry.side, -entry.quantity)
         return entry.symbol
 
-    def on_event(self, event: OrderEvent) -> str | None:
-        """Apply a parent leg's event; the symbol whose pending quantity changed, if any."""
+    def on_event(self, event: OrderEvent, position_time: datetime | None = None) -> str | None:
+        """Apply a parent leg's event (``position_time``: when the symbol's position record was stamped, if any);
+        the symbol whose pending quantity changed, if any."""
         order_id = event.order_id
         if order_id in self.ended:
             return None
         entry = self.entries.get(order_id)
+        if entry is None:
+            if event.status in TERMINAL_STATUSES:
+                self.ended.add(order_id)
+                self.early_events.pop(order_id, None)
+            else:
+                self.early_events[order_id] = event
+            return None
+        self._fill(entry, event, position_time)
         if event.status in TERMINAL_STATUSES:
             self.ended.add(order_id)
-            self.early_events.pop(order_id, None)
-            if entry is None:
-                return None
             del self.entries[order_id]
             self._add_pending(entry.symbol, entry.side, -entry.quantity)
             return entry.symbol
-        if entry is None:
-            self.early_events[order_id] = event
-            return None
-        # Working: what is left to fill (execution reports ordered - filled); the filled part is in the position.
+        # Working: what is left to fill (execution reports ordered - filled).
         outstanding = max(event.remaining_quantity, 0.0)
         self._add_pending(entry.symbol, entry.side, outstanding - entry.quantity)
         entry.quantity, entry.acknowledged = outstanding, True
         return entry.symbol
+
+    def _fill(self, entry: _Entry, event: OrderEvent, position_time: datetime | None) -> None:
+        """Move newly filled shares from the entry to the unsettled fills, unless the position already has them.
+
+        Fill and position are separate records on separate topics, read in either order: a position record stamped
+        after the fill (less ``SETTLE_SLACK``, for IB reporting the position a moment before the order status)
+        includes it. Without this the shares would count in neither between the two records.
+        """
+        added = event.filled_quantity - entry.filled
+        if added <= 0:
+            return
+        entry.filled = event.filled_quantity
+        if position_time is not None and position_time >= event.event_time - SETTLE_SLACK:
+            return
+        self.unsettled.setdefault(entry.symbol, []).append(_Fill(event.event_time, entry.side, added))
+        self._add_pending(entry.symbol, entry.side, added)
+
+    def settle(self, symbol: str, position_time: datetime) -> None:
+        """A position record stamped at ``position_time`` includes the symbol's fills up to then."""
+        fills = self.unsettled.get(symbol)
+        if not fills:
+            return
+        kept = [f for f in fills if position_time < f.time - SETTLE_SLACK]
+        for fill in fills:
+            if position_time >= fill.time - SETTLE_SLACK:
+                self._add_pending(symbol, fill.side, -fill.quantity)
+        if kept:
+            self.unsettled[symbol] = kept
+        else:
+            del self.unsettled[symbol]
 
     def _add_pending(self, symbol: str, side: Side, shares: float) -> None:
         buy, sell = self.pending.get(symbol, (0.0, 0.0))
@@ -310,6 +367,7 @@ class RiskView:
                 (previous.unrealized_pnl or 0.0) if previous is not None else 0.0
             )
             self.positions[symbol] = position
+            self._exposure.settle(symbol, position.time)
             self._exposure.revalue(symbol, position, self.quotes.get(symbol))
 
     def apply_execution(self, execution: Execution) -> None:
@@ -345,15 +403,16 @@ class RiskView:
 
     def _hold(self, order_id: str, symbol: str, side: Side, quantity: float, price: float | None) -> None:
         with self._lock:
-            if self._exposure.hold(order_id, symbol, side, quantity, price):
-                self._exposure.revalue(symbol, self.positions.get(symbol), self.quotes.get(symbol))
+            position = self.positions.get(symbol)
+            if self._exposure.hold(order_id, symbol, side, quantity, price, _time_of(position)):
+                self._exposure.revalue(symbol, position, self.quotes.get(symbol))
 
     def apply_order_event(self, event: OrderEvent) -> None:
         """A parent leg's step at IB moves its entry from in flight to working (remaining quantity) or ends it."""
         if event.leg is not OrderLeg.PARENT:
             return
         with self._lock:
-            symbol = self._exposure.on_event(event)
+            symbol = self._exposure.on_event(event, _time_of(self.positions.get(event.symbol)))
             if symbol is not None:
                 self._exposure.revalue(symbol, self.positions.get(symbol), self.quotes.get(symbol))
 
@@ -424,6 +483,10 @@ class RiskView:
                 unrealized=self._unrealized_total,
                 account=self.account,
             )
+
+
+def _time_of(position: Position | None) -> datetime | None:
+    return position.time if position is not None else None
 
 
 def _terms_price(order: OrderIntent | RoutedOrder) -> float | None:

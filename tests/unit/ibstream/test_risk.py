@@ -500,7 +500,32 @@ def test_an_order_event_read_before_its_routed_order_counts_once_the_side_is_kno
     assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure()
     view.apply_routed(routed("w1", quantity=200))
     view.apply_routed(routed("w2", quantity=200))
-    assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure(pending_buy=120.0)
+    # 120 working and 80 filled that no position record includes yet.
+    assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure(pending_buy=200.0)
+    view.apply_position(position("AAPL", 80))
+    assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure(position=80.0, pending_buy=120.0)
+
+
+def exposure_after(*steps: Callable[[risk.RiskView], None]) -> risk.SymbolExposure:
+    return view_with(*steps).snapshot("AAPL", "2026-11-24").exposure
+
+
+def test_a_fill_counts_once_never_zero_times_whichever_record_comes_first() -> None:
+    filled = order_event("w1", OrderStatus.FILLED, 0.0, filled=300.0)
+    later = position("AAPL", 300).model_copy(update={"time": NOW + timedelta(milliseconds=5)})
+    stale = position("AAPL", 0).model_copy(update={"time": NOW - timedelta(minutes=5)})
+    # Fill first: the shares stay pending until the position has them.
+    assert exposure_after(working("w1", quantity=300), lambda v: v.apply_order_event(filled)) == risk.SymbolExposure(
+        pending_buy=300.0
+    )
+    both = (working("w1", quantity=300), lambda v: v.apply_order_event(filled), lambda v: v.apply_position(later))
+    assert exposure_after(*both) == risk.SymbolExposure(position=300.0)
+    # Position first (a restarted view reads the topics in any order): the fill is already in it.
+    first = (lambda v: v.apply_position(later), working("w1", quantity=300), lambda v: v.apply_order_event(filled))
+    assert exposure_after(*first) == risk.SymbolExposure(position=300.0)
+    # A position record from before the fill does not include it.
+    old = (lambda v: v.apply_position(stale), working("w1", quantity=300), lambda v: v.apply_order_event(filled))
+    assert exposure_after(*old) == risk.SymbolExposure(pending_buy=300.0)
 
 
 def test_daily_loss_trips_on_an_unrealized_loss() -> None:
@@ -570,7 +595,8 @@ def test_the_running_exposure_matches_a_recount_after_any_sequence() -> None:
                 )
             )
         elif roll < 0.55:
-            view.apply_position(position(symbol, rng.choice([-200, 0, 50, 300]), unrealized=rng.uniform(-50, 50)))
+            held = position(symbol, rng.choice([-200, 0, 50, 300]), unrealized=rng.uniform(-50, 50))
+            view.apply_position(held.model_copy(update={"time": NOW + timedelta(seconds=step)}))
         elif roll < 0.75:
             order = routed(f"o{step}", symbol, rng.choice([Side.BUY, Side.SELL]), float(rng.randint(1, 100)))
             orders[order.order_id] = order
@@ -578,10 +604,11 @@ def test_the_running_exposure_matches_a_recount_after_any_sequence() -> None:
         elif orders:
             order_id = rng.choice(sorted(orders))
             status = rng.choice([OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELLED])
-            remaining = orders[order_id].quantity / 2 if status is OrderStatus.PARTIALLY_FILLED else 0.0
-            if status is OrderStatus.ACKNOWLEDGED:
-                remaining = orders[order_id].quantity
-            view.apply_order_event(order_event(order_id, status, remaining, symbol=orders[order_id].symbol))
+            ordered = orders[order_id].quantity
+            filled = ordered / 2 if status is OrderStatus.PARTIALLY_FILLED else 0.0
+            remaining = ordered - filled if status is not OrderStatus.CANCELLED else 0.0
+            event = order_event(order_id, status, remaining, filled=filled, symbol=orders[order_id].symbol)
+            view.apply_order_event(event.model_copy(update={"event_time": NOW + timedelta(seconds=step)}))
     snapshot = view.snapshot("AAPL", "2026-11-24")
 
     def mark(symbol: str) -> float:
@@ -591,6 +618,8 @@ def test_the_running_exposure_matches_a_recount_after_any_sequence() -> None:
     pending = {s: 0.0 for s in symbols}
     for entry in view._exposure.entries.values():
         pending[entry.symbol] += entry.quantity
+    for symbol, fills in view._exposure.unsettled.items():
+        pending[symbol] += sum(fill.quantity for fill in fills)
     held = sum(abs(p.quantity) * mark(s) for s, p in view.positions.items())
     assert snapshot.position_gross == pytest.approx(held)
     assert snapshot.pending_gross == pytest.approx(sum(q * mark(s) for s, q in pending.items()))
