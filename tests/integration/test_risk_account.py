@@ -268,6 +268,12 @@ def test_opposite_signals_on_one_symbol_leave_one_position(
         positions = {p.symbol: p.quantity for p in running.sim.positions() if p.quantity}
         assert positions == {"AAPL": 10 if winner.side is Side.BUY else -10}
         assert {o.order_ref for o in running.sim.orders()} == {winner.order_id}
+        # A later signal against the filled position (its fill or its position record, whichever risk read first).
+        against = Side.SELL if winner.side is Side.BUY else Side.BUY
+        late = intent("AAPL", against, 5, mid, requested_by="orchestration:zscore_reversion")
+        send(out, (quotes.TOPIC, quote_at("AAPL", ib_quote.bid, ib_quote.ask)), (order_intents.TOPIC, late))
+        assert failed(decided(decisions, late.order_id, worker=worker)) == ["conflicting_position"]
+        assert {p.symbol: p.quantity for p in running.sim.positions() if p.quantity} == positions
     finally:
         worker.stop()
         decisions.close()
