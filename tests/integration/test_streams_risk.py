@@ -170,9 +170,15 @@ def test_a_burst_of_intents_gets_exactly_one_decision_each(settings: Settings, t
     decisions = TopicReader(settings, risk_decisions.TOPIC)
     routed = TopicReader(settings, routed_orders.TOPIC)
     out = producer(settings)
-    # The limits out of the way: 1 500 one-share buys in flight at once count toward the position (issue #20).
+    # The limits out of the way: 1 500 one-share buys in flight at once count toward the position (issue #20), and
+    # the one quote must stay fresh however long a loaded machine takes to decide them all.
     worker = StreamsWorker(
-        settings, tmp_path, "risk", risk_max_orders_per_minute=1_000_000, risk_max_position=1_000_000
+        settings,
+        tmp_path,
+        "risk",
+        risk_max_orders_per_minute=1_000_000,
+        risk_max_position=1_000_000,
+        risk_quote_max_age_seconds=3600,
     ).start()
     try:
         out.send(quotes.TOPIC, fresh_quote("MSFT"))
