@@ -116,6 +116,7 @@ async def _decide(
                 ack = await ctx.emitter.emit_pending(risk_decisions.TOPIC, decision)
             except Exception as error:  # a bug in a check must not stop every other order's decisions
                 log.exception("risk decision failed", extra=extra)
+                view.release_intent(intent.order_id)  # not emitted, so never routed: it holds nothing in flight
                 results[index] = error
                 continue
             made.append(_Decided(index, intent, decision, ack, current_span_context()))
