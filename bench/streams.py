@@ -238,8 +238,16 @@ def intent(order_id: str, symbol: str) -> OrderIntent:
 def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
     out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, settings.kafka.topic_prefix)
     reader = Reader(settings, risk_decisions.TOPIC.name, RiskDecision)
+    # Every intent buys one AAPL share and stays in flight (nothing executes them): lift the position and exposure
+    # limits so each is approved and routed, the path the benchmark measures.
     worker = start_worker(
-        settings, "risk", data, risk_max_orders_per_minute=str(10**6), risk_quote_max_age_seconds="3600"
+        settings,
+        "risk",
+        data,
+        risk_max_orders_per_minute=str(10**6),
+        risk_quote_max_age_seconds="3600",
+        risk_max_position=str(10**9),
+        risk_max_gross_exposure=str(10**12),
     )
     try:
         now = utc_now()

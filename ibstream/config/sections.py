@@ -470,6 +470,14 @@ class RiskSettings(Section):
     price_band_pct: float = Field(default=5.0, gt=0, le=50)
     quote_max_age_seconds: float = Field(default=10.0, gt=0)
     daily_loss_limit: float = Field(default=2_000.0, gt=0)
+    # The newest account.v1 record older than this (wall clock, as execution stamps it) fails the account_state
+    # check: sizing, buying power and the daily loss would be judged on values IB no longer vouches for. Execution
+    # publishes on every change and as a heartbeat (every 30 s by default; keep this well above that heartbeat), and
+    # goes quiet while IB is away, so two minutes of silence means the account stream stopped.
+    account_state_max_age_seconds: float = Field(default=120.0, gt=0)
+    # One net position per symbol: an intent opposite to a held position is rejected (conflicting_position) unless
+    # this lets it through as a reduction (never past flat, never against a working opposite entry).
+    reduce_opposite: bool = False
 
     @model_validator(mode="after")
     def _stop_band_is_ordered(self) -> RiskSettings:

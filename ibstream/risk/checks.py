@@ -11,14 +11,13 @@ from ibstream import ids
 from ibstream.contracts import (
     ControlCommand,
     OrderIntent,
-    Position,
     Quote,
     RiskCheck,
     RiskDecision,
     RoutedOrder,
 )
 from ibstream.contracts.enums import OrderType, Side, TradingState
-from ibstream.risk.view import AccountSnapshot, RiskLimits, RiskView
+from ibstream.risk.view import AccountSnapshot, RiskLimits, RiskView, order_price
 from ibstream.trading_states import ScopeState, reduces_position
 
 
@@ -36,25 +35,10 @@ def reference_price(quote: Quote | None, side: Side) -> float | None:
     return None
 
 
-def mark_price(position: Position, quote: Quote | None) -> float:
-    """What a position is worth per share now: last or mid of the quote, else IB's mark, else its cost."""
-    if quote is not None:
-        if quote.last is not None and quote.last > 0:
-            return quote.last
-        if quote.bid is not None and quote.ask is not None and quote.bid > 0 and quote.ask > 0:
-            return (quote.bid + quote.ask) / 2
-    if position.market_price is not None and position.market_price > 0:
-        return position.market_price
-    return position.avg_cost
-
-
 def entry_price(intent: OrderIntent, reference: float | None) -> float | None:
     """The price the intent expects to pay: its limit (or stop) price, else the market's reference."""
-    if intent.order_type in (OrderType.LMT, OrderType.STP_LMT) and intent.limit_price is not None:
-        return intent.limit_price
-    if intent.order_type is OrderType.STP and intent.stop_price is not None:
-        return intent.stop_price
-    return reference
+    named = order_price(intent.order_type, intent.limit_price, intent.stop_price)
+    return named if named is not None else reference
 
 
 def signed(intent: OrderIntent) -> float:
@@ -68,6 +52,7 @@ class CheckContext:
     limits: RiskLimits
     snapshot: AccountSnapshot
     now: datetime  # market time
+    wall: datetime  # the wall clock (the account record's age: execution stamps it on the wall clock)
     entry: float | None
     reference: float | None
     recent_approvals: int
@@ -80,25 +65,28 @@ def _unpriced(name: str, limit: float | None = None) -> RiskCheck:
 
 
 def check_max_position(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
-    position = ctx.snapshot.positions.get(intent.symbol)
-    after = abs((position.quantity if position else 0.0) + signed(intent))
+    """The position if every entry working or in flight on one side fills and none on the other does, this one
+    included: the worst case either way."""
+    held = ctx.snapshot.exposure
+    buy = held.pending_buy + (intent.quantity if intent.side is Side.BUY else 0.0)
+    sell = held.pending_sell + (intent.quantity if intent.side is Side.SELL else 0.0)
+    after = max(abs(held.position + buy), abs(held.position - sell))
     passed = after <= ctx.limits.max_position
     return RiskCheck(
         name="max_position",
         value=after,
         limit=ctx.limits.max_position,
         passed=passed,
-        reason=f"position after fill {after:g} {'≤' if passed else '>'} {ctx.limits.max_position:g} shares",
+        reason=f"position after fills {after:g} {'≤' if passed else '>'} {ctx.limits.max_position:g} shares "
+        f"(held {held.position:g}, working or in flight +{held.pending_buy:g}/-{held.pending_sell:g})",
     )
 
 
 def check_gross_exposure(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     if ctx.entry is None:
         return _unpriced("max_gross_exposure", ctx.limits.max_gross_exposure)
-    current = sum(
-        abs(p.quantity) * mark_price(p, ctx.snapshot.quotes.get(symbol)) for symbol, p in ctx.snapshot.positions.items()
-    )
-    # Conservative: an order adds its notional even when it reduces a position.
+    current = ctx.snapshot.position_gross + ctx.snapshot.pending_gross
+    # Conservative: an order (and every working or in-flight entry) adds its notional even when it reduces a position.
     after = current + intent.quantity * ctx.entry
     passed = after <= ctx.limits.max_gross_exposure
     return RiskCheck(
@@ -106,7 +94,8 @@ def check_gross_exposure(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
         value=after,
         limit=ctx.limits.max_gross_exposure,
         passed=passed,
-        reason=f"gross exposure after order {after:,.2f} {'≤' if passed else '>'} {ctx.limits.max_gross_exposure:,.2f}",
+        reason=f"gross exposure after order {after:,.2f} {'≤' if passed else '>'} {ctx.limits.max_gross_exposure:,.2f}"
+        f" (positions {ctx.snapshot.position_gross:,.2f}, working or in flight {ctx.snapshot.pending_gross:,.2f})",
     )
 
 
@@ -164,8 +153,18 @@ def check_stop_distance(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     )
 
 
+def equity(ctx: CheckContext) -> tuple[float, str]:
+    """The account's equity and where it came from: IB's NetLiquidation from the newest account record, else the
+    static IBSTREAM_ACCOUNT_EQUITY until the first record arrives."""
+    account = ctx.snapshot.account
+    if account is not None:
+        return account.net_liquidation, "NetLiquidation"
+    return ctx.limits.account_equity, "IBSTREAM_ACCOUNT_EQUITY, no account record yet"
+
+
 def check_risk_per_trade(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
-    budget = ctx.limits.account_equity * ctx.limits.risk_per_trade_pct / 100
+    equity_value, source = equity(ctx)
+    budget = equity_value * ctx.limits.risk_per_trade_pct / 100
     if intent.stop_loss is None:
         return RiskCheck(
             name="risk_per_trade",
@@ -184,7 +183,7 @@ def check_risk_per_trade(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
         limit=budget,
         passed=passed,
         reason=f"loss at stop {at_risk:,.2f} {'≤' if passed else '>'} {ctx.limits.risk_per_trade_pct:g}% of equity "
-        f"({budget:,.2f})",
+        f"{equity_value:,.2f} ({budget:,.2f}; {source})",
     )
 
 
@@ -241,16 +240,131 @@ def check_quote_age(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
     )
 
 
+def todays_pnl(ctx: CheckContext) -> tuple[float, str]:
+    """Today's P&L, realized and unrealized, and where it came from: IB's daily P&L from the newest account record,
+    else its realized + unrealized, else (before any record) the executions' realized P&L of the market day plus the
+    positions' unrealized."""
+    account = ctx.snapshot.account
+    if account is not None and account.daily_pnl is not None:
+        return account.daily_pnl, "IB daily P&L"
+    if account is not None and (account.realized_pnl is not None or account.unrealized_pnl is not None):
+        return (account.realized_pnl or 0.0) + (account.unrealized_pnl or 0.0), "IB realized + unrealized"
+    return ctx.snapshot.realized_today + ctx.snapshot.unrealized, "executions + positions, no account P&L yet"
+
+
 def check_daily_loss(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
-    unrealized = sum(p.unrealized_pnl or 0.0 for p in ctx.snapshot.positions.values())
-    loss = -(ctx.snapshot.realized_today + unrealized)
+    pnl, source = todays_pnl(ctx)
+    loss = -pnl
     passed = loss < ctx.limits.daily_loss_limit
     return RiskCheck(
         name="daily_loss",
         value=loss,
         limit=ctx.limits.daily_loss_limit,
         passed=passed,
-        reason=f"today's loss {loss:,.2f} {'<' if passed else '≥'} limit {ctx.limits.daily_loss_limit:,.2f}",
+        reason=f"today's loss {loss:,.2f} {'<' if passed else '≥'} limit {ctx.limits.daily_loss_limit:,.2f} ({source})",
+    )
+
+
+def check_account_state(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
+    """Fails closed when IB's account values stopped arriving: sizing, buying power and the daily loss read them.
+
+    Before the first record it passes and says so (the static equity is the fallback, as while execution has not
+    yet reported the account after a fresh start); once records have been seen, a silence longer than the limit
+    fails. Aged on the wall clock, as execution stamps the record.
+    """
+    limit = ctx.limits.account_state_max_age_seconds
+    account = ctx.snapshot.account
+    if account is None:
+        return RiskCheck(
+            name="account_state",
+            value=None,
+            limit=limit,
+            passed=True,
+            reason="no account record yet: equity from IBSTREAM_ACCOUNT_EQUITY, no buying power check",
+        )
+    age = (ctx.wall - account.time).total_seconds()
+    passed = age <= limit
+    return RiskCheck(
+        name="account_state",
+        value=age,
+        limit=limit,
+        passed=passed,
+        reason=f"account {account.account} record {age:.1f}s old ({'≤' if passed else '>'} {limit:g}s)",
+    )
+
+
+def _reduces_position(intent: OrderIntent, ctx: CheckContext) -> bool:
+    """Whether the intent only brings the filled position towards flat (with the same side's pending entries)."""
+    held = ctx.snapshot.exposure
+    if intent.side is Side.BUY:
+        return held.position < 0 and held.pending_buy + intent.quantity <= -held.position
+    return held.position > 0 and held.pending_sell + intent.quantity <= held.position
+
+
+def check_buying_power(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
+    """The order's notional within IB's buying power less the entries working or in flight (which IB's figure
+    may not include yet); an order that only reduces the position needs none."""
+    account = ctx.snapshot.account
+    if account is None:
+        return RiskCheck(
+            name="buying_power", value=None, limit=None, passed=True, reason="no account record yet: not checked"
+        )
+    available = account.buying_power - ctx.snapshot.pending_gross
+    if ctx.entry is None:
+        return _unpriced("buying_power", available)
+    notional = intent.quantity * ctx.entry
+    if _reduces_position(intent, ctx):
+        return RiskCheck(
+            name="buying_power",
+            value=notional,
+            limit=available,
+            passed=True,
+            reason="reduces the position: needs no buying power",
+        )
+    passed = notional <= available
+    return RiskCheck(
+        name="buying_power",
+        value=notional,
+        limit=available,
+        passed=passed,
+        reason=f"order notional {notional:,.2f} {'≤' if passed else '>'} buying power {account.buying_power:,.2f} "
+        f"less {ctx.snapshot.pending_gross:,.2f} working or in flight",
+    )
+
+
+def check_conflicting_position(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
+    """One net position per symbol: an intent opposite to the held position or to a working entry is refused, since
+    its own bracket would fight the other's (intents and IB positions carry no strategy, so any holder counts).
+    ``reduce_opposite`` lets one through that only reduces the filled position, never against a working entry.
+    """
+    held = ctx.snapshot.exposure
+    buying = intent.side is Side.BUY
+    opposite_position = held.position < 0 if buying else held.position > 0
+    opposite_working = held.pending_sell if buying else held.pending_buy
+    value = abs(held.position) if opposite_position else 0.0
+    if not opposite_position and opposite_working <= 0:
+        return RiskCheck(
+            name="conflicting_position",
+            value=value,
+            limit=0.0,
+            passed=True,
+            reason=f"no opposite position or working entry in {intent.symbol}",
+        )
+    if ctx.limits.reduce_opposite and opposite_working <= 0 and _reduces_position(intent, ctx):
+        return RiskCheck(
+            name="conflicting_position",
+            value=value,
+            limit=0.0,
+            passed=True,
+            reason=f"reduces the {held.position:g} held in {intent.symbol} (reduce_opposite)",
+        )
+    return RiskCheck(
+        name="conflicting_position",
+        value=value + opposite_working,
+        limit=0.0,
+        passed=False,
+        reason=f"{intent.side} {intent.quantity:g} {intent.symbol} against {held.position:g} held and "
+        f"{opposite_working:g} working on the other side: one net position per symbol",
     )
 
 
@@ -276,7 +390,7 @@ def check_trading_state(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
         # A kill switch's halt is the kill_switch check's to report; one reason per rejection.
         return RiskCheck(name="trading_state", value=0.0, limit=0.0, passed=True, reason="halted by the kill switch")
     if state.state is TradingState.REDUCING:
-        position = ctx.snapshot.positions.get(intent.symbol)
+        position = ctx.snapshot.position
         held = position.quantity if position is not None else 0.0
         if reduces_position(signed(intent), held):
             return RiskCheck(
@@ -296,11 +410,14 @@ def check_trading_state(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
 CHECKS: tuple[Callable[[OrderIntent, CheckContext], RiskCheck], ...] = (
     check_kill_switch,
     check_trading_state,
+    check_account_state,
     check_quote_age,
     check_price_band,
+    check_conflicting_position,
     check_max_position,
     check_gross_exposure,
     check_order_notional,
+    check_buying_power,
     check_stop_distance,
     check_risk_per_trade,
     check_order_rate,
@@ -318,6 +435,7 @@ def context_for(
         limits=limits,
         snapshot=snapshot,
         now=now,
+        wall=wall or now,
         entry=entry_price(intent, reference),
         reference=reference,
         recent_approvals=view.recent_approvals(now, wall),

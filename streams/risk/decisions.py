@@ -66,11 +66,18 @@ async def decide_intents(
     then errs on the strict side (one approval too many counted) and the intent goes to the DLQ.
     """
     results: list[bool | BaseException] = [False] * len(intents)
+    if intents and view.equity_fallback_first_use():
+        log.warning(
+            "no account record (account.v1) yet: sizing on the static IBSTREAM_ACCOUNT_EQUITY until IB reports one",
+            extra={"account_equity": limits.account_equity},
+        )
     made = await _decide(ctx, intents, view, limits, decided, clock, traces, results)
     outcomes = await asyncio.gather(*(item.ack for item in made), return_exceptions=True)
     for item, outcome in zip(made, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             log.error("risk decision not recorded", extra={"order_id": item.intent.order_id, "error": str(outcome)})
+            # Never routed, so never at IB: it must not hold position room as in flight.
+            view.release_intent(item.intent.order_id)
             results[item.index] = outcome
             continue
         await _route(ctx, item, remember)
@@ -102,11 +109,15 @@ async def _decide(
                 # (the intent→decision latency is a wall-clock fact).
                 now = clock()
                 decision = stamp_terms(risk.decide(intent, view, limits, now, wall=utc_now()), intent)
-                # Applied at once: the next intent of the batch is judged with this one's approval counted.
+                # Applied at once: the next intent of the batch is judged with this one's approval counted, and its
+                # quantity in flight (position, exposure, netting) until IB acknowledges or ends it.
                 view.apply_decision(decision, market_time=now)
+                if decision.approved:
+                    view.apply_approved_intent(intent)
                 ack = await ctx.emitter.emit_pending(risk_decisions.TOPIC, decision)
             except Exception as error:  # a bug in a check must not stop every other order's decisions
                 log.exception("risk decision failed", extra=extra)
+                view.release_intent(intent.order_id)  # not emitted, so never routed: it holds nothing in flight
                 results[index] = error
                 continue
             made.append(_Decided(index, intent, decision, ack, current_span_context()))

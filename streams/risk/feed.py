@@ -1,4 +1,5 @@
-"""The risk view feed: every worker reads quotes, positions, executions, control and decisions in full.
+"""The risk view feed: every worker reads quotes, positions, executions, control, decisions, routed orders, order
+events and account states in full.
 
 Risk needs account-wide state (all positions, every symbol's last quote, the kill switch) while intents are
 spread over partitions and workers. Each worker therefore keeps its own replica, read by a consumer with a
@@ -13,7 +14,11 @@ ignored); one that does not decode halts the scope its key names, where a record
 Where each topic starts reading (so a restart rebuilds the view without replaying years of quotes):
 control and positions from the beginning (compacted / latest wins), quotes from a few staleness periods ago,
 executions from the start of the UTC day (daily P&L), decisions from ``decisions_lookback`` ago (dedup of
-redelivered intents across restarts, and the throttle window).
+redelivered intents across restarts, and the throttle window), routed orders and order events from the same lookback
+(the entries working or in flight: an order routed earlier than that and still working is not counted), account
+states from the last ``ACCOUNT_TAIL`` records of each partition (the newest per account is all that counts, and it
+is there however long ago it was written: a worker restarted after IB's account stream stopped still fails
+``account_state`` closed instead of falling back to the static equity).
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ from ibstream.contracts import (
     Heartbeat,
     Record,
     TopicSpec,
+    account_states,
     control,
     executions,
     heartbeats,
+    order_events,
     positions,
     quotes,
     risk_decisions,
+    routed_orders,
     utc_now,
 )
 from ibstream.contracts.serde import Codec, DecodeError
@@ -49,6 +57,9 @@ log = logging.getLogger(__name__)
 
 OFFSET_BEGINNING = -2
 OFFSET_END = -1
+#: Account records read back per partition at startup: the newest is enough, a few more allow for the transaction
+#: markers execution's transactional producer leaves between records.
+ACCOUNT_TAIL = 50
 
 
 def _start_of_day(now: datetime) -> datetime:
@@ -84,6 +95,9 @@ class ViewFeed:
             prefix + executions.TOPIC.name: (executions.TOPIC, view.apply_execution),
             prefix + control.TOPIC.name: (control.TOPIC, view.apply_control),
             prefix + risk_decisions.TOPIC.name: (risk_decisions.TOPIC, view.apply_decision),
+            prefix + routed_orders.TOPIC.name: (routed_orders.TOPIC, view.apply_routed),
+            prefix + order_events.TOPIC.name: (order_events.TOPIC, view.apply_order_event),
+            prefix + account_states.TOPIC.name: (account_states.TOPIC, view.apply_account_state),
         }
         if clock is not None:
             feed_clock = clock
@@ -104,7 +118,7 @@ class ViewFeed:
             return now - timedelta(seconds=max(60.0, 3 * self._settings.risk.quote_max_age_seconds))
         if spec is executions.TOPIC:
             return _start_of_day(now)
-        if spec is risk_decisions.TOPIC:
+        if spec in (risk_decisions.TOPIC, routed_orders.TOPIC, order_events.TOPIC):
             return now - self._decisions_lookback
         if spec is heartbeats.TOPIC:
             return now - timedelta(minutes=1)
@@ -112,10 +126,14 @@ class ViewFeed:
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         now = utc_now()
-        by_time = [p for p in partitions if self._start_time(p.topic, now) is not None]
+        tail = [p for p in partitions if self._specs[p.topic][0] is account_states.TOPIC]
+        by_time = [p for p in partitions if p not in tail and self._start_time(p.topic, now) is not None]
         for p in partitions:
             start = self._start_time(p.topic, now)
             p.offset = OFFSET_BEGINNING if start is None else int(start.timestamp() * 1000)
+        for p in tail:
+            low, high = consumer.get_watermark_offsets(p, timeout=10)
+            p.offset = max(low, high - ACCOUNT_TAIL)
         if by_time:
             found = {(p.topic, p.partition): p.offset for p in consumer.offsets_for_times(by_time, timeout=10)}
             for p in by_time:

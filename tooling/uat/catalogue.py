@@ -26,7 +26,14 @@ RISK_CHECKS = (
     "risk_per_trade",
     "order_rate",
     "daily_loss",
+    "conflicting_position",
 )
+#: Checks of the gate the desk session does not breach yet, and why: both read IB's account values (account.v1),
+#: which ibsim's account stream must provide (and stop, for account_state) before the desk can drill them.
+RISK_CHECKS_NOT_DRILLED = {
+    "account_state": "needs account.v1 records that then stop arriving",
+    "buying_power": "needs account.v1 records with a buying power the desk can exceed",
+}
 
 _RISK_BREACH = {
     "kill_switch": "an order placed while the kill switch is on",
@@ -37,9 +44,10 @@ _RISK_BREACH = {
     "max_gross_exposure": "an order taking gross exposure past 16,000 with 5,700 already held",
     "max_order_notional": "an order of more than 12,000 notional",
     "stop_distance": "an order with a stop 0.05% from entry (minimum 0.2%)",
-    "risk_per_trade": "an order risking more than 0.1% of equity at its stop",
+    "risk_per_trade": "an order risking more than 0.01% of equity (ibsim's 1,000,000) at its stop",
     "order_rate": "six orders within a market minute (limit 5)",
     "daily_loss": "an order after a realized loss beyond the 0.01 daily limit",
+    "conflicting_position": "a sell of 35 shares against 30 held (reduce_opposite lets reductions through, no flip)",
 }
 
 SCENARIOS: tuple[Scenario, ...] = (

@@ -528,8 +528,10 @@ DESK_LIMITS = {
     "IBSTREAM_RISK_MAX_POSITION": "50",
     "IBSTREAM_RISK_MAX_ORDER_NOTIONAL": "12000",
     "IBSTREAM_RISK_MAX_GROSS_EXPOSURE": "16000",
-    "IBSTREAM_ACCOUNT_EQUITY": "100000",
-    "IBSTREAM_RISK_PER_TRADE_PCT": "0.1",
+    # ibsim's account (1 000 000, its NetLiquidation once account.v1 flows, the static equity before): 0.01% of it,
+    # 100, may be lost at a stop either way.
+    "IBSTREAM_ACCOUNT_EQUITY": "1000000",
+    "IBSTREAM_RISK_PER_TRADE_PCT": "0.01",
     "IBSTREAM_RISK_MIN_STOP_PCT": "0.2",
     "IBSTREAM_RISK_MAX_STOP_PCT": "3",
     "IBSTREAM_RISK_PRICE_BAND_PCT": "1",
@@ -537,6 +539,8 @@ DESK_LIMITS = {
     "IBSTREAM_RISK_DAILY_LOSS_LIMIT": "0.01",
     # 30x: quotes every 3 market seconds; a stalled symbol is 200 market seconds old after ~7 wall seconds.
     "IBSTREAM_RISK_QUOTE_MAX_AGE_SECONDS": "60",
+    # The desk closes a position with an opposite order (step 7): a reduction the netting rule lets through.
+    "IBSTREAM_RISK_REDUCE_OPPOSITE": "1",
 }
 #: The order-rate burst's tags: six orders sent back to back against a limit of five a minute.
 RATE_BURST = tuple(f"order_rate_{index}" for index in range(1, 7))
@@ -681,7 +685,16 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     desk.place("price_band", "MSFT", "BUY", 5, limit=round(msft * 0.95, 2), stop_pct=0.5)
     desk.place("stop_distance", "MSFT", "BUY", 5, stop_pct=0.05)
     desk.place("risk_per_trade", "MSFT", "BUY", 20, stop_pct=2.0)
-    for tag in ("max_position", "max_gross_exposure", "price_band", "stop_distance", "risk_per_trade"):
+    # A sell past the 30 held would flip AAPL short: one net position per symbol.
+    desk.place("conflicting_position", "AAPL", "SELL", 35, stop_pct=0.5)
+    for tag in (
+        "max_position",
+        "max_gross_exposure",
+        "price_band",
+        "stop_distance",
+        "risk_per_trade",
+        "conflicting_position",
+    ):
         desk.decided(tag)
     # 5. The broker rejects the next order (approval 2).
     session.sim("/faults/reject_next_order", {"code": 201, "message": "Order rejected - reason: UAT broker reject"})

@@ -121,6 +121,8 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("risk_price_band_pct", "0.7", "risk.price_band_pct", 0.7),
     ("risk_quote_max_age_seconds", "0.7", "risk.quote_max_age_seconds", 0.7),
     ("risk_daily_loss_limit", "0.7", "risk.daily_loss_limit", 0.7),
+    ("risk_account_state_max_age_seconds", "0.7", "risk.account_state_max_age_seconds", 0.7),
+    ("risk_reduce_opposite", "1", "risk.reduce_opposite", True),
     ("uat_required_sessions", "7", "uat.required_sessions", 7),
     ("kafka_security_protocol", "SSL", "kafka.security_protocol", "SSL"),
     ("kafka_sasl_mechanism", "PLAIN", "kafka.sasl_mechanism", "PLAIN"),

@@ -12,18 +12,23 @@ from ibstream import ids, risk
 from ibstream.config import load_settings
 from ibstream.contracts import (
     TERM_FIELDS,
+    AccountState,
     ControlCommand,
     Execution,
+    OrderEvent,
     OrderIntent,
     Position,
     Quote,
     RiskCheck,
     RiskDecision,
+    RoutedOrder,
 )
 from ibstream.contracts.enums import (
     ControlCommandKind,
     ExecutionSource,
     MarketDataSource,
+    OrderLeg,
+    OrderStatus,
     OrderType,
     Side,
     TimeInForce,
@@ -45,6 +50,8 @@ LIMITS = risk.RiskLimits(
     price_band_pct=2.0,
     quote_max_age_seconds=5.0,
     daily_loss_limit=1_000,
+    account_state_max_age_seconds=300,
+    reduce_opposite=False,
 )
 
 
@@ -153,6 +160,76 @@ def approved_decision(n: int, when: datetime) -> RiskDecision:
     )
 
 
+def account(
+    age: float = 5.0,
+    net_liquidation: float = 100_000,
+    buying_power: float = 400_000,
+    daily_pnl: float | None = None,
+    realized: float | None = None,
+    unrealized: float | None = None,
+) -> AccountState:
+    return AccountState(
+        account="DU1",
+        base_currency="USD",
+        net_liquidation=net_liquidation,
+        buying_power=buying_power,
+        available_funds=net_liquidation,
+        excess_liquidity=net_liquidation,
+        gross_position_value=0.0,
+        daily_pnl=daily_pnl,
+        realized_pnl=realized,
+        unrealized_pnl=unrealized,
+        time=NOW - timedelta(seconds=age),
+    )
+
+
+def routed(order_id: str, symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 100.0) -> RoutedOrder:
+    return RoutedOrder(
+        order_id=order_id,
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        order_type=OrderType.LMT,
+        limit_price=100.0,
+        stop_loss=98.0 if side is Side.BUY else 102.0,
+        decision_id=f"d-{order_id}",
+        routed_time=NOW,
+    )
+
+
+def order_event(
+    order_id: str,
+    status: OrderStatus,
+    remaining: float,
+    filled: float = 0.0,
+    symbol: str = "AAPL",
+    leg: OrderLeg = OrderLeg.PARENT,
+) -> OrderEvent:
+    return OrderEvent(
+        event_id=f"{order_id}-{status}-{filled}",
+        order_id=order_id,
+        leg=leg,
+        symbol=symbol,
+        status=status,
+        filled_quantity=filled,
+        remaining_quantity=remaining,
+        source=ExecutionSource.LIVE,
+        event_time=NOW,
+    )
+
+
+def working(
+    order_id: str, symbol: str = "AAPL", side: Side = Side.BUY, quantity: float = 100.0
+) -> Callable[[risk.RiskView], None]:
+    """An entry routed and acknowledged at IB, nothing filled."""
+
+    def setup(view: risk.RiskView) -> None:
+        view.apply_routed(routed(order_id, symbol, side, quantity))
+        view.apply_order_event(order_event(order_id, OrderStatus.ACKNOWLEDGED, quantity, symbol=symbol))
+
+    return setup
+
+
 def view_with(*setup: Callable[[risk.RiskView], None], with_quote: bool = True) -> risk.RiskView:
     view = risk.RiskView()
     if with_quote:
@@ -168,9 +245,15 @@ Case = tuple[str, Callable[[OrderIntent, risk.CheckContext], RiskCheck], OrderIn
 CASES: list[Case] = [
     ("max_position ok", risk.check_max_position, intent(), view_with(lambda v: v.apply_position(position("AAPL", 300))), True),  # noqa: E501
     ("max_position over", risk.check_max_position, intent(), view_with(lambda v: v.apply_position(position("AAPL", 450))), False),  # noqa: E501
+    ("max_position working order counts", risk.check_max_position, intent(), view_with(lambda v: v.apply_position(position("AAPL", 300)), working("w1", quantity=150)), False),  # noqa: E501
+    ("max_position in-flight approval counts", risk.check_max_position, intent(), view_with(lambda v: v.apply_approved_intent(intent(order_id="w1", quantity=450))), False),  # noqa: E501
+    ("max_position ended order no longer counts", risk.check_max_position, intent(), view_with(working("w1", quantity=450), lambda v: v.apply_order_event(order_event("w1", OrderStatus.CANCELLED, 0.0))), True),  # noqa: E501
+    ("max_position partly filled counts its remainder", risk.check_max_position, intent(), view_with(working("w1", quantity=400), lambda v: v.apply_order_event(order_event("w1", OrderStatus.PARTIALLY_FILLED, 100.0, filled=300.0)), lambda v: v.apply_position(position("AAPL", 300))), True),  # noqa: E501
+    ("max_position protective legs do not count", risk.check_max_position, intent(), view_with(lambda v: v.apply_position(position("AAPL", 300)), lambda v: v.apply_order_event(order_event("w1", OrderStatus.ACKNOWLEDGED, 300.0, leg=OrderLeg.STOP_LOSS))), True),  # noqa: E501
     ("max_position short reduces", risk.check_max_position, intent(side=Side.SELL, stop_loss=102.0), view_with(lambda v: v.apply_position(position("AAPL", 450))), True),  # noqa: E501
     ("gross ok", risk.check_gross_exposure, intent(), view_with(lambda v: v.apply_position(position("MSFT", 300))), True),  # noqa: E501
     ("gross over", risk.check_gross_exposure, intent(), view_with(lambda v: v.apply_position(position("MSFT", -450))), False),  # noqa: E501
+    ("gross counts working entries", risk.check_gross_exposure, intent(), view_with(working("w1", symbol="MSFT", quantity=450)), False),  # noqa: E501
     ("notional ok", risk.check_order_notional, intent(quantity=199), view_with(), True),
     ("notional over", risk.check_order_notional, intent(quantity=201), view_with(), False),
     ("notional unpriced", risk.check_order_notional, intent(order_type=OrderType.MKT, limit_price=None), view_with(with_quote=False), False),  # noqa: E501
@@ -181,6 +264,8 @@ CASES: list[Case] = [
     ("stop missing", risk.check_stop_distance, intent(stop_loss=None), view_with(), False),
     ("risk/trade ok", risk.check_risk_per_trade, intent(quantity=500, stop_loss=98.0), view_with(), True),
     ("risk/trade over", risk.check_risk_per_trade, intent(quantity=501, stop_loss=98.0), view_with(), False),
+    ("risk/trade sized on NetLiquidation", risk.check_risk_per_trade, intent(quantity=300, stop_loss=98.0), view_with(lambda v: v.apply_account_state(account(net_liquidation=50_000))), False),  # noqa: E501
+    ("risk/trade static equity before a record", risk.check_risk_per_trade, intent(quantity=300, stop_loss=98.0), view_with(), True),  # noqa: E501
     ("rate ok", risk.check_order_rate, intent(), view_with(lambda v: [v.apply_decision(approved_decision(i, NOW - timedelta(seconds=10))) for i in range(2)]), True),  # noqa: E501
     ("rate over", risk.check_order_rate, intent(), view_with(lambda v: [v.apply_decision(approved_decision(i, NOW - timedelta(seconds=10))) for i in range(3)]), False),  # noqa: E501
     ("rate window slides", risk.check_order_rate, intent(), view_with(lambda v: [v.apply_decision(approved_decision(i, NOW - timedelta(seconds=61))) for i in range(5)]), True),  # noqa: E501
@@ -195,6 +280,24 @@ CASES: list[Case] = [
     ("daily loss hit", risk.check_daily_loss, intent(), view_with(lambda v: v.apply_execution(execution("e1", -600)), lambda v: v.apply_position(position("MSFT", 10, unrealized=-400))), False),  # noqa: E501
     ("daily loss yesterday ignored", risk.check_daily_loss, intent(), view_with(lambda v: v.apply_execution(execution("e1", -5000, NOW - timedelta(days=1)))), True),  # noqa: E501
     ("daily loss exec redelivered once", risk.check_daily_loss, intent(), view_with(lambda v: [v.apply_execution(execution("e1", -600)) for _ in range(2)]), True),  # noqa: E501
+    ("daily loss on IB unrealized", risk.check_daily_loss, intent(), view_with(lambda v: v.apply_account_state(account(realized=0.0, unrealized=-1_200))), False),  # noqa: E501
+    ("daily loss IB daily P&L", risk.check_daily_loss, intent(), view_with(lambda v: v.apply_account_state(account(daily_pnl=-1_500))), False),  # noqa: E501
+    ("daily loss IB over executions", risk.check_daily_loss, intent(), view_with(lambda v: v.apply_execution(execution("e1", -5_000)), lambda v: v.apply_account_state(account(daily_pnl=-100))), True),  # noqa: E501
+    ("account state before any record", risk.check_account_state, intent(), view_with(), True),
+    ("account state fresh", risk.check_account_state, intent(), view_with(lambda v: v.apply_account_state(account(age=299))), True),  # noqa: E501
+    ("account state stale", risk.check_account_state, intent(), view_with(lambda v: v.apply_account_state(account(age=301))), False),  # noqa: E501
+    ("account state older record ignored", risk.check_account_state, intent(), view_with(lambda v: v.apply_account_state(account(age=5)), lambda v: v.apply_account_state(account(age=900))), True),  # noqa: E501
+    ("buying power before any record", risk.check_buying_power, intent(), view_with(), True),
+    ("buying power ok", risk.check_buying_power, intent(), view_with(lambda v: v.apply_account_state(account(buying_power=10_000))), True),  # noqa: E501
+    ("buying power short", risk.check_buying_power, intent(), view_with(lambda v: v.apply_account_state(account(buying_power=9_999))), False),  # noqa: E501
+    ("buying power less working entries", risk.check_buying_power, intent(), view_with(lambda v: v.apply_account_state(account(buying_power=15_000)), working("w1", symbol="MSFT", quantity=60)), False),  # noqa: E501
+    ("buying power reducing order", risk.check_buying_power, intent(side=Side.SELL, stop_loss=102.0), view_with(lambda v: v.apply_position(position("AAPL", 100)), lambda v: v.apply_account_state(account(buying_power=0))), True),  # noqa: E501
+    ("buying power unpriced", risk.check_buying_power, intent(order_type=OrderType.MKT, limit_price=None), view_with(lambda v: v.apply_account_state(account()), with_quote=False), False),  # noqa: E501
+    ("conflict none", risk.check_conflicting_position, intent(), view_with(lambda v: v.apply_position(position("AAPL", 100))), True),  # noqa: E501
+    ("conflict other symbol", risk.check_conflicting_position, intent(side=Side.SELL, stop_loss=102.0), view_with(lambda v: v.apply_position(position("MSFT", 100))), True),  # noqa: E501
+    ("conflict opposite position", risk.check_conflicting_position, intent(side=Side.SELL, stop_loss=102.0), view_with(lambda v: v.apply_position(position("AAPL", 100))), False),  # noqa: E501
+    ("conflict opposite working entry", risk.check_conflicting_position, intent(side=Side.SELL, stop_loss=102.0), view_with(working("w1")), False),  # noqa: E501
+    ("conflict opposite in-flight approval", risk.check_conflicting_position, intent(), view_with(lambda v: v.apply_approved_intent(intent(order_id="w1", side=Side.SELL, stop_loss=102.0))), False),  # noqa: E501
     ("kill switch off", risk.check_kill_switch, intent(), view_with(lambda v: v.apply_control(kill()), lambda v: v.apply_control(kill(ControlCommandKind.KILL_SWITCH_OFF))), True),  # noqa: E501
     ("kill switch on", risk.check_kill_switch, intent(), view_with(lambda v: v.apply_control(kill())), False),
     ("kill switch other symbol", risk.check_kill_switch, intent(), view_with(lambda v: v.apply_control(kill(target="MSFT"))), True),  # noqa: E501
@@ -238,14 +341,18 @@ def test_decision_carries_every_check_and_routes_only_when_all_pass() -> None:
     view = view_with()
     decision = risk.decide(intent(), view, LIMITS, NOW)
     assert decision.approved
+    # account_state, conflicting_position and buying_power are the account-level checks (issue #20).
     assert [check.name for check in decision.checks] == [
         "kill_switch",
         "trading_state",
+        "account_state",
         "stale_quote",
         "price_band",
+        "conflicting_position",
         "max_position",
         "max_gross_exposure",
         "max_order_notional",
+        "buying_power",
         "stop_distance",
         "risk_per_trade",
         "order_rate",
@@ -374,3 +481,180 @@ def test_limits_are_validated_at_startup() -> None:
         load_settings(risk_max_order_notional=0)
     limits = risk.RiskLimits.from_settings(load_settings(risk_max_position=42))
     assert limits.max_position == 42
+
+
+def decide_and_apply(view: risk.RiskView, order: OrderIntent, limits: risk.RiskLimits = LIMITS) -> RiskDecision:
+    """Decide as the streams agent does: the decision applied, an approved intent held in flight."""
+    decision = risk.decide(order, view, limits, NOW)
+    view.apply_decision(decision, market_time=NOW)
+    if decision.approved:
+        view.apply_approved_intent(order)
+    return decision
+
+
+def failed(decision: RiskDecision) -> list[str]:
+    return [check.name for check in decision.checks if not check.passed]
+
+
+#: LIMITS with room for 300-share orders, so only max_position speaks.
+ROOMY = risk.RiskLimits(**{**LIMITS.__dict__, "max_order_notional": 50_000, "max_gross_exposure": 200_000})
+
+
+def test_a_working_order_counts_toward_max_position_until_it_ends() -> None:
+    view = view_with()
+    first = decide_and_apply(view, intent(order_id="first", quantity=300), ROOMY)
+    assert first.approved, failed(first)
+    # In flight (approved, IB has said nothing yet): a second that would breach the limit with it is refused.
+    assert failed(decide_and_apply(view, intent(order_id="second", quantity=300), ROOMY)) == ["max_position"]
+    # Working at IB: still counted.
+    view.apply_order_event(order_event("first", OrderStatus.PENDING_SUBMIT, 300.0))
+    view.apply_order_event(order_event("first", OrderStatus.ACKNOWLEDGED, 300.0))
+    refused = decide_and_apply(view, intent(order_id="third", quantity=300), ROOMY)
+    assert failed(refused) == ["max_position"]
+    assert next(c for c in refused.checks if c.name == "max_position").value == 600
+    # Cancelled: it no longer counts, and a late copy of its routed order does not bring it back.
+    view.apply_order_event(order_event("first", OrderStatus.CANCELLED, 0.0))
+    view.apply_routed(routed("first", quantity=300))
+    assert decide_and_apply(view, intent(order_id="fourth", quantity=300), ROOMY).approved
+
+
+def test_a_filled_entry_counts_once_as_the_position() -> None:
+    view = view_with(working("w1", quantity=300))
+    view.apply_order_event(order_event("w1", OrderStatus.FILLED, 0.0, filled=300.0))
+    view.apply_position(position("AAPL", 300))
+    check = risk.check_max_position(intent(quantity=250), risk.context_for(intent(quantity=250), view, LIMITS, NOW))
+    assert (check.passed, check.value) == (False, 550)
+
+
+def test_an_order_event_read_before_its_routed_order_counts_once_the_side_is_known() -> None:
+    view = view_with()
+    # The view feed reads orders.events.v1 and orders.routed.v1 interleaved: an event can come first.
+    view.apply_order_event(order_event("w1", OrderStatus.PARTIALLY_FILLED, 120.0, filled=80.0))
+    view.apply_order_event(order_event("w2", OrderStatus.CANCELLED, 0.0))
+    assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure()
+    view.apply_routed(routed("w1", quantity=200))
+    view.apply_routed(routed("w2", quantity=200))
+    # 120 working and 80 filled that no position record includes yet.
+    assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure(pending_buy=200.0)
+    view.apply_position(position("AAPL", 80))
+    assert view.snapshot("AAPL", "2026-11-24").exposure == risk.SymbolExposure(position=80.0, pending_buy=120.0)
+
+
+def exposure_after(*steps: Callable[[risk.RiskView], None]) -> risk.SymbolExposure:
+    return view_with(*steps).snapshot("AAPL", "2026-11-24").exposure
+
+
+def test_a_fill_counts_once_never_zero_times_whichever_record_comes_first() -> None:
+    filled = order_event("w1", OrderStatus.FILLED, 0.0, filled=300.0)
+    later = position("AAPL", 300).model_copy(update={"time": NOW + timedelta(milliseconds=5)})
+    stale = position("AAPL", 0).model_copy(update={"time": NOW - timedelta(minutes=5)})
+    # Fill first: the shares stay pending until the position has them.
+    assert exposure_after(working("w1", quantity=300), lambda v: v.apply_order_event(filled)) == risk.SymbolExposure(
+        pending_buy=300.0
+    )
+    both = (working("w1", quantity=300), lambda v: v.apply_order_event(filled), lambda v: v.apply_position(later))
+    assert exposure_after(*both) == risk.SymbolExposure(position=300.0)
+    # Position first (a restarted view reads the topics in any order): the fill is already in it.
+    first = (lambda v: v.apply_position(later), working("w1", quantity=300), lambda v: v.apply_order_event(filled))
+    assert exposure_after(*first) == risk.SymbolExposure(position=300.0)
+    # A position record from before the fill does not include it.
+    old = (lambda v: v.apply_position(stale), working("w1", quantity=300), lambda v: v.apply_order_event(filled))
+    assert exposure_after(*old) == risk.SymbolExposure(pending_buy=300.0)
+
+
+def test_daily_loss_trips_on_an_unrealized_loss() -> None:
+    view = view_with(lambda v: v.apply_account_state(account(daily_pnl=None, realized=0.0, unrealized=-400)))
+    assert decide_and_apply(view, intent(order_id="before")).approved
+    # Nothing realized today; the open positions lost at IB: the day's loss is past the limit.
+    view.apply_account_state(account(age=1.0, daily_pnl=-1_050, realized=0.0, unrealized=-1_050))
+    refused = decide_and_apply(view, intent(order_id="after"))
+    assert failed(refused) == ["daily_loss"]
+    daily = next(c for c in refused.checks if c.name == "daily_loss")
+    assert (daily.value, daily.limit) == (1_050, LIMITS.daily_loss_limit)
+    assert "IB daily P&L" in daily.reason
+
+
+def test_equity_is_net_liquidation_once_a_record_arrives_and_the_fallback_is_noted_once() -> None:
+    view = view_with()
+    assert view.equity_fallback_first_use()
+    assert not view.equity_fallback_first_use()
+    before = risk.check_risk_per_trade(intent(), risk.context_for(intent(), view, LIMITS, NOW))
+    assert before.limit == 1_000 and "IBSTREAM_ACCOUNT_EQUITY" in before.reason
+    view.apply_account_state(account(net_liquidation=80_000))
+    after = risk.check_risk_per_trade(intent(), risk.context_for(intent(), view, LIMITS, NOW))
+    assert after.limit == 800 and "NetLiquidation" in after.reason
+    assert not risk.RiskView(account=account()).equity_fallback_first_use()
+
+
+def test_account_state_fails_closed_once_records_stop() -> None:
+    view = view_with(lambda v: v.apply_account_state(account(age=0.0)))
+    assert decide_and_apply(view, intent(order_id="fresh")).approved
+    # The same record, judged ten minutes of wall clock later: IB's values stopped arriving.
+    later = NOW + timedelta(minutes=10)
+    view.apply_quote(quote(age=0.0).model_copy(update={"event_time": later}))
+    decision = risk.decide(intent(order_id="stale"), view, LIMITS, later)
+    assert failed(decision) == ["account_state"]
+    check = next(c for c in decision.checks if c.name == "account_state")
+    assert check.value == 600 and check.limit == LIMITS.account_state_max_age_seconds
+
+
+def test_opposite_intents_are_refused_unless_reduce_opposite_lets_a_reduction_through() -> None:
+    sell = intent(order_id="sell", side=Side.SELL, quantity=60, stop_loss=102.0)
+    flip = intent(order_id="flip", side=Side.SELL, quantity=150, stop_loss=102.0)
+    view = view_with(lambda v: v.apply_position(position("AAPL", 100)))
+    assert failed(risk.decide(sell, view, LIMITS, NOW)) == ["conflicting_position"]
+    reducing = risk.RiskLimits(**{**LIMITS.__dict__, "reduce_opposite": True})
+    assert risk.decide(sell, view, reducing, NOW).approved
+    # Never past flat, and never against a working entry on the other side.
+    assert failed(risk.decide(flip, view, reducing, NOW)) == ["conflicting_position"]
+    working("w1", quantity=50)(view)
+    assert failed(risk.decide(sell, view, reducing, NOW)) == ["conflicting_position"]
+
+
+def test_the_running_exposure_matches_a_recount_after_any_sequence() -> None:
+    import random
+
+    rng = random.Random(20)
+    view = risk.RiskView()
+    symbols = ["AAPL", "MSFT", "SPY"]
+    orders: dict[str, RoutedOrder] = {}
+    for step in range(2_000):
+        symbol = rng.choice(symbols)
+        roll = rng.random()
+        if roll < 0.4:
+            px = rng.uniform(50, 150)
+            view.apply_quote(
+                quote(symbol, bid=px - 0.01, ask=px + 0.01, age=0.0).model_copy(
+                    update={"last": px, "event_time": NOW + timedelta(seconds=step)}
+                )
+            )
+        elif roll < 0.55:
+            held = position(symbol, rng.choice([-200, 0, 50, 300]), unrealized=rng.uniform(-50, 50))
+            view.apply_position(held.model_copy(update={"time": NOW + timedelta(seconds=step)}))
+        elif roll < 0.75:
+            order = routed(f"o{step}", symbol, rng.choice([Side.BUY, Side.SELL]), float(rng.randint(1, 100)))
+            orders[order.order_id] = order
+            view.apply_routed(order)
+        elif orders:
+            order_id = rng.choice(sorted(orders))
+            status = rng.choice([OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELLED])
+            ordered = orders[order_id].quantity
+            filled = ordered / 2 if status is OrderStatus.PARTIALLY_FILLED else 0.0
+            remaining = ordered - filled if status is not OrderStatus.CANCELLED else 0.0
+            event = order_event(order_id, status, remaining, filled=filled, symbol=orders[order_id].symbol)
+            view.apply_order_event(event.model_copy(update={"event_time": NOW + timedelta(seconds=step)}))
+    snapshot = view.snapshot("AAPL", "2026-11-24")
+
+    def mark(symbol: str) -> float:
+        p, q = view.positions.get(symbol), view.quotes.get(symbol)
+        return risk.mark_price(p, q) if p is not None else (q.last if q is not None and q.last else 100.0)
+
+    pending = {s: 0.0 for s in symbols}
+    for entry in view._exposure.entries.values():
+        pending[entry.symbol] += entry.quantity
+    for symbol, fills in view._exposure.unsettled.items():
+        pending[symbol] += sum(fill.quantity for fill in fills)
+    held = sum(abs(p.quantity) * mark(s) for s, p in view.positions.items())
+    assert snapshot.position_gross == pytest.approx(held)
+    assert snapshot.pending_gross == pytest.approx(sum(q * mark(s) for s, q in pending.items()))
+    assert snapshot.unrealized == pytest.approx(sum(p.unrealized_pnl or 0.0 for p in view.positions.values()))

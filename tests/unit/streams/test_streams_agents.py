@@ -106,6 +106,54 @@ async def test_risk_agent_decides_once_routes_approved_and_dead_letters_garbage(
     assert letters.flushes == 1
 
 
+class AckFailingEmitter(RecordingEmitter):
+    """The broker never acknowledges the decision of ``failing`` (its record is lost)."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    async def emit_pending(self, spec: TopicSpec[R], record: R) -> Awaitable[None]:
+        if isinstance(record, RiskDecision) and record.order_id == self.failing:
+            self.sent.append((spec.name, record))
+
+            async def lost() -> None:
+                raise RuntimeError("delivery timed out")
+
+            return lost()
+        return await super().emit_pending(spec, record)
+
+
+@pytest.mark.asyncio
+async def test_risk_agent_holds_an_approval_in_flight_and_releases_one_never_recorded(tmp_path: Path) -> None:
+    emitter, letters = AckFailingEmitter(failing="o-lost"), RecordingDeadLetters()
+    settings = load_settings(kafka_topic_prefix="unit.", risk_quote_max_age_seconds=1e9)
+    built = build_app(
+        settings, enabled=("risk",), data_dir=tmp_path, emitter=emitter, dead_letters=letters, with_feed=False
+    )
+    assert built.view is not None
+    built.view.apply_quote(quote())
+    built.view.ready.set()
+    built.app.finalize()
+    built.app.flow_control.resume()
+    topic = "unit." + order_intents.TOPIC.name
+    sell = {"side": Side.SELL, "stop_loss": 102.0, "take_profit": 96.0}
+    async with built.agents["risk"].test_context() as agent:
+        # A buy approved (no order event yet), then another run's sell on the same symbol: one net position.
+        await agent.put(key=b"o-buy", value=CODEC.encode(topic, make_intent("o-buy", run_id="donchian")))
+        await agent.put(key=b"o-sell", value=CODEC.encode(topic, make_intent("o-sell", run_id="zscore", **sell)))
+        # MSFT: an approval whose decision is never recorded holds nothing, so the opposite one after it passes.
+        msft = {"symbol": "MSFT"}
+        built.view.apply_quote(quote("MSFT"))
+        await agent.put(key=b"o-lost", value=CODEC.encode(topic, make_intent("o-lost", **msft)))
+        await agent.put(key=b"o-after", value=CODEC.encode(topic, make_intent("o-after", **msft, **sell)))
+
+    verdicts = {d.order_id: [c.name for c in d.checks if not c.passed] for d in emitter.of(RiskDecision)}
+    assert verdicts == {"o-buy": [], "o-sell": ["conflicting_position"], "o-lost": [], "o-after": []}
+    assert [r.order_id for r in emitter.of(RoutedOrder)] == ["o-buy", "o-after"]
+    assert [kind for _, _, kind in letters.routed] == ["processing"]
+
+
 @pytest.mark.asyncio
 async def test_signals_agent_emits_signal_and_transition_once_and_tracks_transitions(tmp_path: Path) -> None:
     emitter, letters = RecordingEmitter(), RecordingDeadLetters()
