@@ -138,7 +138,8 @@ def _streams(app_id: str) -> Identity:
         control.TOPIC,
         risk_decisions.TOPIC,
         order_events.TOPIC,
-        # the risk view's feed (streams.risk.feed)
+        # the risk view's feed (streams.risk.feed): marks, positions, fills, and the entries in flight and working
+        routed_orders.TOPIC,
         quotes.TOPIC,
         positions.TOPIC,
         executions.TOPIC,
