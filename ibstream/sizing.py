@@ -28,9 +28,13 @@ def size_by_risk(entry: float, stop: float, equity: float, risk_pct: float, max_
     distance = abs(entry - stop)
     if distance == 0:
         raise SizingError("stop equals entry: the risk per share is zero")
-    quantity = math.floor(risk_budget(equity, risk_pct) / distance)
+    shares = risk_budget(equity, risk_pct) / distance
     if max_notional is not None:
-        quantity = min(quantity, math.floor(max_notional / entry))
+        shares = min(shares, max_notional / entry)
+    if not math.isfinite(shares):
+        # a stop a hair from its entry, or prices near zero: no sensible size (and floor() of infinity would raise)
+        raise SizingError(f"no finite size for entry {entry} and stop {stop}")
+    quantity = math.floor(shares)
     if quantity < 1:
         raise SizingError(
             f"risk budget {risk_budget(equity, risk_pct):.2f} buys no share at {distance:.4f} risk per share"
