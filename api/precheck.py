@@ -42,8 +42,10 @@ __all__ = ["DEFERRED_CHECKS", "GLOBAL_TARGETS", "Precheck", "PrecheckLimits", "b
 
 log = logging.getLogger(__name__)
 
-#: Checks the gate also runs that depend on the moment the order exists, not on the plan.
-DEFERRED_CHECKS = ("max_gross_exposure", "order_rate", "daily_loss")
+#: Checks the gate also runs that depend on the moment the order exists, not on the plan — and the account checks,
+#: which judge IB's newest account.v1 record, which the pre-check's view does not read (it would show them passing
+#: with "no record").
+DEFERRED_CHECKS = ("max_gross_exposure", "order_rate", "daily_loss", "account_state", "buying_power")
 
 #: The gate's thresholds (the same settings the gate reads).
 PrecheckLimits = risk.RiskLimits

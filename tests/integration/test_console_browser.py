@@ -226,8 +226,9 @@ def test_trader_approves_a_run_and_sees_its_order_fill(browser: Any, console: Co
     plan = scenario.plan
     assert "range breakout" in text and "breakout" in text and "40" in text
     assert f"{plan.stop_loss:g}" in text and f"{plan.take_profit:g}" in text
-    # The pre-check ran the risk limits: a fresh quote, a notional within the limit, the kill switch off.
-    assert page.page.locator(f"{card} .precheck tbody tr").count() == 7
+    # The pre-check ran the risk limits: a fresh quote, a notional within the limit, the kill switch off (every gate
+    # check but the five it defers to the moment the order exists).
+    assert page.page.locator(f"{card} .precheck tbody tr").count() == 9
     for name in ("kill_switch", "stale_quote", "max_order_notional", "stop_distance", "risk_per_trade"):
         row = page.page.locator(f"{card} .precheck tbody tr", has_text=name)
         assert "pass" in row.inner_text(), (name, row.inner_text())
