@@ -187,8 +187,13 @@ def test_account_records_size_trades_bound_buying_power_and_the_days_loss_and_mu
         )
         assert healthy.approved
         time.sleep(31)
+        # (each probe also sends a fresh quote, which may reach the view just after its intent: the first probe
+        # after the pause can also see the old quote stale, so wait for a decision that fails on the account alone)
         stale = probe_until(
-            out, decisions, lambda: intent("AAPL", Side.BUY, 10, 100.0, **limit), lambda d: "account_state" in failed(d)
+            out,
+            decisions,
+            lambda: intent("AAPL", Side.BUY, 10, 100.0, **limit),
+            lambda d: failed(d) == ["account_state"],
         )
         assert failed(stale) == ["account_state"]
         assert worker.log().count("no account record (account.v1) yet") == 1

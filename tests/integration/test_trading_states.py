@@ -96,7 +96,9 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
     out.send(control.TOPIC, command(ControlCommandKind.TRADING_STATE, "AAPL", base + 1, TradingState.REDUCING))
     out.send(control.TOPIC, command(ControlCommandKind.TRADING_STATE, "MSFT", base + 2, TradingState.HALTED))
     out.flush()
-    env = {"risk_max_orders_per_minute": 1000}
+    # Netting refuses an intent against a position another strategy holds unless reduce_opposite lets a pure
+    # reduction through: this test drills the trading states, whose reducing state is for exactly such reductions.
+    env = {"risk_max_orders_per_minute": 1000, "risk_reduce_opposite": True}
     first = StreamsWorker(settings, tmp_path, "risk", name="first", **env).start()
     try:
         send_intents(out, sell("aapl-sell"), intent("aapl-buy"), intent("msft-buy", "MSFT"), intent("spy-buy", "SPY"))
