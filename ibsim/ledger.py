@@ -18,6 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+#: The share of gross position value held as (initial and maintenance) margin: Reg T style 25 % maintenance,
+#: simplified to one rate. What-if answers use it too (:mod:`ibsim.what_if`).
+MARGIN_RATE = 0.25
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -140,7 +144,7 @@ class Ledger:
             gross += abs(value)
             unrealized += value - p.quantity * p.avg_cost
         net_liq = self.cash + net_stock
-        init_margin = 0.25 * gross  # Reg T style 25 % maintenance, simplified to one rate
+        init_margin = MARGIN_RATE * gross
         available = net_liq - init_margin
         return {
             "NetLiquidation": round(net_liq, 2),

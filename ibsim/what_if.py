@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: The share of gross position value the ledger holds as (initial and maintenance) margin.
-MARGIN_RATE = 0.25
+from ibsim.ledger import MARGIN_RATE
 
 
 @dataclass(frozen=True, slots=True)
