@@ -101,7 +101,9 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
     env = {"risk_max_orders_per_minute": 1000, "risk_reduce_opposite": True}
     first = StreamsWorker(settings, tmp_path, "risk", name="first", **env).start()
     try:
-        send_intents(out, sell("aapl-sell"), intent("aapl-buy"), intent("msft-buy", "MSFT"), intent("spy-buy", "SPY"))
+        # The adding buy goes first: once the sell is approved it is in flight, and a buy after it would also be
+        # refused as conflicting_position (opposite to a working entry), which is netting's job, not this test's.
+        send_intents(out, intent("aapl-buy"), sell("aapl-sell"), intent("msft-buy", "MSFT"), intent("spy-buy", "SPY"))
         seen = verdicts(decisions, 4, first)
         assert seen["aapl-sell"] == [], seen  # reduces the long: passes while reducing
         assert seen["aapl-buy"] == ["trading_state"], seen  # adds: refused
@@ -120,7 +122,9 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
     try:
         send_intents(out, intent("aapl-buy-2"), sell("aapl-sell-2"), intent("msft-buy-2", "MSFT"))
         seen = verdicts(decisions, 7, second)
-        assert seen["aapl-buy-2"] == ["trading_state"] and seen["aapl-sell-2"] == [], seen
+        # The first worker's approved aapl-sell is still in flight (no execution acknowledges it here) and the new
+        # worker has read it back: the adding buy is refused by its state and, opposite that sell, by netting.
+        assert seen["aapl-buy-2"] == ["trading_state", "conflicting_position"] and seen["aapl-sell-2"] == [], seen
         assert seen["msft-buy-2"] == ["trading_state"], seen
 
         # An unreadable control record (a newer writer's command, corruption) halts the scope its key names.
