@@ -107,6 +107,12 @@ class ControlCommandKind(StrEnum):
     REJECT_RUN = "reject_run"
     TRIGGER_RUN = "trigger_run"
     TRADING_STATE = "trading_state"
+    # Operator commands on positions and orders (issue #20): flatten a scope; cancel one order, every order in a
+    # scope, or modify a working order's price or quantity (re-judged by risk).
+    FLATTEN = "flatten"
+    CANCEL_ORDER = "cancel_order"
+    CANCEL_ALL = "cancel_all"
+    MODIFY_ORDER = "modify_order"
 
 
 class TradingState(StrEnum):
