@@ -55,6 +55,8 @@ class OrderTerms(Record):
     stop_loss: float | None = None
     take_profit: float | None = None
     time_in_force: TimeInForce = TimeInForce.DAY
+    #: The flatten command this order carries out (see the schema); None for every other order.
+    flatten_id: str | None = None
 
     def terms(self) -> dict[str, Any]:
         """Just the order terms of this record, by name (e.g. to route an intent: ``RoutedOrder(**intent.terms())``)."""

@@ -51,6 +51,7 @@ CHANGED: dict[str, Any] = {
     "stop_loss": 94.99,
     "take_profit": None,
     "time_in_force": TimeInForce.GTC,
+    "flatten_id": "flatten-command-1",
 }
 
 
