@@ -26,7 +26,7 @@ from api.limits import (
     TokenBuckets,
 )
 from api.metrics import RequestMetricsMiddleware
-from api.routes import account, charts, control, orders, pipeline, positions, precheck, probes, runs, signals
+from api.routes import account, charts, control, flatten, orders, pipeline, positions, precheck, probes, runs, signals
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, Settings, get_settings
@@ -51,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     positions.router,
     account.router,
     control.router,
+    flatten.router,
     precheck.router,
     pipeline.router,
     charts.router,

@@ -460,6 +460,42 @@ def test_bad_trading_controls_are_refused_with_422(api: Api, path: str, body: di
     assert len(api.commands.sent) == before  # nothing published
 
 
+def test_a_flatten_command_names_its_scope_actor_and_reason(api: Api) -> None:
+    before = len(api.commands.sent)
+    account = api.post("/v1/control/flatten", {"scope": "account", "reason": "end of day"})
+    symbol = api.post("/v1/control/flatten", {"scope": "AAPL", "reason": "news"})
+    assert account.status_code == 202 and symbol.status_code == 202, (account.text, symbol.text)
+    sent = api.commands.sent[before:]
+    assert [(c.command, c.target, c.actor, c.reason, c.state) for c in sent] == [
+        (ControlCommandKind.FLATTEN, "account", "alice", "end of day", None),
+        (ControlCommandKind.FLATTEN, "AAPL", "alice", "news", None),
+    ]
+    assert sent[0].command_id != sent[1].command_id and symbol.json()["command"] == "flatten"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"scope": "NOTINUNIVERSE", "reason": "x"}, "unknown scope"),
+        ({"scope": "global", "reason": "x"}, "the account is 'account'"),
+        ({"scope": " AAPL", "reason": "x"}, "surrounding space"),
+        ({"scope": "AAPL", "reason": ""}, "no reason"),
+        ({"scope": "AAPL"}, "reason missing"),
+        ({"scope": "AAPL", "reason": "x", "quantity": 5}, "unknown field"),
+    ],
+)
+def test_a_bad_flatten_is_refused_with_422(api: Api, body: dict[str, Any], reason: str) -> None:
+    before = len(api.commands.sent)
+    response = api.post("/v1/control/flatten", body)
+    assert response.status_code == 422, (reason, response.text)
+    assert len(api.commands.sent) == before
+
+
+def test_only_an_admin_flattens(api: Api) -> None:
+    response = api.post("/v1/control/flatten", {"scope": "AAPL", "reason": "x"}, "trader")
+    assert response.status_code == 403 and response.json()["code"] == "forbidden"
+
+
 def test_only_an_admin_sets_a_trading_state(api: Api) -> None:
     response = api.post("/v1/control/trading-state", {"scope": "AAPL", "state": "halted", "reason": "x"}, "trader")
     assert response.status_code == 403 and response.json()["code"] == "forbidden"
