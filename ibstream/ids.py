@@ -33,6 +33,11 @@ def order_id(run_id: str) -> str:
     return _uuid("order", run_id)
 
 
+def flatten_order_id(command_id: str, symbol: str) -> str:
+    """One order per flatten command and symbol: a redelivered command cannot make a second flatten order."""
+    return _uuid("flatten", command_id, symbol)
+
+
 def plan_id(signal_id: str, equity: float, risk_pct: float) -> str:
     """Agent0's plan for a signal under one sizing policy: the same signal and policy give the same plan."""
     return _uuid("plan", signal_id, f"{float(equity):.2f}", f"{float(risk_pct):.4f}")

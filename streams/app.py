@@ -49,7 +49,7 @@ from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, Ro
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
-from streams.orchestration.orchestrator import OrchestrationTables, Orchestrator
+from streams.orchestration.orchestrator import FlattenConfig, OrchestrationTables, Orchestrator
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
@@ -333,12 +333,19 @@ def _add_orchestration(
     built.agents["orchestration-router"] = app.agent(source_topic, name="orchestration-router")(
         orchestration_agents.orchestration_router(built.context, bus, sources)
     )
+    view = built.view
+    flattening = FlattenConfig(
+        positions=None if view is None else view.held_positions,
+        max_age=timedelta(seconds=settings.orchestration.flatten_max_age_seconds),
+        account=settings.execution.account,
+    )
     orchestrator = Orchestrator(
         built.context,
         tables,
         planner,
         orchestration.OrchestrationConfig.from_settings(settings),
         clock=built.clock.now,
+        flattening=flattening,
     )
     built.orchestrator = orchestrator
     built.agents["orchestration"] = app.agent(command_topic, name="orchestration")(

@@ -427,6 +427,9 @@ class OrchestrationSettings(Section):
     approval_mode: Literal["manual", "policy"] = "manual"
     approval_policy_min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
     approval_policy_max_notional: float = Field(default=10_000.0, gt=0)
+    # A flatten command older than this when orchestration reads it is ignored, not carried out: a control.v1 replay
+    # (a new consumer group reads the compacted topic from its beginning) must not close positions nobody asked to.
+    flatten_max_age_seconds: float = Field(default=60.0, gt=0)
 
 
 class Agent0Settings(Section):

@@ -494,6 +494,14 @@ class RiskView:
             restricted = self.trading.restricted().items()
             return {scope: state.describe() for scope, state in restricted if not state.kill_switch}
 
+    def held_positions(self) -> dict[str, float] | None:
+        """symbol → signed quantity of every position IB reported (a flatten's scope); None until the feed has read
+        every topic up to its end as of startup (a position not yet read must not be left open)."""
+        if not self.ready.is_set():
+            return None
+        with self._lock:
+            return {symbol: position.quantity for symbol, position in self.positions.items()}
+
     def snapshot(self, symbol: str, day: str) -> AccountSnapshot:
         """A consistent copy of what one decision needs: the running aggregates, no scan."""
         with self._lock:

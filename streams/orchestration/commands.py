@@ -46,7 +46,9 @@ def command_key(record: Record) -> str | None:
             return ids.order_id(ids.run_id(record.target))
         if record.command in RUN_COMMANDS:
             return ids.order_id(record.target)
-        return None  # the kill switch is risk's and execution's business
+        if record.command is ControlCommandKind.FLATTEN:
+            return f"flatten:{record.command_id}"  # no run: any partition will do, one command on one
+        return None  # the kill switch and trading states are risk's and execution's business
     if isinstance(record, RiskDecision | OrderEvent):
         return record.order_id
     return None

@@ -5,12 +5,13 @@ pure step (``streams.orchestration.lifecycle``), emit the step's records, store 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from opentelemetry.trace import SpanContext
@@ -32,7 +33,7 @@ from ibstream.contracts.enums import ControlCommandKind, RunState
 from ibstream.telemetry import consume_span, current_span_context, log_context
 from streams.context import AgentContext
 from streams.observability import RunClock
-from streams.orchestration import commands, lifecycle, machine
+from streams.orchestration import commands, flatten, lifecycle, machine
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,36 @@ def _correlation(kind: commands.CommandKind, record: Record | None, data: Mappin
     if isinstance(record, ControlCommand):
         if record.command is ControlCommandKind.TRIGGER_RUN:
             return {"signal_id": record.target, "run_id": ids.run_id(record.target)}
+        if record.command is ControlCommandKind.FLATTEN:
+            return {"command_id": record.command_id, "scope": record.target}
         return {"run_id": record.target, "order_id": ids.order_id(record.target)}
     if isinstance(record, RiskDecision | OrderEvent):
         return {"order_id": record.order_id}
     found = {name: str(data[name]) for name in ("run_id", "signal_id") if data.get(name)}
     return {"kind": kind.value, **found}
+
+
+@dataclass
+class FlattenConfig:
+    """What a flatten command needs: the positions orchestration sees (symbol → signed quantity; None until its
+    feed has caught up), how old a command may be, and the account id (a target naming it means the account)."""
+
+    positions: Callable[[], Mapping[str, float] | None] | None = None
+    max_age: timedelta = timedelta(seconds=60)
+    account: str | None = None
+    #: How long to wait for the positions feed to catch up before giving up on a flatten.
+    wait_seconds: float = 10.0
+
+    async def held_positions(self) -> Mapping[str, float] | None:
+        """The positions, waiting up to ``wait_seconds`` for the feed; None if they are still unknown."""
+        if self.positions is None:
+            return None
+        deadline = time.monotonic() + self.wait_seconds
+        held = self.positions()
+        while held is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            held = self.positions()
+        return held
 
 
 class Orchestrator:
@@ -95,8 +121,10 @@ class Orchestrator:
         planner: machine.Planner,
         config: lifecycle.OrchestrationConfig,
         clock: Callable[[], datetime] = utc_now,
+        flattening: FlattenConfig | None = None,
     ) -> None:
         self.ctx = ctx
+        self.flattening = flattening or FlattenConfig()
         self.tables = tables
         self.planner = planner
         self.config = config
@@ -155,6 +183,8 @@ class Orchestrator:
         if isinstance(record, ControlCommand):
             if record.command is ControlCommandKind.TRIGGER_RUN:
                 return await self._on_trigger(record, now)
+            if record.command is ControlCommandKind.FLATTEN:
+                return await self._on_flatten(record, now)
             entry = self._entry(record.target)
             if entry is None:
                 return f"{record.command.value} ignored: unknown run"
@@ -170,6 +200,31 @@ class Orchestrator:
                 return await self._apply(lifecycle.on_decision(entry, record, now))
             return await self._apply(lifecycle.on_order_event(entry, record, now))
         return await self._on_tick(data.get("run_id"), data.get("signal_id"), now)
+
+    async def _on_flatten(self, command: ControlCommand, now: datetime) -> str:
+        """A flatten command: one market intent per held symbol in scope (``streams.orchestration.flatten``)."""
+        config = self.flattening
+        if flatten.is_stale(command, utc_now(), config.max_age):
+            log.warning("stale flatten command ignored", extra={"issued_time": command.issued_time.isoformat()})
+            return "flatten ignored: stale"
+        held = await config.held_positions()
+        if held is None:
+            log.error("flatten not carried out: the positions are not known yet", extra={"actor": command.actor})
+            return "flatten failed: positions unknown"
+        intents = flatten.flatten_intents(command, held, now, config.account)
+        for intent in intents:
+            await self.ctx.emitter.emit(order_intents.TOPIC, intent, wait=True)
+            log.warning(
+                "flatten intent",
+                extra={
+                    "order_id": intent.order_id,
+                    "symbol": intent.symbol,
+                    "side": intent.side.value,
+                    "quantity": intent.quantity,
+                    "actor": command.actor,
+                },
+            )
+        return f"flatten: {len(intents)} intents"
 
     def _entry(self, run_id: str) -> lifecycle.RunEntry | None:
         data = self.tables.runs.get(run_id)

@@ -98,6 +98,7 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("approval_mode", "policy", "orchestration.approval_mode", "policy"),
     ("approval_policy_min_confidence", "0.7", "orchestration.approval_policy_min_confidence", 0.7),
     ("approval_policy_max_notional", "0.7", "orchestration.approval_policy_max_notional", 0.7),
+    ("orchestration_flatten_max_age_seconds", "7", "orchestration.flatten_max_age_seconds", 7.0),
     ("agent0_url", "http://agent0:8093", "agent0.url", "http://agent0:8093"),
     ("agent0_host", "x_1", "agent0.host", "x_1"),
     ("agent0_port", "12345", "agent0.port", 12345),
