@@ -425,6 +425,51 @@ CHECKS: tuple[Callable[[OrderIntent, CheckContext], RiskCheck], ...] = (
 )
 
 
+#: Why these checks do not apply to a flatten (an intent carrying ``flatten_id``): it passes them and the reason says
+#: so. Every other check (kill_switch, trading_state, conflicting_position, max_position, and any check added later:
+#: fail closed) is a gate a flatten passes only if it closes the position and no further, halted or not.
+FLATTEN_EXEMPT: dict[str, str] = {
+    "account_state": "a flatten closes the position whatever IB's account values say",
+    "stale_quote": "a market flatten closes at whatever the quote is",
+    "price_band": "a market flatten trades at the quote",
+    "max_gross_exposure": "a flatten only takes exposure off",
+    "max_order_notional": "a flatten closes the position whatever its size",
+    "buying_power": "a flatten only takes exposure off",
+    "stop_distance": "a flatten needs no stop: it leaves no position to protect",
+    "risk_per_trade": "a flatten needs no stop: it leaves no position to protect",
+    "order_rate": "a flatten is never throttled",
+    "daily_loss": "a flatten stops losses, a loss never blocks it",
+}
+
+
+def flatten_verdict(intent: OrderIntent, ctx: CheckContext) -> tuple[bool, str]:
+    """Whether a flatten intent closes the filled position and no further (counting the entries working or in flight
+    on its side, e.g. an earlier flatten not yet filled), and why."""
+    held = ctx.snapshot.exposure
+    pending = held.pending_sell if intent.side is Side.SELL else held.pending_buy
+    what = f"flatten {intent.flatten_id}: {intent.side} {intent.quantity:g} {intent.symbol}"
+    if _reduces_position(intent, ctx):
+        return True, f"{what} closes the {held.position:g} held ({pending:g} more working on that side)"
+    return False, (
+        f"{what} does not close the {held.position:g} held ({pending:g} working on that side): a flatten may only "
+        "bring the position to flat"
+    )
+
+
+def judge_flatten(intent: OrderIntent, ctx: CheckContext, checks: list[RiskCheck]) -> list[RiskCheck]:
+    """A flatten's checks: the gates pass only if it closes the position; the rest pass and say why they do not apply
+    (their value and limit kept for the record)."""
+    closes, why = flatten_verdict(intent, ctx)
+    judged = []
+    for check in checks:
+        if check.name in FLATTEN_EXEMPT:
+            reason = f"not applied to a flatten ({FLATTEN_EXEMPT[check.name]}): {check.reason}"
+            judged.append(check.model_copy(update={"passed": True, "reason": reason}))
+        else:
+            judged.append(check.model_copy(update={"passed": closes, "reason": why}))
+    return judged
+
+
 def context_for(
     intent: OrderIntent, view: RiskView, limits: RiskLimits, now: datetime, wall: datetime | None = None
 ) -> CheckContext:
@@ -459,6 +504,8 @@ def decide(
     """
     ctx = context_for(intent, view, limits, now, wall)
     checks = [check(intent, ctx) for check in CHECKS]
+    if intent.flatten_id is not None:
+        checks = judge_flatten(intent, ctx, checks)
     return RiskDecision(
         decision_id=ids.decision_id(intent.order_id),
         order_id=intent.order_id,
