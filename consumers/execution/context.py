@@ -26,6 +26,8 @@ class Context:
     generation: int = 0
     #: IB's nextValidId, the floor for new IB order ids (with the journal's high-water mark and the book's ids).
     next_valid_id: int = 0
+    #: Flatten orders placed and not yet ended: order_id → symbol (``consumers.execution.flatten``).
+    flatten_orders: dict[str, str] = field(default_factory=dict)
 
     @property
     def client_id(self) -> int:

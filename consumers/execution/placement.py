@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
+from consumers.execution.flatten import is_flatten
 from consumers.execution.journal import InDoubt
 from consumers.execution.mapping import InvalidOrderError, LegPlan, legs_of, plan_legs, validate
 from consumers.execution.outbox import Outbox
@@ -84,6 +85,8 @@ class Placement:
         if self.crash.no_dedup:  # test hook (crash.NO_DEDUP_ENV): forget what IB and the journal know
             at_ib, filled_at_ib, entry = [], [], None
         self.reporter.routed_times[order_id] = order.routed_time
+        if is_flatten(order):
+            self.ctx.flatten_orders[order_id] = order.symbol
         if at_ib or filled_at_ib:
             log.warning(
                 "order already at IB (a previous attempt placed it); adopting, not placing",
@@ -95,7 +98,9 @@ class Placement:
         return True
 
     def _refusal(self, order: RoutedOrder) -> str | None:
-        refusal = self.kill_switch.refusal(order.symbol)
+        # A flatten goes through a halted scope: closing the position is what a halt wants (risk approved it only
+        # because it closes the position and no further).
+        refusal = None if is_flatten(order) else self.kill_switch.refusal(order.symbol)
         if refusal is not None:
             return refusal
         try:

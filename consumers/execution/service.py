@@ -38,6 +38,7 @@ from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
 from consumers.execution.decisions import DecisionGate, Verdict
 from consumers.execution.fills import FillPairing
+from consumers.execution.flatten import Flattens
 from consumers.execution.ib_events import OrderEvents
 from consumers.execution.intake import Intake
 from consumers.execution.journal import Journal
@@ -120,6 +121,7 @@ class Executor:
             crash,
             lambda symbol: self._ask_ib(symbol=symbol),
         )
+        self.flattens = Flattens(self.ctx)
         self.account_feed = AccountFeed(
             self.ctx,
             self.outbox,
@@ -215,6 +217,7 @@ class Executor:
         message = self.intake.poll_routed(self.state is State.READY)
         if message is not None:
             self._handle_routed(message)
+        self.flattens.sweep()
         self.fills.expire()
         self.account_feed.tick()
         self._flush()

@@ -122,8 +122,8 @@ class KillSwitch:
         everything = target in GLOBAL_TARGETS or target == self.ctx.account
         cancelled = kept = 0
         for order_id, order in self.ctx.book.orders.items():
-            if not everything and order.symbol != target:
-                continue
+            if (not everything and order.symbol != target) or order_id in self.ctx.flatten_orders:
+                continue  # out of scope, or a flatten: it closes a position, the kill switch lets it work
             parent = order.legs.get(OrderLeg.PARENT)
             for leg in order.open_legs():
                 if leg.leg is not OrderLeg.PARENT and not stray_child(parent):
