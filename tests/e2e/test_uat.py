@@ -58,6 +58,7 @@ def test_uat_campaign_on_ibsim_passes_with_evidence(kafka_bootstrap: str, tmp_pa
     assert results["order.partial_fill"].figures["executions"] >= 3
     assert results["order.broker_reject"].figures["broker_code"] == 201
     assert results["control.kill_switch"].figures["resting_order_at_ibsim"] == "Cancelled"
+    assert results["control.flatten"].figures["ibsim_after"] == {"position": 0.0, "working_orders": 0}
     assert results["kafka.broker_restart"].figures["dead_letters"] == 0
     assert all(e.query for r in run.results for e in r.evidence)
 

@@ -181,6 +181,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "control.flatten",
+        "desk",
+        "flatten closes a position at market through risk and execution",
+        (
+            "POST /v1/control/flatten for AAPL (the day's loss limit already hit): risk approves the flatten order and "
+            "it fills",
+            "ibsim's AAPL position is 0 and no AAPL order is working (the bracket's stop and target are cancelled)",
+        ),
+    ),
+    Scenario(
         "kafka.broker_restart",
         "desk",
         "the Kafka broker restarts under the running pipeline",

@@ -640,6 +640,37 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, session: Ses
     raise UatError(f"desk: {what} did not happen within {timeout:.0f}s")
 
 
+#: ibsim's order statuses of an order that is done (ibsim.order_values.TERMINAL; tooling does not import ibsim).
+IBSIM_DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+def at_ibsim(positions: list[dict[str, Any]], orders: list[dict[str, Any]], symbol: str) -> tuple[float, int]:
+    """(position, working orders) of ``symbol`` in ibsim's /positions and /orders answers."""
+    held = sum(float(p["quantity"]) for p in positions if p.get("symbol") == symbol)
+    working = [o for o in orders if o.get("request", {}).get("symbol") == symbol and o.get("status") not in IBSIM_DONE]
+    return held, len(working)
+
+
+def _desk_flatten(session: Session, desk: Desk, marks: dict[str, Any], symbol: str) -> None:
+    """POST /v1/control/flatten for ``symbol``; wait until ibsim holds none of it and has no order of it working."""
+    from ibstream import ids
+
+    marks["flatten_held_before"] = at_ibsim(session.sim("/positions"), session.sim("/orders"), symbol)[0]
+    accepted = session.api_post("/v1/control/flatten", {"scope": symbol, "reason": "UAT flatten drill"}, "admin")
+    desk.orders["flatten"] = ids.flatten_order_id(accepted["command_id"], symbol)
+    session.note(f"flatten {symbol} (held {marks['flatten_held_before']:g})")
+    if marks["flatten_held_before"] != 0:
+        desk.status("flatten", "filled", timeout=60)
+
+    def flat() -> bool:
+        return at_ibsim(session.sim("/positions"), session.sim("/orders"), symbol) == (0.0, 0)
+
+    try:
+        _wait(f"{symbol} flat at ibsim with no working order", flat, 30, session)
+    finally:
+        marks["flatten_at_ibsim"] = at_ibsim(session.sim("/positions"), session.sim("/orders"), symbol)
+
+
 def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack: Any) -> None:
     """The desk's orders, in an order that keeps each breach to one check where the limits allow."""
     limits = {k.removeprefix("IBSTREAM_").lower(): float(v) for k, v in session.plan.env.items()}
@@ -739,6 +770,8 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     # 8. An order after a realized loss: daily_loss.
     desk.place("daily_loss", "MSFT", "BUY", 5)
     desk.decided("daily_loss")
+    # 8b. Flatten AAPL (the 30 held since step 3) through the API: it passes although the day's loss limit is hit.
+    _desk_flatten(session, desk, marks, "AAPL")
     # 9. Kafka broker restart under the running pipeline; an order afterwards must still be decided.
     marks["broker_down_at"] = dt.datetime.now(dt.UTC)
     own_stack.down()
@@ -915,6 +948,8 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
     kill.attach(ev["kill_commands"], order_evidence("resting", "kill_switch", "fill"))
     results.append(kill.result())
 
+    results.append(_judge_flatten(decisions, statuses, marks, order_evidence("partial_fill", "flatten")))
+
     broker = _judge("kafka.broker_restart")
     bars = by_key(ev["bars_after_broker_restart"])
     broker.figure("bars_after_restart", bars)
@@ -926,6 +961,31 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
     broker.attach(ev["bars_after_broker_restart"], ev["dead_letters"], order_evidence("after_broker_restart"))
     results.append(broker.result())
     return results
+
+
+def _judge_flatten(
+    decisions: dict[str, Any], statuses: dict[str, Any], marks: dict[str, Any], orders: Evidence
+) -> ScenarioResult:
+    flatten = _judge("control.flatten")
+    held_before = marks.get("flatten_held_before", 0)
+    position, working = marks.get("flatten_at_ibsim", (None, None))
+    decision, status = decisions.get("flatten", {}), statuses.get("flatten", {})
+    flatten.figure("held_before", held_before)
+    flatten.figure("ibsim_after", {"position": position, "working_orders": working})
+    flatten.expect(held_before != 0, "no AAPL position left to flatten (its bracket closed it first): drill not run")
+    flatten.expect(bool(decision.get("approved")), f"the flatten was not approved ({decision.get('failed_checks')})")
+    flatten.expect(status.get("status") == "filled", f"the flatten's final status is {status.get('status')}")
+    flatten.expect(position == 0, f"ibsim still holds {position} AAPL after the flatten")
+    flatten.expect(working == 0, f"{working} AAPL orders still working at ibsim after the flatten")
+    ibsim = Evidence(
+        "ibsim_after_flatten",
+        "ibsim",
+        "GET /positions, GET /orders",
+        ["position", "working_orders"],
+        [[position, working]],
+    )
+    flatten.attach(orders, ibsim)
+    return flatten.result()
 
 
 SESSION_RUNNERS: dict[str, Callable[[Settings, Path, str], list[ScenarioResult]]] = {

@@ -10,7 +10,7 @@ import pytest
 from tooling.uat.catalogue import BY_ID, RISK_CHECKS, RISK_CHECKS_NOT_DRILLED, SCENARIOS, SESSIONS
 from tooling.uat.model import Evidence, Judge, summarise
 from tooling.uat.report import render_html, render_markdown, verdict
-from tooling.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk
+from tooling.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk, at_ibsim
 
 
 def test_go_needs_the_required_consecutive_passes_newest_first() -> None:
@@ -82,6 +82,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         *RATE_BURST,
         "close",
         "daily_loss",
+        "flatten",
         "after_broker_restart",
     ]
     orders = {tag: f"id-{tag}" for tag in tags}
@@ -97,6 +98,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "resting": "cancelled",
         "fill": "filled",
         "close": "filled",
+        "flatten": "filled",
     }
     final = [
         [orders[t], s, 0.0, ["partially_filled", s] if t == "partial_fill" else [s], 201 if s == "rejected" else None]
@@ -131,7 +133,12 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         ),
         "dead_letters": Evidence("d", "warehouse", "…", ["count()"], [[0]]),
     }
-    marks = {"desk": orders, "orders": [{"order_ref": orders["resting"], "status": "Cancelled"}]}
+    marks = {
+        "desk": orders,
+        "orders": [{"order_ref": orders["resting"], "status": "Cancelled"}],
+        "flatten_held_before": 30.0,
+        "flatten_at_ibsim": (0.0, 0),
+    }
     return ev, marks
 
 
@@ -150,6 +157,32 @@ def test_a_check_that_never_fires_fails_its_own_scenario(broken: str) -> None:
     assert any(f"`{broken}`" in failure for failure in results[f"risk.{broken}"].failures)
     others = {rid for rid, r in results.items() if not r.passed and rid.startswith("risk.")}
     assert others == {f"risk.{broken}"}
+
+
+@pytest.mark.parametrize(
+    ("marks", "failure"),
+    [
+        ({"flatten_at_ibsim": (10.0, 0)}, "ibsim still holds 10.0 AAPL"),
+        ({"flatten_at_ibsim": (0.0, 2)}, "2 AAPL orders still working"),
+        ({"flatten_held_before": 0.0}, "no AAPL position left to flatten"),
+    ],
+)
+def test_a_flatten_that_leaves_a_position_or_a_working_order_fails(marks: dict[str, Any], failure: str) -> None:
+    ev, good = _desk_evidence()
+    results = {r.id: r for r in _judge_desk(ev, {**good, **marks}, DESK_PLAN)}
+    assert not results["control.flatten"].passed
+    assert any(failure in f for f in results["control.flatten"].failures), results["control.flatten"].failures
+
+
+def test_ibsim_answers_give_the_symbols_position_and_working_orders() -> None:
+    positions = [{"symbol": "AAPL", "quantity": 0.0}, {"symbol": "MSFT", "quantity": 5.0}]
+    orders = [
+        {"request": {"symbol": "AAPL"}, "status": "Cancelled"},
+        {"request": {"symbol": "AAPL"}, "status": "Filled"},
+        {"request": {"symbol": "MSFT"}, "status": "Submitted"},
+    ]
+    assert at_ibsim(positions, orders, "AAPL") == (0.0, 0)
+    assert at_ibsim(positions, orders, "MSFT") == (5.0, 1)
 
 
 def test_report_shows_each_scenario_its_failures_and_the_evidence_sql() -> None:
