@@ -246,6 +246,25 @@ def test_an_unprotected_position_execution_alerted_on_is_not_a_violation() -> No
     assert "open_positions_keep_their_stops" not in _violations(checker)
 
 
+def test_an_unprotected_position_an_operator_flattened_is_not_a_violation() -> None:
+    # The flatten's stop cancel has gone out while a later fill (or the flatten's own remainder) left shares open.
+    checker, _ = _world([_ib_order(7), _ib_stop(8, 7, 10, "Cancelled")], [{"symbol": "AAPL", "quantity": 10.0}])
+    assert "open_positions_keep_their_stops" in _violations(checker)
+    flatten = RoutedOrder(
+        order_id="flat-1",
+        symbol="AAPL",
+        side=Side.SELL,
+        quantity=10.0,
+        order_type=OrderType.MKT,
+        flatten_id="cmd-1",
+        decision_id="d2",
+        routed_time=T0,
+    )
+    routed = [r for _, r in checker.decoded(routed_orders.TOPIC)]
+    checker.raw[routed_orders.TOPIC.name] = _raw(routed_orders.TOPIC, [*routed, flatten])
+    assert "open_positions_keep_their_stops" not in _violations(checker)
+
+
 def test_a_duplicate_order_at_ibsim_is_reported_with_its_order_id() -> None:
     checker, order_id = _world([_ib_order(7), _ib_order(12)], [{"symbol": "AAPL", "quantity": 10.0}])
     found = _violations(checker)

@@ -438,8 +438,10 @@ class Checker:
             "open_positions_keep_their_stops",
             "every open position at ibsim is covered by working protective orders (stops) on its closing side, "
             "unless execution raised the critical alert kill_switch_unprotected for it (a partly filled entry whose "
-            "cancel took its stop: the operator must flatten or protect it)",
+            "cancel took its stop: the operator must flatten or protect it) or an operator flattened it (a routed "
+            "order with flatten_id for the symbol: its stops are cancelled once the flatten fills)",
         )
+        flattened = {order.symbol for order in self.routed if order.flatten_id is not None}
         alerted = {
             alert.symbol or alert.details.get("symbol", "")
             for _, alert in self.decoded(alerts.TOPIC)
@@ -448,7 +450,7 @@ class Checker:
         open_positions = [p for p in self.truth_positions if abs(float(p["quantity"])) > QTY_EPSILON]
         result.checked = len(open_positions)
         for symbol, (quantity, covered) in sorted(unprotected_positions(open_positions, self.truth_orders).items()):
-            if symbol not in alerted:
+            if symbol not in alerted and symbol not in flattened:
                 result.fail(symbol, f"position {quantity:g} at ibsim, working stops cover {covered:g}")
         return result
 
