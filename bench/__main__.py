@@ -27,6 +27,7 @@ SUBPROCESS_BENCHES = {
     "streams": "bench.streams",
     "ibsim": "bench.ibsim",
     "pipeline": "bench.pipeline",
+    "killswitch": "bench.killswitch",
 }
 
 
@@ -46,7 +47,9 @@ def _run_module(module: str, arguments: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", nargs="*", help="subset: baseline producer serde sink streams ibsim")
+    parser.add_argument(
+        "--only", nargs="*", help="subset: baseline producer serde sink streams ibsim pipeline killswitch"
+    )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
