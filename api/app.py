@@ -113,16 +113,17 @@ def create_app(
 
 
 def _document_trading_scopes(app: FastAPI, settings: Settings) -> None:
-    """The OpenAPI document lists the trading-state scopes this deployment knows (the account and the configured
-    universe), so a client sees them as the enum the route enforces (422 ``unknown_scope`` otherwise)."""
+    """The OpenAPI document lists the trading-state and flatten scopes this deployment knows (the account and the
+    configured universe), so a client sees them as the enum the route enforces (422 ``unknown_scope`` otherwise)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
-            scope = document["components"]["schemas"]["TradingStateRequest"]["properties"]["scope"]
-            scope.pop("pattern", None)
-            scope["enum"] = [ACCOUNT, *settings.feed.symbols]
+            for body in ("TradingStateRequest", "FlattenRequest"):
+                scope = document["components"]["schemas"][body]["properties"]["scope"]
+                scope.pop("pattern", None)
+                scope["enum"] = [ACCOUNT, *settings.feed.symbols]
             app.openapi_schema = document
         return app.openapi_schema
 
