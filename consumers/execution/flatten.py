@@ -28,10 +28,15 @@ def is_flatten(order: RoutedOrder) -> bool:
 
 
 def protective_legs(book: Book, symbol: str, flatten_order_id: str) -> list[tuple[str, LegState]]:
-    """(order_id, leg) of every stop loss and take profit still working for ``symbol``, other than the flatten's."""
+    """(order_id, leg) of every stop loss and take profit still working for ``symbol``, other than the flatten's,
+    except the children of an entry still working with nothing filled: they protect no position yet and go with
+    their entry's cancel (the kill switch's business, not the flatten's)."""
     found = []
     for order_id, order in book.orders.items():
         if order.symbol != symbol or order_id == flatten_order_id:
+            continue
+        parent = order.legs.get(OrderLeg.PARENT)
+        if parent is not None and parent.is_open and parent.filled <= 0:
             continue
         found += [(order_id, leg) for leg in order.open_legs() if leg.leg is not OrderLeg.PARENT]
     return found

@@ -49,6 +49,10 @@ def test_a_filled_flatten_cancels_the_protective_legs_of_its_symbol_only(tmp_pat
     book = Book()
     filled_bracket(book, "aapl-entry", "AAPL", 1)
     filled_bracket(book, "msft-entry", "MSFT", 4)
+    # A working AAPL entry, nothing filled: its children protect nothing yet and stay with it.
+    book.register("aapl-working", "AAPL", Side.BUY, [(OrderLeg.PARENT, 10, 10), (OrderLeg.STOP_LOSS, 11, 10)])
+    for leg in (OrderLeg.PARENT, OrderLeg.STOP_LOSS):
+        book.report("aapl-working", leg, S.ACKNOWLEDGED, now=NOW)
     book.register("flat", "AAPL", Side.SELL, [(OrderLeg.PARENT, 7, 10)])
     book.report("flat", OrderLeg.PARENT, S.ACKNOWLEDGED, now=NOW)
     executor, session = reconciling_executor(tmp_path, book)
