@@ -46,7 +46,7 @@ _RISK_BREACH = {
     "stop_distance": "an order with a stop 0.05% from entry (minimum 0.2%)",
     "risk_per_trade": "an order risking more than 0.01% of equity (ibsim's 1,000,000) at its stop",
     "order_rate": "six orders within a market minute (limit 5)",
-    "daily_loss": "an order after a realized loss beyond the 0.01 daily limit",
+    "daily_loss": "an order after a loss past the 1 000 daily limit (2 000 booked at ibsim, read from IB's P&L)",
     "conflicting_position": "a sell of 35 shares against 30 held (reduce_opposite lets reductions through, no flip)",
 }
 

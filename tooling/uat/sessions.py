@@ -524,6 +524,9 @@ def run_close(
 
 # --- desk: tight limits, crafted orders, broker reject, stale feed, kill switch, Kafka restart ---------------
 
+#: The desk's daily loss limit, and the loss booked at ibsim (a fee or loss counted in P&L) to cross it.
+DESK_DAILY_LOSS_LIMIT = 1000.0
+DESK_BOOKED_LOSS = 2000.0
 DESK_LIMITS = {
     "IBSTREAM_RISK_MAX_POSITION": "50",
     "IBSTREAM_RISK_MAX_ORDER_NOTIONAL": "12000",
@@ -536,7 +539,9 @@ DESK_LIMITS = {
     "IBSTREAM_RISK_MAX_STOP_PCT": "3",
     "IBSTREAM_RISK_PRICE_BAND_PCT": "1",
     "IBSTREAM_RISK_MAX_ORDERS_PER_MINUTE": "5",
-    "IBSTREAM_RISK_DAILY_LOSS_LIMIT": "0.01",
+    # Today's loss is realized + unrealized from IB's P&L: the 30 AAPL held from step 3 (1% stop) and the round
+    # trips move it by tens of dollars either way, far from 1 000; step 8 books a 2 000 loss at ibsim to cross it.
+    "IBSTREAM_RISK_DAILY_LOSS_LIMIT": str(DESK_DAILY_LOSS_LIMIT),
     # 30x: quotes every 3 market seconds; a stalled symbol is 200 market seconds old after ~7 wall seconds.
     "IBSTREAM_RISK_QUOTE_MAX_AGE_SECONDS": "60",
     # The desk closes a position with an opposite order (step 7): a reduction the netting rule lets through.
@@ -640,6 +645,18 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, session: Ses
     raise UatError(f"desk: {what} did not happen within {timeout:.0f}s")
 
 
+def _todays_loss(session: Session) -> float:
+    """Today's loss as risk reads it (IB's daily P&L, else realized + unrealized) from the API's ``/v1/account``."""
+    status, body = session.api_get("/v1/account")
+    if status != 200 or not isinstance(body, dict):
+        return 0.0
+    state = body.get("state") or {}
+    daily = state.get("daily_pnl")
+    if daily is None:
+        daily = (state.get("realized_pnl") or 0.0) + (state.get("unrealized_pnl") or 0.0)
+    return -float(daily)
+
+
 def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack: Any) -> None:
     """The desk's orders, in an order that keeps each breach to one check where the limits allow."""
     limits = {k.removeprefix("IBSTREAM_").lower(): float(v) for k, v in session.plan.env.items()}
@@ -735,8 +752,12 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     desk.status("fill", "filled")
     desk.place("close", "MSFT", "SELL", 5)
     desk.status("close", "filled")
-    time.sleep(2.0)  # the closing execution's realized P&L reaches the risk view
-    # 8. An order after a realized loss: daily_loss.
+    # 8. An order after a loss past the limit: daily_loss. ibsim books the loss (as a fee or loss counted in P&L);
+    # execution's reqPnL brings it to account.v1, which the risk view reads.
+    session.sim("/account/cash", {"amount": -DESK_BOOKED_LOSS, "as_pnl": True})
+    session.note(f"loss of {DESK_BOOKED_LOSS:g} booked at ibsim")
+    _wait("the booked loss in account.v1", lambda: _todays_loss(session) > DESK_DAILY_LOSS_LIMIT, 30, session)
+    time.sleep(2.0)  # account.v1 reaches the risk view (the API read the warehouse's copy)
     desk.place("daily_loss", "MSFT", "BUY", 5)
     desk.decided("daily_loss")
     # 9. Kafka broker restart under the running pipeline; an order afterwards must still be decided.
