@@ -1004,17 +1004,17 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
     results.append(kill.result())
 
     reducing = _judge("control.reducing")
-    held = number(marks.get("aapl_held_when_reducing", 0.0))
+    aapl_held = number(marks.get("aapl_held_when_reducing", 0.0))
     add, sell = decisions.get("reducing_add", {}), decisions.get("reducing_sell", {})
-    reducing.figure("aapl_held", held)
+    reducing.figure("aapl_held", aapl_held)
     reducing.figure("add_failed_checks", list(add.get("failed_checks") or []))
     reducing.figure("sell_failed_checks", list(sell.get("failed_checks") or []))
     reducing.expect(
         bool(add) and "trading_state" in (add.get("failed_checks") or []),
         "the adding buy was not refused by trading_state",
     )
-    if held >= 5:
-        reducing.expect(bool(sell.get("approved")), f"the sell reducing the {held:g} held was refused: {sell}")
+    if aapl_held >= 5:
+        reducing.expect(bool(sell.get("approved")), f"the sell reducing the {aapl_held:g} held was refused: {sell}")
     else:  # AAPL's stop closed the position first: the same sell would open a short, which reducing refuses
         reducing.expect("trading_state" in (sell.get("failed_checks") or []), "a sell opening a short passed")
     reducing.attach(order_evidence("reducing_add", "reducing_sell"))
