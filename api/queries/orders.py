@@ -140,3 +140,18 @@ def get_order(warehouse: Warehouse, order_id: str) -> OrderDetail:
         reconciliation=reconciliation(events, unreconciled_issues(warehouse, order_id)),
         trail=order_trail(warehouse, order_id),
     )
+
+
+def working_view(warehouse: Warehouse, order_id: str) -> tuple[OrderIntent, OrderSummary]:
+    """An order's intent and summary (risk verdict, parent's latest status), what the order commands judge from;
+    404 ``order_not_found`` if no intent for it is recorded. Lighter than ``get_order``: no trail, no audits."""
+    by_id = {"id": order_id}
+    where = "order_id = {id:String}"
+    intents = fetch_records(warehouse, order_intents.TOPIC, where, by_id, "created_time", "order_id")
+    if not intents:
+        raise ApiError(404, "order_not_found", f"no order {order_id} in the warehouse")
+    decisions = fetch_records(
+        warehouse, risk_decisions.TOPIC, where, by_id, "decided_time, _kafka_ts, _offset", "decision_id"
+    )
+    events = fetch_records(warehouse, order_events.TOPIC, where, by_id, "event_time, _kafka_ts, _offset", "event_id")
+    return intents[0], order_summary(intents[0], decisions, events)

@@ -56,6 +56,7 @@ class Placement:
         reconciler: Reconciler,
         crash: CrashPoints,
         ask_ib: AskIb,
+        withdrawn: Callable[[str], str | None] = lambda order_id: None,
     ) -> None:
         self.ctx = ctx
         self.reporter = reporter
@@ -64,6 +65,8 @@ class Placement:
         self.reconciler = reconciler
         self.crash = crash
         self.ask_ib = ask_ib
+        #: Why an order may not be placed because the operator cancelled it first (``operator_orders``).
+        self.withdrawn = withdrawn
 
     def place(self, order: RoutedOrder) -> bool:
         """The placement protocol (module docstring). False: undecided, retry later."""
@@ -95,7 +98,7 @@ class Placement:
         return True
 
     def _refusal(self, order: RoutedOrder) -> str | None:
-        refusal = self.kill_switch.refusal(order.symbol)
+        refusal = self.kill_switch.refusal(order.symbol) or self.withdrawn(order.order_id)
         if refusal is not None:
             return refusal
         try:

@@ -1,0 +1,121 @@
+"""Operator cancels judged from the book (consumers/execution/operator_orders.py), with plain values."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from consumers.execution.operator_orders import (
+    CancelRequest,
+    fresh,
+    noop_event,
+    plan_cancel_all,
+    plan_cancel_order,
+)
+from consumers.execution.state import Book, LegState, OrderState
+from ibstream.contracts import ControlCommand
+from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, Side
+
+NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
+
+
+def order(order_id: str, symbol: str, *legs: tuple[OrderLeg, int, OrderStatus, float]) -> OrderState:
+    state = OrderState(order_id, symbol, Side.BUY)
+    for leg, ib_id, status, filled in legs:
+        state.legs[leg] = LegState(leg, 10, ib_order_id=ib_id, status=status, filled=filled)
+    return state
+
+
+def command(kind: ControlCommandKind, target: str, issued: dt.datetime = NOW) -> ControlCommand:
+    return ControlCommand(
+        command_id="c1", command=kind, target=target, reason="why", actor="tom", parameters={}, issued_time=issued
+    )
+
+
+WORKING = (OrderLeg.PARENT, 5, OrderStatus.ACKNOWLEDGED, 0.0)
+
+
+def test_a_working_entry_is_cancelled_by_its_parent_and_children_go_with_it() -> None:
+    bracket = order(
+        "o1",
+        "AAPL",
+        WORKING,
+        (OrderLeg.STOP_LOSS, 6, OrderStatus.SUBMITTED, 0.0),
+        (OrderLeg.TAKE_PROFIT, 7, OrderStatus.SUBMITTED, 0.0),
+    )
+    plan = plan_cancel_order(bracket)
+    assert plan.requests == (CancelRequest("o1", OrderLeg.PARENT, 5),) and plan.noop is None
+    assert not plan.unprotected
+
+
+def test_a_partly_filled_bracket_entry_is_cancelled_but_flagged_unprotected() -> None:
+    partly = order(
+        "o1",
+        "AAPL",
+        (OrderLeg.PARENT, 5, OrderStatus.PARTIALLY_FILLED, 4.0),
+        (OrderLeg.STOP_LOSS, 6, OrderStatus.SUBMITTED, 0.0),
+    )
+    plan = plan_cancel_order(partly)
+    assert plan.requests == (CancelRequest("o1", OrderLeg.PARENT, 5),) and plan.unprotected
+
+
+def test_a_filled_entry_is_a_noop_that_keeps_its_protective_legs() -> None:
+    filled = order(
+        "o1",
+        "AAPL",
+        (OrderLeg.PARENT, 5, OrderStatus.FILLED, 10.0),
+        (OrderLeg.STOP_LOSS, 6, OrderStatus.SUBMITTED, 0.0),
+    )
+    plan = plan_cancel_order(filled)
+    assert plan.requests == ()
+    assert plan.noop == "order is filled, not working; its protective legs stay (flatten closes the position)"
+
+
+def test_an_order_the_book_does_not_hold_is_unknown() -> None:
+    assert plan_cancel_order(None).unknown
+
+
+def test_cancel_all_takes_working_entries_and_stray_children_of_its_scope_only() -> None:
+    book = Book()
+    book.orders = {
+        "entry": order("entry", "MSFT", WORKING),
+        "held": order(
+            "held",
+            "MSFT",
+            (OrderLeg.PARENT, 8, OrderStatus.FILLED, 10.0),
+            (OrderLeg.STOP_LOSS, 9, OrderStatus.SUBMITTED, 0),
+        ),
+        "stray": order(
+            "stray",
+            "MSFT",
+            (OrderLeg.PARENT, 10, OrderStatus.CANCELLED, 0.0),
+            (OrderLeg.STOP_LOSS, 11, OrderStatus.SUBMITTED, 0.0),
+        ),
+        "other": order("other", "AAPL", (OrderLeg.PARENT, 12, OrderStatus.SUBMITTED, 0.0)),
+    }
+    assert plan_cancel_all(book, "MSFT", "DU1") == [
+        CancelRequest("entry", OrderLeg.PARENT, 5),
+        CancelRequest("stray", OrderLeg.STOP_LOSS, 11),
+    ]
+    assert {r.order_id for r in plan_cancel_all(book, "account", "DU1")} == {"entry", "stray", "other"}
+    assert {r.order_id for r in plan_cancel_all(book, "DU1", "DU1")} == {"entry", "stray", "other"}
+
+
+def test_a_replayed_cancel_all_is_fresh_only_within_the_max_age() -> None:
+    recent = command(ControlCommandKind.CANCEL_ALL, "MSFT", NOW - dt.timedelta(seconds=299))
+    old = command(ControlCommandKind.CANCEL_ALL, "MSFT", NOW - dt.timedelta(seconds=301))
+    assert fresh(recent, NOW, 300) and not fresh(old, NOW, 300)
+
+
+def test_the_noop_record_keeps_the_status_and_says_why() -> None:
+    filled = order("o1", "AAPL", (OrderLeg.PARENT, 5, OrderStatus.FILLED, 10.0))
+    event = noop_event(filled, command(ControlCommandKind.CANCEL_ORDER, "o1"), "order is filled, not working", NOW)
+    assert event is not None
+    assert (event.status, event.previous_status, event.filled_quantity, event.remaining_quantity) == (
+        OrderStatus.FILLED,
+        OrderStatus.FILLED,
+        10.0,
+        0.0,
+    )
+    assert event.broker_message == "cancel_order by tom not applied: order is filled, not working"
+    again = noop_event(filled, command(ControlCommandKind.CANCEL_ORDER, "o1"), "order is filled, not working", NOW)
+    assert again is not None and again.event_id == event.event_id  # a re-emit after a crash is the same record
