@@ -1,6 +1,7 @@
 // One order's whole trail: intent → risk checks → routing → broker events → fills → reconciliation (+ the audit).
 import { api } from "../api.js";
 import { badge, clear, h, num, section, short, table, time, updated } from "../dom.js";
+import { cancelOrder, cancellable } from "../order-actions.js";
 import { poll } from "../ui.js";
 
 const FINAL = new Set(["filled", "cancelled", "rejected", "error"]);
@@ -9,7 +10,8 @@ export function render(view, ctx) {
   const id = ctx.match[1];
   const stamp = h("span", { class: "muted small", id: "order-updated" });
   const out = h("div", { id: "order" });
-  view.append(h("div", { class: "page-head" }, h("h1", {}, `Order ${short(id)}`), stamp), h("p", {}, h("a", { href: "#/orders" }, "← all orders")), out);
+  const actions = h("div", { id: "order-actions" });
+  view.append(h("div", { class: "page-head" }, h("h1", {}, `Order ${short(id)}`), stamp), h("p", {}, h("a", { href: "#/orders" }, "← all orders")), actions, out);
   let stop = null;
 
   async function refresh() {
@@ -55,6 +57,7 @@ export function render(view, ctx) {
         { label: "filled", cell: (e) => `${num(e.filled_quantity, 4)}${e.avg_fill_price != null ? ` @ ${num(e.avg_fill_price, 4)}` : ""}` },
         { label: "remaining", cell: (e) => num(e.remaining_quantity, 4) },
         { label: "reconciliation", cell: (e) => e.reconciliation_status || "" },
+        { label: "message", cell: (e) => e.broker_message || "" },
       ], d.events, { empty: "No broker event yet." })),
       section("Fills", h("div", { id: "fills" }, table([
         { label: "time", cell: (f) => time(f.exec_time) },
@@ -73,6 +76,10 @@ export function render(view, ctx) {
         { label: "detail", cell: (t) => t.detail },
       ], d.trail)),
     );
+    clear(actions).append(ctx.can("trader") && cancellable(o)
+      ? h("p", {}, h("button", { type: "button", class: "danger", id: "order-cancel",
+          onclick: async () => { if (await cancelOrder(id, short(id))) await refresh(); } }, "Cancel order"))
+      : "");
     updated(stamp);
     if (FINAL.has(o.status) && r.status && stop) { stop(); stop = null; }  // nothing more will happen
   }
