@@ -18,6 +18,17 @@ partially_filled). Cancelling it cancels the entry; IB (and ibsim) cancel its un
 
 Cancels go whatever the trading state (halted: "no new intents; cancels still go").
 
+``modify_order`` (target: our order id; the protocol: ``ibstream.order_modifications``) is applied only when risk's
+approving decision ``modify:<command id>`` arrives with the digest of the command's terms (the command and its
+decision come on different topics, in either order: whichever comes first waits for the other). Then every leg is
+re-sent with its IB id and the new terms (IB modifies an order by placeOrder with the same id): the entry's limit or
+stop price and quantity, the stop-loss leg's stop, the take-profit's limit; the children follow the parent's
+quantity. It is refused — nothing sent, the reason recorded in the order's events — when risk rejected it, the terms
+differ from those approved, the order is no longer working, the new terms change the symbol, side, type or bracket
+shape, or the quantity is not above what already filled. An applied modification is recorded the same way (IB's
+acknowledgement of a modification does not change the order's status, so it would leave no event of its own).
+A modification read back at startup is not applied again (its approval may be long past): the operator re-issues it.
+
 Replay: control.v1 is compacted and read from its beginning at startup, before the book is rebuilt, and commands read
 while not READY cannot be sent. Such commands wait and are applied after the next reconciliation: a ``cancel_order``
 always (the order id is unique, a cancel is never undone; a no-op is not recorded again), a ``cancel_all`` only if it
@@ -32,18 +43,23 @@ import uuid
 from dataclasses import dataclass
 
 from consumers.execution.context import Context
-from consumers.execution.mapping import NAMESPACE
+from consumers.execution.mapping import NAMESPACE, InvalidOrderError, LegPlan, legs_of, plan_legs
 from consumers.execution.reporting import Reporter
 from consumers.execution.state import Book, OrderState
 from consumers.execution.trading_state import stray_child
-from ibstream.contracts import ControlCommand, OrderEvent, order_events, utc_now
+from ibstream.contracts import ControlCommand, OrderEvent, RiskDecision, RoutedOrder, order_events, utc_now
 from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, OrderLeg, Severity
+from ibstream.contracts.order_terms import terms_digest
+from ibstream.ib.session import stock_contract
+from ibstream.order_modifications import CHANGES, command_of, terms_from_parameters
 from ibstream.trading_states import ACCOUNT_TARGETS
 
 log = logging.getLogger(__name__)
 
 #: The control commands this module applies.
-KINDS = frozenset({ControlCommandKind.CANCEL_ORDER, ControlCommandKind.CANCEL_ALL})
+KINDS = frozenset({ControlCommandKind.CANCEL_ORDER, ControlCommandKind.CANCEL_ALL, ControlCommandKind.MODIFY_ORDER})
+#: Modification decisions kept while their command has not been read yet (bounded: the oldest go first).
+MAX_EARLY_DECISIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -108,13 +124,57 @@ def plan_cancel_all(book: Book, scope: str, account: str | None) -> list[CancelR
     return requests
 
 
+@dataclass(frozen=True)
+class ModifyPlan:
+    """The legs a modification re-sends, or why it sends nothing (``refusal``)."""
+
+    legs: tuple[LegPlan, ...] = ()
+    refusal: str | None = None
+
+
+def plan_modify(order: OrderState, command: ControlCommand, decision: RiskDecision, account: str) -> ModifyPlan:
+    """What an approved-or-not ``modify_order`` does to an order of the book (module docstring)."""
+    if not decision.approved:
+        failed = ", ".join(check.name for check in decision.checks if not check.passed)
+        return ModifyPlan(refusal=f"risk rejected the modification ({failed or 'no check named'})")
+    try:
+        terms = terms_from_parameters(command.parameters)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        return ModifyPlan(refusal=f"the command's terms are unreadable: {error}")
+    if decision.terms_digest != terms_digest(terms):
+        return ModifyPlan(refusal="the command's terms differ from those risk approved")
+    parent = order.legs.get(OrderLeg.PARENT)
+    if parent is None or not parent.is_open:
+        status = parent.status.value if parent is not None and parent.status is not None else "not placed"
+        return ModifyPlan(refusal=f"order is {status}, not working")
+    new = RoutedOrder(order_id=order.order_id, **terms.terms(), decision_id=decision.decision_id, routed_time=utc_now())
+    if new.symbol != order.symbol or (order.side is not None and new.side is not order.side):
+        return ModifyPlan(refusal="a modification cannot change the symbol or side")
+    if set(legs_of(new)) != set(order.legs):
+        return ModifyPlan(refusal="a modification cannot add or remove a stop loss or take profit")
+    if new.quantity <= parent.filled:
+        return ModifyPlan(refusal=f"the new quantity {new.quantity:g} is not above the {parent.filled:g} filled")
+    ids = [order.legs[leg].ib_order_id for leg in legs_of(new)]
+    if any(ib_id is None for ib_id in ids):
+        return ModifyPlan(refusal="a leg has no IB id yet")
+    try:
+        return ModifyPlan(tuple(plan_legs(new, [ib_id for ib_id in ids if ib_id is not None], account)))
+    except InvalidOrderError as error:
+        return ModifyPlan(refusal=str(error))
+
+
 def fresh(command: ControlCommand, now: dt.datetime, max_age_seconds: float) -> bool:
     """Whether a replayed command is recent enough to apply."""
     return (now - command.issued_time).total_seconds() <= max_age_seconds
 
 
 def noop_event(order: OrderState, command: ControlCommand, why: str, now: dt.datetime) -> OrderEvent | None:
-    """The order-trail record of a cancel that changed nothing: the parent's unchanged status, and why."""
+    """The order-trail record of a command that changed nothing: the parent's unchanged status, and why."""
+    return trail_event(order, command, f"not applied: {why}", now)
+
+
+def trail_event(order: OrderState, command: ControlCommand, outcome: str, now: dt.datetime) -> OrderEvent | None:
+    """The order-trail record of what an operator command did (the parent's status, unchanged), once per command."""
     parent = order.legs.get(OrderLeg.PARENT)
     if parent is None or parent.status is None:
         return None
@@ -131,7 +191,7 @@ def noop_event(order: OrderState, command: ControlCommand, why: str, now: dt.dat
         remaining_quantity=max(parent.quantity - parent.filled, 0.0),
         avg_fill_price=parent.avg_fill_price,
         broker_status=parent.broker_status,
-        broker_message=f"{command.command.value} by {command.actor} not applied: {why}",
+        broker_message=f"{command.command.value} by {command.actor} {outcome}",
         source=ExecutionSource.LIVE,
         event_time=now,
     )
@@ -147,6 +207,11 @@ class OperatorOrders:
         self.pending: list[tuple[ControlCommand, bool]] = []
         #: order id → the cancel of an order not yet placed: its routed order is refused.
         self.withdrawn_orders: dict[str, ControlCommand] = {}
+        #: command id → a modify_order waiting for its decision, and decisions waiting for their command.
+        self.modifications: dict[str, ControlCommand] = {}
+        self.early_decisions: dict[str, RiskDecision] = {}
+        #: False until the first reconciliation: decisions read back while rebuilding are not acted on.
+        self.live = False
 
     def on_command(self, command: ControlCommand, *, trading: bool, replayed: bool = False) -> None:
         """Apply now when ``trading``; otherwise after the next reconciliation (``resume``)."""
@@ -162,13 +227,63 @@ class OperatorOrders:
                 "replayed": replayed,
             },
         )
+        if command.command is ControlCommandKind.MODIFY_ORDER:
+            self._on_modify(command, replayed)
+            return
         if not trading:
             self.pending.append((command, replayed))
             return
         self._apply(command, replayed)
 
+    def _on_modify(self, command: ControlCommand, replayed: bool) -> None:
+        if replayed:
+            log.info("modification read back at startup not applied", extra={"command_id": command.command_id})
+            return
+        decision = self.early_decisions.pop(command.command_id, None)
+        if decision is None:
+            self.modifications[command.command_id] = command
+            return
+        self._modify(command, decision)
+
+    def on_decision(self, decision: RiskDecision) -> None:
+        """Risk's verdict on a modification (``DecisionGate`` hands these over); applied with its command."""
+        command_id = command_of(decision)
+        if command_id is None or not self.live:
+            return
+        command = self.modifications.pop(command_id, None)
+        if command is None:
+            self.early_decisions[command_id] = decision
+            while len(self.early_decisions) > MAX_EARLY_DECISIONS:
+                del self.early_decisions[next(iter(self.early_decisions))]
+            return
+        self._modify(command, decision)
+
+    def _modify(self, command: ControlCommand, decision: RiskDecision) -> None:
+        order = self.ctx.book.orders.get(command.target)
+        if order is None:
+            log.warning("modification of an order the book does not hold ignored", extra={"order_id": command.target})
+            return
+        plan = plan_modify(order, command, decision, self.ctx.account or "")
+        if plan.refusal is not None:
+            log.warning("modification not applied: %s", plan.refusal, extra={"order_id": order.order_id})
+            self._record(order, command, f"not applied: {plan.refusal}")
+            return
+        contract = stock_contract(order.symbol)
+        for leg in plan.legs:
+            self.ctx.session.place_order(leg.ib_order_id, contract, leg.ticket)
+            order.legs[leg.leg].quantity = leg.ticket.quantity
+        changes = command.parameters.get(CHANGES, "")
+        log.warning("modification sent", extra={"order_id": order.order_id, "changes": changes, "legs": len(plan.legs)})
+        self._record(order, command, f"applied ({changes or 'terms'}; decision {decision.decision_id})")
+
+    def _record(self, order: OrderState, command: ControlCommand, outcome: str) -> None:
+        event = trail_event(order, command, outcome, utc_now())
+        if event is not None:
+            self.reporter.outbox.enqueue(order_events.TOPIC, event)
+
     def resume(self) -> None:
         """After a reconciliation: apply what waited."""
+        self.live = True
         pending, self.pending = self.pending, []
         max_age = self.ctx.settings.execution.operator_command_max_age_seconds
         for command, replayed in pending:
@@ -199,9 +314,8 @@ class OperatorOrders:
         assert order is not None
         if plan.noop is not None:
             log.warning("cancel not applied: %s", plan.noop, extra={"order_id": order.order_id})
-            event = None if replayed else noop_event(order, command, plan.noop, utc_now())
-            if event is not None:
-                self.reporter.outbox.enqueue(order_events.TOPIC, event)
+            if not replayed:
+                self._record(order, command, f"not applied: {plan.noop}")
             return
         if plan.unprotected:
             self._unprotected(order, command)

@@ -108,6 +108,7 @@ class Executor:
         self.decisions = DecisionGate(self.ctx, self.reporter, self.outbox, self.intake.codec)
         self.kill_switch = KillSwitch(self.ctx, self.reporter)
         self.operator_orders = OperatorOrders(self.ctx, self.reporter)
+        self.decisions.modifications = self.operator_orders.on_decision
         self.query = IbQuery(self.ctx)
         self.fills = FillPairing(self.ctx, self.reporter)
         self.cancels = OwedCancels(self.ctx)

@@ -20,8 +20,19 @@ from api.auth import Role
 from api.commands import KafkaCommandSink
 from api.embedded import start_sink
 from ibstream.config import Settings
-from ibstream.contracts import ControlCommand, OrderIntent, RoutedOrder, order_events, order_intents, utc_now
+from ibstream.contracts import (
+    ControlCommand,
+    OrderIntent,
+    RiskCheck,
+    RiskDecision,
+    RoutedOrder,
+    order_events,
+    order_intents,
+    utc_now,
+)
 from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, OrderType, Side, TradingState
+from ibstream.contracts.order_terms import OrderTerms, terms_digest
+from ibstream.order_modifications import modification_decision_id, terms_parameters
 from ibstream.trading_states import micros
 from ibstream.warehouse import Warehouse
 from tests.integration.api_support import SECRET, bearer, token
@@ -202,3 +213,82 @@ def test_cancel_over_http_reaches_ibsim_and_the_order_trail_and_bad_cancels_are_
         finally:
             sink.stop()
             commands.close()
+
+
+def modify_command(order: RoutedOrder, changes: dict[str, float]) -> tuple[ControlCommand, OrderTerms]:
+    """A modify_order as the API writes it: the order's complete new terms."""
+    terms = OrderTerms(**{**order.terms(), **changes})
+    command = operator(ControlCommandKind.MODIFY_ORDER, order.order_id)
+    return command.model_copy(update={"parameters": terms_parameters(terms, sorted(changes))}), terms
+
+
+def verdict(command: ControlCommand, order: RoutedOrder, terms: OrderTerms, approved: bool) -> RiskDecision:
+    """Risk's decision on a modification, as streams.risk.modifications writes it."""
+    return RiskDecision(
+        decision_id=modification_decision_id(command.command_id),
+        order_id=order.order_id,
+        symbol=order.symbol,
+        approved=approved,
+        checks=[RiskCheck(name="max_order_notional", passed=approved, reason="test")],
+        intent_time=command.issued_time,
+        decided_time=utc_now(),
+        terms_digest=terms_digest(terms),
+    )
+
+
+def test_modify_is_applied_only_with_risks_matching_approval_and_every_outcome_is_in_the_events(
+    run_executor: Callable[..., Running],
+) -> None:
+    running = run_executor()
+    bid = running.sim.quote("MSFT").bid
+    entry = round(bid * 0.8, 2)
+    bracket = resting(running, "MSFT", stop_loss=round(bid * 0.7, 2), take_profit=round(bid * 0.9, 2))
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, bracket)
+    events.wait(lambda es: OrderStatus.ACKNOWLEDGED in statuses(es, bracket.order_id))
+
+    def at_ib() -> dict[str, tuple[float, float | None, float | None]]:
+        legs = sorted(running.ib_orders(bracket.order_id), key=lambda o: o.order_id)
+        return {
+            leg: (o.request.quantity, o.request.lmt_price, o.request.aux_price)
+            for leg, o in zip(("parent", "stop_loss", "take_profit"), legs, strict=True)
+        }
+
+    before = at_ib()
+    # Rejected by risk: nothing changes at IB, the refusal is in the order's events.
+    rejected, rejected_terms = modify_command(bracket, {"quantity": 50})
+    send(running.settings, rejected, verdict(rejected, bracket, rejected_terms, approved=False))
+    events.wait(lambda es: any("risk rejected the modification" in m for m in messages(es, bracket.order_id)))
+    # Approved, but for other terms than the command's: refused too.
+    forged, forged_terms = modify_command(bracket, {"quantity": 6})
+    send(
+        running.settings, forged, verdict(forged, bracket, OrderTerms(**{**forged_terms.terms(), "quantity": 60}), True)
+    )
+    events.wait(lambda es: any("differ from those risk approved" in m for m in messages(es, bracket.order_id)))
+    assert at_ib() == before
+
+    # Approved with the command's terms: the entry's limit and quantity, and the stop, change at IB in place. The
+    # decision is written before the command here: execution keeps it until the command arrives.
+    lower, stop = round(entry - 1, 2), round(bid * 0.65, 2)
+    approved, terms = modify_command(bracket, {"quantity": 8, "limit_price": lower, "stop_loss": stop})
+    send(running.settings, verdict(approved, bracket, terms, approved=True))
+    time.sleep(0.3)
+    send(running.settings, approved)
+    wait_for(lambda: at_ib()["parent"] == (8, lower, None), timeout=10)
+    assert at_ib()["stop_loss"][0::2] == (8, stop) and at_ib()["take_profit"][:2] == (8, before["take_profit"][1])
+    recorded = events.wait(
+        lambda es: any("applied (limit_price,quantity,stop_loss" in m for m in messages(es, bracket.order_id))
+    )
+    applied = next(e for e in recorded if "applied (" in (e.broker_message or ""))
+    assert (applied.status, applied.remaining_quantity) == (OrderStatus.ACKNOWLEDGED, 8)
+    assert {o.status for o in running.ib_orders(bracket.order_id)} <= {"Submitted", "PreSubmitted"}
+    assert len(running.ib_orders(bracket.order_id)) == 3  # modified in place, nothing added
+
+    # A market order has nothing to modify once filled: refused, recorded.
+    filled = routed("MSFT", Side.BUY, 1)
+    send(running.settings, filled)
+    events.wait(lambda es: OrderStatus.FILLED in statuses(es, filled.order_id))
+    late, late_terms = modify_command(filled, {"quantity": 2})
+    send(running.settings, late, verdict(late, filled, late_terms, approved=True))
+    events.wait(lambda es: any("order is filled, not working" in m for m in messages(es, filled.order_id)))
+    events.close()

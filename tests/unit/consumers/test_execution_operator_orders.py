@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from consumers.execution.operator_orders import (
     CancelRequest,
     fresh,
     noop_event,
     plan_cancel_all,
     plan_cancel_order,
+    plan_modify,
 )
 from consumers.execution.state import Book, LegState, OrderState
-from ibstream.contracts import ControlCommand
-from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, Side
+from ibstream.contracts import ControlCommand, RiskCheck, RiskDecision
+from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.contracts.order_terms import OrderTerms, terms_digest
+from ibstream.order_modifications import modification_decision_id, terms_parameters
 
 NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
 
@@ -119,3 +124,62 @@ def test_the_noop_record_keeps_the_status_and_says_why() -> None:
     assert event.broker_message == "cancel_order by tom not applied: order is filled, not working"
     again = noop_event(filled, command(ControlCommandKind.CANCEL_ORDER, "o1"), "order is filled, not working", NOW)
     assert again is not None and again.event_id == event.event_id  # a re-emit after a crash is the same record
+
+
+def modification(
+    state: OrderState, approved: bool = True, digest_of: dict[str, object] | None = None, **changes: object
+) -> tuple[ControlCommand, RiskDecision]:
+    base = {
+        "symbol": state.symbol,
+        "side": Side.BUY,
+        "quantity": 10.0,
+        "order_type": OrderType.LMT,
+        "limit_price": 100.0,
+        "stop_loss": 98.0,
+    }
+    terms = OrderTerms(**{**base, **changes})
+    modify = command(ControlCommandKind.MODIFY_ORDER, state.order_id).model_copy(
+        update={"parameters": terms_parameters(terms, sorted(changes))}
+    )
+    decision = RiskDecision(
+        decision_id=modification_decision_id(modify.command_id),
+        order_id=state.order_id,
+        symbol=state.symbol,
+        approved=approved,
+        checks=[RiskCheck(name="price_band", passed=approved, reason="r")],
+        intent_time=NOW,
+        decided_time=NOW,
+        terms_digest=terms_digest(OrderTerms(**{**base, **changes, **(digest_of or {})})),
+    )
+    return modify, decision
+
+
+def bracket_order(parent_status: OrderStatus = OrderStatus.ACKNOWLEDGED, filled: float = 0.0) -> OrderState:
+    return order(
+        "o1", "AAPL", (OrderLeg.PARENT, 5, parent_status, filled), (OrderLeg.STOP_LOSS, 6, OrderStatus.SUBMITTED, 0.0)
+    )
+
+
+def test_an_approved_modification_resends_every_leg_with_its_ib_id_and_the_new_terms() -> None:
+    state = bracket_order()
+    plan = plan_modify(state, *modification(state, quantity=8.0, limit_price=99.5, stop_loss=97.0), "DU1")
+    assert plan.refusal is None
+    assert [(leg.leg, leg.ib_order_id) for leg in plan.legs] == [(OrderLeg.PARENT, 5), (OrderLeg.STOP_LOSS, 6)]
+    parent, stop = (leg.ticket for leg in plan.legs)
+    assert (parent.quantity, parent.limit_price, stop.quantity, stop.aux_price) == (8.0, 99.5, 8.0, 97.0)
+
+
+@pytest.mark.parametrize(
+    ("state", "kwargs", "why"),
+    [
+        (bracket_order(), {"approved": False, "quantity": 8.0}, "risk rejected the modification (price_band)"),
+        (bracket_order(), {"digest_of": {"quantity": 80.0}, "quantity": 8.0}, "differ from those risk approved"),
+        (bracket_order(OrderStatus.FILLED, 10.0), {"quantity": 8.0}, "order is filled, not working"),
+        (bracket_order(OrderStatus.PARTIALLY_FILLED, 6.0), {"quantity": 6.0}, "not above the 6 filled"),
+        (bracket_order(), {"side": Side.SELL, "stop_loss": 102.0}, "cannot change the symbol or side"),
+        (bracket_order(), {"stop_loss": None}, "cannot add or remove a stop loss or take profit"),
+    ],
+)
+def test_a_modification_is_refused_with_why(state: OrderState, kwargs: dict[str, object], why: str) -> None:
+    plan = plan_modify(state, *modification(state, **kwargs), "DU1")  # type: ignore[arg-type]
+    assert plan.legs == () and plan.refusal is not None and why in plan.refusal, plan.refusal
