@@ -28,15 +28,26 @@ from ibstream.contracts import (
     RoutedOrder,
     order_events,
     order_intents,
+    quotes,
     utc_now,
 )
-from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, OrderType, Side, TradingState
+from ibstream.contracts.enums import (
+    ControlCommandKind,
+    MarketDataSource,
+    OrderLeg,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradingState,
+)
 from ibstream.contracts.order_terms import OrderTerms, terms_digest
+from ibstream.contracts.quotes import Quote
 from ibstream.order_modifications import modification_decision_id, terms_parameters
 from ibstream.trading_states import micros
 from ibstream.warehouse import Warehouse
 from tests.integration.api_support import SECRET, bearer, token
 from tests.integration.execution_support import Reader, routed, send, sender, wait_for
+from tests.integration.streams_support import StreamsWorker
 from tests.integration.test_execution import Running, run_executor, statuses
 
 pytestmark = pytest.mark.integration
@@ -292,3 +303,109 @@ def test_modify_is_applied_only_with_risks_matching_approval_and_every_outcome_i
     send(running.settings, late, verdict(late, filled, late_terms, approved=True))
     events.wait(lambda es: any("order is filled, not working" in m for m in messages(es, filled.order_id)))
     events.close()
+
+
+def sim_quote(running: Running, symbol: str) -> Quote:
+    """ibsim's quote now, as the producer would publish it (risk judges prices against it)."""
+    q = running.sim.quote(symbol)
+    now = utc_now()
+    return Quote(
+        symbol=symbol,
+        con_id=1,
+        bid=q.bid,
+        ask=q.ask,
+        last=q.last,
+        event_time=now,
+        ingest_time=now,
+        source=MarketDataSource.SIM,
+    )
+
+
+def test_modify_over_http_is_judged_by_a_real_risk_worker_and_applied_at_ibsim_or_left_as_it_was(
+    run_executor: Callable[..., Running], settings: Settings, tmp_path: Path
+) -> None:
+    api_settings = settings.with_overrides(
+        warehouse_dir=tmp_path / "wh",
+        api_jwt_secret=SecretStr(SECRET),
+        warehouse_batch_rows=100,
+        warehouse_batch_seconds=0.2,
+    )
+    running = run_executor()
+    out = sender(settings)
+    out.send(quotes.TOPIC, sim_quote(running, "SPY"))
+    assert out.flush(10) == 0
+    worker = StreamsWorker(settings, tmp_path, "risk", risk_quote_max_age_seconds=600).start()
+    bid = running.sim.quote("SPY").bid
+    entry = round(bid * 0.97, 2)
+    resting_intent = OrderIntent(
+        order_id=str(uuid.uuid4()),
+        symbol="SPY",
+        side=Side.BUY,
+        quantity=5,
+        order_type=OrderType.LMT,
+        limit_price=entry,
+        stop_loss=round(entry * 0.98, 2),
+        take_profit=round(entry * 1.03, 2),
+        requested_by="pytest",
+        created_time=utc_now(),
+    )
+    order_id = resting_intent.order_id
+    with Warehouse.open(api_settings) as warehouse:
+        sink = start_sink(api_settings, warehouse)
+        commands = KafkaCommandSink(api_settings)
+        try:
+            client = TestClient(create_app(api_settings, warehouse, commands, sink=sink))
+            trader = bearer(token(api_settings, Role.TRADER, "tom"))
+            # The one road: risk judges the intent and routes it, execution places it at ibsim.
+            out.send(order_intents.TOPIC, resting_intent)
+            assert out.flush(10) == 0
+            try:
+                readable(client, trader, order_id, lambda b: b["order"]["status"] == "acknowledged")
+            except AssertionError:
+                raise AssertionError(worker.log()[-4000:]) from None
+
+            unknown = client.post(
+                f"/v1/orders/{uuid.uuid4()}/modify", json={"reason": "x", "quantity": 1}, headers=trader
+            )
+            assert unknown.status_code == 404, unknown.text
+            nothing = client.post(
+                f"/v1/orders/{order_id}/modify", json={"reason": "x", "stop_price": 1}, headers=trader
+            )
+            assert (nothing.status_code, nothing.json()["code"]) == (422, "invalid_modification"), nothing.text
+
+            # Approved by risk: the entry's limit and quantity change at ibsim, in place.
+            lower = round(entry - 0.5, 2)
+            body = {"reason": "closer to support", "limit_price": lower, "quantity": 6}
+            accepted = client.post(f"/v1/orders/{order_id}/modify", json=body, headers=trader)
+            assert accepted.status_code == 202 and accepted.json()["command"] == "modify_order", accepted.text
+            parent = lambda: next(o for o in running.ib_orders(order_id) if not o.request.parent_id)  # noqa: E731
+            try:
+                wait_for(lambda: (parent().request.quantity, parent().request.lmt_price) == (6, lower), timeout=20)
+            except AssertionError:
+                raise AssertionError(worker.log()[-4000:]) from None
+            assert {o.request.quantity for o in running.ib_orders(order_id)} == {6}
+
+            # Refused by risk (far over the order notional limit): ibsim keeps the order as it was; the trail says so.
+            huge = client.post(
+                f"/v1/orders/{order_id}/modify", json={"reason": "all in", "quantity": 5000}, headers=trader
+            )
+            assert huge.status_code == 202, huge.text
+            detail = readable(
+                client,
+                trader,
+                order_id,
+                lambda b: any("risk rejected the modification" in (e["broker_message"] or "") for e in b["events"]),
+            )
+            assert (parent().request.quantity, parent().request.lmt_price) == (6, lower)
+            assert detail["order"]["risk"] == "approved"  # the order's own verdict: a modification's is not it
+            trail = [(s["stage"], s["status"]) for s in detail["trail"]]
+            assert trail.count(("command", "modify_order")) == 2 and ("risk_decision", "rejected") in trail, trail
+
+            # Cancel all for the symbol: the modified order goes.
+            gone = client.post("/v1/orders/cancel-all", json={"scope": "SPY", "reason": "done"}, headers=trader)
+            assert gone.status_code == 202, gone.text
+            wait_for(lambda: {o.status for o in running.ib_orders(order_id)} == {"Cancelled"}, timeout=10)
+        finally:
+            sink.stop()
+            commands.close()
+            worker.stop()

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from api.errors import ApiError
 from api.models import OrderSummary
-from api.routes.order_commands import not_working
+from api.routes.order_commands import ModifyOrderRequest, modified_terms, not_working
 from ibstream.contracts.enums import OrderStatus, OrderType, Side
+from ibstream.contracts.order_terms import OrderTerms
+from ibstream.order_modifications import terms_from_parameters, terms_parameters
 
 
 def summary(**fields: Any) -> OrderSummary:
@@ -55,3 +58,57 @@ def test_an_ended_order_is_409_naming_its_status(status: OrderStatus) -> None:
 def test_an_order_risk_rejected_was_never_placed() -> None:
     refusal = not_working(summary(risk="rejected"))
     assert refusal is not None and refusal.code == "order_not_working" and "risk rejected" in refusal.message
+
+
+def terms(**fields: Any) -> OrderTerms:
+    values: dict[str, Any] = {
+        "symbol": "AAPL",
+        "side": Side.BUY,
+        "quantity": 10,
+        "order_type": OrderType.LMT,
+        "limit_price": 100.0,
+        "stop_loss": 98.0,
+        "take_profit": 104.0,
+    }
+    return OrderTerms(**{**values, **fields})
+
+
+def ask(**fields: Any) -> ModifyOrderRequest:
+    return ModifyOrderRequest(reason="r", **fields)
+
+
+def test_a_modification_keeps_the_terms_and_changes_only_what_was_asked() -> None:
+    new, changes = modified_terms(terms(), 4.0, ask(quantity=12, limit_price=99.5, take_profit=104.0))
+    assert changes == ["limit_price", "quantity"]  # the take profit asked is the one it has: no change
+    assert new == terms(quantity=12, limit_price=99.5)
+
+
+@pytest.mark.parametrize(
+    ("current", "request_fields", "code", "fragment"),
+    [
+        (terms(order_type=OrderType.MKT, limit_price=None), {"quantity": 5}, "order_not_modifiable", "market order"),
+        (terms(), {"stop_price": 99.0}, "invalid_modification", "no stop_price to modify"),
+        (terms(stop_loss=None, take_profit=None), {"stop_loss": 97.0}, "invalid_modification", "without a bracket"),
+        (
+            terms(order_type=OrderType.STP, limit_price=None, stop_price=101.0),
+            {"limit_price": 1.0},
+            "invalid_modification",
+            "STP order",
+        ),
+        (terms(), {"limit_price": 100.0}, "invalid_modification", "nothing to modify"),
+        (terms(), {"quantity": 4}, "invalid_modification", "above the 4 already filled"),
+    ],
+)
+def test_a_modification_the_order_cannot_take_is_422_with_why(
+    current: OrderTerms, request_fields: dict[str, Any], code: str, fragment: str
+) -> None:
+    with pytest.raises(ApiError) as raised:
+        modified_terms(current, 4.0, ask(**request_fields))
+    assert (raised.value.status, raised.value.code) == (422, code) and fragment in raised.value.message
+
+
+def test_the_modify_command_carries_the_complete_new_terms_that_read_back_exactly() -> None:
+    new, changes = modified_terms(terms(), 0.0, ask(limit_price=99.37, stop_loss=97.11))
+    parameters = terms_parameters(new, changes)
+    assert parameters["changes"] == "limit_price,stop_loss" and parameters["order_type"] == "LMT"
+    assert terms_from_parameters(parameters) == new
