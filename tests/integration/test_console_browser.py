@@ -450,6 +450,19 @@ def test_trader_cancels_an_order_and_all_orders_of_a_symbol_after_confirming(bro
     page = Page(browser, console)
     page.login("trader")
     page.go(f"/orders/{order_id}", "#order-cancel")
+    # Modify: the fields a limit order has (no stop price, no bracket), a new limit, confirmed with a reason.
+    assert page.page.locator("#order-modify input").evaluate_all("els => els.map(e => e.name)") == [
+        "quantity",
+        "limit_price",
+    ]
+    page.page.fill("#modify-limit_price", "299.5")
+    page.page.click("#order-modify-send")
+    page.page.fill("#confirm-reason", "closer to support")
+    page.page.click("#confirm-ok")
+    (modified,) = _wait_for_command(console, ControlCommandKind.MODIFY_ORDER)
+    assert (modified.target, modified.actor, modified.reason) == (order_id, "tom", "closer to support")
+    assert (modified.parameters["limit_price"], modified.parameters["quantity"]) == ("299.5", "7.0")
+    assert modified.parameters["changes"] == "limit_price"
     page.page.click("#order-cancel")
     page.page.wait_for_selector("#confirm[open]")
     page.page.click("#confirm-cancel")  # changed my mind: nothing is sent

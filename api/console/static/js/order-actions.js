@@ -41,3 +41,31 @@ export async function cancelAll(scope) {
     return null;
   }
 }
+
+// The fields a modification may change for an order's terms: quantity, the entry's own prices, its bracket's.
+export function modifiableFields(terms) {
+  if (terms.order_type === "MKT") return [];
+  const fields = ["quantity"];
+  if (terms.order_type === "LMT" || terms.order_type === "STP_LMT") fields.push("limit_price");
+  if (terms.order_type === "STP" || terms.order_type === "STP_LMT") fields.push("stop_price");
+  if (terms.stop_loss != null) fields.push("stop_loss");
+  if (terms.take_profit != null) fields.push("take_profit");
+  return fields;
+}
+
+export async function modifyOrder(orderId, label, changes) {
+  const what = Object.entries(changes).map(([k, v]) => `${k} ${v}`).join(", ");
+  if (!what) { showBanner("Enter a new quantity or price first."); return null; }
+  const reason = await confirmWithReason(`Modify order ${label}: ${what}?`,
+    "Risk judges the new terms again; execution changes the order at IB only if risk approves (the trail shows either).",
+    "Modify order");
+  if (!reason) return null;
+  try {
+    const accepted = await api(`/v1/orders/${orderId}/modify`, { method: "POST", body: { reason, ...changes } });
+    showBanner(`Modification of ${label} accepted (offset ${accepted.offset}); risk judges it next.`, "info");
+    return accepted;
+  } catch (error) {
+    showBanner(`Modification refused: ${error.message}`);
+    return null;
+  }
+}
