@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consumers.execution.context import Context
@@ -212,6 +213,9 @@ class OperatorOrders:
         self.early_decisions: dict[str, RiskDecision] = {}
         #: False until the first reconciliation: decisions read back while rebuilding are not acted on.
         self.live = False
+        #: Whether orders may be sent now (the executor is READY); a modification decided meanwhile waits for resume.
+        self.ready: Callable[[], bool] = lambda: True
+        self.waiting_modifications: list[tuple[ControlCommand, RiskDecision]] = []
 
     def on_command(self, command: ControlCommand, *, trading: bool, replayed: bool = False) -> None:
         """Apply now when ``trading``; otherwise after the next reconciliation (``resume``)."""
@@ -259,6 +263,9 @@ class OperatorOrders:
         self._modify(command, decision)
 
     def _modify(self, command: ControlCommand, decision: RiskDecision) -> None:
+        if not self.ready():
+            self.waiting_modifications.append((command, decision))
+            return
         order = self.ctx.book.orders.get(command.target)
         if order is None:
             log.warning("modification of an order the book does not hold ignored", extra={"order_id": command.target})
@@ -284,6 +291,9 @@ class OperatorOrders:
     def resume(self) -> None:
         """After a reconciliation: apply what waited."""
         self.live = True
+        waiting, self.waiting_modifications = self.waiting_modifications, []
+        for command, decision in waiting:
+            self._modify(command, decision)
         pending, self.pending = self.pending, []
         max_age = self.ctx.settings.execution.operator_command_max_age_seconds
         for command, replayed in pending:

@@ -109,6 +109,7 @@ class Executor:
         self.kill_switch = KillSwitch(self.ctx, self.reporter)
         self.operator_orders = OperatorOrders(self.ctx, self.reporter)
         self.decisions.modifications = self.operator_orders.on_decision
+        self.operator_orders.ready = lambda: self.state is State.READY
         self.query = IbQuery(self.ctx)
         self.fills = FillPairing(self.ctx, self.reporter)
         self.cancels = OwedCancels(self.ctx)

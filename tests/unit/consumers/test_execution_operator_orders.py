@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
+from consumers.execution.journal import Journal
 from consumers.execution.operator_orders import (
     CancelRequest,
     fresh,
@@ -14,11 +16,14 @@ from consumers.execution.operator_orders import (
     plan_cancel_order,
     plan_modify,
 )
+from consumers.execution.service import Executor, State
 from consumers.execution.state import Book, LegState, OrderState
+from ibstream.config import load_settings
 from ibstream.contracts import ControlCommand, RiskCheck, RiskDecision
 from ibstream.contracts.enums import ControlCommandKind, OrderLeg, OrderStatus, OrderType, Side
 from ibstream.contracts.order_terms import OrderTerms, terms_digest
 from ibstream.order_modifications import modification_decision_id, terms_parameters
+from tests.fake_ib import FakeIbSession
 
 NOW = dt.datetime(2025, 1, 6, 15, 0, tzinfo=dt.UTC)
 
@@ -183,3 +188,36 @@ def test_an_approved_modification_resends_every_leg_with_its_ib_id_and_the_new_t
 def test_a_modification_is_refused_with_why(state: OrderState, kwargs: dict[str, object], why: str) -> None:
     plan = plan_modify(state, *modification(state, **kwargs), "DU1")  # type: ignore[arg-type]
     assert plan.legs == () and plan.refusal is not None and why in plan.refusal, plan.refusal
+
+
+def test_commands_wait_while_ib_cannot_be_asked_and_go_after_the_reconciliation(tmp_path: Path) -> None:
+    """With the fake IB: a cancel read at startup and a modification approved while not READY are sent only once
+    the executor has reconciled; a modification decision read back before that (the rebuild) is never acted on."""
+    book = Book()
+    book.orders = {"o1": bracket_order(), "o2": order("o2", "MSFT", WORKING)}
+    book.orders["o2"].legs[OrderLeg.PARENT].ib_order_id = 8
+    executor = Executor(
+        load_settings(state_dir=tmp_path), session := FakeIbSession(client_id=21), Journal(tmp_path, 21)
+    )
+    executor.account, executor.generation, executor.book = "DU1", 1, book
+    executor.outbox.enqueue = lambda spec, record: None  # type: ignore[method-assign]  # no Kafka here
+    orders = executor.operator_orders
+    replayed_modify, old_decision = modification(book.orders["o1"], quantity=9.0)
+    orders.on_decision(old_decision)  # read back while rebuilding: not live yet
+    orders.on_command(replayed_modify, trading=False, replayed=True)  # read back at startup: not applied again
+    assert orders.early_decisions == {} and orders.modifications == {}
+
+    orders.on_command(command(ControlCommandKind.CANCEL_ORDER, "o2"), trading=False, replayed=True)
+    executor.state = State.READY
+    orders.resume()  # the first reconciliation
+    assert session.cancelled == [8]
+
+    modify, decision = modification(book.orders["o1"], quantity=8.0)
+    executor.state = State.IB_LOST
+    orders.on_command(modify, trading=False)
+    orders.on_decision(decision)
+    assert session.placed == []
+    executor.state = State.READY
+    orders.resume()
+    assert [(ib_id, ticket.quantity) for ib_id, ticket in session.placed] == [(5, 8.0), (6, 8.0)]
+    assert book.orders["o1"].legs[OrderLeg.PARENT].quantity == 8.0
