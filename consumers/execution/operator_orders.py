@@ -26,7 +26,9 @@ stop price and quantity, the stop-loss leg's stop, the take-profit's limit; the 
 quantity. It is refused — nothing sent, the reason recorded in the order's events — when risk rejected it, the terms
 differ from those approved, the order is no longer working, the new terms change the symbol, side, type or bracket
 shape, or the quantity is not above what already filled. An applied modification is recorded the same way (IB's
-acknowledgement of a modification does not change the order's status, so it would leave no event of its own).
+acknowledgement of a modification does not change the order's status, so it would leave no event of its own), and so
+is IB refusing it (``refused_by_ib``: 103/104/105/110, or an error that would otherwise end the order, within 30 s of
+sending): the order's status stays as it was, since the order still works at IB as before.
 A modification read back at startup is not applied again (its approval may be long past): the operator re-issues it.
 
 Replay: control.v1 is compacted and read from its beginning at startup, before the book is rebuilt, and commands read
@@ -46,11 +48,12 @@ from dataclasses import dataclass
 from consumers.execution.context import Context
 from consumers.execution.mapping import NAMESPACE, InvalidOrderError, LegPlan, legs_of, plan_legs
 from consumers.execution.reporting import Reporter
-from consumers.execution.state import Book, OrderState
+from consumers.execution.state import Book, OrderState, status_of_error
 from consumers.execution.trading_state import stray_child
 from ibstream.contracts import ControlCommand, OrderEvent, RiskDecision, RoutedOrder, order_events, utc_now
 from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, OrderLeg, Severity
 from ibstream.contracts.order_terms import terms_digest
+from ibstream.ib import events
 from ibstream.ib.session import stock_contract
 from ibstream.order_modifications import CHANGES, command_of, terms_from_parameters
 from ibstream.trading_states import ACCOUNT_TARGETS
@@ -59,6 +62,10 @@ log = logging.getLogger(__name__)
 
 #: The control commands this module applies.
 KINDS = frozenset({ControlCommandKind.CANCEL_ORDER, ControlCommandKind.CANCEL_ALL, ControlCommandKind.MODIFY_ORDER})
+#: IB's refusals of a modification (103 id spent, 104 filled, 105 not the same order, 110 price off tick).
+MODIFY_REFUSAL_CODES = frozenset({103, 104, 105, 110})
+#: How long after sending a modification an error about its order is taken as IB refusing it.
+REFUSAL_WINDOW_SECONDS = 30.0
 #: Modification decisions kept while their command has not been read yet (bounded: the oldest go first).
 MAX_EARLY_DECISIONS = 1000
 
@@ -216,6 +223,8 @@ class OperatorOrders:
         #: Whether orders may be sent now (the executor is READY); a modification decided meanwhile waits for resume.
         self.ready: Callable[[], bool] = lambda: True
         self.waiting_modifications: list[tuple[ControlCommand, RiskDecision]] = []
+        #: IB order id → the modification just sent for it and when (our clock): IB's refusal of it is recognised.
+        self.modifying: dict[int, tuple[ControlCommand, float]] = {}
 
     def on_command(self, command: ControlCommand, *, trading: bool, replayed: bool = False) -> None:
         """Apply now when ``trading``; otherwise after the next reconciliation (``resume``)."""
@@ -277,11 +286,32 @@ class OperatorOrders:
             return
         contract = stock_contract(order.symbol)
         for leg in plan.legs:
+            self.modifying[leg.ib_order_id] = (command, self.ctx.wall())
             self.ctx.session.place_order(leg.ib_order_id, contract, leg.ticket)
             order.legs[leg.leg].quantity = leg.ticket.quantity
         changes = command.parameters.get(CHANGES, "")
         log.warning("modification sent", extra={"order_id": order.order_id, "changes": changes, "legs": len(plan.legs)})
         self._record(order, command, f"applied ({changes or 'terms'}; decision {decision.decision_id})")
+
+    def refused_by_ib(self, event: events.IbError) -> bool:
+        """Whether ``event`` is IB refusing a modification sent in the last ``REFUSAL_WINDOW_SECONDS`` (a refusal
+        code, or one that would otherwise end the order): recorded on the order, whose status stays as it was."""
+        sent = self.modifying.get(event.req_id)
+        if sent is None or self.ctx.wall() - sent[1] > REFUSAL_WINDOW_SECONDS:
+            return False
+        if event.code not in MODIFY_REFUSAL_CODES and status_of_error(event.kind) is None:
+            return False
+        found = self.ctx.book.find(event.req_id)
+        del self.modifying[event.req_id]
+        if found is None:
+            return False
+        order, leg = found
+        log.warning(
+            "IB refused a modification",
+            extra={"order_id": order.order_id, "leg": leg.leg.value, "code": event.code, "ib_message": event.message},
+        )
+        self._record(order, sent[0], f"refused by IB for the {leg.leg.value} leg ({event.code}: {event.message})")
+        return True
 
     def _record(self, order: OrderState, command: ControlCommand, outcome: str) -> None:
         event = trail_event(order, command, outcome, utc_now())

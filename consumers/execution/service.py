@@ -115,6 +115,7 @@ class Executor:
         self.cancels = OwedCancels(self.ctx)
         self.reconciler = Reconciler(self.ctx, self.reporter, self.fills, self.cancels)
         self.order_events = OrderEvents(self.ctx, self.reporter, self.fills, self.cancels, self.query)
+        self.order_events.modification_refused = self.operator_orders.refused_by_ib
         self.placement = Placement(
             self.ctx,
             self.reporter,

@@ -295,6 +295,13 @@ def test_modify_is_applied_only_with_risks_matching_approval_and_every_outcome_i
     assert {o.status for o in running.ib_orders(bracket.order_id)} <= {"Submitted", "PreSubmitted"}
     assert len(running.ib_orders(bracket.order_id)) == 3  # modified in place, nothing added
 
+    # IB refuses a price off the tick (110): recorded, the order keeps working as it was (status unchanged).
+    off_tick, off_tick_terms = modify_command(bracket, {"quantity": 8, "limit_price": lower - 0.005, "stop_loss": stop})
+    send(running.settings, off_tick, verdict(off_tick, bracket, off_tick_terms, approved=True))
+    events.wait(lambda es: any("refused by IB for the parent leg (110" in m for m in messages(es, bracket.order_id)))
+    assert at_ib()["parent"] == (8, lower, None)
+    assert running.executor.book.orders[bracket.order_id].legs[OrderLeg.PARENT].status is OrderStatus.ACKNOWLEDGED
+
     # A market order has nothing to modify once filled: refused, recorded.
     filled = routed("MSFT", Side.BUY, 1)
     send(running.settings, filled)
