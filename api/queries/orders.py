@@ -181,12 +181,18 @@ def working_view(warehouse: Warehouse, order_id: str) -> WorkingView:
 
 
 def current_terms(warehouse: Warehouse, intent: OrderIntent, decisions: Sequence[RiskDecision]) -> OrderTerms:
-    """The terms of the latest modification risk approved (from its command on control.v1), else the intent's."""
-    approved = [d for d in decisions if is_modification(d) and d.approved]
-    command_id = command_of(approved[-1]) if approved else None
-    if command_id is None:
+    """The terms of the latest-issued modification risk approved (from its command on control.v1), else the
+    intent's. Latest by the command's sequence, not the decision's time: a decision re-made after a risk worker's
+    restart must not bring back older terms."""
+    approved = {command_of(d) for d in decisions if is_modification(d) and d.approved}
+    if not approved:
         return OrderTerms(**intent.terms())
     commands: list[ControlCommand] = fetch_records(
-        warehouse, control.TOPIC, "command_id = {id:String}", {"id": command_id}, "issued_time", "command_id"
+        warehouse,
+        control.TOPIC,
+        "command_id IN {ids:Array(String)}",
+        {"ids": sorted(i for i in approved if i is not None)},
+        "sequence, issued_time",
+        "command_id",
     )
-    return terms_from_parameters(commands[0].parameters) if commands else OrderTerms(**intent.terms())
+    return terms_from_parameters(commands[-1].parameters) if commands else OrderTerms(**intent.terms())

@@ -19,6 +19,7 @@ from api.app import create_app
 from api.auth import Role
 from api.commands import KafkaCommandSink
 from api.embedded import start_sink
+from api.queries.orders import working_view
 from ibstream.config import Settings
 from ibstream.contracts import (
     ControlCommand,
@@ -405,6 +406,9 @@ def test_modify_over_http_is_judged_by_a_real_risk_worker_and_applied_at_ibsim_o
             )
             assert (parent().request.quantity, parent().request.lmt_price) == (6, lower)
             assert detail["order"]["risk"] == "approved"  # the order's own verdict: a modification's is not it
+            # The next modification starts from the terms risk last approved, not the intent's nor the rejected ones.
+            current = working_view(warehouse, order_id).terms
+            assert (current.quantity, current.limit_price, current.stop_loss) == (6, lower, resting_intent.stop_loss)
             trail = [(s["stage"], s["status"]) for s in detail["trail"]]
             assert trail.count(("command", "modify_order")) == 2 and ("risk_decision", "rejected") in trail, trail
 
