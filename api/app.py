@@ -26,7 +26,20 @@ from api.limits import (
     TokenBuckets,
 )
 from api.metrics import RequestMetricsMiddleware
-from api.routes import account, charts, control, flatten, orders, pipeline, positions, precheck, probes, runs, signals
+from api.routes import (
+    account,
+    charts,
+    control,
+    flatten,
+    order_commands,
+    orders,
+    pipeline,
+    positions,
+    precheck,
+    probes,
+    runs,
+    signals,
+)
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, Settings, get_settings
@@ -48,6 +61,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     signals.router,
     runs.router,
     orders.router,
+    order_commands.router,
     positions.router,
     account.router,
     control.router,

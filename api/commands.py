@@ -107,6 +107,8 @@ def correlation_ids(command: ControlCommand) -> dict[str, str | None]:
         return {"run_id": command.target}
     if command.command is ControlCommandKind.TRIGGER_RUN:
         return {"signal_id": command.target}
+    if command.command in (ControlCommandKind.CANCEL_ORDER, ControlCommandKind.MODIFY_ORDER):
+        return {"order_id": command.target}
     return {"symbol": None if command.target in ("global", "account") else command.target}
 
 

@@ -134,8 +134,10 @@ class MatchingEngine:
         key = (req.client_id, req.order_id)
         existing = self._orders.get(key)
         if existing is not None:
-            if existing.status in TERMINAL or existing.req.con_id != req.con_id:
-                return [OrderRejected(req.client_id, req.order_id, 103, "Duplicate order id")]
+            refusal = _modification_refused(existing, req)
+            if refusal is not None:
+                # As at IB: the modification is refused, the order stays as it was.
+                return [OrderRejected(req.client_id, req.order_id, *refusal)]
             return self._modify(existing, req, now)
         parent = self._orders.get((req.client_id, req.parent_id)) if req.parent_id else None
         problem = _invalid(req, parent_missing=bool(req.parent_id) and parent is None)
@@ -401,6 +403,21 @@ class MatchingEngine:
             if child.status not in TERMINAL:
                 events += self._cancel_tree(child, now, reason)
         return events
+
+
+def _modification_refused(o: _Order, req: OrderRequest) -> tuple[int, str] | None:
+    """Why IB refuses a placeOrder that re-uses a live id (a modification), or None: 104 for a filled order, 103 for
+    one otherwise ended (the id is spent), 105 when it changes what the order is (contract, side, type), and the new
+    terms' own problem (price off tick, no limit) as for a new order."""
+    if o.status == "Filled":
+        return 104, "Can't modify a filled order."
+    if o.status in TERMINAL:
+        return 103, "Duplicate order id"
+    if (o.req.con_id, o.req.action, o.req.order_type) != (req.con_id, req.action, req.order_type):
+        return 105, "Order being modified does not match original order."
+    if req.quantity < o.filled:
+        return 201, f"Order rejected - reason:The new quantity {req.quantity:g} is below the filled {o.filled:g}"
+    return _invalid(req, parent_missing=False)
 
 
 def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:

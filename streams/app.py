@@ -276,6 +276,10 @@ def _add_risk(built: StreamsApp, settings: Settings) -> None:
     limits = risk.RiskLimits.from_settings(settings)
     body = risk_agents.risk_agent(context, view, limits, decided, order_intents.TOPIC, clock=built.clock.now)
     built.agents["risk"] = app.agent(source, name="risk")(body)
+    # modify_order commands: judged like intents (control.v1 has one partition: one worker judges them, in order).
+    commands = _raw_topic(app, prefix + control.TOPIC.name, control.TOPIC.partitions)
+    modifications = risk_agents.modification_agent(context, view, limits, control.TOPIC, clock=built.clock.now)
+    built.agents["risk-modifications"] = app.agent(commands, name="risk-modifications")(modifications)
     app.timer(SWEEP_SECONDS, name="risk-alerts")(risk_agents.kill_switch_alerts(context, view))
 
 

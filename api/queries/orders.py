@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +12,13 @@ from api.models import OrderDetail, OrderPage, OrderSummary, Reconciliation, Tra
 from api.queries.common import aware, equals, fetch_records, keyset, next_cursor, time_range, topic_table, where_clause
 from ibstream.contracts import (
     TERM_FIELDS,
+    ControlCommand,
     Execution,
     OrderEvent,
     OrderIntent,
     RiskDecision,
     RoutedOrder,
+    control,
     executions,
     order_events,
     order_intents,
@@ -23,6 +26,8 @@ from ibstream.contracts import (
     routed_orders,
 )
 from ibstream.contracts.enums import OrderLeg
+from ibstream.contracts.order_terms import OrderTerms
+from ibstream.order_modifications import MODIFICATION_PREFIX, command_of, is_modification, terms_from_parameters
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.audits import AUDITS, run_audit
 from ibstream.warehouse.schema import quote_ident
@@ -63,7 +68,8 @@ def list_orders(
                   LIMIT 1 BY order_id) AS i
             LEFT JOIN (
                 SELECT order_id, argMax(approved, (decided_time, _kafka_ts, _offset)) AS verdict
-                FROM {topic_table(warehouse, risk_decisions.TOPIC)} FINAL GROUP BY order_id
+                FROM {topic_table(warehouse, risk_decisions.TOPIC)} FINAL
+                WHERE NOT startsWith(decision_id, '{MODIFICATION_PREFIX}') GROUP BY order_id
             ) AS d ON d.order_id = i.order_id
             LEFT JOIN (
                 SELECT order_id, argMax(toString(status), (event_time, _kafka_ts, _offset)) AS status_now,
@@ -86,6 +92,7 @@ def order_summary(intent: OrderIntent, decisions: Sequence[RiskDecision], events
     """An order's summary from its records (decisions and events in time order), as ``list_orders`` computes it."""
     parent = [event for event in events if event.leg == OrderLeg.PARENT]
     prices = [event.avg_fill_price for event in parent if event.avg_fill_price is not None]
+    decisions = own_decisions(decisions)
     risk = "pending" if not decisions else ("approved" if decisions[-1].approved else "rejected")
     return OrderSummary(
         order_id=intent.order_id,
@@ -96,6 +103,11 @@ def order_summary(intent: OrderIntent, decisions: Sequence[RiskDecision], events
         filled_quantity=parent[-1].filled_quantity if parent else 0.0,
         avg_fill_price=prices[-1] if prices else None,
     )
+
+
+def own_decisions(decisions: Sequence[RiskDecision]) -> list[RiskDecision]:
+    """The order's own risk decisions, without those on later modifications (``ibstream.order_modifications``)."""
+    return [decision for decision in decisions if not is_modification(decision)]
 
 
 def reconciliation(events: Sequence[OrderEvent], issues: Sequence[str]) -> Reconciliation:
@@ -133,10 +145,54 @@ def get_order(warehouse: Warehouse, order_id: str) -> OrderDetail:
     return OrderDetail(
         order=order_summary(intents[0], decisions, events),
         intent=intents[0],
-        risk_decision=decisions[-1] if decisions else None,
+        risk_decision=own[-1] if (own := own_decisions(decisions)) else None,
         routed=routed[0] if routed else None,
         events=events,
         fills=fills,
         reconciliation=reconciliation(events, unreconciled_issues(warehouse, order_id)),
         trail=order_trail(warehouse, order_id),
     )
+
+
+@dataclass(frozen=True)
+class WorkingView:
+    """What the order commands judge from: the intent, the summary, and the order's current terms (the intent's, or
+    those of the latest modification risk approved)."""
+
+    intent: OrderIntent
+    summary: OrderSummary
+    terms: OrderTerms
+
+
+def working_view(warehouse: Warehouse, order_id: str) -> WorkingView:
+    """An order's intent, summary and current terms; 404 ``order_not_found`` if no intent for it is recorded.
+    Lighter than ``get_order``: no trail, no audits."""
+    by_id = {"id": order_id}
+    where = "order_id = {id:String}"
+    intents = fetch_records(warehouse, order_intents.TOPIC, where, by_id, "created_time", "order_id")
+    if not intents:
+        raise ApiError(404, "order_not_found", f"no order {order_id} in the warehouse")
+    decisions = fetch_records(
+        warehouse, risk_decisions.TOPIC, where, by_id, "decided_time, _kafka_ts, _offset", "decision_id"
+    )
+    events = fetch_records(warehouse, order_events.TOPIC, where, by_id, "event_time, _kafka_ts, _offset", "event_id")
+    intent = intents[0]
+    return WorkingView(intent, order_summary(intent, decisions, events), current_terms(warehouse, intent, decisions))
+
+
+def current_terms(warehouse: Warehouse, intent: OrderIntent, decisions: Sequence[RiskDecision]) -> OrderTerms:
+    """The terms of the latest-issued modification risk approved (from its command on control.v1), else the
+    intent's. Latest by the command's sequence, not the decision's time: a decision re-made after a risk worker's
+    restart must not bring back older terms."""
+    approved = {command_of(d) for d in decisions if is_modification(d) and d.approved}
+    if not approved:
+        return OrderTerms(**intent.terms())
+    commands: list[ControlCommand] = fetch_records(
+        warehouse,
+        control.TOPIC,
+        "command_id IN {ids:Array(String)}",
+        {"ids": sorted(i for i in approved if i is not None)},
+        "sequence, issued_time",
+        "command_id",
+    )
+    return terms_from_parameters(commands[-1].parameters) if commands else OrderTerms(**intent.terms())

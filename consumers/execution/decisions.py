@@ -25,6 +25,7 @@ unchanged. Only approved decisions are kept, and each is dropped once its order 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,6 +38,7 @@ from ibstream.contracts.enums import Severity
 from ibstream.contracts.order_terms import terms_digest
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.kafka.records import KafkaMessage, decode_message
+from ibstream.order_modifications import is_modification
 from ibstream.telemetry import meter, record_error
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ class DecisionGate:
         self.outbox = outbox
         self.codec = codec
         self.approvals: dict[str, Approval] = {}
+        #: Where risk's decisions on modify_order commands go (``operator_orders.OperatorOrders.on_decision``).
+        self.modifications: Callable[[RiskDecision], None] = lambda decision: None
         #: order id → when (our clock) its routed order first waited for a decision.
         self.waiting_since: dict[str, float] = {}
         self.m_refused = meter("consumers.execution").create_counter(
@@ -136,6 +140,9 @@ class DecisionGate:
         self.on_decision(decision)
 
     def on_decision(self, decision: RiskDecision) -> None:
+        if is_modification(decision):
+            self.modifications(decision)  # a modify_order's verdict, not the order's own (operator_orders)
+            return
         if self.handled(decision.order_id):
             return  # read back at startup for an order placed or refused long ago
         approval = approval_of(decision)

@@ -7,6 +7,7 @@ Every event first feeds the open ``IbQuery`` collector, if a question to IB is p
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from consumers.execution.context import Context
 from consumers.execution.fills import FillPairing
@@ -37,6 +38,9 @@ class OrderEvents:
         self.fills = fills
         self.cancels = cancels
         self.query = query
+        #: Whether an error is IB refusing a modification we just sent (``operator_orders``): then it says nothing
+        #: about the order's status, which stays as it was.
+        self.modification_refused: Callable[[events.IbError], bool] = lambda event: False
 
     def handle(self, event: events.IbEvent) -> None:
         collector = self.query.collector
@@ -79,6 +83,8 @@ class OrderEvents:
                         "ib_message": event.message,
                     },
                 )
+                return
+            if self.modification_refused(event):
                 return
             status = status_of_error(event.kind)
             if status is None:

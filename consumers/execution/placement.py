@@ -57,6 +57,7 @@ class Placement:
         reconciler: Reconciler,
         crash: CrashPoints,
         ask_ib: AskIb,
+        withdrawn: Callable[[str], str | None] = lambda order_id: None,
     ) -> None:
         self.ctx = ctx
         self.reporter = reporter
@@ -65,6 +66,8 @@ class Placement:
         self.reconciler = reconciler
         self.crash = crash
         self.ask_ib = ask_ib
+        #: Why an order may not be placed because the operator cancelled it first (``operator_orders``).
+        self.withdrawn = withdrawn
 
     def place(self, order: RoutedOrder) -> bool:
         """The placement protocol (module docstring). False: undecided, retry later."""
@@ -99,8 +102,9 @@ class Placement:
 
     def _refusal(self, order: RoutedOrder) -> str | None:
         # A flatten goes through a halted scope: closing the position is what a halt wants (risk approved it only
-        # because it closes the position and no further).
-        refusal = None if is_flatten(order) else self.kill_switch.refusal(order.symbol)
+        # because it closes the position and no further). An operator's cancel before placement withdraws any order.
+        halted = None if is_flatten(order) else self.kill_switch.refusal(order.symbol)
+        refusal = halted or self.withdrawn(order.order_id)
         if refusal is not None:
             return refusal
         try:

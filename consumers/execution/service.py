@@ -42,6 +42,7 @@ from consumers.execution.flatten import Flattens
 from consumers.execution.ib_events import OrderEvents
 from consumers.execution.intake import Intake
 from consumers.execution.journal import Journal
+from consumers.execution.operator_orders import OperatorOrders
 from consumers.execution.outbox import COMPONENT, Outbox
 from consumers.execution.placement import Placement
 from consumers.execution.reconciler import IbQuery, OwedCancels, Reconciler
@@ -107,11 +108,15 @@ class Executor:
         self.intake = Intake(self.ctx, codec_from_settings(settings), self.outbox)
         self.decisions = DecisionGate(self.ctx, self.reporter, self.outbox, self.intake.codec)
         self.kill_switch = KillSwitch(self.ctx, self.reporter)
+        self.operator_orders = OperatorOrders(self.ctx, self.reporter)
+        self.decisions.modifications = self.operator_orders.on_decision
+        self.operator_orders.ready = lambda: self.state is State.READY
         self.query = IbQuery(self.ctx)
         self.fills = FillPairing(self.ctx, self.reporter)
         self.cancels = OwedCancels(self.ctx)
         self.reconciler = Reconciler(self.ctx, self.reporter, self.fills, self.cancels)
         self.order_events = OrderEvents(self.ctx, self.reporter, self.fills, self.cancels, self.query)
+        self.order_events.modification_refused = self.operator_orders.refused_by_ib
         self.placement = Placement(
             self.ctx,
             self.reporter,
@@ -120,6 +125,7 @@ class Executor:
             self.reconciler,
             crash,
             lambda symbol: self._ask_ib(symbol=symbol),
+            self.operator_orders.withdrawn,
         )
         self.flattens = Flattens(self.ctx)
         self.account_feed = AccountFeed(
@@ -191,7 +197,7 @@ class Executor:
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; raises FencedError if another executor took over the account."""
-        count = self.intake.start_control(self._on_control)
+        count = self.intake.start_control(self._on_replayed_control)
         log.info(
             "control commands read", extra={"commands": count, "kill_switch": ",".join(sorted(self.kill_switches))}
         )
@@ -291,7 +297,10 @@ class Executor:
                 # IB could not be asked: not consumed, retried when IB answers again (held, never skipped).
                 self.intake.held.appendleft(message)
 
-    def _on_control(self, message: KafkaMessage) -> None:
+    def _on_replayed_control(self, message: KafkaMessage) -> None:
+        self._on_control(message, replayed=True)
+
+    def _on_control(self, message: KafkaMessage, replayed: bool = False) -> None:
         if message.value() is None:
             return  # a compaction tombstone
         try:
@@ -301,6 +310,7 @@ class Executor:
             self.kill_switch.on_undecodable(message.key(), str(error))
             return
         self.kill_switch.on_command(command, trading=self.state is State.READY)
+        self.operator_orders.on_command(command, trading=self.state is State.READY, replayed=replayed)
 
     # --- IB connection ------------------------------------------------------------------------------------------
 
@@ -407,6 +417,7 @@ class Executor:
             return
         self.state = State.READY
         self.kill_switch.cancel_all()
+        self.operator_orders.resume()
 
     def _reconcile(self) -> bool:
         """Start and every reconnect: compare IB's open orders, executions and positions with the book."""

@@ -119,6 +119,8 @@ MAP_DELAYED_TICK: dict[Tick, Tick] = {
 #: IB error/info texts as TWS sends them (message_codes.html).
 ERROR_TEXT: dict[int, str] = {
     103: "Duplicate order id",
+    104: "Can't modify a filled order.",
+    105: "Order being modified does not match original order.",
     162: "Historical Market Data Service error message:",
     200: "No security definition has been found for the request",
     201: "Order rejected - reason:",

@@ -344,6 +344,9 @@ class ExecutionSettings(Section):
     account_publish_min_seconds: float = Field(default=1.0, gt=0)
     # ... and an unchanged account is republished this often, so readers can judge freshness by the record's time.
     account_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    # A cancel_all read back at startup (control.v1 is compacted) is applied only if issued within this many seconds:
+    # an old one must not cancel orders placed since (consumers/execution/operator_orders.py).
+    operator_command_max_age_seconds: float = Field(default=300.0, gt=0)
 
 
 class WarehouseSettings(Section):

@@ -40,6 +40,7 @@ from ibstream.contracts import (
     SignalTransition,
 )
 from ibstream.contracts.enums import ApprovalMode, OrderLeg, OrderStatus, RunState, SignalStatus
+from ibstream.order_modifications import is_modification
 from streams.orchestration.machine import (
     FINAL,
     ApprovalPolicy,
@@ -290,7 +291,11 @@ def expire(entry: RunEntry, now: datetime) -> Step:
 
 
 def on_decision(entry: RunEntry, decision: RiskDecision, now: datetime) -> Step:
-    """A risk rejection of the run's order: submitted → failed with the failed checks as the reason."""
+    """A risk rejection of the run's order: submitted → failed with the failed checks as the reason. A decision on
+    a later modification of the order (``ibstream.order_modifications``) leaves the run alone: a rejected
+    modification leaves the order working as it was."""
+    if is_modification(decision):
+        return Step(note=f"risk decision on a modification ({decision.decision_id}) ignored")
     if decision.approved:
         return Step(note="risk approved the order")
     if entry.run.state is not RunState.SUBMITTED:

@@ -1,10 +1,12 @@
-"""The risk agent over ``orders.intents.v1`` (decisions by ``streams.risk.decisions``, remembered in the
+"""The risk agent over ``orders.intents.v1``, the modification agent over ``control.v1`` (``modify_order``
+commands, judged by ``streams.risk.modifications``) (decisions by ``streams.risk.decisions``, remembered in the
 ``risk-decided`` table) and the ``risk-alerts`` timer that raises the kill-switch alert even while no intent
 arrives. Registered on the app by ``streams.app``; the risk view they read is fed by ``streams.risk.feed``.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -13,9 +15,13 @@ from typing import Any
 from faust import streams as faust_streams
 
 from ibstream import risk
-from ibstream.contracts import OrderIntent, TopicSpec, utc_now
-from streams.context import AgentContext
+from ibstream.contracts import ControlCommand, OrderIntent, TopicSpec, risk_decisions, utc_now
+from ibstream.contracts.serde import DecodeError
+from streams.context import AgentContext, events
 from streams.risk.decisions import DecidedTable, decide_intents, sync_kill_switch_alerts, wait_until_ready
+from streams.risk.modifications import judge_modification
+
+log = logging.getLogger(__name__)
 
 #: Intents decided together: their decisions are acknowledged by the broker in one round trip instead of one each
 #: (waiting for every ack in turn held a worker to ~700 decisions/s).
@@ -93,3 +99,45 @@ def kill_switch_alerts(context: AgentContext, view: risk.RiskView) -> Callable[[
             await sync_kill_switch_alerts(context, view)
 
     return sync
+
+
+def modification_agent(
+    ctx: AgentContext,
+    view: risk.RiskView,
+    limits: risk.RiskLimits,
+    control_spec: TopicSpec[ControlCommand],
+    clock: Callable[[], Any] = utc_now,
+) -> Callable[[Any], Any]:
+    """The agent body over ``control.v1``: a decision for every ``modify_order`` command
+    (``streams.risk.modifications``), acknowledged before the next; other commands are the view feed's."""
+
+    async def agent(stream: Any) -> AsyncIterator[bool]:
+        await wait_until_ready(view)
+        async for event in events(stream):
+            message = event.message
+            try:
+                command = ctx.codec.decode(
+                    str(message.topic), control_spec.record, message.value, int(message.partition), int(message.offset)
+                )
+            except DecodeError:
+                yield False  # the view feed halts the scope an unreadable control record names
+                continue
+            now = clock()
+            decision = judge_modification(command, view, limits, now, utc_now())
+            if decision is None:
+                yield False
+                continue
+            view.apply_decision(decision, market_time=now)
+            await ctx.emitter.emit(risk_decisions.TOPIC, decision, wait=True)
+            log.info(
+                "risk decision on a modification",
+                extra={
+                    "order_id": decision.order_id,
+                    "decision_id": decision.decision_id,
+                    "approved": decision.approved,
+                    "failed": [check.name for check in decision.checks if not check.passed],
+                },
+            )
+            yield True
+
+    return agent

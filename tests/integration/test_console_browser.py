@@ -32,8 +32,25 @@ from api.auth import Role
 from api.commands import KafkaCommandSink
 from api.embedded import SinkHandle, start_sink
 from ibstream.config import PROJECT_ROOT, Settings, load_settings
-from ibstream.contracts import ControlCommand, control
-from ibstream.contracts.enums import ControlCommandKind, TradingState
+from ibstream.contracts import (
+    ControlCommand,
+    OrderEvent,
+    OrderIntent,
+    Position,
+    control,
+    order_events,
+    order_intents,
+    positions,
+)
+from ibstream.contracts.enums import (
+    ControlCommandKind,
+    ExecutionSource,
+    OrderLeg,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradingState,
+)
 from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import RecordProducer, codec_from_settings
 from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
@@ -370,4 +387,102 @@ def test_admin_sets_a_trading_state_and_sees_it_with_who_and_why(browser: Any, c
     page.page.wait_for_function(
         "() => document.querySelector('#tile-trading .tile-value').textContent.includes('reducing')"
     )
+    page.close()
+
+
+def _working_order_and_position(console: Console) -> str:
+    """A working MSFT limit order (intent + acknowledged event) and an MSFT position, as execution would record."""
+    now = datetime.now(UTC)
+    order_id = str(uuid.uuid4())
+    intent = OrderIntent(
+        order_id=order_id,
+        symbol="MSFT",
+        side=Side.BUY,
+        quantity=7,
+        order_type=OrderType.LMT,
+        limit_price=300.0,
+        requested_by="orchestration",
+        created_time=now,
+    )
+    event = OrderEvent(
+        event_id=str(uuid.uuid4()),
+        order_id=order_id,
+        leg=OrderLeg.PARENT,
+        symbol="MSFT",
+        ib_order_id=901,
+        status=OrderStatus.ACKNOWLEDGED,
+        filled_quantity=0,
+        remaining_quantity=7,
+        broker_status="Submitted",
+        source=ExecutionSource.LIVE,
+        event_time=now,
+    )
+    position = Position(
+        account="DU1", symbol="MSFT", con_id=272093, quantity=5, avg_cost=310.0, source=ExecutionSource.LIVE, time=now
+    )
+    console.producer.send(order_intents.TOPIC, intent)
+    console.producer.send(order_events.TOPIC, event)
+    console.producer.send(positions.TOPIC, position)
+    assert console.producer.flush(10) == 0
+    return order_id
+
+
+def _wait_for_command(console: Console, kind: ControlCommandKind) -> list[ControlCommand]:
+    deadline = time.monotonic() + 30
+    found: list[ControlCommand] = []
+    while time.monotonic() < deadline and not found:
+        found = [c for c in _control_commands(console) if c.command == kind]
+        time.sleep(0.2)
+    return found
+
+
+def test_trader_cancels_an_order_and_all_orders_of_a_symbol_after_confirming(browser: Any, console: Console) -> None:
+    order_id = _working_order_and_position(console)
+    viewer = Page(browser, console)
+    viewer.login("viewer")
+    viewer.go(f"/orders/{order_id}", "#order-status")
+    viewer.page.wait_for_function("() => document.querySelector('#order-status').textContent === 'acknowledged'")
+    assert viewer.page.locator("#order-cancel").count() == 0
+    viewer.go("/positions", 'tr[data-symbol="MSFT"]')
+    assert viewer.page.locator("button.cancel-all").count() == 0 and viewer.page.is_visible("#positions-readonly")
+    viewer.close()
+
+    page = Page(browser, console)
+    page.login("trader")
+    page.go(f"/orders/{order_id}", "#order-cancel")
+    # Modify: the fields a limit order has (no stop price, no bracket), a new limit, confirmed with a reason.
+    assert page.page.locator("#order-modify input").evaluate_all("els => els.map(e => e.name)") == [
+        "quantity",
+        "limit_price",
+    ]
+    page.page.fill("#modify-limit_price", "299.5")
+    page.page.click("#order-modify-send")
+    page.page.fill("#confirm-reason", "closer to support")
+    page.page.click("#confirm-ok")
+    (modified,) = _wait_for_command(console, ControlCommandKind.MODIFY_ORDER)
+    assert (modified.target, modified.actor, modified.reason) == (order_id, "tom", "closer to support")
+    assert (modified.parameters["limit_price"], modified.parameters["quantity"]) == ("299.5", "7.0")
+    assert modified.parameters["changes"] == "limit_price"
+    page.page.click("#order-cancel")
+    page.page.wait_for_selector("#confirm[open]")
+    page.page.click("#confirm-cancel")  # changed my mind: nothing is sent
+    page.page.click("#order-cancel")
+    page.page.fill("#confirm-reason", "price moved away")
+    page.page.click("#confirm-ok")
+    page.page.wait_for_selector("#banner.info")
+    assert "accepted" in page.page.inner_text("#banner")
+    (sent,) = _wait_for_command(console, ControlCommandKind.CANCEL_ORDER)
+    assert (sent.target, sent.actor, sent.reason) == (order_id, "tom", "price moved away")
+    # The command shows in the order's audit trail once the sink has recorded it.
+    page.page.wait_for_function("() => (document.querySelector('#order')?.textContent || '').includes('cancel_order')")
+    page.shoot("order-cancel")
+
+    page.go("/positions", 'button.cancel-all[data-symbol="MSFT"]')
+    page.shoot("positions")
+    page.page.click('button.cancel-all[data-symbol="MSFT"]')
+    page.page.wait_for_selector("#confirm[open]")
+    page.page.fill("#confirm-reason", "earnings in an hour")
+    page.page.click("#confirm-ok")
+    (scoped,) = _wait_for_command(console, ControlCommandKind.CANCEL_ALL)
+    assert (scoped.target, scoped.actor, scoped.reason) == ("MSFT", "tom", "earnings in an hour")
     page.close()

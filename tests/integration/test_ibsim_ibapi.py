@@ -242,6 +242,14 @@ def test_order_types_fill_by_market_rules(sim_factory: SimF, ibapi_factory: Clie
     # commissions: IB fixed, $0.005/share with a $1 minimum
     reports = {e[1].execId: e[1] for e in c.of("commissionReport")}
     assert reports[mkt.executions[0].exec_id].commission == 1.0
+    # A placeOrder with a working order's id modifies it (same perm id), as at a gateway; a side change is 105.
+    lower = round(q.bid - 60, 2)
+    c.placeOrder(oid + 1, stock("MSFT"), order("BUY", 12, "LMT", lmt=lower, ref="far-lmt"))
+    c.wait_for(lambda: sim.orders()[1].request.quantity == 12)
+    assert (sim.orders()[1].request.lmt_price, sim.orders()[1].perm_id) == (lower, book["far-lmt"].perm_id)
+    c.placeOrder(oid + 1, stock("MSFT"), order("SELL", 12, "LMT", lmt=lower, ref="far-lmt"))
+    c.wait_for(lambda: c.errors(105))
+    assert sim.orders()[1].request.action == "BUY" and sim.orders()[1].status == "Submitted"
     c.cancelOrder(oid + 1)
     c.wait_for(lambda: c.errors(202))
     assert [e for e in c.of("orderStatus") if e[1] == oid + 1][-1][2] == "Cancelled"
@@ -249,8 +257,11 @@ def test_order_types_fill_by_market_rules(sim_factory: SimF, ibapi_factory: Clie
     c.cancelOrder(99_999)
     c.wait_for(lambda: c.errors(10147))
     c.placeOrder(oid, stock("MSFT"), order("BUY", 10, "MKT"))
+    c.wait_for(lambda: c.errors(104))
+    assert c.errors(104)[0][1] == oid  # filled: "Can't modify a filled order."
+    c.placeOrder(oid + 1, stock("MSFT"), order("BUY", 12, "LMT", lmt=lower, ref="far-lmt"))
     c.wait_for(lambda: c.errors(103))
-    assert c.errors(103)[0][1] == oid
+    assert c.errors(103)[0][1] == oid + 1  # cancelled: its id is spent
 
 
 def test_bracket_children_held_until_transmit(sim_factory: SimF, ibapi_factory: ClientF) -> None:

@@ -1,5 +1,6 @@
 -- Order trail: everything recorded about one order, in time order.
---   signal → orchestration run states → order intent → risk decision → routing → broker order events → fills.
+--   signal → orchestration run states → order intent → risk decision → routing → operator commands on the order
+--   (cancel_order, modify_order) → broker order events (with IB's message) → fills.
 -- Parameters: order_id. Rows are deduplicated by (topic, partition, offset) with FINAL and by logical id with
 -- LIMIT 1 BY, so an at-least-once retry that wrote the same event twice shows once.
 WITH
@@ -33,11 +34,16 @@ FROM (
     SELECT routed_time, 5, 'routed', order_id, 'routed', concat('decision ', decision_id)
     FROM orders_routed_v1 FINAL WHERE order_id = {order_id:String}
     UNION ALL
-    SELECT event_time, 6, 'order_event', event_id, toString(status),
-           concat(toString(leg), ' filled=', toString(filled_quantity), ' remaining=', toString(remaining_quantity))
+    SELECT issued_time, 6, 'command', command_id, toString(command), concat('by ', actor, ': ', reason)
+    FROM control_v1 FINAL
+    WHERE target = {order_id:String} AND toString(command) IN ('cancel_order', 'modify_order')
+    UNION ALL
+    SELECT event_time, 7, 'order_event', event_id, toString(status),
+           concat(toString(leg), ' filled=', toString(filled_quantity), ' remaining=', toString(remaining_quantity),
+                  if(broker_message IS NULL OR broker_message = '', '', concat(' ', broker_message)))
     FROM orders_events_v1 FINAL WHERE order_id = {order_id:String}
     UNION ALL
-    SELECT exec_time, 7, 'fill', exec_id, toString(side), concat(toString(quantity), ' @ ', toString(price))
+    SELECT exec_time, 8, 'fill', exec_id, toString(side), concat(toString(quantity), ' @ ', toString(price))
     FROM executions_v1 FINAL WHERE order_id = {order_id:String}
 )
 ORDER BY time, rank, id, status

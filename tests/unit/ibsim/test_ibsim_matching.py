@@ -220,3 +220,26 @@ def test_orders_wait_for_the_open() -> None:
     market.open = True
     out = e.advance(6.0)
     assert [type(x) for x in out] == [OrderUpdated, OrderFilled]
+
+
+def test_a_modification_is_refused_as_ib_refuses_it_and_the_order_stays_as_it_was() -> None:
+    e = engine(Script({}))
+    e.place(req(1, "BUY", 5, "LMT", lmt=90.0), 0.0)
+    for changed, code in (
+        (req(1, "SELL", 5, "LMT", lmt=90.0), 105),  # another side
+        (req(1, "BUY", 5, "STP", aux=90.0), 105),  # another type
+        (req(1, "BUY", 5, "LMT", lmt=90.001), 110),  # off tick
+    ):
+        [refused] = e.place(changed, 1.0)
+        assert isinstance(refused, OrderRejected) and refused.code == code, (changed, refused)
+    working = e.order(1, 1)
+    assert working is not None
+    assert (working.status, working.request.lmt_price, working.request.action) == ("Submitted", 90.0, "BUY")
+    # A resize and a new price are modifications: accepted, same order (same perm id).
+    [updated] = e.place(req(1, "BUY", 8, "LMT", lmt=91.0), 2.0)
+    assert isinstance(updated, OrderUpdated)
+    assert (updated.order.request.quantity, updated.order.request.lmt_price) == (8, 91.0)
+    assert updated.order.perm_id == working.perm_id
+    e.place(req(2, "BUY", 5, "MKT"), 3.0)
+    [filled] = e.place(req(2, "BUY", 5, "MKT"), 4.0)
+    assert isinstance(filled, OrderRejected) and (filled.code, filled.message) == (104, "Can't modify a filled order.")

@@ -77,6 +77,7 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("execution_health_port", "12345", "execution.health_port", 12345),
     ("execution_ib_answer_timeout_seconds", "0.7", "execution.ib_answer_timeout_seconds", 0.7),
     ("execution_decision_wait_seconds", "0.7", "execution.decision_wait_seconds", 0.7),
+    ("execution_operator_command_max_age_seconds", "60", "execution.operator_command_max_age_seconds", 60.0),
     ("execution_account_publish_min_seconds", "2.5", "execution.account_publish_min_seconds", 2.5),
     ("execution_account_heartbeat_seconds", "45", "execution.account_heartbeat_seconds", 45.0),
     ("clickhouse_url", "x_1", "warehouse.clickhouse_url", "x_1"),

@@ -30,6 +30,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "signals": ["unit.md.bars.5s.v1"],
         "transitions": ["unit.signals.transitions.v1"],
         "risk": ["unit.orders.intents.v1"],
+        "risk-modifications": ["unit.control.v1"],
         "orchestration-router": [
             "unit.control.v1",
             "unit.orders.events.v1",

@@ -314,6 +314,9 @@ async def test_risk_rejection_fails_the_run_with_the_failed_checks() -> None:
         decided_time=NOW,
     )
     assert orch.on_decision(submitted, decision.model_copy(update={"approved": True}), NOW).entry is None
+    # A rejected modification of the order (modify_order) leaves the order, and so the run, as it was.
+    modification = decision.model_copy(update={"decision_id": "modify:c1"})
+    assert orch.on_decision(submitted, modification, NOW).entry is None
     failed = orch.on_decision(submitted, decision, NOW)
     assert states(failed) == [RunState.FAILED] and failed.runs[0].actor == "risk"
     assert "max_order_notional: too big" in (failed.runs[0].reason or "") and "kill_switch" not in (

@@ -10,6 +10,7 @@ import * as orders from "./pages/orders.js";
 import * as order from "./pages/order.js";
 import * as charts from "./pages/charts.js";
 import * as killSwitch from "./pages/kill-switch.js";
+import * as positions from "./pages/positions.js";
 
 const routes = [
   [/^\/approvals$/, approvals, "approvals"],
@@ -17,6 +18,7 @@ const routes = [
   [/^\/signals$/, signals, "signals"],
   [/^\/orders$/, orders, "orders"],
   [/^\/orders\/([A-Za-z0-9._:-]+)$/, order, "orders"],
+  [/^\/positions$/, positions, "positions"],
   [/^\/charts$/, charts, "charts"],
   [/^\/kill-switch$/, killSwitch, "kill-switch"],
 ];

@@ -1,6 +1,7 @@
 // One order's whole trail: intent → risk checks → routing → broker events → fills → reconciliation (+ the audit).
 import { api } from "../api.js";
 import { badge, clear, h, num, section, short, table, time, updated } from "../dom.js";
+import { cancelOrder, cancellable, modifiableFields, modifyOrder } from "../order-actions.js";
 import { poll } from "../ui.js";
 
 const FINAL = new Set(["filled", "cancelled", "rejected", "error"]);
@@ -9,8 +10,30 @@ export function render(view, ctx) {
   const id = ctx.match[1];
   const stamp = h("span", { class: "muted small", id: "order-updated" });
   const out = h("div", { id: "order" });
-  view.append(h("div", { class: "page-head" }, h("h1", {}, `Order ${short(id)}`), stamp), h("p", {}, h("a", { href: "#/orders" }, "← all orders")), out);
+  const actions = h("div", { id: "order-actions" });
+  view.append(h("div", { class: "page-head" }, h("h1", {}, `Order ${short(id)}`), stamp), h("p", {}, h("a", { href: "#/orders" }, "← all orders")), actions, out);
   let stop = null;
+
+  // Cancel, and modify (new quantity or prices, judged by risk again) for the fields the order's type has.
+  function orderActions(terms) {
+    const inputs = modifiableFields(terms).map((name) =>
+      h("label", {}, name.replace("_", " "), h("input", { name, id: `modify-${name}`, type: "number", step: "any", min: "0", placeholder: String(terms[name] ?? "") })));
+    const modify = inputs.length
+      ? [h("form", { class: "filters", id: "order-modify", onsubmit: (e) => e.preventDefault() }, inputs,
+          h("button", { type: "button", class: "secondary", id: "order-modify-send", onclick: async () => {
+            const changes = {};
+            for (const label of inputs) {
+              const input = label.querySelector("input");
+              if (input.value !== "") changes[input.name] = Number(input.value);
+            }
+            if (await modifyOrder(id, short(id), changes)) await refresh();
+          } }, "Modify order"))]
+      : [h("p", { class: "muted", id: "order-modify-none" }, "A market order has no price to modify.")];
+    return section("Operate",
+      h("p", {}, h("button", { type: "button", class: "danger", id: "order-cancel",
+        onclick: async () => { if (await cancelOrder(id, short(id))) await refresh(); } }, "Cancel order")),
+      ...modify);
+  }
 
   async function refresh() {
     const d = await api(`/v1/orders/${id}`);
@@ -55,6 +78,7 @@ export function render(view, ctx) {
         { label: "filled", cell: (e) => `${num(e.filled_quantity, 4)}${e.avg_fill_price != null ? ` @ ${num(e.avg_fill_price, 4)}` : ""}` },
         { label: "remaining", cell: (e) => num(e.remaining_quantity, 4) },
         { label: "reconciliation", cell: (e) => e.reconciliation_status || "" },
+        { label: "message", cell: (e) => e.broker_message || "" },
       ], d.events, { empty: "No broker event yet." })),
       section("Fills", h("div", { id: "fills" }, table([
         { label: "time", cell: (f) => time(f.exec_time) },
@@ -73,6 +97,12 @@ export function render(view, ctx) {
         { label: "detail", cell: (t) => t.detail },
       ], d.trail)),
     );
+    // Rebuilt only when it appears or goes: polling must not wipe what the trader is typing.
+    const operable = ctx.can("trader") && cancellable(o);
+    if (operable !== (actions.dataset.operable === "1")) {
+      actions.dataset.operable = operable ? "1" : "0";
+      clear(actions).append(operable ? orderActions(i) : "");
+    }
     updated(stamp);
     if (FINAL.has(o.status) && r.status && stop) { stop(); stop = null; }  // nothing more will happen
   }
