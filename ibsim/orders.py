@@ -17,6 +17,7 @@ import logging
 
 from ibsim import messages as m
 from ibsim.account import Account
+from ibsim.clock import exchange_date
 from ibsim.config import Instrument
 from ibsim.faults import Faults
 from ibsim.gateway import Gateway
@@ -146,6 +147,13 @@ class Orders:
         self._open_orders(s, all_clients=True)
 
     def on_completed_orders(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        """The trading day's completed orders (filled, cancelled, rejected) of every client, oldest first, as a
+        gateway answers reqCompletedOrders; orders still working and untransmitted ones are not completed."""
+        today = exchange_date(now)
+        for o in self.gw.engine.orders():
+            if o.is_active or exchange_date(o.updated_at) != today:
+                continue
+            s.send(m.completed_order(o, self.gw.instruments[o.request.symbol], self.gw.account))
         s.send(m.completed_orders_end())
 
     def _open_orders(self, s: Session, all_clients: bool) -> None:

@@ -124,3 +124,32 @@ def test_a_what_if_order_answers_margin_and_commission_and_is_never_placed(
             ib.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_ib_async_reads_the_days_completed_orders(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=5, timeout=3, raiseSyncErrors=True)
+        try:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            trade = ib.placeOrder(aapl, MarketOrder("SELL", 40))
+            await _until(lambda: trade.orderStatus.status == "Filled")
+            completed = await asyncio.wait_for(ib.reqCompletedOrdersAsync(apiOnly=True), 5)
+            [done] = completed
+            [truth] = sim.orders()
+            assert (done.contract.conId, done.order.permId, done.order.action) == (aapl.conId, truth.perm_id, "SELL")
+            assert (done.orderStatus.status, done.order.filledQuantity) == ("Filled", 40)
+        finally:
+            ib.disconnect()
+        # a second connection fetches completed orders at connect (ib_async's startup sync) without a hitch
+        ib2 = IB()
+        await ib2.connectAsync("127.0.0.1", sim.port, clientId=6, timeout=3, raiseSyncErrors=True)
+        try:
+            completed = await asyncio.wait_for(ib2.reqCompletedOrdersAsync(apiOnly=True), 5)
+            assert [t.order.permId for t in completed] == [o.perm_id for o in sim.orders()]
+        finally:
+            ib2.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

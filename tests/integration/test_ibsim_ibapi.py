@@ -347,3 +347,39 @@ def test_partial_fills_and_commission_split(sim_factory: SimF, ibapi_factory: Cl
     assert sum(x.commission for x in o.executions) == pytest.approx(max(450 * 0.005, 1.0))
     statuses = [(e[3], e[4]) for e in c.of("orderStatus") if e[1] == oid and e[3] > 0]
     assert statuses[0] == (100.0, 350.0) and statuses[-1] == (450.0, 0.0)
+
+
+def test_completed_orders_are_the_days_filled_and_cancelled_orders(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    a = ibapi_factory(sim, 23)
+    b = ibapi_factory(sim, 24)
+    oid = a.of("nextValidId")[0][1]
+    q = sim.quote("AAPL")
+    a.placeOrder(oid, stock("AAPL"), order("BUY", 100, "MKT", ref="filled-one"))
+    a.placeOrder(oid + 1, stock("AAPL"), order("BUY", 1, "LMT", lmt=round(q.bid - 30, 2), ref="cancelled-one"))
+    a.placeOrder(oid + 2, stock("AAPL"), order("BUY", 1, "LMT", lmt=round(q.bid - 30, 2), ref="still-working"))
+    a.wait_for(lambda: a.of("commissionReport") and len(a.of("openOrder")) >= 3)
+    a.cancelOrder(oid + 1)
+    a.wait_for(lambda: a.errors(202))
+    # another client asks: a gateway answers with every client's completed orders, never the working one
+    b.reqCompletedOrders(False)
+    b.wait_event("completedOrdersEnd")
+    got = {e[2].orderRef: (e[1], e[2], e[3]) for e in b.of("completedOrder")}
+    assert set(got) == {"filled-one", "cancelled-one"}
+    book = {o.order_ref: o for o in sim.orders()}
+    for ref, (contract, placed, state) in got.items():
+        truth = book[ref]
+        assert (contract.conId, contract.symbol) == (265598, "AAPL")
+        assert (placed.permId, placed.totalQuantity, placed.orderType, placed.account) == (
+            truth.perm_id,
+            truth.request.quantity,
+            truth.request.order_type,
+            sim.account,
+        )
+        assert (state.status, placed.filledQuantity) == (truth.status, truth.filled)
+        assert state.completedTime.startswith(
+            dt.datetime.fromtimestamp(truth.updated_at, EXCHANGE_TZ).strftime("%Y%m%d")
+        )
+    assert got["filled-one"][2].completedStatus == "Filled" and got["filled-one"][1].filledQuantity == 100
+    assert got["cancelled-one"][2].completedStatus == "Cancelled by Trader"
+    assert got["cancelled-one"][1].lmtPrice == pytest.approx(round(q.bid - 30, 2))
