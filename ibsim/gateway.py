@@ -19,6 +19,7 @@ from ibsim.market import MarketGenerator
 from ibsim.matching import MatchingEngine
 from ibsim.pacing import HistoricalPacer
 from ibsim.session import Session
+from ibsim.validation import contract_refusal
 from ibsim.wire import Field, encode_field
 
 #: Messages kept per client id for :meth:`Simulator.sent_messages`.
@@ -99,6 +100,20 @@ class Gateway:
     def mark(self, symbol: str) -> float:
         """The last price of ``symbol`` now (account valuation)."""
         return self.market.quote(symbol, self.clock.now()).last
+
+    def lookup(self, s: Session, req_id: int, c: m.ContractSpec, *, for_order: bool = False) -> Instrument | None:
+        """The instrument a request names; otherwise the request's error goes to ``s`` and None comes back: 321 for a
+        contract a gateway will not search for (:func:`ibsim.validation.contract_refusal`), 200 for one that matches
+        nothing."""
+        refusal = contract_refusal(c, for_order=for_order)
+        if refusal is not None:
+            code, reason = refusal
+            s.error(req_id, code, f"{m.ERROR_TEXT[code]} {reason}")
+            return None
+        inst = self.resolve(c)
+        if inst is None:
+            s.error(req_id, 200)
+        return inst
 
     def resolve(self, c: m.ContractSpec) -> Instrument | None:
         """The instrument a request's contract names, or None (IB's 200: no security definition)."""

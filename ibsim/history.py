@@ -32,19 +32,16 @@ class History:
         self.gw = gw
 
     def on_head_timestamp(self, s: Session, req: m.ReqHeadTimestamp, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
-        if inst is None:
-            s.error(req.req_id, 200)
-        else:
+        inst = self.gw.lookup(s, req.req_id, req.contract)
+        if inst is not None:
             s.send(m.head_timestamp(req.req_id, self.gw.market.first_bar_time(), req.format_date))
 
     def on_cancel_historical(self, s: Session, req: m.SimpleRequest, now: float) -> None:
         s.hist.pop(req.arg, None)
 
     def on_req_historical(self, s: Session, req: m.ReqHistoricalData, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
             return
         bar_seconds = m.MAP_BAR_SIZE.get(req.bar_size.strip())
         if bar_seconds is None:

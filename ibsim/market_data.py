@@ -33,9 +33,8 @@ class MarketData:
     # -- requests ---------------------------------------------------------------------------------
 
     def on_contract_details(self, s: Session, req: m.ReqContractDetails, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
             return
         today = exchange_date(now)
         days = [today + dt.timedelta(days=k) for k in range(7)]
@@ -47,9 +46,8 @@ class MarketData:
         s.md_type, s.md_type_requested = req.arg, True
 
     def on_req_mkt_data(self, s: Session, req: m.ReqMktData, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
             return
         delayed = False
         if not self.gw.live_entitled:
@@ -73,9 +71,8 @@ class MarketData:
         s.mkt.pop(req.arg, None)
 
     def on_req_rt_bars(self, s: Session, req: m.ReqRealTimeBars, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
             return
         if req.bar_size != BAR_SECONDS:
             s.error(req.req_id, 321, f"{m.ERROR_TEXT[321]} Invalid bar size {req.bar_size}: only 5 second bars")

@@ -153,3 +153,26 @@ def test_ib_async_reads_the_days_completed_orders(sim_factory: Callable[..., Sim
             ib2.disconnect()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_ib_async_sees_no_security_definition_for_an_invalid_contract(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=7, timeout=3, raiseSyncErrors=True)
+        try:
+            bad = Stock("AAPL", "SMART", "EUR")
+            details = await asyncio.wait_for(ib.reqContractDetailsAsync(bad), 5)
+            assert details == []
+            trade = ib.placeOrder(bad, MarketOrder("BUY", 10))
+            await _until(lambda: trade.orderStatus.status == "Cancelled")
+            assert [entry.errorCode for entry in trade.log if entry.errorCode] == [200]
+            trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 10, tif="FOREVER"))
+            await _until(lambda: trade.orderStatus.status == "ValidationError")
+            assert [entry.errorCode for entry in trade.log if entry.errorCode] == [321]
+            assert sim.orders() == []
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 
@@ -383,3 +384,79 @@ def test_completed_orders_are_the_days_filled_and_cancelled_orders(sim_factory: 
     assert got["filled-one"][2].completedStatus == "Filled" and got["filled-one"][1].filledQuantity == 100
     assert got["cancelled-one"][2].completedStatus == "Cancelled by Trader"
     assert got["cancelled-one"][1].lmtPrice == pytest.approx(round(q.bid - 30, 2))
+
+
+def contract(symbol: str, sec_type: str = "STK", exchange: str = "SMART", currency: str = "USD") -> Contract:
+    c = Contract()
+    c.symbol, c.secType, c.exchange, c.currency = symbol, sec_type, exchange, currency
+    return c
+
+
+#: Contracts a gateway searches for and finds nothing (200), and ones it refuses to search for at all (321).
+NO_SUCH_CONTRACT = {
+    "unknown symbol": contract("NOPE"),
+    "no such security type for the symbol": contract("AAPL", sec_type="FUT"),
+    "not traded on that exchange": contract("AAPL", exchange="LSE"),
+    "not traded in that currency": contract("AAPL", currency="EUR"),
+}
+NOT_SEARCHABLE = {
+    "an unknown security type": (contract("AAPL", sec_type="SHARES"), "Invalid security type 'SHARES'"),
+    "no symbol and no contract id": (contract(""), "Missing symbol"),
+}
+
+
+def test_orders_and_contract_details_on_invalid_contracts_get_200_or_321_with_the_reason(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 25)
+    oid = c.of("nextValidId")[0][1]
+    cases = [
+        *((k, v, 200, "") for k, v in NO_SUCH_CONTRACT.items()),
+        *((k, v, 321, r) for k, (v, r) in NOT_SEARCHABLE.items()),
+    ]
+    for n, (name, bad, _code, _reason) in enumerate(cases):
+        c.reqContractDetails(100 + n, bad)
+        c.placeOrder(oid + n, bad, order("BUY", 10, "MKT", ref=name))
+    c.wait_for(lambda: len(c.errors(200)) + len(c.errors(321)) >= 2 * len(cases))
+    for n, (name, _, code, reason) in enumerate(cases):
+        for req_id in (100 + n, oid + n):
+            [(_, _, got_code, text)] = [e for e in c.errors() if e[1] == req_id]
+            assert got_code == code, name
+            assert reason in text and (code != 200 or text == "No security definition has been found for the request")
+    # an order needs what a search can do without: a security type and an exchange to route to
+    c.placeOrder(oid + 10, contract("AAPL", sec_type=""), order("BUY", 10, "MKT"))
+    c.placeOrder(oid + 11, contract("AAPL", exchange=""), order("BUY", 10, "MKT"))
+    c.reqContractDetails(120, contract("AAPL", sec_type="", exchange=""))
+    c.wait_event("contractDetailsEnd", 120)
+    c.wait_for(lambda: len([e for e in c.errors(321) if e[1] in (oid + 10, oid + 11)]) == 2)
+    assert "Missing security type" in next(e for e in c.errors() if e[1] == oid + 10)[3]
+    assert "Missing order exchange" in next(e for e in c.errors() if e[1] == oid + 11)[3]
+    assert [cd.contract.conId for (_, _, cd) in c.of("contractDetails", 120)] == [265598]
+    time.sleep(0.3)  # anything placed would have been acknowledged by now
+    assert sim.orders() == [] and not c.of("openOrder")
+
+
+def test_orders_with_invalid_fields_get_321_or_201_with_the_reason(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 26)
+    oid = c.of("nextValidId")[0][1]
+    bad_tif = order("BUY", 10, "MKT")
+    bad_tif.tif = "FOREVER"
+    bad_account = order("BUY", 10, "MKT")
+    bad_account.account = "DU0000000"
+    cases = [
+        (bad_tif, 321, "Invalid time in force 'FOREVER'"),
+        (order("HOLD", 10, "MKT"), 321, "Invalid action 'HOLD'"),
+        (bad_account, 321, "Invalid account DU0000000"),
+        (order("BUY", 10, "LMT"), 201, "Order rejected - reason:Missing limit price"),
+        (order("BUY", 10, "TRAIL LIMIT"), 201, "Order rejected - reason:Unsupported order type TRAIL LIMIT"),
+    ]
+    for n, (o, _, _) in enumerate(cases):
+        c.placeOrder(oid + n, stock("AAPL"), o)
+    c.wait_for(lambda: len([e for e in c.errors() if e[1] >= oid]) >= len(cases))
+    for n, (_, code, reason) in enumerate(cases):
+        [(_, _, got_code, text)] = [e for e in c.errors() if e[1] == oid + n]
+        assert (got_code, reason in text) == (code, True), text
+    assert all(o.status == "Inactive" for o in sim.orders())  # the 201s are recorded, the 321s never reached the book
+    assert {o.order_id for o in sim.orders()} == {oid + 3, oid + 4}
