@@ -172,14 +172,18 @@ class Simulator:
         """Simulated epoch seconds."""
         return self.clock.now()
 
-    def ground_truth_bars(self, symbol: str, start: float | None = None, end: float | None = None) -> list[Bar]:
-        """Every 5-second bar generated for ``symbol`` in ``[start, end)`` (default: all so far)."""
+    def ground_truth_bars(
+        self, symbol: str, start: float | None = None, end: float | None = None, *, extended: bool = False
+    ) -> list[Bar]:
+        """Every 5-second bar generated for ``symbol`` in ``[start, end)`` (default: all the live series so far);
+        ``extended`` adds pre- and post-market bars."""
         sym = symbol.upper()
         return self._call(
             lambda: self.market.bars(
                 sym,
                 self.market.first_bar_time() if start is None else start,
                 self.clock.now() if end is None else min(end, self.clock.now()),
+                extended=extended,
             )
         )
 

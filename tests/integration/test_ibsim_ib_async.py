@@ -176,3 +176,25 @@ def test_ib_async_sees_no_security_definition_for_an_invalid_contract(sim_factor
             ib.disconnect()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_ib_async_gets_a_month_of_daily_bars_and_extended_hours(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory(enforce_pacing=False)
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=8, timeout=3, raiseSyncErrors=True)
+        try:
+            [spy] = await ib.qualifyContractsAsync(Stock("SPY", "SMART", "USD"))
+            daily = await ib.reqHistoricalDataAsync(spy, "", "1 M", "1 day", "TRADES", True, timeout=20)
+            # after 2024-12-06 to 2025-01-06: 21 weekdays, but Christmas and New Year's Day have no session
+            assert len(daily) == 19 and str(daily[0].date) == "2024-12-09" and str(daily[-1].date) == "2025-01-06"
+            assert "2024-12-25" not in {str(b.date) for b in daily}
+            minutes = await ib.reqHistoricalDataAsync(
+                spy, "20250103 20:00:00 US/Eastern", "1 D", "30 mins", "TRADES", False
+            )
+            assert (minutes[0].date.hour, minutes[0].date.minute, minutes[-1].date.hour) == (4, 0, 19)
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -204,7 +204,7 @@ def test_history_of_a_half_day_ends_at_its_1300_close(sim_factory: SimF, ibapi_f
     assert (minutes[0], minutes[-1], len(minutes)) == ("20261127  09:30:00", "20261127  12:59:00", 210)
 
 
-def test_historical_before_anchor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+def test_historical_before_the_history_floor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory(enforce_pacing=False)
     c = ibapi_factory(sim, 6)
     c.reqHistoricalData(1, stock("AAPL"), "20240101 12:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1, False, [])
@@ -460,3 +460,53 @@ def test_orders_with_invalid_fields_get_321_or_201_with_the_reason(sim_factory: 
         assert (got_code, reason in text) == (code, True), text
     assert all(o.status == "Inactive" for o in sim.orders())  # the 201s are recorded, the 321s never reached the book
     assert {o.order_id for o in sim.orders()} == {oid + 3, oid + 4}
+
+
+def test_a_month_of_daily_bars_is_the_months_sessions(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    # Monday after Thanksgiving 2026: the month back holds a holiday (26th) and a half day (27th).
+    sim = sim_factory(enforce_pacing=False, start_time=dt.datetime(2026, 11, 30, 10, 0, tzinfo=EXCHANGE_TZ))
+    c = ibapi_factory(sim, 27)
+    c.reqHistoricalData(1, stock("AAPL"), "", "1 M", "1 day", "TRADES", 1, 1, False, [])
+    c.reqHistoricalData(2, stock("AAPL"), "", "1 W", "1 day", "TRADES", 1, 1, False, [])
+    c.reqHistoricalData(3, stock("AAPL"), "", "3 D", "1 day", "TRADES", 1, 1, False, [])
+    for req_id in (1, 2, 3):
+        c.wait_event("historicalDataEnd", req_id, timeout=20)
+    month = [e[2] for e in c.of("historicalData", 1)]
+    sessions = [
+        dt.date(2026, 11, d) for d in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 16, 17, 18, 19, 20, 23, 24, 25, 27, 30)
+    ]
+    assert [b.date for b in month] == [d.strftime("%Y%m%d") for d in sessions]
+    assert [b.date for b in (e[2] for e in c.of("historicalData", 2))] == [
+        "20261124",
+        "20261125",
+        "20261127",
+        "20261130",
+    ]
+    assert [b.date for b in (e[2] for e in c.of("historicalData", 3))] == ["20261125", "20261127", "20261130"]
+    # each finished session's bar is its 5-second ground truth, the half day's ending at 13:00 (today's still grows)
+    for bar, day in zip(month[:-1], sessions[:-1], strict=True):
+        open_ = dt.datetime.combine(day, dt.time(9, 30), EXCHANGE_TZ).timestamp()
+        truth = sim.ground_truth_bars("AAPL", open_, open_ + 6.5 * 3600)
+        assert (bar.open, bar.close, bar.volume) == (truth[0].open, truth[-1].close, sum(b.volume for b in truth))
+        assert len(truth) == (210 if day == dt.date(2026, 11, 27) else 390) * 12
+
+
+def test_use_rth_0_adds_pre_and_post_market_bars(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory(enforce_pacing=False)
+    c = ibapi_factory(sim, 28)
+    end = "20250103 21:00:00 US/Eastern"
+    c.reqHistoricalData(1, stock("MSFT"), end, "1 D", "1 hour", "TRADES", 0, 1, False, [])
+    c.reqHistoricalData(2, stock("MSFT"), end, "1 D", "1 hour", "TRADES", 1, 1, False, [])
+    c.wait_event("historicalDataEnd", 1)
+    c.wait_event("historicalDataEnd", 2)
+    extended = [e[2] for e in c.of("historicalData", 1)]
+    regular = [e[2] for e in c.of("historicalData", 2)]
+    hours = [b.date[-8:] for b in extended]
+    assert hours == ["04:00:00", "05:00:00", "06:00:00", "07:00:00", "08:00:00", "09:00:00", "10:00:00", "11:00:00"] + [
+        f"{h}:00:00" for h in range(12, 20)
+    ]
+    assert [b.date[-8:] for b in regular] == ["09:30:00", *hours[6:12]]
+    start = dt.datetime(2025, 1, 3, 4, 0, tzinfo=EXCHANGE_TZ).timestamp()
+    truth = sim.ground_truth_bars("MSFT", start, start + 16 * 3600, extended=True)
+    assert sum(b.volume for b in extended) == sum(b.volume for b in truth) > sum(b.volume for b in regular)
+    assert extended[0].open == truth[0].open and extended[-1].close == truth[-1].close
