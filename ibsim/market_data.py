@@ -49,6 +49,9 @@ class MarketData:
         inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
             return
+        if self.gw.faults.competing_session:
+            s.error(req.req_id, 10197)
+            return
         delayed = False
         if not self.gw.live_entitled:
             if s.md_type in (3, 4):
@@ -77,6 +80,9 @@ class MarketData:
         if req.bar_size != BAR_SECONDS:
             s.error(req.req_id, 321, f"{m.ERROR_TEXT[321]} Invalid bar size {req.bar_size}: only 5 second bars")
             return
+        if self.gw.faults.competing_session:
+            s.error(req.req_id, 10197)
+            return
         s.rtb[req.req_id] = BarSub(inst.symbol, int(now) // BAR_SECONDS * BAR_SECONDS, req.use_rth)
 
     def on_cancel_rt_bars(self, s: Session, req: m.SimpleRequest, now: float) -> None:
@@ -95,7 +101,7 @@ class MarketData:
             if not bars:
                 continue
             bsub.next_time = bars[-1].time + BAR_SECONDS
-            if self.gw.feed_dead(bsub.symbol):
+            if self.gw.feed_dead(bsub.symbol) or self.gw.faults.hmds_farm_down:
                 continue  # the feed is dead: those bars are gone for this subscriber
             for b in bars:
                 if bsub.rth_only and not _in_rth(b.time):

@@ -139,6 +139,7 @@ ERROR_TEXT: dict[int, str] = {
     2157: "Sec-def data farm connection is broken:secdefnj",
     2158: "Sec-def data farm connection is OK:secdefnj",
     10167: "Requested market data is not subscribed. Displaying delayed market data.",
+    10197: "No market data during competing live session",
 }
 
 #: Bar-size setting -> seconds (IB's accepted spellings).
