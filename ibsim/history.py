@@ -18,6 +18,7 @@ import time
 
 from ibsim import messages as m
 from ibsim.clock import BAR_SECONDS, exchange_date, previous_sessions, session_for
+from ibsim.clock import Session as TradingSession
 from ibsim.config import Instrument
 from ibsim.extended_history import PRE_MARKET_SECONDS, pre_market_window
 from ibsim.gateway import Gateway
@@ -157,22 +158,24 @@ def history_start(end: float, n: int, unit: str, trading_hours: str, extended: b
         return end - n
     last = exchange_date(end)
     if unit == "D":
-        sessions = [x for x in previous_sessions(last + dt.timedelta(days=1), n + 1, trading_hours) if x.open < end]
-        sessions = sessions[-n:]
+        recent = [x for x in previous_sessions(last + dt.timedelta(days=1), n + 1, trading_hours) if x.open < end]
+        first = recent[-n] if len(recent) >= n else (recent[0] if recent else None)
     else:
-        since = _calendar_back(last, n, unit)
-        sessions = []
-        day = since + dt.timedelta(days=1)
-        while day <= last:
-            x = session_for(day, trading_hours)
-            if x is not None and x.open < end:
-                sessions.append(x)
-                break
-            day += dt.timedelta(days=1)
-    if not sessions:
+        first = _first_session_after(_calendar_back(last, n, unit), end, trading_hours)
+    if first is None:
         return end
-    first = sessions[0]
     return pre_market_window(first).open if extended else first.open
+
+
+def _first_session_after(day: dt.date, end: float, trading_hours: str) -> TradingSession | None:
+    """The first session after ``day`` that opened before ``end``."""
+    last = exchange_date(end)
+    while day < last:
+        day += dt.timedelta(days=1)
+        found = session_for(day, trading_hours)
+        if found is not None and found.open < end:
+            return found
+    return None
 
 
 def _calendar_back(day: dt.date, n: int, unit: str) -> dt.date:
