@@ -28,6 +28,36 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class ApproveUntilFilled:
+    """Approves runs awaiting approval through the API as a trader, one at a time (another every 15 s, at most 8),
+    until one's order has filled; returns that order. A plan's limit entry may never fill: at 300x the market moves
+    minutes in each wall second, and ibsim's path changes with the session date, so the first run cannot be counted
+    on to fill."""
+
+    def __init__(self, api: str, viewer: str, trader: str) -> None:
+        self.api, self.viewer, self.trader = api, viewer, trader
+        self.approved: list[str] = []
+        self.last_approval = time.monotonic()
+
+    def _approve_next(self) -> None:
+        waiting = get_json(f"{self.api}/v1/runs?state=awaiting_approval&limit=1", self.viewer)["items"]
+        for run in waiting:
+            accepted = post_json(f"{self.api}/v1/runs/{run['run_id']}/approve", {"reason": "e2e approves"}, self.trader)
+            assert accepted["actor"] == "demo-trader"
+            self.approved.append(run["run_id"])
+            self.last_approval = time.monotonic()
+
+    def __call__(self) -> tuple[str, dict[str, Any]] | None:
+        if not self.approved or (len(self.approved) < 8 and time.monotonic() - self.last_approval > 15):
+            self._approve_next()
+        for run_id in self.approved:
+            for order_id in get_json(f"{self.api}/v1/runs/{run_id}", self.viewer).get("order_ids") or []:
+                order = get_json(f"{self.api}/v1/orders/{order_id}", self.viewer)
+                if order["fills"] and order["order"]["status"] == "filled":
+                    return order_id, order
+        return None
+
+
 def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -56,23 +86,9 @@ def test_signal_approved_via_api_reaches_ibsim_and_kill_switch_stops_orders(
         signals = _wait(lambda: get_json(f"{api}/v1/signals?limit=5", viewer)["items"], 60, "a signal via the API")
         assert signals[0]["symbol"] in demo.config.symbols
 
-        # 2. A run awaits approval; approve it through the API as a trader.
-        def awaiting() -> list[dict[str, Any]]:
-            return list(get_json(f"{api}/v1/runs?state=awaiting_approval&limit=5", viewer)["items"])
-
-        run = _wait(awaiting, 60, "a run awaiting approval")[0]
-        accepted = post_json(f"{api}/v1/runs/{run['run_id']}/approve", {"reason": "e2e approves"}, trader)
-        assert accepted["actor"] == "demo-trader"
-
-        # 3. Its order reaches ibsim (orderRef = our order id) and fills; the API's trail matches the audit.
-        detail = _wait(lambda: get_json(f"{api}/v1/runs/{run['run_id']}", viewer).get("order_ids"), 90, "order id")
-        order_id = detail[0]
-
-        def filled() -> dict[str, Any] | None:
-            order = get_json(f"{api}/v1/orders/{order_id}", viewer)
-            return order if order["fills"] and order["order"]["status"] == "filled" else None
-
-        order = _wait(filled, 60, "the approved order filled, as seen via the API")
+        # 2. Runs await approval; approve them through the API as a trader, one at a time, until one's order fills.
+        # 3. That order reached ibsim (orderRef = our order id) and filled; the API's trail matches the audit.
+        order_id, order = _wait(ApproveUntilFilled(api, viewer, trader), 180, "an approved order filled via the API")
         at_ibsim = [o for o in demo.ibsim_orders() if o["order_ref"] == order_id]
         assert at_ibsim and at_ibsim[0]["filled"] > 0
         assert order["risk_decision"]["approved"] is True

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.integration
 
 def test_one_market_hour_through_every_deployable(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
+    # Signals stay actionable for 2 market hours (12 wall seconds at 600x): the default half hour is 3 wall seconds,
+    # which a loaded machine spends between a run awaiting approval and orchestration reading the approval.
     config = DemoConfig(
-        speed=600.0, session_minutes=75, fault_at=dt.time(10, 0), live_view=False, directory=tmp_path / "demo"
+        speed=600.0,
+        session_minutes=75,
+        fault_at=dt.time(10, 0),
+        live_view=False,
+        directory=tmp_path / "demo",
+        signal_expiry_seconds=2 * 3600,
     )
     demo = Demo(config, settings)
     try:

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from ibstream.contracts import Quote
 from ibstream.contracts.enums import MarketDataSource
+
+from .kafka_helpers import close_leftover_consumers
+
+
+@pytest.fixture(autouse=True)
+def _close_test_readers() -> Iterator[None]:
+    """Close the Kafka readers a test left open, in the test's own thread (see ``kafka_helpers.tracked``)."""
+    yield
+    close_leftover_consumers()
 
 
 @pytest.fixture

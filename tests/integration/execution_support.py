@@ -28,6 +28,7 @@ from ibstream.contracts.order_terms import OrderTerms, terms_digest
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import consumer_config, create_producer
 from ibstream.kafka.records import RecordProducer, decode_message
+from tests.integration.kafka_helpers import tracked, untrack
 
 MONDAY_10AM = dt.datetime(2025, 1, 6, 10, 0, tzinfo=EXCHANGE_TZ)
 CODEC = SingleObjectCodec(SchemaStore())
@@ -109,14 +110,16 @@ class Reader:
     def __init__(self, settings: Settings, spec: TopicSpec[R], *, committed: bool = True) -> None:
         self.spec = spec
         self.records: list[Any] = []
-        self._consumer = Consumer(
-            consumer_config(
-                settings,
-                f"test-reader-{uuid.uuid4().hex[:8]}",
-                **{
-                    "enable.auto.commit": False,
-                    "isolation.level": "read_committed" if committed else "read_uncommitted",
-                },
+        self._consumer = tracked(
+            Consumer(
+                consumer_config(
+                    settings,
+                    f"test-reader-{uuid.uuid4().hex[:8]}",
+                    **{
+                        "enable.auto.commit": False,
+                        "isolation.level": "read_committed" if committed else "read_uncommitted",
+                    },
+                )
             )
         )
         # assign, not subscribe: no group join to wait for.
@@ -141,7 +144,7 @@ class Reader:
         raise AssertionError(f"{self.spec.name}: condition not met in {timeout}s; got {self.records}")
 
     def close(self) -> None:
-        self._consumer.close()
+        untrack(self._consumer)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.02) -> float:

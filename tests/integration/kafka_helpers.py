@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -30,3 +31,31 @@ def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 
     finally:
         consumer.close()
     return messages
+
+
+#: Consumers the long-lived test readers opened and have not closed. A consumer left to the garbage collector is
+#: destroyed by whichever thread runs the collection; when that is one of librdkafka's own callback threads,
+#: rd_kafka_destroy joins the thread it runs on and the test process hangs for good (seen once in a full run).
+_OPEN: list[Consumer] = []
+
+
+def tracked(consumer: Consumer) -> Consumer:
+    """Register ``consumer`` to be closed at the end of the test if the test does not close it."""
+    _OPEN.append(consumer)
+    return consumer
+
+
+def untrack(consumer: Consumer) -> None:
+    """Close ``consumer`` now and forget it."""
+    with contextlib.suppress(ValueError):
+        _OPEN.remove(consumer)
+    with contextlib.suppress(RuntimeError):  # already closed
+        consumer.close()
+
+
+def close_leftover_consumers() -> int:
+    """Close every tracked consumer still open; returns how many there were."""
+    leftovers = list(_OPEN)
+    for consumer in leftovers:
+        untrack(consumer)
+    return len(leftovers)

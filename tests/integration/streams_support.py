@@ -23,6 +23,7 @@ from ibstream.contracts import Record, TopicSpec
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import consumer_config, create_producer
 from ibstream.kafka.records import RecordProducer
+from tests.integration.kafka_helpers import tracked, untrack
 
 R = TypeVar("R", bound=Record)
 CODEC = SingleObjectCodec(SchemaStore())
@@ -114,8 +115,8 @@ class TopicReader:
     def __init__(self, settings: Settings, spec: TopicSpec[R]) -> None:
         self._spec = spec
         self.topic = settings.kafka.topic_prefix + spec.name
-        self._consumer = Consumer(
-            consumer_config(settings, f"test-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False})
+        self._consumer = tracked(
+            Consumer(consumer_config(settings, f"test-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}))
         )
         self._consumer.subscribe([self.topic])
         self.records: list[Any] = []
@@ -137,7 +138,7 @@ class TopicReader:
         return self.poll_until(lambda records: len(records) >= count, timeout)
 
     def close(self) -> None:
-        self._consumer.close()
+        untrack(self._consumer)
 
 
 def free_port() -> int:

@@ -27,12 +27,12 @@ RISK_CHECKS = (
     "order_rate",
     "daily_loss",
     "conflicting_position",
+    "buying_power",
 )
-#: Checks of the gate the desk session does not breach yet, and why: both read IB's account values (account.v1),
-#: which ibsim's account stream must provide (and stop, for account_state) before the desk can drill them.
+#: Checks of the gate the desk session does not breach, and why.
 RISK_CHECKS_NOT_DRILLED = {
-    "account_state": "needs account.v1 records that then stop arriving",
-    "buying_power": "needs account.v1 records with a buying power the desk can exceed",
+    "account_state": "needs execution's account.v1 records to stop while the pipeline runs (stopping execution); "
+    "drilled by tests/integration/test_risk_account.py instead",
 }
 
 _RISK_BREACH = {
@@ -46,7 +46,8 @@ _RISK_BREACH = {
     "stop_distance": "an order with a stop 0.05% from entry (minimum 0.2%)",
     "risk_per_trade": "an order risking more than 0.01% of equity (ibsim's 1,000,000) at its stop",
     "order_rate": "six orders within a market minute (limit 5)",
-    "daily_loss": "an order after a realized loss beyond the 0.01 daily limit",
+    "daily_loss": "an order after a loss past the 1 000 daily limit (2 000 booked at ibsim, read from IB's P&L)",
+    "buying_power": "an order after a withdrawal at ibsim leaves no buying power (IB's BuyingPower from account.v1)",
     "conflicting_position": "a sell of 35 shares against 30 held (reduce_opposite lets reductions through, no flip)",
 }
 
@@ -178,6 +179,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             "engaged: a new order is rejected by kill_switch and the resting order is cancelled at ibsim",
             "released: the next order is approved and filled",
+        ),
+    ),
+    Scenario(
+        "control.reducing",
+        "desk",
+        "a symbol set to reducing takes only orders that reduce its position",
+        (
+            "with AAPL reducing, a buy adding to the position is rejected by trading_state",
+            "a sell of 5 against the 30 held is approved (refused by trading_state if AAPL's stop closed it first)",
         ),
     ),
     Scenario(

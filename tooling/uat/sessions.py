@@ -524,6 +524,11 @@ def run_close(
 
 # --- desk: tight limits, crafted orders, broker reject, stale feed, kill switch, Kafka restart ---------------
 
+#: The desk's daily loss limit, and the loss booked at ibsim (a fee or loss counted in P&L) to cross it.
+DESK_DAILY_LOSS_LIMIT = 1000.0
+DESK_BOOKED_LOSS = 2000.0
+#: The net liquidation the buying-power drill leaves after its withdrawal (BuyingPower at ibsim: 4 × available funds).
+DESK_CASH_LEFT = 500.0
 DESK_LIMITS = {
     "IBSTREAM_RISK_MAX_POSITION": "50",
     "IBSTREAM_RISK_MAX_ORDER_NOTIONAL": "12000",
@@ -536,7 +541,9 @@ DESK_LIMITS = {
     "IBSTREAM_RISK_MAX_STOP_PCT": "3",
     "IBSTREAM_RISK_PRICE_BAND_PCT": "1",
     "IBSTREAM_RISK_MAX_ORDERS_PER_MINUTE": "5",
-    "IBSTREAM_RISK_DAILY_LOSS_LIMIT": "0.01",
+    # Today's loss is realized + unrealized from IB's P&L: the 30 AAPL held from step 3 (1% stop) and the round
+    # trips move it by tens of dollars either way, far from 1 000; step 8 books a 2 000 loss at ibsim to cross it.
+    "IBSTREAM_RISK_DAILY_LOSS_LIMIT": str(DESK_DAILY_LOSS_LIMIT),
     # 30x: quotes every 3 market seconds; a stalled symbol is 200 market seconds old after ~7 wall seconds.
     "IBSTREAM_RISK_QUOTE_MAX_AGE_SECONDS": "60",
     # The desk closes a position with an opposite order (step 7): a reduction the netting rule lets through.
@@ -621,7 +628,12 @@ class Desk:
                 return dict(body)
             self.session.alive_check()
             time.sleep(0.25)
-        raise UatError(f"desk order {tag}: not as expected within {timeout:.0f}s; last answer {str(body)[:300]}")
+        decision = body.get("risk_decision") if isinstance(body, dict) else None
+        failed = [c["name"] for c in (decision or {}).get("checks", []) if not c.get("passed")]
+        raise UatError(
+            f"desk order {tag}: not as expected within {timeout:.0f}s; failed risk checks {failed}; "
+            f"last answer {str(body)[:300]}"
+        )
 
     def decided(self, tag: str) -> dict[str, Any]:
         return self.wait(tag, lambda body: body.get("risk_decision") is not None)
@@ -638,6 +650,42 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, session: Ses
         session.alive_check()
         time.sleep(0.25)
     raise UatError(f"desk: {what} did not happen within {timeout:.0f}s")
+
+
+def _todays_loss(session: Session) -> float:
+    """Today's loss as risk reads it (IB's daily P&L, else realized + unrealized) from the API's ``/v1/account``."""
+    status, body = session.api_get("/v1/account")
+    if status != 200 or not isinstance(body, dict):
+        return 0.0
+    state = body.get("state") or {}
+    daily = state.get("daily_pnl")
+    if daily is None:
+        daily = (state.get("realized_pnl") or 0.0) + (state.get("unrealized_pnl") or 0.0)
+    return -float(daily)
+
+
+def _buying_power(session: Session) -> float:
+    """IB's BuyingPower as the risk view reads it, from the API's ``/v1/account`` (infinite before a record)."""
+    status, body = session.api_get("/v1/account")
+    if status != 200 or not isinstance(body, dict):
+        return float("inf")
+    value = (body.get("state") or {}).get("buying_power")
+    return float("inf") if value is None else float(value)
+
+
+WORKING_AT_IBSIM = ("PreSubmitted", "Submitted")
+
+
+def positions_without_stops(at_ibsim: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+    """The positions ibsim held, and those of them with no working stop order on their symbol: the kill switch
+    cancels entries and must keep the protective legs of filled ones."""
+    held = {p["symbol"]: float(p["quantity"]) for p in at_ibsim.get("positions", []) if float(p["quantity"]) != 0}
+    stopped = {
+        o["request"]["symbol"]
+        for o in at_ibsim.get("orders", [])
+        if o["request"]["order_type"].startswith("STP") and o["status"] in WORKING_AT_IBSIM
+    }
+    return held, sorted(symbol for symbol in held if symbol not in stopped)
 
 
 def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack: Any) -> None:
@@ -700,6 +748,23 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     session.sim("/faults/reject_next_order", {"code": 201, "message": "Order rejected - reason: UAT broker reject"})
     desk.place("broker_reject", "MSFT", "BUY", 5)
     desk.status("broker_reject", "rejected")
+    # 5a. AAPL reducing: an adding buy is refused by trading_state; a sell resting 0.7% above the market passes
+    # only if it reduces a position (the 30 held, unless AAPL's stop already closed it), else it is refused too. The
+    # kill switch below cancels it with the other resting entry.
+    reducing = {"scope": "AAPL", "state": "reducing", "reason": "UAT reducing drill"}
+    session.api_post("/v1/control/trading-state", reducing, "admin")
+    session.note("AAPL reducing")
+    time.sleep(2.0)
+    marks["aapl_held_when_reducing"] = next(
+        (float(p["quantity"]) for p in session.sim("/positions") if p["symbol"] == "AAPL"), 0.0
+    )
+    desk.place("reducing_add", "AAPL", "BUY", 5, stop_pct=0.5)
+    desk.place("reducing_sell", "AAPL", "SELL", 5, limit=round(desk.price("AAPL") * 1.007, 2), stop_pct=1.0)
+    desk.decided("reducing_add")
+    desk.decided("reducing_sell")
+    session.api_post("/v1/control/trading-state", {**reducing, "state": "active", "reason": "UAT drill over"}, "admin")
+    session.note("AAPL active")
+    time.sleep(2.0)
     # 6. A resting limit order 0.7% under the market (approval 3), then the kill switch.
     desk.place("resting", "MSFT", "BUY", 5, limit=round(desk.price("MSFT") * 0.993, 2), stop_pct=1.0)
     desk.status("resting", "acknowledged", "submitted")
@@ -709,6 +774,8 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     desk.place("kill_switch", "MSFT", "BUY", 5)
     desk.decided("kill_switch")
     desk.status("resting", "cancelled", timeout=20)
+    # What the kill switch left at ibsim: the positions held then, and the orders (their protective stops).
+    marks["after_kill_switch"] = {"positions": session.sim("/positions"), "orders": session.sim("/orders")}
     session.api_post("/v1/control/kill-switch", {"state": "off", "reason": "UAT drill over"}, "admin")
     session.note("kill switch OFF")
     # 6a. A halted trading state on QQQ alone: its order is refused by trading_state; then active again.
@@ -735,10 +802,24 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     desk.status("fill", "filled")
     desk.place("close", "MSFT", "SELL", 5)
     desk.status("close", "filled")
-    time.sleep(2.0)  # the closing execution's realized P&L reaches the risk view
-    # 8. An order after a realized loss: daily_loss.
+    # 8. An order after a loss past the limit: daily_loss. ibsim books the loss (as a fee or loss counted in P&L);
+    # execution's reqPnL brings it to account.v1, which the risk view reads.
+    session.sim("/account/cash", {"amount": -DESK_BOOKED_LOSS, "as_pnl": True})
+    session.note(f"loss of {DESK_BOOKED_LOSS:g} booked at ibsim")
+    _wait("the booked loss in account.v1", lambda: _todays_loss(session) > DESK_DAILY_LOSS_LIMIT, 30, session)
+    time.sleep(2.0)  # account.v1 reaches the risk view (the API read the warehouse's copy)
     desk.place("daily_loss", "MSFT", "BUY", 5)
     desk.decided("daily_loss")
+    # 8b. Buying power: a withdrawal at ibsim leaves the account (almost) no buying power; the next order's notional
+    # exceeds IB's BuyingPower as account.v1 reports it.
+    net_liquidation = float(session.sim("/account")["NetLiquidation"])
+    session.sim("/account/cash", {"amount": -(net_liquidation - DESK_CASH_LEFT), "as_pnl": False})
+    session.note(f"cash withdrawn down to {DESK_CASH_LEFT:g} at ibsim")
+    order_notional = 5 * desk.price("MSFT")
+    _wait("the withdrawal in account.v1", lambda: _buying_power(session) < order_notional, 30, session)
+    time.sleep(2.0)  # account.v1 reaches the risk view (the API read the warehouse's copy)
+    desk.place("buying_power", "MSFT", "BUY", 5)
+    desk.decided("buying_power")
     # 9. Kafka broker restart under the running pipeline; an order afterwards must still be decided.
     marks["broker_down_at"] = dt.datetime.now(dt.UTC)
     own_stack.down()
@@ -912,8 +993,32 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
         bool(decisions.get("fill", {}).get("approved")) and statuses.get("fill", {}).get("status") == "filled",
         "no order approved and filled after the release",
     )
+    held, unprotected = positions_without_stops(marks.get("after_kill_switch") or {})
+    kill.figure("positions_at_kill_switch", held)
+    kill.figure("positions_without_a_working_stop", unprotected)
+    kill.expect(
+        "after_kill_switch" in marks and not unprotected,
+        f"positions left without a working stop by the kill switch: {unprotected}",
+    )
     kill.attach(ev["kill_commands"], order_evidence("resting", "kill_switch", "fill"))
     results.append(kill.result())
+
+    reducing = _judge("control.reducing")
+    aapl_held = number(marks.get("aapl_held_when_reducing", 0.0))
+    add, sell = decisions.get("reducing_add", {}), decisions.get("reducing_sell", {})
+    reducing.figure("aapl_held", aapl_held)
+    reducing.figure("add_failed_checks", list(add.get("failed_checks") or []))
+    reducing.figure("sell_failed_checks", list(sell.get("failed_checks") or []))
+    reducing.expect(
+        bool(add) and "trading_state" in (add.get("failed_checks") or []),
+        "the adding buy was not refused by trading_state",
+    )
+    if aapl_held >= 5:
+        reducing.expect(bool(sell.get("approved")), f"the sell reducing the {aapl_held:g} held was refused: {sell}")
+    else:  # AAPL's stop closed the position first: the same sell would open a short, which reducing refuses
+        reducing.expect("trading_state" in (sell.get("failed_checks") or []), "a sell opening a short passed")
+    reducing.attach(order_evidence("reducing_add", "reducing_sell"))
+    results.append(reducing.result())
 
     broker = _judge("kafka.broker_restart")
     bars = by_key(ev["bars_after_broker_restart"])

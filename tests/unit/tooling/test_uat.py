@@ -10,7 +10,7 @@ import pytest
 from tooling.uat.catalogue import BY_ID, RISK_CHECKS, RISK_CHECKS_NOT_DRILLED, SCENARIOS, SESSIONS
 from tooling.uat.model import Evidence, Judge, summarise
 from tooling.uat.report import render_html, render_markdown, verdict
-from tooling.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk
+from tooling.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk, positions_without_stops
 
 
 def test_go_needs_the_required_consecutive_passes_newest_first() -> None:
@@ -75,6 +75,8 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "risk_per_trade",
         "conflicting_position",
         "broker_reject",
+        "reducing_add",
+        "reducing_sell",
         "resting",
         "kill_switch",
         "trading_state",
@@ -82,12 +84,14 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         *RATE_BURST,
         "close",
         "daily_loss",
+        "buying_power",
         "after_broker_restart",
     ]
     orders = {tag: f"id-{tag}" for tag in tags}
     failing = {check: [check] for check in RISK_CHECKS if check != "order_rate"}
     failing[RATE_BURST[2]] = ["order_rate"]  # the burst's order risk saw sixth (partitions may reorder them)
     failing["after_broker_restart"] = ["daily_loss"]
+    failing["reducing_add"] = ["trading_state"]
     if broken is not None:
         failing = {tag: [c for c in checks if c != broken] for tag, checks in failing.items()}
     decisions = [[orders[tag], not failing.get(tag), failing.get(tag, [])] for tag in tags]
@@ -131,7 +135,20 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         ),
         "dead_letters": Evidence("d", "warehouse", "…", ["count()"], [[0]]),
     }
-    marks = {"desk": orders, "orders": [{"order_ref": orders["resting"], "status": "Cancelled"}]}
+    # At the kill switch: AAPL held from the partial fill, its stop kept working; the resting entry cancelled.
+    after_kill_switch = {
+        "positions": [{"symbol": "AAPL", "quantity": 30}],
+        "orders": [
+            {"request": {"symbol": "AAPL", "order_type": "STP"}, "status": "PreSubmitted"},
+            {"request": {"symbol": "MSFT", "order_type": "STP"}, "status": "Cancelled"},
+        ],
+    }
+    marks = {
+        "desk": orders,
+        "orders": [{"order_ref": orders["resting"], "status": "Cancelled"}],
+        "after_kill_switch": after_kill_switch,
+        "aapl_held_when_reducing": 30.0,
+    }
     return ev, marks
 
 
@@ -152,6 +169,25 @@ def test_a_check_that_never_fires_fails_its_own_scenario(broken: str) -> None:
     assert others == {f"risk.{broken}"}
 
 
+def test_a_kill_switch_that_cancels_a_filled_positions_stop_fails_its_scenario() -> None:
+    ev, marks = _desk_evidence()
+    marks["after_kill_switch"]["orders"][0]["status"] = "Cancelled"
+    results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
+    assert not results["control.kill_switch"].passed
+    assert results["control.kill_switch"].figures["positions_without_a_working_stop"] == ["AAPL"]
+    assert [rid for rid, r in results.items() if not r.passed] == ["control.kill_switch"]
+
+
+def test_reducing_judges_the_sell_by_the_position_held_at_the_drill() -> None:
+    ev, marks = _desk_evidence()
+    assert {r.id: r.passed for r in _judge_desk(ev, marks, DESK_PLAN)}["control.reducing"]
+    # AAPL flat at the drill (its stop closed it): the approved sell opened a short while reducing.
+    marks["aapl_held_when_reducing"] = 0.0
+    results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
+    assert not results["control.reducing"].passed
+    assert any("opening a short" in failure for failure in results["control.reducing"].failures)
+
+
 def test_report_shows_each_scenario_its_failures_and_the_evidence_sql() -> None:
     good, bad = Judge(BY_ID["feed.stale"]), Judge(BY_ID["risk.max_position"])
     bad.expect(False, "`max_position` did not fail")
@@ -164,3 +200,26 @@ def test_report_shows_each_scenario_its_failures_and_the_evidence_sql() -> None:
         assert "did not fail" in text and "SELECT 1 FROM risk_decisions_v1" in text
     assert markdown.startswith("# UAT session s1: FAIL")
     assert summarise(results) == {"total": 2, "passed": 1, "failed": ["risk.max_position"], "skipped": []}
+
+
+def test_positions_without_stops_names_a_held_symbol_whose_stop_is_not_working() -> None:
+    def order(symbol: str, order_type: str, status: str) -> dict[str, object]:
+        return {"request": {"symbol": symbol, "order_type": order_type}, "status": status}
+
+    at_ibsim = {
+        "positions": [
+            {"symbol": "AAPL", "quantity": 30},
+            {"symbol": "MSFT", "quantity": -5},
+            {"symbol": "SPY", "quantity": 0},
+        ],
+        "orders": [
+            order("AAPL", "STP", "PreSubmitted"),  # the filled entry's stop, kept
+            order("MSFT", "STP", "Cancelled"),  # cancelled with its entry: MSFT is unprotected
+            order("MSFT", "LMT", "Submitted"),  # a take-profit is no stop
+            order("SPY", "STP", "Cancelled"),
+        ],
+    }
+    held, unprotected = positions_without_stops(at_ibsim)
+    assert held == {"AAPL": 30.0, "MSFT": -5.0}
+    assert unprotected == ["MSFT"]
+    assert positions_without_stops({}) == ({}, [])
