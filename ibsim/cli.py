@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="wall seconds between market-data pushes per symbol (default 0.1; chaos/soak load)",
     )
+    p.add_argument(
+        "--daily-restart",
+        metavar="HH:MM",
+        default=None,
+        help="restart the gateway every day at this New York time on the simulated clock (IB Gateway's auto-restart)",
+    )
     p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")
     return p
 
@@ -98,7 +104,17 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         if args.tick_interval <= 0:
             raise ValueError("--tick-interval must be positive")
         cfg = replace(cfg, tick_interval=args.tick_interval)
+    if args.daily_restart is not None:
+        cfg = replace(cfg, daily_restart_time=_hh_mm(args.daily_restart))
     return cfg
+
+
+def _hh_mm(text: str) -> str:
+    """A time of day as HH:MM, or ValueError naming the flag."""
+    try:
+        return dt.datetime.strptime(text.strip(), "%H:%M").strftime("%H:%M")
+    except ValueError:
+        raise ValueError(f"--daily-restart must be HH:MM, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

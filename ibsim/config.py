@@ -112,6 +112,11 @@ class SimConfig:
     max_clients: int = 32
     #: Historical-data pacing as IB enforces it (error 162).
     enforce_pacing: bool = True
+    #: The gateway's daily auto-restart ("HH:MM", New York, on the simulated clock), as IB Gateway restarts itself
+    #: once a day at a configured time; ``None``: never. Each restart drops every client and refuses connections for
+    #: ``daily_restart_downtime`` wall seconds.
+    daily_restart_time: str | None = None
+    daily_restart_downtime: float = 2.0
     #: Largest accepted inbound frame (bytes); TWS drops clients sending garbage lengths.
     max_frame_bytes: int = 1 << 20
     server_version: int = SERVER_VERSION

@@ -107,9 +107,15 @@ class ControlServer:
                 _num(b, "seconds"), bool(b.get("drop_existing", False))
             ),
             "/faults/connectivity": lambda b, q: f.connectivity_loss(
-                _num(b, "outage_seconds", 1.0), int(_num(b, "restored_code", 1102))
+                _num(b, "outage_seconds", 1.0),
+                int(_num(b, "restored_code", 1102)),
+                bool(b.get("keep_subscriptions", True)),
             ),
-            "/faults/market_data_farm": lambda b, q: f.market_data_farm(bool(b.get("ok", False))),
+            "/faults/market_data_farm": lambda b, q: f.market_data_farm(
+                bool(b.get("ok", False)), bool(b.get("drop_subscriptions", False))
+            ),
+            "/faults/hmds_farm": lambda b, q: f.hmds_farm(bool(b.get("ok", False))),
+            "/faults/competing_session": lambda b, q: f.competing_session(bool(b.get("active", True))),
             "/faults/stall": lambda b, q: f.stall(_str(b, "symbol")),
             "/faults/resume": lambda b, q: f.resume(_str(b, "symbol")),
             "/faults/reject_next_order": lambda b, q: f.reject_next_order(

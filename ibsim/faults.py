@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from ibsim.gateway import Gateway
+from ibsim.gateway import Gateway, next_daily_restart
 
 log = logging.getLogger("ibsim")
 
@@ -49,6 +49,9 @@ class Faults:
             "refusing": time.monotonic() < f.refuse_until,
             "outage": f.outage,
             "md_farm_down": f.md_farm_down,
+            "hmds_farm_down": f.hmds_farm_down,
+            "competing_session": f.competing_session,
+            "next_daily_restart": self.gw.next_daily_restart,
             "stalled": sorted(f.stalled),
             "pending_rejections": len(f.rejections),
             "pending_lost_transmits": len(f.lost_transmits),
@@ -83,11 +86,14 @@ class Faults:
                 s.close(abort=True)
         self.gw.tasks.append(asyncio.ensure_future(reopen()))
 
-    def connectivity_loss(self, outage_seconds: float, restored_code: int = 1102) -> None:
+    def connectivity_loss(
+        self, outage_seconds: float, restored_code: int = 1102, keep_subscriptions: bool = True
+    ) -> None:
         """Send 1100, pause market data for ``outage_seconds``, then send 1101/1102.
 
         With 1101 ("data lost") every market-data and bar subscription is dropped server-side,
-        as TWS does; the client must resubscribe. With 1102 subscriptions survive.
+        as TWS does; the client must resubscribe. With 1102 subscriptions survive, unless
+        ``keep_subscriptions`` is off: the silent death users report, "data maintained" yet nothing flows.
         """
         if restored_code not in (1101, 1102):
             raise ValueError("restored_code must be 1101 or 1102")
@@ -96,7 +102,7 @@ class Faults:
             await asyncio.sleep(outage_seconds)
             self.gw.faults.outage = False
             for s in self.gw.ready_sessions():
-                if restored_code == 1101:
+                if restored_code == 1101 or not keep_subscriptions:
                     s.drop_subscriptions()
                 s.error(-1, restored_code)
 
@@ -129,11 +135,48 @@ class Faults:
 
     # -- market data ------------------------------------------------------------------------------
 
-    def market_data_farm(self, ok: bool) -> None:
-        """2103 (broken: market data stops) or 2104 (OK: it resumes) to every client."""
+    def market_data_farm(self, ok: bool, drop_subscriptions: bool = False) -> None:
+        """2103 (broken: market data stops) or 2104 (OK: it resumes) to every client. With ``drop_subscriptions``
+        the break also kills every quote and real-time bar subscription, so data stays dead after 2104 until the
+        client asks again (what users report after a farm reconnect)."""
         self.gw.faults.md_farm_down = not ok
         for s in self.gw.ready_sessions():
+            if not ok and drop_subscriptions:
+                s.mkt.clear()
+                s.rtb.clear()
             s.error(-1, 2104 if ok else 2103)
+
+    def hmds_farm(self, ok: bool) -> None:
+        """2105 (broken) or 2106 (OK) to every client. Real-time bars come from the HMDS farm: a break kills every
+        real-time bar subscription, which stays dead after 2106 until re-requested (backtrader forum's 2105→2106)."""
+        self.gw.faults.hmds_farm_down = not ok
+        for s in self.gw.ready_sessions():
+            if not ok:
+                s.rtb.clear()
+            s.error(-1, 2106 if ok else 2105)
+
+    def competing_session(self, active: bool) -> None:
+        """A live session of the same username starts (or ends) elsewhere. Starting it ends every market-data and
+        real-time bar request with 10197 "No market data during competing live session", and new ones get 10197
+        until it ends; its end says nothing: clients find out by asking again."""
+        self.gw.faults.competing_session = active
+        if not active:
+            return
+        for s in self.gw.ready_sessions():
+            for req_id in [*s.mkt, *s.rtb]:
+                s.error(req_id, 10197)
+            s.mkt.clear()
+            s.rtb.clear()
+
+    def check_daily_restart(self, now: float) -> None:
+        """Restart the gateway when the simulated clock passes the configured daily restart time (one restart per
+        crossing, however far the clock jumped)."""
+        due = self.gw.next_daily_restart
+        if due is None or now < due:
+            return
+        log.info("daily gateway restart (configured at %s)", self.gw.config.daily_restart_time)
+        self.gw.next_daily_restart = next_daily_restart(self.gw.config.daily_restart_time, now)
+        self.restart_gateway(self.gw.config.daily_restart_downtime)
 
     def stall(self, symbol: str) -> None:
         """Stale feed: ticks and real-time bars of ``symbol`` stop (the market itself goes on)."""
@@ -197,4 +240,4 @@ class Faults:
         f.rejections.clear()
         f.lost_transmits.clear()
         f.ack_delay = f.fill_delay = 0.0
-        f.outage = f.md_farm_down = False
+        f.outage = f.md_farm_down = f.hmds_farm_down = f.competing_session = False

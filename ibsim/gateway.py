@@ -8,17 +8,19 @@ restart; the gateway's state (next order id, pacing history, sessions) does not.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
 
 from ibsim import messages as m
 from ibsim.clock import SimClock
-from ibsim.config import Instrument, SimConfig
+from ibsim.config import EXCHANGE_TZ, Instrument, SimConfig
 from ibsim.ledger import CommissionSchedule
 from ibsim.market import MarketGenerator
 from ibsim.matching import MatchingEngine
 from ibsim.pacing import HistoricalPacer
 from ibsim.session import Session
+from ibsim.validation import contract_refusal
 from ibsim.wire import Field, encode_field
 
 #: Messages kept per client id for :meth:`Simulator.sent_messages`.
@@ -32,6 +34,9 @@ class FaultState:
     refuse_until: float = 0.0  # wall (monotonic)
     outage: bool = False
     md_farm_down: bool = False
+    hmds_farm_down: bool = False
+    #: The same username logged in to a live session elsewhere: no market data (10197) until it ends.
+    competing_session: bool = False
     stalled: set[str] = field(default_factory=set)
     rejections: deque[tuple[int, str]] = field(default_factory=deque)
     ack_delay: float = 0.0  # wall seconds
@@ -74,6 +79,8 @@ class Gateway:
         self.sent: dict[int, deque[tuple[str, ...]]] = {}
         #: Background work (reopening the listener, ending an outage), cancelled when the simulator stops.
         self.tasks: list[asyncio.Future[None]] = []
+        #: Simulated time of the next daily auto-restart (None: the gateway never restarts itself).
+        self.next_daily_restart = next_daily_restart(config.daily_restart_time, self.clock.now())
 
     def ready_sessions(self) -> list[Session]:
         return [s for s in self.sessions if s.ready]
@@ -94,11 +101,25 @@ class Gateway:
     def feed_dead(self, symbol: str) -> bool:
         """Whether streaming of ``symbol`` is cut (outage, market-data farm down, or a stalled feed)."""
         f = self.faults
-        return f.outage or f.md_farm_down or symbol in f.stalled
+        return f.outage or f.md_farm_down or f.competing_session or symbol in f.stalled
 
     def mark(self, symbol: str) -> float:
         """The last price of ``symbol`` now (account valuation)."""
         return self.market.quote(symbol, self.clock.now()).last
+
+    def lookup(self, s: Session, req_id: int, c: m.ContractSpec, *, for_order: bool = False) -> Instrument | None:
+        """The instrument a request names; otherwise the request's error goes to ``s`` and None comes back: 321 for a
+        contract a gateway will not search for (:func:`ibsim.validation.contract_refusal`), 200 for one that matches
+        nothing."""
+        refusal = contract_refusal(c, for_order=for_order)
+        if refusal is not None:
+            code, reason = refusal
+            s.error(req_id, code, f"{m.ERROR_TEXT[code]} {reason}")
+            return None
+        inst = self.resolve(c)
+        if inst is None:
+            s.error(req_id, 200)
+        return inst
 
     def resolve(self, c: m.ContractSpec) -> Instrument | None:
         """The instrument a request's contract names, or None (IB's 200: no security definition)."""
@@ -118,3 +139,16 @@ class Gateway:
         if c.exchange and c.exchange.upper() not in venues:
             return None
         return inst
+
+
+def next_daily_restart(at: str | None, now: float) -> float | None:
+    """The first instant after ``now`` (epoch) at ``at`` ("HH:MM", New York), or None without a restart time."""
+    if at is None:
+        return None
+    hour, minute = (int(part) for part in at.split(":"))
+    day = dt.datetime.fromtimestamp(now, EXCHANGE_TZ).date()
+    while True:
+        candidate = dt.datetime.combine(day, dt.time(hour, minute), EXCHANGE_TZ).timestamp()
+        if candidate > now:
+            return candidate
+        day += dt.timedelta(days=1)

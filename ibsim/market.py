@@ -17,6 +17,15 @@ from dataclasses import dataclass
 
 from ibsim.clock import BAR_SECONDS, Session, exchange_date, previous_sessions, session_for
 from ibsim.config import Instrument, SimConfig
+from ibsim.extended_history import (
+    DEEP_HISTORY_DAYS,
+    POST_MARKET_SECONDS,
+    fill_backward,
+    fill_bridge,
+    fill_walk,
+    post_market_window,
+    pre_market_window,
+)
 
 _SECONDS_PER_YEAR_OF_TRADING = 252 * 23_400
 
@@ -119,6 +128,12 @@ class MarketGenerator:
         self.anchor: Session = first
         self._instruments = {i.symbol: i for i in config.universe}
         self._series: dict[str, list[_DaySeries]] = {s: [] for s in self._instruments}
+        #: Sessions before the anchor, newest first, generated backwards on demand (:mod:`ibsim.extended_history`).
+        self._early: dict[str, list[_DaySeries]] = {s: [] for s in self._instruments}
+        #: The previous close the oldest early session started from (where the next older one must close).
+        self._early_floor_close: dict[str, float] = {}
+        self.history_floor = first.day - dt.timedelta(days=DEEP_HISTORY_DAYS)
+        self._extended: dict[tuple[str, dt.date], list[Bar]] = {}
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -166,6 +181,48 @@ class MarketGenerator:
                 days.append(self._generate(inst, s, prev_close))
             next_day += dt.timedelta(days=1)
         return days
+
+    def _early_days(self, symbol: str, since: dt.date) -> list[_DaySeries]:
+        """Sessions before the anchor from ``since`` (not before :attr:`history_floor`), oldest first."""
+        inst = self._instruments[symbol]
+        early = self._early[symbol]
+        since = max(since, self.history_floor)
+        day = early[-1].session.day if early else self.anchor.day
+        close = self._early_floor_close.get(symbol, inst.start_price)
+        while day > since:
+            day -= dt.timedelta(days=1)
+            session = session_for(day, self._config.trading_hours)
+            if session is None:
+                continue
+            rng = random.Random(f"{self._config.seed}|{inst.symbol}|{day.isoformat()}")
+            series = _DaySeries(session)
+            seconds = session.close - session.open
+            close = fill_backward(series, rng, self._sigma_per_second(inst), inst.min_tick, seconds, close)
+            early.append(series)
+            self._early_floor_close[symbol] = close
+        return [d for d in reversed(early) if d.session.day >= since]
+
+    def _series_on(self, symbol: str, day: dt.date) -> _DaySeries | None:
+        """The generated session of ``day`` (None on a closed day or before the history floor)."""
+        days = self._early_days(symbol, day) if day < self.anchor.day else self._days(symbol, day)
+        return next((d for d in days if d.session.day == day), None)
+
+    def _extended_bars(self, symbol: str, session: Session) -> list[Bar]:
+        """Pre- and post-market 5-second bars of ``session``'s day (cached)."""
+        key = (symbol, session.day)
+        if key not in self._extended:
+            inst = self._instruments[symbol]
+            regular = self._series_on(symbol, session.day)
+            assert regular is not None
+            before = self._series_on(symbol, previous_sessions(session.day, 1, self._config.trading_hours)[0].day)
+            prev_close = before.prices[-1] if before is not None else regular.prices[0]
+            rng = random.Random(f"{self._config.seed}|{inst.symbol}|{session.day.isoformat()}|extended")
+            sigma, tick = self._sigma_per_second(inst), inst.min_tick
+            pre, post = _DaySeries(pre_market_window(session)), _DaySeries(post_market_window(session))
+            fill_bridge(pre, rng, sigma, tick, session.open - pre.session.open, prev_close, regular.prices[0])
+            fill_walk(post, rng, sigma, tick, POST_MARKET_SECONDS, regular.prices[-1])
+            self._extended[key] = pre.bars() + post.bars()
+        return self._extended[key]
 
     def _day_at(self, symbol: str, t: float) -> _DaySeries | None:
         """The last session that opened at or before ``t`` (None before the anchor)."""
@@ -224,12 +281,30 @@ class MarketGenerator:
         s = session_for(exchange_date(t), self._config.trading_hours)
         return s if s is not None and s.contains(t) else None
 
-    def bars(self, symbol: str, start: float, end: float) -> list[Bar]:
-        """Completed 5-second bars with ``start <= bar.time`` and ``bar.time + 5 <= end``."""
+    def bars(self, symbol: str, start: float, end: float, *, extended: bool = False) -> list[Bar]:
+        """Completed 5-second bars with ``start <= bar.time`` and ``bar.time + 5 <= end``; regular hours only unless
+        ``extended`` (then pre- and post-market bars too, in time order)."""
         if symbol not in self._instruments:
             raise KeyError(symbol)
+        days = self._days(symbol, exchange_date(end))
+        if start < self.anchor.open:
+            days = self._early_days(symbol, exchange_date(start)) + days
+        out = self._regular_bars(days, start, end)
+        if extended and self._config.trading_hours == "rth":
+            eth = [
+                b
+                for d in days
+                if d.session.open - 6 * 3600 < end and d.session.close + POST_MARKET_SECONDS > start
+                for b in self._extended_bars(symbol, d.session)
+                if start <= b.time and b.time + BAR_SECONDS <= end
+            ]
+            out = sorted(out + eth, key=lambda b: b.time)
+        return out
+
+    @staticmethod
+    def _regular_bars(days: list[_DaySeries], start: float, end: float) -> list[Bar]:
         out: list[Bar] = []
-        for day in self._days(symbol, exchange_date(end)):
+        for day in days:
             if day.session.close <= start or day.session.open >= end:
                 continue
             day_bars = day.bars()
@@ -241,8 +316,15 @@ class MarketGenerator:
         return out
 
     def first_bar_time(self) -> int:
-        """Start of the earliest bar that exists (the anchor session's open)."""
+        """Start of the first session walked forward (the anchor session's open): the live series' beginning."""
         return self.anchor.open
+
+    def earliest_bar_time(self) -> int:
+        """Start of the earliest bar history has (the first session on or after :attr:`history_floor`)."""
+        day = self.history_floor
+        while (s := session_for(day, self._config.trading_hours)) is None:
+            day += dt.timedelta(days=1)
+        return s.open
 
 
 def aggregate(bars: list[Bar], seconds: int, origin: int = 0) -> list[Bar]:

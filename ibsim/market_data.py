@@ -33,9 +33,8 @@ class MarketData:
     # -- requests ---------------------------------------------------------------------------------
 
     def on_contract_details(self, s: Session, req: m.ReqContractDetails, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
             return
         today = exchange_date(now)
         days = [today + dt.timedelta(days=k) for k in range(7)]
@@ -47,9 +46,11 @@ class MarketData:
         s.md_type, s.md_type_requested = req.arg, True
 
     def on_req_mkt_data(self, s: Session, req: m.ReqMktData, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
+            return
+        if self.gw.faults.competing_session:
+            s.error(req.req_id, 10197)
             return
         delayed = False
         if not self.gw.live_entitled:
@@ -73,12 +74,14 @@ class MarketData:
         s.mkt.pop(req.arg, None)
 
     def on_req_rt_bars(self, s: Session, req: m.ReqRealTimeBars, now: float) -> None:
-        inst = self.gw.resolve(req.contract)
+        inst = self.gw.lookup(s, req.req_id, req.contract)
         if inst is None:
-            s.error(req.req_id, 200)
             return
         if req.bar_size != BAR_SECONDS:
             s.error(req.req_id, 321, f"{m.ERROR_TEXT[321]} Invalid bar size {req.bar_size}: only 5 second bars")
+            return
+        if self.gw.faults.competing_session:
+            s.error(req.req_id, 10197)
             return
         s.rtb[req.req_id] = BarSub(inst.symbol, int(now) // BAR_SECONDS * BAR_SECONDS, req.use_rth)
 
@@ -98,7 +101,7 @@ class MarketData:
             if not bars:
                 continue
             bsub.next_time = bars[-1].time + BAR_SECONDS
-            if self.gw.feed_dead(bsub.symbol):
+            if self.gw.feed_dead(bsub.symbol) or self.gw.faults.hmds_farm_down:
                 continue  # the feed is dead: those bars are gone for this subscriber
             for b in bars:
                 if bsub.rth_only and not _in_rth(b.time):

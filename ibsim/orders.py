@@ -1,7 +1,8 @@
 """Orders: placeOrder, cancelOrder, reqGlobalCancel, reqOpenOrders/reqAllOpenOrders, reqCompletedOrders,
 reqExecutions; and the delivery of order-book events to the owning client.
 
-placeOrder is validated here (unknown contract 200, bad action or account 321), then handed to the matching engine
+placeOrder is validated here (a contract a gateway will not search for or order fields it refuses: 321 with the
+reason, :mod:`ibsim.validation`; a contract matching nothing: 200), then handed to the matching engine
 (:mod:`ibsim.matching`), which accepts, modifies, holds or rejects it. Engine events go to the client that placed the
 order if it is connected, otherwise nowhere (IB does not replay them; the client asks with reqOpenOrders and
 reqExecutions): openOrder + orderStatus on each state change; on a fill execDetails, orderStatus, openOrder once filled
@@ -17,6 +18,7 @@ import logging
 
 from ibsim import messages as m
 from ibsim.account import Account
+from ibsim.clock import exchange_date
 from ibsim.config import Instrument
 from ibsim.faults import Faults
 from ibsim.gateway import Gateway
@@ -31,6 +33,7 @@ from ibsim.order_values import (
     OrderUpdated,
 )
 from ibsim.session import Session
+from ibsim.validation import order_refusal
 from ibsim.what_if import what_if
 from ibsim.wire import ProtocolError
 
@@ -56,18 +59,27 @@ class Orders:
         if req.transmit and f.lost_transmits:
             self._lose(s, req, f.lost_transmits.popleft())
             return
-        inst = gw.resolve(req.contract)
+        if req.order_id >= gw.next_order_id:
+            gw.next_order_id = req.order_id + 1
+        inst = gw.lookup(s, req.order_id, req.contract, for_order=True)
+        if inst is None:
+            return
+        refusal = order_refusal(req, gw.config.accounts)
+        if refusal is not None:
+            code, reason = refusal
+            s.error(req.order_id, code, f"{m.ERROR_TEXT[code]} {reason}")
+            return
         order_req = OrderRequest(
             order_id=req.order_id,
             client_id=s.client_id,
-            con_id=inst.con_id if inst else req.contract.con_id,
-            symbol=inst.symbol if inst else req.contract.symbol.upper(),
+            con_id=inst.con_id,
+            symbol=inst.symbol,
             action=req.action,
             quantity=req.quantity,
             order_type=req.order_type,
             lmt_price=req.lmt_price,
             aux_price=req.aux_price,
-            tif=req.tif or "DAY",
+            tif=(req.tif or "DAY").upper(),
             oca_group=req.oca_group,
             account=req.account or gw.account,
             order_ref=req.order_ref,
@@ -75,17 +87,6 @@ class Orders:
             parent_id=req.parent_id,
             outside_rth=req.outside_rth,
         )
-        if req.order_id >= gw.next_order_id:
-            gw.next_order_id = req.order_id + 1
-        if inst is None:
-            s.error(req.order_id, 200)
-            return
-        if req.action not in ("BUY", "SELL"):
-            s.error(req.order_id, 321, f"{m.ERROR_TEXT[321]} Invalid action {req.action!r}")
-            return
-        if req.account and req.account not in gw.config.accounts:
-            s.error(req.order_id, 321, f"{m.ERROR_TEXT[321]} Invalid account {req.account}")
-            return
         if req.what_if:
             self._answer_what_if(s, order_req, inst, now)
             return
@@ -146,6 +147,13 @@ class Orders:
         self._open_orders(s, all_clients=True)
 
     def on_completed_orders(self, s: Session, req: m.SimpleRequest, now: float) -> None:
+        """The trading day's completed orders (filled, cancelled, rejected) of every client, oldest first, as a
+        gateway answers reqCompletedOrders; orders still working and untransmitted ones are not completed."""
+        today = exchange_date(now)
+        for o in self.gw.engine.orders():
+            if o.is_active or exchange_date(o.updated_at) != today:
+                continue
+            s.send(m.completed_order(o, self.gw.instruments[o.request.symbol], self.gw.account))
         s.send(m.completed_orders_end())
 
     def _open_orders(self, s: Session, all_clients: bool) -> None:

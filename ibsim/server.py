@@ -301,6 +301,7 @@ class ApiServer:
 
     def pump_once(self) -> None:
         now = self.gw.clock.now()
+        self.faults.check_daily_restart(now)
         self.accounts.roll_day(now)
         self.orders.advance(now)
         for s in self.gw.ready_sessions():

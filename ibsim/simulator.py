@@ -172,14 +172,18 @@ class Simulator:
         """Simulated epoch seconds."""
         return self.clock.now()
 
-    def ground_truth_bars(self, symbol: str, start: float | None = None, end: float | None = None) -> list[Bar]:
-        """Every 5-second bar generated for ``symbol`` in ``[start, end)`` (default: all so far)."""
+    def ground_truth_bars(
+        self, symbol: str, start: float | None = None, end: float | None = None, *, extended: bool = False
+    ) -> list[Bar]:
+        """Every 5-second bar generated for ``symbol`` in ``[start, end)`` (default: all the live series so far);
+        ``extended`` adds pre- and post-market bars."""
         sym = symbol.upper()
         return self._call(
             lambda: self.market.bars(
                 sym,
                 self.market.first_bar_time() if start is None else start,
                 self.clock.now() if end is None else min(end, self.clock.now()),
+                extended=extended,
             )
         )
 
@@ -251,13 +255,32 @@ class Simulator:
         """Stop listening for ``seconds`` wall seconds (clients see "connection refused")."""
         self._call(lambda: self.faults.refuse_connections(seconds, drop_existing))
 
-    def connectivity_loss(self, outage_seconds: float, restored_code: int = 1102) -> None:
+    def connectivity_loss(
+        self, outage_seconds: float, restored_code: int = 1102, keep_subscriptions: bool = True
+    ) -> None:
         """Send 1100, pause market data for ``outage_seconds`` wall seconds, then send 1101 (data lost) or 1102."""
-        self._call(lambda: self.faults.connectivity_loss(outage_seconds, restored_code))
+        self._call(lambda: self.faults.connectivity_loss(outage_seconds, restored_code, keep_subscriptions))
 
-    def market_data_farm(self, ok: bool) -> None:
-        """2103 (broken: market data stops) or 2104 (OK: it resumes) to every client."""
-        self._call(lambda: self.faults.market_data_farm(ok))
+    def market_data_farm(self, ok: bool, drop_subscriptions: bool = False) -> None:
+        """2103/2104 to every client; ``drop_subscriptions`` kills the quote and bar subscriptions with the break."""
+        self._call(lambda: self.faults.market_data_farm(ok, drop_subscriptions))
+
+    def hmds_farm(self, ok: bool) -> None:
+        """2105/2106 to every client; the break kills the real-time bar subscriptions."""
+        self._call(lambda: self.faults.hmds_farm(ok))
+
+    def competing_session(self, active: bool) -> None:
+        """A competing live session starts (10197 on every market-data request) or ends."""
+        self._call(lambda: self.faults.competing_session(active))
+
+    def subscriptions(self, client_id: int) -> dict[str, list[int]]:
+        """The request ids of a connected client's live quote (``mkt``) and real-time bar (``rtb``) subscriptions."""
+
+        def get() -> dict[str, list[int]]:
+            s = self.gw.owner(client_id)
+            return {"mkt": sorted(s.mkt), "rtb": sorted(s.rtb)} if s is not None else {"mkt": [], "rtb": []}
+
+        return self._call(get)
 
     def stall(self, symbol: str) -> None:
         """Stale feed: ticks and real-time bars of ``symbol`` stop (the market itself goes on)."""

@@ -52,11 +52,11 @@ from consumers.execution.state import Book
 from consumers.execution.trading_state import KillSwitch
 from ibstream.alerting import AlertBook
 from ibstream.config import Settings
-from ibstream.contracts import ControlCommand, Record, TopicSpec, control, routed_orders
+from ibstream.contracts import ControlCommand, Record, TopicSpec, control, routed_orders, utc_now
 from ibstream.contracts.enums import Severity
 from ibstream.contracts.serde import DecodeError
 from ibstream.ib import events
-from ibstream.ib.connection import Connectivity, IbConnection, may_trade
+from ibstream.ib.connection import Connectivity, IbConnection, in_daily_restart_window, may_trade
 from ibstream.ib.protocol import Session
 from ibstream.kafka.records import KafkaMessage, codec_from_settings, decode_message
 from ibstream.telemetry import consume_span, current_span_context, log_context, meter, record_error
@@ -375,13 +375,20 @@ class Executor:
             return
         self.account_feed.disconnected()
         self.state = State.DISCONNECTED
-        log.warning(
-            "IB disconnected; reconnecting", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)}
+        ib = self.settings.ib
+        # IB Gateway restarts itself daily at its configured time: a drop then is expected, recorded, never paged.
+        expected = in_daily_restart_window(
+            utc_now(), ib.daily_restart_time, ib.daily_restart_timezone, ib.daily_restart_window_seconds
+        )
+        log.log(
+            logging.INFO if expected else logging.WARNING,
+            "IB disconnected; reconnecting",
+            extra={"reason": event.reason, "retry_in_seconds": round(delay, 2), "daily_restart": expected},
         )
         self.reporter.alert(
             "ib_disconnected",
-            Severity.WARNING,
-            f"execution lost its IB connection: {event.reason}",
+            Severity.INFO if expected else Severity.WARNING,
+            f"execution lost its IB connection{' in the daily gateway restart' if expected else ''}: {event.reason}",
             {},
             key=(self.account or "",),
         )

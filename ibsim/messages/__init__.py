@@ -15,7 +15,7 @@ from ibsim.messages.codes import (
     Out,
     Tick,
 )
-from ibsim.messages.order_responses import open_order
+from ibsim.messages.order_responses import completed_order, open_order
 from ibsim.messages.requests import (
     MAP_REQUEST_PARSER,
     ContractSpec,
@@ -114,6 +114,7 @@ __all__ = [
     "account_value",
     "bar_date_text",
     "commission_report",
+    "completed_order",
     "completed_orders_end",
     "conn_time_text",
     "contract_data",

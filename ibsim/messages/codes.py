@@ -41,6 +41,7 @@ class In(IntEnum):
     HISTORICAL_DATA_UPDATE = 90
     PNL = 94
     PNL_SINGLE = 95
+    COMPLETED_ORDER = 101
     COMPLETED_ORDERS_END = 102
 
 
@@ -140,6 +141,7 @@ ERROR_TEXT: dict[int, str] = {
     2157: "Sec-def data farm connection is broken:secdefnj",
     2158: "Sec-def data farm connection is OK:secdefnj",
     10167: "Requested market data is not subscribed. Displaying delayed market data.",
+    10197: "No market data during competing live session",
 }
 
 #: Bar-size setting -> seconds (IB's accepted spellings).

@@ -1,11 +1,14 @@
-"""``openOrder`` (server -> client) at server version 157 (pure), one helper per field group in wire order.
+"""``openOrder`` and ``completedOrder`` (server -> client) at server version 157 (pure), one helper per field group
+in wire order.
 
 It mirrors ibapi 9.81's ``orderdecoder.py`` field by field, like the other encoders in :mod:`ibsim.messages.responses`.
 """
 
 from __future__ import annotations
 
-from ibsim.config import Instrument
+import datetime as dt
+
+from ibsim.config import EXCHANGE_TZ, Instrument
 from ibsim.messages.codes import In
 from ibsim.messages.responses import UNSET_DOUBLE_TEXT
 from ibsim.order_values import OrderSnapshot
@@ -198,4 +201,124 @@ def _open_order_tail() -> list[Field]:
         False,
         False,
         False,
+    ]
+
+
+def completed_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
+    """``completedOrder`` for server 157, mirroring ibapi 9.81's ``processCompletedOrderMsg`` (which decodes with
+    version UNSET_INTEGER, so every versioned field is present): no order id and no client id, the order state is the
+    status alone, and it ends with the filled quantity, the completion time and the completion status."""
+    return [
+        In.COMPLETED_ORDER,
+        *_open_order_contract(inst),
+        *_completed_order_terms(o, account),
+        *_completed_order_extras(),
+        o.status,  # orderState.status
+        False,
+        False,  # randomizeSize, randomizePrice
+        0,  # conditions count
+        UNSET_DOUBLE_TEXT,
+        UNSET_DOUBLE_TEXT,
+        UNSET_DOUBLE_TEXT,  # trailStopPrice, lmtPriceOffset, cashQty
+        False,
+        False,  # dontUseAutoPriceForHedge, isOmsContainer
+        "",  # autoCancelDate
+        o.filled,  # filledQuantity
+        0,
+        False,  # refFuturesConId, autoCancelParent
+        "",
+        False,
+        False,  # shareholder, imbalanceOnly, routeMarketableToBbo
+        0,  # parentPermId
+        completed_time_text(o.updated_at),
+        completed_status_text(o),
+    ]
+
+
+def completed_time_text(t: float) -> str:
+    """When the order ended, as TWS writes it: exchange-local time with its zone (``20250106 15:59:58 EST``)."""
+    return dt.datetime.fromtimestamp(t, EXCHANGE_TZ).strftime("%Y%m%d %H:%M:%S %Z")
+
+
+def completed_status_text(o: OrderSnapshot) -> str:
+    """The completion status: what ended the order (TWS writes ``Cancelled by Trader`` for a client's cancel)."""
+    if o.status == "Filled":
+        return "Filled"
+    if o.status == "Inactive":
+        return f"Rejected{f' ({o.reject_code})' if o.reject_code else ''}"
+    return "Cancelled by Trader"
+
+
+def _completed_order_terms(o: OrderSnapshot, account: str) -> list[Field]:
+    """completedOrder's order terms: action through goodTillDate (openOrder's without clientId and sharesAllocation)."""
+    req = o.request
+    return [
+        req.action,
+        float(req.quantity),
+        req.order_type,
+        req.lmt_price,
+        req.aux_price,
+        req.tif,
+        req.oca_group,
+        req.account or account,
+        "",  # openClose
+        0,  # origin
+        req.order_ref,
+        o.perm_id,
+        req.outside_rth,
+        False,  # hidden
+        0.0,
+        "",  # discretionaryAmt, goodAfterTime
+        "",
+        "",
+        "",
+        "",  # faGroup, faMethod, faPercentage, faProfile
+        "",  # modelCode
+        "",  # goodTillDate
+    ]
+
+
+def _completed_order_extras() -> list[Field]:
+    """completedOrder's advanced order fields, all unset: rule80A through solicited (no parentId, blockOrder,
+    auctionStrategy, eTradeOnly, firmQuoteOnly, nbboPriceCap, basisPoints or optOutSmartRouting, unlike openOrder)."""
+    return [
+        "",
+        None,
+        "",  # rule80A, percentOffset, settlingFirm
+        0,
+        "",
+        -1,  # shortSaleSlot, designatedLocation, exemptCode
+        None,
+        None,
+        None,  # startingPrice, stockRefPrice, delta
+        None,
+        None,  # stockRangeLower, stockRangeUpper
+        0,
+        False,
+        False,  # displaySize, sweepToFill, allOrNone
+        None,
+        0,  # minQty, ocaType
+        0,  # triggerMethod
+        None,
+        None,
+        "",
+        None,  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
+        False,
+        None,  # continuousUpdate, referencePriceType
+        None,
+        None,  # trailStopPrice, trailingPercent
+        "",
+        0,
+        0,  # comboLegsDescrip, comboLegs count, orderComboLegs count
+        0,  # smartComboRoutingParams count
+        None,
+        None,
+        None,  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
+        "",  # hedgeType
+        "",
+        "",  # clearingAccount, clearingIntent
+        False,  # notHeld
+        False,  # deltaNeutralContract present
+        "",  # algoStrategy
+        False,  # solicited
     ]

@@ -249,6 +249,35 @@ class IbSettings(Section):
     # After IB answers a historical request with a pacing violation (its counters can hold requests this process
     # never made, e.g. a predecessor's), backfills pause this long, doubling per violation up to 2 minutes.
     historical_pacing_backoff_seconds: float = Field(default=15.0, gt=0)
+    # IB Gateway restarts itself once a day at the time configured in it ("HH:MM" in daily_restart_timezone); a
+    # disconnect within daily_restart_window_seconds after it is expected: logged and an info alert, not a page.
+    daily_restart_time: str | None = None
+    daily_restart_timezone: str = "America/New_York"
+    daily_restart_window_seconds: float = Field(default=600.0, gt=0)
+    # While another live session of this username holds the market data (10197), ask again this often to find
+    # out when it ended.
+    competing_session_retry_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("daily_restart_time")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = value.strip().split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) > 23 or int(parts[1]) > 59:
+            raise ValueError(f"not a time of day HH:MM: {value!r}")
+        return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+
+    @field_validator("daily_restart_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @field_validator("port")
     @classmethod

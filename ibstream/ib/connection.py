@@ -10,18 +10,21 @@ State machine of one connection:
 ``on_error`` says what an IB message means for the connection (``Connectivity``) and updates the state; the
 deployable reacts (resubscribe, reconcile, alert). 1101 lost the subscriptions, 1102 kept them; a market data farm
 coming back (2104/2106/2158) matters only after it broke (2103/2105/2157): subscriptions can then be silently
-dead. 10197 (competing session) is surfaced, not acted on: the data stops, the socket stays. Each reconnect gets a
-new session generation, so events of an old socket are told apart (``current``).
+dead. 10197 (competing session) is surfaced, not acted on: the data stops, the socket stays. IB Gateway's daily
+restart closes the socket at a configured time: ``in_daily_restart_window`` tells that expected disconnect apart.
+Each reconnect gets a new session generation, so events of an old socket are told apart (``current``).
 
 The paper-account check: orders only for a paper account (DU…, DF…) or the live account the settings name.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from ibstream.backoff import Backoff
 from ibstream.ib import events
@@ -63,6 +66,20 @@ _RESTORED = {
     CodeKind.RESTORED_DATA_LOST: Connectivity.RESTORED_DATA_LOST,
     CodeKind.RESTORED_DATA_MAINTAINED: Connectivity.RESTORED_DATA_MAINTAINED,
 }
+
+
+def in_daily_restart_window(at: dt.datetime, restart_time: str | None, timezone: str, window_seconds: float) -> bool:
+    """Whether ``at`` falls in the gateway's daily restart: from a minute before the configured time ("HH:MM" in
+    ``timezone``) to ``window_seconds`` after it. IB Gateway restarts itself then; a disconnect there is expected."""
+    if restart_time is None:
+        return False
+    hour, minute = (int(part) for part in restart_time.split(":"))
+    local = at.astimezone(ZoneInfo(timezone))
+    for day in (local.date() - dt.timedelta(days=1), local.date()):
+        restart = dt.datetime.combine(day, dt.time(hour, minute), local.tzinfo)
+        if -60.0 <= (local - restart).total_seconds() <= window_seconds:
+            return True
+    return False
 
 
 def is_paper_account(account: str) -> bool:

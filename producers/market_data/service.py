@@ -23,7 +23,7 @@ from ibstream.config import Settings
 from ibstream.contracts import Gap, Heartbeat, heartbeats, quotes, utc_now
 from ibstream.contracts.enums import GapState, MarketDataSource, Severity
 from ibstream.ib import events
-from ibstream.ib.connection import ConnectionState, IbConnection, live_accounts
+from ibstream.ib.connection import ConnectionState, IbConnection, in_daily_restart_window, live_accounts
 from ibstream.ib.protocol import Session
 from ibstream.kafka.records import RecordProducer
 from ibstream.market_clock import MarketClock
@@ -35,6 +35,7 @@ from producers.market_data.bar_tracker import BarTracker
 from producers.market_data.gap_records import GapRecords
 from producers.market_data.ib_messages import IbMessages
 from producers.market_data.instruments import Instrument, qualify
+from producers.market_data.liveness import CompetingSession, FarmRecovery, StreamLiveness
 from producers.market_data.metrics import ProducerMetrics
 from producers.market_data.quote_book import QuoteBook
 from producers.market_data.readiness import HealthSnapshot
@@ -104,8 +105,19 @@ class MarketDataProducer:
             self.metrics,
             settings.ib.historical_pacing_backoff_seconds,
         )
+        self.liveness = StreamLiveness()
+        self.farm_recovery = FarmRecovery(settings.feed.stale_after_seconds)
+        self.competing = CompetingSession(settings.ib.competing_session_retry_seconds)
         self.ib_messages = IbMessages(
-            self.connection, self.subscriptions, self.backfill, self.book, self.tracker, self.alerts
+            self.connection,
+            self.subscriptions,
+            self.backfill,
+            self.book,
+            self.tracker,
+            self.alerts,
+            self.farm_recovery,
+            self.competing,
+            wall,
         )
 
     # --- the connection's and the backfill's state, by the names operators and tests know ----------------------
@@ -259,8 +271,10 @@ class MarketDataProducer:
             return
         match event:
             case events.TickPrice(tick_type=tick_type, price=price) if self.book.on_price(symbol, tick_type, price):
+                self.liveness.on_quote(symbol, self.wall())
                 self._on_tick(symbol)
             case events.TickSize(tick_type=tick_type, size=size) if self.book.on_size(symbol, tick_type, size):
+                self.liveness.on_quote(symbol, self.wall())
                 self._on_tick(symbol)
             case events.MarketDataType(market_data_type=data_type):
                 self.book.mark_delayed(symbol, data_type in (3, 4))
@@ -271,6 +285,9 @@ class MarketDataProducer:
         change = self.staleness.on_tick(symbol, self.wall())
         if change is not None:
             self.alerts.resolve("stale_feed", symbol, f"{symbol} data resumed", symbol=symbol)
+        if self.competing.on_data():
+            self.alerts.resolve("competing_session", COMPONENT, "competing live session ended: market data resumed")
+            log.info("competing live session ended: market data resumed", extra={"symbol": symbol})
 
     def _publish_quotes(self) -> None:
         wall = self.wall()
@@ -284,6 +301,7 @@ class MarketDataProducer:
             return
         wall = self.wall()
         self.clock.on_bar(float(event.time), wall)
+        self.liveness.on_bar(symbol, wall)
         self._on_tick(symbol)
         start = dt.datetime.fromtimestamp(event.time, dt.UTC)
         publish, gap = self.tracker.on_live_bar(symbol, start, utc_now())
@@ -320,9 +338,25 @@ class MarketDataProducer:
         delay = self.connection.on_disconnected(event)
         if delay is None:
             return
-        self.tracker.note_interruption("disconnect")
+        ib = self.settings.ib
+        expected = in_daily_restart_window(
+            self.clock.now(self.wall()),
+            ib.daily_restart_time,
+            ib.daily_restart_timezone,
+            ib.daily_restart_window_seconds,
+        )
+        self.tracker.note_interruption("daily_restart" if expected else "disconnect")
         self.subscriptions.drop_all()
         self.backfill.on_disconnected()
+        if expected:
+            # IB Gateway's daily restart at its configured time: expected, so recorded (info) and never paged.
+            message = f"IB Gateway daily restart (configured {ib.daily_restart_time} {ib.daily_restart_timezone})"
+            self.alerts.fire("ib_disconnected", COMPONENT, Severity.INFO, f"{message}: {event.reason}")
+            log.info(
+                "IB disconnected: daily gateway restart",
+                extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)},
+            )
+            return
         self.alerts.fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {event.reason}")
         log.warning("IB disconnected", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)})
 
@@ -331,8 +365,10 @@ class MarketDataProducer:
     def _periodic(self, now: float) -> None:
         if self.state in (ConnectionState.CONNECTED, ConnectionState.IB_LOST):
             self.session.req_current_time()
+            self._recover_streams(now)
         market_open = self.calendar.is_open(self.clock.now(now))
-        for change in self.staleness.check(now, market_open):
+        # A competing session explains the silence: one alert for it, no stale-feed alert per symbol.
+        for change in self.staleness.check(now, market_open and not self.competing.active):
             if change.stale:
                 self.tracker.note_interruption("stale_feed", [change.symbol])
                 self.alerts.fire(
@@ -347,9 +383,8 @@ class MarketDataProducer:
                     },
                 )
             else:
-                self.alerts.resolve(
-                    "stale_feed", change.symbol, f"{change.symbol}: market closed", symbol=change.symbol
-                )
+                why = "competing live session" if self.competing.active else "market closed"
+                self.alerts.resolve("stale_feed", change.symbol, f"{change.symbol}: {why}", symbol=change.symbol)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.feed.heartbeat_seconds
             active = sum(1 for symbol in self.instruments if not self.staleness.is_stale(symbol))
@@ -366,6 +401,18 @@ class MarketDataProducer:
                 ),
             )
         self._update_snapshot()
+
+    def _recover_streams(self, now: float) -> None:
+        """After a farm came back, resubscribe the streams that stayed silent; in a competing session, ask again."""
+        broken_at = self.farm_recovery.due(now)
+        if broken_at is not None:
+            silent = self.liveness.silent_since(list(self.instruments), broken_at)
+            if silent:
+                log.info("data farm back but streams silent: resubscribing", extra={"symbols": ",".join(silent)})
+                self.subscriptions.resubscribe(silent)
+        if self.competing.probe_due(now):
+            log.info("competing live session: asking for market data again")
+            self.subscriptions.subscribe_all()
 
     # --- health -------------------------------------------------------------------------------------------------
 

@@ -70,6 +70,20 @@ class Subscriptions:
             session.cancel_real_time_bars(instrument.bar_req)
             self.bars.pop(instrument.bar_req, None)
 
+    def resubscribe(self, symbols: list[str]) -> None:
+        """Cancel and ask again for ``symbols`` only (streams that went silent)."""
+        for symbol in symbols:
+            instrument = self.instruments.get(symbol)
+            if instrument is not None:
+                self.cancel(instrument)
+                self.subscribe(instrument)
+
+    def cancel_all(self) -> None:
+        """Cancel every subscription and forget its ids (a pause: nothing streams until ``subscribe_all``)."""
+        for instrument in self.instruments.values():
+            self.cancel(instrument)
+            instrument.quote_req = instrument.bar_req = 0
+
     def drop_all(self) -> None:
         """The connection is gone and its subscriptions with it: nothing to cancel, the ids are forgotten."""
         self.quotes.clear()

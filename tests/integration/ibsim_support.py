@@ -47,6 +47,8 @@ CALLBACKS = (
     "softDollarTiers",
     "openOrder",
     "openOrderEnd",
+    "completedOrder",
+    "completedOrdersEnd",
     "orderStatus",
     "execDetails",
     "execDetailsEnd",

@@ -546,3 +546,96 @@ def test_a_price_between_ticks_is_refused_with_110(sim_factory: SimF, ibapi_fact
     c.wait_for(lambda: c.errors(110) and [e for e in c.of("openOrder") if e[1] == oid + 1])
     assert [e[1] for e in c.errors(110)] == [oid]
     assert {o.order_ref: o.status for o in sim.orders()} == {"between-ticks": "Inactive", "on-a-tick": "Submitted"}
+
+
+def test_a_farm_break_that_kills_subscriptions_leaves_data_dead_until_asked_again(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 13)
+    c.reqMktData(1, stock("AAPL"), "", False, False, [])
+    c.reqRealTimeBars(2, stock("AAPL"), 5, "TRADES", True, [])
+    c.wait_for(lambda: c.of("tickString", 1) and c.of("realtimeBar", 2))
+    sim.market_data_farm(ok=False, drop_subscriptions=True)
+    c.wait_for(lambda: c.errors(2103))
+    assert sim.subscriptions(13) == {"mkt": [], "rtb": []}
+    sim.market_data_farm(ok=True)
+    c.wait_for(lambda: len(c.errors(2104)) >= 2)
+    ticks, bars = len(c.of("tickPrice", 1)), len(c.of("realtimeBar", 2))
+    time.sleep(0.5)  # 30 simulated seconds: six bars, had anything survived
+    assert (len(c.of("tickPrice", 1)), len(c.of("realtimeBar", 2))) == (ticks, bars)
+    c.reqMktData(3, stock("AAPL"), "", False, False, [])
+    c.wait_event("tickString", 3)
+
+
+def test_hmds_farm_break_kills_real_time_bars_and_2106_does_not_revive_them(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 14)
+    c.reqMktData(1, stock("MSFT"), "", False, False, [])
+    c.reqRealTimeBars(2, stock("MSFT"), 5, "TRADES", True, [])
+    c.wait_for(lambda: c.of("realtimeBar", 2))
+    sim.hmds_farm(ok=False)
+    c.wait_for(lambda: c.errors(2105))
+    sim.hmds_farm(ok=True)
+    c.wait_for(lambda: len(c.errors(2106)) >= 2)
+    bars, ticks = len(c.of("realtimeBar", 2)), len(c.of("tickPrice", 1))
+    time.sleep(0.5)
+    assert len(c.of("realtimeBar", 2)) == bars and len(c.of("tickPrice", 1)) > ticks  # quotes were never affected
+    c.reqRealTimeBars(3, stock("MSFT"), 5, "TRADES", True, [])
+    c.wait_event("realtimeBar", 3)
+
+
+def test_a_competing_live_session_ends_market_data_with_10197_until_it_is_over(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 15)
+    c.reqMktData(1, stock("SPY"), "", False, False, [])
+    c.reqRealTimeBars(2, stock("SPY"), 5, "TRADES", True, [])
+    c.wait_for(lambda: c.of("tickString", 1) and c.of("realtimeBar", 2))
+    sim.competing_session(True)
+    c.wait_for(lambda: len(c.errors(10197)) == 2)
+    assert sorted(e[1] for e in c.errors(10197)) == [1, 2]
+    assert c.errors(10197)[0][3] == "No market data during competing live session"
+    c.reqMktData(3, stock("SPY"), "", False, False, [])
+    c.wait_for(lambda: [e for e in c.errors(10197) if e[1] == 3])
+    assert sim.subscriptions(15) == {"mkt": [], "rtb": []}
+    sim.competing_session(False)
+    c.reqMktData(4, stock("SPY"), "", False, False, [])
+    c.wait_event("tickString", 4)
+    assert not [e for e in c.errors(10197) if e[1] == 4]
+
+
+def test_a_1102_that_lost_the_data_anyway(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 16)
+    c.reqMktData(1, stock("AAPL"), "", False, False, [])
+    c.wait_event("tickString", 1)
+    sim.connectivity_loss(0.2, restored_code=1102, keep_subscriptions=False)
+    c.wait_for(lambda: c.errors(1102))
+    assert sim.subscriptions(16)["mkt"] == []
+
+
+def test_the_daily_restart_drops_everyone_at_its_time_and_lets_them_back(sim_factory: SimF) -> None:
+    import datetime as dt
+
+    from ibsim.config import EXCHANGE_TZ
+
+    before = dt.datetime(2025, 1, 6, 23, 44, 45, tzinfo=EXCHANGE_TZ)  # 15 simulated seconds: 0.25 s at 60x
+    sim = sim_factory(start_time=before, daily_restart_time="23:45", daily_restart_downtime=0.5)
+    c = Recorder().start(sim.port, 17)
+    try:
+        c.wait_event("nextValidId")
+        assert sim.state()["faults"]["next_daily_restart"] == before.timestamp() + 15
+        c.wait_event("connectionClosed", timeout=5)
+        assert sim.now() >= before.timestamp() + 15
+        # the next one is tomorrow's
+        assert sim.state()["faults"]["next_daily_restart"] == before.timestamp() + 15 + 86_400
+        time.sleep(0.7)
+        again = Recorder().start(sim.port, 17)
+        again.wait_event("nextValidId")
+        again.stop()
+    finally:
+        c.stop()

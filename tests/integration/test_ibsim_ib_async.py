@@ -124,3 +124,77 @@ def test_a_what_if_order_answers_margin_and_commission_and_is_never_placed(
             ib.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_ib_async_reads_the_days_completed_orders(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=5, timeout=3, raiseSyncErrors=True)
+        try:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            trade = ib.placeOrder(aapl, MarketOrder("SELL", 40))
+            await _until(lambda: trade.orderStatus.status == "Filled")
+            completed = await asyncio.wait_for(ib.reqCompletedOrdersAsync(apiOnly=True), 5)
+            [done] = completed
+            [truth] = sim.orders()
+            assert (done.contract.conId, done.order.permId, done.order.action) == (aapl.conId, truth.perm_id, "SELL")
+            assert (done.orderStatus.status, done.order.filledQuantity) == ("Filled", 40)
+        finally:
+            ib.disconnect()
+        # a second connection fetches completed orders at connect (ib_async's startup sync) without a hitch
+        ib2 = IB()
+        await ib2.connectAsync("127.0.0.1", sim.port, clientId=6, timeout=3, raiseSyncErrors=True)
+        try:
+            completed = await asyncio.wait_for(ib2.reqCompletedOrdersAsync(apiOnly=True), 5)
+            assert [t.order.permId for t in completed] == [o.perm_id for o in sim.orders()]
+        finally:
+            ib2.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_ib_async_sees_no_security_definition_for_an_invalid_contract(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=7, timeout=3, raiseSyncErrors=True)
+        try:
+            bad = Stock("AAPL", "SMART", "EUR")
+            details = await asyncio.wait_for(ib.reqContractDetailsAsync(bad), 5)
+            assert details == []
+            trade = ib.placeOrder(bad, MarketOrder("BUY", 10))
+            await _until(lambda: trade.orderStatus.status == "Cancelled")
+            assert [entry.errorCode for entry in trade.log if entry.errorCode] == [200]
+            trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 10, tif="FOREVER"))
+            await _until(lambda: trade.orderStatus.status == "ValidationError")
+            assert [entry.errorCode for entry in trade.log if entry.errorCode] == [321]
+            assert sim.orders() == []
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_ib_async_gets_a_month_of_daily_bars_and_extended_hours(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory(enforce_pacing=False)
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=8, timeout=3, raiseSyncErrors=True)
+        try:
+            [spy] = await ib.qualifyContractsAsync(Stock("SPY", "SMART", "USD"))
+            daily = await ib.reqHistoricalDataAsync(spy, "", "1 M", "1 day", "TRADES", True, timeout=20)
+            # after 2024-12-06 to 2025-01-06: 21 weekdays, but Christmas and New Year's Day have no session
+            assert len(daily) == 19 and str(daily[0].date) == "2024-12-09" and str(daily[-1].date) == "2025-01-06"
+            assert "2024-12-25" not in {str(b.date) for b in daily}
+            minutes = await ib.reqHistoricalDataAsync(
+                spy, "20250103 20:00:00 US/Eastern", "1 D", "30 mins", "TRADES", False
+            )
+            assert (minutes[0].date.hour, minutes[0].date.minute, minutes[-1].date.hour) == (4, 0, 19)
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 
@@ -203,7 +204,7 @@ def test_history_of_a_half_day_ends_at_its_1300_close(sim_factory: SimF, ibapi_f
     assert (minutes[0], minutes[-1], len(minutes)) == ("20261127  09:30:00", "20261127  12:59:00", 210)
 
 
-def test_historical_before_anchor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+def test_historical_before_the_history_floor_is_no_data_162(sim_factory: SimF, ibapi_factory: ClientF) -> None:
     sim = sim_factory(enforce_pacing=False)
     c = ibapi_factory(sim, 6)
     c.reqHistoricalData(1, stock("AAPL"), "20240101 12:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1, False, [])
@@ -358,3 +359,165 @@ def test_partial_fills_and_commission_split(sim_factory: SimF, ibapi_factory: Cl
     assert sum(x.commission for x in o.executions) == pytest.approx(max(450 * 0.005, 1.0))
     statuses = [(e[3], e[4]) for e in c.of("orderStatus") if e[1] == oid and e[3] > 0]
     assert statuses[0] == (100.0, 350.0) and statuses[-1] == (450.0, 0.0)
+
+
+def test_completed_orders_are_the_days_filled_and_cancelled_orders(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    a = ibapi_factory(sim, 23)
+    b = ibapi_factory(sim, 24)
+    oid = a.of("nextValidId")[0][1]
+    q = sim.quote("AAPL")
+    a.placeOrder(oid, stock("AAPL"), order("BUY", 100, "MKT", ref="filled-one"))
+    a.placeOrder(oid + 1, stock("AAPL"), order("BUY", 1, "LMT", lmt=round(q.bid - 30, 2), ref="cancelled-one"))
+    a.placeOrder(oid + 2, stock("AAPL"), order("BUY", 1, "LMT", lmt=round(q.bid - 30, 2), ref="still-working"))
+    a.wait_for(lambda: a.of("commissionReport") and len(a.of("openOrder")) >= 3)
+    a.cancelOrder(oid + 1)
+    a.wait_for(lambda: a.errors(202))
+    # another client asks: a gateway answers with every client's completed orders, never the working one
+    b.reqCompletedOrders(False)
+    b.wait_event("completedOrdersEnd")
+    got = {e[2].orderRef: (e[1], e[2], e[3]) for e in b.of("completedOrder")}
+    assert set(got) == {"filled-one", "cancelled-one"}
+    book = {o.order_ref: o for o in sim.orders()}
+    for ref, (contract, placed, state) in got.items():
+        truth = book[ref]
+        assert (contract.conId, contract.symbol) == (265598, "AAPL")
+        assert (placed.permId, placed.totalQuantity, placed.orderType, placed.account) == (
+            truth.perm_id,
+            truth.request.quantity,
+            truth.request.order_type,
+            sim.account,
+        )
+        assert (state.status, placed.filledQuantity) == (truth.status, truth.filled)
+        assert state.completedTime.startswith(
+            dt.datetime.fromtimestamp(truth.updated_at, EXCHANGE_TZ).strftime("%Y%m%d")
+        )
+    assert got["filled-one"][2].completedStatus == "Filled" and got["filled-one"][1].filledQuantity == 100
+    assert got["cancelled-one"][2].completedStatus == "Cancelled by Trader"
+    assert got["cancelled-one"][1].lmtPrice == pytest.approx(round(q.bid - 30, 2))
+
+
+def contract(symbol: str, sec_type: str = "STK", exchange: str = "SMART", currency: str = "USD") -> Contract:
+    c = Contract()
+    c.symbol, c.secType, c.exchange, c.currency = symbol, sec_type, exchange, currency
+    return c
+
+
+#: Contracts a gateway searches for and finds nothing (200), and ones it refuses to search for at all (321).
+NO_SUCH_CONTRACT = {
+    "unknown symbol": contract("NOPE"),
+    "no such security type for the symbol": contract("AAPL", sec_type="FUT"),
+    "not traded on that exchange": contract("AAPL", exchange="LSE"),
+    "not traded in that currency": contract("AAPL", currency="EUR"),
+}
+NOT_SEARCHABLE = {
+    "an unknown security type": (contract("AAPL", sec_type="SHARES"), "Invalid security type 'SHARES'"),
+    "no symbol and no contract id": (contract(""), "Missing symbol"),
+}
+
+
+def test_orders_and_contract_details_on_invalid_contracts_get_200_or_321_with_the_reason(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 25)
+    oid = c.of("nextValidId")[0][1]
+    cases = [
+        *((k, v, 200, "") for k, v in NO_SUCH_CONTRACT.items()),
+        *((k, v, 321, r) for k, (v, r) in NOT_SEARCHABLE.items()),
+    ]
+    for n, (name, bad, _code, _reason) in enumerate(cases):
+        c.reqContractDetails(100 + n, bad)
+        c.placeOrder(oid + n, bad, order("BUY", 10, "MKT", ref=name))
+    c.wait_for(lambda: len(c.errors(200)) + len(c.errors(321)) >= 2 * len(cases))
+    for n, (name, _, code, reason) in enumerate(cases):
+        for req_id in (100 + n, oid + n):
+            [(_, _, got_code, text)] = [e for e in c.errors() if e[1] == req_id]
+            assert got_code == code, name
+            assert reason in text and (code != 200 or text == "No security definition has been found for the request")
+    # an order needs what a search can do without: a security type and an exchange to route to
+    c.placeOrder(oid + 10, contract("AAPL", sec_type=""), order("BUY", 10, "MKT"))
+    c.placeOrder(oid + 11, contract("AAPL", exchange=""), order("BUY", 10, "MKT"))
+    c.reqContractDetails(120, contract("AAPL", sec_type="", exchange=""))
+    c.wait_event("contractDetailsEnd", 120)
+    c.wait_for(lambda: len([e for e in c.errors(321) if e[1] in (oid + 10, oid + 11)]) == 2)
+    assert "Missing security type" in next(e for e in c.errors() if e[1] == oid + 10)[3]
+    assert "Missing order exchange" in next(e for e in c.errors() if e[1] == oid + 11)[3]
+    assert [cd.contract.conId for (_, _, cd) in c.of("contractDetails", 120)] == [265598]
+    time.sleep(0.3)  # anything placed would have been acknowledged by now
+    assert sim.orders() == [] and not c.of("openOrder")
+
+
+def test_orders_with_invalid_fields_get_321_or_201_with_the_reason(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 26)
+    oid = c.of("nextValidId")[0][1]
+    bad_tif = order("BUY", 10, "MKT")
+    bad_tif.tif = "FOREVER"
+    bad_account = order("BUY", 10, "MKT")
+    bad_account.account = "DU0000000"
+    cases = [
+        (bad_tif, 321, "Invalid time in force 'FOREVER'"),
+        (order("HOLD", 10, "MKT"), 321, "Invalid action 'HOLD'"),
+        (bad_account, 321, "Invalid account DU0000000"),
+        (order("BUY", 10, "LMT"), 201, "Order rejected - reason:Missing limit price"),
+        (order("BUY", 10, "TRAIL LIMIT"), 201, "Order rejected - reason:Unsupported order type TRAIL LIMIT"),
+    ]
+    for n, (o, _, _) in enumerate(cases):
+        c.placeOrder(oid + n, stock("AAPL"), o)
+    c.wait_for(lambda: len([e for e in c.errors() if e[1] >= oid]) >= len(cases))
+    for n, (_, code, reason) in enumerate(cases):
+        [(_, _, got_code, text)] = [e for e in c.errors() if e[1] == oid + n]
+        assert (got_code, reason in text) == (code, True), text
+    assert all(o.status == "Inactive" for o in sim.orders())  # the 201s are recorded, the 321s never reached the book
+    assert {o.order_id for o in sim.orders()} == {oid + 3, oid + 4}
+
+
+def test_a_month_of_daily_bars_is_the_months_sessions(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    # Monday after Thanksgiving 2026: the month back holds a holiday (26th) and a half day (27th).
+    sim = sim_factory(enforce_pacing=False, start_time=dt.datetime(2026, 11, 30, 10, 0, tzinfo=EXCHANGE_TZ))
+    c = ibapi_factory(sim, 27)
+    c.reqHistoricalData(1, stock("AAPL"), "", "1 M", "1 day", "TRADES", 1, 1, False, [])
+    c.reqHistoricalData(2, stock("AAPL"), "", "1 W", "1 day", "TRADES", 1, 1, False, [])
+    c.reqHistoricalData(3, stock("AAPL"), "", "3 D", "1 day", "TRADES", 1, 1, False, [])
+    for req_id in (1, 2, 3):
+        c.wait_event("historicalDataEnd", req_id, timeout=20)
+    month = [e[2] for e in c.of("historicalData", 1)]
+    sessions = [
+        dt.date(2026, 11, d) for d in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 16, 17, 18, 19, 20, 23, 24, 25, 27, 30)
+    ]
+    assert [b.date for b in month] == [d.strftime("%Y%m%d") for d in sessions]
+    assert [b.date for b in (e[2] for e in c.of("historicalData", 2))] == [
+        "20261124",
+        "20261125",
+        "20261127",
+        "20261130",
+    ]
+    assert [b.date for b in (e[2] for e in c.of("historicalData", 3))] == ["20261125", "20261127", "20261130"]
+    # each finished session's bar is its 5-second ground truth, the half day's ending at 13:00 (today's still grows)
+    for bar, day in zip(month[:-1], sessions[:-1], strict=True):
+        open_ = dt.datetime.combine(day, dt.time(9, 30), EXCHANGE_TZ).timestamp()
+        truth = sim.ground_truth_bars("AAPL", open_, open_ + 6.5 * 3600)
+        assert (bar.open, bar.close, bar.volume) == (truth[0].open, truth[-1].close, sum(b.volume for b in truth))
+        assert len(truth) == (210 if day == dt.date(2026, 11, 27) else 390) * 12
+
+
+def test_use_rth_0_adds_pre_and_post_market_bars(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    sim = sim_factory(enforce_pacing=False)
+    c = ibapi_factory(sim, 28)
+    end = "20250103 21:00:00 US/Eastern"
+    c.reqHistoricalData(1, stock("MSFT"), end, "1 D", "1 hour", "TRADES", 0, 1, False, [])
+    c.reqHistoricalData(2, stock("MSFT"), end, "1 D", "1 hour", "TRADES", 1, 1, False, [])
+    c.wait_event("historicalDataEnd", 1)
+    c.wait_event("historicalDataEnd", 2)
+    extended = [e[2] for e in c.of("historicalData", 1)]
+    regular = [e[2] for e in c.of("historicalData", 2)]
+    hours = [b.date[-8:] for b in extended]
+    assert hours == ["04:00:00", "05:00:00", "06:00:00", "07:00:00", "08:00:00", "09:00:00", "10:00:00", "11:00:00"] + [
+        f"{h}:00:00" for h in range(12, 20)
+    ]
+    assert [b.date[-8:] for b in regular] == ["09:30:00", *hours[6:12]]
+    start = dt.datetime(2025, 1, 3, 4, 0, tzinfo=EXCHANGE_TZ).timestamp()
+    truth = sim.ground_truth_bars("MSFT", start, start + 16 * 3600, extended=True)
+    assert sum(b.volume for b in extended) == sum(b.volume for b in truth) > sum(b.volume for b in regular)
+    assert extended[0].open == truth[0].open and extended[-1].close == truth[-1].close

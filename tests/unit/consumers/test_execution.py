@@ -39,6 +39,7 @@ from ibstream.contracts.enums import (
     OrderLeg,
     OrderStatus,
     OrderType,
+    Severity,
     Side,
     TradingState,
 )
@@ -574,3 +575,17 @@ def test_an_undecodable_control_record_halts_its_scope_and_alerts(tmp_path: Path
     assert executor.kill_switch.refusal("MSFT") is None
     resolved = [r for _, r, _ in executor._outbox if isinstance(r, Alert) and r.state.value == "resolved"]
     assert [a.alert_id for a in resolved] == ["control_undecodable:account"]
+
+
+@pytest.mark.parametrize(("offset_minutes", "severity"), [(2, Severity.INFO), (-30, Severity.WARNING)])
+def test_a_disconnect_in_the_gateways_daily_restart_is_recorded_not_paged(
+    tmp_path: Path, offset_minutes: int, severity: Severity
+) -> None:
+    # The gateway's configured restart time a few minutes before now (inside the window) or half an hour after.
+    restart = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=offset_minutes)).strftime("%H:%M")
+    settings = load_settings(state_dir=tmp_path, ib_daily_restart_time=restart, ib_daily_restart_timezone="UTC")
+    executor = Executor(settings, FakeIbSession(client_id=21), Journal(tmp_path, 21))
+    executor.account, executor.generation = "DU1", 1
+    executor._on_disconnected(events.Disconnected(generation=executor.connection.generation, reason="socket closed"))
+    raised = [r for _, r, _ in executor._outbox if isinstance(r, Alert) and r.kind == "ib_disconnected"]
+    assert [a.severity for a in raised] == [severity]

@@ -50,3 +50,18 @@ def test_cli_defaults_are_paper_and_loopback() -> None:
     cfg = config_from_args(build_parser().parse_args([]))
     assert (cfg.host, cfg.port, cfg.control_port) == ("127.0.0.1", 4002, 4003)
     assert cfg.accounts[0].startswith("DU")
+
+
+def test_daily_restart_flag_and_when_it_falls() -> None:
+    import pytest
+
+    from ibsim.gateway import next_daily_restart
+
+    cfg = config_from_args(build_parser().parse_args(["--daily-restart", "23:45"]))
+    assert cfg.daily_restart_time == "23:45"
+    with pytest.raises(ValueError, match="--daily-restart must be HH:MM"):
+        config_from_args(build_parser().parse_args(["--daily-restart", "midnight"]))
+    evening = dt.datetime(2025, 1, 6, 23, 0, tzinfo=EXCHANGE_TZ).timestamp()
+    assert next_daily_restart("23:45", evening) == evening + 45 * 60
+    assert next_daily_restart("23:45", evening + 45 * 60) == evening + 45 * 60 + 86_400  # at it: the next day's
+    assert next_daily_restart(None, evening) is None

@@ -361,3 +361,51 @@ def test_ib_datetimes_and_durations() -> None:
     assert m.duration_seconds("3600 S") == (3600, "S") and m.duration_seconds("2 d") == (2, "D")
     with pytest.raises(ProtocolError):
         m.duration_seconds("1 X")
+
+
+def decode_completed_order(fields: list[Any]) -> tuple[Any, Any, Any, list[str]]:
+    """Decode a completedOrder with ibapi's own decoder, returning what it left over (must be nothing)."""
+    frame = encode_message(fields)
+    _, payload, _ = comm.read_msg(frame)
+    w = Capture()
+    it = iter(comm.read_fields(payload))
+    Decoder(w, 157).processCompletedOrderMsg(it)
+    [(name, (contract, order, state))] = w.calls
+    assert name == "completedOrder"
+    return contract, order, state, [f.decode() for f in it]
+
+
+def test_completed_order_round_trips_through_ibapi_with_no_field_left_over() -> None:
+    done = snapshot(status="Filled", filled=150.0, remaining=0.0, updated_at=1736175598.0)  # 2025-01-06 09:59:58 EST
+    contract, order, state, rest = decode_completed_order(m.completed_order(done, AAPL, "DU1234567"))
+    assert rest == []
+    assert (contract.conId, contract.symbol, contract.tradingClass) == (AAPL.con_id, "AAPL", "NMS")
+    assert (order.action, order.totalQuantity, order.orderType, order.lmtPrice, order.auxPrice) == (
+        "BUY",
+        150.0,
+        "STP LMT",
+        190.5,
+        191.0,
+    )
+    assert (order.orderRef, order.permId, order.account, order.tif, order.ocaGroup) == (
+        "run-9b1f",
+        1_000_000_123,
+        "DU1234567",
+        "GTC",
+        "g1",
+    )
+    assert order.filledQuantity == 150.0 and order.outsideRth is True
+    assert (state.status, state.completedTime, state.completedStatus) == ("Filled", "20250106 09:59:58 EST", "Filled")
+    d = Order()
+    for f in ("minQty", "percentOffset", "volatility", "scalePriceIncrement", "exemptCode", "cashQty"):
+        assert getattr(order, f) == getattr(d, f), f
+
+
+def test_completed_order_of_a_cancel_and_a_reject_says_what_ended_it() -> None:
+    cancelled = snapshot(status="Cancelled", filled=50.0, remaining=100.0)
+    _, order, state, rest = decode_completed_order(m.completed_order(cancelled, AAPL, "DU1"))
+    assert rest == [] and (state.status, state.completedStatus) == ("Cancelled", "Cancelled by Trader")
+    assert order.filledQuantity == 50.0
+    rejected = snapshot(status="Inactive", filled=0.0, reject_code=201)
+    _, _, state, rest = decode_completed_order(m.completed_order(rejected, AAPL, "DU1"))
+    assert rest == [] and (state.status, state.completedStatus) == ("Inactive", "Rejected (201)")

@@ -47,3 +47,20 @@ def test_cross_field_error_names_a_setting(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert caught.value.setting == "IBSTREAM_RISK_MIN_STOP_PCT"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("IBSTREAM_IB_DAILY_RESTART_TIME", "25:00", "HH:MM"),
+        ("IBSTREAM_IB_DAILY_RESTART_TIME", "11:45 PM", "HH:MM"),
+        ("IBSTREAM_IB_DAILY_RESTART_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+    ],
+)
+def test_bad_gateway_restart_time_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=reason) as caught:
+        load_settings()
+    assert caught.value.setting == name
