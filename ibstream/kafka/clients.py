@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ibstream.config import Settings
 from ibstream.exceptions import IbstreamError
 from ibstream.kafka.security import client_security_config
+
+log = logging.getLogger(__name__)
 
 #: quotes: lowest latency; bulk: backfill, replay, sink-side DLQ writes, where batching pays.
 ProducerProfile = Literal["quotes", "events", "bulk"]
@@ -221,6 +223,32 @@ def high_watermark(consumer: Consumer, topic: str, partition: int, timeout: floa
     """The partition's end offset (next offset to be written), asked of the broker."""
     _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)
     return int(high)
+
+
+def tail_offset(consumer: Consumer, partition: TopicPartition, records: int, timeout: float = 10.0) -> int:
+    """Where to start reading ``partition`` to get its last ``records`` records; its beginning when the broker does
+    not answer in time. Meant for assignment callbacks: an exception raised there comes out of ``poll`` and would end
+    the reader's thread, where reading from the beginning is only slower."""
+    try:
+        low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+    except KafkaException as error:
+        log.warning(
+            "watermarks unanswered: reading from the beginning",
+            extra={"topic": partition.topic, "partition": partition.partition, "error": str(error)},
+        )
+        return OFFSET_BEGINNING
+    return max(int(low), int(high) - records)
+
+
+def offsets_at_times(consumer: Consumer, partitions: list[TopicPartition], timeout: float = 10.0) -> dict[Any, int]:
+    """``{(topic, partition): offset}`` of the first record at or after each partition's ``offset`` (a time in ms;
+    -1: none); every partition from its beginning when the broker does not answer in time (see ``tail_offset``)."""
+    try:
+        found = consumer.offsets_for_times(partitions, timeout=timeout)
+    except KafkaException as error:
+        log.warning("offsets for times unanswered: reading from the beginning", extra={"error": str(error)})
+        return {(p.topic, p.partition): OFFSET_BEGINNING for p in partitions}
+    return {(p.topic, p.partition): int(p.offset) for p in found}
 
 
 def partition_count(consumer: Consumer, topic: str, timeout: float = 10.0) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 from ibstream.config import Settings
 from ibstream.contracts import AccountState, account_states
 from ibstream.contracts.serde import Codec, DecodeError
-from ibstream.kafka.clients import create_consumer
+from ibstream.kafka.clients import create_consumer, tail_offset
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ class AccountFeed:
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(partition, timeout=10)
-            partition.offset = max(low, high - RECENT_RECORDS)
+            partition.offset = tail_offset(consumer, partition, RECENT_RECORDS)
         consumer.assign(partitions)
 
     def start(self) -> None:

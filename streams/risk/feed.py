@@ -49,7 +49,7 @@ from ibstream.contracts import (
     utc_now,
 )
 from ibstream.contracts.serde import Codec, DecodeError
-from ibstream.kafka.clients import create_consumer
+from ibstream.kafka.clients import create_consumer, offsets_at_times, tail_offset
 from ibstream.market_clock import FeedClock
 from ibstream.risk import RiskView
 
@@ -132,10 +132,9 @@ class ViewFeed:
             start = self._start_time(p.topic, now)
             p.offset = OFFSET_BEGINNING if start is None else int(start.timestamp() * 1000)
         for p in tail:
-            low, high = consumer.get_watermark_offsets(p, timeout=10)
-            p.offset = max(low, high - ACCOUNT_TAIL)
+            p.offset = tail_offset(consumer, p, ACCOUNT_TAIL)
         if by_time:
-            found = {(p.topic, p.partition): p.offset for p in consumer.offsets_for_times(by_time, timeout=10)}
+            found = offsets_at_times(consumer, by_time)
             for p in by_time:
                 # -1: nothing at or after that time, start at the end.
                 p.offset = found.get((p.topic, p.partition), OFFSET_END)
