@@ -192,6 +192,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "risk.working_orders_count",
+        "desk",
+        "working orders count toward max position",
+        (
+            "an AAPL buy resting under the market is approved and works at ibsim (held + working = 45 of 50)",
+            "a 10-share AAPL buy is then rejected by max_position (it would pass on the held position alone)",
+        ),
+    ),
+    Scenario(
         "control.reducing",
         "desk",
         "a symbol set to reducing takes only orders that reduce its position",

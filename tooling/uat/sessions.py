@@ -798,6 +798,19 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     session.api_post("/v1/control/trading-state", {**reducing, "state": "active", "reason": "UAT drill over"}, "admin")
     session.note("AAPL active")
     time.sleep(2.0)
+    # 5b. A working order counts toward max position: an AAPL buy resting 0.7% under the market takes held + working
+    # to 45; a 10-share buy would then make 55 > 50 (10 more than held alone would allow: without the working order
+    # it passes). The kill switch below cancels the resting one.
+    aapl_held = next((float(p["quantity"]) for p in session.sim("/positions") if p["symbol"] == "AAPL"), 0.0)
+    marks["aapl_held_before_working"] = aapl_held
+    working_quantity = limits["risk_max_position"] - 5 - aapl_held
+    desk.place(
+        "working_entry", "AAPL", "BUY", working_quantity, limit=round(desk.price("AAPL") * 0.993, 2), stop_pct=0.5
+    )
+    desk.status("working_entry", "acknowledged", "submitted")
+    desk.place("beyond_working", "AAPL", "BUY", 10, stop_pct=0.5)
+    desk.decided("beyond_working")
+    time.sleep(2.5)  # a market minute on, so the resting order below is not throttled
     # 6. A resting limit order 0.7% under the market (approval 3), then the kill switch.
     desk.place("resting", "MSFT", "BUY", 5, limit=round(desk.price("MSFT") * 0.993, 2), stop_pct=1.0)
     desk.status("resting", "acknowledged", "submitted")
@@ -1044,6 +1057,8 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
     results.append(kill.result())
 
     results.append(_judge_flatten(decisions, statuses, marks, order_evidence("flatten_entry", "flatten")))
+    results.append(_judge_working_counts(decisions, marks, order_evidence("working_entry", "beyond_working")))
+
     reducing = _judge("control.reducing")
     aapl_held = number(marks.get("aapl_held_when_reducing", 0.0))
     add, sell = decisions.get("reducing_add", {}), decisions.get("reducing_sell", {})
@@ -1072,6 +1087,21 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
     broker.attach(ev["bars_after_broker_restart"], ev["dead_letters"], order_evidence("after_broker_restart"))
     results.append(broker.result())
     return results
+
+
+def _judge_working_counts(decisions: dict[str, Any], marks: dict[str, Any], orders: Evidence) -> ScenarioResult:
+    working = _judge("risk.working_orders_count")
+    entry, beyond = decisions.get("working_entry", {}), decisions.get("beyond_working", {})
+    failed = list(beyond.get("failed_checks") or [])
+    working.figure("aapl_held", marks.get("aapl_held_before_working"))
+    working.figure("beyond_failed_checks", failed)
+    working.expect(bool(entry.get("approved")), f"the resting entry was not approved ({entry.get('failed_checks')})")
+    working.expect(
+        bool(beyond) and not beyond.get("approved") and "max_position" in failed,
+        f"the buy past max position with the resting entry counted was not refused by max_position ({failed})",
+    )
+    working.attach(orders)
+    return working.result()
 
 
 def _judge_flatten(

@@ -75,6 +75,8 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "risk_per_trade",
         "conflicting_position",
         "broker_reject",
+        "working_entry",
+        "beyond_working",
         "reducing_add",
         "reducing_sell",
         "resting",
@@ -94,6 +96,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
     failing[RATE_BURST[2]] = ["order_rate"]  # the burst's order risk saw sixth (partitions may reorder them)
     failing["after_broker_restart"] = ["daily_loss"]
     failing["reducing_add"] = ["trading_state"]
+    failing["beyond_working"] = ["max_position"]
     if broken is not None:
         failing = {tag: [c for c in checks if c != broken] for tag, checks in failing.items()}
     decisions = [[orders[tag], not failing.get(tag), failing.get(tag, [])] for tag in tags]
@@ -151,6 +154,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "orders": [{"order_ref": orders["resting"], "status": "Cancelled"}],
         "after_kill_switch": after_kill_switch,
         "aapl_held_when_reducing": 30.0,
+        "aapl_held_before_working": 30.0,
         "flatten_held_before": 30.0,
         "flatten_at_ibsim": (0.0, 0),
     }
@@ -171,7 +175,9 @@ def test_a_check_that_never_fires_fails_its_own_scenario(broken: str) -> None:
     assert not results[f"risk.{broken}"].passed
     assert any(f"`{broken}`" in failure for failure in results[f"risk.{broken}"].failures)
     others = {rid for rid, r in results.items() if not r.passed and rid.startswith("risk.")}
-    assert others == {f"risk.{broken}"}
+    # A max_position that never fires also lets the buy past the working order through.
+    also = {"risk.working_orders_count"} if broken == "max_position" else set()
+    assert others == {f"risk.{broken}"} | also
 
 
 @pytest.mark.parametrize(
@@ -217,6 +223,15 @@ def test_reducing_judges_the_sell_by_the_position_held_at_the_drill() -> None:
     results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
     assert not results["control.reducing"].passed
     assert any("opening a short" in failure for failure in results["control.reducing"].failures)
+
+
+def test_a_working_order_not_counted_fails_its_scenario() -> None:
+    ev, marks = _desk_evidence()
+    rows = ev["decisions"].rows
+    ev["decisions"].rows[:] = [[r[0], True, []] if r[0] == "id-beyond_working" else r for r in rows]
+    results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
+    assert not results["risk.working_orders_count"].passed
+    assert [rid for rid, r in results.items() if not r.passed] == ["risk.working_orders_count"]
 
 
 def test_report_shows_each_scenario_its_failures_and_the_evidence_sql() -> None:
