@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the run_executor fixture imported from test_execution is redefined as an argument)
 """Planning over real sockets: Agent0 (uvicorn) ok, slow (timeout), 500, and a closed port (refused) → the run
 fails with the cause; the breaker opens after N failures and closes again once Agent0 answers; without the
 service token Agent0 refuses (401/403) and the run fails saying so; the NetLiquidation of the newest account.v1
@@ -29,6 +30,7 @@ from streams.orchestration.agent0_client import Agent0Client
 from tests.unit.streams.test_streams_orchestration import SIGNAL, T0
 
 from .streams_support import CODEC, agent0_settings, producer, service_token
+from .test_execution import Running, run_executor  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +202,28 @@ async def test_the_newest_net_liquidation_on_account_v1_sizes_the_plan(server: S
     finally:
         await agent0.close()
         feed.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_withdrawal_at_ibsim_shrinks_the_size_agent0_plans(
+    server: Server, run_executor: Callable[..., Running]
+) -> None:
+    # ibsim → execution (reqAccountUpdates) → account.v1 on the broker → orchestration's feed → Agent0's sizing.
+    running = run_executor(execution_account_heartbeat_seconds=2.0)
+    initial = running.sim.config.initial_cash
+    newest = NewestAccount(running.sim.account)
+    feed = AccountFeed(running.settings, CODEC, newest)
+    feed.start()
+    agent0 = client(server.url, failures=100, equity=newest)
+    try:
+        assert wait_for(lambda: newest.net_liquidation() == initial), "the feed never saw ibsim's account"
+        before = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0))[-1]
+        running.sim.adjust_cash(-(initial - 60_000.0))  # a withdrawal at the broker leaves 60,000
+        assert wait_for(lambda: newest.net_liquidation() == 60_000.0), "the withdrawal never reached the feed"
+        after = (await orch.plan_run(orch.trigger(SIGNAL), SIGNAL, agent0))[-1]
+    finally:
+        await agent0.close()
+        feed.stop()
+    # 0.5 % of 60,000 at risk at 2 per share (entry 100, stop 98): 150; on the million before, more (or the caps).
+    assert after.plan is not None and after.plan.quantity == 150
+    assert before.plan is not None and before.plan.quantity > after.plan.quantity
