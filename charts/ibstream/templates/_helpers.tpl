@@ -90,6 +90,19 @@ structured values come first; `config` may add to or override them.
 {{- range $key, $value := .Values.config -}}
 {{- $_ := set $data $key (toString $value) -}}
 {{- end -}}
+{{- if .Values.ibGateway.enabled -}}
+{{- include "ibstream.ibGateway.check" . -}}
+{{- /* The chart's gateway wins over ib.host/ib.port; `config` may not redirect the deployables elsewhere. */ -}}
+{{- range $key := list "IBSTREAM_IB_HOST" "IBSTREAM_IB_PORT" "IBSTREAM_IB_DAILY_RESTART_TIME" "IBSTREAM_IB_DAILY_RESTART_TIMEZONE" -}}
+{{- if hasKey $.Values.config $key -}}
+{{- fail (printf "config.%s conflicts with ibGateway.enabled: the chart sets it from ibGateway (remove it from config)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $data "IBSTREAM_IB_HOST" (include "ibstream.ibGateway.name" .) -}}
+{{- $_ := set $data "IBSTREAM_IB_PORT" (include "ibstream.ibGateway.apiPort" .) -}}
+{{- $_ := set $data "IBSTREAM_IB_DAILY_RESTART_TIME" .Values.ibGateway.dailyRestart.time -}}
+{{- $_ := set $data "IBSTREAM_IB_DAILY_RESTART_TIMEZONE" .Values.ibGateway.dailyRestart.timeZone -}}
+{{- end -}}
 {{- toYaml $data -}}
 {{- end -}}
 
@@ -192,5 +205,72 @@ seccompProfile:
 - name: kafka-tls
   mountPath: {{ .Values.kafka.tlsMountPath }}
   readOnly: true
+{{- end -}}
+{{- end -}}
+
+
+{{/* ---- IB Gateway (ibGateway.enabled): names, ports, and the checks the schema also makes. ---- */}}
+{{- define "ibstream.ibGateway.name" -}}
+{{- printf "%s-ib-gateway" (include "ibstream.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The gateway's standard API port, which the Service exposes and the deployables dial (and judge live or paper). */}}
+{{- define "ibstream.ibGateway.apiPort" -}}
+{{- if eq .Values.ibGateway.tradingMode "live" -}}4001{{- else -}}4002{{- end -}}
+{{- end -}}
+
+{{/* The image's socat relay of that port to the pod network (the gateway itself only accepts 127.0.0.1). */}}
+{{- define "ibstream.ibGateway.containerPort" -}}
+{{- if eq .Values.ibGateway.tradingMode "live" -}}4003{{- else -}}4004{{- end -}}
+{{- end -}}
+
+{{- define "ibstream.ibGateway.image" -}}
+{{- $image := .Values.ibGateway.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository $image.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* dailyRestart.time "HH:MM" (24 h) as IBC's AutoRestartTime wants it: "hh:mm AM|PM". */}}
+{{- define "ibstream.ibGateway.autoRestartTime" -}}
+{{- $parts := splitList ":" .Values.ibGateway.dailyRestart.time -}}
+{{- $hour := index $parts 0 | atoi -}}
+{{- $hour12 := mod $hour 12 -}}
+{{- if eq $hour12 0 }}{{ $hour12 = 12 }}{{ end -}}
+{{- printf "%02d:%s %s" $hour12 (index $parts 1) (ternary "AM" "PM" (lt $hour 12)) -}}
+{{- end -}}
+
+{{/*
+Fails the render on a gateway configuration that must not run, with the value to fix. The schema says the same, but
+it can be skipped (--skip-schema-validation); these checks cannot.
+*/}}
+{{- define "ibstream.ibGateway.check" -}}
+{{- $gw := .Values.ibGateway -}}
+{{- if not $gw.credentials.secretName -}}
+{{- fail "ibGateway.credentials.secretName is required with ibGateway.enabled: the IBKR login comes only from a Secret you create (README.md, IB Gateway in the chart)" -}}
+{{- end -}}
+{{- if not (has $gw.tradingMode (list "paper" "live")) -}}
+{{- fail (printf "ibGateway.tradingMode must be paper or live, not %q" (toString $gw.tradingMode)) -}}
+{{- end -}}
+{{- if eq $gw.tradingMode "live" -}}
+{{- if not $gw.allowLive -}}
+{{- fail "ibGateway.tradingMode live needs ibGateway.allowLive: true (paper is the default; live trading is an explicit decision)" -}}
+{{- end -}}
+{{- if not .Values.secrets.ibLiveAccount.name -}}
+{{- fail "ibGateway.tradingMode live needs secrets.ibLiveAccount (IBSTREAM_IB_LIVE_ACCOUNT, the live interlock naming the live account)" -}}
+{{- end -}}
+{{- end -}}
+{{- if not (regexMatch "^([01][0-9]|2[0-3]):[0-5][0-9]$" (toString $gw.dailyRestart.time)) -}}
+{{- fail (printf "ibGateway.dailyRestart.time must be a time of day HH:MM (24 h, e.g. \"23:45\"), not %q" (toString $gw.dailyRestart.time)) -}}
+{{- end -}}
+{{- range $key := list "TWS_USERID" "TWS_PASSWORD" "TWS_PASSWORD_FILE" "TRADING_MODE" "READ_ONLY_API" "AUTO_RESTART_TIME" "TWOFA_TIMEOUT_ACTION" "RELOGIN_AFTER_TWOFA_TIMEOUT" "TIME_ZONE" "TZ" -}}
+{{- if hasKey $gw.env $key -}}
+{{- fail (printf "ibGateway.env.%s is set by the chart from ibGateway's own values (credentials, tradingMode, dailyRestart, twoFactorTimeoutAction): remove it" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $gw.dailyRestart.timeZone -}}
+{{- fail "ibGateway.dailyRestart.timeZone is required (an IANA zone, e.g. America/New_York)" -}}
 {{- end -}}
 {{- end -}}
