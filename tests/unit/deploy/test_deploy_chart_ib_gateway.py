@@ -333,3 +333,11 @@ def test_the_gateway_example_only_adds_to_production(enabled: list[dict[str, Any
         return kept
 
     assert stable(enabled) == stable(render("-f", str(PRODUCTION)))
+
+
+@pytest.mark.parametrize("override", ["ibGateway.service.type=LoadBalancer", "ibGateway.service.type=NodePort"])
+def test_the_gateway_service_is_never_exposed_outside_the_cluster(override: str) -> None:
+    # The IB API is an unauthenticated socket that places orders: no value turns its Service into an external one.
+    assert "additional properties 'type' not allowed" in refused(*MINIMAL, "--set", override)
+    docs = render(*MINIMAL, "--set", override, "--skip-schema-validation")
+    assert gateway_objects(docs)["Service"]["spec"]["type"] == "ClusterIP"
