@@ -201,6 +201,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "control.cancel_order",
+        "desk",
+        "a trader cancels one working order through the API",
+        (
+            "POST /v1/orders/{id}/cancel for the resting AAPL buy: the order ends cancelled in the order trail",
+            "ibsim shows every leg of it Cancelled (the untriggered bracket goes with its parent)",
+        ),
+    ),
+    Scenario(
         "control.reducing",
         "desk",
         "a symbol set to reducing takes only orders that reduce its position",

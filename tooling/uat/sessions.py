@@ -781,7 +781,28 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     session.sim("/faults/reject_next_order", {"code": 201, "message": "Order rejected - reason: UAT broker reject"})
     desk.place("broker_reject", "MSFT", "BUY", 5)
     desk.status("broker_reject", "rejected")
-    # 5a. AAPL reducing: an adding buy is refused by trading_state; a sell resting 0.7% above the market passes
+    # 5a. A working order counts toward max position: an AAPL buy resting 0.7% under the market takes held + working
+    # to 45; a 10-share buy would then make 55 > 50 (10 more than held alone would allow: without the working order
+    # it passes).
+    aapl_held = next((float(p["quantity"]) for p in session.sim("/positions") if p["symbol"] == "AAPL"), 0.0)
+    marks["aapl_held_before_working"] = aapl_held
+    working_quantity = limits["risk_max_position"] - 5 - aapl_held
+    desk.place(
+        "working_entry", "AAPL", "BUY", working_quantity, limit=round(desk.price("AAPL") * 0.993, 2), stop_pct=0.5
+    )
+    desk.status("working_entry", "acknowledged", "submitted")
+    desk.place("beyond_working", "AAPL", "BUY", 10, stop_pct=0.5)
+    desk.decided("beyond_working")
+    # 5b. A trader cancels the resting buy through the API (POST /v1/orders/{id}/cancel): cancelled at ibsim, its
+    # untriggered bracket with it.
+    session.api_post(f"/v1/orders/{desk.orders['working_entry']}/cancel", {"reason": "UAT cancel drill"}, "trader")
+    session.note("working_entry cancelled through the API")
+    desk.status("working_entry", "cancelled")
+    marks["working_entry_at_ibsim"] = [
+        o["status"] for o in session.sim("/orders") if o.get("order_ref") == desk.orders["working_entry"]
+    ]
+    time.sleep(2.5)  # a market minute on, so the drills below are not throttled
+    # 5c. AAPL reducing: an adding buy is refused by trading_state; a sell resting 0.7% above the market passes
     # only if it reduces a position (the 30 held, unless AAPL's stop already closed it), else it is refused too. The
     # kill switch below cancels it with the other resting entry.
     reducing = {"scope": "AAPL", "state": "reducing", "reason": "UAT reducing drill"}
@@ -798,18 +819,6 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     session.api_post("/v1/control/trading-state", {**reducing, "state": "active", "reason": "UAT drill over"}, "admin")
     session.note("AAPL active")
     time.sleep(2.0)
-    # 5b. A working order counts toward max position: an AAPL buy resting 0.7% under the market takes held + working
-    # to 45; a 10-share buy would then make 55 > 50 (10 more than held alone would allow: without the working order
-    # it passes). The kill switch below cancels the resting one.
-    aapl_held = next((float(p["quantity"]) for p in session.sim("/positions") if p["symbol"] == "AAPL"), 0.0)
-    marks["aapl_held_before_working"] = aapl_held
-    working_quantity = limits["risk_max_position"] - 5 - aapl_held
-    desk.place(
-        "working_entry", "AAPL", "BUY", working_quantity, limit=round(desk.price("AAPL") * 0.993, 2), stop_pct=0.5
-    )
-    desk.status("working_entry", "acknowledged", "submitted")
-    desk.place("beyond_working", "AAPL", "BUY", 10, stop_pct=0.5)
-    desk.decided("beyond_working")
     time.sleep(2.5)  # a market minute on, so the resting order below is not throttled
     # 6. A resting limit order 0.7% under the market (approval 3), then the kill switch.
     desk.place("resting", "MSFT", "BUY", 5, limit=round(desk.price("MSFT") * 0.993, 2), stop_pct=1.0)
@@ -1058,6 +1067,20 @@ def _judge_desk(ev: dict[str, Evidence], marks: dict[str, Any], plan: SessionPla
 
     results.append(_judge_flatten(decisions, statuses, marks, order_evidence("flatten_entry", "flatten")))
     results.append(_judge_working_counts(decisions, marks, order_evidence("working_entry", "beyond_working")))
+    cancel = _judge("control.cancel_order")
+    at_ibsim = list(marks.get("working_entry_at_ibsim") or [])
+    cancel.figure("ours", statuses.get("working_entry", {}).get("status"))
+    cancel.figure("at_ibsim", at_ibsim)
+    cancel.expect(
+        statuses.get("working_entry", {}).get("status") == "cancelled",
+        f"the order cancelled through the API ended {statuses.get('working_entry', {}).get('status')}",
+    )
+    cancel.expect(
+        bool(at_ibsim) and all(status == "Cancelled" for status in at_ibsim),
+        f"ibsim's legs of the cancelled order: {at_ibsim}",
+    )
+    cancel.attach(order_evidence("working_entry"))
+    results.append(cancel.result())
 
     reducing = _judge("control.reducing")
     aapl_held = number(marks.get("aapl_held_when_reducing", 0.0))

@@ -104,6 +104,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "partial_fill": "filled",
         "broker_reject": "rejected",
         "resting": "cancelled",
+        "working_entry": "cancelled",
         "fill": "filled",
         "close": "filled",
         "flatten": "filled",
@@ -155,6 +156,7 @@ def _desk_evidence(broken: str | None = None) -> tuple[dict[str, Evidence], dict
         "after_kill_switch": after_kill_switch,
         "aapl_held_when_reducing": 30.0,
         "aapl_held_before_working": 30.0,
+        "working_entry_at_ibsim": ["Cancelled", "Cancelled", "Cancelled"],
         "flatten_held_before": 30.0,
         "flatten_at_ibsim": (0.0, 0),
     }
@@ -232,6 +234,13 @@ def test_a_working_order_not_counted_fails_its_scenario() -> None:
     results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
     assert not results["risk.working_orders_count"].passed
     assert [rid for rid, r in results.items() if not r.passed] == ["risk.working_orders_count"]
+
+
+def test_a_cancel_that_leaves_a_leg_working_at_ibsim_fails_its_scenario() -> None:
+    ev, marks = _desk_evidence()
+    marks["working_entry_at_ibsim"] = ["Cancelled", "PreSubmitted", "Cancelled"]
+    results = {r.id: r for r in _judge_desk(ev, marks, DESK_PLAN)}
+    assert [rid for rid, r in results.items() if not r.passed] == ["control.cancel_order"]
 
 
 def test_report_shows_each_scenario_its_failures_and_the_evidence_sql() -> None:
