@@ -857,10 +857,12 @@ def _desk_script(session: Session, desk: Desk, marks: dict[str, Any], own_stack:
     desk.status("fill", "filled")
     desk.place("close", "MSFT", "SELL", 5)
     desk.status("close", "filled")
-    # 7a. A position for the flatten drill: QQQ has no order at ibsim so far (its orders were refused), and a 3% stop
-    # is not reached in the few seconds before the flatten. A market minute after the close, so not throttled.
+    # 7a. A position for the flatten drill: QQQ has no order at ibsim so far (its orders were refused), and a 2% stop
+    # is not reached in the few seconds before the flatten (3% was the risk gate's maximum: measured from the bar
+    # close, a market order's stop came out past it when the quote had moved). A market minute after the close, so
+    # not throttled.
     time.sleep(2.5)
-    desk.place("flatten_entry", FLATTEN_SYMBOL, "BUY", 5, stop_pct=3.0, target_pct=3.0)
+    desk.place("flatten_entry", FLATTEN_SYMBOL, "BUY", 5, stop_pct=2.0, target_pct=3.0)
     desk.status("flatten_entry", "filled")
     # 8. An order after a loss past the limit: daily_loss. ibsim books the loss (as a fee or loss counted in P&L);
     # execution's reqPnL brings it to account.v1, which the risk view reads.
