@@ -124,6 +124,7 @@ class Faults:
         high = max(gw.engine.max_order_id() + 1, gw.next_order_id)
         gw.next_order_id = max(1, high - rollback)
         gw.pacer.reset()
+        gw.engine.new_gateway_session()
         for o in gw.engine.discard_untransmitted():
             log.info(
                 "gateway restart: untransmitted order %d of client %d (orderRef %r) lost",

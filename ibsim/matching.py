@@ -69,6 +69,8 @@ class _Order:
     triggered: bool = False
     executions: list[Execution] = field(default_factory=list)
     reject_code: int | None = None
+    #: The gateway session (see ``Engine.new_gateway_session``) the order was placed in.
+    gateway_session: int = 0
 
     @property
     def remaining(self) -> float:
@@ -118,6 +120,8 @@ class MatchingEngine:
         self._last_second: int | None = None
         #: A trading halt: orders are accepted and cancelled, nothing trades (the market goes on without us).
         self.halted = False
+        #: Counts gateway restarts (see ``new_gateway_session``).
+        self.gateway_session = 0
 
     @property
     def commissions(self) -> CommissionSchedule:
@@ -134,7 +138,7 @@ class MatchingEngine:
         key = (req.client_id, req.order_id)
         existing = self._orders.get(key)
         if existing is not None:
-            refusal = _modification_refused(existing, req)
+            refusal = _modification_refused(existing, req, self.gateway_session)
             if refusal is not None:
                 # As at IB: the modification is refused, the order stays as it was.
                 return [OrderRejected(req.client_id, req.order_id, *refusal)]
@@ -144,6 +148,7 @@ class MatchingEngine:
         if problem is not None:
             return [self._reject(req, now, *problem)]
         order = _Order(req, self._next_perm, "PendingSubmit", now, now, now + fill_delay)
+        order.gateway_session = self.gateway_session
         self._next_perm += 1
         self._orders[key] = order
         self._sequence.append(order)
@@ -188,6 +193,10 @@ class MatchingEngine:
                 )
             ]
         return self._cancel_tree(order, now, "")
+
+    def new_gateway_session(self) -> None:
+        """The gateway restarted: the orders placed so far belong to its earlier session."""
+        self.gateway_session += 1
 
     def discard_untransmitted(self) -> list[OrderSnapshot]:
         """Forget every order still held untransmitted (``PendingSubmit``): those live only in the gateway process,
@@ -405,10 +414,13 @@ class MatchingEngine:
         return events
 
 
-def _modification_refused(o: _Order, req: OrderRequest) -> tuple[int, str] | None:
+def _modification_refused(o: _Order, req: OrderRequest, gateway_session: int = 0) -> tuple[int, str] | None:
     """Why IB refuses a placeOrder that re-uses a live id (a modification), or None: 104 for a filled order, 103 for
     one otherwise ended (the id is spent), 105 when it changes what the order is (contract, side, type), and the new
-    terms' own problem (price off tick, no limit) as for a new order."""
+    terms' own problem (price off tick, no limit) as for a new order. An ended order of an earlier gateway session
+    (before a restart) is no longer the gateway's to modify: its id re-used is a duplicate, 103 (LEAN-IB #242)."""
+    if o.status in TERMINAL and o.gateway_session != gateway_session:
+        return 103, "Duplicate order id"
     if o.status == "Filled":
         return 104, "Can't modify a filled order."
     if o.status in TERMINAL:

@@ -143,6 +143,8 @@ def _unplannable(case: Any, settings: Settings) -> bool:
     if case.path != "/v1/plan" or not isinstance(case.body, dict):
         return False
     equity = case.body.get("equity") or settings.risk.account_equity
+    if not isinstance(equity, int | float) or isinstance(equity, bool):
+        return False  # negative data (a list, a string): Agent0 answers 422 before planning, and the check stays on
     try:
         signal = SignalIn.model_validate(case.body["signal"])
     except (ValidationError, KeyError, TypeError):
