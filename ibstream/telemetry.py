@@ -92,8 +92,21 @@ def log_context(**ids: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+def trace_ids() -> dict[str, str]:
+    """The current span's ``trace_id`` and ``span_id`` as OpenTelemetry renders them (32 and 16 hex digits), so a log
+    line leads to its trace in the tracing backend; empty outside a span."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": trace.format_trace_id(context.trace_id), "span_id": trace.format_span_id(context.span_id)}
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, component, event, logger, correlation ids, then `extra` fields."""
+    """One JSON object per line: ts, level, component, event, logger, correlation ids, the current span's
+    ``trace_id``/``span_id``, then `extra` fields.
+
+    The ids are read while formatting, which the logging call does synchronously in its own thread and context, so
+    they are those of the span the line was logged in."""
 
     def __init__(self, component: str) -> None:
         super().__init__()
@@ -108,6 +121,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         line.update(_context.get() or {})
+        line.update(trace_ids())
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 line[key] = value

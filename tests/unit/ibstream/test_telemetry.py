@@ -150,3 +150,19 @@ def test_a_failed_delivery_is_counted_as_a_delivery_error(monkeypatch: pytest.Mo
     before = count()
     sink._report(KafkaError(KafkaError._MSG_TIMED_OUT), Message())  # type: ignore[arg-type]
     assert count() - before == 1 and sink.failed == 1
+
+
+def test_a_log_line_inside_a_span_carries_its_trace_and_span_ids_and_one_outside_carries_none() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    logger, stream = _capture("api")
+    tracer = TracerProvider().get_tracer("test")
+    with telemetry.log_context(order_id="ord-1"), tracer.start_as_current_span("handle") as span:
+        logger.info("inside")
+    logger.info("outside")
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}" and inside["span_id"] == f"{context.span_id:016x}"
+    assert re.fullmatch(r"[0-9a-f]{32}", inside["trace_id"]) and re.fullmatch(r"[0-9a-f]{16}", inside["span_id"])
+    assert inside["order_id"] == "ord-1"  # the correlation ids stay
+    assert "trace_id" not in outside and "span_id" not in outside
