@@ -276,6 +276,72 @@ def span_context_of(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | Non
     return context if context.is_valid else None
 
 
+#: OpenTelemetry's messaging semantic conventions: ``messaging.operation`` is the name most backends still key on,
+#: ``messaging.operation.type`` the current one; both are set.
+_OPERATION_TYPES = {"publish": "send", "process": "process"}
+
+
+def kafka_attributes(
+    operation: str,
+    topic: str,
+    *,
+    key: bytes | str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    group: str | None = None,
+) -> dict[str, str | int]:
+    """The messaging semantic-convention attributes of a Kafka span: ``operation`` is ``publish`` (producing) or
+    ``process`` (handling a consumed record); what is unknown (a record not yet delivered has no offset) is left out.
+    A key that is not UTF-8 is shown in hex."""
+    if operation not in _OPERATION_TYPES:
+        raise ValueError(f"messaging operation must be one of {sorted(_OPERATION_TYPES)}, not {operation!r}")
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.operation": operation,
+        "messaging.operation.type": _OPERATION_TYPES[operation],
+    }
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = _key_text(key)
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attributes["messaging.kafka.message.offset"] = offset
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    return attributes
+
+
+def _key_text(key: bytes | str) -> str:
+    if isinstance(key, str):
+        return key
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return key.hex()
+
+
+def consumed_attributes(message: Any, group: str | None = None) -> dict[str, str | int]:
+    """``kafka_attributes`` of a consumed record, from a confluent-kafka ``Message`` (accessor methods) or a Faust
+    message (plain attributes); empty for an object without a topic."""
+
+    def field(name: str) -> Any:
+        value = getattr(message, name, None)
+        return value() if callable(value) else value
+
+    topic = field("topic")
+    if topic is None:  # not a Kafka record (a test's stand-in): nothing to describe
+        return {}
+    return kafka_attributes(
+        "process",
+        str(topic),
+        key=field("key"),
+        partition=field("partition"),
+        offset=field("offset"),
+        group=group,
+    )
+
+
 @contextmanager
 def consume_span(
     name: str,
@@ -283,9 +349,12 @@ def consume_span(
     span_tracer: Tracer | None = None,
     *,
     parent: SpanContext | None = None,
+    messaging: Mapping[str, str | int] | None = None,
     **attributes: str | int | float | bool,
 ) -> Iterator[Span]:
     """A span for handling one consumed record, continuing the trace its producer started.
+
+    ``messaging`` adds the record's semantic-convention attributes (``consumed_attributes(message, group)``).
 
     ``parent`` overrides the headers' context (the record is then linked, not parented): orchestration keeps a
     run in the trace of the signal that opened it even when an operator's approval arrives from another trace.
@@ -300,7 +369,7 @@ def consume_span(
     token = otel_context.attach(start)
     try:
         with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
-            name, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+            name, kind=SpanKind.CONSUMER, attributes={**(messaging or {}), **attributes}, links=links
         ) as span:
             yield span
     finally:
@@ -309,11 +378,18 @@ def consume_span(
 
 @contextmanager
 def produce_span(
-    name: str, span_tracer: Tracer | None = None, **attributes: str | int | float | bool
+    name: str,
+    span_tracer: Tracer | None = None,
+    *,
+    topic: str | None = None,
+    key: bytes | str | None = None,
+    **attributes: str | int | float | bool,
 ) -> Iterator[Span]:
-    """A span around producing records that start a trace (a published bar); records sent inside carry it."""
+    """A span around producing records that start a trace (a published bar); records sent inside carry it.
+    ``topic`` (and the record's ``key``) add the messaging semantic-convention attributes of a publish."""
+    messaging = kafka_attributes("publish", topic, key=key) if topic is not None else {}
     with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
-        name, kind=SpanKind.PRODUCER, attributes=attributes
+        name, kind=SpanKind.PRODUCER, attributes={**messaging, **attributes}
     ) as span:
         yield span
 
