@@ -20,6 +20,7 @@ import pytest
 from api.auth import Role
 from ibstream.config import Settings
 from tests.integration.api_support import SECRET, bearer, token
+from tests.metric_names import INSTRUMENTATION_METRICS
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +95,8 @@ def test_a_request_is_timed_on_metrics_and_its_log_line_carries_its_server_spans
     ]
     assert len(counts) == 1 and counts[0].endswith(" 1.0"), exposition
     assert re.search(r'^http_server_duration_milliseconds_bucket\{.*le="\+Inf".*\} 1\.0$', exposition, re.MULTILINE)
+    exposed = {line.split("{", 1)[0].split(" ", 1)[0] for line in exposition.splitlines() if not line.startswith("#")}
+    assert exposed >= INSTRUMENTATION_METRICS  # the names the dashboard's checks take as emitted
     timed = [line for line in exposition.splitlines() if line.startswith("http_server_duration_milliseconds")]
     assert not [line for line in timed if "/health" in line or "/metrics" in line]  # probes and scrapes are not timed
     lines = [line for line in _json_lines(tmp_path / "api.log") if line.get("event") == "kill switch"]
