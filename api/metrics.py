@@ -70,4 +70,7 @@ def instrument(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         excluded_urls=",".join(f"^[a-z]+://[^/]+{path}(\\?.*)?$" for path in UNTRACED_PATHS),
+        # One span per request: the ASGI "http receive"/"http send" children (two or three per request) say nothing
+        # an operator needs and would double the spans a busy API exports.
+        exclude_spans=["receive", "send"],
     )
