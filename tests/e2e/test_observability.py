@@ -197,6 +197,12 @@ def test_one_trace_follows_an_order_across_processes(session: Session) -> None:
     assert [root["name"] for root in roots] == ["producer.bar"]
     orphans = [span["name"] for span in trace if span["parent_id"] is not None and span["parent_id"] not in ids]
     assert not orphans, f"spans whose parent is not in the trace: {orphans}"
+    # Agent0's plan is a child of its HTTP server span, which continues orchestration's agent0.request span.
+    by_id = {span["span_id"]: span for span in trace}
+    plan = next(span for span in trace if span["name"] == "agent0.plan")
+    server = by_id[plan["parent_id"]]
+    assert server["name"] == "POST /v1/plan" and server["service"] == "ibstream-agent0", server
+    assert by_id[server["parent_id"]]["name"] == "agent0.request"
     # Kafka spans carry the messaging semantic conventions, with the record's real topic, offset and key.
     by_name = {span["name"]: span["attributes"] for span in trace}
     published = by_name["producer.bar"]
