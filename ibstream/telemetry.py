@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
@@ -352,7 +352,7 @@ _OPERATION_TYPES = {"publish": "send", "process": "process"}
 
 
 def kafka_attributes(
-    operation: str,
+    operation: Literal["publish", "process"],
     topic: str,
     *,
     key: bytes | str | None = None,
@@ -363,8 +363,6 @@ def kafka_attributes(
     """The messaging semantic-convention attributes of a Kafka span: ``operation`` is ``publish`` (producing) or
     ``process`` (handling a consumed record); what is unknown (a record not yet delivered has no offset) is left out.
     A key that is not UTF-8 is shown in hex."""
-    if operation not in _OPERATION_TYPES:
-        raise ValueError(f"messaging operation must be one of {sorted(_OPERATION_TYPES)}, not {operation!r}")
     attributes: dict[str, str | int] = {
         "messaging.system": "kafka",
         "messaging.destination.name": topic,
