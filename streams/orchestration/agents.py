@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ibstream.contracts import TopicSpec, utc_now
-from ibstream.telemetry import consume_span, consumed_attributes, kafka_trace_headers
-from streams.context import AgentContext, events
+from ibstream.telemetry import consume_span, kafka_trace_headers
+from streams.context import AgentContext, events, messaging_of
 from streams.orchestration import commands
 from streams.orchestration.orchestrator import Orchestrator
 
@@ -50,7 +50,7 @@ def orchestration_router(
                 with consume_span(
                     "orchestration.route",
                     event.message.headers,
-                    messaging=consumed_attributes(event.message),
+                    messaging=messaging_of(event),
                     topic=spec.name,
                 ):
                     await bus.forward(key, commands.encode_command(record))

@@ -30,8 +30,8 @@ from ibstream.contracts import (
     utc_now,
 )
 from ibstream.contracts.enums import ControlCommandKind, RunState
-from ibstream.telemetry import consume_span, consumed_attributes, current_span_context, log_context
-from streams.context import AgentContext
+from ibstream.telemetry import consume_span, current_span_context, log_context
+from streams.context import AgentContext, messaging_of
 from streams.observability import RunClock
 from streams.orchestration import commands, flatten, lifecycle, machine
 
@@ -165,7 +165,7 @@ class Orchestrator:
                 "orchestration.command",
                 event.message.headers,
                 parent=parent,
-                messaging=consumed_attributes(event.message),
+                messaging=messaging_of(event),
                 command=kind.value,
             ) as span,
         ):

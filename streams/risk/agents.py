@@ -17,8 +17,7 @@ from faust import streams as faust_streams
 from ibstream import risk
 from ibstream.contracts import ControlCommand, OrderIntent, TopicSpec, risk_decisions, utc_now
 from ibstream.contracts.serde import DecodeError
-from ibstream.telemetry import consumed_attributes
-from streams.context import AgentContext, events
+from streams.context import AgentContext, events, messaging_of
 from streams.risk.decisions import DecidedTable, decide_intents, sync_kill_switch_alerts, wait_until_ready
 from streams.risk.modifications import judge_modification
 
@@ -71,7 +70,7 @@ def risk_agent(
                 clock,
                 [event.message.headers for event in events],
                 remember,
-                messaging=[consumed_attributes(event.message) for event in events],
+                messaging=[messaging_of(event) for event in events],
             )
             for event, result in zip(events, results, strict=True):
                 if isinstance(result, BaseException):

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from ibstream.contracts import Bar, Signal, SignalTransition, bars, signal_transitions, utc_now
 from ibstream.contracts import signals as signals_topic
-from ibstream.telemetry import consume_span, consumed_attributes
-from streams.context import AgentContext, events
+from ibstream.telemetry import consume_span
+from streams.context import AgentContext, events, messaging_of
 from streams.observability import SIGNALS
 from streams.signals import lifecycle
 
@@ -89,7 +89,7 @@ def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> 
                     table,
                     expiry_seconds,
                     headers=event.message.headers,
-                    messaging=consumed_attributes(event.message),
+                    messaging=messaging_of(event),
                 )
             except Exception as error:
                 log.exception("bar processing failed", extra={"symbol": bar.symbol})

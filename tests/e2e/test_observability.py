@@ -220,7 +220,8 @@ def test_one_trace_follows_an_order_across_processes(session: Session) -> None:
         assert isinstance(consumed["messaging.kafka.message.offset"], int), (name, consumed)
         assert consumed["messaging.destination.partition.id"].isdigit(), (name, consumed)
     assert by_name["execution.place"]["messaging.kafka.message.key"] == by_name["execution.place"]["order_id"]
-    assert by_name["execution.place"]["messaging.consumer.group.name"]
+    for name in ("signals.bar", "risk.decide", "execution.place"):
+        assert by_name[name]["messaging.consumer.group.name"], name
     # The filled order's own spans, in causal order: bar published, decided, placed, filled.
     order_id = next(span["attributes"]["order_id"] for span in trace if span["name"] == "execution.order filled")
     first: dict[str, int] = {}
