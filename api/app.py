@@ -25,7 +25,7 @@ from api.limits import (
     RateLimitMiddleware,
     TokenBuckets,
 )
-from api.metrics import RequestMetricsMiddleware
+from api.metrics import RequestMetricsMiddleware, instrument
 from api.routes import (
     account,
     charts,
@@ -123,6 +123,7 @@ def create_app(
         app.include_router(router)
     add_console(app)
     _document_trading_scopes(app, settings)
+    instrument(app)
     return app
 
 

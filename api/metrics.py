@@ -1,10 +1,23 @@
-"""Request metrics: ``ibstream_api_requests_total`` by route template, method and status."""
+"""Request metrics: ``ibstream_api_requests_total`` by route template, method and status; and OpenTelemetry's FastAPI
+instrumentation (a server span per request, the ``http.server.duration`` histogram) for the API and Agent0."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ibstream.telemetry import meter
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+#: Probes and scrapes get neither a server span nor a latency sample: Kubernetes and Prometheus call them every few
+#: seconds, and their spans would bury the requests an operator looks for. Regexes searched in the full URL.
+UNTRACED_PATHS = ("/health", "/ready", "/metrics")
 
 #: The methods counted under their own name; any other is refused (KnownMethodsMiddleware) and counted as "other",
 #: so a client inventing methods cannot create metric series.
@@ -43,3 +56,21 @@ class RequestMetricsMiddleware:
             template = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             _requests.add(1, {"route": template, "method": method, "status": status[0]})
+
+
+def instrument(
+    app: FastAPI, *, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None
+) -> None:
+    """Add OpenTelemetry's FastAPI instrumentation: a server span per request (continuing a caller's W3C trace
+    context, so log lines inside carry its ids) and the ``http.server.duration`` histogram (milliseconds, by method,
+    route and status), exposed on ``/metrics`` as ``http_server_duration_milliseconds``. The providers default to the
+    process-wide ones ``ibstream.telemetry.configure`` installs (tests pass in-memory ones)."""
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        excluded_urls=",".join(f"^[a-z]+://[^/]+{path}(\\?.*)?$" for path in UNTRACED_PATHS),
+        # One span per request: the ASGI "http receive"/"http send" children (two or three per request) say nothing
+        # an operator needs and would double the spans a busy API exports.
+        exclude_spans=["receive", "send"],
+    )

@@ -21,12 +21,18 @@ Errors a deployable logs or dead-letters are counted with ``record_error(kind)``
 
 Traces cross Kafka in W3C trace-context headers: ``RecordProducer.send`` injects the current span's context (and
 ``kafka_trace_headers()`` gives the same headers for Faust's producer), and a consumer continues it with
-``consume_span(name, message.headers())``. Spans go to OTLP/HTTP when ``IBSTREAM_OTLP_ENDPOINT`` is set, and to a
-JSON-lines file when ``IBSTREAM_SPANS_FILE`` is (tests, demo).
+``consume_span(name, message.headers())``; both follow the messaging semantic conventions (``kafka_attributes``).
+Every log line inside a span carries its ``trace_id`` and ``span_id``.
+
+Export: the standard ``OTEL_*`` variables (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER``,
+``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, …) turn OTLP/HTTP export of traces, metrics and logs on, as
+``ibstream.telemetry_export`` describes (with the precedence of ``IBSTREAM_OTLP_ENDPOINT``); spans also go to a
+JSON-lines file when ``IBSTREAM_SPANS_FILE`` is set (tests, demo).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,19 +42,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.metrics import Meter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from ibstream.telemetry_export import ExportPlan, export_plan
 
 #: Bucket boundaries of every latency histogram recorded in seconds (1 ms … 2 min).
 LATENCY_BUCKETS_SECONDS = (
@@ -92,8 +110,21 @@ def log_context(**ids: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+def trace_ids() -> dict[str, str]:
+    """The current span's ``trace_id`` and ``span_id`` as OpenTelemetry renders them (32 and 16 hex digits), so a log
+    line leads to its trace in the tracing backend; empty outside a span."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": trace.format_trace_id(context.trace_id), "span_id": trace.format_span_id(context.span_id)}
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, component, event, logger, correlation ids, then `extra` fields."""
+    """One JSON object per line: ts, level, component, event, logger, correlation ids, the current span's
+    ``trace_id``/``span_id``, then `extra` fields.
+
+    The ids are read while formatting, which the logging call does synchronously in its own thread and context, so
+    they are those of the span the line was logged in."""
 
     def __init__(self, component: str) -> None:
         super().__init__()
@@ -108,6 +139,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         line.update(_context.get() or {})
+        line.update(trace_ids())
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 line[key] = value
@@ -132,25 +164,39 @@ def configure_logging(component: str, level: str = "INFO") -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def resource(plan: ExportPlan) -> Resource:
+    """The process's resource: the plan's service name over OTEL_RESOURCE_ATTRIBUTES (which Resource.create reads)."""
+    return Resource.create({"service.name": plan.service_name})
+
+
+def build_meter_provider(plan: ExportPlan) -> MeterProvider:
+    """A meter provider with the plan's readers: Prometheus (served on /metrics) and/or periodic OTLP export (the
+    exporter reads OTEL_EXPORTER_OTLP_*; OTEL_METRIC_EXPORT_INTERVAL sets the period)."""
+    readers: list[MetricReader] = []
+    if "prometheus" in plan.metrics:
+        readers.append(PrometheusMetricReader())
+    if "otlp" in plan.metrics:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    # OTel's default buckets (0…10000) suit milliseconds; our latencies are recorded in seconds.
+    seconds = View(
+        instrument_type=Histogram,
+        instrument_unit="s",
+        aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_SECONDS),
+    )
+    return MeterProvider(resource=resource(plan), metric_readers=readers, views=[seconds])
+
+
 def configure_metrics(component: str) -> MeterProvider:
-    """Install the process-wide meter provider with a Prometheus reader (served by each deployable's /metrics).
+    """Install the process-wide meter provider with a Prometheus reader (served by each deployable's /metrics), and
+    OTLP export when the OTEL_* variables ask for it.
 
     Idempotent: deployables and tests may call it more than once; the first provider stays.
     """
     global _meter_provider
     if _meter_provider is None:
-        reader = PrometheusMetricReader()
-        # OTel's default buckets (0…10000) suit milliseconds; our latencies are recorded in seconds.
-        seconds = View(
-            instrument_type=Histogram,
-            instrument_unit="s",
-            aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_SECONDS),
-        )
-        _meter_provider = MeterProvider(
-            resource=Resource.create({"service.name": f"ibstream-{component}"}),
-            metric_readers=[reader],
-            views=[seconds],
-        )
+        _meter_provider = build_meter_provider(export_plan(component, os.environ))
         metrics.set_meter_provider(_meter_provider)
     return _meter_provider
 
@@ -204,22 +250,60 @@ class JsonLinesSpanExporter(SpanExporter):
 _tracer_provider: TracerProvider | None = None
 
 
+def build_tracer_provider(plan: ExportPlan) -> TracerProvider:
+    """A tracer provider with the plan's exporters: OTLP/HTTP (to IBSTREAM_OTLP_ENDPOINT, else where the OTLP
+    exporter's OTEL_* variables say), the console, the JSON-lines file."""
+    provider = TracerProvider(resource=resource(plan))
+    if "otlp" in plan.traces:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=plan.traces_endpoint)))
+    if "console" in plan.traces:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if plan.spans_file:
+        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(plan.spans_file)))
+    return provider
+
+
 def configure_tracing(component: str, otlp_endpoint: str | None = None, spans_file: str | None = None) -> None:
-    """Install the tracer provider; exporters from arguments or IBSTREAM_OTLP_ENDPOINT / IBSTREAM_SPANS_FILE."""
+    """Install the tracer provider; exporters from the arguments, the OTEL_* variables, IBSTREAM_OTLP_ENDPOINT and
+    IBSTREAM_SPANS_FILE (``ibstream.telemetry_export`` says which wins)."""
     global _tracer_provider
     if _tracer_provider is not None:
         return
-    otlp_endpoint = otlp_endpoint or os.environ.get("IBSTREAM_OTLP_ENDPOINT")
-    spans_file = spans_file or os.environ.get("IBSTREAM_SPANS_FILE")
-    provider = TracerProvider(resource=Resource.create({"service.name": f"ibstream-{component}"}))
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint}/v1/traces")))
+    plan = export_plan(component, os.environ, otlp_endpoint)
     if spans_file:
-        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(spans_file)))
+        plan = dataclasses.replace(plan, spans_file=spans_file)
+    provider = build_tracer_provider(plan)
     trace.set_tracer_provider(provider)
     _tracer_provider = provider
+
+
+_logger_provider: LoggerProvider | None = None
+
+
+def build_logger_provider(plan: ExportPlan) -> LoggerProvider | None:
+    """A logger provider exporting log records over OTLP/HTTP when the plan asks for it (OTEL_LOGS_EXPORTER=otlp,
+    or an OTLP endpoint), else None. The records carry the trace and span ids of the span they were logged in."""
+    if "otlp" not in plan.logs:
+        return None
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    provider = LoggerProvider(resource=resource(plan))
+    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    return provider
+
+
+def configure_log_export(component: str) -> None:
+    """Send every log record over OTLP as well (the JSON lines on stderr stay) when the OTEL_* variables ask."""
+    global _logger_provider
+    if _logger_provider is not None:
+        return
+    provider = build_logger_provider(export_plan(component, os.environ))
+    if provider is None:
+        return
+    logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+    _logger_provider = provider
 
 
 def tracer(name: str) -> Tracer:
@@ -262,6 +346,70 @@ def span_context_of(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | Non
     return context if context.is_valid else None
 
 
+#: OpenTelemetry's messaging semantic conventions: ``messaging.operation`` is the name most backends still key on,
+#: ``messaging.operation.type`` the current one; both are set.
+_OPERATION_TYPES = {"publish": "send", "process": "process"}
+
+
+def kafka_attributes(
+    operation: Literal["publish", "process"],
+    topic: str,
+    *,
+    key: bytes | str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    group: str | None = None,
+) -> dict[str, str | int]:
+    """The messaging semantic-convention attributes of a Kafka span: ``operation`` is ``publish`` (producing) or
+    ``process`` (handling a consumed record); what is unknown (a record not yet delivered has no offset) is left out.
+    A key that is not UTF-8 is shown in hex."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.operation": operation,
+        "messaging.operation.type": _OPERATION_TYPES[operation],
+    }
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = _key_text(key)
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attributes["messaging.kafka.message.offset"] = offset
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    return attributes
+
+
+def _key_text(key: bytes | str) -> str:
+    if isinstance(key, str):
+        return key
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return key.hex()
+
+
+def consumed_attributes(message: Any, group: str | None = None) -> dict[str, str | int]:
+    """``kafka_attributes`` of a consumed record, from a confluent-kafka ``Message`` (accessor methods) or a Faust
+    message (plain attributes); empty for an object without a topic."""
+
+    def field(name: str) -> Any:
+        value = getattr(message, name, None)
+        return value() if callable(value) else value
+
+    topic = field("topic")
+    if topic is None:  # not a Kafka record (a test's stand-in): nothing to describe
+        return {}
+    return kafka_attributes(
+        "process",
+        str(topic),
+        key=field("key"),
+        partition=field("partition"),
+        offset=field("offset"),
+        group=group,
+    )
+
+
 @contextmanager
 def consume_span(
     name: str,
@@ -269,9 +417,12 @@ def consume_span(
     span_tracer: Tracer | None = None,
     *,
     parent: SpanContext | None = None,
+    messaging: Mapping[str, str | int] | None = None,
     **attributes: str | int | float | bool,
 ) -> Iterator[Span]:
     """A span for handling one consumed record, continuing the trace its producer started.
+
+    ``messaging`` adds the record's semantic-convention attributes (``consumed_attributes(message, group)``).
 
     ``parent`` overrides the headers' context (the record is then linked, not parented): orchestration keeps a
     run in the trace of the signal that opened it even when an operator's approval arrives from another trace.
@@ -286,7 +437,7 @@ def consume_span(
     token = otel_context.attach(start)
     try:
         with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
-            name, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+            name, kind=SpanKind.CONSUMER, attributes={**(messaging or {}), **attributes}, links=links
         ) as span:
             yield span
     finally:
@@ -295,11 +446,18 @@ def consume_span(
 
 @contextmanager
 def produce_span(
-    name: str, span_tracer: Tracer | None = None, **attributes: str | int | float | bool
+    name: str,
+    span_tracer: Tracer | None = None,
+    *,
+    topic: str | None = None,
+    key: bytes | str | None = None,
+    **attributes: str | int | float | bool,
 ) -> Iterator[Span]:
-    """A span around producing records that start a trace (a published bar); records sent inside carry it."""
+    """A span around producing records that start a trace (a published bar); records sent inside carry it.
+    ``topic`` (and the record's ``key``) add the messaging semantic-convention attributes of a publish."""
+    messaging = kafka_attributes("publish", topic, key=key) if topic is not None else {}
     with (span_tracer or trace.get_tracer("ibstream")).start_as_current_span(
-        name, kind=SpanKind.PRODUCER, attributes=attributes
+        name, kind=SpanKind.PRODUCER, attributes={**messaging, **attributes}
     ) as span:
         yield span
 
@@ -345,12 +503,17 @@ def configure(component: str, log_level: str = "INFO") -> None:
     configure_logging(component, log_level)
     configure_metrics(component)
     configure_tracing(component)
+    configure_log_export(component)  # after configure_logging, which replaces the root logger's handlers
 
 
 def shutdown() -> None:
-    """Flush spans before the process exits."""
+    """Flush spans (and exported metrics and logs) before the process exits."""
     if _tracer_provider is not None:
         _tracer_provider.shutdown()
+    if _logger_provider is not None:
+        _logger_provider.shutdown()
+    if _meter_provider is not None:
+        _meter_provider.force_flush()  # pushes the last OTLP export, if any (Prometheus has nothing to flush)
 
 
 def meter(name: str) -> Meter:

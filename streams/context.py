@@ -17,7 +17,7 @@ from ibstream.contracts import Alert, Record, TopicSpec, alerts
 from ibstream.contracts.serde import Codec, ConfluentCodec, DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer
-from ibstream.telemetry import kafka_trace_headers, record_error
+from ibstream.telemetry import consumed_attributes, kafka_trace_headers, record_error
 from streams.observability import StreamsAlerts
 
 R = TypeVar("R", bound=Record)
@@ -140,6 +140,13 @@ async def events(stream: Any) -> AsyncIterator[Any]:
     """A Faust stream's events (the message with its topic, partition, offset and headers), one at a time."""
     async for event in stream.events():
         yield event
+
+
+def messaging_of(event: Any) -> dict[str, str | int]:
+    """The messaging semantic-convention attributes of a Faust event's record, with its consumer group (Faust's group
+    id is the app id)."""
+    group = getattr(getattr(getattr(event, "app", None), "conf", None), "id", None)
+    return consumed_attributes(event.message, group if isinstance(group, str) else None)
 
 
 def codec_for(settings: Settings) -> Codec:

@@ -34,6 +34,7 @@ from api.agent0.store import PlanStore
 from api.auth import TokenVerifier, check_auth_settings
 from api.handlers import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
+from api.metrics import instrument
 from ibstream.config import LOG_LEVELS, Settings, load_settings
 
 __all__ = [
@@ -67,6 +68,7 @@ def create_app(settings: Settings, store: PlanStore, runs: RunLookup) -> FastAPI
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.agent0.max_body_bytes)
     app.include_router(router)
+    instrument(app)
     return app
 
 

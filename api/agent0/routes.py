@@ -23,7 +23,7 @@ from api.errors import ApiError, errors
 from api.routes.deps import authenticated, bearer_scheme
 from ibstream.config import Settings
 from ibstream.sizing import SizingError
-from ibstream.telemetry import consume_span, log_context, meter, prometheus_exposition
+from ibstream.telemetry import log_context, meter, prometheus_exposition, tracer
 
 _plans = meter("api.agent0").create_counter(
     "ibstream_agent0_plans", description="Plan requests Agent0 answered, by outcome"
@@ -33,6 +33,7 @@ _executes = meter("api.agent0").create_counter(
 )
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 router = APIRouter()
 
@@ -87,8 +88,9 @@ def _equity(request: PlanRequestV1, settings: Settings) -> float:
 @router.post("/v1/plan", response_model=PlanResponseV1, responses=errors())
 def plan(request: PlanRequestV1, http: Request, principal: Annotated[Principal, Depends(planner)]) -> PlanResponseV1:
     settings, store = _context(http).settings, _context(http).store
-    # Continues the caller's trace (orchestration sends W3C trace context), so a run's trace shows its plan.
-    with consume_span("agent0.plan", list(http.headers.items()), signal_id=request.signal.signal_id):
+    # A child of the request's server span, which continues the caller's trace (orchestration sends W3C trace
+    # context; api.metrics.instrument), so a run's trace shows its plan.
+    with _tracer.start_as_current_span("agent0.plan", attributes={"signal_id": request.signal.signal_id}):
         try:
             response = make_plan(
                 request.signal,

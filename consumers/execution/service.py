@@ -59,7 +59,14 @@ from ibstream.ib import events
 from ibstream.ib.connection import Connectivity, IbConnection, in_daily_restart_window, may_trade
 from ibstream.ib.protocol import Session
 from ibstream.kafka.records import KafkaMessage, codec_from_settings, decode_message
-from ibstream.telemetry import consume_span, current_span_context, log_context, meter, record_error
+from ibstream.telemetry import (
+    consume_span,
+    consumed_attributes,
+    current_span_context,
+    log_context,
+    meter,
+    record_error,
+)
 
 __all__ = ["COMPONENT", "Executor", "State"]
 
@@ -286,7 +293,13 @@ class Executor:
             return
         with (
             log_context(order_id=order.order_id, symbol=order.symbol),
-            consume_span("execution.place", message.headers(), order_id=order.order_id, symbol=order.symbol),
+            consume_span(
+                "execution.place",
+                message.headers(),
+                messaging=consumed_attributes(message, self.intake.group),
+                order_id=order.order_id,
+                symbol=order.symbol,
+            ),
         ):
             self.reporter.remember_trace(order.order_id, current_span_context())
             if self.placement.place(order):

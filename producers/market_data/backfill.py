@@ -239,7 +239,10 @@ class Backfiller:
             wanting = [gap for gap in symbol_gaps if start in still_missing[gap.gap_id]]
             if not wanting:
                 continue
-            with produce_span("producer.bar", symbol=request.symbol, source=source.value):
+            topic = self.sink.topic(bars.TOPIC)
+            with produce_span(
+                "producer.bar", topic=topic, key=request.symbol, symbol=request.symbol, source=source.value
+            ):
                 self.sink.send(bars.TOPIC, bar_record(request.symbol, start_epoch, bar, source))
             self.metrics.m_bars.add(1, {"symbol": request.symbol, "source": source.value})
             for gap in wanting:

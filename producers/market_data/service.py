@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ibstream.config import Settings
-from ibstream.contracts import Gap, Heartbeat, heartbeats, quotes, utc_now
+from ibstream.contracts import Gap, Heartbeat, bars, heartbeats, quotes, utc_now
 from ibstream.contracts.enums import GapState, MarketDataSource, Severity
 from ibstream.ib import events
 from ibstream.ib.connection import ConnectionState, IbConnection, in_daily_restart_window, live_accounts
@@ -315,7 +315,9 @@ class MarketDataProducer:
         if publish:
             record = bar_record(symbol, event.time, event, source)
             # Each bar starts a trace: a signal it produces, and that signal's order and fills, continue it.
-            with produce_span("producer.bar", symbol=symbol, source=source.value):
+            with produce_span(
+                "producer.bar", topic=self.sink.topic(bars.TOPIC), key=symbol, symbol=symbol, source=source.value
+            ):
                 self.gap_records.send_bar(record)
             self.metrics.m_bars.add(1, {"symbol": symbol, "source": source.value})
             # Measured on IB's clock as the producer tracks it, not the local one: local clock skew is not lag,

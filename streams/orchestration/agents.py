@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ibstream.contracts import TopicSpec, utc_now
 from ibstream.telemetry import consume_span, kafka_trace_headers
-from streams.context import AgentContext, events
+from streams.context import AgentContext, events, messaging_of
 from streams.orchestration import commands
 from streams.orchestration.orchestrator import Orchestrator
 
@@ -47,7 +47,12 @@ def orchestration_router(
             key = None if record is None else commands.command_key(record)
             if record is not None and key is not None:
                 # The command carries its input's trace context to the orchestration agent.
-                with consume_span("orchestration.route", event.message.headers, topic=spec.name):
+                with consume_span(
+                    "orchestration.route",
+                    event.message.headers,
+                    messaging=messaging_of(event),
+                    topic=spec.name,
+                ):
                     await bus.forward(key, commands.encode_command(record))
             yield key is not None
 

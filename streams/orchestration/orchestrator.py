@@ -31,7 +31,7 @@ from ibstream.contracts import (
 )
 from ibstream.contracts.enums import ControlCommandKind, RunState
 from ibstream.telemetry import consume_span, current_span_context, log_context
-from streams.context import AgentContext
+from streams.context import AgentContext, messaging_of
 from streams.observability import RunClock
 from streams.orchestration import commands, flatten, lifecycle, machine
 
@@ -161,7 +161,13 @@ class Orchestrator:
         parent = None if run_id is None else self._traces.get(run_id)
         with (
             log_context(**correlation),
-            consume_span("orchestration.command", event.message.headers, parent=parent, command=kind.value) as span,
+            consume_span(
+                "orchestration.command",
+                event.message.headers,
+                parent=parent,
+                messaging=messaging_of(event),
+                command=kind.value,
+            ) as span,
         ):
             try:
                 outcome = await self.handle(kind, record, data)

@@ -17,7 +17,7 @@ from faust import streams as faust_streams
 from ibstream import risk
 from ibstream.contracts import ControlCommand, OrderIntent, TopicSpec, risk_decisions, utc_now
 from ibstream.contracts.serde import DecodeError
-from streams.context import AgentContext, events
+from streams.context import AgentContext, events, messaging_of
 from streams.risk.decisions import DecidedTable, decide_intents, sync_kill_switch_alerts, wait_until_ready
 from streams.risk.modifications import judge_modification
 
@@ -62,7 +62,15 @@ def risk_agent(
                     decided[order_id] = decision_id
 
             results = await decide_intents(
-                ctx, intents, view, limits, decided, clock, [event.message.headers for event in events], remember
+                ctx,
+                intents,
+                view,
+                limits,
+                decided,
+                clock,
+                [event.message.headers for event in events],
+                remember,
+                messaging=[messaging_of(event) for event in events],
             )
             for event, result in zip(events, results, strict=True):
                 if isinstance(result, BaseException):

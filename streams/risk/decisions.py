@@ -56,6 +56,8 @@ async def decide_intents(
     clock: Callable[[], Any],
     traces: list[Mapping[str, Any] | None],
     remember: Callable[[int, str, str], None],
+    *,
+    messaging: list[Mapping[str, str | int]] | None = None,
 ) -> list[bool | BaseException]:
     """Decide intents in arrival order, each judged with the decisions before it applied; per intent: whether a
     decision was emitted, or the error that kept it from being decided or recorded.
@@ -64,6 +66,9 @@ async def decide_intents(
     without a recorded decision); the table entries are written last, so a crash in between re-decides with the same
     ``decision_id`` rather than losing an intent. A decision whose record failed stays applied to the view: the view
     then errs on the strict side (one approval too many counted) and the intent goes to the DLQ.
+
+    ``traces`` (each intent's record headers) and ``messaging`` (its record's ``consumed_attributes``) feed the
+    ``risk.decide`` span of each intent.
     """
     results: list[bool | BaseException] = [False] * len(intents)
     if intents and view.equity_fallback_first_use():
@@ -71,7 +76,7 @@ async def decide_intents(
             "no account record (account.v1) yet: sizing on the static IBSTREAM_ACCOUNT_EQUITY until IB reports one",
             extra={"account_equity": limits.account_equity},
         )
-    made = await _decide(ctx, intents, view, limits, decided, clock, traces, results)
+    made = await _decide(ctx, intents, view, limits, decided, clock, traces, results, messaging)
     outcomes = await asyncio.gather(*(item.ack for item in made), return_exceptions=True)
     for item, outcome in zip(made, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -94,6 +99,7 @@ async def _decide(
     clock: Callable[[], Any],
     traces: list[Mapping[str, Any] | None],
     results: list[bool | BaseException],
+    messaging: list[Mapping[str, str | int]] | None = None,
 ) -> list[_Decided]:
     """Judge and emit (unacknowledged) each intent not decided before; an error lands in ``results``."""
     made: list[_Decided] = []
@@ -103,7 +109,13 @@ async def _decide(
         if previous is not None:
             log.info("intent already decided, skipped", extra={**extra, "decision_id": previous})
             continue
-        with consume_span("risk.decide", traces[index], order_id=intent.order_id, symbol=intent.symbol):
+        with consume_span(
+            "risk.decide",
+            traces[index],
+            messaging=messaging[index] if messaging is not None else None,
+            order_id=intent.order_id,
+            symbol=intent.symbol,
+        ):
             try:
                 # Market time for every risk window, the order-rate throttle too; the wall clock stamps decided_time
                 # (the intent→decision latency is a wall-clock fact).

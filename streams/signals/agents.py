@@ -6,13 +6,13 @@ table) and emits signals and transitions; ``transitions`` keeps that state's act
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from ibstream.contracts import Bar, Signal, SignalTransition, bars, signal_transitions, utc_now
 from ibstream.contracts import signals as signals_topic
 from ibstream.telemetry import consume_span
-from streams.context import AgentContext, events
+from streams.context import AgentContext, events, messaging_of
 from streams.observability import SIGNALS
 from streams.signals import lifecycle
 
@@ -34,6 +34,7 @@ async def process_bar(
     expiry_seconds: int,
     clock: Callable[[], Any] = utc_now,
     headers: Any = None,
+    messaging: Mapping[str, str | int] | None = None,
 ) -> int:
     """Fold one bar into its symbol's state; emit signals, then transitions; returns how many signals.
 
@@ -44,7 +45,7 @@ async def process_bar(
     if new_signals:
         # Only a bar that yields a signal gets a span (continuing the producer's span of the bar): at replay or
         # demo speeds a span for every bar cost the event loop that orchestration shares.
-        with consume_span("signals.bar", headers, symbol=bar.symbol, signals=len(new_signals)):
+        with consume_span("signals.bar", headers, messaging=messaging, symbol=bar.symbol, signals=len(new_signals)):
             await _emit_bar_results(ctx, new_signals, new_transitions)
     else:
         await _emit_bar_results(ctx, new_signals, new_transitions)
@@ -82,7 +83,14 @@ def signals_agent(ctx: AgentContext, table: StateTable, expiry_seconds: int) -> 
                 yield 0
                 continue
             try:
-                count = await process_bar(ctx, bar, table, expiry_seconds, headers=event.message.headers)
+                count = await process_bar(
+                    ctx,
+                    bar,
+                    table,
+                    expiry_seconds,
+                    headers=event.message.headers,
+                    messaging=messaging_of(event),
+                )
             except Exception as error:
                 log.exception("bar processing failed", extra={"symbol": bar.symbol})
                 ctx.dead_letter(bars.TOPIC, event, error, "processing")

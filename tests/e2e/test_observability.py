@@ -197,6 +197,31 @@ def test_one_trace_follows_an_order_across_processes(session: Session) -> None:
     assert [root["name"] for root in roots] == ["producer.bar"]
     orphans = [span["name"] for span in trace if span["parent_id"] is not None and span["parent_id"] not in ids]
     assert not orphans, f"spans whose parent is not in the trace: {orphans}"
+    # Agent0's plan is a child of its HTTP server span, which continues orchestration's agent0.request span.
+    by_id = {span["span_id"]: span for span in trace}
+    plan = next(span for span in trace if span["name"] == "agent0.plan")
+    server = by_id[plan["parent_id"]]
+    assert server["name"] == "POST /v1/plan" and server["service"] == "ibstream-agent0", server
+    assert by_id[server["parent_id"]]["name"] == "agent0.request"
+    # Kafka spans carry the messaging semantic conventions, with the record's real topic, offset and key.
+    by_name = {span["name"]: span["attributes"] for span in trace}
+    published = by_name["producer.bar"]
+    assert published["messaging.system"] == "kafka" and published["messaging.operation"] == "publish"
+    assert published["messaging.destination.name"].endswith("md.bars.5s.v1")
+    assert published["messaging.kafka.message.key"] == published["symbol"]
+    for name, topic in (
+        ("signals.bar", "md.bars.5s.v1"),
+        ("risk.decide", "orders.intents.v1"),
+        ("execution.place", "orders.routed.v1"),
+    ):
+        consumed = by_name[name]
+        assert consumed["messaging.system"] == "kafka" and consumed["messaging.operation"] == "process", name
+        assert consumed["messaging.destination.name"].endswith(topic), (name, consumed)
+        assert isinstance(consumed["messaging.kafka.message.offset"], int), (name, consumed)
+        assert consumed["messaging.destination.partition.id"].isdigit(), (name, consumed)
+    assert by_name["execution.place"]["messaging.kafka.message.key"] == by_name["execution.place"]["order_id"]
+    for name in ("signals.bar", "risk.decide", "execution.place"):
+        assert by_name[name]["messaging.consumer.group.name"], name
     # The filled order's own spans, in causal order: bar published, decided, placed, filled.
     order_id = next(span["attributes"]["order_id"] for span in trace if span["name"] == "execution.order filled")
     first: dict[str, int] = {}

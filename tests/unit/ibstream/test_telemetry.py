@@ -150,3 +150,99 @@ def test_a_failed_delivery_is_counted_as_a_delivery_error(monkeypatch: pytest.Mo
     before = count()
     sink._report(KafkaError(KafkaError._MSG_TIMED_OUT), Message())  # type: ignore[arg-type]
     assert count() - before == 1 and sink.failed == 1
+
+
+def test_a_log_line_inside_a_span_carries_its_trace_and_span_ids_and_one_outside_carries_none() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    logger, stream = _capture("api")
+    tracer = TracerProvider().get_tracer("test")
+    with telemetry.log_context(order_id="ord-1"), tracer.start_as_current_span("handle") as span:
+        logger.info("inside")
+    logger.info("outside")
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}" and inside["span_id"] == f"{context.span_id:016x}"
+    assert re.fullmatch(r"[0-9a-f]{32}", inside["trace_id"]) and re.fullmatch(r"[0-9a-f]{16}", inside["span_id"])
+    assert inside["order_id"] == "ord-1"  # the correlation ids stay
+    assert "trace_id" not in outside and "span_id" not in outside
+
+
+def test_a_produce_span_carries_the_messaging_attributes_of_a_kafka_publish() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with telemetry.produce_span("producer.bar", tracer, topic="dev.md.bars.5s.v1", key="AAPL", symbol="AAPL"):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.kind is SpanKind.PRODUCER
+    assert dict(span.attributes or {}) == {
+        "messaging.system": "kafka",
+        "messaging.destination.name": "dev.md.bars.5s.v1",
+        "messaging.operation": "publish",
+        "messaging.operation.type": "send",
+        "messaging.kafka.message.key": "AAPL",
+        "symbol": "AAPL",
+    }
+
+
+class _ConfluentLikeMessage:
+    """confluent-kafka's Message answers through methods."""
+
+    def topic(self) -> str:
+        return "orders.routed.v1"
+
+    def partition(self) -> int:
+        return 3
+
+    def offset(self) -> int:
+        return 1207
+
+    def key(self) -> bytes:
+        return b"ord-5"
+
+
+class _FaustLikeMessage:
+    """Faust's Message has plain attributes."""
+
+    topic = "signals.v1"
+    partition = 0
+    offset = 9
+    key = b"\xff\x00"
+
+
+def test_a_consume_span_carries_the_records_topic_partition_offset_key_and_consumer_group() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    messaging = telemetry.consumed_attributes(_ConfluentLikeMessage(), "ibstream-execution")
+    with telemetry.consume_span("execution.place", [], tracer, messaging=messaging, order_id="ord-5"):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {}) == {
+        "messaging.system": "kafka",
+        "messaging.destination.name": "orders.routed.v1",
+        "messaging.operation": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.partition.id": "3",
+        "messaging.kafka.message.offset": 1207,
+        "messaging.kafka.message.key": "ord-5",
+        "messaging.consumer.group.name": "ibstream-execution",
+        "order_id": "ord-5",
+    }
+    faust = telemetry.consumed_attributes(_FaustLikeMessage())
+    assert faust["messaging.destination.name"] == "signals.v1" and faust["messaging.kafka.message.offset"] == 9
+    assert faust["messaging.kafka.message.key"] == "ff00"  # not UTF-8: shown in hex
+    assert "messaging.consumer.group.name" not in faust
+    assert telemetry.consumed_attributes(object()) == {}

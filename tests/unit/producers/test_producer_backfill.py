@@ -30,6 +30,9 @@ class FakeSink:
     def in_flight(self) -> int:
         return 0
 
+    def topic(self, spec: Any) -> str:  # RecordProducer.topic: the name with the (here empty) prefix
+        return str(spec.name)
+
     def send(self, spec: Any, record: Any, *, headers: Any = None, on_delivery: Any = None) -> None:
         self.sent.append((spec.name, record, on_delivery))
 
