@@ -370,6 +370,11 @@ def _add_uat(commands: _Commands) -> None:
     uat.add_argument("--gateway", default=None, help="HOST:PORT of a real paper gateway instead of the simulator")
     uat.add_argument("--allow-orders", action="store_true", help="with --gateway: place paper orders")
     uat.add_argument("--minutes", type=float, default=5.0, help="with --gateway: wall minutes to run")
+    uat.add_argument(
+        "--full-session",
+        action="store_true",
+        help="with --gateway: run until today's close (start before the open to cover the full session)",
+    )
     uat.add_argument("--sessions", default=None, help="comma-separated subset of main,close,desk")
     uat.add_argument("--reports-dir", default=None, help="where reports go (default: STATE_DIR/uat)")
     uat.set_defaults(handler=_tool)

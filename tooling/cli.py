@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from datetime import time as dt_time
 from pathlib import Path
 
@@ -100,12 +101,20 @@ def uat(args: argparse.Namespace) -> int:
         decision = load_verdict(settings, args.required)
         print(decision.render())
         return 0 if decision.go else 1
+    minutes = args.minutes
+    if args.full_session:
+        from tooling.uat.verdict import minutes_to_close
+
+        minutes = minutes_to_close(datetime.now(UTC))
+        if minutes is None:
+            print("uat --full-session: no session left today on the exchange calendar", file=sys.stderr)
+            return 2
     options = UatOptions(
         reports_dir=reports,
         sessions=tuple(args.sessions.split(",")) if args.sessions else UatOptions(reports).sessions,
         gateway=args.gateway,
         allow_orders=args.allow_orders,
-        gateway_minutes=args.minutes,
+        gateway_minutes=minutes,
     )
     run = run_uat(settings, options)
     for result in run.results:

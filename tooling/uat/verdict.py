@@ -141,6 +141,15 @@ def coverage(started_at: dt.datetime, finished_at: dt.datetime) -> str:
     return f"window {start.astimezone(EXCHANGE_TZ):%H:%M}-{end.astimezone(EXCHANGE_TZ):%H:%M}"
 
 
+def minutes_to_close(now: dt.datetime) -> float | None:
+    """Wall minutes from ``now`` to the close of today's session (``None`` after the close or on a day without one):
+    a gateway session started before the open and run this long covers the full session."""
+    session = session_on(market_date(now))
+    if session is None or now >= session.close:
+        return None
+    return (session.close - now).total_seconds() / 60
+
+
 def previous_trading_day(day: dt.date) -> dt.date:
     return latest_session(day - dt.timedelta(days=1)).day
 

@@ -22,6 +22,7 @@ from tooling.uat.verdict import (
     SessionRecord,
     coverage,
     market_date,
+    minutes_to_close,
     previous_trading_day,
     refuse_sign_off,
     verdict,
@@ -101,6 +102,11 @@ def test_coverage_and_market_date_follow_the_exchange_calendar() -> None:
     # 01:00 UTC on Saturday is still Friday evening in New York.
     assert market_date(dt.datetime(2026, 1, 17, 1, 0, tzinfo=dt.UTC)) == dt.date(2026, 1, 16)
     assert previous_trading_day(dt.date(2026, 1, 20)) == dt.date(2026, 1, 16)
+    # --full-session: the minutes to today's close; after it, or on a holiday, none.
+    assert minutes_to_close(dt.datetime(2026, 1, 16, 9, 0, tzinfo=ny)) == 420
+    assert minutes_to_close(dt.datetime(2026, 11, 27, 12, 0, tzinfo=ny)) == 60  # the day after Thanksgiving: 13:00
+    assert minutes_to_close(dt.datetime(2026, 1, 16, 16, 0, tzinfo=ny)) is None
+    assert minutes_to_close(dt.datetime(2026, 1, 19, 10, 0, tzinfo=ny)) is None
 
 
 def test_only_a_go_can_be_signed_off() -> None:
