@@ -2,8 +2,9 @@
 
 Top panel: each symbol's price from its bars (one close per minute), as the percentage move from its first bar so
 symbols of any price share one axis; signals are triangles on their symbol's line (up for buy, down for sell) and
-fills are dots. Bottom panel: the account's P&L over time (``daily_pnl`` of ``account.v1``, else the running sum of
-realized P&L from the fills). The queries come from the session's own warehouse (``DAY_QUERIES``).
+fills are dots. Bottom panel: the account's P&L over time (``daily_pnl`` of ``account.v1``; the running sum of realized
+P&L from the fills when the account has none within the bars' hours, as on ibsim's accelerated clock). The
+queries come from the session's own warehouse (``DAY_QUERIES``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def day_data(evidence: dict[str, Evidence]) -> DayData:
     fills = rows("day_fills")
     data.fills = [(_time(t), str(symbol), str(side), number(price)) for t, symbol, side, price, _ in fills]
     data.pnl = [(_time(t), number(pnl)) for t, pnl in rows("day_pnl")]
+    bar_times = [t for series in data.prices.values() for t, _ in series]
+    if bar_times and not any(min(bar_times) <= t <= max(bar_times) for t, _ in data.pnl):
+        # On ibsim the bars and fills are on the simulated market clock and account updates on the wall clock:
+        # the two do not share an axis, so the P&L is read from the fills instead.
+        data.pnl = []
     if not data.pnl and fills:
         running = 0.0
         for t, _, _, _, realized in fills:
@@ -167,6 +173,7 @@ def render_day_svg(title: str, data: DayData) -> str:
     if data.empty:
         return f"<p>{html.escape(title)}: no bars or P&amp;L recorded, nothing to plot</p>"
     times = [t for series in data.prices.values() for t, _ in series] + [t for t, _ in data.pnl]
+    times += [t for t, *_ in data.signals] + [t for t, *_ in data.fills]
     start, end = min(times), max(times)
     height = _PRICE_HEIGHT + _PNL_HEIGHT + 80
     axis = (

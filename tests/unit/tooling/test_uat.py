@@ -143,6 +143,15 @@ def test_the_day_plot_draws_prices_signals_fills_and_pnl() -> None:
     assert svg.count("<polyline") == 3  # AAPL, MSFT, P&L
     assert svg.count("<polygon") == 1 and svg.count("<circle") == 1
     assert "AAPL BUY signal" in svg and "2 symbols, 1 signals, 1 fills" in svg
+    # Account P&L within the bars' hours is plotted as it is; on another clock (ibsim's wall-clock account
+    # updates against simulated bars) the fills' realized P&L is used.
+    evidence["day_pnl"].rows = [[t1, -4.0], ["2026-01-17T05:00:00+00:00", -9.0]]
+    assert day_data(evidence).pnl == [
+        (dt.datetime.fromisoformat(t1), -4.0),
+        (dt.datetime(2026, 1, 17, 5, tzinfo=dt.UTC), -9.0),
+    ]
+    evidence["day_pnl"].rows = [["2026-01-17T05:00:00+00:00", -9.0]]
+    assert day_data(evidence).pnl == [(dt.datetime.fromisoformat(t1), 2.5)]
     empty = {name: Evidence(name, "warehouse", "", [], []) for name in evidence}
     assert "nothing to plot" in render_day_svg("gateway", day_data(empty))
 
