@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import json
 import os
 import secrets
@@ -235,17 +236,20 @@ def _day_plot(state_dir: Path, title: str) -> str:
     directory). A session whose warehouse cannot be read gets a note instead of a plot, not a failed report."""
     if not (state_dir / "warehouse").exists():
         return render_day_svg(title, day_data({}))
-    result = subprocess.run(
-        [sys.executable, "-m", "tooling.uat.evidence", "--state-dir", str(state_dir)],
-        input=json.dumps([[name, sql] for name, sql in DAY_QUERIES]),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
-    if result.returncode != 0:
-        return f"<p>{title}: plot unavailable (warehouse query failed: {result.stderr[-300:]})</p>"
-    answers: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tooling.uat.evidence", "--state-dir", str(state_dir)],
+            input=json.dumps([[name, sql] for name, sql in DAY_QUERIES]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ),
+        )
+        if result.returncode != 0:
+            raise UatError(result.stderr[-300:])
+        answers: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    except (UatError, subprocess.TimeoutExpired, ValueError) as error:
+        return f"<p>{html.escape(title)}: plot unavailable (warehouse query failed: {html.escape(str(error))})</p>"
     evidence = {
         name: Evidence(name, "warehouse", sql, answers[name]["columns"], answers[name]["rows"])
         for name, sql in DAY_QUERIES
