@@ -350,16 +350,31 @@ def _add_chaos(commands: _Commands) -> None:
 
 def _add_uat(commands: _Commands) -> None:
     uat = commands.add_parser("uat", description=COMMANDS["uat"])
-    uat.add_argument("--verdict", action="store_true", help="print go/no-go from the recorded sessions")
+    uat.add_argument(
+        "--verdict", action="store_true", help="print go/no-go from the recorded sessions (exit 0 only on go)"
+    )
+    uat.add_argument(
+        "--sign-off",
+        action="store_true",
+        help="record a sign-off of the current verdict (--by, --note); a no-go is refused with exit 1",
+    )
+    uat.add_argument("--by", default=None, help="with --sign-off: who signs off")
+    uat.add_argument("--note", default=None, help="with --sign-off: why (free text, recorded)")
     uat.add_argument(
         "--required",
         type=int,
         default=None,
-        help="passing sessions in a row needed for go (default: IBSTREAM_UAT_REQUIRED_SESSIONS)",
+        help="consecutive passing trading days on a paper gateway needed for go "
+        "(default: IBSTREAM_UAT_REQUIRED_SESSIONS)",
     )
     uat.add_argument("--gateway", default=None, help="HOST:PORT of a real paper gateway instead of the simulator")
     uat.add_argument("--allow-orders", action="store_true", help="with --gateway: place paper orders")
     uat.add_argument("--minutes", type=float, default=5.0, help="with --gateway: wall minutes to run")
+    uat.add_argument(
+        "--full-session",
+        action="store_true",
+        help="with --gateway: run until today's close (start before the open to cover the full session)",
+    )
     uat.add_argument("--sessions", default=None, help="comma-separated subset of main,close,desk")
     uat.add_argument("--reports-dir", default=None, help="where reports go (default: STATE_DIR/uat)")
     uat.set_defaults(handler=_tool)

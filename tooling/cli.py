@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from datetime import time as dt_time
 from pathlib import Path
 
@@ -80,21 +81,40 @@ def chaos(args: argparse.Namespace) -> int:
 
 
 def uat(args: argparse.Namespace) -> int:
-    """``ibstream uat [--verdict]``."""
-    from tooling.uat import UatOptions, load_verdict, run_uat
+    """``ibstream uat [--verdict | --sign-off --by NAME --note TEXT]``."""
+    from tooling.uat import UatOptions, load_verdict, run_uat, sign_off
 
     settings = get_settings()
+    reports = Path(args.reports_dir) if args.reports_dir else settings.state_dir / "uat"
+    if args.sign_off:
+        if not args.by or not args.note:
+            print("uat --sign-off needs --by NAME and --note TEXT", file=sys.stderr)
+            return 2
+        signed = sign_off(settings, args.by, args.note, reports, args.required)
+        print(signed.decision.render())
+        if signed.refused or signed.signoff is None:
+            print(f"sign-off {signed.refused}", file=sys.stderr)
+            return 1
+        print(f"recorded: {signed.signoff.render()}\nreport: {signed.report}")
+        return 0
     if args.verdict:
         decision = load_verdict(settings, args.required)
         print(decision.render())
         return 0 if decision.go else 1
-    reports = Path(args.reports_dir) if args.reports_dir else settings.state_dir / "uat"
+    minutes = args.minutes
+    if args.full_session:
+        from tooling.uat.verdict import minutes_to_close
+
+        minutes = minutes_to_close(datetime.now(UTC))
+        if minutes is None:
+            print("uat --full-session: no session left today on the exchange calendar", file=sys.stderr)
+            return 2
     options = UatOptions(
         reports_dir=reports,
         sessions=tuple(args.sessions.split(",")) if args.sessions else UatOptions(reports).sessions,
         gateway=args.gateway,
         allow_orders=args.allow_orders,
-        gateway_minutes=args.minutes,
+        gateway_minutes=minutes,
     )
     run = run_uat(settings, options)
     for result in run.results:

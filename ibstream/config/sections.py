@@ -529,7 +529,8 @@ class UatSettings(Section):
 
     env_prefix = "uat_"
 
-    # `ibstream uat --verdict` says go only after this many consecutive passing UAT sessions.
+    # `ibstream uat --verdict` says go only after this many consecutive trading days of passing paper-gateway
+    # sessions (simulator rehearsals never count).
     required_sessions: int = Field(default=5, ge=1)
 
 

@@ -93,6 +93,8 @@ def view_statements(schema: WarehouseSchema, database: str) -> list[str]:
 
 #: UAT sessions recorded by `ibstream uat` (one row per session; `ibstream uat --verdict` reads them).
 UAT_SESSIONS_TABLE = "uat_sessions"
+#: Sign-offs recorded by `ibstream uat --sign-off` (who, when, the verdict, the trading days and sessions it rests on).
+UAT_SIGNOFFS_TABLE = "uat_signoffs"
 
 
 def trade_review_statements(database: str) -> list[str]:
@@ -112,6 +114,28 @@ def _uat_sessions_ddl(database: str) -> list[str]:
     ]
 
 
+def _uat_session_days_ddl(database: str) -> list[str]:
+    # What the verdict needs per session: gateway or ibsim rehearsal, the exchange calendar's date, how much of the
+    # regular session it covered. Rows recorded before this step have kind '' and a null date: the verdict reads
+    # them from the target and the start time.
+    table = _q(database, UAT_SESSIONS_TABLE)
+    return [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT ''",
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS market_date Nullable(Date32)",
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS coverage String DEFAULT ''",
+    ]
+
+
+def _uat_signoffs_ddl(database: str) -> list[str]:
+    # One row per sign-off, never replaced: the record of who accepted what, when.
+    return [
+        f"CREATE TABLE IF NOT EXISTS {_q(database, UAT_SIGNOFFS_TABLE)} ("
+        "signoff_id String, signed_at DateTime64(6, 'UTC'), signed_by String, note String, "
+        "verdict LowCardinality(String), required UInt32, trading_days Array(Date32), session_ids Array(String)) "
+        "ENGINE = MergeTree ORDER BY (signed_at, signoff_id)"
+    ]
+
+
 def build_migrations(schema: WarehouseSchema, retention: Callable[[TableSpec], int | None]) -> list[Migration]:
     """Every migration, in order."""
     return [
@@ -120,6 +144,8 @@ def build_migrations(schema: WarehouseSchema, retention: Callable[[TableSpec], i
         Migration(3, "views", lambda db: view_statements(schema, db), repeatable=True),
         Migration(4, "post-trade review view", trade_review_statements, repeatable=True),
         Migration(5, "uat sessions", _uat_sessions_ddl),
+        Migration(6, "uat session trading days", _uat_session_days_ddl),
+        Migration(7, "uat sign-offs", _uat_signoffs_ddl),
     ]
 
 

@@ -1,14 +1,14 @@
-"""The UAT report (Markdown and HTML) and the go/no-go verdict over recorded sessions. Pure functions."""
+"""The UAT report of a session (Markdown and HTML, with a plot of the day per session) and of a sign-off. Pure."""
 
 from __future__ import annotations
 
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tooling.uat.model import Evidence, ScenarioResult, summarise
+from tooling.uat.verdict import SignOff, Verdict
 
 _MAX_ROWS = 25
 
@@ -57,8 +57,15 @@ def render_markdown(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> 
         f"- scenarios: {counts['passed']} passed, {len(counts['failed'])} failed, {len(counts['skipped'])} skipped "
         f"of {counts['total']}",
     ]
+    if meta.get("kind"):
+        lines.append(
+            f"- {meta['kind']}: market date {meta.get('market_date') or '-'}, {meta.get('coverage') or '-'}"
+            + (" (a rehearsal: never counted for go)" if meta["kind"] != "gateway" else "")
+        )
     if counts["failed"]:
         lines.append(f"- failed: {', '.join(counts['failed'])}")
+    if meta.get("plots"):
+        lines.append(f"- plots of the day ({', '.join(meta['plots'])}): in report.html")
     lines += ["", "## Scenarios", ""]
     lines += _md_table(
         ["scenario", "session", "result", "title", "why"],
@@ -103,11 +110,17 @@ def render_html(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> str:
         f"{'FAIL' if counts['failed'] else 'PASS'}</span></h1>",
         f"<p>target {e(meta['target'])}; {e(meta['started_at'])} → {e(meta['finished_at'])} ({meta['seconds']:.0f} s);"
         f" {counts['passed']} passed, {len(counts['failed'])} failed, {len(counts['skipped'])} skipped</p>",
+        f"<p>{e(str(meta.get('kind', '')))}: market date {e(str(meta.get('market_date') or '-'))}, "
+        f"{e(str(meta.get('coverage') or '-'))}"
+        f"{' (a rehearsal: never counted for go)' if meta.get('kind') != 'gateway' else ''}</p>",
         table(
             ["scenario", "session", "result", "why"],
             [[r.id, r.session, r.status.upper(), "; ".join(r.failures) or r.note] for r in results],
         ),
     ]
+    if meta.get("plots"):
+        parts.append("<h2>The day</h2>")
+        parts += [str(svg) for svg in meta["plots"].values()]
     for result in results:
         parts.append(
             f"<h2 id='{e(result.id)}'>{e(result.id)} — "
@@ -132,46 +145,34 @@ def render_html(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> str:
     return "\n".join(parts)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Go only after ``required`` consecutive passing sessions (the most recent ones)."""
-
-    go: bool
-    required: int
-    consecutive_passes: int
-    sessions: int
-    failing: list[tuple[str, list[str]]]  # (session_id, failed scenario ids) of the failing sessions that count
-
-    def render(self) -> str:
-        head = "GO" if self.go else "NO-GO"
-        lines = [
-            f"{head}: {self.consecutive_passes} consecutive passing UAT sessions (required {self.required}, "
-            f"{self.sessions} recorded)"
-        ]
-        if not self.go:
-            if self.failing:
-                session_id, scenarios = self.failing[0]
-                lines.append(f"latest failing session {session_id}: {', '.join(scenarios) or 'session error'}")
-                lines += [
-                    f"  earlier failing session {s}: {', '.join(f) or 'session error'}" for s, f in self.failing[1:5]
-                ]
-            else:
-                lines.append(f"needs {self.required - self.consecutive_passes} more passing session(s)")
-        return "\n".join(lines)
+def render_signoff_markdown(decision: Verdict, signoff: SignOff, reports: dict[str, str]) -> str:
+    """The sign-off report: who signed what, when, and the trading days and sessions it rests on."""
+    lines = [
+        f"# UAT sign-off {signoff.signoff_id}: {signoff.verdict}",
+        "",
+        f"- signed by {signoff.signed_by} at {signoff.signed_at.isoformat(timespec='seconds')}",
+        f"- note: {signoff.note}",
+        f"- required {decision.required} consecutive trading days on a paper gateway; run: "
+        + ", ".join(d.isoformat() for d in decision.run_days),
+        "",
+        "## Sessions it rests on",
+        "",
+    ]
+    lines += _md_table(["session", "report"], [[s, reports.get(s, "")] for s in signoff.session_ids])
+    return "\n".join([*lines, "", "## Verdict at sign-off", "", "```", decision.render(), "```"]) + "\n"
 
 
-def verdict(sessions: Sequence[tuple[str, bool, list[str]]], required: int) -> Verdict:
-    """``sessions``: (session_id, passed, failed scenario ids), newest first."""
-    streak = 0
-    for _, passed, _ in sessions:
-        if not passed:
-            break
-        streak += 1
-    failing = [(session_id, list(failed)) for session_id, passed, failed in sessions if not passed]
-    return Verdict(
-        go=streak >= required,
-        required=required,
-        consecutive_passes=streak,
-        sessions=len(sessions),
-        failing=failing if streak < required else [],
+def render_signoff_html(decision: Verdict, signoff: SignOff, reports: dict[str, str]) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(s)}</td><td><a href='{e(reports.get(s, ''))}'>{e(reports.get(s, ''))}</a></td></tr>"
+        for s in signoff.session_ids
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>UAT sign-off {e(signoff.signoff_id)}</title>"
+        "</head><body style='font-family:sans-serif;margin:2em'>"
+        f"<h1>UAT sign-off {e(signoff.signoff_id)}: {e(signoff.verdict)}</h1>"
+        f"<p>signed by {e(signoff.signed_by)} at {e(signoff.signed_at.isoformat(timespec='seconds'))}</p>"
+        f"<p>note: {e(signoff.note)}</p><table border='1'><tr><th>session</th><th>report</th></tr>{rows}</table>"
+        f"<h2>Verdict at sign-off</h2><pre>{e(decision.render())}</pre></body></html>"
     )

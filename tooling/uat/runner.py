@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -23,9 +27,21 @@ from typing import Any
 from ibstream.config import Settings
 from tooling.uat.catalogue import GATEWAY_SCENARIOS, SCENARIOS, SESSIONS
 from tooling.uat.harness import Session, SessionPlan, UatError
-from tooling.uat.model import Judge, ScenarioResult, by_key, first, number, skipped, summarise
-from tooling.uat.report import Verdict, render_html, render_markdown, verdict
+from tooling.uat.model import Evidence, Judge, ScenarioResult, by_key, first, number, skipped, summarise
+from tooling.uat.plot import DAY_QUERIES, day_data, render_day_svg
+from tooling.uat.report import render_html, render_markdown, render_signoff_html, render_signoff_markdown
 from tooling.uat.sessions import CLOSE_PLAN, DESK_PLAN, MAIN_PLAN, run_close, run_desk, run_main
+from tooling.uat.verdict import (
+    GATEWAY,
+    REHEARSAL,
+    SessionRecord,
+    SignOff,
+    Verdict,
+    coverage,
+    market_date,
+    refuse_sign_off,
+    verdict,
+)
 
 
 @dataclass
@@ -84,13 +100,19 @@ def run_uat(settings: Settings, options: UatOptions) -> UatRun:
         results = _run_sim(settings, options, directory, session_id)
         target = "ibsim"
     finished = dt.datetime.now(dt.UTC)
+    names = ["gateway"] if options.gateway else [n for n in SESSIONS if n in options.sessions]
     meta = {
         "session_id": session_id,
         "target": target,
+        "kind": GATEWAY if options.gateway else REHEARSAL,
+        # A rehearsal's market is ibsim's simulated day; the date and coverage recorded are the wall clock's.
+        "market_date": market_date(started).isoformat(),
+        "coverage": coverage(started, finished),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
         "seconds": time.monotonic() - clock,
         "sessions": list(options.sessions),
+        "plots": {name: _day_plot(directory / name, f"{session_id} {name}") for name in names},
         "log": log,
     }
     run = UatRun(
@@ -209,6 +231,33 @@ def _gateway_failed(scenario: Any, why: str) -> ScenarioResult:
     return failed(scenario, why)
 
 
+def _day_plot(state_dir: Path, title: str) -> str:
+    """The session's day as an inline SVG, from its own warehouse (queried in a child: chDB, one process per
+    directory). A session whose warehouse cannot be read gets a note instead of a plot, not a failed report."""
+    if not (state_dir / "warehouse").exists():
+        return render_day_svg(title, day_data({}))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tooling.uat.evidence", "--state-dir", str(state_dir)],
+            input=json.dumps([[name, sql] for name, sql in DAY_QUERIES]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ),
+        )
+        if result.returncode != 0:
+            raise UatError(result.stderr[-300:])
+        answers: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    except (UatError, subprocess.TimeoutExpired, ValueError) as error:
+        return f"<p>{html.escape(title)}: plot unavailable (warehouse query failed: {html.escape(str(error))})</p>"
+    evidence = {
+        name: Evidence(name, "warehouse", sql, answers[name]["columns"], answers[name]["rows"])
+        for name, sql in DAY_QUERIES
+        if answers[name]["columns"] != ["error"]
+    }
+    return render_day_svg(title, day_data(evidence))
+
+
 # --- the campaign record and the verdict -----------------------------------------------------------------------
 
 
@@ -240,6 +289,9 @@ def record_session(settings: Settings, run: UatRun) -> None:
                         default=str,
                     ),
                     str(run.markdown),
+                    run.meta["kind"],
+                    dt.date.fromisoformat(run.meta["market_date"]),
+                    run.meta["coverage"],
                 ]
             ],
             column_names=[
@@ -254,18 +306,138 @@ def record_session(settings: Settings, run: UatRun) -> None:
                 "failed_scenarios",
                 "results",
                 "report_path",
+                "kind",
+                "market_date",
+                "coverage",
             ],
         )
 
 
+def _record(row: list[Any]) -> SessionRecord:
+    session_id, started_at, finished_at, target, passed, failed, kind, day, covered = row
+    started = _utc(started_at)
+    finished = _utc(finished_at)
+    # Rows recorded before the verdict counted trading days have no kind, date or coverage: read them from the
+    # target and the times (a gateway target always began "paper gateway").
+    kind = kind or (GATEWAY if str(target).startswith("paper gateway") else REHEARSAL)
+    return SessionRecord(
+        session_id=str(session_id),
+        kind=kind,
+        market_date=_date(day) if day else market_date(started),
+        coverage=covered or coverage(started, finished),
+        passed=bool(passed),
+        failed_scenarios=tuple(failed),
+        finished_at=finished,
+    )
+
+
+def _utc(value: Any) -> dt.datetime:
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else _utc(value).date()
+
+
 def load_verdict(settings: Settings, required: int | None = None) -> Verdict:
-    """Go/no-go from the recorded sessions, newest first."""
+    """Go/no-go from every recorded session, with the sign-offs recorded so far (newest first)."""
     from ibstream.warehouse import Warehouse
-    from ibstream.warehouse.migrations import UAT_SESSIONS_TABLE
+    from ibstream.warehouse.migrations import UAT_SESSIONS_TABLE, UAT_SIGNOFFS_TABLE
 
     with Warehouse.open(settings) as warehouse:
         rows = warehouse.query(
-            f"SELECT session_id, passed, failed_scenarios FROM {warehouse.table(UAT_SESSIONS_TABLE)} FINAL "
-            "ORDER BY finished_at DESC, session_id DESC"
+            "SELECT session_id, started_at, finished_at, target, passed, failed_scenarios, kind, market_date, "
+            f"coverage FROM {warehouse.table(UAT_SESSIONS_TABLE)} FINAL"
         ).rows
-    return verdict([(str(r[0]), bool(r[1]), list(r[2])) for r in rows], required or settings.uat.required_sessions)
+        signed = warehouse.query(
+            "SELECT signoff_id, signed_by, signed_at, note, verdict, trading_days, session_ids "
+            f"FROM {warehouse.table(UAT_SIGNOFFS_TABLE)} ORDER BY signed_at DESC, signoff_id DESC"
+        ).rows
+    signoffs = [
+        SignOff(str(i), str(by), _utc(at), str(note), str(v), tuple(_date(d) for d in days), tuple(ids))
+        for i, by, at, note, v, days, ids in signed
+    ]
+    return verdict([_record(list(r)) for r in rows], required or settings.uat.required_sessions, signoffs)
+
+
+def session_reports(settings: Settings, session_ids: tuple[str, ...]) -> dict[str, str]:
+    """Where each session's report was written."""
+    from ibstream.warehouse import Warehouse
+    from ibstream.warehouse.migrations import UAT_SESSIONS_TABLE
+
+    if not session_ids:
+        return {}
+    with Warehouse.open(settings) as warehouse:
+        rows = warehouse.query(
+            f"SELECT session_id, report_path FROM {warehouse.table(UAT_SESSIONS_TABLE)} FINAL "
+            "WHERE has({ids:Array(String)}, session_id)",
+            {"ids": list(session_ids)},
+        ).rows
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+@dataclass
+class SignOffResult:
+    """What ``sign_off`` did: the verdict it judged, the sign-off it recorded (or why it refused), its report."""
+
+    decision: Verdict
+    signoff: SignOff | None
+    refused: str | None
+    report: Path | None = None
+
+
+def sign_off(settings: Settings, by: str, note: str, reports_dir: Path, required: int | None = None) -> SignOffResult:
+    """Record a sign-off of the current verdict. A NO-GO is refused with its reason and nothing is recorded: a
+    sign-off is an acceptance, and the sessions behind a no-go are already in ``uat_sessions`` for anyone to read."""
+    from ibstream.warehouse import Warehouse
+    from ibstream.warehouse.migrations import UAT_SIGNOFFS_TABLE
+
+    if not by.strip() or not note.strip():
+        return SignOffResult(load_verdict(settings, required), None, "refused: --by and --note must not be empty")
+    decision = load_verdict(settings, required)
+    refused = refuse_sign_off(decision)
+    if refused:
+        return SignOffResult(decision, None, refused)
+    now = dt.datetime.now(dt.UTC)
+    signoff = SignOff(
+        signoff_id=now.strftime("signoff-%Y%m%dT%H%M%S") + secrets.token_hex(2),
+        signed_by=by.strip(),
+        signed_at=now,
+        note=note.strip(),
+        verdict="GO",
+        trading_days=decision.signed_days,
+        session_ids=decision.counted_sessions,
+    )
+    with Warehouse.open(settings) as warehouse:
+        warehouse.client.insert(
+            f"{warehouse.database}.{UAT_SIGNOFFS_TABLE}",
+            [
+                [
+                    signoff.signoff_id,
+                    now,
+                    signoff.signed_by,
+                    signoff.note,
+                    signoff.verdict,
+                    decision.required,
+                    list(signoff.trading_days),
+                    list(signoff.session_ids),
+                ]
+            ],
+            column_names=[
+                "signoff_id",
+                "signed_at",
+                "signed_by",
+                "note",
+                "verdict",
+                "required",
+                "trading_days",
+                "session_ids",
+            ],
+        )
+    reports = session_reports(settings, signoff.session_ids)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    report = reports_dir / f"{signoff.signoff_id}.md"
+    report.write_text(render_signoff_markdown(decision, signoff, reports))
+    report.with_suffix(".html").write_text(render_signoff_html(decision, signoff, reports))
+    return SignOffResult(decision, signoff, None, report)

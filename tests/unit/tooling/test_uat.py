@@ -1,4 +1,5 @@
-"""UAT without I/O: the go/no-go verdict, judging the desk session's evidence, and the report."""
+"""UAT without I/O: the go/no-go verdict over trading days, the day plot, judging the desk session's evidence,
+and the report."""
 
 from __future__ import annotations
 
@@ -7,25 +8,152 @@ from typing import Any
 
 import pytest
 
+from ibstream import market_hours
 from tooling.uat.catalogue import BY_ID, RISK_CHECKS, RISK_CHECKS_NOT_DRILLED, SCENARIOS, SESSIONS
 from tooling.uat.model import Evidence, Judge, summarise
-from tooling.uat.report import render_html, render_markdown, verdict
+from tooling.uat.plot import day_data, render_day_svg
+from tooling.uat.report import render_html, render_markdown
 from tooling.uat.sessions import DESK_PLAN, RATE_BURST, _judge_desk, at_ibsim, positions_without_stops
+from tooling.uat.verdict import (
+    FULL,
+    GATEWAY,
+    OUTSIDE,
+    REHEARSAL,
+    SessionRecord,
+    coverage,
+    market_date,
+    minutes_to_close,
+    previous_trading_day,
+    refuse_sign_off,
+    verdict,
+)
 
 
-def test_go_needs_the_required_consecutive_passes_newest_first() -> None:
-    five: list[tuple[str, bool, list[str]]] = [(f"s{i}", True, []) for i in range(5)]
-    assert verdict(five, 5).go
-    # The newest session failed: no-go, and the verdict names what failed.
-    latest_failed = [("s9", False, ["risk.max_position"]), *five]
-    result = verdict(latest_failed, 5)
-    assert not result.go and result.consecutive_passes == 0
-    assert "risk.max_position" in result.render() and "NO-GO" in result.render()
-    # An old failure does not count once the streak is long enough.
-    assert verdict([*five, ("old", False, ["feed.stale"])], 5).go
-    short = verdict(five[:3], 5)
-    assert not short.go and "needs 2 more" in short.render()
-    assert not verdict([], 1).go
+def _gw(session_id: str, day: str, passed: bool = True, *, kind: str = GATEWAY, cover: str = FULL) -> SessionRecord:
+    failed = () if passed else ("risk.max_position",)
+    return SessionRecord(session_id, kind, dt.date.fromisoformat(day), cover, passed, failed)
+
+
+# Fri 9 Jan 2026, (weekend), Mon 12 … Fri 16, (MLK day Mon 19 is an exchange holiday), Tue 20, Wed 21.
+WEEK = ["2026-01-12", "2026-01-13", "2026-01-14", "2026-01-15", "2026-01-16"]
+
+
+def test_go_needs_consecutive_trading_days_across_a_weekend_and_a_holiday() -> None:
+    across = [_gw("fri9", "2026-01-09"), _gw("mon12", "2026-01-12"), _gw("fri16", "2026-01-16")]
+    across += [_gw("tue20", "2026-01-20"), _gw("wed21", "2026-01-21")]
+    # Fri 16 → Tue 20 skips the weekend and the holiday; Fri 9 → Mon 12 skips a weekend. But 13-15 are missing.
+    result = verdict(across, 3)
+    assert result.run_days == (dt.date(2026, 1, 21), dt.date(2026, 1, 20), dt.date(2026, 1, 16))
+    assert result.go and result.counted_sessions == ("fri16", "tue20", "wed21")
+    assert "2026-01-15" in result.broken_by and "no gateway session" in result.broken_by
+    assert not verdict(across, 4).go
+    assert "needs 1 more" in verdict(across, 4).render()
+    five = [_gw(f"s{i}", day) for i, day in enumerate(WEEK)]
+    assert verdict(five, 5).go and verdict(five, 5).consecutive_days == 5
+    assert not verdict([], 1).go and "no gateway session" in verdict([], 1).broken_by
+
+
+def test_a_rehearsal_never_counts_and_is_reported_separately() -> None:
+    rehearsals = [_gw(f"r{i}", day, kind=REHEARSAL) for i, day in enumerate(WEEK)]
+    result = verdict(rehearsals, 1)
+    assert not result.go and result.consecutive_days == 0 and result.gateway_sessions == 0
+    assert result.rehearsals.total == 5 and result.rehearsals.passed == 5
+    assert "rehearsals on ibsim (never counted): 5 of 5 passed" in result.render()
+    # A failed rehearsal neither breaks a gateway run nor counts; its failures are shown.
+    failing = SessionRecord("rbad", REHEARSAL, dt.date(2026, 1, 16), FULL, False, ("risk.daily_loss",))
+    mixed = verdict([_gw("g", "2026-01-16"), failing], 1)
+    assert mixed.go and mixed.counted_sessions == ("g",)
+    assert "risk.daily_loss" in mixed.render()
+
+
+def test_two_sessions_on_one_day_count_once() -> None:
+    twice = [_gw("a", "2026-01-15"), _gw("b", "2026-01-15"), _gw("c", "2026-01-16")]
+    result = verdict(twice, 2)
+    assert result.go and result.consecutive_days == 2
+    assert result.counted_sessions == ("a", "b", "c")
+    assert not verdict(twice, 3).go
+
+
+def test_a_failed_day_breaks_the_run_even_after_a_rerun() -> None:
+    days = [_gw(f"s{i}", day) for i, day in enumerate(WEEK)]
+    broken = [*days, _gw("fail14", "2026-01-14", passed=False)]
+    result = verdict(broken, 3)
+    assert not result.go and result.run_days == (dt.date(2026, 1, 16), dt.date(2026, 1, 15))
+    assert "2026-01-14 failed" in result.broken_by and "risk.max_position" in result.render()
+    # A failing newest day: no run at all.
+    assert verdict([*days, _gw("late", "2026-01-16", passed=False)], 1).consecutive_days == 0
+
+
+def test_a_session_off_the_calendar_or_outside_the_hours_is_listed_not_counted() -> None:
+    saturday = _gw("sat", "2026-01-17")
+    evening = _gw("eve", "2026-01-16", cover=OUTSIDE)
+    result = verdict([saturday, evening, _gw("thu", "2026-01-15")], 1)
+    assert result.go and result.run_days == (dt.date(2026, 1, 15),)
+    assert {r.session_id for r in result.not_counted} == {"sat", "eve"}
+
+
+def test_coverage_and_market_date_follow_the_exchange_calendar() -> None:
+    ny = market_hours.EXCHANGE_TZ
+    open_, close = dt.datetime(2026, 1, 16, 9, 0, tzinfo=ny), dt.datetime(2026, 1, 16, 16, 5, tzinfo=ny)
+    assert coverage(open_, close) == FULL
+    assert coverage(open_, dt.datetime(2026, 1, 16, 10, 0, tzinfo=ny)) == "window 09:30-10:00"
+    assert coverage(dt.datetime(2026, 1, 16, 17, 0, tzinfo=ny), dt.datetime(2026, 1, 16, 18, 0, tzinfo=ny)) == OUTSIDE
+    assert coverage(dt.datetime(2026, 1, 19, 10, 0, tzinfo=ny), dt.datetime(2026, 1, 19, 11, 0, tzinfo=ny)) == OUTSIDE
+    # 01:00 UTC on Saturday is still Friday evening in New York.
+    assert market_date(dt.datetime(2026, 1, 17, 1, 0, tzinfo=dt.UTC)) == dt.date(2026, 1, 16)
+    assert previous_trading_day(dt.date(2026, 1, 20)) == dt.date(2026, 1, 16)
+    # --full-session: the minutes to today's close; after it, or on a holiday, none.
+    assert minutes_to_close(dt.datetime(2026, 1, 16, 9, 0, tzinfo=ny)) == 420
+    assert minutes_to_close(dt.datetime(2026, 11, 27, 12, 0, tzinfo=ny)) == 60  # the day after Thanksgiving: 13:00
+    assert minutes_to_close(dt.datetime(2026, 1, 16, 16, 0, tzinfo=ny)) is None
+    assert minutes_to_close(dt.datetime(2026, 1, 19, 10, 0, tzinfo=ny)) is None
+
+
+def test_only_a_go_can_be_signed_off() -> None:
+    no_go = verdict([_gw("a", "2026-01-16", passed=False)], 1)
+    reason = refuse_sign_off(no_go)
+    assert reason is not None and "NO-GO" in reason and "2026-01-16 failed" in reason
+    assert refuse_sign_off(verdict([_gw("a", "2026-01-16")], 1)) is None
+
+
+def test_the_day_plot_draws_prices_signals_fills_and_pnl() -> None:
+    t0 = "2026-01-16T14:30:00+00:00"
+    t1 = "2026-01-16T14:31:00+00:00"
+    evidence = {
+        "day_prices": Evidence(
+            "p",
+            "warehouse",
+            "",
+            ["symbol", "minute", "close"],
+            [["AAPL", t0, 100.0], ["AAPL", t1, 101.0], ["MSFT", t0, 300.0]],
+        ),
+        "day_signals": Evidence("s", "warehouse", "", ["bar_start", "symbol", "side"], [[t0, "AAPL", "BUY"]]),
+        "day_fills": Evidence(
+            "f",
+            "warehouse",
+            "",
+            ["exec_time", "symbol", "side", "price", "realized_pnl"],
+            [[t1, "AAPL", "BUY", 101.0, 2.5]],
+        ),
+        "day_pnl": Evidence("a", "warehouse", "", ["time", "daily_pnl"], []),
+    }
+    data = day_data(evidence)
+    assert data.pnl == [(dt.datetime.fromisoformat(t1), 2.5)]  # from realized P&L when the account has none
+    svg = render_day_svg("main", data)
+    assert svg.count("<polyline") == 3  # AAPL, MSFT, P&L
+    assert svg.count("<polygon") == 1 and svg.count("<circle") == 1
+    assert "AAPL BUY signal" in svg and "2 symbols, 1 signals, 1 fills" in svg
+    # Account P&L within the bars' hours is plotted as it is; on another clock (ibsim's wall-clock account
+    # updates against simulated bars) the fills' realized P&L is used.
+    evidence["day_pnl"].rows = [[t1, -4.0], ["2026-01-17T05:00:00+00:00", -9.0]]
+    assert day_data(evidence).pnl == [
+        (dt.datetime.fromisoformat(t1), -4.0),
+        (dt.datetime(2026, 1, 17, 5, tzinfo=dt.UTC), -9.0),
+    ]
+    evidence["day_pnl"].rows = [["2026-01-17T05:00:00+00:00", -9.0]]
+    assert day_data(evidence).pnl == [(dt.datetime.fromisoformat(t1), 2.5)]
+    empty = {name: Evidence(name, "warehouse", "", [], []) for name in evidence}
+    assert "nothing to plot" in render_day_svg("gateway", day_data(empty))
 
 
 def test_catalogue_covers_each_risk_check_once_and_every_session() -> None:
