@@ -25,6 +25,14 @@ class OrderType(StrEnum):
     STP_LMT = "STP_LMT"
 
 
+class AdaptivePriority(StrEnum):
+    """IB's Adaptive algo priority (algoParams ``adaptivePriority``: ``Urgent``, ``Normal``, ``Patient``)."""
+
+    URGENT = "URGENT"
+    NORMAL = "NORMAL"
+    PATIENT = "PATIENT"
+
+
 class TimeInForce(StrEnum):
     DAY = "DAY"
     GTC = "GTC"
