@@ -16,6 +16,15 @@ from typing import Protocol
 
 from ibsim.ledger import CommissionSchedule, Ledger, Position
 from ibsim.market import Quote
+from ibsim.order_types import (
+    ADAPTIVE,
+    adaptive_price,
+    adaptive_priority,
+    adaptive_refusal,
+    ratchet,
+    stop_reached,
+    trail_offset,
+)
 from ibsim.order_values import (
     TERMINAL,
     Event,
@@ -44,7 +53,11 @@ __all__ = [
     "OrderUpdated",
 ]
 
-SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
+SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL"})
+#: Order types that wait for a trigger (see :mod:`ibsim.order_types` for the trailing stop).
+STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL"})
+#: OCA types under which a fill reduces the group's other orders instead of cancelling them.
+OCA_REDUCE_TYPES = frozenset({2, 3})
 
 
 class MarketView(Protocol):
@@ -67,8 +80,14 @@ class _Order:
     avg_fill_price: float = 0.0
     last_fill_price: float = 0.0
     triggered: bool = False
+    trail_stop: float | None = None
     executions: list[Execution] = field(default_factory=list)
     reject_code: int | None = None
+    #: The quantity first placed: an OCA reduction (ocaType 2, 3) is a share of it.
+    original_quantity: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.original_quantity = self.original_quantity or self.req.quantity
 
     @property
     def remaining(self) -> float:
@@ -87,6 +106,7 @@ class _Order:
             updated_at=self.updated_at,
             executions=tuple(self.executions),
             reject_code=self.reject_code,
+            trail_stop=self.trail_stop,
         )
 
 
@@ -253,19 +273,34 @@ class MatchingEngine:
     def _fill_price(self, o: _Order, q: Quote) -> float | None:
         buy = o.req.action == "BUY"
         kind = o.req.order_type
-        if kind in {"STP", "STP LMT"} and not o.triggered:
-            aux = o.req.aux_price or 0.0
-            if (buy and q.last >= aux) or (not buy and q.last <= aux):
-                o.triggered = True
-            else:
+        if kind in STOP_TYPES and not o.triggered:
+            o.triggered = self._stop_triggers(o, q.last)
+            if not o.triggered:
                 return None
         touch = q.ask if buy else q.bid
-        if kind in {"MKT", "STP"}:
+        if o.req.algo_strategy == ADAPTIVE:
+            touch = adaptive_price(o.req.action, q.bid, q.ask, adaptive_priority(o.req.algo_params))
+        if kind in {"MKT", "STP", "TRAIL"}:
             return touch
         lmt = o.req.lmt_price or 0.0
         if (buy and touch <= lmt + 1e-9) or (not buy and touch >= lmt - 1e-9):
             return touch
         return None
+
+    @staticmethod
+    def _stop_triggers(o: _Order, last: float) -> bool:
+        """Whether a stop triggers at ``last``; a trailing stop starts, or ratchets after the check."""
+        if o.req.order_type != "TRAIL":
+            return stop_reached(o.req.action, o.req.aux_price or 0.0, last)
+        offset = trail_offset(last, o.req.aux_price, o.req.trailing_percent)
+        if o.trail_stop is None:
+            o.trail_stop = o.req.trail_stop_price
+            if o.trail_stop is None:
+                o.trail_stop = ratchet(o.req.action, None, last, offset)
+        if stop_reached(o.req.action, o.trail_stop, last):
+            return True
+        o.trail_stop = ratchet(o.req.action, o.trail_stop, last, offset)
+        return False
 
     def _fill(self, o: _Order, qty: float, price: float, now: float) -> list[Event]:
         comm_before = self._commissions.for_order(o.filled, o.filled * o.avg_fill_price)
@@ -301,6 +336,8 @@ class MatchingEngine:
         o.executions.append(ex)
         self._executions.append(ex)
         events: list[Event] = [OrderFilled(o.snapshot(), ex)]
+        if o.req.oca_group:
+            events += self._oca_after_fill(o, now)
         if o.status == "Filled":
             events += self._after_complete_fill(o, now)
         return events
@@ -312,9 +349,25 @@ class MatchingEngine:
             if child.status == "PreSubmitted" and self._market.in_session(now):
                 child.status, child.updated_at = "Submitted", now
                 events.append(OrderUpdated(child.snapshot()))
-        # One-cancels-all: bracket siblings and explicit OCA groups.
-        for other in self._oca_peers(o):
+        # One-cancels-all: bracket siblings (explicit OCA groups were settled by the fill: _oca_after_fill).
+        for other in self._oca_peers(o, oca=False):
             events += self._cancel_tree(other, now, "OCA")
+        return events
+
+    def _oca_after_fill(self, o: _Order, now: float) -> list[Event]:
+        """A fill of an order of an explicit OCA group: the group's other orders are cancelled (ocaType 1, or unset),
+        or reduced in proportion to the share of ``o`` filled so far (2, 3), and cancelled once nothing is left."""
+        events: list[Event] = []
+        for peer in self._oca_peers(o, bracket=False):
+            if o.req.oca_type not in OCA_REDUCE_TYPES:
+                events += self._cancel_tree(peer, now, "OCA")
+                continue
+            left = round(peer.original_quantity * (1.0 - o.filled / o.req.quantity))
+            if left <= peer.filled + 1e-9:
+                events += self._cancel_tree(peer, now, "OCA")
+            elif left < peer.req.quantity:
+                peer.req, peer.updated_at = replace(peer.req, quantity=float(left)), now
+                events.append(OrderUpdated(peer.snapshot()))
         return events
 
     # -- ledger -----------------------------------------------------------------------------------
@@ -383,13 +436,14 @@ class MatchingEngine:
     def _children(self, o: _Order) -> list[_Order]:
         return [c for c in self._sequence if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
 
-    def _oca_peers(self, o: _Order) -> list[_Order]:
+    def _oca_peers(self, o: _Order, *, bracket: bool = True, oca: bool = True) -> list[_Order]:
+        """The active orders one-cancels-all ties to ``o``: its bracket siblings, the rest of its OCA group."""
         peers: list[_Order] = []
         for other in self._sequence:
             if other is o or other.status in TERMINAL or other.req.client_id != o.req.client_id:
                 continue
-            same_bracket = bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id
-            same_oca = bool(o.req.oca_group) and other.req.oca_group == o.req.oca_group
+            same_bracket = bracket and bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id
+            same_oca = oca and bool(o.req.oca_group) and other.req.oca_group == o.req.oca_group
             if same_bracket or same_oca:
                 peers.append(other)
         return peers
@@ -430,8 +484,24 @@ def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:
         return 201, "Order rejected - reason:Missing limit price"
     if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
         return 201, "Order rejected - reason:Missing stop price"
-    if any(price is not None and not on_tick(price) for price in (req.lmt_price, req.aux_price)):
+    problem = _trail_or_algo_problem(req)
+    if problem is not None:
+        return 201, f"Order rejected - reason:{problem}"
+    if any(price is not None and not on_tick(price) for price in (req.lmt_price, req.aux_price, req.trail_stop_price)):
         return 110, "The price does not conform to the minimum price variation for this contract."
     if parent_missing:
         return 201, "Order rejected - reason:Parent order is not found"
+    return None
+
+
+def _trail_or_algo_problem(req: OrderRequest) -> str | None:
+    """Why IB refuses a trailing stop's trail or an order's algo, or None."""
+    if req.order_type == "TRAIL" and (req.aux_price is None) == (req.trailing_percent is None):
+        return "A trailing stop needs a trailing amount or a trailing percent, not both"
+    if req.trailing_percent is not None and not 0 < req.trailing_percent < 100:
+        return f"Invalid trailing percent {req.trailing_percent:g}"
+    if req.algo_strategy and req.algo_strategy != ADAPTIVE:
+        return f"Unsupported algo {req.algo_strategy}"
+    if req.algo_strategy:
+        return adaptive_refusal(req.order_type, req.algo_params)
     return None
