@@ -262,6 +262,14 @@ CASES: list[Case] = [
     ("stop too tight", risk.check_stop_distance, intent(stop_loss=99.9), view_with(), False),
     ("stop wrong side", risk.check_stop_distance, intent(stop_loss=101.0), view_with(), False),
     ("stop missing", risk.check_stop_distance, intent(stop_loss=None), view_with(), False),
+    ("trailing stop ok", risk.check_stop_distance, intent(stop_loss_trail_amount=1.0), view_with(), True),
+    ("trailing stop in percent ok", risk.check_stop_distance, intent(stop_loss_trail_percent=1.5), view_with(), True),
+    ("trailing stop trails too tight", risk.check_stop_distance, intent(stop_loss_trail_amount=0.1), view_with(), False),  # noqa: E501
+    ("trailing stop starts too wide", risk.check_stop_distance, intent(stop_loss=94.0, stop_loss_trail_amount=1.0), view_with(), False),  # noqa: E501
+    ("trailing stop both trails", risk.check_stop_distance, intent(stop_loss_trail_amount=1.0, stop_loss_trail_percent=1.0), view_with(), False),  # noqa: E501
+    ("trailing stop negative trail", risk.check_stop_distance, intent(stop_loss_trail_amount=-1.0), view_with(), False),
+    ("risk/trade of a trailing stop from its initial stop", risk.check_risk_per_trade, intent(quantity=501, stop_loss=98.0, stop_loss_trail_amount=0.5), view_with(), False),  # noqa: E501
+    ("risk/trade adaptive market entry priced by the quote", risk.check_risk_per_trade, intent(order_type=OrderType.MKT, limit_price=None, adaptive_priority="PATIENT"), view_with(), True),  # noqa: E501
     ("risk/trade ok", risk.check_risk_per_trade, intent(quantity=500, stop_loss=98.0), view_with(), True),
     ("risk/trade over", risk.check_risk_per_trade, intent(quantity=501, stop_loss=98.0), view_with(), False),
     ("risk/trade sized on NetLiquidation", risk.check_risk_per_trade, intent(quantity=300, stop_loss=98.0), view_with(lambda v: v.apply_account_state(account(net_liquidation=50_000))), False),  # noqa: E501
