@@ -18,9 +18,11 @@ import pytest
 from consumers.execution import build
 from consumers.execution.service import Executor, State
 from ibsim import SimConfig, Simulator
+from ibsim.order_types import adaptive_price
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import alerts, control, executions, order_events, routed_orders, utc_now
 from ibstream.contracts.enums import (
+    AdaptivePriority,
     ControlCommandKind,
     ExecutionSource,
     OrderLeg,
@@ -204,6 +206,74 @@ def test_limit_and_bracket_orders(run_executor: Callable[..., Running]) -> None:
     assert statuses(recorded, bracket.order_id)[-1] is OrderStatus.FILLED
     # The children were held (submitted) until the parent filled.
     assert OrderStatus.SUBMITTED in statuses(recorded, bracket.order_id, OrderLeg.STOP_LOSS)
+
+
+def test_an_adaptive_entry_with_a_trailing_stop_loss_is_placed_and_the_trailing_stop_protects(
+    run_executor: Callable[..., Running],
+) -> None:
+    """A Patient Adaptive market buy whose stop-loss trails by 3 cents from an initial stop $5 under the market:
+    ibsim fills the entry at the Adaptive price, the stop ratchets up from its initial price and closes the position,
+    the target is cancelled; our order events name each leg. A second bracket trailing by $5 stays working: a
+    restarted executor's reconciliation recognises its TRAIL child as the stop-loss leg (matched, not recovered)."""
+    first = run_executor()
+    quote = first.sim.quote("AAPL")
+    order = routed(
+        "AAPL",
+        Side.BUY,
+        10,
+        adaptive_priority=AdaptivePriority.PATIENT,
+        stop_loss=round(quote.bid - 5, 2),
+        stop_loss_trail_amount=0.03,
+        take_profit=round(quote.ask + 50, 2),
+    )
+    working = routed("MSFT", Side.BUY, 3, stop_loss=round(first.sim.quote("MSFT").bid - 6, 2), stop_loss_trail_amount=5)
+    events = Reader(first.settings, order_events.TOPIC)
+    send(first.settings, order, working)
+    recorded = events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, order.order_id, OrderLeg.STOP_LOSS)
+            and OrderStatus.CANCELLED in statuses(es, order.order_id, OrderLeg.TAKE_PROFIT)
+            and OrderStatus.ACKNOWLEDGED in statuses(es, working.order_id, OrderLeg.STOP_LOSS)
+        ),
+        timeout=30,
+    )
+    assert statuses(recorded, order.order_id)[-1] is OrderStatus.FILLED
+    parent, stop_loss, take_profit = sorted(first.ib_orders(order.order_id), key=lambda o: o.order_id)
+    assert (parent.request.algo_strategy, parent.request.algo_params) == (
+        "Adaptive",
+        (("adaptivePriority", "Patient"),),
+    )
+    (entry,) = parent.executions
+    at_entry = first.sim.quote("AAPL", entry.time)
+    assert entry.price == adaptive_price("BUY", at_entry.bid, at_entry.ask, "Patient")
+    request = stop_loss.request
+    assert (request.order_type, request.aux_price, request.trail_stop_price, request.action) == (
+        "TRAIL",
+        0.03,
+        order.stop_loss,
+        "SELL",
+    )
+    assert stop_loss.trail_stop is not None and order.stop_loss is not None
+    assert stop_loss.trail_stop > order.stop_loss  # it ratcheted up with the market
+    (exit_fill,) = stop_loss.executions
+    assert first.sim.quote("AAPL", exit_fill.time).last <= stop_loss.trail_stop
+    assert take_profit.status == "Cancelled"
+    assert {p.symbol: p.quantity for p in first.sim.positions()}["AAPL"] == 0
+
+    first.halt()
+    before_restart = len(recorded)
+    second = run_executor(sim=first.sim)
+    recorded = events.wait(
+        lambda es: any(
+            e.order_id == working.order_id and e.leg is OrderLeg.STOP_LOSS and e.reconciliation_status
+            for e in es[before_restart:]
+        )
+    )
+    reconciled = [e for e in recorded if e.order_id == working.order_id and e.reconciliation_status]
+    assert {(e.leg, e.reconciliation_status) for e in reconciled} >= {(OrderLeg.STOP_LOSS, "matched")}
+    assert "recovered" not in {e.reconciliation_status for e in reconciled}
+    assert [o.status for o in second.ib_orders(working.order_id)] == ["Filled", "Submitted"]
+    events.close()
 
 
 def test_partial_fills_then_the_rest(run_executor: Callable[..., Running]) -> None:
