@@ -145,6 +145,9 @@ ADAPTIVE_PRIORITY = {
     AdaptivePriority.PATIENT: "Patient",
 }
 
+#: IB's ocaType for our OCA groups: the first fill of one entry cancels the others (with their brackets).
+OCA_CANCEL_OTHERS = 1
+
 #: IB order types of a bracket's stop-loss leg (a fixed stop, a trailing stop), as IB reports them.
 STOP_LOSS_IB_TYPES = ("STP", "TRAIL")
 
@@ -250,6 +253,8 @@ def plan_legs(order: RoutedOrder, ib_order_ids: list[int], account: str) -> list
                 account=account,
                 algo_strategy=algo_strategy,
                 algo_params=algo_params,
+                oca_group=order.oca_group or "",
+                oca_type=OCA_CANCEL_OTHERS if order.oca_group else 0,
             )
         elif leg is OrderLeg.STOP_LOSS:
             ticket = _stop_loss_ticket(order, exit_action, parent_id, last, account)

@@ -63,6 +63,8 @@ class OrderTerms(Record):
     stop_loss_trail_percent: float | None = None
     #: The entry goes through IB's Adaptive algo with this priority; None for a plain order.
     adaptive_priority: AdaptivePriority | None = None
+    #: One-cancels-all group of the entry (IB ocaGroup, ocaType 1); None for no group.
+    oca_group: str | None = None
 
     def terms(self) -> dict[str, Any]:
         """Just the order terms of this record, by name (e.g. to route an intent: ``RoutedOrder(**intent.terms())``)."""

@@ -85,6 +85,9 @@ class OrderTicket:
     #: An IB algo (e.g. ``Adaptive``) and its parameters as (tag, value) pairs.
     algo_strategy: str = ""
     algo_params: tuple[tuple[str, str], ...] = ()
+    #: One-cancels-all group and its type (1 cancel the others on a fill, 2/3 reduce them); "" for none.
+    oca_group: str = ""
+    oca_type: int = 0
 
     def to_ibapi(self) -> Order:
         order = Order()
@@ -105,6 +108,8 @@ class OrderTicket:
             order.trailingPercent = self.trailing_percent
         if self.trail_stop_price is not None:
             order.trailStopPrice = self.trail_stop_price
+        if self.oca_group:
+            order.ocaGroup, order.ocaType = self.oca_group, self.oca_type
         if self.algo_strategy:
             order.algoStrategy = self.algo_strategy
             order.algoParams = [TagValue(tag, value) for tag, value in self.algo_params]

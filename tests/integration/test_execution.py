@@ -276,6 +276,44 @@ def test_an_adaptive_entry_with_a_trailing_stop_loss_is_placed_and_the_trailing_
     events.close()
 
 
+def test_entries_in_one_oca_group_the_first_fill_cancels_the_other_with_its_bracket(
+    run_executor: Callable[..., Running],
+) -> None:
+    """Two entries in one OCA group: a buy resting 20% under the market with its stop, then a market sell. The sell
+    fills, IB (ibsim) cancels the resting buy and its untriggered stop; our events record the buy cancelled."""
+    running = run_executor()
+    bid = running.sim.quote("QQQ").bid
+    resting = routed(
+        "QQQ",
+        Side.BUY,
+        4,
+        order_type=OrderType.LMT,
+        limit_price=round(bid * 0.8, 2),
+        stop_loss=round(bid * 0.7, 2),
+        oca_group="qqq-either-way",
+    )
+    market = routed("QQQ", Side.SELL, 4, stop_loss=round(bid * 1.1, 2), oca_group="qqq-either-way")
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, resting)
+    events.wait(lambda es: OrderStatus.ACKNOWLEDGED in statuses(es, resting.order_id))
+    send(running.settings, market)
+    recorded = events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, market.order_id)
+            and OrderStatus.CANCELLED in statuses(es, resting.order_id)
+            and OrderStatus.CANCELLED in statuses(es, resting.order_id, OrderLeg.STOP_LOSS)
+        )
+    )
+    events.close()
+    resting_parent, resting_stop = sorted(running.ib_orders(resting.order_id), key=lambda o: o.order_id)
+    market_parent, market_stop = sorted(running.ib_orders(market.order_id), key=lambda o: o.order_id)
+    assert (resting_parent.request.oca_group, resting_parent.request.oca_type) == ("qqq-either-way", 1)
+    assert (market_parent.request.oca_group, market_stop.request.oca_group) == ("qqq-either-way", "")
+    assert [resting_parent.status, resting_stop.status] == ["Cancelled", "Cancelled"]
+    assert [market_parent.status, market_stop.status] == ["Filled", "Submitted"]  # the filled entry keeps its stop
+    assert statuses(recorded, resting.order_id)[-1] is OrderStatus.CANCELLED
+
+
 def test_partial_fills_then_the_rest(run_executor: Callable[..., Running]) -> None:
     running = run_executor({"partial_fill_max": 4})
     order = routed("MSFT", Side.SELL, 10)

@@ -215,6 +215,16 @@ def test_an_adaptive_entry_carries_the_algo_and_its_priority() -> None:
     assert plain.ticket.algo_strategy == "" and plain.ticket.to_ibapi().algoStrategy == ""
 
 
+def test_an_entry_in_an_oca_group_carries_the_group_with_cancel_on_fill_and_its_bracket_does_not() -> None:
+    parent, stop = plan_legs(routed(stop_loss=95, oca_group="breakout-aapl"), [1, 2], "DU1")
+    assert (parent.ticket.oca_group, parent.ticket.oca_type) == ("breakout-aapl", 1)
+    assert (stop.ticket.oca_group, stop.ticket.oca_type) == ("", 0)  # the children are the bracket's own OCA
+    ib = parent.ticket.to_ibapi()
+    assert (ib.ocaGroup, ib.ocaType) == ("breakout-aapl", 1)
+    (plain,) = plan_legs(routed(), [1], "DU1")
+    assert (plain.ticket.oca_group, plain.ticket.to_ibapi().ocaGroup) == ("", "")
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

@@ -55,6 +55,7 @@ CHANGED: dict[str, Any] = {
     "stop_loss_trail_amount": 1.25,
     "stop_loss_trail_percent": 1.5,
     "adaptive_priority": AdaptivePriority.PATIENT,
+    "oca_group": "breakout-either-way",
 }
 
 
