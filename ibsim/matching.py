@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from ibsim.clock import Session
 from ibsim.ledger import CommissionSchedule, Ledger, Position
 from ibsim.market import Quote
 from ibsim.order_types import (
@@ -53,7 +54,12 @@ __all__ = [
     "OrderUpdated",
 ]
 
-SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL"})
+SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "MOC", "LOC"})
+#: Orders that trade only in the closing auction: at the session's last second, at its closing (last) price.
+CLOSE_TYPES = frozenset({"MOC", "LOC"})
+#: MOC/LOC orders are refused, and may no longer be cancelled or modified, this long before the session's close
+#: (IB's rule for NYSE markets: 15:50 ET, 12:50 on a half day; Nasdaq takes new ones until 15:55, ibsim does not).
+CLOSE_ORDER_CUTOFF_SECONDS = 600
 #: Order types that wait for a trigger (see :mod:`ibsim.order_types` for the trailing stop).
 STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL"})
 #: OCA types under which a fill reduces the group's other orders instead of cancelling them.
@@ -66,6 +72,8 @@ class MarketView(Protocol):
     def quote(self, symbol: str, t: float) -> Quote: ...
 
     def in_session(self, t: float) -> bool: ...
+
+    def session_at(self, t: float) -> Session | None: ...
 
 
 @dataclass
@@ -154,13 +162,15 @@ class MatchingEngine:
         key = (req.client_id, req.order_id)
         existing = self._orders.get(key)
         if existing is not None:
-            refusal = _modification_refused(existing, req)
+            refusal = _modification_refused(existing, req) or self._past_close_cutoff(req.order_type, now)
             if refusal is not None:
                 # As at IB: the modification is refused, the order stays as it was.
                 return [OrderRejected(req.client_id, req.order_id, *refusal)]
             return self._modify(existing, req, now)
         parent = self._orders.get((req.client_id, req.parent_id)) if req.parent_id else None
-        problem = _invalid(req, parent_missing=bool(req.parent_id) and parent is None)
+        problem = _invalid(req, parent_missing=bool(req.parent_id) and parent is None) or self._past_close_cutoff(
+            req.order_type, now
+        )
         if problem is not None:
             return [self._reject(req, now, *problem)]
         order = _Order(req, self._next_perm, "PendingSubmit", now, now, now + fill_delay)
@@ -207,6 +217,8 @@ class MatchingEngine:
                     f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {order.status}.",
                 )
             ]
+        if self._past_close_cutoff(order.req.order_type, now):
+            return [OrderRejected(client_id, order_id, 161, _CLOSE_CUTOFF_CANCEL)]
         return self._cancel_tree(order, now, "")
 
     def discard_untransmitted(self) -> list[OrderSnapshot]:
@@ -263,6 +275,8 @@ class MatchingEngine:
             q = self._market.quote(o.req.symbol, s)
             price = self._fill_price(o, q)
             if price is None:
+                if o.req.order_type in CLOSE_TYPES and self._closing_second(s):
+                    events += self._cancel_tree(o, float(s), "")  # a LOC the close did not reach expires
                 continue
             qty = o.remaining
             if self.partial_fill_max > 0:
@@ -273,6 +287,8 @@ class MatchingEngine:
     def _fill_price(self, o: _Order, q: Quote) -> float | None:
         buy = o.req.action == "BUY"
         kind = o.req.order_type
+        if kind in CLOSE_TYPES:
+            return self._close_price(o, q)
         if kind in STOP_TYPES and not o.triggered:
             o.triggered = self._stop_triggers(o, q.last)
             if not o.triggered:
@@ -286,6 +302,31 @@ class MatchingEngine:
         if (buy and touch <= lmt + 1e-9) or (not buy and touch >= lmt - 1e-9):
             return touch
         return None
+
+    def _closing_second(self, s: int) -> bool:
+        """Whether ``s`` is the last second of its session (the closing auction)."""
+        session = self._market.session_at(s)
+        return session is not None and s == session.close - 1
+
+    def _close_price(self, o: _Order, q: Quote) -> float | None:
+        """A MOC's or LOC's fill price: the session's closing price (the last trade of its last second), for a LOC
+        only within its limit; None before the close."""
+        if not self._closing_second(q.time):
+            return None
+        if o.req.order_type == "LOC":
+            lmt = o.req.lmt_price or 0.0
+            if (q.last > lmt + 1e-9) if o.req.action == "BUY" else (q.last < lmt - 1e-9):
+                return None
+        return q.last
+
+    def _past_close_cutoff(self, order_type: str, now: float) -> tuple[int, str] | None:
+        """Why a MOC/LOC order may not be placed, modified or cancelled now: the session closes within the cut-off."""
+        if order_type not in CLOSE_TYPES:
+            return None
+        session = self._market.session_at(now)
+        if session is None or now < session.close - CLOSE_ORDER_CUTOFF_SECONDS:
+            return None
+        return 201, f"Order rejected - reason:{order_type} orders are not accepted after {_CLOSE_CUTOFF_TEXT}"
 
     @staticmethod
     def _stop_triggers(o: _Order, last: float) -> bool:
@@ -459,6 +500,10 @@ class MatchingEngine:
         return events
 
 
+_CLOSE_CUTOFF_TEXT = f"{CLOSE_ORDER_CUTOFF_SECONDS // 60} minutes before the close"
+_CLOSE_CUTOFF_CANCEL = f"Cancel attempted when order is not in a cancellable state: MOC/LOC within {_CLOSE_CUTOFF_TEXT}"
+
+
 def _modification_refused(o: _Order, req: OrderRequest) -> tuple[int, str] | None:
     """Why IB refuses a placeOrder that re-uses a live id (a modification), or None: 104 for a filled order, 103 for
     one otherwise ended (the id is spent), 105 when it changes what the order is (contract, side, type), and the new
@@ -480,7 +525,7 @@ def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:
         return 201, f"Order rejected - reason:Unsupported order type {req.order_type}"
     if req.quantity <= 0 or math.isnan(req.quantity):
         return 434, "The order size cannot be zero."
-    if req.order_type in {"LMT", "STP LMT"} and req.lmt_price is None:
+    if req.order_type in {"LMT", "STP LMT", "LOC"} and req.lmt_price is None:
         return 201, "Order rejected - reason:Missing limit price"
     if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
         return 201, "Order rejected - reason:Missing stop price"

@@ -587,3 +587,30 @@ def test_an_oca_group_a_fill_cancels_or_reduces_the_others(sim_factory: SimF, ib
     opened = {e[1]: e[3] for e in c.of("openOrder")}
     assert (opened[oid].ocaGroup, opened[oid].ocaType) == ("cancel-group", 1)
     assert (opened[oid + 2].ocaGroup, opened[oid + 2].ocaType) == ("reduce-group", 3)
+
+
+def test_moc_and_loc_on_a_half_day_trade_at_its_1300_close_and_the_cutoff_is_1250(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    """The day after Thanksgiving closes at 13:00: a MOC fills at the closing price at 12:59:59, a LOC sell limited
+    far above the market expires unfilled, and a MOC placed after 12:50 is refused (201) as is a cancel (161)."""
+    start = dt.datetime(2025, 11, 28, 12, 48, tzinfo=EXCHANGE_TZ)
+    sim = sim_factory(start_time=start, speed=120.0)
+    c = ibapi_factory(sim, 33)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("SPY")
+    c.placeOrder(oid, stock("SPY"), order("BUY", 10, "MOC", ref="moc"))
+    c.placeOrder(oid + 1, stock("SPY"), order("SELL", 10, "LOC", lmt=round(q.ask + 40, 2), ref="loc"))
+    c.wait_for(lambda: len([e for e in c.of("openOrder") if e[1] in (oid, oid + 1)]) >= 2)
+    close = int(dt.datetime(2025, 11, 28, 13, 0, tzinfo=EXCHANGE_TZ).timestamp())
+    c.wait_for(lambda: sim.now() >= close - 540)
+    c.placeOrder(oid + 2, stock("SPY"), order("BUY", 10, "MOC", ref="late"))
+    c.cancelOrder(oid)
+    c.wait_for(lambda: c.errors(201) and c.errors(161))
+    assert [e[1] for e in c.errors(201)] == [oid + 2] and [e[1] for e in c.errors(161)] == [oid]
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"], timeout=15)
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 1 and e[2] == "Cancelled"])
+    book = {o.order_ref: o for o in sim.orders()}
+    [fill] = book["moc"].executions
+    assert (fill.time, fill.price) == (close - 1, sim.quote("SPY", close - 1).last)
+    assert book["loc"].executions == () and book["loc"].status == "Cancelled"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
+from ibsim.clock import Session
 from ibsim.matching import OrderCancelled, OrderRejected, OrderUpdated
 from ibsim.order_types import adaptive_price, ratchet
 from tests.unit.ibsim.test_ibsim_matching import Script, engine, fills, req
@@ -124,3 +127,40 @@ def test_ratchet_keeps_stops_on_the_tick_away_from_the_market() -> None:
     assert ratchet("SELL", None, 100.0, 0.333) == 99.66
     assert ratchet("BUY", None, 100.0, 0.333) == 100.34
     assert ratchet("SELL", 99.8, 100.0, 0.333) == 99.8
+
+
+class Session600(Script):
+    """A scripted market whose session is [0, 1200): it closes at 1200, the MOC/LOC cut-off is at 600."""
+
+    def session_at(self, t: float) -> Session | None:
+        return Session(dt.date(2025, 1, 6), 0, 1200) if 0 <= t < 1200 else None
+
+    def in_session(self, t: float) -> bool:
+        return 0 <= t < 1200
+
+
+def test_moc_fills_at_the_closing_price_at_the_close_and_loc_only_within_its_limit() -> None:
+    e = engine(Session600({0: 100.0, 1199: 101.0}))
+    assert e.place(req(1, "BUY", 10, "MOC"), 10.0)[0].order.status == "Submitted"  # type: ignore[union-attr]
+    e.place(req(2, "SELL", 10, "LOC", lmt=100.5), 10.0)
+    e.place(req(3, "BUY", 10, "LOC", lmt=100.5), 10.0)
+    assert fills(e.advance(1198.0)) == []  # nothing trades before the close
+    events = e.advance(1210.0)
+    by_id = {f.order.order_id: f.execution for f in fills(events)}
+    assert sorted(by_id) == [1, 2]
+    assert all((x.time, x.price) == (1199.0, 101.0) for x in by_id.values())  # the close, at the closing price
+    [expired] = [x for x in events if isinstance(x, OrderCancelled)]
+    assert expired.order.order_id == 3  # a buy limited to 100.50 does not trade at a 101.00 close
+
+
+def test_moc_and_loc_are_refused_after_the_cutoff_and_can_no_longer_be_cancelled_or_changed() -> None:
+    e = engine(Session600({}))
+    e.place(req(1, "BUY", 10, "MOC"), 10.0)
+    [late] = e.place(req(2, "BUY", 10, "MOC"), 600.0)
+    assert isinstance(late, OrderRejected) and late.code == 201 and "before the close" in late.message
+    [no_cancel] = e.cancel(1, 1, 700.0)
+    assert isinstance(no_cancel, OrderRejected) and no_cancel.code == 161
+    [no_change] = e.place(req(1, "BUY", 5, "MOC"), 700.0)
+    assert isinstance(no_change, OrderRejected) and e.order(1, 1).request.quantity == 10  # type: ignore[union-attr]
+    assert isinstance(e.place(req(3, "BUY", 10, "LOC"), 10.0)[0], OrderRejected)  # a LOC needs its limit
+    assert isinstance(e.cancel(1, 1, 599.0)[0], OrderCancelled)  # before the cut-off it cancels as any order
