@@ -13,7 +13,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from ibstream.contracts import RoutedOrder
-from ibstream.contracts.enums import AdaptivePriority, OrderLeg, OrderStatus, OrderType, Side
+from ibstream.contracts.enums import AdaptivePriority, OrderLeg, OrderStatus, OrderType, Side, TimeInForce
 from ibstream.exceptions import IbstreamError
 from ibstream.ib.codes import CodeKind
 from ibstream.ib.session import OrderTicket
@@ -134,7 +134,17 @@ class LegPlan:
     ticket: OrderTicket
 
 
-_IB_ORDER_TYPE = {OrderType.MKT: "MKT", OrderType.LMT: "LMT", OrderType.STP: "STP", OrderType.STP_LMT: "STP LMT"}
+_IB_ORDER_TYPE = {
+    OrderType.MKT: "MKT",
+    OrderType.LMT: "LMT",
+    OrderType.STP: "STP",
+    OrderType.STP_LMT: "STP LMT",
+    OrderType.MOC: "MOC",
+    OrderType.LOC: "LOC",
+}
+
+#: Orders of the closing auction: IB takes them as day orders only.
+CLOSE_ORDER_TYPES = frozenset({OrderType.MOC, OrderType.LOC})
 
 #: IB's Adaptive algo: the name in algoStrategy, the order types it takes, and our priority → its adaptivePriority.
 ADAPTIVE = "Adaptive"
@@ -165,7 +175,9 @@ def legs_of(order: RoutedOrder) -> list[OrderLeg]:
 def validate(order: RoutedOrder) -> None:
     """Raise InvalidOrderError when IB could not take the order as routed."""
     _validate_trail_and_algo(order)
-    if order.order_type in (OrderType.LMT, OrderType.STP_LMT) and order.limit_price is None:
+    if order.order_type in CLOSE_ORDER_TYPES and order.time_in_force is not TimeInForce.DAY:
+        raise InvalidOrderError(f"a {order.order_type.value} order is a day order, not {order.time_in_force.value}")
+    if order.order_type in (OrderType.LMT, OrderType.STP_LMT, OrderType.LOC) and order.limit_price is None:
         raise InvalidOrderError(f"{order.order_type.value} order without limit_price")
     if order.order_type in (OrderType.STP, OrderType.STP_LMT) and order.stop_price is None:
         raise InvalidOrderError(f"{order.order_type.value} order without stop_price")

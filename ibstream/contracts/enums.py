@@ -23,6 +23,9 @@ class OrderType(StrEnum):
     LMT = "LMT"
     STP = "STP"
     STP_LMT = "STP_LMT"
+    #: Market on close, limit on close: trade only in the closing auction, at the closing price.
+    MOC = "MOC"
+    LOC = "LOC"
 
 
 class AdaptivePriority(StrEnum):

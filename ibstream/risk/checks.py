@@ -240,7 +240,7 @@ def check_price_band(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
         return RiskCheck(
             name="price_band", value=None, limit=limit, passed=False, reason="no quote to compare the order price with"
         )
-    if intent.order_type is OrderType.MKT:
+    if intent.order_type in (OrderType.MKT, OrderType.MOC):
         return RiskCheck(
             name="price_band", value=0.0, limit=limit, passed=True, reason="market order trades at the quote"
         )

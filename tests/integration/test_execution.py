@@ -314,6 +314,38 @@ def test_entries_in_one_oca_group_the_first_fill_cancels_the_other_with_its_brac
     assert statuses(recorded, resting.order_id)[-1] is OrderStatus.CANCELLED
 
 
+def test_a_moc_entry_with_its_stop_fills_at_the_close_and_a_loc_out_of_reach_expires(
+    run_executor: Callable[..., Running],
+) -> None:
+    """At 15:30 a MOC buy with a stop and a LOC buy limited 10% under the market: nothing trades until the close,
+    then the MOC fills at the closing price (its stop starts working) and the LOC expires cancelled."""
+    start = MONDAY_10AM.replace(hour=15, minute=30)
+    running = run_executor({"start_time": start, "speed": 120.0})
+    bid = running.sim.quote("SPY").bid
+    moc = routed("SPY", Side.BUY, 5, order_type=OrderType.MOC, stop_loss=round(bid * 0.9, 2))
+    loc = routed("SPY", Side.BUY, 5, order_type=OrderType.LOC, limit_price=round(bid * 0.9, 2))
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, moc, loc)
+    recorded = events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, moc.order_id) and OrderStatus.CANCELLED in statuses(es, loc.order_id)
+        ),
+        timeout=40,
+    )
+    events.close()
+    assert OrderStatus.ACKNOWLEDGED in statuses(recorded, moc.order_id)
+    parent, stop = sorted(running.ib_orders(moc.order_id), key=lambda o: o.order_id)
+    close = int(MONDAY_10AM.replace(hour=16, minute=0).timestamp())
+    (fill,) = parent.executions
+    assert parent.request.order_type == "MOC" and (fill.time, fill.price) == (
+        close - 1,
+        running.sim.quote("SPY", close - 1).last,
+    )
+    assert stop.status in ("Submitted", "PreSubmitted")  # working from the next session on
+    (loc_at_ib,) = running.ib_orders(loc.order_id)
+    assert (loc_at_ib.request.order_type, loc_at_ib.status, loc_at_ib.executions) == ("LOC", "Cancelled", ())
+
+
 def test_partial_fills_then_the_rest(run_executor: Callable[..., Running]) -> None:
     running = run_executor({"partial_fill_max": 4})
     order = routed("MSFT", Side.SELL, 10)

@@ -43,6 +43,7 @@ from ibstream.contracts.enums import (
     OrderType,
     Severity,
     Side,
+    TimeInForce,
     TradingState,
 )
 from ibstream.ib import events
@@ -213,6 +214,18 @@ def test_an_adaptive_entry_carries_the_algo_and_its_priority() -> None:
     ]
     (plain,) = plan_legs(routed(), [1], "DU1")
     assert plain.ticket.algo_strategy == "" and plain.ticket.to_ibapi().algoStrategy == ""
+
+
+def test_moc_and_loc_entries_are_ib_moc_and_loc_day_orders() -> None:
+    parent, stop = plan_legs(routed(order_type=OrderType.MOC, stop_loss=95), [1, 2], "DU1")
+    assert (parent.ticket.order_type, parent.ticket.limit_price, parent.ticket.time_in_force) == ("MOC", None, "DAY")
+    assert (stop.ticket.order_type, stop.ticket.parent_id) == ("STP", 1)
+    (loc,) = plan_legs(routed(order_type=OrderType.LOC, limit_price=101.5), [1], "DU1")
+    assert (loc.ticket.order_type, loc.ticket.limit_price, loc.ticket.to_ibapi().orderType) == ("LOC", 101.5, "LOC")
+    with pytest.raises(InvalidOrderError, match="limit"):
+        validate(routed(order_type=OrderType.LOC))
+    with pytest.raises(InvalidOrderError, match="day order"):
+        validate(routed(order_type=OrderType.MOC, time_in_force=TimeInForce.GTC))
 
 
 def test_an_entry_in_an_oca_group_carries_the_group_with_cancel_on_fill_and_its_bracket_does_not() -> None:

@@ -280,6 +280,11 @@ CASES: list[Case] = [
     ("band ok", risk.check_price_band, intent(limit_price=101.5), view_with(), True),
     ("band fat finger", risk.check_price_band, intent(limit_price=110.0, stop_loss=108.0), view_with(), False),
     ("band market order", risk.check_price_band, intent(order_type=OrderType.MKT, limit_price=None), view_with(), True),
+    ("band market-on-close order", risk.check_price_band, intent(order_type=OrderType.MOC, limit_price=None), view_with(), True),  # noqa: E501
+    ("band limit-on-close fat finger", risk.check_price_band, intent(order_type=OrderType.LOC, limit_price=110.0, stop_loss=108.0), view_with(), False),  # noqa: E501
+    ("notional of a market-on-close order at the quote", risk.check_order_notional, intent(order_type=OrderType.MOC, limit_price=None, quantity=201), view_with(), False),  # noqa: E501
+    ("market-on-close unpriced without a quote", risk.check_order_notional, intent(order_type=OrderType.MOC, limit_price=None), view_with(with_quote=False), False),  # noqa: E501
+    ("notional of a limit-on-close order at its limit", risk.check_order_notional, intent(order_type=OrderType.LOC, limit_price=100.0, quantity=199), view_with(), True),  # noqa: E501
     ("band no quote", risk.check_price_band, intent(), view_with(with_quote=False), False),
     ("quote fresh", risk.check_quote_age, intent(), view_with(), True),
     ("quote stale", risk.check_quote_age, intent(), view_with(lambda v: v.apply_quote(quote(age=6.0)), with_quote=False), False),  # noqa: E501
