@@ -227,3 +227,36 @@ async def test_a_withdrawal_at_ibsim_shrinks_the_size_agent0_plans(
     # 0.5 % of 60,000 at risk at 2 per share (entry 100, stop 98): 150; on the million before, more (or the caps).
     assert after.plan is not None and after.plan.quantity == 150
     assert before.plan is not None and before.plan.quantity > after.plan.quantity
+
+
+def test_a_plan_over_http_asks_for_an_adaptive_entry_and_a_trailing_stop_and_its_intent_carries_them(
+    server: Server,
+) -> None:
+    """POST /v1/plan over a real socket with the order options; orchestration's intent for the planned run carries
+    them as order terms (what risk checks and execution maps to IB's Adaptive algo and TRAIL)."""
+    import httpx
+
+    from ibstream.contracts import Plan
+    from ibstream.contracts.enums import AdaptivePriority
+
+    body = {
+        "signal": SIGNAL.model_dump(mode="json"),
+        "entry_type": "MKT",
+        "adaptive_priority": "PATIENT",
+        "stop_loss_trail_percent": 1.5,
+    }
+    headers = {"authorization": f"Bearer {service_token()}"}
+    answer = httpx.post(f"{server.url}/v1/plan", json=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    plan = Plan.model_validate(answer.json()["plan"])
+    assert (plan.adaptive_priority, plan.stop_loss_trail_percent) == (AdaptivePriority.PATIENT, 1.5)
+    planning = orch.advance(orch.trigger(SIGNAL), RunState.PLANNING, actor="t")
+    run = orch.advance(planning, RunState.PLANNED, actor="t", plan=plan)
+    intent = orch.intent_for(run, plan)
+    assert (intent.adaptive_priority, intent.stop_loss_trail_percent, intent.stop_loss) == (
+        AdaptivePriority.PATIENT,
+        1.5,
+        plan.stop_loss,
+    )
+    refused = httpx.post(f"{server.url}/v1/plan", json=body | {"entry_type": "MOC"}, headers=headers, timeout=10)
+    assert refused.status_code == 422 and "Adaptive" in refused.text
