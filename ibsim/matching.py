@@ -54,14 +54,16 @@ __all__ = [
     "OrderUpdated",
 ]
 
-SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "MOC", "LOC"})
+SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC", "LOC"})
+#: Trailing stops: the stop follows the market (:mod:`ibsim.order_types`).
+TRAIL_TYPES = frozenset({"TRAIL", "TRAIL LIMIT"})
 #: Orders that trade only in the closing auction: at the session's last second, at its closing (last) price.
 CLOSE_TYPES = frozenset({"MOC", "LOC"})
 #: MOC/LOC orders are refused, and may no longer be cancelled or modified, this long before the session's close
 #: (IB's rule for NYSE markets: 15:50 ET, 12:50 on a half day; Nasdaq takes new ones until 15:55, ibsim does not).
 CLOSE_ORDER_CUTOFF_SECONDS = 600
 #: Order types that wait for a trigger (see :mod:`ibsim.order_types` for the trailing stop).
-STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL"})
+STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL", "TRAIL LIMIT"})
 #: OCA types under which a fill reduces the group's other orders instead of cancelling them.
 OCA_REDUCE_TYPES = frozenset({2, 3})
 
@@ -298,7 +300,7 @@ class MatchingEngine:
             touch = adaptive_price(o.req.action, q.bid, q.ask, adaptive_priority(o.req.algo_params))
         if kind in {"MKT", "STP", "TRAIL"}:
             return touch
-        lmt = o.req.lmt_price or 0.0
+        lmt = _limit_of(o.req, o.trail_stop)
         if (buy and touch <= lmt + 1e-9) or (not buy and touch >= lmt - 1e-9):
             return touch
         return None
@@ -331,7 +333,7 @@ class MatchingEngine:
     @staticmethod
     def _stop_triggers(o: _Order, last: float) -> bool:
         """Whether a stop triggers at ``last``; a trailing stop starts, or ratchets after the check."""
-        if o.req.order_type != "TRAIL":
+        if o.req.order_type not in TRAIL_TYPES:
             return stop_reached(o.req.action, o.req.aux_price or 0.0, last)
         offset = trail_offset(last, o.req.aux_price, o.req.trailing_percent)
         if o.trail_stop is None:
@@ -539,9 +541,20 @@ def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:
     return None
 
 
+def _limit_of(req: OrderRequest, trail_stop: float | None) -> float:
+    """An order's limit: a triggered TRAIL LIMIT's is its stop less (SELL) or plus (BUY) its limit offset, unless it
+    gave its limit price itself; any other order's is its limit price."""
+    if req.order_type == "TRAIL LIMIT" and req.lmt_price_offset is not None and trail_stop is not None:
+        offset = req.lmt_price_offset if req.action == "BUY" else -req.lmt_price_offset
+        return round(trail_stop + offset, 4)
+    return req.lmt_price or 0.0
+
+
 def _trail_or_algo_problem(req: OrderRequest) -> str | None:
     """Why IB refuses a trailing stop's trail or an order's algo, or None."""
-    if req.order_type == "TRAIL" and (req.aux_price is None) == (req.trailing_percent is None):
+    if req.order_type == "TRAIL LIMIT" and req.lmt_price is None and req.lmt_price_offset is None:
+        return "A trailing stop limit needs a limit price offset (lmtPriceOffset) or a limit price"
+    if req.order_type in TRAIL_TYPES and (req.aux_price is None) == (req.trailing_percent is None):
         return "A trailing stop needs a trailing amount or a trailing percent, not both"
     if req.trailing_percent is not None and not 0 < req.trailing_percent < 100:
         return f"Invalid trailing percent {req.trailing_percent:g}"

@@ -39,6 +39,8 @@ class OrderRequest:
     #: IB algo (``Adaptive`` only) and its parameters, as (tag, value).
     algo_strategy: str = ""
     algo_params: tuple[tuple[str, str], ...] = ()
+    #: TRAIL LIMIT: the limit's offset from the stop once triggered (lmtPriceOffset); None: ``lmt_price`` is the limit.
+    lmt_price_offset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

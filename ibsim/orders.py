@@ -91,6 +91,7 @@ class Orders:
             trailing_percent=req.tail.trailing_percent,
             algo_strategy=req.tail.algo_strategy,
             algo_params=req.tail.algo_params,
+            lmt_price_offset=req.tail.lmt_price_offset,
         )
         if req.what_if:
             self._answer_what_if(s, order_req, inst, now)

@@ -202,7 +202,7 @@ def _open_order_tail(o: OrderSnapshot) -> list[Field]:
         "",
         unset,  # adjustedOrderType, triggerPrice
         unset if trail_stop is None else trail_stop,
-        unset,  # trailStopPrice, lmtPriceOffset
+        unset if o.request.lmt_price_offset is None else o.request.lmt_price_offset,  # trailStopPrice, lmtPriceOffset
         unset,
         unset,
         unset,

@@ -127,6 +127,8 @@ class PlaceOrderTail:
     algo_strategy: str = ""
     algo_params: tuple[tuple[str, str], ...] = ()
     what_if: bool = False
+    #: A TRAIL LIMIT order's limit offset from its stop (lmtPriceOffset); None when unset or behind conditions.
+    lmt_price_offset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +275,7 @@ def _p_place_order(r: FieldReader) -> Request:
     parent_id = r.integer()
     r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
     outside_rth = r.flag()
-    tail = _place_order_tail(r, c)
+    tail = _place_order_tail(r, c, order_type)
     return PlaceOrder(
         order_id,
         c,
@@ -294,7 +296,7 @@ def _p_place_order(r: FieldReader) -> Request:
     )
 
 
-def _place_order_tail(r: FieldReader, c: ContractSpec) -> PlaceOrderTail:
+def _place_order_tail(r: FieldReader, c: ContractSpec, order_type: str) -> PlaceOrderTail:
     """Walk placeOrder from ``hidden`` to ``whatIf`` (server 157, as ibapi's EClient.placeOrder writes it), keeping
     the OCA type, the trail and the algo.
 
@@ -338,7 +340,19 @@ def _place_order_tail(r: FieldReader, c: ContractSpec) -> PlaceOrderTail:
     if algo_strategy:
         algo_params = tuple((r.text(), r.text()) for _ in range(r.integer()))
     r.skip()  # algoId
-    return PlaceOrderTail(oca_type, trail_stop_price, trailing_percent, algo_strategy, algo_params, r.flag())
+    what_if = r.flag()
+    offset = _place_order_lmt_price_offset(r) if order_type == "TRAIL LIMIT" else None
+    return PlaceOrderTail(oca_type, trail_stop_price, trailing_percent, algo_strategy, algo_params, what_if, offset)
+
+
+def _place_order_lmt_price_offset(r: FieldReader) -> float | None:
+    """Walk from miscOptions to lmtPriceOffset (server 157). Conditions have per-type layouts ibsim does not read:
+    with any, the offset stays unknown (None), and the order is refused for want of it."""
+    r.skip(4)  # miscOptions, solicited, randomizeSize, randomizePrice
+    if r.integer():  # conditions count (PEG BENCH fields never precede it: ibsim refuses PEG BENCH)
+        return None
+    r.skip(2)  # adjustedOrderType, triggerPrice
+    return r.number()
 
 
 def _p_executions(r: FieldReader) -> Request:

@@ -614,3 +614,26 @@ def test_moc_and_loc_on_a_half_day_trade_at_its_1300_close_and_the_cutoff_is_125
     [fill] = book["moc"].executions
     assert (fill.time, fill.price) == (close - 1, sim.quote("SPY", close - 1).last)
     assert book["loc"].executions == () and book["loc"].status == "Cancelled"
+
+
+def test_a_trailing_stop_limit_placed_by_ibapi_echoes_its_offset(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    """A SELL TRAIL LIMIT far under the market: it works (Submitted), and openOrder carries the trail, the stop and
+    the limit offset ibapi sent after whatIf."""
+    sim = sim_factory()
+    c = ibapi_factory(sim, 34)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("AAPL")
+    o = order("SELL", 5, "TRAIL LIMIT", aux=round(q.bid * 0.2, 2), ref="tl")
+    o.trailStopPrice, o.lmtPriceOffset = round(q.bid * 0.5, 2), 0.25
+    c.placeOrder(oid, stock("AAPL"), o)
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Submitted"])
+    [book] = [x for x in sim.orders() if x.order_ref == "tl"]
+    assert book.request.lmt_price_offset == 0.25 and book.status == "Submitted"
+    c.reqOpenOrders()
+    c.wait_event("openOrderEnd")
+    echoed = [e[3] for e in c.of("openOrder") if e[1] == oid][-1]
+    assert (echoed.orderType, echoed.auxPrice, echoed.lmtPriceOffset) == ("TRAIL LIMIT", o.auxPrice, 0.25)
+    [later] = [x for x in sim.orders() if x.order_ref == "tl"]
+    assert later.trail_stop is not None  # a SELL stop only rises: the echoed one lies between the initial and now
+    assert o.trailStopPrice <= echoed.trailStopPrice <= later.trail_stop
+    assert echoed.trailStopPrice > o.trailStopPrice  # the market is far above: it ratcheted at once

@@ -164,3 +164,19 @@ def test_moc_and_loc_are_refused_after_the_cutoff_and_can_no_longer_be_cancelled
     assert isinstance(no_change, OrderRejected) and e.order(1, 1).request.quantity == 10  # type: ignore[union-attr]
     assert isinstance(e.place(req(3, "BUY", 10, "LOC"), 10.0)[0], OrderRejected)  # a LOC needs its limit
     assert isinstance(e.cancel(1, 1, 599.0)[0], OrderCancelled)  # before the cut-off it cancels as any order
+
+
+def test_a_trailing_stop_limit_becomes_a_limit_its_offset_from_the_stop_when_triggered() -> None:
+    # A sell trails by 1.00 from 103 (stop 102), triggers at 101.00: its limit is 102 - 0.50 = 101.50, above the bid
+    # 100.99, so it rests until the bid is back at 101.69.
+    e = engine(Script({0: 100.0, 2: 103.0, 4: 101.0, 6: 101.7}))
+    e.place(req(1, "SELL", 10, "TRAIL LIMIT", aux=1.0, trail_stop_price=98.0, lmt_price_offset=0.5), 0.0)
+    assert fills(e.advance(5.0)) == []
+    assert e.order(1, 1).trail_stop == 102.0  # type: ignore[union-attr]
+    [f] = fills(e.advance(7.0))
+    assert (f.execution.time, f.execution.price) == (6.0, 101.69)
+
+
+def test_a_trailing_stop_limit_needs_its_limit() -> None:
+    [rejected] = engine(Script({})).place(req(1, "SELL", 1, "TRAIL LIMIT", aux=1.0), 0.0)
+    assert isinstance(rejected, OrderRejected) and "lmtPriceOffset" in rejected.message

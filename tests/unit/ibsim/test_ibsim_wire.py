@@ -430,3 +430,17 @@ def test_place_order_keeps_the_trail_oca_type_and_adaptive_algo_ibapi_sends() ->
     adaptive.whatIf = True
     req = ibapi_request("placeOrder", 23, stk("AAPL"), adaptive)
     assert isinstance(req, m.PlaceOrder) and req.what_if and req.tail.algo_strategy == "Adaptive"
+
+
+def test_place_order_reads_a_trailing_stop_limits_offset_after_what_if() -> None:
+    o = Order()
+    o.action, o.totalQuantity, o.orderType, o.auxPrice, o.lmtPriceOffset = "SELL", 10, "TRAIL LIMIT", 1.0, 0.5
+    o.trailStopPrice = 98.0
+    req = ibapi_request("placeOrder", 24, stk("AAPL"), o)
+    assert isinstance(req, m.PlaceOrder) and not req.what_if
+    assert (req.order_type, req.aux_price, req.tail.trail_stop_price, req.tail.lmt_price_offset) == (
+        "TRAIL LIMIT",
+        1.0,
+        98.0,
+        0.5,
+    )
