@@ -463,7 +463,7 @@ def test_orders_with_invalid_fields_get_321_or_201_with_the_reason(sim_factory: 
         (order("HOLD", 10, "MKT"), 321, "Invalid action 'HOLD'"),
         (bad_account, 321, "Invalid account DU0000000"),
         (order("BUY", 10, "LMT"), 201, "Order rejected - reason:Missing limit price"),
-        (order("BUY", 10, "TRAIL LIMIT"), 201, "Order rejected - reason:Unsupported order type TRAIL LIMIT"),
+        (order("BUY", 10, "REL"), 201, "Order rejected - reason:Unsupported order type REL"),
     ]
     for n, (o, _, _) in enumerate(cases):
         c.placeOrder(oid + n, stock("AAPL"), o)
