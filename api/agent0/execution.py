@@ -20,17 +20,7 @@ from ibstream.contracts.enums import RunState
 APPROVED_STATES = frozenset({RunState.APPROVED, RunState.SUBMITTED, RunState.COMPLETED})
 
 #: The plan terms an order is made of; a plan whose terms differ from the run's is another order.
-_TERMS = (
-    "side",
-    "quantity",
-    "order_type",
-    "limit_price",
-    "stop_price",
-    "stop_loss",
-    "take_profit",
-    "stop_loss_trail_percent",
-    "adaptive_priority",
-)
+_TERMS = ("side", "quantity", "order_type", "limit_price", "stop_price", "stop_loss", "take_profit")
 
 
 @dataclass(frozen=True)

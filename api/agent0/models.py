@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import ID_PATTERN, SYMBOL_PATTERN
 from ibstream.contracts import Plan
-from ibstream.contracts.enums import AdaptivePriority, ApprovalMode, RunState, Side
+from ibstream.contracts.enums import ApprovalMode, RunState, Side
 
 
 class SignalIn(BaseModel):
@@ -39,11 +39,6 @@ class PlanRequestV1(BaseModel):
     #: at the signal's entry).
     entry_type: Literal["LMT", "MKT", "MOC", "LOC"] = "LMT"
     equity: float | None = Field(default=None, gt=0, lt=1e12)
-    #: Route a LMT or MKT entry through IB's Adaptive algo with this priority.
-    adaptive_priority: AdaptivePriority | None = None
-    #: Make the stop-loss a trailing stop that follows the price by this percent from the signal's stop (widened to
-    #: the minimum stop distance, as the stop is).
-    stop_loss_trail_percent: float | None = Field(default=None, gt=0, lt=100)
 
 
 class PlanResponseV1(BaseModel):

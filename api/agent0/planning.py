@@ -8,7 +8,7 @@ from api.agent0.models import PlanResponseV1, SignalIn
 from ibstream import ids
 from ibstream.config import Settings
 from ibstream.contracts import Plan
-from ibstream.contracts.enums import AdaptivePriority, OrderType, Side
+from ibstream.contracts.enums import OrderType, Side
 from ibstream.sizing import SizingError, size_by_risk
 
 
@@ -32,36 +32,10 @@ ENTRY_TYPES: dict[str, tuple[OrderType, bool]] = {
     "MOC": (OrderType.MOC, False),
     "LOC": (OrderType.LOC, True),
 }
-#: Entry order types the Adaptive algo takes.
-ADAPTIVE_ENTRY_TYPES = frozenset({OrderType.LMT, OrderType.MKT})
-
-
-@dataclass(frozen=True)
-class OrderOptions:
-    """What a plan may ask of the order beyond the bracket: the Adaptive algo, a trailing stop-loss."""
-
-    adaptive_priority: AdaptivePriority | None = None
-    stop_loss_trail_percent: float | None = None
-
-
-def _options_for(order_type: OrderType, options: OrderOptions, min_stop_pct: float | None) -> OrderOptions:
-    """The options as planned: Adaptive only on a LMT or MKT entry (else unplannable), a trail no tighter than the
-    minimum stop distance (widened with the same 5 % margin as the stop)."""
-    if options.adaptive_priority is not None and order_type not in ADAPTIVE_ENTRY_TYPES:
-        raise SizingError(f"the Adaptive algo takes LMT and MKT entries, not {order_type.value}")
-    trail = options.stop_loss_trail_percent
-    if trail is not None and min_stop_pct is not None and trail < min_stop_pct * 1.05:
-        trail = round(min_stop_pct * 1.05, 4)
-    return OrderOptions(options.adaptive_priority, trail)
 
 
 def make_plan(
-    signal: SignalIn,
-    entry_type: str,
-    equity: float,
-    risk_pct: float,
-    limits: PlanLimits | None = None,
-    options: OrderOptions | None = None,
+    signal: SignalIn, entry_type: str, equity: float, risk_pct: float, limits: PlanLimits | None = None
 ) -> PlanResponseV1:
     """The plan for a signal: side from the signal, quantity sized by account risk, bracket from its stop/target.
 
@@ -89,7 +63,6 @@ def make_plan(
     signal = signal.model_copy(update={"stop": stop, "take_profit": take_profit})
     plan_id = ids.plan_id(signal.signal_id, equity, risk_pct)
     order_type, limited = ENTRY_TYPES[entry_type]
-    planned = _options_for(order_type, options or OrderOptions(), limits.min_stop_pct)
     risk = quantity * abs(signal.entry - signal.stop)
     reward = quantity * abs(signal.take_profit - signal.entry)
     plan = Plan(
@@ -100,8 +73,6 @@ def make_plan(
         limit_price=signal.entry if limited else None,
         stop_loss=signal.stop,
         take_profit=signal.take_profit,
-        stop_loss_trail_percent=planned.stop_loss_trail_percent,
-        adaptive_priority=planned.adaptive_priority,
         rationale=(
             f"{signal.strategy} {signal.side.value} {signal.symbol} at confidence {signal.confidence:.2f}: "
             f"{quantity} shares risk {risk:.2f} ({risk_pct:g}% of {equity:,.0f}) for {reward:.2f} "

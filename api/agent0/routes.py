@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from api.agent0.execution import Refusal, verdict
 from api.agent0.models import ExecuteRequestV1, ExecuteResponseV1, PlanRequestV1, PlanResponseV1
-from api.agent0.planning import OrderOptions, PlanLimits, make_plan
+from api.agent0.planning import PlanLimits, make_plan
 from api.agent0.runs import RunLookup, RunLookupError
 from api.agent0.store import PlanStore
 from api.auth import Principal, Role, authorize, authorize_service_or
@@ -96,7 +96,6 @@ def plan(request: PlanRequestV1, http: Request, principal: Annotated[Principal, 
                 _equity(request, settings),
                 settings.risk.per_trade_pct,
                 PlanLimits.from_settings(settings),
-                OrderOptions(request.adaptive_priority, request.stop_loss_trail_percent),
             )
         except SizingError as error:
             _plans.add(1, {"outcome": "unplannable"})

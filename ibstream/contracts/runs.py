@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ibstream.contracts.base import DAY_MS, Record, TopicSpec, UtcDatetime
-from ibstream.contracts.enums import AdaptivePriority, ApprovalMode, OrderType, RunState, Side
+from ibstream.contracts.enums import ApprovalMode, OrderType, RunState, Side
 
 
 class Plan(Record):
@@ -22,10 +22,6 @@ class Plan(Record):
     stop_loss: float
     take_profit: float
     rationale: str
-    #: The stop-loss trails by this percent from ``stop_loss`` (the order term ``stop_loss_trail_percent``).
-    stop_loss_trail_percent: float | None = None
-    #: The entry goes through IB's Adaptive algo (the order term ``adaptive_priority``).
-    adaptive_priority: AdaptivePriority | None = None
 
 
 class OrchestrationRun(Record):

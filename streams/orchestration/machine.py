@@ -112,8 +112,6 @@ def intent_for(run: OrchestrationRun, plan: Plan, requested_by: str = "orchestra
         stop_price=plan.stop_price,
         stop_loss=plan.stop_loss,
         take_profit=plan.take_profit,
-        stop_loss_trail_percent=plan.stop_loss_trail_percent,
-        adaptive_priority=plan.adaptive_priority,
         requested_by=requested_by,
         created_time=utc_now(),
     )

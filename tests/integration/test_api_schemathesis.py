@@ -20,9 +20,8 @@ from pydantic import ValidationError
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from api.agent0 import PlanLimits, PlanRequestV1, PlanStore, make_plan
+from api.agent0 import PlanLimits, PlanStore, SignalIn, make_plan
 from api.agent0 import create_app as create_agent0
-from api.agent0.planning import OrderOptions
 from api.app import create_app
 from api.auth import Role
 from api.errors import ApiError
@@ -138,24 +137,23 @@ def agent0(
 
 
 def _unplannable(case: Any, settings: Settings) -> bool:
-    """A plan request whose prices or options fit the schema but not each other (a stop on the wrong side, a budget
-    below one share, the Adaptive algo on a MOC/LOC entry): 422 ``unplannable`` is the right answer, so
-    ``positive_data_acceptance`` is skipped for it. Decided by the planning function itself, with the settings Agent0
-    plans by."""
+    """A plan request whose prices fit the schema but not each other (a stop on the wrong side, a budget below one
+    share): 422 ``unplannable`` is the right answer, so ``positive_data_acceptance`` is skipped for it. Decided by
+    the planning function itself, with the settings Agent0 plans by."""
     if case.path != "/v1/plan" or not isinstance(case.body, dict):
         return False
+    equity = case.body.get("equity") or settings.risk.account_equity
     try:
-        request = PlanRequestV1.model_validate(case.body)
+        signal = SignalIn.model_validate(case.body["signal"])
     except (ValidationError, KeyError, TypeError):
-        return False  # not a valid request: it is negative data, and the check stays on
+        return False  # not a valid signal: the request is negative data, and the check stays on
     try:
         make_plan(
-            request.signal,
-            request.entry_type,
-            request.equity or settings.risk.account_equity,
+            signal,
+            case.body.get("entry_type", "LMT"),
+            equity,
             settings.risk.per_trade_pct,
             PlanLimits.from_settings(settings),
-            OrderOptions(request.adaptive_priority, request.stop_loss_trail_percent),
         )
     except SizingError:
         return True

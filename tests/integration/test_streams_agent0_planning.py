@@ -229,34 +229,20 @@ async def test_a_withdrawal_at_ibsim_shrinks_the_size_agent0_plans(
     assert before.plan is not None and before.plan.quantity > after.plan.quantity
 
 
-def test_a_plan_over_http_asks_for_an_adaptive_entry_and_a_trailing_stop_and_its_intent_carries_them(
-    server: Server,
-) -> None:
-    """POST /v1/plan over a real socket with the order options; orchestration's intent for the planned run carries
-    them as order terms (what risk checks and execution maps to IB's Adaptive algo and TRAIL)."""
+def test_a_plan_over_http_asks_for_a_limit_on_close_entry_and_its_intent_carries_it(server: Server) -> None:
+    """POST /v1/plan over a real socket with entry_type LOC: the plan's entry is a LOC limited at the signal's
+    entry, and orchestration's intent for the planned run carries it (what execution places as IB's LOC)."""
     import httpx
 
     from ibstream.contracts import Plan
-    from ibstream.contracts.enums import AdaptivePriority
+    from ibstream.contracts.enums import OrderType
 
-    body = {
-        "signal": SIGNAL.model_dump(mode="json"),
-        "entry_type": "MKT",
-        "adaptive_priority": "PATIENT",
-        "stop_loss_trail_percent": 1.5,
-    }
+    body = {"signal": SIGNAL.model_dump(mode="json"), "entry_type": "LOC"}
     headers = {"authorization": f"Bearer {service_token()}"}
     answer = httpx.post(f"{server.url}/v1/plan", json=body, headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
     plan = Plan.model_validate(answer.json()["plan"])
-    assert (plan.adaptive_priority, plan.stop_loss_trail_percent) == (AdaptivePriority.PATIENT, 1.5)
+    assert (plan.order_type, plan.limit_price) == (OrderType.LOC, SIGNAL.entry)
     planning = orch.advance(orch.trigger(SIGNAL), RunState.PLANNING, actor="t")
-    run = orch.advance(planning, RunState.PLANNED, actor="t", plan=plan)
-    intent = orch.intent_for(run, plan)
-    assert (intent.adaptive_priority, intent.stop_loss_trail_percent, intent.stop_loss) == (
-        AdaptivePriority.PATIENT,
-        1.5,
-        plan.stop_loss,
-    )
-    refused = httpx.post(f"{server.url}/v1/plan", json=body | {"entry_type": "MOC"}, headers=headers, timeout=10)
-    assert refused.status_code == 422 and "Adaptive" in refused.text
+    intent = orch.intent_for(orch.advance(planning, RunState.PLANNED, actor="t", plan=plan), plan)
+    assert (intent.order_type, intent.limit_price, intent.stop_loss) == (OrderType.LOC, SIGNAL.entry, plan.stop_loss)

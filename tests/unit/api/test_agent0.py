@@ -15,13 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.agent0 import PlanLimits, PlanResponseV1, PlanStore, SignalIn, api_run_lookup, create_app, make_plan
-from api.agent0.planning import OrderOptions
 from api.auth import Role, issue_token
 from api.models import RunDetail, RunStateChange
 from ibstream import ids
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import Plan
-from ibstream.contracts.enums import AdaptivePriority, ApprovalMode, OrderType, RunState
+from ibstream.contracts.enums import ApprovalMode, OrderType, RunState
 from ibstream.sizing import SizingError, size_by_risk
 
 SECRET = "agent0-test-secret-" + "s" * 32
@@ -386,18 +385,6 @@ def test_a_plan_asks_for_the_entry_type_its_request_names(
 ) -> None:
     plan = make_plan(SignalIn(**SIGNAL), entry_type, 100_000, 0.5).plan
     assert (plan.order_type, plan.limit_price) == (order_type, limit_price)
-    assert plan.adaptive_priority is None and plan.stop_loss_trail_percent is None
-
-
-def test_a_plan_asks_for_an_adaptive_entry_and_a_trailing_stop_no_tighter_than_the_minimum_stop() -> None:
-    options = OrderOptions(AdaptivePriority.URGENT, stop_loss_trail_percent=0.05)
-    plan = make_plan(SignalIn(**SIGNAL), "MKT", 100_000, 0.5, PlanLimits(min_stop_pct=0.2), options).plan
-    assert plan.adaptive_priority is AdaptivePriority.URGENT
-    assert plan.stop_loss_trail_percent == pytest.approx(0.21)  # widened to the minimum stop with its 5 % margin
-    wide = make_plan(SignalIn(**SIGNAL), "LMT", 100_000, 0.5, PlanLimits(min_stop_pct=0.2), OrderOptions(None, 1.5))
-    assert (wide.plan.stop_loss_trail_percent, wide.plan.stop_loss) == (1.5, 98.0)  # starts at the signal's stop
-    with pytest.raises(SizingError, match="Adaptive"):
-        make_plan(SignalIn(**SIGNAL), "MOC", 100_000, 0.5, options=OrderOptions(AdaptivePriority.NORMAL))
 
 
 def test_ibstream_token_issues_every_role_the_verifier_knows(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,6 @@ from ibstream.contracts import (
     Signal,
 )
 from ibstream.contracts.enums import (
-    AdaptivePriority,
     ApprovalMode,
     ControlCommandKind,
     ExecutionSource,
@@ -80,10 +79,6 @@ def test_happy_path_and_intent_id_from_run_id() -> None:
     assert run.state is RunState.COMPLETED and run.previous_state is RunState.SUBMITTED and run.plan == PLAN
     intent = orch.intent_for(run, PLAN)
     assert intent.order_id == ids.order_id(run.run_id)
-    asking = PLAN.model_copy(update={"stop_loss_trail_percent": 1.5, "adaptive_priority": AdaptivePriority.PATIENT})
-    intent = orch.intent_for(run, asking)
-    assert (intent.stop_loss_trail_percent, intent.adaptive_priority) == (1.5, AdaptivePriority.PATIENT)
-    assert intent.stop_loss == asking.stop_loss and intent.stop_loss_trail_amount is None
 
 
 @pytest.mark.parametrize(
