@@ -14,8 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from ibsim.clock import Session
 from ibsim.ledger import CommissionSchedule, Ledger, Position
 from ibsim.market import Quote
+from ibsim.order_types import (
+    ADAPTIVE,
+    adaptive_price,
+    adaptive_priority,
+    adaptive_refusal,
+    ratchet,
+    stop_reached,
+    trail_offset,
+)
 from ibsim.order_values import (
     TERMINAL,
     Event,
@@ -44,7 +54,18 @@ __all__ = [
     "OrderUpdated",
 ]
 
-SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
+SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC", "LOC"})
+#: Trailing stops: the stop follows the market (:mod:`ibsim.order_types`).
+TRAIL_TYPES = frozenset({"TRAIL", "TRAIL LIMIT"})
+#: Orders that trade only in the closing auction: at the session's last second, at its closing (last) price.
+CLOSE_TYPES = frozenset({"MOC", "LOC"})
+#: MOC/LOC orders are refused, and may no longer be cancelled or modified, this long before the session's close
+#: (IB's rule for NYSE markets: 15:50 ET, 12:50 on a half day; Nasdaq takes new ones until 15:55, ibsim does not).
+CLOSE_ORDER_CUTOFF_SECONDS = 600
+#: Order types that wait for a trigger (see :mod:`ibsim.order_types` for the trailing stop).
+STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL", "TRAIL LIMIT"})
+#: OCA types under which a fill reduces the group's other orders instead of cancelling them.
+OCA_REDUCE_TYPES = frozenset({2, 3})
 
 
 class MarketView(Protocol):
@@ -53,6 +74,8 @@ class MarketView(Protocol):
     def quote(self, symbol: str, t: float) -> Quote: ...
 
     def in_session(self, t: float) -> bool: ...
+
+    def session_at(self, t: float) -> Session | None: ...
 
 
 @dataclass
@@ -67,10 +90,16 @@ class _Order:
     avg_fill_price: float = 0.0
     last_fill_price: float = 0.0
     triggered: bool = False
+    trail_stop: float | None = None
     executions: list[Execution] = field(default_factory=list)
     reject_code: int | None = None
     #: The gateway session (see ``Engine.new_gateway_session``) the order was placed in.
     gateway_session: int = 0
+    #: The quantity first placed: an OCA reduction (ocaType 2, 3) is a share of it.
+    original_quantity: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.original_quantity = self.original_quantity or self.req.quantity
 
     @property
     def remaining(self) -> float:
@@ -89,6 +118,7 @@ class _Order:
             updated_at=self.updated_at,
             executions=tuple(self.executions),
             reject_code=self.reject_code,
+            trail_stop=self.trail_stop,
         )
 
 
@@ -138,13 +168,17 @@ class MatchingEngine:
         key = (req.client_id, req.order_id)
         existing = self._orders.get(key)
         if existing is not None:
-            refusal = _modification_refused(existing, req, self.gateway_session)
+            refusal = _modification_refused(existing, req, self.gateway_session) or self._past_close_cutoff(
+                req.order_type, now
+            )
             if refusal is not None:
                 # As at IB: the modification is refused, the order stays as it was.
                 return [OrderRejected(req.client_id, req.order_id, *refusal)]
             return self._modify(existing, req, now)
         parent = self._orders.get((req.client_id, req.parent_id)) if req.parent_id else None
-        problem = _invalid(req, parent_missing=bool(req.parent_id) and parent is None)
+        problem = _invalid(req, parent_missing=bool(req.parent_id) and parent is None) or self._past_close_cutoff(
+            req.order_type, now
+        )
         if problem is not None:
             return [self._reject(req, now, *problem)]
         order = _Order(req, self._next_perm, "PendingSubmit", now, now, now + fill_delay)
@@ -192,6 +226,8 @@ class MatchingEngine:
                     f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {order.status}.",
                 )
             ]
+        if self._past_close_cutoff(order.req.order_type, now):
+            return [OrderRejected(client_id, order_id, 161, _CLOSE_CUTOFF_CANCEL)]
         return self._cancel_tree(order, now, "")
 
     def new_gateway_session(self) -> None:
@@ -252,6 +288,8 @@ class MatchingEngine:
             q = self._market.quote(o.req.symbol, s)
             price = self._fill_price(o, q)
             if price is None:
+                if o.req.order_type in CLOSE_TYPES and self._closing_second(s):
+                    events += self._cancel_tree(o, float(s), "")  # a LOC the close did not reach expires
                 continue
             qty = o.remaining
             if self.partial_fill_max > 0:
@@ -262,19 +300,61 @@ class MatchingEngine:
     def _fill_price(self, o: _Order, q: Quote) -> float | None:
         buy = o.req.action == "BUY"
         kind = o.req.order_type
-        if kind in {"STP", "STP LMT"} and not o.triggered:
-            aux = o.req.aux_price or 0.0
-            if (buy and q.last >= aux) or (not buy and q.last <= aux):
-                o.triggered = True
-            else:
+        if kind in CLOSE_TYPES:
+            return self._close_price(o, q)
+        if kind in STOP_TYPES and not o.triggered:
+            o.triggered = self._stop_triggers(o, q.last)
+            if not o.triggered:
                 return None
         touch = q.ask if buy else q.bid
-        if kind in {"MKT", "STP"}:
+        if o.req.algo_strategy == ADAPTIVE:
+            touch = adaptive_price(o.req.action, q.bid, q.ask, adaptive_priority(o.req.algo_params))
+        if kind in {"MKT", "STP", "TRAIL"}:
             return touch
-        lmt = o.req.lmt_price or 0.0
+        lmt = _limit_of(o.req, o.trail_stop)
         if (buy and touch <= lmt + 1e-9) or (not buy and touch >= lmt - 1e-9):
             return touch
         return None
+
+    def _closing_second(self, s: int) -> bool:
+        """Whether ``s`` is the last second of its session (the closing auction)."""
+        session = self._market.session_at(s)
+        return session is not None and s == session.close - 1
+
+    def _close_price(self, o: _Order, q: Quote) -> float | None:
+        """A MOC's or LOC's fill price: the session's closing price (the last trade of its last second), for a LOC
+        only within its limit; None before the close."""
+        if not self._closing_second(q.time):
+            return None
+        if o.req.order_type == "LOC":
+            lmt = o.req.lmt_price or 0.0
+            if (q.last > lmt + 1e-9) if o.req.action == "BUY" else (q.last < lmt - 1e-9):
+                return None
+        return q.last
+
+    def _past_close_cutoff(self, order_type: str, now: float) -> tuple[int, str] | None:
+        """Why a MOC/LOC order may not be placed, modified or cancelled now: the session closes within the cut-off."""
+        if order_type not in CLOSE_TYPES:
+            return None
+        session = self._market.session_at(now)
+        if session is None or now < session.close - CLOSE_ORDER_CUTOFF_SECONDS:
+            return None
+        return 201, f"Order rejected - reason:{order_type} orders are not accepted after {_CLOSE_CUTOFF_TEXT}"
+
+    @staticmethod
+    def _stop_triggers(o: _Order, last: float) -> bool:
+        """Whether a stop triggers at ``last``; a trailing stop starts, or ratchets after the check."""
+        if o.req.order_type not in TRAIL_TYPES:
+            return stop_reached(o.req.action, o.req.aux_price or 0.0, last)
+        offset = trail_offset(last, o.req.aux_price, o.req.trailing_percent)
+        if o.trail_stop is None:
+            o.trail_stop = o.req.trail_stop_price
+            if o.trail_stop is None:
+                o.trail_stop = ratchet(o.req.action, None, last, offset)
+        if stop_reached(o.req.action, o.trail_stop, last):
+            return True
+        o.trail_stop = ratchet(o.req.action, o.trail_stop, last, offset)
+        return False
 
     def _fill(self, o: _Order, qty: float, price: float, now: float) -> list[Event]:
         comm_before = self._commissions.for_order(o.filled, o.filled * o.avg_fill_price)
@@ -310,6 +390,8 @@ class MatchingEngine:
         o.executions.append(ex)
         self._executions.append(ex)
         events: list[Event] = [OrderFilled(o.snapshot(), ex)]
+        if o.req.oca_group:
+            events += self._oca_after_fill(o, now)
         if o.status == "Filled":
             events += self._after_complete_fill(o, now)
         return events
@@ -321,9 +403,25 @@ class MatchingEngine:
             if child.status == "PreSubmitted" and self._market.in_session(now):
                 child.status, child.updated_at = "Submitted", now
                 events.append(OrderUpdated(child.snapshot()))
-        # One-cancels-all: bracket siblings and explicit OCA groups.
-        for other in self._oca_peers(o):
+        # One-cancels-all: bracket siblings (explicit OCA groups were settled by the fill: _oca_after_fill).
+        for other in self._oca_peers(o, oca=False):
             events += self._cancel_tree(other, now, "OCA")
+        return events
+
+    def _oca_after_fill(self, o: _Order, now: float) -> list[Event]:
+        """A fill of an order of an explicit OCA group: the group's other orders are cancelled (ocaType 1, or unset),
+        or reduced in proportion to the share of ``o`` filled so far (2, 3), and cancelled once nothing is left."""
+        events: list[Event] = []
+        for peer in self._oca_peers(o, bracket=False):
+            if o.req.oca_type not in OCA_REDUCE_TYPES:
+                events += self._cancel_tree(peer, now, "OCA")
+                continue
+            left = round(peer.original_quantity * (1.0 - o.filled / o.req.quantity))
+            if left <= peer.filled + 1e-9:
+                events += self._cancel_tree(peer, now, "OCA")
+            elif left < peer.req.quantity:
+                peer.req, peer.updated_at = replace(peer.req, quantity=float(left)), now
+                events.append(OrderUpdated(peer.snapshot()))
         return events
 
     # -- ledger -----------------------------------------------------------------------------------
@@ -392,13 +490,14 @@ class MatchingEngine:
     def _children(self, o: _Order) -> list[_Order]:
         return [c for c in self._sequence if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
 
-    def _oca_peers(self, o: _Order) -> list[_Order]:
+    def _oca_peers(self, o: _Order, *, bracket: bool = True, oca: bool = True) -> list[_Order]:
+        """The active orders one-cancels-all ties to ``o``: its bracket siblings, the rest of its OCA group."""
         peers: list[_Order] = []
         for other in self._sequence:
             if other is o or other.status in TERMINAL or other.req.client_id != o.req.client_id:
                 continue
-            same_bracket = bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id
-            same_oca = bool(o.req.oca_group) and other.req.oca_group == o.req.oca_group
+            same_bracket = bracket and bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id
+            same_oca = oca and bool(o.req.oca_group) and other.req.oca_group == o.req.oca_group
             if same_bracket or same_oca:
                 peers.append(other)
         return peers
@@ -412,6 +511,10 @@ class MatchingEngine:
             if child.status not in TERMINAL:
                 events += self._cancel_tree(child, now, reason)
         return events
+
+
+_CLOSE_CUTOFF_TEXT = f"{CLOSE_ORDER_CUTOFF_SECONDS // 60} minutes before the close"
+_CLOSE_CUTOFF_CANCEL = f"Cancel attempted when order is not in a cancellable state: MOC/LOC within {_CLOSE_CUTOFF_TEXT}"
 
 
 def _modification_refused(o: _Order, req: OrderRequest, gateway_session: int = 0) -> tuple[int, str] | None:
@@ -438,12 +541,39 @@ def _invalid(req: OrderRequest, parent_missing: bool) -> tuple[int, str] | None:
         return 201, f"Order rejected - reason:Unsupported order type {req.order_type}"
     if req.quantity <= 0 or math.isnan(req.quantity):
         return 434, "The order size cannot be zero."
-    if req.order_type in {"LMT", "STP LMT"} and req.lmt_price is None:
+    if req.order_type in {"LMT", "STP LMT", "LOC"} and req.lmt_price is None:
         return 201, "Order rejected - reason:Missing limit price"
     if req.order_type in {"STP", "STP LMT"} and req.aux_price is None:
         return 201, "Order rejected - reason:Missing stop price"
-    if any(price is not None and not on_tick(price) for price in (req.lmt_price, req.aux_price)):
+    problem = _trail_or_algo_problem(req)
+    if problem is not None:
+        return 201, f"Order rejected - reason:{problem}"
+    if any(price is not None and not on_tick(price) for price in (req.lmt_price, req.aux_price, req.trail_stop_price)):
         return 110, "The price does not conform to the minimum price variation for this contract."
     if parent_missing:
         return 201, "Order rejected - reason:Parent order is not found"
+    return None
+
+
+def _limit_of(req: OrderRequest, trail_stop: float | None) -> float:
+    """An order's limit: a triggered TRAIL LIMIT's is its stop less (SELL) or plus (BUY) its limit offset, unless it
+    gave its limit price itself; any other order's is its limit price."""
+    if req.order_type == "TRAIL LIMIT" and req.lmt_price_offset is not None and trail_stop is not None:
+        offset = req.lmt_price_offset if req.action == "BUY" else -req.lmt_price_offset
+        return round(trail_stop + offset, 4)
+    return req.lmt_price or 0.0
+
+
+def _trail_or_algo_problem(req: OrderRequest) -> str | None:
+    """Why IB refuses a trailing stop's trail or an order's algo, or None."""
+    if req.order_type == "TRAIL LIMIT" and req.lmt_price is None and req.lmt_price_offset is None:
+        return "A trailing stop limit needs a limit price offset (lmtPriceOffset) or a limit price"
+    if req.order_type in TRAIL_TYPES and (req.aux_price is None) == (req.trailing_percent is None):
+        return "A trailing stop needs a trailing amount or a trailing percent, not both"
+    if req.trailing_percent is not None and not 0 < req.trailing_percent < 100:
+        return f"Invalid trailing percent {req.trailing_percent:g}"
+    if req.algo_strategy and req.algo_strategy != ADAPTIVE:
+        return f"Unsupported algo {req.algo_strategy}"
+    if req.algo_strategy:
+        return adaptive_refusal(req.order_type, req.algo_params)
     return None

@@ -29,6 +29,18 @@ class OrderRequest:
     transmit: bool = True
     parent_id: int = 0
     outside_rth: bool = False
+    #: OCA group behaviour (``ocaType``): 1 a fill cancels the group's other orders, 2 and 3 reduce them by the
+    #: filled quantity (2 with block, 3 without: the same here); 0 unset, as 1.
+    oca_type: int = 0
+    #: TRAIL: the initial stop (None: one trail from the market) and the trail in percent (None: ``aux_price`` is
+    #: the trail amount).
+    trail_stop_price: float | None = None
+    trailing_percent: float | None = None
+    #: IB algo (``Adaptive`` only) and its parameters, as (tag, value).
+    algo_strategy: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
+    #: TRAIL LIMIT: the limit's offset from the stop once triggered (lmtPriceOffset); None: ``lmt_price`` is the limit.
+    lmt_price_offset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,8 @@ class OrderSnapshot:
     executions: tuple[Execution, ...] = ()
     why_held: str = ""
     reject_code: int | None = None
+    #: A TRAIL order's current stop (None before it starts working or for other orders).
+    trail_stop: float | None = None
 
     @property
     def order_id(self) -> int:

@@ -86,6 +86,12 @@ class Orders:
             transmit=req.transmit,
             parent_id=req.parent_id,
             outside_rth=req.outside_rth,
+            oca_type=req.tail.oca_type,
+            trail_stop_price=req.tail.trail_stop_price,
+            trailing_percent=req.tail.trailing_percent,
+            algo_strategy=req.tail.algo_strategy,
+            algo_params=req.tail.algo_params,
+            lmt_price_offset=req.tail.lmt_price_offset,
         )
         if req.what_if:
             self._answer_what_if(s, order_req, inst, now)

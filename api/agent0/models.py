@@ -35,7 +35,9 @@ class PlanRequestV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     signal: SignalIn
-    entry_type: Literal["LMT", "MKT"] = "LMT"
+    #: The entry: a limit at the signal's entry, a market order, or one in the closing auction (MOC, or LOC limited
+    #: at the signal's entry).
+    entry_type: Literal["LMT", "MKT", "MOC", "LOC"] = "LMT"
     equity: float | None = Field(default=None, gt=0, lt=1e12)
 
 

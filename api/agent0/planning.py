@@ -25,6 +25,15 @@ class PlanLimits:
         return cls(settings.risk.min_stop_pct, settings.risk.max_order_notional, settings.risk.max_position)
 
 
+#: Agent0's entry types → the order type, and whether the signal's entry is the order's limit.
+ENTRY_TYPES: dict[str, tuple[OrderType, bool]] = {
+    "LMT": (OrderType.LMT, True),
+    "MKT": (OrderType.MKT, False),
+    "MOC": (OrderType.MOC, False),
+    "LOC": (OrderType.LOC, True),
+}
+
+
 def make_plan(
     signal: SignalIn, entry_type: str, equity: float, risk_pct: float, limits: PlanLimits | None = None
 ) -> PlanResponseV1:
@@ -53,7 +62,7 @@ def make_plan(
         quantity = min(quantity, int(limits.max_position))
     signal = signal.model_copy(update={"stop": stop, "take_profit": take_profit})
     plan_id = ids.plan_id(signal.signal_id, equity, risk_pct)
-    order_type = OrderType.LMT if entry_type == "LMT" else OrderType.MKT
+    order_type, limited = ENTRY_TYPES[entry_type]
     risk = quantity * abs(signal.entry - signal.stop)
     reward = quantity * abs(signal.take_profit - signal.entry)
     plan = Plan(
@@ -61,7 +70,7 @@ def make_plan(
         side=signal.side,
         quantity=float(quantity),
         order_type=order_type,
-        limit_price=signal.entry if order_type is OrderType.LMT else None,
+        limit_price=signal.entry if limited else None,
         stop_loss=signal.stop,
         take_profit=signal.take_profit,
         rationale=(

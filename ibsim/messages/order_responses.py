@@ -11,7 +11,7 @@ import datetime as dt
 from ibsim.config import EXCHANGE_TZ, Instrument
 from ibsim.messages.codes import In
 from ibsim.messages.responses import UNSET_DOUBLE_TEXT
-from ibsim.order_values import OrderSnapshot
+from ibsim.order_values import OrderRequest, OrderSnapshot
 from ibsim.what_if import WhatIfState
 from ibsim.wire import Field
 
@@ -26,7 +26,7 @@ def open_order(o: OrderSnapshot, inst: Instrument, account: str, what_if: WhatIf
         *_open_order_terms(o, account),
         *_open_order_extras(o),
         *(_open_order_state(o) if what_if is None else _what_if_state(o, what_if)),
-        *_open_order_tail(),
+        *_open_order_tail(o),
     ]
 
 
@@ -99,7 +99,7 @@ def _open_order_extras(o: OrderSnapshot) -> list[Field]:
         False,
         False,  # displaySize, blockOrder, sweepToFill, allOrNone
         None,
-        0,
+        req.oca_type,
         False,
         False,
         None,  # minQty, ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
@@ -111,8 +111,8 @@ def _open_order_extras(o: OrderSnapshot) -> list[Field]:
         None,  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
         False,
         None,  # continuousUpdate, referencePriceType
-        None,
-        None,  # trailStopPrice, trailingPercent
+        _trail_stop(o),
+        req.trailing_percent,  # trailStopPrice (a working trailing stop's current stop), trailingPercent
         None,
         None,  # basisPoints, basisPointsType
         "",
@@ -128,9 +128,16 @@ def _open_order_extras(o: OrderSnapshot) -> list[Field]:
         "",  # clearingAccount, clearingIntent
         False,  # notHeld
         False,  # deltaNeutralContract present
-        "",  # algoStrategy
+        *_algo(req),  # algoStrategy, and when set its parameters
         False,  # solicited
     ]
+
+
+def _algo(req: OrderRequest) -> list[Field]:
+    """openOrder's algoStrategy, followed when set by the count of its algoParams and each (tag, value)."""
+    if not req.algo_strategy:
+        return [""]
+    return [req.algo_strategy, len(req.algo_params), *(part for pair in req.algo_params for part in pair)]
 
 
 def _open_order_state(o: OrderSnapshot) -> list[Field]:
@@ -177,17 +184,25 @@ def _what_if_state(o: OrderSnapshot, w: WhatIfState) -> list[Field]:
     ]
 
 
-def _open_order_tail() -> list[Field]:
-    """openOrder's last fields: randomizeSize through usePriceMgmtAlgo."""
+def _trail_stop(o: OrderSnapshot) -> float | None:
+    """A trailing stop's stop as openOrder reports it (trailStopPrice): the current one once working, else the
+    initial one the order gave."""
+    return o.trail_stop if o.trail_stop is not None else o.request.trail_stop_price
+
+
+def _open_order_tail(o: OrderSnapshot) -> list[Field]:
+    """openOrder's last fields: randomizeSize through usePriceMgmtAlgo. ibapi reads trailStopPrice a second time
+    here (with lmtPriceOffset) and keeps this one, so the trailing stop goes here too."""
     unset = UNSET_DOUBLE_TEXT
+    trail_stop = _trail_stop(o)
     return [
         False,
         False,  # randomizeSize, randomizePrice
         0,  # conditions count
         "",
-        unset,
-        unset,
-        unset,
+        unset,  # adjustedOrderType, triggerPrice
+        unset if trail_stop is None else trail_stop,
+        unset if o.request.lmt_price_offset is None else o.request.lmt_price_offset,  # trailStopPrice, lmtPriceOffset
         unset,
         unset,
         unset,

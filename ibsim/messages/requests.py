@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ibsim.config import EXCHANGE_TZ
@@ -110,6 +110,25 @@ class PlaceOrder:
     outside_rth: bool
     #: A what-if order: IB answers with the margin and commission it would cost, and never places it.
     what_if: bool = False
+    #: The advanced fields ibsim acts on, read from the message's tail (``PlaceOrderTail``).
+    tail: PlaceOrderTail = field(default_factory=lambda: PlaceOrderTail())
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrderTail:
+    """placeOrder's fields after ``hidden`` that ibsim acts on (the rest are walked over)."""
+
+    #: 1 cancel the others of the OCA group on a fill, 2 reduce them with block, 3 reduce them without; 0 unset.
+    oca_type: int = 0
+    #: A TRAIL order's initial stop (trailStopPrice); None to start from the market.
+    trail_stop_price: float | None = None
+    #: A TRAIL order's trail in percent (trailingPercent); None when auxPrice gives it as an amount.
+    trailing_percent: float | None = None
+    algo_strategy: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
+    what_if: bool = False
+    #: A TRAIL LIMIT order's limit offset from its stop (lmtPriceOffset); None when unset or behind conditions.
+    lmt_price_offset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +275,7 @@ def _p_place_order(r: FieldReader) -> Request:
     parent_id = r.integer()
     r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
     outside_rth = r.flag()
-    what_if = _place_order_what_if(r, c)
+    tail = _place_order_tail(r, c, order_type)
     return PlaceOrder(
         order_id,
         c,
@@ -272,12 +291,14 @@ def _p_place_order(r: FieldReader) -> Request:
         transmit,
         parent_id,
         outside_rth,
-        what_if,
+        tail.what_if,
+        tail,
     )
 
 
-def _place_order_what_if(r: FieldReader, c: ContractSpec) -> bool:
-    """Walk placeOrder from ``hidden`` to ``whatIf`` (server 157, as ibapi's EClient.placeOrder writes it).
+def _place_order_tail(r: FieldReader, c: ContractSpec, order_type: str) -> PlaceOrderTail:
+    """Walk placeOrder from ``hidden`` to ``whatIf`` (server 157, as ibapi's EClient.placeOrder writes it), keeping
+    the OCA type, the trail and the algo.
 
     The walk must be exact: a what-if order read as a normal one would be executed. Optional groups are present
     only when their leading field says so (combo legs, delta-neutral, scale, hedge, algo parameters).
@@ -292,7 +313,8 @@ def _place_order_what_if(r: FieldReader, c: ContractSpec) -> bool:
     r.skip(
         8
     )  # sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, faGroup, faMethod, faPercentage, faProfile
-    r.skip(5)  # modelCode, shortSaleSlot, designatedLocation, exemptCode, ocaType
+    r.skip(4)  # modelCode, shortSaleSlot, designatedLocation, exemptCode
+    oca_type = r.integer(0)
     r.skip(17)  # rule80A, settlingFirm, allOrNone, minQty, percentOffset, eTradeOnly, firmQuoteOnly, nbboPriceCap,
     # auctionStrategy, startingPrice, stockRefPrice, delta, stockRangeLower, stockRangeUpper,
     # overridePercentageConstraints, volatility, volatilityType
@@ -301,7 +323,9 @@ def _place_order_what_if(r: FieldReader, c: ContractSpec) -> bool:
         # shortSaleSlot, designatedLocation
     else:
         r.skip()  # deltaNeutralAuxPrice
-    r.skip(6)  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, scaleInitLevelSize, scaleSubs…
+    r.skip(2)  # continuousUpdate, referencePriceType
+    trail_stop_price, trailing_percent = r.number(), r.number()
+    r.skip(2)  # scaleInitLevelSize, scaleSubsLevelSize
     scale_increment = r.number()
     if scale_increment is not None and scale_increment > 0:
         r.skip(7)  # scalePriceAdjustValue … scaleRandomPercent
@@ -311,10 +335,24 @@ def _place_order_what_if(r: FieldReader, c: ContractSpec) -> bool:
     r.skip(4)  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld
     if r.flag():  # deltaNeutralContract
         r.skip(3)  # conId, delta, price
-    if r.text():  # algoStrategy
-        r.skip(2 * r.integer())  # algoParams (tag, value)
+    algo_strategy = r.text()
+    algo_params: tuple[tuple[str, str], ...] = ()
+    if algo_strategy:
+        algo_params = tuple((r.text(), r.text()) for _ in range(r.integer()))
     r.skip()  # algoId
-    return r.flag()
+    what_if = r.flag()
+    offset = _place_order_lmt_price_offset(r) if order_type == "TRAIL LIMIT" else None
+    return PlaceOrderTail(oca_type, trail_stop_price, trailing_percent, algo_strategy, algo_params, what_if, offset)
+
+
+def _place_order_lmt_price_offset(r: FieldReader) -> float | None:
+    """Walk from miscOptions to lmtPriceOffset (server 157). Conditions have per-type layouts ibsim does not read:
+    with any, the offset stays unknown (None), and the order is refused for want of it."""
+    r.skip(4)  # miscOptions, solicited, randomizeSize, randomizePrice
+    if r.integer():  # conditions count (PEG BENCH fields never precede it: ibsim refuses PEG BENCH)
+        return None
+    r.skip(2)  # adjustedOrderType, triggerPrice
+    return r.number()
 
 
 def _p_executions(r: FieldReader) -> Request:

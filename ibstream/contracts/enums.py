@@ -23,6 +23,17 @@ class OrderType(StrEnum):
     LMT = "LMT"
     STP = "STP"
     STP_LMT = "STP_LMT"
+    #: Market on close, limit on close: trade only in the closing auction, at the closing price.
+    MOC = "MOC"
+    LOC = "LOC"
+
+
+class AdaptivePriority(StrEnum):
+    """IB's Adaptive algo priority (algoParams ``adaptivePriority``: ``Urgent``, ``Normal``, ``Patient``)."""
+
+    URGENT = "URGENT"
+    NORMAL = "NORMAL"
+    PATIENT = "PATIENT"
 
 
 class TimeInForce(StrEnum):

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ibstream.contracts.base import Record
-from ibstream.contracts.enums import OrderType, Side, TimeInForce
+from ibstream.contracts.enums import AdaptivePriority, OrderType, Side, TimeInForce
 
 
 class OrderTerms(Record):
@@ -57,6 +57,14 @@ class OrderTerms(Record):
     time_in_force: TimeInForce = TimeInForce.DAY
     #: The flatten command this order carries out (see the schema); None for every other order.
     flatten_id: str | None = None
+    #: The stop-loss child trails the market by this amount (IB TRAIL); ``stop_loss`` is its initial stop.
+    stop_loss_trail_amount: float | None = None
+    #: As ``stop_loss_trail_amount``, in percent of the price (IB trailingPercent).
+    stop_loss_trail_percent: float | None = None
+    #: The entry goes through IB's Adaptive algo with this priority; None for a plain order.
+    adaptive_priority: AdaptivePriority | None = None
+    #: One-cancels-all group of the entry (IB ocaGroup, ocaType 1); None for no group.
+    oca_group: str | None = None
 
     def terms(self) -> dict[str, Any]:
         """Just the order terms of this record, by name (e.g. to route an intent: ``RoutedOrder(**intent.terms())``)."""

@@ -23,6 +23,7 @@ from ibapi.execution import Execution as IbExecution
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.order_state import OrderState
+from ibapi.tag_value import TagValue
 from ibapi.wrapper import EWrapper
 
 from ibstream.exceptions import IbstreamError
@@ -68,7 +69,7 @@ class OrderTicket:
 
     action: str  # BUY | SELL
     quantity: float
-    order_type: str  # MKT | LMT | STP | STP LMT
+    order_type: str  # MKT | LMT | STP | STP LMT | TRAIL
     order_ref: str
     limit_price: float | None = None
     aux_price: float | None = None
@@ -77,6 +78,16 @@ class OrderTicket:
     transmit: bool = True
     account: str = ""
     outside_rth: bool = False
+    #: TRAIL: the trail in percent (``aux_price`` None then; else ``aux_price`` is the trail amount) and the initial
+    #: stop (IB's trailStopPrice).
+    trailing_percent: float | None = None
+    trail_stop_price: float | None = None
+    #: An IB algo (e.g. ``Adaptive``) and its parameters as (tag, value) pairs.
+    algo_strategy: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
+    #: One-cancels-all group and its type (1 cancel the others on a fill, 2/3 reduce them); "" for none.
+    oca_group: str = ""
+    oca_type: int = 0
 
     def to_ibapi(self) -> Order:
         order = Order()
@@ -93,6 +104,15 @@ class OrderTicket:
             order.lmtPrice = self.limit_price
         if self.aux_price is not None:
             order.auxPrice = self.aux_price
+        if self.trailing_percent is not None:
+            order.trailingPercent = self.trailing_percent
+        if self.trail_stop_price is not None:
+            order.trailStopPrice = self.trail_stop_price
+        if self.oca_group:
+            order.ocaGroup, order.ocaType = self.oca_group, self.oca_type
+        if self.algo_strategy:
+            order.algoStrategy = self.algo_strategy
+            order.algoParams = [TagValue(tag, value) for tag, value in self.algo_params]
         # ibapi 9.81 sends these two as set by default, which current gateways reject (error 10268/10269).
         order.eTradeOnly = False
         order.firmQuoteOnly = False

@@ -135,6 +135,9 @@ def check_stop_distance(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
             passed=False,
             reason=f"stop {intent.stop_loss:g} is on the wrong side of entry {ctx.entry:g}",
         )
+    trailing = _trailing_stop_check(intent, ctx.entry, band, ctx.limits.min_stop_pct, ctx.limits.max_stop_pct)
+    if trailing is not None:
+        return trailing
     if pct < ctx.limits.min_stop_pct:
         return RiskCheck(
             name="stop_distance",
@@ -151,6 +154,38 @@ def check_stop_distance(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
         passed=passed,
         reason=f"stop {pct:.3f}% from entry {'within' if passed else 'outside'} {band}",
     )
+
+
+def _trailing_stop_check(
+    intent: OrderIntent, entry: float, band: str, min_pct: float, max_pct: float
+) -> RiskCheck | None:
+    """A trailing stop-loss starts at ``stop_loss`` (checked as any stop, and the loss at stop is counted from it:
+    the stop only moves in the position's favour) and then follows the market by its trail, so the trail must not be
+    tighter than the band's minimum either: a stop that would sit 0.05% behind the price is noise, wherever it
+    starts. Refused outright when the trail is malformed (both forms, not positive, a percent of 100 or more), as
+    execution could not place it. None for a fixed stop or a trail that passes."""
+    amount, percent = intent.stop_loss_trail_amount, intent.stop_loss_trail_percent
+    if amount is None and percent is None:
+        return None
+    malformed = (amount is not None and percent is not None) or (amount or percent or 0.0) <= 0
+    if malformed or (percent is not None and percent >= 100):
+        return RiskCheck(
+            name="stop_distance",
+            value=None,
+            limit=max_pct,
+            passed=False,
+            reason=f"trailing stop malformed: trail amount {amount}, trail percent {percent} (one, positive)",
+        )
+    trail_pct = percent if percent is not None else (amount or 0.0) / entry * 100
+    if trail_pct < min_pct:
+        return RiskCheck(
+            name="stop_distance",
+            value=trail_pct,
+            limit=min_pct,
+            passed=False,
+            reason=f"trailing stop trails {trail_pct:.3f}% behind the price, inside {band}: too tight",
+        )
+    return None
 
 
 def equity(ctx: CheckContext) -> tuple[float, str]:
@@ -205,7 +240,7 @@ def check_price_band(intent: OrderIntent, ctx: CheckContext) -> RiskCheck:
         return RiskCheck(
             name="price_band", value=None, limit=limit, passed=False, reason="no quote to compare the order price with"
         )
-    if intent.order_type is OrderType.MKT:
+    if intent.order_type in (OrderType.MKT, OrderType.MOC):
         return RiskCheck(
             name="price_band", value=0.0, limit=limit, passed=True, reason="market order trades at the quote"
         )

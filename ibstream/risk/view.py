@@ -99,8 +99,9 @@ def mark_price(position: Position, quote: Quote | None) -> float:
 
 
 def order_price(order_type: OrderType, limit_price: float | None, stop_price: float | None) -> float | None:
-    """The price an order names (its limit, else its stop), None for a market order."""
-    if order_type in (OrderType.LMT, OrderType.STP_LMT) and limit_price is not None:
+    """The price an order names (its limit, else its stop), None for a market order (MKT, and MOC: priced by the
+    quote as a market order is)."""
+    if order_type in (OrderType.LMT, OrderType.STP_LMT, OrderType.LOC) and limit_price is not None:
         return limit_price
     if order_type is OrderType.STP and stop_price is not None:
         return stop_price

@@ -18,9 +18,11 @@ import pytest
 from consumers.execution import build
 from consumers.execution.service import Executor, State
 from ibsim import SimConfig, Simulator
+from ibsim.order_types import adaptive_price
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import alerts, control, executions, order_events, routed_orders, utc_now
 from ibstream.contracts.enums import (
+    AdaptivePriority,
     ControlCommandKind,
     ExecutionSource,
     OrderLeg,
@@ -204,6 +206,144 @@ def test_limit_and_bracket_orders(run_executor: Callable[..., Running]) -> None:
     assert statuses(recorded, bracket.order_id)[-1] is OrderStatus.FILLED
     # The children were held (submitted) until the parent filled.
     assert OrderStatus.SUBMITTED in statuses(recorded, bracket.order_id, OrderLeg.STOP_LOSS)
+
+
+def test_an_adaptive_entry_with_a_trailing_stop_loss_is_placed_and_the_trailing_stop_protects(
+    run_executor: Callable[..., Running],
+) -> None:
+    """A Patient Adaptive market buy whose stop-loss trails by 3 cents from an initial stop $5 under the market:
+    ibsim fills the entry at the Adaptive price, the stop ratchets up from its initial price and closes the position,
+    the target is cancelled; our order events name each leg. A second bracket trailing by $5 stays working: a
+    restarted executor's reconciliation recognises its TRAIL child as the stop-loss leg (matched, not recovered)."""
+    first = run_executor()
+    quote = first.sim.quote("AAPL")
+    order = routed(
+        "AAPL",
+        Side.BUY,
+        10,
+        adaptive_priority=AdaptivePriority.PATIENT,
+        stop_loss=round(quote.bid - 5, 2),
+        stop_loss_trail_amount=0.03,
+        take_profit=round(quote.ask + 50, 2),
+    )
+    working = routed("MSFT", Side.BUY, 3, stop_loss=round(first.sim.quote("MSFT").bid - 6, 2), stop_loss_trail_amount=5)
+    events = Reader(first.settings, order_events.TOPIC)
+    send(first.settings, order, working)
+    recorded = events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, order.order_id, OrderLeg.STOP_LOSS)
+            and OrderStatus.CANCELLED in statuses(es, order.order_id, OrderLeg.TAKE_PROFIT)
+            and OrderStatus.ACKNOWLEDGED in statuses(es, working.order_id, OrderLeg.STOP_LOSS)
+        ),
+        timeout=30,
+    )
+    assert statuses(recorded, order.order_id)[-1] is OrderStatus.FILLED
+    parent, stop_loss, take_profit = sorted(first.ib_orders(order.order_id), key=lambda o: o.order_id)
+    assert (parent.request.algo_strategy, parent.request.algo_params) == (
+        "Adaptive",
+        (("adaptivePriority", "Patient"),),
+    )
+    (entry,) = parent.executions
+    at_entry = first.sim.quote("AAPL", entry.time)
+    assert entry.price == adaptive_price("BUY", at_entry.bid, at_entry.ask, "Patient")
+    request = stop_loss.request
+    assert (request.order_type, request.aux_price, request.trail_stop_price, request.action) == (
+        "TRAIL",
+        0.03,
+        order.stop_loss,
+        "SELL",
+    )
+    assert stop_loss.trail_stop is not None and order.stop_loss is not None
+    assert stop_loss.trail_stop > order.stop_loss  # it ratcheted up with the market
+    (exit_fill,) = stop_loss.executions
+    assert first.sim.quote("AAPL", exit_fill.time).last <= stop_loss.trail_stop
+    assert take_profit.status == "Cancelled"
+    assert {p.symbol: p.quantity for p in first.sim.positions()}["AAPL"] == 0
+
+    first.halt()
+    before_restart = len(recorded)
+    second = run_executor(sim=first.sim)
+    recorded = events.wait(
+        lambda es: any(
+            e.order_id == working.order_id and e.leg is OrderLeg.STOP_LOSS and e.reconciliation_status
+            for e in es[before_restart:]
+        )
+    )
+    reconciled = [e for e in recorded if e.order_id == working.order_id and e.reconciliation_status]
+    assert {(e.leg, e.reconciliation_status) for e in reconciled} >= {(OrderLeg.STOP_LOSS, "matched")}
+    assert "recovered" not in {e.reconciliation_status for e in reconciled}
+    assert [o.status for o in second.ib_orders(working.order_id)] == ["Filled", "Submitted"]
+    events.close()
+
+
+def test_entries_in_one_oca_group_the_first_fill_cancels_the_other_with_its_bracket(
+    run_executor: Callable[..., Running],
+) -> None:
+    """Two entries in one OCA group: a buy resting 20% under the market with its stop, then a market sell. The sell
+    fills, IB (ibsim) cancels the resting buy and its untriggered stop; our events record the buy cancelled."""
+    running = run_executor()
+    bid = running.sim.quote("QQQ").bid
+    resting = routed(
+        "QQQ",
+        Side.BUY,
+        4,
+        order_type=OrderType.LMT,
+        limit_price=round(bid * 0.8, 2),
+        stop_loss=round(bid * 0.7, 2),
+        oca_group="qqq-either-way",
+    )
+    market = routed("QQQ", Side.SELL, 4, stop_loss=round(bid * 1.1, 2), oca_group="qqq-either-way")
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, resting)
+    events.wait(lambda es: OrderStatus.ACKNOWLEDGED in statuses(es, resting.order_id))
+    send(running.settings, market)
+    recorded = events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, market.order_id)
+            and OrderStatus.CANCELLED in statuses(es, resting.order_id)
+            and OrderStatus.CANCELLED in statuses(es, resting.order_id, OrderLeg.STOP_LOSS)
+        )
+    )
+    events.close()
+    resting_parent, resting_stop = sorted(running.ib_orders(resting.order_id), key=lambda o: o.order_id)
+    market_parent, market_stop = sorted(running.ib_orders(market.order_id), key=lambda o: o.order_id)
+    assert (resting_parent.request.oca_group, resting_parent.request.oca_type) == ("qqq-either-way", 1)
+    assert (market_parent.request.oca_group, market_stop.request.oca_group) == ("qqq-either-way", "")
+    assert [resting_parent.status, resting_stop.status] == ["Cancelled", "Cancelled"]
+    assert [market_parent.status, market_stop.status] == ["Filled", "Submitted"]  # the filled entry keeps its stop
+    assert statuses(recorded, resting.order_id)[-1] is OrderStatus.CANCELLED
+
+
+def test_a_moc_entry_with_its_stop_fills_at_the_close_and_a_loc_out_of_reach_expires(
+    run_executor: Callable[..., Running],
+) -> None:
+    """At 15:30 a MOC buy with a stop and a LOC buy limited 10% under the market: nothing trades until the close,
+    then the MOC fills at the closing price (its stop starts working) and the LOC expires cancelled."""
+    start = MONDAY_10AM.replace(hour=15, minute=30)
+    running = run_executor({"start_time": start, "speed": 120.0})
+    bid = running.sim.quote("SPY").bid
+    moc = routed("SPY", Side.BUY, 5, order_type=OrderType.MOC, stop_loss=round(bid * 0.9, 2))
+    loc = routed("SPY", Side.BUY, 5, order_type=OrderType.LOC, limit_price=round(bid * 0.9, 2))
+    events = Reader(running.settings, order_events.TOPIC)
+    send(running.settings, moc, loc)
+    recorded = events.wait(
+        lambda es: (
+            OrderStatus.FILLED in statuses(es, moc.order_id) and OrderStatus.CANCELLED in statuses(es, loc.order_id)
+        ),
+        timeout=40,
+    )
+    events.close()
+    assert OrderStatus.ACKNOWLEDGED in statuses(recorded, moc.order_id)
+    parent, stop = sorted(running.ib_orders(moc.order_id), key=lambda o: o.order_id)
+    close = int(MONDAY_10AM.replace(hour=16, minute=0).timestamp())
+    (fill,) = parent.executions
+    assert parent.request.order_type == "MOC" and (fill.time, fill.price) == (
+        close - 1,
+        running.sim.quote("SPY", close - 1).last,
+    )
+    assert stop.status in ("Submitted", "PreSubmitted")  # working from the next session on
+    (loc_at_ib,) = running.ib_orders(loc.order_id)
+    assert (loc_at_ib.request.order_type, loc_at_ib.status, loc_at_ib.executions) == ("LOC", "Cancelled", ())
 
 
 def test_partial_fills_then_the_rest(run_executor: Callable[..., Running]) -> None:

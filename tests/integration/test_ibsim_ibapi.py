@@ -16,10 +16,12 @@ import pytest
 from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
+from ibapi.tag_value import TagValue
 
 from ibsim import Simulator
 from ibsim.config import EXCHANGE_TZ
 from ibsim.market import aggregate
+from ibsim.order_types import adaptive_price
 from tests.integration.ibsim_support import (  # noqa: F401  (fixtures)
     Recorder,
     ibapi_factory,
@@ -461,7 +463,7 @@ def test_orders_with_invalid_fields_get_321_or_201_with_the_reason(sim_factory: 
         (order("HOLD", 10, "MKT"), 321, "Invalid action 'HOLD'"),
         (bad_account, 321, "Invalid account DU0000000"),
         (order("BUY", 10, "LMT"), 201, "Order rejected - reason:Missing limit price"),
-        (order("BUY", 10, "TRAIL LIMIT"), 201, "Order rejected - reason:Unsupported order type TRAIL LIMIT"),
+        (order("BUY", 10, "REL"), 201, "Order rejected - reason:Unsupported order type REL"),
     ]
     for n, (o, _, _) in enumerate(cases):
         c.placeOrder(oid + n, stock("AAPL"), o)
@@ -521,3 +523,117 @@ def test_use_rth_0_adds_pre_and_post_market_bars(sim_factory: SimF, ibapi_factor
     truth = sim.ground_truth_bars("MSFT", start, start + 16 * 3600, extended=True)
     assert sum(b.volume for b in extended) == sum(b.volume for b in truth) > sum(b.volume for b in regular)
     assert extended[0].open == truth[0].open and extended[-1].close == truth[-1].close
+
+
+def test_a_bracket_with_an_adaptive_entry_and_a_trailing_stop_loss(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    """ibapi places a Patient Adaptive market buy with a trailing-stop child and a far target: the entry fills at the
+    modelled price inside the spread, the stop ratchets from its initial price and triggers as a stop at the bid,
+    the target is cancelled; openOrder echoes the algo, its parameters, the trail and the current stop."""
+    sim = sim_factory()
+    c = ibapi_factory(sim, 31)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("AAPL")
+    entry = order("BUY", 10, "MKT", ref="t", transmit=False)
+    entry.algoStrategy, entry.algoParams = "Adaptive", [TagValue("adaptivePriority", "Patient")]
+    c.placeOrder(oid, stock("AAPL"), entry)
+    stop = order("SELL", 10, "TRAIL", aux=0.03, ref="t", transmit=False, parent=oid)
+    stop.trailStopPrice, stop.tif = round(q.bid - 5, 2), "GTC"
+    c.placeOrder(oid + 1, stock("AAPL"), stop)
+    c.placeOrder(oid + 2, stock("AAPL"), order("SELL", 10, "LMT", lmt=round(q.ask + 50, 2), ref="t", parent=oid))
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 1 and e[2] == "Filled"], timeout=20)
+    book = {o.order_id: o for o in sim.orders()}
+    [entry_fill] = book[oid].executions
+    at_entry = sim.quote("AAPL", entry_fill.time)
+    assert entry_fill.price == adaptive_price("BUY", at_entry.bid, at_entry.ask, "Patient")
+    [stop_fill] = book[oid + 1].executions
+    at_stop = sim.quote("AAPL", stop_fill.time)
+    trail_stop = book[oid + 1].trail_stop
+    assert trail_stop is not None and trail_stop > stop.trailStopPrice  # it ratcheted up from the initial stop
+    assert at_stop.last <= trail_stop and stop_fill.price == at_stop.bid
+    assert book[oid + 2].status == "Cancelled"
+    opened = {e[1]: e[3] for e in c.of("openOrder")}
+    assert opened[oid].algoStrategy == "Adaptive"
+    assert [(p.tag, p.value) for p in opened[oid].algoParams] == [("adaptivePriority", "Patient")]
+    assert (opened[oid + 1].orderType, opened[oid + 1].auxPrice) == ("TRAIL", 0.03)
+    assert opened[oid + 1].trailStopPrice == trail_stop  # the filled order's openOrder carries the last stop
+
+
+def test_an_oca_group_a_fill_cancels_or_reduces_the_others(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    """Market orders fill 4 shares a second: in an ocaType 1 group the first fill cancels the resting order; in an
+    ocaType 3 group it cuts the resting 20 to 12 (40% of its peer filled) and the peer's last fill cancels it."""
+    sim = sim_factory(partial_fill_max=4)
+    c = ibapi_factory(sim, 32)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("MSFT")
+    far = round(q.bid - 50, 2)
+    placed = [
+        (oid, order("BUY", 10, "LMT", lmt=far, ref="c1"), "cancel-group", 1),
+        (oid + 1, order("BUY", 10, "MKT", ref="c2"), "cancel-group", 1),
+        (oid + 2, order("BUY", 20, "LMT", lmt=far, ref="r1"), "reduce-group", 3),
+        (oid + 3, order("BUY", 10, "MKT", ref="r2"), "reduce-group", 3),
+    ]
+    for order_id, o, group, oca_type in placed:
+        o.ocaGroup, o.ocaType = group, oca_type
+        c.placeOrder(order_id, stock("MSFT"), o)
+        if o.orderType == "LMT":
+            c.wait_for(lambda order_id=order_id: [e for e in c.of("openOrder") if e[1] == order_id])
+    c.wait_for(lambda: len([e for e in c.errors(202) if e[1] in (oid, oid + 2)]) == 2)
+    book = {o.order_ref: o for o in sim.orders()}
+    assert (book["c2"].status, book["c1"].status) == ("Filled", "Cancelled")
+    assert (book["r2"].status, book["r1"].status) == ("Filled", "Cancelled")
+    assert book["c2"].status == "Filled" and len(book["c2"].executions) == 3
+    reduced = [e[3].totalQuantity for e in c.of("openOrder") if e[1] == oid + 2]
+    assert reduced[0] == 20 and 12 in reduced and 4 in reduced  # 20 → 12 → 4 (80% filled) → cancelled
+    opened = {e[1]: e[3] for e in c.of("openOrder")}
+    assert (opened[oid].ocaGroup, opened[oid].ocaType) == ("cancel-group", 1)
+    assert (opened[oid + 2].ocaGroup, opened[oid + 2].ocaType) == ("reduce-group", 3)
+
+
+def test_moc_and_loc_on_a_half_day_trade_at_its_1300_close_and_the_cutoff_is_1250(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    """The day after Thanksgiving closes at 13:00: a MOC fills at the closing price at 12:59:59, a LOC sell limited
+    far above the market expires unfilled, and a MOC placed after 12:50 is refused (201) as is a cancel (161)."""
+    start = dt.datetime(2025, 11, 28, 12, 48, tzinfo=EXCHANGE_TZ)
+    sim = sim_factory(start_time=start, speed=120.0)
+    c = ibapi_factory(sim, 33)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("SPY")
+    c.placeOrder(oid, stock("SPY"), order("BUY", 10, "MOC", ref="moc"))
+    c.placeOrder(oid + 1, stock("SPY"), order("SELL", 10, "LOC", lmt=round(q.ask + 40, 2), ref="loc"))
+    c.wait_for(lambda: len([e for e in c.of("openOrder") if e[1] in (oid, oid + 1)]) >= 2)
+    close = int(dt.datetime(2025, 11, 28, 13, 0, tzinfo=EXCHANGE_TZ).timestamp())
+    c.wait_for(lambda: sim.now() >= close - 540)
+    c.placeOrder(oid + 2, stock("SPY"), order("BUY", 10, "MOC", ref="late"))
+    c.cancelOrder(oid)
+    c.wait_for(lambda: c.errors(201) and c.errors(161))
+    assert [e[1] for e in c.errors(201)] == [oid + 2] and [e[1] for e in c.errors(161)] == [oid]
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Filled"], timeout=15)
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid + 1 and e[2] == "Cancelled"])
+    book = {o.order_ref: o for o in sim.orders()}
+    [fill] = book["moc"].executions
+    assert (fill.time, fill.price) == (close - 1, sim.quote("SPY", close - 1).last)
+    assert book["loc"].executions == () and book["loc"].status == "Cancelled"
+
+
+def test_a_trailing_stop_limit_placed_by_ibapi_echoes_its_offset(sim_factory: SimF, ibapi_factory: ClientF) -> None:
+    """A SELL TRAIL LIMIT far under the market: it works (Submitted), and openOrder carries the trail, the stop and
+    the limit offset ibapi sent after whatIf."""
+    sim = sim_factory()
+    c = ibapi_factory(sim, 34)
+    oid = c.of("nextValidId")[0][1]
+    q = sim.quote("AAPL")
+    o = order("SELL", 5, "TRAIL LIMIT", aux=round(q.bid * 0.2, 2), ref="tl")
+    o.trailStopPrice, o.lmtPriceOffset = round(q.bid * 0.5, 2), 0.25
+    c.placeOrder(oid, stock("AAPL"), o)
+    c.wait_for(lambda: [e for e in c.of("orderStatus") if e[1] == oid and e[2] == "Submitted"])
+    [book] = [x for x in sim.orders() if x.order_ref == "tl"]
+    assert book.request.lmt_price_offset == 0.25 and book.status == "Submitted"
+    c.reqOpenOrders()
+    c.wait_event("openOrderEnd")
+    echoed = [e[3] for e in c.of("openOrder") if e[1] == oid][-1]
+    assert (echoed.orderType, echoed.auxPrice, echoed.lmtPriceOffset) == ("TRAIL LIMIT", o.auxPrice, 0.25)
+    [later] = [x for x in sim.orders() if x.order_ref == "tl"]
+    assert later.trail_stop is not None  # a SELL stop only rises: the echoed one lies between the initial and now
+    assert o.trailStopPrice <= echoed.trailStopPrice <= later.trail_stop
+    assert echoed.trailStopPrice > o.trailStopPrice  # the market is far above: it ratcheted at once

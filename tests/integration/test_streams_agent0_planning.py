@@ -227,3 +227,22 @@ async def test_a_withdrawal_at_ibsim_shrinks_the_size_agent0_plans(
     # 0.5 % of 60,000 at risk at 2 per share (entry 100, stop 98): 150; on the million before, more (or the caps).
     assert after.plan is not None and after.plan.quantity == 150
     assert before.plan is not None and before.plan.quantity > after.plan.quantity
+
+
+def test_a_plan_over_http_asks_for_a_limit_on_close_entry_and_its_intent_carries_it(server: Server) -> None:
+    """POST /v1/plan over a real socket with entry_type LOC: the plan's entry is a LOC limited at the signal's
+    entry, and orchestration's intent for the planned run carries it (what execution places as IB's LOC)."""
+    import httpx
+
+    from ibstream.contracts import Plan
+    from ibstream.contracts.enums import OrderType
+
+    body = {"signal": SIGNAL.model_dump(mode="json"), "entry_type": "LOC"}
+    headers = {"authorization": f"Bearer {service_token()}"}
+    answer = httpx.post(f"{server.url}/v1/plan", json=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    plan = Plan.model_validate(answer.json()["plan"])
+    assert (plan.order_type, plan.limit_price) == (OrderType.LOC, SIGNAL.entry)
+    planning = orch.advance(orch.trigger(SIGNAL), RunState.PLANNING, actor="t")
+    intent = orch.intent_for(orch.advance(planning, RunState.PLANNED, actor="t", plan=plan), plan)
+    assert (intent.order_type, intent.limit_price, intent.stop_loss) == (OrderType.LOC, SIGNAL.entry, plan.stop_loss)

@@ -20,7 +20,7 @@ from api.models import RunDetail, RunStateChange
 from ibstream import ids
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import Plan
-from ibstream.contracts.enums import ApprovalMode, RunState
+from ibstream.contracts.enums import ApprovalMode, OrderType, RunState
 from ibstream.sizing import SizingError, size_by_risk
 
 SECRET = "agent0-test-secret-" + "s" * 32
@@ -369,6 +369,22 @@ def test_plan_respects_hard_limits(side: str) -> None:
     assert abs(plan.take_profit - 100.0) == pytest.approx(3 * distance, abs=0.011)  # reward/risk kept (3:1)
     assert plan.quantity * 100.0 <= 25_000 and plan.quantity <= 1_000
     assert plan.quantity * distance <= 100_000 * 0.5 / 100 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("entry_type", "order_type", "limit_price"),
+    [
+        ("LMT", OrderType.LMT, 100.0),
+        ("MKT", OrderType.MKT, None),
+        ("MOC", OrderType.MOC, None),
+        ("LOC", OrderType.LOC, 100.0),
+    ],
+)
+def test_a_plan_asks_for_the_entry_type_its_request_names(
+    entry_type: str, order_type: OrderType, limit_price: float | None
+) -> None:
+    plan = make_plan(SignalIn(**SIGNAL), entry_type, 100_000, 0.5).plan
+    assert (plan.order_type, plan.limit_price) == (order_type, limit_price)
 
 
 def test_ibstream_token_issues_every_role_the_verifier_knows(monkeypatch: pytest.MonkeyPatch) -> None:

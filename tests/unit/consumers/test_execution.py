@@ -20,6 +20,7 @@ from consumers.execution.mapping import (
     parse_exec_time,
     plan_legs,
     status_from_ib,
+    validate,
 )
 from consumers.execution.reconciliation import (
     MATCHED,
@@ -34,6 +35,7 @@ from consumers.execution.state import Book, execution_record
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, ControlCommand, Execution, OrderEvent, RoutedOrder
 from ibstream.contracts.enums import (
+    AdaptivePriority,
     ControlCommandKind,
     ExecutionSource,
     OrderLeg,
@@ -41,6 +43,7 @@ from ibstream.contracts.enums import (
     OrderType,
     Severity,
     Side,
+    TimeInForce,
     TradingState,
 )
 from ibstream.ib import events
@@ -184,7 +187,70 @@ def test_invalid_orders_are_refused(fields: dict[str, Any]) -> None:
 def test_leg_of_an_ib_order_found_after_a_crash() -> None:
     assert leg_of_ib_order(0, "MKT") is OrderLeg.PARENT
     assert leg_of_ib_order(7, "STP") is OrderLeg.STOP_LOSS
+    assert leg_of_ib_order(7, "TRAIL") is OrderLeg.STOP_LOSS
     assert leg_of_ib_order(7, "LMT") is OrderLeg.TAKE_PROFIT
+
+
+def test_a_bracket_whose_stop_loss_trails_by_an_amount_or_a_percent_from_its_initial_stop() -> None:
+    _, stop, _ = plan_legs(routed(stop_loss=95, stop_loss_trail_amount=1.5, take_profit=110), [1, 2, 3], "DU1")
+    ticket = stop.ticket
+    assert (ticket.action, ticket.order_type, ticket.aux_price, ticket.trail_stop_price) == ("SELL", "TRAIL", 1.5, 95)
+    assert ticket.trailing_percent is None and ticket.time_in_force == "GTC" and ticket.parent_id == 1
+    ib = ticket.to_ibapi()
+    assert (ib.orderType, ib.auxPrice, ib.trailStopPrice) == ("TRAIL", 1.5, 95)
+    _, stop = plan_legs(routed(side=Side.SELL, stop_loss=105, stop_loss_trail_percent=2.0), [1, 2], "DU1")
+    assert (stop.ticket.order_type, stop.ticket.aux_price, stop.ticket.trailing_percent) == ("TRAIL", None, 2.0)
+    assert (stop.ticket.action, stop.ticket.trail_stop_price, stop.ticket.to_ibapi().trailingPercent) == ("BUY", 105, 2)
+
+
+def test_an_adaptive_entry_carries_the_algo_and_its_priority() -> None:
+    order = routed(order_type=OrderType.LMT, limit_price=101.5, adaptive_priority=AdaptivePriority.PATIENT)
+    parent, stop = plan_legs(order.model_copy(update={"stop_loss": 95.0}), [1, 2], "DU1")
+    assert (parent.ticket.algo_strategy, parent.ticket.algo_params) == ("Adaptive", (("adaptivePriority", "Patient"),))
+    assert stop.ticket.algo_strategy == ""  # the protective leg is a plain stop
+    ib = parent.ticket.to_ibapi()
+    assert ib.algoStrategy == "Adaptive" and [(p.tag, p.value) for p in ib.algoParams] == [
+        ("adaptivePriority", "Patient")
+    ]
+    (plain,) = plan_legs(routed(), [1], "DU1")
+    assert plain.ticket.algo_strategy == "" and plain.ticket.to_ibapi().algoStrategy == ""
+
+
+def test_moc_and_loc_entries_are_ib_moc_and_loc_day_orders() -> None:
+    parent, stop = plan_legs(routed(order_type=OrderType.MOC, stop_loss=95), [1, 2], "DU1")
+    assert (parent.ticket.order_type, parent.ticket.limit_price, parent.ticket.time_in_force) == ("MOC", None, "DAY")
+    assert (stop.ticket.order_type, stop.ticket.parent_id) == ("STP", 1)
+    (loc,) = plan_legs(routed(order_type=OrderType.LOC, limit_price=101.5), [1], "DU1")
+    assert (loc.ticket.order_type, loc.ticket.limit_price, loc.ticket.to_ibapi().orderType) == ("LOC", 101.5, "LOC")
+    with pytest.raises(InvalidOrderError, match="limit"):
+        validate(routed(order_type=OrderType.LOC))
+    with pytest.raises(InvalidOrderError, match="day order"):
+        validate(routed(order_type=OrderType.MOC, time_in_force=TimeInForce.GTC))
+
+
+def test_an_entry_in_an_oca_group_carries_the_group_with_cancel_on_fill_and_its_bracket_does_not() -> None:
+    parent, stop = plan_legs(routed(stop_loss=95, oca_group="breakout-aapl"), [1, 2], "DU1")
+    assert (parent.ticket.oca_group, parent.ticket.oca_type) == ("breakout-aapl", 1)
+    assert (stop.ticket.oca_group, stop.ticket.oca_type) == ("", 0)  # the children are the bracket's own OCA
+    ib = parent.ticket.to_ibapi()
+    assert (ib.ocaGroup, ib.ocaType) == ("breakout-aapl", 1)
+    (plain,) = plan_legs(routed(), [1], "DU1")
+    assert (plain.ticket.oca_group, plain.ticket.to_ibapi().ocaGroup) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"stop_loss_trail_amount": 1.0}, "needs stop_loss"),
+        ({"stop_loss": 95, "stop_loss_trail_amount": 1.0, "stop_loss_trail_percent": 1.0}, "not both"),
+        ({"stop_loss": 95, "stop_loss_trail_amount": -1.0}, "out of range"),
+        ({"stop_loss": 95, "stop_loss_trail_percent": 100.0}, "out of range"),
+        ({"order_type": OrderType.STP, "stop_price": 99, "adaptive_priority": AdaptivePriority.URGENT}, "Adaptive"),
+    ],
+)
+def test_trailing_stops_and_adaptive_entries_ib_would_refuse_are_refused(fields: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidOrderError, match=reason):
+        validate(routed(**fields))
 
 
 # --- book ----------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from consumers.execution.reconciliation import IbSnapshot
 from consumers.execution.service import Executor
 from ibstream.config import load_settings
 from ibstream.contracts import Alert, OrderEvent, OrderIntent, RiskDecision, RoutedOrder, risk_decisions, routed_orders
-from ibstream.contracts.enums import OrderType, Side, TimeInForce
+from ibstream.contracts.enums import AdaptivePriority, OrderType, Side, TimeInForce
 from ibstream.contracts.order_terms import TERM_FIELDS, TERMS_DIGEST_PREFIX, canonical_terms, terms_digest
 from ibstream.risk import route
 from streams.risk.decisions import stamp_terms
@@ -52,6 +52,10 @@ CHANGED: dict[str, Any] = {
     "take_profit": None,
     "time_in_force": TimeInForce.GTC,
     "flatten_id": "flatten-command-1",
+    "stop_loss_trail_amount": 1.25,
+    "stop_loss_trail_percent": 1.5,
+    "adaptive_priority": AdaptivePriority.PATIENT,
+    "oca_group": "breakout-either-way",
 }
 
 

@@ -12,6 +12,7 @@ from ibapi.contract import Contract
 from ibapi.decoder import Decoder
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
+from ibapi.tag_value import TagValue
 from ibapi.wrapper import EWrapper
 
 from ibsim import messages as m
@@ -409,3 +410,37 @@ def test_completed_order_of_a_cancel_and_a_reject_says_what_ended_it() -> None:
     rejected = snapshot(status="Inactive", filled=0.0, reject_code=201)
     _, _, state, rest = decode_completed_order(m.completed_order(rejected, AAPL, "DU1"))
     assert rest == [] and (state.status, state.completedStatus) == ("Inactive", "Rejected (201)")
+
+
+def test_place_order_keeps_the_trail_oca_type_and_adaptive_algo_ibapi_sends() -> None:
+    trail = Order()
+    trail.action, trail.totalQuantity, trail.orderType = "SELL", 10, "TRAIL"
+    trail.trailingPercent, trail.trailStopPrice = 1.5, 97.25
+    trail.ocaGroup, trail.ocaType = "exit-1", 3
+    req = ibapi_request("placeOrder", 21, stk("AAPL"), trail)
+    assert isinstance(req, m.PlaceOrder)
+    assert (req.order_type, req.oca_group, req.aux_price) == ("TRAIL", "exit-1", None)
+    assert req.tail == m.PlaceOrderTail(oca_type=3, trail_stop_price=97.25, trailing_percent=1.5)
+    adaptive = Order()
+    adaptive.action, adaptive.totalQuantity, adaptive.orderType, adaptive.lmtPrice = "BUY", 5, "LMT", 101.0
+    adaptive.algoStrategy, adaptive.algoParams = "Adaptive", [TagValue("adaptivePriority", "Patient")]
+    req = ibapi_request("placeOrder", 22, stk("AAPL"), adaptive)
+    assert isinstance(req, m.PlaceOrder) and not req.what_if
+    assert (req.tail.algo_strategy, req.tail.algo_params) == ("Adaptive", (("adaptivePriority", "Patient"),))
+    adaptive.whatIf = True
+    req = ibapi_request("placeOrder", 23, stk("AAPL"), adaptive)
+    assert isinstance(req, m.PlaceOrder) and req.what_if and req.tail.algo_strategy == "Adaptive"
+
+
+def test_place_order_reads_a_trailing_stop_limits_offset_after_what_if() -> None:
+    o = Order()
+    o.action, o.totalQuantity, o.orderType, o.auxPrice, o.lmtPriceOffset = "SELL", 10, "TRAIL LIMIT", 1.0, 0.5
+    o.trailStopPrice = 98.0
+    req = ibapi_request("placeOrder", 24, stk("AAPL"), o)
+    assert isinstance(req, m.PlaceOrder) and not req.what_if
+    assert (req.order_type, req.aux_price, req.tail.trail_stop_price, req.tail.lmt_price_offset) == (
+        "TRAIL LIMIT",
+        1.0,
+        98.0,
+        0.5,
+    )

@@ -262,6 +262,14 @@ CASES: list[Case] = [
     ("stop too tight", risk.check_stop_distance, intent(stop_loss=99.9), view_with(), False),
     ("stop wrong side", risk.check_stop_distance, intent(stop_loss=101.0), view_with(), False),
     ("stop missing", risk.check_stop_distance, intent(stop_loss=None), view_with(), False),
+    ("trailing stop ok", risk.check_stop_distance, intent(stop_loss_trail_amount=1.0), view_with(), True),
+    ("trailing stop in percent ok", risk.check_stop_distance, intent(stop_loss_trail_percent=1.5), view_with(), True),
+    ("trailing stop trails too tight", risk.check_stop_distance, intent(stop_loss_trail_amount=0.1), view_with(), False),  # noqa: E501
+    ("trailing stop starts too wide", risk.check_stop_distance, intent(stop_loss=94.0, stop_loss_trail_amount=1.0), view_with(), False),  # noqa: E501
+    ("trailing stop both trails", risk.check_stop_distance, intent(stop_loss_trail_amount=1.0, stop_loss_trail_percent=1.0), view_with(), False),  # noqa: E501
+    ("trailing stop negative trail", risk.check_stop_distance, intent(stop_loss_trail_amount=-1.0), view_with(), False),
+    ("risk/trade of a trailing stop from its initial stop", risk.check_risk_per_trade, intent(quantity=501, stop_loss=98.0, stop_loss_trail_amount=0.5), view_with(), False),  # noqa: E501
+    ("risk/trade adaptive market entry priced by the quote", risk.check_risk_per_trade, intent(order_type=OrderType.MKT, limit_price=None, adaptive_priority="PATIENT"), view_with(), True),  # noqa: E501
     ("risk/trade ok", risk.check_risk_per_trade, intent(quantity=500, stop_loss=98.0), view_with(), True),
     ("risk/trade over", risk.check_risk_per_trade, intent(quantity=501, stop_loss=98.0), view_with(), False),
     ("risk/trade sized on NetLiquidation", risk.check_risk_per_trade, intent(quantity=300, stop_loss=98.0), view_with(lambda v: v.apply_account_state(account(net_liquidation=50_000))), False),  # noqa: E501
@@ -272,6 +280,11 @@ CASES: list[Case] = [
     ("band ok", risk.check_price_band, intent(limit_price=101.5), view_with(), True),
     ("band fat finger", risk.check_price_band, intent(limit_price=110.0, stop_loss=108.0), view_with(), False),
     ("band market order", risk.check_price_band, intent(order_type=OrderType.MKT, limit_price=None), view_with(), True),
+    ("band market-on-close order", risk.check_price_band, intent(order_type=OrderType.MOC, limit_price=None), view_with(), True),  # noqa: E501
+    ("band limit-on-close fat finger", risk.check_price_band, intent(order_type=OrderType.LOC, limit_price=110.0, stop_loss=108.0), view_with(), False),  # noqa: E501
+    ("notional of a market-on-close order at the quote", risk.check_order_notional, intent(order_type=OrderType.MOC, limit_price=None, quantity=201), view_with(), False),  # noqa: E501
+    ("market-on-close unpriced without a quote", risk.check_order_notional, intent(order_type=OrderType.MOC, limit_price=None), view_with(with_quote=False), False),  # noqa: E501
+    ("notional of a limit-on-close order at its limit", risk.check_order_notional, intent(order_type=OrderType.LOC, limit_price=100.0, quantity=199), view_with(), True),  # noqa: E501
     ("band no quote", risk.check_price_band, intent(), view_with(with_quote=False), False),
     ("quote fresh", risk.check_quote_age, intent(), view_with(), True),
     ("quote stale", risk.check_quote_age, intent(), view_with(lambda v: v.apply_quote(quote(age=6.0)), with_quote=False), False),  # noqa: E501
