@@ -136,6 +136,9 @@ class Session:
                 start,
                 "--symbols",
                 *self.plan.symbols,
+                # The clock stands at the plan's start until every deployable is up (released below): at 600x a
+                # slow start would otherwise eat the quarter hour before the open that market.open needs.
+                "--hold-clock",
                 *self.plan.sim_args,
                 env=env,
                 health_url=f"{self.control}/health",
@@ -147,6 +150,8 @@ class Session:
             )
         for name in ("execution", "producer"):
             demo.group.wait_healthy(name, 120)
+        if not self.plan.gateway:
+            self.sim("/clock/release", {})
         now = self.market_time()
         self.note(f"session {self.plan.name}: every deployable up (prefix {demo.prefix})")
         if self.plan.advance_to is not None and not self.plan.gateway and now is not None:
