@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 
 from ibsim import messages as m
 from ibsim.config import EXCHANGE_TZ
@@ -157,18 +158,26 @@ class Account:
         if ledger.day != today:
             ledger.start_day(self.gw.mark, today)
 
-    def _values(self) -> dict[str, float]:
-        return self.gw.engine.account_values(self.gw.mark)
+    def _frozen_mark(self) -> Callable[[str], float]:
+        """Marks at one instant: every value of one push is priced at the same second (the simulated clock runs on
+        while a push is being written, and a second boundary crossed between two rows made them disagree)."""
+        at = self.gw.clock.now()
+        return lambda symbol: self.gw.market.quote(symbol, at).last
 
-    def _tags(self) -> list[tuple[str, str, str]]:
+    def _values(self, mark: Callable[[str], float] | None = None) -> dict[str, float]:
+        return self.gw.engine.account_values(mark or self._frozen_mark())
+
+    def _tags(self, mark: Callable[[str], float] | None = None) -> list[tuple[str, str, str]]:
         """The account-wide keys (the per-currency ones are :meth:`_ledger_rows`)."""
         rows = [("AccountType", "INDIVIDUAL", "")]
-        rows += [(k, _text(k, v), BASE_CURRENCY) for k, v in self._values().items() if k not in _LEDGER_KEYS]
+        rows += [(k, _text(k, v), BASE_CURRENCY) for k, v in self._values(mark).items() if k not in _LEDGER_KEYS]
         return rows
 
-    def _ledger_rows(self, currencies: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    def _ledger_rows(
+        self, currencies: tuple[str, ...], mark: Callable[[str], float] | None = None
+    ) -> list[tuple[str, str, str]]:
         """The per-currency keys, one row per currency asked for (``BASE``: the account's total in its currency)."""
-        values = self._values()
+        values = self._values(mark)
         stock_value = values["NetLiquidation"] - values["TotalCashValue"]
         by_key = {
             "CashBalance": values["TotalCashValue"],
@@ -191,11 +200,12 @@ class Account:
     def _send_summary(self, s: Session, req_id: int, tags: str) -> None:
         wanted = {t.strip() for t in tags.split(",") if t.strip()}
         everything = not wanted or "All" in wanted
-        rows = [r for r in self._tags() if everything or r[0] in wanted]
+        mark = self._frozen_mark()
+        rows = [r for r in self._tags(mark) if everything or r[0] in wanted]
         if "$LEDGER:ALL" in wanted:
-            rows += self._ledger_rows((BASE_CURRENCY, "BASE"))
+            rows += self._ledger_rows((BASE_CURRENCY, "BASE"), mark)
         elif wanted & {"$LEDGER", f"$LEDGER:{BASE_CURRENCY}"}:
-            rows += self._ledger_rows((BASE_CURRENCY,))
+            rows += self._ledger_rows((BASE_CURRENCY,), mark)
         for tag, value, cur in rows:
             for acct in self.gw.config.accounts:
                 s.send(m.account_summary(req_id, acct, tag, value, cur))
@@ -205,20 +215,21 @@ class Account:
         gw, account = self.gw, self.gw.account
         self.roll_day(now)
         s.acct_pushed_at = time.monotonic()
+        mark = self._frozen_mark()
         s.send(m.account_value("AccountCode", account, "", account))
         s.send(m.account_value("AccountReady", "true", "", account))
-        for tag, value, cur in self._tags():
+        for tag, value, cur in self._tags(mark):
             s.send(m.account_value(tag, value, cur, account))
             if tag in _SEGMENTED:
                 s.send(m.account_value(f"{tag}-S", value, cur, account))
                 s.send(m.account_value(f"{tag}-C", "0.00", cur, account))
-        for key, value, cur in self._ledger_rows((BASE_CURRENCY, "BASE")):
+        for key, value, cur in self._ledger_rows((BASE_CURRENCY, "BASE"), mark):
             s.send(m.account_value(key, value, cur, account))
         ledger = gw.engine.ledger
         for p in gw.engine.positions():
             inst = gw.instruments[p.symbol]
-            realized = ledger.pnl_single(p.symbol, gw.mark).realized
-            s.send(m.portfolio_value(inst, p.quantity, gw.mark(p.symbol), p.avg_cost, realized, account))
+            realized = ledger.pnl_single(p.symbol, mark).realized
+            s.send(m.portfolio_value(inst, p.quantity, mark(p.symbol), p.avg_cost, realized, account))
         s.send(m.account_update_time(now))
         s.send(m.account_download_end(account))
 
