@@ -55,7 +55,9 @@ def test_execution_publishes_the_account_and_net_liquidation_follows_a_fill_and_
     assert cash < initial
     # One round from IB: NetLiquidation is the cash plus the (long) position's value at that round's mark.
     assert after_fill.net_liquidation == pytest.approx(cash + after_fill.gross_position_value, abs=0.02)
-    assert after_fill.net_liquidation != initial
+    # (NetLiquidation itself may land back on the initial cash: when the mark is a cent above the fill, 100 shares
+    # make exactly the 1.00 commission. The cash moved and the position is counted: that is what follows the fill.)
+    assert after_fill.gross_position_value > 0
     with_pnl = newest(states.wait(lambda rs: (newest(rs, account) or first).unrealized_pnl not in (None, 0.0)), account)
     assert with_pnl is not None and with_pnl.daily_pnl is not None
     # reqPnLSingle for the held contract: its numbers ride along, consistent with ibsim's cost of the position.
