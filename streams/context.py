@@ -69,6 +69,15 @@ class MessageView:
         pairs = headers.items() if isinstance(headers, dict) else headers
         return [(str(name), bytes(value or b"")) for name, value in pairs]
 
+    def timestamp(self) -> tuple[int, int]:
+        """(type, epoch milliseconds) as confluent-kafka gives it (1 create time, 2 log-append time, 0 none) from
+        Faust's seconds and aiokafka's type (0 create time, 1 log-append time)."""
+        seconds = getattr(self._message, "timestamp", None)
+        if seconds is None:
+            return 0, -1
+        log_append = getattr(self._message, "timestamp_type", 0) == 1
+        return (2 if log_append else 1), int(float(seconds) * 1000)
+
 
 class FaustEmitter:
     """Encodes with our codec and sends raw bytes through the Faust topics declared for each contract."""
@@ -164,7 +173,10 @@ class RouterDeadLetters:
 
     def __init__(self, settings: Settings, codec: Codec, component: str) -> None:
         self._producer = RecordProducer(create_producer(settings), codec, settings.kafka.topic_prefix)
-        self._router = DeadLetterRouter(self._producer, codec, component, settings.kafka.topic_prefix)
+        # Faust's consumer group is the app id.
+        self._router = DeadLetterRouter(
+            self._producer, codec, component, settings.kafka.topic_prefix, group=settings.streams.app_id
+        )
 
     def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any:
         # The router reads only the accessor methods (topic(), value(), …) that MessageView provides.

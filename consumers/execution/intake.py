@@ -86,7 +86,7 @@ class Intake:
         except TransactionError as error:
             raise FencedError(str(error)) from None
         sink = RecordProducer(self.producer, self.codec, self.prefix)
-        self.outbox.bind(tx, sink, DeadLetterRouter(sink, self.codec, COMPONENT, self.prefix))
+        self.outbox.bind(tx, sink, DeadLetterRouter(sink, self.codec, COMPONENT, self.prefix, group=self.group))
         self.rebuild(on_decision)
         self.join_routed(account)
         log.info("kafka ready", extra={"transactional_id": transactional_id})

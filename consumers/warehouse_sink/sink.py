@@ -93,7 +93,7 @@ class WarehouseSink:
         self.consumer = self._create_consumer()
         self.consumers_replaced = 0
         self.producer = RecordProducer(create_producer(settings, "bulk"), self.codec, prefix)
-        self.router = DeadLetterRouter(self.producer, self.codec, COMPONENT, prefix)
+        self.router = DeadLetterRouter(self.producer, self.codec, COMPONENT, prefix, group=self.group_id)
         self.batch = Batch(settings.warehouse.batch_rows, settings.warehouse.batch_seconds, clock)
         self.inserted = 0
         self.committed_batches = 0

@@ -30,7 +30,7 @@ from ibstream.contracts.alerts import Alert
 from ibstream.contracts.bars import Bar
 from ibstream.contracts.base import Record, TopicSpec, UtcDatetime, utc_now
 from ibstream.contracts.control import ControlCommand
-from ibstream.contracts.dead_letters import DeadLetter
+from ibstream.contracts.dead_letters import DeadLetter, DlqRedrive
 from ibstream.contracts.executions import Execution
 from ibstream.contracts.gaps import Gap
 from ibstream.contracts.heartbeats import Heartbeat
@@ -65,8 +65,8 @@ TOPICS: tuple[TopicSpec[Record], ...] = (
     control.TOPIC,
 )  # type: ignore[assignment]  # TopicSpec is invariant in its record type; the tuple is read-only.
 
-#: Every top-level record type, with the dead letter (which has no topic of its own).
-RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), DeadLetter)
+#: Every top-level record type, with the dead letter and the redrive ledger's entry (no catalogue topic of their own).
+RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), DeadLetter, DlqRedrive)
 
 #: The models of the includes in `avro/include/`: fields shared by several records, never records on a topic.
 INCLUDE_TYPES: tuple[type[Record], ...] = (OrderTerms,)
@@ -81,6 +81,7 @@ __all__ = [
     "Bar",
     "ControlCommand",
     "DeadLetter",
+    "DlqRedrive",
     "Execution",
     "Gap",
     "Heartbeat",

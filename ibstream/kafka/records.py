@@ -14,7 +14,8 @@ from opentelemetry.metrics import Counter
 
 from ibstream.config import Settings
 from ibstream.contracts import DeadLetter, Record, TopicSpec, utc_now
-from ibstream.contracts.serde import Codec, ConfluentCodec, DecodeError, SchemaStore, SingleObjectCodec
+from ibstream.contracts.serde import Codec, ConfluentCodec, SchemaStore, SingleObjectCodec
+from ibstream.kafka.dead_letters import ConsumedMessage, dead_letter_of, error_headers
 from ibstream.telemetry import meter, record_error, trace_headers
 
 log = logging.getLogger(__name__)
@@ -128,18 +129,6 @@ def _dlq_records() -> Counter:
     )
 
 
-def _text(value: str | bytes | None) -> str:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value or ""
-
-
-def _bytes(value: str | bytes | None) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    return value or b""
-
-
 def decode_message(codec: Codec, spec: TopicSpec[R], message: Message) -> R:
     """Decode a consumed message into the topic's record type, or raise DecodeError naming where it came from."""
     return codec.decode(
@@ -151,49 +140,43 @@ class DeadLetterRouter:
     """Routes records that failed to decode or process to their topic's DLQ, original bytes intact.
 
     Origin and error travel both inside the DeadLetter record and as Kafka headers, so a DLQ can be triaged
-    with tools that do not speak Avro.
+    with tools that do not speak Avro (``ibstream.kafka.dead_letters`` builds both from the message and the
+    exception). ``group``: the consumer group the component reads with, recorded in every letter.
     """
 
-    def __init__(self, producer: RecordProducer, codec: Codec, component: str, topic_prefix: str = "") -> None:
+    def __init__(
+        self,
+        producer: RecordProducer,
+        codec: Codec,
+        component: str,
+        topic_prefix: str = "",
+        group: str | None = None,
+    ) -> None:
         self._producer = producer
         self._codec = codec
         self._component = component
         self._prefix = topic_prefix
+        self._group = group
         self.routed = 0
 
-    def route(self, spec: TopicSpec[Any], message: Message, error: BaseException, error_kind: str = "") -> DeadLetter:
-        kind = error_kind or ("decode" if isinstance(error, DecodeError) else "processing")
-        raw_headers = message.headers() or []
-        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-        original_headers = {str(name): _bytes(value) for name, value in pairs}
-        letter = DeadLetter(
-            original_topic=message.topic() or spec.name,
-            partition=message.partition() or 0,
-            offset=message.offset() or 0,
-            key=_bytes(message.key()) if message.key() is not None else None,
-            value=_bytes(message.value()) if message.value() is not None else None,
-            headers=original_headers,
-            error_kind=kind,
-            error_message=str(error),
+    def route(
+        self, spec: TopicSpec[Any], message: ConsumedMessage, error: BaseException, error_kind: str = ""
+    ) -> DeadLetter:
+        letter = dead_letter_of(
+            message,
+            error,
             component=self._component,
+            group=self._group,
             failed_time=utc_now(),
+            error_kind=error_kind,
+            fallback_topic=spec.name,
         )
         dlq_topic = self._prefix + spec.dlq_name
         self._producer.send_raw(
-            dlq_topic,
-            letter.key,
-            self._codec.encode(dlq_topic, letter),
-            headers={
-                "dlq.original.topic": letter.original_topic.encode(),
-                "dlq.original.partition": str(letter.partition).encode(),
-                "dlq.original.offset": str(letter.offset).encode(),
-                "dlq.error.kind": kind.encode(),
-                "dlq.error.message": letter.error_message.encode(errors="replace")[:4000],
-                "dlq.component": self._component.encode(),
-            },
+            dlq_topic, letter.key, self._codec.encode(dlq_topic, letter), headers=dict(error_headers(letter))
         )
         self.routed += 1
-        _dlq_records().add(1, {"topic": spec.name, "component": self._component, "kind": kind})
+        _dlq_records().add(1, {"topic": spec.name, "component": self._component, "kind": letter.error_kind})
         log.warning(
             "record routed to DLQ",
             extra={
@@ -202,6 +185,8 @@ class DeadLetterRouter:
                 "offset": letter.offset,
                 "dlq": dlq_topic,
                 "error": letter.error_message,
+                "exception_class": letter.exception_class,
+                "group": self._group,
             },
         )
         return letter

@@ -55,7 +55,9 @@ def test_undecodable_record_goes_to_the_dlq_with_its_bytes(settings: Settings, q
     producer.send(spec, quote_sample)
     assert producer.flush(30) == 0
 
-    router = DeadLetterRouter(producer, CODEC, component="test", topic_prefix=settings.kafka.topic_prefix)
+    router = DeadLetterRouter(
+        producer, CODEC, component="test", topic_prefix=settings.kafka.topic_prefix, group="test-readers"
+    )
     good = 0
     for message in consume_all(settings, topic, 3):
         try:
@@ -78,3 +80,16 @@ def test_undecodable_record_goes_to_the_dlq_with_its_bytes(settings: Settings, q
     headers = dict(dead.headers() or [])
     assert headers["dlq.original.offset"] == b"1"
     assert headers["dlq.original.topic"] == topic.encode()
+    # The Connect-style facts: the original's broker timestamp, who read it, and the exception in full.
+    [original] = [message for message in consume_all(settings, topic, 3) if message.offset() == 1]
+    assert letter.original_timestamp is not None
+    assert int(letter.original_timestamp.timestamp() * 1000) == original.timestamp()[1]
+    assert letter.consumer_group == "test-readers" and letter.component == "test"
+    assert letter.exception_class == "ibstream.contracts.serde.DecodeError"
+    assert letter.stack_trace is not None and "in decode_message" in letter.stack_trace
+    assert letter.stack_trace.endswith(letter.error_message)
+    assert headers["ibstream.errors.offset"] == b"1" and headers["ibstream.errors.topic"] == topic.encode()
+    assert headers["ibstream.errors.consumer.group"] == b"test-readers"
+    assert headers["ibstream.errors.exception.class.name"] == b"ibstream.contracts.serde.DecodeError"
+    assert headers["ibstream.errors.exception.stacktrace"] == letter.stack_trace.encode()
+    assert headers["ibstream.errors.timestamp"] == letter.original_timestamp.isoformat().encode()
