@@ -30,8 +30,9 @@ DEPLOYABLES: dict[str, str] = {
     "agent0": "api.agent0",
 }
 
-#: The operator commands (demo, uat, chaos, stack, replay) live in the tooling package, which the core never imports:
-#: `ibstream NAME` calls ``NAME(args)`` of the module named here, loaded by name, with the arguments parsed below.
+#: The operator commands (demo, uat, chaos, stack, replay, dlq) live in the tooling package, which the core never
+#: imports: `ibstream NAME` calls ``NAME(args)`` of the module named here, loaded by name, with the arguments parsed
+#: below.
 TOOLING = "tooling.cli"
 
 #: What `ibstream --help` says, for users rather than developers: each command's one line, grouped. Each line is
@@ -49,6 +50,7 @@ COMMAND_GROUPS: dict[str, dict[str, str]] = {
     "operating": {
         "audit": "ready-made warehouse reports: order trails, feed gaps, rejections…",
         "replay": "re-send a topic's records from a time window (e.g. to fill a gap)",
+        "dlq": "list, inspect and send back records that could not be processed",
         "token": "issue an access token (viewer, trader or admin for people; service for streams → Agent0)",
         "uat": "acceptance tests on the simulator or a paper account; go/no-go",
         "chaos": "soak test with injected faults, checked for lost or doubled orders",
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_chaos,
         _add_uat,
         _add_replay,
+        _add_dlq,
         _add_audit,
     ):
         add(commands)
@@ -405,6 +408,41 @@ def _add_replay(commands: _Commands) -> None:
     )
     replay.add_argument("--rate", type=float, default=None, help="at most this many records per second")
     replay.set_defaults(handler=_tool)
+
+
+def _add_dlq(commands: _Commands) -> None:
+    dlq = commands.add_parser(
+        "dlq",
+        description=f"{COMMANDS['dlq']}\n\n"
+        "  list     a topic's dead letters: origin, error, whether sent back\n"
+        "  show     one dead letter in full: key, value, headers, stack trace\n"
+        "  redrive  send dead letters back to their topic once the cause is\n"
+        "           fixed: original bytes, key and headers; never twice",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dlq.add_argument("action", choices=["list", "show", "redrive"], help="what to do (above)")
+    dlq.add_argument(
+        "--topic",
+        required=True,
+        help="the topic, without the prefix, e.g. md.quotes.v1 (or its dead-letter topic, md.quotes.dlq.v1)",
+    )
+    dlq.add_argument(
+        "--from",
+        dest="start",
+        type=_utc_time,
+        default=None,
+        help="dead letters written at or after this time (ISO 8601; UTC unless it has an offset)",
+    )
+    dlq.add_argument("--to", dest="end", type=_utc_time, default=None, help="dead letters written before this time")
+    dlq.add_argument(
+        "--offset",
+        type=int,
+        nargs="+",
+        default=[],
+        help="only the dead letters at these offsets of the dead-letter topic (show: exactly one)",
+    )
+    dlq.add_argument("--dry-run", action="store_true", help="redrive: list what would be sent back, and send nothing")
+    dlq.set_defaults(handler=_tool)
 
 
 def _add_audit(commands: _Commands) -> None:

@@ -1,4 +1,5 @@
-"""The operator commands of the ``ibstream`` console script: ``demo``, ``uat``, ``chaos``, ``stack``, ``replay``.
+"""The operator commands of the ``ibstream`` console script: ``demo``, ``uat``, ``chaos``, ``stack``, ``replay``,
+``dlq``.
 
 ``ibstream/cli.py`` declares their arguments (so ``--help`` needs none of this) and calls the function named after
 the command with the parsed arguments, loaded by module name: the core never imports the tooling.
@@ -146,4 +147,29 @@ def replay(args: argparse.Namespace) -> int:
         f"replayed {report.emitted} of {report.read} records from {report.source} {report.topic} to "
         f"{report.target_topic} in {report.seconds:.1f}s ({report.rate:.0f}/s); {report.undecodable} undecodable"
     )
+    return 0
+
+
+def dlq(args: argparse.Namespace) -> int:
+    """``ibstream dlq list|show|redrive --topic T [--from --to] [--offset N …] [--dry-run]``."""
+    from tooling.dlq import redrive, render_list, render_show, view
+
+    settings = get_settings()
+    if args.action == "redrive":
+        report = redrive(
+            settings, args.topic, start=args.start, end=args.end, offsets=args.offset, dry_run=args.dry_run
+        )
+        print(report.render())
+        return 1 if report.plan.refused else 0
+    if args.action == "show" and len(args.offset) != 1:
+        print("dlq show needs one --offset (`ibstream dlq list` shows them)", file=sys.stderr)
+        return 2
+    found = view(settings, args.topic, start=args.start, end=args.end, offsets=args.offset)
+    if args.action == "list":
+        print(render_list(found.entries, found.ledger))
+        return 0
+    if not found.entries:
+        print(f"no dead letter at offset {args.offset[0]} of {found.topic}", file=sys.stderr)
+        return 1
+    print(render_show(found.entries[0], found.ledger))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ibstream.contracts.base import DAY_MS, Record, UtcDatetime
+from ibstream.contracts.base import DAY_MS, FOREVER, Record, TopicSpec, UtcDatetime
 
 
 class DeadLetter(Record):
@@ -59,7 +59,15 @@ def redrive_key(dlq_topic: str, partition: int, offset: int) -> str:
 DLQ_PARTITIONS = 1
 DLQ_RETENTION_MS = 365 * DAY_MS
 
-#: The redrive ledger (before the topic prefix): compacted, one entry per redriven dead letter, written in the same
-#: Kafka transaction as the record sent back. `ibstream dlq redrive` creates it on first use (it is not one of the
-#: pipeline's topics: no deployable reads or writes it).
-REDRIVE_LEDGER_TOPIC = "ops.dlq.redrives.v1"
+#: The redrive ledger: compacted, one entry per redriven dead letter (the latest per key), written in the same Kafka
+#: transaction as the record sent back. Not in the catalogue (``TOPICS``): no deployable reads or writes it, so it
+#: has no DLQ, table or ACLs of its own; `ibstream dlq redrive` creates it on first use.
+REDRIVE_LEDGER = TopicSpec(
+    name="ops.dlq.redrives.v1",
+    record=DlqRedrive,
+    key=lambda entry: entry.ledger_key,
+    partitions=1,
+    retention_ms=FOREVER,
+    cleanup_policy="compact",
+    doc="Which dead letters `ibstream dlq redrive` sent back to their original topic, and when and by whom.",
+)

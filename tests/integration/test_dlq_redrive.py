@@ -1,0 +1,135 @@
+"""DLQ redrive over the real broker with the real warehouse sink: a quote the warehouse refuses is dead-lettered with
+every fact; once the cause is fixed, `dlq redrive` puts its original bytes, key and headers back on md.quotes.v1, the
+sink stores it, and a second redrive sends nothing. A dry run sends nothing either."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Message
+
+from consumers.warehouse_sink import SinkThread, group_id
+from ibstream.config import Settings
+from ibstream.contracts import Quote, quotes
+from ibstream.contracts.dead_letters import REDRIVE_LEDGER
+from ibstream.kafka.clients import create_admin, create_consumer, create_producer
+from ibstream.kafka.records import RecordProducer, consume_to_end
+from ibstream.kafka.topics import delete_topics
+from ibstream.warehouse import Warehouse
+from tests.integration.warehouse_helpers import CODEC, count_final, wait_for, warehouse_settings
+from tooling.dlq import read_ledger, redrive, render_list, view
+
+pytestmark = pytest.mark.integration
+
+HEADERS = {"trace": b"abc-123", "desk": b"equities"}
+
+
+def _committed(settings: Settings, topic: str, partitions: int) -> list[Message]:
+    """Every committed record of ``topic`` (read_committed: an aborted redrive would not show)."""
+    consumer = create_consumer(
+        settings, f"test-dlq-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False, "enable.partition.eof": True}
+    )
+    found: list[Message] = []
+    try:
+        consume_to_end(consumer, {topic: partitions}, found.append)
+    finally:
+        consumer.close()
+    return found
+
+
+def test_a_refused_quote_is_dead_lettered_with_its_facts_and_redriven_once_after_the_fix(
+    settings: Settings, tmp_path: Path, quote_sample: Quote
+) -> None:
+    wh_settings = warehouse_settings(settings, tmp_path / "wh", warehouse_batch_rows=100, warehouse_batch_seconds=0.5)
+    prefix = wh_settings.kafka.topic_prefix
+    producer = RecordProducer(create_producer(wh_settings), CODEC, prefix)
+    topic, partitions = producer.topic(quotes.TOPIC), quotes.TOPIC.partitions
+    poison = quote_sample.model_copy(update={"symbol": "POISON", "con_id": 666})
+    poison_bytes = CODEC.encode(topic, poison)
+    sent: list[Message] = []
+    try:
+        with Warehouse.open(wh_settings) as warehouse:
+            table = warehouse.schema.for_topic(quotes.TOPIC).name
+            warehouse.command(f"ALTER TABLE {warehouse.table(table)} ADD CONSTRAINT no_poison CHECK con_id != 666")
+            for i in range(10):
+                producer.send(quotes.TOPIC, quote_sample.model_copy(update={"symbol": f"S{i % 3}", "con_id": i}))
+            producer.send_raw(
+                topic, b"POISON", poison_bytes, headers=dict(HEADERS), on_delivery=lambda _, m: sent.append(m)
+            )
+            assert producer.flush(30) == 0 and producer.failed == 0
+            [original] = sent
+            thread = SinkThread(wh_settings, warehouse).start()
+            try:
+                wait_for(
+                    lambda: count_final(warehouse, table) == 10 and count_final(warehouse, "dead_letters") == 1,
+                    60,
+                    "the good quotes stored and the refused one dead-lettered",
+                )
+
+                # 1. Every fact, in the record and in the headers.
+                [entry] = view(wh_settings, quotes.TOPIC.name).entries
+                letter = entry.letter
+                assert letter is not None
+                assert (letter.original_topic, letter.partition, letter.offset) == (
+                    topic,
+                    original.partition(),
+                    original.offset(),
+                )
+                assert letter.original_timestamp is not None
+                assert int(letter.original_timestamp.timestamp() * 1000) == original.timestamp()[1]
+                assert letter.consumer_group == group_id(wh_settings)
+                assert (letter.component, letter.error_kind) == ("warehouse_sink", "insert")
+                assert "no_poison" in letter.error_message
+                assert letter.exception_class and letter.stack_trace
+                assert letter.exception_class.rsplit(".", 1)[-1] in letter.stack_trace
+                assert (letter.key, letter.value, letter.headers) == (b"POISON", poison_bytes, HEADERS)
+                [dead] = _committed(wh_settings, prefix + quotes.TOPIC.dlq_name, 1)
+                dead_headers = dict(dead.headers() or [])
+                assert dead_headers["ibstream.errors.offset"] == str(original.offset()).encode()
+                assert dead_headers["ibstream.errors.consumer.group"] == group_id(wh_settings).encode()
+                assert dead_headers["ibstream.errors.exception.class.name"] == letter.exception_class.encode()
+                assert dead_headers["ibstream.errors.exception.stacktrace"] == letter.stack_trace.encode()
+
+                # 2. A dry run lists it and publishes nothing.
+                dry = redrive(wh_settings, quotes.TOPIC.name, dry_run=True)
+                assert [e.offset for e in dry.plan.send] == [entry.offset] and dry.dry_run
+                assert len(_committed(wh_settings, topic, partitions)) == 11
+                assert read_ledger(wh_settings, CODEC) == {}
+
+                # 3. The cause is fixed; the redrive sends the original back and the sink stores it.
+                warehouse.command(f"ALTER TABLE {warehouse.table(table)} DROP CONSTRAINT no_poison")
+                window = (entry.time - timedelta(seconds=1), entry.time + timedelta(seconds=1))
+                done = redrive(wh_settings, quotes.TOPIC.name, start=window[0], end=window[1], operator="pytest")
+                assert [e.offset for e in done.plan.send] == [entry.offset]
+                assert not done.plan.refused and not done.plan.already
+                wait_for(lambda: count_final(warehouse, table) == 11, 60, "the redriven quote stored")
+                rows = warehouse.query(f"SELECT con_id FROM {warehouse.table(table)} FINAL").rows
+                assert sorted(row[0] for row in rows) == [*range(10), 666]
+            finally:
+                thread.stop()
+
+        records = _committed(wh_settings, topic, partitions)
+        assert len(records) == 12
+        [back] = [m for m in records if m.key() == b"POISON" and m.offset() != original.offset()]
+        assert back.value() == poison_bytes
+        back_headers = dict(back.headers() or [])
+        assert {name: back_headers[name] for name in HEADERS} == HEADERS
+        assert back_headers["ibstream.redrive.dlq.topic"] == (prefix + quotes.TOPIC.dlq_name).encode()
+        assert back_headers["ibstream.redrive.dlq.offset"] == str(entry.offset).encode()
+        ledger = read_ledger(wh_settings, CODEC)
+        assert list(ledger) == [entry.key]
+        assert (ledger[entry.key].original_offset, ledger[entry.key].redriven_by) == (original.offset(), "pytest")
+
+        # 4. Never twice: a second redrive (no window: every dead letter) sends nothing.
+        again = redrive(wh_settings, quotes.TOPIC.dlq_name)
+        assert again.plan.send == [] and [e.offset for e, _ in again.plan.already] == [entry.offset]
+        assert len(_committed(wh_settings, topic, partitions)) == 12
+        listed = render_list(view(wh_settings, quotes.TOPIC.name).entries, ledger).splitlines()[0]
+        assert (
+            f"redriven {ledger[entry.key].redriven_time:%Y-%m-%dT%H:%M:%SZ}" in listed and "not redriven" not in listed
+        )
+    finally:
+        delete_topics(create_admin(settings), [prefix + REDRIVE_LEDGER.name])
