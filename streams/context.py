@@ -173,9 +173,10 @@ class RouterDeadLetters:
 
     def __init__(self, settings: Settings, codec: Codec, component: str) -> None:
         self._producer = RecordProducer(create_producer(settings), codec, settings.kafka.topic_prefix)
-        # Faust's consumer group is the app id.
+        # Faust's consumer group is the app's id (streams.app: the topic prefix and the app id).
+        prefix = settings.kafka.topic_prefix
         self._router = DeadLetterRouter(
-            self._producer, codec, component, settings.kafka.topic_prefix, group=settings.streams.app_id
+            self._producer, codec, component, prefix, group=prefix + settings.streams.app_id
         )
 
     def route(self, spec: TopicSpec[Any], message: Any, error: BaseException, error_kind: str = "") -> Any:

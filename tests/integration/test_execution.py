@@ -712,6 +712,12 @@ def test_a_routed_order_without_a_decision_is_dead_lettered_and_never_placed(
     (dead,) = dead_letters(running.settings, 1)
     assert dead["dlq.error.kind"] == b"unapproved" and dead["dlq.original.topic"].endswith(b"orders.routed.v1")
     assert b"no approved risk decision for order " + forged.order_id.encode() in dead["dlq.error.message"]
+    # The Connect-style facts: the executor's group and the refusal's class (never raised: no frames to show).
+    group = running.settings.kafka.topic_prefix + running.settings.execution.group_id
+    assert dead["ibstream.errors.consumer.group"] == group.encode()
+    assert dead["ibstream.errors.exception.class.name"].endswith(b".UnapprovedOrderError")
+    klass = dead["ibstream.errors.exception.class.name"]
+    assert dead["ibstream.errors.exception.stacktrace"].startswith(klass + b": no approved risk decision")
     assert running.ib_orders(forged.order_id) == [] and len(running.ib_orders(approved.order_id)) == 1
     assert not [e for e in recorded if e.order_id == forged.order_id]
     alerted = raised.wait(lambda xs: any(a.kind == "unapproved_order" for a in xs))

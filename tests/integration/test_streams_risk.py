@@ -103,6 +103,12 @@ def test_intent_in_decision_out_kill_switch_within_a_second_and_dlq(settings: Se
         assert check_order(routed.records[0], approval_of(first), 0.0, 1.0).verdict is Verdict.PLACE
         letters = dlq.wait_for(1, 10)
         assert letters and letters[0].error_kind == "decode" and letters[0].value == b"\x00garbage"
+        # The Connect-style facts from a Faust message: its group (the app id), timestamp and the exception.
+        assert letters[0].consumer_group == settings.kafka.topic_prefix + settings.streams.app_id
+        assert letters[0].original_timestamp is not None
+        assert abs((letters[0].failed_time - letters[0].original_timestamp).total_seconds()) < 120
+        assert letters[0].exception_class == "ibstream.contracts.serde.DecodeError"
+        assert letters[0].stack_trace and letters[0].stack_trace.endswith(letters[0].error_message)
 
         # Kill switch: from the command on, intents keep arriving every 50 ms; measure when rejections start.
         out.send(quotes.TOPIC, fresh_quote("AAPL"))
