@@ -1,6 +1,7 @@
 """DLQ redrive over the real broker with the real warehouse sink: a quote the warehouse refuses is dead-lettered with
 every fact; once the cause is fixed, `dlq redrive` puts its original bytes, key and headers back on md.quotes.v1, the
-sink stores it, and a second redrive sends nothing. A dry run sends nothing either."""
+sink stores it, and a second redrive sends nothing. A dry run sends nothing either, and a redrive that died before
+its commit leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -13,14 +14,22 @@ from confluent_kafka import Message
 
 from consumers.warehouse_sink import SinkThread, group_id
 from ibstream.config import Settings
-from ibstream.contracts import Quote, quotes
+from ibstream.contracts import Quote, quotes, utc_now
 from ibstream.contracts.dead_letters import REDRIVE_LEDGER
-from ibstream.kafka.clients import create_admin, create_consumer, create_producer
-from ibstream.kafka.records import RecordProducer, consume_to_end
+from ibstream.contracts.serde import DecodeError
+from ibstream.kafka.clients import (
+    TransactionError,
+    Transactions,
+    create_admin,
+    create_consumer,
+    create_producer,
+    create_transactional_producer,
+)
+from ibstream.kafka.records import DeadLetterRouter, RecordProducer, consume_to_end, decode_message
 from ibstream.kafka.topics import delete_topics
 from ibstream.warehouse import Warehouse
 from tests.integration.warehouse_helpers import CODEC, count_final, wait_for, warehouse_settings
-from tooling.dlq import read_ledger, redrive, render_list, view
+from tooling.dlq import ledger_entry, read_ledger, redrive, redrive_headers, render_list, view
 
 pytestmark = pytest.mark.integration
 
@@ -131,5 +140,47 @@ def test_a_refused_quote_is_dead_lettered_with_its_facts_and_redriven_once_after
         assert (
             f"redriven {ledger[entry.key].redriven_time:%Y-%m-%dT%H:%M:%SZ}" in listed and "not redriven" not in listed
         )
+    finally:
+        delete_topics(create_admin(settings), [prefix + REDRIVE_LEDGER.name])
+
+
+def test_a_redrive_that_died_before_its_commit_sends_nothing_and_the_next_one_sends_once(
+    settings: Settings, quote_sample: Quote
+) -> None:
+    prefix = settings.kafka.topic_prefix
+    producer = RecordProducer(create_producer(settings), CODEC, prefix)
+    topic, partitions = producer.topic(quotes.TOPIC), quotes.TOPIC.partitions
+    producer.send_raw(topic, b"AAPL", b"\x00not avro", headers={"trace": b"t-1"})
+    assert producer.flush(30) == 0
+    router = DeadLetterRouter(producer, CODEC, "test", prefix, group="test-readers")
+    for message in _committed(settings, topic, partitions):
+        with pytest.raises(DecodeError) as refused:
+            decode_message(CODEC, quotes.TOPIC, message)
+        router.route(quotes.TOPIC, message, refused.value)
+    assert producer.flush(30) == 0
+    try:
+        [entry] = view(settings, quotes.TOPIC.name).entries
+        assert entry.letter is not None and read_ledger(settings, CODEC) == {}
+        # A redrive that died inside its transaction: the record and its ledger entry are on the broker, uncommitted.
+        died = create_transactional_producer(settings, f"{prefix}ibstream-dlq-redrive-{quotes.TOPIC.dlq_name}")
+        died_tx = Transactions(died, timeout=30.0)
+        died_tx.init()
+        died_tx.begin()
+        died_sink = RecordProducer(died, CODEC, prefix)
+        died_sink.send_raw(topic, b"AAPL", b"\x00not avro", headers=dict(redrive_headers(entry, utc_now())))
+        died_sink.send(REDRIVE_LEDGER, ledger_entry(entry, entry.letter, "died", utc_now()))
+        assert died_sink.flush(30) == 0 and died_sink.delivered == 2
+
+        # The next redrive aborts what it left (it registers the same transactional id) and sends the record once.
+        done = redrive(settings, quotes.TOPIC.name, operator="next")
+        assert [e.offset for e in done.plan.send] == [entry.offset]
+        records = _committed(settings, topic, partitions)
+        assert [(m.key(), m.value()) for m in records] == [(b"AAPL", b"\x00not avro")] * 2
+        assert [d.redriven_by for d in read_ledger(settings, CODEC).values()] == ["next"]
+        # The one that died cannot commit afterwards: it is fenced.
+        with pytest.raises(TransactionError) as fenced:
+            died_tx.commit()
+        assert fenced.value.fatal
+        assert len(_committed(settings, topic, partitions)) == 2
     finally:
         delete_topics(create_admin(settings), [prefix + REDRIVE_LEDGER.name])
