@@ -81,14 +81,18 @@ def stack_trace(error: BaseException, limit: int = STACK_TRACE_CHARS) -> str:
 
 
 def original_timestamp(message: ConsumedMessage) -> datetime | None:
-    """The message's Kafka timestamp (create or log-append time), or None when the broker gave none."""
+    """The message's Kafka timestamp (create or log-append time), or None when the broker gave none or it is
+    beyond what a datetime holds."""
     try:
         kind, millis = message.timestamp()
     except (AttributeError, TypeError, ValueError):
         return None
     if kind == 0 or millis is None or millis < 0:  # TIMESTAMP_NOT_AVAILABLE
         return None
-    return datetime.fromtimestamp(millis / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None  # a topic that accepts any timestamp can hold one past year 9999: not a datetime
 
 
 def header_pairs(headers: Any) -> list[tuple[str, bytes]]:

@@ -123,6 +123,16 @@ def test_a_tombstone_without_key_or_timestamp_keeps_nulls() -> None:
     assert (letter.key, letter.value, letter.headers, letter.original_timestamp) == (None, None, {}, None)
 
 
+def test_a_timestamp_past_year_9999_is_no_original_timestamp_rather_than_a_failure() -> None:
+    year_10000_ms = 253_402_300_800_000 + 86_400_000
+    message = Consumed(timestamp_=(1, year_10000_ms))
+    assert original_timestamp(message) is None
+    letter = dead_letter_of(
+        message, ValueError("year 10000 is out of range"), component="c", group=None, failed_time=FAILED
+    )
+    assert letter.original_timestamp is None and "ibstream.errors.timestamp" not in error_headers(letter)
+
+
 def test_a_message_without_a_timestamp_accessor_has_no_original_timestamp() -> None:
     class Bare:
         pass
