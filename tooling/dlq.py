@@ -17,6 +17,10 @@ records every dead letter sent back. The protocol:
    A crash before the commit leaves nothing (the next run's step 1 aborts it); after it, the ledger says sent.
 A ledger entry counts only if it names the same original topic/partition/offset as the letter: a DLQ topic deleted and
 created again starts its offsets at 0, and its new letters are not the ones redriven before.
+Consumers reading read_committed (every confluent-kafka consumer here: execution, the sink) never see a redriven record
+whose transaction aborted. Faust (streams) reads read_uncommitted: a redrive that fails at its commit may let streams
+see the record although the ledger does not hold it, and the next redrive sends it again; streams' effects are
+idempotent (deterministic ids), as for any re-delivery.
 
 ``--dry-run`` reads the ledger and the DLQ and reports the plan, without registering the producer (it fences no one).
 Only the original topic of the DLQ is ever written: a letter naming another topic (another prefix) is refused.

@@ -552,6 +552,8 @@ def test_order_trail_and_feed_gaps_and_dlq(warehouse: Warehouse) -> None:
                 error_message="boom",
                 component="execution",
                 failed_time=t + timedelta(seconds=1),
+                consumer_group="ibstream-execution",
+                exception_class="consumers.execution.exceptions.UnapprovedOrderError",
             ),
         ),
     ]
@@ -563,6 +565,14 @@ def test_order_trail_and_feed_gaps_and_dlq(warehouse: Warehouse) -> None:
         (spec.dlq_name, letter.original_topic, letter.offset, letter.error_kind, len(letter.value or b""))
         for spec, letter in want_dlq
     ]
+    # The Connect-style facts; null in a letter without them (the first one, as written before they existed).
+    assert [(r["consumer_group"], r["exception_class"]) for r in dlq] == [
+        (letter.consumer_group, letter.exception_class) for _, letter in want_dlq
+    ]
+    assert (
+        dlq[0]["exception_class"] == "consumers.execution.exceptions.UnapprovedOrderError"
+        and dlq[1]["consumer_group"] is None
+    )
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:

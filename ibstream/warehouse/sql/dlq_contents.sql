@@ -8,6 +8,8 @@ SELECT
     offset,
     error_kind,
     component,
+    consumer_group,
+    exception_class,
     error_message,
     length(coalesce(value, '')) AS value_bytes
 FROM dead_letters FINAL
