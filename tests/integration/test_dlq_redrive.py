@@ -13,7 +13,8 @@ import pytest
 from confluent_kafka import Message
 
 from consumers.warehouse_sink import SinkThread, group_id
-from ibstream.config import Settings
+from ibstream import cli
+from ibstream.config import Settings, get_settings
 from ibstream.contracts import Quote, quotes, utc_now
 from ibstream.contracts.dead_letters import REDRIVE_LEDGER
 from ibstream.contracts.serde import DecodeError
@@ -144,9 +145,9 @@ def test_a_refused_quote_is_dead_lettered_with_its_facts_and_redriven_once_after
         delete_topics(create_admin(settings), [prefix + REDRIVE_LEDGER.name])
 
 
-def test_a_redrive_that_died_before_its_commit_sends_nothing_and_the_next_one_sends_once(
-    settings: Settings, quote_sample: Quote
-) -> None:
+def _dead_letter_an_undecodable_quote(settings: Settings) -> tuple[str, int]:
+    """Write bytes that are not Avro to md.quotes.v1 and dead-letter them as a reader would; the topic's full name and
+    partition count."""
     prefix = settings.kafka.topic_prefix
     producer = RecordProducer(create_producer(settings), CODEC, prefix)
     topic, partitions = producer.topic(quotes.TOPIC), quotes.TOPIC.partitions
@@ -157,7 +158,15 @@ def test_a_redrive_that_died_before_its_commit_sends_nothing_and_the_next_one_se
         with pytest.raises(DecodeError) as refused:
             decode_message(CODEC, quotes.TOPIC, message)
         router.route(quotes.TOPIC, message, refused.value)
-    assert producer.flush(30) == 0
+    assert producer.flush(30) == 0 and router.routed == 1
+    return topic, partitions
+
+
+def test_a_redrive_that_died_before_its_commit_sends_nothing_and_the_next_one_sends_once(
+    settings: Settings, quote_sample: Quote
+) -> None:
+    prefix = settings.kafka.topic_prefix
+    topic, partitions = _dead_letter_an_undecodable_quote(settings)
     try:
         [entry] = view(settings, quotes.TOPIC.name).entries
         assert entry.letter is not None and read_ledger(settings, CODEC) == {}
@@ -183,4 +192,51 @@ def test_a_redrive_that_died_before_its_commit_sends_nothing_and_the_next_one_se
         assert fenced.value.fatal
         assert len(_committed(settings, topic, partitions)) == 2
     finally:
+        delete_topics(create_admin(settings), [prefix + REDRIVE_LEDGER.name])
+
+
+def test_the_cli_lists_shows_and_redrives_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = settings.kafka.topic_prefix
+    topic, partitions = _dead_letter_an_undecodable_quote(settings)
+    monkeypatch.setenv("IBSTREAM_KAFKA_BOOTSTRAP_SERVERS", settings.kafka.bootstrap_servers)
+    monkeypatch.setenv("IBSTREAM_KAFKA_TOPIC_PREFIX", prefix)
+    get_settings.cache_clear()
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["dlq", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    try:
+        code, listed, _ = run("list", "--topic", "md.quotes.v1")
+        assert code == 0 and listed.splitlines()[-1] == "1 dead letter(s)"
+        assert f"{topic}[" in listed and "DecodeError" in listed and "not redriven" in listed
+        code, shown, _ = run("show", "--topic", "md.quotes.dlq.v1", "--offset", "0")
+        assert code == 0
+        assert (
+            "consumer group    test-readers" in shown
+            and "exception class   ibstream.contracts.serde.DecodeError" in shown
+        )
+        assert "  trace: b't-1' (3 bytes)" in shown and "in decode_message" in shown
+        assert run("show", "--topic", "md.quotes.v1")[0] == 2  # show needs one offset
+        assert run("show", "--topic", "md.quotes.v1", "--offset", "9")[0] == 1  # none there
+
+        code, dry, _ = run("redrive", "--topic", "md.quotes.v1", "--dry-run")
+        assert code == 0 and dry.splitlines()[-1].startswith("would redrive 1 dead letter(s)")
+        assert len(_committed(settings, topic, partitions)) == 1
+        code, done, _ = run("redrive", "--topic", "md.quotes.v1")
+        assert code == 0 and done.splitlines()[-1].startswith("redrove 1 dead letter(s)")
+        code, again, _ = run("redrive", "--topic", "md.quotes.v1")
+        assert (
+            code == 0
+            and again.splitlines()[-1] == f"redrove 0 dead letter(s) to {topic}; 1 already redriven, 0 refused"
+        )
+        assert len(_committed(settings, topic, partitions)) == 2
+
+        code, _, err = run("list", "--topic", "md.nothing.v1")
+        assert code == 1 and "unknown topic 'md.nothing.v1'" in err
+    finally:
+        get_settings.cache_clear()
         delete_topics(create_admin(settings), [prefix + REDRIVE_LEDGER.name])
