@@ -22,7 +22,8 @@ whose transaction aborted. Faust (streams) reads read_uncommitted: a redrive tha
 see the record although the ledger does not hold it, and the next redrive sends it again; streams' effects are
 idempotent (deterministic ids), as for any re-delivery.
 
-``--dry-run`` reads the ledger and the DLQ and reports the plan, without registering the producer (it fences no one).
+``--dry-run`` reads the ledger and the DLQ and reports the plan, without registering the producer (it fences no one);
+like ``list`` and ``show`` it creates nothing (no ledger yet: nothing was redriven).
 Only the original topic of the DLQ is ever written: a letter naming another topic (another prefix) is refused.
 The consumers' own checks still apply to what comes back (execution still needs an approved decision for a routed
 order, stale control commands are still ignored).
@@ -287,12 +288,17 @@ def ledger_layout(prefix: str) -> TopicLayout:
     return TopicLayout(prefix + spec.name, spec.partitions, spec.retention_ms, spec.cleanup_policy)
 
 
-def read_ledger(settings: Settings, codec: Codec) -> dict[str, DlqRedrive]:
-    """The ledger as it stands: the latest committed entry per key (created first if it does not exist)."""
+def read_ledger(settings: Settings, codec: Codec, *, create: bool = False) -> dict[str, DlqRedrive]:
+    """The ledger as it stands: the latest committed entry per key. A missing ledger is empty; ``create`` (a real
+    redrive) creates it first, so that reading it never creates a topic (list, show, a dry run: read-only)."""
     layout = ledger_layout(settings.kafka.topic_prefix)
-    report = ensure_topics(create_admin(settings), [layout])
-    if not report.ok:
-        raise DlqError(f"the redrive ledger {layout.name} is not as expected: {report.drift}")
+    admin = create_admin(settings)
+    if create:
+        report = ensure_topics(admin, [layout])
+        if not report.ok:
+            raise DlqError(f"the redrive ledger {layout.name} is not as expected: {report.drift}")
+    elif layout.name not in admin.list_topics(timeout=10).topics:
+        return {}
     ledger: dict[str, DlqRedrive] = {}
 
     def keep(message: KafkaMessage) -> None:
@@ -372,7 +378,7 @@ def redrive(
         producer = create_transactional_producer(settings, f"{prefix}ibstream-dlq-redrive-{spec.dlq_name}")
         tx = Transactions(producer, timeout=30.0)
         _call(tx.init, "register the redrive producer")
-    ledger = read_ledger(settings, codec)
+    ledger = read_ledger(settings, codec, create=not dry_run)
     plan = plan_redrive(select(read_dlq(settings, codec, dlq_topic), start, end, offsets), ledger, target)
     if tx is not None and producer is not None and plan.send:
         sink = RecordProducer(producer, codec, prefix)
