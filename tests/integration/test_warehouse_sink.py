@@ -331,6 +331,16 @@ def test_a_message_stamped_beyond_year_9999_goes_to_the_dlq_and_the_sink_goes_on
         [ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[unlimited])]
     ).values():
         done.result()
+
+    def config_applied() -> bool:
+        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+        entries = next(iter(described.values())).result()
+        return entries["message.timestamp.after.max.ms"].value == str(2**63 - 1)
+
+    # A produce the broker refuses (config not applied yet) makes confluent-kafka fail while building the delivery
+    # report of a year-10000 message (TypeError inside its C code, surfacing later as SystemError): under load the
+    # first attempt raced the config. Produce only once the broker describes the new limit.
+    wait_for(config_applied, 30, "the broker to describe the raised message.timestamp.after.max.ms", interval=0.2)
     far = quote_sample.model_copy(update={"symbol": "FAR", "con_id": 10_000})
     far_ms = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000) + 2 * 86_400_000  # 2 January 10000
 
