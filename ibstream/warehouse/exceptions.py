@@ -25,3 +25,20 @@ class WarehouseLockedError(WarehouseError):
 
 class SchemaMappingError(WarehouseError):
     """An Avro type has no ClickHouse column mapping."""
+
+
+class AuditRequestError(IbstreamError):
+    """An audit asked for in a way it cannot answer: the caller's mistake, not a warehouse failure (the API answers
+    404/422 with this message, the CLI exits 1 with it)."""
+
+
+class UnknownAuditError(AuditRequestError):
+    """No audit has that name; the message lists the known ones."""
+
+
+class AuditParameterError(AuditRequestError):
+    """A filter the audit does not take, a required one missing, or values that contradict each other."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
