@@ -156,10 +156,11 @@ def topic_records(
     warehouse = warehouse_of(request)
     table = warehouse.schema.for_topic(spec)
     stored_topic = request.app.state.settings.kafka.topic_prefix + spec.name
-    page = warehouse.page_records(table, stored_topic, *window, symbols or None, after=after, limit=limit + 1)
-    more = len(page) > limit
-    page = page[:limit]
-    total = None if after is not None else warehouse.count_records(table, stored_topic, *window, symbols or None)
+    with log_context(topic=stored_topic):
+        page = warehouse.page_records(table, stored_topic, *window, symbols or None, after=after, limit=limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        total = None if after is not None else warehouse.count_records(table, stored_topic, *window, symbols or None)
     last = page[-1] if more else None
     return StoredRecordPage(
         topic=stored_topic,

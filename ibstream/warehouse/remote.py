@@ -14,6 +14,7 @@ caller decodes is exactly the record the API read — the same bytes a direct re
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,8 +29,11 @@ from ibstream.warehouse.audits import AuditFilters
 from ibstream.warehouse.client import QueryResult
 from ibstream.warehouse.exceptions import AuditParameterError, UnknownAuditError, WarehouseLockedError
 
-#: Records per page of ``GET /v1/topics/{topic}/records`` (the API's maximum is 5000).
-PAGE_SIZE = 2000
+#: Records per page of ``GET /v1/topics/{topic}/records`` (the API's maximum): few requests against its rate limit.
+PAGE_SIZE = 5000
+#: How often a request the API rate-limited (429) is sent again, after the Retry-After it names (capped).
+RATE_LIMITED_ATTEMPTS = 20
+MAX_RETRY_AFTER_SECONDS = 30.0
 
 
 class ApiReadError(IbstreamError):
@@ -83,17 +87,27 @@ class ApiWarehouseReader:
             transport=transport,
         )
         self._codec = SingleObjectCodec(SchemaStore())
+        self._sleep = time.sleep
 
     def close(self) -> None:
         self._client.close()
 
+    def _send(self, path: str, params: Any) -> httpx.Response:
+        """The answer to GET ``path``; a rate-limited request (a long replay pages quickly) waits and goes again."""
+        for _ in range(RATE_LIMITED_ATTEMPTS):
+            try:
+                response = self._client.get(path, params=params)
+            except httpx.TransportError as error:
+                raise ApiReadError(
+                    f"the API at {self.url} (IBSTREAM_API_URL) does not answer: {type(error).__name__}: {error}"
+                ) from None
+            if response.status_code != 429:
+                return response
+            self._sleep(retry_after(response.headers.get("Retry-After")))
+        return response
+
     def _get(self, path: str, params: Any) -> httpx.Response:
-        try:
-            response = self._client.get(path, params=params)
-        except httpx.TransportError as error:
-            raise ApiReadError(
-                f"the API at {self.url} (IBSTREAM_API_URL) does not answer: {type(error).__name__}: {error}"
-            ) from None
+        response = self._send(path, params)
         if response.status_code == 200:
             return response
         message = _message(response)
@@ -143,6 +157,15 @@ class ApiWarehouseReader:
             if not cursor:
                 return
             page = self._get(f"/v1/topics/{spec.name}/records", {**params, "cursor": cursor}).json()
+
+
+def retry_after(header: str | None) -> float:
+    """Seconds to wait from a Retry-After header (seconds form; 1 when absent or unreadable), capped."""
+    try:
+        seconds = float(header) if header is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _message(response: httpx.Response) -> str:

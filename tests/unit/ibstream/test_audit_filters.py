@@ -9,6 +9,7 @@ import socket
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ibstream.cli import build_parser
@@ -24,7 +25,7 @@ from ibstream.warehouse.audits import (
     jsonable_value,
     render,
 )
-from ibstream.warehouse.remote import ApiReadError, audit_query, through_api
+from ibstream.warehouse.remote import ApiReadError, ApiWarehouseReader, audit_query, retry_after, through_api
 
 #: One value per filter, to ask every audit for every filter.
 ONE_OF_EACH = {
@@ -210,3 +211,53 @@ def test_the_api_url_defaults_to_the_api_sections_address() -> None:
     assert load_settings().api.client_url == "http://127.0.0.1:8080"
     assert load_settings(api_host="0.0.0.0", api_port=9000).api.client_url == "http://127.0.0.1:9000"
     assert load_settings(api_url="https://api.example/").api.client_url == "https://api.example"
+
+
+def _reader_answering(tmp_path: Path, answers: list[httpx.Response], seen: list[httpx.Request]) -> ApiWarehouseReader:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    settings = load_settings(warehouse_dir=tmp_path, api_url="http://api.test", api_token="the-token")
+    return ApiWarehouseReader(settings, "the-token", transport=httpx.MockTransport(handle))
+
+
+def test_a_rate_limited_read_waits_and_goes_again_with_the_token_and_filters(tmp_path: Path) -> None:
+    body = {"audit": "dlq-contents", "columns": ["a", "b"], "rows": [{"a": 1, "b": "x"}, {"b": "y", "a": 2}]}
+    limited = httpx.Response(429, headers={"Retry-After": "0"}, json={"code": "rate_limited", "message": "slow"})
+    seen: list[httpx.Request] = []
+    reader = _reader_answering(tmp_path, [limited, limited, httpx.Response(200, json=body)], seen)
+    result = reader.audit("dlq-contents", AuditFilters(day=date(2026, 3, 2)))
+    assert result == QueryResult(["a", "b"], [(1, "x"), (2, "y")])
+    assert len(seen) == 3
+    assert seen[-1].headers["Authorization"] == "Bearer the-token"
+    assert dict(seen[-1].url.params) == {"day": "2026-03-02", "format": "json"}
+    assert (retry_after("2.5"), retry_after(None), retry_after("soon"), retry_after("3600")) == (2.5, 1.0, 1.0, 30.0)
+
+
+def test_the_apis_refusals_become_errors_naming_what_to_fix(tmp_path: Path) -> None:
+    def refusal(status: int, code: str) -> httpx.Response:
+        return httpx.Response(status, json={"code": code, "message": f"{code} says the API"})
+
+    seen: list[httpx.Request] = []
+    reader = _reader_answering(
+        tmp_path,
+        [
+            refusal(401, "token_expired"),
+            refusal(403, "forbidden"),
+            refusal(404, "audit_not_found"),
+            refusal(422, "invalid_filter"),
+            refusal(503, "warehouse_unavailable"),
+        ],
+        seen,
+    )
+    expected: list[tuple[type[Exception], str]] = [
+        (ApiReadError, "refused IBSTREAM_API_TOKEN: token_expired"),
+        (ApiReadError, "IBSTREAM_API_TOKEN may not do this"),
+        (UnknownAuditError, "audit_not_found says the API"),
+        (AuditParameterError, "invalid_filter says the API"),
+        (ApiReadError, "answered 503"),
+    ]
+    for kind, message in expected:
+        with pytest.raises(kind, match=re.escape(message)):
+            reader.audit("feed-gaps", AuditFilters())
