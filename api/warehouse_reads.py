@@ -14,6 +14,7 @@ from api.cursor import filters_digest
 from api.errors import ApiError
 from api.times import EARLIEST, LATEST
 from ibstream.contracts import TOPICS, TopicSpec
+from ibstream.contracts.base import MARKET_DATA_PREFIX
 from ibstream.warehouse import AuditParameterError, QueryResult, UnknownAuditError
 from ibstream.warehouse.audits import Audit, AuditFilters, audit_parameters, find_audit, jsonable
 
@@ -25,7 +26,7 @@ _MEDIA: dict[AuditFormat, str] = {"json": JSON_TYPE, "csv": CSV_TYPE}
 
 #: Raw stored records are served for market-data topics only: replay (their one reader) re-emits nothing else, and
 #: the trading topics' history is served by the resource routes, with their own roles.
-READABLE_PREFIX = "md."
+READABLE_PREFIX = MARKET_DATA_PREFIX
 
 
 def _media_ranges(accept: str) -> list[tuple[str, float]]:

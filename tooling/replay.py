@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from ibstream.config import Settings
 from ibstream.contracts import TOPICS, Record, TopicSpec
+from ibstream.contracts.base import MARKET_DATA_PREFIX
 from ibstream.contracts.enums import MarketDataSource
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.exceptions import IbstreamError
@@ -69,12 +70,6 @@ def topic_spec(name: str) -> TopicSpec[Any]:
         if spec.name == name:
             return spec
     raise ReplayError(f"unknown topic {name!r}; known: {', '.join(spec.name for spec in TOPICS)}")
-
-
-#: Replay writes only market data: its consumers dedupe and tolerate a window arriving again. Re-emitting control
-#: records would apply an old command anew (an old kill_switch_off), and re-emitting order intents, decisions,
-#: routed orders, order events or executions would re-drive or misreport trading.
-MARKET_DATA_PREFIX = "md."
 
 
 def refuse_unless_market_data(topic: str, target: str) -> None:

@@ -42,3 +42,15 @@ class AuditParameterError(AuditRequestError):
     def __init__(self, parameter: str, message: str) -> None:
         super().__init__(message)
         self.parameter = parameter
+
+
+class ApiReadError(IbstreamError):
+    """The API could not be used to read the warehouse: unreachable, no or a refused token, or an unexpected answer."""
+
+
+class ApiAnswerError(ApiReadError):
+    """The API answered with an error status other than 401/403 (the caller's request, as the API judged it)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

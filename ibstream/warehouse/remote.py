@@ -24,28 +24,21 @@ import httpx
 from ibstream.config import Settings
 from ibstream.contracts import Record, TopicSpec
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
-from ibstream.exceptions import IbstreamError
 from ibstream.warehouse.audits import AuditFilters
 from ibstream.warehouse.client import QueryResult
-from ibstream.warehouse.exceptions import AuditParameterError, UnknownAuditError, WarehouseLockedError
+from ibstream.warehouse.exceptions import (
+    ApiAnswerError,
+    ApiReadError,
+    AuditParameterError,
+    UnknownAuditError,
+    WarehouseLockedError,
+)
 
 #: Records per page of ``GET /v1/topics/{topic}/records`` (the API's maximum): few requests against its rate limit.
 PAGE_SIZE = 5000
 #: How often a request the API rate-limited (429) is sent again, after the Retry-After it names (capped).
 RATE_LIMITED_ATTEMPTS = 20
 MAX_RETRY_AFTER_SECONDS = 30.0
-
-
-class ApiReadError(IbstreamError):
-    """The API could not be used to read the warehouse: unreachable, no or a refused token, or an unexpected answer."""
-
-
-class ApiAnswerError(ApiReadError):
-    """The API answered with an error status other than 401/403 (the caller's request, as the API judged it)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def audit_query(filters: AuditFilters) -> dict[str, str]:

@@ -25,7 +25,8 @@ from ibstream.warehouse.audits import (
     jsonable_value,
     render,
 )
-from ibstream.warehouse.remote import ApiReadError, ApiWarehouseReader, audit_query, retry_after, through_api
+from ibstream.warehouse.exceptions import ApiReadError
+from ibstream.warehouse.remote import ApiWarehouseReader, audit_query, retry_after, through_api
 
 #: One value per filter, to ask every audit for every filter.
 ONE_OF_EACH = {
