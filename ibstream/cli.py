@@ -420,7 +420,8 @@ def _add_replay(commands: _Commands) -> None:
         "--source",
         choices=["kafka", "warehouse"],
         default="kafka",
-        help="read from Kafka, or from the warehouse once Kafka no longer holds the window (default: kafka)",
+        help="read from Kafka, or from the warehouse once Kafka no longer holds the window (default: kafka); "
+        "while the API holds the embedded warehouse, through the API with an admin IBSTREAM_API_TOKEN",
     )
     replay.add_argument("--rate", type=float, default=None, help="at most this many records per second")
     replay.set_defaults(handler=_tool)
@@ -430,17 +431,24 @@ def _add_audit(commands: _Commands) -> None:
     audit = commands.add_parser(
         "audit",
         description=f"{COMMANDS['audit']}\n\n" + "\n".join(f"  {n:<21}{line}" for n, line in AUDIT_REPORTS.items()),
-        epilog="A filter a report does not take is refused, naming it. While the API holds the embedded warehouse, "
-        "the report is read through it (IBSTREAM_API_URL, IBSTREAM_API_TOKEN: a viewer token).",
+        epilog="A filter a report does not take is refused, naming it. While the API holds\n"
+        "the embedded warehouse, the report is read through it: set IBSTREAM_API_TOKEN\n"
+        "(a viewer token) and, if it is not on this machine's IBSTREAM_API_PORT,\n"
+        "IBSTREAM_API_URL.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Kept literal so `--help` needs no warehouse import; a unit test checks it matches the audit registry.
     audit.add_argument("name", choices=list(AUDIT_REPORTS), metavar="REPORT", help="the report to run (above)")
     audit.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day, YYYY-MM-DD (or --from/--to)")
     audit.add_argument(
-        "--from", dest="start", type=_utc_time, default=None, help="at or after this time (ISO 8601; UTC unless offset)"
+        "--from",
+        dest="start",
+        type=_utc_time,
+        default=None,
+        metavar="TIME",
+        help="at or after this time (ISO 8601; UTC unless it has an offset)",
     )
-    audit.add_argument("--to", dest="end", type=_utc_time, default=None, help="before this time")
+    audit.add_argument("--to", dest="end", type=_utc_time, default=None, metavar="TIME", help="before this time")
     audit.add_argument("--symbol", default=None, help="one symbol")
     audit.add_argument("--strategy", default=None, help="one strategy (signal-outcomes, trade-reviews)")
     audit.add_argument("--order-id", default=None, help="the order to trace (order-trail)")
