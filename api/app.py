@@ -28,6 +28,7 @@ from api.limits import (
 from api.metrics import RequestMetricsMiddleware, instrument
 from api.routes import (
     account,
+    audits,
     charts,
     control,
     flatten,
@@ -69,6 +70,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     precheck.router,
     pipeline.router,
     charts.router,
+    audits.router,
 )
 
 

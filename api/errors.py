@@ -47,6 +47,7 @@ DEFAULT_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    406: "not_acceptable",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
@@ -75,7 +76,11 @@ _COMMON: dict[int | str, dict[str, Any]] = {
 
 def errors(*extra: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route: the common errors plus route-specific ones (404, 409)."""
-    described = {404: "not found", 409: "conflicts with the current state"}
+    described = {
+        404: "not found",
+        406: "no representation the Accept header allows",
+        409: "conflicts with the current state",
+    }
     responses = dict(_COMMON)
     for status in extra:
         responses[status] = _error(described.get(status, "error"))

@@ -76,6 +76,7 @@ AUDIT_REPORTS = {
     "risk-rejections": "rejected orders by failed risk check and day",
     "unreconciled-orders": "orders whose records disagree (e.g. routed, never acknowledged)",
     "dlq-contents": "records the pipeline could not process",
+    "trade-reviews": "closed trades: plan against fills, slippage, P&L, R",
 }
 
 DESCRIPTION = """\
@@ -169,12 +170,30 @@ def _utc_time(text: str) -> datetime:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from ibstream.warehouse import Warehouse
-    from ibstream.warehouse.audits import render, run_audit
+    from ibstream.warehouse import Warehouse, WarehouseLockedError
+    from ibstream.warehouse.audits import AuditFilters, audit_parameters, execute_audit, find_audit, render
+    from ibstream.warehouse.remote import through_api
 
-    # Opens the embedded directory directly; if the sink's process holds it, the error says so and what to do.
-    with Warehouse.open(get_settings()) as warehouse:
-        result = run_audit(warehouse, args.name, day=args.day, order_id=args.order_id)
+    filters = AuditFilters(
+        day=args.day,
+        start=args.start,
+        end=args.end,
+        symbol=args.symbol,
+        strategy=args.strategy,
+        order_id=args.order_id,
+    )
+    audit_parameters(find_audit(args.name), filters)  # bad input is refused before anything is opened or called
+    settings = get_settings()
+    try:
+        with Warehouse.open(settings) as warehouse:
+            result = execute_audit(warehouse, args.name, filters)
+    except WarehouseLockedError as locked:
+        # The embedded directory is held (by the API, in the embedded default): the same audit through the API.
+        reader = through_api(settings, locked)
+        try:
+            result = reader.audit(args.name, filters)
+        finally:
+            reader.close()
     print(render(result, args.format))
     return 0
 
@@ -404,7 +423,8 @@ def _add_replay(commands: _Commands) -> None:
         "--source",
         choices=["kafka", "warehouse"],
         default="kafka",
-        help="read from Kafka, or from the warehouse once Kafka no longer holds the window (default: kafka)",
+        help="read from Kafka, or from the warehouse once Kafka no longer holds the window (default: kafka); "
+        "while the API holds the embedded warehouse, through the API with an admin IBSTREAM_API_TOKEN",
     )
     replay.add_argument("--rate", type=float, default=None, help="at most this many records per second")
     replay.set_defaults(handler=_tool)
@@ -449,11 +469,26 @@ def _add_audit(commands: _Commands) -> None:
     audit = commands.add_parser(
         "audit",
         description=f"{COMMANDS['audit']}\n\n" + "\n".join(f"  {n:<21}{line}" for n, line in AUDIT_REPORTS.items()),
+        epilog="A filter a report does not take is refused, naming it. While the API holds\n"
+        "the embedded warehouse, the report is read through it: set IBSTREAM_API_TOKEN\n"
+        "(a viewer token) and, if it is not on this machine's IBSTREAM_API_PORT,\n"
+        "IBSTREAM_API_URL.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Kept literal so `--help` needs no warehouse import; a unit test checks it matches the audit registry.
     audit.add_argument("name", choices=list(AUDIT_REPORTS), metavar="REPORT", help="the report to run (above)")
-    audit.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day, YYYY-MM-DD")
+    audit.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day, YYYY-MM-DD (or --from/--to)")
+    audit.add_argument(
+        "--from",
+        dest="start",
+        type=_utc_time,
+        default=None,
+        metavar="TIME",
+        help="at or after this time (ISO 8601; UTC unless it has an offset)",
+    )
+    audit.add_argument("--to", dest="end", type=_utc_time, default=None, metavar="TIME", help="before this time")
+    audit.add_argument("--symbol", default=None, help="one symbol")
+    audit.add_argument("--strategy", default=None, help="one strategy (signal-outcomes, trade-reviews)")
     audit.add_argument("--order-id", default=None, help="the order to trace (order-trail)")
     audit.add_argument("--format", choices=["table", "csv", "json"], default="table", help="default: table")
     audit.set_defaults(handler=_audit)

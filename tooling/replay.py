@@ -8,7 +8,9 @@ treats replays idempotently: bars are identified by (symbol, start), orders by d
 warehouse deduplicates by (topic, partition, offset).
 
 From Kafka, a separate consumer is assigned partitions at explicit offsets: no group subscription, no commits, so
-replaying never moves any group's position.
+replaying never moves any group's position. From the warehouse, the directory is opened directly; while another
+process holds the embedded directory (the API, in the embedded default), the same records are paged through the
+running API (``ibstream.warehouse.remote``: ``GET /v1/topics/{topic}/records``, admin token in IBSTREAM_API_TOKEN).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from ibstream.config import Settings
 from ibstream.contracts import TOPICS, Record, TopicSpec
+from ibstream.contracts.base import MARKET_DATA_PREFIX
 from ibstream.contracts.enums import MarketDataSource
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.exceptions import IbstreamError
@@ -67,12 +70,6 @@ def topic_spec(name: str) -> TopicSpec[Any]:
         if spec.name == name:
             return spec
     raise ReplayError(f"unknown topic {name!r}; known: {', '.join(spec.name for spec in TOPICS)}")
-
-
-#: Replay writes only market data: its consumers dedupe and tolerate a window arriving again. Re-emitting control
-#: records would apply an old command anew (an old kill_switch_off), and re-emitting order intents, decisions,
-#: routed orders, order events or executions would re-drive or misreport trading.
-MARKET_DATA_PREFIX = "md."
 
 
 def refuse_unless_market_data(topic: str, target: str) -> None:
@@ -164,9 +161,20 @@ def _warehouse_records(
     settings: Settings, spec: TopicSpec[Any], topic: str, start: datetime, end: datetime, symbols: Sequence[str]
 ) -> tuple[int, Iterator[Record | None], AbstractContextManager[Any]]:
     # Imported here so Kafka-only replays never load ClickHouse.
-    from ibstream.warehouse import Warehouse
+    from ibstream.warehouse import Warehouse, WarehouseLockedError
+    from ibstream.warehouse.remote import through_api
 
-    warehouse = Warehouse.open(settings)
+    try:
+        warehouse = Warehouse.open(settings)
+    except WarehouseLockedError as locked:
+        # The embedded directory is held (by the API, in the embedded default): the same records, paged through it.
+        reader = through_api(settings, locked)
+        try:
+            total, remote = reader.records(spec, topic, start, end, symbols)
+        except BaseException:
+            reader.close()
+            raise
+        return total, remote, closing(reader)
     table = warehouse.schema.for_topic(spec)
     total = warehouse.count_records(table, topic, start, end, symbols or None)
     records = (stored.record for stored in warehouse.stream_records(table, topic, start, end, symbols or None))

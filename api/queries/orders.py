@@ -29,7 +29,7 @@ from ibstream.contracts.enums import OrderLeg
 from ibstream.contracts.order_terms import OrderTerms
 from ibstream.order_modifications import MODIFICATION_PREFIX, command_of, is_modification, terms_from_parameters
 from ibstream.warehouse import Warehouse
-from ibstream.warehouse.audits import AUDITS, run_audit
+from ibstream.warehouse.audits import AUDITS, AuditFilters, audit_parameters, run_audit
 from ibstream.warehouse.schema import quote_ident
 
 #: The order terms an order summary shows: those its API model declares, in its order. Derived from the one
@@ -124,8 +124,10 @@ def order_trail(warehouse: Warehouse, order_id: str) -> list[TrailStep]:
 
 def unreconciled_issues(warehouse: Warehouse, order_id: str) -> list[str]:
     """The unreconciled-orders audit's issues for one order (its SQL, filtered to the order)."""
-    sql = AUDITS["unreconciled-orders"].sql().strip().rstrip(";")
-    rows = warehouse.query(f"SELECT issues FROM ({sql}) WHERE order_id = {{order_id:String}}", {"order_id": order_id})
+    audit = AUDITS["unreconciled-orders"]
+    sql = audit.sql().strip().rstrip(";")
+    parameters = {**audit_parameters(audit, AuditFilters()), "order_id": order_id}
+    rows = warehouse.query(f"SELECT issues FROM ({sql}) WHERE order_id = {{order_id:String}}", parameters)
     return [issue for row in rows.rows for issue in str(row[0]).split(",") if issue]
 
 

@@ -190,6 +190,19 @@ class ApiSettings(Section):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # How long a command waits for Kafka's acknowledgement before the caller gets 503.
     command_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # Where the operator's CLI reaches the running API, and the bearer token it presents: `ibstream audit` and
+    # `ibstream replay --source warehouse` read through the API while it holds the embedded warehouse directory.
+    # Unset url: http://<host>:<port> of this section (a wildcard bind address read as loopback).
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    token: SecretStr | None = None
+
+    @property
+    def client_url(self) -> str:
+        """The URL a client on this machine reaches the API at: ``url``, else this section's host and port."""
+        if self.url is not None:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @field_validator("jwt_secret")
     @classmethod

@@ -82,6 +82,12 @@ def _is_flat(record_type: type[Record]) -> bool:
 
 CleanupPolicy = Literal["delete", "compact"]
 
+#: Market-data topics (``md.*``): the only ones whose records may be re-emitted (replay) or read raw through the API.
+#: Their consumers dedupe and tolerate a window arriving again; re-emitting control records would apply an old command
+#: anew (an old kill_switch_off), and re-emitting order intents, decisions, routed orders, order events or executions
+#: would re-drive or misreport trading.
+MARKET_DATA_PREFIX = "md."
+
 
 @dataclass(frozen=True)
 class TopicSpec(Generic[R]):

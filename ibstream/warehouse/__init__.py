@@ -7,14 +7,24 @@ default; a ClickHouse server when ``IBSTREAM_CLICKHOUSE_URL`` is set — the sam
 from __future__ import annotations
 
 from ibstream.warehouse.client import QueryResult, StoredRecord, Warehouse, lock_holder
-from ibstream.warehouse.exceptions import SchemaMappingError, WarehouseError, WarehouseLockedError
+from ibstream.warehouse.exceptions import (
+    AuditParameterError,
+    AuditRequestError,
+    SchemaMappingError,
+    UnknownAuditError,
+    WarehouseError,
+    WarehouseLockedError,
+)
 from ibstream.warehouse.schema import TableSpec, WarehouseSchema
 
 __all__ = [
+    "AuditParameterError",
+    "AuditRequestError",
     "QueryResult",
     "SchemaMappingError",
     "StoredRecord",
     "TableSpec",
+    "UnknownAuditError",
     "Warehouse",
     "WarehouseError",
     "WarehouseLockedError",

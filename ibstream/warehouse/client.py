@@ -396,25 +396,56 @@ class Warehouse:
         rows = self.query(f"SELECT count() FROM {self.table(table.name)} FINAL WHERE {where}", parameters).rows
         return int(rows[0][0])
 
+    def _records_sql(self, table: TableSpec, where: str) -> str:
+        names = ", ".join(quote_ident(column.name) for column in table.columns)
+        return (
+            f"SELECT {names}, _topic, _partition, _offset, _kafka_ts FROM {self.table(table.name)} FINAL "
+            f"WHERE {where} ORDER BY _partition, _offset"
+        )
+
+    @staticmethod
+    def _stored(table: TableSpec, row: Sequence[Any]) -> StoredRecord:
+        width = len(table.columns)
+        return StoredRecord(table.from_row(row[:width]), row[width], row[width + 1], row[width + 2], row[width + 3])
+
     def stream_records(
         self, table: TableSpec, topic: str, start: datetime, end: datetime, symbols: Sequence[str] | None = None
     ) -> Iterator[StoredRecord]:
         """Stored records of ``topic`` with a Kafka timestamp in [start, end), deduplicated (FINAL), in
         (partition, offset) order — so per-key order is the order Kafka had."""
         where, parameters = self._window_filter(topic, start, end, symbols)
-        names = ", ".join(quote_ident(column.name) for column in table.columns)
-        sql = (
-            f"SELECT {names}, _topic, _partition, _offset, _kafka_ts FROM {self.table(table.name)} FINAL "
-            f"WHERE {where} ORDER BY _partition, _offset"
-        )
-        width = len(table.columns)
+        sql = self._records_sql(table, where)
         formats: dict[str, str | dict[str, str]] = dict(table.column_formats())
         try:
             with self.client.query_row_block_stream(sql, parameters=parameters, column_formats=formats) as stream:
                 for block in stream:
                     for row in block:
-                        yield StoredRecord(
-                            table.from_row(row[:width]), row[width], row[width + 1], row[width + 2], row[width + 3]
-                        )
+                        yield self._stored(table, row)
         except ClickHouseError as error:
             raise WarehouseError(f"reading {table.name} failed: {error}") from None
+
+    def page_records(
+        self,
+        table: TableSpec,
+        topic: str,
+        start: datetime,
+        end: datetime,
+        symbols: Sequence[str] | None = None,
+        *,
+        after: tuple[int, int] | None = None,
+        limit: int = 1000,
+    ) -> list[StoredRecord]:
+        """One page of ``stream_records``: at most ``limit`` records after the (partition, offset) ``after`` — the
+        same records in the same order, for a reader that cannot hold one query open (the API's replay reads)."""
+        where, parameters = self._window_filter(topic, start, end, symbols)
+        if after is not None:
+            where += " AND (_partition, _offset) > ({after_partition:Int32}, {after_offset:Int64})"
+            parameters.update(after_partition=after[0], after_offset=after[1])
+        sql = self._records_sql(table, where) + " LIMIT {limit:UInt32}"
+        parameters["limit"] = limit
+        formats: dict[str, str | dict[str, str]] = dict(table.column_formats())
+        try:
+            result = self.client.query(sql, parameters=parameters, column_formats=formats)
+        except ClickHouseError as error:
+            raise WarehouseError(f"reading {table.name} failed: {error}") from None
+        return [self._stored(table, row) for row in result.result_rows]

@@ -25,3 +25,32 @@ class WarehouseLockedError(WarehouseError):
 
 class SchemaMappingError(WarehouseError):
     """An Avro type has no ClickHouse column mapping."""
+
+
+class AuditRequestError(IbstreamError):
+    """An audit asked for in a way it cannot answer: the caller's mistake, not a warehouse failure (the API answers
+    404/422 with this message, the CLI exits 1 with it)."""
+
+
+class UnknownAuditError(AuditRequestError):
+    """No audit has that name; the message lists the known ones."""
+
+
+class AuditParameterError(AuditRequestError):
+    """A filter the audit does not take, a required one missing, or values that contradict each other."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class ApiReadError(IbstreamError):
+    """The API could not be used to read the warehouse: unreachable, no or a refused token, or an unexpected answer."""
+
+
+class ApiAnswerError(ApiReadError):
+    """The API answered with an error status other than 401/403 (the caller's request, as the API judged it)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -523,6 +523,8 @@ def test_order_trail_and_feed_gaps_and_dlq(warehouse: Warehouse) -> None:
     assert {(r["day"], r["symbol"]) for r in run_audit(warehouse, "feed-gaps", day=D2.date()).dicts()} == {
         key for key in want_rows if key[0] == D2.date()
     }
+    bbb = {(r["day"], r["symbol"]): r["bars"] for r in run_audit(warehouse, "feed-gaps", symbol="BBB").dicts()}
+    assert bbb == {key: len(row["bars"]) for key, row in want_rows.items() if key[1] == "BBB"} != {}
 
     # --- DLQ contents ----------------------------------------------------------------------------------------------
     letters = [
@@ -573,6 +575,10 @@ def test_order_trail_and_feed_gaps_and_dlq(warehouse: Warehouse) -> None:
         dlq[0]["exception_class"] == "consumers.execution.exceptions.UnapprovedOrderError"
         and dlq[1]["consumer_group"] is None
     )
+    first_failed = want_dlq[0][1].failed_time
+    later = run_audit(warehouse, "dlq-contents", start=first_failed + timedelta(microseconds=1)).dicts()
+    assert [r["original_topic"] for r in later] == [letter.original_topic for _, letter in want_dlq[1:]]
+    assert [r["original_topic"] for r in run_audit(warehouse, "dlq-contents", end=first_failed).dicts()] == []
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
@@ -658,3 +664,122 @@ def test_a_held_directory_is_reported_with_its_holder(tmp_path: Path) -> None:
     )
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.strip() == "[]"
+
+
+def _trade(
+    load: Loader, n: int, symbol: str, strategy: str, side: Side, entry: tuple[float, float, float], exit_: Any
+) -> tuple[Signal, OrderIntent, list[Execution], OrderLeg | None]:
+    """A signal, its bracket intent (limit, stop, target), the entry fill and, for a closed trade, its exit fill from
+    the given leg: ``exit_`` is (leg, price, when) or None (still open)."""
+    limit, stop, target = entry
+    when = D1 + timedelta(hours=n)
+    sig = _signal(f"ts{n}", strategy, side, stop, when).model_copy(update={"symbol": symbol, "entry": limit})
+    intent = _intent(f"to{n}", sig.signal_id, side, 10, when).model_copy(
+        update={
+            "symbol": symbol,
+            "order_type": OrderType.LMT,
+            "limit_price": limit,
+            "stop_loss": stop,
+            "take_profit": target,
+        }
+    )
+    ib_ids = {OrderLeg.PARENT: 100 * n, OrderLeg.STOP_LOSS: 100 * n + 1, OrderLeg.TAKE_PROFIT: 100 * n + 2}
+    fills = [
+        _fill(f"te{n}", intent.order_id, side, 10, limit + (0.05 if side == Side.BUY else -0.05), 1.0, when).model_copy(
+            update={"symbol": symbol, "ib_order_id": ib_ids[OrderLeg.PARENT]}
+        )
+    ]
+    leg = None
+    if exit_ is not None:
+        leg, price, closed = exit_
+        other = Side.SELL if side == Side.BUY else Side.BUY
+        fills.append(
+            _fill(f"tx{n}", intent.order_id, other, 10, price, 1.25, closed).model_copy(
+                update={"symbol": symbol, "ib_order_id": ib_ids[leg]}
+            )
+        )
+    events = [
+        _event(f"tv{n}-{leg_.value}", intent.order_id, OrderStatus.SUBMITTED, 0, when, leg=leg_).model_copy(
+            update={"symbol": symbol, "ib_order_id": ib_id}
+        )
+        for leg_, ib_id in ib_ids.items()
+    ]
+    load.add(signals.TOPIC, sig)
+    load.add(order_intents.TOPIC, intent)
+    load.add(order_events.TOPIC, *events)
+    load.add(executions.TOPIC, *fills)
+    return sig, intent, fills, leg
+
+
+def test_filters_narrow_each_audit_and_trade_reviews_follow_their_definitions(warehouse: Warehouse) -> None:
+    load = Loader(warehouse)
+    trades = [
+        _trade(
+            load,
+            1,
+            "AAA",
+            "alpha",
+            Side.BUY,
+            (100.0, 98.0, 104.0),
+            (OrderLeg.TAKE_PROFIT, 104.0, D1 + timedelta(hours=2)),
+        ),
+        _trade(load, 2, "BBB", "beta", Side.SELL, (50.0, 51.0, 47.0), (OrderLeg.STOP_LOSS, 51.1, D2)),
+        _trade(load, 3, "BBB", "alpha", Side.BUY, (20.0, 19.0, 23.0), None),  # still open: no review row
+    ]
+    load.add(risk_decisions.TOPIC, _decision("r1", ["stale_quote"]), _decision("r2", ["kill_switch"], D2))
+    load.add(risk_decisions.TOPIC, _decision("r3", ["kill_switch"]).model_copy(update={"symbol": "BBB"}))
+
+    # --- trade reviews, by the definitions in trade_reviews.sql ----------------------------------------------------
+    want: dict[str, dict[str, Any]] = {}
+    for sig, intent, fills, leg in trades:
+        if leg is None:
+            continue
+        direction = 1 if intent.side == Side.BUY else -1
+        entry_price, exit_price = fills[0].price, fills[1].price
+        risk = abs(intent.limit_price - intent.stop_loss)  # type: ignore[operator]
+        gross = (exit_price - entry_price) * direction * 10
+        commission = sum(f.commission or 0 for f in fills)
+        want[intent.order_id] = {
+            "symbol": intent.symbol,
+            "strategy": sig.strategy,
+            "entry_price": entry_price,
+            "exit_price": exit_price,
+            "exit_reason": leg.value,
+            "gross_pnl": gross,
+            "net_pnl": gross - commission,
+            "r_multiple": (exit_price - entry_price) * direction / risk,
+            "exit_time": fills[1].exec_time,
+        }
+    reviews = {r["order_id"]: r for r in run_audit(warehouse, "trade-reviews").dicts()}
+    assert set(reviews) == set(want) == {"to1", "to2"}
+    for order_id, expected in want.items():
+        for column, value in expected.items():
+            assert reviews[order_id][column] == (pytest.approx(value) if isinstance(value, float) else value), column
+    assert [r["order_id"] for r in run_audit(warehouse, "trade-reviews", symbol="BBB").dicts()] == ["to2"]
+    assert [r["order_id"] for r in run_audit(warehouse, "trade-reviews", strategy="alpha").dicts()] == ["to1"]
+    closed_on_d1 = run_audit(warehouse, "trade-reviews", start=D1, end=D1 + timedelta(hours=2)).dicts()
+    assert closed_on_d1 == []  # exit_time D1+2h is the window's end: half-open
+    assert [r["order_id"] for r in run_audit(warehouse, "trade-reviews", start=D1, end=D2).dicts()] == ["to1"]
+    assert [r["order_id"] for r in run_audit(warehouse, "trade-reviews", day=D2.date()).dicts()] == ["to2"]
+
+    # --- signal outcomes by strategy, symbol and created_time ------------------------------------------------------
+    def outcome_counts(**filters: Any) -> dict[str, tuple[int, int, int]]:
+        rows = run_audit(warehouse, "signal-outcomes", **filters).dicts()
+        return {r["strategy"]: (r["signals"], r["traded"], r["closed"]) for r in rows}
+
+    assert outcome_counts() == {"alpha": (2, 2, 1), "beta": (1, 1, 1)}
+    assert outcome_counts(strategy="beta") == {"beta": (1, 1, 1)}
+    assert outcome_counts(symbol="BBB") == {"alpha": (1, 1, 0), "beta": (1, 1, 1)}
+    assert outcome_counts(start=D1 + timedelta(hours=2)) == {"alpha": (1, 1, 0), "beta": (1, 1, 1)}
+    assert outcome_counts(end=D1 + timedelta(hours=2)) == {"alpha": (1, 1, 1)}
+
+    # --- risk rejections by symbol and decided_time ----------------------------------------------------------------
+    def rejections(**filters: Any) -> set[tuple[date, str, int]]:
+        rows = run_audit(warehouse, "risk-rejections", **filters).dicts()
+        return {(r["day"], r["check_name"], r["rejections"]) for r in rows}
+
+    d1, d2 = D1.date(), D2.date()
+    assert rejections() == {(d1, "stale_quote", 1), (d1, "kill_switch", 1), (d2, "kill_switch", 1)}
+    assert rejections(symbol="BBB") == {(d1, "kill_switch", 1)}
+    assert rejections(symbol="AAA", start=D2) == {(d2, "kill_switch", 1)}
+    assert rejections(end=D2) == {(d1, "stale_quote", 1), (d1, "kill_switch", 1)}

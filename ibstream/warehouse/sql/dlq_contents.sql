@@ -1,5 +1,5 @@
 -- Dead letters: every record a component could not decode or process, from every DLQ topic.
--- Parameters: day (nullable: all days; the UTC day of failed_time).
+-- Parameters: start, end (nullable: open; the window [start, end) of failed_time).
 SELECT
     failed_time,
     _topic AS dlq_topic,
@@ -13,5 +13,6 @@ SELECT
     error_message,
     length(coalesce(value, '')) AS value_bytes
 FROM dead_letters FINAL
-WHERE {day:Nullable(Date)} IS NULL OR toDate(failed_time) = {day:Nullable(Date)}
+WHERE ({start:Nullable(DateTime64(6, 'UTC'))} IS NULL OR failed_time >= {start:Nullable(DateTime64(6, 'UTC'))})
+  AND ({end:Nullable(DateTime64(6, 'UTC'))} IS NULL OR failed_time < {end:Nullable(DateTime64(6, 'UTC'))})
 ORDER BY failed_time, dlq_topic, _offset

@@ -1,5 +1,6 @@
 -- Feed gaps and lag by symbol and UTC day.
--- Parameters: day (nullable: all days).
+-- Parameters (each nullable: no filter): start, end (a window [start, end) of each record's own time: a bar's
+-- start, a gap's first missing bar, a quote's or bar's event_time), symbol.
 --   bars            distinct bar starts that day ((symbol, start) identifies a bar across live/backfill/replay)
 --   gaps            distinct gap_ids whose first missing bar starts that day, at their latest state
 --   missing_bars    sum of the gaps' missing_bars; recovered_bars likewise
@@ -20,7 +21,11 @@ FROM (
     SELECT toDate(start) AS day, symbol, uniqExact(start) AS bars, 0 AS gaps, 0 AS missing_bars,
            0 AS recovered_bars, 0 AS unrecoverable, 0 AS open_gaps, 0 AS lag_sum, 0 AS lag_n,
            CAST(NULL AS Nullable(Int64)) AS lag_max
-    FROM md_bars_5s_v1 FINAL GROUP BY day, symbol
+    FROM md_bars_5s_v1 FINAL
+    WHERE ({start:Nullable(DateTime64(6, 'UTC'))} IS NULL OR start >= {start:Nullable(DateTime64(6, 'UTC'))})
+      AND ({end:Nullable(DateTime64(6, 'UTC'))} IS NULL OR start < {end:Nullable(DateTime64(6, 'UTC'))})
+      AND ({symbol:Nullable(String)} IS NULL OR symbol = {symbol:Nullable(String)})
+    GROUP BY day, symbol
     UNION ALL
     SELECT toDate(start) AS day, symbol, 0, count(), sum(missing), sum(recovered),
            countIf(state = 'unrecoverable'), countIf(state IN ('open', 'backfilling')), 0, 0,
@@ -34,12 +39,18 @@ FROM (
                argMax(recovered_bars, (updated_time, _kafka_ts, _offset)) AS recovered
         FROM md_gaps_v1 FINAL GROUP BY gap_id
     )
+    WHERE ({start:Nullable(DateTime64(6, 'UTC'))} IS NULL OR start >= {start:Nullable(DateTime64(6, 'UTC'))})
+      AND ({end:Nullable(DateTime64(6, 'UTC'))} IS NULL OR start < {end:Nullable(DateTime64(6, 'UTC'))})
+      AND ({symbol:Nullable(String)} IS NULL OR symbol = {symbol:Nullable(String)})
     GROUP BY day, symbol
     UNION ALL
     SELECT toDate(event_time) AS day, symbol, 0, 0, 0, 0, 0, 0, sum(lag_ms), count(),
            CAST(max(lag_ms) AS Nullable(Int64))
-    FROM feed_lag GROUP BY day, symbol
+    FROM feed_lag
+    WHERE ({start:Nullable(DateTime64(6, 'UTC'))} IS NULL OR event_time >= {start:Nullable(DateTime64(6, 'UTC'))})
+      AND ({end:Nullable(DateTime64(6, 'UTC'))} IS NULL OR event_time < {end:Nullable(DateTime64(6, 'UTC'))})
+      AND ({symbol:Nullable(String)} IS NULL OR symbol = {symbol:Nullable(String)})
+    GROUP BY day, symbol
 )
-WHERE {day:Nullable(Date)} IS NULL OR day = {day:Nullable(Date)}
 GROUP BY day, symbol
 ORDER BY day, symbol

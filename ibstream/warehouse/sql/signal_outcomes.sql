@@ -1,5 +1,6 @@
 -- Signal outcomes by strategy.
--- Parameters: day (nullable: all days; the UTC day of the signal's created_time).
+-- Parameters (each nullable: no filter): start, end (the window [start, end) of the signal's created_time),
+-- symbol and strategy (the signal's).
 -- Definitions (from the records available; executions carry no leg, so sides tell entries from exits):
 --   a signal's orders   order intents whose signal_id is the signal's
 --   entry fills         executions of those orders on the signal's side; exit fills: the opposite side
@@ -13,7 +14,7 @@
 -- Executions are deduplicated by exec_id, signals by signal_id, intents by order_id.
 WITH
     sig AS (
-        SELECT signal_id, any(strategy) AS strategy, any(side) AS side, any(stop) AS stop,
+        SELECT signal_id, any(strategy) AS strategy, any(symbol) AS symbol, any(side) AS side, any(stop) AS stop,
                any(created_time) AS created_time
         FROM signals_v1 FINAL GROUP BY signal_id
     ),
@@ -38,7 +39,10 @@ WITH
         FROM sig
         LEFT JOIN ord ON ord.for_signal = sig.signal_id
         LEFT JOIN fills ON fills.order_id = ord.order_id
-        WHERE {day:Nullable(Date)} IS NULL OR toDate(sig.created_time) = {day:Nullable(Date)}
+        WHERE ({start:Nullable(DateTime64(6, 'UTC'))} IS NULL OR sig.created_time >= {start:Nullable(DateTime64(6, 'UTC'))})
+          AND ({end:Nullable(DateTime64(6, 'UTC'))} IS NULL OR sig.created_time < {end:Nullable(DateTime64(6, 'UTC'))})
+          AND ({symbol:Nullable(String)} IS NULL OR sig.symbol = {symbol:Nullable(String)})
+            AND ({strategy:Nullable(String)} IS NULL OR sig.strategy = {strategy:Nullable(String)})
         GROUP BY sig.signal_id
     ),
     outcome AS (

@@ -5,7 +5,7 @@
 --   fill_mismatch            a routed order's parent-leg latest filled_quantity differs from the sum of fills on
 --                            the routed side (executions deduplicated by exec_id; exits are on the opposite side)
 --   reconciliation_mismatch  the latest parent-leg event says reconciliation_status = 'mismatch'
--- Parameters: none.
+-- Parameters: symbol (nullable: every symbol).
 WITH
     routed AS (
         SELECT order_id, any(symbol) AS symbol, any(side) AS side, any(quantity) AS quantity,
@@ -61,6 +61,6 @@ SELECT
     broker_filled,
     coalesce(executed, 0) AS executed_quantity
 FROM joined
-WHERE issues != ''
+WHERE issues != '' AND ({symbol:Nullable(String)} IS NULL OR symbol = {symbol:Nullable(String)})
 ORDER BY order_id
 SETTINGS join_use_nulls = 1

@@ -138,6 +138,8 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("kafka_ssl_certificate_location", "/tmp/c.crt", "kafka.ssl_certificate_location", "/tmp/c.crt"),
     ("kafka_ssl_key_location", "/tmp/c.key", "kafka.ssl_key_location", "/tmp/c.key"),
     ("stack_kafka_sasl", "true", "stack.kafka_sasl", True),
+    ("api_url", "http://api.example:8080", "api.url", "http://api.example:8080"),
+    ("api_token", "tok", "api.token", SecretStr("tok")),
 ]
 #: Settings that are only valid together with others (cross-field checks): what each row's variable needs beside it.
 _SASL = {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "u", "kafka_sasl_password": "p"}
