@@ -59,6 +59,12 @@ class KillSwitchRequest(_Body):
     )
 
 
+class StrategySwitchRequest(_Body):
+    """Switch a strategy instance on or off; why is required (it is the audit record)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class TradingStateRequest(_Body):
     """Set the trading state of the account or one symbol (a ``trading_state`` command)."""
 

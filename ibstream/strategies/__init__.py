@@ -3,6 +3,7 @@ entry-point group ``ibstream.strategies``), how instances are configured (``inst
 ``IBSTREAM_STRATEGIES_FILE``) and switched on and off at runtime (``switches``, control.v1), and the built-ins
 (``builtin``). Everything a strategy package needs is importable from here."""
 
+from ibstream.contracts.enums import Side
 from ibstream.strategies.registry import GROUP, Registry, discover
 from ibstream.strategies.sdk import (
     TIMEFRAME_SECONDS,
@@ -26,6 +27,7 @@ __all__ = [
     "Bars",
     "Proposal",
     "Registry",
+    "Side",
     "Strategy",
     "StrategyError",
     "StrategyParams",
