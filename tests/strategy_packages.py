@@ -1,7 +1,8 @@
-"""A strategy package written the way a user writes one (see the README's "Write your own strategy"), built into a
-wheel and pip-installed into a directory, so tests find it exactly as an installed package is found: through its
-``entry_points.txt`` on ``sys.path``. The wheel is assembled directly (a wheel is a zip with a dist-info) because
-the test environment has no ``wheel`` package to build one with, and builds must not fetch from the network."""
+"""The strategy package of the README's "Write your own strategy" (its pyproject and module, read from the README),
+plus one strategy that always raises, built into a wheel and pip-installed into a directory, so tests find it
+exactly as an installed package is found: through its ``entry_points.txt`` on ``sys.path``. The wheel is assembled
+directly (a wheel is a zip with a dist-info) because the test environment has no ``wheel`` package to build one
+with, and builds must not fetch from the network."""
 
 from __future__ import annotations
 
@@ -10,53 +11,33 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
-DISTRIBUTION = "acme_strategies"
-VERSION = "0.3.1"
+from ibstream.config import PROJECT_ROOT
 
-#: The package's code: a level breakout (the strategy under test) and one that always raises (isolation).
-LEVEL_MODULE = textwrap.dedent(
-    '''
-    """A level breakout: buy when the close crosses above a configured price."""
-
-    from pydantic import Field
-
-    from ibstream.strategies import Bars, Proposal, Side, Strategy, StrategyParams
+README = PROJECT_ROOT / "README.md"
 
 
-    class LevelParams(StrategyParams):
-        level: float = Field(gt=0, description="the price whose upward cross is a buy")
-        stop_distance: float = Field(default=1.0, gt=0, description="stop below the entry; the target twice that")
+def readme_example() -> tuple[dict[str, Any], str]:
+    """The README's "Write your own strategy" package: its pyproject (parsed) and its module's code, so the test
+    runs exactly what the README shows."""
+    text = README.read_text()
+    section = text[text.index("## Write your own strategy") :]
+    pyproject = section[section.index("```toml\n") + 8 :]
+    pyproject = pyproject[: pyproject.index("```")]
+    module = section[section.index("```python\n") + 10 :]
+    return tomllib.loads(pyproject), module[: module.index("```")]
 
 
-    class LevelBreak(Strategy):
-        name = "level_break"
-        version = "0.3.1"
-        params_model = LevelParams
-        timeframes = ("5s",)
-        description = "Buy the close that crosses above a level."
-
-        @property
-        def warmup(self) -> int:
-            return 2
-
-        def on_bar(self, bars: Bars) -> Proposal | None:
-            previous, last = bars[-2].close, bars[-1].close
-            if not previous <= self.params.level < last:
-                return None
-            distance = self.params.stop_distance
-            return Proposal(
-                side=Side.BUY,
-                confidence=0.9,
-                entry=last,
-                stop=last - distance,
-                take_profit=last + 2 * distance,
-                features={"level": self.params.level},
-                rationale=f"close {last} crossed above {self.params.level}",
-            )
-
+_PROJECT, _MODULE = readme_example()
+DISTRIBUTION = _PROJECT["project"]["name"].replace("-", "_")
+VERSION: str = _PROJECT["project"]["version"]
+#: One more strategy beside the README's: it always raises (isolation).
+FAULTY = textwrap.dedent(
+    """
 
     class Faulty(Strategy):
         name = "faulty"
@@ -68,9 +49,10 @@ LEVEL_MODULE = textwrap.dedent(
 
         def on_bar(self, bars: Bars) -> Proposal | None:
             raise ValueError("a bug in the user's strategy")
-    '''
+    """
 )
-ENTRY_POINTS = {"level_break": "acme_strategies.level:LevelBreak", "faulty": "acme_strategies.level:Faulty"}
+LEVEL_MODULE = _MODULE + FAULTY
+ENTRY_POINTS = {**_PROJECT["project"]["entry-points"]["ibstream.strategies"], "faulty": f"{DISTRIBUTION}.level:Faulty"}
 
 
 def _hash(content: bytes) -> str:
@@ -84,7 +66,7 @@ def build_wheel(directory: Path) -> Path:
     files = {
         f"{DISTRIBUTION}/__init__.py": "",
         f"{DISTRIBUTION}/level.py": LEVEL_MODULE,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: acme-strategies\nVersion: {VERSION}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {_PROJECT['project']['name']}\nVersion: {VERSION}\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: ibstream-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{info}/entry_points.txt": points,
     }
