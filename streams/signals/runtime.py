@@ -108,7 +108,7 @@ class StrategyRuntime:
             alert = self._book.fire(
                 STRATEGY_FAILED,
                 name,
-                Severity.CRITICAL,
+                Severity.WARNING,
                 f"strategy instance {name} ({instance.strategy_name} {instance.version}) failed on {symbol} and is "
                 f"disabled until it is enabled again: {detail}",
                 symbol=symbol,
