@@ -35,9 +35,33 @@ def readme_example() -> tuple[dict[str, Any], str]:
 _PROJECT, _MODULE = readme_example()
 DISTRIBUTION = _PROJECT["project"]["name"].replace("-", "_")
 VERSION: str = _PROJECT["project"]["version"]
-#: One more strategy beside the README's: it always raises (isolation).
+#: Two more strategies beside the README's: one always raises (isolation); one buys after a run of rising closes
+#: with a percentage bracket, which fires often on ibsim's random walk (the end-to-end trade).
 FAULTY = textwrap.dedent(
     """
+
+    class RisingParams(StrategyParams):
+        count: int = Field(default=3, ge=1)
+        stop_pct: float = Field(default=0.5, gt=0)
+
+
+    class RisingCloses(Strategy):
+        name = "rising_closes"
+        version = "1.2.0"
+        params_model = RisingParams
+
+        @property
+        def warmup(self) -> int:
+            return self.params.count + 1
+
+        def on_bar(self, bars: Bars) -> Proposal | None:
+            closes = [bar.close for bar in bars[-(self.params.count + 1):]]
+            if not all(a < b for a, b in zip(closes, closes[1:])):
+                return None
+            entry = closes[-1]
+            distance = entry * self.params.stop_pct / 100
+            return Proposal(Side.BUY, 0.95, entry, entry - distance, entry + 2 * distance,
+                            rationale=f"{self.params.count} rising closes")
 
     class Faulty(Strategy):
         name = "faulty"
@@ -52,7 +76,11 @@ FAULTY = textwrap.dedent(
     """
 )
 LEVEL_MODULE = _MODULE + FAULTY
-ENTRY_POINTS = {**_PROJECT["project"]["entry-points"]["ibstream.strategies"], "faulty": f"{DISTRIBUTION}.level:Faulty"}
+ENTRY_POINTS = {
+    **_PROJECT["project"]["entry-points"]["ibstream.strategies"],
+    "faulty": f"{DISTRIBUTION}.level:Faulty",
+    "rising_closes": f"{DISTRIBUTION}.level:RisingCloses",
+}
 
 
 def _hash(content: bytes) -> str:
