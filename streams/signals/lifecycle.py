@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ibstream import ids
@@ -135,15 +136,18 @@ def _add_bar(current: State, bar: Bar, timeframe: str = BASE_TIMEFRAME, window: 
     return True
 
 
-def _point(row: list[float]) -> BarPoint:
-    opened, volume = (row[4], row[5]) if len(row) >= 6 else (None, None)
-    return BarPoint(high=row[1], low=row[2], close=row[3], start=_time(int(row[0])), open=opened, volume=volume)
+@lru_cache(maxsize=1 << 16)
+def _point(start: float, high: float, low: float, close: float, *rest: float) -> BarPoint:
+    """A stored row as a bar; cached because every bar re-reads its whole window (a ``BarPoint`` is immutable),
+    which kept the per-bar cost near what it was before bars carried their start, open and volume."""
+    opened, volume = (rest[0], rest[1]) if len(rest) >= 2 else (None, None)
+    return BarPoint(high=high, low=low, close=close, start=_time(int(start)), open=opened, volume=volume)
 
 
 def bars_of(current: Mapping[str, Any], symbol: str, timeframe: str = BASE_TIMEFRAME) -> Bars:
     """What strategies see of a symbol's state: the ``timeframe`` window and every window kept."""
-    frames = {BASE_TIMEFRAME: [_point(r) for r in current["bars"]]}
-    frames |= {tf: [_point(r) for r in rows] for tf, rows in current.get("frames", {}).items()}
+    frames = {BASE_TIMEFRAME: [_point(*r) for r in current["bars"]]}
+    frames |= {tf: [_point(*r) for r in rows] for tf, rows in current.get("frames", {}).items()}
     return Bars(symbol=symbol, timeframe=timeframe, window=frames.get(timeframe, []), frames=frames)
 
 
