@@ -202,6 +202,9 @@ def test_user_strategy_listed_enabled_signals_isolated_and_switch_survives_resta
             assert listed["level-aapl"]["signals"]["buy"] == 1
             assert listed["breakout"]["signals"]["total"] >= 1
             assert "a bug in the user's strategy" in listed["faulty-1"]["failure"]
+            # The switch is recorded (switched_by above), and it is no trading scope: not in the trading states.
+            trading = client.get("/v1/control/trading-states", headers=viewer).json()
+            assert trading == {"states": [], "changes": []}, trading
 
             # Disabled, then the worker restarts: the switch is read back from control.v1 before any bar.
             response = client.post("/v1/strategies/level-aapl/disable", json={"reason": "pause"}, headers=admin)
