@@ -11,56 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from pydantic import BaseModel, Field
-
+from api.models import SignalCounts, StrategyList, StrategyView
 from api.precheck import newest_records
 from api.queries.common import fetch_records, topic_table
 from ibstream.contracts import Alert, ControlCommand, alerts, control, signals
 from ibstream.contracts.enums import AlertState
 from ibstream.strategies.instances import StrategyInstance
-from ibstream.strategies.switches import TARGET_PREFIX, StrategySwitches, instance_of_target
+from ibstream.strategies.switches import TARGET_PREFIX, StrategySwitches
 from ibstream.warehouse import Warehouse
 
 #: The alert kind the signals worker raises for an instance it disabled (streams.signals.runtime).
 STRATEGY_FAILED = "strategy_failed"
-
-
-class SignalCounts(BaseModel):
-    """How many signals an instance emitted (distinct ids), and its newest."""
-
-    total: int = 0
-    buy: int = 0
-    sell: int = 0
-    last_signal_time: datetime | None = None
-
-
-class StrategyView(BaseModel):
-    """One configured strategy instance."""
-
-    name: str = Field(description="the instance name signals carry as their strategy")
-    strategy: str = Field(description="the strategy (entry-point name)")
-    version: str
-    description: str
-    params: dict[str, Any]
-    timeframes: list[str]
-    warmup: int
-    symbols: list[str] = Field(description="the symbols it trades; empty: every symbol")
-    configured_enabled: bool = Field(description="enabled in the strategies file")
-    enabled: bool = Field(description="switched on: the newest enable/disable command, else the file")
-    failure: str | None = Field(description="why a signals worker disabled it (a firing strategy_failed alert)")
-    switched_by: str | None = None
-    switch_reason: str | None = None
-    switched_time: datetime | None = None
-    signals: SignalCounts
-    scores: dict[str, float] | None = Field(
-        default=None, description="outcome scores from signals.outcomes.v1; null until outcomes are recorded"
-    )
-
-
-class StrategyList(BaseModel):
-    items: list[StrategyView]
 
 
 def strategy_views(
@@ -140,12 +102,12 @@ def failures(warehouse: Warehouse) -> dict[str, str]:
         "time DESC, _kafka_ts DESC, _offset DESC",
         per="alert_id",
     )
-    found = {}
-    for alert in newest:
-        instance = instance_of_target(TARGET_PREFIX + alert.alert_id.removeprefix(f"{STRATEGY_FAILED}:"))
-        if alert.state is AlertState.FIRING and instance is not None:
-            found[instance] = alert.message
-    return found
+    prefix = f"{STRATEGY_FAILED}:"  # the alert id: strategy_failed:<instance> (ibstream.alerting)
+    return {
+        alert.alert_id.removeprefix(prefix): alert.message
+        for alert in newest
+        if alert.state is AlertState.FIRING and alert.alert_id.startswith(prefix)
+    }
 
 
 def list_strategies(warehouse: Warehouse, instances: Sequence[StrategyInstance]) -> StrategyList:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Request
 
 from api.commands import build_command
 from api.errors import ApiError, errors
-from api.models import CommandAccepted, StrategySwitchRequest
+from api.models import CommandAccepted, StrategyList, StrategySwitchRequest
 from api.precheck import recorded_sequence
 from api.queries import strategies as queries
 from api.routes.deps import Admin, Viewer, publish, warehouse_of
@@ -46,7 +46,7 @@ def known_instance(request: Request, name: str) -> StrategyInstance:
     raise ApiError(404, "unknown_strategy", f"no strategy instance {name!r}; configured: {configured}")
 
 
-@router.get("/v1/strategies", response_model=queries.StrategyList, responses=errors())
+@router.get("/v1/strategies", response_model=StrategyList, responses=errors())
 def list_strategies(principal: Viewer, request: Request) -> Any:
     """Every configured strategy instance: strategy, version, params, symbols, enabled, signal counts, scores."""
     return queries.list_strategies(warehouse_of(request), instances_of(request))

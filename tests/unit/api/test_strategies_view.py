@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.queries.strategies import SignalCounts, strategy_views
+from api.models import SignalCounts
+from api.queries.strategies import strategy_views
 from ibstream.contracts.enums import ControlCommandKind, TradingState
 from ibstream.strategies.builtin import DonchianBreakout, MaCrossover
 from ibstream.strategies.instances import StrategyInstance
