@@ -81,8 +81,10 @@ class StrategyInstance:
         return not self.symbols or symbol in self.symbols
 
 
-def _field_path(location: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in location) or "(instance)"
+def _field_path(location: Sequence[int | str], parent: str = "") -> str:
+    """``params.fast`` for a field, ``params`` for a rule across fields (no location), ``name`` at the top."""
+    parts = [parent, *(str(part) for part in location)] if parent else [str(part) for part in location]
+    return ".".join(parts) or "(instance)"
 
 
 def _instance_problems(
@@ -104,7 +106,7 @@ def _instance_problems(
     try:
         params = cls.params_model.model_validate(config.params)
     except ValidationError as error:
-        return None, [f"instance {label!r} params.{_field_path(e['loc'])}: {e['msg']}" for e in error.errors()]
+        return None, [f"instance {label!r} {_field_path(e['loc'], 'params')}: {e['msg']}" for e in error.errors()]
     strategy = cls(params)
     if not isinstance(strategy.warmup, int) or strategy.warmup < 1:
         return None, [f"instance {label!r} strategy: {config.strategy} has a warm-up of {strategy.warmup!r}"]

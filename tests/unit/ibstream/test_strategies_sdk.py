@@ -154,7 +154,7 @@ def test_every_instance_problem_is_reported_at_once_naming_instance_and_field() 
     assert {setting for setting, _ in raised.value.problems} == {SETTING}
     assert "unknown top-level key 'instance' (expected 'instances')" in reasons
     assert any(r.startswith("instance 'ma-bad' params.fast:") for r in reasons)
-    assert any(r.startswith("instance 'ma-bad2' params.") and "must be shorter" in r for r in reasons)
+    assert any(r.startswith("instance 'ma-bad2' params: ") and "must be shorter" in r for r in reasons)
     assert any(r.startswith("instance 'nope' strategy: unknown strategy 'no_such_strategy'") for r in reasons)
     assert "instance 'ma-bad' name: used by another instance" in reasons
     assert any(r.startswith("instance 'has space' name:") for r in reasons)
