@@ -40,10 +40,13 @@ from api.routes import (
     probes,
     runs,
     signals,
+    strategies,
 )
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
 from ibstream.config import LOG_LEVELS, Settings, get_settings
+from ibstream.strategies import discover
+from ibstream.strategies.instances import load_instances
 from ibstream.trading_states import ACCOUNT
 from ibstream.warehouse import Warehouse
 
@@ -71,6 +74,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     pipeline.router,
     charts.router,
     audits.router,
+    strategies.router,
 )
 
 
@@ -119,6 +123,8 @@ def create_app(
     app.state.sink = sink
     app.state.verifier = TokenVerifier(settings)
     app.state.readiness = probes.ReadinessCache(settings.api.ready_cache_seconds)
+    # The strategy instances the signals workers run (the same file, validated the same way: a bad one stops here).
+    app.state.strategies = load_instances(settings.streams.strategies_file, discover())
     install_error_handlers(app)
     _add_middleware(app, settings, buckets)
     for router in ROUTERS:
@@ -131,7 +137,8 @@ def create_app(
 
 def _document_trading_scopes(app: FastAPI, settings: Settings) -> None:
     """The OpenAPI document lists the trading-state and flatten scopes this deployment knows (the account and the
-    configured universe), so a client sees them as the enum the route enforces (422 ``unknown_scope`` otherwise)."""
+    configured universe), so a client sees them as the enum the route enforces (422 ``unknown_scope`` otherwise); the
+    strategy switches list the configured instances the same way."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -141,6 +148,14 @@ def _document_trading_scopes(app: FastAPI, settings: Settings) -> None:
                 scope = document["components"]["schemas"][body]["properties"]["scope"]
                 scope.pop("pattern", None)
                 scope["enum"] = [ACCOUNT, *settings.feed.symbols]
+            # Likewise the strategy instances a switch may name (404 unknown_strategy otherwise).
+            names = [instance.name for instance in app.state.strategies]
+            for action in ("enable", "disable"):
+                operation = document["paths"][f"/v1/strategies/{{instance}}/{action}"]["post"]
+                for parameter in operation["parameters"]:
+                    if parameter["name"] == "instance":
+                        parameter["schema"].pop("pattern", None)
+                        parameter["schema"]["enum"] = names
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -4,7 +4,7 @@ the API shows exactly what the topics carry."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +57,12 @@ class KillSwitchRequest(_Body):
     target: str = Field(
         default="global", description='"global" or one symbol', pattern=rf"^(global|{CONTROL_SYMBOL_PATTERN})$"
     )
+
+
+class StrategySwitchRequest(_Body):
+    """Switch a strategy instance on or off; why is required (it is the audit record)."""
+
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class TradingStateRequest(_Body):
@@ -345,3 +351,42 @@ class PositionList(BaseModel):
     """Every open position (with ``include_flat``: flat ones too), by account and symbol."""
 
     items: list[PositionView]
+
+
+# --- strategies ---
+
+
+class SignalCounts(BaseModel):
+    """How many signals an instance emitted (distinct ids), and its newest."""
+
+    total: int = 0
+    buy: int = 0
+    sell: int = 0
+    last_signal_time: datetime | None = None
+
+
+class StrategyView(BaseModel):
+    """One configured strategy instance."""
+
+    name: str = Field(description="the instance name signals carry as their strategy")
+    strategy: str = Field(description="the strategy (entry-point name)")
+    version: str
+    description: str
+    params: dict[str, Any]
+    timeframes: list[str]
+    warmup: int
+    symbols: list[str] = Field(description="the symbols it trades; empty: every symbol")
+    configured_enabled: bool = Field(description="enabled in the strategies file")
+    enabled: bool = Field(description="switched on: the newest enable/disable command, else the file")
+    failure: str | None = Field(description="why a signals worker disabled it (a firing strategy_failed alert)")
+    switched_by: str | None = None
+    switch_reason: str | None = None
+    switched_time: datetime | None = None
+    signals: SignalCounts
+    scores: dict[str, float] | None = Field(
+        default=None, description="outcome scores from signals.outcomes.v1; null until outcomes are recorded"
+    )
+
+
+class StrategyList(BaseModel):
+    items: list[StrategyView]

@@ -33,6 +33,7 @@ from ibstream.contracts import (
 from ibstream.contracts.enums import ExecutionSource
 from ibstream.exceptions import IbstreamError
 from ibstream.risk import GLOBAL_TARGETS
+from ibstream.trading_states import STRATEGY_TARGET_PREFIX
 from ibstream.warehouse import Warehouse
 from ibstream.warehouse.schema import quote_ident
 
@@ -217,12 +218,14 @@ def latest_position_quantity(warehouse: Warehouse, symbol: str) -> float:
 
 
 def trading_control_commands(warehouse: Warehouse) -> list[ControlCommand]:
-    """Every kill-switch and trading-state command recorded (the audit trail), oldest first."""
+    """Every kill-switch and trading-state command recorded (the audit trail), oldest first; strategy switches
+    (``trading_state`` on ``strategy:<instance>``, ``api.queries.strategies``) are not trading scopes."""
     return fetch_records(
         warehouse,
         control.TOPIC,
-        "startsWith(toString(command), 'kill_switch') OR toString(command) = 'trading_state'",
-        {},
+        "(startsWith(toString(command), 'kill_switch') OR toString(command) = 'trading_state') "
+        "AND NOT startsWith(target, {strategy_prefix:String})",
+        {"strategy_prefix": STRATEGY_TARGET_PREFIX},
         "issued_time, _kafka_ts, _offset",
         "command_id",
     )

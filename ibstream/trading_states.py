@@ -47,6 +47,9 @@ _RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 
 
 #: Sources of a scope's state besides the command kinds: a control record that could not be read.
 UNDECODABLE = "undecodable"
+#: Targets of ``trading_state`` commands that switch a strategy instance on or off (``ibstream.strategies.switches``),
+#: not a trading scope: no symbol is named like this, and the fold leaves them out.
+STRATEGY_TARGET_PREFIX = "strategy:"
 
 
 def scope_of(target: str, account: str | None = None) -> str:
@@ -127,7 +130,7 @@ class TradingStates:
         """Fold in a command; the new state of its scope if it changed what is in force, None if ignored (not a
         trading control, stale, or a repeat)."""
         state = state_set_by(command)
-        if state is None:
+        if state is None or command.target.strip().startswith(STRATEGY_TARGET_PREFIX):
             return None
         scope = scope_of(command.target, self.account)
         sequence = sequence_of(command)

@@ -24,6 +24,7 @@ from typing import Any
 import faust
 
 from ibstream import risk
+from ibstream.alerting import AlertBook
 from ibstream.config import LOG_LEVELS, Settings, load_settings
 from ibstream.contracts import (
     TopicSpec,
@@ -43,6 +44,8 @@ from ibstream.health import HealthServer
 from ibstream.kafka.security import KafkaSecurity, effective_security
 from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
+from ibstream.strategies import bar_topic_name, discover
+from ibstream.strategies.instances import load_instances
 from ibstream.trading_states import TradingStates
 from streams import orchestration, topics
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
@@ -53,6 +56,8 @@ from streams.orchestration.orchestrator import FlattenConfig, OrchestrationTable
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
+from streams.signals.control_feed import StrategyControlFeed
+from streams.signals.runtime import StrategyRuntime
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,8 @@ AGENTS = ("signals", "orchestration", "risk")
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     # alerts: risk raises kill_switch, orchestration agent0_circuit_open (streams.observability).
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC, alerts.TOPIC),
-    "signals": (signals.TOPIC, signal_transitions.TOPIC),
+    # alerts: strategy_failed, an instance disabled because its strategy raised (streams.signals.runtime).
+    "signals": (signals.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
     "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
 }
 
@@ -94,6 +100,9 @@ class StreamsApp:
     #: account.v1 → the NetLiquidation orchestration sizes plans by (``streams.orchestration.account``).
     account_feed: AccountFeed | None = None
     orchestrator: Orchestrator | None = None
+    #: The strategy instances the signals agent runs, and the feed of their switches from control.v1.
+    strategies: StrategyRuntime | None = None
+    strategy_feed: StrategyControlFeed | None = None
     #: Market time for quote ages and expiries: the wall, or the producer's clock from its heartbeats.
     clock: FeedClock = field(default_factory=FeedClock)
 
@@ -110,12 +119,16 @@ class StreamsApp:
         topics.prepare(self.settings, self.internal_topics(), timeout)
 
     def start_feeds(self) -> None:
+        if self.strategy_feed is not None:
+            self.strategy_feed.start()
         if self.feed is not None:
             self.feed.start()
         if self.account_feed is not None:
             self.account_feed.start()
 
     def stop_feeds(self) -> None:
+        if self.strategy_feed is not None:
+            self.strategy_feed.stop()
         if self.feed is not None:
             self.feed.stop()
         if self.account_feed is not None:
@@ -163,7 +176,7 @@ def build_app(
     context = AgentContext(codec, emitter, dead_letters, prefix)
     built = StreamsApp(app=app, settings=settings, context=context)
     if "signals" in enabled:
-        _add_signals(built, settings)
+        _add_signals(built, settings, with_feed)
     built.clock = FeedClock(settings.feed.market_clock)
     if ("risk" in enabled or "orchestration" in enabled) and with_feed:
         # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
@@ -236,16 +249,37 @@ def _faust_app(settings: Settings, data: Path) -> faust.App:
     )
 
 
-def _add_signals(built: StreamsApp, settings: Settings) -> None:
-    """The signals agent over bars, the transitions agent, and the ``signal-state`` table they share."""
+def strategy_runtime(settings: Settings, book: AlertBook | None = None) -> StrategyRuntime:
+    """The configured strategy instances (``IBSTREAM_STRATEGIES_FILE``, validated: a bad file stops startup)."""
+    instances = load_instances(settings.streams.strategies_file, discover())
+    log.info(
+        "strategy instances",
+        extra={"instances": [f"{i.name}={i.strategy_name}@{i.version}" for i in instances]},
+    )
+    return StrategyRuntime(instances, book)
+
+
+def _add_signals(built: StreamsApp, settings: Settings, with_feed: bool = True) -> None:
+    """The signals agent over the bar topics the instances declare, the transitions agent, and the
+    ``signal-state`` table they share; the strategy runtime and its switches feed."""
     app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
+    runtime = strategy_runtime(settings, context.alerts.book)
+    built.strategies = runtime
+    if with_feed:
+        built.strategy_feed = StrategyControlFeed(settings, context.codec, runtime)
+    else:
+        runtime.ready.set()
     state = app.Table(
         "signal-state", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
     )
     built.tables["signal-state"] = state
-    bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
+    # Every timeframe's bar topic is keyed by symbol with the 5-second topic's partition count, so one worker holds
+    # a symbol's bars of all timeframes and its table partition. Instances switched off at startup are read too:
+    # an operator may switch them on.
+    names = [prefix + bar_topic_name(timeframe) for timeframe in runtime.timeframes()]
+    bar_topic = app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     built.agents["signals"] = app.agent(bar_topic, name="signals")(
-        signals_agents.signals_agent(context, state, settings.orchestration.signal_expiry_seconds)
+        signals_agents.signals_agent(context, state, settings.orchestration.signal_expiry_seconds, runtime)
     )
     # Same partitioning as bars (both keyed by symbol, same count), so the table partition matches.
     transition_topic = _raw_topic(app, prefix + signal_transitions.TOPIC.name, signal_transitions.TOPIC.partitions)

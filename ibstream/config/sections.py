@@ -443,6 +443,7 @@ class StreamsSettings(Section):
     """The Faust worker."""
 
     env_prefix = "streams_"
+    env_names = {"strategies_file": "strategies_file"}
 
     # Faust application id (consumer group, changelog topic names); the topic prefix is prepended to it.
     app_id: str = Field(default="ibstream-streams", pattern=r"^[A-Za-z0-9._-]+$")
@@ -452,6 +453,9 @@ class StreamsSettings(Section):
     instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
     data_dir: Path | None = None
+    # IBSTREAM_STRATEGIES_FILE: the strategy instances (TOML or YAML, ibstream.strategies.instances), read by the
+    # signals worker and the API; None: the built-in strategies with their default params on every symbol.
+    strategies_file: Path | None = None
 
 
 class OrchestrationSettings(Section):

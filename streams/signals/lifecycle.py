@@ -11,21 +11,31 @@ the active signal per strategy. Rules:
 * Every lifecycle change is a ``SignalTransition``; ids are deterministic (``ibstream.ids``).
 * Once orchestration's run reports a signal (a transition carrying ``run_id``), the run emits its later
   transitions, expiry included; this module then only frees the strategy's slot.
+* Timeframes: the 5-second window is ``bars``, other timeframes' windows are ``frames[timeframe]``; a bar of a
+  timeframe evaluates the strategies given for it (the worker passes the instances whose first timeframe it is),
+  all of them seeing every window of the symbol. Window rows are ``[start_micros, high, low, close, open, volume]``
+  (rows kept from before open and volume were recorded have four cells).
+* A strategy is evaluated with a ``Bars`` (the window, usable as a plain sequence of bars); a proposal's own
+  ``expiry`` overrides the configured one, its ``rationale`` is recorded in the signal's first transition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ibstream import ids
 from ibstream.contracts import Bar, Signal, SignalTransition
 from ibstream.contracts.enums import SignalStatus
 from ibstream.prices import bracket_on_ticks
-from streams.signals.strategies import STRATEGIES, WINDOW, BarPoint, Strategy
+from ibstream.strategies.sdk import TIMEFRAME_SECONDS, BarPoint, Bars, Proposal
+from streams.signals.strategies import STRATEGIES, WINDOW, Strategy
 
 BAR_SECONDS = 5
+#: The timeframe whose window is the state's ``bars`` (the others are under ``frames``).
+BASE_TIMEFRAME = "5s"
 #: Statuses after which a signal is no longer active.
 TERMINAL = frozenset({SignalStatus.REJECTED, SignalStatus.EXPIRED, SignalStatus.FILLED, SignalStatus.CLOSED})
 #: Statuses from which a signal may still expire (nothing was ordered yet).
@@ -78,31 +88,67 @@ def on_bar(
     now: datetime,
     expiry_seconds: int,
     strategies: Mapping[str, Strategy] = STRATEGIES,
+    *,
+    timeframe: str = BASE_TIMEFRAME,
+    window: int = WINDOW,
 ) -> tuple[State, list[Signal], list[SignalTransition]]:
-    """Fold one bar into a symbol's state; returns (new state, new signals, transitions)."""
-    current: State = empty_state() if state is None else {"bars": list(state["bars"]), "active": dict(state["active"])}
-    if not _add_bar(current, bar):
+    """Fold one bar of ``timeframe`` into a symbol's state (keeping ``window`` bars of it); returns (new state, new
+    signals, transitions)."""
+    current: State = (
+        empty_state() if state is None else {**state, "bars": list(state["bars"]), "active": dict(state["active"])}
+    )
+    if "frames" in current:
+        current["frames"] = dict(current["frames"])
+    if not _add_bar(current, bar, timeframe, window):
         return current, [], []
     transitions = _expire(current["active"], bar, now)
-    signals, opened = _evaluate(current, bar, now, expiry_seconds, strategies)
+    signals, opened = _evaluate(current, bar, now, expiry_seconds, strategies, timeframe)
     return current, signals, transitions + opened
 
 
-def _add_bar(current: State, bar: Bar) -> bool:
-    """Put the bar into the state's window; True only for a new newest bar, the one bar that is evaluated."""
+def _rows(current: State, timeframe: str) -> list[list[float]]:
+    if timeframe == BASE_TIMEFRAME:
+        return list(current["bars"])
+    return list(current.get("frames", {}).get(timeframe, []))
+
+
+def _store_rows(current: State, timeframe: str, rows: list[list[float]]) -> None:
+    if timeframe == BASE_TIMEFRAME:
+        current["bars"] = rows
+    else:
+        current["frames"] = {**current.get("frames", {}), timeframe: rows}
+
+
+def _add_bar(current: State, bar: Bar, timeframe: str = BASE_TIMEFRAME, window: int = WINDOW) -> bool:
+    """Put the bar into its timeframe's window; True only for a new newest bar, the one bar that is evaluated."""
     start = _micros(bar.start)
-    bars: list[list[float]] = current["bars"]
+    bars = _rows(current, timeframe)
     if any(int(row[0]) == start for row in bars):
         return False  # duplicate (live + backfill / replay)
-    row = [float(start), bar.high, bar.low, bar.close]
+    row = [float(start), bar.high, bar.low, bar.close, bar.open, bar.volume]
     if bars and start < int(bars[-1][0]):
         bars.append(row)
         bars.sort(key=lambda r: r[0])
-        current["bars"] = bars[-WINDOW:]
+        _store_rows(current, timeframe, bars[-window:])
         return False  # gap fill: history, not a new signal
     bars.append(row)
-    current["bars"] = bars[-WINDOW:]
+    _store_rows(current, timeframe, bars[-window:])
     return True
+
+
+@lru_cache(maxsize=1 << 16)
+def _point(start: float, high: float, low: float, close: float, *rest: float) -> BarPoint:
+    """A stored row as a bar; cached because every bar re-reads its whole window (a ``BarPoint`` is immutable),
+    which kept the per-bar cost near what it was before bars carried their start, open and volume."""
+    opened, volume = (rest[0], rest[1]) if len(rest) >= 2 else (None, None)
+    return BarPoint(high=high, low=low, close=close, start=_time(int(start)), open=opened, volume=volume)
+
+
+def bars_of(current: Mapping[str, Any], symbol: str, timeframe: str = BASE_TIMEFRAME) -> Bars:
+    """What strategies see of a symbol's state: the ``timeframe`` window and every window kept."""
+    frames = {BASE_TIMEFRAME: [_point(*r) for r in current["bars"]]}
+    frames |= {tf: [_point(*r) for r in rows] for tf, rows in current.get("frames", {}).items()}
+    return Bars(symbol=symbol, timeframe=timeframe, window=frames.get(timeframe, []), frames=frames)
 
 
 def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[SignalTransition]:
@@ -133,38 +179,30 @@ def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[
 
 
 def _evaluate(
-    current: State, bar: Bar, now: datetime, expiry_seconds: int, strategies: Mapping[str, Strategy]
+    current: State,
+    bar: Bar,
+    now: datetime,
+    expiry_seconds: int,
+    strategies: Mapping[str, Strategy],
+    timeframe: str = BASE_TIMEFRAME,
 ) -> tuple[list[Signal], list[SignalTransition]]:
     """Run every strategy without an active signal over the window; its new signals and their "new" transitions."""
     active: dict[str, dict[str, Any]] = current["active"]
-    window = [BarPoint(high=r[1], low=r[2], close=r[3]) for r in current["bars"]]
+    seen = bars_of(current, bar.symbol, timeframe)
     signals: list[Signal] = []
     transitions: list[SignalTransition] = []
-    expiry = bar.start + timedelta(seconds=BAR_SECONDS + expiry_seconds)
+    bar_end = bar.start + timedelta(seconds=TIMEFRAME_SECONDS.get(timeframe, BAR_SECONDS))
     for strategy, evaluate in strategies.items():
         if strategy in active:
             continue
-        proposal = evaluate(window)
+        proposal = evaluate(seen)
         if proposal is None:
             continue
-        # on IB's tick grid before anyone judges or sizes them (a price between ticks is refused with 110)
-        entry, stop, take_profit = bracket_on_ticks(proposal.side, proposal.entry, proposal.stop, proposal.take_profit)
-        signal = Signal(
-            signal_id=ids.signal_id(bar.symbol, strategy, bar.start),
-            symbol=bar.symbol,
-            strategy=strategy,
-            side=proposal.side,
-            confidence=proposal.confidence,
-            entry=entry,
-            stop=stop,
-            take_profit=take_profit,
-            bar_start=bar.start,
-            created_time=now,
-            expiry_time=expiry,
-            features=proposal.features,
-        )
+        expiry = bar_end + (proposal.expiry if proposal.expiry is not None else timedelta(seconds=expiry_seconds))
+        signal = _signal(bar, strategy, proposal, now, expiry)
         signals.append(signal)
         active[strategy] = {"signal_id": signal.signal_id, "expiry": _micros(expiry), "status": SignalStatus.NEW.value}
+        reason = f"{strategy} {proposal.side.value} confidence {proposal.confidence:.2f}"
         transitions.append(
             transition(
                 signal.signal_id,
@@ -172,11 +210,30 @@ def _evaluate(
                 strategy,
                 None,
                 SignalStatus.NEW,
-                f"{strategy} {proposal.side.value} confidence {proposal.confidence:.2f}",
+                f"{reason}: {proposal.rationale}" if proposal.rationale else reason,
                 now,
             )
         )
     return signals, transitions
+
+
+def _signal(bar: Bar, strategy: str, proposal: Proposal, now: datetime, expiry: datetime) -> Signal:
+    # on IB's tick grid before anyone judges or sizes them (a price between ticks is refused with 110)
+    entry, stop, take_profit = bracket_on_ticks(proposal.side, proposal.entry, proposal.stop, proposal.take_profit)
+    return Signal(
+        signal_id=ids.signal_id(bar.symbol, strategy, bar.start),
+        symbol=bar.symbol,
+        strategy=strategy,
+        side=proposal.side,
+        confidence=proposal.confidence,
+        entry=entry,
+        stop=stop,
+        take_profit=take_profit,
+        bar_start=bar.start,
+        created_time=now,
+        expiry_time=expiry,
+        features=dict(proposal.features),
+    )
 
 
 def on_transition(state: Mapping[str, Any] | None, record: SignalTransition) -> State | None:
@@ -190,4 +247,4 @@ def on_transition(state: Mapping[str, Any] | None, record: SignalTransition) -> 
     active[record.strategy] = {**entry, "status": record.to_status.value}
     if record.run_id is not None:
         active[record.strategy]["run_id"] = record.run_id  # the run now owns this signal's expiry
-    return {"bars": state["bars"], "active": active}
+    return {**state, "active": active}

@@ -486,3 +486,31 @@ def test_trader_cancels_an_order_and_all_orders_of_a_symbol_after_confirming(bro
     (scoped,) = _wait_for_command(console, ControlCommandKind.CANCEL_ALL)
     assert (scoped.target, scoped.actor, scoped.reason) == ("MSFT", "tom", "earnings in an hour")
     page.close()
+
+
+def test_admin_lists_strategies_and_disables_one_with_a_reason(browser: Any, console: Console) -> None:
+    page = Page(browser, console)
+    page.login("admin")
+    # Without a strategies file: the three built-ins, each on every symbol.
+    page.go("/strategies", 'tr[data-instance="donchian_breakout"]')
+    text = page.page.inner_text("#strategies")
+    for name in ("ma_crossover 1.0.0", "donchian_breakout 1.0.0", "zscore_reversion 1.0.0", "period=20"):
+        assert name in text, text
+    row = 'tr[data-instance="donchian_breakout"]'
+    assert "enabled" in page.page.inner_text(row)
+    page.page.click(f'{row} button[data-instance="donchian_breakout"]')
+    page.page.wait_for_selector("#confirm[open]")
+    page.page.fill("#confirm-reason", "too many false breakouts")
+    page.page.click("#confirm-ok")
+    # control.v1 → sink → warehouse → /v1/strategies → the page's next poll.
+    page.page.wait_for_function(
+        "() => (document.querySelector('tr[data-instance=\"donchian_breakout\"]')?.textContent || '')"
+        ".includes('too many false breakouts')"
+    )
+    assert "disabled" in page.page.inner_text(row) and "enabled" in page.page.inner_text(
+        'tr[data-instance="ma_crossover"]'
+    )
+    (sent,) = [c for c in _control_commands(console) if c.target == "strategy:donchian_breakout"]
+    assert (sent.command, sent.state, sent.actor) == (ControlCommandKind.TRADING_STATE, TradingState.HALTED, "alice")
+    page.shoot("strategies")
+    page.close()

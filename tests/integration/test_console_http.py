@@ -47,6 +47,7 @@ def test_new_routes_need_a_viewer_token(api: Api) -> None:
         "/v1/health/pipeline",
         "/v1/bars?symbol=AAPL",
         "/v1/chart?symbol=AAPL",
+        "/v1/strategies",
     ]
     for path in paths:
         response = api.get(path, role=None)
@@ -119,6 +120,13 @@ def test_console_is_served_with_its_headers_and_vendored_chart_library(api: Api)
     assert "script-src 'self';" in page.headers["content-security-policy"]
     library = api.client.get("/console/vendor/lightweight-charts.standalone.production.js")
     assert library.status_code == 200 and "Lightweight Charts" in library.text[:400]
-    for module in ("js/app.js", "js/api.js", "js/ui.js", "js/pages/charts.js", "css/console.css"):
+    for module in (
+        "js/app.js",
+        "js/api.js",
+        "js/ui.js",
+        "js/pages/charts.js",
+        "js/pages/strategies.js",
+        "css/console.css",
+    ):
         assert api.client.get(f"/console/{module}").status_code == 200, module
     assert api.client.get("/console/../api/app.py").status_code == 404
