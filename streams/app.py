@@ -1,4 +1,4 @@
-"""The streams deployable: the single ``faust.App`` with the signals, orchestration and risk agents.
+"""The streams deployable: the single ``faust.App`` with the bars, signals, orchestration and risk agents.
 
 ``build_app(settings)`` declares topics (raw bytes, our Avro codec does the encoding), tables (in memory,
 backed by changelog topics, so a restarted or rebalanced worker recovers them) and agents. Several workers with
@@ -8,7 +8,7 @@ Orchestration is two agents: a stateless router over signals, control, risk deci
 re-keys each run's inputs by the run's order_id onto the internal ``<prefix>orchestration-commands`` topic, and
 the orchestration agent over that topic, which owns the run tables (see ``_add_orchestration``).
 
-Run: ``ibstream run streams [--agents risk,signals,orchestration] [--log-level INFO]``.
+Run: ``ibstream run streams [--agents bars,risk,signals,orchestration] [--log-level INFO]``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
 from ibstream.trading_states import TradingStates
 from streams import orchestration, topics
+from streams.bars import agents as bars_agents
+from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
@@ -56,12 +58,13 @@ from streams.signals import agents as signals_agents
 
 log = logging.getLogger(__name__)
 
-AGENTS = ("signals", "orchestration", "risk")
+AGENTS = ("bars", "signals", "orchestration", "risk")
 
 #: Topics each agent group writes to.
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     # alerts: risk raises kill_switch, orchestration agent0_circuit_open (streams.observability).
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC, alerts.TOPIC),
+    "bars": tuple(bars.AGGREGATE_TOPICS.values()),
     "signals": (signals.TOPIC, signal_transitions.TOPIC),
     "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
 }
@@ -162,6 +165,8 @@ def build_app(
         dead_letters = RouterDeadLetters(settings, codec, "streams")
     context = AgentContext(codec, emitter, dead_letters, prefix)
     built = StreamsApp(app=app, settings=settings, context=context)
+    if "bars" in enabled:
+        _add_bars(built, settings)
     if "signals" in enabled:
         _add_signals(built, settings)
     built.clock = FeedClock(settings.feed.market_clock)
@@ -234,6 +239,21 @@ def _faust_app(settings: Settings, data: Path) -> faust.App:
         broker_heartbeat_interval=3.0,
         consumer_group_instance_id=settings.streams.instance_id,
     )
+
+
+def _add_bars(built: StreamsApp, settings: Settings) -> None:
+    """The bars agent over the 5-second bars and its ``bar-aggregates`` table (symbol → buckets being built)."""
+    app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
+    state = app.Table(
+        "bar-aggregates", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
+    )
+    built.tables["bar-aggregates"] = state
+    config = bars_aggregation.AggregationConfig(
+        trading_hours=settings.feed.trading_hours,
+        late_window=timedelta(seconds=settings.streams.bars_late_window_seconds),
+    )
+    bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
+    built.agents["bars"] = app.agent(bar_topic, name="bars")(bars_agents.bars_agent(context, state, config))
 
 
 def _add_signals(built: StreamsApp, settings: Settings) -> None:
@@ -372,8 +392,9 @@ class _Worker(faust.Worker):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ibstream run streams",
-        description="Turns market data into trading signals, runs each signal through planning and approval, and "
-        "checks every order against the pre-trade risk limits. Several workers share the work.",
+        description="Aggregates 5-second bars into longer timeframes, turns market data into trading signals, runs "
+        "each signal through planning and approval, and checks every order against the pre-trade risk limits. "
+        "Several workers share the work.",
     )
     parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")

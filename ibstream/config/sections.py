@@ -439,6 +439,9 @@ class StreamsSettings(Section):
     instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
     data_dir: Path | None = None
+    # How far behind the newest 5-second bar a late (backfilled) one may start and still correct its aggregates:
+    # the bars agent keeps each timeframe's bars this long (streams/bars/aggregation.py); older ones are ignored.
+    bars_late_window_seconds: int = Field(default=1800, ge=60, le=86_400)
 
 
 class OrchestrationSettings(Section):

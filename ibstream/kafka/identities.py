@@ -129,7 +129,7 @@ def identities(settings: Settings) -> dict[str, Identity]:
 
 
 def _streams(app_id: str) -> Identity:
-    """The Faust app: signals, orchestration and risk agents, the risk view's feed, and its own topics."""
+    """The Faust app: bars, signals, orchestration and risk agents, the risk view's feed, and its own topics."""
     reads = (
         bars.TOPIC,
         signals.TOPIC,
@@ -147,7 +147,9 @@ def _streams(app_id: str) -> Identity:
         # the account's NetLiquidation for sizing (orchestration) and the account checks (risk)
         account_states.TOPIC,
     )
-    outputs = (
+    outputs: tuple[TopicSpec[Any], ...] = (
+        # the bars agent's aggregates (md.bars.{1m,5m,15m,1h,1d}.v1)
+        *bars.AGGREGATE_TOPICS.values(),
         signals.TOPIC,
         signal_transitions.TOPIC,
         runs.TOPIC,

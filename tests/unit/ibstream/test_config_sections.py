@@ -98,6 +98,7 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("streams_health_port", "12345", "streams.health_port", 12345),
     ("streams_instance_id", "x_1", "streams.instance_id", "x_1"),
     ("streams_data_dir", "/tmp/x", "streams.data_dir", Path("/tmp/x")),
+    ("streams_bars_late_window_seconds", "600", "streams.bars_late_window_seconds", 600),
     ("signal_expiry_seconds", "7", "orchestration.signal_expiry_seconds", 7),
     ("orchestration_min_confidence", "0.7", "orchestration.min_confidence", 0.7),
     ("approval_mode", "policy", "orchestration.approval_mode", "policy"),

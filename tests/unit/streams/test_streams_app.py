@@ -27,6 +27,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
     assert built.app.conf.id == "unit.ibstream-streams"
     inputs = {agent.name: sorted(agent.channel.topics) for agent in built.agents.values()}
     assert inputs == {
+        "bars": ["unit.md.bars.5s.v1"],
         "signals": ["unit.md.bars.5s.v1"],
         "transitions": ["unit.signals.transitions.v1"],
         "risk": ["unit.orders.intents.v1"],
@@ -41,6 +42,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
     }
     assert sorted(built.app.agents) == sorted(inputs)
     assert sorted(table.name for table in built.tables.values()) == [
+        "bar-aggregates",
         "orchestration-orders",
         "orchestration-runs",
         "orchestration-signals",
@@ -48,6 +50,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "signal-state",
     ]
     assert sorted(layout.name for layout in built.internal_topics()) == [
+        "unit.ibstream-streams-bar-aggregates-changelog",
         "unit.ibstream-streams-orchestration-orders-changelog",
         "unit.ibstream-streams-orchestration-runs-changelog",
         "unit.ibstream-streams-orchestration-signals-changelog",
