@@ -1,4 +1,4 @@
-"""The streams deployable: the single ``faust.App`` with the bars, signals, orchestration and risk agents.
+"""The streams deployable: the single ``faust.App`` with the bars, signals, outcomes, orchestration and risk agents.
 
 ``build_app(settings)`` declares topics (raw bytes, our Avro codec does the encoding), tables (in memory,
 backed by changelog topics, so a restarted or rebalanced worker recovers them) and agents. Several workers with
@@ -35,6 +35,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signal_transitions,
     signals,
 )
@@ -52,13 +53,15 @@ from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
 from streams.orchestration.orchestrator import FlattenConfig, OrchestrationTables, Orchestrator
+from streams.outcomes import agents as outcomes_agents
+from streams.outcomes import scoring as outcomes_scoring
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
 
 log = logging.getLogger(__name__)
 
-AGENTS = ("bars", "signals", "orchestration", "risk")
+AGENTS = ("bars", "signals", "outcomes", "orchestration", "risk")
 
 #: Topics each agent group writes to.
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
@@ -66,6 +69,7 @@ _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC, alerts.TOPIC),
     "bars": tuple(bars.AGGREGATE_TOPICS.values()),
     "signals": (signals.TOPIC, signal_transitions.TOPIC),
+    "outcomes": (signal_outcomes.TOPIC,),
     "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
 }
 
@@ -169,6 +173,8 @@ def build_app(
         _add_bars(built, settings)
     if "signals" in enabled:
         _add_signals(built, settings)
+    if "outcomes" in enabled:
+        _add_outcomes(built, settings)
     built.clock = FeedClock(settings.feed.market_clock)
     if ("risk" in enabled or "orchestration" in enabled) and with_feed:
         # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
@@ -254,6 +260,23 @@ def _add_bars(built: StreamsApp, settings: Settings) -> None:
     )
     bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
     built.agents["bars"] = app.agent(bar_topic, name="bars")(bars_agents.bars_agent(context, state, config))
+
+
+def _add_outcomes(built: StreamsApp, settings: Settings) -> None:
+    """The outcomes agent over signals and 5-second bars, and its ``signal-outcomes`` table (symbol → open signals,
+    recent bars, scored ids). Both topics are keyed by symbol with the same partition count, so the table partition
+    of a symbol's signal is that of its bars."""
+    app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
+    state = app.Table(
+        "signal-outcomes", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
+    )
+    built.tables["signal-outcomes"] = state
+    sources = {prefix + spec.name: spec for spec in (signals.TOPIC, bars.TOPIC)}
+    source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    sizing = outcomes_scoring.Sizing.from_settings(settings)
+    built.agents["outcomes"] = app.agent(source_topic, name="outcomes")(
+        outcomes_agents.outcomes_agent(context, state, sizing, sources)
+    )
 
 
 def _add_signals(built: StreamsApp, settings: Settings) -> None:
@@ -392,9 +415,9 @@ class _Worker(faust.Worker):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ibstream run streams",
-        description="Aggregates 5-second bars into longer timeframes, turns market data into trading signals, runs "
-        "each signal through planning and approval, and checks every order against the pre-trade risk limits. "
-        "Several workers share the work.",
+        description="Aggregates 5-second bars into longer timeframes, turns market data into trading signals and "
+        "scores every signal, runs each signal through planning and approval, and checks every order against the "
+        "pre-trade risk limits. Several workers share the work.",
     )
     parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")

@@ -24,6 +24,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signal_transitions,
     signals,
 )
@@ -44,6 +45,7 @@ from ibstream.contracts.quotes import Quote
 from ibstream.contracts.risk_decisions import RiskCheck, RiskDecision
 from ibstream.contracts.routed_orders import RoutedOrder
 from ibstream.contracts.runs import OrchestrationRun, Plan
+from ibstream.contracts.signal_outcomes import SignalOutcome
 from ibstream.contracts.signal_transitions import SignalTransition
 from ibstream.contracts.signals import Signal
 
@@ -59,6 +61,7 @@ TOPICS: tuple[TopicSpec[Record], ...] = cast(
         heartbeats.TOPIC,
         signals.TOPIC,
         signal_transitions.TOPIC,
+        signal_outcomes.TOPIC,
         runs.TOPIC,
         order_intents.TOPIC,
         risk_decisions.TOPIC,
@@ -105,6 +108,7 @@ __all__ = [
     "RiskDecision",
     "RoutedOrder",
     "Signal",
+    "SignalOutcome",
     "SignalTransition",
     "TopicSpec",
     "UtcDatetime",

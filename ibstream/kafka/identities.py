@@ -50,6 +50,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signal_transitions,
     signals,
 )
@@ -129,7 +130,8 @@ def identities(settings: Settings) -> dict[str, Identity]:
 
 
 def _streams(app_id: str) -> Identity:
-    """The Faust app: bars, signals, orchestration and risk agents, the risk view's feed, and its own topics."""
+    """The Faust app: bars, signals, outcomes, orchestration and risk agents, the risk view's feed, and its own
+    topics."""
     reads = (
         bars.TOPIC,
         signals.TOPIC,
@@ -152,6 +154,8 @@ def _streams(app_id: str) -> Identity:
         *bars.AGGREGATE_TOPICS.values(),
         signals.TOPIC,
         signal_transitions.TOPIC,
+        # the outcomes agent's scores
+        signal_outcomes.TOPIC,
         runs.TOPIC,
         order_intents.TOPIC,
         risk_decisions.TOPIC,

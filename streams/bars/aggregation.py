@@ -233,51 +233,68 @@ def on_bar(
     head = _us(bar.start) if state["head"] is None else max(int(state["head"]), _us(bar.start))
     cutoff = head - config.late_window // timedelta(microseconds=1)
     out: list[Emitted] = []
-    buckets: dict[str, list[Any]] = {}
-    for timeframe, held in state["buckets"].items():
-        kept = _fold_timeframe(timeframe, [Bucket.from_json(item) for item in held], bar, now, config, cutoff, out)
-        buckets[timeframe] = [bucket.to_json() for bucket in kept]
+    buckets = {
+        timeframe: _fold_timeframe(timeframe, held, bar, now, config, cutoff, out)
+        for timeframe, held in state["buckets"].items()
+    }
     return {"head": head, "buckets": buckets}, out
+
+
+#: Positions in a bucket's JSON list (``Bucket.to_json``) read without decoding the whole bucket.
+_END, _DIRTY = 1, 15
 
 
 def _fold_timeframe(
     timeframe: str,
-    held: list[Bucket],
+    held: list[list[Any]],
     bar: Bar,
     now: datetime,
     config: AggregationConfig,
     cutoff: int,
     out: list[Emitted],
-) -> list[Bucket]:
-    """One timeframe's buckets after ``bar``: emit what the bar closes, merge it, forget what is past the window."""
+) -> list[list[Any]]:
+    """One timeframe's buckets (as JSON lists) after ``bar``: emit what the bar closes, merge it, forget what is past
+    the window. Only the buckets touched are decoded: a symbol holds dozens, and this runs for every 5-second bar."""
     bounds = bucket_bounds(bar.start, timeframe, config.trading_hours)
     bar_start = _us(bar.start)
+    touched: dict[int, Bucket] = {}
 
-    def emit(bucket: Bucket) -> None:
+    def emit(index: int) -> None:
+        bucket = touched.get(index) or Bucket.from_json(held[index])
         out.append(Emitted(timeframe, bucket.to_bar(bar.symbol, now)))
         bucket.emitted += 1
         bucket.dirty = False
+        touched[index] = bucket
 
+    held = list(held)
     # The stream moved past these: emit what they hold but have not published.
-    for bucket in held:
-        if bucket.dirty and bucket.end <= bar_start:
-            emit(bucket)
+    for index, item in enumerate(held):
+        if item[_DIRTY] and item[_END] <= bar_start:
+            emit(index)
     if bounds is not None and _us(bounds[1]) > cutoff:
         start = _us(bounds[0])
-        target = next((bucket for bucket in held if bucket.start == start), None)
-        if target is None:
-            target = _new_bucket(bounds, bar)
-            held = sorted([*held, target], key=lambda bucket: bucket.start)
+        found = next((i for i, item in enumerate(held) if item[0] == start), None)
+        if found is None:
+            held.append(_new_bucket(bounds, bar).to_json())
+            held.sort(key=lambda item: int(item[0]))
+            found = next(i for i, item in enumerate(held) if item[0] == start)
+            # buckets decoded above after the new one moved one place on
+            touched = {(i if i < found else i + 1): bucket for i, bucket in touched.items()}
+        index = found
+        target = touched.get(index) or Bucket.from_json(held[index])
+        touched[index] = target
         slot = target.slot_of(bar)
         if target.merge(bar):
             last_slot = _us(bar.start + _BAR) >= target.end
             hole_closed = target.emitted > 0 and target.holds(slot + 1)
             if last_slot or hole_closed:
-                emit(target)
+                emit(index)
+    for index, bucket in touched.items():
+        held[index] = bucket.to_json()
     kept = []
-    for bucket in held:
-        if bucket.end > cutoff:
-            kept.append(bucket)
-        elif bucket.dirty:
-            emit(bucket)  # leaving the window: publish what it holds before forgetting it
+    for index, item in enumerate(held):
+        if item[_END] > cutoff:
+            kept.append(item)
+        elif item[_DIRTY]:
+            emit(index)  # leaving the window: publish what it holds before forgetting it
     return kept

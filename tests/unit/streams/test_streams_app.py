@@ -30,6 +30,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "bars": ["unit.md.bars.5s.v1"],
         "signals": ["unit.md.bars.5s.v1"],
         "transitions": ["unit.signals.transitions.v1"],
+        "outcomes": ["unit.md.bars.5s.v1", "unit.signals.v1"],
         "risk": ["unit.orders.intents.v1"],
         "risk-modifications": ["unit.control.v1"],
         "orchestration-router": [
@@ -47,6 +48,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "orchestration-runs",
         "orchestration-signals",
         "risk-decided",
+        "signal-outcomes",
         "signal-state",
     ]
     assert sorted(layout.name for layout in built.internal_topics()) == [
@@ -55,6 +57,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "unit.ibstream-streams-orchestration-runs-changelog",
         "unit.ibstream-streams-orchestration-signals-changelog",
         "unit.ibstream-streams-risk-decided-changelog",
+        "unit.ibstream-streams-signal-outcomes-changelog",
         "unit.ibstream-streams-signal-state-changelog",
         "unit.orchestration-commands",
     ]
