@@ -39,6 +39,7 @@ from api.routes import (
     probes,
     runs,
     signals,
+    strategy_performance,
 )
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
@@ -59,6 +60,7 @@ UNLIMITED_PATHS = ("/health", "/ready", "/metrics")
 ROUTERS: tuple[APIRouter, ...] = (
     probes.router,
     signals.router,
+    strategy_performance.router,
     runs.router,
     orders.router,
     order_commands.router,

@@ -263,14 +263,14 @@ def _add_bars(built: StreamsApp, settings: Settings) -> None:
 
 
 def _add_outcomes(built: StreamsApp, settings: Settings) -> None:
-    """The outcomes agent over signals and 5-second bars, and its ``signal-outcomes`` table (symbol → open signals,
+    """The outcomes agent over signals and 5-second bars, and its ``signal-scoring`` table (symbol → open signals,
     recent bars, scored ids). Both topics are keyed by symbol with the same partition count, so the table partition
     of a symbol's signal is that of its bars."""
     app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
     state = app.Table(
-        "signal-outcomes", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
+        "signal-scoring", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
     )
-    built.tables["signal-outcomes"] = state
+    built.tables["signal-scoring"] = state
     sources = {prefix + spec.name: spec for spec in (signals.TOPIC, bars.TOPIC)}
     source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     sizing = outcomes_scoring.Sizing.from_settings(settings)

@@ -47,6 +47,12 @@ AUDITS: dict[str, Audit] = {
         ),
         Audit("feed-gaps", "feed_gaps.sql", "bars, gaps and feed lag by symbol and day", ("day",)),
         Audit("signal-outcomes", "signal_outcomes.sql", "hit rate, average R and P&L by strategy", ("day",)),
+        Audit(
+            "strategy-scores",
+            "strategy_scores.sql",
+            "hit rate, expectancy and profit factor of every scored signal by strategy, symbol and day",
+            ("day",),
+        ),
         Audit("risk-rejections", "risk_rejections.sql", "rejected orders by failed risk check and day", ("day",)),
         Audit("unreconciled-orders", "unreconciled_orders.sql", "orders whose records do not reconcile", ()),
         Audit("dlq-contents", "dlq_contents.sql", "dead letters from every DLQ", ("day",)),

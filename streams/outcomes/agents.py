@@ -1,5 +1,5 @@
 """The ``outcomes`` agent: one stream over ``signals.v1`` and ``md.bars.5s.v1`` (both keyed by symbol, six
-partitions: a symbol's signals and bars reach the same worker and the same partition of the ``signal-outcomes``
+partitions: a symbol's signals and bars reach the same worker and the same partition of the ``signal-scoring``
 table), folding each record into its symbol's state and emitting outcomes to ``signals.outcomes.v1``. Thin: the logic
 is ``streams.outcomes.scoring``.
 

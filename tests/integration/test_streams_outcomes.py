@@ -1,5 +1,5 @@
 """Outcomes on the real broker: a signal and the bars after it in → one outcome per signal out; the open signals
-survive a worker restart (the ``signal-outcomes`` table recovers from its changelog)."""
+survive a worker restart (the ``signal-scoring`` table recovers from its changelog)."""
 
 from __future__ import annotations
 

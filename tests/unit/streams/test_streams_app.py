@@ -48,7 +48,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "orchestration-runs",
         "orchestration-signals",
         "risk-decided",
-        "signal-outcomes",
+        "signal-scoring",
         "signal-state",
     ]
     assert sorted(layout.name for layout in built.internal_topics()) == [
@@ -57,7 +57,7 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
         "unit.ibstream-streams-orchestration-runs-changelog",
         "unit.ibstream-streams-orchestration-signals-changelog",
         "unit.ibstream-streams-risk-decided-changelog",
-        "unit.ibstream-streams-signal-outcomes-changelog",
+        "unit.ibstream-streams-signal-scoring-changelog",
         "unit.ibstream-streams-signal-state-changelog",
         "unit.orchestration-commands",
     ]

@@ -6,6 +6,7 @@ import { showBanner } from "./ui.js";
 import * as approvals from "./pages/approvals.js";
 import * as health from "./pages/health.js";
 import * as signals from "./pages/signals.js";
+import * as strategyPerformance from "./pages/performance.js";
 import * as orders from "./pages/orders.js";
 import * as order from "./pages/order.js";
 import * as charts from "./pages/charts.js";
@@ -16,6 +17,7 @@ const routes = [
   [/^\/approvals$/, approvals, "approvals"],
   [/^\/health$/, health, "health"],
   [/^\/signals$/, signals, "signals"],
+  [/^\/performance$/, strategyPerformance, "performance"],
   [/^\/orders$/, orders, "orders"],
   [/^\/orders\/([A-Za-z0-9._:-]+)$/, order, "orders"],
   [/^\/positions$/, positions, "positions"],
