@@ -404,6 +404,8 @@ class WarehouseSettings(Section):
             "md.heartbeats.v1": 30,
             "signals.v1": 365,
             "signals.transitions.v1": 365,
+            # scored signals: as long as the signals they score (aggregated bars, unlisted, are kept for good)
+            "signals.outcomes.v1": 365,
             "positions.v1": 365,
             "account.v1": 365,
             "ops.alerts.v1": 365,
