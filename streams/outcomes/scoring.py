@@ -6,8 +6,8 @@ Faust table, one entry per symbol) and return the outcomes they complete.
 The hypothetical trade: filled at the signal's entry price when its bar ends (``active_from``: the signal's bar start
 + 5 s), sized as Agent0 sizes a plan (``ibstream.sizing``: the configured equity and risk per trade, within the
 order-notional and position limits), and held until a bar touches its stop or its target, or until it expires.
-Expiry is counted in bar time, ``active_from`` + (``expiry_time`` − ``created_time``), so a replay of old bars
-expires its signals as live trading did.
+Expiry is judged in bar time: the signal's ``expiry_time`` is its bar's end plus the expiry (``streams.signals``
+stamps it so; ``created_time`` is the wall clock), so a replay of old bars expires its signals as live trading did.
 
 Judging one bar (BUY; a SELL mirrors it):
 * low ≤ stop → hit stop, at the stop (at the bar's open if it opened through the stop: a gap fills worse);
@@ -101,7 +101,6 @@ def track(signal: Signal, sizing: Sizing, bar_seconds: int = BAR_SECONDS) -> dic
     ``bar_seconds``: the length of the bar that produced it (5 s today; a strategy on longer bars passes its own).
     """
     active_from = _us(signal.bar_start) + bar_seconds * 1_000_000
-    horizon = max(signal.expiry_time - signal.created_time, timedelta(0)) // timedelta(microseconds=1)
     return {
         "signal_id": signal.signal_id,
         "strategy": signal.strategy,
@@ -113,7 +112,7 @@ def track(signal: Signal, sizing: Sizing, bar_seconds: int = BAR_SECONDS) -> dic
         "signal_time": _us(signal.created_time),
         "bar_start": _us(signal.bar_start),
         "active_from": active_from,
-        "expires_at": active_from + horizon,
+        "expires_at": _us(signal.expiry_time),
         "quantity": planned_quantity(signal.entry, signal.stop, sizing),
         "mfe": 0.0,
         "mae": 0.0,

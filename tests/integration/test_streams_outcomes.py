@@ -97,3 +97,48 @@ def test_every_signal_is_scored_from_the_bars_after_it_across_a_worker_restart(
     finally:
         worker.stop()
         scored.close()
+
+
+def test_one_worker_aggregates_signals_and_scores_from_the_same_bars(settings: Settings, tmp_path: Path) -> None:
+    """The bars, signals and outcomes agents side by side on md.bars.5s.v1 (as a default worker runs them)."""
+    from tests.calendar_days import NORMAL_DAY, ny
+
+    opening = ny(NORMAL_DAY, 9, 30).astimezone(UTC)
+    closes = [99.0, 101.0] * 12 + [103.0] + [103.0 + 2 * i for i in range(1, 12)]  # a breakout, then a run up
+    made = TopicReader(settings, signals.TOPIC)
+    scored = TopicReader(settings, signal_outcomes.TOPIC)
+    minutes = TopicReader(settings, bars.AGGREGATE_TOPICS["1m"])
+    out = producer(settings)
+    worker = StreamsWorker(settings, tmp_path, "bars,signals,outcomes").start()
+    try:
+        for i, close in enumerate(closes):
+            at = opening + timedelta(seconds=5 * i)
+            bar = Bar(
+                symbol="AAPL",
+                start=at,
+                open=close,
+                high=close + 0.5,
+                low=close - 0.5,
+                close=close,
+                volume=100,
+                wap=close,
+                count=10,
+                event_time=at,
+                ingest_time=utc_now(),
+                source=MarketDataSource.LIVE,
+            )
+            out.send(bars.TOPIC, bar)
+        out.flush()
+        found: list[Signal] = made.wait_for(2, 90)
+        assert {s.strategy for s in found} == {"donchian_breakout", "zscore_reversion"}, worker.log()[-3000:]
+        outcomes: list[SignalOutcome] = scored.wait_for(2, 60)
+        by_strategy = {o.strategy: o for o in outcomes}
+        assert {o.signal_id for o in outcomes} == {s.signal_id for s in found}
+        # The run up takes the breakout buy to its target and the fade's stop.
+        assert by_strategy["donchian_breakout"].outcome is OutcomeKind.HIT_TARGET
+        assert by_strategy["zscore_reversion"].outcome is OutcomeKind.HIT_STOP
+        assert [b.start for b in minutes.wait_for(2, 30)][:2] == [opening, opening + timedelta(minutes=1)]
+    finally:
+        worker.stop()
+        for reader in (made, scored, minutes):
+            reader.close()

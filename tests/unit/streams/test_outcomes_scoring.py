@@ -163,3 +163,10 @@ def test_planned_size_follows_the_sizing_rule_and_is_zero_when_no_share_fits() -
     settings = load_settings(risk_per_trade_pct=1.0)
     assert Sizing.from_settings(settings).risk_pct == 1.0
     assert r_multiple(100.0, 100.0, 101.0, Side.BUY) == 0.0
+
+
+def test_expiry_is_judged_in_bar_time_when_the_signal_was_made_later_on_the_wall_clock() -> None:
+    replayed = signal(expiry_seconds=10).model_copy(update={"created_time": NOW + timedelta(days=30)})
+    _, (outcome,) = run(replayed, [bar(1, 99.8, 100.2), bar(2, 99.8, 100.4), bar(3, 99.9, 100.1)])
+    assert (outcome.outcome, outcome.bars_to_outcome) == (OutcomeKind.EXPIRED, 2)
+    assert outcome.outcome_time == replayed.expiry_time
