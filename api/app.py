@@ -41,6 +41,7 @@ from api.routes import (
     runs,
     signals,
     strategies,
+    strategy_performance,
 )
 from api.routes.deps import reject_unknown_query
 from ibstream import telemetry
@@ -63,6 +64,7 @@ UNLIMITED_PATHS = ("/health", "/ready", "/metrics")
 ROUTERS: tuple[APIRouter, ...] = (
     probes.router,
     signals.router,
+    strategy_performance.router,
     runs.router,
     orders.router,
     order_commands.router,

@@ -73,6 +73,7 @@ AUDIT_REPORTS = {
     "order-trail": "one order from signal to fills (--order-id)",
     "feed-gaps": "bars, gaps and feed lag by symbol and day",
     "signal-outcomes": "hit rate, average R and P&L by strategy",
+    "strategy-scores": "every signal scored: hit rate, expectancy, profit factor by strategy, symbol and day",
     "risk-rejections": "rejected orders by failed risk check and day",
     "unreconciled-orders": "orders whose records disagree (e.g. routed, never acknowledged)",
     "dlq-contents": "records the pipeline could not process",

@@ -1,4 +1,4 @@
-"""The streams deployable: the single ``faust.App`` with the signals, orchestration and risk agents.
+"""The streams deployable: the single ``faust.App`` with the bars, signals, outcomes, orchestration and risk agents.
 
 ``build_app(settings)`` declares topics (raw bytes, our Avro codec does the encoding), tables (in memory,
 backed by changelog topics, so a restarted or rebalanced worker recovers them) and agents. Several workers with
@@ -8,7 +8,7 @@ Orchestration is two agents: a stateless router over signals, control, risk deci
 re-keys each run's inputs by the run's order_id onto the internal ``<prefix>orchestration-commands`` topic, and
 the orchestration agent over that topic, which owns the run tables (see ``_add_orchestration``).
 
-Run: ``ibstream run streams [--agents risk,signals,orchestration] [--log-level INFO]``.
+Run: ``ibstream run streams [--agents bars,risk,signals,orchestration] [--log-level INFO]``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signal_transitions,
     signals,
 )
@@ -48,11 +49,15 @@ from ibstream.strategies import bar_topic_name, discover
 from ibstream.strategies.instances import load_instances
 from ibstream.trading_states import TradingStates
 from streams import orchestration, topics
+from streams.bars import agents as bars_agents
+from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
 from streams.orchestration.orchestrator import FlattenConfig, OrchestrationTables, Orchestrator
+from streams.outcomes import agents as outcomes_agents
+from streams.outcomes import scoring as outcomes_scoring
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
@@ -61,14 +66,16 @@ from streams.signals.runtime import StrategyRuntime
 
 log = logging.getLogger(__name__)
 
-AGENTS = ("signals", "orchestration", "risk")
+AGENTS = ("bars", "signals", "outcomes", "orchestration", "risk")
 
 #: Topics each agent group writes to.
 _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     # alerts: risk raises kill_switch, orchestration agent0_circuit_open (streams.observability).
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC, alerts.TOPIC),
+    "bars": tuple(bars.AGGREGATE_TOPICS.values()),
     # alerts: strategy_failed, an instance disabled because its strategy raised (streams.signals.runtime).
     "signals": (signals.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
+    "outcomes": (signal_outcomes.TOPIC,),
     "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
 }
 
@@ -175,8 +182,12 @@ def build_app(
         dead_letters = RouterDeadLetters(settings, codec, "streams")
     context = AgentContext(codec, emitter, dead_letters, prefix)
     built = StreamsApp(app=app, settings=settings, context=context)
+    if "bars" in enabled:
+        _add_bars(built, settings)
     if "signals" in enabled:
         _add_signals(built, settings, with_feed)
+    if "outcomes" in enabled:
+        _add_outcomes(built, settings)
     built.clock = FeedClock(settings.feed.market_clock)
     if ("risk" in enabled or "orchestration" in enabled) and with_feed:
         # One feed per worker: the risk view's topics, and the producer's heartbeats for the market clock.
@@ -246,6 +257,38 @@ def _faust_app(settings: Settings, data: Path) -> faust.App:
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
         consumer_group_instance_id=settings.streams.instance_id,
+    )
+
+
+def _add_bars(built: StreamsApp, settings: Settings) -> None:
+    """The bars agent over the 5-second bars and its ``bar-aggregates`` table (symbol → buckets being built)."""
+    app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
+    state = app.Table(
+        "bar-aggregates", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
+    )
+    built.tables["bar-aggregates"] = state
+    config = bars_aggregation.AggregationConfig(
+        trading_hours=settings.feed.trading_hours,
+        late_window=timedelta(seconds=settings.streams.bars_late_window_seconds),
+    )
+    bar_topic = _raw_topic(app, prefix + bars.TOPIC.name, bars.TOPIC.partitions)
+    built.agents["bars"] = app.agent(bar_topic, name="bars")(bars_agents.bars_agent(context, state, config))
+
+
+def _add_outcomes(built: StreamsApp, settings: Settings) -> None:
+    """The outcomes agent over signals and 5-second bars, and its ``signal-scoring`` table (symbol → open signals,
+    recent bars, scored ids). Both topics are keyed by symbol with the same partition count, so the table partition
+    of a symbol's signal is that of its bars."""
+    app, prefix, context = built.app, settings.kafka.topic_prefix, built.context
+    state = app.Table(
+        "signal-scoring", key_type=str, partitions=bars.TOPIC.partitions, extra_topic_configs=CHANGELOG_CONFIGS
+    )
+    built.tables["signal-scoring"] = state
+    sources = {prefix + spec.name: spec for spec in (signals.TOPIC, bars.TOPIC)}
+    source_topic = app.topic(*sources, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    sizing = outcomes_scoring.Sizing.from_settings(settings)
+    built.agents["outcomes"] = app.agent(source_topic, name="outcomes")(
+        outcomes_agents.outcomes_agent(context, state, sizing, sources)
     )
 
 
@@ -406,8 +449,9 @@ class _Worker(faust.Worker):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ibstream run streams",
-        description="Turns market data into trading signals, runs each signal through planning and approval, and "
-        "checks every order against the pre-trade risk limits. Several workers share the work.",
+        description="Aggregates 5-second bars into longer timeframes, turns market data into trading signals and "
+        "scores every signal, runs each signal through planning and approval, and checks every order against the "
+        "pre-trade risk limits. Several workers share the work.",
     )
     parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="overrides IBSTREAM_LOG_LEVEL")

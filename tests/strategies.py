@@ -19,6 +19,11 @@ _FIELD_OVERRIDES: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("OrderIntent", "quantity"): st.floats(min_value=1e-6, max_value=1e9),
     ("RoutedOrder", "quantity"): st.floats(min_value=1e-6, max_value=1e9),
     ("ControlCommand", "reason"): st.text(min_size=1, max_size=40),
+    ("SignalOutcome", "confidence"): st.floats(min_value=0.0, max_value=1.0),
+    ("SignalOutcome", "mfe"): st.floats(min_value=0.0, max_value=1e9),
+    ("SignalOutcome", "mae"): st.floats(min_value=0.0, max_value=1e9),
+    ("SignalOutcome", "quantity"): st.floats(min_value=0.0, max_value=1e9),
+    ("SignalOutcome", "bars_to_outcome"): st.integers(min_value=0, max_value=2**62),
 }
 
 _TIMESTAMPS = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)).map(

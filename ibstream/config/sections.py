@@ -417,6 +417,8 @@ class WarehouseSettings(Section):
             "md.heartbeats.v1": 30,
             "signals.v1": 365,
             "signals.transitions.v1": 365,
+            # scored signals: as long as the signals they score (aggregated bars, unlisted, are kept for good)
+            "signals.outcomes.v1": 365,
             "positions.v1": 365,
             "account.v1": 365,
             "ops.alerts.v1": 365,
@@ -456,6 +458,9 @@ class StreamsSettings(Section):
     # IBSTREAM_STRATEGIES_FILE: the strategy instances (TOML or YAML, ibstream.strategies.instances), read by the
     # signals worker and the API; None: the built-in strategies with their default params on every symbol.
     strategies_file: Path | None = None
+    # How far behind the newest 5-second bar a late (backfilled) one may start and still correct its aggregates:
+    # the bars agent keeps each timeframe's bars this long (streams/bars/aggregation.py); older ones are ignored.
+    bars_late_window_seconds: int = Field(default=1800, ge=60, le=86_400)
 
 
 class OrchestrationSettings(Section):

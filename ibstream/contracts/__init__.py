@@ -6,6 +6,8 @@ several records are declared once in `avro/include/` and mirrored once (see ``or
 
 from __future__ import annotations
 
+from typing import cast
+
 from ibstream.contracts import (
     account_states,
     alerts,
@@ -22,6 +24,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signal_transitions,
     signals,
 )
@@ -42,31 +45,39 @@ from ibstream.contracts.quotes import Quote
 from ibstream.contracts.risk_decisions import RiskCheck, RiskDecision
 from ibstream.contracts.routed_orders import RoutedOrder
 from ibstream.contracts.runs import OrchestrationRun, Plan
+from ibstream.contracts.signal_outcomes import SignalOutcome
 from ibstream.contracts.signal_transitions import SignalTransition
 from ibstream.contracts.signals import Signal
 
 #: Every topic of the pipeline, in flow order. DLQs are derived from these (see ibstream.kafka.topics).
-TOPICS: tuple[TopicSpec[Record], ...] = (
-    quotes.TOPIC,
-    bars.TOPIC,
-    gaps.TOPIC,
-    heartbeats.TOPIC,
-    signals.TOPIC,
-    signal_transitions.TOPIC,
-    runs.TOPIC,
-    order_intents.TOPIC,
-    risk_decisions.TOPIC,
-    routed_orders.TOPIC,
-    order_events.TOPIC,
-    executions.TOPIC,
-    positions.TOPIC,
-    account_states.TOPIC,
-    alerts.TOPIC,
-    control.TOPIC,
-)  # type: ignore[assignment]  # TopicSpec is invariant in its record type; the tuple is read-only.
+# TopicSpec is invariant in its record type; the tuple is read-only, so the cast is safe.
+TOPICS: tuple[TopicSpec[Record], ...] = cast(
+    tuple[TopicSpec[Record], ...],
+    (
+        quotes.TOPIC,
+        bars.TOPIC,
+        *bars.AGGREGATE_TOPICS.values(),
+        gaps.TOPIC,
+        heartbeats.TOPIC,
+        signals.TOPIC,
+        signal_transitions.TOPIC,
+        signal_outcomes.TOPIC,
+        runs.TOPIC,
+        order_intents.TOPIC,
+        risk_decisions.TOPIC,
+        routed_orders.TOPIC,
+        order_events.TOPIC,
+        executions.TOPIC,
+        positions.TOPIC,
+        account_states.TOPIC,
+        alerts.TOPIC,
+        control.TOPIC,
+    ),
+)
 
 #: Every top-level record type, with the dead letter and the redrive ledger's entry (no catalogue topic of their own).
-RECORD_TYPES: tuple[type[Record], ...] = (*(spec.record for spec in TOPICS), DeadLetter, DlqRedrive)
+#: (Several topics may carry one record type: the bars of every timeframe are ``Bar``.)
+RECORD_TYPES: tuple[type[Record], ...] = (*dict.fromkeys(spec.record for spec in TOPICS), DeadLetter, DlqRedrive)
 
 #: The models of the includes in `avro/include/`: fields shared by several records, never records on a topic.
 INCLUDE_TYPES: tuple[type[Record], ...] = (OrderTerms,)
@@ -98,6 +109,7 @@ __all__ = [
     "RiskDecision",
     "RoutedOrder",
     "Signal",
+    "SignalOutcome",
     "SignalTransition",
     "TopicSpec",
     "UtcDatetime",

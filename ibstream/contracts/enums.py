@@ -132,3 +132,11 @@ class TradingState(StrEnum):
     ACTIVE = "active"
     REDUCING = "reducing"
     HALTED = "halted"
+
+
+class OutcomeKind(StrEnum):
+    """How a scored signal ended (``signals.outcomes.v1``)."""
+
+    HIT_TARGET = "hit_target"
+    HIT_STOP = "hit_stop"
+    EXPIRED = "expired"

@@ -50,6 +50,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signal_transitions,
     signals,
 )
@@ -129,7 +130,8 @@ def identities(settings: Settings) -> dict[str, Identity]:
 
 
 def _streams(app_id: str) -> Identity:
-    """The Faust app: signals, orchestration and risk agents, the risk view's feed, and its own topics."""
+    """The Faust app: bars, signals, outcomes, orchestration and risk agents, the risk view's feed, and its own
+    topics."""
     reads = (
         bars.TOPIC,
         signals.TOPIC,
@@ -147,9 +149,13 @@ def _streams(app_id: str) -> Identity:
         # the account's NetLiquidation for sizing (orchestration) and the account checks (risk)
         account_states.TOPIC,
     )
-    outputs = (
+    outputs: tuple[TopicSpec[Any], ...] = (
+        # the bars agent's aggregates (md.bars.{1m,5m,15m,1h,1d}.v1)
+        *bars.AGGREGATE_TOPICS.values(),
         signals.TOPIC,
         signal_transitions.TOPIC,
+        # the outcomes agent's scores
+        signal_outcomes.TOPIC,
         runs.TOPIC,
         order_intents.TOPIC,
         risk_decisions.TOPIC,

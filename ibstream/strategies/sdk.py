@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal, get_args, overload
 
 from pydantic import BaseModel, ConfigDict
 
+from ibstream.contracts.bars import timeframe_topic
 from ibstream.contracts.enums import Side
 from ibstream.exceptions import IbstreamError
 
@@ -34,8 +35,9 @@ TIMEFRAME_SECONDS: dict[str, int] = {"5s": 5, "1m": 60, "5m": 300, "15m": 900, "
 
 
 def bar_topic_name(timeframe: str) -> str:
-    """The Kafka topic (without prefix) carrying bars of ``timeframe``: ``md.bars.5s.v1``, ``md.bars.1m.v1``, …"""
-    return f"md.bars.{timeframe}.v1"
+    """The Kafka topic (without prefix) carrying bars of ``timeframe``: ``md.bars.5s.v1``, ``md.bars.1m.v1``, …
+    (the catalogue's topic: the bars agent publishes every timeframe there)."""
+    return timeframe_topic(timeframe).name
 
 
 class StrategyError(IbstreamError):

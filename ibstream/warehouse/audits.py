@@ -84,6 +84,13 @@ AUDITS: dict[str, Audit] = {
             window="the signal's created_time",
         ),
         Audit(
+            "strategy-scores",
+            "strategy_scores.sql",
+            "hit rate, expectancy and profit factor of every scored signal by strategy, symbol and day",
+            (*WINDOW, "symbol", "strategy"),
+            window="the signal's signal_time",
+        ),
+        Audit(
             "risk-rejections",
             "risk_rejections.sql",
             "rejected orders by failed risk check and day",

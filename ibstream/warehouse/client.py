@@ -236,13 +236,13 @@ class Warehouse:
         Returns what was done, one line per step (empty when everything was up to date).
         """
         self.command(migrations_table_ddl(self.database))
+        done: list[str] = self._create_new_topic_tables()
         applied = {
             int(version): str(checksum)
             for version, checksum in self.query(
                 f"SELECT version, argMax(checksum, applied_at) FROM {self.table(MIGRATIONS_TABLE)} GROUP BY version"
             ).rows
         }
-        done: list[str] = []
         for migration in pending(build_migrations(self.schema, self.retention_days), applied, self.database):
             for statement in migration.statements(self.database):
                 self.command(statement)
@@ -254,6 +254,24 @@ class Warehouse:
             done.append(f"migration {migration.version}: {migration.name}")
             log.info("warehouse migration applied", extra={"version": migration.version, "migration": migration.name})
         done += self._reconcile()
+        return done
+
+    def _create_new_topic_tables(self) -> list[str]:
+        """Tables of topics added to the catalogue since the warehouse was created (migration 1 made the others):
+        first, because the views may read them."""
+        existing = {
+            str(name)
+            for (name,) in self.query(
+                "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.database}
+            ).rows
+        }
+        if MIGRATIONS_TABLE not in existing or len(existing) <= 1:
+            return []  # a new warehouse: migration 1 creates every table
+        done = []
+        for table in self.schema.tables:
+            if table.name not in existing:
+                self.command(table.ddl(self.database, self.retention_days(table)))
+                done.append(f"{table.name}: created")
         return done
 
     def _reconcile(self) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
+from ibstream.contracts.bars import AGGREGATE_TOPICS
 from ibstream.warehouse.schema import (
     MIGRATIONS_TABLE,
     PROGRESS_TABLE,
@@ -88,6 +89,13 @@ def view_statements(schema: WarehouseSchema, database: str) -> list[str]:
         # Bars are identified by (symbol, start) across live, backfill and replay: the latest record wins.
         f"CREATE OR REPLACE VIEW {_q(database, 'bars_latest')} AS "
         f"SELECT * FROM {bars} FINAL ORDER BY symbol, start, _kafka_ts DESC, _offset DESC LIMIT 1 BY symbol, start",
+        # Aggregates likewise, the highest revision winning (a late 5-second bar re-emits its aggregate revised).
+        *(
+            f"CREATE OR REPLACE VIEW {_q(database, f'bars_{timeframe}_latest')} AS "
+            f"SELECT * FROM {_q(database, schema.by_topic[spec.name].name)} FINAL "
+            "ORDER BY symbol, start, revision DESC, _kafka_ts DESC, _offset DESC LIMIT 1 BY symbol, start"
+            for timeframe, spec in AGGREGATE_TOPICS.items()
+        ),
     ]
 
 

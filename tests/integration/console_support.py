@@ -30,6 +30,7 @@ from ibstream.contracts import (
     RiskDecision,
     RoutedOrder,
     Signal,
+    SignalOutcome,
     TopicSpec,
     alerts,
     bars,
@@ -42,6 +43,7 @@ from ibstream.contracts import (
     risk_decisions,
     routed_orders,
     runs,
+    signal_outcomes,
     signals,
 )
 from ibstream.contracts.enums import (
@@ -53,6 +55,7 @@ from ibstream.contracts.enums import (
     OrderLeg,
     OrderStatus,
     OrderType,
+    OutcomeKind,
     RunState,
     Severity,
     Side,
@@ -114,6 +117,40 @@ def _quote(symbol: str, at: datetime, price: float) -> Quote:
         event_time=at,
         ingest_time=at + timedelta(milliseconds=5),
         source=MarketDataSource.SIM,
+    )
+
+
+#: The R multiple each signal of the API scenario scored, in its order (breakout: +2, -1, -1, +2; meanrev: +0.5, -1).
+SCORED_R = (2.0, -1.0, 0.5, -1.0, -1.0, 2.0)
+
+
+def scored_signal(signal: Signal, r: float) -> SignalOutcome:
+    """The signal's outcome with R multiple ``r``: its target at +2, its stop at -1, an expiry otherwise."""
+    kind = {2.0: OutcomeKind.HIT_TARGET, -1.0: OutcomeKind.HIT_STOP}.get(r, OutcomeKind.EXPIRED)
+    risk = abs(signal.entry - signal.stop)
+    direction = 1 if signal.side is Side.BUY else -1
+    return SignalOutcome(
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        strategy=signal.strategy,
+        side=signal.side,
+        confidence=signal.confidence,
+        outcome=kind,
+        entry=signal.entry,
+        stop=signal.stop,
+        take_profit=signal.take_profit,
+        exit_price=signal.entry + direction * r * risk,
+        mfe=max(r, 0.0) * risk,
+        mae=max(-r, 0.0) * risk,
+        r_multiple=r,
+        quantity=10.0,
+        pnl=r * risk * 10.0,
+        bars_to_outcome=12,
+        ambiguous=False,
+        signal_time=signal.created_time,
+        bar_start=signal.bar_start,
+        outcome_time=signal.created_time + timedelta(minutes=1),
+        scored_time=signal.created_time + timedelta(minutes=1),
     )
 
 
@@ -201,6 +238,12 @@ def load_console_scenario(warehouse: Warehouse, now: datetime | None = None) -> 
                 now,
             )
         ],
+    )
+
+    # Every signal of the API scenario scored (the performance page).
+    load.add(
+        signal_outcomes.TOPIC,
+        *[scored_signal(sig, r) for sig, r in zip(base.of(signals.TOPIC), SCORED_R, strict=True)],
     )
 
     # An earlier AAPL trade inside the bars' window: bought at bar 60, sold at bar 150 (chart markers and P&L).

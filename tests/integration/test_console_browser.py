@@ -330,6 +330,16 @@ def test_viewer_sees_everything_and_can_change_nothing(browser: Any, console: Co
     page.page.wait_for_function("() => document.querySelectorAll('#signals tbody tr').length > 3")
     page.shoot("signals")
 
+    page.go("/performance?strategy=breakout", '#performance-overall[data-scored="4"]')
+    # breakout scored +2, -1, -1, +2 (console_support.SCORED_R): half of them won, 0.5 R a signal
+    overall = page.page.inner_text("#performance-overall")
+    assert "hit rate\n50.0 %" in overall and "expectancy (R)\n0.5\n" in overall
+    assert page.page.locator("#performance-symbols tbody tr").count() == 3  # AAPL, MSFT, QQQ
+    page.page.select_option('#performance-filters select[name="period"]', "month")
+    page.page.click("#performance-filters button")
+    page.page.wait_for_function("() => document.querySelectorAll('#performance-periods tbody tr').length === 1")
+    page.shoot("performance")
+
     page.go("/charts?symbol=AAPL", '#chart[data-bars="240"]')
     markers = int(page.page.get_attribute("#chart", "data-markers") or "0")
     assert markers >= 6  # the traded signal, its entry, stop and target, two fills (+ the awaiting signal)

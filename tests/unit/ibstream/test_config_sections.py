@@ -99,6 +99,7 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("streams_instance_id", "x_1", "streams.instance_id", "x_1"),
     ("streams_data_dir", "/tmp/x", "streams.data_dir", Path("/tmp/x")),
     ("strategies_file", "/tmp/strategies.toml", "streams.strategies_file", Path("/tmp/strategies.toml")),
+    ("streams_bars_late_window_seconds", "600", "streams.bars_late_window_seconds", 600),
     ("signal_expiry_seconds", "7", "orchestration.signal_expiry_seconds", 7),
     ("orchestration_min_confidence", "0.7", "orchestration.min_confidence", 0.7),
     ("approval_mode", "policy", "orchestration.approval_mode", "policy"),

@@ -199,3 +199,14 @@ def test_the_file_is_toml_or_yaml_and_no_file_means_the_builtins(tmp_path: Path)
         with pytest.raises(ConfigError, match=message) as raised:
             load_instances(path, registry)
         assert raised.value.setting == SETTING
+
+
+def test_every_timeframe_a_strategy_may_declare_has_its_bar_topic_in_the_catalogue() -> None:
+    from ibstream.contracts import TOPICS
+    from ibstream.contracts import bars as bar_contracts
+    from ibstream.strategies.sdk import TIMEFRAMES, bar_topic_name
+
+    catalogue = {spec.name for spec in TOPICS}
+    assert TIMEFRAMES == bar_contracts.TIMEFRAMES
+    assert [bar_topic_name(tf) for tf in TIMEFRAMES] == [f"md.bars.{tf}.v1" for tf in TIMEFRAMES]
+    assert {bar_topic_name(tf) for tf in TIMEFRAMES} <= catalogue

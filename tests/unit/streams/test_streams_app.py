@@ -27,8 +27,10 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
     assert built.app.conf.id == "unit.ibstream-streams"
     inputs = {agent.name: sorted(agent.channel.topics) for agent in built.agents.values()}
     assert inputs == {
+        "bars": ["unit.md.bars.5s.v1"],
         "signals": ["unit.md.bars.5s.v1"],
         "transitions": ["unit.signals.transitions.v1"],
+        "outcomes": ["unit.md.bars.5s.v1", "unit.signals.v1"],
         "risk": ["unit.orders.intents.v1"],
         "risk-modifications": ["unit.control.v1"],
         "orchestration-router": [
@@ -41,17 +43,21 @@ def test_every_agent_table_and_internal_topic_keeps_its_name(tmp_path: Path) -> 
     }
     assert sorted(built.app.agents) == sorted(inputs)
     assert sorted(table.name for table in built.tables.values()) == [
+        "bar-aggregates",
         "orchestration-orders",
         "orchestration-runs",
         "orchestration-signals",
         "risk-decided",
+        "signal-scoring",
         "signal-state",
     ]
     assert sorted(layout.name for layout in built.internal_topics()) == [
+        "unit.ibstream-streams-bar-aggregates-changelog",
         "unit.ibstream-streams-orchestration-orders-changelog",
         "unit.ibstream-streams-orchestration-runs-changelog",
         "unit.ibstream-streams-orchestration-signals-changelog",
         "unit.ibstream-streams-risk-decided-changelog",
+        "unit.ibstream-streams-signal-scoring-changelog",
         "unit.ibstream-streams-signal-state-changelog",
         "unit.orchestration-commands",
     ]

@@ -7,6 +7,7 @@ import * as approvals from "./pages/approvals.js";
 import * as health from "./pages/health.js";
 import * as signals from "./pages/signals.js";
 import * as strategies from "./pages/strategies.js";
+import * as strategyPerformance from "./pages/performance.js";
 import * as orders from "./pages/orders.js";
 import * as order from "./pages/order.js";
 import * as charts from "./pages/charts.js";
@@ -18,6 +19,7 @@ const routes = [
   [/^\/health$/, health, "health"],
   [/^\/signals$/, signals, "signals"],
   [/^\/strategies$/, strategies, "strategies"],
+  [/^\/performance$/, strategyPerformance, "performance"],
   [/^\/orders$/, orders, "orders"],
   [/^\/orders\/([A-Za-z0-9._:-]+)$/, order, "orders"],
   [/^\/positions$/, positions, "positions"],

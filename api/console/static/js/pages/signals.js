@@ -34,7 +34,7 @@ export function render(view, ctx) {
       clear(out).append(table([
         { label: "created", cell: (s) => time(s.created_time) },
         { label: "symbol", cell: (s) => h("a", { href: `#/charts?symbol=${encodeURIComponent(s.symbol)}` }, s.symbol) },
-        { label: "strategy", cell: (s) => s.strategy },
+        { label: "strategy", cell: (s) => h("a", { href: `#/performance?strategy=${encodeURIComponent(s.strategy)}` }, s.strategy) },
         { label: "side", cell: (s) => badge(s.side, s.side === "BUY" ? "buy" : "sell") },
         { label: "confidence", cell: (s) => num(s.confidence) },
         { label: "entry / stop / target", cell: (s) => `${num(s.entry, 4)} / ${num(s.stop, 4)} / ${num(s.take_profit, 4)}` },

@@ -1,0 +1,229 @@
+"""Every signal scored from the 5-second bars after it, traded or not: hit target, hit stop, or expired.
+
+Pure: ``on_signal`` and ``on_bar`` fold a signal or a bar into a symbol's state (JSON-able, kept by the agent in a
+Faust table, one entry per symbol) and return the outcomes they complete.
+
+The hypothetical trade: filled at the signal's entry price when its bar ends (``active_from``: the signal's bar start
++ 5 s), sized as Agent0 sizes a plan (``ibstream.sizing``: the configured equity and risk per trade, within the
+order-notional and position limits), and held until a bar touches its stop or its target, or until it expires.
+Expiry is judged in bar time: the signal's ``expiry_time`` is its bar's end plus the expiry (``streams.signals``
+stamps it so; ``created_time`` is the wall clock), so a replay of old bars expires its signals as live trading did.
+
+Judging one bar (BUY; a SELL mirrors it):
+* low ≤ stop → hit stop, at the stop (at the bar's open if it opened through the stop: a gap fills worse);
+* high ≥ target → hit target, at the target (never better: a limit fills at its price);
+* both in one bar → the order inside the bar is unknown: the stop (conservative), ``ambiguous`` set;
+* a bar starting at or after the expiry → expired at the last close before it (the entry if no bar came).
+Excursions (MFE, MAE ≥ 0, in price): each bar's high and low; on the stop bar only the loss up to the exit (what
+happened after the stop is not the trade's), on the target bar the gain up to the target and the bar's adverse side.
+
+Order and duplicates: bars are judged in start order per signal; a bar at or before the last one judged (a replay,
+a redelivery, a backfill of a bar already passed) is skipped. The last ``RECENT_BARS`` bars are kept, so a signal
+that arrives after bars it should have seen (signals and bars are different topics) is caught up on them. A signal
+already open or scored (the last ``SCORED_KEEP``) is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ibstream.config import Settings
+from ibstream.contracts import Bar, Signal, SignalOutcome
+from ibstream.contracts.enums import OutcomeKind, Side
+from ibstream.sizing import SizingError, size_by_risk
+
+BAR_SECONDS = 5
+_BAR_US = BAR_SECONDS * 1_000_000
+#: Bars kept per symbol to catch up a signal that arrives after them (10 minutes of 5-second bars).
+RECENT_BARS = 120
+#: Signal ids remembered per symbol after scoring, so a replayed signal is not scored twice.
+SCORED_KEEP = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _at(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How a plan would size the signal: equity, risk per trade (% of equity), and the hard limits."""
+
+    equity: float
+    risk_pct: float
+    max_notional: float | None = None
+    max_position: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sizing:
+        risk = settings.risk
+        return cls(risk.account_equity, risk.per_trade_pct, risk.max_order_notional, risk.max_position)
+
+
+def planned_quantity(entry: float, stop: float, sizing: Sizing) -> float:
+    """Whole shares a plan would buy for this entry and stop (``ibstream.sizing``); 0 when no share fits."""
+    try:
+        quantity = size_by_risk(entry, stop, sizing.equity, sizing.risk_pct, max_notional=sizing.max_notional)
+    except SizingError:
+        return 0.0
+    if sizing.max_position is not None:
+        quantity = min(quantity, int(sizing.max_position))
+    return float(quantity)
+
+
+def r_multiple(entry: float, stop: float, exit_price: float, side: Side) -> float:
+    """The result in units of the risk taken between entry and stop (0 when the stop equals the entry)."""
+    risk = abs(entry - stop)
+    if risk == 0 or not math.isfinite(risk):
+        return 0.0
+    return (exit_price - entry) * _direction(side) / risk
+
+
+def _direction(side: Side | str) -> int:
+    return 1 if Side(side) is Side.BUY else -1
+
+
+def empty_state() -> dict[str, Any]:
+    """A symbol's state: open signals by id, the recent bars ([start µs, open, high, low, close]), scored ids."""
+    return {"open": {}, "recent": [], "scored": []}
+
+
+def track(signal: Signal, sizing: Sizing, bar_seconds: int = BAR_SECONDS) -> dict[str, Any]:
+    """A signal's tracking entry: what its outcome needs and its progress so far (nothing judged yet).
+
+    ``bar_seconds``: the length of the bar that produced it (5 s today; a strategy on longer bars passes its own).
+    """
+    active_from = _us(signal.bar_start) + bar_seconds * 1_000_000
+    return {
+        "signal_id": signal.signal_id,
+        "strategy": signal.strategy,
+        "side": signal.side.value,
+        "confidence": signal.confidence,
+        "entry": signal.entry,
+        "stop": signal.stop,
+        "take_profit": signal.take_profit,
+        "signal_time": _us(signal.created_time),
+        "bar_start": _us(signal.bar_start),
+        "active_from": active_from,
+        "expires_at": _us(signal.expiry_time),
+        "quantity": planned_quantity(signal.entry, signal.stop, sizing),
+        "mfe": 0.0,
+        "mae": 0.0,
+        "bars": 0,
+        "last_bar": None,
+        "last_close": None,
+    }
+
+
+@dataclass(frozen=True)
+class _Ending:
+    kind: OutcomeKind
+    exit_price: float
+    at: int
+    ambiguous: bool = False
+
+
+def _judge(tracked: dict[str, Any], bar: list[Any]) -> _Ending | None:
+    """Advance ``tracked`` (in place) by one bar [start, open, high, low, close]; the ending if this bar ends it."""
+    start, bar_open, high, low, close = bar
+    if start < tracked["active_from"] or (tracked["last_bar"] is not None and start <= tracked["last_bar"]):
+        return None
+    if start >= tracked["expires_at"]:
+        last = tracked["last_close"]
+        return _Ending(OutcomeKind.EXPIRED, tracked["entry"] if last is None else last, tracked["expires_at"])
+    buy = tracked["side"] == Side.BUY.value
+    entry, stop, target = tracked["entry"], tracked["stop"], tracked["take_profit"]
+    favourable, adverse = (high - entry, entry - low) if buy else (entry - low, high - entry)
+    stop_hit = low <= stop if buy else high >= stop
+    target_hit = high >= target if buy else low <= target
+    tracked["bars"] += 1
+    tracked["last_bar"], tracked["last_close"] = start, close
+    end = start + _BAR_US
+    if stop_hit:
+        gapped = bar_open <= stop if buy else bar_open >= stop
+        exit_price = bar_open if gapped else stop
+        tracked["mae"] = max(tracked["mae"], (entry - exit_price) * (1 if buy else -1), 0.0)
+        return _Ending(OutcomeKind.HIT_STOP, exit_price, end, ambiguous=target_hit)
+    tracked["mae"] = max(tracked["mae"], adverse, 0.0)
+    if target_hit:
+        tracked["mfe"] = max(tracked["mfe"], (target - entry) * (1 if buy else -1), 0.0)
+        return _Ending(OutcomeKind.HIT_TARGET, target, end)
+    tracked["mfe"] = max(tracked["mfe"], favourable, 0.0)
+    return None
+
+
+def _outcome(symbol: str, tracked: dict[str, Any], ending: _Ending, now: datetime) -> SignalOutcome:
+    side = Side(tracked["side"])
+    quantity = float(tracked["quantity"])
+    return SignalOutcome(
+        signal_id=tracked["signal_id"],
+        symbol=symbol,
+        strategy=tracked["strategy"],
+        side=side,
+        confidence=tracked["confidence"],
+        outcome=ending.kind,
+        entry=tracked["entry"],
+        stop=tracked["stop"],
+        take_profit=tracked["take_profit"],
+        exit_price=ending.exit_price,
+        mfe=tracked["mfe"],
+        mae=tracked["mae"],
+        r_multiple=r_multiple(tracked["entry"], tracked["stop"], ending.exit_price, side),
+        quantity=quantity,
+        pnl=(ending.exit_price - tracked["entry"]) * _direction(side) * quantity,
+        bars_to_outcome=tracked["bars"],
+        ambiguous=ending.ambiguous,
+        signal_time=_at(tracked["signal_time"]),
+        bar_start=_at(tracked["bar_start"]),
+        outcome_time=_at(ending.at),
+        scored_time=now,
+    )
+
+
+def _scored(state: dict[str, Any], signal_ids: list[str]) -> list[str]:
+    return [*state["scored"], *signal_ids][-SCORED_KEEP:]
+
+
+def on_signal(
+    state: dict[str, Any] | None, signal: Signal, sizing: Sizing, now: datetime, bar_seconds: int = BAR_SECONDS
+) -> tuple[dict[str, Any], list[SignalOutcome]]:
+    """Start tracking a signal, judged at once on the recent bars after it; a signal seen before changes nothing."""
+    state = state if state is not None else empty_state()
+    if signal.signal_id in state["open"] or signal.signal_id in state["scored"]:
+        return state, []
+    tracked = track(signal, sizing, bar_seconds)
+    for bar in state["recent"]:
+        ending = _judge(tracked, bar)
+        if ending is not None:
+            outcome = _outcome(signal.symbol, tracked, ending, now)
+            return {**state, "scored": _scored(state, [signal.signal_id])}, [outcome]
+    return {**state, "open": {**state["open"], signal.signal_id: tracked}}, []
+
+
+def on_bar(state: dict[str, Any] | None, bar: Bar, now: datetime) -> tuple[dict[str, Any], list[SignalOutcome]]:
+    """Judge every open signal of the bar's symbol on it; the outcomes it ends, in signal order."""
+    state = state if state is not None else empty_state()
+    row = [_us(bar.start), bar.open, bar.high, bar.low, bar.close]
+    recent = state["recent"]
+    if not recent or row[0] > recent[-1][0]:
+        recent = [*recent[-(RECENT_BARS - 1) :], row]  # the usual case: the next bar in time
+    elif not any(held[0] == row[0] for held in recent):
+        recent = sorted([*recent, row], key=lambda held: held[0])[-RECENT_BARS:]
+    still_open: dict[str, Any] = {}
+    outcomes: list[SignalOutcome] = []
+    for signal_id, tracked in state["open"].items():
+        progressed = dict(tracked)
+        ending = _judge(progressed, row)
+        if ending is None:
+            still_open[signal_id] = progressed
+        else:
+            outcomes.append(_outcome(bar.symbol, progressed, ending, now))
+    scored = _scored(state, [outcome.signal_id for outcome in outcomes]) if outcomes else state["scored"]
+    return {"open": still_open, "recent": recent, "scored": scored}, outcomes
