@@ -41,7 +41,7 @@ from consumers.execution.fills import FillPairing
 from consumers.execution.flatten import Flattens
 from consumers.execution.ib_events import OrderEvents
 from consumers.execution.intake import Intake
-from consumers.execution.journal import Journal
+from consumers.execution.journal import Journal, journal_lost
 from consumers.execution.operator_orders import OperatorOrders
 from consumers.execution.outbox import COMPONENT, Outbox
 from consumers.execution.placement import Placement
@@ -340,6 +340,7 @@ class Executor:
             self.account = account
             self.intake.start(account, self.decisions.on_message)
             self.decisions.forget_handled()
+            self._check_journal()
         if account != self.account or account not in connected.accounts:
             self._refuse(
                 f"gateway manages {','.join(connected.accounts)}, executor is bound to {self.account}",
@@ -364,6 +365,28 @@ class Executor:
             },
         )
         self._reconcile_and_resume()
+
+    def _check_journal(self) -> None:
+        """After the book's rebuild: an empty journal while the events show orders placed at IB was lost. Ids go on
+        above the book's, and the reconciliation that follows (before any placing) marks what IB holds that the book
+        lacks as in doubt (``placement``)."""
+        book = self.book
+        if not journal_lost(self.journal.empty, book.max_ib_order_id):
+            return
+        self.journal.raise_hwm(book.max_ib_order_id)
+        log.error(
+            "execution journal lost: empty, yet the events record orders placed at IB; reconciling before placing",
+            extra={"journal": str(self.journal.path), "max_ib_order_id": book.max_ib_order_id},
+        )
+        record_error("journal_lost", COMPONENT)
+        self.reporter.alert(
+            "execution_journal_lost",
+            Severity.CRITICAL,
+            f"execution's journal {self.journal.path} is empty while the order events record IB orders: its "
+            "storage was lost or not mounted; orders IB holds are checked before any is placed",
+            {"journal": str(self.journal.path), "max_ib_order_id": str(book.max_ib_order_id)},
+            key=(self.account or "",),
+        )
 
     def _refuse(self, reason: str, accounts: tuple[str, ...]) -> None:
         """Paper interlock: hold every routed order (nothing consumed past) until an operator intervenes."""
@@ -445,6 +468,7 @@ class Executor:
         if snapshot is None:
             return False
         self.reconciler.apply(snapshot)
+        self.placement.note_ib_orders(snapshot)
         return True
 
     def _ask_ib(self, symbol: str = "", with_positions: bool = False) -> IbSnapshot | None:
