@@ -437,6 +437,17 @@ class RiskView:
                 else:
                     self._wall_approvals.add(decision.decision_id, decision.decided_time)
 
+    def has_decision(self, order_id: str) -> bool:
+        """A decision for ``order_id`` was applied already: another one read back changes nothing that counts (the
+        throttle counts an order's first approval only, and a decision id is the order id's, ``ids.decision_id``)."""
+        with self._lock:
+            return order_id in self.decided
+
+    def holds_order(self, order_id: str) -> bool:
+        """The entry ``order_id`` is counted (in flight or working) or has ended: its routed order adds nothing."""
+        with self._lock:
+            return order_id in self._exposure.entries or order_id in self._exposure.ended
+
     def decision_for(self, order_id: str) -> str | None:
         with self._lock:
             return self.decided.get(order_id)
