@@ -17,6 +17,7 @@ Crash-safety protocol for one routed order (offset N of the single-partition ``o
 4. placeOrder for every leg, parent first        [crash: mid_bracket, between a bracket's parent and children]
    (re-sending an id IB already holds modifies that order; it never adds one)             [crash: after_place]
 5. one Kafka transaction: the pending_submit events                                       [crash: after_event]
+   (one loop turn later, so IB's answer to the order rides along: ``service.Executor.step``)
 6. after the commit: the consumer offset N+1 (asynchronously), and the intent leaves the journal.
 
 A crash before 5 commits leaves offset N uncommitted and the events invisible (read_committed; the next
