@@ -219,6 +219,7 @@ class Executor:
         try:
             while not stop.is_set():
                 self.step()
+            self._flush()  # a placement's events deferred by the last turn (``step``) leave before we stop
         finally:
             self.state = State.STOPPED
             self._update_snapshot()
