@@ -11,11 +11,12 @@ Control records are folded by ``ibstream.trading_states`` (trading states and ki
 ignored); one that does not decode halts the scope its key names, where a record of another topic is only skipped
 (its owning consumer dead-letters it).
 
-What the feed costs the event loop: it runs in a thread that shares the GIL with the Faust worker, so it takes what
-is waiting in one call (``FEED_BATCH``) rather than one poll per record, and it does not decode a decision or a
-routed order whose order id the view already holds (the worker's own, applied when it decided them: most of what
-the two topics carry back to a busy worker). Such a record would change nothing: see ``RiskView.has_decision`` and
-``RiskView.holds_order``.
+What the feed costs the event loop: it runs in a thread that shares the GIL with the Faust worker, so it does not
+decode a decision or a routed order whose order id the view already holds (the worker's own, applied when it decided
+them: most of what the two topics carry back to a busy worker). Such a record would change nothing: see
+``RiskView.has_decision`` and ``RiskView.holds_order``. (Taking what is waiting with ``consume(n, 0)`` after each
+poll was tried: the view then missed quotes sent just before an intent — tests/integration/test_trading_states.py
+failed on stale quotes — so the feed polls one record at a time.)
 
 Where each topic starts reading (so a restart rebuilds the view without replaying years of quotes):
 control and positions from the beginning (compacted / latest wins), quotes from a few staleness periods ago,
@@ -63,8 +64,6 @@ log = logging.getLogger(__name__)
 
 OFFSET_BEGINNING = -2
 OFFSET_END = -1
-#: Records taken from the consumer in one call once one has arrived (``consume`` without waiting).
-FEED_BATCH = 500
 #: Account records read back per partition at startup: the newest is enough, a few more allow for the transaction
 #: markers execution's transactional producer leaves between records.
 ACCOUNT_TAIL = 50
@@ -181,9 +180,7 @@ class ViewFeed:
                 message = consumer.poll(self._poll)
                 if message is None:
                     continue
-                # What else is waiting comes in one call (consume with a zero timeout never waits for more).
-                for each in [message, *consumer.consume(FEED_BATCH, 0)]:
-                    self._handle(each)
+                self._handle(message)
         finally:
             consumer.close()
 

@@ -131,11 +131,11 @@ class Record(Message):
         return None
 
 
-class BatchingConsumer:
-    """poll() hands the first waiting record, consume(n, 0) the rest; stops the feed when drained."""
+class PollingConsumer:
+    """poll() hands the waiting records one by one; stops the feed when drained."""
 
     def __init__(self, reader: ViewFeed, waiting: list[Message]) -> None:
-        self.reader, self.waiting, self.consumed_calls = reader, waiting, 0
+        self.reader, self.waiting = reader, waiting
 
     def poll(self, timeout: float) -> Message | None:
         if not self.waiting:
@@ -143,25 +143,17 @@ class BatchingConsumer:
             return None
         return self.waiting.pop(0)
 
-    def consume(self, count: int, timeout: float) -> list[Message]:
-        assert timeout == 0  # never waits for more than what is there
-        self.consumed_calls += 1
-        taken, self.waiting = self.waiting[:count], self.waiting[count:]
-        return taken
-
     def close(self) -> None:
         pass
 
 
-def test_the_feed_takes_what_is_waiting_in_one_call_and_is_ready_at_the_ends() -> None:
+def test_the_feed_applies_what_it_polls_and_is_ready_at_the_ends() -> None:
     reader, view = feed()
     reader._assigned, reader._pending_eof = True, {(CONTROL, 0)}
     commands = [kill(ControlCommandKind.KILL_SWITCH_ON, symbol) for symbol in ("AAPL", "MSFT", "NVDA")]
     waiting: list[Message] = [
         Record(CONTROL, f"kill_switch:{c.target}".encode(), CODEC.encode(CONTROL, c)) for c in commands
     ]
-    consumer = BatchingConsumer(reader, [*waiting, EofMessage(CONTROL, None, None)])
-    reader._run(consumer)
-    assert consumer.consumed_calls == 1
+    reader._run(PollingConsumer(reader, [*waiting, EofMessage(CONTROL, None, None)]))
     assert reader.applied == 3 and view.ready.is_set()
     assert set(view.kill_switches_on()) == {"AAPL", "MSFT", "NVDA"}
