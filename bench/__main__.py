@@ -1,8 +1,11 @@
 """The benchmark harness: `python -m bench` (or `ibstream bench`) on the local stack.
 
-Runs each benchmark, prints a table and writes JSON to bench/results/<timestamp>.json (ignored by git). The
-machine is noisy and shared: each figure is the median of repeated runs with min and max, and the ratios measured
-in the same run (producer path / broker baseline) are the figures to trust.
+Runs each benchmark, prints a table and writes JSON to bench/results/<timestamp>.json (ignored by git); ``--json``
+prints that JSON instead of the table. The machine is noisy and shared: each figure is the median of repeated runs
+with min and max, and the ratios measured in the same run are the figures to trust: producer path / broker baseline
+(ProducerPerformance), risk and signals / a bare Faust agent (``risk_to_faust_ceiling``,
+``signals_to_faust_ceiling``, from ``bench.streams``), and the order path's ``routed_to_ack_ms`` percentiles
+(``bench.pipeline``). ``--quick`` runs the subprocess benchmarks at their smallest sizes (a smoke test).
 Needs a broker (`ibstream stack up`; IBSTREAM_KAFKA_BOOTSTRAP_SERVERS).
 """
 
@@ -20,6 +23,18 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: Arguments of ``--quick``: the smallest sizes that still exercise every path.
+QUICK_ARGUMENTS = {
+    "streams": ["--bars", "600", "--intents", "300", "--symbols", "10"],
+    "pipeline": ["--seconds", "8"],
+}
+#: Figures lifted from a benchmark's ``json:`` line to the top of the report: (benchmark, figure, keys to keep).
+HEADLINES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("streams", "risk_to_faust_ceiling", ()),
+    ("streams", "signals_to_faust_ceiling", ()),
+    ("pipeline", "routed_to_ack_ms", ("p50", "p95", "p99", "count")),
+)
+
 #: Benchmarks run as their own processes (their peak RSS is theirs alone); name → module.
 SUBPROCESS_BENCHES = {
     "serde": "bench.serde",
@@ -36,13 +51,48 @@ def _run_module(module: str, arguments: list[str]) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", module, *arguments], capture_output=True, text=True, timeout=1800, check=False
     )
+    output = result.stdout.strip().splitlines()
     return {
         "module": module,
         "exit_code": result.returncode,
         "seconds": round(time.perf_counter() - started, 1),
-        "output": result.stdout.strip().splitlines(),
+        "output": [line for line in output if not line.startswith("json: ")],
+        "figures": figures_of(output),
         "error": result.stderr.strip().splitlines()[-5:],
     }
+
+
+def figures_of(output: list[str]) -> dict[str, Any]:
+    """The figures a benchmark printed on its last ``json: {...}`` line (empty: none)."""
+    for line in reversed(output):
+        if line.startswith("json: "):
+            figures: dict[str, Any] = json.loads(line.removeprefix("json: "))
+            return figures
+    return {}
+
+
+def headlines(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures the issue tracks, from the benchmarks' own figures (pure)."""
+    lifted: dict[str, Any] = {}
+    for bench, name, keys in HEADLINES:
+        value = results.get(bench, {}).get("figures", {}).get(name) if isinstance(results.get(bench), dict) else None
+        if value is None:
+            continue
+        lifted[name] = {key: value[key] for key in keys if key in value} if keys else value
+    return lifted
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'benchmark':34} figures")
+    for name, value in results.items():
+        if isinstance(value, dict) and "median" in value:
+            print(f"{name:34} median {value['median']:,.0f}  (min {value['min']:,.0f}, max {value['max']:,.0f})")
+        elif isinstance(value, dict) and "output" in value:
+            print(f"{name:34} exit {value['exit_code']}, {value['seconds']} s")
+            for line in value["output"]:
+                print(f"{'':36}{line}")
+        else:
+            print(f"{name:34} {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smallest sizes: a smoke test, not a measurement")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     args = parser.parse_args(argv)
     wanted = set(args.only or ["baseline", "producer", *SUBPROCESS_BENCHES])
     report: dict[str, Any] = {
@@ -78,21 +130,16 @@ def main(argv: list[str] | None = None) -> int:
             if not (Path(__file__).resolve().parent / f"{module.split('.')[-1]}.py").exists():
                 report["results"][name] = {"skipped": f"{module} is not built yet"}
                 continue
-            report["results"][name] = _run_module(module, [])
+            report["results"][name] = _run_module(module, QUICK_ARGUMENTS.get(name, []) if args.quick else [])
+    report["results"].update(headlines(report["results"]))
 
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(report, indent=2))
-    print(f"{'benchmark':34} figures")
-    for name, value in report["results"].items():
-        if isinstance(value, dict) and "median" in value:
-            print(f"{name:34} median {value['median']:,.0f}  (min {value['min']:,.0f}, max {value['max']:,.0f})")
-        elif isinstance(value, dict) and "output" in value:
-            print(f"{name:34} exit {value['exit_code']}, {value['seconds']} s")
-            for line in value["output"]:
-                print(f"{'':36}{line}")
-        else:
-            print(f"{name:34} {value}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print_table(report["results"])
     print(f"\nwritten to {out}")
     return 0
 

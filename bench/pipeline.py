@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": {name: round(value, 1) for name, value in sorted(rss.items())},
     }
     print(json.dumps(report, indent=2))
+    print("json: " + json.dumps(report), flush=True)  # one line for `python -m bench` to read back
     return 0
 
 

@@ -1,16 +1,20 @@
 """Streams benchmark on the real broker: events/s of one Faust worker for signals and for risk, and bar→signal /
-intent→decision latency percentiles.
+intent→decision latency percentiles, each as a ratio to the streams ceiling measured in the same run.
 
-    python -m bench.streams [--bars 6000] [--intents 3000] [--symbols 100]
+    python -m bench.streams [--bars 6000] [--intents 3000] [--symbols 100] [--phases faust,signals,risk]
 
 Each phase runs a fresh worker subprocess (one worker = one process) on its own topic prefix. Throughput: the
 input is produced as fast as possible after a warm-up and timed until the last output arrived. Latency: inputs
 paced at ~50/s, each timed from produce to the output's arrival at a consumer (so it includes both Kafka hops).
+The ``faust`` phase is the ceiling: a bare Faust agent (``bench.faust_ceiling``) on the same settings doing
+consume → table write → produce for the risk phase's records; ``risk_to_faust_ceiling`` and
+``signals_to_faust_ceiling`` divide each phase's events/s by it. The last line is ``json: {...}`` with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -54,7 +58,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Reader:
-    def __init__(self, settings: Settings, topic: str, record: type[Any]) -> None:
+    """Reads one output topic; ``record`` None keeps the raw bytes (the ceiling's outputs are not decoded)."""
+
+    def __init__(self, settings: Settings, topic: str, record: type[Any] | None) -> None:
         self.topic = settings.kafka.topic_prefix + topic
         self.record = record
         self.consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:8]}", **{"fetch.wait.max.ms": 5}))
@@ -70,7 +76,10 @@ class Reader:
             if message is None or message.error():
                 continue
             now = time.monotonic()
-            got.append((now, CODEC.decode(self.topic, self.record, message.value(), None, None)))
+            if self.record is None:
+                got.append((now, message.value()))
+            else:
+                got.append((now, CODEC.decode(self.topic, self.record, message.value(), None, None)))
         return got
 
 
@@ -80,6 +89,20 @@ _PROFILERS: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A streams worker running ``agents``."""
+    command = ["streams.app", "--agents", agents, "--data-dir", str(data / "faust"), "--loglevel", "warning"]
+    return _spawn(settings, command, data, f"streams-{agents}", env)
+
+
+def start_ceiling(settings: Settings, data: Path, source: str, sink: str, partitions: int) -> subprocess.Popen[bytes]:
+    """The bare Faust agent of ``bench.faust_ceiling``."""
+    command = ["bench.faust_ceiling", "--source", source, "--sink", sink, "--partitions", str(partitions)]
+    return _spawn(settings, [*command, "--data-dir", str(data / "faust")], data, "faust-ceiling", {})
+
+
+def _spawn(
+    settings: Settings, module_args: list[str], data: Path, name: str, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     environment = {
         **os.environ,
         "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -87,19 +110,8 @@ def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> sub
         "IBSTREAM_STATE_DIR": str(data),
         **{f"IBSTREAM_{k.upper()}": v for k, v in env.items()},
     }
-    command = [
-        sys.executable,
-        "-m",
-        "streams.app",
-        "--agents",
-        agents,
-        "--data-dir",
-        str(data / "faust"),
-        "--loglevel",
-        "warning",
-    ]
     worker = subprocess.Popen(
-        command,
+        [sys.executable, "-m", *module_args],
         cwd=PROJECT_ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
@@ -109,7 +121,7 @@ def start_worker(settings: Settings, agents: str, data: Path, **env: str) -> sub
         # py-spy samples the worker until stop_worker interrupts it (folded stacks: `sort -t' ' -k2 -n`, or any
         # flame graph tool).
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-        out = PROFILE_DIR / f"streams-{agents}.folded"
+        out = PROFILE_DIR / f"{name}.folded"
         spy = str(Path(sys.executable).parent / "py-spy")
         _PROFILERS[worker.pid] = subprocess.Popen(
             [spy, "record", "--format", "raw", "--rate", "250", "--pid", str(worker.pid), "-o", str(out)],
@@ -297,13 +309,58 @@ def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
         stop_worker(worker)
 
 
+def bench_faust_ceiling(settings: Settings, data: Path, total: int) -> dict[str, float]:
+    """The ceiling: the bare agent over the risk phase's input (the same intents, as bytes), timed the same way."""
+    prefix = settings.kafka.topic_prefix
+    out = RecordProducer(create_producer(settings, **{"linger.ms": 5}), CODEC, prefix)
+    reader = Reader(settings, risk_decisions.TOPIC.name, None)
+    source, sink = prefix + order_intents.TOPIC.name, prefix + risk_decisions.TOPIC.name
+    worker = start_ceiling(settings, data, source, sink, order_intents.TOPIC.partitions)
+    try:
+        out.send(order_intents.TOPIC, intent("warm-up", "AAPL"))
+        out.flush()
+        if not reader.read(1, 90):
+            raise SystemExit("Faust ceiling worker did not answer; see " + str(data / "worker.log"))
+        began = time.monotonic()
+        for n in range(total):
+            out.send(order_intents.TOPIC, intent(f"t{n}", "AAPL"))
+        out.flush()
+        got = reader.read(total, 300)
+        elapsed = (got[-1][0] if got else time.monotonic()) - began
+        return {"events": total, "outputs": len(got), "seconds": elapsed, "per_second": len(got) / elapsed}
+    finally:
+        stop_worker(worker)
+
+
+def ceiling_ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each phase's events/s over the bare Faust agent's, measured in the same run (pure)."""
+    ceiling = results.get("faust", {}).get("per_second")
+    if not ceiling:
+        return {}
+    return {
+        f"{phase}_to_faust_ceiling": round(results[phase]["per_second"] / ceiling, 3)
+        for phase in ("risk", "signals")
+        if phase in results
+    }
+
+
+def _run_phase(phase: str, settings: Settings, data: Path, args: argparse.Namespace) -> dict[str, float]:
+    if phase == "faust":
+        return bench_faust_ceiling(settings, data, args.intents)
+    if phase == "signals":
+        return bench_signals(settings, data, args.bars, args.symbols)
+    if phase == "risk":
+        return bench_risk(settings, data, args.intents)
+    raise SystemExit(f"unknown phase {phase!r}: faust, signals, risk")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bars", type=int, default=6000)
     parser.add_argument("--intents", type=int, default=3000)
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy each worker; folded stacks go here")
-    parser.add_argument("--phases", default="signals,risk")
+    parser.add_argument("--phases", default="faust,signals,risk")
     args = parser.parse_args(argv)
     global PROFILE_DIR
     PROFILE_DIR = args.profile
@@ -317,16 +374,17 @@ def main(argv: list[str] | None = None) -> int:
         ensure_topics(admin, layouts)
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                if phase == "signals":
-                    results[phase] = bench_signals(settings, Path(tmp), args.bars, args.symbols)
-                else:
-                    results[phase] = bench_risk(settings, Path(tmp), args.intents)
+                results[phase] = _run_phase(phase, settings, Path(tmp), args)
         finally:
             names = [layout.name for layout in layouts]
             names += [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
             delete_topics(admin, sorted(set(names)))
         figures = ", ".join(f"{key}={value:,.1f}" for key, value in results[phase].items())
         print(f"{phase}: {figures}", flush=True)
+    ratios = ceiling_ratios(results)
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.3f}", flush=True)
+    print("json: " + json.dumps({**results, **ratios}), flush=True)
     return 0
 
 

@@ -172,7 +172,7 @@ def build_app(
     if unknown:
         raise ConfigError("--agents", f"unknown agents {sorted(unknown)}; choose from {', '.join(AGENTS)}")
     prefix = settings.kafka.topic_prefix
-    app = _faust_app(settings, data_dir if data_dir is not None else settings.streams_data_path)
+    app = faust_app(settings, data_dir if data_dir is not None else settings.streams_data_path)
     codec = codec_for(settings)
     outputs = {spec.name: spec for name in enabled for spec in _OUTPUTS.get(name, ())}
     faust_topics = {name: _raw_topic(app, prefix + name, spec.partitions) for name, spec in outputs.items()}
@@ -231,8 +231,9 @@ def broker_credentials(security: KafkaSecurity) -> Any:
 _FAUST_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def _faust_app(settings: Settings, data: Path) -> faust.App:
-    """The Faust app with our settings (delivery, commits, rebalancing, static membership)."""
+def faust_app(settings: Settings, data: Path) -> faust.App:
+    """The Faust app with our settings (delivery, commits, rebalancing, static membership); the benchmark's bare
+    Faust agent (``bench.faust_ceiling``) runs on the very same settings."""
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.kafka.topic_prefix + settings.streams.app_id,

@@ -7,8 +7,8 @@ book is only touched from the Faust event loop (agents and timers), never from t
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -55,11 +55,21 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def observe_decision(decision: RiskDecision, intent_created: datetime) -> None:
-    for check in decision.checks:
-        RISK_CHECKS.add(1, {"check": check.name, "passed": _flag(check.passed)})
-    RISK_DECISIONS.add(1, {"approved": _flag(decision.approved)})
-    RISK_LATENCY.record(max((decision.decided_time - intent_created).total_seconds(), 0.0))
+def observe_decisions(decided: Iterable[tuple[RiskDecision, datetime]]) -> None:
+    """A batch's decisions (each with its intent's ``created_time``): the check and decision counters are added once
+    per label set of the batch, not once per check of every decision (a dozen counter adds per decision cost risk
+    about a tenth of its time); the latency histogram takes each decision's sample."""
+    checks: Counter[tuple[str, bool]] = Counter()
+    approvals: Counter[bool] = Counter()
+    for decision, intent_created in decided:
+        for check in decision.checks:
+            checks[(check.name, check.passed)] += 1
+        approvals[decision.approved] += 1
+        RISK_LATENCY.record(max((decision.decided_time - intent_created).total_seconds(), 0.0))
+    for (name, passed), count in checks.items():
+        RISK_CHECKS.add(count, {"check": name, "passed": _flag(passed)})
+    for approved, count in approvals.items():
+        RISK_DECISIONS.add(count, {"approved": _flag(approved)})
 
 
 class RunClock:

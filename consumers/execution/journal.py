@@ -8,6 +8,10 @@ One small JSON file per client id under ``state_dir/execution/``:
   such an intent is re-placed with the SAME ids: IB treats a placeOrder for an existing id as a modification, never
   as a second order, so even an order IB did not list yet (in flight, or held with transmit=False) is not doubled.
 
+Loss: the journal lives on persistent storage (a PVC in the chart). An empty journal while the event topics show
+orders placed at IB (``journal_lost``) means it was lost (a wiped volume, a new host): the executor then reconciles
+with IB before placing anything and treats every orderRef IB holds that its book lacks as in doubt (``placement``).
+
 The file is replaced atomically (write, fsync, rename, fsync the directory), so a crash leaves the old or the new
 version, never a torn one. A lock file keeps a second executor with the same client id on this host out.
 """
@@ -68,6 +72,11 @@ class Journal:
             self._lock_file.close()
             self._lock_file = None
 
+    @property
+    def empty(self) -> bool:
+        """Nothing was ever journaled here (no file, or a file that never recorded an id)."""
+        return self.hwm == 0 and not self.in_doubt
+
     def allocate(self, count: int, floor: int) -> list[int]:
         """``count`` fresh ids above both the journal's high-water mark and ``floor`` (the next id IB offers minus
         one, or the highest id our events mention). Not durable until ``begin`` writes them."""
@@ -109,3 +118,8 @@ class Journal:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def journal_lost(journal_empty: bool, max_ib_order_id_in_events: int) -> bool:
+    """The journal was lost: it is empty, yet the event topics record orders that reached IB (an IB order id)."""
+    return journal_empty and max_ib_order_id_in_events > 0

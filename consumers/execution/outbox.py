@@ -44,8 +44,8 @@ class Outbox:
         self.offsets: dict[tuple[str, int], int] = {}
         self.offsets_dirty = False
         self.settling: list[str] = []
-        #: The order placed in the open batch (the ``after_event`` crash point fires for it).
-        self.crash_batch: str | None = None
+        #: The orders placed in the open batch (the ``after_event`` crash point fires for them).
+        self.crash_batch: list[str] = []
         # Bound once the account is known (the transactional id names it).
         self.tx: Transactions | None = None
         self.sink: RecordProducer | None = None
@@ -70,7 +70,7 @@ class Outbox:
     def settle_after_commit(self, order_id: str, *, placed: bool) -> None:
         """The intent leaves the journal once its events are committed."""
         if placed:
-            self.crash_batch = order_id
+            self.crash_batch.append(order_id)
         self.settling.append(order_id)
 
     def flush(self, routed: Any) -> None:
@@ -91,7 +91,7 @@ class Outbox:
         self.records.clear()
         self.dead.clear()
         self.offsets_dirty = False
-        self.crash_batch = None
+        self.crash_batch = []
         settled, self.settling = self.settling, []
         self.journal.settle(settled)
 
@@ -103,9 +103,10 @@ class Outbox:
                     sink.send(spec, record)
             for message, error, kind in self.dead:
                 dlq.route(routed_orders.TOPIC, message, error, kind)
-            if self.crash_batch is not None:
+            if self.crash_batch:
                 sink.flush(10)  # the records really are on the broker, inside the open transaction
-                self.crash.hit("after_event", self.crash_batch)
+                for order_id in self.crash_batch:
+                    self.crash.hit("after_event", order_id)
             tx.commit()
         except Exception as error:  # TransactionError, or librdkafka refusing a produce in a broken transaction
             if isinstance(error, TransactionError) and error.fatal:

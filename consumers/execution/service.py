@@ -41,7 +41,7 @@ from consumers.execution.fills import FillPairing
 from consumers.execution.flatten import Flattens
 from consumers.execution.ib_events import OrderEvents
 from consumers.execution.intake import Intake
-from consumers.execution.journal import Journal
+from consumers.execution.journal import Journal, journal_lost
 from consumers.execution.operator_orders import OperatorOrders
 from consumers.execution.outbox import COMPONENT, Outbox
 from consumers.execution.placement import Placement
@@ -71,6 +71,12 @@ from ibstream.telemetry import (
 __all__ = ["COMPONENT", "Executor", "State"]
 
 log = logging.getLogger(__name__)
+
+#: How long one loop turn waits for IB's next event when nothing happens: also how long a routed order can wait
+#: before it is polled (the routed consumer cannot wake the loop), so it bounds routed → placed.
+STEP_WAIT_SECONDS = 0.005
+#: How often the health snapshot is rebuilt (it counts the book's open orders: not every turn).
+SNAPSHOT_SECONDS = 0.1
 
 
 class State(StrEnum):
@@ -109,6 +115,8 @@ class Executor:
             wall=wall,
         )
         self._reconcile_due = False
+        self._flush_deferred = False
+        self._snapshot_at = float("-inf")
         crash = crash or CrashPoints()
         self.outbox = Outbox(journal, crash)
         self.reporter = Reporter(self.ctx, self.outbox)
@@ -211,13 +219,14 @@ class Executor:
         try:
             while not stop.is_set():
                 self.step()
+            self._flush()  # a placement's events deferred by the last turn (``step``) leave before we stop
         finally:
             self.state = State.STOPPED
             self._update_snapshot()
             self.connection.stop()
             self.intake.close()
 
-    def step(self, wait: float = 0.02) -> None:
+    def step(self, wait: float = STEP_WAIT_SECONDS) -> None:
         """One iteration: connect if due, handle IB events, control commands, at most one routed order, publish."""
         if self.connection.due:
             self._connect()
@@ -228,13 +237,24 @@ class Executor:
         self.intake.poll_control(self._on_control)
         self.intake.poll_decisions(self.decisions.on_message)
         message = self.intake.poll_routed(self.state is State.READY)
+        placed = False
         if message is not None:
-            self._handle_routed(message)
+            placed = self._handle_routed(message)
         self.flattens.sweep()
         self.fills.expire()
         self.account_feed.tick()
-        self._flush()
-        self._update_snapshot()
+        # A placement's events wait one turn of the loop: IB's answer to the order (it comes within milliseconds) is
+        # handled by the next drain instead of after the transaction commit the loop would block in now, and it
+        # leaves in the same transaction. Only one turn: with an order every turn the events still commit every
+        # other turn. The order stays in doubt in the journal until they commit (``placement``), so this changes
+        # nothing after a crash.
+        if placed and not self._flush_deferred:
+            self._flush_deferred = True
+        else:
+            self._flush_deferred = False
+            self._flush()
+        if self.wall() - self._snapshot_at >= SNAPSHOT_SECONDS:
+            self._update_snapshot()
 
     def _flush(self) -> None:
         self.outbox.flush(self.intake.routed)
@@ -272,7 +292,8 @@ class Executor:
             case _:
                 self.order_events.handle(event)
 
-    def _handle_routed(self, message: KafkaMessage) -> None:
+    def _handle_routed(self, message: KafkaMessage) -> bool:
+        """One routed record; True when it went through placement (its events wait in the outbox)."""
         position = (message.topic() or "", message.partition() or 0)
         offset = message.offset() or 0
         try:
@@ -281,16 +302,16 @@ class Executor:
             self.outbox.dead_letter(message, error)
             record_error("decode", COMPONENT)
             self.outbox.advance(position, offset)
-            return
+            return False
         with log_context(order_id=order.order_id, symbol=order.symbol):
             verdict = self.decisions.screen(order, message)
         if verdict is Verdict.WAIT:
             self.intake.held.appendleft(message)  # its decision may still come: held, nothing consumed past it
-            return
+            return False
         if verdict is Verdict.REFUSE:
             self.outbox.advance(position, offset)  # dead-lettered (decisions.DecisionGate.refuse), never placed
             self._flush()
-            return
+            return False
         with (
             log_context(order_id=order.order_id, symbol=order.symbol),
             consume_span(
@@ -305,10 +326,10 @@ class Executor:
             if self.placement.place(order):
                 self.decisions.done(order.order_id)
                 self.outbox.advance(position, offset)
-                self._flush()
-            else:
-                # IB could not be asked: not consumed, retried when IB answers again (held, never skipped).
-                self.intake.held.appendleft(message)
+                return True
+            # IB could not be asked: not consumed, retried when IB answers again (held, never skipped).
+            self.intake.held.appendleft(message)
+            return False
 
     def _on_replayed_control(self, message: KafkaMessage) -> None:
         self._on_control(message, replayed=True)
@@ -340,6 +361,7 @@ class Executor:
             self.account = account
             self.intake.start(account, self.decisions.on_message)
             self.decisions.forget_handled()
+            self._check_journal()
         if account != self.account or account not in connected.accounts:
             self._refuse(
                 f"gateway manages {','.join(connected.accounts)}, executor is bound to {self.account}",
@@ -364,6 +386,28 @@ class Executor:
             },
         )
         self._reconcile_and_resume()
+
+    def _check_journal(self) -> None:
+        """After the book's rebuild: an empty journal while the events show orders placed at IB was lost. Ids go on
+        above the book's, and the reconciliation that follows (before any placing) marks what IB holds that the book
+        lacks as in doubt (``placement``)."""
+        book = self.book
+        if not journal_lost(self.journal.empty, book.max_ib_order_id):
+            return
+        self.journal.raise_hwm(book.max_ib_order_id)
+        log.error(
+            "execution journal lost: empty, yet the events record orders placed at IB; reconciling before placing",
+            extra={"journal": str(self.journal.path), "max_ib_order_id": book.max_ib_order_id},
+        )
+        record_error("journal_lost", COMPONENT)
+        self.reporter.alert(
+            "execution_journal_lost",
+            Severity.CRITICAL,
+            f"execution's journal {self.journal.path} is empty while the order events record IB orders: its "
+            "storage was lost or not mounted; orders IB holds are checked before any is placed",
+            {"journal": str(self.journal.path), "max_ib_order_id": str(book.max_ib_order_id)},
+            key=(self.account or "",),
+        )
 
     def _refuse(self, reason: str, accounts: tuple[str, ...]) -> None:
         """Paper interlock: hold every routed order (nothing consumed past) until an operator intervenes."""
@@ -445,6 +489,7 @@ class Executor:
         if snapshot is None:
             return False
         self.reconciler.apply(snapshot)
+        self.placement.note_ib_orders(snapshot)
         return True
 
     def _ask_ib(self, symbol: str = "", with_positions: bool = False) -> IbSnapshot | None:
@@ -464,6 +509,7 @@ class Executor:
         return snapshot.get("state") == State.READY.value, snapshot
 
     def _update_snapshot(self) -> None:
+        self._snapshot_at = self.wall()
         with self._snapshot_lock:
             self._snapshot = {
                 "state": self.state.value,

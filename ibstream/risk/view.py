@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +32,7 @@ from ibstream.contracts import (
     RoutedOrder,
 )
 from ibstream.contracts.enums import OrderLeg, OrderStatus, OrderType, Side
+from ibstream.risk.throttle import ApprovalWindow
 from ibstream.trading_states import ACCOUNT, ACCOUNT_TARGETS, ScopeState, TradingStates
 
 log = logging.getLogger(__name__)
@@ -294,32 +294,6 @@ def _quote_mark(quote: Quote | None) -> float | None:
 
 
 @dataclass
-class _ApprovalLog:
-    """Approval times on one clock, by decision_id, for the order-rate throttle."""
-
-    times: dict[str, datetime] = field(default_factory=dict)
-    # Arrival order, close enough to time order to forget old approvals from the front.
-    order: deque[tuple[datetime, str]] = field(default_factory=deque)
-
-    def add(self, decision_id: str, at: datetime) -> None:
-        self.times[decision_id] = at
-        self.order.append((at, decision_id))
-
-    def count(self, now: datetime) -> int:
-        """Approvals in the throttle window up to ``now``.
-
-        One stamped more than a window after ``now`` was stamped on another clock (the wall's, before the producer's
-        first heartbeat, while a simulated market runs hours behind it) and is dropped: counted, it would throttle
-        every order until the market caught up with it. A market clock steps back by far less than a window.
-        """
-        since, until = now - THROTTLE_WINDOW, now + THROTTLE_WINDOW
-        while self.order and not since - THROTTLE_WINDOW <= self.order[0][0] <= until:
-            _, old = self.order.popleft()
-            self.times.pop(old, None)
-        return sum(1 for at in self.times.values() if since <= at <= until)
-
-
-@dataclass
 class RiskView:
     """What the gate knows about the account and the market, folded from topics.
 
@@ -346,8 +320,10 @@ class RiskView:
     # decided at, like every risk window; one read back from the decisions topic (another worker's, or this one's
     # before a restart) carries only its wall-clock decided_time, so it ages on the wall clock: the same as market
     # time against a real gateway, and on the strict side against a faster simulator (counted for longer).
-    _market_approvals: _ApprovalLog = field(default_factory=_ApprovalLog)
-    _wall_approvals: _ApprovalLog = field(default_factory=_ApprovalLog)
+    # Each counts in amortized constant time (``throttle``): the sum over every approval in the window cost a
+    # decision O(window) and held risk to ~590 decisions/s at 20k intents.
+    _market_approvals: ApprovalWindow = field(default_factory=lambda: ApprovalWindow(THROTTLE_WINDOW))
+    _wall_approvals: ApprovalWindow = field(default_factory=lambda: ApprovalWindow(THROTTLE_WINDOW))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set once the feed has read every topic up to its end as of startup; deciding before that could miss a kill
     #: switch or re-decide an intent decided before a restart.
@@ -460,6 +436,17 @@ class RiskView:
                     self._market_approvals.add(decision.decision_id, market_time)
                 else:
                     self._wall_approvals.add(decision.decision_id, decision.decided_time)
+
+    def has_decision(self, order_id: str) -> bool:
+        """A decision for ``order_id`` was applied already: another one read back changes nothing that counts (the
+        throttle counts an order's first approval only, and a decision id is the order id's, ``ids.decision_id``)."""
+        with self._lock:
+            return order_id in self.decided
+
+    def holds_order(self, order_id: str) -> bool:
+        """The entry ``order_id`` is counted (in flight or working) or has ended: its routed order adds nothing."""
+        with self._lock:
+            return order_id in self._exposure.entries or order_id in self._exposure.ended
 
     def decision_for(self, order_id: str) -> str | None:
         with self._lock:

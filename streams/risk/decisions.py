@@ -18,7 +18,7 @@ from ibstream.contracts import OrderIntent, RiskDecision, risk_decisions, routed
 from ibstream.contracts.order_terms import terms_digest
 from ibstream.telemetry import as_current, consume_span, current_span_context
 from streams.context import AgentContext
-from streams.observability import observe_decision
+from streams.observability import observe_decisions
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,21 @@ async def decide_intents(
         )
     made = await _decide(ctx, intents, view, limits, decided, clock, traces, results, messaging)
     outcomes = await asyncio.gather(*(item.ack for item in made), return_exceptions=True)
-    for item, outcome in zip(made, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            log.error("risk decision not recorded", extra={"order_id": item.intent.order_id, "error": str(outcome)})
-            # Never routed, so never at IB: it must not hold position room as in flight.
-            view.release_intent(item.intent.order_id)
-            results[item.index] = outcome
-            continue
-        await _route(ctx, item, remember)
-        results[item.index] = True
+    routed: list[tuple[RiskDecision, Any]] = []
+    try:
+        for item, outcome in zip(made, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("risk decision not recorded", extra={"order_id": item.intent.order_id, "error": str(outcome)})
+                # Never routed, so never at IB: it must not hold position room as in flight.
+                view.release_intent(item.intent.order_id)
+                results[item.index] = outcome
+                continue
+            await _route(ctx, item, remember)
+            results[item.index] = True
+            routed.append((item.decision, item.intent.created_time))
+    finally:
+        # Metrics once per batch (``observe_decisions``): every decision recorded and routed above.
+        observe_decisions(routed)
     return results
 
 
@@ -150,7 +156,6 @@ async def _route(ctx: AgentContext, item: _Decided, remember: Callable[[int, str
         if routed is not None:
             await ctx.emitter.emit(routed_orders.TOPIC, routed)
     remember(item.index, intent.order_id, decision.decision_id)
-    observe_decision(decision, intent.created_time)
     failed = [check.name for check in decision.checks if not check.passed]
     log.info(
         "risk decision",

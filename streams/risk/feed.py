@@ -11,6 +11,13 @@ Control records are folded by ``ibstream.trading_states`` (trading states and ki
 ignored); one that does not decode halts the scope its key names, where a record of another topic is only skipped
 (its owning consumer dead-letters it).
 
+What the feed costs the event loop: it runs in a thread that shares the GIL with the Faust worker, so it does not
+decode a decision or a routed order whose order id the view already holds (the worker's own, applied when it decided
+them: most of what the two topics carry back to a busy worker). Such a record would change nothing: see
+``RiskView.has_decision`` and ``RiskView.holds_order``. (Taking what is waiting with ``consume(n, 0)`` after each
+poll was tried: the view then missed quotes sent just before an intent — tests/integration/test_trading_states.py
+failed on stale quotes — so the feed polls one record at a time.)
+
 Where each topic starts reading (so a restart rebuilds the view without replaying years of quotes):
 control and positions from the beginning (compacted / latest wins), quotes from a few staleness periods ago,
 executions from the start of the UTC day (daily P&L), decisions from ``decisions_lookback`` ago (dedup of
@@ -108,8 +115,15 @@ class ViewFeed:
                     feed_clock.observe(heartbeat.market_time)
 
             self._specs[prefix + heartbeats.TOPIC.name] = (heartbeats.TOPIC, observe)
+        # Topics whose records are keyed by order id, and whether the view already holds what such a record says.
+        self._known: dict[str, Callable[[str], bool]] = {
+            prefix + risk_decisions.TOPIC.name: view.has_decision,
+            prefix + routed_orders.TOPIC.name: view.holds_order,
+        }
         self.applied = 0
         self.undecodable = 0
+        #: Records not decoded because the view already held what they say.
+        self.known = 0
 
     def _start_time(self, topic: str, now: datetime) -> datetime | None:
         """None = from the beginning."""
@@ -166,24 +180,32 @@ class ViewFeed:
                 message = consumer.poll(self._poll)
                 if message is None:
                     continue
-                error = message.error()
-                if error is not None:
-                    if error.name() == "_PARTITION_EOF":
-                        self._pending_eof.discard((message.topic(), message.partition()))
-                        if self._assigned and not self._pending_eof and not self._view.ready.is_set():
-                            log.info("risk view caught up", extra={"applied": self.applied})
-                            self._view.ready.set()
-                    else:
-                        log.warning("risk view feed error", extra={"error": str(error)})
-                    continue
-                self._apply(message)
+                self._handle(message)
         finally:
             consumer.close()
+
+    def _handle(self, message: Any) -> None:
+        error = message.error()
+        if error is None:
+            self._apply(message)
+        elif error.name() == "_PARTITION_EOF":
+            self._pending_eof.discard((message.topic(), message.partition()))
+            if self._assigned and not self._pending_eof and not self._view.ready.is_set():
+                log.info("risk view caught up", extra={"applied": self.applied, "known": self.known})
+                self._view.ready.set()
+        else:
+            log.warning("risk view feed error", extra={"error": str(error)})
 
     def _apply(self, message: Any) -> None:
         spec, apply = self._specs[message.topic()]
         if message.value() is None:
             return  # a compaction tombstone: deletes a key, commands nothing
+        known = self._known.get(message.topic())
+        if known is not None:
+            key = message.key()
+            if key is not None and known(key.decode(errors="replace")):
+                self.known += 1
+                return
         try:
             record: Record = self._codec.decode(
                 message.topic(), spec.record, message.value(), message.partition(), message.offset()

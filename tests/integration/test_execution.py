@@ -168,6 +168,39 @@ def test_market_order_is_placed_once_and_filled(run_executor: Callable[..., Runn
     fills.close()
 
 
+def test_fresh_orders_are_placed_without_asking_ib_about_orders_first(run_executor: Callable[..., Running]) -> None:
+    """Placement without a round trip, over ibsim's real socket: after the start reconciliation, a stream of fresh
+    orders sends IB no reqAllOpenOrders/reqExecutions at all; each is journaled, placed and acknowledged once."""
+    running = run_executor()
+    session: Any = running.executor.session
+    asked: list[str] = []
+    for name in ("req_all_open_orders", "req_executions"):
+        original = getattr(session, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            asked.append(_name)
+            return _original(*args, **kwargs)
+
+        setattr(session, name, counted)
+    events = Reader(running.settings, order_events.TOPIC)
+    sink = sender(running.settings)
+    orders = []
+    for symbol in ("AAPL", "MSFT", "AAPL", "MSFT", "AAPL", "MSFT"):
+        orders.append(routed(symbol, Side.BUY, 1))  # routed_time: now, as risk stamps it right before sending
+        send(running.settings, orders[-1], sink=sink)
+        time.sleep(0.2)
+    recorded = events.wait(lambda es: all(OrderStatus.FILLED in statuses(es, o.order_id) for o in orders), 30)
+    assert asked == []
+    for order in orders:
+        assert len(running.ib_orders(order.order_id)) == 1
+        assert statuses(recorded, order.order_id)[:2] == [OrderStatus.PENDING_SUBMIT, OrderStatus.ACKNOWLEDGED]
+    assert running.executor.journal.in_doubt == {}
+    acked = {e.order_id: e.event_time for e in recorded if e.status is OrderStatus.ACKNOWLEDGED}
+    lags = sorted((acked[o.order_id] - o.routed_time).total_seconds() * 1000 for o in orders)
+    print(f"routed → acknowledged, ms (send included, loaded machine): {[round(x, 1) for x in lags]}")
+    events.close()
+
+
 def test_limit_and_bracket_orders(run_executor: Callable[..., Running]) -> None:
     running = run_executor()
     price = running.sim.quote("AAPL").ask

@@ -168,6 +168,34 @@ def test_execution_runs_exactly_one_replica_with_recreate(rendered: list[dict[st
     assert execution["spec"]["strategy"] == {"type": "Recreate"}
 
 
+def test_the_execution_journal_lives_on_a_kept_persistent_volume(rendered: list[dict[str, Any]]) -> None:
+    (config_map,) = [c for c in of_kind(rendered, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
+    pod = by_component(rendered, "Deployment")["execution"]["spec"]["template"]["spec"]
+    state = next(
+        m["name"]
+        for m in pod["containers"][0]["volumeMounts"]
+        if m["mountPath"] == config_map["data"]["IBSTREAM_STATE_DIR"]
+    )
+    (volume,) = [v for v in pod["volumes"] if v["name"] == state]
+    assert "emptyDir" not in volume
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    pvc = {doc["metadata"]["name"]: doc for doc in of_kind(rendered, "PersistentVolumeClaim")}[claim]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"]
+
+
+def test_production_mounts_the_journal_on_one_pod_only(production: list[dict[str, Any]]) -> None:
+    pvcs = by_component(production, "PersistentVolumeClaim")
+    assert pvcs["execution"]["spec"]["accessModes"] == ["ReadWriteOncePod"]
+
+
+def test_the_journal_volume_can_be_turned_off_for_a_throwaway_cluster() -> None:
+    docs = render("--set", "execution.persistence.enabled=false")
+    pod = by_component(docs, "Deployment")["execution"]["spec"]["template"]["spec"]
+    assert {"name": "state", "emptyDir": {}} in pod["volumes"]
+    assert "execution" not in by_component(docs, "PersistentVolumeClaim")
+
+
 @pytest.mark.parametrize(
     "override", ["execution.replicas=2", "execution.replicas=0", "execution.strategy=RollingUpdate"]
 )

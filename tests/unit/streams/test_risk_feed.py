@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 
 from ibstream.config import load_settings
-from ibstream.contracts import control, quotes
+from ibstream.contracts import control, quotes, risk_decisions, routed_orders
 from ibstream.contracts.enums import ControlCommandKind, TradingState
 from ibstream.risk import RiskView
 from streams.risk.feed import ViewFeed
-from tests.unit.ibstream.test_risk import kill
+from tests.unit.ibstream.test_risk import NOW, approved_decision, kill, routed
 from tests.unit.streams.test_streams_agents import CODEC
 
 SETTINGS = load_settings(kafka_topic_prefix="unit.")
@@ -90,3 +90,70 @@ def test_a_stale_command_is_ignored_and_logged(caplog: pytest.LogCaptureFixture)
         reader._apply(Message(CONTROL, b"kill_switch:global", CODEC.encode(CONTROL, old_off)))
     assert view.kill_switch_for("AAPL") == on
     assert "stale control command ignored" in caplog.text
+
+
+DECISIONS = "unit." + risk_decisions.TOPIC.name
+ROUTED = "unit." + routed_orders.TOPIC.name
+
+
+def test_a_decision_or_routed_order_the_view_holds_is_not_decoded_and_a_new_one_is_applied() -> None:
+    reader, view = feed()
+    mine = approved_decision(1, NOW)
+    view.apply_decision(mine, market_time=NOW)
+    view.apply_routed(routed("o-held"))
+    # Known keys: the records are skipped before decoding (junk bytes would otherwise count as undecodable).
+    reader._apply(Message(DECISIONS, mine.order_id.encode(), b"junk"))
+    reader._apply(Message(ROUTED, b"o-held", b"junk"))
+    assert (reader.known, reader.undecodable, reader.applied) == (2, 0, 0)
+    # Another worker's decision and routed order are new to the view: decoded and applied.
+    theirs = approved_decision(2, NOW)
+    reader._apply(Message(DECISIONS, theirs.order_id.encode(), CODEC.encode(DECISIONS, theirs)))
+    reader._apply(Message(ROUTED, b"o-new", CODEC.encode(ROUTED, routed("o-new"))))
+    assert reader.applied == 2 and view.has_decision(theirs.order_id) and view.holds_order("o-new")
+    assert view.recent_approvals(NOW + timedelta(seconds=1)) == 2
+
+
+@dataclass
+class Eof:
+    def name(self) -> str:
+        return "_PARTITION_EOF"
+
+
+@dataclass
+class EofMessage(Message):
+    def error(self) -> Eof:
+        return Eof()
+
+
+@dataclass
+class Record(Message):
+    def error(self) -> None:
+        return None
+
+
+class PollingConsumer:
+    """poll() hands the waiting records one by one; stops the feed when drained."""
+
+    def __init__(self, reader: ViewFeed, waiting: list[Message]) -> None:
+        self.reader, self.waiting = reader, waiting
+
+    def poll(self, timeout: float) -> Message | None:
+        if not self.waiting:
+            self.reader._stop.set()
+            return None
+        return self.waiting.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_feed_applies_what_it_polls_and_is_ready_at_the_ends() -> None:
+    reader, view = feed()
+    reader._assigned, reader._pending_eof = True, {(CONTROL, 0)}
+    commands = [kill(ControlCommandKind.KILL_SWITCH_ON, symbol) for symbol in ("AAPL", "MSFT", "NVDA")]
+    waiting: list[Message] = [
+        Record(CONTROL, f"kill_switch:{c.target}".encode(), CODEC.encode(CONTROL, c)) for c in commands
+    ]
+    reader._run(PollingConsumer(reader, [*waiting, EofMessage(CONTROL, None, None)]))
+    assert reader.applied == 3 and view.ready.is_set()
+    assert set(view.kill_switches_on()) == {"AAPL", "MSFT", "NVDA"}
