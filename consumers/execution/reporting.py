@@ -45,6 +45,10 @@ class Reporter:
         self.m_outcomes = m.create_counter(
             "ibstream_execution_orders", description="Orders that reached a final state, by outcome"
         )
+        # Every outcome's series exists from the start at 0: Prometheus' increase() cannot see a counter's first
+        # step (a series born at 1 has no earlier sample), so the reject-rate alert would miss the first rejects.
+        for outcome in sorted(status.value for status in TERMINAL):
+            self.m_outcomes.add(0, {"outcome": outcome})
         self.m_placed = m.create_counter("ibstream_execution_placed", description="IB orders placed (legs)")
         self.m_intent_to_ack = m.create_histogram(
             "ibstream_execution_intent_to_ack_seconds", unit="s", description="routed_time → IB acknowledged"
