@@ -122,6 +122,7 @@ class Reporter:
                 "filled": step.event.filled_quantity,
                 "broker_status": step.event.broker_status,
                 "broker_code": step.event.broker_code,
+                "broker_message": step.event.broker_message,
                 "source": source.value,
                 "reconciliation": reconciliation,
             },
