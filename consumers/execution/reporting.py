@@ -112,21 +112,23 @@ class Reporter:
             source=source.value,
         ):
             self.outbox.enqueue(order_events.TOPIC, step.event)
+            # Inside the order's span: the line carries its trace_id, which leads from an `order rejected` line to
+            # the bar, signal, run and risk decision behind it (the README's "follow a trace from a log line").
+            log.info(
+                "order %s",
+                step.event.status.value,
+                extra={
+                    "leg": leg.value,
+                    "ib_order_id": step.event.ib_order_id,
+                    "filled": step.event.filled_quantity,
+                    "broker_status": step.event.broker_status,
+                    "broker_code": step.event.broker_code,
+                    "broker_message": step.event.broker_message,
+                    "source": source.value,
+                    "reconciliation": reconciliation,
+                },
+            )
         self._observe(step.event)
-        log.info(
-            "order %s",
-            step.event.status.value,
-            extra={
-                "leg": leg.value,
-                "ib_order_id": step.event.ib_order_id,
-                "filled": step.event.filled_quantity,
-                "broker_status": step.event.broker_status,
-                "broker_code": step.event.broker_code,
-                "broker_message": step.event.broker_message,
-                "source": source.value,
-                "reconciliation": reconciliation,
-            },
-        )
 
     def _observe(self, event: OrderEvent) -> None:
         if event.leg is not OrderLeg.PARENT:

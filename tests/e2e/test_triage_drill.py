@@ -29,6 +29,7 @@ from tests.e2e.drill_support import (
     environment_ready,
     find_logs,
     gap_burst,
+    log_records,
     place_foreign_order,
     produce_raw,
     wait_for,
@@ -192,6 +193,14 @@ def _order_failures(pipeline: Pipeline, drill: Drill) -> None:
     assert rejected and {name for name, _ in rejected} == {"execution"}, rejected[:3]
     assert all(record.get("order_id") for _, record in rejected)
     assert any(record.get("broker_message") == message for _, record in rejected), rejected[:3]
+    # From a rejected order's line to what led to it (the README's "follow a trace from a log line"): its trace_id
+    # finds streams' lines of the same trace — the signal, the run, the intent for the same order.
+    traced = [record for _, record in rejected if record.get("trace_id")]
+    assert traced, f"no rejected order's line carries a trace_id: {rejected[:3]}"
+    trace_id, order_id = traced[-1]["trace_id"], traced[-1]["order_id"]
+    upstream = [(name, record) for name, record in log_records(demo) if record.get("trace_id") == trace_id]
+    assert "streams" in {name for name, _ in upstream}, upstream
+    assert any(record.get("order_id") == order_id for name, record in upstream if name == "streams"), upstream
 
 
 def _stale_feed(pipeline: Pipeline, drill: Drill, stalled_at: float) -> None:
