@@ -189,6 +189,8 @@ def _order_failures(pipeline: Pipeline, drill: Drill) -> None:
     # Metric: rejected outcomes, not errors (errors would mean our side failed to place).
     outcomes = {series["outcome"]: value for series, value in prometheus.values(drill.metrics[0])}
     assert outcomes.get("rejected", 0) >= 5, outcomes
+    # Every outcome's series exists from execution's start (at 0 until it happens): increase() sees the first one.
+    assert set(outcomes) >= {"filled", "cancelled", "rejected", "error"}, outcomes
     # Log: each rejected order's line carries IB's code and message: the cause is at IB (201: margin, permissions).
     rejected = find_logs(demo, drill.logs[0], broker_code=201)
     assert rejected and {name for name, _ in rejected} == {"execution"}, rejected[:3]
