@@ -45,6 +45,10 @@ class Reporter:
         self.m_outcomes = m.create_counter(
             "ibstream_execution_orders", description="Orders that reached a final state, by outcome"
         )
+        # Every outcome's series exists from the start at 0: Prometheus' increase() cannot see a counter's first
+        # step (a series born at 1 has no earlier sample), so the reject-rate alert would miss the first rejects.
+        for outcome in sorted(status.value for status in TERMINAL):
+            self.m_outcomes.add(0, {"outcome": outcome})
         self.m_placed = m.create_counter("ibstream_execution_placed", description="IB orders placed (legs)")
         self.m_intent_to_ack = m.create_histogram(
             "ibstream_execution_intent_to_ack_seconds", unit="s", description="routed_time → IB acknowledged"
@@ -108,20 +112,23 @@ class Reporter:
             source=source.value,
         ):
             self.outbox.enqueue(order_events.TOPIC, step.event)
+            # Inside the order's span: the line carries its trace_id, which leads from an `order rejected` line to
+            # the bar, signal, run and risk decision behind it (the README's "follow a trace from a log line").
+            log.info(
+                "order %s",
+                step.event.status.value,
+                extra={
+                    "leg": leg.value,
+                    "ib_order_id": step.event.ib_order_id,
+                    "filled": step.event.filled_quantity,
+                    "broker_status": step.event.broker_status,
+                    "broker_code": step.event.broker_code,
+                    "broker_message": step.event.broker_message,
+                    "source": source.value,
+                    "reconciliation": reconciliation,
+                },
+            )
         self._observe(step.event)
-        log.info(
-            "order %s",
-            step.event.status.value,
-            extra={
-                "leg": leg.value,
-                "ib_order_id": step.event.ib_order_id,
-                "filled": step.event.filled_quantity,
-                "broker_status": step.event.broker_status,
-                "broker_code": step.event.broker_code,
-                "source": source.value,
-                "reconciliation": reconciliation,
-            },
-        )
 
     def _observe(self, event: OrderEvent) -> None:
         if event.leg is not OrderLeg.PARENT:

@@ -439,7 +439,7 @@ class Executor:
         )
         log.log(
             logging.INFO if expected else logging.WARNING,
-            "IB disconnected; reconnecting",
+            "IB disconnected",  # the producer's event too: one jq filter finds every deployable's drop
             extra={"reason": event.reason, "retry_in_seconds": round(delay, 2), "daily_restart": expected},
         )
         self.reporter.alert(

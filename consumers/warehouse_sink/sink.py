@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumers.warehouse_sink.batching import Batch
+from consumers.warehouse_sink.lag import LagWatch
 from consumers.warehouse_sink.splitting import insert_bisecting
 from ibstream.config import Settings
 from ibstream.contracts import TOPICS, DeadLetter, Record, TopicSpec
@@ -100,6 +101,7 @@ class WarehouseSink:
         self._last_progress = 0.0
         self.last_poll = time.monotonic()
         self._partitions_seen: set[tuple[str, int]] = set()
+        self._lag_watch = LagWatch()
 
     def _create_consumer(self) -> Any:
         return create_consumer(
@@ -162,6 +164,8 @@ class WarehouseSink:
             self._handle(message)
         if self.batch.due():
             self.flush()
+        elif self.batch.messages == 0:
+            self._record_progress()  # idle: partitions still behind at the last measurement are measured again
 
     def _handle(self, message: Any) -> None:
         topic: str = message.topic()
@@ -232,7 +236,8 @@ class WarehouseSink:
         else:
             self.committed_batches += 1
         self._partitions_seen.update(self.batch.next_offsets)
-        self._record_progress(dict(self.batch.next_offsets))
+        self._lag_watch.committed(self.batch.next_offsets)
+        self._record_progress()
         log.debug("batch committed", extra={"messages": self.batch.messages, "tables": len(self.batch.rows)})
         self.batch.clear()
 
@@ -311,23 +316,27 @@ class WarehouseSink:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _record_progress(self, committed: dict[tuple[str, int], int]) -> None:
+    def _record_progress(self) -> None:
         now = time.monotonic()
         if now - self._last_progress < PROGRESS_INTERVAL_S:
             return
         self._last_progress = now
         rows = []
-        for topic, partition in committed:
+        for (topic, partition), next_offset in self._lag_watch.take().items():
             try:
                 high = high_watermark(self.consumer, topic, partition, timeout=2.0)
             except Exception as error:  # lag is observability: never let it stop the sink
                 log.warning(
                     "watermark lookup failed", extra={"topic": topic, "partition": partition, "error": str(error)}
                 )
+                self._lag_watch.measured((topic, partition), next_offset, None)
                 continue
-            next_offset = committed[(topic, partition)]
+            lag = max(high - next_offset, 0)
+            self._lag_watch.measured((topic, partition), next_offset, lag)
             rows.append((topic, partition, next_offset, high))
-            self.metrics.consumer_lag(topic, partition, max(high - next_offset, 0))
+            self.metrics.consumer_lag(topic, partition, lag)
+        if not rows:
+            return
         try:
             self.warehouse.record_progress(self.group_id, rows)
         except WarehouseError as error:
@@ -361,6 +370,7 @@ class WarehouseSink:
         except Exception:
             log.exception("flush on partition revoke failed; the batch will be re-delivered")
             self.batch.clear()
+        self._lag_watch.revoked((p.topic, p.partition) for p in partitions)
 
     def close(self) -> None:
         """Leave the group politely and flush the DLQ producer."""

@@ -379,9 +379,17 @@ class IbSession:
         # ibapi's handshake loops forever if the peer accepts but never answers; bound it.
         handshake.join(timeout)
         if handshake.is_alive() or not client.isConnected():
+            # A handshake still running: the peer accepted but never answered. One that ended unconnected: the
+            # socket itself failed (ibapi reports 502): the gateway is down, refusing, or the port is wrong.
+            silent = handshake.is_alive()
             self._abort(client)
             handshake.join(2)
-            raise IbConnectError(f"no IB handshake from {self.host}:{self.port} within {timeout:.0f}s")
+            if silent:
+                raise IbConnectError(f"no IB handshake from {self.host}:{self.port} within {timeout:.0f}s")
+            raise IbConnectError(
+                f"no connection to IB at {self.host}:{self.port} (refused or unreachable: is the gateway up, its API "
+                "enabled and this its port?)"
+            )
         self._thread = threading.Thread(target=client.run, name=f"ibapi-{self.client_id}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

@@ -184,9 +184,12 @@ class DeadLetterRouter:
                 "partition": letter.partition,
                 "offset": letter.offset,
                 "dlq": dlq_topic,
+                "error_kind": kind,
                 "error": letter.error_message,
                 "exception_class": letter.exception_class,
                 "group": self._group,
+                # The metric's component label: it can differ from the process's (the sink runs inside the API).
+                "dead_lettered_by": self._component,
             },
         )
         return letter

@@ -355,12 +355,15 @@ class MarketDataProducer:
             message = f"IB Gateway daily restart (configured {ib.daily_restart_time} {ib.daily_restart_timezone})"
             self.alerts.fire("ib_disconnected", COMPONENT, Severity.INFO, f"{message}: {event.reason}")
             log.info(
-                "IB disconnected: daily gateway restart",
-                extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)},
+                "IB disconnected",
+                extra={"reason": event.reason, "retry_in_seconds": round(delay, 2), "daily_restart": True},
             )
             return
         self.alerts.fire("ib_disconnected", COMPONENT, Severity.CRITICAL, f"IB connection lost: {event.reason}")
-        log.warning("IB disconnected", extra={"reason": event.reason, "retry_in_seconds": round(delay, 2)})
+        log.warning(
+            "IB disconnected",
+            extra={"reason": event.reason, "retry_in_seconds": round(delay, 2), "daily_restart": False},
+        )
 
     # --- periodic -----------------------------------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ def test_connect_refused_is_an_error() -> None:
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
-    with pytest.raises(IbConnectError):
+    with pytest.raises(IbConnectError, match=r"no connection to IB at .*refused or unreachable"):
         IbSession("127.0.0.1", port, client_id=1).connect(timeout=2)
 
 
