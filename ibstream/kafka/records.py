@@ -184,7 +184,7 @@ class DeadLetterRouter:
                 "partition": letter.partition,
                 "offset": letter.offset,
                 "dlq": dlq_topic,
-                "error_kind": kind,
+                "error_kind": letter.error_kind,
                 "error": letter.error_message,
                 "exception_class": letter.exception_class,
                 "group": self._group,
