@@ -624,6 +624,7 @@ class Desk:
         """Poll GET /v1/orders/{id} until ``done`` holds for its body."""
         deadline = time.monotonic() + timeout
         body: Any = None
+        self.session.waiting_for(f"desk order {tag} as expected (at most {timeout:.0f}s)")
         while time.monotonic() < deadline:
             status, body = self.session.api_get(f"/v1/orders/{self.orders[tag]}")
             if status == 200 and done(body):
@@ -646,6 +647,7 @@ class Desk:
 
 def _wait(what: str, condition: Callable[[], bool], timeout: float, session: Session) -> None:
     deadline = time.monotonic() + timeout
+    session.waiting_for(f"{what} (at most {timeout:.0f}s)")
     while time.monotonic() < deadline:
         if condition():
             return
