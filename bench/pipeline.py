@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from bench.history import emit_figures, numeric_leaves
 from ibstream import ids
 from ibstream.config import load_settings
 from ibstream.contracts import (
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": {name: round(value, 1) for name, value in sorted(rss.items())},
     }
     print(json.dumps(report, indent=2))
+    emit_figures(numeric_leaves(report))
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from bench.history import emit_figures
 from ibstream.config import PROJECT_ROOT, Settings, load_settings
 from ibstream.contracts import (
     Bar,
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             delete_topics(admin, sorted(set(names)))
         figures = ", ".join(f"{key}={value:,.1f}" for key, value in results[phase].items())
         print(f"{phase}: {figures}", flush=True)
+    emit_figures(results)
     return 0
 
 
