@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from tooling.chaos.report import render
@@ -97,3 +98,21 @@ def test_the_report_page_has_the_timeline_and_keeps_the_text_tables() -> None:
     assert "<svg" in page and "chaos campaign (seed 14): FAIL" in page
     assert "2 faults, 1 recovered; 2 orders routed" in page
     assert "faults injected (seed 14" in page and "invariants" in page and "recovers_after_every_fault" in page
+
+
+def test_a_campaign_writes_its_timeline_next_to_its_json_report(tmp_path: Path) -> None:
+    from tooling.chaos.campaign import Campaign, ChaosConfig, FaultOutcome
+    from tooling.chaos.schedule import Fault
+
+    campaign = Campaign(ChaosConfig(minutes=1.0, directory=tmp_path / "run", json_path=tmp_path / "out" / "chaos.json"))
+    outcome = FaultOutcome(Fault(0, 10.0, "kill_api", {"down_seconds": 1.0}), injected_at=10.2, restored_at=11.5)
+    outcome.recovered_at = 14.0
+    campaign.outcomes = [outcome]
+    campaign.throughput = [(0.0, 0, 0), (2.0, 800, 4), (4.0, 1600, 8)]
+    campaign.orders_routed_at = [3.0]
+    report = campaign.report([], {}, "an error")
+    campaign.write_timeline(report)
+    assert report["faults"][0]["recovered_at"] == 14.0 and report["throughput_samples"][1] == [2.0, 800, 4]
+    page = (tmp_path / "out" / "chaos.html").read_text()
+    assert report["html"] == str(tmp_path / "out" / "chaos.html")
+    assert "#0 kill_api: recovered 2.5s after it ended" in page and "1 orders routed" in page
