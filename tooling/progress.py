@@ -10,7 +10,8 @@ Two kinds of output, both on stderr so stdout keeps carrying only the report:
 
 The run's code reports through :func:`current` (set by :func:`use`), so the phase points of the UAT harness and the
 chaos campaign need no reporter passed through every call; the default reporter is silent. Thread-safe: the UAT desk
-session may run in a thread of its own.
+session may run in a thread of its own. While a terminal shows the status line, whatever the run prints on stdout
+first clears it (:func:`use` wraps ``sys.stdout``), so a printed line never lands on the end of the status.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def elapsed_text(seconds: float) -> str:
@@ -146,6 +147,20 @@ class Progress:
             self.stream = None
 
 
+class _ClearsStatus:
+    """``sys.stdout`` while a status line is shown: each write clears the status line first."""
+
+    def __init__(self, wrapped: TextIO, progress: Progress) -> None:
+        self._wrapped, self._progress = wrapped, progress
+
+    def write(self, text: str) -> int:
+        self._progress.close()
+        return self._wrapped.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
 _current = Progress.silent()
 _current_lock = threading.Lock()
 
@@ -161,9 +176,13 @@ def use(progress: Progress) -> Iterator[Progress]:
     global _current
     with _current_lock:
         previous, _current = _current, progress
+    stdout = sys.stdout
+    if progress.interactive:
+        sys.stdout = _ClearsStatus(stdout, progress)  # a TextIO by delegation (__getattr__)
     try:
         yield progress
     finally:
         progress.close()
+        sys.stdout = stdout
         with _current_lock:
             _current = previous

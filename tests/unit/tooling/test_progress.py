@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
@@ -106,3 +107,16 @@ def test_a_broken_stream_silences_the_reporter_instead_of_stopping_the_run() -> 
     reporter.phase("session main: starting")
     reporter.status("still")
     assert reporter.stream is None
+
+
+def test_a_line_printed_while_the_status_shows_clears_it_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal, stdout = FakeTerminal(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    with use(Progress("uat", terminal, interactive=True, clock=Clock(), width=200)):
+        current().phase("session main: starting")
+        assert terminal.getvalue().endswith("[uat +0s] session main: starting")  # the status line is up
+        print("using the Kafka broker at 127.0.0.1:9092")
+        assert terminal.getvalue().endswith("\r\x1b[K")  # cleared before the line was printed
+    assert sys.stdout is stdout and stdout.getvalue() == "using the Kafka broker at 127.0.0.1:9092\n"
+    with use(Progress("uat", io.StringIO(), interactive=False)):
+        assert sys.stdout is stdout  # no status line, nothing to clear: stdout is left alone
