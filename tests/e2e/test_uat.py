@@ -89,7 +89,7 @@ def test_uat_campaign_on_ibsim_passes_with_evidence(kafka_bootstrap: str, tmp_pa
         assert any(f"session {name} started" in line for line in lines), lines[:40]
         assert any(f"session {name} done: " in line for line in lines), lines[-40:]
     assert any("waiting for market time" in line for line in lines)
-    assert any("session desk — waiting for desk order" in line for line in lines)
+    assert any("session desk — waiting for quotes for every symbol" in line for line in lines)
     assert any("writing the report" in line for line in lines) and "\r" not in progress.getvalue()
     assert len(lines) < 400, "progress must not be noisy"
 

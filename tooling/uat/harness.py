@@ -111,7 +111,9 @@ class Session:
         now = self.market_time()
         stamp = f"{now.astimezone(EXCHANGE_TZ):%H:%M:%S} NY" if now else "--:--:--"
         self.log.append(f"{stamp}  {text}")
-        progress().phase(f"session {self.plan.name} at {stamp}: {text}", self.awaiting)
+        # An event of the session: what it waited for before is over (the next wait says what comes).
+        self.awaiting = ""
+        progress().phase(f"session {self.plan.name} at {stamp}: {text.removeprefix(f'session {self.plan.name}: ')}")
 
     def waiting_for(self, what: str, doing: str = "") -> None:
         """Say on the progress line what the session waits for now (and what it is doing, if that changed)."""
