@@ -167,6 +167,9 @@ class Campaign:
         self.outcomes: list[FaultOutcome] = []
         self.unexpected_exits: list[dict[str, Any]] = []
         self.throughput: list[tuple[float, int, int]] = []  # (t, quotes, bars) high-water sums
+        # The same, also sampled while a fault recovers (the throughput figures keep to the samples between faults,
+        # as before; the timeline shows the dips).
+        self.timeline_samples: list[tuple[float, int, int]] = []
         self.cpu_seconds: dict[str, dict[int, float]] = {}  # process name → pid → CPU seconds at its last sample
         self.poison: set[tuple[str, int, int]] = set()
         self.rng = random.Random(config.seed)
@@ -288,7 +291,17 @@ class Campaign:
         quotes_high, bars_high = self._high_sum(quotes.TOPIC.name), self._high_sum(bars.TOPIC.name)
         if quotes_high is not None and bars_high is not None:
             self.throughput.append((self.now(), quotes_high, bars_high))
+            self.timeline_samples.append(self.throughput[-1])
         self.sample_cpu()
+
+    def sample_for_timeline(self, bars_high: int) -> None:
+        """A throughput sample while a fault recovers (only once every process answers: a watermark query to a
+        broker that is down would hold up the recovery check), at most every 2 s."""
+        if self.timeline_samples and self.now() - self.timeline_samples[-1][0] < 2.0:
+            return
+        quotes_high = self._high_sum(quotes.TOPIC.name)
+        if quotes_high is not None:
+            self.timeline_samples.append((self.now(), quotes_high, bars_high))
 
     def sample_cpu(self) -> None:
         """CPU seconds used so far by every process of the run (each pid's last reading; restarts add up): what
@@ -353,6 +366,8 @@ class Campaign:
             self._status(f"{self.now() - (outcome.restored_at or self.now()):.0f}s since the fault ended")
             if self.all_ready():
                 now = progress()
+                if now[0] is not None:
+                    self.sample_for_timeline(now[0])
                 if all(value is not None and value > old for value, old in zip(now, before, strict=True)):
                     outcome.recovered_at = self.now()
                     return
@@ -777,7 +792,7 @@ class Campaign:
             f"--seed {self.config.seed}" + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else ""),
             "faults": [o.to_json() for o in self.outcomes],
             # The timeline's raw series: (t, quotes, bars) high watermarks, exits, orders routed (t since t0).
-            "throughput_samples": [[round(t, 2), q, b] for t, q, b in self.throughput],
+            "throughput_samples": [[round(t, 2), q, b] for t, q, b in self.timeline_samples],
             "unexpected_exits": [
                 {"t": e["t"], "process": e["process"], "exit_code": e["exit_code"]} for e in self.unexpected_exits
             ],

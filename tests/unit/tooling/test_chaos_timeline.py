@@ -108,7 +108,7 @@ def test_a_campaign_writes_its_timeline_next_to_its_json_report(tmp_path: Path) 
     outcome = FaultOutcome(Fault(0, 10.0, "kill_api", {"down_seconds": 1.0}), injected_at=10.2, restored_at=11.5)
     outcome.recovered_at = 14.0
     campaign.outcomes = [outcome]
-    campaign.throughput = [(0.0, 0, 0), (2.0, 800, 4), (4.0, 1600, 8)]
+    campaign.timeline_samples = [(0.0, 0, 0), (2.0, 800, 4), (4.0, 1600, 8)]
     campaign.orders_routed_at = [3.0]
     report = campaign.report([], {}, "an error")
     campaign.write_timeline(report)
