@@ -3,13 +3,13 @@ on the same time axis (an inline SVG in ``report.html``, next to the JSON report
 
 Times are seconds since the faulted window started (the campaign's ``t0``), as in the JSON report. Faults never
 overlap: the campaign injects one, waits for recovery, then goes on. Throughput is the rate between consecutive
-samples of the quotes' and bars' high watermarks (``throughput_samples``), drawn at the end of each interval.
+samples of the quotes' and bars' high watermarks (``throughput_samples``, a second apart at least), drawn at the end
+of each interval.
 """
 
 from __future__ import annotations
 
 import html
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,11 +53,20 @@ class Timeline:
     orders: list[float] = field(default_factory=list)  # t of each routed order
 
 
+#: Samples closer than this are not a rate of their own (a few records in 10 ms would read as a spike): the interval
+#: runs on to the next sample.
+_MIN_INTERVAL = 1.0
+
+
 def _rates(samples: list[list[float]]) -> list[tuple[float, float, float]]:
-    rates = []
-    for (t1, q1, b1), (t2, q2, b2) in itertools.pairwise(samples):
-        if t2 > t1:
+    rates: list[tuple[float, float, float]] = []
+    if not samples:
+        return rates
+    t1, q1, b1 = samples[0]
+    for t2, q2, b2 in samples[1:]:
+        if t2 - t1 >= _MIN_INTERVAL:
             rates.append((t2, max(q2 - q1, 0) / (t2 - t1), max(b2 - b1, 0) / (t2 - t1)))
+            t1, q1, b1 = t2, q2, b2
     return rates
 
 

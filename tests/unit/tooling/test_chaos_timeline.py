@@ -38,7 +38,15 @@ def _report() -> dict[str, Any]:
             _fault(1, "broker_restart", 30.0, 36.0, None),
         ],
         # Quotes and bars high watermarks every 10 s: 400 quotes/s, then nothing while the broker is down.
-        "throughput_samples": [[0.0, 0, 0], [10.0, 4000, 20], [20.0, 8000, 40], [30.0, 12000, 60], [40.0, 12000, 60]],
+        # (A sample 10 ms after another is no interval of its own: 30 quotes in 10 ms is no 3,000/s.)
+        "throughput_samples": [
+            [0.0, 0, 0],
+            [10.0, 4000, 20],
+            [20.0, 8000, 40],
+            [20.01, 8030, 40],
+            [30.0, 12000, 60],
+            [40.0, 12000, 60],
+        ],
         "unexpected_exits": [{"t": 33.0, "process": "streams", "exit_code": 1}],
         "orders_routed_at": [-3.0, 5.0, 21.5, 200.0],
         "recovery_seconds": {"p50": 3.5, "max": 3.5, "by_kind": {"kill_execution": {"p50": 3.5, "max": 3.5}}},
