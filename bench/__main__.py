@@ -6,6 +6,9 @@ with min and max, and the ratios measured in the same run are the figures to tru
 (ProducerPerformance), risk and signals / a bare Faust agent (``risk_to_faust_ceiling``,
 ``signals_to_faust_ceiling``, from ``bench.streams``), and the order path's ``routed_to_ack_ms`` percentiles
 (``bench.pipeline``). ``--quick`` runs the subprocess benchmarks at their smallest sizes (a smoke test).
+Every run's figures are appended to a history (default <state dir>/bench/history.jsonl, with the date, the git
+commit and the machine); the change of each figure against the previous run that measured it is printed, and a plot
+of every figure over time is written beside the history (history.svg).
 Needs a broker (`ibstream stack up`; IBSTREAM_KAFKA_BOOTSTRAP_SERVERS).
 """
 
@@ -20,6 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import history
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,13 +56,15 @@ def _run_module(module: str, arguments: list[str]) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", module, *arguments], capture_output=True, text=True, timeout=1800, check=False
     )
-    output = result.stdout.strip().splitlines()
+    figures, output = history.split_output(result.stdout.strip().splitlines())
     return {
         "module": module,
         "exit_code": result.returncode,
         "seconds": round(time.perf_counter() - started, 1),
         "output": [line for line in output if not line.startswith("json: ")],
-        "figures": figures_of(output),
+        # The structured figures a benchmark printed (``json: {...}``: nested, e.g. routed_to_ack_ms's percentiles)
+        # where it prints them, else its flat history figures.
+        "figures": figures_of(output) or figures,
         "error": result.stderr.strip().splitlines()[-5:],
     }
 
@@ -104,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smallest sizes: a smoke test, not a measurement")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
+    parser.add_argument(
+        "--history", type=Path, default=None, help="the history file (default <state dir>/bench/history.jsonl)"
+    )
     args = parser.parse_args(argv)
     wanted = set(args.only or ["baseline", "producer", *SUBPROCESS_BENCHES])
     report: dict[str, Any] = {
@@ -141,7 +151,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print_table(report["results"])
     print(f"\nwritten to {out}")
+    _record_history(args.history, report)
     return 0
+
+
+def _record_history(path: Path | None, report: dict[str, Any]) -> None:
+    """Append this run's figures to the history, print each one's change against the previous run, plot them all."""
+    if path is None:
+        from ibstream.config import get_settings
+
+        path = get_settings().state_dir / "bench" / "history.jsonl"
+    figures = history.run_figures(report["results"])
+    earlier = history.load(path)
+    if not figures:
+        print(f"\nno figures measured: nothing added to {path}")
+        return
+    root = Path(__file__).resolve().parent.parent
+    record = history.entry(figures, history.git_commit(root), history.machine_facts(), datetime.now(UTC))
+    history.append(path, record)
+    print(f"\nchange against the previous run ({len(earlier)} earlier runs in {path}):")
+    for change in history.compare(earlier, figures):
+        print(f"  {change.render()}")
+    plot = history.write_plot([*earlier, record], path.with_suffix(".svg"))
+    print(f"plot of every figure over time: {plot}")
 
 
 if __name__ == "__main__":

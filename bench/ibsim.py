@@ -26,6 +26,7 @@ from ibapi.client import EClient  # noqa: E402
 from ibapi.contract import Contract  # noqa: E402
 from ibapi.wrapper import EWrapper  # noqa: E402
 
+from bench.history import emit_figures  # noqa: E402
 from ibsim import SimConfig, Simulator  # noqa: E402
 from ibsim.config import EXCHANGE_TZ  # noqa: E402
 
@@ -91,6 +92,7 @@ def main() -> None:
         f"({callbacks:,.0f} wrapper callbacks/s incl. ibapi's synthetic tickSize); "
         f"{req} subscriptions, {args.seconds:.0f} s window, clock {args.speed:g}x"
     )
+    emit_figures({"wire_messages_per_s": wire, "callbacks_per_s": callbacks})
 
 
 if __name__ == "__main__":

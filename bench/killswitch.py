@@ -23,6 +23,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from api.commands import KafkaCommandSink, build_command
+from bench.history import emit_figures
 from consumers.execution import build
 from consumers.execution.service import State
 from ibsim import SimConfig, Simulator
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         f"kill switch, {args.entries} resting entries: published → last cancelled at ibsim median "
         f"{through * 1000:.0f} ms (min {min(pipeline) * 1000:.0f}, max {max(pipeline) * 1000:.0f}); direct cancels at "
         f"ibsim (ceiling) median {floor * 1000:.0f} ms; ratio {through / floor:.1f}x over {args.runs} runs"
+    )
+    emit_figures(
+        {"pipeline_ms": through * 1000, "direct_ms": floor * 1000, "pipeline_to_direct_ratio": through / floor}
     )
     return 0
 

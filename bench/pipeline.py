@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from bench.history import emit_figures, numeric_leaves
 from ibstream import ids
 from ibstream.config import load_settings
 from ibstream.contracts import (
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=2))
     print("json: " + json.dumps(report), flush=True)  # one line for `python -m bench` to read back
+    emit_figures(numeric_leaves(report))
     return 0
 
 

@@ -15,6 +15,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from bench.history import emit_figures
 from ibstream.config import load_settings
 from ibstream.contracts import Quote, quotes
 from ibstream.contracts.enums import MarketDataSource
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         f"producer path: median {figures['median']:,.0f} records/s (min {figures['min']:,.0f}, "
         f"max {figures['max']:,.0f}); peak RSS {figures['peak_rss_mb']:.0f} MB"
     )
+    emit_figures({"records_per_s": figures["median"], "peak_rss_mb": figures["peak_rss_mb"]})
     return 0
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import fastavro
 
+from bench.history import emit_figures
 from ibstream.contracts import Quote
 from ibstream.contracts.enums import MarketDataSource
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'operation':34} {'median/s':>12} {'min/s':>12} {'max/s':>12}")
     for name, (median, low, high) in rows:
         print(f"{name:34} {median:12,.0f} {low:12,.0f} {high:12,.0f}")
+    # Named by the operation's first words: "codec encode (Quote → bytes)" → codec_encode_per_s.
+    emit_figures({"_".join(name.split(" (")[0].split()) + "_per_s": median for name, (median, _, _) in rows})
     return 0
 
 

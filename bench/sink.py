@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.history import emit_figures
 from consumers.warehouse_sink import SinkThread
 from ibstream.config import load_settings
 from ibstream.contracts import Quote, quotes
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     args = parser.parse_args()
     total = args.records
+    figures: dict[str, float] = {}
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     with tempfile.TemporaryDirectory() as directory:
         settings = load_settings(
@@ -64,6 +66,7 @@ def main() -> None:
                     warehouse.insert(table, rows[start : start + 10_000])
                 raw = total / (time.perf_counter() - began)
                 print(f"chDB batched insert (10k rows/batch, quotes): {raw:,.0f} rows/s")
+                figures["chdb_insert_rows_per_s"] = raw
 
                 producer = RecordProducer(create_producer(settings, "bulk"), codec_from_settings(settings), prefix)
                 began = time.perf_counter()
@@ -72,6 +75,7 @@ def main() -> None:
                 producer.flush(120)
                 produced = total / (time.perf_counter() - began)
                 print(f"produce (for reference):                      {produced:,.0f} records/s")
+                figures["produce_records_per_s"] = produced
 
                 topic = prefix + quotes.TOPIC.name
                 sink = SinkThread(settings, warehouse).start()
@@ -82,11 +86,15 @@ def main() -> None:
                 sink_rate = total / (time.perf_counter() - began)
                 sink.stop()
                 print(f"sink end to end (Kafka → decode → chDB):      {sink_rate:,.0f} rows/s")
+                figures["sink_rows_per_s"] = sink_rate
             window = (now - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=5))
             report = replay(settings, quotes.TOPIC.name, *window, target_topic="bench.replay.v1", source="kafka")
             print(f"replay from Kafka:                            {report.rate:,.0f} records/s ({report.emitted})")
+            figures["replay_kafka_records_per_s"] = report.rate
             report = replay(settings, quotes.TOPIC.name, *window, target_topic="bench.replay.v1", source="warehouse")
             print(f"replay from the warehouse:                    {report.rate:,.0f} records/s ({report.emitted})")
+            figures["replay_warehouse_records_per_s"] = report.rate
+            emit_figures(figures)
         finally:
             delete_topics(admin, [layout.name for layout in layouts])
 

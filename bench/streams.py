@@ -28,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from bench.history import emit_figures
 from ibstream.config import PROJECT_ROOT, Settings, load_settings
 from ibstream.contracts import (
     Bar,
@@ -385,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, ratio in ratios.items():
         print(f"{name}: {ratio:.3f}", flush=True)
     print("json: " + json.dumps({**results, **ratios}), flush=True)
+    emit_figures({**results, **ratios})
     return 0
 
 

@@ -117,7 +117,10 @@ def uat(args: argparse.Namespace) -> int:
         allow_orders=args.allow_orders,
         gateway_minutes=minutes,
     )
-    run = run_uat(settings, options)
+    from tooling.progress import Progress, use
+
+    with use(Progress.to_stderr("uat")):  # live progress on stderr; stdout keeps the results
+        run = run_uat(settings, options)
     for result in run.results:
         print(f"{result.status.upper():4}  {result.id:24} {'; '.join(result.failures)[:160]}")
     print(

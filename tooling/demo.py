@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -590,11 +592,13 @@ class Demo:
             f"  IBSTREAM_WAREHOUSE_DIR={self.directory / 'warehouse'} ibstream audit order-trail\n"
             f"Logs: {self.group.log_dir}"
         )
-        if not self.config.keep:
-            console.print(
-                "Charts of the session (bars, signals, entries, stops, fills, P&L) are in the operator "
-                "console: run `ibstream demo --keep` to keep it open at the end."
-            )
+        console.print(
+            "Charts of the session in the operator console (bars, signals, entries, stops, fills, P&L)"
+            + ("" if self.config.keep else "; they need the API: run `ibstream demo --keep` to keep it open")
+            + ":"
+        )
+        for what, url in console_chart_urls(self.api, self.config.symbols):
+            console.print(f"  {what:16} {url}", soft_wrap=True, highlight=False)
         (self.directory / "summary.json").write_text(json.dumps(figures, indent=2, default=str))
 
     def keep_running(self) -> None:
@@ -607,6 +611,18 @@ class Demo:
         )
         while True:
             time.sleep(1)
+
+
+def console_chart_urls(api: str, symbols: Sequence[str], interval_seconds: int = 60) -> list[tuple[str, str]]:
+    """(what, URL) of the operator console's pages that chart a session: the charts page per symbol (its price with
+    signals, entries, stops, targets and fills, and the P&L pane; hash route ``#/charts?symbol=…&interval=…`` of
+    api/console/static/js/app.js), then positions and orders."""
+    base = f"{api}/console/"
+    links = [
+        (f"{symbol} chart", f"{base}#/charts?symbol={urllib.parse.quote(symbol)}&interval={interval_seconds}")
+        for symbol in symbols
+    ]
+    return [*links, ("positions", f"{base}#/positions"), ("orders", f"{base}#/orders")]
 
 
 #: Per figure: the label of each column of its rows (a figure without an entry is one value).

@@ -93,6 +93,14 @@ def test_short_campaign_survives_every_fault_without_violation(tmp_path: Path) -
     assert checked["poison_in_dlq_only"] > 0
     assert checked["warehouse_equals_kafka"] > 10
     assert report["throughput"]["quotes_per_second_p50"] > 100
+    # The report page: the timeline of faults, recoveries and throughput, and the text tables.
+    page = Path(report["html"]).read_text()
+    assert Path(report["html"]) == out.with_suffix(".html") and page.count("<svg") == 1
+    assert all(f"#{fault['index']} {fault['kind']}: recovered" in page for fault in report["faults"])
+    assert "invariants" in page and len(report["throughput_samples"]) > 10
+    # Live progress on stderr (merged here): a line per fault and what the campaign waited for.
+    assert all(f"fault #{fault['index']:02d} {fault['kind']} injected" in result.stdout for fault in report["faults"])
+    assert "waiting for recovery" in result.stdout and "[chaos +" in result.stdout
 
 
 @pytest.mark.timeout(240)

@@ -10,6 +10,7 @@ the matching scenario fails and the verdict says no-go and shows the failing reh
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ibstream.config import load_settings
+from tooling.progress import Progress, use
 from tooling.uat import UatOptions, load_verdict, run_uat
 from tooling.uat.catalogue import RISK_CHECKS, SCENARIOS
 
@@ -27,7 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 def test_uat_campaign_on_ibsim_passes_with_evidence(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path / "state")
     started = time.monotonic()
-    run = run_uat(settings, UatOptions(reports_dir=tmp_path / "reports"))
+    progress = io.StringIO()
+    with use(Progress("uat", progress, interactive=False)):
+        run = run_uat(settings, UatOptions(reports_dir=tmp_path / "reports"))
     seconds = time.monotonic() - started
     results = {r.id: r for r in run.results}
     assert set(results) == {s.id for s in SCENARIOS}
@@ -78,6 +82,16 @@ def test_uat_campaign_on_ibsim_passes_with_evidence(kafka_bootstrap: str, tmp_pa
     # The HTML report plots each session's day: prices, signals, fills and P&L as inline SVG.
     assert page.count("<svg") == 3 and f"{run.session_id} main:" in page, page.count("nothing to plot")
     assert "<polygon" in page and "<circle" in page
+
+    # Live progress while it ran: each session's start, what it waited for, its end; plain lines (no terminal).
+    lines = progress.getvalue().splitlines()
+    for name in ("main", "close", "desk"):
+        assert any(f"session {name} started" in line for line in lines), lines[:40]
+        assert any(f"session {name} done: " in line for line in lines), lines[-40:]
+    assert any("waiting for market time" in line for line in lines)
+    assert any("session desk — waiting for quotes for every symbol" in line for line in lines)
+    assert any("writing the report" in line for line in lines) and "\r" not in progress.getvalue()
+    assert len(lines) < 400, "progress must not be noisy"
 
 
 def test_a_risk_limit_that_never_fires_fails_its_scenario_and_the_verdict(kafka_bootstrap: str, tmp_path: Path) -> None:

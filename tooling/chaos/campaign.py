@@ -33,6 +33,7 @@ from tooling.chaos.checker import Checker, InvariantResult, read_topic
 from tooling.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from tooling.demo import Demo, DemoConfig, get_json, post_json, session_close
 from tooling.processes import free_port, http_status
+from tooling.progress import current as current_progress
 from tooling.stack import KafkaStack
 
 #: ibsim's default universe: ten symbols share the quote rate.
@@ -100,6 +101,7 @@ class FaultOutcome:
             **self.fault.to_json(),
             "injected_at": round(self.injected_at, 2),
             "restored_at": None if self.restored_at is None else round(self.restored_at, 2),
+            "recovered_at": None if self.recovered_at is None else round(self.recovered_at, 2),
             "recovery_seconds": self.recovery_seconds,
             "error": self.error,
             "notes": self.notes,
@@ -148,10 +150,15 @@ class ChaosDemo(Demo):
             self.group.processes["execution"].env.pop(key, None)
 
 
+def _flushed_print(*args: Any) -> None:
+    # Flushed: the log is how a campaign shows it is alive when its output goes through a pipe (tee, CI).
+    print(*args, flush=True)
+
+
 class Campaign:
     """Runs one campaign; ``run()`` returns the report (also written as JSON)."""
 
-    def __init__(self, config: ChaosConfig, log: Any = print) -> None:
+    def __init__(self, config: ChaosConfig, log: Any = _flushed_print) -> None:
         self.config = config
         self.log = log
         self.directory = config.directory or Path(tempfile.mkdtemp(prefix="ibstream-chaos-"))
@@ -160,10 +167,15 @@ class Campaign:
         self.outcomes: list[FaultOutcome] = []
         self.unexpected_exits: list[dict[str, Any]] = []
         self.throughput: list[tuple[float, int, int]] = []  # (t, quotes, bars) high-water sums
+        # The same, also sampled while a fault recovers (the throughput figures keep to the samples between faults,
+        # as before; the timeline shows the dips).
+        self.timeline_samples: list[tuple[float, int, int]] = []
         self.cpu_seconds: dict[str, dict[int, float]] = {}  # process name → pid → CPU seconds at its last sample
         self.poison: set[tuple[str, int, int]] = set()
         self.rng = random.Random(config.seed)
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()  # the same instant on the wall clock, to place records' UTC times on the timeline
+        self.orders_routed_at: list[float] = []  # seconds since t0 of each routed order (from the checker's records)
         self.stack: KafkaStack | None = None
         self.demo: ChaosDemo | None = None
         self._probe: Consumer | None = None
@@ -279,7 +291,17 @@ class Campaign:
         quotes_high, bars_high = self._high_sum(quotes.TOPIC.name), self._high_sum(bars.TOPIC.name)
         if quotes_high is not None and bars_high is not None:
             self.throughput.append((self.now(), quotes_high, bars_high))
+            self.timeline_samples.append(self.throughput[-1])
         self.sample_cpu()
+
+    def sample_for_timeline(self, bars_high: int) -> None:
+        """A throughput sample while a fault recovers (only once every process answers: a watermark query to a
+        broker that is down would hold up the recovery check), at most every 2 s."""
+        if self.timeline_samples and self.now() - self.timeline_samples[-1][0] < 2.0:
+            return
+        quotes_high = self._high_sum(quotes.TOPIC.name)
+        if quotes_high is not None:
+            self.timeline_samples.append((self.now(), quotes_high, bars_high))
 
     def sample_cpu(self) -> None:
         """CPU seconds used so far by every process of the run (each pid's last reading; restarts add up): what
@@ -341,8 +363,11 @@ class Campaign:
         deadline = time.monotonic() + RECOVERY_TIMEOUT
         while time.monotonic() < deadline:
             self.watch_processes()
+            self._status(f"{self.now() - (outcome.restored_at or self.now()):.0f}s since the fault ended")
             if self.all_ready():
                 now = progress()
+                if now[0] is not None:
+                    self.sample_for_timeline(now[0])
                 if all(value is not None and value > old for value, old in zip(now, before, strict=True)):
                     outcome.recovered_at = self.now()
                     return
@@ -355,6 +380,8 @@ class Campaign:
         assert self.demo is not None and self.stack is not None
         outcome = FaultOutcome(fault, self.now())
         self.log(f"chaos: inject {fault.describe()}")
+        reporter = current_progress()
+        reporter.phase(f"fault #{fault.index:02d} {fault.kind} injected at t+{outcome.injected_at:.0f}s", "it to end")
         try:
             if fault.kind.startswith(("kill_", "broker_")):
                 self._inject_process_fault(fault)
@@ -369,6 +396,11 @@ class Campaign:
             outcome.error = f"{type(error).__name__}: {error}"
             self.log(f"chaos: fault {fault.index} failed to inject: {outcome.error}")
         outcome.restored_at = self.now()
+        reporter.phase(
+            f"fault #{fault.index:02d} {fault.kind} ended at t+{outcome.restored_at:.0f}s",
+            f"recovery: every deployable ready and new bars through the sink and streams (at most "
+            f"{RECOVERY_TIMEOUT:.0f}s)",
+        )
         self.wait_recovered(outcome)
         self.log(
             f"chaos:   recovered in {outcome.recovery_seconds}s"
@@ -494,6 +526,9 @@ class Campaign:
         started = time.monotonic()
         left: list[Gap] = []
         reported = -60.0
+        current_progress().phase(
+            "the end: load stops once gaps close", "every gap backfilled or given up (IB paces backfills)"
+        )
         while time.monotonic() < started + timeout:
             records: list[Gap] = []
             for raw in read_topic(self.stack.bootstrap, topic):
@@ -501,6 +536,7 @@ class Campaign:
                     records.append(codec.decode(topic, Gap, raw.value, raw.partition, raw.offset))
             left = gaps.unfinished(records)
             waited = time.monotonic() - started
+            current_progress().status(f"{len(left)} gap(s) open after {waited:.0f}s of at most {timeout:.0f}s")
             if not left:
                 if waited > 5:
                     self.log(f"chaos: every gap closed after {waited:.0f}s")
@@ -573,14 +609,19 @@ class Campaign:
         bars_until = sim_epoch - 5 - speed * 1.5
         self.wait_gaps_closed(self.gap_drain_seconds)
         group.stop("producer")
+        current_progress().phase("the end: producer stopped", "risk to decide the last intents")
         # Intents orchestration emitted just before the stop must be decided, or the check would count them as
         # intents without a decision: risk works off orders.intents.v1 before streams stops.
         if not self.wait_streams_decided():
             self.log("chaos: risk did not catch up with orders.intents.v1 before streams stopped")
         for name in STOP_ORDER[1:3]:
             group.stop(name)
+        current_progress().phase(
+            "the end: freezing the book", "execution to cancel working entries under the kill switch"
+        )
         self.quiesce_orders()
         group.stop("execution")
+        current_progress().phase("the end: execution stopped", "the warehouse sink to drain")
         drained = self.wait_sink_drained()
         if not drained:
             self.log("chaos: the sink did not drain in time; warehouse counts may lag")
@@ -594,6 +635,9 @@ class Campaign:
             warehouse_dir=demo.directory / "warehouse",
         )
         started = time.monotonic()
+        current_progress().phase(
+            "the end: checking the invariants", "every topic read back, the warehouse and ibsim's books"
+        )
         warehouse = Warehouse.open(settings, migrate=False)
         try:
             checker = Checker(settings, demo.control, self.config.symbols, self.poison, bars_until, warehouse)
@@ -601,6 +645,7 @@ class Campaign:
             results = checker.run()
         finally:
             warehouse.close()
+        self.orders_routed_at = [round(order.routed_time.timestamp() - self.t0_wall, 2) for order in checker.routed]
         self.log(f"chaos: checked in {time.monotonic() - started:.1f}s")
         return results, checker.records_processed(), bars_until
 
@@ -612,10 +657,14 @@ class Campaign:
             self.log(f"chaos: fault schedule (seed {self.config.seed}, {self.config.minutes:.1f} min):")
             for fault in self.schedule:
                 self.log(f"  {fault.describe()}")
+            current_progress().phase(
+                "starting a private Kafka broker, ibsim and every deployable", "every deployable healthy"
+            )
             self.start()
-            self.t0 = time.monotonic()
+            self.t0, self.t0_wall = time.monotonic(), time.time()
             pending = list(self.schedule)
             last_sample = -10.0
+            self._await_next_fault(pending)
             while self.now() < self.config.duration:
                 if self.now() - last_sample >= 2.0:
                     self.sample_throughput()
@@ -623,7 +672,9 @@ class Campaign:
                 self.watch_processes()
                 if pending and self.now() >= pending[0].at:
                     self.outcomes.append(self.inject(pending.pop(0)))
+                    self._await_next_fault(pending)
                     continue
+                self._status(f"{len(self.outcomes)} of {len(self.schedule)} faults injected")
                 time.sleep(0.25)
             for fault in pending:
                 self.log(f"chaos: no time left for {fault.describe()}")
@@ -635,12 +686,37 @@ class Campaign:
         finally:
             self.cleanup()
         report = self.report(results, processed, error)
+        try:
+            self.write_timeline(report)
+        except Exception as exc:  # the picture must never cost the campaign its JSON report
+            self.log(f"chaos: timeline not written: {type(exc).__name__}: {exc}")
         if self.config.json_path is not None:
             import json
 
             self.config.json_path.parent.mkdir(parents=True, exist_ok=True)
             self.config.json_path.write_text(json.dumps(report, indent=2, default=str))
         return report
+
+    def write_timeline(self, report: dict[str, Any]) -> None:
+        """``report.html`` (next to the JSON report, or in the campaign's directory): the timeline of faults,
+        recoveries and throughput above the text report's tables. Its path goes into the report as ``html``."""
+        from tooling.chaos.report import render
+        from tooling.chaos.timeline import render_html
+
+        path = self.config.json_path.with_suffix(".html") if self.config.json_path else self.directory / "report.html"
+        report["html"] = str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_html(report, render(report)))
+
+    def _await_next_fault(self, pending: list[Fault]) -> None:
+        if pending:
+            what = f"fault #{pending[0].index:02d} {pending[0].kind} at t+{pending[0].at:.0f}s"
+        else:
+            what = f"the end of the faulted window at t+{self.config.duration:.0f}s"
+        current_progress().phase("load running", what)
+
+    def _status(self, detail: str) -> None:
+        current_progress().status(f"t+{self.now():.0f}s of {self.config.duration:.0f}s; {detail}")
 
     def cleanup(self) -> None:
         if self.demo is not None:
@@ -715,6 +791,12 @@ class Campaign:
             "replay": f"ibstream chaos --minutes {self.config.minutes:g} --rate {self.config.rate:g} "
             f"--seed {self.config.seed}" + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else ""),
             "faults": [o.to_json() for o in self.outcomes],
+            # The timeline's raw series: (t, quotes, bars) high watermarks, exits, orders routed (t since t0).
+            "throughput_samples": [[round(t, 2), q, b] for t, q, b in self.timeline_samples],
+            "unexpected_exits": [
+                {"t": e["t"], "process": e["process"], "exit_code": e["exit_code"]} for e in self.unexpected_exits
+            ],
+            "orders_routed_at": self.orders_routed_at,
             "faults_by_kind": {kind: len(values) for kind, values in sorted(by_kind.items())},
             "recovery_seconds": {
                 "p50": round(statistics.median(recoveries), 2) if recoveries else None,
@@ -767,11 +849,15 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def run_campaign(config: ChaosConfig) -> dict[str, Any]:
-    signal.signal(signal.SIGTERM, _terminate)
-    report = Campaign(config).run()
     from tooling.chaos.report import render
+    from tooling.progress import Progress, use
 
+    signal.signal(signal.SIGTERM, _terminate)
+    with use(Progress.to_stderr("chaos")):  # live progress on stderr; stdout keeps the log and the report
+        report = Campaign(config).run()
     print(render(report))
+    if report.get("html"):
+        print(f"timeline of faults, recoveries and throughput: {report['html']}")
     return report
 
 

@@ -24,6 +24,7 @@ from ibstream.config import Settings, load_settings
 from ibstream.exceptions import IbstreamError
 from ibstream.market_hours import EXCHANGE_TZ
 from tooling.demo import Demo, DemoConfig, get_json, post_json, session_start
+from tooling.progress import current as progress
 from tooling.uat.model import Evidence
 
 
@@ -87,6 +88,7 @@ class Session:
         self.failure: str | None = None
         self.ready_at: dt.datetime | None = None
         self.pipeline_stopped = False
+        self.awaiting = ""  # what the session waits for now (the progress line says it)
 
     # --- environment and processes ---
 
@@ -109,10 +111,19 @@ class Session:
         now = self.market_time()
         stamp = f"{now.astimezone(EXCHANGE_TZ):%H:%M:%S} NY" if now else "--:--:--"
         self.log.append(f"{stamp}  {text}")
+        # An event of the session: what it waited for before is over (the next wait says what comes).
+        self.awaiting = ""
+        progress().phase(f"session {self.plan.name} at {stamp}: {text.removeprefix(f'session {self.plan.name}: ')}")
+
+    def waiting_for(self, what: str, doing: str = "") -> None:
+        """Say on the progress line what the session waits for now (and what it is doing, if that changed)."""
+        self.awaiting = what
+        progress().phase(f"session {self.plan.name}: {doing}" if doing else f"session {self.plan.name}", what)
 
     def start(self) -> None:
         demo, env, ports = self.demo, self.env(), self.demo.ports
         demo.prepare()
+        self.waiting_for("api, agent0 and streams healthy", "starting the deployables")
         # The deployables that do not talk to IB first, so ibsim's (fast) clock starts as late as possible.
         demo.group.ibstream("api", "run", "api", "--with-sink", env=env, health_url=f"{self.api}/health")
         for name in ("agent0", "streams"):
@@ -122,6 +133,7 @@ class Session:
         for name in ("api", "agent0", "streams"):
             demo.group.wait_healthy(name, 120)
         if not self.plan.gateway:
+            self.waiting_for("ibsim healthy", "starting ibsim")
             start = demo.start.replace(tzinfo=None).isoformat(timespec="seconds")
             demo.group.ibstream(
                 "ibsim",
@@ -144,6 +156,7 @@ class Session:
                 health_url=f"{self.control}/health",
             )
             demo.group.wait_healthy("ibsim", 30)
+        self.waiting_for("execution and producer healthy (connected to IB)", "starting execution and producer")
         for name in ("execution", "producer"):
             demo.group.ibstream(
                 name, "run", name, env=demo.process_env(name, env), health_url=f"http://127.0.0.1:{ports[name]}/health"
@@ -196,6 +209,8 @@ class Session:
         """Drive the session until market time ``until``: approve waiting runs (manual), run each scheduled
         action once its market time ("HH:MM" New York) has come, and fail fast if a process dies."""
         deadline = time.monotonic() + wall_timeout
+        started = time.monotonic()
+        self._await_schedule(until, actions)
         while True:
             now = self.market_time()
             if now is not None:
@@ -204,6 +219,11 @@ class Session:
                     if key not in self.actions_done and now >= self.at(when):
                         self.actions_done.add(key)
                         action()
+                        self._await_schedule(until, actions)
+                progress().status(
+                    f"market {now.astimezone(EXCHANGE_TZ):%H:%M:%S} NY, {time.monotonic() - started:.0f}s of at most "
+                    f"{wall_timeout:.0f}s"
+                )
             if self.plan.approve == "manual":
                 self.demo.approve_waiting_runs()
             self.alive_check()
@@ -212,6 +232,15 @@ class Session:
             if time.monotonic() > deadline:
                 raise UatError(f"{self.plan.name}: market time did not reach {until:%H:%M} within {wall_timeout:.0f}s")
             time.sleep(0.3)
+
+    def _await_schedule(self, until: dt.datetime, actions: Sequence[tuple[str, Callable[[], None]]]) -> None:
+        pending = [
+            f"{getattr(action, '__name__', 'action')} at {when} NY"
+            for when, action in actions
+            if f"{when}:{getattr(action, '__name__', '')}" not in self.actions_done
+        ]
+        what = f"market time {until.astimezone(EXCHANGE_TZ):%H:%M} NY" + (f" (next: {pending[0]})" if pending else "")
+        self.waiting_for(what, "running the market day")
 
     # --- ibsim and API actions ---
 
@@ -245,6 +274,7 @@ class Session:
         (the API held the directory while it ran). Tables are unqualified: the session database is the default.
         """
         payload = json.dumps([[name, sql] for name, sql in queries])
+        self.waiting_for(f"{len(queries)} evidence queries on the session's warehouse", "reading the evidence")
         result = subprocess.run(
             [sys.executable, "-m", "tooling.uat.evidence", "--state-dir", str(self.demo.directory)],
             input=payload,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ibstream.config import Settings
+from tooling.progress import current as progress
 from tooling.uat.catalogue import GATEWAY_SCENARIOS, SCENARIOS, SESSIONS
 from tooling.uat.harness import Session, SessionPlan, UatError
 from tooling.uat.model import Evidence, Judge, ScenarioResult, by_key, first, number, skipped, summarise
@@ -101,6 +102,7 @@ def run_uat(settings: Settings, options: UatOptions) -> UatRun:
         target = "ibsim"
     finished = dt.datetime.now(dt.UTC)
     names = ["gateway"] if options.gateway else [n for n in SESSIONS if n in options.sessions]
+    progress().phase("plotting each session's day", f"the warehouses of {', '.join(names)}")
     meta = {
         "session_id": session_id,
         "target": target,
@@ -118,10 +120,12 @@ def run_uat(settings: Settings, options: UatOptions) -> UatRun:
     run = UatRun(
         session_id, results, meta, directory / "report.md", directory / "report.html", directory / "results.json"
     )
+    progress().phase("writing the report", "")
     run.markdown.write_text(render_markdown(meta, results))
     run.html.write_text(render_html(meta, results))
     run.json.write_text(json.dumps({"meta": meta, "results": [r.to_dict() for r in results]}, default=str, indent=1))
     if options.record:
+        progress().phase("recording the session", "the campaign's warehouse")
         record_session(settings, run)
     return run
 
@@ -130,13 +134,18 @@ def _run_sim(settings: Settings, options: UatOptions, directory: Path, session_i
     results: dict[str, list[ScenarioResult]] = {}
 
     def run(name: str) -> None:
+        scenarios = [s for s in SCENARIOS if s.session == name]
+        progress().phase(f"session {name} started ({len(scenarios)} scenarios are judged from it)")
         try:
             results[name] = _RUNNERS[name](settings, directory / name, session_id, _plan(name, options.env_overrides))
         except Exception as error:  # a harness bug must fail the session's scenarios, not lose the report
             where = traceback.format_exc(limit=-3)
-            results[name] = [
-                _crashed(s.id, f"session {name} crashed: {error!r}\n{where}") for s in SCENARIOS if s.session == name
-            ]
+            results[name] = [_crashed(s.id, f"session {name} crashed: {error!r}\n{where}") for s in scenarios]
+        counts = summarise(results[name])
+        progress().phase(
+            f"session {name} done: {counts['passed']} passed, {len(counts['failed'])} failed"
+            + (f" ({', '.join(counts['failed'])})" if counts["failed"] else "")
+        )
 
     wanted = [name for name in SESSIONS if name in options.sessions]
     background = None

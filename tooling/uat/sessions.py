@@ -17,6 +17,7 @@ from typing import Any
 
 from ibstream.config import Settings
 from ibstream.market_hours import EXCHANGE_TZ
+from tooling.progress import current as progress
 from tooling.uat.catalogue import BY_ID, RISK_CHECKS, SCENARIOS
 from tooling.uat.harness import Session, SessionPlan, UatError, own_broker_settings
 from tooling.uat.model import Evidence, Judge, ScenarioResult, by_key, failed, first, number
@@ -624,6 +625,8 @@ class Desk:
         """Poll GET /v1/orders/{id} until ``done`` holds for its body."""
         deadline = time.monotonic() + timeout
         body: Any = None
+        # A status, not a phase line: the desk waits on each of its ~30 orders right after placing it (a line each).
+        progress().status(f"desk order {tag}: waiting for it as expected (at most {timeout:.0f}s)")
         while time.monotonic() < deadline:
             status, body = self.session.api_get(f"/v1/orders/{self.orders[tag]}")
             if status == 200 and done(body):
@@ -646,6 +649,7 @@ class Desk:
 
 def _wait(what: str, condition: Callable[[], bool], timeout: float, session: Session) -> None:
     deadline = time.monotonic() + timeout
+    session.waiting_for(f"{what} (at most {timeout:.0f}s)")
     while time.monotonic() < deadline:
         if condition():
             return

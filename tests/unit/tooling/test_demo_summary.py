@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tooling.demo import summary_rows
+import re
+from pathlib import Path
+
+from tooling.demo import console_chart_urls, summary_rows
+
+#: The console's static files (read as text: tooling imports no deployable).
+STATIC_DIR = Path(__file__).resolve().parents[3] / "api" / "console" / "static"
 
 
 def test_every_figure_of_a_row_is_labelled() -> None:
@@ -29,3 +35,22 @@ def test_every_figure_of_a_row_is_labelled() -> None:
 def test_a_failed_query_reads_as_an_error() -> None:
     rows = dict(summary_rows({"realized_pnl": [("error", "Table demo.executions_v1 does not exist")]}))
     assert rows["realized pnl"] == "error: Table demo.executions_v1 does not exist"
+
+
+def test_the_summary_links_each_symbols_chart_and_every_link_is_a_console_route() -> None:
+    links = console_chart_urls("http://127.0.0.1:8123", ("AAPL", "BRK B"))
+    assert links[:2] == [
+        ("AAPL chart", "http://127.0.0.1:8123/console/#/charts?symbol=AAPL&interval=60"),
+        ("BRK B chart", "http://127.0.0.1:8123/console/#/charts?symbol=BRK%20B&interval=60"),
+    ]
+    assert [what for what, _ in links[2:]] == ["positions", "orders"]
+    # Every link opens a page the console routes (its hash routes in app.js), with the query the chart page reads.
+    app = (STATIC_DIR / "js" / "app.js").read_text()
+    patterns = [re.compile(p) for p in re.findall(r"\[/(\^[^/]*(?:\\/[^/]*)*\$)/, \w+, ", app)]
+    assert len(patterns) >= 8
+    for _, url in links:
+        path = url.split("#", 1)[1].split("?")[0]
+        assert url.startswith("http://127.0.0.1:8123/console/#/") and any(p.match(path) for p in patterns), url
+    charts = (STATIC_DIR / "js" / "pages" / "charts.js").read_text()
+    assert 'ctx.params.get("symbol")' in charts and 'ctx.params.get("interval")' in charts
+    assert '[60, "1 min"]' in charts  # the interval the links ask for is one the page offers
