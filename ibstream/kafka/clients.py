@@ -299,6 +299,17 @@ def _transaction_error(action: str, error: KafkaException) -> TransactionError:
     return TransactionError(f"{action} failed: {error}", fatal=fatal or fenced, fenced=fenced)
 
 
+def _commit_in_progress(error: KafkaException) -> bool:
+    """A retriable commit error that does not ask for an abort: the commit goes on and must be called again."""
+    kafka_error = error.args[0] if error.args else None
+    return bool(
+        isinstance(kafka_error, KafkaError)
+        and kafka_error.retriable()
+        and not kafka_error.txn_requires_abort()
+        and not kafka_error.fatal()
+    )
+
+
 def create_transactional_producer(settings: Settings, transactional_id: str, **overrides: Any) -> Producer:
     """An idempotent producer with a transactional.id; ``init_transactions`` fences older instances of the id."""
     return Producer(
@@ -323,9 +334,19 @@ class Transactions:
     Every librdkafka error is raised as TransactionError, so callers need not import confluent-kafka.
     """
 
-    def __init__(self, producer: Producer, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        timeout: float = 10.0,
+        commit_deadline: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._producer = producer
         self._timeout = timeout
+        # How long a commit that keeps timing out (a retriable error) is resumed before giving up as broken: past
+        # the transaction timeout (60 s) the broker aborts the transaction itself and the commit fails for good.
+        self._commit_deadline = commit_deadline
+        self._clock = clock
         self.open = False
 
     def init(self) -> None:
@@ -350,10 +371,25 @@ class Transactions:
         restart), and a call that never returns cannot be recovered from. Callers commit offsets after this returns
         and make re-delivery harmless instead.
         """
-        try:
-            self._producer.commit_transaction(self._timeout)
-        except KafkaException as error:
-            raise _transaction_error("commit_transaction", error) from None
+        deadline = self._clock() + self._commit_deadline
+        while True:
+            try:
+                self._producer.commit_transaction(self._timeout)
+            except KafkaException as error:
+                if _commit_in_progress(error) and self._clock() < deadline:
+                    # A commit that timed out is still in progress in librdkafka: it must be resumed by calling
+                    # commit again. Aborting (or beginning the next transaction) instead is refused with _CONFLICT
+                    # "commit_transaction API call is already in progress" forever: execution wedged so under load.
+                    log.warning("commit_transaction timed out; resuming it", extra={"error": str(error)})
+                    continue
+                if _commit_in_progress(error):
+                    raise TransactionError(
+                        f"commit_transaction still in progress after {self._commit_deadline:.0f}s: {error}",
+                        fatal=True,
+                        fenced=False,
+                    ) from None
+                raise _transaction_error("commit_transaction", error) from None
+            break
         self.open = False
 
     def abort(self) -> None:
