@@ -15,15 +15,16 @@ from ibsim.messages.requests import PlaceOrder, parse_request
 
 
 def _wire_fields(contract: Contract, order: Order) -> list[str]:
-    """The fields of the placeOrder message ibapi 9.81 sends to a server of version 157."""
+    """The fields of the placeOrder message IB's 10.x client sends to a server of version 157."""
     sent: list[str] = []
     client = EClient(EWrapper())
     client.serverVersion_ = 157
     client.connState = EClient.CONNECTED
     client.isConnected = lambda: True  # type: ignore[method-assign]
-    client.sendMsg = sent.append  # type: ignore[method-assign]
+    # 10.x's EClient.sendMsg gets the message id and the fields before framing
+    client.sendMsg = lambda msg_id, text: sent.extend([str(msg_id), *text.split("\0")[:-1]])  # type: ignore[method-assign]
     client.placeOrder(7, contract, order)
-    return sent[0].split("\0")[:-1]  # EClient.sendMsg gets the fields before framing
+    return sent
 
 
 def _stock() -> Contract:

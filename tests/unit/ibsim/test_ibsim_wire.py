@@ -1,4 +1,4 @@
-"""Wire mapping against the real ibapi 9.81 decoder and encoder (no sockets)."""
+"""Wire mapping against the real decoder and encoder of IB's 10.x client (nautilus-ibapi; no sockets)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from ibapi import comm
 from ibapi.client import EClient
-from ibapi.common import UNSET_DOUBLE
+from ibapi.const import UNSET_DOUBLE
 from ibapi.contract import Contract
 from ibapi.decoder import Decoder
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
+from ibapi.order_cancel import OrderCancel
 from ibapi.tag_value import TagValue
 from ibapi.wrapper import EWrapper
 
@@ -44,13 +45,15 @@ class Capture(EWrapper):  # type: ignore[misc]
         return lambda *a: object.__getattribute__(self, "calls").append((name, a))
 
 
-def decode(fields: list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
-    """Frame with ibsim, unframe and interpret with ibapi's own comm + Decoder at v157."""
+def decode(fields: list[Any], version: int = 157) -> list[tuple[str, tuple[Any, ...]]]:
+    """Frame with ibsim, unframe and interpret with the 10.x client's own comm + Decoder at ``version``, splitting off
+    the message id as its EClient.run does (text ids below the protobuf versions)."""
     frame = encode_message(fields)
     size, payload, rest = comm.read_msg(frame)
     assert size == len(frame) - 4 and rest == b""
+    msg_id, _, text = payload.partition(b"\0")
     w = Capture()
-    Decoder(w, 157).interpret(comm.read_fields(payload))
+    Decoder(w, version).interpret(comm.read_fields(text), int(msg_id))
     return w.calls
 
 
@@ -187,7 +190,7 @@ def test_order_status_exec_details_commission() -> None:
         "20250106  10:00:30",
     )
     [(_, (cr,))] = decode(m.commission_report(ex))
-    assert (cr.execId, cr.commission, cr.currency, cr.realizedPNL, cr.yield_) == (
+    assert (cr.execId, cr.commissionAndFees, cr.currency, cr.realizedPNL, cr.yield_) == (
         "0001.02.01.01",
         1.0,
         "USD",
@@ -216,17 +219,20 @@ def test_market_data_and_bars() -> None:
 def test_contract_details_account_and_misc() -> None:
     [(name, (req_id, cd))] = decode(m.contract_data(8, AAPL, []))
     assert name == "contractDetails" and req_id == 8
-    assert (cd.contract.conId, cd.contract.primaryExchange, cd.longName, cd.stockType, cd.mdSizeMultiplier) == (
+    # 10.x reads mdSizeMultiplier below server 164 but keeps it nowhere: the fields after it land in place
+    assert (cd.contract.conId, cd.contract.primaryExchange, cd.longName, cd.stockType, cd.priceMagnifier) == (
         265598,
         "NASDAQ",
         "APPLE INC",
         "COMMON",
-        100,
+        1,
     )
     assert decode(m.error(-1, 2104, "Market data farm connection is OK:usfarm")) == [
-        ("error", (-1, 2104, "Market data farm connection is OK:usfarm"))
-    ]
-    assert decode(m.error(1, 201, "caf\u00e9 \\ ok")) == [("error", (1, 201, "caf\u00e9 \\ ok"))]  # ASCII7 escapes
+        ("error", (-1, 0, 2104, "Market data farm connection is OK:usfarm", ""))
+    ]  # 10.x's errorTime (0 below server 194) and advancedOrderRejectJson ("" below 166)
+    assert decode(m.error(1, 201, "caf\u00e9 \\ ok")) == [
+        ("error", (1, 0, 201, "caf\u00e9 \\ ok", ""))
+    ]  # ASCII7 escapes
     [(_, (acct, c, pos, avg))] = decode(m.position("DU1", AAPL, 100, 190.5))
     assert (acct, c.symbol, c.conId, pos, avg) == ("DU1", "AAPL", 265598, 100.0, 190.5)
     [(_, args)] = decode(m.portfolio_value(AAPL, 10, 200.0, 190.0, 5.0, "DU1"))
@@ -320,7 +326,7 @@ def test_parse_requests_encoded_by_ibapi() -> None:
     assert ibapi_request("reqExecutions", 6, f) == m.ReqExecutions(6, 3, "", "20250106 09:00:00", "AAPL", "", "", "BUY")
     cd = ibapi_request("reqContractDetails", 7, stk("AAPL"))
     assert isinstance(cd, m.ReqContractDetails) and cd.contract.symbol == "AAPL"
-    assert ibapi_request("cancelOrder", 18) == m.SimpleRequest(4, 18)
+    assert ibapi_request("cancelOrder", 18, OrderCancel()) == m.SimpleRequest(4, 18)
     assert ibapi_request("reqIds", -1) == m.SimpleRequest(8, -1)
     assert ibapi_request("reqAccountSummary", 9, "All", "NetLiquidation") == m.ReqAccountSummary(
         9, "All", "NetLiquidation"
@@ -369,7 +375,8 @@ def decode_completed_order(fields: list[Any]) -> tuple[Any, Any, Any, list[str]]
     frame = encode_message(fields)
     _, payload, _ = comm.read_msg(frame)
     w = Capture()
-    it = iter(comm.read_fields(payload))
+    _, _, text = payload.partition(b"\0")  # the message id, which 10.x's EClient.run reads before the decoder
+    it = iter(comm.read_fields(text))
     Decoder(w, 157).processCompletedOrderMsg(it)
     [(name, (contract, order, state))] = w.calls
     assert name == "completedOrder"
