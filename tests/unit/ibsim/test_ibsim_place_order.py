@@ -55,7 +55,7 @@ def _order(**fields: Any) -> Order:
     ids=["plain", "algo", "hedge", "delta_neutral", "scale", "bracket_leg"],
 )
 def test_what_if_is_read_exactly_whatever_optional_groups_precede_it(what_if: bool, extras: dict[str, Any]) -> None:
-    request = parse_request(_wire_fields(_stock(), _order(whatIf=what_if, **extras)))
+    request = parse_request(_wire_fields(_stock(), _order(whatIf=what_if, **extras)), version=157)
     assert isinstance(request, PlaceOrder)
     assert request.what_if is what_if
     assert (request.order_id, request.action, request.quantity, request.lmt_price) == (7, "BUY", 10, 190.5)
@@ -72,5 +72,5 @@ def test_what_if_of_a_combo_order_is_read_after_its_legs(what_if: bool) -> None:
         legs.append(leg)
     bag.comboLegs = legs
     order = _order(whatIf=what_if, smartComboRoutingParams=[TagValue("NonGuaranteed", "1")])
-    request = parse_request(_wire_fields(bag, order))
+    request = parse_request(_wire_fields(bag, order), version=157)
     assert isinstance(request, PlaceOrder) and request.what_if is what_if
