@@ -640,3 +640,24 @@ def test_a_trailing_stop_limit_placed_by_ibapi_echoes_its_offset(sim_factory: Si
     assert later.trail_stop is not None  # a SELL stop only rises: the echoed one lies between the initial and now
     assert o.trailStopPrice <= echoed.trailStopPrice <= later.trail_stop
     assert echoed.trailStopPrice > o.trailStopPrice  # the market is far above: it ratcheted at once
+
+
+def test_a_what_if_order_answers_margin_and_commission_and_is_never_placed(
+    sim_factory: SimF, ibapi_factory: ClientF
+) -> None:
+    sim = sim_factory()
+    c = ibapi_factory(sim, 31)
+    oid = c.of("nextValidId")[0][1]
+    price = sim.quote("AAPL").ask
+    what_if = order("BUY", 100, "MKT")
+    what_if.whatIf = True
+    c.placeOrder(oid, stock("AAPL"), what_if)
+    [(_, _, _, echoed, state)] = c.wait_event("openOrder", oid)
+    assert echoed.whatIf is True and echoed.totalQuantity == Decimal("100")
+    # ibsim's margin model: 25 % of the gross position value; fixed pricing: $0.005 a share, $1 minimum
+    assert float(state.initMarginChange) == pytest.approx(0.25 * 100 * price, rel=0.01)
+    assert (state.commissionAndFees, state.commissionAndFeesCurrency) == (1.0, "USD")
+    c.reqCurrentTime()
+    c.wait_event("currentTime")
+    time.sleep(0.3)  # about 18 simulated seconds: a placed market order would have filled
+    assert sim.orders() == [] and sim.executions() == []
