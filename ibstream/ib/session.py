@@ -409,7 +409,7 @@ class IbSession:
             self._abort(client)
             handshake.join(2)
             raise IbConnectError(f"no IB handshake from {self.host}:{self.port} within {timeout:.0f}s")
-        self._thread = threading.Thread(target=client.run, name=f"ibapi-{self.client_id}", daemon=True)
+        self._thread = threading.Thread(target=_run, args=(client,), name=f"ibapi-{self.client_id}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             self._abort(client)
@@ -588,6 +588,18 @@ class IbSession:
 
     def cancel_pnl_single(self, req_id: int) -> bool:
         return self._send("cancelPnLSingle", req_id)
+
+
+def _run(client: EClient) -> None:
+    """ibapi's message loop. 10.x's loop goes on decoding messages still queued after a disconnect, but disconnect()
+    has reset the server version to None by then, so the next one ends the loop with a TypeError (the connection is
+    already closed and reported): that one is not an error of ours."""
+    try:
+        client.run()
+    except TypeError as error:
+        if client.isConnected():
+            raise
+        log.debug("ibapi's message loop ended after the disconnect", extra={"error": str(error)})
 
 
 def _historical_key(
