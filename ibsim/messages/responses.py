@@ -1,8 +1,10 @@
-"""Responses (server -> client) at server version 157 (pure).
+"""Responses (server -> client) at the negotiated server version (pure).
 
-Outgoing encoders mirror ibapi 9.81's ``decoder.py``/``orderdecoder.py`` field by field: each returns the fields of
-one message, which :func:`ibsim.wire.encode_message` frames. Plain functions over immutable values, so they can be
-tested against the real ibapi decoder without sockets.
+Outgoing encoders mirror the official client's ``decoder.py``/``orderdecoder.py`` field by field: each returns the
+fields of one message, which :func:`ibsim.wire.encode_message` frames. The layouts are server 157's (ibapi 9.81's);
+the builders whose message changes up to :data:`~ibsim.messages.versions.MAX_SERVER_VERSION` take the session's
+``version`` (error, contractDetails, execDetails; openOrder and completedOrder in :mod:`.order_responses`). Plain
+functions over immutable values, so they can be tested against the real decoders (10.x and 9.81) without sockets.
 """
 
 from __future__ import annotations
