@@ -1,4 +1,4 @@
-"""ibsim: an IB Gateway simulator speaking the TWS socket protocol (server version 157).
+"""ibsim: an IB Gateway simulator speaking the TWS socket protocol (server versions 157 to 178).
 
 The official ``ibapi`` client and ``ib_async`` connect to it unchanged. Pure parts (:mod:`ibsim.market`,
 :mod:`ibsim.matching`, :mod:`ibsim.messages`, :mod:`ibsim.wire`, :mod:`ibsim.pacing`) are separate from the I/O.

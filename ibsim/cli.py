@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ibsim",
         description="A stand-in for IB Gateway with a simulated market and broker: IB's own client libraries "
-        "connect to it unchanged (TWS API v157).",
+        "connect to it unchanged (TWS API v157 up to v178).",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address")
     p.add_argument("--port", type=int, default=4002, help="TWS API port (0 = any free port)")

@@ -14,8 +14,9 @@ from ibstream.market_hours import latest_session
 
 #: Exchange time zone of the simulated venue; TWS reports times in it.
 EXCHANGE_TZ = ZoneInfo("America/New_York")
-#: Highest TWS server version ibsim fully implements (the ibapi 9.81 maximum; ib_async accepts it).
-SERVER_VERSION = 157
+#: Highest TWS server version ibsim fully implements: every message it sends and reads follows the negotiated
+#: version up to this one (see ibsim.messages.versions). ibapi 9.81 gets 157, ib_async 2.1 and IB's 10.x client 178.
+SERVER_VERSION = 178
 #: Oldest client version the handshake still accepts (TWS API "v100+" framing).
 MIN_CLIENT_VERSION = 100
 

@@ -39,7 +39,7 @@ class MarketData:
         today = exchange_date(now)
         days = [today + dt.timedelta(days=k) for k in range(7)]
         days = [d for d in days if session_for(d, "rth") is not None][:5]
-        s.send(m.contract_data(req.req_id, inst, days))
+        s.send(m.contract_data(req.req_id, inst, days, version=s.version))
         s.send(m.contract_data_end(req.req_id))
 
     def on_market_data_type(self, s: Session, req: m.SimpleRequest, now: float) -> None:
@@ -123,14 +123,14 @@ class MarketData:
             if close is not None:
                 s.send(m.tick_price(req_id, tick(m.Tick.CLOSE), close, 0))
         if last.get(m.Tick.BID) != (q.bid, q.bid_size):
-            s.send(m.tick_price(req_id, tick(m.Tick.BID), q.bid, q.bid_size, 1))
+            s.send(m.tick_price(req_id, tick(m.Tick.BID), q.bid, m.quote_size(q.bid_size, s.version), 1))
             last[m.Tick.BID] = (q.bid, q.bid_size)
         if last.get(m.Tick.ASK) != (q.ask, q.ask_size):
-            s.send(m.tick_price(req_id, tick(m.Tick.ASK), q.ask, q.ask_size, 1))
+            s.send(m.tick_price(req_id, tick(m.Tick.ASK), q.ask, m.quote_size(q.ask_size, s.version), 1))
             last[m.Tick.ASK] = (q.ask, q.ask_size)
         if last.get(-1) != q.time:
-            s.send(m.tick_price(req_id, tick(m.Tick.LAST), q.last, q.last_size))
-            s.send(m.tick_size(req_id, tick(m.Tick.VOLUME), q.volume // 100))
+            s.send(m.tick_price(req_id, tick(m.Tick.LAST), q.last, m.quote_size(q.last_size, s.version)))
+            s.send(m.tick_size(req_id, tick(m.Tick.VOLUME), m.volume_size(q.volume, s.version)))
             s.send(m.tick_string(req_id, tick(m.Tick.LAST_TIMESTAMP), str(q.time)))
             last[-1] = q.time
 

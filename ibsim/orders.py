@@ -124,7 +124,7 @@ class Orders:
             currency=inst.currency,
         )
         snapshot = OrderSnapshot(req, 0, "PreSubmitted", 0.0, req.quantity, 0.0, 0.0, now, now)
-        s.send(m.open_order(snapshot, inst, gw.account, what_if=state))
+        s.send(m.open_order(snapshot, inst, gw.account, what_if=state, version=s.version))
 
     def _lose(self, s: Session, req: m.PlaceOrder, restart_seconds: float) -> None:
         """A transmitting placeOrder lost in flight: its connection drops, or the whole gateway restarts."""
@@ -159,7 +159,7 @@ class Orders:
         for o in self.gw.engine.orders():
             if o.is_active or exchange_date(o.updated_at) != today:
                 continue
-            s.send(m.completed_order(o, self.gw.instruments[o.request.symbol], self.gw.account))
+            s.send(m.completed_order(o, self.gw.instruments[o.request.symbol], self.gw.account, version=s.version))
         s.send(m.completed_orders_end())
 
     def _open_orders(self, s: Session, all_clients: bool) -> None:
@@ -169,7 +169,7 @@ class Orders:
             if not all_clients and o.client_id != s.client_id and s.client_id != 0:
                 continue
             inst = self.gw.instruments[o.request.symbol]
-            s.send(m.open_order(o, inst, self.gw.account))
+            s.send(m.open_order(o, inst, self.gw.account, version=s.version))
             s.send(m.order_status(o))
         s.send(m.open_order_end())
 
@@ -186,7 +186,7 @@ class Orders:
             if not _matches(req, e, since):
                 continue
             inst = self.gw.instruments[e.symbol]
-            s.send(m.exec_details(req.req_id, e, inst))
+            s.send(m.exec_details(req.req_id, e, inst, version=s.version))
             s.send(m.commission_report(e, inst.currency))
         s.send(m.exec_details_end(req.req_id))
 
@@ -211,14 +211,14 @@ class Orders:
         account = self.gw.account
         match ev:
             case OrderUpdated(order=o):
-                owner.send(m.open_order(o, self.gw.instruments[o.request.symbol], account))
+                owner.send(m.open_order(o, self.gw.instruments[o.request.symbol], account, version=owner.version))
                 owner.send(m.order_status(o))
             case OrderFilled(order=o, execution=e):
                 inst = self.gw.instruments[o.request.symbol]
-                owner.send(m.exec_details(-1, e, inst))
+                owner.send(m.exec_details(-1, e, inst, version=owner.version))
                 owner.send(m.order_status(o))
                 if o.status == "Filled":
-                    owner.send(m.open_order(o, inst, account))
+                    owner.send(m.open_order(o, inst, account, version=owner.version))
                 owner.send(m.commission_report(e, inst.currency))
             case OrderCancelled(order=o):
                 owner.send(m.order_status(o))

@@ -221,7 +221,7 @@ class ApiServer:
 
     def _dispatch(self, s: Session, fields: list[str]) -> None:
         try:
-            req = m.parse_request(fields)
+            req = m.parse_request(fields, version=s.version)
         except ProtocolError as exc:
             s.error(m.request_id_of(fields), 320, f"{m.ERROR_TEXT[320]} {exc}")
             return
@@ -261,12 +261,12 @@ class ApiServer:
         if s.client_id is not None:
             return
         if any(o.ready and o.client_id == req.client_id for o in self.gw.sessions):
-            s.send(m.error(-1, 326))
+            s.error(-1, 326)
             s.close()
             return
         if len(self.gw.ready_sessions()) >= self.config.max_clients:
             text = f"Couldn't connect to TWS. Maximum of {self.config.max_clients} API clients reached."
-            s.send(m.error(-1, 502, text))
+            s.error(-1, 502, text)
             s.close()
             return
         s.client_id = req.client_id

@@ -105,7 +105,7 @@ class Session:
             self.close(abort=True)
 
     def error(self, req_id: int, code: int, text: str | None = None) -> None:
-        self.send(m.error(req_id, code, text))
+        self.send(m.error(req_id, code, text, version=self.version))
 
     def close(self, abort: bool = False) -> None:
         if self.closed:

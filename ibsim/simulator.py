@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 
 class Simulator:
-    """IB Gateway simulator speaking the TWS socket protocol (server version 157).
+    """IB Gateway simulator speaking the TWS socket protocol (server versions 157 to 178).
 
     Use ``Simulator(config).start()`` for a background thread (tests), or
     ``await Simulator(config).serve_forever()`` inside an event loop (CLI).

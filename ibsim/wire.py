@@ -112,6 +112,8 @@ class FieldReader:
 
     fields: list[str]
     pos: int = 0
+    #: The server version the session negotiated: some messages' layouts depend on it.
+    version: int = 0
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.fields[self.pos :])

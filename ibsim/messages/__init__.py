@@ -1,4 +1,4 @@
-"""TWS message mapping at server version 157 (pure).
+"""TWS message mapping at the negotiated server version, 157 up to :data:`MAX_SERVER_VERSION` (pure).
 
 Outgoing encoders (:mod:`ibsim.messages.responses`) mirror ibapi 9.81's ``decoder.py``/``orderdecoder.py`` field by
 field; inbound parsers (:mod:`ibsim.messages.requests`) mirror ``client.py``. Both sides are plain functions over
@@ -79,6 +79,7 @@ from ibsim.messages.responses import (
     tick_string,
     tws_time,
 )
+from ibsim.messages.versions import MAX_SERVER_VERSION, quote_size, volume_size
 
 __all__ = [
     "ERROR_TEXT",
@@ -86,6 +87,7 @@ __all__ = [
     "MAP_DELAYED_TICK",
     "MAP_DURATION_UNIT",
     "MAP_REQUEST_PARSER",
+    "MAX_SERVER_VERSION",
     "UNSET_DOUBLE_TEXT",
     "ContractSpec",
     "In",
@@ -142,6 +144,7 @@ __all__ = [
     "portfolio_value",
     "position",
     "position_end",
+    "quote_size",
     "realtime_bar",
     "request_id_of",
     "server_hello",
@@ -149,4 +152,5 @@ __all__ = [
     "tick_size",
     "tick_string",
     "tws_time",
+    "volume_size",
 ]

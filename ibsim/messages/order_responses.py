@@ -1,7 +1,10 @@
-"""``openOrder`` and ``completedOrder`` (server -> client) at server version 157 (pure), one helper per field group
-in wire order.
+"""``openOrder`` and ``completedOrder`` (server -> client) at the negotiated server version (pure), one helper per
+field group in wire order.
 
-It mirrors ibapi 9.81's ``orderdecoder.py`` field by field, like the other encoders in :mod:`ibsim.messages.responses`.
+It mirrors the official client's ``orderdecoder.py`` field by field, like the other encoders in
+:mod:`ibsim.messages.responses`: the server-157 layout (ibapi 9.81's), and what :mod:`ibsim.messages.versions` adds
+or drops up to its maximum (IB's 10.x decoder: faProfile gone at 177, duration/postToAts/autoCancelParent and the
+PEG BEST/MID attributes appended).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ibsim.config import EXCHANGE_TZ, Instrument
+from ibsim.messages import versions as v
 from ibsim.messages.codes import In
 from ibsim.messages.responses import UNSET_DOUBLE_TEXT
 from ibsim.order_values import OrderRequest, OrderSnapshot
@@ -16,18 +20,45 @@ from ibsim.what_if import WhatIfState
 from ibsim.wire import Field
 
 
-def open_order(o: OrderSnapshot, inst: Instrument, account: str, what_if: WhatIfState | None = None) -> list[Field]:
-    """``openOrder`` for server 157 (>= ORDER_CONTAINER: no version), mirroring orderdecoder.py; with ``what_if``,
-    the answer to a what-if order (whatIf set, the order state's margins and commission filled in)."""
+def open_order(
+    o: OrderSnapshot, inst: Instrument, account: str, what_if: WhatIfState | None = None, *, version: int
+) -> list[Field]:
+    """``openOrder`` (>= ORDER_CONTAINER: no version), mirroring orderdecoder.py; with ``what_if``, the answer to a
+    what-if order (whatIf set, the order state's margins and commission filled in)."""
     return [
         In.OPEN_ORDER,
         o.request.order_id,
         *_open_order_contract(inst),
-        *_open_order_terms(o, account),
+        *_open_order_terms(o, account, version),
         *_open_order_extras(o),
         *(_open_order_state(o) if what_if is None else _what_if_state(o, what_if)),
         *_open_order_tail(o),
+        *_open_order_since_158(version),
+        *_peg_best_peg_mid(version),
     ]
+
+
+def _open_order_since_158(version: int) -> list[Field]:
+    """duration (158) and postToAts (160), both unset, and autoCancelParent (162), after usePriceMgmtAlgo."""
+    fields: list[Field] = []
+    if version >= v.DURATION:
+        fields.append(None)
+    if version >= v.POST_TO_ATS:
+        fields.append(None)
+    if version >= v.AUTO_CANCEL_PARENT:
+        fields.append(False)
+    return fields
+
+
+def _peg_best_peg_mid(version: int) -> list[Field]:
+    """From 170 (PEGBEST_PEGMID_OFFSETS) both order messages carry minTradeQty, minCompeteSize,
+    competeAgainstBestOffset, midOffsetAtWhole and midOffsetAtHalf, all unset for ibsim's order types."""
+    return [None] * 5 if version >= v.PEGBEST_PEGMID_OFFSETS else []
+
+
+def _fa_params(version: int) -> list[Field]:
+    """faGroup, faMethod, faPercentage, and before 177 (FA_PROFILE_DESUPPORT) the deprecated faProfile."""
+    return ["", "", ""] if version >= v.FA_PROFILE_DESUPPORT else ["", "", "", ""]
 
 
 def _open_order_contract(inst: Instrument) -> list[Field]:
@@ -47,7 +78,7 @@ def _open_order_contract(inst: Instrument) -> list[Field]:
     ]
 
 
-def _open_order_terms(o: OrderSnapshot, account: str) -> list[Field]:
+def _open_order_terms(o: OrderSnapshot, account: str, version: int) -> list[Field]:
     """openOrder's order terms: action through goodTillDate."""
     req = o.request
     return [
@@ -69,10 +100,7 @@ def _open_order_terms(o: OrderSnapshot, account: str) -> list[Field]:
         0.0,
         "",  # discretionaryAmt, goodAfterTime
         "",  # deprecated sharesAllocation
-        "",
-        "",
-        "",
-        "",  # faGroup, faMethod, faPercentage, faProfile
+        *_fa_params(version),
         "",  # modelCode
         "",  # goodTillDate
     ]
@@ -219,14 +247,15 @@ def _open_order_tail(o: OrderSnapshot) -> list[Field]:
     ]
 
 
-def completed_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Field]:
-    """``completedOrder`` for server 157, mirroring ibapi 9.81's ``processCompletedOrderMsg`` (which decodes with
-    version UNSET_INTEGER, so every versioned field is present): no order id and no client id, the order state is the
-    status alone, and it ends with the filled quantity, the completion time and the completion status."""
+def completed_order(o: OrderSnapshot, inst: Instrument, account: str, *, version: int) -> list[Field]:
+    """``completedOrder``, mirroring the client's ``processCompletedOrderMsg`` (which decodes with version
+    UNSET_INTEGER, so every versioned field is present): no order id and no client id, the order state is the status
+    alone, and it ends with the filled quantity, the completion time and the completion status (then from 170 the
+    PEG BEST/MID attributes)."""
     return [
         In.COMPLETED_ORDER,
         *_open_order_contract(inst),
-        *_completed_order_terms(o, account),
+        *_completed_order_terms(o, account, version),
         *_completed_order_extras(),
         o.status,  # orderState.status
         False,
@@ -247,6 +276,7 @@ def completed_order(o: OrderSnapshot, inst: Instrument, account: str) -> list[Fi
         0,  # parentPermId
         completed_time_text(o.updated_at),
         completed_status_text(o),
+        *_peg_best_peg_mid(version),
     ]
 
 
@@ -264,7 +294,7 @@ def completed_status_text(o: OrderSnapshot) -> str:
     return "Cancelled by Trader"
 
 
-def _completed_order_terms(o: OrderSnapshot, account: str) -> list[Field]:
+def _completed_order_terms(o: OrderSnapshot, account: str, version: int) -> list[Field]:
     """completedOrder's order terms: action through goodTillDate (openOrder's without clientId and sharesAllocation)."""
     req = o.request
     return [
@@ -284,10 +314,7 @@ def _completed_order_terms(o: OrderSnapshot, account: str) -> list[Field]:
         False,  # hidden
         0.0,
         "",  # discretionaryAmt, goodAfterTime
-        "",
-        "",
-        "",
-        "",  # faGroup, faMethod, faPercentage, faProfile
+        *_fa_params(version),
         "",  # modelCode
         "",  # goodTillDate
     ]

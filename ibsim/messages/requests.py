@@ -1,9 +1,9 @@
-"""Requests (client -> server) at server version 157 (pure).
+"""Requests (client -> server) at the negotiated server version (pure): the 157 layout and what later versions change.
 
-Inbound parsers mirror ibapi 9.81's ``client.py`` field by field and decode each message into an immutable value;
-they are plain functions so they can be tested against the real ibapi encoder without sockets. A message id without
-a parser decodes to :class:`UnknownRequest` (the server answers 321); a malformed one raises :class:`ProtocolError`
-(the server answers 320).
+Inbound parsers mirror the official ``client.py`` (9.81 and 10.x) field by field and decode each message into an
+immutable value; they are plain functions so they can be tested against the real ibapi encoder without sockets. A
+message id without a parser decodes to :class:`UnknownRequest` (the server answers 321); a malformed one raises
+:class:`ProtocolError` (the server answers 320).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ibsim.config import EXCHANGE_TZ
+from ibsim.messages import versions as v
 from ibsim.messages.codes import MAP_DURATION_UNIT, Out
 from ibsim.wire import FieldReader, ProtocolError
 
@@ -310,9 +311,9 @@ def _place_order_tail(r: FieldReader, c: ContractSpec, order_type: str) -> Place
         )  # conId, ratio, action, exchange, openClose, shortSaleSlot, designatedLocation, exemptCode
         r.skip(r.integer())  # orderComboLegs' prices
         r.skip(2 * r.integer())  # smartComboRoutingParams (tag, value)
-    r.skip(
-        8
-    )  # sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, faGroup, faMethod, faPercentage, faProfile
+    # sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, faGroup, faMethod, faPercentage, and before 177
+    # (FA_PROFILE_DESUPPORT) faProfile
+    r.skip(7 if r.version >= v.FA_PROFILE_DESUPPORT else 8)
     r.skip(4)  # modelCode, shortSaleSlot, designatedLocation, exemptCode
     oca_type = r.integer(0)
     r.skip(17)  # rule80A, settlingFirm, allOrNone, minQty, percentOffset, eTradeOnly, firmQuoteOnly, nbboPriceCap,
@@ -432,8 +433,11 @@ MAP_REQUEST_PARSER: dict[int, Callable[[FieldReader], Request]] = {
 }
 
 
-def parse_request(fields: list[str]) -> Request:
-    """Decode one inbound message. Raises :class:`ProtocolError` on malformed content."""
+def parse_request(fields: list[str], *, version: int) -> Request:
+    """Decode one inbound message of a session at server ``version``. Raises :class:`ProtocolError` on malformed
+    content. Up to :data:`~ibsim.messages.versions.MAX_SERVER_VERSION` the requests ibsim reads change only in
+    placeOrder's faProfile; what later versions append (duration, postToAts, cancelOrder's manualOrderCancelTime, a
+    contract's issuerId, ...) comes after the fields ibsim reads."""
     if not fields:
         raise ProtocolError("empty message")
     try:
@@ -443,7 +447,7 @@ def parse_request(fields: list[str]) -> Request:
     parser = MAP_REQUEST_PARSER.get(msg_id)
     if parser is None:
         return UnknownRequest(msg_id)
-    r = FieldReader(fields, 1)
+    r = FieldReader(fields, 1, version)
     return parser(r)
 
 

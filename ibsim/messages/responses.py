@@ -1,8 +1,10 @@
-"""Responses (server -> client) at server version 157 (pure).
+"""Responses (server -> client) at the negotiated server version (pure).
 
-Outgoing encoders mirror ibapi 9.81's ``decoder.py``/``orderdecoder.py`` field by field: each returns the fields of
-one message, which :func:`ibsim.wire.encode_message` frames. Plain functions over immutable values, so they can be
-tested against the real ibapi decoder without sockets.
+Outgoing encoders mirror the official client's ``decoder.py``/``orderdecoder.py`` field by field: each returns the
+fields of one message, which :func:`ibsim.wire.encode_message` frames. The layouts are server 157's (ibapi 9.81's);
+the builders whose message changes up to :data:`~ibsim.messages.versions.MAX_SERVER_VERSION` take the session's
+``version`` (error, contractDetails, execDetails; openOrder and completedOrder in :mod:`.order_responses`). Plain
+functions over immutable values, so they can be tested against the real decoders (10.x and 9.81) without sockets.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime as dt
 
 from ibsim.config import EXCHANGE_TZ, Instrument
 from ibsim.market import Bar
+from ibsim.messages import versions as v
 from ibsim.messages.codes import ERROR_TEXT, In, Tick
 from ibsim.order_values import Execution, OrderSnapshot
 from ibsim.wire import Field
@@ -43,9 +46,13 @@ def server_hello(version: int, t: float) -> list[Field]:
     return [version, conn_time_text(t)]
 
 
-def error(req_id: int, code: int, text: str | None = None) -> list[Field]:
-    """``error`` at version 2: reqId, code, text (no advancedOrderRejectJson before 166)."""
-    return [In.ERR_MSG, 2, req_id, code, ERROR_TEXT.get(code, "") if text is None else text]
+def error(req_id: int, code: int, text: str | None = None, *, version: int) -> list[Field]:
+    """``error`` at message version 2: reqId, code, text, and from server 166 advancedOrderRejectJson (empty: ibsim
+    rejects without IB's JSON detail)."""
+    fields: list[Field] = [In.ERR_MSG, 2, req_id, code, ERROR_TEXT.get(code, "") if text is None else text]
+    if version >= v.ADVANCED_ORDER_REJECT:
+        fields.append("")
+    return fields
 
 
 def next_valid_id(order_id: int) -> list[Field]:
@@ -81,9 +88,22 @@ def _trading_hours(days: list[dt.date]) -> str:
     return ";".join(f"{d:%Y%m%d}:0930-{d:%Y%m%d}:1600" for d in days)
 
 
-def contract_data(req_id: int, inst: Instrument, days: list[dt.date]) -> list[Field]:
-    """``contractDetails`` at message version 8 / server 157 (stock layout)."""
-    hours = _trading_hours(days)
+def contract_data(req_id: int, inst: Instrument, days: list[dt.date], *, version: int) -> list[Field]:
+    """``contractDetails`` at message version 8 (stock layout): from server 164 (SIZE_RULES) without the message
+    version and mdSizeMultiplier, and with the size rules at the end (163 alone: sizeMinTick there)."""
+    head = _contract_data_head(req_id, inst)
+    size_fields: list[Field]
+    if version >= v.SIZE_RULES:
+        head.pop(1)  # the message version
+        size_fields = ["1", "1", "100"]  # minSize, sizeIncrement, suggestedSizeIncrement: whole shares
+    else:
+        size_fields = ["1"] if version >= v.FRACTIONAL_SIZE_SUPPORT else []  # sizeMinTick
+    md_size_multiplier: list[Field] = [] if version >= v.SIZE_RULES else [100]  # sizes in round lots
+    return [*head, *md_size_multiplier, *_contract_data_tail(inst, days), *size_fields]
+
+
+def _contract_data_head(req_id: int, inst: Instrument) -> list[Field]:
+    """contractDetails from the message id to minTick."""
     return [
         In.CONTRACT_DATA,
         8,
@@ -100,7 +120,13 @@ def contract_data(req_id: int, inst: Instrument, days: list[dt.date]) -> list[Fi
         "NMS",
         inst.con_id,
         inst.min_tick,
-        100,  # mdSizeMultiplier: sizes are reported in round lots
+    ]
+
+
+def _contract_data_tail(inst: Instrument, days: list[dt.date]) -> list[Field]:
+    """contractDetails from multiplier to stockType."""
+    hours = _trading_hours(days)
+    return [
         "",
         _ORDER_TYPES,
         _VALID_EXCHANGES,
@@ -217,8 +243,9 @@ def open_order_end() -> list[Field]:
     return [In.OPEN_ORDER_END, 1]
 
 
-def exec_details(req_id: int, ex: Execution, inst: Instrument) -> list[Field]:
-    """``execDetails`` for server >= 136 (LAST_LIQUIDITY): no version field."""
+def exec_details(req_id: int, ex: Execution, inst: Instrument, *, version: int) -> list[Field]:
+    """``execDetails`` for server >= 136 (LAST_LIQUIDITY): no version field; from 178 pendingPriceRevision last."""
+    pending_price_revision: list[Field] = [False] if version >= v.PENDING_PRICE_REVISION else []
     return [
         In.EXECUTION_DATA,
         req_id,
@@ -251,6 +278,7 @@ def exec_details(req_id: int, ex: Execution, inst: Instrument) -> list[Field]:
         "",  # evRule, evMultiplier
         "",  # modelCode
         2,  # lastLiquidity: 2 = removed liquidity (marketable fills)
+        *pending_price_revision,
     ]
 
 

@@ -1,8 +1,11 @@
-"""One connection to IB Gateway/TWS through the official ibapi client.
+"""One connection to IB Gateway/TWS through IB's official 10.x client (``nautilus-ibapi``, package ``ibapi``).
 
 ibapi runs two threads of its own (the socket reader and the message loop in ``EClient.run``); callbacks arrive on
 the message-loop thread. ``IbSession`` turns every callback into an immutable event on a thread-safe queue, so the
 deployable's own loop is the only place that reacts. Every outbound request goes through the pacing governor.
+
+10.x gives sizes as ``Decimal`` and takes an order's quantity as one: :mod:`ibstream.ib.quantities` converts both
+ways here, so the events and everything behind them carry plain floats (see that module for why that is exact).
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import queue
 import sys
 import threading
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ibapi.client import EClient
-from ibapi.commission_report import CommissionReport as IbCommissionReport
+from ibapi.commission_and_fees_report import CommissionAndFeesReport
 from ibapi.common import BarData
 from ibapi.contract import Contract, ContractDetails
 from ibapi.execution import Execution as IbExecution
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
+from ibapi.order_cancel import OrderCancel
 from ibapi.order_state import OrderState
 from ibapi.tag_value import TagValue
 from ibapi.wrapper import EWrapper
@@ -30,6 +35,7 @@ from ibstream.exceptions import IbstreamError
 from ibstream.ib import events
 from ibstream.ib.codes import classify
 from ibstream.ib.pacing import PacingGovernor
+from ibstream.ib.quantities import quantity_from_ib, quantity_to_ib
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +98,7 @@ class OrderTicket:
     def to_ibapi(self) -> Order:
         order = Order()
         order.action = self.action
-        order.totalQuantity = self.quantity
+        order.totalQuantity = quantity_to_ib(self.quantity)
         order.orderType = self.order_type
         order.orderRef = self.order_ref
         order.tif = self.time_in_force
@@ -113,7 +119,7 @@ class OrderTicket:
         if self.algo_strategy:
             order.algoStrategy = self.algo_strategy
             order.algoParams = [TagValue(tag, value) for tag, value in self.algo_params]
-        # ibapi 9.81 sends these two as set by default, which current gateways reject (error 10268/10269).
+        # Current gateways reject these two when set (error 10268/10269); say so whatever the client's defaults are.
         order.eTradeOnly = False
         order.firmQuoteOnly = False
         return order
@@ -129,7 +135,9 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     def _put(self, event: events.IbEvent) -> None:
         self._session.events.put(event)
 
-    def error(self, reqId: int, errorCode: int, errorString: str) -> None:
+    def error(
+        self, reqId: int, errorTime: int, errorCode: int, errorString: str, advancedOrderRejectJson: str = ""
+    ) -> None:
         self._put(events.IbError(reqId, errorCode, errorString, classify(errorCode, errorString)))
 
     def connectionClosed(self) -> None:
@@ -150,8 +158,8 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
         self._put(events.TickPrice(reqId, tickType, price))
 
-    def tickSize(self, reqId: int, tickType: int, size: int) -> None:
-        self._put(events.TickSize(reqId, tickType, float(size)))
+    def tickSize(self, reqId: int, tickType: int, size: Decimal) -> None:
+        self._put(events.TickSize(reqId, tickType, quantity_from_ib(size)))
 
     def tickString(self, reqId: int, tickType: int, value: str) -> None:
         self._put(events.TickString(reqId, tickType, value))
@@ -164,16 +172,28 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
         high: float,
         low: float,
         close: float,
-        volume: int,
-        wap: float,
+        volume: Decimal,
+        wap: Decimal,
         count: int,
     ) -> None:
-        self._put(events.RealtimeBar(reqId, time, open_, high, low, close, float(volume), wap, count))
+        self._put(
+            events.RealtimeBar(
+                reqId, time, open_, high, low, close, quantity_from_ib(volume), quantity_from_ib(wap), count
+            )
+        )
 
     def historicalData(self, reqId: int, bar: BarData) -> None:
         self._put(
             events.HistoricalBar(
-                reqId, bar.date, bar.open, bar.high, bar.low, bar.close, float(bar.volume), bar.average, bar.barCount
+                reqId,
+                bar.date,
+                bar.open,
+                bar.high,
+                bar.low,
+                bar.close,
+                quantity_from_ib(bar.volume),
+                quantity_from_ib(bar.wap),
+                bar.barCount,
             )
         )
 
@@ -184,8 +204,8 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
         self,
         orderId: int,
         status: str,
-        filled: float,
-        remaining: float,
+        filled: Decimal,
+        remaining: Decimal,
         avgFillPrice: float,
         permId: int,
         parentId: int,
@@ -198,8 +218,8 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
             events.OrderStatusUpdate(
                 orderId,
                 status,
-                float(filled),
-                float(remaining),
+                quantity_from_ib(filled),
+                quantity_from_ib(remaining),
                 avgFillPrice,
                 permId,
                 parentId,
@@ -219,7 +239,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
                 contract.conId,
                 order.account,
                 order.action,
-                float(order.totalQuantity),
+                quantity_from_ib(order.totalQuantity),
                 order.orderType,
                 _value(order.lmtPrice),
                 _value(order.auxPrice),
@@ -245,9 +265,9 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
                 contract.conId,
                 execution.acctNumber,
                 execution.side,
-                float(execution.shares),
+                quantity_from_ib(execution.shares),
                 execution.price,
-                float(execution.cumQty),
+                quantity_from_ib(execution.cumQty),
                 execution.avgPrice,
                 execution.orderRef or "",
                 execution.time,
@@ -258,14 +278,16 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     def execDetailsEnd(self, reqId: int) -> None:
         self._put(events.ExecutionEnd(reqId))
 
-    def commissionReport(self, commissionReport: IbCommissionReport) -> None:
-        report = commissionReport
+    def commissionAndFeesReport(self, commissionAndFeesReport: CommissionAndFeesReport) -> None:
+        report = commissionAndFeesReport
         self._put(
-            events.CommissionReport(report.execId, report.commission, report.currency, _value(report.realizedPNL))
+            events.CommissionReport(
+                report.execId, report.commissionAndFees, report.currency, _value(report.realizedPNL)
+            )
         )
 
-    def position(self, account: str, contract: Contract, position: float, avgCost: float) -> None:
-        self._put(events.PositionUpdate(account, contract.symbol, contract.conId, float(position), avgCost))
+    def position(self, account: str, contract: Contract, position: Decimal, avgCost: float) -> None:
+        self._put(events.PositionUpdate(account, contract.symbol, contract.conId, quantity_from_ib(position), avgCost))
 
     def positionEnd(self) -> None:
         self._put(events.PositionEnd())
@@ -287,7 +309,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     def updatePortfolio(
         self,
         contract: Contract,
-        position: float,
+        position: Decimal,
         marketPrice: float,
         marketValue: float,
         averageCost: float,
@@ -300,7 +322,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
                 accountName,
                 contract.symbol,
                 contract.conId,
-                float(position),
+                quantity_from_ib(position),
                 marketPrice,
                 marketValue,
                 averageCost,
@@ -318,7 +340,7 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     def pnlSingle(
         self,
         reqId: int,
-        pos: int,
+        pos: Decimal,
         dailyPnL: float,
         unrealizedPnL: float | None,
         realizedPnL: float | None,
@@ -326,7 +348,12 @@ class _Wrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     ) -> None:
         self._put(
             events.PositionPnL(
-                reqId, float(pos), _maybe(dailyPnL), _maybe(unrealizedPnL), _maybe(realizedPnL), _maybe(value)
+                reqId,
+                quantity_from_ib(pos),
+                _maybe(dailyPnL),
+                _maybe(unrealizedPnL),
+                _maybe(realizedPnL),
+                _maybe(value),
             )
         )
 
@@ -390,7 +417,7 @@ class IbSession:
                 f"no connection to IB at {self.host}:{self.port} (refused or unreachable: is the gateway up, its API "
                 "enabled and this its port?)"
             )
-        self._thread = threading.Thread(target=client.run, name=f"ibapi-{self.client_id}", daemon=True)
+        self._thread = threading.Thread(target=_run, args=(client,), name=f"ibapi-{self.client_id}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             self._abort(client)
@@ -537,7 +564,7 @@ class IbSession:
         return self._send("placeOrder", order_id, contract, ticket.to_ibapi())
 
     def cancel_order(self, order_id: int) -> bool:
-        return self._send("cancelOrder", order_id)
+        return self._send("cancelOrder", order_id, OrderCancel())
 
     def req_open_orders(self) -> bool:
         return self._send("reqOpenOrders")
@@ -569,6 +596,18 @@ class IbSession:
 
     def cancel_pnl_single(self, req_id: int) -> bool:
         return self._send("cancelPnLSingle", req_id)
+
+
+def _run(client: EClient) -> None:
+    """ibapi's message loop. 10.x's loop goes on decoding messages still queued after a disconnect, but disconnect()
+    has reset the server version to None by then, so the next one ends the loop with a TypeError (the connection is
+    already closed and reported): that one is not an error of ours."""
+    try:
+        client.run()
+    except TypeError as error:
+        if client.isConnected():
+            raise
+        log.debug("ibapi's message loop ended after the disconnect", extra={"error": str(error)})
 
 
 def _historical_key(

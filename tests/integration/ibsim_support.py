@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from ibapi.client import EClient
 from ibapi.contract import Contract
+from ibapi.order_cancel import OrderCancel
 from ibapi.wrapper import EWrapper
 
 from ibsim import SimConfig, Simulator
@@ -24,7 +25,6 @@ from ibsim.config import EXCHANGE_TZ
 MONDAY_10AM = dt.datetime(2025, 1, 6, 10, 0, tzinfo=EXCHANGE_TZ)
 
 CALLBACKS = (
-    "error",
     "nextValidId",
     "managedAccounts",
     "currentTime",
@@ -52,7 +52,6 @@ CALLBACKS = (
     "orderStatus",
     "execDetails",
     "execDetailsEnd",
-    "commissionReport",
     "position",
     "positionEnd",
     "accountSummary",
@@ -68,7 +67,11 @@ CALLBACKS = (
 
 
 class Recorder(EWrapper, EClient):  # type: ignore[misc]
-    """Official ibapi client that records every callback as ``(name, *args)``."""
+    """Official ibapi 10.x client that records every callback as ``(name, *args)``.
+
+    Two callbacks are recorded in the shape the tests have always read (9.81's): ``error`` without 10.x's errorTime
+    and advancedOrderRejectJson, and 10.x's ``commissionAndFeesReport`` as ``commissionReport``.
+    """
 
     def __init__(self) -> None:
         EWrapper.__init__(self)
@@ -81,6 +84,18 @@ class Recorder(EWrapper, EClient):  # type: ignore[misc]
         with self.cond:
             self.events.append((name, *args))
             self.cond.notify_all()
+
+    def error(
+        self, reqId: int, errorTime: int, errorCode: int, errorString: str, advancedOrderRejectJson: str = ""
+    ) -> None:
+        self.record("error", reqId, errorCode, errorString)
+
+    def commissionAndFeesReport(self, commissionAndFeesReport: Any) -> None:
+        self.record("commissionReport", commissionAndFeesReport)
+
+    def cancelOrder(self, orderId: int, orderCancel: OrderCancel | None = None) -> None:
+        """10.x's cancelOrder takes an OrderCancel (manual cancel time, ...); the tests cancel plainly."""
+        EClient.cancelOrder(self, orderId, orderCancel or OrderCancel())
 
     def of(self, name: str, req_id: int | None = None) -> list[tuple[Any, ...]]:
         with self.cond:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from ib_async import IB, MarketOrder, Stock
+from ib_async import IB, LimitOrder, MarketOrder, Order, Stock, TagValue
 
 from ibsim import Simulator
 from tests.integration.ibsim_support import sim_factory  # noqa: F401  (fixture)
@@ -32,7 +32,7 @@ def test_ib_async_end_to_end(sim_factory: Callable[..., Simulator]) -> None:
         # raiseSyncErrors: any startup request ibsim failed to answer would time out and raise
         await ib.connectAsync("127.0.0.1", sim.port, clientId=3, timeout=3, raiseSyncErrors=True)
         try:
-            assert ib.client.serverVersion() == 157
+            assert ib.client.serverVersion() == 178  # ib_async asks v157..178: its top, which ibsim speaks
             assert ib.managedAccounts() == [sim.account]
             [aapl, spy] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"), Stock("SPY", "SMART", "USD"))
             assert (aapl.conId, spy.conId) == (265598, 756733)
@@ -198,3 +198,48 @@ def test_ib_async_gets_a_month_of_daily_bars_and_extended_hours(sim_factory: Cal
             ib.disconnect()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_ib_async_places_adaptive_trail_oca_moc_loc_and_sees_201_and_110(
+    sim_factory: Callable[..., Simulator],
+) -> None:
+    """At server 178 (no faProfile in placeOrder, ib_async's duration/postToAts/... appended), ibsim reads every
+    order type of the feature set as ib_async wrote it, and refuses a limit without a price (201) and a price off
+    the tick (110) on the order's own id."""
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=9, timeout=3, raiseSyncErrors=True)
+        try:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            q = sim.quote("AAPL")
+            entry = MarketOrder("BUY", 10, orderRef="e", transmit=False)
+            entry.algoStrategy, entry.algoParams = "Adaptive", [TagValue("adaptivePriority", "Urgent")]
+            entry_trade = ib.placeOrder(aapl, entry)
+            trail = Order(action="SELL", totalQuantity=10, orderType="TRAIL", auxPrice=0.5, tif="GTC", orderRef="t")
+            trail.parentId = entry_trade.order.orderId
+            far = round(q.bid * 0.5, 2)
+            placed = [
+                trail,
+                LimitOrder("BUY", 5, far, ocaGroup="g1", ocaType=1, orderRef="oca1"),
+                LimitOrder("BUY", 5, far, ocaGroup="g1", ocaType=1, orderRef="oca2"),
+                Order(action="BUY", totalQuantity=5, orderType="MOC", orderRef="moc"),
+                Order(action="SELL", totalQuantity=5, orderType="LOC", lmtPrice=round(q.ask * 2, 2), orderRef="loc"),
+            ]
+            trades = [entry_trade, *(ib.placeOrder(aapl, o) for o in placed)]
+            missing_price = ib.placeOrder(aapl, Order(action="BUY", totalQuantity=1, orderType="LMT", orderRef="201"))
+            off_tick = ib.placeOrder(aapl, LimitOrder("BUY", 1, 150.123, orderRef="110"))
+            await _until(lambda: entry_trade.orderStatus.status == "Filled")
+            await _until(lambda: all(t.orderStatus.status in ("Submitted", "PreSubmitted") for t in trades[1:]))
+            await _until(lambda: missing_price.log[-1].errorCode == 201 and off_tick.log[-1].errorCode == 110)
+            book = {o.request.order_ref: o.request for o in sim.orders()}
+            assert (book["e"].algo_strategy, book["e"].algo_params) == ("Adaptive", (("adaptivePriority", "Urgent"),))
+            assert (book["t"].order_type, book["t"].aux_price, book["t"].parent_id) == ("TRAIL", 0.5, entry.orderId)
+            assert [(book[r].oca_group, book[r].oca_type) for r in ("oca1", "oca2")] == [("g1", 1), ("g1", 1)]
+            assert [book[r].order_type for r in ("moc", "loc")] == ["MOC", "LOC"]
+            assert (book["201"].order_type, book["110"].lmt_price) == ("LMT", 150.123)
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

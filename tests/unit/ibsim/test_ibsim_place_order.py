@@ -15,15 +15,16 @@ from ibsim.messages.requests import PlaceOrder, parse_request
 
 
 def _wire_fields(contract: Contract, order: Order) -> list[str]:
-    """The fields of the placeOrder message ibapi 9.81 sends to a server of version 157."""
+    """The fields of the placeOrder message IB's 10.x client sends to a server of version 157."""
     sent: list[str] = []
     client = EClient(EWrapper())
     client.serverVersion_ = 157
     client.connState = EClient.CONNECTED
     client.isConnected = lambda: True  # type: ignore[method-assign]
-    client.sendMsg = sent.append  # type: ignore[method-assign]
+    # 10.x's EClient.sendMsg gets the message id and the fields before framing
+    client.sendMsg = lambda msg_id, text: sent.extend([str(msg_id), *text.split("\0")[:-1]])  # type: ignore[method-assign]
     client.placeOrder(7, contract, order)
-    return sent[0].split("\0")[:-1]  # EClient.sendMsg gets the fields before framing
+    return sent
 
 
 def _stock() -> Contract:
@@ -54,7 +55,7 @@ def _order(**fields: Any) -> Order:
     ids=["plain", "algo", "hedge", "delta_neutral", "scale", "bracket_leg"],
 )
 def test_what_if_is_read_exactly_whatever_optional_groups_precede_it(what_if: bool, extras: dict[str, Any]) -> None:
-    request = parse_request(_wire_fields(_stock(), _order(whatIf=what_if, **extras)))
+    request = parse_request(_wire_fields(_stock(), _order(whatIf=what_if, **extras)), version=157)
     assert isinstance(request, PlaceOrder)
     assert request.what_if is what_if
     assert (request.order_id, request.action, request.quantity, request.lmt_price) == (7, "BUY", 10, 190.5)
@@ -71,5 +72,5 @@ def test_what_if_of_a_combo_order_is_read_after_its_legs(what_if: bool) -> None:
         legs.append(leg)
     bag.comboLegs = legs
     order = _order(whatIf=what_if, smartComboRoutingParams=[TagValue("NonGuaranteed", "1")])
-    request = parse_request(_wire_fields(bag, order))
+    request = parse_request(_wire_fields(bag, order), version=157)
     assert isinstance(request, PlaceOrder) and request.what_if is what_if
