@@ -9,6 +9,7 @@ agent makes its effects idempotent with deterministic ids and a Faust table of w
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol, TypeVar
 
@@ -104,6 +105,11 @@ class FaustEmitter:
         return pending
 
 
+#: How many undecodable records a worker remembers to dead-letter each once (the agents reading one topic see a
+#: record within moments of each other; a record remembered longer costs 100 bytes).
+UNDECODABLE_MEMORY = 10_000
+
+
 class AgentContext:
     """What every agent shares: the codec, the output emitter, the dead-letter router, the topic prefix and the
     worker's alerts."""
@@ -121,6 +127,10 @@ class AgentContext:
         self.dead_letters = dead_letters
         self.prefix = prefix
         self.alerts = alerts if alerts is not None else StreamsAlerts()
+        # (topic, partition, offset) of the records this worker dead-lettered as undecodable, newest last: several
+        # agents read one topic (md.bars.5s.v1: bars, signals, outcomes), and unreadable bytes are the record's fault,
+        # not an agent's — one dead letter for it, not one per agent.
+        self._undecodable: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def emit_alerts(self, records: list[Alert]) -> None:
         """Write fired/resolved alerts to ``ops.alerts.v1`` (acknowledged: an alert is rare and must not vanish)."""
@@ -139,10 +149,22 @@ class AgentContext:
             return None
 
     def dead_letter(self, spec: TopicSpec[Any], event: Any, error: BaseException, kind: str) -> None:
+        if kind == "decode" and self._seen_undecodable(event.message):
+            return
         self.dead_letters.route(spec, MessageView(event.message), error, kind)
         record_error(kind, "streams")
         # Rare path: wait for the DLQ write so the offset Faust commits next never skips an undelivered letter.
         self.dead_letters.flush()
+
+    def _seen_undecodable(self, message: Any) -> bool:
+        """Whether another agent of this worker already dead-lettered this record as undecodable (remembers it)."""
+        position = (str(message.topic), int(message.partition), int(message.offset))
+        if position in self._undecodable:
+            return True
+        self._undecodable[position] = None
+        if len(self._undecodable) > UNDECODABLE_MEMORY:
+            self._undecodable.popitem(last=False)
+        return False
 
 
 async def events(stream: Any) -> AsyncIterator[Any]:

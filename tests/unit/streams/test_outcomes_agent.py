@@ -60,3 +60,19 @@ async def test_outcomes_agent_scores_a_signal_on_the_bars_after_it_and_dead_lett
     assert (outcome.signal_id, outcome.outcome, outcome.bars_to_outcome) == ("s1", OutcomeKind.HIT_TARGET, 2)
     assert [kind for _, _, kind in letters.routed] == ["decode"]
     assert table["AAPL"]["open"] == {}
+
+
+def test_a_record_no_agent_can_decode_is_dead_lettered_once_per_worker_however_many_agents_read_it() -> None:
+    letters = RecordingDeadLetters()
+    ctx = AgentContext(CODEC, RecordingEmitter(), letters, "unit.")
+    bar_topic = "unit." + bars.TOPIC.name
+    garbage = Event(Message(bar_topic, b"\xc3\x01garbage", partition=2, offset=7))
+    other = Event(Message(bar_topic, b"\xc3\x01garbage", partition=2, offset=8))
+    for _agent in ("bars", "signals", "outcomes"):  # three agents of one worker read the same record
+        assert ctx.decode(bars.TOPIC, garbage) is None
+    assert ctx.decode(bars.TOPIC, other) is None
+    assert [(topic, kind) for topic, _, kind in letters.routed] == [(bar_topic, "decode"), (bar_topic, "decode")]
+    # A processing failure is the agent's own: each is dead-lettered.
+    ctx.dead_letter(bars.TOPIC, garbage, ValueError("agent A"), "processing")
+    ctx.dead_letter(bars.TOPIC, garbage, ValueError("agent B"), "processing")
+    assert len(letters.routed) == 4
