@@ -277,16 +277,7 @@ def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
                 source=MarketDataSource.SIM,
             ),
         )
-        out.send(order_intents.TOPIC, intent("warm-up", "AAPL"))
-        out.flush()
-        if not reader.read(1, 90):
-            raise SystemExit("risk worker did not answer; see " + str(data / "worker.log"))
-        began = time.monotonic()
-        for n in range(total):
-            out.send(order_intents.TOPIC, intent(f"t{n}", "AAPL"))
-        out.flush()
-        got = reader.read(total, 300)
-        elapsed = (got[-1][0] if got else time.monotonic()) - began
+        got, elapsed = _timed_intents(out, reader, total, "risk worker", data)
         approved = sum(1 for _, d in got if d.approved)
         latencies: list[float] = []
         for n in range(200):
@@ -310,6 +301,21 @@ def bench_risk(settings: Settings, data: Path, total: int) -> dict[str, float]:
         stop_worker(worker)
 
 
+def _timed_intents(out: RecordProducer, reader: Reader, total: int, worker: str, data: Path) -> tuple[list[Any], float]:
+    """One warm-up intent answered, then ``total`` intents: what came back and the seconds from the first sent to
+    the last answer (the risk phase and its Faust ceiling are timed the same way)."""
+    out.send(order_intents.TOPIC, intent("warm-up", "AAPL"))
+    out.flush()
+    if not reader.read(1, 90):
+        raise SystemExit(f"{worker} did not answer; see {data / 'worker.log'}")
+    began = time.monotonic()
+    for n in range(total):
+        out.send(order_intents.TOPIC, intent(f"t{n}", "AAPL"))
+    out.flush()
+    got = reader.read(total, 300)
+    return got, (got[-1][0] if got else time.monotonic()) - began
+
+
 def bench_faust_ceiling(settings: Settings, data: Path, total: int) -> dict[str, float]:
     """The ceiling: the bare agent over the risk phase's input (the same intents, as bytes), timed the same way."""
     prefix = settings.kafka.topic_prefix
@@ -318,16 +324,7 @@ def bench_faust_ceiling(settings: Settings, data: Path, total: int) -> dict[str,
     source, sink = prefix + order_intents.TOPIC.name, prefix + risk_decisions.TOPIC.name
     worker = start_ceiling(settings, data, source, sink, order_intents.TOPIC.partitions)
     try:
-        out.send(order_intents.TOPIC, intent("warm-up", "AAPL"))
-        out.flush()
-        if not reader.read(1, 90):
-            raise SystemExit("Faust ceiling worker did not answer; see " + str(data / "worker.log"))
-        began = time.monotonic()
-        for n in range(total):
-            out.send(order_intents.TOPIC, intent(f"t{n}", "AAPL"))
-        out.flush()
-        got = reader.read(total, 300)
-        elapsed = (got[-1][0] if got else time.monotonic()) - began
+        got, elapsed = _timed_intents(out, reader, total, "Faust ceiling worker", data)
         return {"events": total, "outputs": len(got), "seconds": elapsed, "per_second": len(got) / elapsed}
     finally:
         stop_worker(worker)
