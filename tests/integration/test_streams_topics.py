@@ -23,7 +23,15 @@ def test_internal_topics_are_listed_before_faust_starts_and_changelogs_roll_segm
     built = build_app(settings.with_overrides(agent0_token="service-token"), data_dir=tmp_path, with_feed=False)
     layouts = built.internal_topics()
     app_id = settings.kafka.topic_prefix + settings.streams.app_id
-    tables = ("signal-state", "risk-decided", "orchestration-runs", "orchestration-signals", "orchestration-orders")
+    tables = (
+        "bar-aggregates",
+        "signal-state",
+        "signal-scoring",
+        "risk-decided",
+        "orchestration-runs",
+        "orchestration-signals",
+        "orchestration-orders",
+    )
     changelogs = {f"{app_id}-{table}-changelog" for table in tables}
     commands = settings.kafka.topic_prefix + orchestration.COMMANDS_TOPIC
     assert {layout.name for layout in layouts} == changelogs | {commands}

@@ -24,6 +24,12 @@ class FakeTerminal(io.StringIO):
         return True
 
 
+@pytest.fixture(autouse=True)
+def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reporter reads CI from the environment: these tests say when they want it (the CI run sets CI=true)."""
+    monkeypatch.delenv("CI", raising=False)
+
+
 def test_elapsed_reads_in_seconds_minutes_and_hours() -> None:
     assert [elapsed_text(s) for s in (0, 7.9, 65, 3725)] == ["+0s", "+7s", "+1m05s", "+1h02m"]
 
