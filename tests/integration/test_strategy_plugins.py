@@ -211,8 +211,11 @@ def test_user_strategy_listed_enabled_signals_isolated_and_switch_survives_resta
             assert response.status_code == 202, response.text
             first.stop()
             second = StreamsWorker(settings, tmp_path, "signals", name="second", **env).start()
-            # Another cross 100 bars later, also a Donchian breakout: the built-in's signal shows the bar was read.
-            _send(settings, _bars("AAPL", [101.0, 120.0], start, first=200))
+            # Another cross 200 bars later after a whole channel, also a Donchian breakout: the built-in's signal shows
+            # the bars were read. The channel is sent again so the breakout does not rest on the window recovered
+            # from the changelog: in CI's long-running broker the restarted worker came up with an empty
+            # signal-state window (recovery table offsets -1), and two bars are no Donchian window.
+            _send(settings, _bars("AAPL", [*CHANNEL, 120.0], start, first=200))
             # A generous wait: a restarted worker rejoins its group and recovers its table first (slow on a loaded
             # machine: two cores shared by several test runs).
             found = made.poll_until(lambda r: any(s.bar_start >= start + timedelta(seconds=1000) for s in r), 240)
