@@ -13,6 +13,7 @@ from ibstream.contracts import Bar, Signal, SignalOutcome, bars, signal_outcomes
 from ibstream.contracts.enums import MarketDataSource, OutcomeKind, Side
 
 from .streams_support import StreamsWorker, TopicReader, producer
+from .test_streams_signals import bar
 
 pytestmark = pytest.mark.integration
 
@@ -112,22 +113,7 @@ def test_one_worker_aggregates_signals_and_scores_from_the_same_bars(settings: S
     worker = StreamsWorker(settings, tmp_path, "bars,signals,outcomes").start()
     try:
         for i, close in enumerate(closes):
-            at = opening + timedelta(seconds=5 * i)
-            bar = Bar(
-                symbol="AAPL",
-                start=at,
-                open=close,
-                high=close + 0.5,
-                low=close - 0.5,
-                close=close,
-                volume=100,
-                wap=close,
-                count=10,
-                event_time=at,
-                ingest_time=utc_now(),
-                source=MarketDataSource.LIVE,
-            )
-            out.send(bars.TOPIC, bar)
+            out.send(bars.TOPIC, bar("AAPL", i, close, opening, MarketDataSource.LIVE))
         out.flush()
         found: list[Signal] = made.wait_for(2, 90)
         assert {s.strategy for s in found} == {"donchian_breakout", "zscore_reversion"}, worker.log()[-3000:]
