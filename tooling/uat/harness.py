@@ -233,6 +233,20 @@ class Session:
                 raise UatError(f"{self.plan.name}: market time did not reach {until:%H:%M} within {wall_timeout:.0f}s")
             time.sleep(0.3)
 
+    def run_until_seen(self, seen: Callable[[], bool], what: str, wall_timeout: float) -> float | None:
+        """Keep the market running past the plan's end (approving waiting runs) until ``seen()``; the wall seconds it
+        took, or None when ``wall_timeout`` passed first (the judge then fails the scenario with its own reason)."""
+        started = time.monotonic()
+        self.waiting_for(what, "running the market on")
+        while not seen():
+            if time.monotonic() - started > wall_timeout:
+                return None
+            if self.plan.approve == "manual":
+                self.demo.approve_waiting_runs()
+            self.alive_check()
+            time.sleep(0.3)
+        return time.monotonic() - started
+
     def _await_schedule(self, until: dt.datetime, actions: Sequence[tuple[str, Callable[[], None]]]) -> None:
         pending = [
             f"{getattr(action, '__name__', 'action')} at {when} NY"

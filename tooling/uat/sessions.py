@@ -172,6 +172,14 @@ def run_main(
     try:
         session.start()
         session.run_until(session.demo.end, [(DROP_AT, drop), (RESTART_AT, restart)])
+        # After the restart the pipeline needs a reconnect, fresh bars, a signal, an approval and risk before its next
+        # order: 75 market minutes are under 8 wall seconds, which a loaded machine can spend before the first one. The
+        # market runs on (up to a minute) until an order placed after the restart reaches ibsim; the judge says if none.
+        marks["order_after_restart_s"] = session.run_until_seen(
+            lambda: _placed_after(session, marks.get("refs_before_restart", [])),
+            "an order placed after the gateway restart",
+            wall_timeout=60.0,
+        )
         time.sleep(3)  # the last intents and fills reach risk, execution and the warehouse
         marks["ready_at"] = session.ready_at
         open_at = session.at("09:30")
@@ -341,6 +349,12 @@ def _judge_gaps(j: Judge, gaps: list[dict[str, Any]], symbols: tuple[str, ...], 
     j.expect(not open_gaps, f"gaps not backfilled after the {what}: {open_gaps}")
 
 
+def _placed_after(session: Session, refs_before: list[str]) -> bool:
+    """ibsim holds an order our pipeline placed that it did not hold before the restart."""
+    before = set(refs_before)
+    return any(o["order_ref"] and o["order_ref"] not in before for o in session.sim("/orders"))
+
+
 def _judge_disconnect(ev: dict[str, Evidence], session: Session, plan: SessionPlan) -> ScenarioResult:
     j = _judge("ib.disconnect")
     # Gaps start at the last bar before the outage, up to a few simulated minutes before the fault.
@@ -385,6 +399,7 @@ def _judge_restart(
     codes = {int(row[0]): row[1] for row in ev["broker_codes"].rows if row[0] is not None}
     j.figure("ibsim_orders", len(orders))
     j.figure("orders_after_restart", len(after))
+    j.figure("wall_s_to_first_order_after_end", marks.get("order_after_restart_s"))
     j.figure("duplicate_ib_ids", duplicates)
     j.figure("broker_codes", codes)
     j.expect(not duplicates, f"duplicate IB order ids at ibsim: {duplicates}")
