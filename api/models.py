@@ -384,7 +384,9 @@ class StrategyView(BaseModel):
     switched_time: datetime | None = None
     signals: SignalCounts
     scores: dict[str, float] | None = Field(
-        default=None, description="outcome scores from signals.outcomes.v1; null until outcomes are recorded"
+        default=None,
+        description="headline scores of its signals on signals.outcomes.v1 (scored, hit_rate, expectancy_r, "
+        "profit_factor; a figure it has none of is left out); null before its first outcome",
     )
 
 

@@ -1,10 +1,7 @@
 """Strategy instances as the API shows them: configuration (the strategies file), switches (the warehouse's copy of
 control.v1, folded by ``ibstream.strategies.switches`` as the signals worker folds it), signal counts (signals.v1),
-failures (firing ``strategy_failed`` alerts) and scores.
-
-Scores: ``signals.outcomes.v1`` (every signal scored, traded or not) is not part of this code yet; ``scores`` is
-None until it is wired into ``list_strategies`` (``strategy_views`` already takes them per instance). The signal
-counts come from signals.v1, which the API already reads.
+failures (firing ``strategy_failed`` alerts) and scores (the headline figures of its scored signals on
+signals.outcomes.v1, as ``GET /v1/strategies/{instance}/performance`` defines them; None before its first outcome).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ from datetime import UTC, datetime
 from api.models import SignalCounts, StrategyList, StrategyView
 from api.precheck import newest_records
 from api.queries.common import fetch_records, topic_table
+from api.queries.strategy_performance import strategy_scores
 from ibstream.contracts import Alert, ControlCommand, alerts, control, signals
 from ibstream.contracts.enums import AlertState
 from ibstream.strategies.instances import StrategyInstance
@@ -112,6 +110,7 @@ def failures(warehouse: Warehouse) -> dict[str, str]:
 
 def list_strategies(warehouse: Warehouse, instances: Sequence[StrategyInstance]) -> StrategyList:
     """``GET /v1/strategies``."""
-    # scores: None until signals.outcomes.v1 exists (another branch builds it; strategy_views takes them then).
-    views = strategy_views(instances, switch_commands(warehouse), signal_counts(warehouse), failures(warehouse))
+    views = strategy_views(
+        instances, switch_commands(warehouse), signal_counts(warehouse), failures(warehouse), strategy_scores(warehouse)
+    )
     return StrategyList(items=views)

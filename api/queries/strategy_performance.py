@@ -11,7 +11,8 @@ Definitions (the ``strategy-scores`` audit, ``ibstream/warehouse/sql/strategy_sc
   profit_factor   gross hypothetical profit / gross hypothetical loss (None without a loss)
 Periods are UTC days, ISO weeks (Monday) or months of the signal's time.
 
-Pure: ``score`` and ``performance`` work on plain rows; ``strategy_performance`` reads them from the warehouse.
+Pure: ``score``, ``performance`` and ``headline`` work on plain rows; ``strategy_performance`` and ``strategy_scores``
+read them from the warehouse.
 """
 
 from __future__ import annotations
@@ -165,3 +166,28 @@ def strategy_performance(
     rows = warehouse.query(sql, parameters).rows
     signals = [ScoredSignal(str(row[0]), aware(row[1]), str(row[2]), float(row[3]), float(row[4])) for row in rows]
     return performance(strategy, signals, period, since, until)
+
+
+#: The figures ``GET /v1/strategies`` shows per instance (the performance route has them all).
+HEADLINE = ("scored", "hit_rate", "expectancy_r", "profit_factor")
+
+
+def headline(scores: Scores) -> dict[str, float]:
+    """The headline figures of ``scores``, leaving out those it has none of (no loss: no profit factor)."""
+    figures = scores.model_dump()
+    return {name: float(figures[name]) for name in HEADLINE if figures[name] is not None}
+
+
+def strategy_scores(warehouse: Warehouse) -> dict[str, dict[str, float]]:
+    """Every strategy's headline scores over all its scored signals (one per signal_id, the first recorded)."""
+    sql = f"""
+        SELECT strategy, symbol, signal_time, toString(outcome) AS outcome, r_multiple, pnl
+        FROM (SELECT * FROM {topic_table(warehouse, signal_outcomes.TOPIC)} FINAL
+              ORDER BY _kafka_ts, _offset LIMIT 1 BY signal_id)
+    """
+    by_strategy: dict[str, list[ScoredSignal]] = defaultdict(list)
+    for row in warehouse.query(sql).rows:
+        by_strategy[str(row[0])].append(
+            ScoredSignal(str(row[1]), aware(row[2]), str(row[3]), float(row[4]), float(row[5]))
+        )
+    return {strategy: headline(score(signals)) for strategy, signals in by_strategy.items()}

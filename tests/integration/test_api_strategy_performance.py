@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -150,3 +151,40 @@ def test_the_strategy_scores_audit_agrees_with_the_api(api: Api) -> None:
         ("breakout", "MSFT", 1),
         ("meanrev", "AAPL", 1),
     }
+
+
+STRATEGIES_FILE = """
+[[instances]]
+name = "breakout"
+strategy = "donchian_breakout"
+
+[[instances]]
+name = "meanrev"
+strategy = "zscore_reversion"
+
+[[instances]]
+name = "quiet"
+strategy = "ma_crossover"
+"""
+
+
+def test_the_strategy_list_shows_each_instances_headline_scores(api: Api, tmp_path: Path) -> None:
+    """GET /v1/strategies carries each instance's headline figures, the same as its performance route's."""
+    strategies = tmp_path / "strategies.toml"
+    strategies.write_text(STRATEGIES_FILE)
+    settings = api_settings(tmp_path / "unused", strategies_file=strategies)
+    with TestClient(create_app(settings, api.warehouse, RecordingCommands())) as client:
+        listed = client.get("/v1/strategies", headers=api.headers)
+    assert listed.status_code == 200, listed.text
+    scores = {item["name"]: item["scores"] for item in listed.json()["items"]}
+    overall = api.client.get("/v1/strategies/breakout/performance", headers=api.headers).json()["overall"]
+    assert scores["breakout"] == {
+        "scored": 3,
+        "hit_rate": pytest.approx(overall["hit_rate"]),
+        "expectancy_r": pytest.approx(overall["expectancy_r"]),
+        "profit_factor": pytest.approx(overall["profit_factor"]),
+    }
+    assert overall["scored"] == 3
+    # meanrev: one stop → no win, a loss without profit; quiet has no outcome yet.
+    assert scores["meanrev"] == {"scored": 1, "hit_rate": 0.0, "expectancy_r": -1.0, "profit_factor": 0.0}
+    assert scores["quiet"] is None

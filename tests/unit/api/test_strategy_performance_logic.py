@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from api.queries.strategy_performance import ScoredSignal, performance, period_start, score
+from api.queries.strategy_performance import ScoredSignal, headline, performance, period_start, score
 
 MONDAY = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
@@ -60,3 +60,13 @@ def test_periods_start_on_the_day_the_monday_or_the_first() -> None:
     assert period_start(at, "day") == date(2026, 12, 3)
     assert period_start(at, "week") == date(2026, 11, 30)
     assert period_start(at, "month") == date(2026, 12, 1)
+
+
+def test_the_headline_keeps_the_list_figures_and_leaves_out_missing_ones() -> None:
+    assert headline(score(SIGNALS)) == {
+        "scored": 4.0,
+        "hit_rate": 0.5,
+        "expectancy_r": pytest.approx(-0.125),
+        "profit_factor": pytest.approx(1.5),
+    }
+    assert headline(score(SIGNALS[:1])) == {"scored": 1.0, "hit_rate": 1.0, "expectancy_r": 2.0}  # no loss
