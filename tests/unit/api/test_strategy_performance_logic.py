@@ -66,7 +66,7 @@ def test_the_headline_keeps_the_list_figures_and_leaves_out_missing_ones() -> No
     assert headline(score(SIGNALS)) == {
         "scored": 4.0,
         "hit_rate": 0.5,
-        "expectancy_r": pytest.approx(-0.125),
+        "expectancy_r": pytest.approx(0.125),
         "profit_factor": pytest.approx(1.5),
     }
     assert headline(score(SIGNALS[:1])) == {"scored": 1.0, "hit_rate": 1.0, "expectancy_r": 2.0}  # no loss
