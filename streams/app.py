@@ -48,7 +48,7 @@ from ibstream.market_clock import FeedClock
 from ibstream.strategies import bar_topic_name, discover
 from ibstream.strategies.instances import load_instances
 from ibstream.trading_states import TradingStates
-from streams import changelog_flush, orchestration, topics
+from streams import orchestration, topics
 from streams.bars import agents as bars_agents
 from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
@@ -235,7 +235,6 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
     """The Faust app with our settings (delivery, commits, rebalancing, static membership); the benchmark's bare
     Faust agent (``bench.faust_ceiling``) runs on the very same settings."""
     data.mkdir(parents=True, exist_ok=True)
-    changelog_flush.install()  # table changes are sent before the offsets that made them are committed
     return faust.App(
         settings.kafka.topic_prefix + settings.streams.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
