@@ -38,6 +38,13 @@ RISK_CHECKS = _meter.create_counter(
     "ibstream_risk_checks", description="Risk checks evaluated, by check and whether it passed"
 )
 RISK_DECISIONS = _meter.create_counter("ibstream_risk_decisions", description="Risk decisions, by approved")
+BAR_AGGREGATES = _meter.create_counter(
+    "ibstream_bar_aggregates",
+    description="Aggregated bars emitted, by timeframe and kind (new, or revision: a late 5-second bar corrected one)",
+)
+SIGNAL_OUTCOMES = _meter.create_counter(
+    "ibstream_signal_outcomes", description="Signals scored, by strategy and outcome (hit_target, hit_stop, expired)"
+)
 RISK_LATENCY = _meter.create_histogram(
     "ibstream_risk_intent_to_decision_seconds", unit="s", description="Intent created → risk decided"
 )

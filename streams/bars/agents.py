@@ -15,6 +15,7 @@ from typing import Any
 from ibstream.contracts import Bar, bars, utc_now
 from streams.bars.aggregation import AggregationConfig, on_bar
 from streams.context import AgentContext, events
+from streams.observability import BAR_AGGREGATES
 from streams.signals.agents import StateTable
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ async def process_bar(
     state, emitted = on_bar(table.get(bar.symbol), bar, clock(), config)
     for item in emitted:
         await ctx.emitter.emit(bars.AGGREGATE_TOPICS[item.timeframe], item.bar)
+        BAR_AGGREGATES.add(1, {"timeframe": item.timeframe, "kind": "revision" if item.bar.revision > 0 else "new"})
         if item.bar.revision > 0:
             log.info(
                 "bar revised",

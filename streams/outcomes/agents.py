@@ -16,6 +16,7 @@ from typing import Any
 
 from ibstream.contracts import TopicSpec, bars, signal_outcomes, signals, utc_now
 from streams.context import AgentContext, events
+from streams.observability import SIGNAL_OUTCOMES
 from streams.outcomes import scoring
 from streams.signals.agents import StateTable
 
@@ -40,6 +41,7 @@ async def process(
         state, outcomes = scoring.on_bar(table.get(record.symbol), record, clock())
     for outcome in outcomes:
         await ctx.emitter.emit(signal_outcomes.TOPIC, outcome)
+        SIGNAL_OUTCOMES.add(1, {"strategy": outcome.strategy, "outcome": outcome.outcome.value})
         log.info(
             "signal scored",
             extra={

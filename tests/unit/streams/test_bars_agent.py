@@ -14,6 +14,7 @@ from ibstream.contracts.enums import MarketDataSource
 from streams.app import build_app
 from tests.unit.streams.test_bars_aggregation import OPEN, bar, seconds
 from tests.unit.streams.test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter
+from tests.unit.streams.test_streams_observability import _metric
 
 
 @pytest.mark.asyncio
@@ -28,6 +29,11 @@ async def test_bars_agent_emits_each_timeframe_on_its_topic_and_revises_late_bar
     topic = "unit." + bars.TOPIC.name
     times = seconds(OPEN, 61)
     late = times[7]
+    emitted = {
+        (timeframe, kind): _metric("ibstream_bar_aggregates_total", timeframe=timeframe, kind=kind)
+        for timeframe in ("1m", "5m")
+        for kind in ("new", "revision")
+    }
     async with built.agents["bars"].test_context() as agent:
         for at in times:
             if at != late:
@@ -42,5 +48,9 @@ async def test_bars_agent_emits_each_timeframe_on_its_topic_and_revises_late_bar
         (OPEN, 1),
     ]
     assert {name for name, _ in sent} == {"md.bars.1m.v1", "md.bars.5m.v1"}
+    counted = {
+        key: _metric("ibstream_bar_aggregates_total", timeframe=key[0], kind=key[1]) - n for key, n in emitted.items()
+    }
+    assert counted == {("1m", "new"): 5, ("1m", "revision"): 1, ("5m", "new"): 1, ("5m", "revision"): 1}
     assert [kind for _, _, kind in letters.routed] == ["decode"]
     assert built.tables["bar-aggregates"].get("AAPL")["head"] is not None

@@ -13,6 +13,7 @@ from streams.context import AgentContext
 from streams.outcomes.agents import outcomes_agent
 from tests.unit.streams.test_outcomes_scoring import SIZING, bar, signal
 from tests.unit.streams.test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter
+from tests.unit.streams.test_streams_observability import _metric
 
 
 @dataclass
@@ -54,9 +55,12 @@ async def test_outcomes_agent_scores_a_signal_on_the_bars_after_it_and_dead_lett
         Event(Message(signal_topic, CODEC.encode(signal_topic, signal()))),  # a replay: scored already
     ]
     body = outcomes_agent(ctx, table, SIZING, sources)
+    before = _metric("ibstream_signal_outcomes_total", strategy=signal().strategy, outcome="hit_target")
     counts = [count async for count in body(Stream(stream))]
     assert counts == [0, 0, 0, 1, 0]
     (outcome,) = emitter.of(SignalOutcome)
+    counted = _metric("ibstream_signal_outcomes_total", strategy=outcome.strategy, outcome="hit_target") - before
+    assert counted == 1
     assert (outcome.signal_id, outcome.outcome, outcome.bars_to_outcome) == ("s1", OutcomeKind.HIT_TARGET, 2)
     assert [kind for _, _, kind in letters.routed] == ["decode"]
     assert table["AAPL"]["open"] == {}
