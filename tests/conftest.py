@@ -54,10 +54,10 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         yield existing
         return
     if _use_containers():
-        from tests.containers import kafka_container, kafka_image
+        from tests.containers import kafka_container, kafka_test_image
 
         engine = request.getfixturevalue("container_engine")
-        with kafka_container(engine, kafka_image(engine, TEST_STATE)) as bootstrap:
+        with kafka_container(engine, kafka_test_image(engine, TEST_STATE)) as bootstrap:
             yield bootstrap
         return
     from tooling.stack import KafkaStack
@@ -111,12 +111,10 @@ def registry_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield existing
         return
     if _use_containers():
-        from tests.containers import DEFAULT_REGISTRY_IMAGE, configured_image, ensure_image, registry_container
+        from tests.containers import registry_container, registry_test_image
 
         engine = request.getfixturevalue("container_engine")
-        image = configured_image("IBSTREAM_TEST_REGISTRY_IMAGE", DEFAULT_REGISTRY_IMAGE)
-        ensure_image(engine, image)
-        with registry_container(engine, image) as url:
+        with registry_container(engine, registry_test_image(engine)) as url:
             yield url
         return
     from tooling.stack import RegistryStack
@@ -129,25 +127,37 @@ def registry_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def container_engine() -> Iterator[Engine]:
-    """Docker where one answers, else podman's API socket served for the session (``tests/containers.py``); a test
-    that needs one is skipped with the reason where neither exists (failed under ``CI``)."""
+def available_container_engine() -> Iterator[Engine | str]:
+    """Docker where one answers, else podman's API socket served for the session (``tests/containers.py``); where
+    neither exists, the reason instead."""
     from tests.containers import ContainerError, container_engine
-    from tests.tools import require_tool
 
     stack = contextlib.ExitStack()
     try:
-        engine = stack.enter_context(container_engine(TEST_STATE))
+        engine: Engine | str = stack.enter_context(container_engine(TEST_STATE))
     except ContainerError as error:
-        require_tool(str(error))
+        engine = str(error)
     with stack:
         yield engine
 
 
 @pytest.fixture(scope="session")
-def clickhouse_server(container_engine: Engine) -> Iterator[ClickHouseServer]:
+def container_engine(available_container_engine: Engine | str) -> Engine:
+    """The container engine; a test that needs one is skipped with the reason where none exists (failed under
+    ``CI``: our CI has podman, so a missing engine there is a missing install step)."""
+    from tests.tools import require_tool
+
+    if isinstance(available_container_engine, str):
+        require_tool(available_container_engine)
+        raise AssertionError("unreachable: require_tool skips or fails")
+    return available_container_engine
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(available_container_engine: Engine | str) -> Iterator[ClickHouseServer]:
     """A ClickHouse server container (``IBSTREAM_TEST_CLICKHOUSE_IMAGE``, default clickhouse/clickhouse-server) for
-    the session; skipped with the engine's reason where the image cannot be had (here: nothing can be pulled)."""
+    the session. Optional everywhere (embedded chDB is the default backend): skipped with the reason where no engine
+    exists or the image cannot be had (here: nothing can be pulled)."""
     from tests.containers import (
         DEFAULT_CLICKHOUSE_IMAGE,
         ContainerError,
@@ -156,10 +166,13 @@ def clickhouse_server(container_engine: Engine) -> Iterator[ClickHouseServer]:
         ensure_image,
     )
 
+    engine = available_container_engine
+    if isinstance(engine, str):
+        pytest.skip(f"no ClickHouse server to test against: {engine}")
     image = configured_image("IBSTREAM_TEST_CLICKHOUSE_IMAGE", DEFAULT_CLICKHOUSE_IMAGE)
     try:
-        ensure_image(container_engine, image)
+        ensure_image(engine, image)
     except ContainerError as error:
         pytest.skip(f"no ClickHouse server to test against: {error}")
-    with clickhouse_container(container_engine, image) as server:
+    with clickhouse_container(engine, image) as server:
         yield server

@@ -371,6 +371,7 @@ def kafka_environment(advertised_host: str, port: int, cluster_id: str) -> dict[
         "KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS": "10",
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS": "10",
         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
         "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
@@ -450,3 +451,28 @@ def registry_container(engine: Engine, image: str, timeout: float = 120.0) -> It
         url = f"http://{engine.host}:{container.get_exposed_port(8080)}/apis/ccompat/v7"
         _wait_until(container, lambda: _http_ok(f"{url}/subjects"), timeout, f"the schema registry ({image})")
         yield url
+
+
+def kafka_test_image(engine: Engine, state_dir: Path) -> str:
+    """``kafka_image`` for a fixture: a test that cannot have it is skipped with the reason (failed under CI)."""
+    from tests.tools import require_tool
+
+    try:
+        return kafka_image(engine, state_dir)
+    except ContainerError as error:
+        require_tool(f"{error} (IBSTREAM_TEST_KAFKA_IMAGE=local builds one from the Maven jars with podman)")
+        raise
+
+
+def registry_test_image(engine: Engine) -> str:
+    """The registry image (``IBSTREAM_TEST_REGISTRY_IMAGE``) in the engine's store, else skipped with the reason
+    (failed under CI)."""
+    from tests.tools import require_tool
+
+    image = configured_image("IBSTREAM_TEST_REGISTRY_IMAGE", DEFAULT_REGISTRY_IMAGE)
+    try:
+        ensure_image(engine, image)
+    except ContainerError as error:
+        require_tool(str(error))
+        raise
+    return image

@@ -8,6 +8,8 @@ The rest of the suite keeps the local stack; only this module swaps ``kafka_boot
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,17 +18,24 @@ import docker
 import pytest
 
 from consumers.warehouse_sink import SinkThread
-from ibstream.config import Settings
+from ibstream.config import Settings, load_settings
 from ibstream.contracts import Quote, quotes
 from ibstream.contracts.enums import MarketDataSource
 from ibstream.kafka.clients import create_producer
 from ibstream.kafka.records import RecordProducer
 from ibstream.warehouse import Warehouse
 from tests.conftest import TEST_KAFKA_PORT, TEST_STATE
-from tests.containers import TEST_LABEL, ContainerError, Engine, kafka_container, kafka_image
+from tests.containers import (
+    KAFKA_IMAGE_DIR,
+    TEST_LABEL,
+    Engine,
+    kafka_container,
+    kafka_environment,
+    kafka_test_image,
+)
 from tests.integration.kafka_helpers import consume_all
 from tests.integration.warehouse_helpers import ALL_TIME, CODEC, count_final, wait_for, warehouse_settings
-from tests.tools import require_tool
+from tooling.stack import KafkaStack
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +43,49 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def kafka_bootstrap(container_engine: Engine) -> Iterator[str]:
     """This module's broker: a container (overrides the session's local stack here only)."""
-    try:
-        image = kafka_image(container_engine, TEST_STATE)
-    except ContainerError as error:
-        require_tool(f"{error} (IBSTREAM_TEST_KAFKA_IMAGE=local builds one from the Maven jars with podman)")
-    with kafka_container(container_engine, image) as bootstrap:
+    with kafka_container(container_engine, kafka_test_image(container_engine, TEST_STATE)) as bootstrap:
         yield bootstrap
+
+
+def _properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_the_local_images_entrypoint_reads_the_apache_kafka_variables_into_the_local_stacks_settings(
+    tmp_path: Path,
+) -> None:
+    """run-kafka turns KAFKA_* into properties by apache/kafka's rule, so one environment drives either image, and
+    the container broker gets the single-node settings the local stack's broker has."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    java = bin_dir / "java"  # records what the entrypoint would run instead of running a broker
+    java.write_text('#!/bin/sh\necho "$@" >> "$JAVA_CALLS"\n')
+    java.chmod(0o755)
+    environment = kafka_environment("127.0.0.1", 39092, "abc")
+    env = {
+        **environment,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "IBSTREAM_KAFKA_HOME": str(tmp_path / "home"),
+        "JAVA_CALLS": str(tmp_path / "calls"),
+    }
+    subprocess.run(["bash", str(KAFKA_IMAGE_DIR / "run-kafka")], env=env, check=True, timeout=30)
+
+    written = _properties((tmp_path / "home" / "server.properties").read_text())
+    assert written["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39092"
+    assert written["log.dirs"] == str(tmp_path / "home" / "data")
+    assert "heap.opts" not in written  # JVM options are not properties
+    properties = [name for name in environment if name.startswith("KAFKA_") and not name.endswith("_OPTS")]
+    assert len(written) == len(properties) + 1  # and log.dirs
+    format_call, broker_call = (tmp_path / "calls").read_text().splitlines()
+    assert "StorageTool format" in format_call and "--cluster-id=abc" in format_call
+    assert broker_call.startswith("-Xms256m -Xmx512m") and broker_call.endswith("server.properties")
+
+    stack = KafkaStack(load_settings(state_dir=tmp_path / "stack"), state_dir=tmp_path / "stack")
+    stack._write_config()
+    local = _properties(stack.config_file.read_text())
+    single_node = {key for key in local if "replication.factor" in key or ".isr" in key or "num.partitions" in key}
+    single_node |= {"auto.create.topics.enable", "group.initial.rebalance.delay.ms", "process.roles", "node.id"}
+    assert {key: written.get(key) for key in single_node} == {key: local[key] for key in single_node}
 
 
 def _quotes(count: int) -> list[Quote]:
