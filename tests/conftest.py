@@ -114,7 +114,7 @@ def registry_url(request: pytest.FixtureRequest) -> Iterator[str]:
         from tests.containers import registry_container, registry_test_image
 
         engine = request.getfixturevalue("container_engine")
-        with registry_container(engine, registry_test_image(engine)) as url:
+        with registry_container(engine, registry_test_image(engine, TEST_STATE)) as url:
             yield url
         return
     from tooling.stack import RegistryStack

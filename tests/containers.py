@@ -12,9 +12,10 @@ digest of its inputs and the base's tarball is cached under ``<state>/containers
 The broker advertises ``<engine host>:<port>`` with the container port bound to the same free host port: a client
 bootstraps, then connects to what the broker advertises, and both must be reachable from the test process.
 
-ClickHouse (``IBSTREAM_TEST_CLICKHOUSE_IMAGE``) and the schema registry (``IBSTREAM_TEST_REGISTRY_IMAGE``, Apicurio's
-in-memory image like the local stack) are pulled, never built: where the engine cannot pull them, the tests that
-need them are skipped with the engine's reason.
+The schema registry (``IBSTREAM_TEST_REGISTRY_IMAGE``, default Apicurio's image, in-memory like the local stack's)
+is built the same way with ``local``, from the Apicurio distribution the local stack fetches from Maven Central.
+ClickHouse (``IBSTREAM_TEST_CLICKHOUSE_IMAGE``) is only pulled: where the engine cannot pull it, the tests that
+need it are skipped with the engine's reason.
 
 Without Ryuk (its image cannot be pulled everywhere) nothing reaps a container whose test process was killed; the
 containers carry the label ``ibstream.test=1`` and each new session removes its predecessors' leftovers.
@@ -312,30 +313,65 @@ def ensure_local_base(state_dir: Path) -> str:
     return tag
 
 
+def _build_on_base(state_dir: Path, tag: str, base: str, sources: dict[str, Path], containerfile: str) -> str:
+    """``podman build`` of ``containerfile`` FROM the local base, its context holding ``sources`` (context path →
+    file or folder); skipped when the tag (a digest of the inputs) is already in the store."""
+    if _image_exists(state_dir, tag):
+        return tag
+    context = state_dir / "containers" / "build-context"
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    try:
+        for name, source in sources.items():
+            if source.is_dir():
+                shutil.copytree(source, context / name)
+            else:
+                (context / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, context / name)
+        (context / "Containerfile").write_text(containerfile)
+        result = _podman(state_dir, "build", "--build-arg", f"BASE={base}", "-t", tag, str(context))
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    if result.returncode != 0:
+        raise ContainerError(f"podman build of {tag} failed:\n{result.stderr[-3000:]}")
+    return tag
+
+
 def ensure_local_kafka_image(state_dir: Path) -> str:
     """The Kafka image built from the local stack's Maven jars on the local base; built once per input digest."""
     from tooling.stack import resolve_classpath
 
     base = ensure_local_base(state_dir)
     jars = [Path(jar) for jar in resolve_classpath(state_dir / "maven").split(os.pathsep) if jar]
-    files = [KAFKA_IMAGE_DIR / "Containerfile", KAFKA_IMAGE_DIR / "run-kafka", KAFKA_LOG4J]
+    containerfile = (KAFKA_IMAGE_DIR / "Containerfile").read_text()
+    files = [KAFKA_IMAGE_DIR / "run-kafka", KAFKA_LOG4J]
     tag = "localhost/ibstream-test/kafka:" + digest_of(
-        base, *(f"{jar.name}:{jar.stat().st_size}" for jar in jars), *(path.read_bytes() for path in files)
+        base, containerfile, *(f"{jar.name}:{jar.stat().st_size}" for jar in jars), *(p.read_bytes() for p in files)
     )
-    if _image_exists(state_dir, tag):
-        return tag
-    context = state_dir / "containers" / "kafka-context"
-    shutil.rmtree(context, ignore_errors=True)
-    (context / "libs").mkdir(parents=True)
-    for jar in jars:
-        shutil.copy2(jar, context / "libs" / jar.name)
-    for path in files:
-        shutil.copy2(path, context / path.name)
-    result = _podman(state_dir, "build", "--build-arg", f"BASE={base}", "-t", tag, str(context))
-    shutil.rmtree(context, ignore_errors=True)
-    if result.returncode != 0:
-        raise ContainerError(f"podman build of the local Kafka image failed:\n{result.stderr[-3000:]}")
-    return tag
+    sources = {f"libs/{jar.name}": jar for jar in jars} | {path.name: path for path in files}
+    return _build_on_base(state_dir, tag, base, sources, containerfile)
+
+
+# Apicurio's runnable distribution (the runner jar, lib/, meta/), run as the local stack runs it.
+REGISTRY_CONTAINERFILE = """ARG BASE
+FROM ${{BASE}}
+COPY app/ /opt/apicurio/
+WORKDIR /opt/apicurio
+EXPOSE 8080
+ENTRYPOINT ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dquarkus.http.host=0.0.0.0", \
+  "-Dquarkus.http.port=8080", "-jar", "/opt/apicurio/{runner}"]
+"""
+
+
+def ensure_local_registry_image(state_dir: Path) -> str:
+    """Apicurio Registry's image built from the distribution the local stack fetches from Maven Central."""
+    from tooling.stack import APICURIO_VERSION, resolve_apicurio
+
+    base = ensure_local_base(state_dir)
+    runner = resolve_apicurio(state_dir / "maven")
+    containerfile = REGISTRY_CONTAINERFILE.format(runner=runner.name)
+    tag = "localhost/ibstream-test/apicurio:" + digest_of(base, APICURIO_VERSION, containerfile)
+    return _build_on_base(state_dir, tag, base, {"app": runner.parent}, containerfile)
 
 
 def kafka_image(engine: Engine, state_dir: Path) -> str:
@@ -464,15 +500,19 @@ def kafka_test_image(engine: Engine, state_dir: Path) -> str:
         raise
 
 
-def registry_test_image(engine: Engine) -> str:
-    """The registry image (``IBSTREAM_TEST_REGISTRY_IMAGE``) in the engine's store, else skipped with the reason
-    (failed under CI)."""
+def registry_test_image(engine: Engine, state_dir: Path) -> str:
+    """The registry image (``IBSTREAM_TEST_REGISTRY_IMAGE``; ``local``: built here) in the engine's store, else
+    skipped with the reason (failed under CI)."""
     from tests.tools import require_tool
 
     image = configured_image("IBSTREAM_TEST_REGISTRY_IMAGE", DEFAULT_REGISTRY_IMAGE)
     try:
-        ensure_image(engine, image)
+        if image != LOCAL_IMAGE:
+            ensure_image(engine, image)
+            return image
+        if engine.kind != "podman":
+            raise ContainerError("IBSTREAM_TEST_REGISTRY_IMAGE=local builds with podman; this engine is Docker")
+        return ensure_local_registry_image(state_dir)
     except ContainerError as error:
-        require_tool(str(error))
+        require_tool(f"{error} (IBSTREAM_TEST_REGISTRY_IMAGE=local builds one from Maven Central with podman)")
         raise
-    return image

@@ -3,11 +3,15 @@ whatever engine exists (our CI has no Docker: podman's API socket, and the image
 ``IBSTREAM_TEST_KAFKA_IMAGE=local``). Records round-trip through it, and one pipeline slice runs on it: the
 warehouse sink lands what was produced.
 
+The schema registry runs in a container too (``IBSTREAM_TEST_REGISTRY_IMAGE``; ``local`` in our CI): Confluent
+framing through it and the container broker, and it refuses an incompatible schema.
+
 The rest of the suite keeps the local stack; only this module swaps ``kafka_bootstrap`` for the container.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,13 +20,16 @@ from pathlib import Path
 
 import docker
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.warehouse_sink import SinkThread
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import Quote, quotes
 from ibstream.contracts.enums import MarketDataSource
+from ibstream.contracts.serde import ConfluentCodec, SchemaStore
 from ibstream.kafka.clients import create_producer
-from ibstream.kafka.records import RecordProducer
+from ibstream.kafka.records import RecordProducer, decode_message
+from ibstream.registry import RegistryError, SchemaRegistry
 from ibstream.warehouse import Warehouse
 from tests.conftest import TEST_KAFKA_PORT, TEST_STATE
 from tests.containers import (
@@ -32,6 +39,8 @@ from tests.containers import (
     kafka_container,
     kafka_environment,
     kafka_test_image,
+    registry_container,
+    registry_test_image,
 )
 from tests.integration.kafka_helpers import consume_all
 from tests.integration.warehouse_helpers import ALL_TIME, CODEC, count_final, wait_for, warehouse_settings
@@ -45,6 +54,12 @@ def kafka_bootstrap(container_engine: Engine) -> Iterator[str]:
     """This module's broker: a container (overrides the session's local stack here only)."""
     with kafka_container(container_engine, kafka_test_image(container_engine, TEST_STATE)) as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def registry_in_container(container_engine: Engine) -> Iterator[str]:
+    with registry_container(container_engine, registry_test_image(container_engine, TEST_STATE)) as url:
+        yield url
 
 
 def _properties(text: str) -> dict[str, str]:
@@ -163,3 +178,26 @@ def test_the_warehouse_sink_lands_what_was_produced_to_a_broker_in_a_container(
             sink.stop()
         stored = list(warehouse.stream_records(table, producer.topic(quotes.TOPIC), *ALL_TIME))
     assert sorted((s.record for s in stored), key=lambda q: q.con_id) == sent
+
+
+def test_confluent_framing_through_a_registry_and_a_broker_in_containers(
+    settings: Settings, registry_in_container: str
+) -> None:
+    registry = SchemaRegistry(SchemaRegistryClient({"url": registry_in_container}))
+    codec = ConfluentCodec(SchemaStore(), registry)
+    producer = RecordProducer(create_producer(settings), codec, settings.kafka.topic_prefix)
+    sent = _quotes(5)
+    for quote in sent:
+        producer.send(quotes.TOPIC, quote)
+    assert producer.flush(30) == 0 and producer.failed == 0
+
+    topic = producer.topic(quotes.TOPIC)
+    messages = consume_all(settings, topic, len(sent))
+    assert all((m.value() or b"\xff")[0] == 0 for m in messages)  # Confluent framing: magic byte, schema id
+    assert sorted((decode_message(codec, quotes.TOPIC, m) for m in messages), key=lambda q: q.con_id) == sent
+
+    current = json.loads(SchemaStore().current("quote").text)
+    incompatible = {**current, "fields": [*current["fields"], {"name": "venue", "type": "string"}]}
+    assert not registry.is_compatible(f"{topic}-value", json.dumps(incompatible))
+    with pytest.raises(RegistryError, match=topic):
+        registry.register(f"{topic}-value", json.dumps(incompatible))
