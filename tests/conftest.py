@@ -35,6 +35,16 @@ def _use_containers() -> bool:
     return os.environ.get("IBSTREAM_TEST_DOCKER") == "1"
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Container tests with images built here (``IBSTREAM_TEST_*_IMAGE=local``): build them before the first test,
+    outside the per-test timeout (the first build takes minutes); later runs find them built."""
+    selected = any(item.path.name == "test_testcontainers.py" for item in session.items)
+    if _use_containers() or selected:
+        from tests.containers import prebuild_local_images
+
+        prebuild_local_images(TEST_STATE)
+
+
 def _stack_settings(**overrides: Any) -> Settings:
     return load_settings(
         state_dir=TEST_STATE,

@@ -33,14 +33,17 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ibstream.config import PROJECT_ROOT, load_settings
 from ibstream.exceptions import IbstreamError
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 DEFAULT_KAFKA_IMAGE = "apache/kafka:4.1.1"
 DEFAULT_CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
@@ -415,13 +418,13 @@ def kafka_environment(advertised_host: str, port: int, cluster_id: str) -> dict[
     }
 
 
-def _container(image: str, **env: str) -> Any:
+def _container(image: str, **env: str) -> DockerContainer:
     from testcontainers.core.container import DockerContainer
 
     return DockerContainer(image, labels={TEST_LABEL: str(os.getpid())}).with_envs(**env)
 
 
-def _wait_until(container: Any, ready: Any, timeout: float, what: str) -> None:
+def _wait_until(container: DockerContainer, ready: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         container.reload()
@@ -433,8 +436,9 @@ def _wait_until(container: Any, ready: Any, timeout: float, what: str) -> None:
 
 
 @contextmanager
-def kafka_container(engine: Engine, image: str, timeout: float = 120.0) -> Iterator[str]:
-    """A single-node KRaft broker in a container; yields its bootstrap address once it answers metadata."""
+def kafka_container(engine: Engine, image: str, timeout: float = 240.0) -> Iterator[str]:
+    """A single-node KRaft broker in a container; yields its bootstrap address once it answers metadata. (The
+    timeout is generous: on a loaded 2-core machine a broker's first start has taken over two minutes.)"""
     from ibstream.kafka.clients import broker_answers
     from tooling.processes import free_port
 
@@ -481,7 +485,7 @@ def clickhouse_container(engine: Engine, image: str, timeout: float = 120.0) -> 
 
 
 @contextmanager
-def registry_container(engine: Engine, image: str, timeout: float = 120.0) -> Iterator[str]:
+def registry_container(engine: Engine, image: str, timeout: float = 240.0) -> Iterator[str]:
     """Apicurio Registry (in-memory) in a container; yields its Confluent-compatible API's URL once it answers."""
     with _container(image).with_exposed_ports(8080) as container:
         url = f"http://{engine.host}:{container.get_exposed_port(8080)}/apis/ccompat/v7"
@@ -516,3 +520,20 @@ def registry_test_image(engine: Engine, state_dir: Path) -> str:
     except ContainerError as error:
         require_tool(f"{error} (IBSTREAM_TEST_REGISTRY_IMAGE=local builds one from Maven Central with podman)")
         raise
+
+
+def prebuild_local_images(state_dir: Path) -> None:
+    """Build the images configured as ``local`` now, before the first test: a first build on a fresh machine takes
+    minutes (mmdebstrap), more than a test's timeout. A failure is left for the fixture to report with its test."""
+    if shutil.which("podman") is None:
+        return
+    builds = {
+        "IBSTREAM_TEST_KAFKA_IMAGE": ensure_local_kafka_image,
+        "IBSTREAM_TEST_REGISTRY_IMAGE": ensure_local_registry_image,
+    }
+    for variable, build in builds.items():
+        if configured_image(variable, "") == LOCAL_IMAGE:
+            try:
+                build(state_dir)
+            except (IbstreamError, OSError, subprocess.SubprocessError):
+                continue
