@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -84,10 +85,26 @@ class Loader:
         self.warehouse.insert_records(target, name, rows)
 
 
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
-    with Warehouse.open(load_settings(warehouse_dir=tmp_path / "wh")) as opened:
-        yield opened
+@pytest.fixture(params=["chdb", "server"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """The audits on both backends: embedded chDB, and a ClickHouse server over HTTP (a container; skipped with the
+    reason where no image can be had) in a database of the test's own."""
+    if request.param == "chdb":
+        with Warehouse.open(load_settings(warehouse_dir=tmp_path / "wh")) as opened:
+            yield opened
+        return
+    server = request.getfixturevalue("clickhouse_server")
+    settings = load_settings(
+        clickhouse_url=server.url,
+        clickhouse_username=server.username,
+        clickhouse_password=server.password,
+        warehouse_database=f"t{uuid.uuid4().hex[:10]}",
+    )
+    with Warehouse.open(settings) as opened:
+        try:
+            yield opened
+        finally:
+            opened.command(f"DROP DATABASE IF EXISTS {opened.database}")
 
 
 def _signal(signal_id: str, strategy: str, side: Side, stop: float, when: datetime = D1) -> Signal:
