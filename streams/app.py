@@ -52,6 +52,7 @@ from streams import orchestration, topics
 from streams.bars import agents as bars_agents
 from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
+from streams.delivery import StreamsFaustApp
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
@@ -91,6 +92,9 @@ SWEEP_SECONDS = 1.0
 #: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
 #: worker replays every table write since the last closed one (the chaos run's recoveries grew from 17 s to 50 s).
 CHANGELOG_CONFIGS: dict[str, str] = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
+#: The consumer group session: how long a killed worker's partitions wait before the group moves them (a worker
+#: restarted with the same IBSTREAM_STREAMS_INSTANCE_ID takes them back at once instead).
+SESSION_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -235,7 +239,8 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
     """The Faust app with our settings (delivery, commits, rebalancing, static membership); the benchmark's bare
     Faust agent (``bench.faust_ceiling``) runs on the very same settings."""
     data.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    # StreamsFaustApp: a commit waits until the table changelog writes before it are acknowledged (streams.delivery).
+    return StreamsFaustApp(
         settings.kafka.topic_prefix + settings.streams.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(effective_security(settings.kafka)),
@@ -255,7 +260,7 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
         # A killed worker's partitions move after the session timeout: 15 s instead of Faust's 60 s keeps a crash
         # from stalling signals and risk for a minute. With a stable instance id (static membership) a restarted
         # worker takes its partitions straight back without any rebalance.
-        broker_session_timeout=15.0,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         broker_heartbeat_interval=3.0,
         consumer_group_instance_id=settings.streams.instance_id,
     )
