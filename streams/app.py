@@ -92,9 +92,6 @@ SWEEP_SECONDS = 1.0
 #: Changelogs roll a segment each minute: Kafka compacts only closed segments (7 days by default), and a restarted
 #: worker replays every table write since the last closed one (the chaos run's recoveries grew from 17 s to 50 s).
 CHANGELOG_CONFIGS: dict[str, str] = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
-#: The consumer group session: how long a killed worker's partitions wait before the group moves them (a worker
-#: restarted with the same IBSTREAM_STREAMS_INSTANCE_ID takes them back at once instead).
-SESSION_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -257,11 +254,12 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
-        # A killed worker's partitions move after the session timeout: 15 s instead of Faust's 60 s keeps a crash
-        # from stalling signals and risk for a minute. With a stable instance id (static membership) a restarted
-        # worker takes its partitions straight back without any rebalance.
-        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
-        broker_heartbeat_interval=3.0,
+        # A killed worker's partitions move after the session timeout: 15 s by default instead of Faust's 60 s keeps a
+        # crash from stalling signals and risk for a minute. With a stable instance id (static membership) a
+        # restarted worker takes its partitions straight back without waiting for the session or a rebalance.
+        broker_session_timeout=settings.streams.session_timeout_seconds,
+        # Kafka's rule of thumb: at most a third of the session (5 heartbeats a session: 3 s for 15 s).
+        broker_heartbeat_interval=settings.streams.session_timeout_seconds / 5,
         consumer_group_instance_id=settings.streams.instance_id,
     )
 
