@@ -53,6 +53,7 @@ from streams.bars import agents as bars_agents
 from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
 from streams.delivery import StreamsFaustApp
+from streams.membership import EXIT_FENCED, install_twin_guard
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
@@ -491,15 +492,18 @@ def main(argv: list[str]) -> int:
         return started and not rebalancing and not crashed, details
 
     health = HealthServer("0.0.0.0", settings.streams.health_port, readiness).start()
+    # Static membership: a second live worker with our instance id would fence us back and forth (streams.membership).
+    twin = install_twin_guard(settings.streams.instance_id, settings.streams.session_timeout_seconds)
     worker = _Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
-        return int(stop.code or 0) if isinstance(stop.code, int) else 0
+        code = int(stop.code or 0) if isinstance(stop.code, int) else 0
     finally:
         health.stop()
         built.stop_feeds()
-    return 0
+    return EXIT_FENCED if twin is not None and twin.tripped else code
 
 
 if __name__ == "__main__":

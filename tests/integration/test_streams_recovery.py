@@ -9,6 +9,7 @@ with its instance id within a couple of seconds of starting."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -43,11 +44,11 @@ def worker_events(log: str) -> list[tuple[datetime, str]]:
 
 
 def seconds_to_ready(log: str) -> float:
-    """From the Faust worker starting (the process is up, imports done) to its first "Worker ready": joining the
-    group, the assignment and the tables' recovery."""
+    """From the Faust worker starting (the process is up, imports done) to its tables' first "Recovery complete":
+    joining the group, the assignment and the recovery. (Its "Worker ready" may come after the first events.)"""
     events = worker_events(log)
     started = next(at for at, event in events if event.startswith("[^_Worker]: Starting"))
-    ready = next(at for at, event in events if event.endswith("Worker ready") and at >= started)
+    ready = next(at for at, event in events if event.endswith("Recovery complete") and at >= started)
     return (ready - started).total_seconds()
 
 
@@ -84,3 +85,33 @@ def test_a_killed_worker_restarted_with_its_instance_id_resumes_without_waiting_
     finally:
         restarted.stop()
         scored.close()
+
+
+def test_a_second_worker_with_the_same_instance_id_makes_the_first_stop_instead_of_fencing_forever(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two live workers with one id fence each other at every heartbeat (both recover and process the same
+    partitions in turn): the one that was there first stops with exit code 3, the newcomer keeps the partitions."""
+    same = {"streams_instance_id": "outcomes-0"}  # the default 15 s session: twins fence each other every ~3 s
+    first = StreamsWorker(settings, tmp_path, "outcomes", name="first", **same).start()
+    second: StreamsWorker | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while "Worker ready" not in first.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(10)  # a member undisturbed for a few heartbeats: the established one, which yields to a newcomer
+        second = StreamsWorker(settings, tmp_path, "outcomes", name="second", **same).start()
+        workers = (first, second)
+        deadline = time.monotonic() + 120
+        while all(w.process is not None and w.process.poll() is None for w in workers):
+            assert time.monotonic() < deadline, second.log()[-3000:]
+            time.sleep(0.5)
+        # The newcomer wins, as a restart with the instance id does: the first one stops, the second stays.
+        assert first.process is not None and first.process.returncode == 3, first.log()[-3000:]
+        assert "another streams worker runs with this instance id" in first.log()
+        time.sleep(10)  # left alone, the survivor keeps running
+        assert second.process is not None and second.process.poll() is None, second.log()[-3000:]
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
