@@ -54,12 +54,17 @@ class DeliveredProducerBuffer(ProducerBuffer):
             self.failures.append(fut.exception())  # type: ignore[arg-type]  # not None: checked above
 
     async def flush(self) -> None:
-        """Return once every record queued so far is acknowledged by the broker; ``ProducerSendError`` when one
-        failed (the commit that called us must not go ahead) or when the buffer stopped sending."""
-        while self.undelivered:
+        """Return once every record queued before this call is acknowledged by the broker; ``ProducerSendError``
+        when one failed (the commit that called us must not go ahead) or when the buffer stopped sending.
+
+        Only those: the offsets being committed were taken before, and their events wrote the table before they were
+        acknowledged. Records queued meanwhile belong to the next commit; waiting for them too would never end while
+        the agents keep writing."""
+        waiting = set(self.undelivered)
+        while waiting:
             if self.should_stop:
-                raise ProducerSendError(f"{len(self.undelivered)} changelog record(s) not sent: the producer stopped")
-            await asyncio.wait(list(self.undelivered), timeout=_FLUSH_POLL_SECONDS)
+                raise ProducerSendError(f"{len(waiting)} changelog record(s) not sent: the producer stopped")
+            _, waiting = await asyncio.wait(waiting, timeout=_FLUSH_POLL_SECONDS)
         if self.failures:
             failures, self.failures = self.failures, []
             raise ProducerSendError(f"{len(failures)} changelog record(s) failed: {failures[0]!r}")

@@ -92,3 +92,23 @@ def test_the_streams_app_buffers_its_changelog_writes_in_the_delivered_buffer(tm
     app = faust_app(load_settings(kafka_topic_prefix="unit."), tmp_path)
     assert isinstance(app.producer.buffer, DeliveredProducerBuffer)
     assert app.producer.buffer.app is app
+
+
+@pytest.mark.asyncio
+async def test_a_flush_waits_for_the_records_queued_before_it_not_for_those_the_agents_keep_writing() -> None:
+    earlier, later = HeldChannel(), HeldChannel()
+    buffer = await started_buffer()
+    try:
+        before = a_record(earlier)
+        buffer.put(before)
+        flush = asyncio.ensure_future(buffer.flush())
+        await asyncio.sleep(0)
+        buffer.put(a_record(later))  # written while the commit waits: it belongs to the next commit
+        earlier.release.set()
+        await asyncio.wait_for(flush, 10)
+        assert before.done() and len(buffer.undelivered) == 1
+        later.release.set()
+        await asyncio.wait_for(buffer.flush(), 10)
+        assert not buffer.undelivered
+    finally:
+        await buffer.stop()
