@@ -52,6 +52,8 @@ from streams import orchestration, topics
 from streams.bars import agents as bars_agents
 from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
+from streams.delivery import StreamsFaustApp
+from streams.membership import EXIT_FENCED, install_twin_guard
 from streams.orchestration import agents as orchestration_agents
 from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
@@ -235,7 +237,8 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
     """The Faust app with our settings (delivery, commits, rebalancing, static membership); the benchmark's bare
     Faust agent (``bench.faust_ceiling``) runs on the very same settings."""
     data.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    # StreamsFaustApp: a commit waits until the table changelog writes before it are acknowledged (streams.delivery).
+    return StreamsFaustApp(
         settings.kafka.topic_prefix + settings.streams.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(effective_security(settings.kafka)),
@@ -252,11 +255,12 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
-        # A killed worker's partitions move after the session timeout: 15 s instead of Faust's 60 s keeps a crash
-        # from stalling signals and risk for a minute. With a stable instance id (static membership) a restarted
-        # worker takes its partitions straight back without any rebalance.
-        broker_session_timeout=15.0,
-        broker_heartbeat_interval=3.0,
+        # A killed worker's partitions move after the session timeout: 15 s by default instead of Faust's 60 s keeps a
+        # crash from stalling signals and risk for a minute. With a stable instance id (static membership) a
+        # restarted worker takes its partitions straight back without waiting for the session or a rebalance.
+        broker_session_timeout=settings.streams.session_timeout_seconds,
+        # Kafka's rule of thumb: at most a third of the session (5 heartbeats a session: 3 s for 15 s).
+        broker_heartbeat_interval=settings.streams.session_timeout_seconds / 5,
         consumer_group_instance_id=settings.streams.instance_id,
     )
 
@@ -488,15 +492,18 @@ def main(argv: list[str]) -> int:
         return started and not rebalancing and not crashed, details
 
     health = HealthServer("0.0.0.0", settings.streams.health_port, readiness).start()
+    # Static membership: a second live worker with our instance id would fence us back and forth (streams.membership).
+    twin = install_twin_guard(settings.streams.instance_id, settings.streams.session_timeout_seconds)
     worker = _Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
-        return int(stop.code or 0) if isinstance(stop.code, int) else 0
+        code = int(stop.code or 0) if isinstance(stop.code, int) else 0
     finally:
         health.stop()
         built.stop_feeds()
-    return 0
+    return EXIT_FENCED if twin is not None and twin.tripped else code
 
 
 if __name__ == "__main__":

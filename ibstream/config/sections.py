@@ -453,6 +453,11 @@ class StreamsSettings(Section):
     # A stable id per worker (e.g. a StatefulSet pod name) turns on Kafka static membership: a restarted worker gets
     # its partitions back at once. None: dynamic membership.
     instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    # The consumer group session: a worker that stops heartbeating (killed, frozen) keeps its partitions this long
+    # before the group moves them, unless it comes back with its instance id first. 6 s is the broker's minimum by
+    # default, 60 s stays under Faust's request timeout (90 s); shorter moves partitions sooner, but then a GC or
+    # load pause costs a rebalance.
+    session_timeout_seconds: float = Field(default=15.0, ge=6.0, le=60.0)
     # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
     data_dir: Path | None = None
     # IBSTREAM_STRATEGIES_FILE: the strategy instances (TOML or YAML, ibstream.strategies.instances), read by the

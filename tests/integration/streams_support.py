@@ -101,6 +101,12 @@ class StreamsWorker:
             self.process.kill()
             self.process.wait(5)
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, no clean-up (no commit, no LeaveGroup)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -30,6 +30,7 @@ from ibstream.contracts import TOPICS, Gap, bars, gaps, order_intents, quotes, r
 from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import IbstreamError
 from tooling.chaos.checker import Checker, InvariantResult, read_topic
+from tooling.chaos.report import recovery_against_targets
 from tooling.chaos.schedule import FAULT_KINDS, Fault, build_schedule
 from tooling.demo import Demo, DemoConfig, get_json, post_json, session_close
 from tooling.processes import free_port, http_status
@@ -41,6 +42,8 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY
 #: Deployables in the order they are stopped at the end: sources first, the sink (inside api) last.
 STOP_ORDER = ("producer", "streams", "agent0", "execution")
 RECOVERY_TIMEOUT = 60.0
+#: The streams worker's static group membership id (one worker per campaign), kept across its restarts.
+STREAMS_INSTANCE_ID = "chaos-streams-0"
 #: ibsim (IB) order statuses after which an order can no longer fill.
 IB_TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
@@ -140,6 +143,14 @@ class ChaosDemo(Demo):
             "--log-level",
             "INFO",
         ]
+
+    def process_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        env = super().process_env(name, env)
+        if name == "streams":
+            # Static membership, as a supervisor (a pod's container restart) gives it: the worker restarted after
+            # kill_streams takes its partitions straight back instead of waiting out the killed member's 15 s session.
+            return {**env, "IBSTREAM_STREAMS_INSTANCE_ID": STREAMS_INSTANCE_ID}
+        return env
 
     def execution_env(self, env: dict[str, str]) -> dict[str, str]:
         return {**env, **self.chaos.execution_env, **self.chaos.execution_first_start_env}
@@ -806,6 +817,8 @@ class Campaign:
                     for k, v in sorted(by_kind.items())
                 },
             },
+            # kill_streams against its 5 s target (tooling.chaos.report.RECOVERY_TARGETS), shown in both reports.
+            "recovery_targets": recovery_against_targets(by_kind),
             "throughput": {
                 "quotes_per_second_avg": round(statistics.mean(quote_rates), 1) if quote_rates else None,
                 "quotes_per_second_p50": round(statistics.median(quote_rates), 1) if quote_rates else None,

@@ -13,6 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from tooling.chaos.report import describe_targets
 from tooling.svg import Axes, polyline, svg, text
 
 _WIDTH, _LEFT, _RIGHT = 900, 60, 880
@@ -186,6 +187,7 @@ def render_html(report: dict[str, Any], tables: str) -> str:
         f"<h1>chaos campaign (seed {e(str(report.get('seed')))}): {verdict}</h1>"
         f"<p>{len(timeline.faults)} faults, {recovered} recovered; {len(timeline.orders)} orders routed; "
         f"replay: <code>{e(str(report.get('replay', '')))}</code></p>"
-        f"<figure>{render_timeline_svg(timeline)}<figcaption class='legend'>{legend}</figcaption></figure>"
+        + "".join(f"<p class='target'>{e(line)}</p>" for line in describe_targets(report))
+        + f"<figure>{render_timeline_svg(timeline)}<figcaption class='legend'>{legend}</figcaption></figure>"
         f"<h2>Tables</h2><pre>{e(tables)}</pre></body></html>"
     )

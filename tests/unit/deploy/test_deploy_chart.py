@@ -217,6 +217,21 @@ def test_streams_scale_up_to_the_partition_count() -> None:
     assert "/streams/replicas" in refused("--set", "streams.replicas=7")
 
 
+def test_a_restarted_streams_container_keeps_its_group_membership_through_its_pod_name(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """Static membership: the instance id is the pod's name (unique per pod, kept by a container restart)."""
+    for component, deployment in by_component(rendered, "Deployment").items():
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        if component == "streams":
+            assert env["IBSTREAM_STREAMS_INSTANCE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        else:
+            assert "IBSTREAM_STREAMS_INSTANCE_ID" not in env, component
+    dynamic = by_component(render("--set", "streams.staticMembership=false"), "Deployment")["streams"]
+    names = {e["name"] for e in dynamic["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "IBSTREAM_STREAMS_INSTANCE_ID" not in names
+
+
 # --- values schema -------------------------------------------------------------------------------------------------
 
 
@@ -303,7 +318,7 @@ def test_secret_references_reach_the_deployables_that_need_them(production: list
         return {
             e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
             for e in container["env"]
-            if "valueFrom" in e
+            if "secretKeyRef" in e.get("valueFrom", {})  # not streams' instance id (the pod's name)
         }
 
     values = yaml.safe_load(PRODUCTION.read_text())["secrets"]

@@ -124,3 +124,40 @@ def test_a_campaign_writes_its_timeline_next_to_its_json_report(tmp_path: Path) 
     page = (tmp_path / "out" / "chaos.html").read_text()
     assert report["html"] == str(tmp_path / "out" / "chaos.html")
     assert "#0 kill_api: recovered 2.5s after it ended" in page and "1 orders routed" in page
+
+
+def test_kill_streams_recoveries_are_reported_against_their_5_second_target() -> None:
+    from tooling.chaos.report import describe_targets, recovery_against_targets
+
+    by_kind = {"kill_streams": [2.4, 6.1, 1.8], "kill_execution": [9.0]}
+    figures = recovery_against_targets(by_kind)
+    # Only kinds with a target; the slowest recovery decides.
+    assert figures == {"kill_streams": {"target": 5.0, "faults": 3, "min": 1.8, "max": 6.1, "met": False}}
+    assert recovery_against_targets({"kill_streams": [1.8, 4.9]})["kill_streams"]["met"] is True
+    assert recovery_against_targets({"kill_execution": [1.0]}) == {}
+    assert describe_targets({"recovery_targets": figures}) == [
+        "kill_streams recovered in 1.8–6.1 s (3 faults): target ≤ 5 s MISSED"
+    ]
+
+
+def test_the_text_report_and_the_page_show_the_kill_streams_figure() -> None:
+    from tooling.chaos.campaign import Campaign, ChaosConfig, FaultOutcome
+    from tooling.chaos.schedule import Fault
+
+    campaign = Campaign(ChaosConfig(minutes=1.0))
+    for index, (restored, recovered) in enumerate([(20.0, 22.5), (40.0, 41.2)]):
+        outcome = FaultOutcome(Fault(index, restored - 1, "kill_streams", {"down_seconds": 1.0}), restored - 1)
+        outcome.restored_at, outcome.recovered_at = restored, recovered
+        campaign.outcomes.append(outcome)
+    report = campaign.report([], {}, None)
+    assert report["recovery_targets"]["kill_streams"] == {
+        "target": 5.0,
+        "faults": 2,
+        "min": 1.2,
+        "max": 2.5,
+        "met": True,
+    }
+    line = "kill_streams recovered in 1.2–2.5 s (2 faults): target ≤ 5 s met"
+    text = render(report | {"invariants": [], "violations": [], "records_total": 0})
+    assert f"│ recovery target               │ {line} │" in text
+    assert line in render_html(report, text)
