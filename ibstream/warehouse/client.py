@@ -367,11 +367,15 @@ class Warehouse:
         return QueryResult(list(result.column_names), [tuple(row) for row in result.result_rows])
 
     def insert(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert one batch into a table (rows from ``TableSpec.to_row``)."""
+        """Insert one batch into a table (rows from ``TableSpec.to_row``, or ``tick_row``/``fields_row``)."""
         if not rows:
             return
+        # Pivoted here, in C (zip), rather than value by value in clickhouse-connect: a tenth of the sink's time.
+        columns = list(zip(*rows, strict=True))
         try:
-            self.client.insert(f"{self.database}.{table.name}", rows, column_names=table.column_names)
+            self.client.insert(
+                f"{self.database}.{table.name}", columns, column_names=table.column_names, column_oriented=True
+            )
         except ClickHouseError as error:
             raise WarehouseError(f"insert into {table.name} failed: {error}") from None
 
