@@ -20,7 +20,7 @@ import io
 import json
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -300,6 +300,12 @@ def _read_fields(
     return data
 
 
+def _write_fields(schema: SchemaVersion, fields: Mapping[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, _tick_reader(schema).parsed, fields)
+    return buffer.getvalue()
+
+
 class Codec(Protocol):
     """Encode records of a topic and decode them back, in one wire format."""
 
@@ -321,6 +327,10 @@ class Codec(Protocol):
         building the model — where the model would add nothing: ``record_type`` checks nothing Avro has not
         (``checks_only_avro_types``) and the writer is the current schema. None otherwise: use ``decode``.
         Raises DecodeError wherever ``decode`` would (bulk readers: the warehouse sink, replay)."""
+        ...
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        """``encode`` of the record whose ``decode_fields`` these are (replay re-emits them without a model)."""
         ...
 
 
@@ -367,6 +377,10 @@ class SingleObjectCodec:
     ) -> dict[str, Any] | None:
         where = (topic, partition, offset)
         return _read_fields(record_type, *self._frame(record_type, value, where), where)
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        name = record_type.schema_name
+        return self._headers[name] + _write_fields(self._store.current(name), fields)
 
 
 class SchemaRegistryPort(Protocol):
@@ -448,3 +462,7 @@ class ConfluentCodec:
     ) -> dict[str, Any] | None:
         where = (topic, partition, offset)
         return _read_fields(record_type, *self._frame(record_type, value, where), where)
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        name = record_type.schema_name
+        return self._header(topic, name) + _write_fields(self._store.current(name), fields)
