@@ -340,10 +340,19 @@ class SingleObjectCodec:
     def __init__(self, store: SchemaStore) -> None:
         self._store = store
         self._headers = {name: SINGLE_OBJECT_MAGIC + store.current(name).fingerprint for name in store.names()}
+        #: Record type → (header, parsed schema): one look-up per encode on the producers' hot path.
+        self._writers: dict[type[Record], tuple[bytes, Any]] = {}
 
     def encode(self, topic: str, record: Record) -> bytes:
-        name = type(record).schema_name
-        return self._headers[name] + _write_body(self._store.current(name), record)
+        kind = type(record)
+        writer = self._writers.get(kind)
+        if writer is None:
+            writer = (self._headers[kind.schema_name], self._store.current(kind.schema_name).parsed)
+            self._writers[kind] = writer
+        buffer = io.BytesIO()
+        buffer.write(writer[0])
+        fastavro.schemaless_writer(buffer, writer[1], record.avro_fields())
+        return buffer.getvalue()
 
     def _frame(
         self, record_type: type[Record], value: bytes | None, where: tuple[str, int | None, int | None]
