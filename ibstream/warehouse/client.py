@@ -446,6 +446,26 @@ class Warehouse:
         except ClickHouseError as error:
             raise WarehouseError(f"reading {table.name} failed: {error}") from None
 
+    def stream_fields(
+        self, table: TableSpec, topic: str, start: datetime, end: datetime, symbols: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """``stream_records``'s records as their fields, timestamps as integer ticks, without building models: what
+        ``Codec.encode_fields`` writes (replay re-emits them). Same records, same order."""
+        where, parameters = self._window_filter(topic, start, end, symbols)
+        sql = (
+            f"SELECT {table.tick_select()} FROM {self.table(table.name)} FINAL WHERE {where} "
+            "ORDER BY _partition, _offset"
+        )
+        names = [column.name for column in table.columns]
+        formats: dict[str, str | dict[str, str]] = dict(table.column_formats())
+        try:
+            with self.client.query_row_block_stream(sql, parameters=parameters, column_formats=formats) as stream:
+                for block in stream:
+                    for row in block:
+                        yield dict(zip(names, row, strict=True))
+        except ClickHouseError as error:
+            raise WarehouseError(f"reading {table.name} failed: {error}") from None
+
     def page_records(
         self,
         table: TableSpec,

@@ -152,6 +152,20 @@ class TableSpec:
         row[-2:] = [kafka_ms, now_us]
         return row
 
+    def tick_select(self) -> str:
+        """The record columns as a SELECT list, top-level timestamps as integer ticks (what ``fields_row`` holds and
+        ``Codec.encode_fields`` writes)."""
+        ticks = dict(self._ticks)
+        selected = []
+        for index, column in enumerate(self.columns):
+            name = quote_ident(column.name)
+            tick = ticks.get(index)
+            if tick is None:
+                selected.append(name)
+            else:
+                selected.append(f"toUnixTimestamp64{'Micro' if tick == _TICKS['DateTime64(6'] else 'Milli'}({name})")
+        return ", ".join(selected)
+
     def from_row(self, values: Sequence[Any]) -> Record:
         """Rebuild the record from the record columns of a row (as read with ``column_formats``)."""
         data = {

@@ -24,7 +24,7 @@ from ibstream.contracts.serde import ConfluentCodec, DecodeError, SchemaStore, S
 from ibstream.warehouse.schema import WarehouseSchema, kafka_ms
 from tests.strategies import records
 from tests.unit.ibstream.test_serde import InMemoryRegistry, _evolve, quote
-from tooling.replay import as_replay, fields_as_replay
+from tooling.replay import as_replay, fields_as_replay, key_of_fields
 
 STORE = SchemaStore()
 CODEC = SingleObjectCodec(STORE)
@@ -142,3 +142,20 @@ def test_replay_re_emits_the_fields_as_it_would_re_emit_the_model(spec: TopicSpe
             assert codec.decode("t", spec.record, replayed, 0, 0).source == MarketDataSource.REPLAY  # type: ignore[attr-defined]
 
     check()
+
+
+@pytest.mark.parametrize("spec", [s for s in FAST_TOPICS if s.name.startswith("md.")], ids=lambda spec: spec.name)
+def test_a_market_record_is_keyed_alike_from_its_fields(spec: TopicSpec[Record]) -> None:
+    @settings(max_examples=20, deadline=None)
+    @given(records(spec.record))
+    def check(record: Record) -> None:
+        fields = CODEC.decode_fields("t", spec.record, CODEC.encode("t", record), 0, 0)
+        assert key_of_fields(spec, fields or {}) == spec.key_of(record).encode()
+
+    check()
+
+
+def test_tick_select_reads_the_timestamps_as_ticks() -> None:
+    table = SCHEMA.for_topic(next(spec for spec in TOPICS if spec.name == "md.quotes.v1"))
+    assert "toUnixTimestamp64Micro(`event_time`)" in table.tick_select()
+    assert table.tick_select().startswith("`symbol`, `con_id`")
