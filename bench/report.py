@@ -42,8 +42,10 @@ def tracked_figures(results: Mapping[str, Any]) -> dict[str, Any]:
     """The issue's figures from a run's ``results`` (what ``bench.__main__`` collects)."""
     tracked: dict[str, Any] = {}
     producer = results.get("producer_path_records_per_s")
-    if isinstance(producer, Mapping) and "producer_to_python_ceiling" in producer:
-        tracked["producer_to_python_ceiling"] = producer["producer_to_python_ceiling"]
+    if isinstance(producer, Mapping):
+        for name in ("producer_to_python_ceiling", "producer_to_python_ceiling_cpu"):
+            if name in producer:
+                tracked[name] = producer[name]
     for name, bench, own_name, keys in LIFTED:
         value = _figures(results, bench).get(own_name)
         if value is not None:

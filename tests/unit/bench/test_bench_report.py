@@ -26,7 +26,11 @@ def _sink_entry(exit_code: int = 0) -> dict[str, object]:
 
 def test_every_tracked_figure_comes_from_its_benchmark_under_the_issue_name() -> None:
     results = {
-        "producer_path_records_per_s": {"median": 90_000.0, "producer_to_python_ceiling": 0.93},
+        "producer_path_records_per_s": {
+            "median": 90_000.0,
+            "producer_to_python_ceiling": 0.93,
+            "producer_to_python_ceiling_cpu": 0.95,
+        },
         "pipeline": {"exit_code": 0, "figures": figures_of([PIPELINE_LINE])},
         "sink": _sink_entry(),
         "streams": {"exit_code": 0, "figures": figures_of(['json: {"risk_to_faust_ceiling": 0.91}'])},
@@ -34,6 +38,7 @@ def test_every_tracked_figure_comes_from_its_benchmark_under_the_issue_name() ->
     }
     assert tracked_figures(results) == {
         "producer_to_python_ceiling": 0.93,
+        "producer_to_python_ceiling_cpu": 0.95,
         "risk_to_faust_ceiling": 0.91,
         "routed_to_ack_ms": {"p50": 3.1, "p95": 9.0, "p99": 14.2},
         "intent_to_decision_ms": {"p50": 4.0, "p95": 9.0, "p99": 13.0},
