@@ -44,7 +44,7 @@ def test_a_row_from_the_fields_is_the_row_from_the_model(spec: TopicSpec[Record]
     table = SCHEMA.for_topic(spec)
     codecs = [CODEC, ConfluentCodec(STORE, InMemoryRegistry())]
 
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=20, deadline=None)
     @given(records(spec.record), st.sampled_from(codecs))
     def check(record: Record, codec: Any) -> None:
         encoded = codec.encode("t", record)
@@ -130,7 +130,7 @@ def test_kafka_timestamps_past_year_9999_cannot_make_a_row() -> None:
 def test_replay_re_emits_the_fields_as_it_would_re_emit_the_model(spec: TopicSpec[Record]) -> None:
     codecs = [CODEC, ConfluentCodec(STORE, InMemoryRegistry())]
 
-    @settings(max_examples=30, deadline=None)
+    @settings(max_examples=15, deadline=None)
     @given(records(spec.record), st.sampled_from(codecs))
     def check(record: Record, codec: Any) -> None:
         encoded = codec.encode("t", record)
