@@ -2,24 +2,29 @@
 
 Needs a broker: uses IBSTREAM_KAFKA_BOOTSTRAP_SERVERS (default: the local stack; `ibstream stack up`). Creates a
 throwaway topic set, produces N quotes per run (median of repeated runs, min and max shown), waits for every
-delivery report, and prints records/s and the process's peak RSS.
+delivery report, and prints records/s and the process's peak RSS. Each run is followed by the Python ceiling (plain
+fastavro + confluent-kafka, ``plain_rate``) on the same quotes; ``producer_to_python_ceiling`` is the median of the
+runs' ratios.
 Run: .venv/bin/python -m bench.producer [--records 200000] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import resource
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime
 
+import fastavro
+
 from bench.history import emit_figures
-from ibstream.config import load_settings
+from ibstream.config import Settings, load_settings
 from ibstream.contracts import Quote, quotes
 from ibstream.contracts.enums import MarketDataSource
-from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
+from ibstream.contracts.serde import SINGLE_OBJECT_MAGIC, SchemaStore, SingleObjectCodec
 from ibstream.kafka.clients import create_admin, create_producer
 from ibstream.kafka.records import RecordProducer
 from ibstream.kafka.topics import catalogue, delete_topics, ensure_topics
@@ -51,27 +56,69 @@ def measure(records: int, runs: int) -> dict[str, float]:
         )
         for i in range(10_000)
     ]
-    codec = SingleObjectCodec(SchemaStore())
-    rates = []
+    store = SchemaStore()
+    codec = SingleObjectCodec(store)
+    rates, ceilings, cpu_rates, cpu_ceilings = [], [], [], []
     try:
+        # Interleaved, so both see the same machine: a busy neighbour slows one pair, not one side.
         for _ in range(runs):
             sink = RecordProducer(create_producer(settings, "quotes"), codec, prefix)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for i in range(records):
                 sink.send(quotes.TOPIC, batch[i % len(batch)])
             remaining = sink.flush(120)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             assert remaining == 0 and sink.failed == 0 and sink.delivered == records
             rates.append(records / elapsed)
+            cpu_rates.append(records / cpu)
+            ceiling, ceiling_cpu = plain_rate(settings, prefix + quotes.TOPIC.name, store, batch, records)
+            ceilings.append(ceiling)
+            cpu_ceilings.append(ceiling_cpu)
     finally:
         delete_topics(admin, [layout.name for layout in layouts])
     return {
         "median": statistics.median(rates),
         "min": min(rates),
         "max": max(rates),
+        "ceiling_median": statistics.median(ceilings),
+        "producer_to_python_ceiling": round(statistics.median(r / c for r, c in zip(rates, ceilings, strict=True)), 3),
+        # The same ratio in records per CPU second of this process (librdkafka's threads included): what a loaded
+        # machine disturbs least.
+        "producer_to_python_ceiling_cpu": round(
+            statistics.median(r / c for r, c in zip(cpu_rates, cpu_ceilings, strict=True)), 3
+        ),
         "record_bytes": float(len(codec.encode("t", batch[0]))),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def plain_rate(
+    settings: Settings, topic: str, store: SchemaStore, batch: list[Quote], records: int
+) -> tuple[float, float]:
+    """The Python ceiling: the same quotes as plain dicts, written by fastavro and produced by confluent-kafka with
+    the same producer settings, the same single-object header, a delivery callback that counts (a program that does
+    not check its deliveries is not a producer) and ``poll(0)`` after each produce — none of our layer. Returns
+    records per wall second and per CPU second of this process."""
+    schema = store.current("quote")
+    header = SINGLE_OBJECT_MAGIC + schema.fingerprint
+    dicts = [(quote.symbol.encode(), quote.to_avro()) for quote in batch]
+    producer = create_producer(settings, "quotes")
+    outcomes = {"delivered": 0, "failed": 0}
+
+    def report(error: object, message: object) -> None:
+        outcomes["failed" if error is not None else "delivered"] += 1
+
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(records):
+        key, values = dicts[i % len(dicts)]
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, schema.parsed, values)
+        producer.produce(topic, header + buffer.getvalue(), key, on_delivery=report)
+        producer.poll(0)
+    remaining = producer.flush(120)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert remaining == 0 and outcomes == {"delivered": records, "failed": 0}
+    return records / elapsed, records / cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         f"producer path: median {figures['median']:,.0f} records/s (min {figures['min']:,.0f}, "
         f"max {figures['max']:,.0f}); peak RSS {figures['peak_rss_mb']:.0f} MB"
     )
-    emit_figures({"records_per_s": figures["median"], "peak_rss_mb": figures["peak_rss_mb"]})
+    print(
+        f"plain fastavro + confluent-kafka: median {figures['ceiling_median']:,.0f} records/s; "
+        f"producer / that ceiling: {figures['producer_to_python_ceiling']:.2f} "
+        f"(per CPU second: {figures['producer_to_python_ceiling_cpu']:.2f})"
+    )
+    emit_figures(
+        {
+            "records_per_s": figures["median"],
+            "python_ceiling_records_per_s": figures["ceiling_median"],
+            "producer_to_python_ceiling": figures["producer_to_python_ceiling"],
+            "producer_to_python_ceiling_cpu": figures["producer_to_python_ceiling_cpu"],
+            "peak_rss_mb": figures["peak_rss_mb"],
+        }
+    )
     return 0
 
 

@@ -80,6 +80,21 @@ def _is_flat(record_type: type[Record]) -> bool:
     return not any(_may_nest(field.annotation) for field in record_type.model_fields.values())
 
 
+@cache
+def checks_only_avro_types(record_type: type[Record]) -> bool:
+    """Whether validating the model adds nothing to a decode by its current schema: flat (no nested records, lists
+    or maps), no constraints (``Field(gt=0)``, …) and no validators but the UTC one, which Avro's timestamps (UTC by
+    definition) always pass. Bulk readers (the warehouse sink) skip building such records."""
+    decorators = record_type.__pydantic_decorators__
+    validators = (decorators.validators, decorators.field_validators, decorators.root_validators)
+    if not _is_flat(record_type) or any(validators) or decorators.model_validators:
+        return False
+    return all(
+        all(isinstance(item, AfterValidator) and item.func is _require_utc for item in field.metadata)
+        for field in record_type.model_fields.values()
+    )
+
+
 CleanupPolicy = Literal["delete", "compact"]
 
 #: Market-data topics (``md.*``): the only ones whose records may be re-emitted (replay) or read raw through the API.

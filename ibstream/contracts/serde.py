@@ -20,7 +20,7 @@ import io
 import json
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -32,7 +32,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
 from ibstream.config import PROJECT_ROOT
-from ibstream.contracts.base import Record
+from ibstream.contracts.base import Record, checks_only_avro_types
 from ibstream.exceptions import IbstreamError
 
 AVRO_DIR = PROJECT_ROOT / "avro"
@@ -232,6 +232,80 @@ def _read_body(
         raise DecodeError(*where, f"record violates the {record_type.__name__} contract: {error}") from None
 
 
+#: Timestamp logical types and how many of their ticks make a second (their ClickHouse DateTime64 precision).
+_TIMESTAMP_TICKS = {"timestamp-micros": 1_000_000, "timestamp-millis": 1_000}
+#: The first and last instant a ``datetime`` holds (years 1 to 9999), in seconds since the epoch: a timestamp outside
+#: fails ``decode`` (fastavro cannot build its datetime), so ``decode_fields`` refuses it too.
+_FIRST_SECOND = -62_135_596_800
+_LAST_SECOND = 253_402_300_800
+
+
+@dataclass(frozen=True)
+class _TickReader:
+    """A schema parsed with its top-level timestamps as plain longs, and those fields with their ticks per second."""
+
+    parsed: Any
+    timestamps: tuple[tuple[str, int], ...]
+
+
+_tick_readers: dict[bytes, _TickReader] = {}
+
+
+def _tick_reader(schema: SchemaVersion) -> _TickReader:
+    """The writer schema read without its timestamp logical types (cached by fingerprint): fastavro then skips
+    building a datetime per timestamp, and the ClickHouse insert skips turning it back into ticks."""
+    reader = _tick_readers.get(schema.fingerprint)
+    if reader is None:
+        raw = json.loads(schema.text)
+        timestamps = []
+        for field in raw["fields"]:
+            # A timestamp, or a nullable one (["null", timestamp]).
+            branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
+            for index, kind in enumerate(branches):
+                if isinstance(kind, dict) and kind.get("logicalType") in _TIMESTAMP_TICKS:
+                    timestamps.append((field["name"], _TIMESTAMP_TICKS[kind["logicalType"]]))
+                    branches[index] = {key: value for key, value in kind.items() if key != "logicalType"}
+            if not isinstance(field["type"], list):
+                field["type"] = branches[0]
+        reader = _TickReader(fastavro.parse_schema(raw, named_schemas={}), tuple(timestamps))
+        _tick_readers[schema.fingerprint] = reader
+    return reader
+
+
+def _read_fields(
+    record_type: type[Record],
+    writer: SchemaVersion,
+    reader: SchemaVersion,
+    body: memoryview,
+    where: tuple[str, int | None, int | None],
+) -> dict[str, Any] | None:
+    """``decode_fields``'s work once the header named the writer (None: the model is needed, see there)."""
+    if writer.fingerprint != reader.fingerprint or not checks_only_avro_types(record_type):
+        return None
+    ticks = _tick_reader(writer)
+    buffer = io.BytesIO(body)
+    try:
+        data = fastavro.schemaless_reader(buffer, ticks.parsed, None)
+    except Exception as error:  # fastavro raises EOFError, ValueError, IndexError, … on corrupt bodies
+        reason = f"corrupt Avro body for {reader.full_name}: {type(error).__name__}: {error}"
+        raise DecodeError(*where, reason) from None
+    if buffer.tell() != len(body):
+        raise DecodeError(*where, f"{len(body) - buffer.tell()} trailing bytes after a {reader.full_name} record")
+    if not isinstance(data, dict):
+        raise DecodeError(*where, f"expected a record, got {type(data).__name__}")
+    for name, per_second in ticks.timestamps:
+        value = data[name]
+        if value is not None and not _FIRST_SECOND * per_second <= value < _LAST_SECOND * per_second:
+            raise DecodeError(*where, f"corrupt Avro body for {reader.full_name}: {name} {value} is out of range")
+    return data
+
+
+def _write_fields(schema: SchemaVersion, fields: Mapping[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, _tick_reader(schema).parsed, fields)
+    return buffer.getvalue()
+
+
 class Codec(Protocol):
     """Encode records of a topic and decode them back, in one wire format."""
 
@@ -241,6 +315,24 @@ class Codec(Protocol):
         self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
     ) -> R: ...
 
+    def decode_fields(
+        self,
+        topic: str,
+        record_type: type[Record],
+        value: bytes | None,
+        partition: int | None,
+        offset: int | None,
+    ) -> dict[str, Any] | None:
+        """The record's fields as Avro holds them, timestamps as integer ticks (µs or ms since the epoch), without
+        building the model — where the model would add nothing: ``record_type`` checks nothing Avro has not
+        (``checks_only_avro_types``) and the writer is the current schema. None otherwise: use ``decode``.
+        Raises DecodeError wherever ``decode`` would (bulk readers: the warehouse sink, replay)."""
+        ...
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        """``encode`` of the record whose ``decode_fields`` these are (replay re-emits them without a model)."""
+        ...
+
 
 class SingleObjectCodec:
     """Registry-less codec: Avro single-object encoding (writer schema identified by fingerprint)."""
@@ -248,15 +340,24 @@ class SingleObjectCodec:
     def __init__(self, store: SchemaStore) -> None:
         self._store = store
         self._headers = {name: SINGLE_OBJECT_MAGIC + store.current(name).fingerprint for name in store.names()}
+        #: Record type → (header, parsed schema): one look-up per encode on the producers' hot path.
+        self._writers: dict[type[Record], tuple[bytes, Any]] = {}
 
     def encode(self, topic: str, record: Record) -> bytes:
-        name = type(record).schema_name
-        return self._headers[name] + _write_body(self._store.current(name), record)
+        kind = type(record)
+        writer = self._writers.get(kind)
+        if writer is None:
+            writer = (self._headers[kind.schema_name], self._store.current(kind.schema_name).parsed)
+            self._writers[kind] = writer
+        buffer = io.BytesIO()
+        buffer.write(writer[0])
+        fastavro.schemaless_writer(buffer, writer[1], record.avro_fields())
+        return buffer.getvalue()
 
-    def decode(
-        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
-    ) -> R:
-        where = (topic, partition, offset)
+    def _frame(
+        self, record_type: type[Record], value: bytes | None, where: tuple[str, int | None, int | None]
+    ) -> tuple[SchemaVersion, SchemaVersion, memoryview]:
+        """The writer and reader schemas the header names, and the body."""
         if value is None:
             raise DecodeError(*where, "null value (tombstone) where a record was expected")
         if len(value) < 10 or value[:2] != SINGLE_OBJECT_MAGIC:
@@ -267,7 +368,28 @@ class SingleObjectCodec:
             raise DecodeError(*where, f"unknown writer schema fingerprint {value[2:10].hex()}")
         if writer.name != reader.name:
             raise DecodeError(*where, f"record is a {writer.full_name}, this topic carries {reader.full_name}")
-        return _read_body(record_type, writer, reader, memoryview(value)[10:], where)
+        return writer, reader, memoryview(value)[10:]
+
+    def decode(
+        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
+    ) -> R:
+        where = (topic, partition, offset)
+        return _read_body(record_type, *self._frame(record_type, value, where), where)
+
+    def decode_fields(
+        self,
+        topic: str,
+        record_type: type[Record],
+        value: bytes | None,
+        partition: int | None,
+        offset: int | None,
+    ) -> dict[str, Any] | None:
+        where = (topic, partition, offset)
+        return _read_fields(record_type, *self._frame(record_type, value, where), where)
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        name = record_type.schema_name
+        return self._headers[name] + _write_fields(self._store.current(name), fields)
 
 
 class SchemaRegistryPort(Protocol):
@@ -318,10 +440,10 @@ class ConfluentCodec:
             self._writers[schema_id] = writer
         return writer
 
-    def decode(
-        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
-    ) -> R:
-        where = (topic, partition, offset)
+    def _frame(
+        self, record_type: type[Record], value: bytes | None, where: tuple[str, int | None, int | None]
+    ) -> tuple[SchemaVersion, SchemaVersion, memoryview]:
+        """The writer (from the registry) and reader schemas, and the body."""
         if value is None:
             raise DecodeError(*where, "null value (tombstone) where a record was expected")
         if len(value) < 5 or value[0] != CONFLUENT_MAGIC:
@@ -331,4 +453,25 @@ class ConfluentCodec:
         writer = self._writer(schema_id, where)
         if writer.full_name != reader.full_name:
             raise DecodeError(*where, f"record is a {writer.full_name}, this topic carries {reader.full_name}")
-        return _read_body(record_type, writer, reader, memoryview(value)[5:], where)
+        return writer, reader, memoryview(value)[5:]
+
+    def decode(
+        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
+    ) -> R:
+        where = (topic, partition, offset)
+        return _read_body(record_type, *self._frame(record_type, value, where), where)
+
+    def decode_fields(
+        self,
+        topic: str,
+        record_type: type[Record],
+        value: bytes | None,
+        partition: int | None,
+        offset: int | None,
+    ) -> dict[str, Any] | None:
+        where = (topic, partition, offset)
+        return _read_fields(record_type, *self._frame(record_type, value, where), where)
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        name = record_type.schema_name
+        return self._header(topic, name) + _write_fields(self._store.current(name), fields)

@@ -367,11 +367,15 @@ class Warehouse:
         return QueryResult(list(result.column_names), [tuple(row) for row in result.result_rows])
 
     def insert(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert one batch into a table (rows from ``TableSpec.to_row``)."""
+        """Insert one batch into a table (rows from ``TableSpec.to_row``, or ``tick_row``/``fields_row``)."""
         if not rows:
             return
+        # Pivoted here, in C (zip), rather than value by value in clickhouse-connect: a tenth of the sink's time.
+        columns = list(zip(*rows, strict=True))
         try:
-            self.client.insert(f"{self.database}.{table.name}", rows, column_names=table.column_names)
+            self.client.insert(
+                f"{self.database}.{table.name}", columns, column_names=table.column_names, column_oriented=True
+            )
         except ClickHouseError as error:
             raise WarehouseError(f"insert into {table.name} failed: {error}") from None
 
@@ -439,6 +443,26 @@ class Warehouse:
                 for block in stream:
                     for row in block:
                         yield self._stored(table, row)
+        except ClickHouseError as error:
+            raise WarehouseError(f"reading {table.name} failed: {error}") from None
+
+    def stream_fields(
+        self, table: TableSpec, topic: str, start: datetime, end: datetime, symbols: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """``stream_records``'s records as their fields, timestamps as integer ticks, without building models: what
+        ``Codec.encode_fields`` writes (replay re-emits them). Same records, same order."""
+        where, parameters = self._window_filter(topic, start, end, symbols)
+        sql = (
+            f"SELECT {table.tick_select()} FROM {self.table(table.name)} FINAL WHERE {where} "
+            "ORDER BY _partition, _offset"
+        )
+        names = [column.name for column in table.columns]
+        formats: dict[str, str | dict[str, str]] = dict(table.column_formats())
+        try:
+            with self.client.query_row_block_stream(sql, parameters=parameters, column_formats=formats) as stream:
+                for block in stream:
+                    for row in block:
+                        yield dict(zip(names, row, strict=True))
         except ClickHouseError as error:
             raise WarehouseError(f"reading {table.name} failed: {error}") from None
 

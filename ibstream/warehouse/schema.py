@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ibstream.contracts import TOPICS, DeadLetter, Record, TopicSpec
@@ -77,9 +77,17 @@ class TableSpec:
     _names: tuple[str, ...] = dataclass_field(init=False, repr=False, compare=False)
     #: Columns whose values may hold nested records (Tuple, Array, Map): the only ones ``to_row`` converts.
     _nested: tuple[int, ...] = dataclass_field(init=False, repr=False, compare=False)
+    #: Top-level timestamp columns and their tick (µs or ms): the ones ``tick_row`` holds as integers.
+    _ticks: tuple[tuple[int, timedelta], ...] = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", tuple(column.name for column in self.columns))
+        ticks = tuple(
+            (index, _TICKS[column.ch_type.removeprefix("Nullable(")[: len("DateTime64(6")]])
+            for index, column in enumerate(self.columns)
+            if column.ch_type.removeprefix("Nullable(").startswith("DateTime64(")
+        )
+        object.__setattr__(self, "_ticks", ticks)
         nested = tuple(
             index
             for index, column in enumerate(self.columns)
@@ -122,6 +130,42 @@ class TableSpec:
         row += [topic, partition, offset, kafka_ts, now]
         return row
 
+    def fields_row(
+        self, fields: Mapping[str, Any], topic: str, partition: int, offset: int, kafka_ms: int, now_us: int
+    ) -> list[Any]:
+        """The sink's insert row straight from decoded fields (``Codec.decode_fields``: timestamps already ticks),
+        the Kafka timestamp in ms and the insert time in µs — no model in between."""
+        row = [fields[name] for name in self._names]
+        row += [topic, partition, offset, kafka_ms, now_us]
+        return row
+
+    def tick_row(
+        self, record: Record, topic: str, partition: int, offset: int, kafka_ms: int, now_us: int
+    ) -> list[Any]:
+        """``to_row`` with every top-level timestamp as integer ticks, like ``fields_row``: one batch may mix both
+        (a record by an older writer needs its model), and an insert column must hold one kind of value."""
+        row = self.to_row(record, topic, partition, offset, _EPOCH, _EPOCH)
+        for index, tick in self._ticks:
+            value = row[index]
+            if value is not None:
+                row[index] = (value - _EPOCH) // tick
+        row[-2:] = [kafka_ms, now_us]
+        return row
+
+    def tick_select(self) -> str:
+        """The record columns as a SELECT list, top-level timestamps as integer ticks (what ``fields_row`` holds and
+        ``Codec.encode_fields`` writes)."""
+        ticks = dict(self._ticks)
+        selected = []
+        for index, column in enumerate(self.columns):
+            name = quote_ident(column.name)
+            tick = ticks.get(index)
+            if tick is None:
+                selected.append(name)
+            else:
+                selected.append(f"toUnixTimestamp64{'Micro' if tick == _TICKS['DateTime64(6'] else 'Milli'}({name})")
+        return ", ".join(selected)
+
     def from_row(self, values: Sequence[Any]) -> Record:
         """Rebuild the record from the record columns of a row (as read with ``column_formats``)."""
         data = {
@@ -132,6 +176,11 @@ class TableSpec:
     def column_formats(self) -> dict[str, str]:
         """Columns holding Avro bytes must be read as bytes, not text (clickhouse-connect decodes UTF-8 otherwise)."""
         return {column.name: "bytes" for column in self.columns if column.has_bytes}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: A DateTime64 column's tick by its precision.
+_TICKS = {"DateTime64(6": timedelta(microseconds=1), "DateTime64(3": timedelta(milliseconds=1)}
 
 
 def ttl_expression(days: int) -> str:
@@ -278,6 +327,20 @@ class WarehouseSchema:
     def for_topic(self, spec: TopicSpec[Any]) -> TableSpec:
         """The table of a catalogue topic."""
         return self.by_topic[spec.name]
+
+
+#: The first millisecond of year 10000: a Kafka timestamp from there on is no ``datetime`` (nor a warehouse time).
+_YEAR_10000_MS = 253_402_300_800_000
+
+
+def kafka_ms(timestamp_ms: int, fallback_ms: int) -> int:
+    """A Kafka message timestamp (ms) for the warehouse: a missing one (≤ 0) falls back to the given time; ValueError
+    for one past year 9999, as ``utc_from_kafka_ms`` (a row that cannot be built: the sink dead-letters it)."""
+    if timestamp_ms <= 0:
+        return fallback_ms
+    if timestamp_ms >= _YEAR_10000_MS:
+        raise ValueError(f"Kafka timestamp {timestamp_ms} ms is past year 9999: out of range")
+    return timestamp_ms
 
 
 def utc_from_kafka_ms(timestamp_ms: int, fallback: datetime) -> datetime:
