@@ -248,10 +248,10 @@ def copies_into(stage: Stage) -> dict[str, str]:
 
 
 def test_the_image_keeps_avro_next_to_the_packages() -> None:
-    # serde looks for PROJECT_ROOT / "avro", PROJECT_ROOT being the parent of the ibstream package; the image
-    # installs /app in editable mode, so /app/avro must sit next to /app/ibstream.
+    # serde reads the package data ibstream/contracts/avro, a link to PROJECT_ROOT / "avro"; the image installs /app
+    # in editable mode, so /app/avro must sit next to /app/ibstream for the link to resolve.
     assert Path(ibstream.__file__).resolve().parent.parent == PROJECT_ROOT
-    assert serde.AVRO_DIR == PROJECT_ROOT / "avro"
+    assert serde.AVRO_DIR.resolve() == PROJECT_ROOT / "avro"
     copies = copies_into(STAGES[0])
     assert copies["avro"] == "/app/avro"
     assert copies["ibstream"] == "/app/ibstream"
