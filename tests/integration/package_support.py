@@ -90,7 +90,20 @@ def clean_venv(wheel: Path) -> Path:
     if not (venv / ".deps-installed").is_file():
         shutil.rmtree(venv, ignore_errors=True)
         run([sys.executable, "-m", "venv", str(venv)])
-        run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:", "-r", str(LOCK)])
+        run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "-r",
+                str(LOCK),
+            ]
+        )
         (venv / ".deps-installed").write_text(key + "\n")
     stamp = venv / ".wheel"
     if not stamp.is_file() or stamp.read_text() != wheel.name + wheel.parent.name:

@@ -88,8 +88,9 @@ def lock_entries() -> dict[str, str]:
     for line in LOCK.read_text().splitlines():
         if not line or line.startswith("#"):
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)", line)
-        assert match, f"requirements.lock: not an exact pin: {line!r}"
+        # Every pin carries the sha256 of its file: pip's hash-checking mode refuses anything else.
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+) --hash=sha256:[0-9a-f]{64}", line)
+        assert match, f"requirements.lock: not an exact pin with its sha256: {line!r}"
         name = canonicalize_name(match.group(1))
         assert name not in entries, f"requirements.lock pins {name} twice"
         entries[name] = match.group(2)
