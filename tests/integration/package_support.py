@@ -78,33 +78,55 @@ def build_wheel() -> Path:
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(partial), str(source)])
     shutil.rmtree(source, ignore_errors=True)
     partial.rename(out)
+    prune_siblings(out)
     return sorted(out.glob("ibstream-*.whl"))[0]
 
 
+def prune_siblings(keep: Path) -> None:
+    """Drop the other cached versions next to ``keep`` (a venv is over 1 GB): only the current inputs' one stays."""
+    for sibling in keep.parent.iterdir() if keep.parent.is_dir() else []:
+        if sibling != keep:
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def lock_key() -> str:
+    return hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+
+
+def wheelhouse() -> Path:
+    """The locked wheels, downloaded once (hash-checked) for the clean venv and the image build alike."""
+    directory = PACKAGE_STATE / "wheelhouse" / lock_key()
+    if not directory.is_dir():
+        partial = directory.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        pip = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary=:all:",
+        ]
+        run([*pip, "--dest", str(partial), "-r", str(LOCK)])
+        partial.rename(directory)
+        prune_siblings(directory)
+    return directory
+
+
 def clean_venv(wheel: Path) -> Path:
-    """A venv with exactly the locked dependencies (hash-checked) and the wheel, nothing from the checkout.
-    The dependencies are cached by the lock's digest; the wheel is reinstalled when it changed."""
-    key = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
-    venv = PACKAGE_STATE / "venvs" / key
+    """A venv with exactly the locked dependencies (hash-checked, from the wheelhouse) and the wheel, nothing from
+    the checkout. The dependencies are cached by the lock's digest; the wheel is reinstalled when it changed."""
+    venv = PACKAGE_STATE / "venvs" / lock_key()
     python = venv / "bin" / "python"
     if not (venv / ".deps-installed").is_file():
+        prune_siblings(venv)
         shutil.rmtree(venv, ignore_errors=True)
         run([sys.executable, "-m", "venv", str(venv)])
-        run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--require-hashes",
-                "--only-binary=:all:",
-                "-r",
-                str(LOCK),
-            ]
-        )
-        (venv / ".deps-installed").write_text(key + "\n")
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:"]
+        run([*pip, "--no-index", "--find-links", str(wheelhouse()), "-r", str(LOCK)])
+        (venv / ".deps-installed").write_text(lock_key() + "\n")
     stamp = venv / ".wheel"
     if not stamp.is_file() or stamp.read_text() != wheel.name + wheel.parent.name:
         run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel)])

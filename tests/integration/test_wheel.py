@@ -14,7 +14,8 @@ from tooling.processes import ProcessGroup
 
 from .package_support import PipelineSlice, build_wheel, clean_env, clean_venv
 
-pytestmark = pytest.mark.integration
+# A fresh machine downloads the locked wheels and fills the clean venv first (minutes under load).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
