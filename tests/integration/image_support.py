@@ -15,7 +15,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from ibstream.config import PROJECT_ROOT
@@ -65,9 +64,12 @@ def image_exists(name: str) -> bool:
     return result.returncode == 0
 
 
+#: What the build decided (which base, built or cached), for the test to write to CI's log.
+NOTES: list[str] = []
+
+
 def say(message: str) -> None:
-    """A line in CI's log even while pytest captures output (which base was used, what was built)."""
-    print(f"[image] {message}", file=sys.__stderr__, flush=True)
+    NOTES.append(f"[image] {message}")
 
 
 def base_image() -> str:

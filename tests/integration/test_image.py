@@ -15,7 +15,7 @@ from ibstream.config import Settings
 from tests.tools import require_tool
 from tooling.processes import ProcessGroup
 
-from .image_support import build_image, engine_env, missing_tools
+from .image_support import NOTES, build_image, engine_env, missing_tools
 from .package_support import DEPLOYABLES, PipelineSlice, wheelhouse
 
 # A fresh machine builds the base and the image first (minutes under load); a warm one reuses them.
@@ -23,9 +23,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
+def image(pytestconfig: pytest.Config) -> str:
     require_tool(missing_tools())
-    return build_image(wheelhouse())
+    NOTES.clear()
+    built = build_image(wheelhouse())
+    # Past pytest's capture, so CI's log says which base the image was built on (or that it was reused).
+    reporter = pytestconfig.pluginmanager.getplugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            for note in NOTES:
+                reporter.write_line(note)
+    return built
 
 
 def in_image(image: str, *arguments: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
