@@ -126,4 +126,14 @@ def build_image(wheelhouse: Path | None = None) -> str:
         argv += ["-v", f"{wheelhouse}:/wheelhouse:ro", "--build-arg", "WHEELHOUSE=/wheelhouse"]
     podman(*argv, str(PROJECT_ROOT), timeout=1800)
     say(f"image: built {image} on {base}")
+    prune_images(keep=image)
     return image
+
+
+def prune_images(keep: str) -> None:
+    """Untag the images of earlier inputs (over 1 GB each, sharing only the dependency layer); layers still used
+    stay."""
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPOSITORY).stdout.split()
+    stale = [name for name in listed if name.startswith(f"{IMAGE_REPOSITORY}:ci-") and name != keep]
+    if stale:
+        subprocess.run(["podman", "rmi", *stale], env=engine_env(), capture_output=True, timeout=300, check=False)
