@@ -2,52 +2,53 @@
 # One image for every deployable; the entrypoint is the `ibstream` CLI:
 #   docker run IMAGE run producer|streams|execution|sink|api|agent0
 #   docker run IMAGE topics ensure
-# No Docker engine exists where this project's CI runs, so this file is never built there: tests/unit/test_dockerfile.py
-# keeps it honest (stages, pins, user, entrypoint, healthcheck, lock file), and the layout below was verified by
-# reproducing it with a venv outside Docker (see the comment on the editable install).
+# The image holds the ibstream wheel installed into a venv with exactly the locked dependencies, no source tree.
+# CI builds it with podman and runs every deployable from it (tests/integration/test_image.py); the rules checked
+# without an engine are in tests/unit/deploy/test_dockerfile.py.
 
-# Both stages use the same base: the venv's interpreter symlinks (/opt/venv/bin/python -> /usr/local/bin/python3.11)
-# must resolve to the same Python in the final image. Pin by tag here; pin by digest too where the registry allows
-# (`python:3.11.14-slim-bookworm@sha256:…`).
+# The base is a build argument: the official slim image by default, or any Debian-like image with python3.11,
+# python3-venv and ca-certificates (CI builds one with mmdebstrap where the registry is unreachable). Both stages use
+# the same base: the venv's interpreter symlinks must resolve to the same Python in the final image. Pin by tag here;
+# pin by digest too where the registry allows (`python:3.11.14-slim-bookworm@sha256:…`).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG SETUPTOOLS_VERSION=80.9.0
 ARG WHEEL_VERSION=0.45.1
+# A directory of the locked wheels mounted into the build (podman build -v DIR:/wheelhouse:ro --build-arg
+# WHEELHOUSE=/wheelhouse), so CI downloads them once for the clean-venv test and the image; empty: the index.
+ARG WHEELHOUSE=
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Build tooling, pinned, only in this stage: setuptools builds ibapi (published as an sdist only; pure Python, no
-# compiler) and the ibstream editable install. Both are removed again before the venv is copied.
-RUN pip install "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}"
-# Dependencies first, in their own layer (cached while only the source changes): exactly the locked set
-# (ops/lock regenerates it), --no-deps so nothing is resolved at build time, wheels only except ibapi.
+# Dependencies first, in their own layer (cached while only the source changes): exactly the locked set (ops/lock
+# regenerates it), each file checked against its sha256, --no-deps so nothing is resolved at build time, wheels only.
 COPY requirements.lock /tmp/requirements.lock
-RUN pip install --no-deps --no-build-isolation --only-binary=:all: --no-binary=ibapi -r /tmp/requirements.lock
-# The source tree lives at /app. The code finds its Avro schemas at PROJECT_ROOT / "avro", where PROJECT_ROOT is the
-# parent of the `ibstream` package (ibstream/config.py). A regular `pip install /app` would put the packages in
-# site-packages, whose parent has no avro/, so the project is installed in editable mode instead: the packages stay
-# in /app next to /app/avro, and the venv gets the `ibstream` console script, the dist-info and a path finder that
-# points at /app. The final stage copies /opt/venv and /app to the same paths, so that finder stays valid.
-# (Verified: `from ibstream.contracts.serde import SchemaStore; SchemaStore()` loads /app/avro/*.avsc from any cwd.)
-# The root filesystem is read-only at run time, so bytecode is compiled here instead of on first import.
-COPY pyproject.toml README.md /app/
-COPY avro /app/avro
-COPY ibstream /app/ibstream
-COPY producers /app/producers
-COPY streams /app/streams
-COPY consumers /app/consumers
-COPY api /app/api
-COPY ibsim /app/ibsim
-COPY tooling /app/tooling
-RUN pip install --no-deps --no-build-isolation -e /app \
+RUN pip install --no-deps --require-hashes --only-binary=:all: \
+        ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} -r /tmp/requirements.lock
+# The wheel is built in a venv of its own with pinned build tools, which never reach the runtime venv.
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}"
+# The wheel's inputs: the packages, their data (ibstream/contracts/avro links to /src/avro) and the metadata files.
+COPY pyproject.toml README.md /src/
+COPY avro /src/avro
+COPY ibstream /src/ibstream
+COPY producers /src/producers
+COPY streams /src/streams
+COPY consumers /src/consumers
+COPY api /src/api
+COPY ibsim /src/ibsim
+COPY tooling /src/tooling
+# The root filesystem is read-only at run time, so bytecode is compiled here instead of on first import. The check
+# runs from / so nothing but the installed package can answer the import.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist /src \
+    && pip install --no-deps /tmp/dist/ibstream-*.whl \
     && pip uninstall -y setuptools wheel \
     && pip check \
-    && rm -rf /app/*.egg-info /app/build \
-    && python -m compileall -q /app /opt/venv/lib/python3.11/site-packages \
-    && python -c "from ibstream.contracts.serde import SchemaStore; SchemaStore()"
+    && python -m compileall -q /opt/venv/lib/python3.11/site-packages \
+    && cd / && python -c "from ibstream.contracts.serde import SchemaStore; SchemaStore()"
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="ibstream" \
@@ -59,8 +60,7 @@ RUN groupadd --system --gid 10001 ibstream \
     && mkdir -p /var/lib/ibstream \
     && chown 10001:10001 /var/lib/ibstream
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
-# Code and venv stay owned by root (the app user cannot modify them); state goes to /var/lib/ibstream (a volume in
+# The venv stays owned by root (the app user cannot modify it); state goes to /var/lib/ibstream (a volume in
 # Kubernetes, which mounts the root filesystem read-only). IBSTREAM_HEALTH_PORT is the port the HEALTHCHECK probes:
 # set it to the deployable's health port (producer 8092, execution 8094, api 8080, agent0 8093, …).
 ENV PATH=/opt/venv/bin:$PATH \
@@ -68,7 +68,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     IBSTREAM_STATE_DIR=/var/lib/ibstream \
     IBSTREAM_HEALTH_PORT=8092
-WORKDIR /app
+WORKDIR /var/lib/ibstream
 USER 10001:10001
 # urllib, so the image needs no curl; any non-2xx answer or a refused connection raises and marks it unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

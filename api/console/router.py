@@ -7,6 +7,7 @@ token the operator pasted, kept in sessionStorage, so the console has exactly th
 from __future__ import annotations
 
 import os
+from importlib import resources
 from os import stat_result
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Package data of ``api.console`` (installed unzipped by pip, so a real directory StaticFiles can serve).
+STATIC_DIR = Path(str(resources.files("api.console").joinpath("static")))
 MOUNT = "/console"
 
 #: The page may load only its own files and call only its own origin; no inline script. Inline styles are allowed:

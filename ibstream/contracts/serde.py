@@ -22,6 +22,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -31,11 +32,13 @@ from avro.schema import parse as avro_parse
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
-from ibstream.config import PROJECT_ROOT
 from ibstream.contracts.base import Record, checks_only_avro_types
 from ibstream.exceptions import IbstreamError
 
-AVRO_DIR = PROJECT_ROOT / "avro"
+#: The schemas, as package data of ``ibstream.contracts`` (in a checkout, ``ibstream/contracts/avro`` links to the
+#: repository's ``avro/``), so an installed wheel finds them without a checkout. pip installs wheels unzipped, so the
+#: resource is a real directory; ``Path`` keeps the file paths that error messages and the warehouse mapping name.
+AVRO_DIR = Path(str(resources.files("ibstream.contracts").joinpath("avro")))
 INCLUDE_DIR = "include"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0

@@ -1,4 +1,4 @@
-"""The Dockerfile's rules, checked without a Docker engine (none exists where CI runs): stages, pinned slim base,
+"""The Dockerfile's rules, checked without an engine (tests/integration/test_image.py builds and runs it): stages, base,
 locked dependencies, non-root user, no build tools in the final image, entrypoint, healthcheck, build context.
 """
 
@@ -18,10 +18,6 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-import ibstream
-from ibstream.config import PROJECT_ROOT
-from ibstream.contracts import serde
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -88,8 +84,9 @@ def lock_entries() -> dict[str, str]:
     for line in LOCK.read_text().splitlines():
         if not line or line.startswith("#"):
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)", line)
-        assert match, f"requirements.lock: not an exact pin: {line!r}"
+        # Every pin carries the sha256 of its file: pip's hash-checking mode refuses anything else.
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+) --hash=sha256:[0-9a-f]{64}", line)
+        assert match, f"requirements.lock: not an exact pin with its sha256: {line!r}"
         name = canonicalize_name(match.group(1))
         assert name not in entries, f"requirements.lock pins {name} twice"
         entries[name] = match.group(2)
@@ -179,7 +176,8 @@ def test_dependencies_are_installed_from_the_lock_without_resolution() -> None:
     assert installs, "the lock is copied but never installed"
     words = shlex.split(installs[0])
     assert "--no-deps" in words and "-r" in words
-    project_install = [run for run in STAGES[0].all("RUN") if re.search(r"pip install .*-e /app", run)]
+    assert "--require-hashes" in words and "--only-binary=:all:" in words
+    project_install = [run for run in STAGES[0].all("RUN") if re.search(r"pip install .*ibstream-\*\.whl", run)]
     assert project_install and "--no-deps" in project_install[0], "the project install must not resolve anything"
 
 
@@ -247,24 +245,29 @@ def copies_into(stage: Stage) -> dict[str, str]:
     return result
 
 
-def test_the_image_keeps_avro_next_to_the_packages() -> None:
-    # serde looks for PROJECT_ROOT / "avro", PROJECT_ROOT being the parent of the ibstream package; the image
-    # installs /app in editable mode, so /app/avro must sit next to /app/ibstream.
-    assert Path(ibstream.__file__).resolve().parent.parent == PROJECT_ROOT
-    assert serde.AVRO_DIR == PROJECT_ROOT / "avro"
+def test_the_image_installs_the_wheel_built_from_the_packages_and_keeps_no_source_tree() -> None:
+    # The wheel's inputs sit in /src as in the checkout (ibstream/contracts/avro links to ../../avro); the project is
+    # installed from the wheel built there, never in editable mode, and the final stage copies only the venv.
+    assert (ROOT / "ibstream" / "contracts" / "avro").resolve() == ROOT / "avro"
     copies = copies_into(STAGES[0])
-    assert copies["avro"] == "/app/avro"
-    assert copies["ibstream"] == "/app/ibstream"
-    packages = project()
+    assert copies["avro"] == "/src/avro"
     include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     for pattern in include:
         package = pattern.rstrip("*")
-        assert copies.get(package) == f"/app/{package}", f"package {package} is not copied into /app"
-    assert packages["readme"] in copies, "pyproject's readme is needed to install the project"
-    assert re.search(r"pip install [^&]*-e /app", " ".join(STAGES[0].all("RUN")))
+        assert copies.get(package) == f"/src/{package}", f"package {package} is not copied into /src"
+    assert project()["readme"] in copies, "pyproject's readme is needed to build the wheel"
+    build_run = " ".join(STAGES[0].all("RUN"))
+    assert re.search(r"pip wheel [^&]*--no-deps[^&]* /src", build_run), "the wheel is not built from /src"
+    assert re.search(r"pip install --no-deps /tmp/dist/ibstream-\*\.whl", build_run), "the wheel is not installed"
+    assert not re.search(r"pip install [^&]*-e ", build_run), "an editable install needs the source tree at run time"
     final_copies = [args for args in FINAL.all("COPY") if args.startswith("--from")]
-    assert any(args.split()[-2:] == ["/app", "/app"] for args in final_copies)
-    assert any(args.split()[-2:] == ["/opt/venv", "/opt/venv"] for args in final_copies)
+    assert [args.split()[-2:] for args in final_copies] == [["/opt/venv", "/opt/venv"]]
+
+
+def test_the_base_image_is_a_build_argument_of_both_stages() -> None:
+    assert "PYTHON_IMAGE" in ARGS
+    for stage in STAGES:
+        assert stage.base == "${PYTHON_IMAGE}", stage.base
 
 
 def dockerignore() -> list[str]:
