@@ -66,6 +66,16 @@ producer streams execution sink api agent0
 {{- end -}}
 
 {{/*
+Whether deployable `name` runs as a StatefulSet: execution always (the one order-placing executor and its journal),
+any other deployable when it keeps state on a volume (persistence.enabled, e.g. Agent0's plans). Call with
+(dict "root" $ "name" $name).
+*/}}
+{{- define "ibstream.statefulSet" -}}
+{{- $values := index .root.Values .name -}}
+{{- if or (eq .name "execution") $values.persistence.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 Non-secret settings shared by every deployable and the topics job, as a YAML map (the ConfigMap's data). The
 structured values come first; `config` may add to or override them.
 */}}

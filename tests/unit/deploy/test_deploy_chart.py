@@ -105,10 +105,15 @@ def by_component(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, A
     return {doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc for doc in of_kind(docs, kind)}
 
 
+def deployables(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each deployable's workload (a Deployment, or a StatefulSet where it keeps state) by component."""
+    return {**by_component(docs, "Deployment"), **by_component(docs, "StatefulSet")}
+
+
 def workloads(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every Deployment and Job."""
+    """(name, pod spec) of every Deployment, StatefulSet and Job."""
     for doc in docs:
-        if doc["kind"] in ("Deployment", "Job"):
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
 
 
@@ -162,15 +167,44 @@ def test_custom_resources_are_structurally_sound(production: list[dict[str, Any]
 # --- execution: never two executors --------------------------------------------------------------------------------
 
 
-def test_execution_runs_exactly_one_replica_with_recreate(rendered: list[dict[str, Any]]) -> None:
-    execution = by_component(rendered, "Deployment")["execution"]
+def test_execution_runs_exactly_one_replica_as_a_stateful_set(rendered: list[dict[str, Any]]) -> None:
+    # A StatefulSet starts no replacement while the old pod may still run (a Deployment's ReplicaSet does, e.g. on
+    # a node that stopped answering); its rolling update of one replica deletes the pod first, like Recreate.
+    execution = deployables(rendered)["execution"]
+    assert execution["kind"] == "StatefulSet"
     assert execution["spec"]["replicas"] == 1
-    assert execution["spec"]["strategy"] == {"type": "Recreate"}
+    assert execution["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert execution["spec"]["podManagementPolicy"] == "OrderedReady"
+    services = {s["metadata"]["name"] for s in of_kind(rendered, "Service")}
+    assert execution["spec"]["serviceName"] in services
+
+
+def test_the_journal_claim_keeps_its_name_so_an_upgrade_from_the_deployment_keeps_the_journal(
+    default: list[dict[str, Any]],
+) -> None:
+    # The chart's own claim (not a volumeClaimTemplate, which would be a new, empty volume named state-…-0).
+    execution = deployables(default)["execution"]
+    assert "volumeClaimTemplates" not in execution["spec"]
+    volumes = {v["name"]: v for v in execution["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"] == {"claimName": "ibstream-execution-state"}
+
+
+def test_only_deployables_that_keep_state_run_as_stateful_sets(production: list[dict[str, Any]]) -> None:
+    kinds = {component: doc["kind"] for component, doc in deployables(production).items()}
+    assert kinds == {
+        "producer": "Deployment",
+        "streams": "Deployment",
+        "execution": "StatefulSet",
+        "sink": "Deployment",
+        "api": "Deployment",
+        "agent0": "StatefulSet",  # persistence.enabled: its plans' SQLite file
+    }
+    assert deployables(render())["agent0"]["kind"] == "Deployment"  # no volume by default: nothing to keep
 
 
 def test_the_execution_journal_lives_on_a_kept_persistent_volume(rendered: list[dict[str, Any]]) -> None:
     (config_map,) = [c for c in of_kind(rendered, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
-    pod = by_component(rendered, "Deployment")["execution"]["spec"]["template"]["spec"]
+    pod = deployables(rendered)["execution"]["spec"]["template"]["spec"]
     state = next(
         m["name"]
         for m in pod["containers"][0]["volumeMounts"]
@@ -191,7 +225,7 @@ def test_production_mounts_the_journal_on_one_pod_only(production: list[dict[str
 
 def test_the_journal_volume_can_be_turned_off_for_a_throwaway_cluster() -> None:
     docs = render("--set", "execution.persistence.enabled=false")
-    pod = by_component(docs, "Deployment")["execution"]["spec"]["template"]["spec"]
+    pod = deployables(docs)["execution"]["spec"]["template"]["spec"]
     assert {"name": "state", "emptyDir": {}} in pod["volumes"]
     assert "execution" not in by_component(docs, "PersistentVolumeClaim")
 
@@ -211,8 +245,13 @@ def test_the_template_refuses_a_second_executor_even_without_the_schema() -> Non
     assert "two order-placing executors" in error
 
 
+def test_execution_stays_a_single_stateful_set_without_its_journal_volume() -> None:
+    execution = deployables(render("--set", "execution.persistence.enabled=false"))["execution"]
+    assert (execution["kind"], execution["spec"]["replicas"]) == ("StatefulSet", 1)
+
+
 def test_streams_scale_up_to_the_partition_count() -> None:
-    streams = by_component(render("--set", "streams.replicas=6"), "Deployment")["streams"]
+    streams = deployables(render("--set", "streams.replicas=6"))["streams"]
     assert streams["spec"]["replicas"] == 6
     assert "/streams/replicas" in refused("--set", "streams.replicas=7")
 
@@ -314,7 +353,7 @@ def test_secret_looking_env_vars_come_from_secret_refs(rendered: list[dict[str, 
 
 def test_secret_references_reach_the_deployables_that_need_them(production: list[dict[str, Any]]) -> None:
     def secret_env(component: str) -> dict[str, tuple[str, str]]:
-        container = by_component(production, "Deployment")[component]["spec"]["template"]["spec"]["containers"][0]
+        container = deployables(production)[component]["spec"]["template"]["spec"]["containers"][0]
         return {
             e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
             for e in container["env"]
@@ -331,7 +370,7 @@ def test_secret_references_reach_the_deployables_that_need_them(production: list
         assert secret_env(component)["IBSTREAM_KAFKA_CLIENT_CONFIG"] == ("ibstream-kafka", "client-config.json")
     # Agent0 talks to no topic, registry or table: it gets only the key it verifies tokens with (issue #21).
     assert set(secret_env("agent0")) == {"IBSTREAM_API_JWT_PUBLIC_KEY"}
-    agent0_pod = by_component(production, "Deployment")["agent0"]["spec"]["template"]["spec"]
+    agent0_pod = deployables(production)["agent0"]["spec"]["template"]["spec"]
     assert "kafka-tls" not in {volume["name"] for volume in agent0_pod["volumes"]}
     # Only streams presents the service token Agent0 requires.
     assert secret_env("streams")["IBSTREAM_AGENT0_TOKEN"] == tuple(values["agent0Token"].values())
@@ -355,7 +394,7 @@ def _kafka_identity(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
 def test_each_deployable_logs_in_to_kafka_as_its_own_principal(production: list[dict[str, Any]]) -> None:
     config = of_kind(production, "ConfigMap")
     assert any((c.get("data") or {}).get("IBSTREAM_KAFKA_SECURITY_PROTOCOL") == "SASL_SSL" for c in config)
-    pods = {c: d["spec"]["template"]["spec"] for c, d in by_component(production, "Deployment").items()}
+    pods = {c: d["spec"]["template"]["spec"] for c, d in deployables(production).items()}
     (job,) = of_kind(production, "Job")
     pods["job"] = job["spec"]["template"]["spec"]
     assert set(pods) == {*DEPLOYABLES, "job", "agent0"}
@@ -409,7 +448,7 @@ def test_the_state_dir_is_a_writable_volume(rendered: list[dict[str, Any]]) -> N
 
 
 def test_every_deployment_has_http_probes_on_its_port(rendered: list[dict[str, Any]]) -> None:
-    for component, deployment in by_component(rendered, "Deployment").items():
+    for component, deployment in deployables(rendered).items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         (port,) = container["ports"]
         assert port["name"] == "http"
@@ -437,7 +476,7 @@ def test_ports_agree_with_the_settings_defaults() -> None:
 
 
 def test_every_deployable_has_service_pdb_and_network_policy(rendered: list[dict[str, Any]]) -> None:
-    deployments = by_component(rendered, "Deployment")
+    deployments = deployables(rendered)
     for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
         assert set(by_component(rendered, kind)) == set(deployments), kind
     for component, service in by_component(rendered, "Service").items():
@@ -462,13 +501,13 @@ def test_agent0_asks_the_releases_api_about_runs(rendered: list[dict[str, Any]])
 
 
 def test_deployables_run_their_cli_command(rendered: list[dict[str, Any]]) -> None:
-    for component, deployment in by_component(rendered, "Deployment").items():
+    for component, deployment in deployables(rendered).items():
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[:2] == ["run", component]
 
 
 def test_embedded_warehouse_runs_the_sink_inside_one_api_pod(default: list[dict[str, Any]]) -> None:
-    deployments = by_component(default, "Deployment")
+    deployments = deployables(default)
     assert "sink" not in deployments
     api = deployments["api"]
     assert api["spec"]["replicas"] == 1 and api["spec"]["strategy"] == {"type": "Recreate"}
@@ -476,7 +515,7 @@ def test_embedded_warehouse_runs_the_sink_inside_one_api_pod(default: list[dict[
 
 
 def test_a_clickhouse_server_gets_its_own_sink(production: list[dict[str, Any]]) -> None:
-    deployments = by_component(production, "Deployment")
+    deployments = deployables(production)
     assert deployments["sink"]["spec"]["replicas"] == 2
     assert "--with-sink" not in deployments["api"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert deployments["api"]["spec"]["replicas"] == 3
@@ -554,3 +593,34 @@ def test_dashboards_become_labelled_config_maps(tmp_path: Path) -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["ibstream_feed.json"]) == board
     assert not [c for c in of_kind(render(chart=chart), "ConfigMap") if "dashboard" in c["metadata"]["name"]]
+
+
+# --- ingress: the API and its console ----------------------------------------------------------------------------
+
+
+def test_no_ingress_unless_asked_for(default: list[dict[str, Any]]) -> None:
+    assert of_kind(default, "Ingress") == []
+
+
+def test_production_routes_one_tls_host_to_the_api_service(production: list[dict[str, Any]]) -> None:
+    (ingress,) = of_kind(production, "Ingress")
+    values = yaml.safe_load(PRODUCTION.read_text())["ingress"]
+    assert ingress["spec"]["ingressClassName"] == values["className"]
+    assert ingress["spec"]["tls"] == [{"hosts": [values["host"]], "secretName": values["tls"]["secretName"]}]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == values["host"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")  # the API's /v1 and the console's /console
+    (api_service,) = [s for s in of_kind(production, "Service") if s["metadata"]["name"] == "ibstream-api"]
+    (port,) = api_service["spec"]["ports"]
+    assert path["backend"]["service"] == {"name": "ibstream-api", "port": {"name": port["name"]}}
+
+
+def test_an_ingress_without_a_host_is_refused() -> None:
+    assert "/ingress/host" in refused("--set", "ingress.enabled=true")
+    assert "ingress.host is required" in refused("--set", "ingress.enabled=true", "--skip-schema-validation")
+
+
+def test_an_ingress_without_the_api_service_is_refused() -> None:
+    args = ("--set", "ingress.enabled=true", "--set", "ingress.host=trading.test", "--set", "api.service.enabled=false")
+    assert "needs api.enabled and api.service.enabled" in refused(*args)

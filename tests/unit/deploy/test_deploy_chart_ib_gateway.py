@@ -73,7 +73,9 @@ def settings_config(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 def deployment(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
     (found,) = [
-        d for d in of_kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        d
+        for d in of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
     ]
     return found
 
@@ -325,7 +327,7 @@ def test_the_gateway_example_only_adds_to_production(enabled: list[dict[str, Any
             if doc["kind"] == "Job":
                 continue  # the topics hook carries the settings inline (the ConfigMap does not exist yet then)
             doc = copy.deepcopy(doc)
-            if doc["kind"] == "Deployment":
+            if doc["kind"] in ("Deployment", "StatefulSet"):
                 doc["spec"]["template"]["metadata"]["annotations"].pop("checksum/config")
             if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].endswith("-config"):
                 continue
