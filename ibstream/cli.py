@@ -282,6 +282,13 @@ def _add_stack(commands: _Commands) -> None:
         "status: state and topics",
     )
     stack.add_argument("--registry", action="store_true", help="also start the Apicurio schema registry")
+    stack.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="up: 1 (default) for a single broker, 3 for a KRaft cluster on consecutive port pairs from "
+        "IBSTREAM_STACK_KAFKA_PORT (replication 3, min ISR 2)",
+    )
     stack.set_defaults(handler=_tool)
 
 
