@@ -108,6 +108,8 @@ def chaos(args: argparse.Namespace) -> int:
         speed=args.speed,
         directory=Path(args.dir) if args.dir else None,
         json_path=Path(args.json),
+        brokers=args.brokers,
+        broker_port=args.broker_port,
     )
     report = run_campaign(config)
     return 0 if report["ok"] else 1

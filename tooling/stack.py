@@ -18,6 +18,7 @@ storage is formatted); deployables' users and ACLs are added with ``ibstream.kaf
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import signal
@@ -535,15 +536,24 @@ class KafkaCluster:
         )
 
     def leader_of(self, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
-        """The node id leading ``topic``'s ``partition`` now."""
+        """The node id leading ``topic``'s ``partition`` now (asked again for up to ``timeout`` while it has none:
+        a new topic's leaders reach the metadata a moment after it is created)."""
+        from confluent_kafka import KafkaException
+
         from ibstream.kafka.clients import create_admin
 
-        metadata = create_admin(self.client_settings()).list_topics(topic=topic, timeout=timeout)
-        found = metadata.topics.get(topic)
-        leader = found.partitions[partition].leader if found and partition in found.partitions else -1
-        if leader not in self.nodes:
-            raise StackError(f"{topic}[{partition}] has no leader among nodes {list(self.nodes)} (leader {leader})")
-        return int(leader)
+        admin = create_admin(self.client_settings())
+        deadline = time.monotonic() + timeout
+        leader = -1
+        while True:
+            with contextlib.suppress(KafkaException):
+                found = admin.list_topics(topic=topic, timeout=max(1.0, timeout)).topics.get(topic)
+                leader = found.partitions[partition].leader if found and partition in found.partitions else -1
+            if leader in self.nodes:
+                return int(leader)
+            if time.monotonic() > deadline:
+                raise StackError(f"{topic}[{partition}] has no leader among nodes {list(self.nodes)} (leader {leader})")
+            time.sleep(0.2)
 
     def in_sync(self, timeout: float = 10.0) -> bool:
         """Whether every partition of every topic has all its replicas in sync (safe to take the next node down)."""
