@@ -50,15 +50,15 @@ def stack(args: argparse.Namespace) -> int:
 
 
 def _stack_cluster(args: argparse.Namespace, settings: Settings) -> bool:
-    """``stack up --brokers N`` (N ≥ 2), and ``down``/``status`` of the cluster it left; True if it handled the
-    action (``down`` also stops a registry; ``status`` goes on to the single broker's report when no cluster runs)."""
+    """``stack up --brokers N`` (N ≥ 2), and ``up``/``down``/``status`` while the cluster it left runs; True if it
+    handled the action (else the single broker's ``stack`` goes on)."""
     from tooling.stack import KafkaCluster, RegistryStack
 
     brokers = getattr(args, "brokers", 1)
-    cluster = (
-        KafkaCluster(settings, brokers) if args.action == "up" and brokers > 1 else KafkaCluster.from_state(settings)
-    )
-    if cluster is None or (args.action != "up" and not cluster.status().any_running):
+    # A plain `up` while the cluster runs reports it (as a second `up` reports the running broker).
+    found = KafkaCluster.from_state(settings)
+    cluster = KafkaCluster(settings, brokers) if args.action == "up" and brokers > 1 else found
+    if cluster is None or (cluster is found and not cluster.status().any_running):
         return False
     if args.action == "up":
         print(cluster.up().describe())

@@ -555,6 +555,13 @@ class KafkaCluster:
                 raise StackError(f"{topic}[{partition}] has no leader among nodes {list(self.nodes)} (leader {leader})")
             time.sleep(0.2)
 
+    def leaders(self, topic: str, timeout: float = 10.0) -> dict[int, int]:
+        """Each partition of ``topic`` and the node leading it (-1: none right now)."""
+        from ibstream.kafka.clients import create_admin
+
+        found = create_admin(self.client_settings()).list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        return {partition: meta.leader for partition, meta in sorted(found.partitions.items())} if found else {}
+
     def in_sync(self, timeout: float = 10.0) -> bool:
         """Whether every partition of every topic has all its replicas in sync (safe to take the next node down)."""
         from confluent_kafka import KafkaException

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -135,16 +136,19 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
     assert any(v["invariant"] == "deployables_stay_up" and v["id"] == "execution" for v in report["violations"])
 
 
-#: The cluster campaign's faults: the leader of each stage's partition SIGKILLed while that stage runs (ingestion:
-#: md.bars.5s.v1, risk: orders.intents.v1, execution: orders.routed.v1). Rolling restarts are left to the long run
-#: (`ibstream chaos --brokers 3`): three node restarts cost a minute on this machine.
-CLUSTER_FAULTS = ("leader_kill_ingestion", "leader_kill_risk", "leader_kill_execution")
+#: The cluster campaign's fault: the node leading orders.routed.v1 (execution's one partition) SIGKILLed mid-run. Its
+#: leadership is spread like every node's, so it also leads partitions of md.bars.5s.v1 (ingestion) and
+#: orders.intents.v1 (risk): one kill takes a leader from all three stages, which is what CI can afford (a node's
+#: restart under load costs most of a minute). The other leader kills and rolling restarts are for
+#: `ibstream chaos --brokers 3`.
+CLUSTER_FAULTS = ("leader_kill_execution",)
+STAGE_TOPICS = ("md.bars.5s.v1", "orders.intents.v1", "orders.routed.v1")
 #: The cluster's six ports: past the test broker's (+0, +1) and the cluster integration tests' (+10 … +15).
 CLUSTER_CHAOS_PORT = int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "29092")) + 20
 
 
 @pytest.mark.timeout(420)
-def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_partition_leaders_die(tmp_path: Path) -> None:
+def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_leader_dies(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     result = _run(
         [
@@ -157,9 +161,9 @@ def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_partition_leader
             "--broker-port",
             str(CLUSTER_CHAOS_PORT),
             "--minutes",
-            "1.25",
+            "1.0",
             "--rate",
-            "400",
+            "300",
             "--seed",
             "14",
             "--symbols",
@@ -178,12 +182,16 @@ def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_partition_leader
     assert report["brokers"] == 3 and "--brokers 3" in report["replay"]
     assert report["violations"] == [], result.stdout[-6000:]
     assert report["ok"] and result.returncode == 0
-    assert {fault["kind"] for fault in report["faults"]} == set(CLUSTER_FAULTS)
-    for fault in report["faults"]:
-        assert fault["error"] is None and fault["recovery_seconds"] is not None, fault
-        # The node that led the stage's partition died and another node led it while it was down.
-        killed, successor = (int(note.rsplit("node ", 1)[1].split()[0]) for note in fault["notes"][:2])
-        assert killed != successor, fault["notes"]
+    assert report["faults"], "no leader was killed"
+    first = report["faults"][0]
+    assert first["kind"] == "leader_kill_execution" and first["error"] is None and first["recovery_seconds"] is not None
+    led, also_led, successor = first["notes"][:3]
+    killed = int(led.split()[1])
+    # Another node took the partition over while the killed one was down.
+    assert int(successor.rsplit("node ", 1)[1]) != killed, first["notes"]
+    # The killed node led a partition of each stage's topic: ingestion, risk and execution all lost a leader.
+    for topic in STAGE_TOPICS:
+        assert re.search(rf"{re.escape(topic)} \[\d", also_led), also_led
     checked = {item["name"]: item["checked"] for item in report["invariants"]}
     # Ingestion: no bar lost (every bar ibsim built is in Kafka and in the warehouse).
     assert checked["bars_in_kafka"] > 300 and checked["bars_in_warehouse"] == checked["bars_in_kafka"]

@@ -491,6 +491,12 @@ class Campaign:
             topic = self.demo.prefix + LEADER_KILL_TOPICS[fault.kind]
             node = cluster.leader_of(topic, p["partition"])
             outcome.notes.append(f"node {node} led {topic}[{p['partition']}]")
+            # Leadership is spread over the nodes: the killed one also leads partitions of the other stages' topics.
+            led = {
+                name: [part for part, leader in cluster.leaders(self.demo.prefix + name).items() if leader == node]
+                for name in LEADER_KILL_TOPICS.values()
+            }
+            outcome.notes.append(f"node {node} also led " + "; ".join(f"{name} {parts}" for name, parts in led.items()))
             cluster.kill(node)
             successor = self._await_new_leader(topic, p["partition"], node, FAILOVER_TIMEOUT)
             outcome.notes.append(f"{topic}[{p['partition']}] led by node {successor}")
