@@ -44,6 +44,10 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY
 #: Deployables in the order they are stopped at the end: sources first, the sink (inside api) last.
 STOP_ORDER = ("producer", "streams", "agent0", "execution")
 RECOVERY_TIMEOUT = 60.0
+#: The probes ask partition leaders for watermarks without subscribing, and librdkafka does not refresh their
+#: leaders on NOT_LEADER_FOR_PARTITION: on a cluster, after a leader kill, a probe kept asking the old leader (back,
+#: but no longer leading) until the 5-minute default refresh, and the campaign saw no progress. Refresh often.
+PROBE_METADATA = {"topic.metadata.refresh.interval.ms": 2000}
 #: How long a leader kill waits for another node to lead the partition before it restarts the killed one anyway.
 FAILOVER_TIMEOUT = 45.0
 #: ibsim (IB) order statuses after which an order can no longer fill.
@@ -261,6 +265,7 @@ class Campaign:
                 "group.id": self.sink_group,
                 "enable.auto.commit": False,
                 "log_level": 2,
+                **PROBE_METADATA,
             }
         )
         self.log("chaos: every deployable is up")
@@ -307,6 +312,7 @@ class Campaign:
                     "group.id": group,
                     "enable.auto.commit": False,
                     "log_level": 2,
+                    **PROBE_METADATA,
                 }
             )
         return self._probes[group]
