@@ -37,6 +37,8 @@ from ibstream.exceptions import IbstreamError
 
 KAFKA_POM = PROJECT_ROOT / "ops" / "kafka" / "pom.xml"
 KAFKA_LOG4J = PROJECT_ROOT / "ops" / "kafka" / "log4j2.properties"
+#: Where `ops/dev install` resolves the broker's classpath (the default state directory's Maven cache).
+SHARED_MAVEN_DIR = PROJECT_ROOT / ".state" / "maven"
 
 
 class StackError(IbstreamError):
@@ -136,9 +138,13 @@ def resolve_classpath(cache_dir: Path, pom: Path = KAFKA_POM) -> str:
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     cache = cache_dir / f"classpath-{digest}.txt"
-    if cache.exists():
-        classpath = cache.read_text().strip()
+    # The project's own cache (`ops/dev install` fills it) serves every other state directory too: a chaos campaign
+    # or a test cluster in a fresh directory would otherwise start a Maven run of its own (half a minute under load).
+    for known in (cache, SHARED_MAVEN_DIR / cache.name):
+        classpath = known.read_text().strip() if known.exists() else ""
         if classpath and all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
+            if known != cache:
+                cache.write_text(classpath)
             return classpath
     command = ["mvn", "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={cache}"]
     try:

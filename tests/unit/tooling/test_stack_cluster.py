@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from ibstream.config import load_settings
 from ibstream.kafka.topics import catalogue, min_insync_replicas, replicated
-from tooling.stack import ClusterLayout, KafkaCluster, KafkaStack, StackError
+from tooling.stack import ClusterLayout, KafkaCluster, KafkaStack, StackError, resolve_classpath
 
 
 def _properties(stack: KafkaStack) -> dict[str, str]:
@@ -79,3 +80,30 @@ def test_the_catalogue_at_replication_three_requires_two_in_sync_replicas_on_eve
     assert layouts and all(layout.configs()["min.insync.replicas"] == "2" for layout in layouts)
     # Below three replicas the catalogue is left as it is (the broker's default of 1 applies).
     assert replicated(catalogue(), 1) == catalogue()
+
+
+def test_a_fresh_state_directory_reuses_the_projects_resolved_classpath_without_maven(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tooling.stack as stack_module
+
+    jar = tmp_path / "kafka.jar"
+    jar.write_text("")
+    pom = tmp_path / "pom.xml"
+    pom.write_text("<project/>")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    name = f"classpath-{hashlib.sha256(pom.read_bytes()).hexdigest()[:16]}.txt"
+    (shared / name).write_text(str(jar))
+    monkeypatch.setattr(stack_module, "SHARED_MAVEN_DIR", shared)
+
+    def no_maven(*args: object, **kwargs: object) -> None:
+        raise AssertionError("mvn ran although the project's cache had the classpath")
+
+    monkeypatch.setattr(stack_module.subprocess, "run", no_maven)
+    assert resolve_classpath(tmp_path / "campaign" / "maven", pom) == str(jar)
+    assert (tmp_path / "campaign" / "maven" / name).read_text() == str(jar)
+    # A cached classpath naming a jar that is gone is not used.
+    jar.unlink()
+    with pytest.raises(AssertionError, match="mvn ran"):
+        resolve_classpath(tmp_path / "other" / "maven", pom)
