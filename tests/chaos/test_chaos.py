@@ -147,7 +147,7 @@ STAGE_TOPICS = ("md.bars.5s.v1", "orders.intents.v1", "orders.routed.v1")
 CLUSTER_CHAOS_PORT = int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "29092")) + 20
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(480)
 def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_leader_dies(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     result = _run(
@@ -161,7 +161,7 @@ def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_le
             "--broker-port",
             str(CLUSTER_CHAOS_PORT),
             "--minutes",
-            "1.0",
+            "1.5",
             "--rate",
             "300",
             "--seed",
@@ -175,7 +175,7 @@ def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_le
             "--json",
             str(out),
         ],
-        timeout=400,
+        timeout=460,
     )
     report = _report(out, result)
     assert report["error"] is None, result.stdout[-4000:]
