@@ -282,6 +282,13 @@ def _add_stack(commands: _Commands) -> None:
         "status: state and topics",
     )
     stack.add_argument("--registry", action="store_true", help="also start the Apicurio schema registry")
+    stack.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="up: 1 (default) for a single broker, 3 for a KRaft cluster on consecutive port pairs from "
+        "IBSTREAM_STACK_KAFKA_PORT (replication 3, min ISR 2)",
+    )
     stack.set_defaults(handler=_tool)
 
 
@@ -368,6 +375,14 @@ def _add_chaos(commands: _Commands) -> None:
     chaos.add_argument("--speed", type=float, default=None, help="simulated seconds per wall second")
     chaos.add_argument("--dir", default=None, help="state directory (default: a new temporary one)")
     chaos.add_argument("--json", default="chaos-report.json", help="where the JSON report goes")
+    chaos.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="1: a single private broker; 3: a private KRaft cluster (replication 3, min ISR 2) with the cluster "
+        "faults (leader kills, rolling restarts) in the catalogue",
+    )
+    chaos.add_argument("--broker-port", type=int, default=None, help="the cluster's first port (default: free ports)")
     chaos.set_defaults(handler=_tool)
 
 

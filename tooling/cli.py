@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from datetime import time as dt_time
 from pathlib import Path
 
-from ibstream.config import get_settings
+from ibstream.config import Settings, get_settings
 
 
 def stack(args: argparse.Namespace) -> int:
@@ -21,6 +21,8 @@ def stack(args: argparse.Namespace) -> int:
     from tooling.stack import KafkaStack, RegistryStack
 
     settings = get_settings()
+    if _stack_cluster(args, settings):
+        return 0
     kafka = KafkaStack(settings)
     registry = RegistryStack(settings)
     if args.action == "up":
@@ -45,6 +47,36 @@ def stack(args: argparse.Namespace) -> int:
             for topic in topics:
                 print(f"  {topic}")
     return 0
+
+
+def _stack_cluster(args: argparse.Namespace, settings: Settings) -> bool:
+    """``stack up --brokers N`` (N ≥ 2), and ``up``/``down``/``status`` while the cluster it left runs; True if it
+    handled the action (else the single broker's ``stack`` goes on)."""
+    from tooling.stack import KafkaCluster, RegistryStack
+
+    brokers = getattr(args, "brokers", 1)
+    # A plain `up` while the cluster runs reports it (as a second `up` reports the running broker).
+    found = KafkaCluster.from_state(settings)
+    cluster = KafkaCluster(settings, brokers) if args.action == "up" and brokers > 1 else found
+    if cluster is None or (cluster is found and not cluster.status().any_running):
+        return False
+    if args.action == "up":
+        print(cluster.up().describe())
+        print(
+            f"clients: IBSTREAM_KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap} "
+            f"IBSTREAM_KAFKA_TOPIC_REPLICATION={cluster.layout.brokers}"
+        )
+        if args.registry:
+            print(RegistryStack(settings).up().describe())
+    elif args.action == "down":
+        stopped_registry = RegistryStack(settings).down()
+        print("kafka cluster: stopped" if cluster.down() else "kafka cluster: was not running")
+        if stopped_registry:
+            print("schema registry: stopped")
+    else:
+        print(cluster.status().describe())
+        print(RegistryStack(settings).status().describe())
+    return True
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -76,6 +108,8 @@ def chaos(args: argparse.Namespace) -> int:
         speed=args.speed,
         directory=Path(args.dir) if args.dir else None,
         json_path=Path(args.json),
+        brokers=args.brokers,
+        broker_port=args.broker_port,
     )
     report = run_campaign(config)
     return 0 if report["ok"] else 1

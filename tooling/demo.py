@@ -179,6 +179,9 @@ class Demo:
         return {
             "IBSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "IBSTREAM_KAFKA_TOPIC_PREFIX": self.prefix,
+            # Topics the deployables create themselves (Faust's changelogs) get the catalogue's replication: on a
+            # cluster, a changelog with one replica would stop streams whenever its broker is down.
+            "IBSTREAM_KAFKA_TOPIC_REPLICATION": str(self.settings.kafka.topic_replication),
             "IBSTREAM_STATE_DIR": str(self.directory),
             "IBSTREAM_WAREHOUSE_DIR": str(self.directory / "warehouse"),
             "IBSTREAM_IB_PORT": str(self.ports["sim"]),
@@ -244,7 +247,7 @@ class Demo:
         self.bootstrap = self._choose_broker()
         # The demo's own settings, security included (a broker with SASL needs its operator's principal here).
         own = self.settings.with_overrides(kafka_bootstrap_servers=self.bootstrap, kafka_topic_prefix=self.prefix)
-        ensure_topics(create_admin(own), catalogue(self.prefix))
+        ensure_topics(create_admin(own), catalogue(self.prefix), replication=own.kafka.topic_replication)
         self.note(f"topics created under prefix {self.prefix}")
 
     def _choose_broker(self) -> str:

@@ -5,6 +5,11 @@ No Docker engine runs on our machines, so `ibstream stack up` resolves the broke
 metadata requests. State (data, log, pid) lives under ``<state_dir>/kafka``; `down` stops only the broker whose
 pid file and command line match that directory.
 
+`ibstream stack up --brokers 3` starts a cluster instead (`KafkaCluster`): three combined broker + controller
+nodes on consecutive port pairs from ``IBSTREAM_STACK_KAFKA_PORT`` (node n: broker port + 2(n-1), its controller
+on the next port), one KRaft quorum, internal topics at replication 3 with min ISR 2. State lives under
+``<state_dir>/kafka-cluster/node-<n>``.
+
 With ``IBSTREAM_STACK_KAFKA_SASL`` the client listener is SASL_PLAINTEXT with SCRAM-SHA-512 and the
 StandardAuthorizer refuses what no ACL allows: the configured Kafka principal is the super user (created when the
 storage is formatted); deployables' users and ACLs are added with ``ibstream.kafka.identities``.
@@ -13,6 +18,7 @@ storage is formatted); deployables' users and ACLs are added with ``ibstream.kaf
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import signal
@@ -22,6 +28,7 @@ import tarfile
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +37,8 @@ from ibstream.exceptions import IbstreamError
 
 KAFKA_POM = PROJECT_ROOT / "ops" / "kafka" / "pom.xml"
 KAFKA_LOG4J = PROJECT_ROOT / "ops" / "kafka" / "log4j2.properties"
+#: Where `ops/dev install` resolves the broker's classpath (the default state directory's Maven cache).
+SHARED_MAVEN_DIR = PROJECT_ROOT / ".state" / "maven"
 
 
 class StackError(IbstreamError):
@@ -50,6 +59,55 @@ class BrokerStatus:
         if self.running:
             return f"kafka: running (pid {self.pid}) on {self.bootstrap}, state {self.state_dir}"
         return f"kafka: stopped (state {self.state_dir})"
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Where the nodes of a local KRaft cluster listen, and the replication its internal topics get (pure).
+
+    Node ids run from 1; node n's broker port is ``base_port + 2(n-1)`` and its controller port the next one, so a
+    single node keeps the single broker's ports and the nodes of a cluster never share one.
+    """
+
+    brokers: int
+    base_port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def node_ids(self) -> range:
+        return range(1, self.brokers + 1)
+
+    def broker_port(self, node_id: int) -> int:
+        return self.base_port + 2 * (node_id - 1)
+
+    def controller_port(self, node_id: int) -> int:
+        return self.broker_port(node_id) + 1
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{self.host}:{self.broker_port(node)}" for node in self.node_ids)
+
+    @property
+    def quorum_voters(self) -> str:
+        return ",".join(f"{node}@{self.host}:{self.controller_port(node)}" for node in self.node_ids)
+
+
+def replication_properties(brokers: int) -> dict[str, str]:
+    """Broker settings for the internal topics (consumer offsets, transactions, share groups) and for topics created
+    without an explicit factor: every node holds a replica, and from three nodes on a write needs two in sync."""
+    # Imported here so `stack status` works without loading librdkafka (the catalogue module imports it).
+    from ibstream.kafka.topics import min_insync_replicas
+
+    replicas, min_isr = str(brokers), str(min_insync_replicas(brokers))
+    return {
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+    }
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -80,9 +138,13 @@ def resolve_classpath(cache_dir: Path, pom: Path = KAFKA_POM) -> str:
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     cache = cache_dir / f"classpath-{digest}.txt"
-    if cache.exists():
-        classpath = cache.read_text().strip()
+    # The project's own cache (`ops/dev install` fills it) serves every other state directory too: a chaos campaign
+    # or a test cluster in a fresh directory would otherwise start a Maven run of its own (half a minute under load).
+    for known in (cache, SHARED_MAVEN_DIR / cache.name):
+        classpath = known.read_text().strip() if known.exists() else ""
         if classpath and all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
+            if known != cache:
+                cache.write_text(classpath)
             return classpath
     command = ["mvn", "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={cache}"]
     try:
@@ -157,14 +219,27 @@ class DetachedProcess:
 
 
 class KafkaStack:
-    """A single-node KRaft broker (combined broker + controller) owned by one state directory."""
+    """A single-node KRaft broker (combined broker + controller) owned by one state directory; with ``layout``, node
+    ``node_id`` of a local cluster (`KafkaCluster`)."""
 
-    def __init__(self, settings: Settings, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state_dir: Path | None = None,
+        *,
+        layout: ClusterLayout | None = None,
+        node_id: int = 1,
+    ) -> None:
         self.settings = settings
         self.host = "127.0.0.1"
-        self.port = settings.stack.kafka_port
-        self.controller_port = settings.stack.controller_port
+        self.layout = layout
+        self.node_id = node_id
+        self.port = layout.broker_port(node_id) if layout else settings.stack.kafka_port
+        self.controller_port = layout.controller_port(node_id) if layout else settings.stack.controller_port
+        self.heap = settings.stack.cluster_heap if layout else settings.stack.kafka_heap
         self.dir = state_dir or settings.kafka_state_dir
+        # The classpath cache is shared by the single broker and every cluster node (all live under state_dir).
+        self.maven_dir = (self.dir.parent.parent if layout else self.dir.parent) / "maven"
         self.data_dir = self.dir / "data"
         self.config_file = self.dir / "server.properties"
         self.process = DetachedProcess(self.dir, "broker", marker=str(self.config_file))
@@ -228,24 +303,21 @@ class KafkaStack:
 
     def _write_config(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        voters = self.layout.quorum_voters if self.layout else f"1@{self.host}:{self.controller_port}"
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             "controller.listener.names": "CONTROLLER",
             **self._listener_properties(),
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             # Topics come from the catalogue (`topics ensure`); auto-creation would hide a misspelt topic name.
             "auto.create.topics.enable": "false",
-            # Single node: internal topics cannot have replicas.
-            "offsets.topic.replication.factor": "1",
+            # A single node's internal topics cannot have replicas; a cluster's have one on every node.
+            **replication_properties(self.layout.brokers if self.layout else 1),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
@@ -281,19 +353,23 @@ class KafkaStack:
         current = self.status()
         if current.running:
             return current
-        if current.pid is None and port_open(self.host, self.port):
+        return self.await_ready(self.launch(), timeout)
+
+    def launch(self, cluster_id: str | None = None) -> subprocess.Popen[bytes]:
+        """Format storage (once, with ``cluster_id``: every node of a cluster shares one) and start the broker
+        detached, without waiting for it (a cluster node answers only once a quorum of controllers runs)."""
+        if self._pid() is None and port_open(self.host, self.port):
             raise StackError(
                 f"port {self.port} is in use by a process this stack did not start; "
                 "stop it or set IBSTREAM_STACK_KAFKA_PORT"
             )
-        classpath = resolve_classpath(self.dir.parent / "maven")
+        classpath = resolve_classpath(self.maven_dir)
         self._write_config()
-        self._format_storage(classpath)
-        heap = self.settings.stack.kafka_heap
+        self._format_storage(classpath, cluster_id)
         command = [
             "java",
             "-Xms256m",
-            f"-Xmx{heap}",
+            f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
@@ -303,7 +379,10 @@ class KafkaStack:
             "kafka.Kafka",
             str(self.config_file),
         ]
-        process = self.process.start(command)
+        return self.process.start(command)
+
+    def await_ready(self, process: subprocess.Popen[bytes], timeout: float) -> BrokerStatus:
+        """Wait until the broker ``process`` answers metadata requests."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -346,6 +425,172 @@ class KafkaStack:
         if pid is None:
             raise StackError("no broker of this stack is running")
         os.kill(pid, signum)
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What `stack status` reports for a cluster: every node's broker status."""
+
+    nodes: tuple[BrokerStatus, ...]
+    bootstrap: str
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    @property
+    def any_running(self) -> bool:
+        return any(node.pid is not None for node in self.nodes)
+
+    def describe(self) -> str:
+        up = sum(node.running for node in self.nodes)
+        lines = [f"kafka cluster: {up} of {len(self.nodes)} nodes running, bootstrap {self.bootstrap}"]
+        lines += [f"  node {index}: {node.describe()}" for index, node in enumerate(self.nodes, start=1)]
+        return "\n".join(lines)
+
+
+class KafkaCluster:
+    """``brokers`` combined KRaft nodes on loopback sharing one cluster id and one controller quorum
+    (`ibstream stack up --brokers N`, the cluster tests, the chaos campaign's cluster mode).
+
+    Starting: every stopped node is formatted (once) with the cluster's id and launched, then each must answer and
+    the metadata must list every broker. A single node can be killed and restarted on its data (``kill``,
+    ``restart``): the others keep serving while a quorum of controllers (two of three) runs.
+    """
+
+    def __init__(
+        self, settings: Settings, brokers: int = 3, state_dir: Path | None = None, base_port: int | None = None
+    ) -> None:
+        if brokers < 2:
+            raise StackError(f"a cluster needs at least 2 brokers, not {brokers}: `ibstream stack up` starts one")
+        self.settings = settings
+        self.layout = ClusterLayout(brokers, base_port or settings.stack.kafka_port)
+        self.dir = state_dir or settings.state_dir / "kafka-cluster"
+        self.nodes = {
+            node: KafkaStack(settings, self.dir / f"node-{node}", layout=self.layout, node_id=node)
+            for node in self.layout.node_ids
+        }
+
+    @classmethod
+    def from_state(cls, settings: Settings) -> KafkaCluster | None:
+        """The cluster a `stack up --brokers N` left under the state directory (N = its node directories), if any."""
+        directory = settings.state_dir / "kafka-cluster"
+        brokers = len(list(directory.glob("node-*"))) if directory.is_dir() else 0
+        return cls(settings, brokers, directory) if brokers >= 2 else None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.layout.bootstrap
+
+    def status(self) -> ClusterStatus:
+        return ClusterStatus(tuple(node.status() for node in self.nodes.values()), self.bootstrap)
+
+    def _cluster_id(self) -> str:
+        path = self.dir / "cluster.id"
+        if path.exists():
+            return path.read_text().strip()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        path.write_text(cluster_id)
+        return cluster_id
+
+    def up(self, timeout: float = 120.0) -> ClusterStatus:
+        """Start every node that is not running; return once all answer and the metadata lists every broker."""
+        cluster_id = self._cluster_id()
+        stopped = [node for node, stack in self.nodes.items() if stack.process.pid() is None]
+        if stopped:
+            resolve_classpath(self.nodes[stopped[0]].maven_dir)  # once, before the nodes look for it at once
+        # Formatting is a JVM start per node: side by side, not one after the other.
+        with ThreadPoolExecutor(max(1, len(stopped))) as pool:
+            launched = dict(
+                zip(stopped, pool.map(lambda node: self.nodes[node].launch(cluster_id), stopped), strict=True)
+            )
+        for node, process in launched.items():
+            self.nodes[node].await_ready(process, timeout)
+        self.await_brokers(timeout)
+        return self.status()
+
+    def await_brokers(self, timeout: float = 60.0) -> None:
+        """Wait until the cluster's metadata lists every broker."""
+        from confluent_kafka import KafkaException
+
+        from ibstream.kafka.clients import create_admin
+
+        admin = create_admin(self.client_settings())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if len(admin.list_topics(timeout=5).brokers) == self.layout.brokers:
+                    return
+            except KafkaException:
+                pass
+            time.sleep(0.5)
+        raise StackError(f"the cluster did not list {self.layout.brokers} brokers within {timeout:.0f}s")
+
+    def down(self, timeout: float = 30.0) -> bool:
+        """Stop every node at once (one by one, the last would wait for a quorum that is gone). False if none ran."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            stopped = list(pool.map(lambda node: node.down(timeout), self.nodes.values()))
+        return any(stopped)
+
+    def client_settings(self) -> Settings:
+        """Settings for a client of this cluster: every node as bootstrap, topics created at full replication."""
+        return (
+            self.nodes[1]
+            .client_settings()
+            .with_overrides(kafka_bootstrap_servers=self.bootstrap, kafka_topic_replication=self.layout.brokers)
+        )
+
+    def leader_of(self, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
+        """The node id leading ``topic``'s ``partition`` now (asked again for up to ``timeout`` while it has none:
+        a new topic's leaders reach the metadata a moment after it is created)."""
+        from confluent_kafka import KafkaException
+
+        from ibstream.kafka.clients import create_admin
+
+        admin = create_admin(self.client_settings())
+        deadline = time.monotonic() + timeout
+        leader = -1
+        while True:
+            with contextlib.suppress(KafkaException):
+                found = admin.list_topics(topic=topic, timeout=max(1.0, timeout)).topics.get(topic)
+                leader = found.partitions[partition].leader if found and partition in found.partitions else -1
+            if leader in self.nodes:
+                return int(leader)
+            if time.monotonic() > deadline:
+                raise StackError(f"{topic}[{partition}] has no leader among nodes {list(self.nodes)} (leader {leader})")
+            time.sleep(0.2)
+
+    def leaders(self, topic: str, timeout: float = 10.0) -> dict[int, int]:
+        """Each partition of ``topic`` and the node leading it (-1: none right now)."""
+        from ibstream.kafka.clients import create_admin
+
+        found = create_admin(self.client_settings()).list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        return {partition: meta.leader for partition, meta in sorted(found.partitions.items())} if found else {}
+
+    def in_sync(self, timeout: float = 10.0) -> bool:
+        """Whether every partition of every topic has all its replicas in sync (safe to take the next node down)."""
+        from confluent_kafka import KafkaException
+
+        from ibstream.kafka.clients import create_admin
+
+        try:
+            topics = create_admin(self.client_settings()).list_topics(timeout=timeout).topics
+        except KafkaException:
+            return False
+        partitions = [partition for topic in topics.values() for partition in topic.partitions.values()]
+        return all(partition.leader >= 0 and len(partition.isrs) == len(partition.replicas) for partition in partitions)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node (a crash) and wait until its process is gone."""
+        self.nodes[node].signal_broker(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while self.nodes[node].process.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def restart(self, node: int, timeout: float = 120.0) -> BrokerStatus:
+        """Start one node again on its data; return once it answers."""
+        return self.nodes[node].up(timeout)
 
 
 APICURIO_VERSION = "3.0.9"  # 3.3.x is built for Java 21; the machines have Java 17.

@@ -130,6 +130,8 @@ class StackSettings(Section):
     kafka_port: int = Field(default=19092, ge=1, le=65535)
     controller_port: int = Field(default=19093, ge=1, le=65535)
     kafka_heap: str = "768m"
+    # Each node's heap in a `stack up --brokers N` cluster (three combined KRaft nodes idle in ~1 GB together).
+    cluster_heap: str = "320m"
     # SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs (StandardAuthorizer) instead of an open plaintext listener; the
     # super user is IBSTREAM_KAFKA_SASL_USERNAME/PASSWORD (see tooling.stack).
     kafka_sasl: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -59,6 +59,25 @@ def catalogue(prefix: str = "") -> list[TopicLayout]:
     return layouts
 
 
+def min_insync_replicas(replication: int) -> int:
+    """The ``min.insync.replicas`` that goes with a replication factor: 2 from three replicas on, so an ``acks=all``
+    write survives the loss of any one broker and is refused (not silently under-replicated) when two are gone;
+    1 below that, where requiring 2 would stop every write as soon as one broker is down."""
+    return 2 if replication >= 3 else 1
+
+
+def replicated(layouts: Iterable[TopicLayout], replication: int) -> list[TopicLayout]:
+    """``layouts`` with the minimum in-sync replicas their replication factor calls for (unchanged at RF 1 and 2,
+    where the broker's default of 1 already holds)."""
+    min_insync = min_insync_replicas(replication)
+    if min_insync == 1:
+        return list(layouts)
+    return [
+        replace(layout, extra_configs=(*layout.extra_configs, ("min.insync.replicas", str(min_insync))))
+        for layout in layouts
+    ]
+
+
 class TopicDriftError(IbstreamError):
     """A topic exists with a layout we must not change automatically (e.g. its partition count)."""
 
@@ -83,9 +102,10 @@ def ensure_topics(
     """Create missing topics and reconcile configs of existing ones; never change a partition count.
 
     Partition counts are reported as drift instead of "fixed": adding partitions remaps keys to other
-    partitions, which breaks per-symbol and per-order ordering, so an operator must decide.
+    partitions, which breaks per-symbol and per-order ordering, so an operator must decide. From replication 3 on,
+    every topic also gets ``min.insync.replicas`` 2 (`min_insync_replicas`), reconciled like its other configs.
     """
-    wanted = {layout.name: layout for layout in layouts}
+    wanted = {layout.name: layout for layout in replicated(layouts, replication)}
     report = EnsureReport()
     existing = admin.list_topics(timeout=timeout).topics
 

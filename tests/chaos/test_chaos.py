@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -134,3 +135,67 @@ def test_checker_reports_the_duplicate_order_of_a_broken_executor(tmp_path: Path
     assert duplicates, report["violations"]
     # The crash itself is reported too (execution exited without being killed by the campaign).
     assert any(v["invariant"] == "deployables_stay_up" and v["id"] == "execution" for v in report["violations"])
+
+
+#: The cluster campaign's fault: the node leading orders.routed.v1 (execution's one partition) SIGKILLed mid-run. Its
+#: leadership is spread like every node's, so it also leads partitions of md.bars.5s.v1 (ingestion) and
+#: orders.intents.v1 (risk): one kill takes a leader from all three stages, which is what CI can afford (a node's
+#: restart under load costs most of a minute). The other leader kills and rolling restarts are for
+#: `ibstream chaos --brokers 3`.
+CLUSTER_FAULTS = ("leader_kill_execution",)
+STAGE_TOPICS = ("md.bars.5s.v1", "orders.intents.v1", "orders.routed.v1")
+#: The cluster's six ports: past the test broker's (+0, +1) and the cluster integration tests' (+10 … +15).
+CLUSTER_CHAOS_PORT = int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "29092")) + 20
+
+
+@pytest.mark.timeout(480)
+def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_leader_dies(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "ibstream.cli",
+            "chaos",
+            "--brokers",
+            "3",
+            "--broker-port",
+            str(CLUSTER_CHAOS_PORT),
+            "--minutes",
+            "1.5",
+            "--rate",
+            "300",
+            "--seed",
+            "14",
+            "--symbols",
+            *SYMBOLS,
+            "--faults",
+            ",".join(CLUSTER_FAULTS),
+            "--dir",
+            str(tmp_path / "run"),
+            "--json",
+            str(out),
+        ],
+        timeout=460,
+    )
+    report = _report(out, result)
+    assert report["error"] is None, result.stdout[-4000:]
+    assert report["brokers"] == 3 and "--brokers 3" in report["replay"]
+    assert report["violations"] == [], result.stdout[-6000:]
+    assert report["ok"] and result.returncode == 0
+    assert report["faults"], "no leader was killed"
+    first = report["faults"][0]
+    assert first["kind"] == "leader_kill_execution" and first["error"] is None and first["recovery_seconds"] is not None
+    led, also_led, successor = first["notes"][:3]
+    killed = int(led.split()[1])
+    # Another node took the partition over while the killed one was down.
+    assert int(successor.rsplit("node ", 1)[1]) != killed, first["notes"]
+    # The killed node led a partition of each stage's topic: ingestion, risk and execution all lost a leader.
+    for topic in STAGE_TOPICS:
+        assert re.search(rf"{re.escape(topic)} \[\d", also_led), also_led
+    checked = {item["name"]: item["checked"] for item in report["invariants"]}
+    # Ingestion: no bar lost (every bar ibsim built is in Kafka and in the warehouse).
+    assert checked["bars_in_kafka"] > 300 and checked["bars_in_warehouse"] == checked["bars_in_kafka"]
+    # Risk: every intent has exactly one decision. Execution: one ibsim order per routed order, none lost.
+    assert checked["one_risk_decision_per_intent"] > 0
+    assert checked["one_ib_order_per_routed_order"] > 0, "no order was routed: the campaign tested no order safety"

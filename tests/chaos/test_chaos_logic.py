@@ -46,7 +46,7 @@ from ibstream.contracts.enums import (
 )
 from ibstream.contracts.serde import SchemaStore, SingleObjectCodec
 from tooling.chaos.checker import Checker, RawRecord
-from tooling.chaos.schedule import FAULT_KINDS, build_schedule
+from tooling.chaos.schedule import CLUSTER_FAULT_KINDS, FAULT_KINDS, LEADER_KILL_TOPICS, build_schedule
 
 T0 = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
 CODEC = SingleObjectCodec(SchemaStore())
@@ -60,6 +60,19 @@ def test_schedule_is_deterministic_and_covers_every_kind() -> None:
     times = [fault.at for fault in first]
     assert times == sorted(times) and times[0] >= 20.0 and times[-1] <= 600.0 - 25.0
     assert all(b - a >= 12.0 * 0.75 for a, b in itertools.pairwise(times))
+
+
+def test_a_cluster_schedule_adds_leader_kills_and_rolling_restarts_which_need_a_cluster() -> None:
+    cluster = build_schedule(42, 900.0, brokers=3)
+    assert {fault.kind for fault in cluster} == set(FAULT_KINDS) | set(CLUSTER_FAULT_KINDS)
+    # A single broker's default catalogue has none of them, and asking for one names what is missing.
+    assert not {fault.kind for fault in build_schedule(42, 900.0)} & set(CLUSTER_FAULT_KINDS)
+    with pytest.raises(ValueError, match="need a cluster: --brokers 3"):
+        build_schedule(1, 120.0, ["leader_kill_risk"])
+    # Each stage's leader kill aims at that stage's topic; the node stays down until another leads it, and then a while.
+    assert set(LEADER_KILL_TOPICS.values()) == {"md.bars.5s.v1", "orders.intents.v1", "orders.routed.v1"}
+    kills = [fault for fault in cluster if fault.kind in LEADER_KILL_TOPICS]
+    assert kills and all(fault.params["hold_seconds"] >= 2.0 for fault in kills)
 
 
 def test_schedule_rejects_unknown_kinds_and_fits_the_window() -> None:

@@ -2,7 +2,10 @@
 independent checker at the end, and a report.
 
 The broker is always our own (free loopback ports, a temporary state directory): the campaign SIGSTOPs and kills it,
-which must never happen to a broker other people's tests use. The deployables and ibsim are started through the
+which must never happen to a broker other people's tests use. With ``brokers`` 3 it is a cluster of our own
+(`KafkaCluster`, topics at replication 3 with min ISR 2) and the cluster faults join the catalogue: the node leading
+a partition of a stage's topic SIGKILLed mid-flow, and rolling restarts; the single-broker faults (pause, restart)
+then act on node 1. The deployables and ibsim are started through the
 demo's pieces (`Demo`), with the chaos environment on top: policy approvals at a low confidence so many orders
 flow, and ibsim pushing quotes at the requested rate.
 """
@@ -31,11 +34,11 @@ from ibstream.contracts.serde import DecodeError, SchemaStore, SingleObjectCodec
 from ibstream.exceptions import IbstreamError
 from tooling.chaos.checker import Checker, InvariantResult, read_topic
 from tooling.chaos.report import recovery_against_targets
-from tooling.chaos.schedule import FAULT_KINDS, Fault, build_schedule
+from tooling.chaos.schedule import LEADER_KILL_TOPICS, Fault, build_schedule, fault_catalogue
 from tooling.demo import Demo, DemoConfig, get_json, post_json, session_close
 from tooling.processes import free_port, http_status
 from tooling.progress import current as current_progress
-from tooling.stack import KafkaStack
+from tooling.stack import KafkaCluster, KafkaStack, StackError, port_open
 
 #: ibsim's default universe: ten symbols share the quote rate.
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "TSLA", "META", "SPY", "QQQ", "IWM")
@@ -44,6 +47,12 @@ STOP_ORDER = ("producer", "streams", "agent0", "execution")
 RECOVERY_TIMEOUT = 60.0
 #: The streams worker's static group membership id (one worker per campaign), kept across its restarts.
 STREAMS_INSTANCE_ID = "chaos-streams-0"
+#: The probes ask partition leaders for watermarks without subscribing, and librdkafka does not refresh their
+#: leaders on NOT_LEADER_FOR_PARTITION: on a cluster, after a leader kill, a probe kept asking the old leader (back,
+#: but no longer leading) until the 5-minute default refresh, and the campaign saw no progress. Refresh often.
+PROBE_METADATA = {"topic.metadata.refresh.interval.ms": 2000}
+#: How long a leader kill waits for another node to lead the partition before it restarts the killed one anyway.
+FAILOVER_TIMEOUT = 45.0
 #: ibsim (IB) order statuses after which an order can no longer fill.
 IB_TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
@@ -67,6 +76,10 @@ class ChaosConfig:
     execution_first_start_env: dict[str, str] = field(default_factory=dict)
     json_path: Path | None = None
     broker_heap: str = "384m"
+    #: 1: a single broker; 3: a KRaft cluster (replication 3, min ISR 2) and the cluster faults.
+    brokers: int = 1
+    #: The cluster's first port (node n: broker port + 2(n-1), controller the next); None: free ports.
+    broker_port: int | None = None
 
     @property
     def duration(self) -> float:
@@ -174,7 +187,7 @@ class Campaign:
         self.log = log
         self.directory = config.directory or Path(tempfile.mkdtemp(prefix="ibstream-chaos-"))
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.schedule = build_schedule(config.seed, config.duration, config.kinds)
+        self.schedule = build_schedule(config.seed, config.duration, config.kinds, brokers=config.brokers)
         self.outcomes: list[FaultOutcome] = []
         self.unexpected_exits: list[dict[str, Any]] = []
         self.throughput: list[tuple[float, int, int]] = []  # (t, quotes, bars) high-water sums
@@ -187,7 +200,9 @@ class Campaign:
         self.t0 = time.monotonic()
         self.t0_wall = time.time()  # the same instant on the wall clock, to place records' UTC times on the timeline
         self.orders_routed_at: list[float] = []  # seconds since t0 of each routed order (from the checker's records)
+        #: The single broker, or node 1 of the cluster (what the single-broker faults act on).
         self.stack: KafkaStack | None = None
+        self.cluster: KafkaCluster | None = None
         self.demo: ChaosDemo | None = None
         self._probe: Consumer | None = None
         self._probes: dict[str, Consumer] = {}
@@ -197,7 +212,13 @@ class Campaign:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def start(self) -> None:
+    @property
+    def bootstrap(self) -> str:
+        assert self.stack is not None
+        return self.cluster.bootstrap if self.cluster is not None else self.stack.bootstrap
+
+    def start_kafka(self) -> None:
+        """Our own broker, or with ``brokers`` > 1 our own cluster."""
         port, controller = free_port(), free_port()
         stack_settings = load_settings(
             state_dir=self.directory,
@@ -205,10 +226,24 @@ class Campaign:
             stack_controller_port=controller,
             stack_kafka_heap=self.config.broker_heap,
         )
+        if self.config.brokers > 1:
+            base = self.config.broker_port or free_port_run(2 * self.config.brokers)
+            self.cluster = KafkaCluster(stack_settings, self.config.brokers, self.directory / "kafka-cluster", base)
+            self.stack = self.cluster.nodes[1]
+            self.log(f"chaos: starting a private {self.config.brokers}-broker Kafka cluster on {self.bootstrap}")
+            self.cluster.up(timeout=180)
+            return
         self.stack = KafkaStack(stack_settings, self.directory / "kafka")
         self.log(f"chaos: starting a private Kafka broker on {self.stack.bootstrap} ({self.directory / 'kafka'})")
         self.stack.up()
-        settings = load_settings(kafka_bootstrap_servers=self.stack.bootstrap, state_dir=self.directory)
+
+    def start(self) -> None:
+        self.start_kafka()
+        settings = load_settings(
+            kafka_bootstrap_servers=self.bootstrap,
+            kafka_topic_replication=self.config.brokers,
+            state_dir=self.directory,
+        )
         speed = self.config.sim_speed()
         demo = ChaosDemo(
             DemoConfig(
@@ -237,10 +272,11 @@ class Campaign:
         # log_level 2: the probe keeps asking through broker faults; its connection-refused lines are expected noise.
         self._probe = Consumer(
             {
-                "bootstrap.servers": self.stack.bootstrap,
+                "bootstrap.servers": self.bootstrap,
                 "group.id": self.sink_group,
                 "enable.auto.commit": False,
                 "log_level": 2,
+                **PROBE_METADATA,
             }
         )
         self.log("chaos: every deployable is up")
@@ -283,10 +319,11 @@ class Campaign:
         if group not in self._probes:
             self._probes[group] = Consumer(
                 {
-                    "bootstrap.servers": self.stack.bootstrap,
+                    "bootstrap.servers": self.bootstrap,
                     "group.id": group,
                     "enable.auto.commit": False,
                     "log_level": 2,
+                    **PROBE_METADATA,
                 }
             )
         return self._probes[group]
@@ -318,7 +355,9 @@ class Campaign:
         """CPU seconds used so far by every process of the run (each pid's last reading; restarts add up): what
         bounds the throughput the campaign holds on this machine."""
         pids: dict[str, int | None] = {"campaign": os.getpid()}
-        if self.stack is not None:
+        if self.cluster is not None:
+            pids |= {f"kafka-{node}": stack.status().pid for node, stack in self.cluster.nodes.items()}
+        elif self.stack is not None:
             pids["kafka"] = self.stack.status().pid
         if self.demo is not None:
             pids |= {name: managed.pid for name, managed in self.demo.group.processes.items() if managed.alive()}
@@ -372,10 +411,13 @@ class Campaign:
 
         before = tuple(value or 0 for value in progress())
         deadline = time.monotonic() + RECOVERY_TIMEOUT
+        now: tuple[int | None, ...] = (None, None, None)
+        ready = False
         while time.monotonic() < deadline:
             self.watch_processes()
             self._status(f"{self.now() - (outcome.restored_at or self.now()):.0f}s since the fault ended")
-            if self.all_ready():
+            ready = self.all_ready()
+            if ready:
                 now = progress()
                 if now[0] is not None:
                     self.sample_for_timeline(now[0])
@@ -383,7 +425,17 @@ class Campaign:
                     outcome.recovered_at = self.now()
                     return
             time.sleep(0.25)
-        outcome.notes.append(f"not recovered within {RECOVERY_TIMEOUT:.0f}s")
+        # What did not move, so a failed recovery points at its stage.
+        stalled = [
+            name
+            for name, value, old in zip(("bars written", "sink commits", "streams commits"), now, before, strict=True)
+            if value is None or value <= old
+        ]
+        outcome.notes.append(
+            f"not recovered within {RECOVERY_TIMEOUT:.0f}s"
+            + ("" if ready else " (not every deployable ready)")
+            + (f" (no progress: {', '.join(stalled)})" if ready and stalled else "")
+        )
 
     # --- faults ---
 
@@ -396,6 +448,8 @@ class Campaign:
         try:
             if fault.kind.startswith(("kill_", "broker_")):
                 self._inject_process_fault(fault)
+            elif fault.kind in LEADER_KILL_TOPICS or fault.kind == "rolling_restart":
+                self._inject_cluster_fault(fault, outcome)
             elif fault.kind.startswith("ib_"):
                 self._inject_gateway_fault(fault)
             elif fault.kind == "poison":
@@ -445,6 +499,61 @@ class Campaign:
         else:  # pragma: no cover - the schedule only draws catalogue kinds
             raise ValueError(f"unknown fault {fault.kind}")
 
+    def _inject_cluster_fault(self, fault: Fault, outcome: FaultOutcome) -> None:
+        """A node of the cluster SIGKILLed while it leads a stage's partition, or every node restarted in turn;
+        returns once every node is back."""
+        assert self.demo is not None and self.cluster is not None
+        cluster, p = self.cluster, fault.params
+        if fault.kind in LEADER_KILL_TOPICS:
+            topic = self.demo.prefix + LEADER_KILL_TOPICS[fault.kind]
+            node = cluster.leader_of(topic, p["partition"])
+            outcome.notes.append(f"node {node} led {topic}[{p['partition']}]")
+            # Leadership is spread over the nodes: the killed one also leads partitions of the other stages' topics.
+            led = {
+                name: [part for part, leader in cluster.leaders(self.demo.prefix + name).items() if leader == node]
+                for name in LEADER_KILL_TOPICS.values()
+            }
+            outcome.notes.append(f"node {node} also led " + "; ".join(f"{name} {parts}" for name, parts in led.items()))
+            cluster.kill(node)
+            successor = self._await_new_leader(topic, p["partition"], node, FAILOVER_TIMEOUT)
+            outcome.notes.append(f"{topic}[{p['partition']}] led by node {successor}")
+            time.sleep(p["hold_seconds"])
+            cluster.restart(node, timeout=120)
+            # The next fault starts from a whole cluster: a second node down before this one caught up would leave
+            # partitions below min ISR, which refuses writes (the guarantee working, but not this fault).
+            if not self._await_in_sync(60.0):
+                outcome.notes.append(f"node {node} not back in sync within 60s")
+            return
+        for node, stack in cluster.nodes.items():
+            # The next node goes down only once the last one caught up: two replicas out of sync at once would
+            # leave partitions below min ISR, which refuses writes (the guarantee working, but not this fault).
+            if not self._await_in_sync(60.0):
+                outcome.notes.append(f"partitions still under-replicated before node {node} went down")
+            stack.down()
+            cluster.restart(node, timeout=120)
+        self._await_in_sync(60.0)
+
+    def _await_new_leader(self, topic: str, partition: int, old: int, timeout: float) -> int | None:
+        """The node leading ``topic[partition]`` once it is no longer ``old`` (None: no failover in time)."""
+        assert self.cluster is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(StackError):
+                leader = self.cluster.leader_of(topic, partition, timeout=5)
+                if leader != old:
+                    return leader
+            time.sleep(0.5)
+        return None
+
+    def _await_in_sync(self, timeout: float) -> bool:
+        assert self.cluster is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.cluster.in_sync():
+                return True
+            time.sleep(0.5)
+        return False
+
     def _inject_gateway_fault(self, fault: Fault) -> None:
         """A fault of the simulated IB gateway, through ibsim's control API; returns once its duration is over."""
         assert self.demo is not None
@@ -477,7 +586,7 @@ class Campaign:
         assert self.stack is not None and self.demo is not None
         rng = random.Random(salt)
         producer = Producer(
-            {"bootstrap.servers": self.stack.bootstrap, "enable.idempotence": True, "acks": "all", "log_level": 2}
+            {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all", "log_level": 2}
         )
         delivered: list[tuple[int, int]] = []
         errors: list[str] = []
@@ -542,7 +651,7 @@ class Campaign:
         )
         while time.monotonic() < started + timeout:
             records: list[Gap] = []
-            for raw in read_topic(self.stack.bootstrap, topic):
+            for raw in read_topic(self.bootstrap, topic):
                 with contextlib.suppress(DecodeError):  # poison, if the schedule aimed some here
                     records.append(codec.decode(topic, Gap, raw.value, raw.partition, raw.offset))
             left = gaps.unfinished(records)
@@ -640,7 +749,7 @@ class Campaign:
         from ibstream.warehouse import Warehouse
 
         settings = load_settings(
-            kafka_bootstrap_servers=self.stack.bootstrap,
+            kafka_bootstrap_servers=self.bootstrap,
             kafka_topic_prefix=demo.prefix,
             state_dir=demo.directory,
             warehouse_dir=demo.directory / "warehouse",
@@ -741,7 +850,10 @@ class Campaign:
         if self.stack is not None:
             with contextlib.suppress(Exception):
                 self.stack.signal_broker(signal.SIGCONT)  # never leave a paused broker behind
-            self.stack.down()
+            if self.cluster is not None:
+                self.cluster.down()
+            else:
+                self.stack.down()
 
     # --- report ---
 
@@ -793,6 +905,7 @@ class Campaign:
             "ok": ok,
             "error": error,
             "seed": self.config.seed,
+            "brokers": self.config.brokers,
             "minutes": self.config.minutes,
             "rate_target": self.config.rate,
             "speed": self.config.sim_speed(),
@@ -800,7 +913,9 @@ class Campaign:
             "directory": str(self.directory),
             "prefix": self.demo.prefix if self.demo else None,
             "replay": f"ibstream chaos --minutes {self.config.minutes:g} --rate {self.config.rate:g} "
-            f"--seed {self.config.seed}" + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else ""),
+            f"--seed {self.config.seed}"
+            + (f" --brokers {self.config.brokers}" if self.config.brokers > 1 else "")
+            + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else ""),
             "faults": [o.to_json() for o in self.outcomes],
             # The timeline's raw series: (t, quotes, bars) high watermarks, exits, orders routed (t since t0).
             "throughput_samples": [[round(t, 2), q, b] for t, q, b in self.timeline_samples],
@@ -851,8 +966,17 @@ class Campaign:
                 }
                 for o in not_recovered
             ],
-            "catalogue": FAULT_KINDS,
+            "catalogue": fault_catalogue(self.config.brokers),
         }
+
+
+def free_port_run(count: int, attempts: int = 50) -> int:
+    """The first of ``count`` consecutive loopback ports that nothing listens on (a cluster's nodes)."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + count <= 65535 and not any(port_open("127.0.0.1", base + n) for n in range(count)):
+            return base
+    raise ChaosError(f"found no {count} consecutive free ports for the cluster; pass broker_port")
 
 
 def _terminate(signum: int, frame: Any) -> None:

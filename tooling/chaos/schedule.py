@@ -29,6 +29,28 @@ FAULT_KINDS: dict[str, str] = {
     "poison": "undecodable records written to input topics (must end in the DLQs, nowhere else)",
 }
 
+#: The cluster mode's faults (`ibstream chaos --brokers 3`): each leader kill SIGKILLs the node leading a partition of
+#: the topic one stage of the pipeline writes or reads (the stage named in the kind), and restarts it on its data
+#: after a pause long enough for another node to take over the partition.
+LEADER_KILL_TOPICS: dict[str, str] = {
+    "leader_kill_ingestion": "md.bars.5s.v1",
+    "leader_kill_risk": "orders.intents.v1",
+    "leader_kill_execution": "orders.routed.v1",
+}
+CLUSTER_FAULT_KINDS: dict[str, str] = {
+    **{
+        kind: f"SIGKILL the broker leading a partition of {topic}, restart it once another broker leads it"
+        for kind, topic in LEADER_KILL_TOPICS.items()
+    },
+    "rolling_restart": "stop and restart every broker in turn, each once every partition is back in sync",
+}
+
+
+def fault_catalogue(brokers: int = 1) -> dict[str, str]:
+    """The fault kinds a campaign on ``brokers`` brokers can inject: the cluster's own need more than one."""
+    return {**FAULT_KINDS, **CLUSTER_FAULT_KINDS} if brokers > 1 else dict(FAULT_KINDS)
+
+
 #: Catalogue topics that receive poison records (each is consumed by a deployable and by the sink).
 POISON_TOPICS = ("md.bars.5s.v1", "orders.intents.v1", "orders.routed.v1", "signals.v1")
 
@@ -53,6 +75,10 @@ class Fault:
 def _params(kind: str, rng: random.Random) -> dict[str, Any]:
     if kind.startswith("kill_"):
         return {"down_seconds": round(rng.uniform(0.5, 3.0), 1)}
+    if kind in LEADER_KILL_TOPICS:
+        # The node stays down until another one leads the partition (~9 s: the controller's broker session
+        # timeout), then for ``hold_seconds`` more, so the stage really runs on the new leader.
+        return {"partition": 0, "hold_seconds": round(rng.uniform(2.0, 5.0), 1)}
     if kind == "broker_pause":
         return {"pause_seconds": round(rng.uniform(3.0, 8.0), 1)}
     if kind == "broker_restart":
@@ -82,17 +108,23 @@ def build_schedule(
     warmup: float | None = None,
     cooldown: float | None = None,
     spacing: float = 12.0,
+    brokers: int = 1,
 ) -> list[Fault]:
     """Faults spread over ``[warmup, duration - cooldown]`` wall seconds (default: up to 20 s and 25 s), at least
     ``spacing`` apart.
 
-    Every kind in ``kinds`` (default: the whole catalogue) appears once, in a seeded order; if the window has room
-    for more, further faults are drawn from the same kinds. Times are jittered inside their slot.
+    Every kind in ``kinds`` (default: the whole catalogue of a campaign on ``brokers`` brokers) appears once, in a
+    seeded order; if the window has room for more, further faults are drawn from the same kinds. Times are jittered
+    inside their slot.
     """
-    chosen = list(kinds or FAULT_KINDS)
-    unknown = [kind for kind in chosen if kind not in FAULT_KINDS]
+    known = fault_catalogue(brokers)
+    chosen = list(kinds or known)
+    unknown = [kind for kind in chosen if kind not in known]
     if unknown:
-        raise ValueError(f"unknown fault kinds {unknown}; known: {sorted(FAULT_KINDS)}")
+        cluster_only = [kind for kind in unknown if kind in CLUSTER_FAULT_KINDS]
+        if cluster_only:
+            raise ValueError(f"fault kinds {cluster_only} need a cluster: --brokers 3")
+        raise ValueError(f"unknown fault kinds {unknown}; known: {sorted(known)}")
     if not chosen:
         return []
     # Short campaigns (CI) shrink the quiet lead-in and tail so a couple of minutes still hold several faults.

@@ -28,6 +28,7 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("stack_kafka_port", "12345", "stack.kafka_port", 12345),
     ("stack_controller_port", "12345", "stack.controller_port", 12345),
     ("stack_kafka_heap", "x_1", "stack.kafka_heap", "x_1"),
+    ("stack_cluster_heap", "x_1", "stack.cluster_heap", "x_1"),
     ("stack_registry_port", "12345", "stack.registry_port", 12345),
     ("schema_registry_url", "http://registry:8081", "registry.url", "http://registry:8081"),
     ("schema_registry_username", "x_1", "registry.username", "x_1"),
