@@ -1,4 +1,4 @@
-"""Order matching (pure: no I/O, no wall clock); each fill is booked in the account's :mod:`ibsim.ledger`.
+"""Order matching (pure: no I/O, no wall clock); each fill is booked in the account's :mod:`ibstream.sim.ledger`.
 
 The engine is the simulated broker. It keeps every order ever placed (but the untransmitted ones a
 gateway restart loses), matches working orders
@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
-from ibsim.clock import Session
-from ibsim.ledger import CommissionSchedule, Ledger, Position
-from ibsim.market import Quote
-from ibsim.order_types import (
+from ibstream.prices import on_tick
+from ibstream.sim.ledger import CommissionSchedule, Ledger, Position
+from ibstream.sim.market_view import MarketView, Quote
+from ibstream.sim.order_types import (
     ADAPTIVE,
     adaptive_price,
     adaptive_priority,
@@ -26,7 +25,7 @@ from ibsim.order_types import (
     stop_reached,
     trail_offset,
 )
-from ibsim.order_values import (
+from ibstream.sim.order_values import (
     TERMINAL,
     Event,
     Execution,
@@ -37,7 +36,6 @@ from ibsim.order_values import (
     OrderSnapshot,
     OrderUpdated,
 )
-from ibstream.prices import on_tick
 
 __all__ = [
     "SUPPORTED_ORDER_TYPES",
@@ -55,27 +53,17 @@ __all__ = [
 ]
 
 SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC", "LOC"})
-#: Trailing stops: the stop follows the market (:mod:`ibsim.order_types`).
+#: Trailing stops: the stop follows the market (:mod:`ibstream.sim.order_types`).
 TRAIL_TYPES = frozenset({"TRAIL", "TRAIL LIMIT"})
 #: Orders that trade only in the closing auction: at the session's last second, at its closing (last) price.
 CLOSE_TYPES = frozenset({"MOC", "LOC"})
 #: MOC/LOC orders are refused, and may no longer be cancelled or modified, this long before the session's close
 #: (IB's rule for NYSE markets: 15:50 ET, 12:50 on a half day; Nasdaq takes new ones until 15:55, ibsim does not).
 CLOSE_ORDER_CUTOFF_SECONDS = 600
-#: Order types that wait for a trigger (see :mod:`ibsim.order_types` for the trailing stop).
+#: Order types that wait for a trigger (see :mod:`ibstream.sim.order_types` for the trailing stop).
 STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL", "TRAIL LIMIT"})
 #: OCA types under which a fill reduces the group's other orders instead of cancelling them.
 OCA_REDUCE_TYPES = frozenset({2, 3})
-
-
-class MarketView(Protocol):
-    """What the engine needs from the market generator."""
-
-    def quote(self, symbol: str, t: float) -> Quote: ...
-
-    def in_session(self, t: float) -> bool: ...
-
-    def session_at(self, t: float) -> Session | None: ...
 
 
 @dataclass
