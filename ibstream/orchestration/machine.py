@@ -4,7 +4,7 @@
 A run's states (``orchestration.runs.v1``, one record per change): triggered → planning → planned →
 awaiting_approval → approved → submitted → completed, or failed / expired / rejected with a reason. ``advance``
 refuses any other move, so a redelivered or out-of-order command cannot take a run backwards or out of a final
-state. Who moves a run, and when, is ``streams.orchestration.lifecycle``.
+state. Who moves a run, and when, is ``ibstream.orchestration.lifecycle``.
 """
 
 from __future__ import annotations
