@@ -46,6 +46,7 @@ from ibstream.kafka.security import KafkaSecurity, effective_security
 from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
 from ibstream.strategies import bar_topic_name, discover
+from ibstream.strategies import scoring as outcomes_scoring
 from ibstream.strategies.instances import load_instances
 from ibstream.strategies.runtime import StrategyRuntime
 from ibstream.trading_states import TradingStates
@@ -58,7 +59,6 @@ from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
 from streams.orchestration.orchestrator import FlattenConfig, OrchestrationTables, Orchestrator
 from streams.outcomes import agents as outcomes_agents
-from streams.outcomes import scoring as outcomes_scoring
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
