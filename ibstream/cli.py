@@ -55,6 +55,9 @@ COMMAND_GROUPS: dict[str, dict[str, str]] = {
         "uat": "acceptance tests on the simulator or a paper account; go/no-go",
         "chaos": "soak test with injected faults, checked for lost or doubled orders",
     },
+    "strategy research": {
+        "backtest": "replay recorded bars through strategies, risk and sim fills",
+    },
 }
 COMMANDS = {name: line for group in COMMAND_GROUPS.values() for name, line in group.items()}
 
@@ -268,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_replay,
         _add_dlq,
         _add_audit,
+        _add_backtest,
     ):
         add(commands)
     return parser
@@ -464,6 +468,38 @@ def _add_dlq(commands: _Commands) -> None:
     )
     dlq.add_argument("--dry-run", action="store_true", help="redrive: list what would be sent back, and send nothing")
     dlq.set_defaults(handler=_tool)
+
+
+def _add_backtest(commands: _Commands) -> None:
+    backtest = commands.add_parser(
+        "backtest",
+        description=f"{COMMANDS['backtest']}\n\nThe same strategy code, orchestration policy, risk checks and "
+        "simulated matching (fills, commissions, brackets) as the pipeline, in one process. The report (HTML, "
+        "equity PNG, JSON) goes to STATE_DIR/backtests/<time>/.",
+    )
+    backtest.add_argument(
+        "--strategies", nargs="*", default=[], help="instance or strategy names (default: every enabled instance)"
+    )
+    backtest.add_argument("--symbols", nargs="*", default=[], help="symbols (space or comma separated; default: all)")
+    backtest.add_argument(
+        "--from", dest="start", type=_utc_time, required=True, help="bars starting at or after this time (ISO 8601)"
+    )
+    backtest.add_argument("--to", dest="end", type=_utc_time, required=True, help="bars starting before this time")
+    backtest.add_argument(
+        "--source",
+        nargs="+",
+        default=["warehouse"],
+        metavar="SOURCE",
+        help="warehouse (default), kafka, or csv FILE (columns symbol,start,open,high,low,close[,volume])",
+    )
+    backtest.add_argument(
+        "--approve",
+        choices=["all", "policy"],
+        default="all",
+        help="all: every planned run is approved (default); policy: only what the approval policy approves",
+    )
+    backtest.add_argument("--cash", type=float, default=None, help="starting cash (default: IBSTREAM_ACCOUNT_EQUITY)")
+    backtest.set_defaults(handler=_tool)
 
 
 def _add_audit(commands: _Commands) -> None:

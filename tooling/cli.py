@@ -176,3 +176,35 @@ def dlq(args: argparse.Namespace) -> int:
         return 1
     print(render_show(found.entries[0], found.ledger))
     return 0
+
+
+def backtest(args: argparse.Namespace) -> int:
+    """``ibstream backtest --from --to [--strategies …] [--symbols …] [--source warehouse|kafka|csv FILE]``."""
+    from tooling.backtest.run import BacktestOptions, run_backtest
+    from tooling.progress import Progress, use
+    from tooling.replay import parse_symbols
+
+    source, *rest = args.source
+    if source not in ("warehouse", "kafka", "csv") or len(rest) != (1 if source == "csv" else 0):
+        print("backtest --source takes warehouse, kafka, or csv FILE", file=sys.stderr)
+        return 2
+    options = BacktestOptions(
+        start=args.start,
+        end=args.end,
+        symbols=parse_symbols(args.symbols),
+        strategies=parse_symbols(args.strategies),
+        source="csv" if source == "csv" else "kafka" if source == "kafka" else "warehouse",
+        csv_path=Path(rest[0]) if rest else None,
+        approve=args.approve,
+        cash=args.cash,
+    )
+    with use(Progress.to_stderr("backtest")):  # the progress bar on stderr; stdout keeps the results
+        run = run_backtest(get_settings(), options)
+    summary = run.result
+    print(
+        f"backtest {run.meta['id']}: {summary.bars:,} bars, {len(summary.signals):,} signals, "
+        f"{len(summary.trades):,} orders in {run.seconds:.1f}s ({run.bars_per_second:,.0f} bars/s)\n"
+        f"report: {run.directory / 'report.html'}\n        {run.directory / 'equity.png'}\n"
+        f"        {run.directory / 'figures.json'}"
+    )
+    return 0

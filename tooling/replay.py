@@ -112,9 +112,11 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _kafka_records(
+def kafka_records(
     settings: Settings, codec: Codec, spec: TopicSpec[Any], topic: str, start: datetime, end: datetime
 ) -> tuple[int, Iterator[Record | None]]:
+    """How many records of ``topic`` have a Kafka timestamp in [start, end), and those records in (partition,
+    offset) order (None for one that does not decode), read by a consumer of its own (no group, no commits)."""
     consumer = create_consumer(settings, f"ibstream-replay-{uuid.uuid4().hex[:12]}", **{"enable.auto.commit": False})
     try:
         partitions = partition_count(consumer, topic)
@@ -209,7 +211,7 @@ def replay(
     began = time.monotonic()
     closer: AbstractContextManager[Any] = nullcontext()
     if source == "kafka":
-        total, records = _kafka_records(settings, codec, spec, source_topic, start, end)
+        total, records = kafka_records(settings, codec, spec, source_topic, start, end)
     else:
         total, records, closer = _warehouse_records(settings, spec, source_topic, start, end, symbols)
     producer = RecordProducer(create_producer(settings, "bulk"), codec, prefix)
