@@ -237,7 +237,7 @@ def _global_options() -> argparse.ArgumentParser:
 def _commands_text() -> str:
     lines = []
     for group, commands in COMMAND_GROUPS.items():
-        lines += [f"{group}:", *(f"  {name:<8}{line}" for name, line in commands.items()), ""]
+        lines += [f"{group}:", *(f"  {name + ' ':<8}{line}" for name, line in commands.items()), ""]
     return "\n".join(lines).rstrip()
 
 
