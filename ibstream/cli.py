@@ -494,9 +494,10 @@ def _add_backtest(commands: _Commands) -> None:
     )
     backtest.add_argument(
         "--approve",
-        choices=["all", "policy"],
+        choices=["all", "policy", "none"],
         default="all",
-        help="all: every planned run is approved (default); policy: only what the approval policy approves",
+        help="all: every planned run is approved (default); policy: only what the approval policy approves; "
+        "none: nothing is (signals and plans only)",
     )
     backtest.add_argument("--cash", type=float, default=None, help="starting cash (default: IBSTREAM_ACCOUNT_EQUITY)")
     backtest.set_defaults(handler=_tool)

@@ -53,7 +53,7 @@ from ibstream.strategies.runtime import StrategyRuntime
 from tooling.backtest.broker import BrokerRecord, Fill, SimBroker
 from tooling.backtest.market import BAR_SECONDS, BarMarket
 
-Approve = Literal["all", "policy"]
+Approve = Literal["all", "policy", "none"]
 #: Equity is sampled at most this often (market seconds), and after every fill.
 EQUITY_EVERY_SECONDS = 60
 
@@ -78,10 +78,13 @@ class BacktestConfig:
     @classmethod
     def from_settings(cls, settings: Settings, approve: Approve = "all", cash: float | None = None) -> BacktestConfig:
         """``approve``: ``all`` approves every planned run; ``policy`` only what the approval policy approves (a
-        run it declines would wait for an operator: in a backtest it is not traded)."""
+        run it declines would wait for an operator: in a backtest it is not traded); ``none`` approves nothing
+        (manual approval with nobody approving: signals and plans only, each signal holding its slot until it
+        expires, as in a pipeline where no run is approved)."""
         orchestration = OrchestrationConfig.from_settings(settings)
         policy = ApprovalPolicy(0.0, math.inf) if approve == "all" else orchestration.policy
-        orchestration = replace(orchestration, approval_mode=ApprovalMode.POLICY, policy=policy)
+        mode = ApprovalMode.MANUAL if approve == "none" else ApprovalMode.POLICY
+        orchestration = replace(orchestration, approval_mode=mode, policy=policy)
         equity = cash if cash is not None else settings.risk.account_equity
         return cls(
             expiry_seconds=settings.orchestration.signal_expiry_seconds,

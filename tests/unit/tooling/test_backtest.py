@@ -138,6 +138,13 @@ def test_policy_approval_leaves_a_run_the_policy_declines_untraded(tmp_path: Pat
     assert result.runs == {"awaiting_approval": 1} and result.trades == {}
 
 
+def test_approving_nothing_plans_every_run_and_holds_each_signal_until_it_expires(tmp_path: Path) -> None:
+    backtest = Backtest([BREAKOUT], BacktestConfig.from_settings(_settings(tmp_path), approve="none"))
+    result = backtest.run([bar(i, c) for i, c in enumerate([*CHANNEL, 103.0, 103.0, 106.0])])
+    assert len(result.signals) == 1  # the 106 breakout came while the first signal held the slot
+    assert result.runs == {"awaiting_approval": 1} and result.trades == {}
+
+
 def test_trade_scores_count_pnl_after_commission_and_mark_open_trades() -> None:
     won = Trade("a", "s", "AAPL", Side.BUY, 9.0, 12.0, 100.0, 10.0, T0, 100.0, 12.0, T0, "take_profit", 2.0)
     lost = Trade("b", "s", "MSFT", Side.SELL, 21.0, 18.0, 50.0, 20.0, T0, 50.0, 22.0, T0, "stop_loss", 2.0)
