@@ -57,6 +57,7 @@ COMMAND_GROUPS: dict[str, dict[str, str]] = {
     },
     "strategy research": {
         "backtest": "replay recorded bars through strategies, risk and sim fills",
+        "history": "fetch IB's historical bars into the warehouse (for backtests)",
     },
 }
 COMMANDS = {name: line for group in COMMAND_GROUPS.values() for name, line in group.items()}
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dlq,
         _add_audit,
         _add_backtest,
+        _add_history,
     ):
         add(commands)
     return parser
@@ -501,6 +503,28 @@ def _add_backtest(commands: _Commands) -> None:
     )
     backtest.add_argument("--cash", type=float, default=None, help="starting cash (default: IBSTREAM_ACCOUNT_EQUITY)")
     backtest.set_defaults(handler=_tool)
+
+
+def _add_history(commands: _Commands) -> None:
+    history = commands.add_parser(
+        "history",
+        description=f"{COMMANDS['history']}\n\nRequests are paced to IB's historical data limits (60 per 10 "
+        "minutes), so a long window takes a while; fetching a window again replaces its bars.",
+    )
+    history.add_argument("action", choices=["fetch"], help="fetch: ask IB for the bars and store them")
+    history.add_argument("--symbols", nargs="+", required=True, help="symbols (space or comma separated)")
+    history.add_argument(
+        "--from", dest="start", type=_utc_time, required=True, help="bars starting at or after this time (ISO 8601)"
+    )
+    history.add_argument("--to", dest="end", type=_utc_time, required=True, help="bars starting before this time")
+    history.add_argument(
+        "--bar-size",
+        default="5 secs",
+        choices=["5 secs", "1 min", "5 mins", "15 mins", "1 hour", "1 day"],
+        help="IB's bar size (default: 5 secs, what backtests replay)",
+    )
+    history.add_argument("--client-id", type=int, default=41, help="IB API client id of this connection (default: 41)")
+    history.set_defaults(handler=_tool)
 
 
 def _add_audit(commands: _Commands) -> None:

@@ -208,3 +208,25 @@ def backtest(args: argparse.Namespace) -> int:
         f"        {run.directory / 'figures.json'}"
     )
     return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    """``ibstream history fetch --symbols … --from --to [--bar-size] [--client-id]``."""
+    from tooling.history import fetch_history
+    from tooling.progress import Progress, use
+    from tooling.replay import parse_symbols
+
+    symbols = parse_symbols(args.symbols)
+    with use(Progress.to_stderr("history")) as progress:
+        progress.phase(f"fetching {args.bar_size} bars of {', '.join(symbols)} from IB")
+        report = fetch_history(
+            get_settings(),
+            symbols,
+            args.start,
+            args.end,
+            args.bar_size,
+            args.client_id,
+            lambda done, total, bars: progress.status(f"{done}/{total} requests, {bars:,} bars"),
+        )
+    print(f"stored {report.bars:,} bars from {report.requests} requests in {report.seconds:.0f}s ({report.table})")
+    return 0
