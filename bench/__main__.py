@@ -32,12 +32,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_ARGUMENTS = {
     "streams": ["--bars", "600", "--intents", "300", "--symbols", "10"],
     "pipeline": ["--seconds", "8"],
+    "backtest": ["--bars", "600", "--runs", "1"],
 }
 #: Figures lifted from a benchmark's ``json:`` line to the top of the report: (benchmark, figure, keys to keep).
 HEADLINES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("streams", "risk_to_faust_ceiling", ()),
     ("streams", "signals_to_faust_ceiling", ()),
     ("pipeline", "routed_to_ack_ms", ("p50", "p95", "p99", "count")),
+    ("backtest", "backtest_bars_per_s", ()),
+    ("backtest", "backtest_to_strategy_loop", ()),
 )
 
 #: Benchmarks run as their own processes (their peak RSS is theirs alone); name → module.
@@ -48,6 +51,7 @@ SUBPROCESS_BENCHES = {
     "ibsim": "bench.ibsim",
     "pipeline": "bench.pipeline",
     "killswitch": "bench.killswitch",
+    "backtest": "bench.backtest",
 }
 
 
@@ -105,7 +109,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", nargs="*", help="subset: baseline producer serde sink streams ibsim pipeline killswitch"
+        "--only", nargs="*", help="subset: baseline producer serde sink streams ibsim pipeline killswitch backtest"
     )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
