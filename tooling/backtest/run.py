@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,8 @@ class BacktestRun:
 
 
 def select_instances(instances: Sequence[StrategyInstance], names: Sequence[str]) -> list[StrategyInstance]:
-    """The instances named (by instance or strategy name); every enabled one when none is. BacktestError naming
-    an unknown name and the known ones."""
+    """The instances named (by instance or strategy name, switched on), or every enabled one when none is.
+    BacktestError naming an unknown name and the known ones."""
     if not names:
         chosen = [i for i in instances if i.enabled]
     else:
@@ -66,7 +66,8 @@ def select_instances(instances: Sequence[StrategyInstance], names: Sequence[str]
             raise BacktestError(
                 f"no strategy instance or strategy named {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        chosen = [i for i in instances if i.name in names or i.strategy_name in names]
+        # A named instance runs even if the file switches it off: backtesting comes before enabling it.
+        chosen = [replace(i, enabled=True) for i in instances if i.name in names or i.strategy_name in names]
     if not chosen:
         raise BacktestError("no enabled strategy instance to backtest (name them with --strategies)")
     return chosen

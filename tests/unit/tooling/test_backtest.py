@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -226,6 +227,10 @@ def test_instances_are_picked_by_instance_or_strategy_name() -> None:
     instances = default_instances()
     assert [i.name for i in select_instances(instances, [])] == [i.name for i in instances]
     assert [i.name for i in select_instances(instances, ["ma_crossover"])] == ["ma_crossover"]
+    switched_off = [replace(i, enabled=False) for i in instances]
+    with pytest.raises(BacktestError, match="no enabled strategy instance"):
+        select_instances(switched_off, [])
+    assert [i.enabled for i in select_instances(switched_off, ["zscore_reversion"])] == [True]
     with pytest.raises(BacktestError, match="no strategy instance or strategy named nope; known: "):
         select_instances(instances, ["nope"])
 
