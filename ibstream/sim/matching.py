@@ -131,6 +131,9 @@ class MatchingEngine:
         self.partial_fill_max = partial_fill_max
         self._orders: dict[tuple[int, int], _Order] = {}
         self._sequence: list[_Order] = []
+        #: The orders not yet in a terminal state, in placement order: what matching scans (``_sequence`` keeps every
+        #: order ever placed, so scanning it made a long backtest quadratic in its orders).
+        self._open: list[_Order] = []
         self._next_perm = first_perm_id
         self._exec_seq = 0
         self._executions: list[Execution] = []
@@ -174,6 +177,7 @@ class MatchingEngine:
         self._next_perm += 1
         self._orders[key] = order
         self._sequence.append(order)
+        self._open.append(order)
         if not req.transmit:
             # Held in the "TWS" until an order of the same bracket arrives with transmit=True.
             return []
@@ -229,6 +233,7 @@ class MatchingEngine:
         if not held:
             return []
         self._sequence = [o for o in self._sequence if o.status != "PendingSubmit"]
+        self._open = [o for o in self._open if o.status != "PendingSubmit"]
         for o in held:
             del self._orders[(o.req.client_id, o.req.order_id)]
         return [o.snapshot() for o in held]
@@ -250,7 +255,7 @@ class MatchingEngine:
         self._last_second = second
         if self.halted:
             return []  # the halted seconds pass without trading; none is matched later
-        if not any(o.status not in TERMINAL and o.status != "PendingSubmit" for o in self._sequence):
+        if not any(o.status != "PendingSubmit" for o in self._open_orders()):
             return []
         start = second if last is None else last + 1
         if second - start > 86_400:  # a clock jump of days: only the present matters
@@ -265,7 +270,7 @@ class MatchingEngine:
         events: list[Event] = []
         if self.halted or not self._market.in_session(s):
             return events
-        candidates = only if only is not None else list(self._sequence)
+        candidates = only if only is not None else list(self._open_orders())
         for o in candidates:
             if o.status == "PreSubmitted" and not self._waiting_for_parent(o):
                 o.status, o.updated_at = "Submitted", float(s)
@@ -475,13 +480,18 @@ class MatchingEngine:
         parent = self._orders.get((o.req.client_id, o.req.parent_id))
         return parent is not None and parent.status != "Filled"
 
+    def _open_orders(self) -> list[_Order]:
+        """The orders still open (terminal ones are dropped here: a terminal order never reopens)."""
+        self._open = [o for o in self._open if o.status not in TERMINAL]
+        return self._open
+
     def _children(self, o: _Order) -> list[_Order]:
         return [c for c in self._sequence if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
 
     def _oca_peers(self, o: _Order, *, bracket: bool = True, oca: bool = True) -> list[_Order]:
         """The active orders one-cancels-all ties to ``o``: its bracket siblings, the rest of its OCA group."""
         peers: list[_Order] = []
-        for other in self._sequence:
+        for other in self._open_orders():
             if other is o or other.status in TERMINAL or other.req.client_id != o.req.client_id:
                 continue
             same_bracket = bracket and bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id

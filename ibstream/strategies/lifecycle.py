@@ -138,7 +138,8 @@ def _add_bar(current: State, bar: Bar, timeframe: str = BASE_TIMEFRAME, window: 
     """Put the bar into its timeframe's window; True only for a new newest bar, the one bar that is evaluated."""
     start = _micros(bar.start)
     bars = _rows(current, timeframe)
-    if any(int(row[0]) == start for row in bars):
+    # Rows are in start order: only a bar not after the newest can be a duplicate (skips the scan for a new bar).
+    if bars and start <= int(bars[-1][0]) and any(int(row[0]) == start for row in bars):
         return False  # duplicate (live + backfill / replay)
     row = [float(start), bar.high, bar.low, bar.close, bar.open, bar.volume]
     if bars and start < int(bars[-1][0]):
