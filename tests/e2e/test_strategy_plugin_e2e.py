@@ -22,7 +22,8 @@ from tests.e2e.test_api_e2e import ApproveUntilFilled, _wait
 from tests.strategy_packages import pip_install
 from tooling.demo import Demo, DemoConfig, get_json, post_json
 
-pytestmark = pytest.mark.integration
+# The package is backtested before the live part (about 10 s more than the live part alone).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STRATEGIES_FILE = """
 [[instances]]

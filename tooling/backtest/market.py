@@ -4,7 +4,9 @@ A 5-second bar says where the price went, not in which order: the engine sees on
 open → the extreme nearer the open's side first → the other extreme → close (a bar that closed up went down first,
 one that closed down went up first), the close held for the last second. So a stop and a target both inside one bar
 resolve as a pessimistic trader would assume. Bid, ask and last are that price (recorded bars carry no spread).
-Between a symbol's bars the last close stands.
+Between a symbol's bars the last close stands; the seconds before the newest bar's start (a gap: overnight, a
+halt) are out of session, so the engine does not match a resting order against the same stale close second by
+second through the night.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ class BarMarket:
         self._paths: dict[str, tuple[int, tuple[float, float, float, float, float]]] = {}
         self._volume: dict[str, float] = {}
         self._sessions: dict[date, Session | None] = {}
+        self._newest = 0  # the newest bar's start (epoch seconds)
 
     def update(self, bar: Bar) -> None:
         """The symbol trades in ``bar`` now."""
-        self._paths[bar.symbol] = (int(bar.start.timestamp()), bar_path(bar))
+        start = int(bar.start.timestamp())
+        self._paths[bar.symbol] = (start, bar_path(bar))
+        self._newest = max(self._newest, start)
         self._volume[bar.symbol] = self._volume.get(bar.symbol, 0.0) + bar.volume
 
     def last(self, symbol: str) -> float:
@@ -61,8 +66,8 @@ class BarMarket:
         )
 
     def in_session(self, t: float) -> bool:
-        """Always: the recorded bars are the market's hours (a symbol without a bar keeps its last close)."""
-        return True
+        """From the newest bar's start on: the recorded bars are the market's hours (see the module docstring)."""
+        return t >= self._newest
 
     def session_at(self, t: float) -> Session | None:
         """The exchange's regular session around ``t`` (New York day), for the closing auction."""

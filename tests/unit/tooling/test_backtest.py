@@ -63,6 +63,8 @@ def test_a_bar_walks_open_then_the_near_extreme_then_the_far_one_then_close() ->
     start = int(T0.timestamp())
     assert [market.quote("AAPL", start + s).last for s in range(5)] == [100, 99, 102, 101, 101]
     assert market.quote("AAPL", start + 60).last == 101  # no newer bar: the last close stands
+    market.update(_ohlc(100, 101, 101, 101, 101))  # after a gap
+    assert not market.in_session(start + 60) and market.in_session(start + 500)
 
 
 def test_a_breakout_is_signalled_planned_approved_filled_and_closed_at_its_target(tmp_path: Path) -> None:
