@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tooling.backtest.engine import BacktestResult
+from tooling.backtest.engine import BacktestResult, Trade
 from tooling.backtest.scores import drawdown, signal_scores, summary, trade_scores
 from tooling.png import line_chart
 from tooling.svg import COLOURS, Axes, polyline, svg, text
@@ -24,7 +24,7 @@ CURVE_POINTS = 2000
 _WIDTH, _LEFT, _RIGHT, _TOP, _HEIGHT = 900, 70, 880, 20, 220
 
 
-def _trade_row(trade: Any, marks: dict[str, float]) -> dict[str, Any]:
+def _trade_row(trade: Trade, marks: dict[str, float]) -> dict[str, Any]:
     mark = marks.get(trade.symbol)
     return {
         "order_id": trade.order_id,
