@@ -475,9 +475,11 @@ def _add_dlq(commands: _Commands) -> None:
 def _add_backtest(commands: _Commands) -> None:
     backtest = commands.add_parser(
         "backtest",
-        description=f"{COMMANDS['backtest']}\n\nThe same strategy code, orchestration policy, risk checks and "
-        "simulated matching (fills, commissions, brackets) as the pipeline, in one process. The report (HTML, "
-        "equity PNG, JSON) goes to STATE_DIR/backtests/<time>/.",
+        description=f"{COMMANDS['backtest']}\n\n"
+        "The same strategy code, orchestration policy, risk checks and simulated\n"
+        "matching (fills, commissions, brackets) as the pipeline, in one process.\n"
+        "The report (HTML, equity PNG, JSON) goes to STATE_DIR/backtests/<time>/.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     backtest.add_argument(
         "--strategies", nargs="*", default=[], help="instance or strategy names (default: every enabled instance)"
@@ -508,8 +510,10 @@ def _add_backtest(commands: _Commands) -> None:
 def _add_history(commands: _Commands) -> None:
     history = commands.add_parser(
         "history",
-        description=f"{COMMANDS['history']}\n\nRequests are paced to IB's historical data limits (60 per 10 "
-        "minutes), so a long window takes a while; fetching a window again replaces its bars.",
+        description=f"{COMMANDS['history']}\n\n"
+        "Requests are paced to IB's historical data limits (60 per 10 minutes), so a\n"
+        "long window takes a while; fetching a window again replaces its bars.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     history.add_argument("action", choices=["fetch"], help="fetch: ask IB for the bars and store them")
     history.add_argument("--symbols", nargs="+", required=True, help="symbols (space or comma separated)")
