@@ -72,7 +72,8 @@ def test_history_fills_the_warehouse_with_ibs_bars_once_and_a_backtest_reads_the
             bar = truth[row[1]]
             assert row[2:] == (bar.open, bar.high, bar.low, bar.close, HISTORY_PARTITION, "backfill")
 
-    again = fetch_history(settings, SYMBOLS, start, end)  # the same window again replaces, never adds
+    # The same window again replaces, never adds (another client id: ibsim may not have seen the first go yet).
+    again = fetch_history(settings, SYMBOLS, start, end, client_id=42)
     assert again.bars == 480
     with Warehouse.open(settings) as warehouse:
         assert count_final(warehouse, "md_bars_5s_v1") == 480
