@@ -255,3 +255,31 @@ def test_the_built_ins_run_over_many_symbols(tmp_path: Path) -> None:
     assert result.bars == 600 and result.symbols == {"S0", "S1", "S2"}
     assert {s.strategy for s in result.signals} <= {"ma_crossover", "donchian_breakout", "zscore_reversion"}
     assert result.signals and result.failed_instances == []
+
+
+def test_the_command_reads_a_csv_source_and_refuses_a_source_without_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibstream import cli
+    from tooling import cli as tooling_cli
+
+    path = tmp_path / "bars.csv"
+    rows = [f"AAPL,{b.start.isoformat()},{b.open},{b.high},{b.low},{b.close},100" for b in _breakout_bars()]
+    path.write_text("symbol,start,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(tooling_cli, "get_settings", lambda: _settings(tmp_path))
+    window = ["--from", T0.isoformat(), "--to", (T0 + timedelta(hours=1)).isoformat()]
+    args = cli.build_parser().parse_args(["backtest", *window, "--strategies", "donchian_breakout", "--source", "csv"])
+    assert tooling_cli.backtest(args) == 2
+    assert "csv FILE" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(
+        ["backtest", *window, "--strategies", "donchian_breakout", "--source", "csv", str(path)]
+    )
+    assert tooling_cli.backtest(args) == 0
+    printed = capsys.readouterr().out
+    assert "27 bars, 2 signals, 2 orders" in printed
+    [report] = (tmp_path / "backtests").iterdir()
+    assert f"report: {report / 'report.html'}" in printed
+
+
+def _breakout_bars() -> list[Bar]:
+    return [bar(i, c) for i, c in enumerate([*CHANNEL, 103.0, 103.0, 106.0])]
