@@ -36,12 +36,15 @@ QUICK_ARGUMENTS = {
     "streams": ["--bars", "600", "--intents", "300", "--symbols", "10"],
     "pipeline": ["--seconds", "8"],
     "sink": ["--records", "20000"],
+    "backtest": ["--bars", "600", "--runs", "1"],
 }
 #: Figures lifted from a benchmark's ``json:`` line to the top of the report: (benchmark, figure, keys to keep).
 HEADLINES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("streams", "risk_to_faust_ceiling", ()),
     ("streams", "signals_to_faust_ceiling", ()),
     ("pipeline", "routed_to_ack_ms", ("p50", "p95", "p99", "count")),
+    ("backtest", "backtest_bars_per_s", ()),
+    ("backtest", "backtest_to_strategy_loop", ()),
 )
 
 #: Benchmarks run as their own processes (their peak RSS is theirs alone); name → module.
@@ -52,6 +55,7 @@ SUBPROCESS_BENCHES = {
     "ibsim": "bench.ibsim",
     "pipeline": "bench.pipeline",
     "killswitch": "bench.killswitch",
+    "backtest": "bench.backtest",
 }
 
 
@@ -109,7 +113,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", nargs="*", help="subset: baseline producer serde sink streams ibsim pipeline killswitch"
+        "--only", nargs="*", help="subset: baseline producer serde sink streams ibsim pipeline killswitch backtest"
     )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)

@@ -1,7 +1,7 @@
 """Account and portfolio: reqPositions, reqAccountSummary, reqAccountUpdates, reqAccountUpdatesMulti, reqPnL and
 reqPnLSingle (and their cancels).
 
-Values come from the order book's ledger (:class:`ibsim.ledger.Ledger`) marked at the current last price. Every
+Values come from the order book's ledger (:class:`ibstream.sim.ledger.Ledger`) marked at the current last price. Every
 subscription gets its first full answer at once. After that, as IB pushes on change: each fill or cash transfer
 re-sends positions, every account summary, the account updates and the P&L to each subscribed session; P&L that moved
 with the market is pushed at most once a wall second (IB: about once a second), and the account updates again every

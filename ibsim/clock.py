@@ -7,25 +7,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ibsim.config import EXCHANGE_TZ
 from ibstream.market_hours import session_on
+from ibstream.sim.market_view import Session
 
 BAR_SECONDS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """One trading session: ``[open, close)`` in epoch seconds, both multiples of 5."""
-
-    day: dt.date
-    open: int
-    close: int
-
-    def contains(self, t: float) -> bool:
-        """Whether simulated epoch time ``t`` is inside the session."""
-        return self.open <= t < self.close
 
 
 def session_for(day: dt.date, trading_hours: str) -> Session | None:

@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from ibsim.config import SimConfig
 from ibsim.faults import Faults
-from ibsim.ledger import Position
 from ibsim.market import Bar
-from ibsim.order_values import Execution, OrderSnapshot
 from ibstream.exceptions import IbstreamError
+from ibstream.sim.ledger import Position
+from ibstream.sim.order_values import Execution, OrderSnapshot
 
 log = logging.getLogger("ibsim.control")
 

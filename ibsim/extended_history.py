@@ -20,8 +20,8 @@ import random
 from array import array
 from typing import Protocol
 
-from ibsim.clock import Session
 from ibsim.config import EXCHANGE_TZ
+from ibstream.sim.market_view import Session
 
 #: Pre-market opens at 04:00 New York; post-market runs this long after the close.
 PRE_MARKET_OPEN = dt.time(4, 0)

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from ibsim import messages as m
 from ibsim.clock import SimClock
 from ibsim.config import EXCHANGE_TZ, Instrument, SimConfig
-from ibsim.ledger import CommissionSchedule
 from ibsim.market import MarketGenerator
-from ibsim.matching import MatchingEngine
 from ibsim.pacing import HistoricalPacer
 from ibsim.session import Session
 from ibsim.validation import contract_refusal
 from ibsim.wire import Field, encode_field
+from ibstream.sim.ledger import CommissionSchedule
+from ibstream.sim.matching import MatchingEngine
 
 #: Messages kept per client id for :meth:`Simulator.sent_messages`.
 SENT_LOG_SIZE = 200_000

@@ -18,7 +18,6 @@ import time
 
 from ibsim import messages as m
 from ibsim.clock import BAR_SECONDS, exchange_date, previous_sessions, session_for
-from ibsim.clock import Session as TradingSession
 from ibsim.config import Instrument
 from ibsim.extended_history import PRE_MARKET_SECONDS, pre_market_window
 from ibsim.gateway import Gateway
@@ -26,6 +25,7 @@ from ibsim.market import Bar, aggregate
 from ibsim.pacing import PACING_TEXT, HistKey
 from ibsim.session import HistSub, Session
 from ibsim.wire import ProtocolError
+from ibstream.sim.market_view import Session as TradingSession
 
 log = logging.getLogger("ibsim")
 

@@ -15,7 +15,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from ibsim.clock import BAR_SECONDS, Session, exchange_date, previous_sessions, session_for
+from ibsim.clock import BAR_SECONDS, exchange_date, previous_sessions, session_for
 from ibsim.config import Instrument, SimConfig
 from ibsim.extended_history import (
     DEEP_HISTORY_DAYS,
@@ -26,6 +26,7 @@ from ibsim.extended_history import (
     post_market_window,
     pre_market_window,
 )
+from ibstream.sim.market_view import Quote, Session
 
 _SECONDS_PER_YEAR_OF_TRADING = 252 * 23_400
 
@@ -42,22 +43,6 @@ class Bar:
     volume: int
     wap: float
     count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """Top of book and last trade at one simulated second."""
-
-    time: int
-    bid: float
-    ask: float
-    last: float
-    bid_size: int
-    ask_size: int
-    last_size: int
-    #: Cumulative session volume (shares) up to and including this second.
-    volume: int
-    in_session: bool
 
 
 class _DaySeries:

@@ -3,8 +3,8 @@ reqExecutions; and the delivery of order-book events to the owning client.
 
 placeOrder is validated here (a contract a gateway will not search for or order fields it refuses: 321 with the
 reason, :mod:`ibsim.validation`; a contract matching nothing: 200), then handed to the matching engine
-(:mod:`ibsim.matching`), which accepts, modifies, holds or rejects it. Engine events go to the client that placed the
-order if it is connected, otherwise nowhere (IB does not replay them; the client asks with reqOpenOrders and
+(:mod:`ibstream.sim.matching`), which accepts, modifies, holds or rejects it. Engine events go to the client that
+placed the order if it is connected, otherwise nowhere (IB does not replay them; the client asks with reqOpenOrders and
 reqExecutions): openOrder + orderStatus on each state change; on a fill execDetails, orderStatus, openOrder once filled
 and commissionReport, then the account areas' push; 202 on cancel; the rejection code on reject. Faults apply here:
 a queued rejection refuses the next new order, a lost transmit drops the connection (or restarts the gateway) instead
@@ -22,7 +22,11 @@ from ibsim.clock import exchange_date
 from ibsim.config import Instrument
 from ibsim.faults import Faults
 from ibsim.gateway import Gateway
-from ibsim.order_values import (
+from ibsim.session import Session
+from ibsim.validation import order_refusal
+from ibsim.what_if import what_if
+from ibsim.wire import ProtocolError
+from ibstream.sim.order_values import (
     Event,
     Execution,
     OrderCancelled,
@@ -32,10 +36,6 @@ from ibsim.order_values import (
     OrderSnapshot,
     OrderUpdated,
 )
-from ibsim.session import Session
-from ibsim.validation import order_refusal
-from ibsim.what_if import what_if
-from ibsim.wire import ProtocolError
 
 log = logging.getLogger("ibsim")
 

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 from ibsim.config import SimConfig
 from ibsim.control import ControlServer
 from ibsim.gateway import Gateway
-from ibsim.ledger import PnL, Position
-from ibsim.market import Bar, Quote
-from ibsim.order_values import Execution, OrderSnapshot
+from ibsim.market import Bar
 from ibsim.server import ApiServer
+from ibstream.sim.ledger import PnL, Position
+from ibstream.sim.market_view import Quote
+from ibstream.sim.order_values import Execution, OrderSnapshot
 
 log = logging.getLogger("ibsim")
 T = TypeVar("T")

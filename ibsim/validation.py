@@ -50,7 +50,7 @@ def contract_refusal(c: ContractSpec, *, for_order: bool) -> Refusal | None:
 
 def order_refusal(req: PlaceOrder, accounts: tuple[str, ...]) -> Refusal | None:
     """Why a gateway refuses an order's own fields (321), or None. Prices, sizes and order types are the matching
-    engine's to judge (110, 201, 434: :func:`ibsim.matching._invalid`)."""
+    engine's to judge (110, 201, 434: :func:`ibstream.sim.matching._invalid`)."""
     if req.action not in ACTIONS:
         return 321, f"Invalid action {req.action!r}"
     if req.account and req.account not in accounts:

@@ -3,7 +3,8 @@
 IB answers a ``placeOrder`` with ``whatIf`` set by one ``openOrder`` whose order state carries the initial and
 maintenance margin and the equity with loan before, after and the change, and the commission the order would cost;
 the order is not placed, so no ``orderStatus`` follows and the order book, positions and account stay as they were.
-ibsim's margin model is the ledger's: one rate on the gross position value (:meth:`ibsim.ledger.Ledger.account_values`).
+ibsim's margin model is the ledger's: one rate on the gross position value
+(:meth:`ibstream.sim.ledger.Ledger.account_values`).
 Pure: the caller reads the account, the position and the price.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ibsim.ledger import MARGIN_RATE
+from ibstream.sim.ledger import MARGIN_RATE
 
 
 @dataclass(frozen=True, slots=True)

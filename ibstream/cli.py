@@ -55,6 +55,10 @@ COMMAND_GROUPS: dict[str, dict[str, str]] = {
         "uat": "acceptance tests on the simulator or a paper account; go/no-go",
         "chaos": "soak test with injected faults, checked for lost or doubled orders",
     },
+    "strategy research": {
+        "backtest": "replay recorded bars through strategies, risk and sim fills",
+        "history": "fetch IB's historical bars into the warehouse (for backtests)",
+    },
 }
 COMMANDS = {name: line for group in COMMAND_GROUPS.values() for name, line in group.items()}
 
@@ -234,7 +238,7 @@ def _global_options() -> argparse.ArgumentParser:
 def _commands_text() -> str:
     lines = []
     for group, commands in COMMAND_GROUPS.items():
-        lines += [f"{group}:", *(f"  {name:<8}{line}" for name, line in commands.items()), ""]
+        lines += [f"{group}:", *(f"  {name + ' ':<8}{line}" for name, line in commands.items()), ""]
     return "\n".join(lines).rstrip()
 
 
@@ -268,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_replay,
         _add_dlq,
         _add_audit,
+        _add_backtest,
+        _add_history,
     ):
         add(commands)
     return parser
@@ -479,6 +485,65 @@ def _add_dlq(commands: _Commands) -> None:
     )
     dlq.add_argument("--dry-run", action="store_true", help="redrive: list what would be sent back, and send nothing")
     dlq.set_defaults(handler=_tool)
+
+
+def _add_backtest(commands: _Commands) -> None:
+    backtest = commands.add_parser(
+        "backtest",
+        description=f"{COMMANDS['backtest']}\n\n"
+        "The same strategy code, orchestration policy, risk checks and simulated\n"
+        "matching (fills, commissions, brackets) as the pipeline, in one process.\n"
+        "The report (HTML, equity PNG, JSON) goes to STATE_DIR/backtests/<time>/.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backtest.add_argument(
+        "--strategies", nargs="*", default=[], help="instance or strategy names (default: every enabled instance)"
+    )
+    backtest.add_argument("--symbols", nargs="*", default=[], help="symbols (space or comma separated; default: all)")
+    backtest.add_argument(
+        "--from", dest="start", type=_utc_time, required=True, help="bars starting at or after this time (ISO 8601)"
+    )
+    backtest.add_argument("--to", dest="end", type=_utc_time, required=True, help="bars starting before this time")
+    backtest.add_argument(
+        "--source",
+        nargs="+",
+        default=["warehouse"],
+        metavar="SOURCE",
+        help="warehouse (default), kafka, or csv FILE (columns symbol,start,open,high,low,close[,volume])",
+    )
+    backtest.add_argument(
+        "--approve",
+        choices=["all", "policy", "none"],
+        default="all",
+        help="all: every planned run is approved (default); policy: only what the approval policy approves; "
+        "none: nothing is (signals and plans only)",
+    )
+    backtest.add_argument("--cash", type=float, default=None, help="starting cash (default: IBSTREAM_ACCOUNT_EQUITY)")
+    backtest.set_defaults(handler=_tool)
+
+
+def _add_history(commands: _Commands) -> None:
+    history = commands.add_parser(
+        "history",
+        description=f"{COMMANDS['history']}\n\n"
+        "Requests are paced to IB's historical data limits (60 per 10 minutes), so a\n"
+        "long window takes a while; fetching a window again replaces its bars.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    history.add_argument("action", choices=["fetch"], help="fetch: ask IB for the bars and store them")
+    history.add_argument("--symbols", nargs="+", required=True, help="symbols (space or comma separated)")
+    history.add_argument(
+        "--from", dest="start", type=_utc_time, required=True, help="bars starting at or after this time (ISO 8601)"
+    )
+    history.add_argument("--to", dest="end", type=_utc_time, required=True, help="bars starting before this time")
+    history.add_argument(
+        "--bar-size",
+        default="5 secs",
+        choices=["5 secs", "1 min", "5 mins", "15 mins", "1 hour", "1 day"],
+        help="IB's bar size (default: 5 secs, what backtests replay)",
+    )
+    history.add_argument("--client-id", type=int, default=41, help="IB API client id of this connection (default: 41)")
+    history.set_defaults(handler=_tool)
 
 
 def _add_audit(commands: _Commands) -> None:

@@ -46,7 +46,9 @@ from ibstream.kafka.security import KafkaSecurity, effective_security
 from ibstream.kafka.topics import TopicLayout
 from ibstream.market_clock import FeedClock
 from ibstream.strategies import bar_topic_name, discover
+from ibstream.strategies import scoring as outcomes_scoring
 from ibstream.strategies.instances import load_instances
+from ibstream.strategies.runtime import StrategyRuntime
 from ibstream.trading_states import TradingStates
 from streams import orchestration, topics
 from streams.bars import agents as bars_agents
@@ -59,12 +61,10 @@ from streams.orchestration.account import AccountFeed, NewestAccount
 from streams.orchestration.agent0_client import Agent0Client
 from streams.orchestration.orchestrator import FlattenConfig, OrchestrationTables, Orchestrator
 from streams.outcomes import agents as outcomes_agents
-from streams.outcomes import scoring as outcomes_scoring
 from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
 from streams.signals.control_feed import StrategyControlFeed
-from streams.signals.runtime import StrategyRuntime
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ _OUTPUTS: dict[str, tuple[TopicSpec[Any], ...]] = {
     # alerts: risk raises kill_switch, orchestration agent0_circuit_open (streams.observability).
     "risk": (risk_decisions.TOPIC, routed_orders.TOPIC, alerts.TOPIC),
     "bars": tuple(bars.AGGREGATE_TOPICS.values()),
-    # alerts: strategy_failed, an instance disabled because its strategy raised (streams.signals.runtime).
+    # alerts: strategy_failed, an instance disabled because its strategy raised (ibstream.strategies.runtime).
     "signals": (signals.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),
     "outcomes": (signal_outcomes.TOPIC,),
     "orchestration": (runs.TOPIC, order_intents.TOPIC, signal_transitions.TOPIC, alerts.TOPIC),

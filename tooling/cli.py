@@ -210,3 +210,57 @@ def dlq(args: argparse.Namespace) -> int:
         return 1
     print(render_show(found.entries[0], found.ledger))
     return 0
+
+
+def backtest(args: argparse.Namespace) -> int:
+    """``ibstream backtest --from --to [--strategies …] [--symbols …] [--source warehouse|kafka|csv FILE]``."""
+    from tooling.backtest.run import BacktestOptions, run_backtest
+    from tooling.progress import Progress, use
+    from tooling.replay import parse_symbols
+
+    source, *rest = args.source
+    if source not in ("warehouse", "kafka", "csv") or len(rest) != (1 if source == "csv" else 0):
+        print("backtest --source takes warehouse, kafka, or csv FILE", file=sys.stderr)
+        return 2
+    options = BacktestOptions(
+        start=args.start,
+        end=args.end,
+        symbols=parse_symbols(args.symbols),
+        strategies=parse_symbols(args.strategies),
+        source="csv" if source == "csv" else "kafka" if source == "kafka" else "warehouse",
+        csv_path=Path(rest[0]) if rest else None,
+        approve=args.approve,
+        cash=args.cash,
+    )
+    with use(Progress.to_stderr("backtest")):  # the progress bar on stderr; stdout keeps the results
+        run = run_backtest(get_settings(), options)
+    summary = run.result
+    print(
+        f"backtest {run.meta['id']}: {summary.bars:,} bars, {len(summary.signals):,} signals, "
+        f"{len(summary.trades):,} orders in {run.seconds:.1f}s ({run.bars_per_second:,.0f} bars/s)\n"
+        f"report: {run.directory / 'report.html'}\n        {run.directory / 'equity.png'}\n"
+        f"        {run.directory / 'figures.json'}"
+    )
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    """``ibstream history fetch --symbols … --from --to [--bar-size] [--client-id]``."""
+    from tooling.history import fetch_history
+    from tooling.progress import Progress, use
+    from tooling.replay import parse_symbols
+
+    symbols = parse_symbols(args.symbols)
+    with use(Progress.to_stderr("history")) as progress:
+        progress.phase(f"fetching {args.bar_size} bars of {', '.join(symbols)} from IB")
+        report = fetch_history(
+            get_settings(),
+            symbols,
+            args.start,
+            args.end,
+            args.bar_size,
+            args.client_id,
+            lambda done, total, bars: progress.status(f"{done}/{total} requests, {bars:,} bars"),
+        )
+    print(f"stored {report.bars:,} bars from {report.requests} requests in {report.seconds:.0f}s ({report.table})")
+    return 0

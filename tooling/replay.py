@@ -139,9 +139,20 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _kafka_records(
-    settings: Settings, codec: Codec, spec: TopicSpec[Any], topic: str, start: datetime, end: datetime
+def kafka_records(
+    settings: Settings,
+    codec: Codec,
+    spec: TopicSpec[Any],
+    topic: str,
+    start: datetime,
+    end: datetime,
+    *,
+    models: bool = False,
 ) -> tuple[int, Iterator[Record | DecodedFields | None]]:
+    """How many records of ``topic`` have a Kafka timestamp in [start, end), and those records in (partition,
+    offset) order (None for one that does not decode), read by a consumer of its own (no group, no commits).
+    A check-free record comes as its decoded fields (re-emitted without a model) unless ``models`` (a reader that
+    needs the records themselves, such as the backtest)."""
     consumer = create_consumer(settings, f"ibstream-replay-{uuid.uuid4().hex[:12]}", **{"enable.auto.commit": False})
     try:
         partitions = partition_count(consumer, topic)
@@ -175,7 +186,11 @@ def _kafka_records(
                     if offset + 1 >= ends[partition]:
                         del remaining[partition]
                     try:
-                        fields = codec.decode_fields(topic, spec.record, message.value(), partition, offset)
+                        fields = (
+                            None
+                            if models
+                            else codec.decode_fields(topic, spec.record, message.value(), partition, offset)
+                        )
                         key = message.key()
                         if fields is not None and key is not None:
                             yield DecodedFields(fields, key)  # keyed by the topic's key already
@@ -255,7 +270,7 @@ def replay(
     closer: AbstractContextManager[Any] = nullcontext()
     records: Iterator[Record | DecodedFields | None]
     if source == "kafka":
-        total, records = _kafka_records(settings, codec, spec, source_topic, start, end)
+        total, records = kafka_records(settings, codec, spec, source_topic, start, end)
     else:
         total, records, closer = _warehouse_records(settings, spec, source_topic, start, end, symbols)
     producer = RecordProducer(create_producer(settings, "bulk"), codec, prefix)

@@ -19,7 +19,7 @@ from ibstream.strategies.instances import StrategyInstance
 from ibstream.strategies.switches import TARGET_PREFIX, StrategySwitches
 from ibstream.warehouse import Warehouse
 
-#: The alert kind the signals worker raises for an instance it disabled (streams.signals.runtime).
+#: The alert kind the signals worker raises for an instance it disabled (ibstream.strategies.runtime).
 STRATEGY_FAILED = "strategy_failed"
 
 

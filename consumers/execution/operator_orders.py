@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consumers.execution.context import Context
-from consumers.execution.mapping import NAMESPACE, InvalidOrderError, LegPlan, legs_of, plan_legs
+from consumers.execution.mapping import NAMESPACE
 from consumers.execution.reporting import Reporter
 from consumers.execution.state import Book, OrderState, status_of_error
 from consumers.execution.trading_state import stray_child
@@ -54,6 +54,7 @@ from ibstream.contracts import ControlCommand, OrderEvent, RiskDecision, RoutedO
 from ibstream.contracts.enums import ControlCommandKind, ExecutionSource, OrderLeg, Severity
 from ibstream.contracts.order_terms import terms_digest
 from ibstream.ib import events
+from ibstream.ib.brackets import InvalidOrderError, LegPlan, legs_of, plan_legs
 from ibstream.ib.session import stock_contract
 from ibstream.order_modifications import CHANGES, command_of, terms_from_parameters
 from ibstream.trading_states import ACCOUNT_TARGETS

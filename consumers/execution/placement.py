@@ -42,7 +42,6 @@ from consumers.execution.context import Context
 from consumers.execution.crash import CrashPoints
 from consumers.execution.flatten import is_flatten
 from consumers.execution.journal import InDoubt
-from consumers.execution.mapping import InvalidOrderError, LegPlan, legs_of, plan_legs, validate
 from consumers.execution.outbox import Outbox
 from consumers.execution.reconciler import Reconciler
 from consumers.execution.reconciliation import IbSnapshot
@@ -51,6 +50,7 @@ from consumers.execution.state import LegState
 from consumers.execution.trading_state import KillSwitch
 from ibstream.contracts import RoutedOrder
 from ibstream.contracts.enums import OrderLeg, OrderStatus, Severity
+from ibstream.ib.brackets import InvalidOrderError, LegPlan, legs_of, plan_legs, validate
 from ibstream.ib.session import stock_contract
 
 log = logging.getLogger(__name__)

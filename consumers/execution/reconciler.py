@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from consumers.execution.context import Context
 from consumers.execution.fills import FillPairing
 from consumers.execution.journal import InDoubt
-from consumers.execution.mapping import leg_of_ib_order, legs_of
 from consumers.execution.reconciliation import (
     CancelRequest,
     IbSnapshot,
@@ -30,6 +29,7 @@ from consumers.execution.reporting import Reporter
 from ibstream.contracts import RoutedOrder
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, Severity
 from ibstream.ib import events
+from ibstream.ib.brackets import leg_of_ib_order, legs_of
 from ibstream.telemetry import log_context
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from consumers.execution.mapping import IB_SIDE, QTY_EPSILON, leg_of_ib_order, status_from_ib
+from consumers.execution.mapping import IB_SIDE, QTY_EPSILON, status_from_ib
 from consumers.execution.state import Book, LegState, OrderState
 from ibstream.contracts.enums import OrderLeg, OrderStatus, Side
 from ibstream.ib import events
+from ibstream.ib.brackets import leg_of_ib_order
 
 #: Values of OrderEvent.reconciliation_status (the warehouse's unreconciled-orders audit reads "mismatch").
 MATCHED = "matched"  # IB agrees with what we had recorded

@@ -11,15 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from consumers.execution.mapping import (
-    ERROR_KIND_STATUS,
-    IB_SIDE,
-    TERMINAL,
-    Verdict,
-    event_id,
-    judge,
-    parse_exec_time,
-)
+from consumers.execution.mapping import ERROR_KIND_STATUS, IB_SIDE, TERMINAL, Verdict, event_id, judge, parse_exec_time
 from ibstream.contracts import Execution, OrderEvent
 from ibstream.contracts.enums import ExecutionSource, OrderLeg, OrderStatus, Side
 from ibstream.ib import events

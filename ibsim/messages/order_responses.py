@@ -15,9 +15,9 @@ from ibsim.config import EXCHANGE_TZ, Instrument
 from ibsim.messages import versions as v
 from ibsim.messages.codes import In
 from ibsim.messages.responses import UNSET_DOUBLE_TEXT
-from ibsim.order_values import OrderRequest, OrderSnapshot
 from ibsim.what_if import WhatIfState
 from ibsim.wire import Field
+from ibstream.sim.order_values import OrderRequest, OrderSnapshot
 
 
 def open_order(

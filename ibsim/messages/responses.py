@@ -15,8 +15,8 @@ from ibsim.config import EXCHANGE_TZ, Instrument
 from ibsim.market import Bar
 from ibsim.messages import versions as v
 from ibsim.messages.codes import ERROR_TEXT, In, Tick
-from ibsim.order_values import Execution, OrderSnapshot
 from ibsim.wire import Field
+from ibstream.sim.order_values import Execution, OrderSnapshot
 
 #: How TWS writes "no value" for doubles in messages that ibapi decodes without SHOW_UNSET.
 UNSET_DOUBLE_TEXT = "1.7976931348623157E308"

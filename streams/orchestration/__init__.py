@@ -13,19 +13,7 @@ ordered once), recorded on ``orchestration.runs.v1``.
 The pure logic's names are importable from here; importing this package imports neither Faust nor httpx.
 """
 
-from streams.orchestration.breaker import CircuitBreaker, CircuitOpenError
-from streams.orchestration.commands import (
-    COMMANDS_PARTITIONS,
-    COMMANDS_TOPIC,
-    RUN_COMMANDS,
-    CommandKind,
-    command_key,
-    decode_command,
-    encode_command,
-    encode_tick,
-    tick_key,
-)
-from streams.orchestration.lifecycle import (
+from ibstream.orchestration.lifecycle import (
     RETAIN_AFTER_EXPIRY,
     TRIGGER_GRACE,
     OrchestrationConfig,
@@ -48,7 +36,7 @@ from streams.orchestration.lifecycle import (
     slot_due,
     slot_forgettable,
 )
-from streams.orchestration.machine import (
+from ibstream.orchestration.machine import (
     FINAL,
     TRANSITIONS,
     ApprovalPolicy,
@@ -61,6 +49,18 @@ from streams.orchestration.machine import (
     plan_run,
     start_planning,
     trigger,
+)
+from streams.orchestration.breaker import CircuitBreaker, CircuitOpenError
+from streams.orchestration.commands import (
+    COMMANDS_PARTITIONS,
+    COMMANDS_TOPIC,
+    RUN_COMMANDS,
+    CommandKind,
+    command_key,
+    decode_command,
+    encode_command,
+    encode_tick,
+    tick_key,
 )
 
 __all__ = [

@@ -1,5 +1,5 @@
 """The orchestration agent's work for one internal command, without Faust: load the run from its table, call the
-pure step (``streams.orchestration.lifecycle``), emit the step's records, store the run. The agents
+pure step (``ibstream.orchestration.lifecycle``), emit the step's records, store the run. The agents
 (``streams.orchestration.agents``) feed it the command topic's events and ask it for the sweep's ticks.
 """
 
@@ -30,10 +30,11 @@ from ibstream.contracts import (
     utc_now,
 )
 from ibstream.contracts.enums import ControlCommandKind, RunState
+from ibstream.orchestration import lifecycle, machine
 from ibstream.telemetry import consume_span, current_span_context, log_context
 from streams.context import AgentContext, messaging_of
 from streams.observability import RunClock
-from streams.orchestration import commands, flatten, lifecycle, machine
+from streams.orchestration import commands, flatten
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,6 @@
 Importing this package does not import Faust.
 """
 
-from streams.outcomes.scoring import Sizing, empty_state, on_bar, on_signal, planned_quantity, r_multiple
+from ibstream.strategies.scoring import Sizing, empty_state, on_bar, on_signal, planned_quantity, r_multiple
 
 __all__ = ["Sizing", "empty_state", "on_bar", "on_signal", "planned_quantity", "r_multiple"]

@@ -1,7 +1,7 @@
 """The ``outcomes`` agent: one stream over ``signals.v1`` and ``md.bars.5s.v1`` (both keyed by symbol, six
 partitions: a symbol's signals and bars reach the same worker and the same partition of the ``signal-scoring``
 table), folding each record into its symbol's state and emitting outcomes to ``signals.outcomes.v1``. Thin: the logic
-is ``streams.outcomes.scoring``.
+is ``ibstream.strategies.scoring`` (in the core: the backtest scores signals with it too).
 
 Crash points: outcomes are sent before the state is stored; a record redelivered after a crash scores the same
 signal again with the same values (``signal_id`` identifies an outcome; the warehouse keeps one per signal).
@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from ibstream.contracts import TopicSpec, bars, signal_outcomes, signals, utc_now
+from ibstream.strategies import scoring
 from streams.context import AgentContext, events
 from streams.observability import SIGNAL_OUTCOMES
-from streams.outcomes import scoring
 from streams.signals.agents import StateTable
 
 log = logging.getLogger(__name__)

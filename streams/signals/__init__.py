@@ -7,7 +7,7 @@
 The pure lifecycle's names are importable from here; importing this package does not import Faust.
 """
 
-from streams.signals.lifecycle import (
+from ibstream.strategies.lifecycle import (
     BAR_SECONDS,
     EXPIRABLE,
     TERMINAL,

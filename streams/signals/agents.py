@@ -1,8 +1,8 @@
 """The signals agents: ``signals`` folds each bar of the bar topics the strategy instances declare
 (``md.bars.{timeframe}.v1``; the built-ins read ``md.bars.5s.v1``) into its symbol's state (``signal-state`` table)
-and emits signals, transitions and the alerts of instances that failed (``streams.signals.runtime``);
+and emits signals, transitions and the alerts of instances that failed (``ibstream.strategies.runtime``);
 ``transitions`` keeps that state's active signals current from ``signals.transitions.v1``. Thin: the logic is
-``streams.signals.lifecycle``; registered by ``streams.app``.
+``ibstream.strategies.lifecycle``; registered by ``streams.app``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 from ibstream.contracts import Bar, Signal, SignalTransition, bars, signal_transitions, utc_now
 from ibstream.contracts import signals as signals_topic
+from ibstream.strategies import lifecycle
+from ibstream.strategies.runtime import StrategyRuntime
 from ibstream.strategies.sdk import TIMEFRAMES, bar_topic_name
 from ibstream.telemetry import consume_span
 from streams.context import AgentContext, events, messaging_of
 from streams.observability import SIGNALS
-from streams.signals import lifecycle
-from streams.signals.runtime import StrategyRuntime
 
 log = logging.getLogger(__name__)
 

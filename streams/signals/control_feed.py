@@ -22,7 +22,7 @@ from ibstream.config import Settings
 from ibstream.contracts import ControlCommand, control
 from ibstream.contracts.serde import Codec, DecodeError
 from ibstream.kafka.clients import create_consumer
-from streams.signals.runtime import StrategyRuntime
+from ibstream.strategies.runtime import StrategyRuntime
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,11 @@
 """The built-in strategies as the signals lifecycle evaluates them: plain functions of a window of bars.
 
-They live in the core (``ibstream.strategies.builtin``, the SDK's built-ins); this module keeps the names the
-signals code and its tests use, and ``STRATEGIES``: the built-ins with their default params, what runs when no
-``IBSTREAM_STRATEGIES_FILE`` is set.
+They live in the core (``ibstream.strategies.builtin``, the SDK's built-ins; ``STRATEGIES`` and ``WINDOW`` with the
+lifecycle in ``ibstream.strategies.lifecycle``, which the backtest runs too); this module keeps the names the
+signals code and its tests use.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from ibstream.strategies.builtin import (
     ATR_PERIOD,
@@ -18,22 +16,8 @@ from ibstream.strategies.builtin import (
     sma,
     zscore_reversion,
 )
-from ibstream.strategies.sdk import BarPoint, Bars, Proposal
-
-#: A strategy as the lifecycle runs it: a function of a symbol's bars (a plain function of the window fits too,
-#: ``Bars`` being the sequence of its window).
-Strategy = Callable[[Bars], Proposal | None]
-
-#: The built-in strategies with their default params, by the name signals carry.
-STRATEGIES: dict[str, Strategy] = {
-    "ma_crossover": ma_crossover,
-    "donchian_breakout": donchian_breakout,
-    "zscore_reversion": zscore_reversion,
-}
-
-#: Bars of history kept per symbol at least (the built-ins' defaults need 36 at most); a configured instance with a
-#: longer warm-up makes the window longer.
-WINDOW = 40
+from ibstream.strategies.lifecycle import STRATEGIES, WINDOW, Strategy
+from ibstream.strategies.sdk import BarPoint, Proposal
 
 __all__ = [
     "ATR_PERIOD",

@@ -18,7 +18,6 @@ import pytest
 from consumers.execution import build
 from consumers.execution.service import Executor, State
 from ibsim import SimConfig, Simulator
-from ibsim.order_types import adaptive_price
 from ibstream.config import Settings, load_settings
 from ibstream.contracts import alerts, control, executions, order_events, routed_orders, utc_now
 from ibstream.contracts.enums import (
@@ -32,6 +31,7 @@ from ibstream.contracts.enums import (
     TradingState,
 )
 from ibstream.kafka.clients import committed_offsets, create_consumer
+from ibstream.sim.order_types import adaptive_price
 from ibstream.trading_states import micros
 from tests.integration.execution_support import (
     MONDAY_10AM,

@@ -22,7 +22,7 @@ from ibapi.tag_value import TagValue
 from ibsim import Simulator
 from ibsim.config import EXCHANGE_TZ
 from ibsim.market import aggregate
-from ibsim.order_types import adaptive_price
+from ibstream.sim.order_types import adaptive_price
 from tests.integration.ibsim_support import (  # noqa: F401  (fixtures)
     Recorder,
     ibapi_factory,

@@ -13,10 +13,10 @@ from ibstream.config import Settings
 from ibstream.contracts import control, utc_now
 from ibstream.contracts.enums import ControlCommandKind, TradingState
 from ibstream.strategies.instances import default_instances
+from ibstream.strategies.runtime import StrategyRuntime
 from ibstream.strategies.switches import target_of
 from ibstream.trading_states import micros
 from streams.signals.control_feed import StrategyControlFeed
-from streams.signals.runtime import StrategyRuntime
 
 from .streams_support import CODEC, producer
 from .test_trading_states import command

@@ -673,7 +673,7 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, session: Ses
     raise UatError(f"desk: {what} did not happen within {timeout:.0f}s")
 
 
-#: ibsim's order statuses of an order that is done (ibsim.order_values.TERMINAL; tooling does not import ibsim).
+#: ibsim's order statuses of an order that is done (ibstream.sim.order_values.TERMINAL; tooling does not import ibsim).
 IBSIM_DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 

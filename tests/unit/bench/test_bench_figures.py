@@ -30,3 +30,12 @@ def test_headlines_come_from_the_last_json_line_of_each_benchmark() -> None:
         "routed_to_ack_ms": {"p50": 3.1, "p95": 9.0, "p99": 14.2, "count": 40},
     }
     assert figures_of(["no figures here"]) == {}
+
+
+def test_the_backtest_bench_measures_the_engine_and_its_ceiling_on_the_same_bars() -> None:
+    from bench import backtest
+
+    bars = backtest.session_bars(60, 3)
+    assert len(bars) == 180 and [b.symbol for b in bars[:3]] == ["S00", "S01", "S02"]
+    assert bars == backtest.session_bars(60, 3)  # seeded: every run measures the same bars
+    assert backtest.backtest_rate(bars) > 0 and backtest.strategy_loop_rate(bars) > 0

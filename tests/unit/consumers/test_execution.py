@@ -11,17 +11,7 @@ import pytest
 
 from consumers.execution.exceptions import ExecutorLockedError
 from consumers.execution.journal import InDoubt, Journal
-from consumers.execution.mapping import (
-    InvalidOrderError,
-    Verdict,
-    event_id,
-    judge,
-    leg_of_ib_order,
-    parse_exec_time,
-    plan_legs,
-    status_from_ib,
-    validate,
-)
+from consumers.execution.mapping import Verdict, event_id, judge, parse_exec_time, status_from_ib
 from consumers.execution.reconciliation import (
     MATCHED,
     MISMATCH,
@@ -47,6 +37,7 @@ from ibstream.contracts.enums import (
     TradingState,
 )
 from ibstream.ib import events
+from ibstream.ib.brackets import InvalidOrderError, leg_of_ib_order, plan_legs, validate
 from ibstream.ib.codes import classify
 from ibstream.ib.connection import may_trade
 from tests.fake_ib import FakeIbSession

@@ -19,7 +19,6 @@ from ibapi.wrapper import EWrapper
 from ibsim import messages as m
 from ibsim.config import DEFAULT_UNIVERSE
 from ibsim.market import Bar
-from ibsim.matching import Execution, OrderRequest, OrderSnapshot
 from ibsim.wire import (
     FieldReader,
     FrameDecoder,
@@ -29,6 +28,7 @@ from ibsim.wire import (
     encode_message,
     parse_version_range,
 )
+from ibstream.sim.matching import Execution, OrderRequest, OrderSnapshot
 
 AAPL = DEFAULT_UNIVERSE[0]
 

@@ -14,8 +14,8 @@ from typing import Any
 from ibsim import messages as m
 from ibsim.config import DEFAULT_UNIVERSE
 from ibsim.market import Bar
-from ibsim.matching import Execution, OrderRequest, OrderSnapshot
 from ibsim.wire import encode_message
+from ibstream.sim.matching import Execution, OrderRequest, OrderSnapshot
 from tests.integration.ibapi981_support import ibapi981_python
 from tests.tools import require_tool
 

@@ -120,7 +120,7 @@ def test_operator_commands_are_loaded_from_the_tooling_by_name(monkeypatch: pyte
     parser = cli.build_parser()
     choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     tools = {name for name, sub in choices.items() if sub.get_default("handler") is cli._tool}
-    assert tools == {"demo", "uat", "chaos", "stack", "replay", "dlq"}
+    assert tools == {"demo", "uat", "chaos", "stack", "replay", "dlq", "backtest", "history"}
     assert all(callable(getattr(tooling.cli, name)) for name in tools)
     seen: list[tuple[str, str]] = []
 

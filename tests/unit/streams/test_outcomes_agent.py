@@ -11,7 +11,7 @@ from ibstream.contracts import SignalOutcome, bars, signals
 from ibstream.contracts.enums import OutcomeKind
 from streams.context import AgentContext
 from streams.outcomes.agents import outcomes_agent
-from tests.unit.streams.test_outcomes_scoring import SIZING, bar, signal
+from tests.unit.ibstream.test_strategies_scoring import SIZING, bar, signal
 from tests.unit.streams.test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter
 from tests.unit.streams.test_streams_observability import _metric
 

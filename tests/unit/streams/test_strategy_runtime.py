@@ -15,11 +15,11 @@ from ibstream.contracts.enums import AlertState, ControlCommandKind, Side, Tradi
 from ibstream.strategies import Bars, Proposal, Strategy, StrategyParams
 from ibstream.strategies.builtin import DonchianBreakout
 from ibstream.strategies.instances import StrategyInstance
+from ibstream.strategies.runtime import STRATEGY_FAILED, StrategyRuntime
 from ibstream.strategies.switches import target_of
 from streams import signals
 from streams.app import build_app
 from streams.signals.agents import timeframe_of
-from streams.signals.runtime import STRATEGY_FAILED, StrategyRuntime
 from tests.unit.ibstream.test_trading_states import command
 from tests.unit.streams.test_streams_agents import CODEC, RecordingDeadLetters, RecordingEmitter
 from tests.unit.streams.test_streams_signals import CHANNEL, T0, bar

@@ -25,9 +25,9 @@ from ibstream.alerting import AlertBook
 from ibstream.contracts import Alert, ControlCommand, utc_now
 from ibstream.contracts.enums import Severity
 from ibstream.strategies.instances import StrategyInstance
+from ibstream.strategies.lifecycle import WINDOW
 from ibstream.strategies.sdk import TIMEFRAMES, Bars, Proposal, check_proposal
 from ibstream.strategies.switches import StrategySwitches, Switch
-from streams.signals.strategies import WINDOW
 
 log = logging.getLogger(__name__)
 

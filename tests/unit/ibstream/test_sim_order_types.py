@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from ibsim.clock import Session
-from ibsim.matching import OrderCancelled, OrderRejected, OrderUpdated
-from ibsim.order_types import adaptive_price, ratchet
-from tests.unit.ibsim.test_ibsim_matching import Script, engine, fills, req
+from ibstream.sim.market_view import Session
+from ibstream.sim.matching import OrderCancelled, OrderRejected, OrderUpdated
+from ibstream.sim.order_types import adaptive_price, ratchet
+from tests.unit.ibstream.test_sim_matching import Script, engine, fills, req
 
 
 def test_a_sell_trailing_stop_ratchets_up_with_the_market_and_triggers_as_a_stop() -> None:

@@ -1,5 +1,6 @@
 """The simulated broker's order and event values: a parsed ``placeOrder``, a fill, an order's snapshot, and the events
-the matching engine (:mod:`ibsim.matching`) emits for the I/O layer to turn into TWS messages. Immutable, no logic."""
+the matching engine (:mod:`ibstream.sim.matching`) emits for the I/O layer to turn into TWS messages. Immutable, no
+logic."""
 
 from __future__ import annotations
 

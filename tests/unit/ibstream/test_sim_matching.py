@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ibsim.ledger import CommissionSchedule
-from ibsim.market import Quote
-from ibsim.matching import (
+from ibstream.sim.ledger import CommissionSchedule
+from ibstream.sim.market_view import Quote
+from ibstream.sim.matching import (
     MatchingEngine,
     OrderCancelled,
     OrderFilled,

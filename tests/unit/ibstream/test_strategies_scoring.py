@@ -12,7 +12,7 @@ import pytest
 from ibstream.config import load_settings
 from ibstream.contracts import Bar, Signal, SignalOutcome
 from ibstream.contracts.enums import MarketDataSource, OutcomeKind, Side
-from streams.outcomes.scoring import Sizing, on_bar, on_signal, planned_quantity, r_multiple
+from ibstream.strategies.scoring import Sizing, on_bar, on_signal, planned_quantity, r_multiple
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Order matching (pure: no I/O, no wall clock); each fill is booked in the account's :mod:`ibsim.ledger`.
+"""Order matching (pure: no I/O, no wall clock); each fill is booked in the account's :mod:`ibstream.sim.ledger`.
 
 The engine is the simulated broker. It keeps every order ever placed (but the untransmitted ones a
 gateway restart loses), matches working orders
@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
-from ibsim.clock import Session
-from ibsim.ledger import CommissionSchedule, Ledger, Position
-from ibsim.market import Quote
-from ibsim.order_types import (
+from ibstream.prices import on_tick
+from ibstream.sim.ledger import CommissionSchedule, Ledger, Position
+from ibstream.sim.market_view import MarketView, Quote
+from ibstream.sim.order_types import (
     ADAPTIVE,
     adaptive_price,
     adaptive_priority,
@@ -26,7 +25,7 @@ from ibsim.order_types import (
     stop_reached,
     trail_offset,
 )
-from ibsim.order_values import (
+from ibstream.sim.order_values import (
     TERMINAL,
     Event,
     Execution,
@@ -37,7 +36,6 @@ from ibsim.order_values import (
     OrderSnapshot,
     OrderUpdated,
 )
-from ibstream.prices import on_tick
 
 __all__ = [
     "SUPPORTED_ORDER_TYPES",
@@ -55,27 +53,17 @@ __all__ = [
 ]
 
 SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC", "LOC"})
-#: Trailing stops: the stop follows the market (:mod:`ibsim.order_types`).
+#: Trailing stops: the stop follows the market (:mod:`ibstream.sim.order_types`).
 TRAIL_TYPES = frozenset({"TRAIL", "TRAIL LIMIT"})
 #: Orders that trade only in the closing auction: at the session's last second, at its closing (last) price.
 CLOSE_TYPES = frozenset({"MOC", "LOC"})
 #: MOC/LOC orders are refused, and may no longer be cancelled or modified, this long before the session's close
 #: (IB's rule for NYSE markets: 15:50 ET, 12:50 on a half day; Nasdaq takes new ones until 15:55, ibsim does not).
 CLOSE_ORDER_CUTOFF_SECONDS = 600
-#: Order types that wait for a trigger (see :mod:`ibsim.order_types` for the trailing stop).
+#: Order types that wait for a trigger (see :mod:`ibstream.sim.order_types` for the trailing stop).
 STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL", "TRAIL LIMIT"})
 #: OCA types under which a fill reduces the group's other orders instead of cancelling them.
 OCA_REDUCE_TYPES = frozenset({2, 3})
-
-
-class MarketView(Protocol):
-    """What the engine needs from the market generator."""
-
-    def quote(self, symbol: str, t: float) -> Quote: ...
-
-    def in_session(self, t: float) -> bool: ...
-
-    def session_at(self, t: float) -> Session | None: ...
 
 
 @dataclass
@@ -143,6 +131,9 @@ class MatchingEngine:
         self.partial_fill_max = partial_fill_max
         self._orders: dict[tuple[int, int], _Order] = {}
         self._sequence: list[_Order] = []
+        #: The orders not yet in a terminal state, in placement order: what matching scans (``_sequence`` keeps every
+        #: order ever placed, so scanning it made a long backtest quadratic in its orders).
+        self._open: list[_Order] = []
         self._next_perm = first_perm_id
         self._exec_seq = 0
         self._executions: list[Execution] = []
@@ -186,6 +177,7 @@ class MatchingEngine:
         self._next_perm += 1
         self._orders[key] = order
         self._sequence.append(order)
+        self._open.append(order)
         if not req.transmit:
             # Held in the "TWS" until an order of the same bracket arrives with transmit=True.
             return []
@@ -241,6 +233,7 @@ class MatchingEngine:
         if not held:
             return []
         self._sequence = [o for o in self._sequence if o.status != "PendingSubmit"]
+        self._open = [o for o in self._open if o.status != "PendingSubmit"]
         for o in held:
             del self._orders[(o.req.client_id, o.req.order_id)]
         return [o.snapshot() for o in held]
@@ -262,7 +255,7 @@ class MatchingEngine:
         self._last_second = second
         if self.halted:
             return []  # the halted seconds pass without trading; none is matched later
-        if not any(o.status not in TERMINAL and o.status != "PendingSubmit" for o in self._sequence):
+        if not any(o.status != "PendingSubmit" for o in self._open_orders()):
             return []
         start = second if last is None else last + 1
         if second - start > 86_400:  # a clock jump of days: only the present matters
@@ -277,7 +270,7 @@ class MatchingEngine:
         events: list[Event] = []
         if self.halted or not self._market.in_session(s):
             return events
-        candidates = only if only is not None else list(self._sequence)
+        candidates = only if only is not None else list(self._open_orders())
         for o in candidates:
             if o.status == "PreSubmitted" and not self._waiting_for_parent(o):
                 o.status, o.updated_at = "Submitted", float(s)
@@ -487,13 +480,18 @@ class MatchingEngine:
         parent = self._orders.get((o.req.client_id, o.req.parent_id))
         return parent is not None and parent.status != "Filled"
 
+    def _open_orders(self) -> list[_Order]:
+        """The orders still open (terminal ones are dropped here: a terminal order never reopens)."""
+        self._open = [o for o in self._open if o.status not in TERMINAL]
+        return self._open
+
     def _children(self, o: _Order) -> list[_Order]:
         return [c for c in self._sequence if c.req.client_id == o.req.client_id and c.req.parent_id == o.req.order_id]
 
     def _oca_peers(self, o: _Order, *, bracket: bool = True, oca: bool = True) -> list[_Order]:
         """The active orders one-cancels-all ties to ``o``: its bracket siblings, the rest of its OCA group."""
         peers: list[_Order] = []
-        for other in self._sequence:
+        for other in self._open_orders():
             if other is o or other.status in TERMINAL or other.req.client_id != o.req.client_id:
                 continue
             same_bracket = bracket and bool(o.req.parent_id) and other.req.parent_id == o.req.parent_id

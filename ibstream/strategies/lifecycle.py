@@ -21,7 +21,7 @@ the active signal per strategy. Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -30,8 +30,23 @@ from ibstream import ids
 from ibstream.contracts import Bar, Signal, SignalTransition
 from ibstream.contracts.enums import SignalStatus
 from ibstream.prices import bracket_on_ticks
+from ibstream.strategies.builtin import donchian_breakout, ma_crossover, zscore_reversion
 from ibstream.strategies.sdk import TIMEFRAME_SECONDS, BarPoint, Bars, Proposal
-from streams.signals.strategies import STRATEGIES, WINDOW, Strategy
+
+#: A strategy as the lifecycle runs it: a function of a symbol's bars (a plain function of the window fits too,
+#: ``Bars`` being the sequence of its window).
+Strategy = Callable[[Bars], Proposal | None]
+
+#: The built-in strategies with their default params, by the name signals carry.
+STRATEGIES: dict[str, Strategy] = {
+    "ma_crossover": ma_crossover,
+    "donchian_breakout": donchian_breakout,
+    "zscore_reversion": zscore_reversion,
+}
+
+#: Bars of history kept per symbol at least (the built-ins' defaults need 36 at most); a configured instance with a
+#: longer warm-up makes the window longer.
+WINDOW = 40
 
 BAR_SECONDS = 5
 #: The timeframe whose window is the state's ``bars`` (the others are under ``frames``).
@@ -123,7 +138,8 @@ def _add_bar(current: State, bar: Bar, timeframe: str = BASE_TIMEFRAME, window: 
     """Put the bar into its timeframe's window; True only for a new newest bar, the one bar that is evaluated."""
     start = _micros(bar.start)
     bars = _rows(current, timeframe)
-    if any(int(row[0]) == start for row in bars):
+    # Rows are in start order: only a bar not after the newest can be a duplicate (skips the scan for a new bar).
+    if bars and start <= int(bars[-1][0]) and any(int(row[0]) == start for row in bars):
         return False  # duplicate (live + backfill / replay)
     row = [float(start), bar.high, bar.low, bar.close, bar.open, bar.volume]
     if bars and start < int(bars[-1][0]):

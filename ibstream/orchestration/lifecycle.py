@@ -7,7 +7,7 @@ step, emits the Step's records and stores its entry. A command that does not app
 returns an empty Step with a note, never an error: redelivered, late or out-of-order commands are normal under
 at-least-once and must change nothing.
 
-Who moves a run (states and allowed moves: ``streams.orchestration.machine``):
+Who moves a run (states and allowed moves: ``ibstream.orchestration.machine``):
 
 * a signal ≥ ``orchestration_min_confidence`` (or a ``trigger_run`` for any recent signal) opens it; Agent0 plans
   it (failure → failed with the cause);
@@ -40,8 +40,7 @@ from ibstream.contracts import (
     SignalTransition,
 )
 from ibstream.contracts.enums import ApprovalMode, OrderLeg, OrderStatus, RunState, SignalStatus
-from ibstream.order_modifications import is_modification
-from streams.orchestration.machine import (
+from ibstream.orchestration.machine import (
     FINAL,
     ApprovalPolicy,
     Planner,
@@ -51,7 +50,8 @@ from streams.orchestration.machine import (
     start_planning,
     trigger,
 )
-from streams.signals.lifecycle import transition
+from ibstream.order_modifications import is_modification
+from ibstream.strategies.lifecycle import transition
 
 #: How long final runs and recent signals stay in their tables after the signal's expiry. Forgetting them is safe
 #: because an expired signal never opens a run again (``opens_automatically``, ``open_run``): a redelivery after

@@ -4,7 +4,7 @@
 A run's states (``orchestration.runs.v1``, one record per change): triggered → planning → planned →
 awaiting_approval → approved → submitted → completed, or failed / expired / rejected with a reason. ``advance``
 refuses any other move, so a redelivered or out-of-order command cannot take a run backwards or out of a final
-state. Who moves a run, and when, is ``streams.orchestration.lifecycle``.
+state. Who moves a run, and when, is ``ibstream.orchestration.lifecycle``.
 """
 
 from __future__ import annotations
@@ -150,7 +150,16 @@ async def finish_planning(planning: OrchestrationRun, signal: Signal, planner: P
     try:
         plan = await planner.plan(signal)
     except IbstreamError as error:
-        return advance(planning, RunState.FAILED, actor="orchestration", reason=str(error))
+        return conclude_planning(planning, signal, error)
+    return conclude_planning(planning, signal, plan)
+
+
+def conclude_planning(planning: OrchestrationRun, signal: Signal, outcome: Plan | IbstreamError) -> OrchestrationRun:
+    """planning → planned with the plan, or → failed with why: the planner's error, or a plan that does not match
+    the signal (the backtest plans in-process and concludes here as orchestration does)."""
+    if isinstance(outcome, IbstreamError):
+        return advance(planning, RunState.FAILED, actor="orchestration", reason=str(outcome))
+    plan = outcome
     mismatch = plan_mismatch(signal, plan)
     if mismatch is not None:
         return advance(planning, RunState.FAILED, actor="orchestration", reason=f"agent0's plan refused: {mismatch}")
