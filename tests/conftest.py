@@ -70,11 +70,18 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         with kafka_container(engine, kafka_test_image(engine, TEST_STATE)) as bootstrap:
             yield bootstrap
         return
-    from tooling.stack import KafkaStack
+    from tooling.stack import KafkaStack, StackError
 
     stack = KafkaStack(_stack_settings())
     was_running = stack.status().running
-    status = stack.up()
+    try:
+        status = stack.up()
+    except StackError:
+        # A broker that came up after the wait would outlive the session on the test port, and the next session
+        # (another checkout's CI) would find the port taken by a broker it did not start.
+        if not was_running:
+            stack.down()
+        raise
     yield status.bootstrap
     if not was_running and os.environ.get("IBSTREAM_TEST_KEEP_BROKER") != "1":
         stack.down()
