@@ -413,6 +413,8 @@ def kafka_environment(advertised_host: str, port: int, cluster_id: str) -> dict[
         "KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS": "10",
         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+        "KAFKA_DEFAULT_REPLICATION_FACTOR": "1",
+        "KAFKA_MIN_INSYNC_REPLICAS": "1",
         "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
         "KAFKA_HEAP_OPTS": "-Xms256m -Xmx512m",
     }
