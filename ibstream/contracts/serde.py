@@ -337,7 +337,43 @@ class Codec(Protocol):
         ...
 
 
-class SingleObjectCodec:
+class _FramedCodec:
+    """What both wire formats share: decoding reads the header (``_frame``: writer and reader schemas, the body),
+    encoding fields writes it (``_header``); the subclasses differ only in the framing."""
+
+    _store: SchemaStore
+
+    def _frame(
+        self, record_type: type[Record], value: bytes | None, where: tuple[str, int | None, int | None]
+    ) -> tuple[SchemaVersion, SchemaVersion, memoryview]:
+        raise NotImplementedError
+
+    def _header(self, topic: str, name: str) -> bytes:
+        raise NotImplementedError
+
+    def decode(
+        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
+    ) -> R:
+        where = (topic, partition, offset)
+        return _read_body(record_type, *self._frame(record_type, value, where), where)
+
+    def decode_fields(
+        self,
+        topic: str,
+        record_type: type[Record],
+        value: bytes | None,
+        partition: int | None,
+        offset: int | None,
+    ) -> dict[str, Any] | None:
+        where = (topic, partition, offset)
+        return _read_fields(record_type, *self._frame(record_type, value, where), where)
+
+    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
+        name = record_type.schema_name
+        return self._header(topic, name) + _write_fields(self._store.current(name), fields)
+
+
+class SingleObjectCodec(_FramedCodec):
     """Registry-less codec: Avro single-object encoding (writer schema identified by fingerprint)."""
 
     def __init__(self, store: SchemaStore) -> None:
@@ -373,26 +409,8 @@ class SingleObjectCodec:
             raise DecodeError(*where, f"record is a {writer.full_name}, this topic carries {reader.full_name}")
         return writer, reader, memoryview(value)[10:]
 
-    def decode(
-        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
-    ) -> R:
-        where = (topic, partition, offset)
-        return _read_body(record_type, *self._frame(record_type, value, where), where)
-
-    def decode_fields(
-        self,
-        topic: str,
-        record_type: type[Record],
-        value: bytes | None,
-        partition: int | None,
-        offset: int | None,
-    ) -> dict[str, Any] | None:
-        where = (topic, partition, offset)
-        return _read_fields(record_type, *self._frame(record_type, value, where), where)
-
-    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
-        name = record_type.schema_name
-        return self._headers[name] + _write_fields(self._store.current(name), fields)
+    def _header(self, topic: str, name: str) -> bytes:
+        return self._headers[name]
 
 
 class SchemaRegistryPort(Protocol):
@@ -403,7 +421,7 @@ class SchemaRegistryPort(Protocol):
     def schema_text(self, schema_id: int) -> str: ...
 
 
-class ConfluentCodec:
+class ConfluentCodec(_FramedCodec):
     """Codec with Confluent framing (magic 0 + schema id), schemas registered under ``<topic>-value``."""
 
     def __init__(self, store: SchemaStore, registry: SchemaRegistryPort) -> None:
@@ -457,24 +475,3 @@ class ConfluentCodec:
         if writer.full_name != reader.full_name:
             raise DecodeError(*where, f"record is a {writer.full_name}, this topic carries {reader.full_name}")
         return writer, reader, memoryview(value)[5:]
-
-    def decode(
-        self, topic: str, record_type: type[R], value: bytes | None, partition: int | None, offset: int | None
-    ) -> R:
-        where = (topic, partition, offset)
-        return _read_body(record_type, *self._frame(record_type, value, where), where)
-
-    def decode_fields(
-        self,
-        topic: str,
-        record_type: type[Record],
-        value: bytes | None,
-        partition: int | None,
-        offset: int | None,
-    ) -> dict[str, Any] | None:
-        where = (topic, partition, offset)
-        return _read_fields(record_type, *self._frame(record_type, value, where), where)
-
-    def encode_fields(self, topic: str, record_type: type[Record], fields: Mapping[str, Any]) -> bytes:
-        name = record_type.schema_name
-        return self._header(topic, name) + _write_fields(self._store.current(name), fields)
