@@ -31,6 +31,7 @@ from ibstream.contracts.bars import timeframe_topic
 from ibstream.contracts.enums import MarketDataSource
 from ibstream.exceptions import IbstreamError
 from ibstream.ib import events
+from ibstream.ib.bar_records import bar_record
 from ibstream.ib.codes import CodeKind
 from ibstream.ib.protocol import Session
 from ibstream.ib.session import stock_contract
@@ -112,22 +113,7 @@ def bar_records(request: HistoryRequest, answered: Sequence[events.HistoricalBar
     for bar in answered:
         start = _bar_start(bar.date)
         if request.start <= start < request.end:
-            records.append(
-                Bar(
-                    symbol=request.symbol,
-                    start=start,
-                    open=bar.open,
-                    high=bar.high,
-                    low=bar.low,
-                    close=bar.close,
-                    volume=bar.volume,
-                    wap=bar.wap,
-                    count=bar.count,
-                    event_time=start + length,
-                    ingest_time=now,
-                    source=MarketDataSource.BACKFILL,
-                )
-            )
+            records.append(bar_record(request.symbol, start, bar, MarketDataSource.BACKFILL, length, now))
     return records
 
 

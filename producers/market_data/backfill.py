@@ -25,6 +25,7 @@ from ibstream.backoff import Backoff
 from ibstream.contracts import Bar, bars, gaps, utc_now
 from ibstream.contracts.enums import GapState, MarketDataSource, Severity
 from ibstream.ib import events
+from ibstream.ib.bar_records import bar_record as ib_bar_record
 from ibstream.ib.codes import CodeKind
 from ibstream.ib.connection import ConnectionState, IbConnection
 from ibstream.ib.session import stock_contract
@@ -57,21 +58,7 @@ class BackfillRequest:
 def bar_record(
     symbol: str, start_epoch: int, bar: events.RealtimeBar | events.HistoricalBar, source: MarketDataSource
 ) -> Bar:
-    start = dt.datetime.fromtimestamp(start_epoch, dt.UTC)
-    return Bar(
-        symbol=symbol,
-        start=start,
-        open=bar.open,
-        high=bar.high,
-        low=bar.low,
-        close=bar.close,
-        volume=bar.volume,
-        wap=bar.wap,
-        count=bar.count,
-        event_time=start + STEP,
-        ingest_time=utc_now(),
-        source=source,
-    )
+    return ib_bar_record(symbol, dt.datetime.fromtimestamp(start_epoch, dt.UTC), bar, source, STEP)
 
 
 #: Fires an alert: (kind, subject, severity, message, symbol=, details=).
