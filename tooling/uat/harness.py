@@ -224,9 +224,7 @@ class Session:
                     f"market {now.astimezone(EXCHANGE_TZ):%H:%M:%S} NY, {time.monotonic() - started:.0f}s of at most "
                     f"{wall_timeout:.0f}s"
                 )
-            if self.plan.approve == "manual":
-                self.demo.approve_waiting_runs()
-            self.alive_check()
+            self._tend()
             if now is not None and now >= until:
                 return
             if time.monotonic() > deadline:
@@ -241,11 +239,15 @@ class Session:
         while not seen():
             if time.monotonic() - started > wall_timeout:
                 return None
-            if self.plan.approve == "manual":
-                self.demo.approve_waiting_runs()
-            self.alive_check()
+            self._tend()
             time.sleep(0.3)
         return time.monotonic() - started
+
+    def _tend(self) -> None:
+        """One turn of a running session: approve the runs waiting (manual approval), fail fast if a process died."""
+        if self.plan.approve == "manual":
+            self.demo.approve_waiting_runs()
+        self.alive_check()
 
     def _await_schedule(self, until: dt.datetime, actions: Sequence[tuple[str, Callable[[], None]]]) -> None:
         pending = [
