@@ -157,15 +157,25 @@ def strategy_performance(
     equals(conditions, parameters, "strategy", strategy)
     equals(conditions, parameters, "symbol", symbol)
     time_range(conditions, parameters, "signal_time", since, until)
+    signals = [signal for _, signal in scored_signals(warehouse, conditions, parameters)]
+    return performance(strategy, signals, period, since, until)
+
+
+def scored_signals(
+    warehouse: Warehouse, conditions: list[str], parameters: dict[str, Any]
+) -> list[tuple[str, ScoredSignal]]:
+    """(strategy, scored signal) of every outcome matching ``conditions``, one per signal_id (the first recorded),
+    oldest signal first."""
     sql = f"""
-        SELECT symbol, signal_time, toString(outcome) AS outcome, r_multiple, pnl
+        SELECT strategy, symbol, signal_time, toString(outcome) AS outcome, r_multiple, pnl
         FROM (SELECT * FROM {topic_table(warehouse, signal_outcomes.TOPIC)} FINAL
               WHERE {where_clause(conditions)} ORDER BY _kafka_ts, _offset LIMIT 1 BY signal_id)
         ORDER BY signal_time
     """
-    rows = warehouse.query(sql, parameters).rows
-    signals = [ScoredSignal(str(row[0]), aware(row[1]), str(row[2]), float(row[3]), float(row[4])) for row in rows]
-    return performance(strategy, signals, period, since, until)
+    return [
+        (str(row[0]), ScoredSignal(str(row[1]), aware(row[2]), str(row[3]), float(row[4]), float(row[5])))
+        for row in warehouse.query(sql, parameters).rows
+    ]
 
 
 #: The figures ``GET /v1/strategies`` shows per instance (the performance route has them all).
@@ -180,14 +190,7 @@ def headline(scores: Scores) -> dict[str, float]:
 
 def strategy_scores(warehouse: Warehouse) -> dict[str, dict[str, float]]:
     """Every strategy's headline scores over all its scored signals (one per signal_id, the first recorded)."""
-    sql = f"""
-        SELECT strategy, symbol, signal_time, toString(outcome) AS outcome, r_multiple, pnl
-        FROM (SELECT * FROM {topic_table(warehouse, signal_outcomes.TOPIC)} FINAL
-              ORDER BY _kafka_ts, _offset LIMIT 1 BY signal_id)
-    """
     by_strategy: dict[str, list[ScoredSignal]] = defaultdict(list)
-    for row in warehouse.query(sql).rows:
-        by_strategy[str(row[0])].append(
-            ScoredSignal(str(row[1]), aware(row[2]), str(row[3]), float(row[4]), float(row[5]))
-        )
+    for strategy, signal in scored_signals(warehouse, [], {}):
+        by_strategy[strategy].append(signal)
     return {strategy: headline(score(signals)) for strategy, signals in by_strategy.items()}
