@@ -349,11 +349,18 @@ class KafkaStack:
             raise StackError(f"formatting KRaft storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
 
     def up(self, timeout: float = 90.0) -> BrokerStatus:
-        """Start the broker unless it already runs; return once it answers metadata requests."""
+        """Start the broker unless it already runs; return once it answers metadata requests. A broker that does not
+        answer in time is stopped before the error is raised: one that came up later would hold the port for good,
+        and the next ``up`` of another state dir (another checkout's test session) would find it taken."""
         current = self.status()
         if current.running:
             return current
-        return self.await_ready(self.launch(), timeout)
+        process = self.launch()
+        try:
+            return self.await_ready(process, timeout)
+        except StackError:
+            self.down()
+            raise
 
     def launch(self, cluster_id: str | None = None) -> subprocess.Popen[bytes]:
         """Format storage (once, with ``cluster_id``: every node of a cluster shares one) and start the broker
