@@ -4,6 +4,7 @@ read back."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -109,6 +110,25 @@ class StreamsWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def diagnosis(self, limit: int = 12_000) -> str:
+        """For a failed assertion: the log since the worker was last ready (the recovery tables before it fill a short
+        tail), and where our own code waits: the stacks that pass through it, of the threads and asyncio tasks mode's
+        worker dumps on SIGUSR1 (an agent blocked on a send shows there)."""
+        before = len(self.log())
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2.0)
+        text = self.log()
+        ready = text.rfind("Worker ready", 0, before)
+        events = text[ready if ready >= 0 else 0 : before]
+        tasks = re.split(r"\n(?=Stack for )", text[before:])
+        frames = [
+            "\n".join(line for line in task.splitlines() if line.lstrip().startswith("File "))
+            for task in tasks
+            if task.startswith("Stack for <Task") and "/streams/" in task
+        ]
+        return (events[-limit // 2 :] + "\n--- asyncio tasks in streams/ code:\n" + "\n\n".join(frames))[-limit:]
 
 
 def producer(settings: Settings) -> RecordProducer:

@@ -80,6 +80,7 @@ def test_every_signal_is_scored_from_the_bars_after_it_across_a_worker_restart(
         worker.stop()
 
     # A new worker picks the open AAPL signal up from the table's changelog: its three bars still count.
+    stopped = worker
     worker = StreamsWorker(settings, tmp_path, "outcomes", name="w2").start()
     try:
         out.send(bars.TOPIC, a_bar("AAPL", 4, 99.8, 102.1))
@@ -88,7 +89,7 @@ def test_every_signal_is_scored_from_the_bars_after_it_across_a_worker_restart(
         found = scored.wait_for(2, 90)
         assert [(o.signal_id, o.outcome, o.bars_to_outcome) for o in found[1:]] == [
             ("aapl-buy", OutcomeKind.HIT_TARGET, 4)
-        ], worker.log()[-3000:]
+        ], worker.diagnosis() + "\n--- the first worker's end:\n" + stopped.log()[-2500:]
         aapl = found[1]
         assert aapl.r_multiple == pytest.approx(2.0)
         assert aapl.pnl == pytest.approx(2.0 * aapl.quantity)
