@@ -17,11 +17,17 @@ the active signal per strategy. Rules:
   (rows kept from before open and volume were recorded have four cells).
 * A strategy is evaluated with a ``Bars`` (the window, usable as a plain sequence of bars); a proposal's own
   ``expiry`` overrides the configured one, its ``rationale`` is recorded in the signal's first transition.
+* Two forms of the same state: the JSON-able dict above (``on_bar``: what a Faust table stores, the bars re-read as
+  ``BarPoint`` on every bar) and ``HeldState`` (``fold_bar``: one process holding a symbol's 5-second window as
+  ``BarPoint`` in memory, updated in place: the backtest). Both place a bar by ``_slot`` and run ``_expire`` and
+  ``_evaluate``, so they give the same signals and transitions for the same bars.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -117,8 +123,56 @@ def on_bar(
     if not _add_bar(current, bar, timeframe, window):
         return current, [], []
     transitions = _expire(current["active"], bar, now)
-    signals, opened = _evaluate(current, bar, now, expiry_seconds, strategies, timeframe)
+    seen = bars_of(current, bar.symbol, timeframe)
+    signals, opened = _evaluate(current["active"], seen, bar, now, expiry_seconds, strategies, timeframe)
     return current, signals, transitions + opened
+
+
+@dataclass
+class HeldState:
+    """A symbol's signal state held in memory by one process (the backtest): its 5-second window as the bars
+    strategies see (``starts``: their starts in µs, in order) and the active signals as the JSON state keeps them
+    (``on_transition`` reads ``{"active": held.active}``). Updated in place by ``fold_bar``."""
+
+    window: int = WINDOW
+    starts: list[int] = field(default_factory=list)
+    points: list[BarPoint] = field(default_factory=list)
+    active: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def fold_bar(
+    held: HeldState,
+    bar: Bar,
+    now: datetime,
+    expiry_seconds: int,
+    strategies: Mapping[str, Strategy] = STRATEGIES,
+) -> tuple[list[Signal], list[SignalTransition]]:
+    """``on_bar`` for a 5-second bar on a ``HeldState``, in place: the same signals and transitions."""
+    start = _micros(bar.start)
+    slot = _slot(held.starts, start)
+    if slot is None:
+        return [], []
+    newest = slot == len(held.starts)
+    held.starts.insert(slot, start)
+    held.points.insert(slot, BarPoint(bar.high, bar.low, bar.close, bar.start, bar.open, bar.volume))
+    if len(held.starts) > held.window:
+        del held.starts[: -held.window], held.points[: -held.window]
+    if not newest:
+        return [], []  # gap fill: history, not a new signal
+    transitions = _expire(held.active, bar, now)
+    points = list(held.points)  # a strategy's own copy: the held window changes with the next bar
+    seen = Bars(symbol=bar.symbol, timeframe=BASE_TIMEFRAME, window=points, frames={BASE_TIMEFRAME: points})
+    signals, opened = _evaluate(held.active, seen, bar, now, expiry_seconds, strategies)
+    return signals, transitions + opened
+
+
+def _slot(starts: Sequence[int], start: int) -> int | None:
+    """Where a bar starting at ``start`` goes among a window's starts (in order): after the newest for a new bar,
+    before the first later one for a gap fill, None for a duplicate (live + backfill / replay)."""
+    if not starts or start > starts[-1]:
+        return len(starts)
+    slot = bisect_left(starts, start)
+    return None if starts[slot] == start else slot
 
 
 def _rows(current: State, timeframe: str) -> list[list[float]]:
@@ -138,18 +192,13 @@ def _add_bar(current: State, bar: Bar, timeframe: str = BASE_TIMEFRAME, window: 
     """Put the bar into its timeframe's window; True only for a new newest bar, the one bar that is evaluated."""
     start = _micros(bar.start)
     bars = _rows(current, timeframe)
-    # Rows are in start order: only a bar not after the newest can be a duplicate (skips the scan for a new bar).
-    if bars and start <= int(bars[-1][0]) and any(int(row[0]) == start for row in bars):
+    # Rows are in start order: only a bar not after the newest needs their starts (skips the scan for a new bar).
+    slot = len(bars) if not bars or start > int(bars[-1][0]) else _slot([int(row[0]) for row in bars], start)
+    if slot is None:
         return False  # duplicate (live + backfill / replay)
-    row = [float(start), bar.high, bar.low, bar.close, bar.open, bar.volume]
-    if bars and start < int(bars[-1][0]):
-        bars.append(row)
-        bars.sort(key=lambda r: r[0])
-        _store_rows(current, timeframe, bars[-window:])
-        return False  # gap fill: history, not a new signal
-    bars.append(row)
+    bars.insert(slot, [float(start), bar.high, bar.low, bar.close, bar.open, bar.volume])
     _store_rows(current, timeframe, bars[-window:])
-    return True
+    return slot == len(bars) - 1  # a gap fill is history, not a new signal
 
 
 @lru_cache(maxsize=1 << 16)
@@ -195,16 +244,15 @@ def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[
 
 
 def _evaluate(
-    current: State,
+    active: dict[str, dict[str, Any]],
+    seen: Bars,
     bar: Bar,
     now: datetime,
     expiry_seconds: int,
     strategies: Mapping[str, Strategy],
     timeframe: str = BASE_TIMEFRAME,
 ) -> tuple[list[Signal], list[SignalTransition]]:
-    """Run every strategy without an active signal over the window; its new signals and their "new" transitions."""
-    active: dict[str, dict[str, Any]] = current["active"]
-    seen = bars_of(current, bar.symbol, timeframe)
+    """Run every strategy without an active signal over ``seen``; its new signals and their "new" transitions."""
     signals: list[Signal] = []
     transitions: list[SignalTransition] = []
     bar_end = bar.start + timedelta(seconds=TIMEFRAME_SECONDS.get(timeframe, BAR_SECONDS))

@@ -1,7 +1,9 @@
 """Every signal scored from the 5-second bars after it, traded or not: hit target, hit stop, or expired.
 
 Pure: ``on_signal`` and ``on_bar`` fold a signal or a bar into a symbol's state (JSON-able, kept by the agent in a
-Faust table, one entry per symbol) and return the outcomes they complete.
+Faust table, one entry per symbol) and return the outcomes they complete. ``fold_signal`` and ``fold_bar`` are the
+same folds made in place, for a process that holds the state itself (the backtest: no copy of every open signal on
+every bar); the pure ones copy the state and call them.
 
 The hypothetical trade: filled at the signal's entry price when its bar ends (``active_from``: the signal's bar start
 + 5 s), sized as Agent0 sizes a plan (``ibstream.sizing``: the configured equity and risk per trade, within the
@@ -187,8 +189,20 @@ def _outcome(symbol: str, tracked: dict[str, Any], ending: _Ending, now: datetim
     )
 
 
-def _scored(state: dict[str, Any], signal_ids: list[str]) -> list[str]:
-    return [*state["scored"], *signal_ids][-SCORED_KEEP:]
+def _copy(state: dict[str, Any]) -> dict[str, Any]:
+    """A state the in-place folds may change without touching ``state`` (each open signal's progress copied)."""
+    return {
+        "open": {signal_id: dict(tracked) for signal_id, tracked in state["open"].items()},
+        "recent": list(state["recent"]),
+        "scored": list(state["scored"]),
+    }
+
+
+def _remember_scored(state: dict[str, Any], signal_ids: list[str]) -> None:
+    scored = state["scored"]
+    scored += signal_ids
+    if len(scored) > SCORED_KEEP:
+        del scored[:-SCORED_KEEP]
 
 
 def on_signal(
@@ -198,32 +212,50 @@ def on_signal(
     state = state if state is not None else empty_state()
     if signal.signal_id in state["open"] or signal.signal_id in state["scored"]:
         return state, []
+    state = _copy(state)
+    return state, fold_signal(state, signal, sizing, now, bar_seconds)
+
+
+def fold_signal(
+    state: dict[str, Any], signal: Signal, sizing: Sizing, now: datetime, bar_seconds: int = BAR_SECONDS
+) -> list[SignalOutcome]:
+    """``on_signal`` in place, for a state one process holds (the backtest): the outcome if the recent bars end it."""
+    if signal.signal_id in state["open"] or signal.signal_id in state["scored"]:
+        return []
     tracked = track(signal, sizing, bar_seconds)
     for bar in state["recent"]:
         ending = _judge(tracked, bar)
         if ending is not None:
-            outcome = _outcome(signal.symbol, tracked, ending, now)
-            return {**state, "scored": _scored(state, [signal.signal_id])}, [outcome]
-    return {**state, "open": {**state["open"], signal.signal_id: tracked}}, []
+            _remember_scored(state, [signal.signal_id])
+            return [_outcome(signal.symbol, tracked, ending, now)]
+    state["open"][signal.signal_id] = tracked
+    return []
 
 
 def on_bar(state: dict[str, Any] | None, bar: Bar, now: datetime) -> tuple[dict[str, Any], list[SignalOutcome]]:
     """Judge every open signal of the bar's symbol on it; the outcomes it ends, in signal order."""
-    state = state if state is not None else empty_state()
+    state = empty_state() if state is None else _copy(state)
+    return state, fold_bar(state, bar, now)
+
+
+def fold_bar(state: dict[str, Any], bar: Bar, now: datetime) -> list[SignalOutcome]:
+    """``on_bar`` in place, for a state one process holds (the backtest): the outcomes the bar ends."""
     row = [_us(bar.start), bar.open, bar.high, bar.low, bar.close]
-    recent = state["recent"]
+    recent: list[list[Any]] = state["recent"]
     if not recent or row[0] > recent[-1][0]:
-        recent = [*recent[-(RECENT_BARS - 1) :], row]  # the usual case: the next bar in time
+        recent.append(row)  # the usual case: the next bar in time
     elif not any(held[0] == row[0] for held in recent):
-        recent = sorted([*recent, row], key=lambda held: held[0])[-RECENT_BARS:]
-    still_open: dict[str, Any] = {}
+        recent.append(row)
+        recent.sort(key=lambda held: held[0])
+    if len(recent) > RECENT_BARS:
+        del recent[:-RECENT_BARS]
     outcomes: list[SignalOutcome] = []
-    for signal_id, tracked in state["open"].items():
-        progressed = dict(tracked)
-        ending = _judge(progressed, row)
-        if ending is None:
-            still_open[signal_id] = progressed
-        else:
-            outcomes.append(_outcome(bar.symbol, progressed, ending, now))
-    scored = _scored(state, [outcome.signal_id for outcome in outcomes]) if outcomes else state["scored"]
-    return {"open": still_open, "recent": recent, "scored": scored}, outcomes
+    opened: dict[str, Any] = state["open"]
+    for signal_id, tracked in list(opened.items()):
+        ending = _judge(tracked, row)
+        if ending is not None:
+            del opened[signal_id]
+            outcomes.append(_outcome(bar.symbol, tracked, ending, now))
+    if outcomes:
+        _remember_scored(state, [outcome.signal_id for outcome in outcomes])
+    return outcomes

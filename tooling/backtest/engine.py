@@ -193,7 +193,7 @@ class Backtest:
         self.view = RiskView()
         self.result = BacktestResult()
         self._window = self.runtime.window(lifecycle.BASE_TIMEFRAME)
-        self._signal_states: dict[str, lifecycle.State] = {}
+        self._signal_states: dict[str, lifecycle.HeldState] = {}
         self._outcome_states: dict[str, dict[str, Any]] = {}
         self._runs: dict[str, RunEntry] = {}  # order_id → the run
         self._evaluators: dict[str, dict[str, lifecycle.Strategy]] = {}
@@ -252,24 +252,21 @@ class Backtest:
         return evaluators
 
     def _on_bar(self, bar: Bar, now: datetime) -> None:
+        """Score the bar and fold it into the symbol's signal state, both held here and changed in place (the
+        streams agents' folds without their copies: nothing else reads these states)."""
         symbol = bar.symbol
-        outcome_state, outcomes = scoring.on_bar(self._outcome_states.get(symbol), bar, now)
-        state, signals, _ = lifecycle.on_bar(
-            self._signal_states.get(symbol),
-            bar,
-            now,
-            self.config.expiry_seconds,
-            self._strategies(symbol),
-            window=self._window,
-        )
-        self._signal_states[symbol] = state
-        self.result.outcomes += outcomes
+        outcome_state = self._outcome_states.get(symbol)
+        if outcome_state is None:
+            outcome_state = self._outcome_states[symbol] = scoring.empty_state()
+        held = self._signal_states.get(symbol)
+        if held is None:
+            held = self._signal_states[symbol] = lifecycle.HeldState(self._window)
+        self.result.outcomes += scoring.fold_bar(outcome_state, bar, now)
+        signals, _ = lifecycle.fold_bar(held, bar, now, self.config.expiry_seconds, self._strategies(symbol))
         for signal in signals:
             self.result.signals.append(signal)
-            outcome_state, scored = scoring.on_signal(outcome_state, signal, self.config.sizing, now)
-            self.result.outcomes += scored
+            self.result.outcomes += scoring.fold_signal(outcome_state, signal, self.config.sizing, now)
             self._open_run(signal, now)
-        self._outcome_states[symbol] = outcome_state
 
     def _open_run(self, signal: Signal, now: datetime) -> None:
         opens, _ = opens_automatically(signal, self.config.orchestration, now)
@@ -299,9 +296,10 @@ class Backtest:
             return
         self._runs[step.entry.order_id] = step.entry
         for record in step.transitions:
-            changed = lifecycle.on_transition(self._signal_states.get(record.symbol), record)
-            if changed is not None:
-                self._signal_states[record.symbol] = changed
+            held = self._signal_states.get(record.symbol)
+            changed = None if held is None else lifecycle.on_transition({"active": held.active}, record)
+            if held is not None and changed is not None:
+                held.active = changed["active"]
         run = step.entry.run
         if run.state is not RunState.SUBMITTED:
             _count(self.result.runs, run.state.value)
