@@ -28,6 +28,7 @@ already open or scored (the last ``SCORED_KEEP``) is ignored.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,6 +133,10 @@ class _Ending:
     ambiguous: bool = False
 
 
+def _start(row: list[Any]) -> Any:
+    return row[0]
+
+
 def _judge(tracked: dict[str, Any], bar: list[Any]) -> _Ending | None:
     """Advance ``tracked`` (in place) by one bar [start, open, high, low, close]; the ending if this bar ends it."""
     start, bar_open, high, low, close = bar
@@ -223,7 +228,10 @@ def fold_signal(
     if signal.signal_id in state["open"] or signal.signal_id in state["scored"]:
         return []
     tracked = track(signal, sizing, bar_seconds)
-    for bar in state["recent"]:
+    recent: list[list[Any]] = state["recent"]
+    # Bars before the signal's entry cannot judge it (nearly all the recent bars of a live signal): skip to the
+    # first one at or after it (recent bars are in start order).
+    for bar in recent[bisect_left(recent, tracked["active_from"], key=_start) :]:
         ending = _judge(tracked, bar)
         if ending is not None:
             _remember_scored(state, [signal.signal_id])
