@@ -7,6 +7,7 @@ the warehouse) recognises the duplicate. Each id kind hashes a distinct prefix s
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -14,8 +15,20 @@ from datetime import datetime
 NAMESPACE = uuid.UUID("5f0c2a1e-7b6d-5c3e-9a41-1b2f3e4d5c6a")
 
 
+#: SHA-1 already fed the namespace: each id copies it and adds its name (what ``uuid.uuid5`` hashes, done once).
+_HASHED_NAMESPACE = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
+
+
 def _uuid(kind: str, *parts: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, "|".join((kind, *parts))))
+    """``str(uuid.uuid5(NAMESPACE, "kind|part|…"))`` without building a ``UUID`` (a backtest makes thousands of
+    ids a second): the first 16 bytes of the SHA-1, version 5 and the RFC 4122 variant set, in the 8-4-4-4-12 form."""
+    sha = _HASHED_NAMESPACE.copy()
+    sha.update("|".join((kind, *parts)).encode())
+    digest = bytearray(sha.digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def signal_id(symbol: str, strategy: str, bar_start: datetime) -> str:
