@@ -63,6 +63,8 @@ TERMINAL = frozenset({SignalStatus.REJECTED, SignalStatus.EXPIRED, SignalStatus.
 EXPIRABLE = frozenset({SignalStatus.NEW, SignalStatus.PLANNED, SignalStatus.APPROVED})
 
 State = dict[str, Any]
+#: The statuses by their value (a dict lookup per active signal and bar instead of the enum's constructor).
+_STATUSES = {status.value: status for status in SignalStatus}
 
 
 def _micros(value: datetime) -> int:
@@ -221,7 +223,7 @@ def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[
     start = _micros(bar.start)
     transitions: list[SignalTransition] = []
     for strategy, entry in list(active.items()):
-        status = SignalStatus(entry["status"])
+        status = _STATUSES.get(entry["status"]) or SignalStatus(entry["status"])  # (an unknown status still raises)
         if status in TERMINAL:
             del active[strategy]
         elif int(entry["expiry"]) <= start:

@@ -82,8 +82,10 @@ class StrategyRuntime:
         }
 
     def _guard(self, instance: StrategyInstance) -> Guarded:
+        warmup = instance.strategy.warmup  # fixed by the instance's frozen params: read once, not on every bar
+
         def evaluate(bars: Bars) -> Proposal | None:
-            if len(bars) < instance.strategy.warmup:
+            if len(bars) < warmup:
                 return None
             try:
                 proposal = instance.strategy.on_bar(bars)
