@@ -5,9 +5,11 @@ Per bar start (every symbol's bar of that start together):
 1. the bars become the market (``market.BarMarket``) and the engine matches the working orders over the bar's five
    seconds (``broker.SimBroker``); each fill reaches the risk view and the trade's book, each parent fill completes
    its run (``ibstream.orchestration.lifecycle.on_order_event``), which frees the strategy's signal slot;
-2. each bar is scored against the open signals (``ibstream.strategies.scoring``, as the outcomes agent does) and
-   folded into its symbol's signal state (``ibstream.strategies.lifecycle.on_bar`` with the strategy runtime's
-   evaluators, as the signals agent does), which yields the bar's signals;
+2. each bar is scored against the open signals (``ibstream.strategies.scoring.fold_bar``: the outcomes agent's
+   fold) and folded into its symbol's signal state (``ibstream.strategies.lifecycle.fold_bar`` with the strategy
+   runtime's evaluators: the signals agent's fold), which yields the bar's signals. Both states are held here and
+   changed in place (the window as ``BarPoint``, no JSON round trip or copy per bar): the agents' pure folds copy
+   their Faust-table state and run the same code;
 3. a signal that opens a run (``opens_automatically``) is planned in-process (``ibstream.planning.plan_signal``,
    Agent0's rule, sized by the account's NetLiquidation), approved by the policy (``after_planning``), and its
    intent judged by the risk checks (``ibstream.risk.checks.decide``) against a ``RiskView`` fed with the engine's
