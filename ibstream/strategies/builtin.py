@@ -87,14 +87,14 @@ def donchian_breakout(bars: Sequence[BarPoint], period: int = 20) -> Proposal | 
     channel = bars[-period - 1 : -1]
     high, low = max(bar.high for bar in channel), min(bar.low for bar in channel)
     close = bars[-1].close
-    range_ = atr(bars)
-    if range_ <= 0:
-        return None
     if close > high:
         side, distance = Side.BUY, close - high
     elif close < low:
         side, distance = Side.SELL, low - close
     else:
+        return None
+    range_ = atr(bars)  # only for a breakout: most bars are inside the channel
+    if range_ <= 0:
         return None
     confidence = clip01(0.5 + 0.5 * distance / range_)
     stop, target = _bracket(side, close, 2 * range_, 4 * range_)
