@@ -147,3 +147,39 @@ def test_pacing_governor_keeps_historical_requests_under_ibsim_limits(sim: Simul
     assert governor.waited_seconds > 0  # the 6th request had to wait
     assert not [e for e in seen if isinstance(e, events.IbError) and e.code == 162]
     session.disconnect()
+
+
+def test_requests_leave_at_once_so_a_bracket_reaches_the_gateway_without_delayed_ack_waits(sim: Simulator) -> None:
+    # A bracket's parent goes with transmit=False and the gateway answers nothing until its last child: with Nagle's
+    # algorithm on, the children wait for the gateway's delayed ACK of the parent (~40 ms on Linux) before they leave.
+    session = IbSession("127.0.0.1", sim.port, client_id=11)
+    connected = session.connect(timeout=5)
+    client = session._client
+    assert client is not None and client.conn is not None
+    assert client.conn.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    price = sim.ground_truth_bars("SPY", MONDAY_10AM.timestamp() - 60, MONDAY_10AM.timestamp())[-1].close
+    order_id = connected.next_valid_id
+    took: list[float] = []
+    for bracket in range(5):
+        parent = order_id + 3 * bracket
+        legs = [
+            OrderTicket("BUY", 1, "LMT", f"bracket-{bracket}", limit_price=round(price * 0.5, 2), transmit=False),
+            OrderTicket(
+                "SELL",
+                1,
+                "STP",
+                f"bracket-{bracket}",
+                aux_price=round(price * 0.4, 2),
+                parent_id=parent,
+                transmit=False,
+            ),
+            OrderTicket("SELL", 1, "LMT", f"bracket-{bracket}", limit_price=round(price * 2, 2), parent_id=parent),
+        ]
+        started = time.perf_counter()
+        for offset, ticket in enumerate(legs):
+            session.place_order(parent + offset, stock_contract("SPY"), ticket)
+        wait_event(session, events.OrderStatusUpdate, lambda e, p=parent: e.order_id == p and e.status == "Submitted")
+        took.append(time.perf_counter() - started)
+    # Each bracket waited 40-80 ms with Nagle on; without it a few ms (a generous bound for a loaded machine).
+    assert sorted(took)[len(took) // 2] < 0.025, took
+    session.disconnect()
