@@ -271,6 +271,9 @@ class MatchingEngine:
         if self.halted or not self._market.in_session(s):
             return events
         candidates = only if only is not None else list(self._open_orders())
+        # One quote per symbol and second, not one per order: a market's second does not change while it is matched,
+        # and computing a quote is most of the cost when many orders rest (ibsim's pump matches every tick).
+        quotes: dict[str, Quote] = {}
         for o in candidates:
             if o.status == "PreSubmitted" and not self._waiting_for_parent(o):
                 o.status, o.updated_at = "Submitted", float(s)
@@ -278,7 +281,9 @@ class MatchingEngine:
             # second s covers [s, s+1): an order eligible anywhere inside it may trade in it
             if o.status != "Submitted" or o.eligible_at >= s + 1:
                 continue
-            q = self._market.quote(o.req.symbol, s)
+            q = quotes.get(o.req.symbol)
+            if q is None:
+                q = quotes[o.req.symbol] = self._market.quote(o.req.symbol, s)
             price = self._fill_price(o, q)
             if price is None:
                 if o.req.order_type in CLOSE_TYPES and self._closing_second(s):

@@ -243,3 +243,25 @@ def test_a_modification_is_refused_as_ib_refuses_it_and_the_order_stays_as_it_wa
     e.place(req(2, "BUY", 5, "MKT"), 3.0)
     [filled] = e.place(req(2, "BUY", 5, "MKT"), 4.0)
     assert isinstance(filled, OrderRejected) and (filled.code, filled.message) == (104, "Can't modify a filled order.")
+
+
+def test_resting_orders_of_one_symbol_share_one_quote_per_second_and_fill_as_before() -> None:
+    class Counting(Script):
+        def __init__(self, prices: dict[int, float]) -> None:
+            super().__init__(prices)
+            self.asked: list[tuple[str, int]] = []
+
+        def quote(self, symbol: str, t: float) -> Quote:
+            self.asked.append((symbol, int(t)))
+            return super().quote(symbol, t)
+
+    market = Counting({0: 100.0, 2: 98.0})
+    e = engine(market)
+    for oid in range(1, 21):
+        e.place(req(oid, "BUY", 1, "LMT", lmt=99.0 - oid * 0.01), 0.0)
+    market.asked.clear()
+    out = fills(e.advance(3.0))
+    # 20 resting orders matched in seconds 1 and 2 (all fill in 2): one quote per second, not one per order.
+    assert sorted(market.asked) == [("X", 1), ("X", 2)]
+    assert sorted(f.order.order_id for f in out) == list(range(1, 21))
+    assert {f.execution.price for f in out} == {98.01} and {f.execution.time for f in out} == {2.0}
