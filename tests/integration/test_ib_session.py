@@ -180,6 +180,7 @@ def test_requests_leave_at_once_so_a_bracket_reaches_the_gateway_without_delayed
             session.place_order(parent + offset, stock_contract("SPY"), ticket)
         wait_event(session, events.OrderStatusUpdate, lambda e, p=parent: e.order_id == p and e.status == "Submitted")
         took.append(time.perf_counter() - started)
-    # Each bracket waited 40-80 ms with Nagle on; without it a few ms (a generous bound for a loaded machine).
-    assert sorted(took)[len(took) // 2] < 0.025, took
+    # With Nagle on each bracket waits for the delayed ACK, never less than Linux's 40 ms minimum (44 ms measured);
+    # without it a few ms: the bound leaves a loaded machine room and still tells the two apart.
+    assert sorted(took)[len(took) // 2] < 0.035, took
     session.disconnect()
