@@ -152,6 +152,7 @@ def test_pacing_governor_keeps_historical_requests_under_ibsim_limits(sim: Simul
 def test_requests_leave_at_once_so_a_bracket_reaches_the_gateway_without_delayed_ack_waits(sim: Simulator) -> None:
     # A bracket's parent goes with transmit=False and the gateway answers nothing until its last child: with Nagle's
     # algorithm on, the children wait for the gateway's delayed ACK of the parent (~40 ms on Linux) before they leave.
+    # The time saved is the pipeline benchmark's (routed_to_ack_ms); here: the option is on and brackets go through.
     session = IbSession("127.0.0.1", sim.port, client_id=11)
     connected = session.connect(timeout=5)
     client = session._client
@@ -159,7 +160,6 @@ def test_requests_leave_at_once_so_a_bracket_reaches_the_gateway_without_delayed
     assert client.conn.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     price = sim.ground_truth_bars("SPY", MONDAY_10AM.timestamp() - 60, MONDAY_10AM.timestamp())[-1].close
     order_id = connected.next_valid_id
-    took: list[float] = []
     for bracket in range(5):
         parent = order_id + 3 * bracket
         legs = [
@@ -175,12 +175,7 @@ def test_requests_leave_at_once_so_a_bracket_reaches_the_gateway_without_delayed
             ),
             OrderTicket("SELL", 1, "LMT", f"bracket-{bracket}", limit_price=round(price * 2, 2), parent_id=parent),
         ]
-        started = time.perf_counter()
         for offset, ticket in enumerate(legs):
             session.place_order(parent + offset, stock_contract("SPY"), ticket)
         wait_event(session, events.OrderStatusUpdate, lambda e, p=parent: e.order_id == p and e.status == "Submitted")
-        took.append(time.perf_counter() - started)
-    # With Nagle on each bracket waits for the delayed ACK, never less than Linux's 40 ms minimum (44 ms measured);
-    # without it a few ms: the bound leaves a loaded machine room and still tells the two apart.
-    assert sorted(took)[len(took) // 2] < 0.035, took
     session.disconnect()
