@@ -227,9 +227,10 @@ def test_a_working_order_at_ib_counts_toward_max_position_after_a_restart_too(
     # A new worker knows the order only from the topics (routed order + IB's acknowledgement): it still counts.
     second_worker = StreamsWorker(settings, tmp_path, "risk", name="second", **env).start()
     try:
+        second_worker.wait_ready()
         second = intent("AAPL", Side.BUY, 10, resting, **limit)
         send(out, (quotes.TOPIC, quote_at("AAPL", bid, running.sim.quote("AAPL").ask)), (order_intents.TOPIC, second))
-        refused = decided(decisions, second.order_id, 90.0, second_worker)  # a restarted worker rejoins the group first
+        refused = decided(decisions, second.order_id, 90.0, second_worker)
         assert failed(refused) == ["max_position"], second_worker.log()[-3000:]
         assert next(c for c in refused.checks if c.name == "max_position").value == 20
         assert running.ib_orders(working.order_id) and not running.sim.executions()

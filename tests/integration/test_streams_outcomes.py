@@ -83,6 +83,7 @@ def test_every_signal_is_scored_from_the_bars_after_it_across_a_worker_restart(
     stopped = worker
     worker = StreamsWorker(settings, tmp_path, "outcomes", name="w2").start()
     try:
+        worker.wait_ready()
         out.send(bars.TOPIC, a_bar("AAPL", 4, 99.8, 102.1))
         out.send(signals.TOPIC, a_signal("MSFT", Side.SELL, "msft-sell"))  # a replay: not scored again
         out.flush()
