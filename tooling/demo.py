@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ibstream.config import Settings, get_settings, load_settings
 from ibstream.exceptions import IbstreamError
@@ -37,6 +37,9 @@ from tooling.stack import KafkaStack, port_open
 DEMO_SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+if TYPE_CHECKING:
+    from ibstream.warehouse import Warehouse
 
 
 class DemoError(IbstreamError):
@@ -523,14 +526,26 @@ class Demo:
         time.sleep(3)
         self.group.stop("api")
 
-    def summary(self) -> dict[str, Any]:
+    def _warehouse(self) -> tuple[Warehouse, str]:
+        """The demo's embedded warehouse (opened, migrated) and its database name."""
         from ibstream.warehouse import Warehouse
 
         settings = load_settings(
             state_dir=self.directory, warehouse_dir=self.directory / "warehouse", kafka_topic_prefix=self.prefix
         )
-        warehouse = Warehouse.open(settings)
-        database = settings.warehouse.database
+        return Warehouse.open(settings), settings.warehouse.database
+
+    def recorded_parent_orders(self) -> dict[str, str]:
+        """Every order the warehouse recorded, by order id, with its parent leg's final status."""
+        warehouse, database = self._warehouse()
+        rows = warehouse.query(
+            "SELECT order_id, argMax(status, event_time) FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' "
+            "GROUP BY order_id".replace("DB.", f"{database}.")
+        ).rows
+        return {str(order_id): str(status) for order_id, status in rows}
+
+    def summary(self) -> dict[str, Any]:
+        warehouse, database = self._warehouse()
 
         def one(sql: str) -> list[tuple[Any, ...]]:
             try:

@@ -40,6 +40,7 @@ def test_one_market_hour_through_every_deployable(kafka_bootstrap: str, tmp_path
         demo.stop_pipeline()
         orders_at_ibsim = demo.ibsim_orders()
         figures = demo.summary()
+        recorded = demo.recorded_parent_orders()
     finally:
         demo.group.stop_all()
 
@@ -58,9 +59,13 @@ def test_one_market_hour_through_every_deployable(kafka_bootstrap: str, tmp_path
     assert demo.approved, "the demo trader approved nothing"
     filled = rows["orders_by_final_status"].get("filled", 0)
     assert filled >= 1, figures
-    # Every order we recorded reached ibsim exactly once (orderRef = our order id).
-    refs = [order["order_ref"] for order in orders_at_ibsim if order["order_ref"]]
-    parents = {ref for ref in refs}
-    assert sum(rows["orders_by_final_status"].values()) == len(parents)
+    # Every order at ibsim is recorded (orderRef = our order id), and a recorded order ibsim never saw is one placed as
+    # the injected gateway drop closed the socket: IB lists it neither open nor executed, so reconciliation presumed it
+    # cancelled. Nothing else may be missing (a drop is one instant: at most one bracket per placement in flight).
+    parents = {order["order_ref"] for order in orders_at_ibsim if order["order_ref"]}
+    assert sum(rows["orders_by_final_status"].values()) == len(recorded)
+    assert parents <= set(recorded), sorted(parents - set(recorded))
+    never_reached = {order_id: recorded[order_id] for order_id in set(recorded) - parents}
+    assert set(never_reached.values()) <= {"cancelled"} and len(never_reached) <= 2, never_reached
     intent_to_decision = figures["intent_to_decision_ms_p50_p99"][0]
     assert 0 <= intent_to_decision[0] < 2_000
