@@ -538,10 +538,14 @@ class Demo:
     def recorded_parent_orders(self) -> dict[str, str]:
         """Every order the warehouse recorded, by order id, with its parent leg's final status."""
         warehouse, database = self._warehouse()
-        rows = warehouse.query(
-            "SELECT order_id, argMax(status, event_time) FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' "
-            "GROUP BY order_id".replace("DB.", f"{database}.")
-        ).rows
+        try:
+            rows = warehouse.query(
+                "SELECT order_id, argMax(status, event_time) FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' "
+                "GROUP BY order_id".replace("DB.", f"{database}.")
+            ).rows
+        finally:
+            # chDB holds one directory per process: left open, no other embedded warehouse could open after this.
+            warehouse.close()
         return {str(order_id): str(status) for order_id, status in rows}
 
     def summary(self) -> dict[str, Any]:
