@@ -41,6 +41,12 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 if TYPE_CHECKING:
     from ibstream.warehouse import Warehouse
 
+#: Each recorded order with its parent leg's final status (the summary counts them; the demo test checks each).
+_PARENT_FINAL_STATUS = (
+    "SELECT order_id, argMax(status, event_time) AS status FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' "
+    "GROUP BY order_id"
+)
+
 
 class DemoError(IbstreamError):
     """The demo could not run; the message says which part failed."""
@@ -539,10 +545,7 @@ class Demo:
         """Every order the warehouse recorded, by order id, with its parent leg's final status."""
         warehouse, database = self._warehouse()
         try:
-            rows = warehouse.query(
-                "SELECT order_id, argMax(status, event_time) FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' "
-                "GROUP BY order_id".replace("DB.", f"{database}.")
-            ).rows
+            rows = warehouse.query(_PARENT_FINAL_STATUS.replace("DB.", f"{database}.")).rows
         finally:
             # chDB holds one directory per process: left open, no other embedded warehouse could open after this.
             warehouse.close()
@@ -572,8 +575,7 @@ class Demo:
                 "FROM DB.orchestration_runs_v1 FINAL GROUP BY run_id) GROUP BY state ORDER BY state"
             ),
             "orders_by_final_status": one(
-                "SELECT status, count() FROM (SELECT order_id, argMax(status, event_time) AS status "
-                "FROM DB.orders_events_v1 FINAL WHERE leg = 'parent' GROUP BY order_id) GROUP BY status ORDER BY status"
+                f"SELECT status, count() FROM ({_PARENT_FINAL_STATUS}) GROUP BY status ORDER BY status"
             ),
             "fills": one("SELECT count(), sum(quantity), sum(commission) FROM DB.executions_v1 FINAL"),
             "risk_rejections_by_check": one(
