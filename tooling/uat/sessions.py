@@ -349,6 +349,11 @@ def _judge_gaps(j: Judge, gaps: list[dict[str, Any]], symbols: tuple[str, ...], 
     j.expect(not open_gaps, f"gaps not backfilled after the {what}: {open_gaps}")
 
 
+def _filled_at_ibsim(session: Session) -> bool:
+    """ibsim holds an order our pipeline placed with at least one fill."""
+    return any(o["order_ref"] and number(o.get("filled")) > 0 for o in session.sim("/orders"))
+
+
 def _placed_after(session: Session, refs_before: list[str]) -> bool:
     """ibsim holds an order our pipeline placed that it did not hold before the restart."""
     before = set(refs_before)
@@ -465,6 +470,12 @@ def run_close(
     try:
         session.start()
         session.run_until(session.demo.end)
+        # 105 market minutes are 10.5 wall seconds at 600x: a loaded machine can spend them before a policy-approved
+        # entry fills (CI: runs approved, none filled). The market runs on (up to a minute) until one of our orders
+        # has a fill at ibsim; the judge says if none. (Every run of this session is approved by the policy.)
+        marks["fill_after_end_s"] = session.run_until_seen(
+            lambda: _filled_at_ibsim(session), "a fill of a policy-approved order", wall_timeout=60.0
+        )
         time.sleep(3)  # the last intents and fills reach risk, execution and the warehouse
         session.stop_pipeline()
         close_at = session.at("16:00")
@@ -488,6 +499,7 @@ def run_close(
     policy = _judge("flow.policy")
     policy.figure("policy_runs_approved", len(ev["policy_runs"].rows))
     policy.figure("policy_orders_filled", len(ev["policy_fills"].rows))
+    policy.figure("wall_s_to_first_fill_after_end", marks.get("fill_after_end_s"))
     policy.expect(len(ev["policy_runs"].rows) > 0, "no run approved by the policy")
     policy.expect(len(ev["policy_fills"].rows) > 0, "no order of a policy-approved run filled")
     policy.attach(ev["policy_runs"], ev["policy_fills"])
