@@ -50,7 +50,7 @@ from ibstream.strategies import scoring as outcomes_scoring
 from ibstream.strategies.instances import load_instances
 from ibstream.strategies.runtime import StrategyRuntime
 from ibstream.trading_states import TradingStates
-from streams import orchestration, topics
+from streams import orchestration, stalls, topics
 from streams.bars import agents as bars_agents
 from streams.bars import aggregation as bars_aggregation
 from streams.context import AgentContext, DeadLetters, Emitter, FaustEmitter, RouterDeadLetters, codec_for
@@ -65,6 +65,7 @@ from streams.risk import agents as risk_agents
 from streams.risk.feed import ViewFeed
 from streams.signals import agents as signals_agents
 from streams.signals.control_feed import StrategyControlFeed
+from streams.stalls import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class StreamsApp:
     strategy_feed: StrategyControlFeed | None = None
     #: Market time for quote ages and expiries: the wall, or the producer's clock from its heartbeats.
     clock: FeedClock = field(default_factory=FeedClock)
+    #: Input partitions that stopped moving (``streams.stalls``); None until ``build_app`` installed it.
+    stall_watch: StallWatch | None = None
 
     def internal_topics(self) -> list[TopicLayout]:
         """The topics Faust would create itself (the tables' changelogs, internal agent topics such as orchestration's
@@ -184,6 +187,7 @@ def build_app(
         dead_letters = RouterDeadLetters(settings, codec, "streams")
     context = AgentContext(codec, emitter, dead_letters, prefix)
     built = StreamsApp(app=app, settings=settings, context=context)
+    built.stall_watch = stalls.install(app, settings.streams.stall_seconds, prefix)
     if "bars" in enabled:
         _add_bars(built, settings)
     if "signals" in enabled:
@@ -488,8 +492,15 @@ def main(argv: list[str]) -> int:
 
     def readiness() -> tuple[bool, dict[str, Any]]:
         started, rebalancing, crashed = bool(app.started), bool(app.rebalancing), bool(app.crashed)
-        details = {"started": started, "rebalancing": rebalancing, "crashed": crashed, "agents": list(enabled)}
-        return started and not rebalancing and not crashed, details
+        stalled = built.stall_watch.stalled if built.stall_watch is not None else []
+        details = {
+            "started": started,
+            "rebalancing": rebalancing,
+            "crashed": crashed,
+            "stalled": stalled,
+            "agents": list(enabled),
+        }
+        return started and not rebalancing and not crashed and not stalled, details
 
     health = HealthServer("0.0.0.0", settings.streams.health_port, readiness).start()
     # Static membership: a second live worker with our instance id would fence us back and forth (streams.membership).

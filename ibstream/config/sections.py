@@ -460,6 +460,10 @@ class StreamsSettings(Section):
     # default, 60 s stays under Faust's request timeout (90 s); shorter moves partitions sooner, but then a GC or
     # load pause costs a rebalance.
     session_timeout_seconds: float = Field(default=15.0, ge=6.0, le=60.0)
+    # An input partition with records handed over or waiting and no commit for this long is stalled: logged with its
+    # offsets, /ready answers 503, and it is read again from its committed offset (streams/stalls.py). Longer than
+    # any one batch of an agent may take (an Agent0 call with its retries).
+    stall_seconds: float = Field(default=60.0, ge=2.0, le=3600.0)
     # None means state_dir / "streams" (Faust's data dir; tables are in memory, recovered from changelogs).
     data_dir: Path | None = None
     # IBSTREAM_STRATEGIES_FILE: the strategy instances (TOML or YAML, ibstream.strategies.instances), read by the

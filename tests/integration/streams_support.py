@@ -55,6 +55,9 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             "IBSTREAM_STREAMS_HEALTH_PORT": "0",  # any free port: tests run several workers at once
             "IBSTREAM_AGENT0_TOKEN": service_token(),
+            # A stalled input partition is read again after 15 s instead of 60 (streams.stalls): inside the waits of
+            # these tests, so a restart that loses a record (see wait_ready) heals and its error line is in the log.
+            "IBSTREAM_STREAMS_STALL_SECONDS": "15",
         }
     )
     env.update({f"IBSTREAM_{key.upper()}": str(value) for key, value in extra.items()})

@@ -99,6 +99,7 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("streams_health_port", "12345", "streams.health_port", 12345),
     ("streams_instance_id", "x_1", "streams.instance_id", "x_1"),
     ("streams_session_timeout_seconds", "45", "streams.session_timeout_seconds", 45.0),
+    ("streams_stall_seconds", "7.5", "streams.stall_seconds", 7.5),
     ("streams_data_dir", "/tmp/x", "streams.data_dir", Path("/tmp/x")),
     ("strategies_file", "/tmp/strategies.toml", "streams.strategies_file", Path("/tmp/strategies.toml")),
     ("streams_bars_late_window_seconds", "600", "streams.bars_late_window_seconds", 600),
