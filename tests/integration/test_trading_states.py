@@ -120,7 +120,8 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
         first.stop()
 
     # The states are on the compacted control topic: a new worker reads them back before deciding.
-    second = StreamsWorker(settings, tmp_path, "risk", name="second", **env).start()
+    # Its next intents wait until it is ready: what carries over is this test's subject (see StreamsWorker.wait_ready).
+    second = StreamsWorker(settings, tmp_path, "risk", name="second", **env).start().wait_ready()
     try:
         send_intents(out, intent("aapl-buy-2"), sell("aapl-sell-2"), intent("msft-buy-2", "MSFT"))
         seen = verdicts(decisions, 7, second)
@@ -149,7 +150,7 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
         second.stop()
 
     # After a restart the stale off stays ignored (the compacted topic keeps it as the latest kill_switch record).
-    third = StreamsWorker(settings, tmp_path, "risk", name="third", **env).start()
+    third = StreamsWorker(settings, tmp_path, "risk", name="third", **env).start().wait_ready()
     try:
         out.send(control.TOPIC, command(ControlCommandKind.TRADING_STATE, "SPY", base + 20, TradingState.ACTIVE))
         out.flush()
