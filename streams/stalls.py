@@ -128,7 +128,15 @@ class StallWatch:
         return self.tracker.stalled
 
     async def check(self) -> None:
-        """One look at every assigned input partition (skipped while the group rebalances)."""
+        """One look at every assigned input partition (skipped while the group rebalances). Never raises: an error
+        in a Faust timer crashes the worker, and a partition a rebalance took away in mid-look (a seek on it fails)
+        is no reason to stop processing the others."""
+        try:
+            await self._check()
+        except Exception as error:
+            log.warning("stall watch look failed", extra={"error": repr(error)})
+
+    async def _check(self) -> None:
         app = self.app
         if app.rebalancing:  # Faust's flag stays up until recovery completed and the streams resumed
             return

@@ -10,7 +10,9 @@ from faust.transport.consumer import Consumer
 from streams.stalls import Offsets, StallTracker
 
 
-def offsets(committed: int | None, delivered: int | None, position: int | None = None, highwater: int | None = None):
+def offsets(
+    committed: int | None, delivered: int | None, position: int | None = None, highwater: int | None = None
+) -> Offsets:
     return Offsets(committed=committed, delivered=delivered, position=position, highwater=highwater)
 
 
@@ -86,3 +88,21 @@ def test_the_faust_consumer_still_keeps_the_offsets_the_watch_reads() -> None:
     assert "self._committed_offset = defaultdict(lambda: None)" in source
     assert "self._read_offset = defaultdict(lambda: None)" in source
     assert "set_read_offset(tp, offset)" in inspect.getsource(Consumer._drain_messages)
+
+
+def test_a_failing_look_is_logged_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from streams.stalls import StallWatch
+
+    class App:
+        rebalancing = False
+
+        @property
+        def consumer(self) -> object:
+            raise RuntimeError("consumer gone")
+
+    watch = StallWatch(App(), stall_seconds=1.0)
+    asyncio.run(watch.check())
+    [record] = [r for r in caplog.records if r.getMessage() == "stall watch look failed"]
+    assert "consumer gone" in record.error  # type: ignore[attr-defined]  # the structured field
