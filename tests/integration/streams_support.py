@@ -3,6 +3,7 @@ read back."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -121,8 +122,9 @@ class StreamsWorker:
 
         For a restart test whose subject is the state carried over: its next input then meets a worker in its steady
         state. A record produced while a restarted worker was still joining was, now and then under CI's load, never
-        processed (twice in the outcomes and risk restarts; see the CI notes), which is not what those tests are
-        about; ``test_streams_recovery`` keeps a record sent during the start."""
+        processed (in the outcomes, risk-account and trading-states restarts; ``streams.stalls`` now reads such a
+        record again), which is not what those tests are about; ``test_streams_recovery`` keeps a record sent during
+        the start."""
         deadline = time.monotonic() + timeout
         while self.log().count("Worker ready") <= self._ready_before:
             assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
@@ -148,6 +150,21 @@ class StreamsWorker:
             if task.startswith("Stack for <Task") and "/streams/" in task
         ]
         return (events[-limit // 2 :] + "\n--- asyncio tasks in streams/ code:\n" + "\n\n".join(frames))[-limit:]
+
+
+def log_records(log: str) -> list[dict[str, Any]]:
+    """The JSON records of a worker's log, in order (Faust's terminal codes may precede one; other lines are
+    skipped)."""
+    found = []
+    for line in log.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            found.append(json.loads(line[start:]))
+        except ValueError:
+            continue
+    return found
 
 
 def producer(settings: Settings) -> RecordProducer:

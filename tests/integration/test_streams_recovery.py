@@ -8,7 +8,6 @@ with its instance id within a couple of seconds of starting."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from ibstream.config import Settings
 from ibstream.contracts import SignalOutcome, bars, signal_outcomes, signals
 from ibstream.contracts.enums import OutcomeKind, Side
 
-from .streams_support import StreamsWorker, TopicReader, producer
+from .streams_support import StreamsWorker, TopicReader, log_records, producer
 from .test_streams_outcomes import a_bar, a_signal
 
 pytestmark = pytest.mark.integration
@@ -29,18 +28,8 @@ STATIC = {"streams_instance_id": "outcomes-0", "streams_session_timeout_seconds"
 
 
 def worker_events(log: str) -> list[tuple[datetime, str]]:
-    """(time, event) of each JSON log line (Faust's terminal codes may precede one)."""
-    found = []
-    for line in log.splitlines():
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            record = json.loads(line[start:])
-        except ValueError:
-            continue
-        found.append((datetime.fromisoformat(record["ts"]), str(record.get("event", ""))))
-    return found
+    """(time, event) of each JSON log line."""
+    return [(datetime.fromisoformat(record["ts"]), str(record.get("event", ""))) for record in log_records(log)]
 
 
 def seconds_to_ready(log: str) -> float:

@@ -3,7 +3,6 @@ partition stalled, says so with its offsets, reads it again from the committed o
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from ibstream.config import Settings
 from ibstream.contracts import order_intents, risk_decisions
 from streams.stalls import DROP_FIRST_ENV
 
-from .streams_support import StreamsWorker, TopicReader, producer
+from .streams_support import StreamsWorker, TopicReader, log_records, producer
 from .test_streams_risk import intent
 from .test_trading_states import send_intents
 
@@ -22,17 +21,17 @@ pytestmark = pytest.mark.integration
 
 
 def _events(log: str, event: str) -> list[dict[str, Any]]:
-    """The worker's JSON log lines whose event starts with ``event`` (a line may begin with a terminal escape)."""
-    lines = [json.loads(line[line.index("{") :]) for line in log.splitlines() if f'"event": "{event}' in line]
-    return [line for line in lines if str(line.get("event", "")).startswith(event)]
+    """The worker's JSON log records whose event starts with ``event``."""
+    return [record for record in log_records(log) if str(record.get("event", "")).startswith(event)]
 
 
 def test_a_record_lost_after_the_fetch_is_found_and_read_again(settings: Settings, tmp_path: Path) -> None:
     decisions = TopicReader(settings, risk_decisions.TOPIC)
     out = producer(settings)
     hook = {DROP_FIRST_ENV.removeprefix("IBSTREAM_").lower(): order_intents.TOPIC.name}
-    worker = StreamsWorker(settings, tmp_path, "risk", streams_stall_seconds=3, **hook).start().wait_ready()
+    worker = StreamsWorker(settings, tmp_path, "risk", streams_stall_seconds=3, **hook).start()
     try:
+        worker.wait_ready()
         send_intents(out, intent("lost-once", "QQQ"))
         # Dropped after the fetch: decided only once the watch (every 5 s) saw no commit for 3 s and sought back.
         records = decisions.wait_for(1, 60)

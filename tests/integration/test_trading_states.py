@@ -121,8 +121,9 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
 
     # The states are on the compacted control topic: a new worker reads them back before deciding.
     # Its next intents wait until it is ready: what carries over is this test's subject (see StreamsWorker.wait_ready).
-    second = StreamsWorker(settings, tmp_path, "risk", name="second", **env).start().wait_ready()
+    second = StreamsWorker(settings, tmp_path, "risk", name="second", **env).start()
     try:
+        second.wait_ready()
         send_intents(out, intent("aapl-buy-2"), sell("aapl-sell-2"), intent("msft-buy-2", "MSFT"))
         seen = verdicts(decisions, 7, second)
         # The first worker's approved aapl-sell is still in flight (no execution acknowledges it here) and the new
@@ -150,8 +151,9 @@ def test_trading_states_hold_across_a_restart_stale_commands_and_unreadable_reco
         second.stop()
 
     # After a restart the stale off stays ignored (the compacted topic keeps it as the latest kill_switch record).
-    third = StreamsWorker(settings, tmp_path, "risk", name="third", **env).start().wait_ready()
+    third = StreamsWorker(settings, tmp_path, "risk", name="third", **env).start()
     try:
+        third.wait_ready()
         out.send(control.TOPIC, command(ControlCommandKind.TRADING_STATE, "SPY", base + 20, TradingState.ACTIVE))
         out.flush()
         send_intents(out, intent("qqq-after-restart", "QQQ"))
