@@ -26,6 +26,33 @@ from ibstream.config import PROJECT_ROOT, Settings, load_settings
 if TYPE_CHECKING:
     from tests.containers import ClickHouseServer, Engine
 
+#: Test files that run in the second lane (``ops/dev test`` runs two pytest-xdist workers): the long campaigns that
+#: bring their own brokers. They are mostly waiting (about half a core between them), so beside them the main lane
+#: runs the unit and integration tests; the timing-sensitive end-to-end tests (UAT's 600x market clock, the triage
+#: drill) run last, when this lane is done.
+CAMPAIGN_LANE = ("tests/chaos/test_chaos.py", "tests/integration/test_cluster.py", "tests/e2e/test_kafka_identities.py")
+#: The main lane's order: the fast unit tests, then integration, then end to end.
+LANE_ORDER = ("tests/unit/", "tests/integration/", "tests/chaos/", "tests/e2e/")
+
+
+def _lane_environment() -> None:
+    """Each pytest-xdist worker past the first gets its own broker ports and test state dir (+100 per worker), so
+    its session broker, registry and the clusters placed relative to them (+2 … +25) never meet the first worker's.
+    Set in the environment, so the test modules that read it and the processes tests start agree; a nested pytest
+    (same worker name) does not shift again."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or worker == "gw0" or os.environ.get("IBSTREAM_TEST_LANE") == worker:
+        return
+    shift = 100 * int(worker.removeprefix("gw"))
+    base_state = Path(os.environ.get("IBSTREAM_TEST_STATE_DIR", PROJECT_ROOT / ".state" / "test"))
+    os.environ["IBSTREAM_TEST_KAFKA_PORT"] = str(int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "29092")) + shift)
+    os.environ["IBSTREAM_TEST_REGISTRY_PORT"] = str(int(os.environ.get("IBSTREAM_TEST_REGISTRY_PORT", "28081")) + shift)
+    os.environ["IBSTREAM_TEST_STATE_DIR"] = str(base_state / f"lane-{worker}")
+    os.environ["IBSTREAM_TEST_LANE"] = worker
+
+
+_lane_environment()
+
 TEST_STATE = Path(os.environ.get("IBSTREAM_TEST_STATE_DIR", PROJECT_ROOT / ".state" / "test"))
 TEST_KAFKA_PORT = int(os.environ.get("IBSTREAM_TEST_KAFKA_PORT", "29092"))
 TEST_REGISTRY_PORT = int(os.environ.get("IBSTREAM_TEST_REGISTRY_PORT", "28081"))
@@ -35,11 +62,29 @@ def _use_containers() -> bool:
     return os.environ.get("IBSTREAM_TEST_DOCKER") == "1"
 
 
+def _lane_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((rank for rank, prefix in enumerate(LANE_ORDER) if path.startswith(prefix)), len(LANE_ORDER))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two lanes (pytest-xdist ``--dist loadgroup``): the campaign files in one group, everything else in the other,
+    in ``LANE_ORDER`` (a stable sort: each directory keeps its own order). Every worker computes the same order,
+    which xdist requires. Without xdist the marks are inert and only the order applies."""
+    items.sort(key=_lane_rank)
+    for item in items:
+        lane = "campaigns" if item.nodeid.split("::", 1)[0] in CAMPAIGN_LANE else "main"
+        item.add_marker(pytest.mark.xdist_group(lane))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Container tests with images built here (``IBSTREAM_TEST_*_IMAGE=local``): build them before the first test,
     outside the per-test timeout (the first build takes minutes); later runs find them built."""
     selected = any(item.path.name == "test_testcontainers.py" for item in session.items)
-    if _use_containers() or selected:
+    # Every xdist worker collects every test; the container tests are in the main lane, which xdist hands to the
+    # first worker (``--dist loadgroup`` gives the first worker the group with the most tests), so only it builds.
+    second_lane = "IBSTREAM_TEST_LANE" in os.environ
+    if (_use_containers() or selected) and not second_lane:
         from tests.containers import prebuild_local_images
 
         prebuild_local_images(TEST_STATE)
