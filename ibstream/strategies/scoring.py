@@ -31,6 +31,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ibstream.config import Settings
@@ -47,7 +48,9 @@ SCORED_KEEP = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=1 << 12)
 def _us(at: datetime) -> int:
+    """Epoch µs, exact; cached (a datetime is immutable): every symbol's bar of one start asks for the same one."""
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
@@ -259,6 +262,8 @@ def fold_bar(state: dict[str, Any], bar: Bar, now: datetime) -> list[SignalOutco
         del recent[:-RECENT_BARS]
     outcomes: list[SignalOutcome] = []
     opened: dict[str, Any] = state["open"]
+    if not opened:
+        return outcomes
     for signal_id, tracked in list(opened.items()):
         ending = _judge(tracked, row)
         if ending is not None:

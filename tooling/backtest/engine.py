@@ -199,7 +199,7 @@ class Backtest:
         self._outcome_states: dict[str, dict[str, Any]] = {}
         self._runs: dict[str, RunEntry] = {}  # order_id → the run
         self._evaluators: dict[str, dict[str, lifecycle.Strategy]] = {}
-        self._faulted: set[str] = set()
+        self._fault_generation = self.runtime.fault_generation
         self._next_sample = 0.0
 
     def run(self, bars: Iterable[Bar], progress: Callable[[int], None] | None = None) -> BacktestResult:
@@ -244,9 +244,8 @@ class Backtest:
     def _strategies(self, symbol: str) -> dict[str, lifecycle.Strategy]:
         """The runtime's evaluators for the symbol, rebuilt only when an instance failed (they do not change
         otherwise: a backtest has no control commands)."""
-        faulted = self.runtime.faulted()
-        if faulted != self._faulted:
-            self._faulted, self._evaluators = faulted, {}
+        if self.runtime.fault_generation != self._fault_generation:
+            self._fault_generation, self._evaluators = self.runtime.fault_generation, {}
         evaluators = self._evaluators.get(symbol)
         if evaluators is None:
             evaluators = dict(self.runtime.evaluators(symbol, lifecycle.BASE_TIMEFRAME))
@@ -264,7 +263,9 @@ class Backtest:
         if held is None:
             held = self._signal_states[symbol] = lifecycle.HeldState(self._window)
         self.result.outcomes += scoring.fold_bar(outcome_state, bar, now)
-        signals, _ = lifecycle.fold_bar(held, bar, now, self.config.expiry_seconds, self._strategies(symbol))
+        signals, _ = lifecycle.fold_bar(
+            held, bar, now, self.config.expiry_seconds, self._strategies(symbol), with_transitions=False
+        )
         for signal in signals:
             self.result.signals.append(signal)
             self.result.outcomes += scoring.fold_signal(outcome_state, signal, self.config.sizing, now)

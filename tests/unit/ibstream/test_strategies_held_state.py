@@ -92,3 +92,17 @@ def test_scoring_in_place_gives_the_pure_folds_outcomes_and_the_pure_folds_leave
         outcomes_seen += len(outcomes)
         assert held == state
     assert outcomes_seen >= 5
+
+
+def test_a_held_window_folded_without_transitions_gives_the_same_signals_and_state() -> None:
+    closes = _closes(260, seed=5)
+    with_records, without = HeldState(window=40), HeldState(window=40)
+    made = 0
+    for index in _deliveries(len(closes), seed=6):
+        one = bar(index, closes[index])
+        now = one.start + timedelta(seconds=5)
+        signals, _ = fold_bar(with_records, one, now, 60)
+        assert fold_bar(without, one, now, 60, with_transitions=False) == (signals, [])
+        assert without == with_records
+        made += len(signals)
+    assert made >= 5
