@@ -67,7 +67,9 @@ State = dict[str, Any]
 _STATUSES = {status.value: status for status in SignalStatus}
 
 
+@lru_cache(maxsize=1 << 12)
 def _micros(value: datetime) -> int:
+    """Cached (a datetime is immutable): every symbol's bar of one start asks for the same one."""
     return int(value.timestamp() * 1_000_000)
 
 
