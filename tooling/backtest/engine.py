@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from ibstream.alerting import AlertBook
 from ibstream.config import Settings
-from ibstream.contracts import Bar, OrderIntent, Quote, Signal, SignalOutcome
+from ibstream.contracts import AccountState, Bar, OrderIntent, Quote, Signal, SignalOutcome
 from ibstream.contracts.enums import ApprovalMode, MarketDataSource, OrderLeg, RunState, Side
 from ibstream.exceptions import IbstreamError
 from ibstream.orchestration.lifecycle import (
@@ -258,7 +258,7 @@ class Backtest:
         symbol = bar.symbol
         outcome_state = self._outcome_states.get(symbol)
         if outcome_state is None:
-            outcome_state = self._outcome_states[symbol] = scoring.empty_state()
+            outcome_state = self._outcome_states[symbol] = scoring.held_state()
         held = self._signal_states.get(symbol)
         if held is None:
             held = self._signal_states[symbol] = lifecycle.HeldState(self._window)
@@ -277,12 +277,14 @@ class Backtest:
             _count(self.result.runs, "not opened (confidence below the orchestration minimum)")
             return
         planning = start_planning(trigger(signal, reason="backtest"))
+        # The account as risk will see it: nothing fills between planning and the decision, so one read serves both.
+        account = self.broker.account_state(now)
         outcome: Any
         try:
             outcome = plan_signal(
                 signal,
                 self.config.entry_type,
-                self.broker.net_liquidation(),
+                account.net_liquidation,
                 self.config.risk_pct,
                 self.config.plan_limits,
             )
@@ -291,7 +293,7 @@ class Backtest:
         step = after_planning(conclude_planning(planning, signal, outcome), signal, self.config.orchestration, now)
         self._apply_step(step)
         if step.intent is not None and step.entry is not None:
-            self._decide(step.intent, step.entry, now)
+            self._decide(step.intent, step.entry, account, now)
 
     def _apply_step(self, step: Step) -> None:
         """Store the run, and give its transitions to the symbol's signal state (frees a slot when it ends)."""
@@ -307,7 +309,7 @@ class Backtest:
         if run.state is not RunState.SUBMITTED:
             _count(self.result.runs, run.state.value)
 
-    def _decide(self, intent: OrderIntent, entry: RunEntry, now: datetime) -> None:
+    def _decide(self, intent: OrderIntent, entry: RunEntry, account: AccountState, now: datetime) -> None:
         symbol = intent.symbol
         mark = self.market.last(symbol)
         self.view.apply_quote(
@@ -322,7 +324,7 @@ class Backtest:
                 source=MarketDataSource.REPLAY,
             )
         )
-        self.view.apply_account_state(self.broker.account_state(now))
+        self.view.apply_account_state(account)
         decision = decide(intent, self.view, self.config.risk_limits, now)
         self.view.apply_decision(decision, now)
         self._apply_step(on_decision(entry, decision, now))
