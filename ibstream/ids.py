@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
+from functools import lru_cache
 
 #: The project's uuid5 namespace (fixed forever: changing it changes every id).
 NAMESPACE = uuid.UUID("5f0c2a1e-7b6d-5c3e-9a41-1b2f3e4d5c6a")
@@ -41,8 +42,10 @@ def run_id(signal_id: str) -> str:
     return _uuid("run", signal_id)
 
 
+@lru_cache(maxsize=1 << 12)
 def order_id(run_id: str) -> str:
-    """``order_id = uuid5(NAMESPACE, run_id)``: an approved run can only ever produce this one order."""
+    """``order_id = uuid5(NAMESPACE, run_id)``: an approved run can only ever produce this one order. Cached: a run's
+    entry is asked for its order id at every step (``RunEntry.order_id``)."""
     return _uuid("order", run_id)
 
 

@@ -15,6 +15,8 @@ FOREVER = -1
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value  # what astimezone(UTC) returns for it (the usual case, on every record's every timestamp)
     # Naive datetimes are ambiguous and Avro's timestamp-micros is UTC by definition: refuse rather than guess.
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamps must be timezone-aware (UTC)")

@@ -56,7 +56,8 @@ def ma_crossover(bars: Sequence[BarPoint], fast: int = 10, slow: int = 30, momen
     """
     if len(bars) < slow + momentum + 1:
         return None
-    closes = [bar.close for bar in bars]
+    # Only the closes the averages read: the same values summed in the same order as over the whole window.
+    closes = [bar.close for bar in bars[-max(slow + 1, fast + momentum) :]]
     fast_now, slow_now = sma(closes[-fast:]), sma(closes[-slow:])
     fast_prev, slow_prev = sma(closes[-fast - 1 : -1]), sma(closes[-slow - 1 : -1])
     if fast_prev <= slow_prev and fast_now > slow_now:
@@ -85,7 +86,8 @@ def donchian_breakout(bars: Sequence[BarPoint], period: int = 20) -> Proposal | 
     if len(bars) < period + 2:
         return None
     channel = bars[-period - 1 : -1]
-    high, low = max(bar.high for bar in channel), min(bar.low for bar in channel)
+    # Lists, not generators: the same values compared in the same order, faster.
+    high, low = max([bar.high for bar in channel]), min([bar.low for bar in channel])
     close = bars[-1].close
     if close > high:
         side, distance = Side.BUY, close - high
@@ -112,7 +114,7 @@ def zscore_reversion(bars: Sequence[BarPoint], period: int = 20, threshold: floa
         return None
     closes = [bar.close for bar in bars[-period:]]
     mean = sma(closes)
-    std = math.sqrt(sum((c - mean) ** 2 for c in closes) / len(closes))
+    std = math.sqrt(sum([(c - mean) ** 2 for c in closes]) / len(closes))
     if std <= 0:
         return None
     close = closes[-1]

@@ -67,7 +67,9 @@ State = dict[str, Any]
 _STATUSES = {status.value: status for status in SignalStatus}
 
 
+@lru_cache(maxsize=1 << 12)
 def _micros(value: datetime) -> int:
+    """Cached (a datetime is immutable): every symbol's bar of one start asks for the same one."""
     return int(value.timestamp() * 1_000_000)
 
 
@@ -148,24 +150,37 @@ def fold_bar(
     now: datetime,
     expiry_seconds: int,
     strategies: Mapping[str, Strategy] = STRATEGIES,
+    *,
+    with_transitions: bool = True,
 ) -> tuple[list[Signal], list[SignalTransition]]:
-    """``on_bar`` for a 5-second bar on a ``HeldState``, in place: the same signals and transitions."""
+    """``on_bar`` for a 5-second bar on a ``HeldState``, in place: the same signals and transitions.
+    ``with_transitions=False``: the same state and signals, the transitions not built (an empty list: a caller that
+    drops them, the backtest, skips a record and an id per signal and expiry)."""
     start = _micros(bar.start)
-    slot = _slot(held.starts, start)
+    starts = held.starts
+    slot = len(starts) if not starts or start > starts[-1] else _slot(starts, start)
     if slot is None:
         return [], []
-    newest = slot == len(held.starts)
-    held.starts.insert(slot, start)
-    held.points.insert(slot, BarPoint(bar.high, bar.low, bar.close, bar.start, bar.open, bar.volume))
-    if len(held.starts) > held.window:
-        del held.starts[: -held.window], held.points[: -held.window]
+    newest = slot == len(starts)
+    point = BarPoint(bar.high, bar.low, bar.close, bar.start, bar.open, bar.volume)
+    if newest:
+        starts.append(start)
+        held.points.append(point)
+    else:
+        starts.insert(slot, start)
+        held.points.insert(slot, point)
+    if len(starts) > held.window:
+        del starts[: -held.window], held.points[: -held.window]
     if not newest:
         return [], []  # gap fill: history, not a new signal
-    transitions = _expire(held.active, bar, now)
+    active = held.active
+    transitions = _expire(active, bar, now, start, with_transitions) if active else []
+    if len(active) >= len(strategies) and all(strategy in active for strategy in strategies):
+        return [], transitions  # every strategy holds an active signal: none is evaluated
     points = list(held.points)  # a strategy's own copy: the held window changes with the next bar
     seen = Bars(symbol=bar.symbol, timeframe=BASE_TIMEFRAME, window=points, frames={BASE_TIMEFRAME: points})
-    signals, opened = _evaluate(held.active, seen, bar, now, expiry_seconds, strategies)
-    return signals, transitions + opened
+    signals, opened = _evaluate(active, seen, bar, now, expiry_seconds, strategies, with_transitions=with_transitions)
+    return signals, transitions + opened if opened else transitions
 
 
 def _slot(starts: Sequence[int], start: int) -> int | None:
@@ -218,9 +233,16 @@ def bars_of(current: Mapping[str, Any], symbol: str, timeframe: str = BASE_TIMEF
     return Bars(symbol=symbol, timeframe=timeframe, window=frames.get(timeframe, []), frames=frames)
 
 
-def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[SignalTransition]:
-    """Free the slots of ended and expired signals (event time: the bar's start); the expiries to record."""
-    start = _micros(bar.start)
+def _expire(
+    active: dict[str, dict[str, Any]],
+    bar: Bar,
+    now: datetime,
+    start: int | None = None,
+    with_transitions: bool = True,
+) -> list[SignalTransition]:
+    """Free the slots of ended and expired signals (event time: the bar's start, ``start`` in µs when the caller has
+    it); the expiries to record (none built without ``with_transitions``)."""
+    start = _micros(bar.start) if start is None else start
     transitions: list[SignalTransition] = []
     for strategy, entry in list(active.items()):
         status = _STATUSES.get(entry["status"]) or SignalStatus(entry["status"])  # (an unknown status still raises)
@@ -230,7 +252,7 @@ def _expire(active: dict[str, dict[str, Any]], bar: Bar, now: datetime) -> list[
             del active[strategy]
             # A signal an orchestration run planned is expired by that run (on the wall clock, with the run's
             # id); emitting it here as well would record the same expiry twice.
-            if status in EXPIRABLE and not entry.get("run_id"):
+            if with_transitions and status in EXPIRABLE and not entry.get("run_id"):
                 transitions.append(
                     transition(
                         entry["signal_id"],
@@ -253,21 +275,26 @@ def _evaluate(
     expiry_seconds: int,
     strategies: Mapping[str, Strategy],
     timeframe: str = BASE_TIMEFRAME,
+    *,
+    with_transitions: bool = True,
 ) -> tuple[list[Signal], list[SignalTransition]]:
-    """Run every strategy without an active signal over ``seen``; its new signals and their "new" transitions."""
+    """Run every strategy without an active signal over ``seen``; its new signals and their "new" transitions (none
+    built without ``with_transitions``)."""
     signals: list[Signal] = []
     transitions: list[SignalTransition] = []
-    bar_end = bar.start + timedelta(seconds=TIMEFRAME_SECONDS.get(timeframe, BAR_SECONDS))
     for strategy, evaluate in strategies.items():
         if strategy in active:
             continue
         proposal = evaluate(seen)
         if proposal is None:
             continue
+        bar_end = bar.start + timedelta(seconds=TIMEFRAME_SECONDS.get(timeframe, BAR_SECONDS))
         expiry = bar_end + (proposal.expiry if proposal.expiry is not None else timedelta(seconds=expiry_seconds))
         signal = _signal(bar, strategy, proposal, now, expiry)
         signals.append(signal)
         active[strategy] = {"signal_id": signal.signal_id, "expiry": _micros(expiry), "status": SignalStatus.NEW.value}
+        if not with_transitions:
+            continue
         reason = f"{strategy} {proposal.side.value} confidence {proposal.confidence:.2f}"
         transitions.append(
             transition(

@@ -44,6 +44,9 @@ class StrategyRuntime:
         self.instances = {instance.name: instance for instance in instances}
         self.switches = StrategySwitches()
         self._faults: dict[str, int] = {}  # instance → the sequence of its switch when it failed
+        #: Counts the changes of the faults (an instance failing or enabled again): a caller caching ``evaluators``
+        #: rebuilds them when it moved, without copying the faults on every bar.
+        self.fault_generation = 0
         self._book = book if book is not None else AlertBook("streams")
         self._alerts: list[Alert] = []
         self._lock = threading.Lock()
@@ -107,6 +110,7 @@ class StrategyRuntime:
         instance = self.instances[name]
         with self._lock:
             self._faults[name] = self.switches.sequence(name)
+            self.fault_generation += 1
             alert = self._book.fire(
                 STRATEGY_FAILED,
                 name,
@@ -141,6 +145,7 @@ class StrategyRuntime:
         if failed_at is None or not switch.enabled or switch.sequence <= failed_at:
             return
         del self._faults[switch.instance]
+        self.fault_generation += 1
         resolved = self._book.resolve(
             STRATEGY_FAILED, switch.instance, f"strategy instance {switch.instance} enabled again by {switch.actor}"
         )

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ibstream.config import Settings
@@ -47,7 +49,9 @@ SCORED_KEEP = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=1 << 12)
 def _us(at: datetime) -> int:
+    """Epoch µs, exact; cached (a datetime is immutable): every symbol's bar of one start asks for the same one."""
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
@@ -96,6 +100,22 @@ def _direction(side: Side | str) -> int:
 def empty_state() -> dict[str, Any]:
     """A symbol's state: open signals by id, the recent bars ([start µs, open, high, low, close]), scored ids."""
     return {"open": {}, "recent": [], "scored": []}
+
+
+#: The key of ``held_state``'s index of the scored ids.
+_SCORED_INDEX = "scored_index"
+
+
+def held_state() -> dict[str, Any]:
+    """``empty_state`` for a process that holds the state itself and folds it in place (``fold_signal``,
+    ``fold_bar``; never stored as JSON): the scored ids are also counted in an index, so a new signal is not compared
+    with each of the ``SCORED_KEEP`` ids remembered. The pure folds' copy drops the index (and reads the list)."""
+    return {**empty_state(), _SCORED_INDEX: Counter[str]()}
+
+
+def _is_scored(state: dict[str, Any], signal_id: str) -> bool:
+    index: Counter[str] | None = state.get(_SCORED_INDEX)
+    return signal_id in state["scored"] if index is None else signal_id in index
 
 
 def track(signal: Signal, sizing: Sizing, bar_seconds: int = BAR_SECONDS) -> dict[str, Any]:
@@ -206,7 +226,15 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
 def _remember_scored(state: dict[str, Any], signal_ids: list[str]) -> None:
     scored = state["scored"]
     scored += signal_ids
+    index: Counter[str] | None = state.get(_SCORED_INDEX)
+    if index is not None:
+        index.update(signal_ids)
     if len(scored) > SCORED_KEEP:
+        if index is not None:
+            for forgotten in scored[:-SCORED_KEEP]:
+                index[forgotten] -= 1
+                if index[forgotten] <= 0:
+                    del index[forgotten]
         del scored[:-SCORED_KEEP]
 
 
@@ -225,7 +253,7 @@ def fold_signal(
     state: dict[str, Any], signal: Signal, sizing: Sizing, now: datetime, bar_seconds: int = BAR_SECONDS
 ) -> list[SignalOutcome]:
     """``on_signal`` in place, for a state one process holds (the backtest): the outcome if the recent bars end it."""
-    if signal.signal_id in state["open"] or signal.signal_id in state["scored"]:
+    if signal.signal_id in state["open"] or _is_scored(state, signal.signal_id):
         return []
     tracked = track(signal, sizing, bar_seconds)
     recent: list[list[Any]] = state["recent"]
@@ -259,6 +287,8 @@ def fold_bar(state: dict[str, Any], bar: Bar, now: datetime) -> list[SignalOutco
         del recent[:-RECENT_BARS]
     outcomes: list[SignalOutcome] = []
     opened: dict[str, Any] = state["open"]
+    if not opened:
+        return outcomes
     for signal_id, tracked in list(opened.items()):
         ending = _judge(tracked, row)
         if ending is not None:

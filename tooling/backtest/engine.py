@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from ibstream.alerting import AlertBook
 from ibstream.config import Settings
-from ibstream.contracts import Bar, OrderIntent, Quote, Signal, SignalOutcome
+from ibstream.contracts import AccountState, Bar, OrderIntent, Quote, Signal, SignalOutcome
 from ibstream.contracts.enums import ApprovalMode, MarketDataSource, OrderLeg, RunState, Side
 from ibstream.exceptions import IbstreamError
 from ibstream.orchestration.lifecycle import (
@@ -199,7 +199,7 @@ class Backtest:
         self._outcome_states: dict[str, dict[str, Any]] = {}
         self._runs: dict[str, RunEntry] = {}  # order_id → the run
         self._evaluators: dict[str, dict[str, lifecycle.Strategy]] = {}
-        self._faulted: set[str] = set()
+        self._fault_generation = self.runtime.fault_generation
         self._next_sample = 0.0
 
     def run(self, bars: Iterable[Bar], progress: Callable[[int], None] | None = None) -> BacktestResult:
@@ -244,9 +244,8 @@ class Backtest:
     def _strategies(self, symbol: str) -> dict[str, lifecycle.Strategy]:
         """The runtime's evaluators for the symbol, rebuilt only when an instance failed (they do not change
         otherwise: a backtest has no control commands)."""
-        faulted = self.runtime.faulted()
-        if faulted != self._faulted:
-            self._faulted, self._evaluators = faulted, {}
+        if self.runtime.fault_generation != self._fault_generation:
+            self._fault_generation, self._evaluators = self.runtime.fault_generation, {}
         evaluators = self._evaluators.get(symbol)
         if evaluators is None:
             evaluators = dict(self.runtime.evaluators(symbol, lifecycle.BASE_TIMEFRAME))
@@ -259,12 +258,14 @@ class Backtest:
         symbol = bar.symbol
         outcome_state = self._outcome_states.get(symbol)
         if outcome_state is None:
-            outcome_state = self._outcome_states[symbol] = scoring.empty_state()
+            outcome_state = self._outcome_states[symbol] = scoring.held_state()
         held = self._signal_states.get(symbol)
         if held is None:
             held = self._signal_states[symbol] = lifecycle.HeldState(self._window)
         self.result.outcomes += scoring.fold_bar(outcome_state, bar, now)
-        signals, _ = lifecycle.fold_bar(held, bar, now, self.config.expiry_seconds, self._strategies(symbol))
+        signals, _ = lifecycle.fold_bar(
+            held, bar, now, self.config.expiry_seconds, self._strategies(symbol), with_transitions=False
+        )
         for signal in signals:
             self.result.signals.append(signal)
             self.result.outcomes += scoring.fold_signal(outcome_state, signal, self.config.sizing, now)
@@ -276,12 +277,14 @@ class Backtest:
             _count(self.result.runs, "not opened (confidence below the orchestration minimum)")
             return
         planning = start_planning(trigger(signal, reason="backtest"))
+        # The account as risk will see it: nothing fills between planning and the decision, so one read serves both.
+        account = self.broker.account_state(now)
         outcome: Any
         try:
             outcome = plan_signal(
                 signal,
                 self.config.entry_type,
-                self.broker.net_liquidation(),
+                account.net_liquidation,
                 self.config.risk_pct,
                 self.config.plan_limits,
             )
@@ -290,7 +293,7 @@ class Backtest:
         step = after_planning(conclude_planning(planning, signal, outcome), signal, self.config.orchestration, now)
         self._apply_step(step)
         if step.intent is not None and step.entry is not None:
-            self._decide(step.intent, step.entry, now)
+            self._decide(step.intent, step.entry, account, now)
 
     def _apply_step(self, step: Step) -> None:
         """Store the run, and give its transitions to the symbol's signal state (frees a slot when it ends)."""
@@ -306,7 +309,7 @@ class Backtest:
         if run.state is not RunState.SUBMITTED:
             _count(self.result.runs, run.state.value)
 
-    def _decide(self, intent: OrderIntent, entry: RunEntry, now: datetime) -> None:
+    def _decide(self, intent: OrderIntent, entry: RunEntry, account: AccountState, now: datetime) -> None:
         symbol = intent.symbol
         mark = self.market.last(symbol)
         self.view.apply_quote(
@@ -321,7 +324,7 @@ class Backtest:
                 source=MarketDataSource.REPLAY,
             )
         )
-        self.view.apply_account_state(self.broker.account_state(now))
+        self.view.apply_account_state(account)
         decision = decide(intent, self.view, self.config.risk_limits, now)
         self.view.apply_decision(decision, now)
         self._apply_step(on_decision(entry, decision, now))

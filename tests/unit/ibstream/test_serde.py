@@ -129,6 +129,15 @@ def test_naive_timestamps_are_refused() -> None:
         quote(event_time=datetime(2026, 1, 1, 12, 0))
 
 
+def test_a_utc_timestamp_is_kept_as_given_and_another_zone_becomes_utc() -> None:
+    from datetime import timedelta, timezone
+
+    at = datetime(2026, 1, 1, 14, 30, tzinfo=UTC)
+    assert quote(event_time=at).event_time is at  # what astimezone(UTC) gives it: itself
+    eastern = quote(event_time=datetime(2026, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))).event_time
+    assert eastern == at and eastern.tzinfo is UTC
+
+
 def test_timestamps_are_normalised_to_utc() -> None:
     from datetime import timedelta, timezone
 

@@ -1,20 +1,25 @@
 """The in-memory forms the backtest folds in place (``lifecycle.HeldState`` + ``fold_bar``, ``scoring.fold_bar`` /
-``fold_signal``) give exactly what the JSON-state folds of the streams agents give, bar for bar: the same signals,
-transitions, outcomes and window, duplicates and gap fills included; and the pure folds still leave their input
-state untouched."""
+``fold_signal`` on ``scoring.held_state``) give exactly what the JSON-state folds of the streams agents give, bar for
+bar: the same signals, transitions, outcomes and window, duplicates and gap fills included; and the pure folds still
+leave their input state untouched."""
 
 from __future__ import annotations
 
 import copy
 import random
+from collections import Counter
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from ibstream.contracts.enums import Side
 from ibstream.strategies import lifecycle, scoring
 from ibstream.strategies.lifecycle import HeldState, fold_bar, on_bar
 from ibstream.strategies.sdk import Proposal
 from tests.unit.ibstream.test_strategies_scoring import NOW, SIZING
+from tests.unit.ibstream.test_strategies_scoring import bar as scoring_bar
+from tests.unit.ibstream.test_strategies_scoring import signal as scoring_signal
 from tests.unit.streams.test_streams_signals import T0, bar
 
 
@@ -92,3 +97,36 @@ def test_scoring_in_place_gives_the_pure_folds_outcomes_and_the_pure_folds_leave
         outcomes_seen += len(outcomes)
         assert held == state
     assert outcomes_seen >= 5
+
+
+def test_a_held_window_folded_without_transitions_gives_the_same_signals_and_state() -> None:
+    closes = _closes(260, seed=5)
+    with_records, without = HeldState(window=40), HeldState(window=40)
+    made = 0
+    for index in _deliveries(len(closes), seed=6):
+        one = bar(index, closes[index])
+        now = one.start + timedelta(seconds=5)
+        signals, _ = fold_bar(with_records, one, now, 60)
+        assert fold_bar(without, one, now, 60, with_transitions=False) == (signals, [])
+        assert without == with_records
+        made += len(signals)
+    assert made >= 5
+
+
+def test_a_held_scoring_state_indexes_its_scored_ids_and_scores_as_the_plain_state_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Signals ended at once by the recent bars (each remembered as scored), the oldest forgotten past
+    ``SCORED_KEEP``, and replays of remembered and forgotten ones: the indexed state and the plain one agree."""
+    monkeypatch.setattr(scoring, "SCORED_KEEP", 4)
+    plain, held = scoring.empty_state(), scoring.held_state()
+    for i in range(1, 4):
+        one = scoring_bar(i, 90.0, 110.0)  # touches every stop below: each signal ends on the recent bars
+        assert scoring.fold_bar(plain, one, NOW) == scoring.fold_bar(held, one, NOW)
+    ids = [f"s{n}" for n in range(10)]
+    for signal_id in [*ids, "s9", "s0", "s7", "s3", *ids]:
+        given = scoring_signal(signal_id=signal_id)
+        assert scoring.fold_signal(held, given, SIZING, NOW) == scoring.fold_signal(plain, given, SIZING, NOW)
+        assert held["scored"] == plain["scored"] and held["open"] == plain["open"]
+        assert held["scored_index"] == Counter(held["scored"])
+    assert len(held["scored"]) == 4

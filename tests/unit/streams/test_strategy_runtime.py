@@ -124,6 +124,17 @@ def test_an_enable_newer_than_the_failure_brings_the_instance_back_and_resolves_
     assert [(a.kind, a.state) for a in runtime.drain_alerts()] == [(STRATEGY_FAILED, AlertState.RESOLVED)]
 
 
+def test_the_fault_generation_moves_when_an_instance_fails_and_when_it_is_enabled_again() -> None:
+    runtime = StrategyRuntime([instance("boom", Exploding(StrategyParams()))], AlertBook("test"))
+    assert runtime.fault_generation == 0
+    feed(runtime, [100.0, 101.0, 102.0])
+    assert runtime.fault_generation == 1
+    runtime.apply(command(ControlCommandKind.TRADING_STATE, target_of("boom"), 1, TradingState.HALTED))
+    assert runtime.fault_generation == 1  # a switch that lifts no fault changes nothing
+    runtime.apply(command(ControlCommandKind.TRADING_STATE, target_of("boom"), 2, TradingState.ACTIVE))
+    assert runtime.fault_generation == 2 and runtime.enabled("boom")
+
+
 def test_switches_symbols_and_configuration_decide_what_runs() -> None:
     runtime = StrategyRuntime(
         [breakout("msft-only", symbols=frozenset({"MSFT"})), breakout("off", enabled=False), breakout("on")],
