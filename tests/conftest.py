@@ -26,11 +26,11 @@ from ibstream.config import PROJECT_ROOT, Settings, load_settings
 if TYPE_CHECKING:
     from tests.containers import ClickHouseServer, Engine
 
-#: Test files that run in the second lane (``ops/dev test`` runs two pytest-xdist workers): the long campaigns that
-#: bring their own brokers. They are mostly waiting (about half a core between them), so beside them the main lane
-#: runs the unit and integration tests; the timing-sensitive end-to-end tests (UAT's 600x market clock, the triage
-#: drill) run last, when this lane is done.
-CAMPAIGN_LANE = ("tests/chaos/test_chaos.py", "tests/integration/test_cluster.py", "tests/e2e/test_kafka_identities.py")
+#: Test files that run in the second lane (``ops/dev test`` runs two pytest-xdist workers, ``--dist loadscope``):
+#: the chaos campaigns and the 3-node cluster tests, which bring their own brokers and mostly wait (about half a core
+#: between them). Beside them the main lane runs the unit and integration tests; the timing-sensitive end-to-end
+#: tests (UAT's 600x market clock, the demo-based ones, the triage drill) run last, when this lane is done.
+CAMPAIGN_LANE = ("tests/chaos/test_chaos.py", "tests/integration/test_cluster.py")
 #: The main lane's order: the fast unit tests, then integration, then end to end.
 LANE_ORDER = ("tests/unit/", "tests/integration/", "tests/chaos/", "tests/e2e/")
 
@@ -68,21 +68,33 @@ def _lane_rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Two lanes (pytest-xdist ``--dist loadgroup``): the campaign files in one group, everything else in the other,
-    in ``LANE_ORDER`` (a stable sort: each directory keeps its own order). Every worker computes the same order,
-    which xdist requires. Without xdist the marks are inert and only the order applies."""
+    """The main lane's order, ``LANE_ORDER`` (a stable sort: each directory keeps its own order). Every xdist worker
+    computes the same order, which xdist requires."""
     items.sort(key=_lane_rank)
-    for item in items:
-        lane = "campaigns" if item.nodeid.split("::", 1)[0] in CAMPAIGN_LANE else "main"
-        item.add_marker(pytest.mark.xdist_group(lane))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Two lanes under ``--dist loadscope`` (``ops/dev test``): the ``CAMPAIGN_LANE`` files are one scope, everything
+    else the other, and xdist hands each scope whole to one worker, the larger (main) to the first. (xdist's own
+    ``loadgroup`` marks do nothing under pytest 9: the group never reaches the scheduler.) Any other ``--dist``
+    mode is xdist's own."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "campaigns" if nodeid.split("::", 1)[0] in CAMPAIGN_LANE else "main"
+
+    return LaneScheduling(config, log)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Container tests with images built here (``IBSTREAM_TEST_*_IMAGE=local``): build them before the first test,
     outside the per-test timeout (the first build takes minutes); later runs find them built."""
     selected = any(item.path.name == "test_testcontainers.py" for item in session.items)
-    # Every xdist worker collects every test; the container tests are in the main lane, which xdist hands to the
-    # first worker (``--dist loadgroup`` gives the first worker the group with the most tests), so only it builds.
+    # Every xdist worker collects every test; the container tests are in the main lane, which the first worker runs
+    # (``pytest_xdist_make_scheduler``: the scope with the most tests goes first), so only it builds.
     second_lane = "IBSTREAM_TEST_LANE" in os.environ
     if (_use_containers() or selected) and not second_lane:
         from tests.containers import prebuild_local_images
