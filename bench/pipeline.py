@@ -5,7 +5,8 @@ Runs ibsim in real time (24 h market, 10 symbols, a tick every 10 ms: about 1,00
 the timestamps the records carry it reports p50/p95/p99 of:
 * quote ingest → a consumer receives it (what the risk view sees under load),
 * intent created → risk decision (`created_time` → `decided_time`),
-* routed order → acknowledged at ibsim (`routed_time` → the `acknowledged` event's `event_time`),
+* routed order → acknowledged at ibsim (`routed_time` → the `acknowledged` event's `event_time`), split at the
+  parent's placeOrder (its `pending_submit` event): routed → placed and placed → acknowledged,
 * intent → acknowledged (the whole order path),
 and the peak RSS of each deployable (sampled every 0.5 s). Times are wall clock on one machine, so no clock skew.
 """
@@ -244,8 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     acked = {
         e.order_id: e.event_time for e, _ in events if e.status is OrderStatus.ACKNOWLEDGED and e.leg.value == "parent"
     }
+    # The parent's placeOrder (its pending_submit event) splits routed → ack into execution's part (poll, approval
+    # check, journal) and the round trip to IB and back into execution's loop.
+    placed = {
+        e.order_id: e.event_time
+        for e, _ in events
+        if e.status is OrderStatus.PENDING_SUBMIT and e.leg.value == "parent" and e.order_id in acked
+    }
     intent_time = {d.order_id: d.intent_time for d, _ in decisions}
     routed_lag = [(acked[r.order_id] - r.routed_time).total_seconds() * 1000 for r, _ in routed if r.order_id in acked]
+    to_placed = [(placed[r.order_id] - r.routed_time).total_seconds() * 1000 for r, _ in routed if r.order_id in placed]
+    placed_to_ack = [(acked[o] - placed[o]).total_seconds() * 1000 for o in placed]
     whole = [(acked[o] - intent_time[o]).total_seconds() * 1000 for o in acked if o in intent_time]
     report = {
         "quotes_per_second": len(quote_lag) / args.seconds,
@@ -256,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         "quote_ingest_to_consumer_ms": percentiles(quote_lag),
         "intent_to_decision_ms": percentiles(decision_lag),
         "routed_to_ack_ms": percentiles(routed_lag),
+        "routed_to_placed_ms": percentiles(to_placed),
+        "placed_to_ack_ms": percentiles(placed_to_ack),
         "intent_to_ack_ms": percentiles(whole),
         "peak_rss_mb": {name: round(value, 1) for name, value in sorted(rss.items())},
     }

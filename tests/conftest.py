@@ -27,10 +27,18 @@ if TYPE_CHECKING:
     from tests.containers import ClickHouseServer, Engine
 
 #: Test files that run in the second lane (``ops/dev test`` runs two pytest-xdist workers, ``--dist loadscope``):
-#: the chaos campaigns and the 3-node cluster tests, which bring their own brokers and mostly wait (about half a core
-#: between them). Beside them the main lane runs the unit and integration tests; the timing-sensitive end-to-end
-#: tests (UAT's 600x market clock, the demo-based ones, the triage drill) run last, when this lane is done.
-CAMPAIGN_LANE = ("tests/chaos/test_chaos.py", "tests/integration/test_cluster.py")
+#: the chaos campaigns and the 3-node cluster tests, which bring their own brokers and mostly wait, and the producer's
+#: and execution's integration tests (real sockets, generous waits, no market clock), about 13 minutes in all on a
+#: fresh 2-core machine. Beside them the main lane runs the unit tests and the other integration tests (about as
+#: long); the timing-sensitive end-to-end tests (UAT's 600x market clock, the demo-based ones, the triage drill) run
+#: last, when this lane is done.
+SECOND_LANE = (
+    "tests/chaos/test_chaos.py",
+    "tests/integration/test_cluster.py",
+    "tests/integration/test_producer.py",
+    "tests/integration/test_producer_connectivity.py",
+    "tests/integration/test_execution.py",
+)
 #: The main lane's order: the fast unit tests, then integration, then end to end.
 LANE_ORDER = ("tests/unit/", "tests/integration/", "tests/chaos/", "tests/e2e/")
 
@@ -74,7 +82,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Two lanes under ``--dist loadscope`` (``ops/dev test``): the ``CAMPAIGN_LANE`` files are one scope, everything
+    """Two lanes under ``--dist loadscope`` (``ops/dev test``): the ``SECOND_LANE`` files are one scope, everything
     else the other, and xdist hands each scope whole to one worker, the larger (main) to the first. (xdist's own
     ``loadgroup`` marks do nothing under pytest 9: the group never reaches the scheduler.) Any other ``--dist``
     mode is xdist's own."""
@@ -84,7 +92,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return "campaigns" if nodeid.split("::", 1)[0] in CAMPAIGN_LANE else "main"
+            return "second" if nodeid.split("::", 1)[0] in SECOND_LANE else "main"
 
     return LaneScheduling(config, log)
 
