@@ -8,7 +8,8 @@ the timestamps the records carry it reports p50/p95/p99 of:
 * routed order → acknowledged at ibsim (`routed_time` → the `acknowledged` event's `event_time`), split at the
   parent's placeOrder (its `pending_submit` event): routed → placed and placed → acknowledged,
 * intent → acknowledged (the whole order path),
-and the peak RSS of each deployable (sampled every 0.5 s). Times are wall clock on one machine, so no clock skew.
+and the peak RSS and the CPU (share of one core) of each deployable (sampled every 0.5 s). Times are wall clock on
+one machine, so no clock skew.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     group = ProcessGroup(args.directory / "logs")
     control = f"http://127.0.0.1:{ports['control']}"
     rss: dict[str, float] = {}
+    #: name → (first, last) sample of (wall seconds, CPU seconds): the share of a core each deployable used.
+    cpu: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {}
     stop_sampling = threading.Event()
 
     def sample() -> None:
@@ -147,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     process = psutil.Process(managed.pid)
                     total = process.memory_info().rss + sum(c.memory_info().rss for c in process.children(True))
+                    times = process.cpu_times()
                 except psutil.Error:
                     continue
                 rss[name] = max(rss.get(name, 0.0), total / 2**20)
+                now = (time.monotonic(), times.user + times.system)
+                cpu[name] = (cpu.get(name, (now, now))[0], now)
 
     try:
         group.ibstream(
@@ -270,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         "placed_to_ack_ms": percentiles(placed_to_ack),
         "intent_to_ack_ms": percentiles(whole),
         "peak_rss_mb": {name: round(value, 1) for name, value in sorted(rss.items())},
+        # From the first sample after a deployable started to the last before the pipeline stopped.
+        "cpu_cores": {
+            name: round((last[1] - first[1]) / (last[0] - first[0]), 3)
+            for name, (first, last) in sorted(cpu.items())
+            if last[0] > first[0]
+        },
     }
     print(json.dumps(report, indent=2))
     print("json: " + json.dumps(report), flush=True)  # one line for `python -m bench` to read back
