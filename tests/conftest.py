@@ -76,9 +76,11 @@ def _lane_rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The main lane's order, ``LANE_ORDER`` (a stable sort: each directory keeps its own order). Every xdist worker
-    computes the same order, which xdist requires."""
-    items.sort(key=_lane_rank)
+    """Under xdist (``IBSTREAM_TEST_LANES=2``), the main lane's order, ``LANE_ORDER`` (a stable sort: each directory
+    keeps its own order); every worker computes the same order, which xdist requires. In one process the order is
+    pytest's own (chaos, end to end, integration, unit), the one CI has run green many times."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        items.sort(key=_lane_rank)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
