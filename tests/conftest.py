@@ -26,7 +26,7 @@ from ibstream.config import PROJECT_ROOT, Settings, load_settings
 if TYPE_CHECKING:
     from tests.containers import ClickHouseServer, Engine
 
-#: Test files that run in the second lane (``ops/dev test`` runs two pytest-xdist workers, ``--dist loadscope``):
+#: Test files that run in the second lane (``IBSTREAM_TEST_LANES=2 ops/dev test``: two pytest-xdist workers):
 #: the chaos campaigns and the 3-node cluster tests, which bring their own brokers and mostly wait, and the producer's
 #: and execution's integration tests (real sockets, generous waits, no market clock), about 13 minutes in all on a
 #: fresh 2-core machine. Beside them the main lane runs the unit tests and the other integration tests (about as
@@ -84,10 +84,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Two lanes under ``--dist loadscope`` (``ops/dev test``): the ``SECOND_LANE`` files are one scope, everything
-    else the other, and xdist hands each scope whole to one worker, the larger (main) to the first. (xdist's own
-    ``loadgroup`` marks do nothing under pytest 9: the group never reaches the scheduler.) Any other ``--dist``
-    mode is xdist's own."""
+    """Two lanes under ``--dist loadscope`` (``IBSTREAM_TEST_LANES=2 ops/dev test``): the ``SECOND_LANE`` files are
+    one scope, everything else the other, and xdist hands each scope whole to one worker: the larger (main) to gw0,
+    whose ports and state are the unshifted ones (``_lane_environment``). xdist orders its workers as they come up,
+    so they are put in name order first; otherwise the main lane can land on gw1 (it did in a CI run) and skip the
+    container image prebuild. (xdist's own ``loadgroup`` marks do nothing under pytest 9: the group never reaches
+    the scheduler.) Any other ``--dist`` mode is xdist's own."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -96,6 +98,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return "second" if nodeid.split("::", 1)[0] in SECOND_LANE else "main"
 
+        def schedule(self) -> None:
+            # The initial assignment walks ``assigned_work`` in order, one scope (largest first) per worker.
+            self.assigned_work = dict(sorted(self.assigned_work.items(), key=lambda item: item[0].gateway.id))
+            super().schedule()
+
     return LaneScheduling(config, log)
 
 
@@ -103,8 +110,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Container tests with images built here (``IBSTREAM_TEST_*_IMAGE=local``): build them before the first test,
     outside the per-test timeout (the first build takes minutes); later runs find them built."""
     selected = any(item.path.name == "test_testcontainers.py" for item in session.items)
-    # Every xdist worker collects every test; the container tests are in the main lane, which the first worker runs
-    # (``pytest_xdist_make_scheduler``: the scope with the most tests goes first), so only it builds.
+    # Every xdist worker collects every test; the container tests are in the main lane, which gw0 runs
+    # (``pytest_xdist_make_scheduler``), so only it builds.
     second_lane = "IBSTREAM_TEST_LANE" in os.environ
     if (_use_containers() or selected) and not second_lane:
         from tests.containers import prebuild_local_images
