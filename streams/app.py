@@ -256,6 +256,10 @@ def faust_app(settings: Settings, data: Path) -> faust.App:
         # Tables recover from changelogs on start; a standby replica makes a rebalance hand-over fast.
         table_standby_replicas=1,
         producer_acks=-1,
+        # How far the fetch loop runs ahead of the agents: bounds how long a signal or an intent waits behind a
+        # backlog of bars (see StreamsSettings).
+        stream_buffer_maxsize=settings.streams.stream_buffer_maxsize,
+        consumer_max_fetch_size=settings.streams.fetch_partition_bytes,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",

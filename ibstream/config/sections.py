@@ -472,6 +472,15 @@ class StreamsSettings(Section):
     # How far behind the newest 5-second bar a late (backfilled) one may start and still correct its aggregates:
     # the bars agent keeps each timeframe's bars this long (streams/bars/aggregation.py); older ones are ignored.
     bars_late_window_seconds: int = Field(default=1800, ge=60, le=86_400)
+    # How much a worker fetches ahead of its agents. One fetch loop feeds every agent of the worker, in the order
+    # the records were fetched, and waits while an agent's buffer is full; so when the bar agents fall behind (a
+    # replay, the demo's 600x clock), a signal, a risk decision or an orchestration command waits behind every bar
+    # already fetched. Faust's defaults (4096 records per agent, 1 MiB per partition and fetch) let that backlog reach
+    # thousands of bars: at 600x a signal reached orchestration 5.7 s (p50, 12 s at most) after it was made, and
+    # expired. These (256 records, 64 KiB, a few hundred bars per partition) brought it to 1-2.6 s (at most 3.4-4.8)
+    # on the same run; smaller still (64 records, 16 KiB) cost throughput: the worker fell further behind.
+    stream_buffer_maxsize: int = Field(default=256, ge=16, le=131_072)
+    fetch_partition_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
 class OrchestrationSettings(Section):

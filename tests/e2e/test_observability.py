@@ -70,7 +70,11 @@ def _run(tmp_path: Path, kafka_bootstrap: str) -> Session:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
     # A whole day of simulated session, but the test stops as soon as an order filled: how long that takes
     # depends on the machine (deployables joining their groups, strategies warming up), not on a fixed length.
-    config = DemoConfig(speed=600.0, fault_at=None, live_view=False, directory=tmp_path / "demo")
+    # Signals stay actionable two market hours (12 wall seconds at 600x), as in the UAT's 600x sessions: on two
+    # loaded cores a signal can take seconds to reach orchestration, and then the approval has to come back.
+    config = DemoConfig(
+        speed=600.0, fault_at=None, live_view=False, directory=tmp_path / "demo", signal_expiry_seconds=7200
+    )
     demo = Demo(config, settings)
     spans_file = Path(demo.env()["IBSTREAM_SPANS_FILE"])
     try:
@@ -81,8 +85,8 @@ def _run(tmp_path: Path, kafka_bootstrap: str) -> Session:
             assert time.monotonic() < deadline, f"no order filled within {SESSION_SECONDS} s: {demo.events}"
             for name, managed in demo.group.processes.items():
                 assert managed.alive(), f"{name} died:\n{managed.log_tail()}"
-            # The demo trader's approvals, more often than the demo's one-second loop: at 600x a signal
-            # expires 3 wall seconds after it was made.
+            # The demo trader's approvals, more often than the demo's one-second loop: the sooner a run is
+            # approved, the sooner the test ends.
             demo.approve_waiting_runs()
             time.sleep(0.25)
         # Scraped while the rest still runs: first the producer, then, once no new bar can start work and

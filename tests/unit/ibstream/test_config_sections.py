@@ -103,6 +103,8 @@ OLD_VARIABLES: list[tuple[str, str, str, Any]] = [
     ("streams_data_dir", "/tmp/x", "streams.data_dir", Path("/tmp/x")),
     ("strategies_file", "/tmp/strategies.toml", "streams.strategies_file", Path("/tmp/strategies.toml")),
     ("streams_bars_late_window_seconds", "600", "streams.bars_late_window_seconds", 600),
+    ("streams_stream_buffer_maxsize", "512", "streams.stream_buffer_maxsize", 512),
+    ("streams_fetch_partition_bytes", "32768", "streams.fetch_partition_bytes", 32768),
     ("signal_expiry_seconds", "7", "orchestration.signal_expiry_seconds", 7),
     ("orchestration_min_confidence", "0.7", "orchestration.min_confidence", 0.7),
     ("approval_mode", "policy", "orchestration.approval_mode", "policy"),

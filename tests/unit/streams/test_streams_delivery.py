@@ -94,6 +94,20 @@ def test_the_streams_app_buffers_its_changelog_writes_in_the_delivered_buffer(tm
     assert app.producer.buffer.app is app
 
 
+def test_the_streams_app_fetches_only_a_little_ahead_of_its_agents(tmp_path: Path) -> None:
+    """A signal or an intent must not wait behind thousands of prefetched bars (StreamsSettings)."""
+    default = faust_app(load_settings(kafka_topic_prefix="unit."), tmp_path)
+    assert default.conf.stream_buffer_maxsize == 256 < 4096
+    assert default.conf.consumer_max_fetch_size == 64 * 1024 < 1024**2
+    tuned = faust_app(
+        load_settings(
+            kafka_topic_prefix="unit.", streams_stream_buffer_maxsize=1000, streams_fetch_partition_bytes=4096
+        ),
+        tmp_path,
+    )
+    assert (tuned.conf.stream_buffer_maxsize, tuned.conf.consumer_max_fetch_size) == (1000, 4096)
+
+
 @pytest.mark.asyncio
 async def test_a_flush_waits_for_the_records_queued_before_it_not_for_those_the_agents_keep_writing() -> None:
     earlier, later = HeldChannel(), HeldChannel()
