@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from tests.containers import ClickHouseServer, Engine
 
 #: Test files that run in the second lane (``ops/dev test``: two pytest-xdist workers unless
-#: ``IBSTREAM_TEST_LANES=0``): the chaos campaigns and the 3-node cluster tests, which bring their own brokers and mostly wait, and the producer's
-#: and execution's integration tests (real sockets, generous waits, no market clock), about 13 minutes in all on a
-#: fresh 2-core machine. Beside them the main lane runs the unit tests and the other integration tests (about as
-#: long); the timing-sensitive end-to-end tests (UAT's 600x market clock, the demo-based ones, the triage drill) run
-#: last, when this lane is done.
+#: ``IBSTREAM_TEST_LANES=0``): the chaos campaigns and the 3-node cluster tests, which bring their own brokers and
+#: mostly wait, and the producer's and execution's integration tests (real sockets, generous waits, no market clock),
+#: about 13 minutes in all on a fresh 2-core machine. Beside them the main lane runs the unit tests and the other
+#: integration tests (about as long); the timing-sensitive end-to-end tests (UAT's 600x market clock, the demo-based
+#: ones, the triage drill) run last, when this lane is done.
 SECOND_LANE = (
     "tests/chaos/test_chaos.py",
     "tests/integration/test_cluster.py",
