@@ -26,8 +26,8 @@ from ibstream.config import PROJECT_ROOT, Settings, load_settings
 if TYPE_CHECKING:
     from tests.containers import ClickHouseServer, Engine
 
-#: Test files that run in the second lane (``ops/dev test``: two pytest-xdist workers unless
-#: ``IBSTREAM_TEST_LANES=0``): the chaos campaigns and the 3-node cluster tests, which bring their own brokers and
+#: Test files that run in the second lane (``IBSTREAM_TEST_LANES=2 ops/dev test``: two pytest-xdist
+#: workers): the chaos campaigns and the 3-node cluster tests, which bring their own brokers and
 #: mostly wait, and the producer's and execution's integration tests (real sockets, generous waits, no market clock),
 #: about 13 minutes in all on a fresh 2-core machine. Beside them the main lane runs the unit tests and the other
 #: integration tests (about as long); the timing-sensitive end-to-end tests (UAT's 600x market clock, the demo-based
@@ -76,7 +76,7 @@ def _lane_rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist (``ops/dev test``), the main lane's order, ``LANE_ORDER`` (a stable sort: each directory
+    """Under xdist (``IBSTREAM_TEST_LANES=2``), the main lane's order, ``LANE_ORDER`` (a stable sort: each directory
     keeps its own order); every worker computes the same order, which xdist requires. In one process the order is
     pytest's own (chaos, end to end, integration, unit), the one CI has run green many times."""
     if "PYTEST_XDIST_WORKER" in os.environ:
@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Two lanes under ``--dist loadscope`` (``ops/dev test``): the ``SECOND_LANE`` files are
+    """Two lanes under ``--dist loadscope`` (``IBSTREAM_TEST_LANES=2 ops/dev test``): the ``SECOND_LANE`` files are
     one scope, everything else the other, and xdist hands each scope whole to one worker: the larger (main) to gw0,
     whose ports and state are the unshifted ones (``_lane_environment``). xdist orders its workers as they come up,
     so they are put in name order first; otherwise the main lane can land on gw1 (it did in a CI run) and skip the

@@ -442,7 +442,10 @@ def _judge_restart(
 
 CLOSE_PLAN = SessionPlan(
     "close",
-    speed=600.0,
+    # 300x, not 600x: the policy flow has only the 80 market minutes from 14:40 to the close, 8 wall seconds at 600x,
+    # when the streams worker (480 bars/s there, beside every other deployable on two cores) ran seconds behind the
+    # bars; CI runs then saw no run approved (signals made late, expired on arrival). At 300x: 16 s, 10.5 s longer.
+    speed=300.0,
     start=dt.time(13, 0),
     advance_to=dt.time(14, 40),
     minutes=205,  # until 16:25
@@ -470,7 +473,7 @@ def run_close(
     try:
         session.start()
         session.run_until(session.demo.end)
-        # 105 market minutes are 10.5 wall seconds at 600x: a loaded machine can spend them before a policy-approved
+        # 105 market minutes are 21 wall seconds at 300x: a loaded machine can spend them before a policy-approved
         # entry fills (CI: runs approved, none filled). The market runs on (up to a minute) until one of our orders
         # has a fill at ibsim; the judge says if none. (Every run of this session is approved by the policy.)
         marks["fill_after_end_s"] = session.run_until_seen(
@@ -531,7 +534,7 @@ def run_close(
     after_bars = close.figure("bars_recorded_after_close", int(number(first(ev["bars_after_close"]))))
     before = close.figure("signals_before_close", int(number(first(ev["signals_before_close"]))))
     after = close.figure("signals_after_close", int(number(first(ev["signals_after_close"]))))
-    # Informational: at 600x a pre-close signal's order can reach ibsim minutes (of market time) after 16:00,
+    # Informational: at 300x a pre-close signal's order can reach ibsim minutes (of market time) after 16:00,
     # and ibsim's 24h market fills resting DAY limit orders after the close, which IB would not.
     close.figure("ibsim_orders_created_after_close", len(late))
     close.figure("entry_fills_after_close", int(number(first(ev["entries_after_close"]))))
