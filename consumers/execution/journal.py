@@ -133,41 +133,19 @@ class Journal:
 
     def _replay(self, text: str) -> bool:
         """Apply the file's lines in order; False when its last line is torn (ignored: never acknowledged)."""
-        lines = text.splitlines()
-        complete = text.endswith("\n")
-        for number, line in enumerate(lines):
-            try:
-                record: dict[str, Any] = json.loads(line)
-            except ValueError:
-                if number == len(lines) - 1 and not complete:
-                    return False
-                raise ValueError(f"{self.path}: line {number + 1} is not a journal record") from None
-            self._apply(record)
-        self._lines = len(lines)
-        return complete or not lines
-
-    def _apply(self, record: dict[str, Any]) -> None:
-        if "in_doubt" in record:
-            self._apply_snapshot(record)
-            return
-        if "begin" in record:
-            entry = record["begin"]
-            self.in_doubt[entry["order_id"]] = InDoubt(
-                entry["order_id"], entry["symbol"], tuple(int(i) for i in entry["ib_order_ids"])
-            )
-        for order_id in record.get("settle", ()):
-            self.in_doubt.pop(order_id, None)
-        self.hwm = max(self.hwm, int(record.get("hwm", 0)))
+        loaded = replay(text, str(self.path))
+        self.hwm, self.in_doubt, self._lines = loaded.hwm, loaded.in_doubt, loaded.lines
+        return loaded.clean
 
     def _apply_snapshot(self, data: dict[str, Any]) -> None:
-        self.hwm = int(data.get("hwm", 0))
-        self.in_doubt = {
-            order_id: InDoubt(order_id, entry["symbol"], tuple(int(i) for i in entry["ib_order_ids"]))
-            for order_id, entry in data.get("in_doubt", {}).items()
-        }
+        self.hwm, self.in_doubt = int(data.get("hwm", 0)), _entries(data.get("in_doubt", {}))
 
     def _append(self, record: dict[str, Any]) -> None:
-        assert self._log is not None, "the journal is not open"
+        if self._log is None:  # written without ``open`` (tests, tools): no lock, the file as it is
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._compact()
+            self._log = self.path.open("a")
         self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._log.flush()
         os.fdatasync(self._log.fileno())
@@ -196,6 +174,60 @@ class Journal:
         if self._log is not None:
             self._log.close()
             self._log = self.path.open("a")
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a journal file holds: the high-water mark, the intents in doubt, its line count, and whether it ended
+    cleanly (False: a torn last line, ignored)."""
+
+    hwm: int
+    in_doubt: dict[str, InDoubt]
+    lines: int
+    clean: bool
+
+
+def replay(text: str, source: str = "journal") -> Replayed:
+    """Apply a journal file's lines in order (pure). A damaged line before the last is an error (ValueError)."""
+    hwm, in_doubt = 0, dict[str, InDoubt]()
+    lines = text.splitlines()
+    complete = text.endswith("\n") or not lines
+    for number, line in enumerate(lines):
+        try:
+            record: dict[str, Any] = json.loads(line)
+        except ValueError:
+            if number == len(lines) - 1 and not complete:
+                return Replayed(hwm, in_doubt, number, clean=False)
+            raise ValueError(f"{source}: line {number + 1} is not a journal record") from None
+        if "in_doubt" in record:
+            in_doubt = _entries(record["in_doubt"])
+        if "begin" in record:
+            entry = record["begin"]
+            in_doubt[entry["order_id"]] = InDoubt(
+                entry["order_id"], entry["symbol"], tuple(int(i) for i in entry["ib_order_ids"])
+            )
+        for order_id in record.get("settle", ()):
+            in_doubt.pop(order_id, None)
+        hwm = int(record["hwm"]) if "in_doubt" in record else max(hwm, int(record.get("hwm", 0)))
+    return Replayed(hwm, in_doubt, len(lines), clean=complete)
+
+
+def on_disk(path: Path) -> dict[str, Any]:
+    """A journal file's state as one snapshot (``hwm``, ``in_doubt`` by order id), without taking its lock."""
+    loaded = replay(path.read_text(), str(path))
+    return {
+        "hwm": loaded.hwm,
+        "in_doubt": {
+            e.order_id: {"symbol": e.symbol, "ib_order_ids": list(e.ib_order_ids)} for e in loaded.in_doubt.values()
+        },
+    }
+
+
+def _entries(data: dict[str, Any]) -> dict[str, InDoubt]:
+    return {
+        order_id: InDoubt(order_id, entry["symbol"], tuple(int(i) for i in entry["ib_order_ids"]))
+        for order_id, entry in data.items()
+    }
 
 
 def journal_lost(journal_empty: bool, max_ib_order_id_in_events: int) -> bool:
