@@ -73,8 +73,9 @@ __all__ = ["COMPONENT", "Executor", "State"]
 log = logging.getLogger(__name__)
 
 #: How long one loop turn waits for IB's next event when nothing happens: also how long a routed order can wait
-#: before it is polled (the routed consumer cannot wake the loop), so it bounds routed → placed.
-STEP_WAIT_SECONDS = 0.005
+#: before it is polled (the routed consumer cannot wake the loop: confluent-kafka has no wake-up call), so it bounds
+#: routed → placed, whose mean it adds half of.
+STEP_WAIT_SECONDS = 0.001
 #: How often the health snapshot is rebuilt (it counts the book's open orders: not every turn).
 SNAPSHOT_SECONDS = 0.1
 

@@ -192,7 +192,7 @@ def test_a_journal_lost_with_the_crash_is_detected_and_the_order_ib_holds_is_ado
     send(settings, crashed)
     assert process.wait(30) == -signal.SIGKILL, log.read_text()[-3000:]
     assert len([o for o in sim.orders() if o.order_ref == crashed.order_id]) == 1
-    journals = list((state_dir / "execution").glob("client-*.json"))
+    journals = list((state_dir / "execution").glob("client-*.jsonl"))
     assert journals, "the crashed executor left no journal"
     for journal in journals:
         journal.unlink()

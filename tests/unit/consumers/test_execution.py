@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -526,6 +527,57 @@ def test_journal_survives_a_restart_and_ids_only_go_up(tmp_path: Path) -> None:
     reopened.settle(["o1"])
     reopened.close()
     assert Journal(tmp_path, 21).open().in_doubt == {}
+
+
+def test_journal_ignores_a_torn_last_line_and_starts_clean_from_it(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 21).open()
+    journal.begin(InDoubt("o1", "AAPL", (11, 12)))
+    journal.close()
+    # A crash in the middle of the next append: never acknowledged, so nothing was placed on it.
+    with journal.path.open("a") as handle:
+        handle.write('{"begin":{"order_id":"o2","sym')
+    reopened = Journal(tmp_path, 21).open()
+    assert set(reopened.in_doubt) == {"o1"} and reopened.hwm == 12
+    reopened.begin(InDoubt("o3", "MSFT", (13,)))  # not joined to the torn line: it was compacted away
+    reopened.close()
+    again = Journal(tmp_path, 21).open()
+    assert set(again.in_doubt) == {"o1", "o3"} and again.hwm == 13
+    again.close()
+
+
+def test_journal_refuses_a_damaged_line_before_the_last(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, 21).open()
+    journal.begin(InDoubt("o1", "AAPL", (11,)))
+    journal.close()
+    journal.path.write_text('{"hwm":0,"in_doubt":{}}\nnot json\n{"settle":["o1"],"hwm":11}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        Journal(tmp_path, 21).open()
+
+
+def test_journal_compacts_to_one_snapshot_and_keeps_its_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("consumers.execution.journal.COMPACT_AFTER", 5)
+    journal = Journal(tmp_path, 21).open()
+    for n in range(1, 5):
+        journal.begin(InDoubt(f"o{n}", "AAPL", (10 + n,)))
+    journal.settle(["o1"])  # the file holds the snapshot and 4 begins: compacted instead of appended
+    assert len(journal.path.read_text().splitlines()) == 1
+    journal.settle(["o2"])
+    journal.raise_hwm(40)
+    journal.begin(InDoubt("o5", "MSFT", (41,)))
+    journal.close()
+    reopened = Journal(tmp_path, 21).open()
+    assert set(reopened.in_doubt) == {"o3", "o4", "o5"} and reopened.hwm == 41
+    assert reopened.in_doubt["o5"].ib_order_ids == (41,)
+
+
+def test_journal_reads_the_old_single_snapshot_file_and_replaces_it(tmp_path: Path) -> None:
+    legacy = tmp_path / "client-21.json"
+    legacy.write_text(json.dumps({"hwm": 30, "in_doubt": {"o1": {"symbol": "AAPL", "ib_order_ids": [29, 30]}}}))
+    journal = Journal(tmp_path, 21).open()
+    assert journal.hwm == 30 and journal.in_doubt["o1"].ib_order_ids == (29, 30)
+    assert not legacy.exists() and journal.path.exists()
+    journal.close()
+    assert Journal(tmp_path, 21).open().hwm == 30
 
 
 def test_journal_lock_keeps_a_second_executor_out(tmp_path: Path) -> None:

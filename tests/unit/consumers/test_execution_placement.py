@@ -4,12 +4,12 @@ an empty journal while the events record IB orders is a lost journal."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 from consumers.execution.journal import InDoubt, Journal, journal_lost
+from consumers.execution.journal import on_disk as journal_on_disk
 from consumers.execution.placement import unknown_order_refs
 from consumers.execution.reconciliation import IbSnapshot
 from consumers.execution.service import Executor
@@ -57,7 +57,7 @@ def test_a_fresh_order_is_placed_after_its_journal_entry_without_asking_ib(tmp_p
 
     def place_and_look(order_id: int, contract: Any, ticket: OrderTicket) -> bool:
         # The write-ahead rule: the ids are on disk before IB hears of them.
-        journaled_at_place.append(json.loads(executor.journal.path.read_text())["in_doubt"])
+        journaled_at_place.append(journal_on_disk(executor.journal.path)["in_doubt"])
         return place(order_id, contract, ticket)
 
     session.place_order = place_and_look  # type: ignore[method-assign]
