@@ -76,15 +76,15 @@ class Journal:
         self._lock_file = lock_file
         clean = True
         if self.path.exists():
-            clean = self._replay(self.path.read_text())
+            clean = self._replay(self.path)
         elif self._legacy_path.exists():
-            self._apply_snapshot(json.loads(self._legacy_path.read_text()))
+            self._replay(self._legacy_path)  # the old format: one snapshot, the record the new one starts with
             clean = False
-        if not clean or not self.path.exists():
-            self._compact()  # a torn last line, the old format, or no file yet: start from one clean snapshot
+        if not clean:
+            self._compact()  # a torn last line or the old format: start from one clean snapshot
         if self._legacy_path.exists():
             self._legacy_path.unlink()
-        self._log = self.path.open("a")
+        self._log = self._open_log()
         return self
 
     def close(self) -> None:
@@ -110,12 +110,7 @@ class Journal:
         """Durably record that ``entry``'s ids are about to be used (call BEFORE placing)."""
         self.in_doubt[entry.order_id] = entry
         self.hwm = max(self.hwm, *entry.ib_order_ids)
-        self._append(
-            {
-                "begin": {"order_id": entry.order_id, "symbol": entry.symbol, "ib_order_ids": list(entry.ib_order_ids)},
-                "hwm": self.hwm,
-            }
-        )
+        self._append({"begin": {"order_id": entry.order_id, **_entry_json(entry)}, "hwm": self.hwm})
 
     def settle(self, order_ids: list[str]) -> None:
         """The intents' events are committed to Kafka: they are no longer in doubt."""
@@ -131,21 +126,22 @@ class Journal:
         """Remember an id used outside ``begin`` (adopted from IB); written with the next durable change."""
         self.hwm = max(self.hwm, ib_order_id)
 
-    def _replay(self, text: str) -> bool:
+    def _replay(self, path: Path) -> bool:
         """Apply the file's lines in order; False when its last line is torn (ignored: never acknowledged)."""
-        loaded = replay(text, str(self.path))
+        loaded = replay(path.read_text(), str(path))
         self.hwm, self.in_doubt, self._lines = loaded.hwm, loaded.in_doubt, loaded.lines
         return loaded.clean
 
-    def _apply_snapshot(self, data: dict[str, Any]) -> None:
-        self.hwm, self.in_doubt = int(data.get("hwm", 0)), _entries(data.get("in_doubt", {}))
+    def _open_log(self) -> IO[str]:
+        """The append handle, on a file that starts with a snapshot (written now when there is no file yet)."""
+        if not self.path.exists():
+            self._compact()
+        return self.path.open("a")
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._log is None:  # written without ``open`` (tests, tools): no lock, the file as it is
             self.directory.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                self._compact()
-            self._log = self.path.open("a")
+            self._log = self._open_log()
         self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._log.flush()
         os.fdatasync(self._log.fileno())
@@ -153,12 +149,7 @@ class Journal:
 
     def _compact(self) -> None:
         """Rewrite the file as one snapshot line, atomically."""
-        payload = {
-            "hwm": self.hwm,
-            "in_doubt": {
-                e.order_id: {"symbol": e.symbol, "ib_order_ids": list(e.ib_order_ids)} for e in self.in_doubt.values()
-            },
-        }
+        payload = _snapshot_json(self.hwm, self.in_doubt)
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w") as handle:
             handle.write(json.dumps(payload, separators=(",", ":")) + "\n")
@@ -200,12 +191,10 @@ def replay(text: str, source: str = "journal") -> Replayed:
                 return Replayed(hwm, in_doubt, number, clean=False)
             raise ValueError(f"{source}: line {number + 1} is not a journal record") from None
         if "in_doubt" in record:
-            in_doubt = _entries(record["in_doubt"])
+            in_doubt = {order_id: _entry(order_id, data) for order_id, data in record["in_doubt"].items()}
         if "begin" in record:
-            entry = record["begin"]
-            in_doubt[entry["order_id"]] = InDoubt(
-                entry["order_id"], entry["symbol"], tuple(int(i) for i in entry["ib_order_ids"])
-            )
+            begun = _entry(record["begin"]["order_id"], record["begin"])
+            in_doubt[begun.order_id] = begun
         for order_id in record.get("settle", ()):
             in_doubt.pop(order_id, None)
         hwm = int(record["hwm"]) if "in_doubt" in record else max(hwm, int(record.get("hwm", 0)))
@@ -215,19 +204,19 @@ def replay(text: str, source: str = "journal") -> Replayed:
 def on_disk(path: Path) -> dict[str, Any]:
     """A journal file's state as one snapshot (``hwm``, ``in_doubt`` by order id), without taking its lock."""
     loaded = replay(path.read_text(), str(path))
-    return {
-        "hwm": loaded.hwm,
-        "in_doubt": {
-            e.order_id: {"symbol": e.symbol, "ib_order_ids": list(e.ib_order_ids)} for e in loaded.in_doubt.values()
-        },
-    }
+    return _snapshot_json(loaded.hwm, loaded.in_doubt)
 
 
-def _entries(data: dict[str, Any]) -> dict[str, InDoubt]:
-    return {
-        order_id: InDoubt(order_id, entry["symbol"], tuple(int(i) for i in entry["ib_order_ids"]))
-        for order_id, entry in data.items()
-    }
+def _snapshot_json(hwm: int, in_doubt: dict[str, InDoubt]) -> dict[str, Any]:
+    return {"hwm": hwm, "in_doubt": {order_id: _entry_json(entry) for order_id, entry in in_doubt.items()}}
+
+
+def _entry_json(entry: InDoubt) -> dict[str, Any]:
+    return {"symbol": entry.symbol, "ib_order_ids": list(entry.ib_order_ids)}
+
+
+def _entry(order_id: str, data: dict[str, Any]) -> InDoubt:
+    return InDoubt(order_id, data["symbol"], tuple(int(i) for i in data["ib_order_ids"]))
 
 
 def journal_lost(journal_empty: bool, max_ib_order_id_in_events: int) -> bool:
