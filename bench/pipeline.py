@@ -329,8 +329,11 @@ def _follow_quotes(
 
 
 def _last_price(control: str, symbol: str) -> float:
-    # A generous timeout: with 100 symbols on a loaded machine, ibsim answers one of these late now and then.
-    with urllib.request.urlopen(f"{control}/bars/{symbol}", timeout=30) as response:
+    # Only the last simulated minutes: the whole series since the session's open is thousands of bars per symbol,
+    # built and serialized on ibsim's event loop while it serves the feed.
+    with urllib.request.urlopen(f"{control}/state", timeout=30) as response:
+        now = float(json.loads(response.read())["sim_epoch"])
+    with urllib.request.urlopen(f"{control}/bars/{symbol}?start={now - 300:.0f}", timeout=30) as response:
         bars = json.loads(response.read())
     return float(bars[-1]["close"])
 
