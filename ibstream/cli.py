@@ -377,6 +377,9 @@ def _add_chaos(commands: _Commands) -> None:
     chaos.add_argument("--rate", type=float, default=2000.0, help="quotes per second across all symbols (default 2000)")
     chaos.add_argument("--seed", type=int, default=1, help="fault schedule seed: the same seed, the same faults")
     chaos.add_argument("--faults", default=None, help="comma-separated fault kinds (default: all)")
+    chaos.add_argument(
+        "--max-faults", type=int, default=None, help="at most this many faults, the schedule's first (default: all)"
+    )
     chaos.add_argument("--symbols", nargs="*", default=None, help="symbols to trade (default: the simulator's ten)")
     chaos.add_argument("--speed", type=float, default=None, help="simulated seconds per wall second")
     chaos.add_argument("--dir", default=None, help="state directory (default: a new temporary one)")

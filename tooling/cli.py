@@ -104,6 +104,7 @@ def chaos(args: argparse.Namespace) -> int:
         rate=args.rate,
         seed=args.seed,
         kinds=[kind for kind in args.faults.split(",") if kind] if args.faults else None,
+        max_faults=args.max_faults,
         symbols=tuple(args.symbols) if args.symbols else ChaosConfig().symbols,
         speed=args.speed,
         directory=Path(args.dir) if args.dir else None,

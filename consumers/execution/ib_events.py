@@ -123,6 +123,7 @@ class OrderEvents:
                 avg_fill_price=update.avg_fill_price or None,
                 perm_id=update.perm_id or None,
                 broker_status=update.status,
+                at=update.received_time,
             )
 
     def on_position(self, update: events.PositionUpdate) -> None:

@@ -82,11 +82,13 @@ class Reporter:
         *,
         source: ExecutionSource = ExecutionSource.LIVE,
         reconciliation: str | None = None,
+        at: dt.datetime | None = None,
         **fields: Any,
     ) -> None:
-        """Run the state machine for one reported status; publish the event it yields."""
+        """Run the state machine for one reported status; publish the event it yields. ``at``: when the status
+        became known (an IB message's arrival); default now."""
         step = self.ctx.book.report(
-            order_id, leg, status, now=utc_now(), source=source, reconciliation=reconciliation, **fields
+            order_id, leg, status, now=at or utc_now(), source=source, reconciliation=reconciliation, **fields
         )
         if step.impossible is not None:
             self.m_impossible.add(1)

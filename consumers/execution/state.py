@@ -32,6 +32,9 @@ class LegState:
     broker_status: str | None = None
     #: The id of the last event recorded for this leg: the same fact is never published twice in a row.
     last_event_id: str | None = None
+    #: The time of that event: a leg's events never go back in time (an IB answer stamped on arrival by the reader
+    #: thread can precede, by microseconds, the time our loop stamped on the placeOrder that caused it).
+    last_event_time: dt.datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -88,6 +91,7 @@ class Book:
         leg.avg_fill_price = event.avg_fill_price
         leg.broker_status = event.broker_status
         leg.last_event_id = event.event_id
+        leg.last_event_time = event.event_time
         if event.status is OrderStatus.PENDING_SUBMIT:
             leg.quantity = event.filled_quantity + event.remaining_quantity
 
@@ -167,6 +171,9 @@ class Book:
         state.perm_id = perm_id or state.perm_id
         state.broker_status = broker_status or state.broker_status
         state.last_event_id = identity
+        if state.last_event_time is not None and now < state.last_event_time:
+            now = state.last_event_time
+        state.last_event_time = now
         event = OrderEvent(
             event_id=identity,
             order_id=order_id,

@@ -32,9 +32,10 @@ from ibstream.exceptions import IbstreamError
 from ibstream.kafka.clients import (
     OffsetError,
     commit_offsets,
+    create_admin,
     create_consumer,
     create_producer,
-    high_watermark,
+    end_offsets,
     is_fatal,
 )
 from ibstream.kafka.records import DeadLetterRouter, RecordProducer, codec_from_settings, decode_message
@@ -102,6 +103,8 @@ class WarehouseSink:
         self.last_poll = time.monotonic()
         self._partitions_seen: set[tuple[str, int]] = set()
         self._lag_watch = LagWatch()
+        # Lag lookups on a client of their own: on the consumer's connection they would wait behind its fetches.
+        self._offsets_client = create_admin(settings)
 
     def _create_consumer(self) -> Any:
         return create_consumer(
@@ -334,14 +337,21 @@ class WarehouseSink:
         if now - self._last_progress < PROGRESS_INTERVAL_S:
             return
         self._last_progress = now
+        due = self._lag_watch.take()
+        try:
+            highs = end_offsets(self._offsets_client, due, timeout=2.0)
+        except Exception as error:  # lag is observability: never let it stop the sink
+            log.warning("end offset lookup failed", extra={"partitions": len(due), "error": str(error)})
+            highs = {}
+        if len(highs) < len(due):
+            log.warning(
+                "end offsets not found; those partitions are measured next time",
+                extra={"partitions": len(due) - len(highs)},
+            )
         rows = []
-        for (topic, partition), next_offset in self._lag_watch.take().items():
-            try:
-                high = high_watermark(self.consumer, topic, partition, timeout=2.0)
-            except Exception as error:  # lag is observability: never let it stop the sink
-                log.warning(
-                    "watermark lookup failed", extra={"topic": topic, "partition": partition, "error": str(error)}
-                )
+        for (topic, partition), next_offset in due.items():
+            high = highs.get((topic, partition))
+            if high is None:
                 self._lag_watch.measured((topic, partition), next_offset, None)
                 continue
             lag = max(high - next_offset, 0)

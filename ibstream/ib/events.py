@@ -6,7 +6,8 @@ own thread, so no deployable state is ever touched from ibapi's thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 
 from ibstream.ib.codes import CodeKind
 
@@ -121,6 +122,9 @@ class OrderStatusUpdate:
     last_fill_price: float
     client_id: int
     why_held: str
+    #: When the message reached us (ibapi's reader thread builds the event on arrival): the time IB's answer is
+    #: known, recorded as its order event's time rather than the later moment the executor's loop gets to it.
+    received_time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,6 +171,8 @@ def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_le
             *SYMBOLS,
             "--faults",
             ",".join(CLUSTER_FAULTS),
+            "--max-faults",
+            "1",
             "--dir",
             str(tmp_path / "run"),
             "--json",
@@ -180,10 +182,10 @@ def test_a_cluster_campaign_loses_no_bar_decision_or_order_when_the_partition_le
     )
     report = _report(out, result)
     assert report["error"] is None, result.stdout[-4000:]
-    assert report["brokers"] == 3 and "--brokers 3" in report["replay"]
+    assert report["brokers"] == 3 and "--brokers 3" in report["replay"] and "--max-faults 1" in report["replay"]
     assert report["violations"] == [], result.stdout[-6000:]
     assert report["ok"] and result.returncode == 0
-    assert report["faults"], "no leader was killed"
+    assert len(report["faults"]) == 1, "one leader kill: no more, no less"
     first = report["faults"][0]
     assert first["kind"] == "leader_kill_execution" and first["error"] is None and first["recovery_seconds"] is not None
     led, also_led, successor = first["notes"][:3]

@@ -75,6 +75,13 @@ def test_a_cluster_schedule_adds_leader_kills_and_rolling_restarts_which_need_a_
     assert kills and all(fault.params["hold_seconds"] >= 2.0 for fault in kills)
 
 
+def test_a_limited_schedule_keeps_its_first_faults_at_their_times() -> None:
+    whole = build_schedule(14, 90.0, ["leader_kill_execution"], brokers=3)
+    assert len(whole) > 1  # a 90 s window has room for several: each costs a node restart under load
+    assert build_schedule(14, 90.0, ["leader_kill_execution"], brokers=3, limit=1) == whole[:1]
+    assert build_schedule(14, 90.0, ["leader_kill_execution"], brokers=3, limit=0) == []
+
+
 def test_schedule_rejects_unknown_kinds_and_fits_the_window() -> None:
     with pytest.raises(ValueError, match="unknown fault kinds"):
         build_schedule(1, 120.0, ["kill_everything"])

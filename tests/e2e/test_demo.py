@@ -20,15 +20,17 @@ pytestmark = pytest.mark.integration
 
 def test_one_market_hour_through_every_deployable(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, state_dir=tmp_path)
-    # Signals stay actionable for 2 market hours (12 wall seconds at 600x): the default half hour is 3 wall seconds,
-    # which a loaded machine spends between a run awaiting approval and orchestration reading the approval.
+    # Signals stay actionable for 4 market hours (24 wall seconds at 600x): the default half hour is 3 wall seconds.
+    # At two hours a loaded machine lost most runs: orchestration read a signal ~3 s after it was made (it shares a
+    # fetch loop with the bars), planning, the sink landing the run in the warehouse, the trader's approval through
+    # the API and orchestration reading it took 3-6 s more, and a run still waiting for approval at expiry ends.
     config = DemoConfig(
         speed=600.0,
         session_minutes=75,
         fault_at=dt.time(10, 0),
         live_view=False,
         directory=tmp_path / "demo",
-        signal_expiry_seconds=2 * 3600,
+        signal_expiry_seconds=4 * 3600,
     )
     demo = Demo(config, settings)
     try:

@@ -172,15 +172,16 @@ def _placed_at_ibsim(demo: Demo, timeout: float = 30.0) -> list[dict[str, Any]]:
 def test_the_pipeline_runs_with_one_principal_per_deployable(sasl_broker: SaslBroker, tmp_path: Path) -> None:
     settings = sasl_broker.admin_settings.with_overrides(state_dir=tmp_path)
     # Four market hours (24 wall seconds at 600x): the strategies need about an hour of bars before their first
-    # signal. Signals stay actionable two market hours (12 wall seconds): time for the sink to land a run in the
-    # warehouse and the demo's trader to approve it through the API on a loaded machine.
+    # signal. Signals stay actionable four market hours (24 wall seconds): time for the sink to land a run in the
+    # warehouse and the demo's trader to approve it through the API on a loaded machine (at two hours, runs expired
+    # while awaiting approval and no order was placed in a CI run; see test_demo).
     config = DemoConfig(
         speed=600.0,
         session_minutes=240,
         fault_at=None,
         live_view=False,
         directory=tmp_path / "demo",
-        signal_expiry_seconds=7200,
+        signal_expiry_seconds=4 * 3600,
     )
     demo = IdentityDemo(config, settings)
     demo.broker = sasl_broker

@@ -69,6 +69,7 @@ class ChaosConfig:
     seed: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     kinds: list[str] | None = None  # fault kinds (default: the whole catalogue)
+    max_faults: int | None = None  # at most this many faults, the schedule's first (default: as many as fit)
     speed: float | None = None  # simulated seconds per wall second (default: the run stays inside one session)
     directory: Path | None = None
     #: Extra environment of the execution process (test hooks), and hooks for its first start only.
@@ -187,7 +188,9 @@ class Campaign:
         self.log = log
         self.directory = config.directory or Path(tempfile.mkdtemp(prefix="ibstream-chaos-"))
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.schedule = build_schedule(config.seed, config.duration, config.kinds, brokers=config.brokers)
+        self.schedule = build_schedule(
+            config.seed, config.duration, config.kinds, brokers=config.brokers, limit=config.max_faults
+        )
         self.outcomes: list[FaultOutcome] = []
         self.unexpected_exits: list[dict[str, Any]] = []
         self.throughput: list[tuple[float, int, int]] = []  # (t, quotes, bars) high-water sums
@@ -915,7 +918,8 @@ class Campaign:
             "replay": f"ibstream chaos --minutes {self.config.minutes:g} --rate {self.config.rate:g} "
             f"--seed {self.config.seed}"
             + (f" --brokers {self.config.brokers}" if self.config.brokers > 1 else "")
-            + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else ""),
+            + (f" --faults {','.join(self.config.kinds)}" if self.config.kinds else "")
+            + (f" --max-faults {self.config.max_faults}" if self.config.max_faults is not None else ""),
             "faults": [o.to_json() for o in self.outcomes],
             # The timeline's raw series: (t, quotes, bars) high watermarks, exits, orders routed (t since t0).
             "throughput_samples": [[round(t, 2), q, b] for t, q, b in self.timeline_samples],

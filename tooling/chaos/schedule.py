@@ -109,13 +109,16 @@ def build_schedule(
     cooldown: float | None = None,
     spacing: float = 12.0,
     brokers: int = 1,
+    limit: int | None = None,
 ) -> list[Fault]:
     """Faults spread over ``[warmup, duration - cooldown]`` wall seconds (default: up to 20 s and 25 s), at least
     ``spacing`` apart.
 
     Every kind in ``kinds`` (default: the whole catalogue of a campaign on ``brokers`` brokers) appears once, in a
     seeded order; if the window has room for more, further faults are drawn from the same kinds. Times are jittered
-    inside their slot.
+    inside their slot. ``limit`` keeps only the first faults of that schedule (each at the time it would have had):
+    a fault as costly as a cluster node's restart under load (most of a minute) leaves room for no second one in a
+    CI campaign, and one more would only push its end back.
     """
     known = fault_catalogue(brokers)
     chosen = list(kinds or known)
@@ -142,4 +145,4 @@ def build_schedule(
     for index, kind in enumerate(order):
         jitter = rng.uniform(0.0, max(0.0, slot - spacing * 0.75)) if slot > spacing * 0.75 else 0.0
         faults.append(Fault(index, round(warmup + index * slot + jitter, 1), kind, _params(kind, rng)))
-    return faults
+    return faults if limit is None else faults[:limit]

@@ -4,7 +4,9 @@ an empty journal while the events record IB orders is a lost journal."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,11 @@ from consumers.execution.placement import unknown_order_refs
 from consumers.execution.reconciliation import IbSnapshot
 from consumers.execution.service import Executor
 from ibstream.config import load_settings
-from ibstream.contracts import Alert
+from ibstream.contracts import Alert, OrderEvent
 from ibstream.contracts.enums import OrderLeg, OrderStatus, Side
 from ibstream.ib.session import OrderTicket
 from tests.fake_ib import FakeIbSession
-from tests.unit.consumers.test_execution import detail, open_order
+from tests.unit.consumers.test_execution import detail, open_order, status
 from tests.unit.consumers.test_execution_decisions import decision, message, routed
 
 
@@ -146,3 +148,31 @@ def test_a_lost_journal_alerts_and_ids_continue_above_the_books(tmp_path: Path) 
     executor.outbox.records.clear()
     executor._check_journal()
     assert not [r for _, r, _ in executor._outbox if isinstance(r, Alert)]
+
+
+def test_an_ib_answer_is_recorded_at_its_arrival_and_never_before_the_event_it_answers(tmp_path: Path) -> None:
+    executor, session = executor_on(tmp_path, AskCounter())
+    order_id = handle(executor)
+    parent_id = session.placed[0][0]
+
+    def recorded(status: OrderStatus) -> list[OrderEvent]:
+        return [
+            record
+            for _, record, _ in executor._outbox
+            if isinstance(record, OrderEvent)
+            and (record.order_id, record.leg, record.status) == (order_id, OrderLeg.PARENT, status)
+        ]
+
+    (pending,) = recorded(OrderStatus.PENDING_SUBMIT)
+    # The executor's loop handles the answer later than it arrived: the event keeps the arrival time.
+    arrived = pending.event_time + dt.timedelta(milliseconds=2)
+    executor.order_events.handle(replace(status(parent_id, "Submitted", 0, 10), received_time=arrived))
+    (acknowledged,) = recorded(OrderStatus.ACKNOWLEDGED)
+    assert acknowledged.event_time == arrived
+    # An answer stamped (by the reader thread) before the loop stamped the placeOrder it answers keeps the leg's
+    # events in order: it takes the time of the event before it.
+    executor.order_events.handle(
+        replace(status(parent_id, "Filled", 10, 0), received_time=pending.event_time - dt.timedelta(milliseconds=1))
+    )
+    (filled,) = recorded(OrderStatus.FILLED)
+    assert filled.event_time == arrived
