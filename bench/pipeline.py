@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         # Intents go to the first ten symbols only: ibsim's bar history of all of 100 is slow to fetch under load,
         # and the quote load (what the latency goal is about) comes from every symbol anyway.
         traded = symbols[: len(SYMBOLS)]
-        prices = {symbol: _last_price(control, symbol) for symbol in traded}
+        with urllib.request.urlopen(f"{control}/state", timeout=30) as response:
+            sim_now = float(json.loads(response.read())["sim_epoch"])
+        prices = {symbol: _last_price(control, symbol, sim_now) for symbol in traded}
         sent = 0
         started = time.monotonic()
         interval = 1.0 / args.intents_per_second
@@ -250,16 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         delete_topics(admin, [layout.name for layout in layouts])
 
     decision_lag = [(d.decided_time - d.intent_time).total_seconds() * 1000 for d, _ in decisions]
-    acked = {
-        e.order_id: e.event_time for e, _ in events if e.status is OrderStatus.ACKNOWLEDGED and e.leg.value == "parent"
-    }
+    acks = [(e, ts) for e, ts in events if e.status is OrderStatus.ACKNOWLEDGED and e.leg.value == "parent"]
+    acked = {e.order_id: e.event_time for e, _ in acks}
     # When the acknowledged event left execution for Kafka (the record's timestamp, set as it is produced, in the
     # transaction that commits it): the ack as the rest of the pipeline can first see it.
-    ack_published = {
-        e.order_id: dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC)
-        for e, timestamp_ms in events
-        if e.status is OrderStatus.ACKNOWLEDGED and e.leg.value == "parent"
-    }
+    ack_published = {e.order_id: dt.datetime.fromtimestamp(ts / 1000, dt.UTC) for e, ts in acks}
     # The parent's placeOrder (its pending_submit event) splits routed → ack into execution's part (poll, approval
     # check, journal) and the round trip to IB and back into execution's loop.
     placed = {
@@ -328,11 +325,9 @@ def _follow_quotes(
         consumer.close()
 
 
-def _last_price(control: str, symbol: str) -> float:
-    # Only the last simulated minutes: the whole series since the session's open is thousands of bars per symbol,
-    # built and serialized on ibsim's event loop while it serves the feed.
-    with urllib.request.urlopen(f"{control}/state", timeout=30) as response:
-        now = float(json.loads(response.read())["sim_epoch"])
+def _last_price(control: str, symbol: str, now: float) -> float:
+    # Only the last simulated minutes before ``now``: the whole series since the session's open is thousands of bars
+    # per symbol, built and serialized on ibsim's event loop while it serves the feed.
     with urllib.request.urlopen(f"{control}/bars/{symbol}?start={now - 300:.0f}", timeout=30) as response:
         bars = json.loads(response.read())
     return float(bars[-1]["close"])

@@ -343,11 +343,12 @@ class WarehouseSink:
         except Exception as error:  # lag is observability: never let it stop the sink
             log.warning("end offset lookup failed", extra={"partitions": len(due), "error": str(error)})
             highs = {}
-        if len(highs) < len(due):
-            log.warning(
-                "end offsets not found; those partitions are measured next time",
-                extra={"partitions": len(due) - len(highs)},
-            )
+        else:
+            if len(highs) < len(due):
+                log.warning(
+                    "end offsets not found; those partitions are measured next time",
+                    extra={"partitions": len(due) - len(highs)},
+                )
         rows = []
         for (topic, partition), next_offset in due.items():
             high = highs.get((topic, partition))
